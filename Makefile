@@ -1,0 +1,54 @@
+# Two commands do all the set-up: `make demo` and `make test`. Every target
+# creates and reuses the virtualenv in .venv, and runs Dagster on an embedded
+# SQLite instance under .dagster_home inside the checkout.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export CRUCIBLE_ARTIFACTS_DIR ?= $(CURDIR)/artifacts
+
+.PHONY: demo test lint fmt bench ui ui-postgres clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,examples]'
+	@touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster job execute -f definitions.py -j classifier_comparison
+	@$(BIN)/python -m crucible_dagster.contrib.demo_summary classifier_comparison
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=600
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy crucible_dagster definitions.py
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m benchmarks
+
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# Same UI on PostgreSQL: every connection field comes from the environment
+# (CRUCIBLE_PG_HOST, CRUCIBLE_PG_PORT, CRUCIBLE_PG_USER, CRUCIBLE_PG_PASSWORD, CRUCIBLE_PG_DB).
+ui-postgres: $(STAMP)
+	@mkdir -p $(CURDIR)/.dagster_home_pg && cp dagster.postgres.yaml $(CURDIR)/.dagster_home_pg/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf $(VENV) .dagster_home .dagster_home_pg artifacts reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""crucible_dagster: the Crucible experiment framework as a Dagster plugin.
+
+``import crucible_dagster`` is light and never imports dagster; the Dagster adapter
+is ``crucible_dagster.dagster_plugin``.
+"""
+
+from crucible_dagster.core.context import Context
+from crucible_dagster.core.ir import Experiment, OutputSpec, StageDef
+from crucible_dagster.core.loading import dump_experiment, load_experiment, loads_experiment
+from crucible_dagster.core.problems import ExperimentError, Problem
+from crucible_dagster.core.registry import Registry
+from crucible_dagster.core.runner import PipelineFailed, RunResult, StageFailure, run
+from crucible_dagster.core.stage import Stage, StageError, StageOptions
+
+__all__ = [
+    "Context",
+    "Experiment",
+    "ExperimentError",
+    "OutputSpec",
+    "PipelineFailed",
+    "Problem",
+    "Registry",
+    "RunResult",
+    "Stage",
+    "StageDef",
+    "StageError",
+    "StageFailure",
+    "StageOptions",
+    "dump_experiment",
+    "load_experiment",
+    "loads_experiment",
+    "run",
+]

@@ -1,0 +1,216 @@
+"""The ``crucible`` command: validate, run, stages, schema, diff. Runs without Dagster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crucible_dagster.core.checking import check_file
+from crucible_dagster.core.jsonsafe import to_jsonable
+from crucible_dagster.core.loading import experiment_files, experiment_json_schema
+from crucible_dagster.core.problems import ExperimentError
+from crucible_dagster.core.registry import Registry, StageResolutionError
+from crucible_dagster.core.schema import schema_to_json
+from crucible_dagster.core.stage import VALIDATE_MODES
+
+
+def _expand(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        files.extend(experiment_files(path) if path.is_dir() else [path])
+    return files
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    files = _expand(args.paths)
+    if not files:
+        print("no experiment files found", file=sys.stderr)
+        return 1
+    bad = 0
+    for path in files:
+        checked = check_file(path)
+        for problem in checked.problems:
+            print(problem)
+        bad += not checked.ok
+    if not args.quiet:
+        print(f"{len(files) - bad} valid, {bad} invalid", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        stage, dot, option = key.partition(".")
+        if not sep or not dot or not stage or not option:
+            raise SystemExit(f"--set expects stage.option=value, got {item!r}")
+        overrides.setdefault(stage, {})[option] = yaml.safe_load(raw) if raw else None
+    return overrides
+
+
+class _Progress:
+    """Prints one line per stage to stderr so a person sees the run move."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.index = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "stage_started":
+            self.index += 1
+            print(f"[{self.index}/{self.total}] {event['stage']} ...", file=sys.stderr, flush=True)
+        elif kind == "stage_completed":
+            print(f"      {event['stage']} ok ({event['duration_ms']:.0f} ms)", file=sys.stderr, flush=True)
+        elif kind == "stage_skipped":
+            self.index += 1
+            print(f"[{self.index}/{self.total}] {event['stage']} skipped (disabled)", file=sys.stderr, flush=True)
+        elif kind == "stage_failed":
+            print(f"      {event['stage']} FAILED: {event['message']}", file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from crucible_dagster.core.runner import run
+
+    checked = check_file(args.path)
+    if checked.experiment is None:
+        for problem in checked.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    experiment = checked.experiment
+    overrides = _parse_set(args.set or [])
+    if overrides:
+        names = {s.name for s in experiment.pipeline}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            print(f"--set names unknown stage(s) {unknown}; stages: {sorted(names)}", file=sys.stderr)
+            return 2
+        pipeline = [s.model_copy(update={"options": {**s.options, **overrides.get(s.name, {})}}) for s in experiment.pipeline]
+        experiment = experiment.model_copy(update={"pipeline": pipeline})
+    result = run(
+        experiment,
+        run_id=args.run_id,
+        validate_options=args.validate_options,
+        sinks=[] if args.json else [_Progress(len(experiment.pipeline))],
+    )
+    if args.json:
+        print(json.dumps(to_jsonable(dict(result.context.metrics)), indent=2))
+    else:
+        print(f"run {result.context.run_id}: {result.status}", file=sys.stderr)
+        if result.run_dir:
+            print(f"run directory: {result.run_dir}", file=sys.stderr)
+    if result.failure is not None:
+        print(f"failed at stage {result.failure.stage!r}: {result.failure.error_type}: {result.failure.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _format_type(spec: Any) -> str:
+    return json.dumps(spec) if not isinstance(spec, str) else spec
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    registry = Registry.default()
+    if args.name:
+        try:
+            cls = registry.resolve(args.name)
+        except StageResolutionError as exc:
+            print(f"Unknown stage: {args.name}: {exc}", file=sys.stderr)
+            return 1
+        schema = schema_to_json(cls.describe())
+        if args.json:
+            print(json.dumps([{"name": args.name, "module": cls.qualified_name(), "schema": schema}], indent=2))
+            return 0
+        print(f"Stage: {args.name}\nModule: {cls.qualified_name()}")
+        for key in ("version", "__schema_version__"):
+            if schema.get(key):
+                print(f"{'Version' if key == 'version' else 'Schema Version'}: {schema[key]}")
+        print(f"Description: {schema['description']}")
+        defaults = schema.get("defaults", {})
+        for title, keys in (("Required options", schema["required"]), ("Optional options", schema["optional"])):
+            print(f"\n{title}:")
+            if not keys:
+                print("  (none)")
+            for key in keys:
+                spec = schema["types"].get(key)
+                line = f"  {key:<18} {_format_type(spec) if spec is not None else '(unspecified)'}"
+                if key in defaults:
+                    line += f" (default: {json.dumps(defaults[key])})"
+                print(line)
+        if schema.get("__extensions__"):
+            print("\nExtensions:")
+            print(json.dumps(schema["__extensions__"], indent=2))
+        return 0
+    rows = [{**row, "schema": schema_to_json(row["schema"])} for row in registry.describe_all()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No stages registered. Install a package that provides the 'crucible_dagster.stages' entry point.")
+        return 0
+    print("Available Stages:")
+    for row in rows:
+        schema = row["schema"]
+        print(f"\n{row['name']} ({row['module']})")
+        print(f"  Description: {schema['description']}")
+        print(f"  Required: {', '.join(schema['required']) or '(none)'}")
+        print(f"  Optional: {', '.join(schema['optional']) or '(none)'}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(experiment_json_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crucible", description="Run and check Crucible experiments without Dagster.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check experiment files; exit 1 if any is invalid")
+    p.add_argument("paths", nargs="+", help="files or folders")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run one experiment standalone")
+    p.add_argument("path")
+    p.add_argument("--set", action="append", metavar="STAGE.OPTION=VALUE", help="override a stage option (YAML value)")
+    p.add_argument("--validate-options", choices=VALIDATE_MODES, default="error")
+    p.add_argument("--run-id")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("stages", help="list registered stages or show one schema")
+    p.add_argument("--name", "-n")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of experiment files")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ExperimentError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Full validation of an experiment file: structure, stage resolution and stage options.
+
+The same problems are shown by ``crucible validate``, by ``definitions.py`` in the
+Dagster UI and in the logs, so the wording lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crucible_dagster.core.ir import Experiment
+from crucible_dagster.core.loading import LocatedDocument, experiment_from_document, read_document
+from crucible_dagster.core.problems import ExperimentError, Problem, format_loc
+from crucible_dagster.core.registry import Registry, StageResolutionError
+from crucible_dagster.core.runner import PLACEHOLDER
+
+
+@dataclass
+class CheckedFile:
+    path: Path
+    experiment: Experiment | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.experiment is not None and not self.problems
+
+
+def _has_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return PLACEHOLDER.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(_has_placeholder(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_placeholder(v) for v in value)
+    return False
+
+
+def _first_values(parameters: Any) -> dict[str, Any]:
+    if not isinstance(parameters, Mapping):
+        return {}
+    return {k: (v[0] if isinstance(v, list) and v else v) for k, v in parameters.items()}
+
+
+def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
+    """Resolve every stage of the raw pipeline and validate its options; works even when the IR is invalid."""
+    from crucible_dagster.core.runner import substitute_params
+    from crucible_dagster.core.stage import StageError
+
+    data = doc.data if isinstance(doc.data, Mapping) else {}
+    key = "pipeline" if "pipeline" in data else "stages"
+    pipeline = data.get(key)
+    if not isinstance(pipeline, list):
+        return []
+    extra = data.get("registry")
+    if isinstance(extra, Mapping) and all(isinstance(v, str) for v in extra.values()):
+        registry = registry.with_stages({str(k): v for k, v in extra.items()})
+    params = _first_values(data.get("parameters"))
+    problems = []
+    for index, entry in enumerate(pipeline):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            continue
+        ref = entry.get("module") or entry["name"]
+        ref_key = "module" if entry.get("module") else "name"
+        if not isinstance(ref, str):
+            continue
+        try:
+            stage_cls = registry.resolve(ref)
+        except StageResolutionError as exc:
+            loc = (key, index, ref_key)
+            problems.append(doc.problem(loc, format_loc(loc), str(exc)))
+            continue
+        options = entry.get("options") or {}
+        if not isinstance(options, Mapping):
+            continue
+        if _has_placeholder(options):
+            try:
+                options = substitute_params(options, params)
+            except StageError as exc:
+                loc = (key, index, "options")
+                problems.append(doc.problem(loc, format_loc(loc), str(exc)))
+                continue
+        for error in stage_cls.option_errors(options):
+            field_path, _, message = error.partition(": ")
+            option_key = field_path.split(".")[0].split("[")[0]
+            loc: tuple[str | int, ...] = (key, index, "options", option_key) if option_key in options else (key, index, "options")
+            problems.append(doc.problem(loc, f"{format_loc((key, index, 'options'))}.{field_path}", message))
+    return problems
+
+
+def check_document(doc: LocatedDocument, registry: Registry | None = None) -> tuple[Experiment | None, list[Problem]]:
+    registry = registry or Registry.default()
+    experiment = None
+    problems: list[Problem] = []
+    try:
+        experiment = experiment_from_document(doc)
+    except ExperimentError as exc:
+        problems.extend(exc.problems)
+    problems.extend(stage_problems(doc, registry))
+    problems.sort(key=lambda p: (p.line or 0, p.field))
+    return (experiment if not problems else None), problems
+
+
+def check_file(path: str | Path, registry: Registry | None = None) -> CheckedFile:
+    path = Path(path)
+    try:
+        doc = read_document(path)
+    except ExperimentError as exc:
+        return CheckedFile(path, None, exc.problems)
+    experiment, problems = check_document(doc, registry)
+    return CheckedFile(path, experiment, problems)
+
+
+def load_checked(path: str | Path, registry: Registry | None = None) -> Experiment:
+    """Load and fully validate one file; raises ExperimentError with every problem."""
+    checked = check_file(path, registry)
+    if checked.experiment is None:
+        raise ExperimentError(checked.problems)
+    return checked.experiment

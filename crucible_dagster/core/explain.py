@@ -1,0 +1,201 @@
+"""Turn pydantic validation errors into 'expected X, got Y' sentences a user can act on."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Literal, Union, get_args, get_origin
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+
+from crucible_dagster.core.problems import format_loc, short_repr
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "list": "a list",
+    "dict": "a mapping",
+    "model": "a mapping",
+    "datetime": "an ISO-8601 date-time",
+}
+
+
+def _strip_optional(annotation: Any) -> Any:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _strip_optional(args[0])
+    if origin is typing.Annotated:
+        return _strip_optional(get_args(annotation)[0])
+    return annotation
+
+
+def field_at(model: type[BaseModel], loc: Sequence[str | int]) -> FieldInfo | None:
+    """Follow ``loc`` through nested models and containers to the field it names."""
+    current: Any = model
+    info: FieldInfo | None = None
+    for part in loc:
+        current = _strip_optional(current)
+        if isinstance(part, int):
+            args = get_args(current)
+            current = args[0] if args else Any
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = current.model_fields
+            by_alias = {f.alias: f for f in fields.values() if f.alias}
+            info = fields.get(part) or by_alias.get(part)
+            if info is None:
+                return None
+            current = info.annotation
+        elif get_origin(current) is dict:
+            args = get_args(current)
+            current = args[1] if len(args) == 2 else Any
+        else:
+            return None
+    return info
+
+
+def model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class whose fields live at ``loc`` (for listing valid keys)."""
+    current: Any = model
+    for part in loc:
+        current = _strip_optional(current)
+        if isinstance(part, int):
+            args = get_args(current)
+            current = args[0] if args else None
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            fields = current.model_fields
+            by_alias = {f.alias: f for f in fields.values() if f.alias}
+            info = fields.get(part) or by_alias.get(part)
+            current = info.annotation if info else None
+        elif get_origin(current) is dict:
+            args = get_args(current)
+            current = args[1] if len(args) == 2 else None
+        else:
+            return None
+    current = _strip_optional(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _bounds(info: FieldInfo | None) -> str:
+    if info is None:
+        return ""
+    low = high = None
+    low_strict = high_strict = False
+    for meta in info.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            low = meta.ge
+        elif isinstance(meta, annotated_types.Gt):
+            low, low_strict = meta.gt, True
+        elif isinstance(meta, annotated_types.Le):
+            high = meta.le
+        elif isinstance(meta, annotated_types.Lt):
+            high, high_strict = meta.lt, True
+    if low is not None and high is not None:
+        if not (low_strict or high_strict):
+            return f" between {low} and {high}"
+        return f" in {'(' if low_strict else '['}{low}, {high}{')' if high_strict else ']'}"
+    if low is not None:
+        return f" {'>' if low_strict else '>='} {low}"
+    if high is not None:
+        return f" {'<' if high_strict else '<='} {high}"
+    return ""
+
+
+def describe_annotation(annotation: Any) -> str:
+    """A short English phrase for a type: 'a number', 'one of: a, b', 'a list of integers'."""
+    annotation = _strip_optional(annotation)
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return "one of: " + ", ".join(str(a) for a in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return "one of: " + ", ".join(str(m.value) for m in annotation)
+    if origin in (list, tuple, set):
+        args = get_args(annotation)
+        inner = describe_annotation(args[0]) if args else "values"
+        return f"a list of {inner}"
+    if origin is dict:
+        return "a mapping"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
+    """Return ``(field_path, message)`` for one pydantic error."""
+    loc = list(err["loc"])
+    kind = err["type"]
+    ctx: dict[str, Any] = dict(err.get("ctx") or {})
+    got = short_repr(err.get("input"))
+    field_path = ctx.get("field") or format_loc(loc)
+    info = field_at(model, loc)
+
+    if kind == "missing":
+        return field_path, "expected a value (this field is required), got nothing"
+    if kind == "extra_forbidden":
+        parent = model_at(model, loc[:-1])
+        key = str(loc[-1])
+        if parent is not None:
+            valid = sorted(f.alias or n for n, f in parent.model_fields.items())
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return field_path, f"unknown field {key!r}; expected one of: {', '.join(valid)}{hint}"
+        return field_path, f"unknown field {key!r}"
+    if kind in ("literal_error", "enum"):
+        expected = ctx.get("expected", "")
+        if info is not None:
+            expected = describe_annotation(info.annotation).removeprefix("one of: ")
+            if get_origin(_strip_optional(info.annotation)) is list:
+                args = get_args(_strip_optional(info.annotation))
+                expected = describe_annotation(args[0]).removeprefix("one of: ") if args else expected
+        return field_path, f"expected one of: {expected}, got {got}"
+    if kind in (
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "int_parsing",
+        "int_type",
+        "int_from_float",
+        "float_parsing",
+        "float_type",
+        "finite_number",
+    ):
+        base = "an integer" if kind.startswith("int") else "a number"
+        if info is not None:
+            described = describe_annotation(info.annotation)
+            if described in ("an integer", "a number"):
+                base = described
+        return field_path, f"expected {base}{_bounds(info)}, got {got}"
+    if kind in ("too_short", "too_long"):
+        expected = {
+            "too_short": f"at least {ctx.get('min_length')} item(s)",
+            "too_long": f"at most {ctx.get('max_length')} item(s)",
+        }[kind]
+        return field_path, f"expected {expected}, got {got}"
+    if kind == "string_too_short":
+        return field_path, f"expected a non-empty string, got {got}"
+    if kind == "string_pattern_mismatch":
+        return field_path, f"expected a string matching {ctx.get('pattern')!r}, got {got}"
+    if kind in ("value_error", "assertion_error"):
+        message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        return field_path, message
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        word = kind.split("_")[0]
+        expected = _TYPE_WORDS.get(word)
+        if info is not None and (expected is None or kind in ("model_type", "dict_type")):
+            expected = describe_annotation(info.annotation)
+        return field_path, f"expected {expected or word}, got {got}"
+    if kind in ("model_attributes_type", "dict_type", "model_type"):
+        return field_path, f"expected a mapping, got {got}"
+    return field_path, err["msg"]

@@ -1,0 +1,444 @@
+"""The experiment IR: pydantic v2 models with ``extra="forbid"`` so typos fail loudly.
+
+Field names and defaults follow the original crucible_ir (see
+``shared/spec/crucible_reference.md`` §1) with the port's additions:
+``parameters``, ``seeds``, ``quality_targets``, ``seed``, ``schedule``,
+``output_dir``, ``executor`` and ``registry``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from crucible_dagster.core.names import check_name
+
+Name = Annotated[str, Field(min_length=1)]
+
+
+class IRModel(BaseModel):
+    """Base for every IR model: unknown keys are errors, values are re-validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+# --- references ---------------------------------------------------------------------------
+
+
+class BackendRef(IRModel):
+    id: Name
+    profile: str = "default"
+    options: dict[str, Any] | None = None
+    model_version: str | None = None
+    endpoint_url: str | None = None
+    deployment_id: str | None = None
+    fallback: BackendRef | None = None
+
+
+class DatasetRef(IRModel):
+    name: Name
+    provider: str = "crucible_datasets"
+    split: str = "train"
+    options: dict[str, Any] | None = None
+    version: str | None = None
+    format: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+ReportFormat = Literal["markdown", "json", "html", "csv"]
+Sink = Literal["file", "stdout", "asset"]
+
+
+class OutputSpec(IRModel):
+    """One report: its formats each go to a separate file (never overwriting each other)."""
+
+    name: Name
+    formats: list[ReportFormat] = Field(default_factory=lambda: ["markdown"])
+    sink: Sink = "file"
+    options: dict[str, Any] | None = None
+
+
+class StageDef(IRModel):
+    """One pipeline step: ``name`` is the op name; ``module`` picks another implementation."""
+
+    name: str
+    module: str | None = Field(
+        default=None,
+        description="Registered stage name or dotted path 'package.module:Class'; defaults to name.",
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "stage name")
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _none_options(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @property
+    def implementation(self) -> str:
+        return self.module or self.name
+
+
+# --- reliability --------------------------------------------------------------------------
+
+TEST_NAMES = (
+    "ttest",
+    "paired_ttest",
+    "mann_whitney",
+    "wilcoxon",
+    "anova",
+    "welch_anova",
+    "kruskal_wallis",
+    "friedman",
+    "mcnemar",
+    "bootstrap",
+    "cv_5x2",
+    "corrected_resampled_ttest",
+)
+TestName = Literal[
+    "ttest",
+    "paired_ttest",
+    "mann_whitney",
+    "wilcoxon",
+    "anova",
+    "welch_anova",
+    "kruskal_wallis",
+    "friedman",
+    "mcnemar",
+    "bootstrap",
+    "cv_5x2",
+    "corrected_resampled_ttest",
+]
+LEGACY_TEST_NAMES = {"mannwhitney": "mann_whitney", "kruskal": "kruskal_wallis", "t_test": "ttest"}
+CorrectionName = Literal[
+    "none", "bonferroni", "holm", "hochberg", "benjamini_hochberg", "benjamini_yekutieli"
+]
+LEGACY_CORRECTIONS = {"fdr": "benjamini_hochberg", "bh": "benjamini_hochberg", "by": "benjamini_yekutieli"}
+
+
+def normalize_test_name(name: Any) -> Any:
+    return LEGACY_TEST_NAMES.get(name, name) if isinstance(name, str) else name
+
+
+def normalize_correction(name: Any) -> Any:
+    return LEGACY_CORRECTIONS.get(name, name) if isinstance(name, str) else name
+
+
+class Ensemble(IRModel):
+    strategy: Literal["none", "majority", "weighted", "best_confidence", "unanimous"] = "none"
+    execution_mode: Literal["parallel", "sequential", "hedged", "cascade"] = "parallel"
+    models: list[str] | None = None
+    weights: dict[str, float] | None = None
+    min_agreement: float | None = None
+    timeout_ms: int | None = None
+    options: dict[str, Any] | None = None
+
+
+class Hedging(IRModel):
+    strategy: Literal["off", "fixed", "percentile", "adaptive", "workload_aware"] = "off"
+    delay_ms: int | None = None
+    percentile: float | None = None
+    max_hedges: int | None = None
+    budget_percent: float | None = None
+    options: dict[str, Any] | None = None
+
+
+class Stats(IRModel):
+    tests: list[TestName] = Field(default_factory=lambda: ["ttest", "bootstrap"])
+    alpha: float = Field(default=0.05, ge=0, le=1)
+    confidence_level: float | None = Field(default=None, gt=0, lt=1)
+    effect_size_type: (
+        Literal["cohens_d", "hedges_g", "glass_delta", "eta_squared", "omega_squared"] | None
+    ) = None
+    multiple_testing_correction: CorrectionName | None = None
+    bootstrap_iterations: int | None = Field(default=None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tests", mode="before")
+    @classmethod
+    def _legacy_tests(cls, value: Any) -> Any:
+        return [normalize_test_name(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("multiple_testing_correction", mode="before")
+    @classmethod
+    def _legacy_correction(cls, value: Any) -> Any:
+        return normalize_correction(value)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _none_options(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class Fairness(IRModel):
+    enabled: bool = False
+    metrics: (
+        list[Literal["demographic_parity", "equalized_odds", "equal_opportunity", "predictive_parity"]]
+        | None
+    ) = None
+    group_by: str | None = None
+    threshold: float | None = None
+    fail_on_violation: bool | None = None
+    options: dict[str, Any] | None = None
+
+
+class Guardrail(IRModel):
+    profiles: list[Literal["default", "strict", "moderate", "permissive"]] = Field(
+        default_factory=lambda: ["default"]
+    )
+    prompt_injection_detection: bool | None = None
+    jailbreak_detection: bool | None = None
+    pii_detection: bool | None = None
+    pii_redaction: bool | None = None
+    content_moderation: bool | None = None
+    fail_on_detection: bool | None = None
+    options: dict[str, Any] | None = None
+
+
+class ReliabilityConfig(IRModel):
+    ensemble: Ensemble | None = None
+    hedging: Hedging | None = None
+    guardrails: Guardrail | None = None
+    stats: Stats | None = None
+    fairness: Fairness | None = None
+    monitoring: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+    circuit_breaker: dict[str, Any] | None = None
+
+
+# --- model lifecycle (kept so files written for the original still load) -----------------
+
+
+class ModelRef(IRModel):
+    id: Name
+    name: str | None = None
+    version: str | None = None
+    artifact_uri: str | None = None
+    architecture: str | None = None
+    task: str | None = None
+    metadata: dict[str, Any] | None = None
+    provider: str = "local"
+    framework: str = "nx"
+    options: dict[str, Any] | None = None
+
+
+class ModelVersion(IRModel):
+    id: Name
+    model_id: Name
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+")]
+    training_run_id: str | None = None
+    metrics: dict[str, Any] | None = None
+    artifact_uri: str | None = None
+    parent_version: str | None = None
+    description: str | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    stage: Literal["development", "staging", "production", "archived"] = "development"
+    options: dict[str, Any] | None = None
+
+
+class TrainingConfig(IRModel):
+    id: Name
+    model_ref: ModelRef
+    dataset_ref: DatasetRef
+    validation_split: float | None = None
+    seed: int | None = None
+    gradient_clipping: float | None = None
+    early_stopping: dict[str, Any] | None = None
+    checkpoint_every: int | None = None
+    epochs: int = Field(default=1, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    learning_rate: float = Field(default=0.001, gt=0)
+    optimizer: Literal["adam", "sgd", "adamw", "rmsprop"] = "adam"
+    loss_function: Literal["cross_entropy", "mse", "mae", "bce"] = "cross_entropy"
+    metrics: list[str] = Field(default_factory=lambda: ["loss", "accuracy"])
+    device: Literal["cpu", "cuda", "mps", "tpu"] = "cpu"
+    mixed_precision: bool = False
+    options: dict[str, Any] | None = None
+
+
+# --- port additions -----------------------------------------------------------------------
+
+
+class Schedule(IRModel):
+    cron: str = Field(description="Cron expression, e.g. '0 3 * * *'.")
+    timezone: str = "UTC"
+    default_status: Literal["running", "stopped"] = "stopped"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        parts = value.split()
+        if len(parts) not in (5, 6) and not value.startswith("@"):
+            raise ValueError(f"expected a cron expression with 5 fields, got {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA timezone such as 'Europe/Paris', got {value!r}") from None
+        return value
+
+
+class QualityTarget(IRModel):
+    """A pass/fail target on the run's results, checked after the report (asset check under Dagster).
+
+    ``threshold``: ``metric op value``. ``superiority``: the CI of ``treatment - baseline``
+    lies above ``margin``. ``non_inferiority``: its lower bound lies above ``-margin``.
+    """
+
+    name: str
+    kind: Literal["threshold", "superiority", "non_inferiority"] = "threshold"
+    metric: str | None = Field(default=None, description="Dotted path into metrics, e.g. 'cv.accuracy.mean'.")
+    op: Literal[">=", ">", "<=", "<"] = ">="
+    value: float | None = None
+    treatment: str | None = None
+    baseline: str | None = None
+    margin: float = 0.0
+    severity: Literal["warn", "error"] = "warn"
+    fail_run: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "quality target name")
+
+    @model_validator(mode="after")
+    def _complete(self) -> QualityTarget:
+        if self.kind == "threshold" and (self.metric is None or self.value is None):
+            raise ValueError("a threshold target needs 'metric' and 'value'")
+        if self.kind != "threshold" and (self.treatment is None or self.baseline is None):
+            raise ValueError(f"a {self.kind} target needs 'treatment' and 'baseline'")
+        return self
+
+
+Executor = Literal["in_process", "multiprocess"]
+
+
+class Experiment(IRModel):
+    """An experiment: what to run (pipeline), on what (dataset), and how to judge it."""
+
+    id: str
+    pipeline: list[StageDef] = Field(
+        min_length=1, validation_alias=AliasChoices("pipeline", "stages")
+    )
+    backend: BackendRef | None = None
+    description: str | None = None
+    owner: str | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    dataset: DatasetRef | None = None
+    reliability: ReliabilityConfig | None = None
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    experiment_type: Literal["evaluation", "training", "comparison", "ablation", "any"] | None = None
+    model_version: ModelVersion | None = None
+    training_config: TrainingConfig | None = None
+    baseline: ModelRef | None = None
+    # port additions
+    parameters: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=list)
+    quality_targets: list[QualityTarget] = Field(default_factory=list)
+    seed: int | None = None
+    schedule: Schedule | None = None
+    output_dir: str | None = None
+    executor: Executor = "in_process"
+    registry: dict[str, str] = Field(
+        default_factory=dict, description="Extra stage names: name -> 'package.module:Class'."
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_name(value, "experiment id")
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _scalar_parameters(cls, value: Any) -> Any:
+        # A scalar parameter is a grid axis of one value, as in the original MLExperiment.
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _grid(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            check_name(key, "parameter name")
+            if not values:
+                raise ValueError(f"parameter {key!r}: expected a non-empty list of values, got []")
+        return value
+
+    @field_validator("quality_targets", mode="before")
+    @classmethod
+    def _shorthand_targets(cls, value: Any) -> Any:
+        # The original's form {metric: threshold in [0, 1]} means "metric >= threshold".
+        if isinstance(value, dict):
+            targets = []
+            for metric, threshold in value.items():
+                if isinstance(threshold, int | float) and not 0 <= threshold <= 1:
+                    raise ValueError(
+                        f"quality target {metric!r}: expected a threshold between 0 and 1, got {threshold!r}"
+                    )
+                name = metric.replace(".", "_")
+                targets.append({"name": name, "metric": metric, "value": threshold})
+            return targets
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Experiment:
+        seen: dict[str, int] = {}
+        for index, stage in enumerate(self.pipeline):
+            if stage.name in seen:
+                raise PydanticCustomError(
+                    "duplicate_stage",
+                    "duplicate stage name {name!r} (first at pipeline[{first}]); op names must be "
+                    "unique: rename it and set 'module: {impl}'",
+                    {
+                        "name": stage.name,
+                        "first": seen[stage.name],
+                        "impl": stage.implementation,
+                        "field": f"pipeline[{index}].name",
+                    },
+                )
+            seen[stage.name] = index
+        names = [t.name for t in self.quality_targets]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise PydanticCustomError(
+                    "duplicate_target",
+                    "duplicate quality target name {name!r}",
+                    {"name": name, "field": f"quality_targets[{index}].name"},
+                )
+        return self
+
+    def stage(self, name: str) -> StageDef:
+        for stage in self.pipeline:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    @property
+    def enabled_stages(self) -> list[StageDef]:
+        return [s for s in self.pipeline if s.enabled]

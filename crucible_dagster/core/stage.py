@@ -1,0 +1,124 @@
+"""The stage contract: a class with an ``Options`` model, ``run(ctx, options) -> Context`` and ``describe()``.
+
+Returning an error and raising are equivalent for the user: raise ``StageError``
+(or any exception) and the runner turns it into a stage failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from crucible_dagster.core.explain import explain_error
+from crucible_dagster.core.schema import describe_options, field_default, normalize_schema
+from crucible_dagster.core.validator import unknown_keys, validate_options
+
+if TYPE_CHECKING:
+    from crucible_dagster.core.context import Context
+
+ValidateMode = Literal["error", "warn", "off"]
+VALIDATE_MODES: tuple[ValidateMode, ...] = ("error", "warn", "off")
+
+
+class StageOptions(BaseModel):
+    """Base for option models: unknown keys are errors (they hide typos such as ``aplha``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageError(Exception):
+    """A stage's own failure reason, e.g. ``StageError("data_checks_failed", issues)``."""
+
+    def __init__(self, reason: str, details: Any = None, message: str | None = None):
+        self.reason = reason
+        self.details = details
+        super().__init__(message or (f"{reason}: {details!r}" if details is not None else reason))
+
+
+class InvalidOptions(StageError):
+    def __init__(self, stage: str, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid_options", errors, f"invalid options for stage {stage!r}: " + "; ".join(errors))
+
+
+class Stage:
+    """Subclass, set ``name``/``description``, declare ``Options`` and implement ``run``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    version: ClassVar[str | None] = None
+    tags: ClassVar[Mapping[str, str]] = {}
+    Options: ClassVar[type[BaseModel]] = StageOptions
+    #: A hand-written schema in the original's format; when set, ``run`` receives a plain dict.
+    legacy_schema: ClassVar[Mapping[str, Any] | None] = None
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        raise NotImplementedError(f"{type(self).__name__}.run is not implemented")
+
+    @classmethod
+    def stage_name(cls) -> str:
+        return cls.name or cls.__name__
+
+    @classmethod
+    def qualified_name(cls) -> str:
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        if cls.legacy_schema is not None:
+            return normalize_schema(cls.legacy_schema)
+        description = cls.description or (cls.__doc__ or "").strip().split("\n")[0] or cls.stage_name()
+        return describe_options(cls.stage_name(), description, cls.Options, cls.version)
+
+    @classmethod
+    def option_errors(cls, raw: Mapping[str, Any]) -> list[str]:
+        """Every problem with ``raw`` options, as ``field: expected X, got Y`` lines."""
+        return cls._parse(raw)[1]
+
+    @classmethod
+    def parse_options(cls, raw: Mapping[str, Any] | None, mode: ValidateMode = "error") -> tuple[Any, list[str]]:
+        """Validated options for ``run`` plus warnings; raises InvalidOptions in ``error`` mode."""
+        options, errors = cls._parse(raw or {})
+        if errors and mode == "error":
+            raise InvalidOptions(cls.stage_name(), errors)
+        if mode == "off":
+            errors = []
+        return options, errors
+
+    @classmethod
+    def _parse(cls, raw: Mapping[str, Any]) -> tuple[Any, list[str]]:
+        if cls.legacy_schema is not None:
+            schema = cls.legacy_schema
+            errors = validate_options(raw, schema)
+            declared = normalize_schema(schema).get("types")
+            accepts_extra = (normalize_schema(schema).get("__extensions__") or {}).get("accepts_extra_keys")
+            if declared and not accepts_extra:
+                errors += [f"{k}: unknown option" for k in unknown_keys(raw, schema)]
+            return dict(raw), errors
+        model = cls.Options
+        fields = model.model_fields
+        # The Launchpad and `dagster job scaffold_config` send null for defaulted fields: it means "the default".
+        cleaned = {
+            k: v
+            for k, v in raw.items()
+            if not (v is None and k in fields and not fields[k].is_required() and field_default(fields[k]) is not None)
+        }
+        try:
+            return model.model_validate(cleaned), []
+        except ValidationError as exc:
+            errors = []
+            for err in exc.errors():
+                field, message = explain_error(err, model)
+                errors.append(f"{field}: {message}" if field else message)
+            known = {k: v for k, v in cleaned.items() if k in fields}
+            try:
+                fallback = model.model_validate(known)
+            except ValidationError:
+                fallback = model.model_construct(**known)
+            return fallback, errors
+
+
+class NoOptionsStage(Stage):
+    """Convenience base for stages that take no options."""

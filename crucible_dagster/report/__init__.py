@@ -1,0 +1,1 @@
+"""Report rendering (markdown, json, ...): pure functions from a Context to text."""

@@ -1,0 +1,48 @@
+"""Check that each example in ``assigns["examples"]`` has its required fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import Field
+
+from crucible_dagster.core.context import Context
+from crucible_dagster.core.registry import import_object
+from crucible_dagster.core.stage import Stage, StageError, StageOptions
+
+
+class DataChecksOptions(StageOptions):
+    required_fields: list[str] = Field(default_factory=lambda: ["input", "output"], description="Fields every example must have, non-empty.")
+    fail_fast: bool = Field(default=False, description="Fail the stage when any example misses a field.")
+    checker: str | None = Field(default=None, description="Dotted path 'pkg.mod:func' of a checker(examples, options) -> issues.")
+
+
+def _missing(example: Any, fields: list[str]) -> list[str]:
+    if not isinstance(example, Mapping):
+        return list(fields)
+    return [f for f in fields if example.get(f) in (None, "")]
+
+
+class DataChecksStage(Stage):
+    name = "data_checks"
+    description = "Lightweight validation of examples stored in context.assigns['examples']"
+    Options = DataChecksOptions
+
+    def run(self, ctx: Context, options: DataChecksOptions) -> Context:
+        examples = ctx.assigns.get("examples")
+        if not isinstance(examples, list):
+            return ctx
+        if options.checker:
+            checker: Callable[..., list[Any]] = import_object(options.checker, "checker function")
+            issues = list(checker(examples, options.model_dump()))
+        else:
+            issues = []
+            for index, example in enumerate(examples):
+                missing = _missing(example, options.required_fields)
+                if missing:
+                    issues.append({"index": index, "example": example, "missing": missing})
+        if issues and options.fail_fast:
+            raise StageError("data_checks_failed", issues, f"{len(issues)} example(s) miss required fields")
+        summary = {"total": len(examples), "missing_required": len(issues), "required_fields": options.required_fields}
+        return ctx.put_metric("data_checks", summary).assign("data_issues", issues)

@@ -1,0 +1,71 @@
+"""Render each of the experiment's output specs and send it to its sink (stdout, file, asset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from crucible_dagster.core.context import Context
+from crucible_dagster.core.files import atomic_write_text, safe_join
+from crucible_dagster.core.ir import OutputSpec
+from crucible_dagster.core.rundir import artifacts_root
+from crucible_dagster.core.stage import Stage, StageError, StageOptions
+from crucible_dagster.report.render import EXTENSIONS, render
+
+
+class ReportOptions(StageOptions):
+    pass
+
+
+def report_base(ctx: Context) -> Path:
+    if ctx.run_dir:
+        return Path(ctx.run_dir)
+    return artifacts_root() / ctx.experiment_id / ctx.run_id
+
+
+def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
+    """Where a file report goes: inside the run directory or the experiment's ``output_dir``, nowhere else."""
+    requested = (spec.options or {}).get("path")
+    name = f"{spec.name}.{EXTENSIONS[fmt]}"
+    if requested:
+        stem = Path(str(requested))
+        name = str(stem.with_suffix(f".{EXTENSIONS[fmt]}")) if len(spec.formats) > 1 or not stem.suffix else str(stem)
+    roots = [report_base(ctx)]
+    if ctx.experiment and ctx.experiment.output_dir:
+        roots.insert(0, Path(ctx.experiment.output_dir))
+    errors = []
+    for root in roots:
+        try:
+            return safe_join(root, name)
+        except PermissionError as exc:
+            errors.append(str(exc))
+    raise StageError("unsafe_path", requested, f"report {spec.name!r}: refused path {requested!r}: " + "; ".join(errors))
+
+
+class ReportStage(Stage):
+    name = "report"
+    description = "Generates and persists reports from experiment outputs in configured formats"
+    Options = ReportOptions
+
+    def run(self, ctx: Context, options: ReportOptions) -> Context:
+        specs = ctx.experiment.outputs if ctx.experiment else []
+        base = ctx
+        produced: list[dict[str, Any]] = []
+        artifacts: dict[str, Any] = {}
+        for spec in specs:
+            rendered = []
+            for fmt in spec.formats:
+                body = render(base, fmt)
+                entry: dict[str, Any] = {"format": fmt}
+                if spec.sink == "stdout":
+                    print(f"== {spec.name} ({fmt}) ==\n{body}", flush=True)
+                else:
+                    path = atomic_write_text(report_path(ctx, spec, fmt), body)
+                    entry["path"] = str(path)
+                    artifacts[f"report.{spec.name}.{fmt}"] = str(path)
+                rendered.append(entry)
+            produced.append({"kind": "report", "name": spec.name, "sink": spec.sink, "rendered": rendered})
+        out = ctx.add_outputs(produced)
+        for key, value in artifacts.items():
+            out = out.put_artifact(key, value)
+        return out
