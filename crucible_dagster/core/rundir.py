@@ -65,11 +65,26 @@ class RunDirectory:
         self.path = artifacts_root(root) / experiment_id / run_id
         self.manifest: dict[str, Any] = {}
 
+    @classmethod
+    def at(cls, path: str | Path) -> RunDirectory:
+        """Reopen an existing run directory (each Dagster op updates the same manifest)."""
+        run_dir = cls.__new__(cls)
+        run_dir.path = Path(path)
+        manifest = run_dir.path / MANIFEST
+        run_dir.manifest = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
+        return run_dir
+
+    @property
+    def started(self) -> bool:
+        return bool(self.manifest)
+
     @property
     def telemetry_path(self) -> Path:
         return self.path / TELEMETRY
 
-    def start(self, experiment: Experiment, *, run_id: str, params: dict[str, Any], seed: int | None, orchestrator: str) -> None:
+    def start(
+        self, experiment: Experiment, *, run_id: str, params: dict[str, Any], seed: int | None, orchestrator: str, **extra: Any
+    ) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self.manifest = {
             "schema_version": 1,
@@ -89,6 +104,7 @@ class RunDirectory:
             "git": git_state(os.getcwd()),
             "data_fingerprints": {},
             "metrics": {},
+            **extra,
         }
         self.write_manifest()
 

@@ -159,12 +159,12 @@ def invoke_stage(
     except StageResolutionError as exc:
         return _fail(ctx, name, "StageResolutionError", exc.reason, str(exc), telemetry, details=exc.ref)
     raw = dict(stage_def.options if options is None else options)
-    started = time.perf_counter()
     ctx = ctx.emit(
         "stage_started", f"Starting stage: {name}", f"Pipeline executing stage {name}", metadata={"stage": name, "options": to_jsonable(raw)}, stage_id=name
     )
     if telemetry is not None:
         telemetry.emit("stage_started", stage=name, module=stage_cls.qualified_name())
+    started = time.perf_counter()
     try:
         raw = substitute_params(raw, ctx.params)
         parsed, warnings = stage_cls.parse_options(raw, validate_options)

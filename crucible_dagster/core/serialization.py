@@ -1,0 +1,210 @@
+"""Context <-> files: JSON for the small parts, Parquet for tables, ``.npy`` for arrays. Never pickle.
+
+Tables and arrays go to a content-addressed blob folder, so a DataFrame that does not
+change between stages is written once per run. Payloads carry ``SCHEMA_VERSION`` so
+an old run stays readable after a refactor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crucible_dagster.core.context import Context
+from crucible_dagster.core.files import atomic_write_bytes, atomic_write_text
+from crucible_dagster.core.ir import Experiment
+from crucible_dagster.core.trace import TraceChain
+
+SCHEMA_VERSION = 1
+TAG = "__crucible__"
+
+
+class UnstorableValue(TypeError):
+    """A value in the Context that is neither JSON-able nor a table or array."""
+
+
+@dataclass(frozen=True)
+class _Hashed:
+    ref: weakref.ref[Any]
+    digest: str
+
+
+class BlobStore:
+    """A folder of ``<sha256>.parquet`` / ``<sha256>.npy`` files."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._known: dict[int, _Hashed] = {}
+
+    def _digest_of(self, obj: Any, compute: Any) -> str:
+        # Context is immutable, so the same object handed from stage to stage is hashed once.
+        cached = self._known.get(id(obj))
+        if cached is not None and cached.ref() is obj:
+            return cached.digest
+        digest = compute()
+        try:
+            self._known[id(obj)] = _Hashed(weakref.ref(obj), digest)
+        except TypeError:
+            pass
+        return digest
+
+    def put_table(self, frame: pd.DataFrame, where: str) -> str:
+        if not all(isinstance(c, str) for c in frame.columns):
+            raise UnstorableValue(f"{where}: DataFrame column names must be strings to store as Parquet, got {list(frame.columns)[:5]!r}")
+
+        def compute() -> str:
+            hasher = hashlib.sha256()
+            hasher.update(json.dumps([list(frame.columns), [str(t) for t in frame.dtypes]]).encode())
+            hasher.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+            return hasher.hexdigest()
+
+        name = self._digest_of(frame, compute) + ".parquet"
+        path = self.root / name
+        if not path.exists():
+            buffer = io.BytesIO()
+            try:
+                frame.to_parquet(buffer, engine="pyarrow")
+            except Exception as exc:
+                raise UnstorableValue(f"{where}: DataFrame cannot be written as Parquet: {exc}") from None
+            atomic_write_bytes(path, buffer.getvalue())
+        return name
+
+    def put_array(self, array: np.ndarray, where: str) -> str:
+        if array.dtype == object:
+            raise UnstorableValue(f"{where}: numpy arrays of dtype object cannot be stored; convert to a DataFrame or a list")
+
+        def compute() -> str:
+            hasher = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+            hasher.update(np.ascontiguousarray(array).tobytes())
+            return hasher.hexdigest()
+
+        name = self._digest_of(array, compute) + ".npy"
+        path = self.root / name
+        if not path.exists():
+            buffer = io.BytesIO()
+            np.save(buffer, array, allow_pickle=False)
+            atomic_write_bytes(path, buffer.getvalue())
+        return name
+
+    def get(self, name: str) -> Any:
+        path = self.root / name
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path, engine="pyarrow")
+        return np.load(path, allow_pickle=False)
+
+
+def encode(value: Any, store: BlobStore, where: str) -> Any:
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {TAG: "float", "value": repr(value)}
+    if isinstance(value, np.generic):
+        return encode(value.item(), store, where)
+    if isinstance(value, pd.DataFrame):
+        return {TAG: "table", "blob": store.put_table(value, where)}
+    if isinstance(value, pd.Series):
+        name = value.name if isinstance(value.name, str) else "value"
+        return {TAG: "series", "name": value.name if isinstance(value.name, str | int | None) else None, "blob": store.put_table(value.to_frame(name), where)}
+    if isinstance(value, np.ndarray):
+        return {TAG: "ndarray", "blob": store.put_array(value, where)}
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) for k in value) and TAG not in value:
+            return {k: encode(v, store, f"{where}[{k!r}]") for k, v in value.items()}
+        return {TAG: "dict", "items": [[encode(k, store, where), encode(v, store, f"{where}[{k!r}]")] for k, v in value.items()]}
+    if isinstance(value, list):
+        return [encode(v, store, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "items": [encode(v, store, f"{where}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, datetime):
+        return {TAG: "datetime", "value": value.isoformat()}
+    if isinstance(value, date):
+        return {TAG: "date", "value": value.isoformat()}
+    raise UnstorableValue(
+        f"{where}: cannot store a value of type {type(value).__module__}.{type(value).__qualname__} "
+        "between stages (only JSON values, DataFrames, Series and numpy arrays cross ops); "
+        "save it to a file in the run directory and put the path in ctx.artifacts"
+    )
+
+
+def decode(value: Any, store: BlobStore) -> Any:
+    if isinstance(value, list):
+        return [decode(v, store) for v in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(TAG)
+    if tag is None:
+        return {k: decode(v, store) for k, v in value.items()}
+    if tag == "float":
+        return float(value["value"])
+    if tag == "table":
+        return store.get(value["blob"])
+    if tag == "series":
+        frame = store.get(value["blob"])
+        series = frame.iloc[:, 0]
+        series.name = value.get("name")
+        return series
+    if tag == "ndarray":
+        return store.get(value["blob"])
+    if tag == "dict":
+        return {decode(k, store): decode(v, store) for k, v in value["items"]}
+    if tag == "tuple":
+        return tuple(decode(v, store) for v in value["items"])
+    if tag == "datetime":
+        return datetime.fromisoformat(value["value"])
+    if tag == "date":
+        return date.fromisoformat(value["value"])
+    raise ValueError(f"unknown encoded value tag {tag!r}")
+
+
+def context_to_payload(ctx: Context, store: BlobStore) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "experiment_id": ctx.experiment_id,
+        "run_id": ctx.run_id,
+        "experiment": ctx.experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True) if ctx.experiment else None,
+        "outputs": encode(list(ctx.outputs), store, "outputs"),
+        "metrics": encode(dict(ctx.metrics), store, "metrics"),
+        "artifacts": encode(dict(ctx.artifacts), store, "artifacts"),
+        "assigns": encode(dict(ctx.assigns), store, "assigns"),
+        "params": encode(dict(ctx.params), store, "params"),
+        "trace": ctx.trace.to_dict() if ctx.trace else None,
+        "run_dir": ctx.run_dir,
+    }
+
+
+def context_from_payload(payload: Mapping[str, Any], store: BlobStore) -> Context:
+    version = payload.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"stored context has schema version {version!r}; this crucible_dagster reads {SCHEMA_VERSION}")
+    experiment = Experiment.model_validate(payload["experiment"]) if payload.get("experiment") else None
+    return Context(
+        experiment_id=payload["experiment_id"],
+        run_id=payload["run_id"],
+        experiment=experiment,
+        outputs=tuple(decode(payload["outputs"], store)),
+        metrics=decode(payload["metrics"], store),
+        artifacts=decode(payload["artifacts"], store),
+        assigns=decode(payload["assigns"], store),
+        params=decode(payload.get("params") or {}, store),
+        trace=TraceChain.from_dict(payload["trace"]) if payload.get("trace") else None,
+        run_dir=payload.get("run_dir"),
+    )
+
+
+def save_context(ctx: Context, path: Path, store: BlobStore) -> Path:
+    return atomic_write_text(path, json.dumps(context_to_payload(ctx, store), separators=(",", ":")))
+
+
+def load_context(path: Path, store: BlobStore) -> Context:
+    return context_from_payload(json.loads(path.read_text(encoding="utf-8")), store)

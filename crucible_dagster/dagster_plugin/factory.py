@@ -1,0 +1,94 @@
+"""Compile an experiment into Dagster definitions: a job, its report assets and its schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from crucible_dagster.core.ir import Experiment
+from crucible_dagster.core.registry import Registry, registry_for
+from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
+from crucible_dagster.dagster_plugin.ops import build_stage_op
+from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+
+
+def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
+    """In-process by default (stages are sequential); multiprocess with a preloaded forkserver on request."""
+    if experiment.executor == "multiprocess":
+        return dg.multiprocess_executor.configured(
+            {"start_method": {"forkserver": {"preload_modules": ["dagster", "crucible_dagster.dagster_plugin"]}}}
+        )
+    return dg.in_process_executor
+
+
+def build_job(
+    experiment: Experiment,
+    *,
+    translator: CrucibleTranslator | None = None,
+    registry: Registry | None = None,
+    io_manager: dg.IOManagerDefinition | dg.ConfigurableIOManager | None = None,
+) -> dg.JobDefinition:
+    """One op per enabled stage, linear dependencies in pipeline order."""
+    translator = translator or CrucibleTranslator()
+    registry = registry_for(experiment, registry)
+    enabled = experiment.enabled_stages
+    ops = [
+        build_stage_op(
+            experiment,
+            stage_def,
+            registry.resolve(stage_def.implementation),
+            first=index == 0,
+            last=index == len(enabled) - 1,
+            translator=translator,
+            registry=registry,
+        )
+        for index, stage_def in enumerate(enabled)
+    ]
+    dependencies: dict[str, dict[str, dg.DependencyDefinition]] = {
+        current.name: {"upstream": dg.DependencyDefinition(previous.name)} for previous, current in zip(ops, ops[1:], strict=False)
+    }
+    graph = dg.GraphDefinition(
+        name=translator.job_name(experiment),
+        node_defs=ops,
+        dependencies=dependencies,
+        description=translator.job_description(experiment),
+    )
+    return graph.to_job(
+        name=translator.job_name(experiment),
+        description=translator.job_description(experiment),
+        resource_defs={IO_MANAGER_KEY: io_manager or CrucibleContextIOManager()},
+        executor_def=executor_for(experiment),
+        tags=translator.job_tags(experiment),
+    )
+
+
+def build_schedule(experiment: Experiment, job: dg.JobDefinition, translator: CrucibleTranslator | None = None) -> dg.ScheduleDefinition | None:
+    if experiment.schedule is None:
+        return None
+    translator = translator or CrucibleTranslator()
+    schedule = experiment.schedule
+    return dg.ScheduleDefinition(
+        name=translator.schedule_name(experiment),
+        cron_schedule=schedule.cron,
+        job=job,
+        execution_timezone=schedule.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING if schedule.default_status == "running" else dg.DefaultScheduleStatus.STOPPED,
+    )
+
+
+@dataclass
+class CompiledExperiment:
+    experiment: Experiment
+    job: dg.JobDefinition
+    assets: list[dg.AssetSpec] = field(default_factory=list)
+    schedule: dg.ScheduleDefinition | None = None
+
+
+def compile_experiment(
+    experiment: Experiment, *, translator: CrucibleTranslator | None = None, registry: Registry | None = None
+) -> CompiledExperiment:
+    translator = translator or CrucibleTranslator()
+    job = build_job(experiment, translator=translator, registry=registry)
+    assets = [translator.get_asset_spec(experiment, output) for output in experiment.outputs if output.sink != "stdout"]
+    return CompiledExperiment(experiment, job, assets, build_schedule(experiment, job, translator))

@@ -1,0 +1,63 @@
+"""The Context crosses ops as JSON + Parquet/.npy blobs: no pickle, content-addressed, versioned.
+
+Outputs live at ``<base>/<run_id>/<step_key>/<output>.json`` with the run's blobs in
+``<base>/<run_id>/blobs/``; "re-execute from failure" loads the parent run's outputs
+from there instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from crucible_dagster.core.context import Context
+from crucible_dagster.core.serialization import BlobStore, UnstorableValue, load_context, save_context
+
+IO_MANAGER_KEY = "crucible_io_manager"
+
+
+class CrucibleContextIOManager(dg.ConfigurableIOManager):
+    """Stores Contexts under ``base_dir`` (default: the Dagster instance's storage directory)."""
+
+    base_dir: str | None = None
+    _stores: dict[str, BlobStore] = PrivateAttr(default_factory=dict)
+
+    def _root(self, instance: dg.DagsterInstance | None) -> Path:
+        if self.base_dir:
+            return Path(self.base_dir)
+        if instance is None:
+            raise dg.DagsterInvariantViolationError("CrucibleContextIOManager needs base_dir outside a run")
+        return Path(instance.storage_directory()) / "crucible"
+
+    def _location(self, root: Path, identifier: list[str]) -> tuple[Path, BlobStore]:
+        run_id, *rest = identifier
+        run_root = root / run_id
+        key = str(run_root)
+        if key not in self._stores:
+            self._stores[key] = BlobStore(run_root / "blobs")
+        return run_root.joinpath(*rest).with_suffix(".json"), self._stores[key]
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        if not isinstance(obj, Context):
+            raise dg.DagsterInvariantViolationError(f"{context.step_key}: expected a crucible Context, got {type(obj).__name__}")
+        try:
+            instance: dg.DagsterInstance | None = context.step_context.instance
+        except dg.DagsterInvariantViolationError:  # built outside a run, e.g. build_output_context()
+            instance = None
+        path, store = self._location(self._root(instance), list(context.get_identifier()))
+        try:
+            save_context(obj, path, store)
+        except UnstorableValue as exc:
+            raise dg.Failure(description=f"stage {context.step_key!r} produced a context that cannot be stored: {exc}") from None
+
+    def load_input(self, context: dg.InputContext) -> Context:
+        upstream = context.upstream_output
+        if upstream is None:
+            raise dg.DagsterInvariantViolationError("crucible ops only load their upstream stage's context")
+        path, store = self._location(self._root(context.instance), list(upstream.get_identifier()))
+        return load_context(path, store)

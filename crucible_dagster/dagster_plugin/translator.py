@@ -1,0 +1,58 @@
+"""Every naming decision of the Dagster side, in one overridable object (like dagster-dbt's translator)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from crucible_dagster.core.ir import Experiment, OutputSpec, StageDef
+from crucible_dagster.core.rundir import experiment_hash
+from crucible_dagster.core.stage import Stage
+
+TAG_PREFIX = "crucible"
+
+
+class CrucibleTranslator:
+    """Subclass and override a method to rename jobs, ops, assets, tags or groups.
+
+    ``get_asset_spec`` is the single override point for report assets.
+    """
+
+    def job_name(self, experiment: Experiment) -> str:
+        return experiment.id
+
+    def job_description(self, experiment: Experiment) -> str:
+        return experiment.description or f"Crucible experiment {experiment.id}"
+
+    def job_tags(self, experiment: Experiment) -> dict[str, str]:
+        tags = {f"{TAG_PREFIX}/experiment": experiment.id, f"{TAG_PREFIX}/ir_hash": experiment_hash(experiment)[:16]}
+        if experiment.owner:
+            tags[f"{TAG_PREFIX}/owner"] = experiment.owner
+        return tags
+
+    def op_name(self, experiment: Experiment, stage: StageDef) -> str:
+        return stage.name
+
+    def op_description(self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]) -> str:
+        return str(stage_cls.describe().get("description") or stage.name)
+
+    def op_tags(self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]) -> dict[str, str]:
+        return {f"{TAG_PREFIX}/stage": stage.name, f"{TAG_PREFIX}/module": stage_cls.qualified_name(), **stage_cls.tags}
+
+    def group_name(self, experiment: Experiment) -> str:
+        return experiment.id
+
+    def report_asset_key(self, experiment: Experiment, output: OutputSpec) -> dg.AssetKey:
+        return dg.AssetKey([TAG_PREFIX, experiment.id, output.name])
+
+    def get_asset_spec(self, experiment: Experiment, output: OutputSpec) -> dg.AssetSpec:
+        return dg.AssetSpec(
+            key=self.report_asset_key(experiment, output),
+            description=f"Report {output.name!r} of experiment {experiment.id} ({', '.join(output.formats)}).",
+            group_name=self.group_name(experiment),
+            kinds={"crucible"},
+            tags={"crucible_experiment": experiment.id},
+            metadata={"formats": ", ".join(output.formats)},
+        )
+
+    def schedule_name(self, experiment: Experiment) -> str:
+        return f"{experiment.id}_schedule"
