@@ -1,0 +1,132 @@
+"""The main demo's domain stages: load a dataset that ships with scikit-learn, cross-validate classifiers.
+
+Needs the ``examples`` extra (scikit-learn). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from crucible_dagster.core.context import Context
+from crucible_dagster.core.stage import Stage, StageError, StageOptions
+
+DatasetName = Literal["breast_cancer", "iris", "wine", "digits"]
+EstimatorName = Literal["logistic_regression", "random_forest", "gradient_boosting", "svc", "knn", "decision_tree"]
+
+
+def fingerprint(frame: pd.DataFrame, target: np.ndarray) -> str:
+    hasher = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    hasher.update(np.ascontiguousarray(target).tobytes())
+    return hasher.hexdigest()
+
+
+class LoadDatasetOptions(StageOptions):
+    name: DatasetName | None = Field(default=None, description="scikit-learn bundled dataset; defaults to the experiment's dataset.name.")
+
+
+class LoadSklearnDataset(Stage):
+    """Loads a dataset bundled with scikit-learn into assigns['features'] and assigns['target']."""
+
+    name = "load_dataset"
+    Options = LoadDatasetOptions
+
+    def run(self, ctx: Context, options: LoadDatasetOptions) -> Context:
+        from sklearn import datasets
+
+        name = options.name or (ctx.experiment.dataset.name if ctx.experiment and ctx.experiment.dataset else None)
+        loaders = {"breast_cancer": datasets.load_breast_cancer, "iris": datasets.load_iris, "wine": datasets.load_wine, "digits": datasets.load_digits}
+        if name not in loaders:
+            raise StageError("unknown_dataset", name, f"unknown dataset {name!r}; expected one of: {', '.join(loaders)}")
+        bunch = loaders[name](as_frame=True)
+        features: pd.DataFrame = bunch.frame.drop(columns=["target"])
+        features.columns = [str(c) for c in features.columns]
+        target = bunch.target.to_numpy()
+        fingerprints = {**(ctx.assigns.get("data_fingerprints") or {}), name: fingerprint(features, target)}
+        return (
+            ctx.assign({"features": features, "target": target, "data_fingerprints": fingerprints})
+            .put_metric("dataset", {"name": name, "rows": int(features.shape[0]), "columns": int(features.shape[1]), "classes": int(len(np.unique(target)))})
+        )
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    estimator: EstimatorName
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def make_estimator(spec: ModelSpec, seed: int) -> Any:
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    params = dict(spec.params)
+    if spec.estimator == "logistic_regression":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, **params))
+    if spec.estimator == "svc":
+        return make_pipeline(StandardScaler(), SVC(random_state=seed, **params))
+    if spec.estimator == "knn":
+        return make_pipeline(StandardScaler(), KNeighborsClassifier(**params))
+    seeded = {"random_state": seed, **params}
+    return {"random_forest": RandomForestClassifier, "gradient_boosting": GradientBoostingClassifier, "decision_tree": DecisionTreeClassifier}[spec.estimator](**seeded)
+
+
+def _default_models() -> dict[str, ModelSpec]:
+    return {
+        "logistic_regression": ModelSpec(estimator="logistic_regression"),
+        "random_forest": ModelSpec(estimator="random_forest", params={"n_estimators": 100}),
+    }
+
+
+class CrossValidateOptions(StageOptions):
+    models: dict[str, ModelSpec] = Field(default_factory=_default_models, description="Name -> estimator and its parameters.")
+    folds: int = Field(default=10, ge=2, le=50, description="Folds per repetition (stratified).")
+    repeats: int = Field(default=1, ge=1, le=20, description="Repetitions of k-fold with different shuffles.")
+    scoring: Literal["accuracy", "balanced_accuracy", "f1", "roc_auc"] = "accuracy"
+
+
+class CrossValidate(Stage):
+    """Repeated stratified k-fold CV of each model on the same splits, seeded by the experiment seed."""
+
+    name = "cross_validate"
+    Options = CrossValidateOptions
+
+    def run(self, ctx: Context, options: CrossValidateOptions) -> Context:
+        from sklearn.metrics import get_scorer
+        from sklearn.model_selection import RepeatedStratifiedKFold
+
+        features = ctx.assigns.get("features")
+        target = ctx.assigns.get("target")
+        if not isinstance(features, pd.DataFrame) or target is None:
+            raise StageError("missing_data", None, "cross_validate needs assigns['features'] and assigns['target']; run load_dataset first")
+        seed = int(ctx.params.get("seed", ctx.experiment.seed if ctx.experiment and ctx.experiment.seed is not None else 0))
+        splitter = RepeatedStratifiedKFold(n_splits=options.folds, n_repeats=options.repeats, random_state=seed)
+        scorer = get_scorer(options.scoring)
+        x = features.to_numpy()
+        y = np.asarray(target)
+        rows = []
+        for fold, (train, test) in enumerate(splitter.split(x, y)):
+            for model_name, spec in options.models.items():
+                estimator = make_estimator(spec, seed).fit(x[train], y[train])
+                rows.append({"group": model_name, "block": fold, "value": float(scorer(estimator, x[test], y[test]))})
+        scores = pd.DataFrame(rows)
+        n_test = len(y) // options.folds
+        summary = {
+            name: {"mean": float(g.mean()), "std": float(g.std(ddof=1)), "min": float(g.min()), "max": float(g.max()), "n": int(g.size)}
+            for name, g in scores.groupby("group", sort=False)["value"]
+        }
+        fold_scores = {name: g.tolist() for name, g in scores.groupby("group", sort=False)["value"]}
+        design = {"folds": options.folds, "repeats": options.repeats, "n_train": len(y) - n_test, "n_test": n_test, "scoring": options.scoring}
+        return (
+            ctx.assign({"scores": scores, "cv_design": design})
+            .put_metric("cv", summary)
+            .put_metric("fold_scores", fold_scores)
+        )
