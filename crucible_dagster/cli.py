@@ -108,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.run_dir:
             print(f"run directory: {result.run_dir}", file=sys.stderr)
     if result.failure is not None:
-        print(f"failed at stage {result.failure.stage!r}: {result.failure.error_type}: {result.failure.message}", file=sys.stderr)
+        failure = result.failure
+        print(f"failed at stage {failure.stage!r} ({failure.error_type}, reason {failure.reason}): {failure.message}", file=sys.stderr)
         return 1
     return 0
 

@@ -21,6 +21,7 @@ _TYPE_WORDS = {
     "float": "a number",
     "bool": "true or false",
     "str": "a string",
+    "string": "a string",
     "list": "a list",
     "dict": "a mapping",
     "model": "a mapping",

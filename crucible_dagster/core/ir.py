@@ -413,7 +413,7 @@ class Experiment(IRModel):
             if stage.name in seen:
                 raise PydanticCustomError(
                     "duplicate_stage",
-                    "duplicate stage name {name!r} (first at pipeline[{first}]); op names must be "
+                    "duplicate stage name '{name}' (first at pipeline[{first}]); op names must be "
                     "unique: rename it and set 'module: {impl}'",
                     {
                         "name": stage.name,
@@ -428,7 +428,7 @@ class Experiment(IRModel):
             if name in names[:index]:
                 raise PydanticCustomError(
                     "duplicate_target",
-                    "duplicate quality target name {name!r}",
+                    "duplicate quality target name '{name}'",
                     {"name": name, "field": f"quality_targets[{index}].name"},
                 )
         return self

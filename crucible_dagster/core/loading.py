@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from crucible_dagster.core.explain import explain_error
 from crucible_dagster.core.ir import Experiment
-from crucible_dagster.core.problems import ExperimentError, Problem
+from crucible_dagster.core.problems import ExperimentError, Problem, format_loc, parse_loc
 
 EXPERIMENT_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -109,11 +109,9 @@ def validation_problems(
     problems = []
     for err in error.errors():
         field, message = explain_error(err, model)
-        loc = (*prefix, *err["loc"])
         ctx_field = (err.get("ctx") or {}).get("field")
-        if prefix and not ctx_field:
-            from crucible_dagster.core.problems import format_loc
-
+        loc = (*prefix, *(parse_loc(ctx_field) if ctx_field else err["loc"]))
+        if prefix:
             field = format_loc(loc)
         problems.append(doc.problem(loc, field, message))
     return problems
@@ -167,7 +165,9 @@ def dump_experiment(experiment: Experiment, fmt: str = "yaml") -> str:
     data = experiment_to_data(experiment)
     if fmt == "json":
         return json.dumps(data, indent=2, allow_nan=False)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    # PyYAML writes NEL/LS/PS raw under allow_unicode and then reads them back as line breaks.
+    awkward = any(ch in json.dumps(data, ensure_ascii=False) for ch in "\x85\u2028\u2029")
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=not awkward)
 
 
 def experiment_files(folder: str | Path) -> list[Path]:

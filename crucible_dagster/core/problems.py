@@ -50,3 +50,13 @@ def short_repr(value: object, limit: int = 80) -> str:
     """``repr`` that never floods a terminal with a huge value."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_loc(field: str) -> tuple[str | int, ...]:
+    """Inverse of ``format_loc``: ``pipeline[2].name`` -> ``("pipeline", 2, "name")``."""
+    import re
+
+    parts: list[str | int] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field):
+        parts.append(int(index) if index else name)
+    return tuple(parts)

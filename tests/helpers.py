@@ -1,0 +1,111 @@
+"""Stages used by the tests (importable by dotted path ``tests.helpers:Name``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from crucible_dagster import Context, Stage, StageError, StageOptions
+
+
+class StageOne(Stage):
+    name = "one"
+    description = "sets assigns.one"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        return ctx.assign("one", True)
+
+
+class StageFail(Stage):
+    name = "fail"
+    description = "always fails with a reason"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        raise StageError("nope")
+
+
+class StageBoom(Stage):
+    name = "boom"
+    description = "raises an unexpected exception"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        raise ZeroDivisionError("division by zero in boom")
+
+
+class NeedsInput(Stage):
+    name = "needs_input"
+    description = "Requires an input option"
+    legacy_schema = {"name": "needs_input", "description": "Requires an input option", "required": ["input"], "optional": [], "types": {"input": "string"}}
+    calls = 0
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        type(self).calls += 1
+        return ctx.put_metric("needs_input_ran", True)
+
+
+class ReturnsNone(Stage):
+    name = "returns_none"
+    description = "returns None by mistake"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        return None  # type: ignore[return-value]
+
+
+class CounterOptions(StageOptions):
+    counter_file: str = Field(description="A file that counts how often the stage ran.")
+    fail_if_exists: str | None = Field(default=None, description="Fail while this file exists.")
+    rows: int = Field(default=1000, ge=1)
+    alpha: float = Field(default=0.05, ge=0, le=1)
+
+
+class CountingTable(Stage):
+    """Counts its executions in a file and keeps a DataFrame and an array in assigns."""
+
+    name = "counting_table"
+    Options = CounterOptions
+
+    def run(self, ctx: Context, options: CounterOptions) -> Context:
+        path = Path(options.counter_file)
+        path.write_text(str(int(path.read_text() or 0) + 1) if path.exists() else "1")
+        if options.fail_if_exists and Path(options.fail_if_exists).exists():
+            raise RuntimeError(f"failing because {options.fail_if_exists} exists")
+        frame = pd.DataFrame({"x": np.arange(options.rows), "y": np.linspace(0, 1, options.rows)})
+        return ctx.assign({"table": frame, "vector": np.arange(5.0)}).put_metric("rows", options.rows).put_metric("alpha_used", options.alpha)
+
+
+class Unstorable(Stage):
+    name = "unstorable"
+    description = "puts a value that cannot cross ops into assigns"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        return ctx.assign("model", object())
+
+
+class TrainingOptions(StageOptions):
+    epochs: int = Field(default=1, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+
+
+class TrainStage(Stage):
+    name = "train"
+    description = "pretend training"
+    Options = TrainingOptions
+
+    def run(self, ctx: Context, options: TrainingOptions) -> Context:
+        return ctx.put_metric("epochs", options.epochs)
+
+
+class ListAdapter:
+    """A guardrail adapter returning fixed violations."""
+
+    def scan(self, examples: list[Any], options: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"issue": "pii"}]
+
+
+class EmptyAdapter:
+    def scan(self, examples: list[Any], options: dict[str, Any]) -> list[dict[str, Any]]:
+        return []

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from crucible_dagster.cli import main
+from tests.conftest import ROOT, subprocess_env
+
+
+def test_run_json_prints_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(ROOT / "experiments/core_pipeline_demo.yaml"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples_loaded"] == 3
+    assert metrics["data_checks"] == {"total": 3, "missing_required": 0, "required_fields": ["input", "output"]}
+    assert metrics["guardrails"] == {"total": 3, "violations": 0}
+
+
+def test_run_set_override_and_failure_exit_code(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    path = ROOT / "experiments/core_pipeline_demo.yaml"
+    code = main(["run", str(path), "--set", "data_checks.required_fields=[input, label]", "--set", "data_checks.fail_fast=true"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "failed at stage 'data_checks'" in err and "data_checks_failed" in err
+    assert "[3/5] data_checks" in err
+
+
+def test_run_rejects_invalid_override(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(ROOT / "experiments/core_pipeline_demo.yaml"), "--set", "validate.strict=maybe"]) == 1
+    assert "strict: expected true or false" in capsys.readouterr().err
+
+
+def test_stages_json_lists_name_module_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stages", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {r["name"] for r in rows}
+    assert {"validate", "data_checks", "guardrails", "report"} <= names
+    row = next(r for r in rows if r["name"] == "data_checks")
+    assert row["module"] == "crucible_dagster.stages.data_checks:DataChecksStage"
+    assert row["schema"]["types"]["required_fields"] == ["list", "string"]
+
+
+def test_stages_name_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stages", "--name", "guardrails"]) == 0
+    out = capsys.readouterr().out
+    assert "Stage: guardrails" in out and "fail_on_violation" in out and "(default: false)" in out
+    assert main(["stages", "--name", "nope"]) == 1
+
+
+def test_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "Crucible experiment"
+
+
+def test_console_script_runs() -> None:
+    proc = subprocess.run(
+        [str(ROOT / ".venv/bin/crucible") if (ROOT / ".venv/bin/crucible").exists() else sys.executable, "--help"],
+        capture_output=True, text=True, env=subprocess_env(), timeout=60,
+    )
+    assert proc.returncode == 0 and "validate" in proc.stdout

@@ -1,0 +1,36 @@
+"""The core never imports dagster; only crucible_dagster.dagster_plugin may."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT, subprocess_env
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True, env=subprocess_env()).stdout
+    return set(out.split())
+
+
+def test_core_does_not_import_dagster() -> None:
+    modules = _modules_after(
+        "import crucible_dagster, crucible_dagster.cli, crucible_dagster.core.runner, crucible_dagster.core.checking, "
+        "crucible_dagster.core.serialization, crucible_dagster.stages.report, crucible_dagster.stages.guardrails"
+    )
+    assert not any(m == "dagster" or m.startswith("dagster.") for m in modules)
+
+
+def test_import_crucible_dagster_is_light() -> None:
+    modules = _modules_after("import crucible_dagster")
+    for heavy in ("dagster", "pandas", "scipy", "sklearn", "pyarrow"):
+        assert heavy not in modules, heavy
+
+
+def test_only_the_plugin_imports_dagster() -> None:
+    for path in (ROOT / "crucible_dagster").rglob("*.py"):
+        if "dagster_plugin" in path.parts:
+            continue
+        text = path.read_text()
+        assert "import dagster" not in text and "from dagster" not in text, path
