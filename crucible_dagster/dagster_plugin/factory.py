@@ -45,9 +45,12 @@ def build_job(
         )
         for index, stage_def in enumerate(enabled)
     ]
-    dependencies: dict[str, dict[str, dg.DependencyDefinition]] = {
-        current.name: {"upstream": dg.DependencyDefinition(previous.name)} for previous, current in zip(ops, ops[1:], strict=False)
-    }
+    # Each op definition is unique to its experiment; the node in the job is named after the stage.
+    aliases = [translator.op_name(experiment, s) for s in enabled]
+    dependencies: dict[str | dg.NodeInvocation, dict[str, dg.DependencyDefinition]] = {}
+    for index, op in enumerate(ops):
+        upstream = {"upstream": dg.DependencyDefinition(aliases[index - 1])} if index else {}
+        dependencies[dg.NodeInvocation(op.name, alias=aliases[index])] = upstream
     graph = dg.GraphDefinition(
         name=translator.job_name(experiment),
         node_defs=ops,

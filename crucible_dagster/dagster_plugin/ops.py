@@ -90,7 +90,7 @@ def build_stage_op(
     translator: CrucibleTranslator,
     registry: Registry,
 ) -> dg.OpDefinition:
-    name = translator.op_name(experiment, stage_def)
+    name = translator.op_definition_name(experiment, stage_def)
     skipped = [s.name for s in experiment.pipeline if not s.enabled]
 
     def execute(context: dg.OpExecutionContext, upstream: Context | None) -> Iterator[Any]:

@@ -30,7 +30,12 @@ class CrucibleTranslator:
         return tags
 
     def op_name(self, experiment: Experiment, stage: StageDef) -> str:
+        """The node name in the job (step keys, Launchpad config): the stage name."""
         return stage.name
+
+    def op_definition_name(self, experiment: Experiment, stage: StageDef) -> str:
+        """Op definitions must be unique across a code location, so they carry the experiment id."""
+        return f"{experiment.id}__{stage.name}"
 
     def op_description(self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]) -> str:
         return str(stage_cls.describe().get("description") or stage.name)

@@ -1,0 +1,42 @@
+"""Module-level job builders, so Dagster can reconstruct them in other processes.
+
+Tests pass parameters through environment variables because a reconstructable job
+is rebuilt from its code pointer in each step process.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from crucible_dagster import Experiment
+from crucible_dagster.dagster_plugin import build_job
+
+
+def counting_experiment(executor: str = "in_process") -> Experiment:
+    workdir = os.environ["CRUCIBLE_TEST_WORKDIR"]
+    return Experiment.model_validate(
+        {
+            "id": "counting",
+            "executor": executor,
+            "pipeline": [
+                {"name": "first", "module": "tests.helpers:CountingTable", "options": {"counter_file": f"{workdir}/first.count", "rows": 2000}},
+                {"name": "second", "module": "tests.helpers:CountingTable", "options": {"counter_file": f"{workdir}/second.count"}},
+                {
+                    "name": "third",
+                    "module": "tests.helpers:CountingTable",
+                    "options": {"counter_file": f"{workdir}/third.count", "fail_if_exists": f"{workdir}/fail.flag"},
+                },
+                {"name": "fourth", "module": "tests.helpers:CountingTable", "options": {"counter_file": f"{workdir}/fourth.count"}},
+            ],
+        }
+    )
+
+
+def counting_job() -> dg.JobDefinition:
+    return build_job(counting_experiment())
+
+
+def counting_job_multiprocess() -> dg.JobDefinition:
+    return build_job(counting_experiment("multiprocess"))

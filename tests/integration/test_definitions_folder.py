@@ -1,0 +1,79 @@
+"""A broken experiment file never stops the others; its errors are visible in the UI and the log."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from crucible_dagster.core.checking import check_file
+from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, definitions_from_folder
+from tests.conftest import ROOT
+
+MALFORMED = sorted((ROOT / "tests" / "malformed").iterdir())
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "experiments"
+    shutil.copytree(ROOT / "experiments", folder)
+    for path in MALFORMED:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_good_jobs_load_beside_every_malformed_file(mixed_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="crucible_dagster"):
+        defs = definitions_from_folder(mixed_folder)
+    for job in ("core_pipeline_demo", "trace_demo", "classifier_comparison"):
+        assert defs.resolve_job_def(job).name == job
+    invalid = [a for a in defs.assets if isinstance(a, dg.AssetSpec) and a.group_name == "crucible_invalid_experiments"]  # type: ignore[union-attr]
+    assert len(invalid) == len(MALFORMED)
+    for path in MALFORMED:
+        spec = next(a for a in invalid if a.metadata["file"].endswith(path.name))
+        # the same messages as `crucible validate`, in the asset's description and in the log
+        for problem in check_file(mixed_folder / path.name).problems:
+            assert str(problem) in (spec.description or "")
+            assert str(problem) in caplog.text
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_duplicate_experiment_ids_are_reported(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "experiments" / "trace_demo.yaml", tmp_path / "a.yaml")
+    shutil.copy(ROOT / "experiments" / "trace_demo.yaml", tmp_path / "b.yaml")
+    defs = definitions_from_folder(tmp_path)
+    assert defs.resolve_job_def("trace_demo")
+    (spec,) = [a for a in defs.assets if a.group_name == "crucible_invalid_experiments"]  # type: ignore[union-attr]
+    assert "already used by" in (spec.description or "")
+
+
+def test_experiments_dir_from_environment(mixed_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRUCIBLE_EXPERIMENTS_DIR", str(mixed_folder))
+    assert definitions_from_folder().resolve_job_def("trace_demo")
+
+
+def test_component_builds_folder_and_inline_experiments() -> None:
+    component = CrucibleExperimentsComponent(
+        path=str(ROOT / "experiments"),
+        experiments=[{"id": "inline_demo", "pipeline": [{"name": "validate"}]}],
+    )
+    defs = dg.build_defs_for_component(component)
+    assert defs.resolve_job_def("inline_demo")
+    assert defs.resolve_job_def("trace_demo")
+
+
+def test_component_from_defs_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "proj"
+    defs_dir = project / "src" / "crucproj" / "defs" / "experiments"
+    defs_dir.mkdir(parents=True)
+    (project / "src" / "crucproj" / "__init__.py").write_text("")
+    (project / "src" / "crucproj" / "defs" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text('[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "crucproj"\n')
+    shutil.copy(ROOT / "experiments" / "trace_demo.yaml", defs_dir / "trace_demo.yaml")
+    (defs_dir / "defs.yaml").write_text("type: crucible_dagster.dagster_plugin.CrucibleExperimentsComponent\nattributes:\n  path: .\n")
+    monkeypatch.syspath_prepend(str(project / "src"))
+    defs = dg.load_from_defs_folder(path_within_project=project)
+    assert defs.resolve_job_def("trace_demo")

@@ -1,0 +1,83 @@
+"""Spec tests on the built definitions: names, tags, config schemas and defaults."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from crucible_dagster import Experiment
+from crucible_dagster.dagster_plugin import CrucibleTranslator, build_job, definitions_from_folder
+from tests.conftest import ROOT
+
+
+def _defaults(job: dg.JobDefinition, op_name: str) -> dict[str, object]:
+    fields = job.graph.node_named(op_name).definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr]
+    return {k: f.default_value for k, f in fields.items() if f.default_provided}
+
+
+def test_job_and_op_names_follow_the_pipeline() -> None:
+    defs = definitions_from_folder(ROOT / "experiments")
+    job = defs.resolve_job_def("core_pipeline_demo")
+    assert [n.name for n in job.graph.nodes_in_topological_order] == ["validate", "seed_examples", "data_checks", "guardrails", "report"]
+    assert job.tags["crucible/experiment"] == "core_pipeline_demo"
+    assert len(job.tags["crucible/ir_hash"]) == 16
+    op = job.graph.node_named("data_checks").definition
+    assert op.tags["crucible/stage"] == "data_checks"
+    assert op.tags["crucible/module"] == "crucible_dagster.stages.data_checks:DataChecksStage"
+    assert op.description == "Lightweight validation of examples stored in context.assigns['examples']"
+    assert job.executor_def is dg.in_process_executor
+
+
+def test_config_schema_prefilled_with_written_options() -> None:
+    job = definitions_from_folder(ROOT / "experiments").resolve_job_def("core_pipeline_demo")
+    assert _defaults(job, "data_checks") == {"required_fields": ["input", "output"], "fail_fast": False}
+    assert _defaults(job, "guardrails") == {"adapter": "pii", "adapter_options": {}, "fail_on_violation": False}
+    fields = job.graph.node_named("data_checks").definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr]
+    assert fields["required_fields"].config_type.inner_type.kind.name == "ARRAY"  # Noneable(Array(String))
+    assert not fields["checker"].is_required
+
+
+def test_types_without_a_dagster_equivalent_fall_back_to_any() -> None:
+    exp = Experiment.model_validate({"id": "t", "pipeline": [{"name": "cv", "module": "crucible_dagster.contrib.classifiers:CrossValidate"}]})
+    job = build_job(exp)
+    fields = job.graph.node_named("cv").definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr]
+    assert fields["scoring"].config_type.inner_type.kind.name == "ENUM"
+    assert fields["models"].config_type.inner_type.kind.name == "MAP"
+    assert fields["folds"].default_value == 10
+
+
+def test_disabled_stage_has_no_op_and_multiprocess_executor() -> None:
+    exp = Experiment.model_validate(
+        {"id": "t", "executor": "multiprocess", "pipeline": [{"name": "validate"}, {"name": "report", "enabled": False}]}
+    )
+    job = build_job(exp)
+    assert [n.name for n in job.graph.nodes] == ["validate"]
+    assert job.executor_def.name == "multiprocess"
+
+
+def test_translator_is_the_one_override_point() -> None:
+    class Prefixed(CrucibleTranslator):
+        def job_name(self, experiment: Experiment) -> str:
+            return f"exp_{experiment.id}"
+
+        def report_asset_key(self, experiment, output):  # type: ignore[no-untyped-def]
+            return dg.AssetKey(["reports", experiment.id])
+
+    defs = definitions_from_folder(ROOT / "experiments", translator=Prefixed())
+    assert defs.resolve_job_def("exp_trace_demo").name == "exp_trace_demo"
+    assert dg.AssetKey(["reports", "trace_demo"]) in {a.key for a in defs.assets}  # type: ignore[union-attr]
+
+
+def test_schedule_from_the_experiment() -> None:
+    defs = definitions_from_folder(ROOT / "experiments")
+    schedule = defs.resolve_schedule_def("classifier_comparison_schedule")
+    assert schedule.cron_schedule == "0 3 * * 1"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.job_name == "classifier_comparison"
+
+
+def test_report_asset_spec() -> None:
+    defs = definitions_from_folder(ROOT / "experiments")
+    spec = next(a for a in defs.assets if a.key == dg.AssetKey(["crucible", "core_pipeline_demo", "summary"]))  # type: ignore[union-attr]
+    assert spec.group_name == "core_pipeline_demo"  # type: ignore[union-attr]
+    assert "summary" in (spec.description or "")  # type: ignore[union-attr]
