@@ -1,0 +1,41 @@
+"""`dagster job execute -f definitions.py -j <experiment>` in a subprocess with a temporary DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+
+from tests.conftest import ROOT, subprocess_env
+
+
+def dagster_bin() -> str:
+    candidate = Path(sys.executable).parent / "dagster"
+    return str(candidate) if candidate.exists() else "dagster"
+
+
+def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    proc = subprocess.run(
+        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", "core_pipeline_demo"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        (run,) = instance.get_runs()
+        assert run.job_name == "core_pipeline_demo" and run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags["crucible/experiment"] == "core_pipeline_demo"
+        event = instance.get_latest_materialization_event(dg.AssetKey(["crucible", "core_pipeline_demo", "summary"]))
+        assert event is not None and event.run_id == run.run_id
+    manifest = json.loads((artifacts_dir / "core_pipeline_demo" / run.run_id / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["metrics"]["guardrails"] == {"total": 3, "violations": 0}

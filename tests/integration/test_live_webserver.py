@@ -1,0 +1,114 @@
+"""Live: dagster-webserver and dagster-daemon on loopback, a run submitted through the GraphQL client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from dagster_graphql import DagsterGraphQLClient
+
+from tests.conftest import ROOT, subprocess_env
+
+pytestmark = pytest.mark.live
+
+DEFAULT_YAML_QUERY = """
+query DefaultYaml($selector: PipelineSelector!) {
+  runConfigSchemaOrError(selector: $selector) {
+    __typename
+    ... on RunConfigSchema { rootDefaultYaml }
+  }
+}
+"""
+ASSET_QUERY = """
+query Report($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    __typename
+    ... on Asset { assetMaterializations(limit: 1) { runId metadataEntries { label } } }
+  }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_dagster(tmp_path: Path, artifacts_dir: Path) -> Iterator[tuple[DagsterGraphQLClient, int]]:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir))
+    bindir = Path(sys.executable).parent
+    port = free_port()
+    logs = [open(tmp_path / name, "w") for name in ("webserver.log", "daemon.log")]  # noqa: SIM115
+    procs = [
+        subprocess.Popen([str(bindir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"], cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT),
+        subprocess.Popen([str(bindir / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT),
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("dagster-webserver did not start:\n" + (tmp_path / "webserver.log").read_text()[-3000:])
+        yield DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60), port
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for log in logs:
+            log.close()
+
+
+def test_submit_run_with_config_override_and_read_launchpad_defaults(
+    live_dagster: tuple[DagsterGraphQLClient, int], tmp_path: Path, artifacts_dir: Path
+) -> None:
+    client, _ = live_dagster
+    selector = {"repositoryLocationName": "crucible", "repositoryName": "__repository__", "pipelineName": "core_pipeline_demo"}
+    data = client._execute(DEFAULT_YAML_QUERY, {"selector": selector})
+    assert data["runConfigSchemaOrError"]["__typename"] == "RunConfigSchema"
+    defaults = yaml.safe_load(data["runConfigSchemaOrError"]["rootDefaultYaml"])
+    assert defaults["ops"]["data_checks"]["config"]["required_fields"] == ["input", "output"]
+    assert defaults["ops"]["guardrails"]["config"]["adapter"] == "pii"
+
+    run_id = client.submit_job_execution(
+        "core_pipeline_demo",
+        repository_location_name="crucible",
+        run_config={"ops": {"data_checks": {"config": {"required_fields": ["input"], "fail_fast": True}}}},
+    )
+    deadline = time.monotonic() + 240
+    status = None
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id)
+        if status.value in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(1)
+    assert status is not None and status.value == "SUCCESS", f"run ended {status}; daemon log:\n" + (tmp_path / "daemon.log").read_text()[-3000:]
+    asset = client._execute(ASSET_QUERY, {"key": {"path": ["crucible", "core_pipeline_demo", "summary"]}})["assetOrError"]
+    assert asset["__typename"] == "Asset"
+    (materialization,) = asset["assetMaterializations"]
+    assert materialization["runId"] == run_id
+    assert "preview" in {entry["label"] for entry in materialization["metadataEntries"]}
+    manifest = json.loads((artifacts_dir / "core_pipeline_demo" / run_id / "manifest.json").read_text())
+    assert manifest["stages"]["data_checks"]["options"] == {"required_fields": ["input"], "fail_fast": True, "checker": None}
