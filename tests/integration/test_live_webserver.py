@@ -86,8 +86,13 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(
 ) -> None:
     client, _ = live_dagster
     selector = {"repositoryLocationName": "crucible", "repositoryName": "__repository__", "pipelineName": "core_pipeline_demo"}
-    data = client._execute(DEFAULT_YAML_QUERY, {"selector": selector})
-    assert data["runConfigSchemaOrError"]["__typename"] == "RunConfigSchema"
+    deadline = time.monotonic() + 120
+    while True:  # the webserver answers before its code location has loaded
+        data = client._execute(DEFAULT_YAML_QUERY, {"selector": selector})
+        if data["runConfigSchemaOrError"]["__typename"] == "RunConfigSchema" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert data["runConfigSchemaOrError"]["__typename"] == "RunConfigSchema", data
     defaults = yaml.safe_load(data["runConfigSchemaOrError"]["rootDefaultYaml"])
     assert defaults["ops"]["data_checks"]["config"]["required_fields"] == ["input", "output"]
     assert defaults["ops"]["guardrails"]["config"]["adapter"] == "pii"
