@@ -1,7 +1,7 @@
 """Dagster entry point: every experiment under ./experiments (or $CRUCIBLE_EXPERIMENTS_DIR) becomes a job.
 
-    dagster job execute -f definitions.py -j core_pipeline_demo
-    dagster dev -w workspace.yaml
+dagster job execute -f definitions.py -j core_pipeline_demo
+dagster dev -w workspace.yaml
 """
 
 import os
@@ -9,4 +9,6 @@ from pathlib import Path
 
 from crucible_dagster.dagster_plugin import definitions_from_folder
 
-defs = definitions_from_folder(os.environ.get("CRUCIBLE_EXPERIMENTS_DIR") or Path(__file__).parent / "experiments")
+defs = definitions_from_folder(
+    os.environ.get("CRUCIBLE_EXPERIMENTS_DIR") or Path(__file__).parent / "experiments"
+)

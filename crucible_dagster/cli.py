@@ -69,10 +69,18 @@ class _Progress:
             self.index += 1
             print(f"[{self.index}/{self.total}] {event['stage']} ...", file=sys.stderr, flush=True)
         elif kind == "stage_completed":
-            print(f"      {event['stage']} ok ({event['duration_ms']:.0f} ms)", file=sys.stderr, flush=True)
+            print(
+                f"      {event['stage']} ok ({event['duration_ms']:.0f} ms)",
+                file=sys.stderr,
+                flush=True,
+            )
         elif kind == "stage_skipped":
             self.index += 1
-            print(f"[{self.index}/{self.total}] {event['stage']} skipped (disabled)", file=sys.stderr, flush=True)
+            print(
+                f"[{self.index}/{self.total}] {event['stage']} skipped (disabled)",
+                file=sys.stderr,
+                flush=True,
+            )
         elif kind == "stage_failed":
             print(f"      {event['stage']} FAILED: {event['message']}", file=sys.stderr, flush=True)
 
@@ -91,9 +99,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         names = {s.name for s in experiment.pipeline}
         unknown = sorted(set(overrides) - names)
         if unknown:
-            print(f"--set names unknown stage(s) {unknown}; stages: {sorted(names)}", file=sys.stderr)
+            print(
+                f"--set names unknown stage(s) {unknown}; stages: {sorted(names)}", file=sys.stderr
+            )
             return 2
-        pipeline = [s.model_copy(update={"options": {**s.options, **overrides.get(s.name, {})}}) for s in experiment.pipeline]
+        pipeline = [
+            s.model_copy(update={"options": {**s.options, **overrides.get(s.name, {})}})
+            for s in experiment.pipeline
+        ]
         experiment = experiment.model_copy(update={"pipeline": pipeline})
     result = run(
         experiment,
@@ -109,7 +122,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"run directory: {result.run_dir}", file=sys.stderr)
     if result.failure is not None:
         failure = result.failure
-        print(f"failed at stage {failure.stage!r} ({failure.error_type}, reason {failure.reason}): {failure.message}", file=sys.stderr)
+        print(
+            f"failed at stage {failure.stage!r} ({failure.error_type}, reason {failure.reason}): {failure.message}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -128,7 +144,12 @@ def cmd_stages(args: argparse.Namespace) -> int:
             return 1
         schema = schema_to_json(cls.describe())
         if args.json:
-            print(json.dumps([{"name": args.name, "module": cls.qualified_name(), "schema": schema}], indent=2))
+            print(
+                json.dumps(
+                    [{"name": args.name, "module": cls.qualified_name(), "schema": schema}],
+                    indent=2,
+                )
+            )
             return 0
         print(f"Stage: {args.name}\nModule: {cls.qualified_name()}")
         for key in ("version", "__schema_version__"):
@@ -136,7 +157,10 @@ def cmd_stages(args: argparse.Namespace) -> int:
                 print(f"{'Version' if key == 'version' else 'Schema Version'}: {schema[key]}")
         print(f"Description: {schema['description']}")
         defaults = schema.get("defaults", {})
-        for title, keys in (("Required options", schema["required"]), ("Optional options", schema["optional"])):
+        for title, keys in (
+            ("Required options", schema["required"]),
+            ("Optional options", schema["optional"]),
+        ):
             print(f"\n{title}:")
             if not keys:
                 print("  (none)")
@@ -155,7 +179,9 @@ def cmd_stages(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print("No stages registered. Install a package that provides the 'crucible_dagster.stages' entry point.")
+        print(
+            "No stages registered. Install a package that provides the 'crucible_dagster.stages' entry point."
+        )
         return 0
     print("Available Stages:")
     for row in rows:
@@ -173,7 +199,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crucible", description="Run and check Crucible experiments without Dagster.")
+    parser = argparse.ArgumentParser(
+        prog="crucible", description="Run and check Crucible experiments without Dagster."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -184,7 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one experiment standalone")
     p.add_argument("path")
-    p.add_argument("--set", action="append", metavar="STAGE.OPTION=VALUE", help="override a stage option (YAML value)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="STAGE.OPTION=VALUE",
+        help="override a stage option (YAML value)",
+    )
     p.add_argument("--validate-options", choices=VALIDATE_MODES, default="error")
     p.add_argument("--run-id")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
@@ -202,7 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args))
     except ExperimentError as exc:

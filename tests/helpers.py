@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,13 @@ class StageBoom(Stage):
 class NeedsInput(Stage):
     name = "needs_input"
     description = "Requires an input option"
-    legacy_schema = {"name": "needs_input", "description": "Requires an input option", "required": ["input"], "optional": [], "types": {"input": "string"}}
+    legacy_schema = {
+        "name": "needs_input",
+        "description": "Requires an input option",
+        "required": ["input"],
+        "optional": [],
+        "types": {"input": "string"},
+    }
     calls = 0
 
     def run(self, ctx: Context, options: Any) -> Context:
@@ -69,12 +76,17 @@ class CountingTable(Stage):
     Options = CounterOptions
 
     def run(self, ctx: Context, options: CounterOptions) -> Context:
-        path = Path(options.counter_file)
+        base = Path(os.environ.get("CRUCIBLE_TEST_WORKDIR", "."))
+        path = base / options.counter_file
         path.write_text(str(int(path.read_text() or 0) + 1) if path.exists() else "1")
-        if options.fail_if_exists and Path(options.fail_if_exists).exists():
+        if options.fail_if_exists and (base / options.fail_if_exists).exists():
             raise RuntimeError(f"failing because {options.fail_if_exists} exists")
         frame = pd.DataFrame({"x": np.arange(options.rows), "y": np.linspace(0, 1, options.rows)})
-        return ctx.assign({"table": frame, "vector": np.arange(5.0)}).put_metric("rows", options.rows).put_metric("alpha_used", options.alpha)
+        return (
+            ctx.assign({"table": frame, "vector": np.arange(5.0)})
+            .put_metric("rows", options.rows)
+            .put_metric("alpha_used", options.alpha)
+        )
 
 
 class Unstorable(Stage):

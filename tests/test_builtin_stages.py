@@ -15,33 +15,75 @@ def exp(*stages: dict[str, Any]) -> Experiment:
 
 
 def test_scenario_10_validate_stage() -> None:
-    result = run(exp({"name": "validate"}, {"name": "unknown_stage", "enabled": False}), write_run_dir=False)
+    result = run(
+        exp({"name": "validate"}, {"name": "unknown_stage", "enabled": False}), write_run_dir=False
+    )
     assert result.context.metrics["validation"]["status"] == "warnings"
-    assert "stage 'unknown_stage' is not registered" in result.context.metrics["validation"]["warnings"][0]
-    strict = run(exp({"name": "validate", "options": {"strict": True}}, {"name": "unknown_stage", "enabled": False}), write_run_dir=False)
+    assert (
+        "stage 'unknown_stage' is not registered"
+        in result.context.metrics["validation"]["warnings"][0]
+    )
+    strict = run(
+        exp(
+            {"name": "validate", "options": {"strict": True}},
+            {"name": "unknown_stage", "enabled": False},
+        ),
+        write_run_dir=False,
+    )
     assert strict.failure is not None and strict.failure.reason == "validation_failed"
     assert "unknown_stage" in strict.failure.details[0]
-    explicit = run(exp({"name": "validate"}, {"name": "s", "module": "builtins:str", "enabled": False}), write_run_dir=False)
-    assert "not a crucible_dagster Stage subclass" in explicit.context.metrics["validation"]["warnings"][0]
-    assert run(exp({"name": "validate"}), write_run_dir=False).context.metrics["validation"] == {"status": "passed"}
+    explicit = run(
+        exp({"name": "validate"}, {"name": "s", "module": "builtins:str", "enabled": False}),
+        write_run_dir=False,
+    )
+    assert (
+        "not a crucible_dagster Stage subclass"
+        in explicit.context.metrics["validation"]["warnings"][0]
+    )
+    assert run(exp({"name": "validate"}), write_run_dir=False).context.metrics["validation"] == {
+        "status": "passed"
+    }
 
 
 def test_scenario_11_data_checks() -> None:
     examples = [{"input": "a"}, {"input": "b", "output": "c"}]
-    result = run(exp({"name": "data_checks", "options": {"required_fields": ["input", "output"]}}), assigns={"examples": examples}, write_run_dir=False)
-    assert result.context.metrics["data_checks"] == {"total": 2, "missing_required": 1, "required_fields": ["input", "output"]}
-    assert result.context.assigns["data_issues"] == [{"index": 0, "example": {"input": "a"}, "missing": ["output"]}]
-    failing = run(exp({"name": "data_checks", "options": {"required_fields": ["output"], "fail_fast": True}}), assigns={"examples": [{"input": "a"}]}, write_run_dir=False)
+    result = run(
+        exp({"name": "data_checks", "options": {"required_fields": ["input", "output"]}}),
+        assigns={"examples": examples},
+        write_run_dir=False,
+    )
+    assert result.context.metrics["data_checks"] == {
+        "total": 2,
+        "missing_required": 1,
+        "required_fields": ["input", "output"],
+    }
+    assert result.context.assigns["data_issues"] == [
+        {"index": 0, "example": {"input": "a"}, "missing": ["output"]}
+    ]
+    failing = run(
+        exp({"name": "data_checks", "options": {"required_fields": ["output"], "fail_fast": True}}),
+        assigns={"examples": [{"input": "a"}]},
+        write_run_dir=False,
+    )
     assert failing.failure is not None and failing.failure.reason == "data_checks_failed"
-    assert failing.failure.details == [{"index": 0, "example": {"input": "a"}, "missing": ["output"]}]
+    assert failing.failure.details == [
+        {"index": 0, "example": {"input": "a"}, "missing": ["output"]}
+    ]
     untouched = run(exp({"name": "data_checks"}), write_run_dir=False)
     assert "data_checks" not in untouched.context.metrics
 
 
 def test_scenario_12_guardrails() -> None:
-    ok = run(exp({"name": "guardrails", "options": {"adapter": "tests.helpers:EmptyAdapter"}}), assigns={"examples": [{"input": "x"}]}, write_run_dir=False)
+    ok = run(
+        exp({"name": "guardrails", "options": {"adapter": "tests.helpers:EmptyAdapter"}}),
+        assigns={"examples": [{"input": "x"}]},
+        write_run_dir=False,
+    )
     assert ok.context.metrics["guardrails"] == {"total": 1, "violations": 0}
-    stage = {"name": "guardrails", "options": {"adapter": "tests.helpers:ListAdapter", "fail_on_violation": True}}
+    stage = {
+        "name": "guardrails",
+        "options": {"adapter": "tests.helpers:ListAdapter", "fail_on_violation": True},
+    }
     fail = run(exp(stage), assigns={"examples": [{"input": "x"}]}, write_run_dir=False)
     assert fail.failure is not None and fail.failure.reason == "guardrail_violation"
     assert fail.failure.details == [{"issue": "pii"}]
@@ -56,7 +98,10 @@ SECRET_EXAMPLES = [
     {"input": "Call +1 (415) 555-2671 tomorrow", "output": "fine"},
     {"input": "my card is 4111 1111 1111 1111", "output": "no"},
     {"input": "not a card 4111 1111 1111 1112", "output": "order 12345"},
-    {"input": "key sk-proj-abcdefghijklmnopqrstuvwxyz123456", "meta": {"aws": "AKIAIOSFODNN7EXAMPLE"}},
+    {
+        "input": "key sk-proj-abcdefghijklmnopqrstuvwxyz123456",
+        "meta": {"aws": "AKIAIOSFODNN7EXAMPLE"},
+    },
     {"input": "config: api_key = 'Zx9vQ2mN8bT4rL6pW1eY'", "output": "The answer is 42."},
 ]
 
@@ -73,7 +118,14 @@ def test_pii_adapter_finds_each_kind_without_echoing_it() -> None:
         (5, "input", "api_key"),
     }
     text = repr(violations)
-    for secret in ("jane.doe", "555-2671", "4111 1111 1111 1111", "sk-proj", "AKIAIOSFODNN7EXAMPLE", "Zx9vQ2mN8bT4rL6pW1eY"):
+    for secret in (
+        "jane.doe",
+        "555-2671",
+        "4111 1111 1111 1111",
+        "sk-proj",
+        "AKIAIOSFODNN7EXAMPLE",
+        "Zx9vQ2mN8bT4rL6pW1eY",
+    ):
         assert secret not in text
 
 
@@ -82,19 +134,32 @@ def test_luhn() -> None:
     assert not luhn_valid("4111111111111112")
 
 
-@pytest.mark.parametrize("text", ["The meeting is at 10:30 on 2024-05-01.", "Accuracy 0.9754 over 569 rows", "version 1.2.3"])
+@pytest.mark.parametrize(
+    "text",
+    ["The meeting is at 10:30 on 2024-05-01.", "Accuracy 0.9754 over 569 rows", "version 1.2.3"],
+)
 def test_pii_adapter_ignores_ordinary_text(text: str) -> None:
     assert find_sensitive(text) == []
 
 
 def test_guardrails_stage_with_pii_adapter() -> None:
-    result = run(exp({"name": "guardrails", "options": {"adapter": "pii"}}), assigns={"examples": SECRET_EXAMPLES}, write_run_dir=False)
+    result = run(
+        exp({"name": "guardrails", "options": {"adapter": "pii"}}),
+        assigns={"examples": SECRET_EXAMPLES},
+        write_run_dir=False,
+    )
     assert result.context.metrics["guardrails"] == {"total": 6, "violations": 6}
 
 
 def test_report_stage_refuses_paths_that_escape(tmp_path) -> None:  # type: ignore[no-untyped-def]
     experiment = Experiment.model_validate(
-        {"id": "t", "pipeline": [{"name": "report"}], "outputs": [{"name": "x", "formats": ["markdown"], "options": {"path": "../../escape.md"}}]}
+        {
+            "id": "t",
+            "pipeline": [{"name": "report"}],
+            "outputs": [
+                {"name": "x", "formats": ["markdown"], "options": {"path": "../../escape.md"}}
+            ],
+        }
     )
     result = run(experiment, run_id="r")
     assert result.failure is not None and result.failure.reason == "unsafe_path"
@@ -102,7 +167,13 @@ def test_report_stage_refuses_paths_that_escape(tmp_path) -> None:  # type: igno
 
 
 def test_report_stage_writes_one_file_per_format(artifacts_dir) -> None:  # type: ignore[no-untyped-def]
-    experiment = Experiment.model_validate({"id": "t", "pipeline": [{"name": "report"}], "outputs": [{"name": "x", "formats": ["markdown", "json"]}]})
+    experiment = Experiment.model_validate(
+        {
+            "id": "t",
+            "pipeline": [{"name": "report"}],
+            "outputs": [{"name": "x", "formats": ["markdown", "json"]}],
+        }
+    )
     result = run(experiment, run_id="r")
     assert result.ok
     assert sorted(p.name for p in (artifacts_dir / "t" / "r").glob("x.*")) == ["x.json", "x.md"]

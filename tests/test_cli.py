@@ -14,13 +14,28 @@ def test_run_json_prints_metrics(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(ROOT / "experiments/core_pipeline_demo.yaml"), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["examples_loaded"] == 3
-    assert metrics["data_checks"] == {"total": 3, "missing_required": 0, "required_fields": ["input", "output"]}
+    assert metrics["data_checks"] == {
+        "total": 3,
+        "missing_required": 0,
+        "required_fields": ["input", "output"],
+    }
     assert metrics["guardrails"] == {"total": 3, "violations": 0}
 
 
-def test_run_set_override_and_failure_exit_code(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_run_set_override_and_failure_exit_code(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
     path = ROOT / "experiments/core_pipeline_demo.yaml"
-    code = main(["run", str(path), "--set", "data_checks.required_fields=[input, label]", "--set", "data_checks.fail_fast=true"])
+    code = main(
+        [
+            "run",
+            str(path),
+            "--set",
+            "data_checks.required_fields=[input, label]",
+            "--set",
+            "data_checks.fail_fast=true",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "failed at stage 'data_checks'" in err and "data_checks_failed" in err
@@ -28,7 +43,17 @@ def test_run_set_override_and_failure_exit_code(tmp_path, capsys: pytest.Capture
 
 
 def test_run_rejects_invalid_override(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", str(ROOT / "experiments/core_pipeline_demo.yaml"), "--set", "validate.strict=maybe"]) == 1
+    assert (
+        main(
+            [
+                "run",
+                str(ROOT / "experiments/core_pipeline_demo.yaml"),
+                "--set",
+                "validate.strict=maybe",
+            ]
+        )
+        == 1
+    )
     assert "strict: expected true or false" in capsys.readouterr().err
 
 
@@ -56,7 +81,15 @@ def test_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_console_script_runs() -> None:
     proc = subprocess.run(
-        [str(ROOT / ".venv/bin/crucible") if (ROOT / ".venv/bin/crucible").exists() else sys.executable, "--help"],
-        capture_output=True, text=True, env=subprocess_env(), timeout=60,
+        [
+            str(ROOT / ".venv/bin/crucible")
+            if (ROOT / ".venv/bin/crucible").exists()
+            else sys.executable,
+            "--help",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
     )
     assert proc.returncode == 0 and "validate" in proc.stdout

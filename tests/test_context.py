@@ -24,11 +24,16 @@ def test_outputs_artifacts_assigns() -> None:
     assert ctx.outputs == (1, 2, 3)
     art = ctx.put_artifact("k", "v")
     assert art.get_artifact("k") == "v" and art.has_artifact("k") and not ctx.has_artifact("k")
-    assert ctx.assign("a", 1).assign({"b": 2}).assign([("a", 3), ("a", 4)]).assigns == {"a": 4, "b": 2}
+    assert ctx.assign("a", 1).assign({"b": 2}).assign([("a", 3), ("a", 4)]).assigns == {
+        "a": 4,
+        "b": 2,
+    }
 
 
 def test_stage_completion() -> None:
-    ctx = Context("e", "r").mark_stage_complete("a").mark_stage_complete("b").mark_stage_complete("a")
+    ctx = (
+        Context("e", "r").mark_stage_complete("a").mark_stage_complete("b").mark_stage_complete("a")
+    )
     assert ctx.completed_stages() == ["a", "b"]
     assert ctx.stage_completed("a") and not ctx.stage_completed("c")
     assert Context("e", "r").completed_stages() == []
@@ -36,16 +41,27 @@ def test_stage_completion() -> None:
 
 def test_scenario_23_trace_helpers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = Context("e", "r").with_trace()
-    ctx = ctx.emit("stage_failed", "Failed stage: data_load", "Stage data_load failed with error: file_not_found", confidence=0.0)
+    ctx = ctx.emit(
+        "stage_failed",
+        "Failed stage: data_load",
+        "Stage data_load failed with error: file_not_found",
+        confidence=0.0,
+    )
     last = ctx.last_event()
     assert last is not None and last.type == "stage_failed"
-    assert "data_load" in last.decision and "file_not_found" in last.reasoning and last.confidence == 0.0
+    assert (
+        "data_load" in last.decision
+        and "file_not_found" in last.reasoning
+        and last.confidence == 0.0
+    )
     traced = Context("e", "r").with_trace()
     for c in (0.7, 0.8, 0.9):
         traced = traced.emit_decision("d", "r", confidence=c)
     assert traced.confidence_stats() == {"count": 3, "mean": 0.8, "min": 0.7, "max": 0.9}
     plain = Context("e", "r")
-    assert plain.export_trace() is None and plain.event_count() == 0 and plain.confidence_stats() == {}
+    assert (
+        plain.export_trace() is None and plain.event_count() == 0 and plain.confidence_stats() == {}
+    )
     with pytest.raises(TraceError, match="no trace"):
         plain.save_trace(tmp_path / "t.json")
     assert traced.save_trace(tmp_path / "t.json").exists()

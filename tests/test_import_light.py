@@ -10,7 +10,14 @@ from tests.conftest import ROOT, subprocess_env
 
 def _modules_after(code: str) -> set[str]:
     probe = f"{code}\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True, env=subprocess_env()).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=subprocess_env(),
+    ).stdout
     return set(out.split())
 
 

@@ -14,7 +14,9 @@ from tests.conftest import ROOT, subprocess_env
 
 CORPUS = Path(__file__).parent / "malformed"
 FILES = sorted(CORPUS.iterdir())
-LINE = re.compile(r"^(?P<file>tests/malformed/[^:]+):(?P<line>\d+): (?P<field>\S+): (?P<message>.+)$")
+LINE = re.compile(
+    r"^(?P<file>tests/malformed/[^:]+):(?P<line>\d+): (?P<field>\S+): (?P<message>.+)$"
+)
 
 # file -> (field, a phrase the message must contain)
 EXPECTED = {
@@ -29,18 +31,36 @@ EXPECTED = {
     "09_misspelled_stage_key.yaml": ("pipeline[0].optoins", "did you mean 'options'"),
     "10_unknown_stage.yaml": ("pipeline[1].name", "'teleport' is not registered"),
     "11_hostile_os_system.yaml": ("pipeline[0].module", "not a crucible_dagster Stage subclass"),
-    "12_hostile_builtins_eval.yaml": ("pipeline[0].module", "not a crucible_dagster Stage subclass"),
+    "12_hostile_builtins_eval.yaml": (
+        "pipeline[0].module",
+        "not a crucible_dagster Stage subclass",
+    ),
     "13_hostile_path_syntax.yaml": ("pipeline[0].module", "is not a dotted path"),
     "14_missing_module.yaml": ("pipeline[0].module", "cannot find module"),
     "15_duplicate_stage_names.yaml": ("pipeline[2].name", "duplicate stage name 'report'"),
     "16_invalid_id_dash.yaml": ("id", "try 'my_experiment'"),
     "17_invalid_id_space.yaml": ("id", "valid Dagster name"),
     "18_invalid_stage_name.yaml": ("pipeline[0].name", "try 'load_data'"),
-    "19_option_wrong_type.yaml": ("pipeline[0].options.strict", "expected true or false, got 'very'"),
-    "20_option_unknown_key.yaml": ("pipeline[0].options.required_feilds", "did you mean 'required_fields'"),
-    "21_option_list_item_type.yaml": ("pipeline[0].options.required_fields[1]", "expected a string, got 42"),
-    "22_stats_alpha_out_of_range.yaml": ("reliability.stats.alpha", "expected a number between 0 and 1, got 1.5"),
-    "23_ensemble_bad_enum.yaml": ("reliability.ensemble.strategy", "expected one of: none, majority"),
+    "19_option_wrong_type.yaml": (
+        "pipeline[0].options.strict",
+        "expected true or false, got 'very'",
+    ),
+    "20_option_unknown_key.yaml": (
+        "pipeline[0].options.required_feilds",
+        "did you mean 'required_fields'",
+    ),
+    "21_option_list_item_type.yaml": (
+        "pipeline[0].options.required_fields[1]",
+        "expected a string, got 42",
+    ),
+    "22_stats_alpha_out_of_range.yaml": (
+        "reliability.stats.alpha",
+        "expected a number between 0 and 1, got 1.5",
+    ),
+    "23_ensemble_bad_enum.yaml": (
+        "reliability.ensemble.strategy",
+        "expected one of: none, majority",
+    ),
     "24_output_bad_format.yaml": ("outputs[0].formats[1]", "got 'pdf'"),
     "25_schedule_bad_timezone.yaml": ("schedule.timezone", "IANA timezone"),
     "26_seed_not_int.yaml": ("seed", "expected an integer, got 'forty-two'"),
@@ -49,8 +69,14 @@ EXPECTED = {
     "29_pipeline_not_list.yaml": ("pipeline", "expected a list, got 'validate'"),
     "30_invalid_json.json": ("(root)", "invalid JSON"),
     "31_options_not_mapping.yaml": ("pipeline[0].options", "expected a mapping, got 'strict'"),
-    "32_not_a_stage_class.yaml": ("pipeline[0].module", "is a class, not a crucible_dagster Stage subclass"),
-    "33_guardrails_bad_option.yaml": ("pipeline[0].options.fail_on_violation", "expected true or false, got 'maybe'"),
+    "32_not_a_stage_class.yaml": (
+        "pipeline[0].module",
+        "is a class, not a crucible_dagster Stage subclass",
+    ),
+    "33_guardrails_bad_option.yaml": (
+        "pipeline[0].options.fail_on_violation",
+        "expected true or false, got 'maybe'",
+    ),
 }
 
 
@@ -60,7 +86,9 @@ def test_corpus_is_complete() -> None:
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_validate_reports_clear_error(path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_reports_clear_error(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(ROOT)
     assert main(["validate", str(path.relative_to(ROOT))]) == 1
     out = capsys.readouterr().out.strip().splitlines()
@@ -74,12 +102,26 @@ def test_validate_reports_clear_error(path: Path, capsys: pytest.CaptureFixture[
 
 def test_whole_corpus_in_a_subprocess_prints_no_traceback() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "crucible_dagster.cli", "validate", "tests/malformed", "experiments"],
-        cwd=ROOT, capture_output=True, text=True, env=subprocess_env(), timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "crucible_dagster.cli",
+            "validate",
+            "tests/malformed",
+            "experiments",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert f"{len(list((ROOT / 'experiments').glob('*.yaml')))} valid, {len(FILES)} invalid" in proc.stderr
+    assert (
+        f"{len(list((ROOT / 'experiments').glob('*.yaml')))} valid, {len(FILES)} invalid"
+        in proc.stderr
+    )
 
 
 def test_good_files_exit_zero() -> None:

@@ -12,7 +12,9 @@ from crucible_dagster.core.runner import substitute_params
 from crucible_dagster.core.stage import StageError
 from tests.helpers import NeedsInput, StageBoom, StageFail, StageOne
 
-REGISTRY = Registry({"one": StageOne, "fail": StageFail, "boom": StageBoom, "needs_input": NeedsInput})
+REGISTRY = Registry(
+    {"one": StageOne, "fail": StageFail, "boom": StageBoom, "needs_input": NeedsInput}
+)
 
 
 def exp(*stages: dict) -> Experiment:
@@ -52,10 +54,20 @@ def test_scenario_9_validate_options_modes(caplog: pytest.LogCaptureFixture) -> 
     assert result.failure.details == ["missing required option: input"]
     assert NeedsInput.calls == 0
     with caplog.at_level(logging.WARNING, logger="crucible_dagster"):
-        result = run(exp({"name": "needs_input"}), registry=REGISTRY, validate_options="warn", write_run_dir=False)
+        result = run(
+            exp({"name": "needs_input"}),
+            registry=REGISTRY,
+            validate_options="warn",
+            write_run_dir=False,
+        )
     assert result.ok and NeedsInput.calls == 1
-    assert "Stage needs_input options validation warnings: missing required option: input" in caplog.text
-    assert run(exp({"name": "needs_input"}), registry=REGISTRY, validate_options="off", write_run_dir=False).ok
+    assert (
+        "Stage needs_input options validation warnings: missing required option: input"
+        in caplog.text
+    )
+    assert run(
+        exp({"name": "needs_input"}), registry=REGISTRY, validate_options="off", write_run_dir=False
+    ).ok
     assert NeedsInput.calls == 2
 
 
@@ -71,10 +83,14 @@ def test_exception_becomes_failure_with_traceback_and_pre_stage_context() -> Non
 
 
 def test_disabled_stage_is_skipped_and_recorded() -> None:
-    result = run(exp({"name": "fail", "enabled": False}, {"name": "one"}), registry=REGISTRY, write_run_dir=False)
+    result = run(
+        exp({"name": "fail", "enabled": False}, {"name": "one"}),
+        registry=REGISTRY,
+        write_run_dir=False,
+    )
     assert result.ok
     assert result.context.completed_stages() == ["one"]
-    assert [e.type for e in result.context.trace.events][0] == "stage_skipped"  # type: ignore[union-attr]
+    assert next(e.type for e in result.context.trace.events) == "stage_skipped"  # type: ignore[union-attr]
 
 
 def test_bad_return_value_is_a_failure() -> None:
@@ -93,7 +109,10 @@ def test_unknown_option_key_rejected_in_error_mode() -> None:
 def test_trace_records_started_and_completed() -> None:
     result = run(exp({"name": "one"}), registry=REGISTRY, write_run_dir=False)
     assert [e.type for e in result.context.trace.events] == ["stage_started", "stage_completed"]  # type: ignore[union-attr]
-    assert run(exp({"name": "one"}), registry=REGISTRY, trace=False, write_run_dir=False).context.trace is None
+    assert (
+        run(exp({"name": "one"}), registry=REGISTRY, trace=False, write_run_dir=False).context.trace
+        is None
+    )
 
 
 def test_run_directory_manifest_and_telemetry(artifacts_dir) -> None:  # type: ignore[no-untyped-def]
@@ -105,20 +124,34 @@ def test_run_directory_manifest_and_telemetry(artifacts_dir) -> None:  # type: i
     assert manifest["failure"]["stage"] == "fail"
     assert manifest["stages"]["one"]["status"] == "completed"
     assert manifest["experiment_hash"]
-    events = [json.loads(line)["event"] for line in (run_dir / "telemetry.jsonl").read_text().splitlines()]
-    assert events == ["run_started", "stage_started", "stage_completed", "stage_started", "stage_failed", "run_failed"]
+    events = [
+        json.loads(line)["event"] for line in (run_dir / "telemetry.jsonl").read_text().splitlines()
+    ]
+    assert events == [
+        "run_started",
+        "stage_started",
+        "stage_completed",
+        "stage_started",
+        "stage_failed",
+        "run_failed",
+    ]
     assert (run_dir / "trace.json").exists()
     assert not list(run_dir.glob(".*.tmp"))
 
 
 def test_param_placeholders() -> None:
-    assert substitute_params({"lr": "${params.lr}", "name": "run-${params.lr}"}, {"lr": 0.1}) == {"lr": 0.1, "name": "run-0.1"}
+    assert substitute_params({"lr": "${params.lr}", "name": "run-${params.lr}"}, {"lr": 0.1}) == {
+        "lr": 0.1,
+        "name": "run-0.1",
+    }
     with pytest.raises(StageError):
         substitute_params("${params.missing}", {})
 
 
 def test_scenario_22_option_validation_of_training_config() -> None:
     registry = Registry({"train": "tests.helpers:TrainStage"})
-    result = run(exp({"name": "train", "options": {"epochs": 0}}), registry=registry, write_run_dir=False)
+    result = run(
+        exp({"name": "train", "options": {"epochs": 0}}), registry=registry, write_run_dir=False
+    )
     assert result.failure is not None
     assert result.failure.details == ["epochs: expected an integer > 0, got 0"]

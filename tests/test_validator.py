@@ -6,7 +6,13 @@ from crucible_dagster.core.registry import Registry
 from crucible_dagster.core.schema import normalize_schema, validate_schema
 from crucible_dagster.core.validator import validate_options
 
-SCHEMA = {"name": "test", "description": "Test", "required": ["input"], "optional": [], "types": {"input": "string"}}
+SCHEMA = {
+    "name": "test",
+    "description": "Test",
+    "required": ["input"],
+    "optional": [],
+    "types": {"input": "string"},
+}
 
 
 def test_scenario_1_missing_required() -> None:
@@ -17,16 +23,25 @@ def test_scenario_1_missing_required() -> None:
 
 
 def _one(spec: object, value: object) -> list[str]:
-    return validate_options({"x": value}, {"name": "t", "description": "T", "required": [], "optional": ["x"], "types": {"x": spec}})
+    return validate_options(
+        {"x": value},
+        {"name": "t", "description": "T", "required": [], "optional": ["x"], "types": {"x": spec}},
+    )
 
 
 def test_scenario_2_type_errors() -> None:
     assert _one("integer", 3.14) == ["x: expected integer, got 3.14"]
     assert _one(("enum", ["a", "b", "c"]), "d") == ["x: expected one of ['a', 'b', 'c'], got 'd'"]
     assert _one(("list", "integer"), [1, "two", 3]) == ["x[1]: expected integer, got 'two'"]
-    assert _one(("tuple", ["atom", "string"]), ("ok",)) == ["x: expected tuple of size 2, got size 1"]
-    assert _one(("function", 1), lambda a, b: a) == ["x: expected function with arity 1, got arity 2"]
-    assert _one(("union", ["string", "integer"]), 3.14) == ["x: value 3.14 doesn't match any type in union ['string', 'integer']"]
+    assert _one(("tuple", ["atom", "string"]), ("ok",)) == [
+        "x: expected tuple of size 2, got size 1"
+    ]
+    assert _one(("function", 1), lambda a, b: a) == [
+        "x: expected function with arity 1, got arity 2"
+    ]
+    assert _one(("union", ["string", "integer"]), 3.14) == [
+        "x: value 3.14 doesn't match any type in union ['string', 'integer']"
+    ]
     assert _one("atom", None) == []
     assert validate_options({"other": 1}, SCHEMA | {"required": []}) == []
 
@@ -35,7 +50,9 @@ def test_more_type_specs() -> None:
     assert _one("float", 42) == ["x: expected float, got 42"]
     assert _one("boolean", "yes") == ["x: expected boolean, got 'yes'"]
     assert _one("integer", True) == ["x: expected integer, got True"]
-    assert _one(("map", "string", "integer"), {"a": 1, "b": "2"}) == ["x['b']: expected integer, got '2'"]
+    assert _one(("map", "string", "integer"), {"a": 1, "b": "2"}) == [
+        "x['b']: expected integer, got '2'"
+    ]
     assert _one(("map", "string", "integer"), {1: 1}) == ["x key: expected string, got 1"]
     assert _one(("map", "string", "integer"), []) == ["x: expected map, got []"]
     assert _one(("function", 0), 5) == ["x: expected function with arity 0, got 5"]
@@ -48,7 +65,13 @@ def test_more_type_specs() -> None:
 
 
 def test_errors_are_ordered_required_first_then_sorted_keys() -> None:
-    schema = {"name": "t", "description": "T", "required": ["b", "a"], "optional": ["z", "y"], "types": {"a": "string", "b": "string", "z": "integer", "y": "integer"}}
+    schema = {
+        "name": "t",
+        "description": "T",
+        "required": ["b", "a"],
+        "optional": ["z", "y"],
+        "types": {"a": "string", "b": "string", "z": "integer", "y": "integer"},
+    }
     assert validate_options({"z": "1", "y": "2"}, schema) == [
         "missing required option: b",
         "missing required option: a",
@@ -58,7 +81,12 @@ def test_errors_are_ordered_required_first_then_sorted_keys() -> None:
 
 
 def test_scenario_3_legacy_schema() -> None:
-    legacy = {"stage": "legacy_stage", "description": "Legacy format", "inputs": ["a", "b"], "outputs": ["c"]}
+    legacy = {
+        "stage": "legacy_stage",
+        "description": "Legacy format",
+        "inputs": ["a", "b"],
+        "outputs": ["c"],
+    }
     assert validate_options({"some_opt": "value"}, legacy) == []
 
 
@@ -69,17 +97,41 @@ def test_scenario_4_schema_validate() -> None:
         "optional is required and must be a list",
         "types is required and must be a map",
     ]
-    errors = validate_schema({"name": "t", "description": "A", "required": ["input"], "optional": ["input", "verbose"], "types": {}})
+    errors = validate_schema(
+        {
+            "name": "t",
+            "description": "A",
+            "required": ["input"],
+            "optional": ["input", "verbose"],
+            "types": {},
+        }
+    )
     assert "keys overlap between required and optional: ['input']" in errors
     assert "required keys missing from types: ['input']" in errors
-    assert validate_schema({"name": "t", "description": "A", "required": [], "optional": ["verbose"], "types": {}, "defaults": {"unknown_key": True}}) == [
-        "defaults keys must be in optional: ['unknown_key']"
-    ]
-    assert validate_schema({"name": "t", "description": "A", "required": [], "optional": [], "types": {}, "__schema_version__": 1.0}) == [
-        "__schema_version__ must be a string (semver format)"
-    ]
+    assert validate_schema(
+        {
+            "name": "t",
+            "description": "A",
+            "required": [],
+            "optional": ["verbose"],
+            "types": {},
+            "defaults": {"unknown_key": True},
+        }
+    ) == ["defaults keys must be in optional: ['unknown_key']"]
+    assert validate_schema(
+        {
+            "name": "t",
+            "description": "A",
+            "required": [],
+            "optional": [],
+            "types": {},
+            "__schema_version__": 1.0,
+        }
+    ) == ["__schema_version__ must be a string (semver format)"]
     assert validate_schema("nope") == ["schema must be a map"]
-    assert validate_schema({"name": "t", "description": "A", "required": [], "optional": [], "types": {"x": "bogus"}}) == ["invalid type specs for keys: ['x']"]
+    assert validate_schema(
+        {"name": "t", "description": "A", "required": [], "optional": [], "types": {"x": "bogus"}}
+    ) == ["invalid type specs for keys: ['x']"]
 
 
 def test_all_builtin_schemas_validate() -> None:
@@ -89,12 +141,31 @@ def test_all_builtin_schemas_validate() -> None:
 
 
 def test_scenario_5_normalizer() -> None:
-    assert normalize_schema({"name": "test", "description": "Test"}) == {"name": "test", "description": "Test", "required": [], "optional": [], "types": {}}
-    legacy = {"stage": "hedging", "description": "Request hedging stage", "inputs": ["x"], "outputs": ["y"], "config": {"strategy": "fixed"}}
+    assert normalize_schema({"name": "test", "description": "Test"}) == {
+        "name": "test",
+        "description": "Test",
+        "required": [],
+        "optional": [],
+        "types": {},
+    }
+    legacy = {
+        "stage": "hedging",
+        "description": "Request hedging stage",
+        "inputs": ["x"],
+        "outputs": ["y"],
+        "config": {"strategy": "fixed"},
+    }
     out = normalize_schema(legacy)
     assert out["name"] == "hedging"
-    assert out["__extensions__"] == {"inputs": ["x"], "outputs": ["y"], "config": {"strategy": "fixed"}}
-    assert normalize_schema({"name": "t", "description": "d", "__extensions__": {}})["__extensions__"] == {}
+    assert out["__extensions__"] == {
+        "inputs": ["x"],
+        "outputs": ["y"],
+        "config": {"strategy": "fixed"},
+    }
+    assert (
+        normalize_schema({"name": "t", "description": "d", "__extensions__": {}})["__extensions__"]
+        == {}
+    )
 
 
 def test_describe_derived_from_options_model() -> None:

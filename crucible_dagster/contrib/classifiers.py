@@ -16,7 +16,9 @@ from crucible_dagster.core.context import Context
 from crucible_dagster.core.stage import Stage, StageError, StageOptions
 
 DatasetName = Literal["breast_cancer", "iris", "wine", "digits"]
-EstimatorName = Literal["logistic_regression", "random_forest", "gradient_boosting", "svc", "knn", "decision_tree"]
+EstimatorName = Literal[
+    "logistic_regression", "random_forest", "gradient_boosting", "svc", "knn", "decision_tree"
+]
 
 
 def fingerprint(frame: pd.DataFrame, target: np.ndarray) -> str:
@@ -26,7 +28,10 @@ def fingerprint(frame: pd.DataFrame, target: np.ndarray) -> str:
 
 
 class LoadDatasetOptions(StageOptions):
-    name: DatasetName | None = Field(default=None, description="scikit-learn bundled dataset; defaults to the experiment's dataset.name.")
+    name: DatasetName | None = Field(
+        default=None,
+        description="scikit-learn bundled dataset; defaults to the experiment's dataset.name.",
+    )
 
 
 class LoadSklearnDataset(Stage):
@@ -38,18 +43,39 @@ class LoadSklearnDataset(Stage):
     def run(self, ctx: Context, options: LoadDatasetOptions) -> Context:
         from sklearn import datasets
 
-        name = options.name or (ctx.experiment.dataset.name if ctx.experiment and ctx.experiment.dataset else None)
-        loaders = {"breast_cancer": datasets.load_breast_cancer, "iris": datasets.load_iris, "wine": datasets.load_wine, "digits": datasets.load_digits}
+        name = options.name or (
+            ctx.experiment.dataset.name if ctx.experiment and ctx.experiment.dataset else None
+        )
+        loaders = {
+            "breast_cancer": datasets.load_breast_cancer,
+            "iris": datasets.load_iris,
+            "wine": datasets.load_wine,
+            "digits": datasets.load_digits,
+        }
         if name not in loaders:
-            raise StageError("unknown_dataset", name, f"unknown dataset {name!r}; expected one of: {', '.join(loaders)}")
+            raise StageError(
+                "unknown_dataset",
+                name,
+                f"unknown dataset {name!r}; expected one of: {', '.join(loaders)}",
+            )
         bunch = loaders[name](as_frame=True)
         features: pd.DataFrame = bunch.frame.drop(columns=["target"])
         features.columns = [str(c) for c in features.columns]
         target = bunch.target.to_numpy()
-        fingerprints = {**(ctx.assigns.get("data_fingerprints") or {}), name: fingerprint(features, target)}
-        return (
-            ctx.assign({"features": features, "target": target, "data_fingerprints": fingerprints})
-            .put_metric("dataset", {"name": name, "rows": int(features.shape[0]), "columns": int(features.shape[1]), "classes": int(len(np.unique(target)))})
+        fingerprints = {
+            **(ctx.assigns.get("data_fingerprints") or {}),
+            name: fingerprint(features, target),
+        }
+        return ctx.assign(
+            {"features": features, "target": target, "data_fingerprints": fingerprints}
+        ).put_metric(
+            "dataset",
+            {
+                "name": name,
+                "rows": int(features.shape[0]),
+                "columns": int(features.shape[1]),
+                "classes": len(np.unique(target)),
+            },
         )
 
 
@@ -76,7 +102,11 @@ def make_estimator(spec: ModelSpec, seed: int) -> Any:
     if spec.estimator == "knn":
         return make_pipeline(StandardScaler(), KNeighborsClassifier(**params))
     seeded = {"random_state": seed, **params}
-    return {"random_forest": RandomForestClassifier, "gradient_boosting": GradientBoostingClassifier, "decision_tree": DecisionTreeClassifier}[spec.estimator](**seeded)
+    return {
+        "random_forest": RandomForestClassifier,
+        "gradient_boosting": GradientBoostingClassifier,
+        "decision_tree": DecisionTreeClassifier,
+    }[spec.estimator](**seeded)
 
 
 def _default_models() -> dict[str, ModelSpec]:
@@ -87,9 +117,13 @@ def _default_models() -> dict[str, ModelSpec]:
 
 
 class CrossValidateOptions(StageOptions):
-    models: dict[str, ModelSpec] = Field(default_factory=_default_models, description="Name -> estimator and its parameters.")
+    models: dict[str, ModelSpec] = Field(
+        default_factory=_default_models, description="Name -> estimator and its parameters."
+    )
     folds: int = Field(default=10, ge=2, le=50, description="Folds per repetition (stratified).")
-    repeats: int = Field(default=1, ge=1, le=20, description="Repetitions of k-fold with different shuffles.")
+    repeats: int = Field(
+        default=1, ge=1, le=20, description="Repetitions of k-fold with different shuffles."
+    )
     scoring: Literal["accuracy", "balanced_accuracy", "f1", "roc_auc"] = "accuracy"
 
 
@@ -106,9 +140,20 @@ class CrossValidate(Stage):
         features = ctx.assigns.get("features")
         target = ctx.assigns.get("target")
         if not isinstance(features, pd.DataFrame) or target is None:
-            raise StageError("missing_data", None, "cross_validate needs assigns['features'] and assigns['target']; run load_dataset first")
-        seed = int(ctx.params.get("seed", ctx.experiment.seed if ctx.experiment and ctx.experiment.seed is not None else 0))
-        splitter = RepeatedStratifiedKFold(n_splits=options.folds, n_repeats=options.repeats, random_state=seed)
+            raise StageError(
+                "missing_data",
+                None,
+                "cross_validate needs assigns['features'] and assigns['target']; run load_dataset first",
+            )
+        seed = int(
+            ctx.params.get(
+                "seed",
+                ctx.experiment.seed if ctx.experiment and ctx.experiment.seed is not None else 0,
+            )
+        )
+        splitter = RepeatedStratifiedKFold(
+            n_splits=options.folds, n_repeats=options.repeats, random_state=seed
+        )
         scorer = get_scorer(options.scoring)
         x = features.to_numpy()
         y = np.asarray(target)
@@ -116,15 +161,33 @@ class CrossValidate(Stage):
         for fold, (train, test) in enumerate(splitter.split(x, y)):
             for model_name, spec in options.models.items():
                 estimator = make_estimator(spec, seed).fit(x[train], y[train])
-                rows.append({"group": model_name, "block": fold, "value": float(scorer(estimator, x[test], y[test]))})
+                rows.append(
+                    {
+                        "group": model_name,
+                        "block": fold,
+                        "value": float(scorer(estimator, x[test], y[test])),
+                    }
+                )
         scores = pd.DataFrame(rows)
         n_test = len(y) // options.folds
         summary = {
-            name: {"mean": float(g.mean()), "std": float(g.std(ddof=1)), "min": float(g.min()), "max": float(g.max()), "n": int(g.size)}
+            name: {
+                "mean": float(g.mean()),
+                "std": float(g.std(ddof=1)),
+                "min": float(g.min()),
+                "max": float(g.max()),
+                "n": int(g.size),
+            }
             for name, g in scores.groupby("group", sort=False)["value"]
         }
         fold_scores = {name: g.tolist() for name, g in scores.groupby("group", sort=False)["value"]}
-        design = {"folds": options.folds, "repeats": options.repeats, "n_train": len(y) - n_test, "n_test": n_test, "scoring": options.scoring}
+        design = {
+            "folds": options.folds,
+            "repeats": options.repeats,
+            "n_train": len(y) - n_test,
+            "n_test": n_test,
+            "scoring": options.scoring,
+        }
         return (
             ctx.assign({"scores": scores, "cv_design": design})
             .put_metric("cv", summary)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from crucible_dagster.core.rundir import artifacts_root, read_manifest
 
 
 def main(experiment_id: str) -> int:
-    runs = sorted((artifacts_root() / experiment_id).glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    runs = sorted(
+        (artifacts_root() / experiment_id).glob("*/manifest.json"), key=lambda p: p.stat().st_mtime
+    )
     if not runs:
         print(f"no run of {experiment_id} found under {artifacts_root()}", file=sys.stderr)
         return 1
@@ -17,11 +18,15 @@ def main(experiment_id: str) -> int:
     run_dir = runs[-1].parent
     print(f"\nExperiment {experiment_id}: run {manifest['run_id']} {manifest['status']}")
     for name, summary in (manifest.get("metrics", {}).get("cv") or {}).items():
-        print(f"  {name:<22} accuracy {summary['mean']:.4f} ± {summary['std']:.4f} over {summary['n']} folds")
+        print(
+            f"  {name:<22} accuracy {summary['mean']:.4f} ± {summary['std']:.4f} over {summary['n']} folds"
+        )
     for report in sorted(run_dir.glob("*.md")) + sorted(run_dir.glob("*.html")):
         print(f"Report: {report}")
     print(f"Run directory: {run_dir}")
-    print("Open the Dagster UI with `make ui`, then http://127.0.0.1:3000 (jobs, runs, report assets).")
+    print(
+        "Open the Dagster UI with `make ui`, then http://127.0.0.1:3000 (jobs, runs, report assets)."
+    )
     return 0 if manifest["status"] == "completed" else 1
 
 

@@ -17,7 +17,9 @@ DEFAULT_EXAMPLES = [
 
 
 class SeedExamplesOptions(StageOptions):
-    examples: list[dict[str, Any]] = Field(default_factory=lambda: [dict(e) for e in DEFAULT_EXAMPLES])
+    examples: list[dict[str, Any]] = Field(
+        default_factory=lambda: [dict(e) for e in DEFAULT_EXAMPLES]
+    )
 
 
 class SeedExamples(Stage):
@@ -27,11 +29,15 @@ class SeedExamples(Stage):
     Options = SeedExamplesOptions
 
     def run(self, ctx: Context, options: SeedExamplesOptions) -> Context:
-        return ctx.assign("examples", options.examples).put_metric("examples_loaded", len(options.examples))
+        return ctx.assign("examples", options.examples).put_metric(
+            "examples_loaded", len(options.examples)
+        )
 
 
 class SeedMetricsOptions(StageOptions):
-    metrics: dict[str, Any] = Field(default_factory=dict, description="Merged into the context's metrics.")
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, description="Merged into the context's metrics."
+    )
 
 
 class SeedMetrics(Stage):
@@ -63,4 +69,6 @@ class DecisionStage(Stage):
             alternatives=options.alternatives,
             confidence=options.confidence,
         )
-        return ctx.put_metric("decision", {"choice": options.choice, "confidence": options.confidence})
+        return ctx.put_metric(
+            "decision", {"choice": options.choice, "confidence": options.confidence}
+        )

@@ -86,12 +86,22 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
         for error in stage_cls.option_errors(options):
             field_path, _, message = error.partition(": ")
             option_key = field_path.split(".")[0].split("[")[0]
-            loc: tuple[str | int, ...] = (key, index, "options", option_key) if option_key in options else (key, index, "options")
-            problems.append(doc.problem(loc, f"{format_loc((key, index, 'options'))}.{field_path}", message))
+            option_loc: tuple[str | int, ...] = (
+                (key, index, "options", option_key)
+                if option_key in options
+                else (key, index, "options")
+            )
+            problems.append(
+                doc.problem(
+                    option_loc, f"{format_loc((key, index, 'options'))}.{field_path}", message
+                )
+            )
     return problems
 
 
-def check_document(doc: LocatedDocument, registry: Registry | None = None) -> tuple[Experiment | None, list[Problem]]:
+def check_document(
+    doc: LocatedDocument, registry: Registry | None = None
+) -> tuple[Experiment | None, list[Problem]]:
     registry = registry or Registry.default()
     experiment = None
     problems: list[Problem] = []

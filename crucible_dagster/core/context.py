@@ -71,7 +71,9 @@ class Context:
         return key in self.artifacts
 
     # --- assigns ---------------------------------------------------------------------
-    def assign(self, key_or_values: str | Mapping[str, Any] | Sequence[tuple[str, Any]], value: Any = None) -> Context:
+    def assign(
+        self, key_or_values: str | Mapping[str, Any] | Sequence[tuple[str, Any]], value: Any = None
+    ) -> Context:
         """``assign("k", v)`` sets one key; ``assign({...})`` or ``assign([(k, v), ...])`` merges (later wins)."""
         if isinstance(key_or_values, str):
             return replace(self, assigns={**self.assigns, key_or_values: value})
@@ -99,7 +101,10 @@ class Context:
         return self.trace is not None
 
     def with_trace(self, name: str | None = None, **metadata: Any) -> Context:
-        chain = TraceChain(name=name or self.experiment_id, metadata={"experiment_id": self.experiment_id, "run_id": self.run_id, **metadata})
+        chain = TraceChain(
+            name=name or self.experiment_id,
+            metadata={"experiment_id": self.experiment_id, "run_id": self.run_id, **metadata},
+        )
         return replace(self, trace=chain)
 
     def emit(
@@ -129,9 +134,21 @@ class Context:
         return replace(self, trace=self.trace.add(event))
 
     def emit_decision(
-        self, decision: str, reasoning: str, alternatives: Sequence[str] = (), confidence: float = 1.0, **metadata: Any
+        self,
+        decision: str,
+        reasoning: str,
+        alternatives: Sequence[str] = (),
+        confidence: float = 1.0,
+        **metadata: Any,
     ) -> Context:
-        return self.emit("decision_made", decision, reasoning, alternatives=alternatives, confidence=confidence, metadata=metadata)
+        return self.emit(
+            "decision_made",
+            decision,
+            reasoning,
+            alternatives=alternatives,
+            confidence=confidence,
+            metadata=metadata,
+        )
 
     def event_count(self) -> int:
         return len(self.trace.events) if self.trace else 0
@@ -145,7 +162,12 @@ class Context:
         values = [e.confidence for e in self.trace.events]
         if not values:
             return {"count": 0}
-        return {"count": len(values), "mean": round(sum(values) / len(values), 4), "min": min(values), "max": max(values)}
+        return {
+            "count": len(values),
+            "mean": round(sum(values) / len(values), 4),
+            "min": min(values),
+            "max": max(values),
+        }
 
     def export_trace(self, fmt: str = "json") -> str | None:
         return self.trace.export(fmt) if self.trace else None

@@ -90,7 +90,8 @@ def model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel
 def _bounds(info: FieldInfo | None) -> str:
     if info is None:
         return ""
-    low = high = None
+    low: Any = None
+    high: Any = None
     low_strict = high_strict = False
     for meta in info.metadata:
         if isinstance(meta, annotated_types.Ge):
@@ -158,7 +159,9 @@ def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
             expected = describe_annotation(info.annotation).removeprefix("one of: ")
             if get_origin(_strip_optional(info.annotation)) is list:
                 args = get_args(_strip_optional(info.annotation))
-                expected = describe_annotation(args[0]).removeprefix("one of: ") if args else expected
+                expected = (
+                    describe_annotation(args[0]).removeprefix("one of: ") if args else expected
+                )
         return field_path, f"expected one of: {expected}, got {got}"
     if kind in (
         "greater_than",

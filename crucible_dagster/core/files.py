@@ -32,5 +32,7 @@ def safe_join(root: Path, relative: str) -> Path:
     candidate = Path(relative)
     target = (candidate if candidate.is_absolute() else root / candidate).resolve()
     if target != root and root not in target.parents:
-        raise PermissionError(f"path {relative!r} escapes {str(root)!r}; write inside it or use a relative path")
+        raise PermissionError(
+            f"path {relative!r} escapes {str(root)!r}; write inside it or use a relative path"
+        )
     return target

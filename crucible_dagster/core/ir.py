@@ -63,7 +63,7 @@ class OutputSpec(IRModel):
     """One report: its formats each go to a separate file (never overwriting each other)."""
 
     name: Name
-    formats: list[ReportFormat] = Field(default_factory=lambda: ["markdown"])
+    formats: list[ReportFormat] = Field(default_factory=lambda: list[ReportFormat](["markdown"]))
     sink: Sink = "file"
     options: dict[str, Any] | None = None
 
@@ -128,7 +128,11 @@ LEGACY_TEST_NAMES = {"mannwhitney": "mann_whitney", "kruskal": "kruskal_wallis",
 CorrectionName = Literal[
     "none", "bonferroni", "holm", "hochberg", "benjamini_hochberg", "benjamini_yekutieli"
 ]
-LEGACY_CORRECTIONS = {"fdr": "benjamini_hochberg", "bh": "benjamini_hochberg", "by": "benjamini_yekutieli"}
+LEGACY_CORRECTIONS = {
+    "fdr": "benjamini_hochberg",
+    "bh": "benjamini_hochberg",
+    "by": "benjamini_yekutieli",
+}
 
 
 def normalize_test_name(name: Any) -> Any:
@@ -159,7 +163,7 @@ class Hedging(IRModel):
 
 
 class Stats(IRModel):
-    tests: list[TestName] = Field(default_factory=lambda: ["ttest", "bootstrap"])
+    tests: list[TestName] = Field(default_factory=lambda: list[TestName](["ttest", "bootstrap"]))
     alpha: float = Field(default=0.05, ge=0, le=1)
     confidence_level: float | None = Field(default=None, gt=0, lt=1)
     effect_size_type: (
@@ -188,7 +192,11 @@ class Stats(IRModel):
 class Fairness(IRModel):
     enabled: bool = False
     metrics: (
-        list[Literal["demographic_parity", "equalized_odds", "equal_opportunity", "predictive_parity"]]
+        list[
+            Literal[
+                "demographic_parity", "equalized_odds", "equal_opportunity", "predictive_parity"
+            ]
+        ]
         | None
     ) = None
     group_by: str | None = None
@@ -197,9 +205,12 @@ class Fairness(IRModel):
     options: dict[str, Any] | None = None
 
 
+GuardrailProfile = Literal["default", "strict", "moderate", "permissive"]
+
+
 class Guardrail(IRModel):
-    profiles: list[Literal["default", "strict", "moderate", "permissive"]] = Field(
-        default_factory=lambda: ["default"]
+    profiles: list[GuardrailProfile] = Field(
+        default_factory=lambda: list[GuardrailProfile](["default"])
     )
     prompt_injection_detection: bool | None = None
     jailbreak_detection: bool | None = None
@@ -296,7 +307,9 @@ class Schedule(IRModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA timezone such as 'Europe/Paris', got {value!r}") from None
+            raise ValueError(
+                f"expected an IANA timezone such as 'Europe/Paris', got {value!r}"
+            ) from None
         return value
 
 
@@ -309,7 +322,9 @@ class QualityTarget(IRModel):
 
     name: str
     kind: Literal["threshold", "superiority", "non_inferiority"] = "threshold"
-    metric: str | None = Field(default=None, description="Dotted path into metrics, e.g. 'cv.accuracy.mean'.")
+    metric: str | None = Field(
+        default=None, description="Dotted path into metrics, e.g. 'cv.accuracy.mean'."
+    )
     op: Literal[">=", ">", "<=", "<"] = ">="
     value: float | None = None
     treatment: str | None = None
@@ -352,7 +367,9 @@ class Experiment(IRModel):
     outputs: list[OutputSpec] = Field(default_factory=list)
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    experiment_type: Literal["evaluation", "training", "comparison", "ablation", "any"] | None = None
+    experiment_type: Literal["evaluation", "training", "comparison", "ablation", "any"] | None = (
+        None
+    )
     model_version: ModelVersion | None = None
     training_config: TrainingConfig | None = None
     baseline: ModelRef | None = None

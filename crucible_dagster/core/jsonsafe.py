@@ -42,9 +42,8 @@ def to_jsonable(value: Any) -> Any:
             return [to_jsonable(r) for r in value.to_dict(orient="records")]
         if callable(to_dict):
             return to_jsonable(to_dict())
-    if module.startswith("numpy"):
-        if hasattr(value, "tolist"):
-            return to_jsonable(value.tolist())
+    if module.startswith("numpy") and hasattr(value, "tolist"):
+        return to_jsonable(value.tolist())
     if hasattr(value, "item") and callable(value.item):
         try:
             return to_jsonable(value.item())

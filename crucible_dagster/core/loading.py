@@ -38,7 +38,9 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _line_map(node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> None:
+def _line_map(
+    node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]
+) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
@@ -67,7 +69,9 @@ class LocatedDocument:
             loc = loc[:-1]
         return self.lines.get((), 1)
 
-    def problem(self, loc: tuple[str | int, ...] | list[str | int], field: str, message: str) -> Problem:
+    def problem(
+        self, loc: tuple[str | int, ...] | list[str | int], field: str, message: str
+    ) -> Problem:
         return Problem(message=message, field=field, file=self.file, line=self.line_of(loc))
 
 
@@ -104,7 +108,10 @@ def parse_document(text: str, file: str) -> LocatedDocument:
 
 
 def validation_problems(
-    error: ValidationError, model: type[BaseModel], doc: LocatedDocument, prefix: tuple[str | int, ...] = ()
+    error: ValidationError,
+    model: type[BaseModel],
+    doc: LocatedDocument,
+    prefix: tuple[str | int, ...] = (),
 ) -> list[Problem]:
     problems = []
     for err in error.errors():
@@ -119,10 +126,18 @@ def validation_problems(
 
 def experiment_from_document(doc: LocatedDocument) -> Experiment:
     if doc.data is None:
-        raise ExperimentError([doc.problem((), "", "expected a mapping with 'id' and 'pipeline', got an empty file")])
+        raise ExperimentError(
+            [doc.problem((), "", "expected a mapping with 'id' and 'pipeline', got an empty file")]
+        )
     if not isinstance(doc.data, dict):
         raise ExperimentError(
-            [doc.problem((), "", f"expected a mapping with 'id' and 'pipeline', got {type(doc.data).__name__}")]
+            [
+                doc.problem(
+                    (),
+                    "",
+                    f"expected a mapping with 'id' and 'pipeline', got {type(doc.data).__name__}",
+                )
+            ]
         )
     try:
         return Experiment.model_validate(doc.data)
@@ -178,7 +193,9 @@ def experiment_files(folder: str | Path) -> list[Path]:
     return sorted(
         p
         for p in root.rglob("*")
-        if p.is_file() and p.suffix in EXPERIMENT_SUFFIXES and not any(s.startswith(".") for s in p.relative_to(root).parts)
+        if p.is_file()
+        and p.suffix in EXPERIMENT_SUFFIXES
+        and not any(s.startswith(".") for s in p.relative_to(root).parts)
     )
 
 

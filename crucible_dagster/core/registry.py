@@ -22,7 +22,9 @@ from typing import Any
 from crucible_dagster.core.stage import Stage
 
 ENTRY_POINT_GROUP = "crucible_dagster.stages"
-DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+DOTTED_PATH = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+)
 
 
 class StageResolutionError(LookupError):
@@ -48,14 +50,20 @@ def import_object(path: str, what: str = "object") -> Any:
     try:
         spec = importlib.util.find_spec(module_name)
     except (ImportError, ValueError) as exc:
-        raise StageResolutionError("module_not_found", path, f"cannot find module {module_name!r} for {path!r}: {exc}") from None
+        raise StageResolutionError(
+            "module_not_found", path, f"cannot find module {module_name!r} for {path!r}: {exc}"
+        ) from None
     if spec is None:
-        raise StageResolutionError("module_not_found", path, f"cannot find module {module_name!r} for {path!r}")
+        raise StageResolutionError(
+            "module_not_found", path, f"cannot find module {module_name!r} for {path!r}"
+        )
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the module's own import failed; report it, don't crash the loader
         raise StageResolutionError(
-            "import_failed", path, f"importing {module_name!r} for {path!r} failed: {type(exc).__name__}: {exc}"
+            "import_failed",
+            path,
+            f"importing {module_name!r} for {path!r} failed: {type(exc).__name__}: {exc}",
         ) from None
     obj: Any = module
     for part in attr_path.split("."):
@@ -64,7 +72,9 @@ def import_object(path: str, what: str = "object") -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise StageResolutionError("attribute_not_found", path, f"module {module_name!r} has no {what} {attr_path!r}") from None
+            raise StageResolutionError(
+                "attribute_not_found", path, f"module {module_name!r} has no {what} {attr_path!r}"
+            ) from None
     return obj
 
 
@@ -88,7 +98,12 @@ def _entry_point_stages() -> dict[str, str]:
 class Registry:
     """Stage names -> classes. ``Registry.default()`` holds the built-ins and entry points."""
 
-    def __init__(self, stages: Mapping[str, type[Stage] | str] | None = None, *, include_installed: bool = True):
+    def __init__(
+        self,
+        stages: Mapping[str, type[Stage] | str] | None = None,
+        *,
+        include_installed: bool = True,
+    ):
         self._stages: dict[str, type[Stage] | str] = dict(stages or {})
         self.include_installed = include_installed
 
@@ -123,9 +138,15 @@ class Registry:
             import difflib
 
             close = difflib.get_close_matches(ref, list(table), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; registered: {', '.join(sorted(table))}"
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f"; registered: {', '.join(sorted(table))}"
+            )
             raise StageResolutionError(
-                "unknown_stage", ref, f"stage {ref!r} is not registered{hint} (or use 'module: package.module:Class')"
+                "unknown_stage",
+                ref,
+                f"stage {ref!r} is not registered{hint} (or use 'module: package.module:Class')",
             )
         target = table[ref]
         return load_stage_class(target) if isinstance(target, str) else target

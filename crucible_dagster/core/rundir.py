@@ -23,7 +23,16 @@ from crucible_dagster.core.jsonsafe import to_jsonable
 ARTIFACTS_ENV = "CRUCIBLE_ARTIFACTS_DIR"
 MANIFEST = "manifest.json"
 TELEMETRY = "telemetry.jsonl"
-TRACKED_PACKAGES = ("crucible_dagster", "dagster", "pydantic", "numpy", "scipy", "pandas", "pyarrow", "scikit-learn")
+TRACKED_PACKAGES = (
+    "crucible_dagster",
+    "dagster",
+    "pydantic",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+)
 
 
 def artifacts_root(explicit: str | Path | None = None) -> Path:
@@ -50,10 +59,20 @@ def package_versions() -> dict[str, str]:
 def git_state(cwd: str) -> dict[str, Any] | None:
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -71,7 +90,9 @@ class RunDirectory:
         run_dir = cls.__new__(cls)
         run_dir.path = Path(path)
         manifest = run_dir.path / MANIFEST
-        run_dir.manifest = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
+        run_dir.manifest = (
+            json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {}
+        )
         return run_dir
 
     @property
@@ -83,7 +104,14 @@ class RunDirectory:
         return self.path / TELEMETRY
 
     def start(
-        self, experiment: Experiment, *, run_id: str, params: dict[str, Any], seed: int | None, orchestrator: str, **extra: Any
+        self,
+        experiment: Experiment,
+        *,
+        run_id: str,
+        params: dict[str, Any],
+        seed: int | None,
+        orchestrator: str,
+        **extra: Any,
     ) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self.manifest = {
@@ -108,7 +136,9 @@ class RunDirectory:
         }
         self.write_manifest()
 
-    def record_stage(self, name: str, status: str, options: Any = None, duration_ms: float | None = None) -> None:
+    def record_stage(
+        self, name: str, status: str, options: Any = None, duration_ms: float | None = None
+    ) -> None:
         entry = self.manifest.setdefault("stages", {}).setdefault(name, {})
         entry["status"] = status
         if options is not None:
@@ -116,7 +146,9 @@ class RunDirectory:
         if duration_ms is not None:
             entry["duration_ms"] = round(duration_ms, 3)
 
-    def finish(self, status: str, metrics: Any, fingerprints: Any = None, failure: Any = None) -> None:
+    def finish(
+        self, status: str, metrics: Any, fingerprints: Any = None, failure: Any = None
+    ) -> None:
         self.manifest.update(
             status=status,
             ended_at=datetime.now(UTC).isoformat(),
@@ -128,7 +160,9 @@ class RunDirectory:
         self.write_manifest()
 
     def write_manifest(self) -> None:
-        atomic_write_text(self.path / MANIFEST, json.dumps(to_jsonable(self.manifest), indent=2, sort_keys=True))
+        atomic_write_text(
+            self.path / MANIFEST, json.dumps(to_jsonable(self.manifest), indent=2, sort_keys=True)
+        )
 
     def write_text(self, name: str, text: str) -> Path:
         return atomic_write_text(self.path / name, text)

@@ -19,7 +19,12 @@ from typing import Any, Literal
 from crucible_dagster.core.context import Context
 from crucible_dagster.core.ir import Experiment, StageDef
 from crucible_dagster.core.jsonsafe import to_jsonable
-from crucible_dagster.core.registry import Registry, StageResolutionError, registry_for, using_registry
+from crucible_dagster.core.registry import (
+    Registry,
+    StageResolutionError,
+    registry_for,
+    using_registry,
+)
 from crucible_dagster.core.rundir import RunDirectory
 from crucible_dagster.core.stage import InvalidOptions, StageError, ValidateMode
 from crucible_dagster.core.telemetry import JsonlSink, Sink, Telemetry, logger
@@ -96,13 +101,21 @@ def substitute_params(value: Any, params: Mapping[str, Any]) -> Any:
         if whole:
             name = whole.group(1)
             if name not in params:
-                raise StageError("unknown_parameter", name, f"option refers to ${{params.{name}}} but the experiment has no parameter {name!r}")
+                raise StageError(
+                    "unknown_parameter",
+                    name,
+                    f"option refers to ${{params.{name}}} but the experiment has no parameter {name!r}",
+                )
             return params[name]
 
         def one(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in params:
-                raise StageError("unknown_parameter", name, f"option refers to ${{params.{name}}} but the experiment has no parameter {name!r}")
+                raise StageError(
+                    "unknown_parameter",
+                    name,
+                    f"option refers to ${{params.{name}}} but the experiment has no parameter {name!r}",
+                )
             return str(params[name])
 
         return PLACEHOLDER.sub(one, value)
@@ -118,7 +131,16 @@ def _summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fail(
-    ctx: Context, name: str, error_type: str, reason: str, message: str, telemetry: Telemetry | None, *, tb: str | None = None, details: Any = None, started: float | None = None
+    ctx: Context,
+    name: str,
+    error_type: str,
+    reason: str,
+    message: str,
+    telemetry: Telemetry | None,
+    *,
+    tb: str | None = None,
+    details: Any = None,
+    started: float | None = None,
 ) -> StageOutcome:
     failed_ctx = ctx.emit(
         "stage_failed",
@@ -131,7 +153,13 @@ def _fail(
     failure = StageFailure(name, error_type, reason, message, failed_ctx, tb, details)
     duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
     if telemetry is not None:
-        telemetry.emit("stage_failed", stage=name, error_type=error_type, message=message, duration_ms=round(duration, 3))
+        telemetry.emit(
+            "stage_failed",
+            stage=name,
+            error_type=error_type,
+            message=message,
+            duration_ms=round(duration, 3),
+        )
     return StageOutcome("failed", failed_ctx, duration, failure=failure)
 
 
@@ -150,17 +178,29 @@ def invoke_stage(
     """
     name = stage_def.name
     if not stage_def.enabled:
-        skipped = ctx.emit("stage_skipped", f"Skipped stage: {name}", f"Stage {name} is disabled (enabled: false)", metadata={"stage": name}, stage_id=name)
+        skipped = ctx.emit(
+            "stage_skipped",
+            f"Skipped stage: {name}",
+            f"Stage {name} is disabled (enabled: false)",
+            metadata={"stage": name},
+            stage_id=name,
+        )
         if telemetry is not None:
             telemetry.emit("stage_skipped", stage=name)
         return StageOutcome("skipped", skipped)
     try:
         stage_cls = registry.resolve(stage_def.implementation)
     except StageResolutionError as exc:
-        return _fail(ctx, name, "StageResolutionError", exc.reason, str(exc), telemetry, details=exc.ref)
+        return _fail(
+            ctx, name, "StageResolutionError", exc.reason, str(exc), telemetry, details=exc.ref
+        )
     raw = dict(stage_def.options if options is None else options)
     ctx = ctx.emit(
-        "stage_started", f"Starting stage: {name}", f"Pipeline executing stage {name}", metadata={"stage": name, "options": to_jsonable(raw)}, stage_id=name
+        "stage_started",
+        f"Starting stage: {name}",
+        f"Pipeline executing stage {name}",
+        metadata={"stage": name, "options": to_jsonable(raw)},
+        stage_id=name,
     )
     if telemetry is not None:
         telemetry.emit("stage_started", stage=name, module=stage_cls.qualified_name())
@@ -169,18 +209,55 @@ def invoke_stage(
         raw = substitute_params(raw, ctx.params)
         parsed, warnings = stage_cls.parse_options(raw, validate_options)
     except InvalidOptions as exc:
-        return _fail(ctx, name, "InvalidOptions", "invalid_options", str(exc), telemetry, details=exc.errors, started=started)
+        return _fail(
+            ctx,
+            name,
+            "InvalidOptions",
+            "invalid_options",
+            str(exc),
+            telemetry,
+            details=exc.errors,
+            started=started,
+        )
     except StageError as exc:
-        return _fail(ctx, name, "StageError", exc.reason, str(exc), telemetry, details=exc.details, started=started)
+        return _fail(
+            ctx,
+            name,
+            "StageError",
+            exc.reason,
+            str(exc),
+            telemetry,
+            details=exc.details,
+            started=started,
+        )
     if warnings:
         logger.warning("Stage %s options validation warnings: %s", name, ", ".join(warnings))
     try:
         with using_registry(registry):
             result = stage_cls().run(ctx, parsed)
     except StageError as exc:
-        return _fail(ctx, name, type(exc).__name__, exc.reason, str(exc), telemetry, tb=traceback.format_exc(), details=exc.details, started=started)
+        return _fail(
+            ctx,
+            name,
+            type(exc).__name__,
+            exc.reason,
+            str(exc),
+            telemetry,
+            tb=traceback.format_exc(),
+            details=exc.details,
+            started=started,
+        )
     except Exception as exc:
-        return _fail(ctx, name, type(exc).__name__, "exception", str(exc) or type(exc).__name__, telemetry, tb=traceback.format_exc(), started=started)
+        return _fail(
+            ctx,
+            name,
+            type(exc).__name__,
+            "exception",
+            str(exc) or type(exc).__name__,
+            telemetry,
+            tb=traceback.format_exc(),
+            started=started,
+        )
     if not isinstance(result, Context):
         message = f"stage {name!r} returned {type(result).__name__}; run() must return a Context"
         return _fail(ctx, name, "TypeError", "bad_return", message, telemetry, started=started)
@@ -189,7 +266,11 @@ def invoke_stage(
         "stage_completed",
         f"Completed stage: {name}",
         f"Stage {name} completed successfully",
-        metadata={"stage": name, "results": _summary(result.metrics), "duration_ms": round(duration, 3)},
+        metadata={
+            "stage": name,
+            "results": _summary(result.metrics),
+            "duration_ms": round(duration, 3),
+        },
         stage_id=name,
     )
     if telemetry is not None:
@@ -237,30 +318,56 @@ def run(
     telemetry = Telemetry(sinks, experiment_id=experiment.id, run_id=run_id)
     if rundir is not None:
         telemetry.add_sink(JsonlSink(rundir.telemetry_path))
-        rundir.start(experiment, run_id=run_id, params=dict(params or {}), seed=experiment.seed, orchestrator="standalone")
+        rundir.start(
+            experiment,
+            run_id=run_id,
+            params=dict(params or {}),
+            seed=experiment.seed,
+            orchestrator="standalone",
+        )
     ctx = new_context(
-        experiment, run_id=run_id, assigns=assigns, params=params, trace=trace, run_dir=str(rundir.path) if rundir else None
+        experiment,
+        run_id=run_id,
+        assigns=assigns,
+        params=params,
+        trace=trace,
+        run_dir=str(rundir.path) if rundir else None,
     )
     started = time.perf_counter()
     telemetry.emit("run_started", stages=len(experiment.pipeline))
     outcomes: list[tuple[str, StageOutcome]] = []
     failure = None
     for stage_def in experiment.pipeline:
-        outcome = invoke_stage(ctx, stage_def, registry=registry, validate_options=validate_options, telemetry=telemetry)
+        outcome = invoke_stage(
+            ctx,
+            stage_def,
+            registry=registry,
+            validate_options=validate_options,
+            telemetry=telemetry,
+        )
         outcomes.append((stage_def.name, outcome))
         ctx = outcome.context
         if rundir is not None:
-            rundir.record_stage(stage_def.name, outcome.status, outcome.options, outcome.duration_ms)
+            rundir.record_stage(
+                stage_def.name, outcome.status, outcome.options, outcome.duration_ms
+            )
         if outcome.failure is not None:
             failure = outcome.failure
             break
     duration = round((time.perf_counter() - started) * 1000, 3)
     status = "failed" if failure else "completed"
-    telemetry.emit(f"run_{status}", duration_ms=duration, **({"stage": failure.stage} if failure else {}))
+    telemetry.emit(
+        f"run_{status}", duration_ms=duration, **({"stage": failure.stage} if failure else {})
+    )
     if rundir is not None:
         if ctx.trace is not None:
             rundir.write_text("trace.json", ctx.trace.export("json"))
-        rundir.finish(status, ctx.metrics, ctx.assigns.get("data_fingerprints"), failure.to_dict() if failure else None)
+        rundir.finish(
+            status,
+            ctx.metrics,
+            ctx.assigns.get("data_fingerprints"),
+            failure.to_dict() if failure else None,
+        )
     if failure is not None:
         failure = replace(failure, context=ctx)
     return RunResult(ctx, failure, tuple(outcomes), str(rundir.path) if rundir else None)

@@ -24,24 +24,42 @@ from pydantic_core import PydanticUndefined
 
 from crucible_dagster.core.jsonsafe import to_jsonable
 
-PRIMITIVES = frozenset({"string", "integer", "float", "boolean", "atom", "map", "list", "module", "any"})
+PRIMITIVES = frozenset(
+    {"string", "integer", "float", "boolean", "atom", "map", "list", "module", "any"}
+)
 CORE_KEYS = frozenset(
-    {"__schema_version__", "name", "description", "required", "optional", "types", "defaults", "version", "__extensions__"}
+    {
+        "__schema_version__",
+        "name",
+        "description",
+        "required",
+        "optional",
+        "types",
+        "defaults",
+        "version",
+        "__extensions__",
+    }
 )
 SCHEMA_VERSION = "1.0.0"
 
 
 def _as_spec(spec: Any) -> Any:
     """JSON/YAML give lists where Python code writes tuples: ``["list", "integer"]`` -> tuple."""
-    if isinstance(spec, list) and spec and isinstance(spec[0], str) and spec[0] in {
-        "struct",
-        "enum",
-        "list",
-        "map",
-        "function",
-        "union",
-        "tuple",
-    }:
+    if (
+        isinstance(spec, list)
+        and spec
+        and isinstance(spec[0], str)
+        and spec[0]
+        in {
+            "struct",
+            "enum",
+            "list",
+            "map",
+            "function",
+            "union",
+            "tuple",
+        }
+    ):
         return tuple(spec)
     return spec
 
@@ -62,9 +80,18 @@ def valid_type_spec(spec: Any) -> bool:
     if kind == "map":
         return len(rest) == 2 and all(valid_type_spec(s) for s in rest)
     if kind in ("union", "tuple"):
-        return len(rest) == 1 and isinstance(rest[0], list | tuple) and all(valid_type_spec(s) for s in rest[0])
+        return (
+            len(rest) == 1
+            and isinstance(rest[0], list | tuple)
+            and all(valid_type_spec(s) for s in rest[0])
+        )
     if kind == "function":
-        return len(rest) == 1 and isinstance(rest[0], int) and not isinstance(rest[0], bool) and rest[0] >= 0
+        return (
+            len(rest) == 1
+            and isinstance(rest[0], int)
+            and not isinstance(rest[0], bool)
+            and rest[0] >= 0
+        )
     return False
 
 
@@ -126,7 +153,11 @@ def normalize_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     out.setdefault("required", [])
     out.setdefault("optional", [])
     out.setdefault("types", {})
-    out["types"] = {k: _as_spec(v) for k, v in out["types"].items()} if isinstance(out["types"], Mapping) else out["types"]
+    out["types"] = (
+        {k: _as_spec(v) for k, v in out["types"].items()}
+        if isinstance(out["types"], Mapping)
+        else out["types"]
+    )
     moved = {k: out.pop(k) for k in list(out) if k not in CORE_KEYS}
     if moved or "__extensions__" in schema:
         out["__extensions__"] = {**(schema.get("__extensions__") or {}), **moved}
@@ -144,15 +175,17 @@ def annotation_to_spec(annotation: Any) -> Any:
     if annotation is Any or annotation is object:
         return "any"
     if origin in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return annotation_to_spec(args[0])
-        return ("union", [annotation_to_spec(a) for a in args])
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return annotation_to_spec(members[0])
+        return ("union", [annotation_to_spec(a) for a in members])
     if origin is Literal:
         return ("enum", list(get_args(annotation)))
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return ("enum", [m.value for m in annotation])
-    if origin in (list, set, frozenset) or (origin is tuple and get_args(annotation)[-1:] == (Ellipsis,)):
+    if origin in (list, set, frozenset) or (
+        origin is tuple and get_args(annotation)[-1:] == (Ellipsis,)
+    ):
         args = get_args(annotation)
         return ("list", annotation_to_spec(args[0])) if args else "list"
     if origin is tuple:
@@ -162,7 +195,7 @@ def annotation_to_spec(annotation: Any) -> Any:
         return ("map", annotation_to_spec(args[0]), annotation_to_spec(args[1])) if args else "map"
     if annotation is list:
         return "list"
-    if origin is not None and origin in (Callable, typing.Callable) or annotation is Callable:  # type: ignore[comparison-overlap]
+    if (origin is not None and origin in (Callable, typing.Callable)) or annotation is Callable:  # type: ignore[comparison-overlap]
         args = get_args(annotation)
         arity = len(args[0]) if args and isinstance(args[0], list) else 0
         return ("function", arity)

@@ -7,6 +7,7 @@ an old run stays readable after a refactor.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -53,19 +54,21 @@ class BlobStore:
         if cached is not None and cached.ref() is obj:
             return cached.digest
         digest = compute()
-        try:
+        with contextlib.suppress(TypeError):
             self._known[id(obj)] = _Hashed(weakref.ref(obj), digest)
-        except TypeError:
-            pass
         return digest
 
     def put_table(self, frame: pd.DataFrame, where: str) -> str:
         if not all(isinstance(c, str) for c in frame.columns):
-            raise UnstorableValue(f"{where}: DataFrame column names must be strings to store as Parquet, got {list(frame.columns)[:5]!r}")
+            raise UnstorableValue(
+                f"{where}: DataFrame column names must be strings to store as Parquet, got {list(frame.columns)[:5]!r}"
+            )
 
         def compute() -> str:
             hasher = hashlib.sha256()
-            hasher.update(json.dumps([list(frame.columns), [str(t) for t in frame.dtypes]]).encode())
+            hasher.update(
+                json.dumps([list(frame.columns), [str(t) for t in frame.dtypes]]).encode()
+            )
             hasher.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
             return hasher.hexdigest()
 
@@ -76,13 +79,17 @@ class BlobStore:
             try:
                 frame.to_parquet(buffer, engine="pyarrow")
             except Exception as exc:
-                raise UnstorableValue(f"{where}: DataFrame cannot be written as Parquet: {exc}") from None
+                raise UnstorableValue(
+                    f"{where}: DataFrame cannot be written as Parquet: {exc}"
+                ) from None
             atomic_write_bytes(path, buffer.getvalue())
         return name
 
     def put_array(self, array: np.ndarray, where: str) -> str:
         if array.dtype == object:
-            raise UnstorableValue(f"{where}: numpy arrays of dtype object cannot be stored; convert to a DataFrame or a list")
+            raise UnstorableValue(
+                f"{where}: numpy arrays of dtype object cannot be stored; convert to a DataFrame or a list"
+            )
 
         def compute() -> str:
             hasher = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
@@ -115,17 +122,30 @@ def encode(value: Any, store: BlobStore, where: str) -> Any:
         return {TAG: "table", "blob": store.put_table(value, where)}
     if isinstance(value, pd.Series):
         name = value.name if isinstance(value.name, str) else "value"
-        return {TAG: "series", "name": value.name if isinstance(value.name, str | int | None) else None, "blob": store.put_table(value.to_frame(name), where)}
+        return {
+            TAG: "series",
+            "name": value.name if isinstance(value.name, str | int | None) else None,
+            "blob": store.put_table(value.to_frame(name), where),
+        }
     if isinstance(value, np.ndarray):
         return {TAG: "ndarray", "blob": store.put_array(value, where)}
     if isinstance(value, Mapping):
         if all(isinstance(k, str) for k in value) and TAG not in value:
             return {k: encode(v, store, f"{where}[{k!r}]") for k, v in value.items()}
-        return {TAG: "dict", "items": [[encode(k, store, where), encode(v, store, f"{where}[{k!r}]")] for k, v in value.items()]}
+        return {
+            TAG: "dict",
+            "items": [
+                [encode(k, store, where), encode(v, store, f"{where}[{k!r}]")]
+                for k, v in value.items()
+            ],
+        }
     if isinstance(value, list):
         return [encode(v, store, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, tuple):
-        return {TAG: "tuple", "items": [encode(v, store, f"{where}[{i}]") for i, v in enumerate(value)]}
+        return {
+            TAG: "tuple",
+            "items": [encode(v, store, f"{where}[{i}]") for i, v in enumerate(value)],
+        }
     if isinstance(value, datetime):
         return {TAG: "datetime", "value": value.isoformat()}
     if isinstance(value, date):
@@ -172,7 +192,9 @@ def context_to_payload(ctx: Context, store: BlobStore) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "experiment_id": ctx.experiment_id,
         "run_id": ctx.run_id,
-        "experiment": ctx.experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True) if ctx.experiment else None,
+        "experiment": ctx.experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        if ctx.experiment
+        else None,
         "outputs": encode(list(ctx.outputs), store, "outputs"),
         "metrics": encode(dict(ctx.metrics), store, "metrics"),
         "artifacts": encode(dict(ctx.artifacts), store, "artifacts"),
@@ -186,8 +208,12 @@ def context_to_payload(ctx: Context, store: BlobStore) -> dict[str, Any]:
 def context_from_payload(payload: Mapping[str, Any], store: BlobStore) -> Context:
     version = payload.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ValueError(f"stored context has schema version {version!r}; this crucible_dagster reads {SCHEMA_VERSION}")
-    experiment = Experiment.model_validate(payload["experiment"]) if payload.get("experiment") else None
+        raise ValueError(
+            f"stored context has schema version {version!r}; this crucible_dagster reads {SCHEMA_VERSION}"
+        )
+    experiment = (
+        Experiment.model_validate(payload["experiment"]) if payload.get("experiment") else None
+    )
     return Context(
         experiment_id=payload["experiment_id"],
         run_id=payload["run_id"],
@@ -203,7 +229,9 @@ def context_from_payload(payload: Mapping[str, Any], store: BlobStore) -> Contex
 
 
 def save_context(ctx: Context, path: Path, store: BlobStore) -> Path:
-    return atomic_write_text(path, json.dumps(context_to_payload(ctx, store), separators=(",", ":")))
+    return atomic_write_text(
+        path, json.dumps(context_to_payload(ctx, store), separators=(",", ":"))
+    )
 
 
 def load_context(path: Path, store: BlobStore) -> Context:

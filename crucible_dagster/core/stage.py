@@ -40,7 +40,9 @@ class StageError(Exception):
 class InvalidOptions(StageError):
     def __init__(self, stage: str, errors: list[str]):
         self.errors = errors
-        super().__init__("invalid_options", errors, f"invalid options for stage {stage!r}: " + "; ".join(errors))
+        super().__init__(
+            "invalid_options", errors, f"invalid options for stage {stage!r}: " + "; ".join(errors)
+        )
 
 
 class Stage:
@@ -69,7 +71,9 @@ class Stage:
     def describe(cls) -> dict[str, Any]:
         if cls.legacy_schema is not None:
             return normalize_schema(cls.legacy_schema)
-        description = cls.description or (cls.__doc__ or "").strip().split("\n")[0] or cls.stage_name()
+        description = (
+            cls.description or (cls.__doc__ or "").strip().split("\n")[0] or cls.stage_name()
+        )
         return describe_options(cls.stage_name(), description, cls.Options, cls.version)
 
     @classmethod
@@ -78,7 +82,9 @@ class Stage:
         return cls._parse(raw)[1]
 
     @classmethod
-    def parse_options(cls, raw: Mapping[str, Any] | None, mode: ValidateMode = "error") -> tuple[Any, list[str]]:
+    def parse_options(
+        cls, raw: Mapping[str, Any] | None, mode: ValidateMode = "error"
+    ) -> tuple[Any, list[str]]:
         """Validated options for ``run`` plus warnings; raises InvalidOptions in ``error`` mode."""
         options, errors = cls._parse(raw or {})
         if errors and mode == "error":
@@ -93,7 +99,9 @@ class Stage:
             schema = cls.legacy_schema
             errors = validate_options(raw, schema)
             declared = normalize_schema(schema).get("types")
-            accepts_extra = (normalize_schema(schema).get("__extensions__") or {}).get("accepts_extra_keys")
+            accepts_extra = (normalize_schema(schema).get("__extensions__") or {}).get(
+                "accepts_extra_keys"
+            )
             if declared and not accepts_extra:
                 errors += [f"{k}: unknown option" for k in unknown_keys(raw, schema)]
             return dict(raw), errors
@@ -103,7 +111,12 @@ class Stage:
         cleaned = {
             k: v
             for k, v in raw.items()
-            if not (v is None and k in fields and not fields[k].is_required() and field_default(fields[k]) is not None)
+            if not (
+                v is None
+                and k in fields
+                and not fields[k].is_required()
+                and field_default(fields[k]) is not None
+            )
         }
         try:
             return model.model_validate(cleaned), []

@@ -52,7 +52,12 @@ class Telemetry:
         self.sinks.append(sink)
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"event": event, "timestamp": datetime.now(UTC).isoformat(), **self.common, **fields}
+        record = {
+            "event": event,
+            "timestamp": datetime.now(UTC).isoformat(),
+            **self.common,
+            **fields,
+        }
         for sink in self.sinks:
             sink(record)
         return record

@@ -73,7 +73,9 @@ class TraceEvent:
 
     def __post_init__(self) -> None:
         if self.type not in EVENT_TYPES:
-            raise TraceError(f"Invalid event type: {self.type!r}; expected one of {sorted(EVENT_TYPES)}")
+            raise TraceError(
+                f"Invalid event type: {self.type!r}; expected one of {sorted(EVENT_TYPES)}"
+            )
         if not isinstance(self.confidence, int | float) or not 0.0 <= float(self.confidence) <= 1.0:
             raise TraceError(f"Confidence must be between 0.0 and 1.0, got: {self.confidence!r}")
         if not self.decision or not self.reasoning:
@@ -195,7 +197,9 @@ def _mermaid_label(text: str, limit: int = 60) -> str:
 def to_mermaid(chain: TraceChain) -> str:
     lines = ["flowchart TD"]
     for index, event in enumerate(chain.events):
-        lines.append(f'    E{index}["{_mermaid_label(event.type + ": " + event.decision)}"]:::{event.type}')
+        lines.append(
+            f'    E{index}["{_mermaid_label(event.type + ": " + event.decision)}"]:::{event.type}'
+        )
         if index:
             lines.append(f"    E{index - 1} --> E{index}")
     colours = {

@@ -63,14 +63,20 @@ def _check(key: str, value: Any, spec: Any) -> list[str]:
     if kind == "union" and len(rest) == 1:
         if any(not _check(key, value, s) for s in rest[0]):
             return []
-        return [f"{key}: value {v} doesn't match any type in union {[_display(s) for s in rest[0]]!r}"]
+        return [
+            f"{key}: value {v} doesn't match any type in union {[_display(s) for s in rest[0]]!r}"
+        ]
     if kind == "tuple" and len(rest) == 1:
         specs = list(rest[0])
         if not isinstance(value, tuple | list):
             return [f"{key}: expected tuple of size {len(specs)}, got {v}"]
         if len(value) != len(specs):
             return [f"{key}: expected tuple of size {len(specs)}, got size {len(value)}"]
-        return [f"{key}[{i}]: {m}" for i, (item, s) in enumerate(zip(value, specs, strict=True)) for m in _inner(item, s)]
+        return [
+            f"{key}[{i}]: {m}"
+            for i, (item, s) in enumerate(zip(value, specs, strict=True))
+            for m in _inner(item, s)
+        ]
     return [f"{key}: unknown type spec {spec!r}"]
 
 
@@ -83,7 +89,9 @@ def _inner(value: Any, spec: Any) -> list[str]:
     return [m.removeprefix("value: ") for m in _check("value", value, spec)]
 
 
-def validate_options(options: Mapping[str, Any] | Sequence[tuple[str, Any]] | None, schema: Mapping[str, Any]) -> list[str]:
+def validate_options(
+    options: Mapping[str, Any] | Sequence[tuple[str, Any]] | None, schema: Mapping[str, Any]
+) -> list[str]:
     """Errors for ``options`` against a (possibly legacy) schema; ``[]`` means valid.
 
     Required keys first (in the schema's order), then type errors in sorted key order.
@@ -91,7 +99,9 @@ def validate_options(options: Mapping[str, Any] | Sequence[tuple[str, Any]] | No
     """
     canonical = normalize_schema(schema)
     opts: dict[str, Any] = dict(options or {})
-    errors = [f"missing required option: {k}" for k in canonical.get("required", []) if k not in opts]
+    errors = [
+        f"missing required option: {k}" for k in canonical.get("required", []) if k not in opts
+    ]
     types_ = canonical.get("types", {})
     for key in sorted(opts, key=str):
         if key in types_:
@@ -101,5 +111,9 @@ def validate_options(options: Mapping[str, Any] | Sequence[tuple[str, Any]] | No
 
 def unknown_keys(options: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     canonical = normalize_schema(schema)
-    known = set(canonical.get("required", [])) | set(canonical.get("optional", [])) | set(canonical.get("types", {}))
+    known = (
+        set(canonical.get("required", []))
+        | set(canonical.get("optional", []))
+        | set(canonical.get("types", {}))
+    )
     return sorted(str(k) for k in options if k not in known)

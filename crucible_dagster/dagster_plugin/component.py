@@ -1,9 +1,9 @@
 """A Dagster Component so a ``defs.yaml`` can declare crucible experiments.
 
-    type: crucible_dagster.dagster_plugin.CrucibleExperimentsComponent
-    attributes:
-      path: experiments        # a folder of experiment files, relative to this defs.yaml
-      experiments: []          # and/or experiments written inline
+type: crucible_dagster.dagster_plugin.CrucibleExperimentsComponent
+attributes:
+  path: experiments        # a folder of experiment files, relative to this defs.yaml
+  experiments: []          # and/or experiments written inline
 """
 
 from __future__ import annotations
@@ -15,14 +15,21 @@ from pydantic import Field
 
 from crucible_dagster.core.ir import Experiment
 from crucible_dagster.core.problems import ExperimentError
-from crucible_dagster.dagster_plugin.definitions import definitions_from_experiments, definitions_from_folder
+from crucible_dagster.dagster_plugin.definitions import (
+    definitions_from_experiments,
+    definitions_from_folder,
+)
 
 
 class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
     """Crucible experiments from a folder and/or written inline."""
 
-    path: str | None = Field(default=None, description="Folder of experiment files, relative to the defs.yaml.")
-    experiments: list[dict[str, Any]] = Field(default_factory=list, description="Experiments written inline.")
+    path: str | None = Field(
+        default=None, description="Folder of experiment files, relative to the defs.yaml."
+    )
+    experiments: list[dict[str, Any]] = Field(
+        default_factory=list, description="Experiments written inline."
+    )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         parts = []
@@ -38,7 +45,9 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
                 try:
                     inline.append(Experiment.model_validate(data))
                 except ValidationError as exc:
-                    doc = LocatedDocument(data, {}, f"{context.path}/defs.yaml#experiments[{index}]")
+                    doc = LocatedDocument(
+                        data, {}, f"{context.path}/defs.yaml#experiments[{index}]"
+                    )
                     raise ExperimentError(validation_problems(exc, Experiment, doc)) from None
             parts.append(definitions_from_experiments(inline))
         return dg.Definitions.merge(*parts) if parts else dg.Definitions()

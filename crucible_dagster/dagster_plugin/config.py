@@ -8,7 +8,6 @@ models) fall back to a permissive ``Any`` field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 import dagster as dg
@@ -47,18 +46,39 @@ def spec_to_config_type(spec: Any, enum_name: str) -> Any:
     return dg.Any
 
 
-@cache
-def stage_config_types(stage_cls: type[Stage]) -> tuple[dict[str, Any], frozenset[str], dict[str, Any], dict[str, str], bool]:
+ConfigTypes = tuple[dict[str, Any], frozenset[str], dict[str, Any], dict[str, str], bool]
+_CONFIG_TYPES: dict[type[Stage], ConfigTypes] = {}
+
+
+def stage_config_types(
+    stage_cls: type[Stage],
+) -> ConfigTypes:
     """Built once per stage class: config types, required keys, model defaults, descriptions, extra-allowed."""
+    if stage_cls in _CONFIG_TYPES:
+        return _CONFIG_TYPES[stage_cls]
     schema = normalize_schema(stage_cls.describe())
     base = f"{stage_cls.__name__}"
-    types = {key: spec_to_config_type(spec, f"{base}_{key}") for key, spec in schema["types"].items()}
+    types = {
+        key: spec_to_config_type(spec, f"{base}_{key}") for key, spec in schema["types"].items()
+    }
     descriptions = dict((schema.get("__extensions__") or {}).get("descriptions") or {})
-    extra = bool((schema.get("__extensions__") or {}).get("accepts_extra_keys")) or (stage_cls.legacy_schema is not None and not schema["types"])
-    return types, frozenset(schema["required"]), dict(schema.get("defaults") or {}), descriptions, extra
+    extra = bool((schema.get("__extensions__") or {}).get("accepts_extra_keys")) or (
+        stage_cls.legacy_schema is not None and not schema["types"]
+    )
+    built = (
+        types,
+        frozenset(schema["required"]),
+        dict(schema.get("defaults") or {}),
+        descriptions,
+        extra,
+    )
+    _CONFIG_TYPES[stage_cls] = built
+    return built
 
 
-def _field(config_type: Any, *, required: bool, default: Any, has_default: bool, description: str | None) -> dg.Field:
+def _field(
+    config_type: Any, *, required: bool, default: Any, has_default: bool, description: str | None
+) -> dg.Field:
     if required and not has_default:
         return dg.Field(config_type, is_required=True, description=description)
     kwargs: dict[str, Any] = {"is_required": False, "description": description}
@@ -67,7 +87,9 @@ def _field(config_type: Any, *, required: bool, default: Any, has_default: bool,
     return dg.Field(dg.Noneable(config_type), **kwargs)
 
 
-def options_config_schema(stage_cls: type[Stage], written: Mapping[str, Any]) -> dg.Shape | dg.Permissive:
+def options_config_schema(
+    stage_cls: type[Stage], written: Mapping[str, Any]
+) -> dg.Shape | dg.Permissive:
     """Config schema for one op: typed fields, defaults = the options written in the experiment file."""
     types, required, model_defaults, descriptions, extra = stage_config_types(stage_cls)
     fields: dict[str, dg.Field] = {}
@@ -77,10 +99,22 @@ def options_config_schema(stage_cls: type[Stage], written: Mapping[str, Any]) ->
         default = written_json[key] if has_written else model_defaults.get(key)
         has_default = has_written or key in model_defaults
         try:
-            fields[key] = _field(config_type, required=key in required, default=default, has_default=has_default, description=descriptions.get(key))
+            fields[key] = _field(
+                config_type,
+                required=key in required,
+                default=default,
+                has_default=has_default,
+                description=descriptions.get(key),
+            )
         except (dg.DagsterInvalidConfigError, dg.DagsterInvalidDefinitionError):
             # e.g. "${params.lr}" written where a float goes: keep the value, loosen the type.
-            fields[key] = _field(dg.Any, required=key in required, default=default, has_default=has_default, description=descriptions.get(key))
+            fields[key] = _field(
+                dg.Any,
+                required=key in required,
+                default=default,
+                has_default=has_default,
+                description=descriptions.get(key),
+            )
     for key in written_json:
         if key not in fields:
             # Unknown keys stay visible; the stage's own validation reports them when the op starts.

@@ -27,19 +27,30 @@ def invalid_file_asset(path: Path, problems: list[Problem]) -> dg.AssetSpec:
     """An asset that shows a broken experiment file and its problems in the UI's catalog."""
     text = "\n".join(str(p) for p in problems)
     return dg.AssetSpec(
-        key=dg.AssetKey(["crucible", "invalid_experiments", suggest_name(str(path.with_suffix("")))]),
+        key=dg.AssetKey(
+            ["crucible", "invalid_experiments", suggest_name(str(path.with_suffix("")))]
+        ),
         description=f"INVALID experiment file {display_path(path)}; it was not loaded:\n\n```\n{text}\n```",
         group_name=INVALID_GROUP,
         kinds={"crucible"},
         tags={"crucible_status": "invalid"},
-        metadata={"file": display_path(path), "problems": dg.MetadataValue.md("```\n" + text + "\n```"), "problem_count": len(problems)},
+        metadata={
+            "file": display_path(path),
+            "problems": dg.MetadataValue.md("```\n" + text + "\n```"),
+            "problem_count": len(problems),
+        },
     )
 
 
 def definitions_from_experiments(
-    experiments: Iterable[Experiment], *, translator: CrucibleTranslator | None = None, registry: Registry | None = None
+    experiments: Iterable[Experiment],
+    *,
+    translator: CrucibleTranslator | None = None,
+    registry: Registry | None = None,
 ) -> dg.Definitions:
-    compiled = [compile_experiment(e, translator=translator, registry=registry) for e in experiments]
+    compiled = [
+        compile_experiment(e, translator=translator, registry=registry) for e in experiments
+    ]
     return _definitions(compiled, [])
 
 
@@ -52,7 +63,10 @@ def _definitions(compiled: list[CompiledExperiment], invalid: list[dg.AssetSpec]
 
 
 def definitions_from_folder(
-    folder: str | Path | None = None, *, translator: CrucibleTranslator | None = None, registry: Registry | None = None
+    folder: str | Path | None = None,
+    *,
+    translator: CrucibleTranslator | None = None,
+    registry: Registry | None = None,
 ) -> dg.Definitions:
     """Every experiment file under ``folder`` (default: ``$CRUCIBLE_EXPERIMENTS_DIR`` or ``./experiments``)."""
     root = Path(folder or os.environ.get(EXPERIMENTS_ENV) or "experiments")
@@ -65,16 +79,32 @@ def definitions_from_folder(
         experiment = checked.experiment
         if experiment is not None and experiment.id in seen:
             problems.append(
-                Problem(f"experiment id {experiment.id!r} is already used by {display_path(seen[experiment.id])}", "id", display_path(path), 1)
+                Problem(
+                    f"experiment id {experiment.id!r} is already used by {display_path(seen[experiment.id])}",
+                    "id",
+                    display_path(path),
+                    1,
+                )
             )
             experiment = None
         if experiment is not None:
             try:
-                compiled.append(compile_experiment(experiment, translator=translator, registry=registry))
+                compiled.append(
+                    compile_experiment(experiment, translator=translator, registry=registry)
+                )
                 seen[experiment.id] = path
                 continue
-            except Exception as exc:  # a Dagster definition error must not take the other experiments down
-                problems.append(Problem(f"cannot compile into a Dagster job: {type(exc).__name__}: {exc}", "", display_path(path), None))
+            except (
+                Exception
+            ) as exc:  # a Dagster definition error must not take the other experiments down
+                problems.append(
+                    Problem(
+                        f"cannot compile into a Dagster job: {type(exc).__name__}: {exc}",
+                        "",
+                        display_path(path),
+                        None,
+                    )
+                )
         for problem in problems:
             logger.error("invalid experiment: %s", problem)
         invalid.append(invalid_file_asset(path, problems))

@@ -17,7 +17,13 @@ def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
     """In-process by default (stages are sequential); multiprocess with a preloaded forkserver on request."""
     if experiment.executor == "multiprocess":
         return dg.multiprocess_executor.configured(
-            {"start_method": {"forkserver": {"preload_modules": ["dagster", "crucible_dagster.dagster_plugin"]}}}
+            {
+                "start_method": {
+                    "forkserver": {
+                        "preload_modules": ["dagster", "crucible_dagster.dagster_plugin"]
+                    }
+                }
+            }
         )
     return dg.in_process_executor
 
@@ -47,7 +53,7 @@ def build_job(
     ]
     # Each op definition is unique to its experiment; the node in the job is named after the stage.
     aliases = [translator.op_name(experiment, s) for s in enabled]
-    dependencies: dict[str | dg.NodeInvocation, dict[str, dg.DependencyDefinition]] = {}
+    dependencies: dict[dg.NodeInvocation, dict[str, dg.IDependencyDefinition]] = {}
     for index, op in enumerate(ops):
         upstream = {"upstream": dg.DependencyDefinition(aliases[index - 1])} if index else {}
         dependencies[dg.NodeInvocation(op.name, alias=aliases[index])] = upstream
@@ -66,7 +72,9 @@ def build_job(
     )
 
 
-def build_schedule(experiment: Experiment, job: dg.JobDefinition, translator: CrucibleTranslator | None = None) -> dg.ScheduleDefinition | None:
+def build_schedule(
+    experiment: Experiment, job: dg.JobDefinition, translator: CrucibleTranslator | None = None
+) -> dg.ScheduleDefinition | None:
     if experiment.schedule is None:
         return None
     translator = translator or CrucibleTranslator()
@@ -76,7 +84,9 @@ def build_schedule(experiment: Experiment, job: dg.JobDefinition, translator: Cr
         cron_schedule=schedule.cron,
         job=job,
         execution_timezone=schedule.timezone,
-        default_status=dg.DefaultScheduleStatus.RUNNING if schedule.default_status == "running" else dg.DefaultScheduleStatus.STOPPED,
+        default_status=dg.DefaultScheduleStatus.RUNNING
+        if schedule.default_status == "running"
+        else dg.DefaultScheduleStatus.STOPPED,
     )
 
 
@@ -89,9 +99,16 @@ class CompiledExperiment:
 
 
 def compile_experiment(
-    experiment: Experiment, *, translator: CrucibleTranslator | None = None, registry: Registry | None = None
+    experiment: Experiment,
+    *,
+    translator: CrucibleTranslator | None = None,
+    registry: Registry | None = None,
 ) -> CompiledExperiment:
     translator = translator or CrucibleTranslator()
     job = build_job(experiment, translator=translator, registry=registry)
-    assets = [translator.get_asset_spec(experiment, output) for output in experiment.outputs if output.sink != "stdout"]
+    assets = [
+        translator.get_asset_spec(experiment, output)
+        for output in experiment.outputs
+        if output.sink != "stdout"
+    ]
     return CompiledExperiment(experiment, job, assets, build_schedule(experiment, job, translator))

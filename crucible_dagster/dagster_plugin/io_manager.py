@@ -14,7 +14,12 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from crucible_dagster.core.context import Context
-from crucible_dagster.core.serialization import BlobStore, UnstorableValue, load_context, save_context
+from crucible_dagster.core.serialization import (
+    BlobStore,
+    UnstorableValue,
+    load_context,
+    save_context,
+)
 
 IO_MANAGER_KEY = "crucible_io_manager"
 
@@ -29,7 +34,9 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
         if self.base_dir:
             return Path(self.base_dir)
         if instance is None:
-            raise dg.DagsterInvariantViolationError("CrucibleContextIOManager needs base_dir outside a run")
+            raise dg.DagsterInvariantViolationError(
+                "CrucibleContextIOManager needs base_dir outside a run"
+            )
         return Path(instance.storage_directory()) / "crucible"
 
     def _location(self, root: Path, identifier: list[str]) -> tuple[Path, BlobStore]:
@@ -44,20 +51,28 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         if not isinstance(obj, Context):
-            raise dg.DagsterInvariantViolationError(f"{context.step_key}: expected a crucible Context, got {type(obj).__name__}")
+            raise dg.DagsterInvariantViolationError(
+                f"{context.step_key}: expected a crucible Context, got {type(obj).__name__}"
+            )
         try:
             instance: dg.DagsterInstance | None = context.step_context.instance
-        except dg.DagsterInvariantViolationError:  # built outside a run, e.g. build_output_context()
+        except (
+            dg.DagsterInvariantViolationError
+        ):  # built outside a run, e.g. build_output_context()
             instance = None
         path, store = self._location(self._root(instance), list(context.get_identifier()))
         try:
             save_context(obj, path, store)
         except UnstorableValue as exc:
-            raise dg.Failure(description=f"stage {context.step_key!r} produced a context that cannot be stored: {exc}") from None
+            raise dg.Failure(
+                description=f"stage {context.step_key!r} produced a context that cannot be stored: {exc}"
+            ) from None
 
     def load_input(self, context: dg.InputContext) -> Context:
         upstream = context.upstream_output
         if upstream is None:
-            raise dg.DagsterInvariantViolationError("crucible ops only load their upstream stage's context")
+            raise dg.DagsterInvariantViolationError(
+                "crucible ops only load their upstream stage's context"
+            )
         path, store = self._location(self._root(context.instance), list(upstream.get_identifier()))
         return load_context(path, store)

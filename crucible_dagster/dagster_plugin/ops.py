@@ -31,21 +31,32 @@ def _dagster_sink(context: dg.OpExecutionContext) -> Any:
         if kind == "stage_started":
             context.log.info(f"crucible: stage {event['stage']} started ({event.get('module')})")
         elif kind == "stage_completed":
-            context.log.info(f"crucible: stage {event['stage']} completed in {event['duration_ms']:.1f} ms")
+            context.log.info(
+                f"crucible: stage {event['stage']} completed in {event['duration_ms']:.1f} ms"
+            )
         elif kind == "stage_failed":
-            context.log.error(f"crucible: stage {event['stage']} failed after {event['duration_ms']:.1f} ms: {event['error_type']}: {event['message']}")
+            context.log.error(
+                f"crucible: stage {event['stage']} failed after {event['duration_ms']:.1f} ms: {event['error_type']}: {event['message']}"
+            )
 
     return sink
 
 
-def _bind_to_run(ctx: Context, experiment: Experiment, context: dg.OpExecutionContext) -> tuple[Context, RunDirectory]:
+def _bind_to_run(
+    ctx: Context, experiment: Experiment, context: dg.OpExecutionContext
+) -> tuple[Context, RunDirectory]:
     """The context belongs to the current Dagster run (a re-execution gets its own run directory)."""
     run_dir = RunDirectory.at(artifacts_root() / experiment.id / context.run_id)
     if not run_dir.started:
         parent = context.run.tags.get("dagster/parent_run_id")
         run_dir = RunDirectory(None, experiment.id, context.run_id)
         run_dir.start(
-            experiment, run_id=context.run_id, params=dict(ctx.params), seed=experiment.seed, orchestrator="dagster", parent_run_id=parent
+            experiment,
+            run_id=context.run_id,
+            params=dict(ctx.params),
+            seed=experiment.seed,
+            orchestrator="dagster",
+            parent_run_id=parent,
         )
     if ctx.run_id != context.run_id or ctx.run_dir != str(run_dir.path):
         ctx = replace(ctx, run_id=context.run_id, run_dir=str(run_dir.path))
@@ -53,18 +64,25 @@ def _bind_to_run(ctx: Context, experiment: Experiment, context: dg.OpExecutionCo
 
 
 def _output_metadata(ctx: Context, stage: str, duration_ms: float) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"crucible/stage": stage, "crucible/duration_ms": dg.MetadataValue.float(round(duration_ms, 3))}
+    metadata: dict[str, Any] = {
+        "crucible/stage": stage,
+        "crucible/duration_ms": dg.MetadataValue.float(round(duration_ms, 3)),
+    }
     for key, value in list(numeric_metrics(ctx.metrics).items())[:MAX_METRIC_ENTRIES]:
         metadata[f"metric/{key}"] = dg.MetadataValue.float(value)
     return metadata
 
 
-def _report_materializations(before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator) -> Iterator[dg.AssetMaterialization]:
+def _report_materializations(
+    before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator
+) -> Iterator[dg.AssetMaterialization]:
     new_outputs = after.outputs[len(before.outputs) :]
     specs = {o.name: o for o in experiment.outputs}
     numbers = numeric_metrics(after.metrics)
     for item in new_outputs:
-        if not (isinstance(item, dict) and item.get("kind") == "report" and item.get("name") in specs):
+        if not (
+            isinstance(item, dict) and item.get("kind") == "report" and item.get("name") in specs
+        ):
             continue
         spec = specs[item["name"]]
         metadata: dict[str, Any] = {}
@@ -74,10 +92,16 @@ def _report_materializations(before: Context, after: Context, experiment: Experi
                 continue
             metadata[f"path/{rendered['format']}"] = dg.MetadataValue.path(path)
             if rendered["format"] == "markdown":
-                metadata["preview"] = dg.MetadataValue.md(Path(path).read_text(encoding="utf-8")[:20000])
+                metadata["preview"] = dg.MetadataValue.md(
+                    Path(path).read_text(encoding="utf-8")[:20000]
+                )
         for key, value in list(numbers.items())[:MAX_METRIC_ENTRIES]:
             metadata[key] = dg.MetadataValue.float(value)
-        yield dg.AssetMaterialization(asset_key=translator.report_asset_key(experiment, spec), metadata=metadata, tags={"crucible/run_id": after.run_id})
+        yield dg.AssetMaterialization(
+            asset_key=translator.report_asset_key(experiment, spec),
+            metadata=metadata,
+            tags={"crucible/run_id": after.run_id},
+        )
 
 
 def build_stage_op(
@@ -97,19 +121,40 @@ def build_stage_op(
         if upstream is None:
             ctx = new_context(experiment, run_id=context.run_id, trace=True)
             for skipped_name in skipped:
-                ctx = ctx.emit("stage_skipped", f"Skipped stage: {skipped_name}", f"Stage {skipped_name} is disabled (enabled: false)", stage_id=skipped_name)
+                ctx = ctx.emit(
+                    "stage_skipped",
+                    f"Skipped stage: {skipped_name}",
+                    f"Stage {skipped_name} is disabled (enabled: false)",
+                    stage_id=skipped_name,
+                )
         else:
             ctx = upstream
         ctx, run_dir = _bind_to_run(ctx, experiment, context)
         if upstream is None:
             for skipped_name in skipped:
                 run_dir.record_stage(skipped_name, "skipped")
-        telemetry = Telemetry([_dagster_sink(context), JsonlSink(run_dir.telemetry_path)], experiment_id=experiment.id, run_id=context.run_id)
-        outcome = invoke_stage(ctx, stage_def, registry=registry, validate_options="error", telemetry=telemetry, options=dict(context.op_config or {}))
+        telemetry = Telemetry(
+            [_dagster_sink(context), JsonlSink(run_dir.telemetry_path)],
+            experiment_id=experiment.id,
+            run_id=context.run_id,
+        )
+        outcome = invoke_stage(
+            ctx,
+            stage_def,
+            registry=registry,
+            validate_options="error",
+            telemetry=telemetry,
+            options=dict(context.op_config or {}),
+        )
         run_dir.record_stage(stage_def.name, outcome.status, outcome.options, outcome.duration_ms)
         failure = outcome.failure
         if failure is not None:
-            run_dir.finish("failed", outcome.context.metrics, outcome.context.assigns.get("data_fingerprints"), failure.to_dict())
+            run_dir.finish(
+                "failed",
+                outcome.context.metrics,
+                outcome.context.assigns.get("data_fingerprints"),
+                failure.to_dict(),
+            )
             raise dg.Failure(
                 description=f"stage {failure.stage!r} failed: {failure.error_type}: {failure.message}",
                 metadata={
@@ -129,14 +174,18 @@ def build_stage_op(
         else:
             run_dir.write_manifest()
         yield from _report_materializations(ctx, result, experiment, translator)
-        yield dg.Output(result, metadata=_output_metadata(result, stage_def.name, outcome.duration_ms))
+        yield dg.Output(
+            result, metadata=_output_metadata(result, stage_def.name, outcome.duration_ms)
+        )
 
     common: dict[str, Any] = {
         "name": name,
         "description": translator.op_description(experiment, stage_def, stage_cls),
         "tags": translator.op_tags(experiment, stage_def, stage_cls),
         "config_schema": options_config_schema(stage_cls, stage_def.options),
-        "out": dg.Out(io_manager_key=IO_MANAGER_KEY, description="The crucible Context after this stage"),
+        "out": dg.Out(
+            io_manager_key=IO_MANAGER_KEY, description="The crucible Context after this stage"
+        ),
     }
     if first:
 
@@ -151,4 +200,3 @@ def build_stage_op(
         yield from execute(context, upstream)
 
     return next_stage
-

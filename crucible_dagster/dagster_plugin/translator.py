@@ -24,7 +24,10 @@ class CrucibleTranslator:
         return experiment.description or f"Crucible experiment {experiment.id}"
 
     def job_tags(self, experiment: Experiment) -> dict[str, str]:
-        tags = {f"{TAG_PREFIX}/experiment": experiment.id, f"{TAG_PREFIX}/ir_hash": experiment_hash(experiment)[:16]}
+        tags = {
+            f"{TAG_PREFIX}/experiment": experiment.id,
+            f"{TAG_PREFIX}/ir_hash": experiment_hash(experiment)[:16],
+        }
         if experiment.owner:
             tags[f"{TAG_PREFIX}/owner"] = experiment.owner
         return tags
@@ -37,11 +40,19 @@ class CrucibleTranslator:
         """Op definitions must be unique across a code location, so they carry the experiment id."""
         return f"{experiment.id}__{stage.name}"
 
-    def op_description(self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]) -> str:
+    def op_description(
+        self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]
+    ) -> str:
         return str(stage_cls.describe().get("description") or stage.name)
 
-    def op_tags(self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]) -> dict[str, str]:
-        return {f"{TAG_PREFIX}/stage": stage.name, f"{TAG_PREFIX}/module": stage_cls.qualified_name(), **stage_cls.tags}
+    def op_tags(
+        self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]
+    ) -> dict[str, str]:
+        return {
+            f"{TAG_PREFIX}/stage": stage.name,
+            f"{TAG_PREFIX}/module": stage_cls.qualified_name(),
+            **stage_cls.tags,
+        }
 
     def group_name(self, experiment: Experiment) -> str:
         return experiment.id

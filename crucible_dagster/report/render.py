@@ -24,7 +24,11 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """Every finite number in ``metrics`` under its dotted path (lists are not expanded)."""
     flat: dict[str, Any] = {}
     _flatten("", to_jsonable(metrics), flat)
-    return {k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in flat.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def report_data(ctx: Context) -> dict[str, Any]:
@@ -38,7 +42,9 @@ def report_data(ctx: Context) -> dict[str, Any]:
             "parameters": dict(ctx.params),
             "completed_stages": ctx.completed_stages(),
             "metrics": dict(ctx.metrics),
-            "outputs": [o for o in ctx.outputs if not (isinstance(o, Mapping) and o.get("kind") == "report")],
+            "outputs": [
+                o for o in ctx.outputs if not (isinstance(o, Mapping) and o.get("kind") == "report")
+            ],
             "artifacts": dict(ctx.artifacts),
             "trace": ctx.trace.statistics() if ctx.trace else None,
         }
@@ -62,9 +68,15 @@ def render_markdown(ctx: Context) -> str:
     lines = [f"# Experiment {data['experiment_id']}", ""]
     if data["description"]:
         lines += [str(data["description"]), ""]
-    lines += [f"- run: `{data['run_id']}`", f"- seed: {data['seed']}", f"- stages completed: {', '.join(data['completed_stages']) or '(none)'}"]
+    lines += [
+        f"- run: `{data['run_id']}`",
+        f"- seed: {data['seed']}",
+        f"- stages completed: {', '.join(data['completed_stages']) or '(none)'}",
+    ]
     if data["parameters"]:
-        lines.append("- parameters: " + ", ".join(f"{k}={v}" for k, v in data["parameters"].items()))
+        lines.append(
+            "- parameters: " + ", ".join(f"{k}={v}" for k, v in data["parameters"].items())
+        )
     lines.append("")
     numbers = numeric_metrics(ctx.metrics)
     if numbers:
@@ -73,10 +85,26 @@ def render_markdown(ctx: Context) -> str:
         lines.append("")
     lines += ["## All metrics", "", "```json", json.dumps(data["metrics"], indent=2), "```", ""]
     if data["outputs"]:
-        lines += ["## Outputs", "", "```json", json.dumps(data["outputs"], indent=2)[:20000], "```", ""]
+        lines += [
+            "## Outputs",
+            "",
+            "```json",
+            json.dumps(data["outputs"], indent=2)[:20000],
+            "```",
+            "",
+        ]
     if ctx.trace is not None:
         stats = ctx.trace.statistics()
-        lines += ["## Trace", "", f"{stats['total_events']} events.", "", "```mermaid", ctx.trace.export("mermaid"), "```", ""]
+        lines += [
+            "## Trace",
+            "",
+            f"{stats['total_events']} events.",
+            "",
+            "```mermaid",
+            ctx.trace.export("mermaid"),
+            "```",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -87,4 +115,6 @@ def render(ctx: Context, fmt: str) -> str:
     try:
         return RENDERERS[fmt](ctx)
     except KeyError:
-        raise ValueError(f"unsupported report format {fmt!r}; expected one of: {', '.join(RENDERERS)}") from None
+        raise ValueError(
+            f"unsupported report format {fmt!r}; expected one of: {', '.join(RENDERERS)}"
+        ) from None

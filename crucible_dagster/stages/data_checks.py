@@ -13,9 +13,17 @@ from crucible_dagster.core.stage import Stage, StageError, StageOptions
 
 
 class DataChecksOptions(StageOptions):
-    required_fields: list[str] = Field(default_factory=lambda: ["input", "output"], description="Fields every example must have, non-empty.")
-    fail_fast: bool = Field(default=False, description="Fail the stage when any example misses a field.")
-    checker: str | None = Field(default=None, description="Dotted path 'pkg.mod:func' of a checker(examples, options) -> issues.")
+    required_fields: list[str] = Field(
+        default_factory=lambda: ["input", "output"],
+        description="Fields every example must have, non-empty.",
+    )
+    fail_fast: bool = Field(
+        default=False, description="Fail the stage when any example misses a field."
+    )
+    checker: str | None = Field(
+        default=None,
+        description="Dotted path 'pkg.mod:func' of a checker(examples, options) -> issues.",
+    )
 
 
 def _missing(example: Any, fields: list[str]) -> list[str]:
@@ -43,6 +51,12 @@ class DataChecksStage(Stage):
                 if missing:
                     issues.append({"index": index, "example": example, "missing": missing})
         if issues and options.fail_fast:
-            raise StageError("data_checks_failed", issues, f"{len(issues)} example(s) miss required fields")
-        summary = {"total": len(examples), "missing_required": len(issues), "required_fields": options.required_fields}
+            raise StageError(
+                "data_checks_failed", issues, f"{len(issues)} example(s) miss required fields"
+            )
+        summary = {
+            "total": len(examples),
+            "missing_required": len(issues),
+            "required_fields": options.required_fields,
+        }
         return ctx.put_metric("data_checks", summary).assign("data_issues", issues)

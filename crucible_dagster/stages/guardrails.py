@@ -40,9 +40,13 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_EMAIL = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+)
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?!\d)")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?!\d)"
+)
 _API_KEYS = re.compile(
     r"\b(?:sk-(?:proj-|live-|test-)?[A-Za-z0-9_-]{20,}"
     r"|sk_(?:live|test)_[A-Za-z0-9]{16,}"
@@ -106,7 +110,15 @@ class PiiSecretsAdapter:
             for field, text in _strings(example, ""):
                 for kind, start, end in find_sensitive(text):
                     if kind in kinds:
-                        violations.append({"index": index, "field": field or "(value)", "kind": kind, "start": start, "end": end})
+                        violations.append(
+                            {
+                                "index": index,
+                                "field": field or "(value)",
+                                "kind": kind,
+                                "start": start,
+                                "end": end,
+                            }
+                        )
         return violations
 
 
@@ -117,7 +129,11 @@ def load_adapter(ref: str) -> GuardrailAdapter:
     if ref in BUILTIN_ADAPTERS:
         return BUILTIN_ADAPTERS[ref]()
     if ":" not in ref:
-        raise StageError("unknown_adapter", ref, f"unknown guardrail adapter {ref!r}; built-ins: {', '.join(BUILTIN_ADAPTERS)}, or a dotted path")
+        raise StageError(
+            "unknown_adapter",
+            ref,
+            f"unknown guardrail adapter {ref!r}; built-ins: {', '.join(BUILTIN_ADAPTERS)}, or a dotted path",
+        )
     obj = import_object(ref, "guardrail adapter")
     adapter = obj() if isinstance(obj, type) else obj
     if not callable(getattr(adapter, "scan", None)):
@@ -126,9 +142,15 @@ def load_adapter(ref: str) -> GuardrailAdapter:
 
 
 class GuardrailsOptions(StageOptions):
-    adapter: str = Field(default="noop", description="'noop', 'pii', or a dotted path to an adapter class.")
-    adapter_options: dict[str, Any] = Field(default_factory=dict, description="Passed to the adapter's scan().")
-    fail_on_violation: bool = Field(default=False, description="Fail the stage when the adapter reports violations.")
+    adapter: str = Field(
+        default="noop", description="'noop', 'pii', or a dotted path to an adapter class."
+    )
+    adapter_options: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to the adapter's scan()."
+    )
+    fail_on_violation: bool = Field(
+        default=False, description="Fail the stage when the adapter reports violations."
+    )
 
 
 class GuardrailsStage(Stage):
@@ -142,6 +164,8 @@ class GuardrailsStage(Stage):
             return ctx
         violations = list(load_adapter(options.adapter).scan(examples, options.adapter_options))
         if violations and options.fail_on_violation:
-            raise StageError("guardrail_violation", violations, f"{len(violations)} guardrail violation(s)")
+            raise StageError(
+                "guardrail_violation", violations, f"{len(violations)} guardrail violation(s)"
+            )
         summary = {"total": len(examples), "violations": len(violations)}
         return ctx.put_metric("guardrails", summary).assign("guardrail_violations", violations)

@@ -29,7 +29,11 @@ def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
     name = f"{spec.name}.{EXTENSIONS[fmt]}"
     if requested:
         stem = Path(str(requested))
-        name = str(stem.with_suffix(f".{EXTENSIONS[fmt]}")) if len(spec.formats) > 1 or not stem.suffix else str(stem)
+        name = (
+            str(stem.with_suffix(f".{EXTENSIONS[fmt]}"))
+            if len(spec.formats) > 1 or not stem.suffix
+            else str(stem)
+        )
     roots = [report_base(ctx)]
     if ctx.experiment and ctx.experiment.output_dir:
         roots.insert(0, Path(ctx.experiment.output_dir))
@@ -39,7 +43,11 @@ def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
             return safe_join(root, name)
         except PermissionError as exc:
             errors.append(str(exc))
-    raise StageError("unsafe_path", requested, f"report {spec.name!r}: refused path {requested!r}: " + "; ".join(errors))
+    raise StageError(
+        "unsafe_path",
+        requested,
+        f"report {spec.name!r}: refused path {requested!r}: " + "; ".join(errors),
+    )
 
 
 class ReportStage(Stage):
@@ -64,7 +72,9 @@ class ReportStage(Stage):
                     entry["path"] = str(path)
                     artifacts[f"report.{spec.name}.{fmt}"] = str(path)
                 rendered.append(entry)
-            produced.append({"kind": "report", "name": spec.name, "sink": spec.sink, "rendered": rendered})
+            produced.append(
+                {"kind": "report", "name": spec.name, "sink": spec.sink, "rendered": rendered}
+            )
         out = ctx.add_outputs(produced)
         for key, value in artifacts.items():
             out = out.put_artifact(key, value)

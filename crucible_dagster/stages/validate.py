@@ -28,5 +28,7 @@ class ValidateStage(Stage):
         if not problems:
             return ctx.put_metric("validation", {"status": "passed"})
         if options.strict:
-            raise StageError("validation_failed", problems, "validation failed: " + "; ".join(problems))
+            raise StageError(
+                "validation_failed", problems, "validation failed: " + "; ".join(problems)
+            )
         return ctx.put_metric("validation", {"status": "warnings", "warnings": problems})

@@ -6,8 +6,6 @@ is rebuilt from its code pointer in each step process.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from crucible_dagster import Experiment
@@ -15,20 +13,37 @@ from crucible_dagster.dagster_plugin import build_job
 
 
 def counting_experiment(executor: str = "in_process") -> Experiment:
-    workdir = os.environ["CRUCIBLE_TEST_WORKDIR"]
+    # Relative paths: the stage resolves them against $CRUCIBLE_TEST_WORKDIR when it runs,
+    # because Dagster caches a reconstructed job definition within a process.
+    workdir = "."
     return Experiment.model_validate(
         {
             "id": "counting",
             "executor": executor,
             "pipeline": [
-                {"name": "first", "module": "tests.helpers:CountingTable", "options": {"counter_file": f"{workdir}/first.count", "rows": 2000}},
-                {"name": "second", "module": "tests.helpers:CountingTable", "options": {"counter_file": f"{workdir}/second.count"}},
+                {
+                    "name": "first",
+                    "module": "tests.helpers:CountingTable",
+                    "options": {"counter_file": f"{workdir}/first.count", "rows": 2000},
+                },
+                {
+                    "name": "second",
+                    "module": "tests.helpers:CountingTable",
+                    "options": {"counter_file": f"{workdir}/second.count"},
+                },
                 {
                     "name": "third",
                     "module": "tests.helpers:CountingTable",
-                    "options": {"counter_file": f"{workdir}/third.count", "fail_if_exists": f"{workdir}/fail.flag"},
+                    "options": {
+                        "counter_file": f"{workdir}/third.count",
+                        "fail_if_exists": f"{workdir}/fail.flag",
+                    },
                 },
-                {"name": "fourth", "module": "tests.helpers:CountingTable", "options": {"counter_file": f"{workdir}/fourth.count"}},
+                {
+                    "name": "fourth",
+                    "module": "tests.helpers:CountingTable",
+                    "options": {"counter_file": f"{workdir}/fourth.count"},
+                },
             ],
         }
     )

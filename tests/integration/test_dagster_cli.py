@@ -26,7 +26,10 @@ def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: P
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     proc = subprocess.run(
         [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", "core_pipeline_demo"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -34,8 +37,12 @@ def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: P
         (run,) = instance.get_runs()
         assert run.job_name == "core_pipeline_demo" and run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["crucible/experiment"] == "core_pipeline_demo"
-        event = instance.get_latest_materialization_event(dg.AssetKey(["crucible", "core_pipeline_demo", "summary"]))
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["crucible", "core_pipeline_demo", "summary"])
+        )
         assert event is not None and event.run_id == run.run_id
-    manifest = json.loads((artifacts_dir / "core_pipeline_demo" / run.run_id / "manifest.json").read_text())
+    manifest = json.loads(
+        (artifacts_dir / "core_pipeline_demo" / run.run_id / "manifest.json").read_text()
+    )
     assert manifest["status"] == "completed"
     assert manifest["metrics"]["guardrails"] == {"total": 3, "violations": 0}

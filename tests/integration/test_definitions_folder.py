@@ -25,12 +25,18 @@ def mixed_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_good_jobs_load_beside_every_malformed_file(mixed_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_good_jobs_load_beside_every_malformed_file(
+    mixed_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR, logger="crucible_dagster"):
         defs = definitions_from_folder(mixed_folder)
     for job in ("core_pipeline_demo", "trace_demo", "classifier_comparison"):
         assert defs.resolve_job_def(job).name == job
-    invalid = [a for a in defs.assets if isinstance(a, dg.AssetSpec) and a.group_name == "crucible_invalid_experiments"]  # type: ignore[union-attr]
+    invalid = [
+        a
+        for a in defs.assets
+        if isinstance(a, dg.AssetSpec) and a.group_name == "crucible_invalid_experiments"
+    ]  # type: ignore[union-attr]
     assert len(invalid) == len(MALFORMED)
     for path in MALFORMED:
         spec = next(a for a in invalid if a.metadata["file"].endswith(path.name))
@@ -50,7 +56,9 @@ def test_duplicate_experiment_ids_are_reported(tmp_path: Path) -> None:
     assert "already used by" in (spec.description or "")
 
 
-def test_experiments_dir_from_environment(mixed_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_experiments_dir_from_environment(
+    mixed_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CRUCIBLE_EXPERIMENTS_DIR", str(mixed_folder))
     assert definitions_from_folder().resolve_job_def("trace_demo")
 
@@ -71,9 +79,13 @@ def test_component_from_defs_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     defs_dir.mkdir(parents=True)
     (project / "src" / "crucproj" / "__init__.py").write_text("")
     (project / "src" / "crucproj" / "defs" / "__init__.py").write_text("")
-    (project / "pyproject.toml").write_text('[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "crucproj"\n')
+    (project / "pyproject.toml").write_text(
+        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "crucproj"\n'
+    )
     shutil.copy(ROOT / "experiments" / "trace_demo.yaml", defs_dir / "trace_demo.yaml")
-    (defs_dir / "defs.yaml").write_text("type: crucible_dagster.dagster_plugin.CrucibleExperimentsComponent\nattributes:\n  path: .\n")
+    (defs_dir / "defs.yaml").write_text(
+        "type: crucible_dagster.dagster_plugin.CrucibleExperimentsComponent\nattributes:\n  path: .\n"
+    )
     monkeypatch.syspath_prepend(str(project / "src"))
     defs = dg.load_from_defs_folder(path_within_project=project)
     assert defs.resolve_job_def("trace_demo")

@@ -17,14 +17,24 @@ def counting(tmp_path: Path, **third: object) -> Experiment:
         {
             "id": "counting",
             "pipeline": [
-                {"name": "first", "module": "tests.helpers:CountingTable", "options": {"counter_file": str(tmp_path / "a"), "rows": 500}},
-                {"name": "second", "module": "tests.helpers:CountingTable", "options": {"counter_file": str(tmp_path / "b"), **third}},
+                {
+                    "name": "first",
+                    "module": "tests.helpers:CountingTable",
+                    "options": {"counter_file": str(tmp_path / "a"), "rows": 500},
+                },
+                {
+                    "name": "second",
+                    "module": "tests.helpers:CountingTable",
+                    "options": {"counter_file": str(tmp_path / "b"), **third},
+                },
             ],
         }
     )
 
 
-def step_events(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType, step: str) -> list[dg.DagsterEvent]:
+def step_events(
+    result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType, step: str
+) -> list[dg.DagsterEvent]:
     return [e for e in result.all_events if e.event_type == kind and e.step_key == step]
 
 
@@ -45,7 +55,9 @@ def test_context_crosses_ops_as_json_and_parquet(tmp_path: Path, artifacts_dir: 
         assert ctx.assigns["table"].shape == (1000, 2)
         assert ctx.completed_stages() == ["first", "second"]
         assert ctx.run_id == result.run_id
-        manifest = json.loads((artifacts_dir / "counting" / result.run_id / "manifest.json").read_text())
+        manifest = json.loads(
+            (artifacts_dir / "counting" / result.run_id / "manifest.json").read_text()
+        )
         assert manifest["status"] == "completed" and manifest["orchestrator"] == "dagster"
         assert set(manifest["stages"]) == {"first", "second"}
 
@@ -58,29 +70,47 @@ def test_metrics_are_numeric_output_metadata_one_event_per_op(tmp_path: Path) ->
         assert metadata["metric/rows"].value == 1000.0
         assert isinstance(metadata["metric/alpha_used"], dg.FloatMetadataValue)
         assert metadata["crucible/duration_ms"].value >= 0
-        logs = [e for e in instance.all_logs(result.run_id) if e.step_key == "second" and e.user_message.startswith("crucible: stage")]
+        logs = [
+            e
+            for e in instance.all_logs(result.run_id)
+            if e.step_key == "second" and e.user_message.startswith("crucible: stage")
+        ]
         assert [e.user_message.split(" ")[3] for e in logs] == ["started", "completed"]
 
 
 def test_config_override_null_default_and_readable_failure(tmp_path: Path) -> None:
     job = build_job(counting(tmp_path))
     with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance, run_config={"ops": {"second": {"config": {"rows": 7, "alpha": None}}}})
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"ops": {"second": {"config": {"rows": 7, "alpha": None}}}},
+        )
         assert result.output_for_node("second").metrics == {"rows": 7, "alpha_used": 0.05}
-        bad = job.execute_in_process(instance=instance, run_config={"ops": {"second": {"config": {"alpha": 1.5}}}}, raise_on_error=False)
+        bad = job.execute_in_process(
+            instance=instance,
+            run_config={"ops": {"second": {"config": {"alpha": 1.5}}}},
+            raise_on_error=False,
+        )
         assert not bad.success
         (failure,) = step_events(bad, dg.DagsterEventType.STEP_FAILURE, "second")
         error = failure.step_failure_data.error
         assert "alpha: expected a number between 0 and 1, got 1.5" in error.message
-        assert failure.step_failure_data.user_failure_data.metadata["crucible/error_type"].value == "InvalidOptions"
+        assert (
+            failure.step_failure_data.user_failure_data.metadata["crucible/error_type"].value
+            == "InvalidOptions"
+        )
     with pytest.raises(dg.DagsterInvalidConfigError):
         job.execute_in_process(run_config={"ops": {"second": {"config": {"rows": "many"}}}})
 
 
-def test_stage_exception_fails_the_op_with_stage_error_and_traceback(tmp_path: Path, artifacts_dir: Path) -> None:
+def test_stage_exception_fails_the_op_with_stage_error_and_traceback(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
     (tmp_path / "flag").touch()
     with dg.instance_for_test() as instance:
-        result = build_job(counting(tmp_path, fail_if_exists=str(tmp_path / "flag"))).execute_in_process(instance=instance, raise_on_error=False)
+        result = build_job(
+            counting(tmp_path, fail_if_exists=str(tmp_path / "flag"))
+        ).execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         (failure,) = step_events(result, dg.DagsterEventType.STEP_FAILURE, "second")
         metadata = failure.step_failure_data.user_failure_data.metadata
@@ -88,27 +118,43 @@ def test_stage_exception_fails_the_op_with_stage_error_and_traceback(tmp_path: P
         assert metadata["crucible/error_type"].value == "RuntimeError"
         assert "Traceback" in metadata["crucible/traceback"].value
         assert "failing because" in failure.step_failure_data.error.message
-        manifest = json.loads((artifacts_dir / "counting" / result.run_id / "manifest.json").read_text())
+        manifest = json.loads(
+            (artifacts_dir / "counting" / result.run_id / "manifest.json").read_text()
+        )
         assert manifest["status"] == "failed" and manifest["failure"]["stage"] == "second"
 
 
 def test_unstorable_value_names_the_assign_key() -> None:
-    exp = Experiment.model_validate({"id": "t", "pipeline": [{"name": "u", "module": "tests.helpers:Unstorable"}, {"name": "validate"}]})
+    exp = Experiment.model_validate(
+        {
+            "id": "t",
+            "pipeline": [{"name": "u", "module": "tests.helpers:Unstorable"}, {"name": "validate"}],
+        }
+    )
     with dg.instance_for_test() as instance:
         result = build_job(exp).execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
-        messages = " ".join(str(e.step_failure_data.error.message) for e in step_events(result, dg.DagsterEventType.STEP_FAILURE, "u"))
+        messages = " ".join(
+            str(e.step_failure_data.error.message)
+            for e in step_events(result, dg.DagsterEventType.STEP_FAILURE, "u")
+        )
         assert "assigns['model']" in messages and "builtins.object" in messages
 
 
 def test_report_materializes_the_asset(tmp_path: Path) -> None:
     exp = Experiment.model_validate(
-        {"id": "rep", "pipeline": [{"name": "validate"}, {"name": "report"}], "outputs": [{"name": "summary", "formats": ["markdown", "json"]}]}
+        {
+            "id": "rep",
+            "pipeline": [{"name": "validate"}, {"name": "report"}],
+            "outputs": [{"name": "summary", "formats": ["markdown", "json"]}],
+        }
     )
     with dg.instance_for_test() as instance:
         result = build_job(exp).execute_in_process(instance=instance)
         assert result.success
-        event = instance.get_latest_materialization_event(dg.AssetKey(["crucible", "rep", "summary"]))
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["crucible", "rep", "summary"])
+        )
         assert event is not None
         metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
         assert metadata["preview"].value.startswith("# Experiment rep")

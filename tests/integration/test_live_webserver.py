@@ -54,8 +54,28 @@ def live_dagster(tmp_path: Path, artifacts_dir: Path) -> Iterator[tuple[DagsterG
     port = free_port()
     logs = [open(tmp_path / name, "w") for name in ("webserver.log", "daemon.log")]  # noqa: SIM115
     procs = [
-        subprocess.Popen([str(bindir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"], cwd=ROOT, env=env, stdout=logs[0], stderr=subprocess.STDOUT),
-        subprocess.Popen([str(bindir / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            [
+                str(bindir / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "workspace.yaml",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=logs[0],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [str(bindir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=ROOT,
+            env=env,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        ),
     ]
     try:
         deadline = time.monotonic() + 120
@@ -67,7 +87,10 @@ def live_dagster(tmp_path: Path, artifacts_dir: Path) -> Iterator[tuple[DagsterG
                 pass
             time.sleep(0.5)
         else:
-            pytest.fail("dagster-webserver did not start:\n" + (tmp_path / "webserver.log").read_text()[-3000:])
+            pytest.fail(
+                "dagster-webserver did not start:\n"
+                + (tmp_path / "webserver.log").read_text()[-3000:]
+            )
         yield DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60), port
     finally:
         for proc in procs:
@@ -85,11 +108,18 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(
     live_dagster: tuple[DagsterGraphQLClient, int], tmp_path: Path, artifacts_dir: Path
 ) -> None:
     client, _ = live_dagster
-    selector = {"repositoryLocationName": "crucible", "repositoryName": "__repository__", "pipelineName": "core_pipeline_demo"}
+    selector = {
+        "repositoryLocationName": "crucible",
+        "repositoryName": "__repository__",
+        "pipelineName": "core_pipeline_demo",
+    }
     deadline = time.monotonic() + 120
     while True:  # the webserver answers before its code location has loaded
         data = client._execute(DEFAULT_YAML_QUERY, {"selector": selector})
-        if data["runConfigSchemaOrError"]["__typename"] == "RunConfigSchema" or time.monotonic() > deadline:
+        if (
+            data["runConfigSchemaOrError"]["__typename"] == "RunConfigSchema"
+            or time.monotonic() > deadline
+        ):
             break
         time.sleep(1)
     assert data["runConfigSchemaOrError"]["__typename"] == "RunConfigSchema", data
@@ -100,7 +130,9 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(
     run_id = client.submit_job_execution(
         "core_pipeline_demo",
         repository_location_name="crucible",
-        run_config={"ops": {"data_checks": {"config": {"required_fields": ["input"], "fail_fast": True}}}},
+        run_config={
+            "ops": {"data_checks": {"config": {"required_fields": ["input"], "fail_fast": True}}}
+        },
     )
     deadline = time.monotonic() + 240
     status = None
@@ -109,11 +141,21 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(
         if status.value in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(1)
-    assert status is not None and status.value == "SUCCESS", f"run ended {status}; daemon log:\n" + (tmp_path / "daemon.log").read_text()[-3000:]
-    asset = client._execute(ASSET_QUERY, {"key": {"path": ["crucible", "core_pipeline_demo", "summary"]}})["assetOrError"]
+    assert status is not None and status.value == "SUCCESS", (
+        f"run ended {status}; daemon log:\n" + (tmp_path / "daemon.log").read_text()[-3000:]
+    )
+    asset = client._execute(
+        ASSET_QUERY, {"key": {"path": ["crucible", "core_pipeline_demo", "summary"]}}
+    )["assetOrError"]
     assert asset["__typename"] == "Asset"
     (materialization,) = asset["assetMaterializations"]
     assert materialization["runId"] == run_id
     assert "preview" in {entry["label"] for entry in materialization["metadataEntries"]}
-    manifest = json.loads((artifacts_dir / "core_pipeline_demo" / run_id / "manifest.json").read_text())
-    assert manifest["stages"]["data_checks"]["options"] == {"required_fields": ["input"], "fail_fast": True, "checker": None}
+    manifest = json.loads(
+        (artifacts_dir / "core_pipeline_demo" / run_id / "manifest.json").read_text()
+    )
+    assert manifest["stages"]["data_checks"]["options"] == {
+        "required_fields": ["input"],
+        "fail_fast": True,
+        "checker": None,
+    }

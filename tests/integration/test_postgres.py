@@ -8,21 +8,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 import pytest
 import yaml
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT
 from tests.integration import jobs
 
-PG = {"host": os.environ.get("CRUCIBLE_PG_HOST", "127.0.0.1"), "port": int(os.environ.get("CRUCIBLE_PG_PORT", "5432")), "user": os.environ.get("CRUCIBLE_PG_USER", "postgres")}
+PG = {
+    "host": os.environ.get("CRUCIBLE_PG_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("CRUCIBLE_PG_PORT", "5432")),
+    "user": os.environ.get("CRUCIBLE_PG_USER", "postgres"),
+}
 
 
 def _connect(dbname: str = "postgres"):  # type: ignore[no-untyped-def]
     import psycopg2
 
-    return psycopg2.connect(dbname=dbname, connect_timeout=3, password=os.environ.get("CRUCIBLE_PG_PASSWORD", ""), **PG)
+    return psycopg2.connect(
+        dbname=dbname, connect_timeout=3, password=os.environ.get("CRUCIBLE_PG_PASSWORD", ""), **PG
+    )
 
 
 @pytest.fixture
@@ -45,7 +51,9 @@ def postgres_db() -> Iterator[str]:
         conn.close()
 
 
-def test_job_on_postgres_instance(postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_job_on_postgres_instance(
+    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The shipped dagster.postgres.yaml, with its connection fields from the environment.
     monkeypatch.setenv("CRUCIBLE_PG_HOST", PG["host"])
     monkeypatch.setenv("CRUCIBLE_PG_PORT", str(PG["port"]))
@@ -66,7 +74,10 @@ def test_job_on_postgres_instance(postgres_db: str, tmp_path: Path, monkeypatch:
         stored = instance.get_run_by_id(run_id)
         assert stored is not None and stored.status == dg.DagsterRunStatus.SUCCESS
         records = instance.get_records_for_run(run_id).records
-        assert any(r.event_log_entry.user_message.startswith("crucible: stage fourth completed") for r in records)
+        assert any(
+            r.event_log_entry.user_message.startswith("crucible: stage fourth completed")
+            for r in records
+        )
     with _connect(postgres_db) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from runs")
         assert cur.fetchone()[0] == 1

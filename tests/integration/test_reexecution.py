@@ -17,7 +17,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def counts(workdir: Path) -> dict[str, int]:
-    return {name: int((workdir / f"{name}.count").read_text()) if (workdir / f"{name}.count").exists() else 0 for name in ("first", "second", "third", "fourth")}
+    return {
+        name: int((workdir / f"{name}.count").read_text())
+        if (workdir / f"{name}.count").exists()
+        else 0
+        for name in ("first", "second", "third", "fourth")
+    }
 
 
 def test_reexecute_from_failure_does_not_rerun_earlier_stages(workdir: Path) -> None:
@@ -28,9 +33,15 @@ def test_reexecute_from_failure_does_not_rerun_earlier_stages(workdir: Path) -> 
         assert counts(workdir) == {"first": 1, "second": 1, "third": 1, "fourth": 0}
         (workdir / "fail.flag").unlink()
         options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
-        with dg.execute_job(dg.reconstructable(jobs.counting_job), instance=instance, reexecution_options=options) as retried:
+        with dg.execute_job(
+            dg.reconstructable(jobs.counting_job), instance=instance, reexecution_options=options
+        ) as retried:
             assert retried.success
-            started = {e.step_key for e in retried.all_events if e.event_type == dg.DagsterEventType.STEP_START}
+            started = {
+                e.step_key
+                for e in retried.all_events
+                if e.event_type == dg.DagsterEventType.STEP_START
+            }
             assert started == {"third", "fourth"}
             final = retried.output_for_node("fourth")
         assert counts(workdir) == {"first": 1, "second": 1, "third": 2, "fourth": 1}
@@ -41,13 +52,26 @@ def test_reexecute_from_failure_does_not_rerun_earlier_stages(workdir: Path) -> 
 
 
 def test_multiprocess_executor(workdir: Path) -> None:
-    with dg.instance_for_test() as instance:
-        with dg.execute_job(dg.reconstructable(jobs.counting_job_multiprocess), instance=instance) as result:
-            assert result.success
-            step_pids = {e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
-            run_pids = {e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_START}
-            assert len(step_pids) == 4 and not step_pids & run_pids  # each stage ran in its own process
-            assert result.output_for_node("fourth").completed_stages() == ["first", "second", "third", "fourth"]
+    with (
+        dg.instance_for_test() as instance,
+        dg.execute_job(
+            dg.reconstructable(jobs.counting_job_multiprocess), instance=instance
+        ) as result,
+    ):
+        assert result.success
+        step_pids = {
+            e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START
+        }
+        run_pids = {
+            e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_START
+        }
+        assert len(step_pids) == 4 and not step_pids & run_pids  # each stage ran in its own process
+        assert result.output_for_node("fourth").completed_stages() == [
+            "first",
+            "second",
+            "third",
+            "fourth",
+        ]
     assert counts(workdir) == {"first": 1, "second": 1, "third": 1, "fourth": 1}
 
 

@@ -17,27 +17,53 @@ def _defaults(job: dg.JobDefinition, op_name: str) -> dict[str, object]:
 def test_job_and_op_names_follow_the_pipeline() -> None:
     defs = definitions_from_folder(ROOT / "experiments")
     job = defs.resolve_job_def("core_pipeline_demo")
-    assert [n.name for n in job.graph.nodes_in_topological_order] == ["validate", "seed_examples", "data_checks", "guardrails", "report"]
+    assert [n.name for n in job.graph.nodes_in_topological_order] == [
+        "validate",
+        "seed_examples",
+        "data_checks",
+        "guardrails",
+        "report",
+    ]
     assert job.tags["crucible/experiment"] == "core_pipeline_demo"
     assert len(job.tags["crucible/ir_hash"]) == 16
     op = job.graph.node_named("data_checks").definition
     assert op.tags["crucible/stage"] == "data_checks"
     assert op.tags["crucible/module"] == "crucible_dagster.stages.data_checks:DataChecksStage"
-    assert op.description == "Lightweight validation of examples stored in context.assigns['examples']"
+    assert (
+        op.description == "Lightweight validation of examples stored in context.assigns['examples']"
+    )
     assert job.executor_def is dg.in_process_executor
 
 
 def test_config_schema_prefilled_with_written_options() -> None:
     job = definitions_from_folder(ROOT / "experiments").resolve_job_def("core_pipeline_demo")
-    assert _defaults(job, "data_checks") == {"required_fields": ["input", "output"], "fail_fast": False}
-    assert _defaults(job, "guardrails") == {"adapter": "pii", "adapter_options": {}, "fail_on_violation": False}
-    fields = job.graph.node_named("data_checks").definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr]
-    assert fields["required_fields"].config_type.inner_type.kind.name == "ARRAY"  # Noneable(Array(String))
+    assert _defaults(job, "data_checks") == {
+        "required_fields": ["input", "output"],
+        "fail_fast": False,
+    }
+    assert _defaults(job, "guardrails") == {
+        "adapter": "pii",
+        "adapter_options": {},
+        "fail_on_violation": False,
+    }
+    fields = (
+        job.graph.node_named("data_checks").definition.config_schema.as_field().config_type.fields
+    )  # type: ignore[union-attr]
+    assert (
+        fields["required_fields"].config_type.inner_type.kind.name == "ARRAY"
+    )  # Noneable(Array(String))
     assert not fields["checker"].is_required
 
 
 def test_types_without_a_dagster_equivalent_fall_back_to_any() -> None:
-    exp = Experiment.model_validate({"id": "t", "pipeline": [{"name": "cv", "module": "crucible_dagster.contrib.classifiers:CrossValidate"}]})
+    exp = Experiment.model_validate(
+        {
+            "id": "t",
+            "pipeline": [
+                {"name": "cv", "module": "crucible_dagster.contrib.classifiers:CrossValidate"}
+            ],
+        }
+    )
     job = build_job(exp)
     fields = job.graph.node_named("cv").definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr]
     assert fields["scoring"].config_type.inner_type.kind.name == "ENUM"
@@ -47,7 +73,11 @@ def test_types_without_a_dagster_equivalent_fall_back_to_any() -> None:
 
 def test_disabled_stage_has_no_op_and_multiprocess_executor() -> None:
     exp = Experiment.model_validate(
-        {"id": "t", "executor": "multiprocess", "pipeline": [{"name": "validate"}, {"name": "report", "enabled": False}]}
+        {
+            "id": "t",
+            "executor": "multiprocess",
+            "pipeline": [{"name": "validate"}, {"name": "report", "enabled": False}],
+        }
     )
     job = build_job(exp)
     assert [n.name for n in job.graph.nodes] == ["validate"]
@@ -78,6 +108,10 @@ def test_schedule_from_the_experiment() -> None:
 
 def test_report_asset_spec() -> None:
     defs = definitions_from_folder(ROOT / "experiments")
-    spec = next(a for a in defs.assets if a.key == dg.AssetKey(["crucible", "core_pipeline_demo", "summary"]))  # type: ignore[union-attr]
+    spec = next(
+        a
+        for a in defs.assets
+        if a.key == dg.AssetKey(["crucible", "core_pipeline_demo", "summary"])
+    )  # type: ignore[union-attr]
     assert spec.group_name == "core_pipeline_demo"  # type: ignore[union-attr]
     assert "summary" in (spec.description or "")  # type: ignore[union-attr]
