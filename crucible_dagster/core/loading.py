@@ -20,8 +20,11 @@ from crucible_dagster.core.problems import ExperimentError, Problem, format_loc,
 EXPERIMENT_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-4`` as a float (YAML 1.2), which PyYAML's 1.1 rules read as a string."""
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe loader (libyaml when available) that reads ``1e-4`` as a float (YAML 1.2 rule)."""
 
 
 _Loader.add_implicit_resolver(
@@ -36,6 +39,17 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
+    """Parse once: the node tree gives line numbers, the same tree gives the data."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    return node, data
 
 
 def _line_map(
@@ -86,15 +100,14 @@ def parse_document(text: str, file: str) -> LocatedDocument:
                 [Problem(f"invalid JSON: {exc.msg}", file=file, line=exc.lineno)]
             ) from None
         try:
-            node = yaml.compose(text, Loader=_Loader)
+            node, _ = _compose_and_construct(text)
             if node is not None:
                 _line_map(node, (), lines)
         except yaml.YAMLError:
             lines = {(): 1}
         return LocatedDocument(data, lines, file)
     try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader) if node is not None else None
+        node, data = _compose_and_construct(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

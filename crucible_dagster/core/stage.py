@@ -135,3 +135,13 @@ class Stage:
 
 class NoOptionsStage(Stage):
     """Convenience base for stages that take no options."""
+
+
+_DESCRIBED: dict[type[Stage], dict[str, Any]] = {}
+
+
+def described(stage_cls: type[Stage]) -> dict[str, Any]:
+    """``stage_cls.describe()``, computed once per class (it is derived from the class alone)."""
+    if stage_cls not in _DESCRIBED:
+        _DESCRIBED[stage_cls] = stage_cls.describe()
+    return _DESCRIBED[stage_cls]

@@ -7,6 +7,7 @@ models) fall back to a permissive ``Any`` field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ import dagster as dg
 
 from crucible_dagster.core.jsonsafe import to_jsonable
 from crucible_dagster.core.schema import _as_spec, normalize_schema
-from crucible_dagster.core.stage import Stage
+from crucible_dagster.core.stage import Stage, described
 
 _SCALARS: dict[str, Any] = {
     "string": dg.String,
@@ -56,7 +57,7 @@ def stage_config_types(
     """Built once per stage class: config types, required keys, model defaults, descriptions, extra-allowed."""
     if stage_cls in _CONFIG_TYPES:
         return _CONFIG_TYPES[stage_cls]
-    schema = normalize_schema(stage_cls.describe())
+    schema = normalize_schema(described(stage_cls))
     base = f"{stage_cls.__name__}"
     types = {
         key: spec_to_config_type(spec, f"{base}_{key}") for key, spec in schema["types"].items()
@@ -76,21 +77,53 @@ def stage_config_types(
     return built
 
 
+_FIELDS: dict[tuple[int, bool, str, bool, str | None], dg.Field] = {}
+
+
 def _field(
     config_type: Any, *, required: bool, default: Any, has_default: bool, description: str | None
 ) -> dg.Field:
+    """Fields are immutable, so identical ones (same type, default, description) are built once.
+
+    Building a Field validates its default, which dominates loading many experiments.
+    """
+    key = (id(config_type), required, json.dumps(default, sort_keys=True), has_default, description)
+    cached = _FIELDS.get(key)
+    if cached is not None:
+        return cached
     if required and not has_default:
-        return dg.Field(config_type, is_required=True, description=description)
-    kwargs: dict[str, Any] = {"is_required": False, "description": description}
-    if has_default:
-        kwargs["default_value"] = default
-    return dg.Field(dg.Noneable(config_type), **kwargs)
+        field = dg.Field(config_type, is_required=True, description=description)
+    else:
+        kwargs: dict[str, Any] = {"is_required": False, "description": description}
+        if has_default:
+            kwargs["default_value"] = default
+        field = dg.Field(dg.Noneable(config_type), **kwargs)
+    _FIELDS[key] = field
+    return field
 
 
-def options_config_schema(
+def options_config_schema(stage_cls: type[Stage], written: Mapping[str, Any]) -> dg.Field:
+    """Config schema for one op: typed fields, defaults = the options written in the experiment file.
+
+    Built once per (stage class, written options): experiments that share a stage
+    configuration share the (immutable) schema.
+    """
+    cache_key = (stage_cls, json.dumps(to_jsonable(dict(written)), sort_keys=True))
+    if cache_key in _SCHEMAS:
+        return _SCHEMAS[cache_key]
+    # A Field, not a bare Shape: Dagster resolves defaults when a Field is built, so a shared
+    # Field saves that work for every op that reuses it.
+    schema = dg.Field(_build_options_config_schema(stage_cls, written))
+    _SCHEMAS[cache_key] = schema
+    return schema
+
+
+_SCHEMAS: dict[tuple[type[Stage], str], dg.Field] = {}
+
+
+def _build_options_config_schema(
     stage_cls: type[Stage], written: Mapping[str, Any]
 ) -> dg.Shape | dg.Permissive:
-    """Config schema for one op: typed fields, defaults = the options written in the experiment file."""
     types, required, model_defaults, descriptions, extra = stage_config_types(stage_cls)
     fields: dict[str, dg.Field] = {}
     written_json = to_jsonable(dict(written))

@@ -12,6 +12,8 @@ from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleC
 from crucible_dagster.dagster_plugin.ops import build_stage_op
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
+DEFAULT_IO_MANAGER = CrucibleContextIOManager()
+
 
 def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
     """In-process by default (stages are sequential); multiprocess with a preloaded forkserver on request."""
@@ -66,7 +68,7 @@ def build_job(
     return graph.to_job(
         name=translator.job_name(experiment),
         description=translator.job_description(experiment),
-        resource_defs={IO_MANAGER_KEY: io_manager or CrucibleContextIOManager()},
+        resource_defs={IO_MANAGER_KEY: io_manager or DEFAULT_IO_MANAGER},
         executor_def=executor_for(experiment),
         tags=translator.job_tags(experiment),
     )

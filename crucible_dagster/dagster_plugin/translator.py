@@ -6,7 +6,7 @@ import dagster as dg
 
 from crucible_dagster.core.ir import Experiment, OutputSpec, StageDef
 from crucible_dagster.core.rundir import experiment_hash
-from crucible_dagster.core.stage import Stage
+from crucible_dagster.core.stage import Stage, described
 
 TAG_PREFIX = "crucible"
 
@@ -43,7 +43,7 @@ class CrucibleTranslator:
     def op_description(
         self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]
     ) -> str:
-        return str(stage_cls.describe().get("description") or stage.name)
+        return str(described(stage_cls).get("description") or stage.name)
 
     def op_tags(
         self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]
