@@ -32,7 +32,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy crucible_dagster definitions.py
+	$(BIN)/mypy crucible_dagster definitions.py benchmarks
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import math
 import weakref
@@ -21,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyarrow import ArrowException
 
 from crucible_dagster.core.context import Context
-from crucible_dagster.core.files import atomic_write_bytes, atomic_write_text
+from crucible_dagster.core.files import atomic_write_text, atomic_write_with
 from crucible_dagster.core.ir import Experiment
 from crucible_dagster.core.trace import TraceChain
 
@@ -75,14 +75,12 @@ class BlobStore:
         name = self._digest_of(frame, compute) + ".parquet"
         path = self.root / name
         if not path.exists():
-            buffer = io.BytesIO()
             try:
-                frame.to_parquet(buffer, engine="pyarrow")
-            except Exception as exc:
+                atomic_write_with(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow"))
+            except (ValueError, TypeError, ArrowException) as exc:
                 raise UnstorableValue(
                     f"{where}: DataFrame cannot be written as Parquet: {exc}"
                 ) from None
-            atomic_write_bytes(path, buffer.getvalue())
         return name
 
     def put_array(self, array: np.ndarray, where: str) -> str:
@@ -99,9 +97,7 @@ class BlobStore:
         name = self._digest_of(array, compute) + ".npy"
         path = self.root / name
         if not path.exists():
-            buffer = io.BytesIO()
-            np.save(buffer, array, allow_pickle=False)
-            atomic_write_bytes(path, buffer.getvalue())
+            atomic_write_with(path, lambda tmp: _save_npy(tmp, array))
         return name
 
     def get(self, name: str) -> Any:
@@ -109,6 +105,11 @@ class BlobStore:
         if name.endswith(".parquet"):
             return pd.read_parquet(path, engine="pyarrow")
         return np.load(path, allow_pickle=False)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:
+        np.save(handle, array, allow_pickle=False)
 
 
 def encode(value: Any, store: BlobStore, where: str) -> Any:

@@ -74,5 +74,6 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
             raise dg.DagsterInvariantViolationError(
                 "crucible ops only load their upstream stage's context"
             )
-        path, store = self._location(self._root(context.instance), list(upstream.get_identifier()))
+        root = self._root(None if self.base_dir else context.instance)
+        path, store = self._location(root, list(upstream.get_identifier()))
         return load_context(path, store)
