@@ -1,0 +1,64 @@
+"""Statistics for comparing experiment results, on scipy/numpy, checked against published values.
+
+Every test returns a ``TestResult``; undefined results come back as NaN with a ``reason``,
+never a silent p=0 or p=1. Bad input raises ``BenchDataError`` with a clear message.
+Differences are always ``x - y`` (first group minus second) in the order given.
+"""
+
+from crucible_dagster.bench.assumptions import levene, shapiro
+from crucible_dagster.bench.bootstrap import bootstrap
+from crucible_dagster.bench.data import BenchDataError
+from crucible_dagster.bench.effect_size import (
+    cliffs_delta,
+    cohens_d,
+    epsilon_squared,
+    glass_delta,
+    hedges_g,
+    paired_d_z,
+    rank_biserial,
+    two_sample_effect_sizes,
+)
+from crucible_dagster.bench.multiple import CORRECTIONS, adjust_p_values
+from crucible_dagster.bench.nonparametric import friedman, kruskal_wallis, mann_whitney, mcnemar, wilcoxon
+from crucible_dagster.bench.parametric import (
+    anova,
+    corrected_resampled_ttest,
+    cv_5x2,
+    paired_ttest,
+    ttest,
+    welch_anova,
+)
+from crucible_dagster.bench.power import detectable_effect, n_for_power, power_ttest
+from crucible_dagster.bench.result import TestResult
+
+__all__ = [
+    "CORRECTIONS",
+    "BenchDataError",
+    "TestResult",
+    "adjust_p_values",
+    "anova",
+    "bootstrap",
+    "cliffs_delta",
+    "cohens_d",
+    "corrected_resampled_ttest",
+    "cv_5x2",
+    "detectable_effect",
+    "epsilon_squared",
+    "friedman",
+    "glass_delta",
+    "hedges_g",
+    "kruskal_wallis",
+    "levene",
+    "mann_whitney",
+    "mcnemar",
+    "n_for_power",
+    "paired_d_z",
+    "paired_ttest",
+    "power_ttest",
+    "rank_biserial",
+    "shapiro",
+    "ttest",
+    "two_sample_effect_sizes",
+    "welch_anova",
+    "wilcoxon",
+]

@@ -1,0 +1,70 @@
+"""Input checks shared by every test: numeric, finite, enough observations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+ALTERNATIVES = ("two-sided", "less", "greater")
+
+
+class BenchDataError(ValueError):
+    """The data cannot be tested as given; the message says what is wrong and with which group."""
+
+
+def as_sample(values: Any, name: str = "sample", minimum: int = 1) -> np.ndarray:
+    """A 1-D float64 array of finite values, or a BenchDataError naming ``name``."""
+    if isinstance(values, str | bytes):
+        raise BenchDataError(f"{name}: expected a list of numbers, got a string {values!r:.40}")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = next((v for v in np.asarray(values, dtype=object).ravel() if not _is_number(v)), None)
+        raise BenchDataError(f"{name}: expected numbers, got non-numeric value {bad!r}") from None
+    if array.ndim != 1:
+        array = array.ravel() if array.ndim == 0 else array
+        if array.ndim != 1:
+            raise BenchDataError(f"{name}: expected a flat list of numbers, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        bad_count = int((~np.isfinite(array)).sum())
+        raise BenchDataError(f"{name}: {bad_count} value(s) are NaN or infinite; drop or impute them before testing")
+    if array.size < minimum:
+        raise BenchDataError(f"{name}: needs at least {minimum} observation(s), got {array.size}")
+    return array
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, str | bytes)
+
+
+def as_groups(groups: Sequence[Any], minimum_groups: int = 2, minimum_size: int = 1, names: Sequence[str] | None = None) -> list[np.ndarray]:
+    if len(groups) < minimum_groups:
+        raise BenchDataError(f"needs at least {minimum_groups} groups, got {len(groups)}")
+    labels = list(names) if names else [f"group {i + 1}" for i in range(len(groups))]
+    return [as_sample(g, labels[i], minimum_size) for i, g in enumerate(groups)]
+
+
+def as_pairs(x: Any, y: Any, minimum: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    a = as_sample(x, "x", minimum)
+    b = as_sample(y, "y", minimum)
+    if a.size != b.size:
+        raise BenchDataError(f"paired tests need equal lengths, got {a.size} and {b.size} observations")
+    return a, b
+
+
+def check_alternative(alternative: str) -> str:
+    if alternative not in ALTERNATIVES:
+        raise BenchDataError(f"alternative must be one of {', '.join(ALTERNATIVES)}, got {alternative!r}")
+    return alternative
+
+
+def check_level(confidence_level: float) -> float:
+    if not 0 < confidence_level < 1:
+        raise BenchDataError(f"confidence_level must be between 0 and 1, got {confidence_level!r}")
+    return confidence_level

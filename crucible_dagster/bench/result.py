@@ -1,0 +1,59 @@
+"""One result shape for every test, JSON-safe through ``to_dict``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+NAN = float("nan")
+
+
+@dataclass
+class TestResult:
+    test: str
+    statistic: float = NAN
+    p_value: float = NAN
+    df: float | tuple[float, float] | None = None
+    estimate: float | None = None  #: the difference x - y (or the statistic's point estimate)
+    ci: tuple[float, float] | None = None  #: CI of ``estimate``
+    confidence_level: float | None = None
+    alternative: str = "two-sided"
+    method: str = ""
+    n: tuple[int, ...] = ()
+    effect_size: float | None = None
+    effect_size_name: str | None = None
+    effect_size_ci: tuple[float, float] | None = None
+    reason: str | None = None  #: why a value is NaN, when it is
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    __test__ = False  # not a pytest test class
+
+    @property
+    def defined(self) -> bool:
+        return not math.isnan(self.p_value)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "test": self.test,
+            "statistic": self.statistic,
+            "p_value": self.p_value,
+            "df": list(self.df) if isinstance(self.df, tuple) else self.df,
+            "estimate": self.estimate,
+            "ci_low": self.ci[0] if self.ci else None,
+            "ci_high": self.ci[1] if self.ci else None,
+            "confidence_level": self.confidence_level,
+            "alternative": self.alternative,
+            "method": self.method,
+            "n": list(self.n),
+            "effect_size": self.effect_size,
+            "effect_size_name": self.effect_size_name,
+            "effect_size_ci_low": self.effect_size_ci[0] if self.effect_size_ci else None,
+            "effect_size_ci_high": self.effect_size_ci[1] if self.effect_size_ci else None,
+            "reason": self.reason,
+        }
+        out.update(self.extra)
+        return out

@@ -1,0 +1,148 @@
+"""Every case of shared/bench_reference/cases.json through the public bench API, every expected key.
+
+Each (case, key) is its own test. A key the API cannot produce would be listed in
+NOT_PRODUCED with its reason and reported as a skip; today that list is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crucible_dagster import bench
+from tests.conftest import ROOT
+
+CASES_PATH = next(
+    (p for p in (ROOT.parent / "shared" / "bench_reference" / "cases.json", ROOT / "shared" / "bench_reference" / "cases.json") if p.exists()),
+    None,
+)
+CASES: list[dict[str, Any]] = json.loads(CASES_PATH.read_text()) if CASES_PATH else []
+NOT_PRODUCED: dict[tuple[str, str], str] = {}
+PREFIXES = {"bh": "benjamini_hochberg"}
+
+
+def produce(case: dict[str, Any]) -> dict[str, Any]:
+    """Run one case through the public API and return every value it names."""
+    test, inputs, options = case["test"], case["inputs"], case.get("options") or {}
+    if test == "bootstrap_ci":
+        return bench.bootstrap(
+            inputs["x"], options["statistic"], confidence_level=options["confidence_level"],
+            n_resamples=options["n_resamples"], methods=options["methods"], seed=20261122,
+        ).to_dict()
+    if test == "cliffs_delta":
+        delta, (low, high) = bench.cliffs_delta(inputs["x"], inputs["y"], options.get("confidence_level", 0.95))
+        return {"cliffs_delta": delta, "ci_low": low, "ci_high": high}
+    if test == "corrected_resampled_ttest":
+        return bench.corrected_resampled_ttest(
+            inputs["differences"], n_train=options["n_train"], n_test=options["n_test"], alternative=options["alternative"]
+        ).to_dict()
+    if test == "effect_size_two_sample":
+        return bench.two_sample_effect_sizes(inputs["x"], inputs["y"], glass_reference=options.get("glass_reference_group", "y"))
+    if test == "epsilon_squared":
+        result = bench.kruskal_wallis(inputs["groups"])
+        return {"epsilon_squared": result.effect_size, "kruskal_statistic": result.statistic}
+    if test == "f_oneway":
+        return bench.anova(inputs["groups"]).to_dict()
+    if test == "welch_anova":
+        return bench.welch_anova(inputs["groups"]).to_dict()
+    if test == "friedman":
+        return bench.friedman(inputs["blocks_by_treatments"], inputs.get("treatment_names")).to_dict()
+    if test == "kruskal":
+        return bench.kruskal_wallis(inputs["groups"]).to_dict()
+    if test == "levene":
+        return bench.levene(inputs["groups"], center=options.get("center", "median")).to_dict()
+    if test == "mannwhitneyu":
+        return bench.mann_whitney(
+            inputs["x"], inputs["y"], alternative=options.get("alternative", "two-sided"),
+            method=options.get("method", "auto"), continuity_correction=options.get("continuity_correction", True),
+        ).to_dict()
+    if test == "mcnemar":
+        return bench.mcnemar(inputs["b"], inputs["c"], correction=options["correction"], exact=options["exact"]).to_dict()
+    if test == "multiple_comparison":
+        out: dict[str, Any] = {}
+        for method in options["methods"]:
+            adjusted = bench.adjust_p_values(inputs["p_values"], method)
+            short = next((k for k, v in PREFIXES.items() if v == method), method)
+            for name in {method, short}:
+                out[f"{name}_adjusted"] = adjusted
+                out[f"{name}_n_rejected"] = sum(p < options["alpha"] for p in adjusted)
+        return out
+    if test == "paired_ttest_5x2cv":
+        return bench.cv_5x2(inputs["scores_a"], inputs["scores_b"]).to_dict()
+    if test == "power_ttest":
+        d = options["delta"] / options["sd"]
+        return {
+            "power_n20": bench.power_ttest(d, 20, options["alpha"]),
+            "n_power90_two_sided": bench.n_for_power(d, 0.9, options["alpha"]),
+            "n_power90_one_sided": bench.n_for_power(d, 0.9, options["alpha"], alternative="greater"),
+        }
+    if test == "power_ttest_n":
+        return {
+            f"n_per_group_d{str(es).replace('.', '')}": bench.n_for_power(es, options["power"], options["alpha"], options["alternative"])
+            for es in options["effect_sizes"]
+        }
+    if test == "shapiro":
+        return bench.shapiro(inputs["x"]).to_dict()
+    if test == "ttest_ind":
+        return bench.ttest(
+            inputs["x"], inputs["y"], equal_var=options.get("equal_var", False), alternative=options.get("alternative", "two-sided"),
+            confidence_level=options.get("confidence_level", 0.95),
+        ).to_dict()
+    if test == "ttest_rel":
+        return bench.paired_ttest(inputs["x"], inputs["y"], alternative=options.get("alternative", "two-sided")).to_dict()
+    if test == "wilcoxon":
+        x, y = (inputs["d"], None) if "d" in inputs else (inputs["x"], inputs["y"])
+        return bench.wilcoxon(
+            x, y, zero_method=options.get("zero_method", "wilcox"), alternative=options.get("alternative", "two-sided"),
+            method=options.get("method", "auto"), continuity_correction=options.get("continuity_correction", True),
+        ).to_dict()
+    raise AssertionError(f"no mapping for test {test!r}")
+
+
+PARAMS = [(case, key) for case in CASES for key in case["expected"]]
+
+
+def test_reference_file_is_present() -> None:
+    if CASES_PATH is None:
+        if __import__("os").environ.get("CI"):
+            pytest.fail("shared/bench_reference/cases.json is missing")
+        pytest.skip("shared/bench_reference/cases.json is not beside this checkout")
+    assert len(CASES) >= 50
+
+
+def _close(got: Any, expected: Any, tolerance: dict[str, float] | None) -> bool:
+    if isinstance(expected, list):
+        return isinstance(got, list | tuple) and len(got) == len(expected) and all(_close(g, e, tolerance) for g, e in zip(got, expected, strict=True))
+    if got is None or isinstance(got, str):
+        return False
+    got = float(got)
+    if tolerance is None:
+        return got == expected
+    if "abs" in tolerance:
+        return abs(got - expected) <= tolerance["abs"]
+    return abs(got - expected) <= tolerance["rel"] * abs(expected)
+
+
+@pytest.mark.parametrize(("case", "key"), PARAMS, ids=[f"{c['id']}.{k}" for c, k in PARAMS])
+def test_reference_value(case: dict[str, Any], key: str) -> None:
+    if (case["id"], key) in NOT_PRODUCED:
+        pytest.skip(NOT_PRODUCED[(case["id"], key)])
+    expected = case["expected"][key]
+    undefined = key in (case.get("undefined") or [])
+    try:
+        produced = produce(case)
+    except bench.BenchDataError as exc:
+        assert undefined, f"unexpected error: {exc}"
+        return
+    assert key in produced, f"{key} not produced; have {sorted(produced)}"
+    got = produced[key]
+    if undefined or expected is None:
+        assert got is None or (isinstance(got, float) and math.isnan(got)), f"{key}: expected NaN (undefined), got {got!r}"
+        assert produced.get("reason"), "an undefined result must say why"
+        return
+    tolerance = (case.get("tolerance") or {}).get(key)
+    assert _close(got, expected, tolerance), f"{case['id']}.{key}: got {got!r}, expected {expected!r} within {tolerance}"
