@@ -17,12 +17,15 @@ def main() -> int:
         "CRUCIBLE_ARTIFACTS_DIR", os.path.join(os.getcwd(), "artifacts", "_bench")
     )
     selected = set(sys.argv[1:])
-    from benchmarks import dagster_bench
+    from benchmarks import dagster_bench, stats_bench
 
     suites = [
         ("dagster: per-stage overhead", dagster_bench.stage_overhead),
         ("dagster: Context handoff", dagster_bench.context_handoff),
         ("dagster: loading experiment files", dagster_bench.load_thousand_files),
+        ("bench: bootstrap", stats_bench.bootstrap_rows),
+        ("bench: t-test", stats_bench.ttest_rows),
+        ("bench: memory", stats_bench.memory_rows),
     ]
     for title, fn in suites:
         if selected and not any(s in title for s in selected):

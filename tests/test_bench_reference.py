@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,14 @@ from crucible_dagster import bench
 from tests.conftest import ROOT
 
 CASES_PATH = next(
-    (p for p in (ROOT.parent / "shared" / "bench_reference" / "cases.json", ROOT / "shared" / "bench_reference" / "cases.json") if p.exists()),
+    (
+        p
+        for p in (
+            ROOT.parent / "shared" / "bench_reference" / "cases.json",
+            ROOT / "shared" / "bench_reference" / "cases.json",
+        )
+        if p.exists()
+    ),
     None,
 )
 CASES: list[dict[str, Any]] = json.loads(CASES_PATH.read_text()) if CASES_PATH else []
@@ -30,18 +36,29 @@ def produce(case: dict[str, Any]) -> dict[str, Any]:
     test, inputs, options = case["test"], case["inputs"], case.get("options") or {}
     if test == "bootstrap_ci":
         return bench.bootstrap(
-            inputs["x"], options["statistic"], confidence_level=options["confidence_level"],
-            n_resamples=options["n_resamples"], methods=options["methods"], seed=20261122,
+            inputs["x"],
+            options["statistic"],
+            confidence_level=options["confidence_level"],
+            n_resamples=options["n_resamples"],
+            methods=options["methods"],
+            seed=20261122,
         ).to_dict()
     if test == "cliffs_delta":
-        delta, (low, high) = bench.cliffs_delta(inputs["x"], inputs["y"], options.get("confidence_level", 0.95))
+        delta, (low, high) = bench.cliffs_delta(
+            inputs["x"], inputs["y"], options.get("confidence_level", 0.95)
+        )
         return {"cliffs_delta": delta, "ci_low": low, "ci_high": high}
     if test == "corrected_resampled_ttest":
         return bench.corrected_resampled_ttest(
-            inputs["differences"], n_train=options["n_train"], n_test=options["n_test"], alternative=options["alternative"]
+            inputs["differences"],
+            n_train=options["n_train"],
+            n_test=options["n_test"],
+            alternative=options["alternative"],
         ).to_dict()
     if test == "effect_size_two_sample":
-        return bench.two_sample_effect_sizes(inputs["x"], inputs["y"], glass_reference=options.get("glass_reference_group", "y"))
+        return bench.two_sample_effect_sizes(
+            inputs["x"], inputs["y"], glass_reference=options.get("glass_reference_group", "y")
+        )
     if test == "epsilon_squared":
         result = bench.kruskal_wallis(inputs["groups"])
         return {"epsilon_squared": result.effect_size, "kruskal_statistic": result.statistic}
@@ -50,18 +67,25 @@ def produce(case: dict[str, Any]) -> dict[str, Any]:
     if test == "welch_anova":
         return bench.welch_anova(inputs["groups"]).to_dict()
     if test == "friedman":
-        return bench.friedman(inputs["blocks_by_treatments"], inputs.get("treatment_names")).to_dict()
+        return bench.friedman(
+            inputs["blocks_by_treatments"], inputs.get("treatment_names")
+        ).to_dict()
     if test == "kruskal":
         return bench.kruskal_wallis(inputs["groups"]).to_dict()
     if test == "levene":
         return bench.levene(inputs["groups"], center=options.get("center", "median")).to_dict()
     if test == "mannwhitneyu":
         return bench.mann_whitney(
-            inputs["x"], inputs["y"], alternative=options.get("alternative", "two-sided"),
-            method=options.get("method", "auto"), continuity_correction=options.get("continuity_correction", True),
+            inputs["x"],
+            inputs["y"],
+            alternative=options.get("alternative", "two-sided"),
+            method=options.get("method", "auto"),
+            continuity_correction=options.get("continuity_correction", True),
         ).to_dict()
     if test == "mcnemar":
-        return bench.mcnemar(inputs["b"], inputs["c"], correction=options["correction"], exact=options["exact"]).to_dict()
+        return bench.mcnemar(
+            inputs["b"], inputs["c"], correction=options["correction"], exact=options["exact"]
+        ).to_dict()
     if test == "multiple_comparison":
         out: dict[str, Any] = {}
         for method in options["methods"]:
@@ -78,27 +102,40 @@ def produce(case: dict[str, Any]) -> dict[str, Any]:
         return {
             "power_n20": bench.power_ttest(d, 20, options["alpha"]),
             "n_power90_two_sided": bench.n_for_power(d, 0.9, options["alpha"]),
-            "n_power90_one_sided": bench.n_for_power(d, 0.9, options["alpha"], alternative="greater"),
+            "n_power90_one_sided": bench.n_for_power(
+                d, 0.9, options["alpha"], alternative="greater"
+            ),
         }
     if test == "power_ttest_n":
         return {
-            f"n_per_group_d{str(es).replace('.', '')}": bench.n_for_power(es, options["power"], options["alpha"], options["alternative"])
+            f"n_per_group_d{str(es).replace('.', '')}": bench.n_for_power(
+                es, options["power"], options["alpha"], options["alternative"]
+            )
             for es in options["effect_sizes"]
         }
     if test == "shapiro":
         return bench.shapiro(inputs["x"]).to_dict()
     if test == "ttest_ind":
         return bench.ttest(
-            inputs["x"], inputs["y"], equal_var=options.get("equal_var", False), alternative=options.get("alternative", "two-sided"),
+            inputs["x"],
+            inputs["y"],
+            equal_var=options.get("equal_var", False),
+            alternative=options.get("alternative", "two-sided"),
             confidence_level=options.get("confidence_level", 0.95),
         ).to_dict()
     if test == "ttest_rel":
-        return bench.paired_ttest(inputs["x"], inputs["y"], alternative=options.get("alternative", "two-sided")).to_dict()
+        return bench.paired_ttest(
+            inputs["x"], inputs["y"], alternative=options.get("alternative", "two-sided")
+        ).to_dict()
     if test == "wilcoxon":
         x, y = (inputs["d"], None) if "d" in inputs else (inputs["x"], inputs["y"])
         return bench.wilcoxon(
-            x, y, zero_method=options.get("zero_method", "wilcox"), alternative=options.get("alternative", "two-sided"),
-            method=options.get("method", "auto"), continuity_correction=options.get("continuity_correction", True),
+            x,
+            y,
+            zero_method=options.get("zero_method", "wilcox"),
+            alternative=options.get("alternative", "two-sided"),
+            method=options.get("method", "auto"),
+            continuity_correction=options.get("continuity_correction", True),
         ).to_dict()
     raise AssertionError(f"no mapping for test {test!r}")
 
@@ -116,7 +153,11 @@ def test_reference_file_is_present() -> None:
 
 def _close(got: Any, expected: Any, tolerance: dict[str, float] | None) -> bool:
     if isinstance(expected, list):
-        return isinstance(got, list | tuple) and len(got) == len(expected) and all(_close(g, e, tolerance) for g, e in zip(got, expected, strict=True))
+        return (
+            isinstance(got, list | tuple)
+            and len(got) == len(expected)
+            and all(_close(g, e, tolerance) for g, e in zip(got, expected, strict=True))
+        )
     if got is None or isinstance(got, str):
         return False
     got = float(got)
@@ -141,8 +182,12 @@ def test_reference_value(case: dict[str, Any], key: str) -> None:
     assert key in produced, f"{key} not produced; have {sorted(produced)}"
     got = produced[key]
     if undefined or expected is None:
-        assert got is None or (isinstance(got, float) and math.isnan(got)), f"{key}: expected NaN (undefined), got {got!r}"
+        assert got is None or (isinstance(got, float) and math.isnan(got)), (
+            f"{key}: expected NaN (undefined), got {got!r}"
+        )
         assert produced.get("reason"), "an undefined result must say why"
         return
     tolerance = (case.get("tolerance") or {}).get(key)
-    assert _close(got, expected, tolerance), f"{case['id']}.{key}: got {got!r}, expected {expected!r} within {tolerance}"
+    assert _close(got, expected, tolerance), (
+        f"{case['id']}.{key}: got {got!r}, expected {expected!r} within {tolerance}"
+    )

@@ -19,7 +19,13 @@ from crucible_dagster.bench.effect_size import (
     two_sample_effect_sizes,
 )
 from crucible_dagster.bench.multiple import CORRECTIONS, adjust_p_values
-from crucible_dagster.bench.nonparametric import friedman, kruskal_wallis, mann_whitney, mcnemar, wilcoxon
+from crucible_dagster.bench.nonparametric import (
+    friedman,
+    kruskal_wallis,
+    mann_whitney,
+    mcnemar,
+    wilcoxon,
+)
 from crucible_dagster.bench.parametric import (
     anova,
     corrected_resampled_ttest,

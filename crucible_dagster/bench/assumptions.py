@@ -17,7 +17,9 @@ def shapiro(x: Any) -> TestResult:
     data = as_sample(x, "x", 3)
     result = TestResult(test="shapiro", n=(data.size,), method="Shapiro-Wilk (Royston AS R94)")
     if data.size > 5000:
-        raise BenchDataError(f"Shapiro-Wilk is not reliable for n > 5000 (got {data.size}); use a Q-Q plot or skewness/kurtosis")
+        raise BenchDataError(
+            f"Shapiro-Wilk is not reliable for n > 5000 (got {data.size}); use a Q-Q plot or skewness/kurtosis"
+        )
     if np.all(data == data[0]):
         result.reason = "all values are identical: normality cannot be assessed"
         return result
@@ -26,16 +28,24 @@ def shapiro(x: Any) -> TestResult:
     return result
 
 
-def levene(groups: Sequence[Any], center: str = "median", names: Sequence[str] | None = None) -> TestResult:
+def levene(
+    groups: Sequence[Any], center: str = "median", names: Sequence[str] | None = None
+) -> TestResult:
     """Levene's test; ``center="median"`` is Brown-Forsythe (the default of car, scipy, pingouin)."""
     if center not in ("median", "mean"):
         raise BenchDataError(f"center must be median or mean, got {center!r}")
     data = as_groups(groups, 2, 2, names)
     k, n_total = len(data), sum(g.size for g in data)
     result = TestResult(
-        test="levene", df=(float(k - 1), float(n_total - k)), n=tuple(g.size for g in data),
+        test="levene",
+        df=(float(k - 1), float(n_total - k)),
+        n=tuple(g.size for g in data),
         method="Brown-Forsythe" if center == "median" else "Levene",
-        extra={"variances": [float(g.var(ddof=1)) for g in data], "df_between": k - 1, "df_within": n_total - k},
+        extra={
+            "variances": [float(g.var(ddof=1)) for g in data],
+            "df_between": k - 1,
+            "df_within": n_total - k,
+        },
     )
     deviations = [np.abs(g - (np.median(g) if center == "median" else g.mean())) for g in data]
     if all(np.all(d == d[0]) for d in deviations) and len({float(d[0]) for d in deviations}) == 1:

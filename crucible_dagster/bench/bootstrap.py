@@ -1,7 +1,7 @@
 """Seeded bootstrap confidence intervals: percentile, basic and BCa, for one sample or a difference.
 
-Resampling runs one resample at a time over a small index buffer that stays in cache, so
-memory stays flat (n × 8 bytes per buffer) whatever the number of resamples. The BCa
+Indices are drawn in small blocks one block ahead in a helper thread while the current block
+is gathered, so memory stays flat (a few blocks of n indices) whatever the number of resamples. The BCa
 acceleration comes from the jackknife, in O(n) closed form for the mean and the variances
 and by leave-one-out otherwise; z₀ uses scipy's mid-rank proportion.
 """
@@ -9,7 +9,8 @@ and by leave-one-out otherwise; z₀ uses scipy's mid-rank proportion.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -35,25 +36,53 @@ def _statistic(statistic: str | Statistic) -> tuple[str, Statistic]:
     if callable(statistic):
         return getattr(statistic, "__name__", "statistic"), statistic
     if statistic not in NAMED:
-        raise BenchDataError(f"unknown statistic {statistic!r}; expected one of {', '.join(sorted(NAMED))} or a function")
+        raise BenchDataError(
+            f"unknown statistic {statistic!r}; expected one of {', '.join(sorted(NAMED))} or a function"
+        )
     return statistic, NAMED[statistic]
 
 
-def resample_statistic(data: np.ndarray, name: str, fn: Statistic, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+def _index_blocks(rng: np.random.Generator, n: int, total: int, rows: int) -> Iterator[np.ndarray]:
+    """Blocks of resampling indices, drawn one block ahead in a helper thread.
+
+    numpy releases the GIL while it draws, so drawing block i+1 overlaps the work on
+    block i; the indices come from the one seeded stream in order, so the result is
+    identical to drawing them sequentially.
+    """
+    starts = list(range(0, total, rows))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(rng.integers, 0, n, (min(rows, total), n))
+        for position, _start in enumerate(starts):
+            block = future.result()
+            if position + 1 < len(starts):
+                following = starts[position + 1]
+                future = pool.submit(rng.integers, 0, n, (min(rows, total - following), n))
+            yield block
+
+
+def resample_statistic(
+    data: np.ndarray, name: str, fn: Statistic, n_resamples: int, rng: np.random.Generator
+) -> np.ndarray:
     """``n_resamples`` bootstrap replicates of the statistic."""
     n = data.size
     out = np.empty(n_resamples)
+    rows = (
+        max(1, min(8, _CHUNK_ELEMENTS // max(n, 1)))
+        if name == "mean"
+        else max(1, _CHUNK_ELEMENTS // max(n, 1))
+    )
+    position = 0
     if name == "mean":
         buffer = np.empty(n)
-        for i in range(n_resamples):
-            np.take(data, rng.integers(0, n, size=n), out=buffer, mode="wrap")
-            out[i] = buffer.sum() / n
+        for block in _index_blocks(rng, n, n_resamples, rows):
+            for indices in block:  # one row at a time keeps the gather in cache
+                np.take(data, indices, out=buffer, mode="wrap")
+                out[position] = buffer.sum() / n
+                position += 1
         return out
-    rows = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    for start in range(0, n_resamples, rows):
-        stop = min(start + rows, n_resamples)
-        sample = np.take(data, rng.integers(0, n, size=(stop - start, n)), mode="wrap")
-        out[start:stop] = fn(sample, axis=-1)
+    for block in _index_blocks(rng, n, n_resamples, rows):
+        out[position : position + block.shape[0]] = fn(np.take(data, block, mode="wrap"), axis=-1)
+        position += block.shape[0]
     return out
 
 
@@ -73,7 +102,9 @@ def jackknife(data: np.ndarray, name: str, fn: Statistic) -> np.ndarray:
         var1 = var0 * m / (m - 1)
         return np.sqrt(var1) if name == "std" else var1
     if n > 20_000:
-        raise BenchDataError(f"BCa for a custom statistic needs n leave-one-out evaluations; n = {n} is too many, use percentile")
+        raise BenchDataError(
+            f"BCa for a custom statistic needs n leave-one-out evaluations; n = {n} is too many, use percentile"
+        )
     mask = ~np.eye(n, dtype=bool)
     return np.array([fn(data[mask[i]]) for i in range(n)], dtype=float)
 
@@ -91,7 +122,9 @@ def acceleration(jackknife_values: Sequence[np.ndarray]) -> float:
     return numerator / (6 * denominator**1.5)
 
 
-def _intervals(theta_hat: float, replicates: np.ndarray, alpha: float, methods: Sequence[str], accel: float) -> dict[str, Any]:
+def _intervals(
+    theta_hat: float, replicates: np.ndarray, alpha: float, methods: Sequence[str], accel: float
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     low_q, high_q = alpha / 2, 1 - alpha / 2
     if "percentile" in methods or "basic" in methods:
@@ -99,7 +132,10 @@ def _intervals(theta_hat: float, replicates: np.ndarray, alpha: float, methods: 
         if "percentile" in methods:
             out["percentile_ci_low"], out["percentile_ci_high"] = float(p_low), float(p_high)
         if "basic" in methods:
-            out["basic_ci_low"], out["basic_ci_high"] = float(2 * theta_hat - p_high), float(2 * theta_hat - p_low)
+            out["basic_ci_low"], out["basic_ci_high"] = (
+                float(2 * theta_hat - p_high),
+                float(2 * theta_hat - p_low),
+            )
     if "BCa" in methods:
         below = np.count_nonzero(replicates < theta_hat)
         at_or_below = np.count_nonzero(replicates <= theta_hat)
@@ -122,7 +158,9 @@ def _methods(methods: Sequence[str]) -> list[str]:
     normalised = ["BCa" if m.lower() == "bca" else m.lower() for m in methods]
     unknown = [m for m in normalised if m not in METHODS]
     if unknown:
-        raise BenchDataError(f"unknown bootstrap method(s) {unknown}; expected {', '.join(METHODS)}")
+        raise BenchDataError(
+            f"unknown bootstrap method(s) {unknown}; expected {', '.join(METHODS)}"
+        )
     return normalised
 
 
@@ -144,12 +182,27 @@ def bootstrap(
     name, fn = _statistic(statistic)
     rng = np.random.default_rng(seed)
     theta_hat = float(fn(data))
-    result = TestResult(test="bootstrap", estimate=theta_hat, confidence_level=confidence_level, n=(data.size,), method=", ".join(chosen))
-    result.extra = {"theta_hat": theta_hat, "statistic_name": name, "n_resamples": n_resamples, "seed": seed}
+    result = TestResult(
+        test="bootstrap",
+        estimate=theta_hat,
+        confidence_level=confidence_level,
+        n=(data.size,),
+        method=", ".join(chosen),
+    )
+    result.extra = {
+        "theta_hat": theta_hat,
+        "statistic_name": name,
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
     if np.all(data == data[0]):
-        result.reason = "constant data: every resample gives the same value, the interval is degenerate"
+        result.reason = (
+            "constant data: every resample gives the same value, the interval is degenerate"
+        )
         for method in chosen:
-            result.extra[f"{method.lower()}_ci_low"] = result.extra[f"{method.lower()}_ci_high"] = NAN
+            result.extra[f"{method.lower()}_ci_low"] = result.extra[f"{method.lower()}_ci_high"] = (
+                NAN
+            )
         result.extra["jackknife_acceleration"] = NAN
         return result
     replicates = resample_statistic(data, name, fn, n_resamples, rng)
@@ -177,7 +230,14 @@ def bootstrap_difference(
     if paired:
         if a.size != b.size:
             raise BenchDataError(f"paired bootstrap needs equal lengths, got {a.size} and {b.size}")
-        result = bootstrap(a - b, "mean", confidence_level=confidence_level, n_resamples=n_resamples, methods=methods, seed=seed)
+        result = bootstrap(
+            a - b,
+            "mean",
+            confidence_level=confidence_level,
+            n_resamples=n_resamples,
+            methods=methods,
+            seed=seed,
+        )
         result.test = "bootstrap"
         result.extra["design"] = "paired"
         return result
@@ -185,10 +245,28 @@ def bootstrap_difference(
     chosen = _methods(methods)
     rng = np.random.default_rng(seed)
     theta_hat = float(a.mean() - b.mean())
-    replicates = resample_statistic(a, "mean", NAMED["mean"], n_resamples, rng) - resample_statistic(b, "mean", NAMED["mean"], n_resamples, rng)
-    accel = acceleration([jackknife(a, "mean", NAMED["mean"]), -jackknife(b, "mean", NAMED["mean"])]) if "BCa" in chosen else NAN
-    result = TestResult(test="bootstrap", estimate=theta_hat, confidence_level=confidence_level, n=(a.size, b.size), method=", ".join(chosen))
-    result.extra = {"theta_hat": theta_hat, "n_resamples": n_resamples, "seed": seed, "design": "independent", "jackknife_acceleration": accel}
+    replicates = resample_statistic(
+        a, "mean", NAMED["mean"], n_resamples, rng
+    ) - resample_statistic(b, "mean", NAMED["mean"], n_resamples, rng)
+    accel = (
+        acceleration([jackknife(a, "mean", NAMED["mean"]), -jackknife(b, "mean", NAMED["mean"])])
+        if "BCa" in chosen
+        else NAN
+    )
+    result = TestResult(
+        test="bootstrap",
+        estimate=theta_hat,
+        confidence_level=confidence_level,
+        n=(a.size, b.size),
+        method=", ".join(chosen),
+    )
+    result.extra = {
+        "theta_hat": theta_hat,
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "design": "independent",
+        "jackknife_acceleration": accel,
+    }
     if np.ptp(replicates) == 0:
         result.reason = "both groups are constant: the interval is degenerate"
         result.ci = (NAN, NAN)

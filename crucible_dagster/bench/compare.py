@@ -20,12 +20,27 @@ from crucible_dagster.bench.bootstrap import bootstrap_difference
 from crucible_dagster.bench.data import BenchDataError, as_sample
 from crucible_dagster.bench.multiple import adjust_p_values
 from crucible_dagster.bench.nonparametric import friedman, kruskal_wallis, mann_whitney, wilcoxon
-from crucible_dagster.bench.parametric import anova, corrected_resampled_ttest, cv_5x2, paired_ttest, ttest, welch_anova
+from crucible_dagster.bench.parametric import (
+    anova,
+    corrected_resampled_ttest,
+    cv_5x2,
+    paired_ttest,
+    ttest,
+    welch_anova,
+)
 from crucible_dagster.bench.power import detectable_effect
 from crucible_dagster.bench.result import NAN, TestResult
 
 Design = Literal["independent", "paired", "blocked"]
-PAIRWISE_TESTS = ("ttest", "paired_ttest", "mann_whitney", "wilcoxon", "bootstrap", "corrected_resampled_ttest", "cv_5x2")
+PAIRWISE_TESTS = (
+    "ttest",
+    "paired_ttest",
+    "mann_whitney",
+    "wilcoxon",
+    "bootstrap",
+    "corrected_resampled_ttest",
+    "cv_5x2",
+)
 OMNIBUS_TESTS = ("anova", "welch_anova", "kruskal_wallis", "friedman")
 PAIRED_ONLY = ("paired_ttest", "wilcoxon", "corrected_resampled_ttest", "cv_5x2")
 
@@ -38,7 +53,12 @@ class Decision:
     p_value: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.decision, "reason": self.reason, "check": self.check, "p_value": self.p_value}
+        return {
+            "decision": self.decision,
+            "reason": self.reason,
+            "check": self.check,
+            "p_value": self.p_value,
+        }
 
 
 @dataclass
@@ -71,7 +91,12 @@ class Comparison:
         return {
             "design": self.design,
             "groups": self.groups,
-            "difference": "group_a - group_b" + (f" (each group minus control {s.control!r})" if s.control else " (pairs in declared order)"),
+            "difference": "group_a - group_b"
+            + (
+                f" (each group minus control {s.control!r})"
+                if s.control
+                else " (pairs in declared order)"
+            ),
             "alpha": s.alpha,
             "confidence_level": s.confidence_level,
             "correction": s.correction,
@@ -98,22 +123,42 @@ def _describe(values: np.ndarray, confidence_level: float) -> dict[str, Any]:
     return {"n": n, "mean": mean, "sd": sd, "ci_low": ci[0], "ci_high": ci[1]}
 
 
-def _normal_enough(name: str, values: np.ndarray, alpha: float, decisions: list[Decision]) -> bool | None:
+def _normal_enough(
+    name: str, values: np.ndarray, alpha: float, decisions: list[Decision]
+) -> bool | None:
     """Shapiro-Wilk at ``alpha``; None when it cannot say (n < 3 or constant data)."""
     if values.size < 3:
-        decisions.append(Decision(f"{name}: normality not checked", f"n = {values.size} < 3", "shapiro"))
+        decisions.append(
+            Decision(f"{name}: normality not checked", f"n = {values.size} < 3", "shapiro")
+        )
         return None
     result = shapiro(values[:5000])
     if not result.defined:
-        decisions.append(Decision(f"{name}: normality undefined", result.reason or "degenerate data", "shapiro"))
+        decisions.append(
+            Decision(f"{name}: normality undefined", result.reason or "degenerate data", "shapiro")
+        )
         return None
     ok = result.p_value > alpha
     verdict = "consistent with normality" if ok else "departs from normality"
-    decisions.append(Decision(f"{name}: {verdict}", f"Shapiro-Wilk W = {result.statistic:.4f}, p = {result.p_value:.4g} vs alpha {alpha}", "shapiro", result.p_value))
+    decisions.append(
+        Decision(
+            f"{name}: {verdict}",
+            f"Shapiro-Wilk W = {result.statistic:.4f}, p = {result.p_value:.4g} vs alpha {alpha}",
+            "shapiro",
+            result.p_value,
+        )
+    )
     return ok
 
 
-def choose_pairwise_test(a: str, b: str, x: np.ndarray, y: np.ndarray, settings: ComparisonSettings, decisions: list[Decision]) -> str:
+def choose_pairwise_test(
+    a: str,
+    b: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: ComparisonSettings,
+    decisions: list[Decision],
+) -> str:
     """The automatic choice for one pair, with its reasons appended to ``decisions``."""
     pair = f"{a} vs {b}"
     if settings.design in ("paired", "blocked"):
@@ -129,20 +174,50 @@ def choose_pairwise_test(a: str, b: str, x: np.ndarray, y: np.ndarray, settings:
             return "corrected_resampled_ttest"
         normal = _normal_enough(f"{pair} differences", x - y, settings.alpha, decisions)
         choice = "paired_ttest" if normal is not False else "wilcoxon"
-        decisions.append(Decision(f"{pair}: {choice}", "paired design; " + ("differences look normal" if normal else "differences are not normal or cannot be checked: rank test"), "shapiro"))
+        decisions.append(
+            Decision(
+                f"{pair}: {choice}",
+                "paired design; "
+                + (
+                    "differences look normal"
+                    if normal
+                    else "differences are not normal or cannot be checked: rank test"
+                ),
+                "shapiro",
+            )
+        )
         return choice
     normal_a = _normal_enough(a, x, settings.alpha, decisions)
     normal_b = _normal_enough(b, y, settings.alpha, decisions)
     if normal_a is False or normal_b is False:
-        decisions.append(Decision(f"{pair}: mann_whitney", "independent design; a group departs from normality", "shapiro"))
+        decisions.append(
+            Decision(
+                f"{pair}: mann_whitney",
+                "independent design; a group departs from normality",
+                "shapiro",
+            )
+        )
         return "mann_whitney"
     equal = levene([x, y]) if x.size > 1 and y.size > 1 else None
-    detail = f"Levene (Brown-Forsythe) p = {equal.p_value:.4g}" if equal is not None and equal.defined else "variance check undefined"
-    decisions.append(Decision(f"{pair}: ttest (Welch)", f"independent design, normal enough; Welch does not assume equal variances ({detail})", "levene", equal.p_value if equal is not None and equal.defined else None))
+    detail = (
+        f"Levene (Brown-Forsythe) p = {equal.p_value:.4g}"
+        if equal is not None and equal.defined
+        else "variance check undefined"
+    )
+    decisions.append(
+        Decision(
+            f"{pair}: ttest (Welch)",
+            f"independent design, normal enough; Welch does not assume equal variances ({detail})",
+            "levene",
+            equal.p_value if equal is not None and equal.defined else None,
+        )
+    )
     return "ttest"
 
 
-def run_pairwise(test: str, x: np.ndarray, y: np.ndarray, settings: ComparisonSettings) -> TestResult:
+def run_pairwise(
+    test: str, x: np.ndarray, y: np.ndarray, settings: ComparisonSettings
+) -> TestResult:
     level, alternative = settings.confidence_level, settings.alternative
     if test == "ttest":
         return ttest(x, y, alternative=alternative, confidence_level=level)
@@ -153,15 +228,31 @@ def run_pairwise(test: str, x: np.ndarray, y: np.ndarray, settings: ComparisonSe
     if test == "wilcoxon":
         return wilcoxon(x, y, alternative=alternative)
     if test == "bootstrap":
-        return bootstrap_difference(x, y, paired=settings.design != "independent", confidence_level=level, n_resamples=settings.n_resamples, seed=settings.seed)
+        return bootstrap_difference(
+            x,
+            y,
+            paired=settings.design != "independent",
+            confidence_level=level,
+            n_resamples=settings.n_resamples,
+            seed=settings.seed,
+        )
     if test == "corrected_resampled_ttest":
         if not (settings.n_train and settings.n_test):
-            raise BenchDataError("corrected_resampled_ttest needs n_train and n_test (the sizes of each training and test split)")
+            raise BenchDataError(
+                "corrected_resampled_ttest needs n_train and n_test (the sizes of each training and test split)"
+            )
         if x.size != y.size:
-            raise BenchDataError(f"corrected_resampled_ttest needs one score per split for both groups, got {x.size} and {y.size}")
-        return corrected_resampled_ttest(x - y, n_train=settings.n_train, n_test=settings.n_test, alternative=alternative)
+            raise BenchDataError(
+                f"corrected_resampled_ttest needs one score per split for both groups, got {x.size} and {y.size}"
+            )
+        return corrected_resampled_ttest(
+            x - y, n_train=settings.n_train, n_test=settings.n_test, alternative=alternative
+        )
     if test == "cv_5x2":
-        return cv_5x2(np.reshape(x, (5, 2)) if x.size == 10 else x, np.reshape(y, (5, 2)) if y.size == 10 else y)
+        return cv_5x2(
+            np.reshape(x, (5, 2)) if x.size == 10 else x,
+            np.reshape(y, (5, 2)) if y.size == 10 else y,
+        )
     raise BenchDataError(f"unknown test {test!r}; pairwise tests: {', '.join(PAIRWISE_TESTS)}")
 
 
@@ -169,10 +260,14 @@ def _row(a: str, b: str, result: TestResult, design: Design, alpha: float) -> di
     if len(result.n) == 1:  # one value per pair (differences): both groups have n observations
         n_a = n_b = result.n[0]
     else:
-        n_a, n_b = (result.n + (0, 0))[:2] if result.n else (0, 0)
+        n_a, n_b = ((*result.n, 0, 0))[:2] if result.n else (0, 0)
     n_min = min(n for n in (n_a, n_b) if n) if any((n_a, n_b)) else 0
     paired = design != "independent"
-    mde = detectable_effect(n_min, 0.8, alpha, design="paired" if paired else "two-sample") if n_min >= 3 else NAN
+    mde = (
+        detectable_effect(n_min, 0.8, alpha, design="paired" if paired else "two-sample")
+        if n_min >= 3
+        else NAN
+    )
     row = {
         "group_a": a,
         "group_b": b,
@@ -200,7 +295,14 @@ def _row(a: str, b: str, result: TestResult, design: Design, alpha: float) -> di
         ),
         "reason": result.reason,
     }
-    for key in ("uncorrected_statistic", "uncorrected_p_value", "cliffs_delta", "hedges_g", "u_x", "w_plus"):
+    for key in (
+        "uncorrected_statistic",
+        "uncorrected_p_value",
+        "cliffs_delta",
+        "hedges_g",
+        "u_x",
+        "w_plus",
+    ):
         if key in result.extra:
             row[key] = result.extra[key]
     return row
@@ -208,14 +310,33 @@ def _row(a: str, b: str, result: TestResult, design: Design, alpha: float) -> di
 
 def _failed_row(a: str, b: str, test: str, reason: str) -> dict[str, Any]:
     return {
-        "group_a": a, "group_b": b, "test": test, "method": "", "statistic": NAN, "df": None, "p_value": NAN, "p_adjusted": NAN,
-        "significant": False, "estimate": NAN, "ci_low": NAN, "ci_high": NAN, "effect_size_name": None, "effect_size": NAN,
-        "effect_size_ci_low": NAN, "effect_size_ci_high": NAN, "n_a": 0, "n_b": 0, "min_detectable_effect": NAN,
-        "power_note": "", "reason": reason,
+        "group_a": a,
+        "group_b": b,
+        "test": test,
+        "method": "",
+        "statistic": NAN,
+        "df": None,
+        "p_value": NAN,
+        "p_adjusted": NAN,
+        "significant": False,
+        "estimate": NAN,
+        "ci_low": NAN,
+        "ci_high": NAN,
+        "effect_size_name": None,
+        "effect_size": NAN,
+        "effect_size_ci_low": NAN,
+        "effect_size_ci_high": NAN,
+        "n_a": 0,
+        "n_b": 0,
+        "min_detectable_effect": NAN,
+        "power_note": "",
+        "reason": reason,
     }
 
 
-def compare_groups(groups: Mapping[str, Any], settings: ComparisonSettings | None = None) -> Comparison:
+def compare_groups(
+    groups: Mapping[str, Any], settings: ComparisonSettings | None = None
+) -> Comparison:
     """Compare every group (in the mapping's order) as ``settings`` says; never raises for bad group data."""
     settings = settings or ComparisonSettings()
     names = list(groups)
@@ -227,38 +348,73 @@ def compare_groups(groups: Mapping[str, Any], settings: ComparisonSettings | Non
         except BenchDataError as exc:
             problems[name] = str(exc)
     comparison = Comparison(names, settings.design, settings=settings)
-    comparison.summary = {name: _describe(data[name], settings.confidence_level) if name in data else {"error": problems[name]} for name in names}
+    comparison.summary = {
+        name: _describe(data[name], settings.confidence_level)
+        if name in data
+        else {"error": problems[name]}
+        for name in names
+    }
     if settings.control is not None and settings.control not in groups:
         raise BenchDataError(f"control group {settings.control!r} is not among the groups {names}")
-    pairs = [(n, settings.control) for n in names if n != settings.control] if settings.control else [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    pairs = (
+        [(n, settings.control) for n in names if n != settings.control]
+        if settings.control
+        else [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    )
     requested = [t for t in (settings.tests or []) if t in PAIRWISE_TESTS]
     omnibus = [t for t in (settings.tests or []) if t in OMNIBUS_TESTS]
     if settings.tests is not None:
         unknown = [t for t in settings.tests if t not in PAIRWISE_TESTS + OMNIBUS_TESTS]
         if unknown:
-            raise BenchDataError(f"unknown test(s) {unknown}; expected {', '.join(PAIRWISE_TESTS + OMNIBUS_TESTS)}")
+            raise BenchDataError(
+                f"unknown test(s) {unknown}; expected {', '.join(PAIRWISE_TESTS + OMNIBUS_TESTS)}"
+            )
     if settings.tests is None and len(names) >= 3:
         omnibus = [_choose_omnibus(data, settings, comparison.decisions)]
     for test in omnibus:
         comparison.omnibus.append(_run_omnibus(test, names, data, problems, settings))
     for a, b in pairs:
         if a in problems or b in problems:
-            comparison.rows.append(_failed_row(a, b, requested[0] if requested else "auto", problems.get(a) or problems[b]))  # type: ignore[index]
+            comparison.rows.append(
+                _failed_row(
+                    a, b, requested[0] if requested else "auto", problems.get(a) or problems[b]
+                )
+            )  # type: ignore[index]
             continue
         x, y = data[a], data[b]
+        if settings.design != "independent" and x.size != y.size:
+            reason = f"a {settings.design} design needs one value per block in both groups, got {x.size} and {y.size}"
+            comparison.rows.append(_failed_row(a, b, requested[0] if requested else "auto", reason))
+            continue
         tests = requested or [choose_pairwise_test(a, b, x, y, settings, comparison.decisions)]
         for test in tests:
-            if test in PAIRED_ONLY and settings.design == "independent" and settings.tests is not None:
-                comparison.rows.append(_failed_row(a, b, test, f"{test} needs a paired design (design: paired or blocked)"))
+            if (
+                test in PAIRED_ONLY
+                and settings.design == "independent"
+                and settings.tests is not None
+            ):
+                comparison.rows.append(
+                    _failed_row(
+                        a, b, test, f"{test} needs a paired design (design: paired or blocked)"
+                    )
+                )
                 continue
             try:
-                comparison.rows.append(_row(a, b, run_pairwise(test, x, y, settings), settings.design, settings.alpha))
+                comparison.rows.append(
+                    _row(a, b, run_pairwise(test, x, y, settings), settings.design, settings.alpha)
+                )
             except BenchDataError as exc:
                 comparison.rows.append(_failed_row(a, b, test, str(exc)))
             if test == "corrected_resampled_ttest" and settings.tests is None:
                 # show the naive paired t beside it, so the report can say why the correction matters
                 try:
-                    naive = _row(a, b, paired_ttest(x, y, confidence_level=settings.confidence_level), settings.design, settings.alpha)
+                    naive = _row(
+                        a,
+                        b,
+                        paired_ttest(x, y, confidence_level=settings.confidence_level),
+                        settings.design,
+                        settings.alpha,
+                    )
                     naive["test"] = "paired_ttest (naive, for reference)"
                     naive["reference_only"] = True
                     comparison.rows.append(naive)
@@ -282,27 +438,69 @@ def _adjust(rows: list[dict[str, Any]], settings: ComparisonSettings) -> None:
     for row in rows:
         if row.get("reference_only"):
             row["p_adjusted"] = row["p_value"]
-            row["significant"] = bool(math.isfinite(row["p_value"]) and row["p_value"] < settings.alpha)
+            row["significant"] = bool(
+                math.isfinite(row["p_value"]) and row["p_value"] < settings.alpha
+            )
 
 
-def _choose_omnibus(data: Mapping[str, np.ndarray], settings: ComparisonSettings, decisions: list[Decision]) -> str:
+def _choose_omnibus(
+    data: Mapping[str, np.ndarray], settings: ComparisonSettings, decisions: list[Decision]
+) -> str:
     if settings.design in ("blocked", "paired"):
-        decisions.append(Decision("omnibus: friedman", "k configurations measured on the same blocks: Friedman test with post-hoc pairwise comparisons (Demšar 2006)", "design"))
+        decisions.append(
+            Decision(
+                "omnibus: friedman",
+                "k configurations measured on the same blocks: Friedman test with post-hoc pairwise comparisons (Demšar 2006)",
+                "design",
+            )
+        )
         return "friedman"
-    normal = [_normal_enough(name, values, settings.alpha, decisions) for name, values in data.items()]
+    normal = [
+        _normal_enough(name, values, settings.alpha, decisions) for name, values in data.items()
+    ]
     if any(n is False for n in normal):
-        decisions.append(Decision("omnibus: kruskal_wallis", "independent groups, at least one departs from normality", "shapiro"))
+        decisions.append(
+            Decision(
+                "omnibus: kruskal_wallis",
+                "independent groups, at least one departs from normality",
+                "shapiro",
+            )
+        )
         return "kruskal_wallis"
     equal = levene(list(data.values())) if all(v.size > 1 for v in data.values()) else None
     if equal is not None and equal.defined and equal.p_value <= settings.alpha:
-        decisions.append(Decision("omnibus: welch_anova", f"normal enough but variances differ (Levene p = {equal.p_value:.4g})", "levene", equal.p_value))
+        decisions.append(
+            Decision(
+                "omnibus: welch_anova",
+                f"normal enough but variances differ (Levene p = {equal.p_value:.4g})",
+                "levene",
+                equal.p_value,
+            )
+        )
         return "welch_anova"
-    detail = f"Levene p = {equal.p_value:.4g}" if equal is not None and equal.defined else "variance check undefined"
-    decisions.append(Decision("omnibus: anova", f"normal enough and variances compatible ({detail})", "levene", equal.p_value if equal is not None and equal.defined else None))
+    detail = (
+        f"Levene p = {equal.p_value:.4g}"
+        if equal is not None and equal.defined
+        else "variance check undefined"
+    )
+    decisions.append(
+        Decision(
+            "omnibus: anova",
+            f"normal enough and variances compatible ({detail})",
+            "levene",
+            equal.p_value if equal is not None and equal.defined else None,
+        )
+    )
     return "anova"
 
 
-def _run_omnibus(test: str, names: list[str], data: Mapping[str, np.ndarray], problems: Mapping[str, str], settings: ComparisonSettings) -> dict[str, Any]:
+def _run_omnibus(
+    test: str,
+    names: list[str],
+    data: Mapping[str, np.ndarray],
+    problems: Mapping[str, str],
+    settings: ComparisonSettings,
+) -> dict[str, Any]:
     usable = [n for n in names if n in data]
     try:
         if problems:
@@ -310,7 +508,9 @@ def _run_omnibus(test: str, names: list[str], data: Mapping[str, np.ndarray], pr
         if test == "friedman":
             lengths = {data[n].size for n in usable}
             if len(lengths) != 1:
-                raise BenchDataError(f"friedman needs the same blocks for every group, got sizes {sorted(lengths)}")
+                raise BenchDataError(
+                    f"friedman needs the same blocks for every group, got sizes {sorted(lengths)}"
+                )
             result = friedman(np.column_stack([data[n] for n in usable]), usable)
         elif test == "kruskal_wallis":
             result = kruskal_wallis([data[n] for n in usable], usable)
@@ -319,7 +519,16 @@ def _run_omnibus(test: str, names: list[str], data: Mapping[str, np.ndarray], pr
         else:
             result = anova([data[n] for n in usable], usable)
     except BenchDataError as exc:
-        return {"test": test, "statistic": NAN, "p_value": NAN, "df": None, "effect_size_name": None, "effect_size": NAN, "significant": False, "reason": str(exc)}
+        return {
+            "test": test,
+            "statistic": NAN,
+            "p_value": NAN,
+            "df": None,
+            "effect_size_name": None,
+            "effect_size": NAN,
+            "significant": False,
+            "reason": str(exc),
+        }
     return {
         "test": test,
         "statistic": result.statistic,

@@ -26,10 +26,14 @@ def as_sample(values: Any, name: str = "sample", minimum: int = 1) -> np.ndarray
     if array.ndim != 1:
         array = array.ravel() if array.ndim == 0 else array
         if array.ndim != 1:
-            raise BenchDataError(f"{name}: expected a flat list of numbers, got shape {array.shape}")
+            raise BenchDataError(
+                f"{name}: expected a flat list of numbers, got shape {array.shape}"
+            )
     if not np.isfinite(array).all():
         bad_count = int((~np.isfinite(array)).sum())
-        raise BenchDataError(f"{name}: {bad_count} value(s) are NaN or infinite; drop or impute them before testing")
+        raise BenchDataError(
+            f"{name}: {bad_count} value(s) are NaN or infinite; drop or impute them before testing"
+        )
     if array.size < minimum:
         raise BenchDataError(f"{name}: needs at least {minimum} observation(s), got {array.size}")
     return array
@@ -43,7 +47,12 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, str | bytes)
 
 
-def as_groups(groups: Sequence[Any], minimum_groups: int = 2, minimum_size: int = 1, names: Sequence[str] | None = None) -> list[np.ndarray]:
+def as_groups(
+    groups: Sequence[Any],
+    minimum_groups: int = 2,
+    minimum_size: int = 1,
+    names: Sequence[str] | None = None,
+) -> list[np.ndarray]:
     if len(groups) < minimum_groups:
         raise BenchDataError(f"needs at least {minimum_groups} groups, got {len(groups)}")
     labels = list(names) if names else [f"group {i + 1}" for i in range(len(groups))]
@@ -54,13 +63,17 @@ def as_pairs(x: Any, y: Any, minimum: int = 2) -> tuple[np.ndarray, np.ndarray]:
     a = as_sample(x, "x", minimum)
     b = as_sample(y, "y", minimum)
     if a.size != b.size:
-        raise BenchDataError(f"paired tests need equal lengths, got {a.size} and {b.size} observations")
+        raise BenchDataError(
+            f"paired tests need equal lengths, got {a.size} and {b.size} observations"
+        )
     return a, b
 
 
 def check_alternative(alternative: str) -> str:
     if alternative not in ALTERNATIVES:
-        raise BenchDataError(f"alternative must be one of {', '.join(ALTERNATIVES)}, got {alternative!r}")
+        raise BenchDataError(
+            f"alternative must be one of {', '.join(ALTERNATIVES)}, got {alternative!r}"
+        )
     return alternative
 
 

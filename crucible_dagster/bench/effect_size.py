@@ -50,7 +50,9 @@ def hedges_correction(df: float) -> float:
     """The exact small-sample correction J(df)."""
     if df <= 1:
         return NAN
-    return math.exp(special.gammaln(df / 2) - math.log(math.sqrt(df / 2)) - special.gammaln((df - 1) / 2))
+    return math.exp(
+        special.gammaln(df / 2) - math.log(math.sqrt(df / 2)) - special.gammaln((df - 1) / 2)
+    )
 
 
 def _pooled_sd(x: np.ndarray, y: np.ndarray) -> float:
@@ -77,7 +79,9 @@ def hedges_g(x: Any, y: Any, confidence_level: float = 0.95) -> tuple[float, tup
     return d * j, (low * j, high * j)
 
 
-def glass_delta(x: Any, y: Any, reference: Literal["x", "y"] = "y", confidence_level: float = 0.95) -> tuple[float, tuple[float, float]]:
+def glass_delta(
+    x: Any, y: Any, reference: Literal["x", "y"] = "y", confidence_level: float = 0.95
+) -> tuple[float, tuple[float, float]]:
     """(mean(x) − mean(y)) / SD of the reference (control) group, which the caller names explicitly."""
     a, b = as_sample(x, "x", 2), as_sample(y, "y", 2)
     sd = (b if reference == "y" else a).std(ddof=1)
@@ -89,7 +93,9 @@ def glass_delta(x: Any, y: Any, reference: Literal["x", "y"] = "y", confidence_l
     return float(delta), (low / scale, high / scale)
 
 
-def paired_d_z(differences: Any, confidence_level: float = 0.95) -> tuple[float, tuple[float, float]]:
+def paired_d_z(
+    differences: Any, confidence_level: float = 0.95
+) -> tuple[float, tuple[float, float]]:
     """d_z = mean(d) / sd(d) with a noncentral-t CI (df = n − 1)."""
     d = as_sample(differences, "differences", 2)
     sd = d.std(ddof=1)
@@ -111,7 +117,9 @@ def rank_biserial(u_x: float, n1: int, n2: int) -> float:
     return float((2 * u_x - n1 * n2) / (n1 * n2))
 
 
-def cliffs_delta(x: Any, y: Any, confidence_level: float = 0.95) -> tuple[float, tuple[float, float]]:
+def cliffs_delta(
+    x: Any, y: Any, confidence_level: float = 0.95
+) -> tuple[float, tuple[float, float]]:
     a, b = as_sample(x, "x", 2), as_sample(y, "y", 2)
     check_level(confidence_level)
     n1, n2 = a.size, b.size
@@ -123,7 +131,9 @@ def cliffs_delta(x: Any, y: Any, confidence_level: float = 0.95) -> tuple[float,
     d = float(dominance.mean())
     row = dominance.mean(axis=1) - d
     col = dominance.mean(axis=0) - d
-    s2 = (n2**2 * np.sum(row**2) + n1**2 * np.sum(col**2) - np.sum((dominance - d) ** 2)) / (n1 * n2 * (n1 - 1) * (n2 - 1))
+    s2 = (n2**2 * np.sum(row**2) + n1**2 * np.sum(col**2) - np.sum((dominance - d) ** 2)) / (
+        n1 * n2 * (n1 - 1) * (n2 - 1)
+    )
     s2 = max(float(s2), 0.0)
     z = float(stats.t.ppf(1 - (1 - confidence_level) / 2, n1 + n2 - 2))
     s = math.sqrt(s2)
@@ -131,7 +141,10 @@ def cliffs_delta(x: Any, y: Any, confidence_level: float = 0.95) -> tuple[float,
     denominator = 1 - d**2 + z**2 * s2
     if denominator == 0:
         return d, (NAN, NAN)
-    return d, (max(-1.0, (d - d**3 - root) / denominator), min(1.0, (d - d**3 + root) / denominator))
+    return d, (
+        max(-1.0, (d - d**3 - root) / denominator),
+        min(1.0, (d - d**3 + root) / denominator),
+    )
 
 
 def epsilon_squared(h: float, n: int) -> float:
@@ -139,7 +152,9 @@ def epsilon_squared(h: float, n: int) -> float:
     return float(h / (n - 1)) if n > 1 and math.isfinite(h) else NAN
 
 
-def two_sample_effect_sizes(x: Any, y: Any, confidence_level: float = 0.95, glass_reference: Literal["x", "y"] = "y") -> dict[str, float]:
+def two_sample_effect_sizes(
+    x: Any, y: Any, confidence_level: float = 0.95, glass_reference: Literal["x", "y"] = "y"
+) -> dict[str, float]:
     d, (d_low, d_high) = cohens_d(x, y, confidence_level)
     j = hedges_correction(len(x) + len(y) - 2)
     delta, (delta_low, delta_high) = glass_delta(x, y, glass_reference, confidence_level)

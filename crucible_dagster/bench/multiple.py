@@ -6,15 +6,30 @@ from collections.abc import Sequence
 
 import numpy as np
 
-CORRECTIONS = ("none", "bonferroni", "holm", "hochberg", "benjamini_hochberg", "benjamini_yekutieli")
-ALIASES = {"bh": "benjamini_hochberg", "fdr": "benjamini_hochberg", "fdr_bh": "benjamini_hochberg", "by": "benjamini_yekutieli", "fdr_by": "benjamini_yekutieli"}
+CORRECTIONS = (
+    "none",
+    "bonferroni",
+    "holm",
+    "hochberg",
+    "benjamini_hochberg",
+    "benjamini_yekutieli",
+)
+ALIASES = {
+    "bh": "benjamini_hochberg",
+    "fdr": "benjamini_hochberg",
+    "fdr_bh": "benjamini_hochberg",
+    "by": "benjamini_yekutieli",
+    "fdr_by": "benjamini_yekutieli",
+}
 
 
 def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[float]:
     """Adjusted p-values in input order, capped at 1; monotone in the raw p and never below it."""
     method = ALIASES.get(method, method)
     if method not in CORRECTIONS:
-        raise ValueError(f"unknown correction {method!r}; expected one of: {', '.join(CORRECTIONS)}")
+        raise ValueError(
+            f"unknown correction {method!r}; expected one of: {', '.join(CORRECTIONS)}"
+        )
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim != 1:
         raise ValueError("p_values must be a flat list")

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from crucible_dagster.bench.data import BenchDataError, as_groups, as_pairs, as_sample, check_alternative
+from crucible_dagster.bench.data import (
+    BenchDataError,
+    as_groups,
+    as_pairs,
+    as_sample,
+    check_alternative,
+)
 from crucible_dagster.bench.effect_size import cliffs_delta, epsilon_squared, rank_biserial
 from crucible_dagster.bench.result import NAN, TestResult
 
@@ -19,7 +25,12 @@ def _has_ties(values: np.ndarray) -> bool:
 
 
 def mann_whitney(
-    x: Any, y: Any, *, alternative: str = "two-sided", method: str = "auto", continuity_correction: bool = True
+    x: Any,
+    y: Any,
+    *,
+    alternative: str = "two-sided",
+    method: str = "auto",
+    continuity_correction: bool = True,
 ) -> TestResult:
     """Mann-Whitney U of x (R's W). ``auto``: exact when both n < 50 and no ties (R's rule), else normal."""
     a, b = as_sample(x, "x", 1), as_sample(y, "y", 1)
@@ -34,25 +45,51 @@ def mann_whitney(
     ranks = stats.rankdata(pooled)
     u_x = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
     u_y = n1 * n2 - u_x
-    delta, (delta_low, delta_high) = cliffs_delta(a, b) if n1 > 1 and n2 > 1 else (rank_biserial(u_x, n1, n2), (NAN, NAN))
+    delta, (delta_low, delta_high) = (
+        cliffs_delta(a, b) if n1 > 1 and n2 > 1 else (rank_biserial(u_x, n1, n2), (NAN, NAN))
+    )
     extra: dict[str, Any] = {
-        "u_x": u_x, "u_y": u_y, "rank_biserial": rank_biserial(u_x, n1, n2),
-        "cliffs_delta": delta, "cliffs_delta_ci_low": delta_low, "cliffs_delta_ci_high": delta_high,
+        "u_x": u_x,
+        "u_y": u_y,
+        "rank_biserial": rank_biserial(u_x, n1, n2),
+        "cliffs_delta": delta,
+        "cliffs_delta_ci_low": delta_low,
+        "cliffs_delta_ci_high": delta_high,
     }
     result = TestResult(
-        test="mann_whitney", statistic=u_x, alternative=alternative, method=method, n=(n1, n2),
-        effect_size=extra["rank_biserial"], effect_size_name="rank_biserial", effect_size_ci=(delta_low, delta_high), extra=extra,
+        test="mann_whitney",
+        statistic=u_x,
+        alternative=alternative,
+        method=method,
+        n=(n1, n2),
+        effect_size=extra["rank_biserial"],
+        effect_size_name="rank_biserial",
+        effect_size_ci=(delta_low, delta_high),
+        extra=extra,
     )
     if np.all(pooled == pooled[0]):
         result.reason = "all values are tied: the rank test has no variance (R gives p = NA)"
         extra.update(p_value_asymptotic_continuity=NAN, p_value_asymptotic_no_continuity=NAN)
         return result
-    for label, corrected in (("p_value_asymptotic_continuity", True), ("p_value_asymptotic_no_continuity", False)):
-        extra[label] = float(stats.mannwhitneyu(a, b, alternative=alternative, method="asymptotic", use_continuity=corrected).pvalue)
+    for label, corrected in (
+        ("p_value_asymptotic_continuity", True),
+        ("p_value_asymptotic_no_continuity", False),
+    ):
+        extra[label] = float(
+            stats.mannwhitneyu(
+                a, b, alternative=alternative, method="asymptotic", use_continuity=corrected
+            ).pvalue
+        )
     if method == "exact":
-        result.p_value = float(stats.mannwhitneyu(a, b, alternative=alternative, method="exact").pvalue)
+        result.p_value = float(
+            stats.mannwhitneyu(a, b, alternative=alternative, method="exact").pvalue
+        )
     else:
-        key = "p_value_asymptotic_continuity" if continuity_correction else "p_value_asymptotic_no_continuity"
+        key = (
+            "p_value_asymptotic_continuity"
+            if continuity_correction
+            else "p_value_asymptotic_no_continuity"
+        )
         result.p_value = extra[key]
     return result
 
@@ -81,7 +118,13 @@ def wilcoxon(
         raise BenchDataError(f"zero_method must be wilcox, pratt or zsplit, got {zero_method!r}")
     zeros = int(np.sum(d == 0))
     nonzero = d[d != 0]
-    result = TestResult(test="wilcoxon", alternative=alternative, n=(d.size,), estimate=float(np.median(d)), extra={"n_nonzero": int(nonzero.size), "n_zero": zeros})
+    result = TestResult(
+        test="wilcoxon",
+        alternative=alternative,
+        n=(d.size,),
+        estimate=float(np.median(d)),
+        extra={"n_nonzero": int(nonzero.size), "n_zero": zeros},
+    )
     if nonzero.size == 0:
         result.reason = "every difference is zero: no difference can be tested"
         result.method = method
@@ -105,12 +148,26 @@ def wilcoxon(
     result.effect_size_name = "matched_pairs_rank_biserial"
     result.extra.update(w_plus=w_plus, w_minus=w_minus, w_min=min(w_plus, w_minus))
     if method == "exact":
-        result.p_value = float(stats.wilcoxon(d, zero_method=zero_method, alternative=alternative, method="exact").pvalue)
+        result.p_value = float(
+            stats.wilcoxon(
+                d, zero_method=zero_method, alternative=alternative, method="exact"
+            ).pvalue
+        )
         return result
     for label, corrected in (("p_value_continuity", True), ("p_value_no_continuity", False)):
-        p = float(stats.wilcoxon(d, zero_method=zero_method, alternative=alternative, method="asymptotic", correction=corrected).pvalue)
+        p = float(
+            stats.wilcoxon(
+                d,
+                zero_method=zero_method,
+                alternative=alternative,
+                method="asymptotic",
+                correction=corrected,
+            ).pvalue
+        )
         result.extra[label] = p
-    result.p_value = result.extra["p_value_continuity" if continuity_correction else "p_value_no_continuity"]
+    result.p_value = result.extra[
+        "p_value_continuity" if continuity_correction else "p_value_no_continuity"
+    ]
     if math.isnan(result.p_value):
         result.reason = "the signed ranks have zero variance"
     return result
@@ -120,7 +177,12 @@ def kruskal_wallis(groups: Sequence[Any], names: Sequence[str] | None = None) ->
     """Kruskal-Wallis H with the tie correction; ε² = H/(n − 1)."""
     data = as_groups(groups, 2, 1, names)
     n_total = sum(g.size for g in data)
-    result = TestResult(test="kruskal_wallis", df=float(len(data) - 1), n=tuple(g.size for g in data), method="Kruskal-Wallis")
+    result = TestResult(
+        test="kruskal_wallis",
+        df=float(len(data) - 1),
+        n=tuple(g.size for g in data),
+        method="Kruskal-Wallis",
+    )
     pooled = np.concatenate(data)
     if np.all(pooled == pooled[0]):
         result.reason = "all values are tied: H is undefined (0/0)"
@@ -141,9 +203,13 @@ def friedman(blocks_by_treatments: Any, treatment_names: Sequence[str] | None = 
     """
     table = np.asarray(blocks_by_treatments, dtype=float)
     if table.ndim != 2 or table.shape[0] < 2 or table.shape[1] < 2:
-        raise BenchDataError(f"friedman needs a blocks x treatments table with at least 2 of each, got shape {table.shape}")
+        raise BenchDataError(
+            f"friedman needs a blocks x treatments table with at least 2 of each, got shape {table.shape}"
+        )
     if not np.isfinite(table).all():
-        raise BenchDataError("friedman: the table contains NaN or infinite values (a block missing a treatment?)")
+        raise BenchDataError(
+            "friedman: the table contains NaN or infinite values (a block missing a treatment?)"
+        )
     n, k = table.shape
     ranks = np.apply_along_axis(stats.rankdata, 1, table)
     ties = 0.0
@@ -152,7 +218,10 @@ def friedman(blocks_by_treatments: Any, treatment_names: Sequence[str] | None = 
         ties += float(np.sum(counts**3 - counts))
     denominator = n * k * (k + 1) - ties / (k - 1)
     result = TestResult(test="friedman", df=float(k - 1), n=(n, k), method="Friedman")
-    result.extra = {"rank_sums": ranks.sum(axis=0).tolist(), "mean_ranks": ranks.mean(axis=0).tolist()}
+    result.extra = {
+        "rank_sums": ranks.sum(axis=0).tolist(),
+        "mean_ranks": ranks.mean(axis=0).tolist(),
+    }
     if treatment_names:
         result.extra["treatments"] = list(treatment_names)
     if denominator <= 0:
@@ -166,7 +235,14 @@ def friedman(blocks_by_treatments: Any, treatment_names: Sequence[str] | None = 
     return result
 
 
-def mcnemar(b: int | None = None, c: int | None = None, *, table: Any = None, correction: bool = True, exact: bool = False) -> TestResult:
+def mcnemar(
+    b: int | None = None,
+    c: int | None = None,
+    *,
+    table: Any = None,
+    correction: bool = True,
+    exact: bool = False,
+) -> TestResult:
     """McNemar's test on the discordant counts b (first yes, second no) and c; table is [[a, b], [c, d]]."""
     if table is not None:
         t = np.asarray(table)
@@ -174,9 +250,18 @@ def mcnemar(b: int | None = None, c: int | None = None, *, table: Any = None, co
             raise BenchDataError(f"mcnemar needs a 2x2 table, got shape {t.shape}")
         b, c = int(t[0, 1]), int(t[1, 0])
     if b is None or c is None or b < 0 or c < 0:
-        raise BenchDataError(f"mcnemar needs non-negative discordant counts b and c, got {b!r} and {c!r}")
+        raise BenchDataError(
+            f"mcnemar needs non-negative discordant counts b and c, got {b!r} and {c!r}"
+        )
     n = b + c
-    result = TestResult(test="mcnemar", df=1.0, n=(n,), method="exact binomial" if exact else ("chi-squared, continuity-corrected" if correction else "chi-squared"))
+    result = TestResult(
+        test="mcnemar",
+        df=1.0,
+        n=(n,),
+        method="exact binomial"
+        if exact
+        else ("chi-squared, continuity-corrected" if correction else "chi-squared"),
+    )
     p_exact = float(stats.binomtest(b, n, 0.5).pvalue) if n else 1.0
     result.extra = {"b": b, "c": c, "p_value_exact_binomial": p_exact}
     if exact:

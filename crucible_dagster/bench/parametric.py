@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from crucible_dagster.bench.data import BenchDataError, as_groups, as_pairs, as_sample, check_alternative, check_level
+from crucible_dagster.bench.data import (
+    BenchDataError,
+    as_groups,
+    as_pairs,
+    as_sample,
+    check_alternative,
+    check_level,
+)
 from crucible_dagster.bench.effect_size import _noncentral_t_ci, common_language, hedges_correction
 from crucible_dagster.bench.result import NAN, TestResult
 
@@ -22,7 +29,14 @@ def _t_p_value(t: float, df: float, alternative: str) -> float:
     return float(stats.t.cdf(t, df))
 
 
-def ttest(x: Any, y: Any, *, equal_var: bool = False, alternative: str = "two-sided", confidence_level: float = 0.95) -> TestResult:
+def ttest(
+    x: Any,
+    y: Any,
+    *,
+    equal_var: bool = False,
+    alternative: str = "two-sided",
+    confidence_level: float = 0.95,
+) -> TestResult:
     """Welch's t-test (default) or Student's; difference and CI are for mean(x) − mean(y)."""
     a, b = as_sample(x, "x", 2), as_sample(y, "y", 2)
     check_alternative(alternative)
@@ -46,14 +60,22 @@ def ttest(x: Any, y: Any, *, equal_var: bool = False, alternative: str = "two-si
         se = math.sqrt(pooled * (1 / n1 + 1 / n2))
     else:
         se = math.sqrt(v1 / n1 + v2 / n2)
-        df = (v1 / n1 + v2 / n2) ** 2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1)) if se > 0 else NAN
+        df = (
+            (v1 / n1 + v2 / n2) ** 2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
+            if se > 0
+            else NAN
+        )
     result.df = df
     if se == 0:
         result.reason = "both groups are constant (zero variance): the t statistic is undefined"
         return result
     t = diff / se
     half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, df)) * se
-    result.statistic, result.p_value, result.ci = t, _t_p_value(t, df, alternative), (diff - half, diff + half)
+    result.statistic, result.p_value, result.ci = (
+        t,
+        _t_p_value(t, df, alternative),
+        (diff - half, diff + half),
+    )
     if pooled > 0:
         d = diff / math.sqrt(pooled)
         scale = math.sqrt(n1 * n2 / (n1 + n2))
@@ -61,11 +83,18 @@ def ttest(x: Any, y: Any, *, equal_var: bool = False, alternative: str = "two-si
         j = hedges_correction(n1 + n2 - 2)
         result.effect_size, result.effect_size_name = d, "cohens_d"
         result.effect_size_ci = (low / scale, high / scale)
-        result.extra.update(hedges_g=d * j, hedges_g_ci_low=low / scale * j, hedges_g_ci_high=high / scale * j, cles=common_language(d))
+        result.extra.update(
+            hedges_g=d * j,
+            hedges_g_ci_low=low / scale * j,
+            hedges_g_ci_high=high / scale * j,
+            cles=common_language(d),
+        )
     return result
 
 
-def paired_ttest(x: Any, y: Any, *, alternative: str = "two-sided", confidence_level: float = 0.95) -> TestResult:
+def paired_ttest(
+    x: Any, y: Any, *, alternative: str = "two-sided", confidence_level: float = 0.95
+) -> TestResult:
     """Paired t on d = x − y; effect size d_z = mean(d)/sd(d)."""
     a, b = as_pairs(x, y)
     check_alternative(alternative)
@@ -74,8 +103,14 @@ def paired_ttest(x: Any, y: Any, *, alternative: str = "two-sided", confidence_l
     n = d.size
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     result = TestResult(
-        test="paired_ttest", method="paired t", alternative=alternative, estimate=mean, df=float(n - 1),
-        confidence_level=confidence_level, n=(n, n), extra={"mean_difference": mean, "sd_difference": sd},
+        test="paired_ttest",
+        method="paired t",
+        alternative=alternative,
+        estimate=mean,
+        df=float(n - 1),
+        confidence_level=confidence_level,
+        n=(n, n),
+        extra={"mean_difference": mean, "sd_difference": sd},
     )
     if sd == 0:
         result.reason = "every pair differs by the same amount (zero variance of the differences): t is undefined"
@@ -84,7 +119,11 @@ def paired_ttest(x: Any, y: Any, *, alternative: str = "two-sided", confidence_l
     t = mean / se
     half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, n - 1)) * se
     low, high = _noncentral_t_ci(t, n - 1, confidence_level)
-    result.statistic, result.p_value, result.ci = t, _t_p_value(t, n - 1, alternative), (mean - half, mean + half)
+    result.statistic, result.p_value, result.ci = (
+        t,
+        _t_p_value(t, n - 1, alternative),
+        (mean - half, mean + half),
+    )
     result.effect_size, result.effect_size_name = mean / sd, "d_z"
     result.effect_size_ci = (low / math.sqrt(n), high / math.sqrt(n))
     return result
@@ -107,18 +146,32 @@ def anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> TestResu
     k, n_total = len(data), sum(g.size for g in data)
     df_b, df_w = k - 1, n_total - k
     if df_w <= 0:
-        raise BenchDataError(f"ANOVA needs more observations than groups, got {n_total} in {k} groups")
+        raise BenchDataError(
+            f"ANOVA needs more observations than groups, got {n_total} in {k} groups"
+        )
     ss_b, ss_w, ss_t = _anova_sums(data)
     ms_w = ss_w / df_w
-    extra = {
-        "df_between": df_b, "df_within": df_w, "ss_between": ss_b, "ss_within": ss_w, "ss_total": ss_t,
-        "ms_between": ss_b / df_b, "ms_within": ms_w, "residual_sd": math.sqrt(ms_w),
+    extra: dict[str, Any] = {
+        "df_between": df_b,
+        "df_within": df_w,
+        "ss_between": ss_b,
+        "ss_within": ss_w,
+        "ss_total": ss_t,
+        "ms_between": ss_b / df_b,
+        "ms_within": ms_w,
+        "residual_sd": math.sqrt(ms_w),
         "eta_squared": ss_b / ss_t if ss_t > 0 else NAN,
         "omega_squared": (ss_b - df_b * ms_w) / (ss_t + ms_w) if ss_t + ms_w > 0 else NAN,
         "group_means": [float(g.mean()) for g in data],
     }
-    result = TestResult(test="anova", method="one-way ANOVA", df=(float(df_b), float(df_w)), n=tuple(g.size for g in data), extra=extra)
-    result.effect_size, result.effect_size_name = extra["eta_squared"], "eta_squared"
+    result = TestResult(
+        test="anova",
+        method="one-way ANOVA",
+        df=(float(df_b), float(df_w)),
+        n=tuple(g.size for g in data),
+        extra=extra,
+    )
+    result.effect_size, result.effect_size_name = float(extra["eta_squared"]), "eta_squared"
     if ss_w == 0:
         result.reason = "no variation within groups: F is undefined"
         return result
@@ -135,8 +188,14 @@ def welch_anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> Te
     means = np.array([g.mean() for g in data])
     variances = np.array([g.var(ddof=1) for g in data])
     classic = anova(data)
-    extra: dict[str, Any] = {"classic_statistic": classic.statistic, "classic_p_value": classic.p_value, "df_between": float(k - 1)}
-    result = TestResult(test="welch_anova", method="Welch one-way ANOVA", n=tuple(int(v) for v in n), extra=extra)
+    extra: dict[str, Any] = {
+        "classic_statistic": classic.statistic,
+        "classic_p_value": classic.p_value,
+        "df_between": float(k - 1),
+    }
+    result = TestResult(
+        test="welch_anova", method="Welch one-way ANOVA", n=tuple(int(v) for v in n), extra=extra
+    )
     if np.any(variances == 0):
         result.reason = "a group has zero variance: Welch weights n/s² are undefined"
         return result
@@ -147,7 +206,11 @@ def welch_anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> Te
     f = a / (1 + 2 * (k - 2) / (k**2 - 1) * tmp)
     df2 = (k**2 - 1) / (3 * tmp)
     extra["df_within"] = df2
-    result.statistic, result.df, result.p_value = f, (float(k - 1), df2), float(stats.f.sf(f, k - 1, df2))
+    result.statistic, result.df, result.p_value = (
+        f,
+        (float(k - 1), df2),
+        float(stats.f.sf(f, k - 1, df2)),
+    )
     return result
 
 
@@ -164,10 +227,21 @@ def corrected_resampled_ttest(
         raise BenchDataError(f"n_train and n_test must be positive, got {n_train} and {n_test}")
     j = d.size
     mean, var = float(d.mean()), float(d.var(ddof=1))
-    extra = {"mean_difference": mean, "variance_ddof1": var, "n_train": n_train, "n_test": n_test, "J": j}
+    extra = {
+        "mean_difference": mean,
+        "variance_ddof1": var,
+        "n_train": n_train,
+        "n_test": n_test,
+        "J": j,
+    }
     result = TestResult(
-        test="corrected_resampled_ttest", method="Nadeau-Bengio corrected resampled t", alternative=alternative,
-        estimate=mean, df=float(j - 1), n=(j,), extra=extra,
+        test="corrected_resampled_ttest",
+        method="Nadeau-Bengio corrected resampled t",
+        alternative=alternative,
+        estimate=mean,
+        df=float(j - 1),
+        n=(j,),
+        extra=extra,
     )
     if var == 0:
         result.reason = "the score differences do not vary across resamples: t is undefined"
@@ -177,9 +251,16 @@ def corrected_resampled_ttest(
     t = mean / se
     naive = mean / math.sqrt(var / j)
     half = float(stats.t.ppf(0.975, j - 1)) * se
-    result.statistic, result.p_value, result.ci, result.confidence_level = t, _t_p_value(t, j - 1, alternative), (mean - half, mean + half), 0.95
+    result.statistic, result.p_value, result.ci, result.confidence_level = (
+        t,
+        _t_p_value(t, j - 1, alternative),
+        (mean - half, mean + half),
+        0.95,
+    )
     result.effect_size, result.effect_size_name = mean / math.sqrt(var), "d_z"
-    extra.update(uncorrected_statistic=naive, uncorrected_p_value=_t_p_value(naive, j - 1, alternative))
+    extra.update(
+        uncorrected_statistic=naive, uncorrected_p_value=_t_p_value(naive, j - 1, alternative)
+    )
     return result
 
 
@@ -192,12 +273,16 @@ def cv_5x2(scores_a: Any, scores_b: Any) -> TestResult:
     a = np.asarray(scores_a, dtype=float)
     b = np.asarray(scores_b, dtype=float)
     if a.shape != (5, 2) or b.shape != (5, 2):
-        raise BenchDataError(f"cv_5x2 needs 5 replications x 2 folds per model, got shapes {a.shape} and {b.shape}")
+        raise BenchDataError(
+            f"cv_5x2 needs 5 replications x 2 folds per model, got shapes {a.shape} and {b.shape}"
+        )
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise BenchDataError("cv_5x2: scores contain NaN or infinite values")
     p = a - b
     s2 = ((p - p.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-    result = TestResult(test="cv_5x2", method="5x2cv paired t", df=5.0, n=(10,), estimate=float(p.mean()))
+    result = TestResult(
+        test="cv_5x2", method="5x2cv paired t", df=5.0, n=(10,), estimate=float(p.mean())
+    )
     if s2.sum() == 0:
         result.reason = "the two models' score differences do not vary: no difference can be tested (t and F undefined)"
         result.extra = {"f_statistic": NAN, "f_p_value": NAN}

@@ -22,7 +22,13 @@ def _df_ncp(effect_size: float, n: float, design: Design) -> tuple[float, float]
     return n - 1, effect_size * math.sqrt(n)
 
 
-def power_ttest(effect_size: float, n: float, alpha: float = 0.05, alternative: str = "two-sided", design: Design = "two-sample") -> float:
+def power_ttest(
+    effect_size: float,
+    n: float,
+    alpha: float = 0.05,
+    alternative: str = "two-sided",
+    design: Design = "two-sample",
+) -> float:
     """Power to detect a standardized effect ``effect_size`` with ``n`` per group (or pairs)."""
     check_alternative(alternative)
     df, ncp = _df_ncp(effect_size, n, design)
@@ -36,12 +42,18 @@ def power_ttest(effect_size: float, n: float, alpha: float = 0.05, alternative: 
     return float(stats.nct.cdf(stats.t.ppf(alpha, df), df, ncp))
 
 
-def n_for_power(effect_size: float, power: float = 0.8, alpha: float = 0.05, alternative: str = "two-sided", design: Design = "two-sample") -> float:
+def n_for_power(
+    effect_size: float,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    alternative: str = "two-sided",
+    design: Design = "two-sample",
+) -> float:
     """Smallest (unrounded) n per group reaching ``power``; ``math.ceil`` it to plan."""
     if effect_size == 0 or not math.isfinite(effect_size):
         return float("inf")
     d = abs(effect_size) if alternative != "less" else -abs(effect_size)
-    low = 2.0 if design == "two-sample" else 2.0
+    low = 2.0  # the smallest n with a defined t distribution in every design
     if power_ttest(d, low, alpha, alternative, design) >= power:
         return low
     high = 4.0
@@ -49,10 +61,20 @@ def n_for_power(effect_size: float, power: float = 0.8, alpha: float = 0.05, alt
         high *= 2
         if high > 1e9:
             return float("inf")
-    return float(optimize.brentq(lambda n: power_ttest(d, n, alpha, alternative, design) - power, low, high, xtol=1e-10))
+    return float(
+        optimize.brentq(
+            lambda n: power_ttest(d, n, alpha, alternative, design) - power, low, high, xtol=1e-10
+        )
+    )
 
 
-def detectable_effect(n: float, power: float = 0.8, alpha: float = 0.05, alternative: str = "two-sided", design: Design = "two-sample") -> float:
+def detectable_effect(
+    n: float,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    alternative: str = "two-sided",
+    design: Design = "two-sample",
+) -> float:
     """The smallest standardized effect detectable with ``n`` per group at ``power``."""
     df, _ = _df_ncp(1.0, n, design)
     if df <= 0:
@@ -63,4 +85,11 @@ def detectable_effect(n: float, power: float = 0.8, alpha: float = 0.05, alterna
         high *= 2
         if high > 1e6:
             return float("nan")
-    return float(optimize.brentq(lambda d: power_ttest(sign * d, n, alpha, alternative, design) - power, 1e-9, high, xtol=1e-10))
+    return float(
+        optimize.brentq(
+            lambda d: power_ttest(sign * d, n, alpha, alternative, design) - power,
+            1e-9,
+            high,
+            xtol=1e-10,
+        )
+    )

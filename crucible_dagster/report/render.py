@@ -77,24 +77,40 @@ def bench_markdown(bench: Any) -> list[str]:
         return []
     if bench.get("no_data"):
         return ["## Comparisons", "", f"No comparison: {bench.get('reason', 'no data')}", ""]
-    lines = ["## Comparisons", "", f"Design: {bench.get('design')}; differences are {bench.get('difference')}; "
-             f"alpha {bench.get('alpha')}, {bench.get('correction')} correction, {_fmt(bench.get('confidence_level'))} confidence intervals.", ""]
+    lines = [
+        "## Comparisons",
+        "",
+        f"Design: {bench.get('design')}; differences are {bench.get('difference')}; "
+        f"alpha {bench.get('alpha')}, {bench.get('correction')} correction, {_fmt(bench.get('confidence_level'))} confidence intervals.",
+        "",
+    ]
     summary = bench.get("summary") or {}
     if summary:
         lines += ["| group | n | mean | sd | CI of the mean |", "|---|---|---|---|---|"]
         for name, s in summary.items():
-            lines.append(f"| {_cell(name)} | {s.get('n')} | {_fmt(s.get('mean'))} | {_fmt(s.get('sd'))} | [{_fmt(s.get('ci_low'))}, {_fmt(s.get('ci_high'))}] |")
+            lines.append(
+                f"| {_cell(name)} | {s.get('n')} | {_fmt(s.get('mean'))} | {_fmt(s.get('sd'))} | [{_fmt(s.get('ci_low'))}, {_fmt(s.get('ci_high'))}] |"
+            )
         lines.append("")
     for omnibus in bench.get("omnibus") or []:
-        lines.append(f"Omnibus {omnibus['test']}: statistic {_fmt(omnibus.get('statistic'))}, df {_cell(omnibus.get('df'))}, p {_fmt(omnibus.get('p_value'))}"
-                     f"{', ' + str(omnibus['effect_size_name']) + ' ' + _fmt(omnibus.get('effect_size')) if omnibus.get('effect_size_name') else ''}"
-                     f"{' (' + omnibus['reason'] + ')' if omnibus.get('reason') else ''}")
+        lines.append(
+            f"Omnibus {omnibus['test']}: statistic {_fmt(omnibus.get('statistic'))}, df {_cell(omnibus.get('df'))}, p {_fmt(omnibus.get('p_value'))}"
+            f"{', ' + str(omnibus['effect_size_name']) + ' ' + _fmt(omnibus.get('effect_size')) if omnibus.get('effect_size_name') else ''}"
+            f"{' (' + omnibus['reason'] + ')' if omnibus.get('reason') else ''}"
+        )
         lines.append("")
     rows = bench.get("comparisons") or []
     if rows:
-        lines += ["| a - b | test | statistic | df | p | p adj. | difference [CI] | effect size [CI] | n | note |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| a - b | test | statistic | df | p | p adj. | difference [CI] | effect size [CI] | n | note |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
-            effect = f"{r.get('effect_size_name') or ''} {_fmt(r.get('effect_size'))} [{_fmt(r.get('effect_size_ci_low'))}, {_fmt(r.get('effect_size_ci_high'))}]" if r.get("effect_size_name") else "n/a"
+            effect = (
+                f"{r.get('effect_size_name') or ''} {_fmt(r.get('effect_size'))} [{_fmt(r.get('effect_size_ci_low'))}, {_fmt(r.get('effect_size_ci_high'))}]"
+                if r.get("effect_size_name")
+                else "n/a"
+            )
             note = r.get("reason") or r.get("power_note") or ""
             lines.append(
                 f"| {_cell(r['group_a'])} - {_cell(r['group_b'])} | {_cell(r['test'])} | {_fmt(r.get('statistic'))} | {_cell(r.get('df'))} | {_fmt(r.get('p_value'))} | {_fmt(r.get('p_adjusted'))} "

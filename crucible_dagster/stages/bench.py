@@ -21,7 +21,12 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from crucible_dagster.core.context import Context
-from crucible_dagster.core.ir import CorrectionName, TestName, normalize_correction, normalize_test_name
+from crucible_dagster.core.ir import (
+    CorrectionName,
+    TestName,
+    normalize_correction,
+    normalize_test_name,
+)
 from crucible_dagster.core.jsonsafe import to_jsonable
 from crucible_dagster.core.stage import Stage, StageOptions
 
@@ -29,18 +34,46 @@ NUMERIC_FIELDS = ("score", "accuracy", "loss")
 
 
 class BenchOptions(StageOptions):
-    tests: list[TestName] | None = Field(default=None, description="Tests to run; empty means automatic selection.")
-    data_source: Literal["assigns", "metrics", "outputs"] = Field(default="assigns", description="Where the groups of numbers come from.")
-    data_key: str | None = Field(default=None, description="assigns/metrics key holding the data (assigns default: 'scores').")
-    design: Literal["independent", "paired", "blocked"] | None = Field(default=None, description="Default: paired/blocked when the data have blocks, else independent.")
-    groups: list[str] | None = Field(default=None, description="Group order (differences are group_a - group_b in this order).")
-    control: str | None = Field(default=None, description="Compare every group with this baseline instead of all pairs.")
-    alpha: float | None = Field(default=None, gt=0, lt=1, description="Defaults to reliability.stats.alpha, else 0.05.")
-    confidence_level: float | None = Field(default=None, gt=0, lt=1, description="Defaults to 1 - alpha.")
-    correction: CorrectionName | None = Field(default=None, description="Multiple-comparison correction (default holm).")
-    n_resamples: int = Field(default=10_000, ge=100, le=1_000_000, description="Bootstrap resamples.")
-    n_train: int | None = Field(default=None, gt=0, description="Training-split size for corrected_resampled_ttest (default from assigns['cv_design']).")
-    n_test: int | None = Field(default=None, gt=0, description="Test-split size for corrected_resampled_ttest.")
+    tests: list[TestName] | None = Field(
+        default=None, description="Tests to run; empty means automatic selection."
+    )
+    data_source: Literal["assigns", "metrics", "outputs"] = Field(
+        default="assigns", description="Where the groups of numbers come from."
+    )
+    data_key: str | None = Field(
+        default=None,
+        description="assigns/metrics key holding the data (assigns default: 'scores').",
+    )
+    design: Literal["independent", "paired", "blocked"] | None = Field(
+        default=None,
+        description="Default: paired/blocked when the data have blocks, else independent.",
+    )
+    groups: list[str] | None = Field(
+        default=None, description="Group order (differences are group_a - group_b in this order)."
+    )
+    control: str | None = Field(
+        default=None, description="Compare every group with this baseline instead of all pairs."
+    )
+    alpha: float | None = Field(
+        default=None, gt=0, lt=1, description="Defaults to reliability.stats.alpha, else 0.05."
+    )
+    confidence_level: float | None = Field(
+        default=None, gt=0, lt=1, description="Defaults to 1 - alpha."
+    )
+    correction: CorrectionName | None = Field(
+        default=None, description="Multiple-comparison correction (default holm)."
+    )
+    n_resamples: int = Field(
+        default=10_000, ge=100, le=1_000_000, description="Bootstrap resamples."
+    )
+    n_train: int | None = Field(
+        default=None,
+        gt=0,
+        description="Training-split size for corrected_resampled_ttest (default from assigns['cv_design']).",
+    )
+    n_test: int | None = Field(
+        default=None, gt=0, description="Test-split size for corrected_resampled_ttest."
+    )
 
     @field_validator("tests", mode="before")
     @classmethod
@@ -79,21 +112,32 @@ def extract_groups(ctx: Context, options: BenchOptions) -> tuple[dict[str, list[
         block = next((c for c in ("block", "sample_id") if c in frame.columns), None)
         if block:
             frame = frame.sort_values(block, kind="stable")
-        groups = {str(name): list(part["value"]) for name, part in frame.groupby("group", sort=False)}
-        return groups, block is not None
+        by_group = {
+            str(name): list(part["value"]) for name, part in frame.groupby("group", sort=False)
+        }
+        return by_group, block is not None
     if options.data_source == "metrics":
         if options.data_key:
             source = ctx.metrics.get(options.data_key)
             if not isinstance(source, Mapping):
                 return {}, False
-            return {str(k): (list(v) if isinstance(v, list | tuple) else [v]) for k, v in source.items()}, False
+            return {
+                str(k): (list(v) if isinstance(v, list | tuple) else [v]) for k, v in source.items()
+            }, False
         found = {k: _numbers(v) for k, v in ctx.metrics.items() if k != "bench"}
         return {k: v for k, v in found.items() if v}, False
     groups: dict[str, list[Any]] = {}
     for item in ctx.outputs:
         if not isinstance(item, Mapping) or item.get("kind") == "report":
             continue
-        value = next((item[f] for f in NUMERIC_FIELDS if isinstance(item.get(f), int | float) and not isinstance(item.get(f), bool)), None)
+        value = next(
+            (
+                item[f]
+                for f in NUMERIC_FIELDS
+                if isinstance(item.get(f), int | float) and not isinstance(item.get(f), bool)
+            ),
+            None,
+        )
         if value is not None:
             groups.setdefault(str(item.get("group", item.get("prompt"))), []).append(value)
     return groups, False
@@ -112,21 +156,62 @@ class BenchStage(Stage):
         if options.groups:
             unknown = [g for g in options.groups if g not in groups]
             if unknown:
-                return ctx.put_metric("bench", {"no_data": True, "reason": f"group(s) {unknown} not found; available: {sorted(groups)}"})
+                return ctx.put_metric(
+                    "bench",
+                    {
+                        "no_data": True,
+                        "reason": f"group(s) {unknown} not found; available: {sorted(groups)}",
+                    },
+                )
             groups = {g: groups[g] for g in options.groups}
         if len(groups) < 2:
-            reason = "no data found" if not groups else f"only one group ({next(iter(groups))}): nothing to compare"
-            return ctx.put_metric("bench", {"no_data": True, "reason": f"{reason} (data_source={options.data_source}, data_key={options.data_key})"})
-        stats_config = ctx.experiment.reliability.stats if ctx.experiment and ctx.experiment.reliability else None
+            reason = (
+                "no data found"
+                if not groups
+                else f"only one group ({next(iter(groups))}): nothing to compare"
+            )
+            return ctx.put_metric(
+                "bench",
+                {
+                    "no_data": True,
+                    "reason": f"{reason} (data_source={options.data_source}, data_key={options.data_key})",
+                },
+            )
+        stats_config = (
+            ctx.experiment.reliability.stats
+            if ctx.experiment and ctx.experiment.reliability
+            else None
+        )
         alpha = options.alpha or (stats_config.alpha if stats_config else 0.05)
-        design = options.design or (("paired" if len(groups) == 2 else "blocked") if blocked else "independent")
-        cv_design = ctx.assigns.get("cv_design") if isinstance(ctx.assigns.get("cv_design"), Mapping) else {}
+        design = options.design or (
+            ("paired" if len(groups) == 2 else "blocked") if blocked else "independent"
+        )
+        raw_design = ctx.assigns.get("cv_design")
+        cv_design: Mapping[str, Any] = raw_design if isinstance(raw_design, Mapping) else {}
         settings = ComparisonSettings(
             design=design,
-            tests=options.tests if options.tests else (stats_config.tests if stats_config and options.tests is None and "tests" in stats_config.model_fields_set else None),
+            tests=options.tests
+            if options.tests
+            else (
+                stats_config.tests
+                if stats_config
+                and options.tests is None
+                and "tests" in stats_config.model_fields_set
+                else None
+            ),
             alpha=alpha,
-            confidence_level=options.confidence_level or (stats_config.confidence_level if stats_config and stats_config.confidence_level else 1 - alpha),
-            correction=options.correction or (stats_config.multiple_testing_correction if stats_config and stats_config.multiple_testing_correction else "holm"),
+            confidence_level=options.confidence_level
+            or (
+                stats_config.confidence_level
+                if stats_config and stats_config.confidence_level
+                else 1 - alpha
+            ),
+            correction=options.correction
+            or (
+                stats_config.multiple_testing_correction
+                if stats_config and stats_config.multiple_testing_correction
+                else "holm"
+            ),
             control=options.control,
             n_resamples=options.n_resamples,
             seed=ctx.params.get("seed", ctx.experiment.seed if ctx.experiment else None),
@@ -142,9 +227,16 @@ class BenchStage(Stage):
         table = pd.DataFrame(comparison.rows).drop(columns=["reference_only"], errors="ignore")
         for column in ("df",):
             if column in table:
-                table[column] = table[column].map(lambda v: ", ".join(f"{x:g}" for x in v) if isinstance(v, list) else v)
+                table[column] = table[column].map(
+                    lambda v: ", ".join(f"{x:g}" for x in v) if isinstance(v, list) else v
+                )
         result = to_jsonable(comparison.to_dict())
         ctx = ctx.put_metric("bench", result).assign("bench_comparisons", table)
         for decision in comparison.decisions:
-            ctx = ctx.emit("decision_made", decision.decision, decision.reason, metadata={"check": decision.check, "p_value": decision.p_value})
+            ctx = ctx.emit(
+                "decision_made",
+                decision.decision,
+                decision.reason,
+                metadata={"check": decision.check, "p_value": decision.p_value},
+            )
         return ctx

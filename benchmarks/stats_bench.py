@@ -1,0 +1,106 @@
+"""Issue 4 figures: bootstrap against its index-drawing floor, BCa against percentile, Welch t against scipy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from scipy import stats
+
+from benchmarks.harness import Row, median_seconds
+from crucible_dagster import bench
+
+N, B = 100_000, 10_000
+T_SIZE = 10_000_000
+
+
+def _data() -> np.ndarray:
+    return np.random.default_rng(42).lognormal(size=N)
+
+
+def bootstrap_rows() -> list[Row]:
+    x = _data()
+
+    def floor() -> None:
+        # The same random indices our resampler draws, and nothing else.
+        rng = np.random.default_rng(1)
+        for _ in range(B):
+            rng.integers(0, N, size=N)
+
+    def percentile() -> None:
+        bench.bootstrap(x, "mean", n_resamples=B, methods=["percentile"], seed=1)
+
+    def bca() -> None:
+        bench.bootstrap(x, "mean", n_resamples=B, methods=["BCa"], seed=1)
+
+    def scipy_percentile() -> None:
+        stats.bootstrap((x,), np.mean, n_resamples=B, method="percentile", batch=50, random_state=1)
+
+    t_floor = median_seconds(floor, repeats=3)
+    t_pct = median_seconds(percentile, repeats=3)
+    t_bca = median_seconds(bca, repeats=3)
+    t_scipy = median_seconds(scipy_percentile, repeats=1, warmup=0)
+    return [
+        Row(
+            "bootstrap percentile, mean, n=1e5, B=1e4",
+            t_pct,
+            t_floor,
+            "drawing the indices alone",
+            "<=1.3x",
+        ),
+        Row(
+            "bootstrap percentile, mean, n=1e5, B=1e4",
+            t_pct,
+            t_scipy,
+            "scipy.stats.bootstrap percentile",
+            "-",
+        ),
+        Row("bootstrap BCa, mean, n=1e5, B=1e4", t_bca, t_pct, "our percentile", "<=1.2x"),
+    ]
+
+
+def ttest_rows() -> list[Row]:
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, T_SIZE // 2)
+    y = rng.normal(0.01, 1.5, T_SIZE // 2)
+    ours = median_seconds(lambda: bench.ttest(x, y), repeats=5)
+    theirs = median_seconds(lambda: stats.ttest_ind(x, y, equal_var=False), repeats=5)
+    return [
+        Row(
+            "Welch t-test on 1e7 values (with CI and Cohen's d)",
+            ours,
+            theirs,
+            "scipy.stats.ttest_ind(equal_var=False)",
+            "<=1.1x",
+        )
+    ]
+
+
+PEAK = """
+import resource, numpy as np
+from crucible_dagster import bench
+x = np.random.default_rng(42).lognormal(size=100_000)
+bench.bootstrap(x, "mean", n_resamples=10_000, methods=["percentile", "BCa", "basic"], seed=1)
+rng = np.random.default_rng(7)
+bench.ttest(rng.normal(0, 1, 5_000_000), rng.normal(0, 1.5, 5_000_000))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024)
+"""
+
+
+def memory_rows() -> list[Row]:
+    peak_gb = float(
+        subprocess.run(
+            [sys.executable, "-c", PEAK], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    return [
+        Row(
+            "peak memory: bootstrap n=1e5 B=1e4 + Welch t on 1e7",
+            peak_gb,
+            0.5,
+            "the 0.5 GB goal",
+            "<=1.0x",
+            unit="GB",
+        )
+    ]
