@@ -7,6 +7,14 @@ import sys
 from crucible_dagster.core.rundir import artifacts_root, read_manifest
 
 
+def _num(value: object) -> str:
+    return f"{value:+.4f}" if isinstance(value, float) else "n/a"
+
+
+def _p(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else "n/a"
+
+
 def main(experiment_id: str) -> int:
     runs = sorted(
         (artifacts_root() / experiment_id).glob("*/manifest.json"), key=lambda p: p.stat().st_mtime
@@ -20,6 +28,13 @@ def main(experiment_id: str) -> int:
     for name, summary in (manifest.get("metrics", {}).get("cv") or {}).items():
         print(
             f"  {name:<22} accuracy {summary['mean']:.4f} ± {summary['std']:.4f} over {summary['n']} folds"
+        )
+    bench = manifest.get("metrics", {}).get("bench") or {}
+    for omnibus in bench.get("omnibus") or []:
+        print(f"  {omnibus['test']}: p = {_p(omnibus.get('p_value'))}")
+    for row in bench.get("comparisons") or []:
+        print(
+            f"  {row['group_a']} - {row['group_b']}: {row['test']}, difference {_num(row.get('estimate'))}, p = {_p(row.get('p_value'))} (adjusted {_p(row.get('p_adjusted'))})"
         )
     for report in sorted(run_dir.glob("*.md")) + sorted(run_dir.glob("*.html")):
         print(f"Report: {report}")
