@@ -60,17 +60,25 @@ def _pooled_sd(x: np.ndarray, y: np.ndarray) -> float:
     return math.sqrt(((n1 - 1) * x.var(ddof=1) + (n2 - 1) * y.var(ddof=1)) / (n1 + n2 - 2))
 
 
+def standardized_difference(
+    difference: float, sd: float, n1: int, n2: int, confidence_level: float
+) -> tuple[float, tuple[float, float]]:
+    """difference / sd with the noncentral-t CI of a two-sample design (df = n1 + n2 − 2)."""
+    if sd == 0:
+        return NAN, (NAN, NAN)
+    value = difference / sd
+    scale = math.sqrt(n1 * n2 / (n1 + n2))
+    low, high = _noncentral_t_ci(value * scale, n1 + n2 - 2, confidence_level)
+    return float(value), (low / scale, high / scale)
+
+
 def cohens_d(x: Any, y: Any, confidence_level: float = 0.95) -> tuple[float, tuple[float, float]]:
     """(d, CI) for mean(x) − mean(y) over the pooled SD; NaN when the pooled SD is 0."""
     a, b = as_sample(x, "x", 2), as_sample(y, "y", 2)
     check_level(confidence_level)
-    sd = _pooled_sd(a, b)
-    if sd == 0:
-        return NAN, (NAN, NAN)
-    d = (a.mean() - b.mean()) / sd
-    scale = math.sqrt(a.size * b.size / (a.size + b.size))
-    low, high = _noncentral_t_ci(d * scale, a.size + b.size - 2, confidence_level)
-    return float(d), (low / scale, high / scale)
+    return standardized_difference(
+        float(a.mean() - b.mean()), _pooled_sd(a, b), a.size, b.size, confidence_level
+    )
 
 
 def hedges_g(x: Any, y: Any, confidence_level: float = 0.95) -> tuple[float, tuple[float, float]]:
@@ -84,13 +92,8 @@ def glass_delta(
 ) -> tuple[float, tuple[float, float]]:
     """(mean(x) − mean(y)) / SD of the reference (control) group, which the caller names explicitly."""
     a, b = as_sample(x, "x", 2), as_sample(y, "y", 2)
-    sd = (b if reference == "y" else a).std(ddof=1)
-    if sd == 0:
-        return NAN, (NAN, NAN)
-    delta = (a.mean() - b.mean()) / sd
-    scale = math.sqrt(a.size * b.size / (a.size + b.size))
-    low, high = _noncentral_t_ci(delta * scale, a.size + b.size - 2, confidence_level)
-    return float(delta), (low / scale, high / scale)
+    sd = float((b if reference == "y" else a).std(ddof=1))
+    return standardized_difference(float(a.mean() - b.mean()), sd, a.size, b.size, confidence_level)
 
 
 def paired_d_z(

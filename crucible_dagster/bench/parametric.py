@@ -17,7 +17,12 @@ from crucible_dagster.bench.data import (
     check_alternative,
     check_level,
 )
-from crucible_dagster.bench.effect_size import _noncentral_t_ci, common_language, hedges_correction
+from crucible_dagster.bench.effect_size import (
+    _noncentral_t_ci,
+    common_language,
+    hedges_correction,
+    standardized_difference,
+)
 from crucible_dagster.bench.result import NAN, TestResult
 
 
@@ -77,16 +82,17 @@ def ttest(
         (diff - half, diff + half),
     )
     if pooled > 0:
-        d = diff / math.sqrt(pooled)
-        scale = math.sqrt(n1 * n2 / (n1 + n2))
-        low, high = _noncentral_t_ci(d * scale, n1 + n2 - 2, confidence_level)
+        d, (low, high) = standardized_difference(diff, math.sqrt(pooled), n1, n2, confidence_level)
         j = hedges_correction(n1 + n2 - 2)
-        result.effect_size, result.effect_size_name = d, "cohens_d"
-        result.effect_size_ci = (low / scale, high / scale)
+        result.effect_size, result.effect_size_name, result.effect_size_ci = (
+            d,
+            "cohens_d",
+            (low, high),
+        )
         result.extra.update(
             hedges_g=d * j,
-            hedges_g_ci_low=low / scale * j,
-            hedges_g_ci_high=high / scale * j,
+            hedges_g_ci_low=low * j,
+            hedges_g_ci_high=high * j,
             cles=common_language(d),
         )
     return result

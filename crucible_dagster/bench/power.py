@@ -7,6 +7,7 @@ R's ``power.t.test`` (strict=FALSE) counts one tail; the two differ below 1e-6 i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 from scipy import optimize, stats
@@ -42,6 +43,19 @@ def power_ttest(
     return float(stats.nct.cdf(stats.t.ppf(alpha, df), df, ncp))
 
 
+def _solve_increasing(
+    power_at: Callable[[float], float], target: float, low: float, high: float, limit: float
+) -> float:
+    """The point where an increasing power curve reaches ``target``: double ``high`` until it does, then bisect."""
+    if power_at(low) >= target:
+        return low
+    while power_at(high) < target:
+        high *= 2
+        if high > limit:
+            return float("inf")
+    return float(optimize.brentq(lambda v: power_at(v) - target, low, high, xtol=1e-10))
+
+
 def n_for_power(
     effect_size: float,
     power: float = 0.8,
@@ -53,18 +67,9 @@ def n_for_power(
     if effect_size == 0 or not math.isfinite(effect_size):
         return float("inf")
     d = abs(effect_size) if alternative != "less" else -abs(effect_size)
-    low = 2.0  # the smallest n with a defined t distribution in every design
-    if power_ttest(d, low, alpha, alternative, design) >= power:
-        return low
-    high = 4.0
-    while power_ttest(d, high, alpha, alternative, design) < power:
-        high *= 2
-        if high > 1e9:
-            return float("inf")
-    return float(
-        optimize.brentq(
-            lambda n: power_ttest(d, n, alpha, alternative, design) - power, low, high, xtol=1e-10
-        )
+    # n = 2 is the smallest n with a defined t distribution in every design
+    return _solve_increasing(
+        lambda n: power_ttest(d, n, alpha, alternative, design), power, 2.0, 4.0, 1e9
     )
 
 
@@ -80,16 +85,7 @@ def detectable_effect(
     if df <= 0:
         return float("nan")
     sign = -1.0 if alternative == "less" else 1.0
-    high = 1.0
-    while power_ttest(sign * high, n, alpha, alternative, design) < power:
-        high *= 2
-        if high > 1e6:
-            return float("nan")
-    return float(
-        optimize.brentq(
-            lambda d: power_ttest(sign * d, n, alpha, alternative, design) - power,
-            1e-9,
-            high,
-            xtol=1e-10,
-        )
+    effect = _solve_increasing(
+        lambda d: power_ttest(sign * d, n, alpha, alternative, design), power, 1e-9, 1.0, 1e6
     )
+    return effect if math.isfinite(effect) else float("nan")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -143,6 +144,15 @@ def normalize_correction(name: Any) -> Any:
     return LEGACY_CORRECTIONS.get(name, name) if isinstance(name, str) else name
 
 
+def _normalize_test_names(value: Any) -> Any:
+    return [normalize_test_name(v) for v in value] if isinstance(value, list) else value
+
+
+#: Test and correction names that also accept the original's spellings (mannwhitney, kruskal, fdr).
+TestNames = Annotated[list[TestName], BeforeValidator(_normalize_test_names)]
+Correction = Annotated[CorrectionName, BeforeValidator(normalize_correction)]
+
+
 class Ensemble(IRModel):
     strategy: Literal["none", "majority", "weighted", "best_confidence", "unanimous"] = "none"
     execution_mode: Literal["parallel", "sequential", "hedged", "cascade"] = "parallel"
@@ -163,25 +173,15 @@ class Hedging(IRModel):
 
 
 class Stats(IRModel):
-    tests: list[TestName] = Field(default_factory=lambda: list[TestName](["ttest", "bootstrap"]))
+    tests: TestNames = Field(default_factory=lambda: list[TestName](["ttest", "bootstrap"]))
     alpha: float = Field(default=0.05, ge=0, le=1)
     confidence_level: float | None = Field(default=None, gt=0, lt=1)
     effect_size_type: (
         Literal["cohens_d", "hedges_g", "glass_delta", "eta_squared", "omega_squared"] | None
     ) = None
-    multiple_testing_correction: CorrectionName | None = None
+    multiple_testing_correction: Correction | None = None
     bootstrap_iterations: int | None = Field(default=None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("tests", mode="before")
-    @classmethod
-    def _legacy_tests(cls, value: Any) -> Any:
-        return [normalize_test_name(v) for v in value] if isinstance(value, list) else value
-
-    @field_validator("multiple_testing_correction", mode="before")
-    @classmethod
-    def _legacy_correction(cls, value: Any) -> Any:
-        return normalize_correction(value)
 
     @field_validator("options", mode="before")
     @classmethod

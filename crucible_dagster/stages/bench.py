@@ -18,15 +18,10 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from crucible_dagster.core.context import Context
-from crucible_dagster.core.ir import (
-    CorrectionName,
-    TestName,
-    normalize_correction,
-    normalize_test_name,
-)
+from crucible_dagster.core.ir import Correction, TestNames
 from crucible_dagster.core.jsonsafe import to_jsonable
 from crucible_dagster.core.stage import Stage, StageOptions
 
@@ -34,7 +29,7 @@ NUMERIC_FIELDS = ("score", "accuracy", "loss")
 
 
 class BenchOptions(StageOptions):
-    tests: list[TestName] | None = Field(
+    tests: TestNames | None = Field(
         default=None, description="Tests to run; empty means automatic selection."
     )
     data_source: Literal["assigns", "metrics", "outputs"] = Field(
@@ -60,7 +55,7 @@ class BenchOptions(StageOptions):
     confidence_level: float | None = Field(
         default=None, gt=0, lt=1, description="Defaults to 1 - alpha."
     )
-    correction: CorrectionName | None = Field(
+    correction: Correction | None = Field(
         default=None, description="Multiple-comparison correction (default holm)."
     )
     n_resamples: int = Field(
@@ -74,16 +69,6 @@ class BenchOptions(StageOptions):
     n_test: int | None = Field(
         default=None, gt=0, description="Test-split size for corrected_resampled_ttest."
     )
-
-    @field_validator("tests", mode="before")
-    @classmethod
-    def _legacy_tests(cls, value: Any) -> Any:
-        return [normalize_test_name(v) for v in value] if isinstance(value, list) else value
-
-    @field_validator("correction", mode="before")
-    @classmethod
-    def _legacy_correction(cls, value: Any) -> Any:
-        return normalize_correction(value)
 
 
 def _numbers(value: Any) -> list[float]:
