@@ -77,14 +77,17 @@ def ttest_rows() -> list[Row]:
     ]
 
 
+# VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child forked from a large
+# benchmark process would report its parent's memory.
 PEAK = """
-import resource, numpy as np
+import numpy as np
 from crucible_dagster import bench
 x = np.random.default_rng(42).lognormal(size=100_000)
 bench.bootstrap(x, "mean", n_resamples=10_000, methods=["percentile", "BCa", "basic"], seed=1)
 rng = np.random.default_rng(7)
 bench.ttest(rng.normal(0, 1, 5_000_000), rng.normal(0, 1.5, 5_000_000))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(int(hwm.split()[1]) / 1024 / 1024)
 """
 
 
