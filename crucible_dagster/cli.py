@@ -95,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 2
     experiment = checked.experiment
+    if args.seed is not None:
+        experiment = experiment.model_copy(update={"seed": args.seed})
     overrides = _parse_set(args.set or [])
     if overrides:
         names = {s.name for s in experiment.pipeline}
@@ -194,6 +196,25 @@ def cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from crucible_dagster.core.diff import diff_manifests, format_change
+    from crucible_dagster.core.rundir import read_manifest
+
+    manifests = []
+    for path in (args.run_a, args.run_b):
+        try:
+            manifests.append(read_manifest(path))
+        except (OSError, ValueError) as exc:
+            print(f"{path}: cannot read a run manifest: {exc}", file=sys.stderr)
+            return 2
+    changes = diff_manifests(*manifests)
+    for change in changes:
+        print(format_change(*change))
+    if not changes:
+        print("no differences", file=sys.stderr)
+    return 1 if changes else 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(experiment_json_schema(), indent=2))
     return 0
@@ -221,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--validate-options", choices=VALIDATE_MODES, default="error")
     p.add_argument("--run-id")
+    p.add_argument("--seed", type=int, help="override the experiment seed")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
     p.set_defaults(func=cmd_run)
 
@@ -228,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", "-n")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser("diff", help="what differs between two runs (run directories or manifest.json files)")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("schema", help="print the JSON Schema of experiment files")
     p.set_defaults(func=cmd_schema)

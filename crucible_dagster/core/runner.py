@@ -19,6 +19,7 @@ from typing import Any, Literal
 from crucible_dagster.core.context import Context
 from crucible_dagster.core.ir import Experiment, StageDef
 from crucible_dagster.core.jsonsafe import to_jsonable
+from crucible_dagster.core.quality import blocking_failures
 from crucible_dagster.core.registry import (
     Registry,
     StageResolutionError,
@@ -262,6 +263,11 @@ def invoke_stage(
         message = f"stage {name!r} returned {type(result).__name__}; run() must return a Context"
         return _fail(ctx, name, "TypeError", "bad_return", message, telemetry, started=started)
     duration = (time.perf_counter() - started) * 1000
+    blocking = [v for v in blocking_failures(result) if v not in blocking_failures(ctx)]
+    if blocking:
+        # The stage did its work (reports are written); an error-severity target asks to fail the run.
+        names = ", ".join(str(v["name"]) for v in blocking)
+        return _fail(result, name, "QualityTargetFailed", "quality_target_failed", f"error-severity quality target(s) missed: {names}", telemetry, details=blocking, started=started)
     done = result.mark_stage_complete(name).emit(
         "stage_completed",
         f"Completed stage: {name}",

@@ -1,15 +1,26 @@
-"""Render a Context as report text. Pure functions: no files, no Dagster."""
+"""Render a Context as report text (markdown, json, csv; html in ``html.py``). No files, no Dagster.
+
+``plots`` maps a plot name to the file name the report stage wrote it under, so the
+markdown can link the images; the HTML embeds them instead.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from crucible_dagster.core.context import Context
 from crucible_dagster.core.jsonsafe import to_jsonable
 
 EXTENSIONS = {"markdown": "md", "json": "json", "html": "html", "csv": "csv"}
+
+
+@dataclass(frozen=True)
+class Plot:
+    file: str  #: file name beside the reports
+    svg: str
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -46,13 +57,39 @@ def report_data(ctx: Context) -> dict[str, Any]:
                 o for o in ctx.outputs if not (isinstance(o, Mapping) and o.get("kind") == "report")
             ],
             "artifacts": dict(ctx.artifacts),
+            "quality_targets": ctx.metrics.get("quality_targets"),
             "trace": ctx.trace.statistics() if ctx.trace else None,
         }
     )
 
 
-def render_json(ctx: Context) -> str:
+def render_json(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
     return json.dumps(report_data(ctx), indent=2, sort_keys=False, allow_nan=False)
+
+
+def comparison_table(ctx: Context) -> Any:
+    """The tidy comparison table (one row per comparison), or the numeric metrics when there is none."""
+    import pandas as pd
+
+    table = ctx.assigns.get("bench_comparisons")
+    if isinstance(table, pd.DataFrame) and not table.empty:
+        return table
+    return pd.DataFrame({"metric": list(numeric_metrics(ctx.metrics)), "value": list(numeric_metrics(ctx.metrics).values())})
+
+
+def render_csv(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
+    return str(comparison_table(ctx).to_csv(index=False))
+
+
+def quality_markdown(verdicts: Any) -> list[str]:
+    if not verdicts:
+        return []
+    lines = ["## Quality targets", "", "| target | verdict | severity | detail |", "|---|---|---|---|"]
+    for v in verdicts:
+        verdict = "pass" if v.get("passed") else ("FAIL" if v.get("severity") == "error" else "miss (warn)")
+        lines.append(f"| {_cell(v.get('name'))} | {verdict} | {_cell(v.get('severity'))} | {_cell(v.get('message'))} |")
+    lines.append("")
+    return lines
 
 
 def _cell(value: Any) -> str:
@@ -125,7 +162,7 @@ def bench_markdown(bench: Any) -> list[str]:
     return lines
 
 
-def render_markdown(ctx: Context) -> str:
+def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
     data = report_data(ctx)
     lines = [f"# Experiment {data['experiment_id']}", ""]
     if data["description"]:
@@ -145,7 +182,10 @@ def render_markdown(ctx: Context) -> str:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in numbers.items()]
         lines.append("")
+    lines += quality_markdown(data["metrics"].get("quality_targets"))
     lines += bench_markdown(data["metrics"].get("bench"))
+    for name, plot in (plots or {}).items():
+        lines += [f"![{name}]({plot.file})", ""]
     lines += ["## All metrics", "", "```json", json.dumps(data["metrics"], indent=2), "```", ""]
     if data["outputs"]:
         lines += [
@@ -171,13 +211,15 @@ def render_markdown(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-RENDERERS: dict[str, Callable[[Context], str]] = {"markdown": render_markdown, "json": render_json}
+def render(ctx: Context, fmt: str, plots: Mapping[str, Plot] | None = None) -> str:
+    from crucible_dagster.report.html import render_html
 
-
-def render(ctx: Context, fmt: str) -> str:
-    try:
-        return RENDERERS[fmt](ctx)
-    except KeyError:
-        raise ValueError(
-            f"unsupported report format {fmt!r}; expected one of: {', '.join(RENDERERS)}"
-        ) from None
+    renderers: dict[str, Callable[..., str]] = {
+        "markdown": render_markdown,
+        "json": render_json,
+        "csv": render_csv,
+        "html": render_html,
+    }
+    if fmt not in renderers:
+        raise ValueError(f"unsupported report format {fmt!r}; expected one of: {', '.join(renderers)}")
+    return renderers[fmt](ctx, plots)

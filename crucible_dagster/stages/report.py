@@ -10,7 +10,8 @@ from crucible_dagster.core.files import atomic_write_text, safe_join
 from crucible_dagster.core.ir import OutputSpec
 from crucible_dagster.core.rundir import artifacts_root
 from crucible_dagster.core.stage import Stage, StageError, StageOptions
-from crucible_dagster.report.render import EXTENSIONS, render
+from crucible_dagster.core.quality import METRIC_KEY, evaluate_targets
+from crucible_dagster.report.render import EXTENSIONS, Plot, render
 
 
 class ReportOptions(StageOptions):
@@ -50,20 +51,50 @@ def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
     )
 
 
+def _plots(ctx: Context) -> dict[str, Any]:
+    """Plots for the reports: a forest plot of the comparisons and the per-group distributions."""
+    from crucible_dagster.report import plots
+
+    bench = ctx.metrics.get("bench")
+    if not isinstance(bench, dict) or bench.get("no_data"):
+        return {}
+    made = {}
+    forest = plots.forest_plot(bench.get("comparisons") or [])
+    if forest:
+        made["forest plot"] = forest
+    groups = ctx.assigns.get("bench_groups")
+    if isinstance(groups, dict):
+        distributions = plots.distribution_plot(groups)
+        if distributions:
+            made["distributions"] = distributions
+    return made
+
+
 class ReportStage(Stage):
     name = "report"
     description = "Generates and persists reports from experiment outputs in configured formats"
     Options = ReportOptions
 
     def run(self, ctx: Context, options: ReportOptions) -> Context:
+        if ctx.experiment and ctx.experiment.quality_targets:
+            ctx = ctx.put_metric(METRIC_KEY, [v.to_dict() for v in evaluate_targets(ctx)])
         specs = ctx.experiment.outputs if ctx.experiment else []
-        base = ctx
+        if not specs:
+            return ctx
+        svgs = _plots(ctx) if any(f in ("html", "markdown") for spec in specs for f in spec.formats) else {}
+        plots: dict[str, Plot] = {}
+        base_dir = report_base(ctx)
+        for name, svg in svgs.items():
+            file_name = name.replace(" ", "_") + ".svg"
+            if any(spec.sink != "stdout" for spec in specs):
+                atomic_write_text(safe_join(base_dir, file_name), svg)
+            plots[name] = Plot(file_name, svg)
         produced: list[dict[str, Any]] = []
         artifacts: dict[str, Any] = {}
         for spec in specs:
             rendered = []
             for fmt in spec.formats:
-                body = render(base, fmt)
+                body = render(ctx, fmt, plots)
                 entry: dict[str, Any] = {"format": fmt}
                 if spec.sink == "stdout":
                     print(f"== {spec.name} ({fmt}) ==\n{body}", flush=True)
@@ -72,9 +103,7 @@ class ReportStage(Stage):
                     entry["path"] = str(path)
                     artifacts[f"report.{spec.name}.{fmt}"] = str(path)
                 rendered.append(entry)
-            produced.append(
-                {"kind": "report", "name": spec.name, "sink": spec.sink, "rendered": rendered}
-            )
+            produced.append({"kind": "report", "name": spec.name, "sink": spec.sink, "rendered": rendered})
         out = ctx.add_outputs(produced)
         for key, value in artifacts.items():
             out = out.put_artifact(key, value)

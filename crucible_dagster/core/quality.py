@@ -1,0 +1,115 @@
+"""Quality targets: pass/fail verdicts on a run's results, with the numbers behind each verdict.
+
+``threshold``: a metric (dotted path into ``metrics``) compared with a value.
+``superiority``: the CI of ``treatment − baseline`` (from the bench comparisons) lies above ``margin``.
+``non_inferiority``: that CI's lower bound lies above ``−margin``.
+Verdicts land in ``metrics["quality_targets"]``; under Dagster each is an asset check on the report.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from crucible_dagster.core.context import Context
+from crucible_dagster.core.ir import QualityTarget
+
+OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+METRIC_KEY = "quality_targets"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    kind: str
+    passed: bool
+    severity: str
+    fail_run: bool
+    message: str
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    test: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def blocks_run(self) -> bool:
+        return not self.passed and self.severity == "error" and self.fail_run
+
+
+def metric_at(metrics: Mapping[str, Any], path: str) -> Any:
+    """``cv.logistic_regression.mean`` -> metrics["cv"]["logistic_regression"]["mean"]."""
+    current: Any = metrics
+    for part in path.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            raise KeyError(path)
+    return current
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _comparison(metrics: Mapping[str, Any], treatment: str, baseline: str) -> tuple[dict[str, Any], float] | None:
+    """The primary bench row for treatment vs baseline, and the sign that makes it treatment − baseline."""
+    rows = ((metrics.get("bench") or {}) if isinstance(metrics.get("bench"), Mapping) else {}).get("comparisons") or []
+    for row in rows:
+        if row.get("reference_only") or not isinstance(row, Mapping):
+            continue
+        if (row.get("group_a"), row.get("group_b")) == (treatment, baseline) and row.get("ci_low") is not None:
+            return dict(row), 1.0
+        if (row.get("group_a"), row.get("group_b")) == (baseline, treatment) and row.get("ci_low") is not None:
+            return dict(row), -1.0
+    return None
+
+
+def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdict:
+    base = {"name": target.name, "kind": target.kind, "severity": target.severity, "fail_run": target.fail_run}
+    if target.kind == "threshold":
+        assert target.metric is not None and target.value is not None
+        try:
+            value = _finite(metric_at(metrics, target.metric))
+        except KeyError:
+            return Verdict(passed=False, message=f"metric {target.metric!r} was not produced by this run", **base)
+        if value is None:
+            return Verdict(passed=False, message=f"metric {target.metric!r} is not a finite number", **base)
+        passed = OPERATORS[target.op](value, target.value)
+        return Verdict(passed=passed, estimate=value, message=f"{target.metric} = {value:.6g} {'meets' if passed else 'misses'} {target.op} {target.value:g}", **base)
+    assert target.treatment is not None and target.baseline is not None
+    found = _comparison(metrics, target.treatment, target.baseline)
+    if found is None:
+        return Verdict(passed=False, message=f"no bench comparison of {target.treatment!r} with {target.baseline!r} with a confidence interval; add a bench stage that compares them", **base)
+    row, sign = found
+    estimate, low, high = (_finite(row.get(k)) for k in ("estimate", "ci_low", "ci_high"))
+    if estimate is None or low is None or high is None:
+        return Verdict(passed=False, message=f"the comparison has no defined estimate and CI ({row.get('reason') or 'undefined'})", test=row.get("test"), **base)
+    estimate, low, high = (estimate * sign, *sorted((low * sign, high * sign)))
+    bound = target.margin if target.kind == "superiority" else -target.margin
+    passed = low > bound
+    claim = "superior to" if target.kind == "superiority" else "non-inferior to"
+    message = (
+        f"{target.treatment} - {target.baseline} = {estimate:.4g}, CI [{low:.4g}, {high:.4g}]; lower bound "
+        f"{'above' if passed else 'not above'} {bound:g}: {target.treatment} is {'' if passed else 'not shown '}{claim} {target.baseline}"
+    )
+    return Verdict(passed=passed, estimate=estimate, ci_low=low, ci_high=high, p_value=_finite(row.get("p_value")), test=row.get("test"), message=message, **base)
+
+
+def evaluate_targets(ctx: Context) -> list[Verdict]:
+    targets = ctx.experiment.quality_targets if ctx.experiment else []
+    return [evaluate_target(t, ctx.metrics) for t in targets]
+
+
+def blocking_failures(ctx: Context) -> list[dict[str, Any]]:
+    """Verdicts (as stored in metrics) of error-severity targets that missed and ask to fail the run."""
+    stored = ctx.metrics.get(METRIC_KEY) or []
+    return [v for v in stored if isinstance(v, Mapping) and not v.get("passed") and v.get("severity") == "error" and v.get("fail_run")]

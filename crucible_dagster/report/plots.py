@@ -1,0 +1,71 @@
+"""Report plots as SVG text, drawn with matplotlib's object API (no pyplot global state, no display).
+
+matplotlib renders offline and deterministically to SVG; the HTML report embeds the SVG as a
+data-URI image, so nothing in a plot can run as script.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    figure.set_layout_engine("constrained")
+    return figure
+
+
+def _svg(figure: Any) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    return buffer.getvalue()
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def forest_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """Each difference with its CI; the dashed line is 'no difference'."""
+    usable = [r for r in rows if not r.get("reference_only") and all(_finite(r.get(k)) for k in ("estimate", "ci_low", "ci_high"))]
+    if not usable:
+        return None
+    figure = _figure(7.5, 0.6 * len(usable) + 1.4)
+    axes = figure.add_subplot()
+    for index, row in enumerate(reversed(usable)):
+        significant = bool(row.get("significant"))
+        colour = "#b91c1c" if significant else "#1d4ed8"
+        axes.errorbar(
+            row["estimate"], index,
+            xerr=[[row["estimate"] - row["ci_low"]], [row["ci_high"] - row["estimate"]]],
+            fmt="o", color=colour, capsize=4,
+        )
+    axes.axvline(0, color="#6b7280", linestyle="--", linewidth=1)
+    axes.set_yticks(range(len(usable)), [f"{r['group_a']} − {r['group_b']}\n({r['test']})" for r in reversed(usable)])
+    axes.set_xlabel("difference (group_a − group_b) with confidence interval")
+    axes.set_title("Differences with CIs (red: significant after correction)")
+    return _svg(figure)
+
+
+def distribution_plot(groups: Mapping[str, Sequence[float]]) -> str | None:
+    """Per-group box plots with every observation drawn as a jittered point."""
+    names = [n for n, values in groups.items() if any(_finite(v) for v in values)]
+    if not names:
+        return None
+    import numpy as np
+
+    data = [np.asarray([v for v in groups[n] if _finite(v)], dtype=float) for n in names]
+    figure = _figure(7.5, 0.55 * len(names) + 1.6)
+    axes = figure.add_subplot()
+    axes.boxplot(data, vert=False, tick_labels=names, widths=0.5, showfliers=False)
+    rng = np.random.default_rng(0)
+    for index, values in enumerate(data, start=1):
+        axes.scatter(values, index + rng.uniform(-0.15, 0.15, values.size), s=14, alpha=0.7, color="#1d4ed8", zorder=3)
+    axes.set_xlabel("value")
+    axes.set_title("Distribution per group")
+    return _svg(figure)
