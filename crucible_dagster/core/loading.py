@@ -27,18 +27,22 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe loader (libyaml when available) that reads ``1e-4`` as a float (YAML 1.2 rule)."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+_YAML12_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
 )
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that the loader above would read back as a float (e.g. ``'0E0'``)."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
 
 
 def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
@@ -195,7 +199,7 @@ def dump_experiment(experiment: Experiment, fmt: str = "yaml") -> str:
         return json.dumps(data, indent=2, allow_nan=False)
     # PyYAML writes NEL/LS/PS raw under allow_unicode and then reads them back as line breaks.
     awkward = any(ch in json.dumps(data, ensure_ascii=False) for ch in "\x85\u2028\u2029")
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=not awkward)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=not awkward)
 
 
 def experiment_files(folder: str | Path) -> list[Path]:

@@ -59,6 +59,7 @@ def _definitions(compiled: list[CompiledExperiment], invalid: list[dg.AssetSpec]
         jobs=[c.job for c in compiled],
         assets=[a for c in compiled for a in c.assets] + invalid,
         schedules=[c.schedule for c in compiled if c.schedule is not None],
+        asset_checks=[check for c in compiled for check in c.checks],
     )
 
 

@@ -10,6 +10,7 @@ from crucible_dagster.core.ir import Experiment
 from crucible_dagster.core.registry import Registry, registry_for
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.ops import build_stage_op
+from crucible_dagster.dagster_plugin.report_events import quality_checks
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
 DEFAULT_IO_MANAGER = CrucibleContextIOManager()
@@ -98,6 +99,7 @@ class CompiledExperiment:
     job: dg.JobDefinition
     assets: list[dg.AssetSpec] = field(default_factory=list)
     schedule: dg.ScheduleDefinition | None = None
+    checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
 
 def compile_experiment(
@@ -113,4 +115,5 @@ def compile_experiment(
         for output in experiment.outputs
         if output.sink != "stdout"
     ]
-    return CompiledExperiment(experiment, job, assets, build_schedule(experiment, job, translator))
+    checks = quality_checks(experiment, translator)
+    return CompiledExperiment(experiment, job, assets, build_schedule(experiment, job, translator), checks)

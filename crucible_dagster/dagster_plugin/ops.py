@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,6 +18,7 @@ from crucible_dagster.core.stage import Stage
 from crucible_dagster.core.telemetry import JsonlSink, Telemetry
 from crucible_dagster.dagster_plugin.config import options_config_schema
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
+from crucible_dagster.dagster_plugin.report_events import report_events
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.report.render import numeric_metrics
 
@@ -79,37 +79,6 @@ def _output_metadata(ctx: Context, stage: str, duration_ms: float) -> dict[str, 
     return metadata
 
 
-def _report_materializations(
-    before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator
-) -> Iterator[dg.AssetMaterialization]:
-    new_outputs = after.outputs[len(before.outputs) :]
-    specs = {o.name: o for o in experiment.outputs}
-    numbers = numeric_metrics(after.metrics)
-    for item in new_outputs:
-        if not (
-            isinstance(item, dict) and item.get("kind") == "report" and item.get("name") in specs
-        ):
-            continue
-        spec = specs[item["name"]]
-        metadata: dict[str, Any] = {}
-        for rendered in item.get("rendered", []):
-            path = rendered.get("path")
-            if not path:
-                continue
-            metadata[f"path/{rendered['format']}"] = dg.MetadataValue.path(path)
-            if rendered["format"] == "markdown":
-                metadata["preview"] = dg.MetadataValue.md(
-                    Path(path).read_text(encoding="utf-8")[:20000]
-                )
-        for key, value in list(numbers.items())[:MAX_METRIC_ENTRIES]:
-            metadata[key] = dg.MetadataValue.float(value)
-        yield dg.AssetMaterialization(
-            asset_key=translator.report_asset_key(experiment, spec),
-            metadata=metadata,
-            tags={"crucible/run_id": after.run_id},
-        )
-
-
 def build_stage_op(
     experiment: Experiment,
     stage_def: StageDef,
@@ -154,6 +123,11 @@ def build_stage_op(
         )
         run_dir.record_stage(stage_def.name, outcome.status, outcome.options, outcome.duration_ms)
         failure = outcome.failure
+        if failure is not None and failure.reason == "quality_target_failed":
+            # The reports exist: record them and every check before failing the run.
+            yield from report_events(ctx, failure.context, experiment, translator)
+            run_dir.finish("failed", failure.context.metrics, failure.context.assigns.get("data_fingerprints"), failure.to_dict())
+            raise dg.Failure(description=failure.message, metadata={"crucible/stage": failure.stage, "crucible/reason": failure.reason}, allow_retries=False)
         if failure is not None:
             run_dir.finish(
                 "failed",
@@ -179,7 +153,7 @@ def build_stage_op(
             run_dir.finish("completed", result.metrics, result.assigns.get("data_fingerprints"))
         else:
             run_dir.write_manifest()
-        yield from _report_materializations(ctx, result, experiment, translator)
+        yield from report_events(ctx, result, experiment, translator)
         yield dg.Output(
             result, metadata=_output_metadata(result, stage_def.name, outcome.duration_ms)
         )

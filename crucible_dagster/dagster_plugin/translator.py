@@ -70,5 +70,10 @@ class CrucibleTranslator:
             metadata={"formats": ", ".join(output.formats)},
         )
 
+    def quality_check_asset_key(self, experiment: Experiment) -> dg.AssetKey | None:
+        """Quality targets are asset checks on the first report that is not printed to stdout."""
+        output = next((o for o in experiment.outputs if o.sink != "stdout"), None)
+        return self.report_asset_key(experiment, output) if output else None
+
     def schedule_name(self, experiment: Experiment) -> str:
         return f"{experiment.id}_schedule"

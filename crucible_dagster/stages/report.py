@@ -8,9 +8,9 @@ from typing import Any
 from crucible_dagster.core.context import Context
 from crucible_dagster.core.files import atomic_write_text, safe_join
 from crucible_dagster.core.ir import OutputSpec
+from crucible_dagster.core.quality import METRIC_KEY, evaluate_targets
 from crucible_dagster.core.rundir import artifacts_root
 from crucible_dagster.core.stage import Stage, StageError, StageOptions
-from crucible_dagster.core.quality import METRIC_KEY, evaluate_targets
 from crucible_dagster.report.render import EXTENSIONS, Plot, render
 
 
