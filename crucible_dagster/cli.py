@@ -251,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stages)
 
-    p = sub.add_parser("diff", help="what differs between two runs (run directories or manifest.json files)")
+    p = sub.add_parser(
+        "diff", help="what differs between two runs (run directories or manifest.json files)"
+    )
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.set_defaults(func=cmd_diff)

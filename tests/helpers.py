@@ -121,3 +121,36 @@ class ListAdapter:
 class EmptyAdapter:
     def scan(self, examples: list[Any], options: dict[str, Any]) -> list[dict[str, Any]]:
         return []
+
+
+class SleepOptions(StageOptions):
+    seconds: float = Field(default=30.0, ge=0)
+
+
+class Sleep(Stage):
+    """Sleeps, so a test can kill the run mid-stage."""
+
+    name = "sleep"
+    Options = SleepOptions
+
+    def run(self, ctx: Context, options: SleepOptions) -> Context:
+        import time
+
+        time.sleep(options.seconds)
+        return ctx
+
+
+class AddOutput(Stage):
+    """Adds one output item (given as options) to the context."""
+
+    name = "add_output"
+    legacy_schema = {
+        "name": "add_output",
+        "description": "adds its options as an output",
+        "required": [],
+        "optional": [],
+        "types": {},
+    }
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        return ctx.add_output(dict(options))

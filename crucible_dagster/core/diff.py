@@ -12,7 +12,18 @@ from typing import Any
 
 from crucible_dagster.core.jsonsafe import to_jsonable
 
-SECTIONS = ("seed", "seeds", "parameters", "experiment", "stages", "package_versions", "git", "data_fingerprints", "metrics", "status")
+SECTIONS = (
+    "seed",
+    "seeds",
+    "parameters",
+    "experiment",
+    "stages",
+    "package_versions",
+    "git",
+    "data_fingerprints",
+    "metrics",
+    "status",
+)
 IGNORED_KEYS = {"duration_ms"}
 MISSING = object()
 

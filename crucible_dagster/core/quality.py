@@ -57,42 +57,69 @@ def metric_at(metrics: Mapping[str, Any], path: str) -> Any:
 
 
 def _finite(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) else None
+    return (
+        float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
 
 
-def _comparison(metrics: Mapping[str, Any], treatment: str, baseline: str) -> tuple[dict[str, Any], float] | None:
+def _comparison(
+    metrics: Mapping[str, Any], treatment: str, baseline: str
+) -> tuple[dict[str, Any], float] | None:
     """The primary bench row for treatment vs baseline, and the sign that makes it treatment − baseline."""
-    rows = ((metrics.get("bench") or {}) if isinstance(metrics.get("bench"), Mapping) else {}).get("comparisons") or []
+    rows = ((metrics.get("bench") or {}) if isinstance(metrics.get("bench"), Mapping) else {}).get(
+        "comparisons"
+    ) or []
     for row in rows:
         if row.get("reference_only") or not isinstance(row, Mapping):
             continue
-        if (row.get("group_a"), row.get("group_b")) == (treatment, baseline) and row.get("ci_low") is not None:
+        if (row.get("group_a"), row.get("group_b")) == (treatment, baseline) and row.get(
+            "ci_low"
+        ) is not None:
             return dict(row), 1.0
-        if (row.get("group_a"), row.get("group_b")) == (baseline, treatment) and row.get("ci_low") is not None:
+        if (row.get("group_a"), row.get("group_b")) == (baseline, treatment) and row.get(
+            "ci_low"
+        ) is not None:
             return dict(row), -1.0
     return None
 
 
 def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdict:
-    base = {"name": target.name, "kind": target.kind, "severity": target.severity, "fail_run": target.fail_run}
+    def verdict(passed: bool, message: str, **numbers: Any) -> Verdict:
+        return Verdict(
+            target.name, target.kind, passed, target.severity, target.fail_run, message, **numbers
+        )
+
     if target.kind == "threshold":
         assert target.metric is not None and target.value is not None
         try:
             value = _finite(metric_at(metrics, target.metric))
         except KeyError:
-            return Verdict(passed=False, message=f"metric {target.metric!r} was not produced by this run", **base)
+            return verdict(False, f"metric {target.metric!r} was not produced by this run")
         if value is None:
-            return Verdict(passed=False, message=f"metric {target.metric!r} is not a finite number", **base)
+            return verdict(False, f"metric {target.metric!r} is not a finite number")
         passed = OPERATORS[target.op](value, target.value)
-        return Verdict(passed=passed, estimate=value, message=f"{target.metric} = {value:.6g} {'meets' if passed else 'misses'} {target.op} {target.value:g}", **base)
+        return verdict(
+            passed,
+            f"{target.metric} = {value:.6g} {'meets' if passed else 'misses'} {target.op} {target.value:g}",
+            estimate=value,
+        )
     assert target.treatment is not None and target.baseline is not None
     found = _comparison(metrics, target.treatment, target.baseline)
     if found is None:
-        return Verdict(passed=False, message=f"no bench comparison of {target.treatment!r} with {target.baseline!r} with a confidence interval; add a bench stage that compares them", **base)
+        return verdict(
+            False,
+            f"no bench comparison of {target.treatment!r} with {target.baseline!r} with a confidence interval; add a bench stage that compares them",
+        )
     row, sign = found
     estimate, low, high = (_finite(row.get(k)) for k in ("estimate", "ci_low", "ci_high"))
     if estimate is None or low is None or high is None:
-        return Verdict(passed=False, message=f"the comparison has no defined estimate and CI ({row.get('reason') or 'undefined'})", test=row.get("test"), **base)
+        return verdict(
+            False,
+            f"the comparison has no defined estimate and CI ({row.get('reason') or 'undefined'})",
+            test=row.get("test"),
+        )
     estimate, low, high = (estimate * sign, *sorted((low * sign, high * sign)))
     bound = target.margin if target.kind == "superiority" else -target.margin
     passed = low > bound
@@ -101,7 +128,15 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
         f"{target.treatment} - {target.baseline} = {estimate:.4g}, CI [{low:.4g}, {high:.4g}]; lower bound "
         f"{'above' if passed else 'not above'} {bound:g}: {target.treatment} is {'' if passed else 'not shown '}{claim} {target.baseline}"
     )
-    return Verdict(passed=passed, estimate=estimate, ci_low=low, ci_high=high, p_value=_finite(row.get("p_value")), test=row.get("test"), message=message, **base)
+    return verdict(
+        passed,
+        message,
+        estimate=estimate,
+        ci_low=low,
+        ci_high=high,
+        p_value=_finite(row.get("p_value")),
+        test=row.get("test"),
+    )
 
 
 def evaluate_targets(ctx: Context) -> list[Verdict]:
@@ -109,7 +144,14 @@ def evaluate_targets(ctx: Context) -> list[Verdict]:
     return [evaluate_target(t, ctx.metrics) for t in targets]
 
 
-def blocking_failures(ctx: Context) -> list[dict[str, Any]]:
+def blocking_failures(ctx: Context) -> list[Mapping[str, Any]]:
     """Verdicts (as stored in metrics) of error-severity targets that missed and ask to fail the run."""
     stored = ctx.metrics.get(METRIC_KEY) or []
-    return [v for v in stored if isinstance(v, Mapping) and not v.get("passed") and v.get("severity") == "error" and v.get("fail_run")]
+    return [
+        v
+        for v in stored
+        if isinstance(v, Mapping)
+        and not v.get("passed")
+        and v.get("severity") == "error"
+        and v.get("fail_run")
+    ]

@@ -267,7 +267,16 @@ def invoke_stage(
     if blocking:
         # The stage did its work (reports are written); an error-severity target asks to fail the run.
         names = ", ".join(str(v["name"]) for v in blocking)
-        return _fail(result, name, "QualityTargetFailed", "quality_target_failed", f"error-severity quality target(s) missed: {names}", telemetry, details=blocking, started=started)
+        return _fail(
+            result,
+            name,
+            "QualityTargetFailed",
+            "quality_target_failed",
+            f"error-severity quality target(s) missed: {names}",
+            telemetry,
+            details=blocking,
+            started=started,
+        )
     done = result.mark_stage_complete(name).emit(
         "stage_completed",
         f"Completed stage: {name}",
@@ -357,6 +366,7 @@ def run(
             rundir.record_stage(
                 stage_def.name, outcome.status, outcome.options, outcome.duration_ms
             )
+            rundir.write_manifest()  # a killed run shows how far it got
         if outcome.failure is not None:
             failure = outcome.failure
             break

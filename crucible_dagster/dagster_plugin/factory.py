@@ -116,4 +116,6 @@ def compile_experiment(
         if output.sink != "stdout"
     ]
     checks = quality_checks(experiment, translator)
-    return CompiledExperiment(experiment, job, assets, build_schedule(experiment, job, translator), checks)
+    return CompiledExperiment(
+        experiment, job, assets, build_schedule(experiment, job, translator), checks
+    )

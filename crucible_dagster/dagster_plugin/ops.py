@@ -126,8 +126,17 @@ def build_stage_op(
         if failure is not None and failure.reason == "quality_target_failed":
             # The reports exist: record them and every check before failing the run.
             yield from report_events(ctx, failure.context, experiment, translator)
-            run_dir.finish("failed", failure.context.metrics, failure.context.assigns.get("data_fingerprints"), failure.to_dict())
-            raise dg.Failure(description=failure.message, metadata={"crucible/stage": failure.stage, "crucible/reason": failure.reason}, allow_retries=False)
+            run_dir.finish(
+                "failed",
+                failure.context.metrics,
+                failure.context.assigns.get("data_fingerprints"),
+                failure.to_dict(),
+            )
+            raise dg.Failure(
+                description=failure.message,
+                metadata={"crucible/stage": failure.stage, "crucible/reason": failure.reason},
+                allow_retries=False,
+            )
         if failure is not None:
             run_dir.finish(
                 "failed",

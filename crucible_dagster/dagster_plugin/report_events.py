@@ -36,7 +36,10 @@ def _comparison_table(metrics: Mapping[str, Any]) -> str | None:
 
 
 def _verdict_metadata(verdict: Mapping[str, Any]) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"verdict": "pass" if verdict.get("passed") else "fail", "detail": dg.MetadataValue.text(str(verdict.get("message", "")))}
+    metadata: dict[str, Any] = {
+        "verdict": "pass" if verdict.get("passed") else "fail",
+        "detail": dg.MetadataValue.text(str(verdict.get("message", ""))),
+    }
     for key in ("estimate", "ci_low", "ci_high", "p_value"):
         value = verdict.get(key)
         if isinstance(value, int | float):
@@ -52,11 +55,15 @@ def _evaluation(asset_key: dg.AssetKey, verdict: Mapping[str, Any]) -> dg.AssetC
         check_name=str(verdict["name"]),
         passed=bool(verdict.get("passed")),
         metadata=_verdict_metadata(verdict),
-        severity=dg.AssetCheckSeverity.ERROR if verdict.get("severity") == "error" else dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR
+        if verdict.get("severity") == "error"
+        else dg.AssetCheckSeverity.WARN,
     )
 
 
-def report_events(before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator) -> Iterator[Any]:
+def report_events(
+    before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator
+) -> Iterator[Any]:
     """Materializations for the reports this stage produced, then one check evaluation per target."""
     new_outputs = after.outputs[len(before.outputs) :]
     specs = {o.name: o for o in experiment.outputs}
@@ -64,7 +71,9 @@ def report_events(before: Context, after: Context, experiment: Experiment, trans
     verdicts = [v for v in (after.metrics.get(METRIC_KEY) or []) if isinstance(v, Mapping)]
     produced = False
     for item in new_outputs:
-        if not (isinstance(item, Mapping) and item.get("kind") == "report" and item.get("name") in specs):
+        if not (
+            isinstance(item, Mapping) and item.get("kind") == "report" and item.get("name") in specs
+        ):
             continue
         produced = True
         metadata: dict[str, Any] = {"crucible/run_id": after.run_id}
@@ -74,15 +83,22 @@ def report_events(before: Context, after: Context, experiment: Experiment, trans
                 continue
             metadata[f"path/{rendered['format']}"] = dg.MetadataValue.path(path)
             if rendered["format"] == "markdown":
-                metadata["preview"] = dg.MetadataValue.md(Path(path).read_text(encoding="utf-8")[:20000])
+                metadata["preview"] = dg.MetadataValue.md(
+                    Path(path).read_text(encoding="utf-8")[:20000]
+                )
         table = _comparison_table(after.metrics)
         if table:
             metadata["comparisons"] = dg.MetadataValue.md(table)
         for verdict in verdicts:
-            metadata[f"{QUALITY_PREFIX}{verdict['name']}"] = dg.MetadataValue.json(to_jsonable(dict(verdict)))
+            metadata[f"{QUALITY_PREFIX}{verdict['name']}"] = dg.MetadataValue.json(
+                to_jsonable(dict(verdict))
+            )
         for key, value in list(numbers.items())[:MAX_METRIC_ENTRIES]:
             metadata[key] = dg.MetadataValue.float(value)
-        yield dg.AssetMaterialization(asset_key=translator.report_asset_key(experiment, specs[item["name"]]), metadata=metadata)
+        yield dg.AssetMaterialization(
+            asset_key=translator.report_asset_key(experiment, specs[item["name"]]),
+            metadata=metadata,
+        )
     check_asset = translator.quality_check_asset_key(experiment)
     if produced and check_asset is not None:
         for verdict in verdicts:
@@ -92,21 +108,40 @@ def report_events(before: Context, after: Context, experiment: Experiment, trans
 def _recheck(asset_key: dg.AssetKey, target: QualityTarget) -> dg.AssetChecksDefinition:
     """A check that re-reads the verdict recorded with the latest report, for runs from the UI."""
 
-    @dg.asset_check(asset=asset_key, name=target.name, description=f"Quality target {target.name} ({target.kind}, severity {target.severity})")
+    @dg.asset_check(
+        asset=asset_key,
+        name=target.name,
+        description=f"Quality target {target.name} ({target.kind}, severity {target.severity})",
+    )
     def _check(context):  # type: ignore[no-untyped-def]  # dagster inspects the annotation
         event = context.instance.get_latest_materialization_event(asset_key)
         materialization = event.asset_materialization if event else None
-        stored = materialization.metadata.get(f"{QUALITY_PREFIX}{target.name}") if materialization else None
+        stored = (
+            materialization.metadata.get(f"{QUALITY_PREFIX}{target.name}")
+            if materialization
+            else None
+        )
         if stored is None:
-            return dg.AssetCheckResult(passed=False, metadata={"detail": "no report with this target's verdict yet: run the experiment's job"})
-        verdict = stored.value if isinstance(stored.value, Mapping) else json.loads(str(stored.value))
+            return dg.AssetCheckResult(
+                passed=False,
+                metadata={
+                    "detail": "no report with this target's verdict yet: run the experiment's job"
+                },
+            )
+        verdict = (
+            stored.value if isinstance(stored.value, Mapping) else json.loads(str(stored.value))
+        )
         evaluation = _evaluation(asset_key, verdict)
-        return dg.AssetCheckResult(passed=evaluation.passed, metadata=evaluation.metadata, severity=evaluation.severity)
+        return dg.AssetCheckResult(
+            passed=evaluation.passed, metadata=evaluation.metadata, severity=evaluation.severity
+        )
 
     return _check
 
 
-def quality_checks(experiment: Experiment, translator: CrucibleTranslator) -> list[dg.AssetChecksDefinition]:
+def quality_checks(
+    experiment: Experiment, translator: CrucibleTranslator
+) -> list[dg.AssetChecksDefinition]:
     asset_key = translator.quality_check_asset_key(experiment)
     if asset_key is None:
         return []

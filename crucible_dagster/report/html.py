@@ -65,12 +65,18 @@ def _quality(verdicts: Any) -> str:
     rows = []
     for v in verdicts:
         css = "pass" if v.get("passed") else ("fail" if v.get("severity") == "error" else "warn")
-        label = "pass" if v.get("passed") else ("FAIL" if v.get("severity") == "error" else "miss (warn)")
+        label = (
+            "pass"
+            if v.get("passed")
+            else ("FAIL" if v.get("severity") == "error" else "miss (warn)")
+        )
         rows.append(
-            f"<tr><td>{_text(v.get('name'))}</td><td class=\"{css}\">{label}</td><td>{_text(v.get('severity'))}</td>"
+            f'<tr><td>{_text(v.get("name"))}</td><td class="{css}">{label}</td><td>{_text(v.get("severity"))}</td>'
             f"{_cell(v.get('estimate'))}<td>[{_text(v.get('ci_low'))}, {_text(v.get('ci_high'))}]</td>{_cell(v.get('p_value'))}<td>{_text(v.get('message'))}</td></tr>"
         )
-    head = "".join(f"<th>{h}</th>" for h in ("target", "verdict", "severity", "estimate", "CI", "p", "detail"))
+    head = "".join(
+        f"<th>{h}</th>" for h in ("target", "verdict", "severity", "estimate", "CI", "p", "detail")
+    )
     return f"<h2>Quality targets</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -86,32 +92,96 @@ def _bench(bench: Any) -> str:
     ]
     summary = bench.get("summary") or {}
     if summary:
-        parts.append(_table(["group", "n", "mean", "sd", "CI low", "CI high"], ([name, s.get("n"), s.get("mean"), s.get("sd"), s.get("ci_low"), s.get("ci_high")] for name, s in summary.items())))
+        parts.append(
+            _table(
+                ["group", "n", "mean", "sd", "CI low", "CI high"],
+                (
+                    [
+                        name,
+                        s.get("n"),
+                        s.get("mean"),
+                        s.get("sd"),
+                        s.get("ci_low"),
+                        s.get("ci_high"),
+                    ]
+                    for name, s in summary.items()
+                ),
+            )
+        )
     omnibus = bench.get("omnibus") or []
     if omnibus:
-        parts.append(_table(["omnibus test", "statistic", "df", "p", "effect size", "value", "note"], ([o.get("test"), o.get("statistic"), o.get("df"), o.get("p_value"), o.get("effect_size_name"), o.get("effect_size"), o.get("reason")] for o in omnibus)))
+        parts.append(
+            _table(
+                ["omnibus test", "statistic", "df", "p", "effect size", "value", "note"],
+                (
+                    [
+                        o.get("test"),
+                        o.get("statistic"),
+                        o.get("df"),
+                        o.get("p_value"),
+                        o.get("effect_size_name"),
+                        o.get("effect_size"),
+                        o.get("reason"),
+                    ]
+                    for o in omnibus
+                ),
+            )
+        )
     rows = bench.get("comparisons") or []
     if rows:
         parts.append(
             _table(
-                ["a − b", "test", "statistic", "df", "p", "p adjusted", "difference [CI]", "effect size [CI]", "n"],
+                [
+                    "a − b",
+                    "test",
+                    "statistic",
+                    "df",
+                    "p",
+                    "p adjusted",
+                    "difference [CI]",
+                    "effect size [CI]",
+                    "n",
+                ],
                 (
                     [
-                        f"{r.get('group_a')} − {r.get('group_b')}", r.get("test"), r.get("statistic"), r.get("df"), r.get("p_value"), r.get("p_adjusted"),
+                        f"{r.get('group_a')} − {r.get('group_b')}",
+                        r.get("test"),
+                        r.get("statistic"),
+                        r.get("df"),
+                        r.get("p_value"),
+                        r.get("p_adjusted"),
                         _interval(r.get("estimate"), r.get("ci_low"), r.get("ci_high")),
-                        f"{r.get('effect_size_name')} " + _interval(r.get("effect_size"), r.get("effect_size_ci_low"), r.get("effect_size_ci_high")) if r.get("effect_size_name") else None,
+                        f"{r.get('effect_size_name')} "
+                        + _interval(
+                            r.get("effect_size"),
+                            r.get("effect_size_ci_low"),
+                            r.get("effect_size_ci_high"),
+                        )
+                        if r.get("effect_size_name")
+                        else None,
                         f"{r.get('n_a')} / {r.get('n_b')}",
                     ]
                     for r in rows
                 ),
             )
         )
-        notes = list(dict.fromkeys(str(r.get("reason") or r.get("power_note")) for r in rows if r.get("reason") or r.get("power_note")))
+        notes = list(
+            dict.fromkeys(
+                str(r.get("reason") or r.get("power_note"))
+                for r in rows
+                if r.get("reason") or r.get("power_note")
+            )
+        )
         if notes:
-            parts.append("<ul class=\"muted\">" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
+            parts.append(
+                '<ul class="muted">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
+            )
     decisions = bench.get("decisions") or []
     if decisions:
-        items = "".join(f"<li><strong>{_text(d.get('decision'))}</strong>: {_text(d.get('reason'))}</li>" for d in decisions)
+        items = "".join(
+            f"<li><strong>{_text(d.get('decision'))}</strong>: {_text(d.get('reason'))}</li>"
+            for d in decisions
+        )
         parts.append(f"<h3>Decision record</h3><ul>{items}</ul>")
     return "".join(parts)
 
@@ -122,14 +192,25 @@ def _plots(plots: Mapping[str, Plot] | None) -> str:
     images = []
     for name, plot in plots.items():
         data = base64.b64encode(plot.svg.encode("utf-8")).decode("ascii")
-        images.append(f'<figure><img class="plot" alt="{escape(name)}" src="data:image/svg+xml;base64,{data}"><figcaption>{escape(name)}</figcaption></figure>')
+        images.append(
+            f'<figure><img class="plot" alt="{escape(name)}" src="data:image/svg+xml;base64,{data}"><figcaption>{escape(name)}</figcaption></figure>'
+        )
     return "<h2>Plots</h2>" + "".join(images)
 
 
 def _trace(ctx: Context) -> str:
     if ctx.trace is None or not ctx.trace.events:
         return ""
-    rows = ([e.timestamp.isoformat(timespec="milliseconds"), e.type, e.decision, e.reasoning, e.confidence] for e in ctx.trace.events)
+    rows = (
+        [
+            e.timestamp.isoformat(timespec="milliseconds"),
+            e.type,
+            e.decision,
+            e.reasoning,
+            e.confidence,
+        ]
+        for e in ctx.trace.events
+    )
     return "<h2>Trace</h2>" + _table(["time", "event", "decision", "reasoning", "confidence"], rows)
 
 
@@ -137,11 +218,15 @@ def _artifacts(ctx: Context) -> str:
     if not ctx.run_dir:
         return ""
     root = Path(ctx.run_dir)
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
     if not files:
         return ""
     items = "".join(f'<li><a href="{escape(f, quote=True)}">{escape(f)}</a></li>' for f in files)
-    return f"<h2>Run artifacts</h2><p class=\"muted\">{escape(str(root))}</p><ul>{items}</ul>"
+    return f'<h2>Run artifacts</h2><p class="muted">{escape(str(root))}</p><ul>{items}</ul>'
 
 
 def render_html(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
@@ -163,14 +248,16 @@ def render_html(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
         _plots(plots),
         "<h2>Metrics</h2>" + _table(["metric", "value"], metrics.items()) if metrics else "",
         "<h2>All metrics</h2><pre>" + escape(json.dumps(data["metrics"], indent=2)) + "</pre>",
-        "<h2>Outputs</h2><pre>" + escape(json.dumps(data["outputs"], indent=2)[:50000]) + "</pre>" if data["outputs"] else "",
+        "<h2>Outputs</h2><pre>" + escape(json.dumps(data["outputs"], indent=2)[:50000]) + "</pre>"
+        if data["outputs"]
+        else "",
         _trace(ctx),
         _artifacts(ctx),
     ]
     title = escape(f"Experiment {data['experiment_id']} · run {data['run_id']}")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title><style>{STYLE}</style></head>"
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title><style>{STYLE}</style></head>'
         f"<body>{''.join(body)}</body></html>\n"
     )

@@ -32,7 +32,12 @@ def _finite(value: Any) -> bool:
 
 def forest_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
     """Each difference with its CI; the dashed line is 'no difference'."""
-    usable = [r for r in rows if not r.get("reference_only") and all(_finite(r.get(k)) for k in ("estimate", "ci_low", "ci_high"))]
+    usable = [
+        r
+        for r in rows
+        if not r.get("reference_only")
+        and all(_finite(r.get(k)) for k in ("estimate", "ci_low", "ci_high"))
+    ]
     if not usable:
         return None
     figure = _figure(7.5, 0.6 * len(usable) + 1.4)
@@ -41,12 +46,18 @@ def forest_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
         significant = bool(row.get("significant"))
         colour = "#b91c1c" if significant else "#1d4ed8"
         axes.errorbar(
-            row["estimate"], index,
+            row["estimate"],
+            index,
             xerr=[[row["estimate"] - row["ci_low"]], [row["ci_high"] - row["estimate"]]],
-            fmt="o", color=colour, capsize=4,
+            fmt="o",
+            color=colour,
+            capsize=4,
         )
     axes.axvline(0, color="#6b7280", linestyle="--", linewidth=1)
-    axes.set_yticks(range(len(usable)), [f"{r['group_a']} − {r['group_b']}\n({r['test']})" for r in reversed(usable)])
+    axes.set_yticks(
+        range(len(usable)),
+        [f"{r['group_a']} − {r['group_b']}\n({r['test']})" for r in reversed(usable)],
+    )
     axes.set_xlabel("difference (group_a − group_b) with confidence interval")
     axes.set_title("Differences with CIs (red: significant after correction)")
     return _svg(figure)
@@ -65,7 +76,14 @@ def distribution_plot(groups: Mapping[str, Sequence[float]]) -> str | None:
     axes.boxplot(data, vert=False, tick_labels=names, widths=0.5, showfliers=False)
     rng = np.random.default_rng(0)
     for index, values in enumerate(data, start=1):
-        axes.scatter(values, index + rng.uniform(-0.15, 0.15, values.size), s=14, alpha=0.7, color="#1d4ed8", zorder=3)
+        axes.scatter(
+            values,
+            index + rng.uniform(-0.15, 0.15, values.size),
+            s=14,
+            alpha=0.7,
+            color="#1d4ed8",
+            zorder=3,
+        )
     axes.set_xlabel("value")
     axes.set_title("Distribution per group")
     return _svg(figure)

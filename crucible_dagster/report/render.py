@@ -74,7 +74,12 @@ def comparison_table(ctx: Context) -> Any:
     table = ctx.assigns.get("bench_comparisons")
     if isinstance(table, pd.DataFrame) and not table.empty:
         return table
-    return pd.DataFrame({"metric": list(numeric_metrics(ctx.metrics)), "value": list(numeric_metrics(ctx.metrics).values())})
+    return pd.DataFrame(
+        {
+            "metric": list(numeric_metrics(ctx.metrics)),
+            "value": list(numeric_metrics(ctx.metrics).values()),
+        }
+    )
 
 
 def render_csv(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
@@ -84,10 +89,21 @@ def render_csv(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
 def quality_markdown(verdicts: Any) -> list[str]:
     if not verdicts:
         return []
-    lines = ["## Quality targets", "", "| target | verdict | severity | detail |", "|---|---|---|---|"]
+    lines = [
+        "## Quality targets",
+        "",
+        "| target | verdict | severity | detail |",
+        "|---|---|---|---|",
+    ]
     for v in verdicts:
-        verdict = "pass" if v.get("passed") else ("FAIL" if v.get("severity") == "error" else "miss (warn)")
-        lines.append(f"| {_cell(v.get('name'))} | {verdict} | {_cell(v.get('severity'))} | {_cell(v.get('message'))} |")
+        verdict = (
+            "pass"
+            if v.get("passed")
+            else ("FAIL" if v.get("severity") == "error" else "miss (warn)")
+        )
+        lines.append(
+            f"| {_cell(v.get('name'))} | {verdict} | {_cell(v.get('severity'))} | {_cell(v.get('message'))} |"
+        )
     lines.append("")
     return lines
 
@@ -221,5 +237,7 @@ def render(ctx: Context, fmt: str, plots: Mapping[str, Plot] | None = None) -> s
         "html": render_html,
     }
     if fmt not in renderers:
-        raise ValueError(f"unsupported report format {fmt!r}; expected one of: {', '.join(renderers)}")
+        raise ValueError(
+            f"unsupported report format {fmt!r}; expected one of: {', '.join(renderers)}"
+        )
     return renderers[fmt](ctx, plots)

@@ -216,7 +216,9 @@ class BenchStage(Stage):
                     lambda v: ", ".join(f"{x:g}" for x in v) if isinstance(v, list) else v
                 )
         result = to_jsonable(comparison.to_dict())
-        ctx = ctx.put_metric("bench", result).assign({"bench_comparisons": table, "bench_groups": to_jsonable(groups)})
+        ctx = ctx.put_metric("bench", result).assign(
+            {"bench_comparisons": table, "bench_groups": to_jsonable(groups)}
+        )
         for decision in comparison.decisions:
             ctx = ctx.emit(
                 "decision_made",

@@ -81,7 +81,11 @@ class ReportStage(Stage):
         specs = ctx.experiment.outputs if ctx.experiment else []
         if not specs:
             return ctx
-        svgs = _plots(ctx) if any(f in ("html", "markdown") for spec in specs for f in spec.formats) else {}
+        svgs = (
+            _plots(ctx)
+            if any(f in ("html", "markdown") for spec in specs for f in spec.formats)
+            else {}
+        )
         plots: dict[str, Plot] = {}
         base_dir = report_base(ctx)
         for name, svg in svgs.items():
@@ -103,7 +107,9 @@ class ReportStage(Stage):
                     entry["path"] = str(path)
                     artifacts[f"report.{spec.name}.{fmt}"] = str(path)
                 rendered.append(entry)
-            produced.append({"kind": "report", "name": spec.name, "sink": spec.sink, "rendered": rendered})
+            produced.append(
+                {"kind": "report", "name": spec.name, "sink": spec.sink, "rendered": rendered}
+            )
         out = ctx.add_outputs(produced)
         for key, value in artifacts.items():
             out = out.put_artifact(key, value)

@@ -1,0 +1,129 @@
+"""The report asset and its quality checks in Dagster, after `dagster job execute`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+
+from tests.conftest import ROOT, subprocess_env
+from tests.integration.test_dagster_cli import dagster_bin
+
+EXPERIMENT = """
+id: {id}
+pipeline:
+  - name: seed
+    module: crucible_dagster.contrib.examples:SeedMetrics
+    options:
+      metrics: {{accuracy: 0.8, scores: {{treatment: [0.82, 0.85, 0.84, 0.86, 0.83, 0.85], baseline: [0.70, 0.72, 0.71, 0.69, 0.73, 0.70]}}}}
+  - name: bench
+    options: {{data_source: metrics, data_key: scores, tests: [ttest]}}
+  - name: report
+outputs:
+  - name: summary
+    formats: [markdown, csv]
+quality_targets:
+  - {{name: beats_baseline, kind: superiority, treatment: treatment, baseline: baseline, margin: 0.05, severity: warn}}
+  - {{name: accuracy_floor, metric: accuracy, op: ">=", value: 0.9, severity: {severity}, fail_run: {fail_run}}}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, artifacts_dir: Path) -> tuple[Path, dict[str, str]]:
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "soft.yaml").write_text(
+        EXPERIMENT.format(id="soft_targets", severity="warn", fail_run="false")
+    )
+    (experiments / "hard.yaml").write_text(
+        EXPERIMENT.format(id="hard_targets", severity="error", fail_run="true")
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home, subprocess_env(
+        DAGSTER_HOME=str(home),
+        CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir),
+        CRUCIBLE_EXPERIMENTS_DIR=str(experiments),
+    )
+
+
+def execute(job: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", job],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def checks_of(instance: DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
+    records = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    evaluations = [r.dagster_event.event_specific_data for r in records if r.dagster_event]  # type: ignore[union-attr]
+    return {e.check_name: e for e in evaluations}  # type: ignore[union-attr]
+
+
+def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
+    home, env = project
+    soft = execute("soft_targets", env)
+    assert soft.returncode == 0, soft.stderr[-3000:]
+    hard = execute("hard_targets", env)
+    assert hard.returncode != 0
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        runs = {r.job_name: r for r in instance.get_runs()}
+        assert runs["soft_targets"].status == dg.DagsterRunStatus.SUCCESS
+        assert runs["hard_targets"].status == dg.DagsterRunStatus.FAILURE
+
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["crucible", "soft_targets", "summary"])
+        )
+        assert event is not None and event.run_id == runs["soft_targets"].run_id
+        metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
+        assert metadata["preview"].value.startswith("# Experiment soft_targets")
+        assert "treatment - baseline" in metadata["comparisons"].value
+        assert metadata["accuracy"].value == 0.8  # numeric metrics plot across runs
+        assert Path(metadata["path/csv"].value).exists()
+
+        soft_checks = checks_of(instance, runs["soft_targets"].run_id)
+        assert soft_checks["beats_baseline"].passed
+        assert soft_checks["beats_baseline"].metadata["ci_low"].value > 0.05
+        assert soft_checks["beats_baseline"].metadata["p_value"].value < 0.001
+        assert not soft_checks["accuracy_floor"].passed
+        assert soft_checks["accuracy_floor"].severity == dg.AssetCheckSeverity.WARN
+
+        hard_checks = checks_of(instance, runs["hard_targets"].run_id)
+        assert not hard_checks["accuracy_floor"].passed
+        assert hard_checks["accuracy_floor"].severity == dg.AssetCheckSeverity.ERROR
+        assert (
+            instance.get_latest_materialization_event(
+                dg.AssetKey(["crucible", "hard_targets", "summary"])
+            )
+            is not None
+        )
+        failure = [
+            r
+            for r in instance.all_logs(
+                runs["hard_targets"].run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+            )
+        ]
+        assert "accuracy_floor" in failure[0].dagster_event.step_failure_data.error.message  # type: ignore[union-attr]
+
+
+def test_checks_are_declared_on_the_report_asset() -> None:
+    from crucible_dagster.dagster_plugin import definitions_from_folder
+
+    defs = definitions_from_folder(ROOT / "experiments")
+    keys = {key for check in defs.asset_checks or [] for key in check.check_keys}  # type: ignore[union-attr]
+    assert (
+        dg.AssetCheckKey(
+            dg.AssetKey(["crucible", "classifier_comparison", "comparison"]), "logistic_accuracy"
+        )
+        in keys
+    )
