@@ -111,6 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             for s in experiment.pipeline
         ]
         experiment = experiment.model_copy(update={"pipeline": pipeline})
+    if experiment.is_sweep:
+        return _run_sweep(experiment, args)
     result = run(
         experiment,
         run_id=args.run_id,
@@ -129,6 +131,35 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"failed at stage {failure.stage!r} ({failure.error_type}, reason {failure.reason}): {failure.message}",
             file=sys.stderr,
         )
+        return 1
+    return 0
+
+
+def _run_sweep(experiment: Any, args: argparse.Namespace) -> int:
+    from crucible_dagster.core.sweep import TrialOutcome, run_sweep
+
+    def progress(done: int, total: int, outcome: TrialOutcome) -> None:
+        if args.json:
+            return
+        width = 30
+        filled = width * done // total
+        status = "ok" if outcome.status == "completed" else f"FAILED at {(outcome.failure or {}).get('stage')}"
+        print(f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {outcome.trial.trial_id} {status}", file=sys.stderr, flush=True)
+
+    result = run_sweep(experiment, run_id=args.run_id, progress=progress)
+    comparison = result.comparison
+    if args.json:
+        print(json.dumps(comparison, indent=2))
+    else:
+        if comparison.get("best"):
+            print(comparison["best"]["statement"], file=sys.stderr)
+        variance = comparison.get("variance")
+        if variance:
+            print(f"variance of trial means: configurations {variance['share_configurations']:.1%}, seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}", file=sys.stderr)
+        print(f"sweep directory: {result.run_dir} (sweep.md, sweep.html)", file=sys.stderr)
+    failed = comparison.get("failed_trials") or []
+    if failed:
+        print(f"{len(failed)} trial(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 

@@ -19,6 +19,23 @@ class Trial:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     status: str = "pending"
 
+    @property
+    def config_id(self) -> str:
+        """The configuration this trial replicates (its id without the seed)."""
+        return trial_id(self.params, None)
+
+    @property
+    def stage_params(self) -> dict[str, Any]:
+        """What stages see in ``ctx.params``: the grid point plus the trial's seed."""
+        return {**self.params, **({"seed": self.seed} if self.seed is not None else {})}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, "params": self.params, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trial:
+        return cls(data["trial_id"], dict(data["params"]), data.get("seed"))
+
 
 def _token(value: Any) -> str:
     text = re.sub(r"[^A-Za-z0-9]+", "_", str(value)).strip("_")

@@ -347,6 +347,16 @@ class QualityTarget(IRModel):
         return self
 
 
+class SweepConfig(IRModel):
+    """How a sweep's trials are compared: on which metric, in which direction, against what."""
+
+    metric: str = Field(description="Dotted path into each trial's metrics: a number, or a list (per fold).")
+    direction: Literal["maximize", "minimize"] = "maximize"
+    control: str | None = Field(default=None, description="A configuration id to compare every other one with.")
+    correction: Correction = "holm"
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+
+
 Executor = Literal["in_process", "multiprocess"]
 
 
@@ -380,6 +390,7 @@ class Experiment(IRModel):
     seed: int | None = None
     schedule: Schedule | None = None
     output_dir: str | None = None
+    sweep: SweepConfig | None = None
     executor: Executor = "in_process"
     registry: dict[str, str] = Field(
         default_factory=dict, description="Extra stage names: name -> 'package.module:Class'."
@@ -449,6 +460,10 @@ class Experiment(IRModel):
                     {"name": name, "field": f"quality_targets[{index}].name"},
                 )
         return self
+
+    @property
+    def is_sweep(self) -> bool:
+        return bool(self.parameters) or bool(self.seeds)
 
     def stage(self, name: str) -> StageDef:
         for stage in self.pipeline:

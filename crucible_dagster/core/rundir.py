@@ -85,6 +85,14 @@ class RunDirectory:
         self.manifest: dict[str, Any] = {}
 
     @classmethod
+    def at_path(cls, path: str | Path) -> RunDirectory:
+        """A fresh run directory at an explicit location."""
+        run_dir = cls.__new__(cls)
+        run_dir.path = Path(path).resolve()
+        run_dir.manifest = {}
+        return run_dir
+
+    @classmethod
     def at(cls, path: str | Path) -> RunDirectory:
         """Reopen an existing run directory (each Dagster op updates the same manifest)."""
         run_dir = cls.__new__(cls)

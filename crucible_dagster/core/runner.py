@@ -14,6 +14,7 @@ import traceback
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from crucible_dagster.core.context import Context
@@ -324,12 +325,18 @@ def run(
     params: Mapping[str, Any] | None = None,
     artifacts_root: str | None = None,
     write_run_dir: bool = True,
+    run_dir: str | Path | None = None,
     sinks: Iterable[Sink] = (),
+    orchestrator: str = "standalone",
 ) -> RunResult:
-    """Run ``experiment`` standalone, stage by stage, stopping at the first failure."""
+    """Run ``experiment`` standalone, stage by stage, stopping at the first failure.
+
+    The run directory is ``<artifacts root>/<experiment_id>/<run_id>`` unless ``run_dir`` names one
+    (a sweep puts each trial's under its own folder).
+    """
     run_id = run_id or str(uuid.uuid4())
     registry = registry_for(experiment, registry)
-    rundir = RunDirectory(artifacts_root, experiment.id, run_id) if write_run_dir else None
+    rundir = RunDirectory.at_path(run_dir) if run_dir is not None else RunDirectory(artifacts_root, experiment.id, run_id) if write_run_dir else None
     telemetry = Telemetry(sinks, experiment_id=experiment.id, run_id=run_id)
     if rundir is not None:
         telemetry.add_sink(JsonlSink(rundir.telemetry_path))
@@ -338,7 +345,7 @@ def run(
             run_id=run_id,
             params=dict(params or {}),
             seed=experiment.seed,
-            orchestrator="standalone",
+            orchestrator=orchestrator,
         )
     ctx = new_context(
         experiment,

@@ -87,3 +87,29 @@ def distribution_plot(groups: Mapping[str, Sequence[float]]) -> str | None:
     axes.set_xlabel("value")
     axes.set_title("Distribution per group")
     return _svg(figure)
+
+
+def critical_difference_diagram(mean_ranks: Mapping[str, float], cd: float) -> str | None:
+    """Demšar's diagram: configurations on the mean-rank axis (1 = best) with the critical difference."""
+    if len(mean_ranks) < 2 or not _finite(cd):
+        return None
+    ordered = sorted(mean_ranks.items(), key=lambda item: item[1])
+    k = len(ordered)
+    figure = _figure(7.5, 0.35 * k + 1.8)
+    axes = figure.add_subplot()
+    axes.set_xlim(0.5, k + 0.5)
+    axes.set_ylim(-k - 1, 1.5)
+    axes.invert_xaxis()
+    axes.axhline(0, color="#111827", linewidth=1)
+    for position, (name, rank) in enumerate(ordered, start=1):
+        axes.plot([rank, rank], [0, -position], color="#1d4ed8", linewidth=1)
+        axes.plot(rank, 0, "o", color="#1d4ed8")
+        axes.text(rank, -position - 0.1, f"{name} ({rank:.2f})", ha="center", va="top", fontsize=8)
+    best = ordered[0][1]
+    axes.plot([best, best + cd], [1, 1], color="#b91c1c", linewidth=3)
+    axes.text(best + cd / 2, 1.15, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9, color="#b91c1c")
+    axes.set_yticks([])
+    axes.set_xlabel("mean rank (1 = best); configurations closer than CD do not differ significantly (Nemenyi)")
+    for spine in ("left", "right", "top"):
+        axes.spines[spine].set_visible(False)
+    return _svg(figure)

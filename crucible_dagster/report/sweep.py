@@ -1,0 +1,127 @@
+"""The sweep report: per-configuration summaries, the comparison, the best configuration, variance shares.
+
+Written in the four report formats into the sweep's run directory; the HTML carries the
+critical-difference diagram, the forest plot and the per-configuration distributions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from crucible_dagster.core.files import atomic_write_text
+from crucible_dagster.core.ir import Experiment
+from crucible_dagster.report import plots
+from crucible_dagster.report.render import Plot, _fmt, bench_markdown
+
+FORMATS = {"markdown": "sweep.md", "json": "sweep.json", "csv": "sweep.csv", "html": "sweep.html"}
+
+
+def _summary_rows(comparison: Mapping[str, Any]) -> list[list[Any]]:
+    return [
+        [name, json.dumps(s.get("params")), s.get("seeds"), s.get("n"), s.get("mean"), s.get("sd"), s.get("ci_low"), s.get("ci_high")]
+        for name, s in (comparison.get("configurations") or {}).items()
+    ]
+
+
+def sweep_markdown(experiment: Experiment, comparison: Mapping[str, Any], sweep_id: str, plot_files: Mapping[str, Plot]) -> str:
+    lines = [f"# Sweep {experiment.id}", "", f"- sweep run: `{sweep_id}`", f"- trials: {comparison.get('trials')} ({len(comparison.get('failed_trials') or [])} failed)", f"- metric: `{comparison.get('metric')}`", ""]
+    best = comparison.get("best")
+    if best:
+        lines += ["## Best configuration", "", str(best["statement"]), ""]
+    if comparison.get("reason"):
+        lines += [f"No comparison: {comparison['reason']}", ""]
+    rows = _summary_rows(comparison)
+    if rows:
+        lines += ["## Configurations", "", "| configuration | parameters | seeds | n | mean | sd | CI low | CI high |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+        lines.append("")
+    variance = comparison.get("variance")
+    if variance:
+        lines += [
+            "## Where the variance comes from",
+            "",
+            f"Of the variation in trial means, {variance['share_configurations']:.1%} comes from the configurations, "
+            f"{variance['share_seeds']:.1%} from the seeds and {variance['share_residual']:.1%} is left over (configuration x seed).",
+            "",
+        ]
+    if comparison.get("comparison"):
+        lines += [f"Blocks: {comparison.get('blocks')}.", ""]
+        lines += bench_markdown(comparison["comparison"])
+    for name, plot in plot_files.items():
+        lines += [f"![{name}]({plot.file})", ""]
+    failed = comparison.get("failed_trials") or []
+    if failed:
+        lines += ["## Failed trials", "", *[f"- {t}" for t in failed], ""]
+    return "\n".join(lines)
+
+
+def sweep_csv(comparison: Mapping[str, Any]) -> str:
+    import pandas as pd
+
+    summary = pd.DataFrame(_summary_rows(comparison), columns=["configuration", "params", "seeds", "n", "mean", "sd", "ci_low", "ci_high"])
+    rows = pd.DataFrame((comparison.get("comparison") or {}).get("comparisons") or [])
+    return str(rows.to_csv(index=False) if not rows.empty else summary.to_csv(index=False))
+
+
+def sweep_html(experiment: Experiment, comparison: Mapping[str, Any], sweep_id: str, plot_files: Mapping[str, Plot]) -> str:
+    from html import escape
+
+    from crucible_dagster.report.html import CSP, STYLE, _bench, _plots, _table
+
+    best = comparison.get("best")
+    variance = comparison.get("variance")
+    body = [
+        f"<h1>Sweep {escape(experiment.id)}</h1>",
+        _table(["", ""], [["sweep run", sweep_id], ["trials", comparison.get("trials")], ["failed trials", ", ".join(comparison.get("failed_trials") or []) or None], ["metric", comparison.get("metric")]]),
+        f"<h2>Best configuration</h2><p>{escape(str(best['statement']))}</p>" if best else "",
+        f"<p>No comparison: {escape(str(comparison['reason']))}</p>" if comparison.get("reason") else "",
+        "<h2>Configurations</h2>" + _table(["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"], _summary_rows(comparison)) if comparison.get("configurations") else "",
+        (
+            f"<h2>Where the variance comes from</h2><p>configurations {variance['share_configurations']:.1%}, seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}</p>"
+            if variance
+            else ""
+        ),
+        _bench(comparison.get("comparison")),
+        _plots(plot_files),
+    ]
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f"<title>{escape('Sweep ' + experiment.id)}</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def sweep_plots(comparison: Mapping[str, Any]) -> dict[str, str]:
+    made: dict[str, str] = {}
+    cd = comparison.get("critical_difference")
+    if cd:
+        svg = plots.critical_difference_diagram(cd["mean_ranks"], cd["cd"])
+        if svg:
+            made["critical difference"] = svg
+    inner = comparison.get("comparison") or {}
+    forest = plots.forest_plot(inner.get("comparisons") or [])
+    if forest:
+        made["forest plot"] = forest
+    per_seed = {name: s.get("per_seed_means") or [] for name, s in (comparison.get("configurations") or {}).items()}
+    distributions = plots.distribution_plot(per_seed)
+    if distributions:
+        made["per-seed means"] = distributions
+    return made
+
+
+def write_sweep_reports(experiment: Experiment, comparison: Mapping[str, Any], base: Path, sweep_id: str) -> dict[str, str]:
+    """Write the sweep report in every format; returns format -> path."""
+    plot_files = {}
+    for name, svg in sweep_plots(comparison).items():
+        file_name = "sweep_" + name.replace(" ", "_").replace("-", "_") + ".svg"
+        atomic_write_text(base / file_name, svg)
+        plot_files[name] = Plot(file_name, svg)
+    bodies = {
+        "markdown": sweep_markdown(experiment, comparison, sweep_id, plot_files),
+        "json": json.dumps(comparison, indent=2, allow_nan=False),
+        "csv": sweep_csv(comparison),
+        "html": sweep_html(experiment, comparison, sweep_id, plot_files),
+    }
+    return {fmt: str(atomic_write_text(base / FORMATS[fmt], body)) for fmt, body in bodies.items()}
