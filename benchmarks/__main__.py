@@ -17,7 +17,7 @@ def main() -> int:
         "CRUCIBLE_ARTIFACTS_DIR", os.path.join(os.getcwd(), "artifacts", "_bench")
     )
     selected = set(sys.argv[1:])
-    from benchmarks import dagster_bench, stats_bench
+    from benchmarks import dagster_bench, stats_bench, sweep_bench
 
     suites = [
         ("dagster: per-stage overhead", dagster_bench.stage_overhead),
@@ -26,6 +26,7 @@ def main() -> int:
         ("bench: bootstrap", stats_bench.bootstrap_rows),
         ("bench: t-test", stats_bench.ttest_rows),
         ("bench: memory", stats_bench.memory_rows),
+        ("sweep: 100 trials", sweep_bench.sweep_rows),
     ]
     for title, fn in suites:
         if selected and not any(s in title for s in selected):

@@ -13,3 +13,21 @@ class Increment(Stage):
 
     def run(self, ctx: Context, options: Any) -> Context:
         return ctx.put_metric("counter", int(ctx.metrics.get("counter", 0)) + 1)
+
+
+class LightScore(Stage):
+    """A score from the trial's parameter and seed: the lightest stage a sweep can have."""
+
+    name = "light_score"
+    legacy_schema = {
+        "name": "light_score",
+        "description": "score = level + seed/1000",
+        "required": ["level"],
+        "optional": [],
+        "types": {"level": "float"},
+    }
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        return ctx.put_metric(
+            "score", float(options["level"]) + int(ctx.params.get("seed", 0)) / 1000
+        )

@@ -143,8 +143,16 @@ def _run_sweep(experiment: Any, args: argparse.Namespace) -> int:
             return
         width = 30
         filled = width * done // total
-        status = "ok" if outcome.status == "completed" else f"FAILED at {(outcome.failure or {}).get('stage')}"
-        print(f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {outcome.trial.trial_id} {status}", file=sys.stderr, flush=True)
+        status = (
+            "ok"
+            if outcome.status == "completed"
+            else f"FAILED at {(outcome.failure or {}).get('stage')}"
+        )
+        print(
+            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {outcome.trial.trial_id} {status}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     result = run_sweep(experiment, run_id=args.run_id, progress=progress)
     comparison = result.comparison
@@ -155,7 +163,10 @@ def _run_sweep(experiment: Any, args: argparse.Namespace) -> int:
             print(comparison["best"]["statement"], file=sys.stderr)
         variance = comparison.get("variance")
         if variance:
-            print(f"variance of trial means: configurations {variance['share_configurations']:.1%}, seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}", file=sys.stderr)
+            print(
+                f"variance of trial means: configurations {variance['share_configurations']:.1%}, seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}",
+                file=sys.stderr,
+            )
         print(f"sweep directory: {result.run_dir} (sweep.md, sweep.html)", file=sys.stderr)
     failed = comparison.get("failed_trials") or []
     if failed:
@@ -246,6 +257,34 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if changes else 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from crucible_dagster.core.planning import latest_pilot, plan_seeds
+
+    checked = check_file(args.path)
+    if checked.experiment is None:
+        for problem in checked.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    pilot = (
+        Path(args.pilot)
+        if args.pilot
+        else (latest_pilot(checked.experiment.id) if args.effect_size is None else None)
+    )
+    try:
+        plan = plan_seeds(
+            difference=args.difference,
+            effect_size=args.effect_size,
+            pilot=pilot,
+            power=args.power,
+            alpha=args.alpha,
+        )
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"cannot plan: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(plan.lines(args.power, args.alpha)))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(experiment_json_schema(), indent=2))
     return 0
@@ -288,6 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser(
+        "plan", help="how many seeds a sweep needs to detect a difference at a given power"
+    )
+    p.add_argument("path")
+    p.add_argument(
+        "--difference",
+        type=float,
+        help="the smallest difference in the sweep metric worth detecting (uses a pilot run)",
+    )
+    p.add_argument(
+        "--effect-size", type=float, help="an assumed standardized effect instead of a pilot run"
+    )
+    p.add_argument(
+        "--pilot", help="a pilot sweep run directory (default: the latest run of this experiment)"
+    )
+    p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("schema", help="print the JSON Schema of experiment files")
     p.set_defaults(func=cmd_schema)

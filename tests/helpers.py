@@ -154,3 +154,28 @@ class AddOutput(Stage):
 
     def run(self, ctx: Context, options: Any) -> Context:
         return ctx.add_output(dict(options))
+
+
+class ScoreOptions(StageOptions):
+    level: float = Field(description="The configuration's true score.")
+    fail_flag: str | None = Field(
+        default=None, description="Fail while this file (relative to CRUCIBLE_TEST_WORKDIR) exists."
+    )
+
+
+class NoisyScore(Stage):
+    """Five fold scores around ``level``, seeded by the trial seed: a fast, deterministic sweep stage."""
+
+    name = "noisy_score"
+    Options = ScoreOptions
+
+    def run(self, ctx: Context, options: ScoreOptions) -> Context:
+        base = Path(os.environ.get("CRUCIBLE_TEST_WORKDIR", "."))
+        if options.fail_flag and (base / options.fail_flag).exists():
+            raise RuntimeError(f"trial failing because {options.fail_flag} exists")
+        seed = int(ctx.params.get("seed", 0))
+        rng = np.random.default_rng(seed * 1000 + int(options.level * 1000))
+        scores = (options.level + rng.normal(0, 0.01, 5)).tolist()
+        return ctx.put_metric("fold_scores", {"model": scores}).put_metric(
+            "score", float(np.mean(scores))
+        )

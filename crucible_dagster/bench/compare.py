@@ -109,7 +109,7 @@ class Comparison:
         }
 
 
-def _describe(values: np.ndarray, confidence_level: float) -> dict[str, Any]:
+def describe_sample(values: np.ndarray, confidence_level: float) -> dict[str, Any]:
     from scipy import stats
 
     n = int(values.size)
@@ -349,7 +349,7 @@ def compare_groups(
             problems[name] = str(exc)
     comparison = Comparison(names, settings.design, settings=settings)
     comparison.summary = {
-        name: _describe(data[name], settings.confidence_level)
+        name: describe_sample(data[name], settings.confidence_level)
         if name in data
         else {"error": problems[name]}
         for name in names

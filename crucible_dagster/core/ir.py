@@ -350,9 +350,13 @@ class QualityTarget(IRModel):
 class SweepConfig(IRModel):
     """How a sweep's trials are compared: on which metric, in which direction, against what."""
 
-    metric: str = Field(description="Dotted path into each trial's metrics: a number, or a list (per fold).")
+    metric: str = Field(
+        description="Dotted path into each trial's metrics: a number, or a list (per fold)."
+    )
     direction: Literal["maximize", "minimize"] = "maximize"
-    control: str | None = Field(default=None, description="A configuration id to compare every other one with.")
+    control: str | None = Field(
+        default=None, description="A configuration id to compare every other one with."
+    )
     correction: Correction = "holm"
     alpha: float = Field(default=0.05, gt=0, lt=1)
 

@@ -336,7 +336,13 @@ def run(
     """
     run_id = run_id or str(uuid.uuid4())
     registry = registry_for(experiment, registry)
-    rundir = RunDirectory.at_path(run_dir) if run_dir is not None else RunDirectory(artifacts_root, experiment.id, run_id) if write_run_dir else None
+    rundir = (
+        RunDirectory.at_path(run_dir)
+        if run_dir is not None
+        else RunDirectory(artifacts_root, experiment.id, run_id)
+        if write_run_dir
+        else None
+    )
     telemetry = Telemetry(sinks, experiment_id=experiment.id, run_id=run_id)
     if rundir is not None:
         telemetry.add_sink(JsonlSink(rundir.telemetry_path))

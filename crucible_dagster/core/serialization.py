@@ -237,3 +237,22 @@ def save_context(ctx: Context, path: Path, store: BlobStore) -> Path:
 
 def load_context(path: Path, store: BlobStore) -> Context:
     return context_from_payload(json.loads(path.read_text(encoding="utf-8")), store)
+
+
+def save_stored(value: Any, path: Path, store: BlobStore) -> Path:
+    """A Context, or any other value (trial specs and outcomes between sweep ops), as JSON + blobs."""
+    if isinstance(value, Context):
+        return save_context(value, path, store)
+    payload = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "value",
+        "value": encode(value, store, "value"),
+    }
+    return atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
+
+
+def load_stored(path: Path, store: BlobStore) -> Any:
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    if payload.get("kind") == "value":
+        return decode(payload["value"], store)
+    return context_from_payload(payload, store)

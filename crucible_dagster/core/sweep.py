@@ -35,11 +35,25 @@ class TrialOutcome:
     failure: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable({"trial": self.trial.to_dict(), "status": self.status, "metrics": self.metrics, "run_dir": self.run_dir, "failure": self.failure})
+        return to_jsonable(
+            {
+                "trial": self.trial.to_dict(),
+                "status": self.status,
+                "metrics": self.metrics,
+                "run_dir": self.run_dir,
+                "failure": self.failure,
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialOutcome:
-        return cls(Trial.from_dict(dict(data["trial"])), data["status"], dict(data["metrics"]), data.get("run_dir"), data.get("failure"))
+        return cls(
+            Trial.from_dict(dict(data["trial"])),
+            data["status"],
+            dict(data["metrics"]),
+            data.get("run_dir"),
+            data.get("failure"),
+        )
 
 
 def run_trial(
@@ -53,10 +67,24 @@ def run_trial(
     orchestrator: str = "standalone",
 ) -> tuple[TrialOutcome, RunResult]:
     """Run every stage for one trial, with ``ctx.params`` = the grid point and the trial seed."""
-    seeded = experiment.model_copy(update={"seed": trial.seed}) if trial.seed is not None else experiment
-    result = run(seeded, run_id=run_id, params=trial.stage_params, registry=registry, run_dir=run_dir, sinks=sinks, orchestrator=orchestrator)
+    seeded = (
+        experiment.model_copy(update={"seed": trial.seed}) if trial.seed is not None else experiment
+    )
+    result = run(
+        seeded,
+        run_id=run_id,
+        params=trial.stage_params,
+        registry=registry,
+        run_dir=run_dir,
+        sinks=sinks,
+        orchestrator=orchestrator,
+    )
     outcome = TrialOutcome(
-        trial, result.status, to_jsonable(dict(result.context.metrics)), result.run_dir, result.failure.to_dict() if result.failure else None
+        trial,
+        result.status,
+        to_jsonable(dict(result.context.metrics)),
+        result.run_dir,
+        result.failure.to_dict() if result.failure else None,
     )
     return outcome, result
 
@@ -67,7 +95,11 @@ def run_trial(
 def _trial_values(metrics: Mapping[str, Any], path: str) -> list[float]:
     value = metric_at(metrics, path)
     values = value if isinstance(value, list) else [value]
-    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+    numbers = [
+        float(v)
+        for v in values
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
     if not numbers:
         raise ValueError(f"metric {path!r} is not a number or a list of numbers")
     return numbers
@@ -116,11 +148,20 @@ def _verdict_text(significant: bool, row: Mapping[str, Any] | None) -> str:
 
 def compare_trials(experiment: Experiment, outcomes: Sequence[TrialOutcome]) -> dict[str, Any]:
     """Per-configuration summaries, the omnibus and pairwise tests, the best configuration, variance shares."""
-    from crucible_dagster.bench.compare import ComparisonSettings, _describe, compare_groups
+    from crucible_dagster.bench.compare import (
+        ComparisonSettings,
+        Design,
+        compare_groups,
+        describe_sample,
+    )
 
     sweep = experiment.sweep
     failed = [o.trial.trial_id for o in outcomes if o.status != "completed"]
-    result: dict[str, Any] = {"trials": len(outcomes), "failed_trials": failed, "metric": sweep.metric if sweep else None}
+    result: dict[str, Any] = {
+        "trials": len(outcomes),
+        "failed_trials": failed,
+        "metric": sweep.metric if sweep else None,
+    }
     if sweep is None:
         result["reason"] = "no sweep.metric in the experiment: trials ran, nothing to compare"
         return to_jsonable(result)
@@ -145,7 +186,12 @@ def compare_trials(experiment: Experiment, outcomes: Sequence[TrialOutcome]) -> 
     for name in names:
         every = [v for seed_values in configs[name].values() for v in seed_values]
         per_seed = [float(np.mean(v)) for v in configs[name].values()]
-        summary[name] = {**_describe(np.asarray(every), 1 - sweep.alpha), "params": params[name], "seeds": len(per_seed), "per_seed_means": per_seed}
+        summary[name] = {
+            **describe_sample(np.asarray(every), 1 - sweep.alpha),
+            "params": params[name],
+            "seeds": len(per_seed),
+            "per_seed_means": per_seed,
+        }
     result["configurations"] = summary
     if len(names) < 2:
         result["reason"] = "fewer than two configurations completed: nothing to compare"
@@ -162,16 +208,30 @@ def compare_trials(experiment: Experiment, outcomes: Sequence[TrialOutcome]) -> 
     else:
         groups = {c: [v for s in configs[c] for v in configs[c][s]] for c in names}
         blocks = "none (configurations do not share seeds)"
-    design = "blocked" if not blocks.startswith("none") else "independent"
+    design: Design = "blocked" if not blocks.startswith("none") else "independent"
     if design == "blocked" and len(names) == 2:
         design = "paired"
-    settings = ComparisonSettings(design=design, alpha=sweep.alpha, confidence_level=1 - sweep.alpha, correction=sweep.correction, control=sweep.control, seed=experiment.seed)
+    settings = ComparisonSettings(
+        design=design,
+        alpha=sweep.alpha,
+        confidence_level=1 - sweep.alpha,
+        correction=sweep.correction,
+        control=sweep.control,
+        seed=experiment.seed,
+    )
     comparison = compare_groups(groups, settings).to_dict()
     result["comparison"] = comparison
     result["blocks"] = blocks
     ranked = sorted(names, key=lambda c: sign * summary[c]["mean"], reverse=True)
     best, runner_up = ranked[0], ranked[1]
-    row = next((r for r in comparison["comparisons"] if {r["group_a"], r["group_b"]} == {best, runner_up} and not r.get("reference_only")), None)
+    row = next(
+        (
+            r
+            for r in comparison["comparisons"]
+            if {r["group_a"], r["group_b"]} == {best, runner_up} and not r.get("reference_only")
+        ),
+        None,
+    )
     significant = bool(row and row.get("significant"))
     result["best"] = {
         "configuration": best,
@@ -240,10 +300,24 @@ def run_sweep(
     base = artifacts_root(artifacts) / experiment.id / sweep_id
     manifest = RunDirectory.at_path(base)
     trials = expand_grid(experiment)
-    manifest.start(experiment, run_id=sweep_id, params={}, seed=experiment.seed, orchestrator="standalone", trials=[t.to_dict() for t in trials])
+    manifest.start(
+        experiment,
+        run_id=sweep_id,
+        params={},
+        seed=experiment.seed,
+        orchestrator="standalone",
+        trials=[t.to_dict() for t in trials],
+    )
     outcomes = []
     for index, trial in enumerate(trials, start=1):
-        outcome, _ = run_trial(experiment, trial, run_dir=trial_run_dir(base, trial), run_id=f"{sweep_id}.{trial.trial_id}", registry=registry, sinks=sinks)
+        outcome, _ = run_trial(
+            experiment,
+            trial,
+            run_dir=trial_run_dir(base, trial),
+            run_id=f"{sweep_id}.{trial.trial_id}",
+            registry=registry,
+            sinks=sinks,
+        )
         outcomes.append(outcome)
         manifest.record_stage(f"trial:{trial.trial_id}", outcome.status)
         manifest.write_manifest()

@@ -41,6 +41,18 @@ def build_job(
     """One op per enabled stage, linear dependencies in pipeline order."""
     translator = translator or CrucibleTranslator()
     registry = registry_for(experiment, registry)
+    if experiment.is_sweep:
+        from crucible_dagster.dagster_plugin.sweep import build_sweep_job
+
+        for stage_def in experiment.pipeline:  # fail at definition time, like a linear job would
+            registry.resolve(stage_def.implementation)
+        return build_sweep_job(
+            experiment,
+            translator=translator,
+            registry=registry,
+            resource_defs={IO_MANAGER_KEY: io_manager or DEFAULT_IO_MANAGER},
+            executor_def=executor_for(experiment),
+        )
     enabled = experiment.enabled_stages
     ops = [
         build_stage_op(
@@ -116,6 +128,8 @@ def compile_experiment(
         if output.sink != "stdout"
     ]
     checks = quality_checks(experiment, translator)
+    if experiment.is_sweep:  # a sweep's report is the comparison of its trials
+        assets, checks = [translator.get_sweep_asset_spec(experiment)], []
     return CompiledExperiment(
         experiment, job, assets, build_schedule(experiment, job, translator), checks
     )

@@ -13,12 +13,11 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from crucible_dagster.core.context import Context
 from crucible_dagster.core.serialization import (
     BlobStore,
     UnstorableValue,
-    load_context,
-    save_context,
+    load_stored,
+    save_stored,
 )
 
 IO_MANAGER_KEY = "crucible_io_manager"
@@ -50,10 +49,6 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        if not isinstance(obj, Context):
-            raise dg.DagsterInvariantViolationError(
-                f"{context.step_key}: expected a crucible Context, got {type(obj).__name__}"
-            )
         try:
             instance: dg.DagsterInstance | None = context.step_context.instance
         except (
@@ -62,13 +57,13 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
             instance = None
         path, store = self._location(self._root(instance), list(context.get_identifier()))
         try:
-            save_context(obj, path, store)
+            save_stored(obj, path, store)
         except UnstorableValue as exc:
             raise dg.Failure(
                 description=f"stage {context.step_key!r} produced a context that cannot be stored: {exc}"
             ) from None
 
-    def load_input(self, context: dg.InputContext) -> Context:
+    def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
         if upstream is None:
             raise dg.DagsterInvariantViolationError(
@@ -76,4 +71,4 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
             )
         root = self._root(None if self.base_dir else context.instance)
         path, store = self._location(root, list(upstream.get_identifier()))
-        return load_context(path, store)
+        return load_stored(path, store)

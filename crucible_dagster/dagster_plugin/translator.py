@@ -70,6 +70,18 @@ class CrucibleTranslator:
             metadata={"formats": ", ".join(output.formats)},
         )
 
+    def sweep_asset_key(self, experiment: Experiment) -> dg.AssetKey:
+        return dg.AssetKey([TAG_PREFIX, experiment.id, "sweep"])
+
+    def get_sweep_asset_spec(self, experiment: Experiment) -> dg.AssetSpec:
+        return dg.AssetSpec(
+            key=self.sweep_asset_key(experiment),
+            description=f"Sweep report of experiment {experiment.id}: configurations compared over seeds.",
+            group_name=self.group_name(experiment),
+            kinds={"crucible"},
+            tags={"crucible_experiment": experiment.id},
+        )
+
     def quality_check_asset_key(self, experiment: Experiment) -> dg.AssetKey | None:
         """Quality targets are asset checks on the first report that is not printed to stdout."""
         output = next((o for o in experiment.outputs if o.sink != "stdout"), None)

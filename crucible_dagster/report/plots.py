@@ -73,7 +73,7 @@ def distribution_plot(groups: Mapping[str, Sequence[float]]) -> str | None:
     data = [np.asarray([v for v in groups[n] if _finite(v)], dtype=float) for n in names]
     figure = _figure(7.5, 0.55 * len(names) + 1.6)
     axes = figure.add_subplot()
-    axes.boxplot(data, vert=False, tick_labels=names, widths=0.5, showfliers=False)
+    axes.boxplot(data, orientation="horizontal", tick_labels=names, widths=0.5, showfliers=False)
     rng = np.random.default_rng(0)
     for index, values in enumerate(data, start=1):
         axes.scatter(
@@ -107,9 +107,13 @@ def critical_difference_diagram(mean_ranks: Mapping[str, float], cd: float) -> s
         axes.text(rank, -position - 0.1, f"{name} ({rank:.2f})", ha="center", va="top", fontsize=8)
     best = ordered[0][1]
     axes.plot([best, best + cd], [1, 1], color="#b91c1c", linewidth=3)
-    axes.text(best + cd / 2, 1.15, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9, color="#b91c1c")
+    axes.text(
+        best + cd / 2, 1.15, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9, color="#b91c1c"
+    )
     axes.set_yticks([])
-    axes.set_xlabel("mean rank (1 = best); configurations closer than CD do not differ significantly (Nemenyi)")
+    axes.set_xlabel(
+        "mean rank (1 = best); configurations closer than CD do not differ significantly (Nemenyi)"
+    )
     for spine in ("left", "right", "top"):
         axes.spines[spine].set_visible(False)
     return _svg(figure)

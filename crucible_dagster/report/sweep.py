@@ -21,13 +21,34 @@ FORMATS = {"markdown": "sweep.md", "json": "sweep.json", "csv": "sweep.csv", "ht
 
 def _summary_rows(comparison: Mapping[str, Any]) -> list[list[Any]]:
     return [
-        [name, json.dumps(s.get("params")), s.get("seeds"), s.get("n"), s.get("mean"), s.get("sd"), s.get("ci_low"), s.get("ci_high")]
+        [
+            name,
+            json.dumps(s.get("params")),
+            s.get("seeds"),
+            s.get("n"),
+            s.get("mean"),
+            s.get("sd"),
+            s.get("ci_low"),
+            s.get("ci_high"),
+        ]
         for name, s in (comparison.get("configurations") or {}).items()
     ]
 
 
-def sweep_markdown(experiment: Experiment, comparison: Mapping[str, Any], sweep_id: str, plot_files: Mapping[str, Plot]) -> str:
-    lines = [f"# Sweep {experiment.id}", "", f"- sweep run: `{sweep_id}`", f"- trials: {comparison.get('trials')} ({len(comparison.get('failed_trials') or [])} failed)", f"- metric: `{comparison.get('metric')}`", ""]
+def sweep_markdown(
+    experiment: Experiment,
+    comparison: Mapping[str, Any],
+    sweep_id: str,
+    plot_files: Mapping[str, Plot],
+) -> str:
+    lines = [
+        f"# Sweep {experiment.id}",
+        "",
+        f"- sweep run: `{sweep_id}`",
+        f"- trials: {comparison.get('trials')} ({len(comparison.get('failed_trials') or [])} failed)",
+        f"- metric: `{comparison.get('metric')}`",
+        "",
+    ]
     best = comparison.get("best")
     if best:
         lines += ["## Best configuration", "", str(best["statement"]), ""]
@@ -35,7 +56,12 @@ def sweep_markdown(experiment: Experiment, comparison: Mapping[str, Any], sweep_
         lines += [f"No comparison: {comparison['reason']}", ""]
     rows = _summary_rows(comparison)
     if rows:
-        lines += ["## Configurations", "", "| configuration | parameters | seeds | n | mean | sd | CI low | CI high |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Configurations",
+            "",
+            "| configuration | parameters | seeds | n | mean | sd | CI low | CI high |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
         lines.append("")
     variance = comparison.get("variance")
@@ -61,12 +87,20 @@ def sweep_markdown(experiment: Experiment, comparison: Mapping[str, Any], sweep_
 def sweep_csv(comparison: Mapping[str, Any]) -> str:
     import pandas as pd
 
-    summary = pd.DataFrame(_summary_rows(comparison), columns=["configuration", "params", "seeds", "n", "mean", "sd", "ci_low", "ci_high"])
+    summary = pd.DataFrame(
+        _summary_rows(comparison),
+        columns=["configuration", "params", "seeds", "n", "mean", "sd", "ci_low", "ci_high"],
+    )
     rows = pd.DataFrame((comparison.get("comparison") or {}).get("comparisons") or [])
     return str(rows.to_csv(index=False) if not rows.empty else summary.to_csv(index=False))
 
 
-def sweep_html(experiment: Experiment, comparison: Mapping[str, Any], sweep_id: str, plot_files: Mapping[str, Plot]) -> str:
+def sweep_html(
+    experiment: Experiment,
+    comparison: Mapping[str, Any],
+    sweep_id: str,
+    plot_files: Mapping[str, Plot],
+) -> str:
     from html import escape
 
     from crucible_dagster.report.html import CSP, STYLE, _bench, _plots, _table
@@ -75,10 +109,26 @@ def sweep_html(experiment: Experiment, comparison: Mapping[str, Any], sweep_id: 
     variance = comparison.get("variance")
     body = [
         f"<h1>Sweep {escape(experiment.id)}</h1>",
-        _table(["", ""], [["sweep run", sweep_id], ["trials", comparison.get("trials")], ["failed trials", ", ".join(comparison.get("failed_trials") or []) or None], ["metric", comparison.get("metric")]]),
+        _table(
+            ["", ""],
+            [
+                ["sweep run", sweep_id],
+                ["trials", comparison.get("trials")],
+                ["failed trials", ", ".join(comparison.get("failed_trials") or []) or None],
+                ["metric", comparison.get("metric")],
+            ],
+        ),
         f"<h2>Best configuration</h2><p>{escape(str(best['statement']))}</p>" if best else "",
-        f"<p>No comparison: {escape(str(comparison['reason']))}</p>" if comparison.get("reason") else "",
-        "<h2>Configurations</h2>" + _table(["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"], _summary_rows(comparison)) if comparison.get("configurations") else "",
+        f"<p>No comparison: {escape(str(comparison['reason']))}</p>"
+        if comparison.get("reason")
+        else "",
+        "<h2>Configurations</h2>"
+        + _table(
+            ["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"],
+            _summary_rows(comparison),
+        )
+        if comparison.get("configurations")
+        else "",
         (
             f"<h2>Where the variance comes from</h2><p>configurations {variance['share_configurations']:.1%}, seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}</p>"
             if variance
@@ -104,14 +154,19 @@ def sweep_plots(comparison: Mapping[str, Any]) -> dict[str, str]:
     forest = plots.forest_plot(inner.get("comparisons") or [])
     if forest:
         made["forest plot"] = forest
-    per_seed = {name: s.get("per_seed_means") or [] for name, s in (comparison.get("configurations") or {}).items()}
+    per_seed = {
+        name: s.get("per_seed_means") or []
+        for name, s in (comparison.get("configurations") or {}).items()
+    }
     distributions = plots.distribution_plot(per_seed)
     if distributions:
         made["per-seed means"] = distributions
     return made
 
 
-def write_sweep_reports(experiment: Experiment, comparison: Mapping[str, Any], base: Path, sweep_id: str) -> dict[str, str]:
+def write_sweep_reports(
+    experiment: Experiment, comparison: Mapping[str, Any], base: Path, sweep_id: str
+) -> dict[str, str]:
     """Write the sweep report in every format; returns format -> path."""
     plot_files = {}
     for name, svg in sweep_plots(comparison).items():

@@ -55,3 +55,28 @@ def counting_job() -> dg.JobDefinition:
 
 def counting_job_multiprocess() -> dg.JobDefinition:
     return build_job(counting_experiment("multiprocess"))
+
+
+def sweep_experiment() -> Experiment:
+    return Experiment.model_validate(
+        {
+            "id": "light_sweep",
+            "parameters": {"level": [0.80, 0.82, 0.90]},
+            "seeds": [1, 2, 3, 4],
+            "sweep": {"metric": "fold_scores.model"},
+            "pipeline": [
+                {
+                    "name": "score",
+                    "module": "tests.helpers:NoisyScore",
+                    "options": {
+                        "level": "${params.level}",
+                        "fail_flag": "fail_${params.level}_${params.seed}.flag",
+                    },
+                }
+            ],
+        }
+    )
+
+
+def sweep_job() -> dg.JobDefinition:
+    return build_job(sweep_experiment())

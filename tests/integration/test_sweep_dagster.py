@@ -1,0 +1,141 @@
+"""Sweeps under Dagster: the same numbers as `crucible run`, and re-execution reruns only failed trials."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+
+from crucible_dagster.core.sweep import run_sweep
+from tests.conftest import ROOT, subprocess_env
+from tests.integration import jobs
+from tests.integration.test_dagster_cli import dagster_bin
+
+
+def _numbers(comparison: dict) -> dict:
+    """What must agree between two ways of running: summaries, tests, best configuration, variance."""
+    inner = comparison["comparison"]
+    return {
+        "configurations": {
+            k: {f: v[f] for f in ("n", "mean", "sd", "ci_low", "ci_high", "per_seed_means")}
+            for k, v in comparison["configurations"].items()
+        },
+        "omnibus": inner["omnibus"],
+        "comparisons": [
+            {
+                k: r[k]
+                for k in (
+                    "group_a",
+                    "group_b",
+                    "test",
+                    "statistic",
+                    "p_value",
+                    "p_adjusted",
+                    "estimate",
+                    "ci_low",
+                    "ci_high",
+                )
+            }
+            for r in inner["comparisons"]
+        ],
+        "best": comparison["best"],
+        "variance": comparison["variance"],
+    }
+
+
+def test_demo_sweep_same_numbers_in_dagster_and_crucible_run(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir))
+    proc = subprocess.run(
+        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", "classifier_sweep"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crucible_dagster.cli",
+            "run",
+            "experiments/classifier_sweep.yaml",
+            "--run-id",
+            "cli",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        (run,) = instance.get_runs()
+        steps = {
+            e.step_key
+            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+        }
+        assert len([s for s in steps if s and s.startswith("run_trial[")]) == 20
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["crucible", "classifier_sweep", "sweep"])
+        )
+        assert event is not None and event.run_id == run.run_id
+    from_dagster = json.loads(
+        (artifacts_dir / "classifier_sweep" / run.run_id / "sweep.json").read_text()
+    )
+    from_cli = json.loads(cli.stdout)
+    assert _numbers(from_dagster) == _numbers(from_cli)
+    assert from_cli["trials"] == 20 and from_cli["comparison"]["omnibus"][0]["test"] == "friedman"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
+    return tmp_path
+
+
+def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: Path) -> None:
+    (workdir / "fail_0.82_3.flag").touch()
+    with dg.instance_for_test() as instance:
+        with dg.execute_job(dg.reconstructable(jobs.sweep_job), instance=instance) as failed:
+            assert not failed.success
+            failures = {
+                e.step_key
+                for e in failed.all_events
+                if e.event_type == dg.DagsterEventType.STEP_FAILURE
+            }
+        assert failures == {"run_trial[level_0_82__seed_3]"}
+        (workdir / "fail_0.82_3.flag").unlink()
+        options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+        with dg.execute_job(
+            dg.reconstructable(jobs.sweep_job), instance=instance, reexecution_options=options
+        ) as retried:
+            assert retried.success
+            started = {
+                e.step_key
+                for e in retried.all_events
+                if e.event_type == dg.DagsterEventType.STEP_START
+            }
+            assert started == {"run_trial[level_0_82__seed_3]", "compare_trials"}
+            comparison = retried.output_for_node("compare_trials")
+    clean = run_sweep(jobs.sweep_experiment(), run_id="clean", artifacts=str(workdir / "clean"))
+    assert _numbers(comparison) == _numbers(clean.comparison)
+
+
+if __name__ == "__main__":
+    pass
