@@ -13,7 +13,7 @@ from crucible_dagster.core.context import Context
 from crucible_dagster.core.ir import Experiment, StageDef
 from crucible_dagster.core.registry import Registry
 from crucible_dagster.core.rundir import RunDirectory, artifacts_root
-from crucible_dagster.core.runner import invoke_stage, new_context
+from crucible_dagster.core.runner import StageFailure, invoke_stage, new_context
 from crucible_dagster.core.stage import Stage
 from crucible_dagster.core.telemetry import JsonlSink, Telemetry
 from crucible_dagster.dagster_plugin.config import options_config_schema
@@ -79,6 +79,23 @@ def _output_metadata(ctx: Context, stage: str, duration_ms: float) -> dict[str, 
     return metadata
 
 
+def stage_failure(failure: StageFailure, **context: str) -> dg.Failure:
+    """A failed stage as a Dagster failure: stage, error and traceback in the event log and metadata."""
+    where = "".join(f"{key} {value}: " for key, value in context.items())
+    return dg.Failure(
+        description=f"{where}stage {failure.stage!r} failed: {failure.error_type}: {failure.message}",
+        metadata={
+            **{f"crucible/{key}": value for key, value in context.items()},
+            "crucible/stage": failure.stage,
+            "crucible/error_type": failure.error_type,
+            "crucible/reason": failure.reason,
+            "crucible/message": dg.MetadataValue.text(failure.message),
+            "crucible/traceback": dg.MetadataValue.text(failure.traceback or ""),
+        },
+        allow_retries=False,
+    )
+
+
 def build_stage_op(
     experiment: Experiment,
     stage_def: StageDef,
@@ -123,38 +140,17 @@ def build_stage_op(
         )
         run_dir.record_stage(stage_def.name, outcome.status, outcome.options, outcome.duration_ms)
         failure = outcome.failure
-        if failure is not None and failure.reason == "quality_target_failed":
-            # The reports exist: record them and every check before failing the run.
-            yield from report_events(ctx, failure.context, experiment, translator)
+        if failure is not None:
+            if failure.reason == "quality_target_failed":
+                # The reports exist: record them and every check before failing the run.
+                yield from report_events(ctx, failure.context, experiment, translator)
             run_dir.finish(
                 "failed",
                 failure.context.metrics,
                 failure.context.assigns.get("data_fingerprints"),
                 failure.to_dict(),
             )
-            raise dg.Failure(
-                description=failure.message,
-                metadata={"crucible/stage": failure.stage, "crucible/reason": failure.reason},
-                allow_retries=False,
-            )
-        if failure is not None:
-            run_dir.finish(
-                "failed",
-                outcome.context.metrics,
-                outcome.context.assigns.get("data_fingerprints"),
-                failure.to_dict(),
-            )
-            raise dg.Failure(
-                description=f"stage {failure.stage!r} failed: {failure.error_type}: {failure.message}",
-                metadata={
-                    "crucible/stage": failure.stage,
-                    "crucible/error_type": failure.error_type,
-                    "crucible/reason": failure.reason,
-                    "crucible/message": dg.MetadataValue.text(failure.message),
-                    "crucible/traceback": dg.MetadataValue.text(failure.traceback or ""),
-                },
-                allow_retries=False,
-            )
+            raise stage_failure(failure)
         result = outcome.context
         if last:
             if result.trace is not None:

@@ -19,13 +19,27 @@ from crucible_dagster.core.rundir import RunDirectory, artifacts_root
 from crucible_dagster.core.sweep import TrialOutcome, compare_trials, run_trial, trial_run_dir
 from crucible_dagster.core.telemetry import JsonlSink
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
-from crucible_dagster.dagster_plugin.ops import _dagster_sink
+from crucible_dagster.dagster_plugin.ops import _dagster_sink, stage_failure
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.report.render import numeric_metrics
 
 
-def _sweep_dir(experiment: Experiment, run_id: str) -> RunDirectory:
-    return RunDirectory.at(artifacts_root() / experiment.id / run_id)
+def _sweep_dir(experiment: Experiment, context: Any, **extra: Any) -> RunDirectory:
+    """This run's sweep directory, started on first use (a re-execution gets its own)."""
+    sweep_dir = RunDirectory.at(artifacts_root() / experiment.id / context.run_id)
+    if not sweep_dir.started:
+        sweep_dir = RunDirectory.at_path(sweep_dir.path)
+        parent = context.run.tags.get("dagster/parent_run_id")
+        sweep_dir.start(
+            experiment,
+            run_id=context.run_id,
+            params={},
+            seed=experiment.seed,
+            orchestrator="dagster",
+            parent_run_id=parent,
+            **extra,
+        )
+    return sweep_dir
 
 
 def build_sweep_job(
@@ -47,17 +61,7 @@ def build_sweep_job(
         tags={"crucible/stage": "plan_trials"},
     )
     def plan_trials(context):  # type: ignore[no-untyped-def]  # dagster inspects annotations
-        sweep_dir = _sweep_dir(experiment, context.run_id)
-        if not sweep_dir.started:
-            sweep_dir = RunDirectory.at_path(sweep_dir.path)
-            sweep_dir.start(
-                experiment,
-                run_id=context.run_id,
-                params={},
-                seed=experiment.seed,
-                orchestrator="dagster",
-                trials=[t.to_dict() for t in trials],
-            )
+        _sweep_dir(experiment, context, trials=[t.to_dict() for t in trials])
         for trial in trials:
             yield dg.DynamicOutput(trial.to_dict(), mapping_key=trial.trial_id, output_name="trial")
 
@@ -81,17 +85,7 @@ def build_sweep_job(
             orchestrator="dagster",
         )
         if result.failure is not None:
-            failure = result.failure
-            raise dg.Failure(
-                description=f"trial {spec.trial_id}: stage {failure.stage!r} failed: {failure.error_type}: {failure.message}",
-                metadata={
-                    "crucible/trial": spec.trial_id,
-                    "crucible/stage": failure.stage,
-                    "crucible/error_type": failure.error_type,
-                    "crucible/traceback": dg.MetadataValue.text(failure.traceback or ""),
-                },
-                allow_retries=False,
-            )
+            raise stage_failure(result.failure, trial=spec.trial_id)
         metadata = {
             f"metric/{k}": dg.MetadataValue.float(v)
             for k, v in list(numeric_metrics(outcome.metrics).items())[:100]
@@ -109,17 +103,7 @@ def build_sweep_job(
 
         parsed = [TrialOutcome.from_dict(o) for o in outcomes]
         comparison = compare_trials(experiment, parsed)
-        sweep_dir = _sweep_dir(experiment, context.run_id)
-        if not sweep_dir.started:  # a re-execution starts a fresh run directory
-            sweep_dir = RunDirectory.at_path(sweep_dir.path)
-            sweep_dir.start(
-                experiment,
-                run_id=context.run_id,
-                params={},
-                seed=experiment.seed,
-                orchestrator="dagster",
-                parent_run_id=context.run.tags.get("dagster/parent_run_id"),
-            )
+        sweep_dir = _sweep_dir(experiment, context)
         JsonlSink(sweep_dir.telemetry_path)({"event": "sweep_compared", "trials": len(parsed)})
         paths = write_sweep_reports(experiment, comparison, sweep_dir.path, context.run_id)
         sweep_dir.finish("completed", {"sweep": comparison})
