@@ -41,6 +41,32 @@ class _Hashed:
     digest: str
 
 
+def _update_with_values(hasher: Any, values: Any) -> None:
+    """Numeric buffers are hashed as raw bytes (sha256 is hardware-accelerated); others via pandas."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biufcmM":
+        hasher.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    else:
+        hasher.update(pd.util.hash_array(np.asarray(values, dtype=object)).tobytes())
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    hasher = hashlib.sha256()
+    hasher.update(
+        json.dumps(
+            [list(frame.columns), [str(t) for t in frame.dtypes], list(frame.shape)]
+        ).encode()
+    )
+    index = frame.index
+    if isinstance(index, pd.RangeIndex):
+        hasher.update(f"range:{index.start}:{index.stop}:{index.step}".encode())
+    else:
+        _update_with_values(hasher, index.to_numpy())
+    for column in frame.columns:
+        _update_with_values(hasher, frame[column].to_numpy())
+    return hasher.hexdigest()
+
+
 class BlobStore:
     """A folder of ``<sha256>.parquet`` / ``<sha256>.npy`` files."""
 
@@ -65,12 +91,7 @@ class BlobStore:
             )
 
         def compute() -> str:
-            hasher = hashlib.sha256()
-            hasher.update(
-                json.dumps([list(frame.columns), [str(t) for t in frame.dtypes]]).encode()
-            )
-            hasher.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
-            return hasher.hexdigest()
+            return _frame_digest(frame)
 
         name = self._digest_of(frame, compute) + ".parquet"
         path = self.root / name
