@@ -45,7 +45,7 @@ def _update_with_values(hasher: Any, values: Any) -> None:
     """Numeric buffers are hashed as raw bytes (sha256 is hardware-accelerated); others via pandas."""
     array = np.asarray(values)
     if array.dtype.kind in "biufcmM":
-        hasher.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+        hasher.update(np.ascontiguousarray(array).view(np.uint8).data)
     else:
         hasher.update(pd.util.hash_array(np.asarray(values, dtype=object)).tobytes())
 
