@@ -164,8 +164,9 @@ def experiment_from_document(doc: LocatedDocument) -> Experiment:
 
 def display_path(path: Path) -> str:
     """The path as the user would type it: relative to the working directory when inside it."""
+    absolute = path if path.is_absolute() else Path.cwd() / path
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(absolute.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 
