@@ -80,3 +80,10 @@ def sweep_experiment() -> Experiment:
 
 def sweep_job() -> dg.JobDefinition:
     return build_job(sweep_experiment())
+
+
+def sweep_job_multiprocess() -> dg.JobDefinition:
+    experiment = sweep_experiment().model_copy(
+        update={"executor": "multiprocess", "parameters": {"level": [0.8, 0.9]}, "seeds": [1, 2]}
+    )
+    return build_job(experiment)

@@ -137,5 +137,24 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
     assert _numbers(comparison) == _numbers(clean.comparison)
 
 
+def test_sweep_trials_run_in_parallel_processes(workdir: Path) -> None:
+    with (
+        dg.instance_for_test() as instance,
+        dg.execute_job(
+            dg.reconstructable(jobs.sweep_job_multiprocess), instance=instance
+        ) as result,
+    ):
+        assert result.success
+        trial_pids = {
+            e.pid
+            for e in result.all_events
+            if e.event_type == dg.DagsterEventType.STEP_START
+            and (e.step_key or "").startswith("run_trial[")
+        }
+        assert len(trial_pids) == 4  # each trial in its own process
+        comparison = result.output_for_node("compare_trials")
+    assert comparison["best"]["configuration"] == "level_0_9"
+
+
 if __name__ == "__main__":
     pass
