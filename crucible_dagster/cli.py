@@ -46,6 +46,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _load_or_report(path: str) -> Any:
+    """The fully checked experiment, or None after printing every problem on stderr."""
+    checked = check_file(path)
+    for problem in checked.problems:
+        print(problem, file=sys.stderr)
+    return checked.experiment
+
+
 def _parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -89,12 +97,9 @@ class _Progress:
 def cmd_run(args: argparse.Namespace) -> int:
     from crucible_dagster.core.runner import run
 
-    checked = check_file(args.path)
-    if checked.experiment is None:
-        for problem in checked.problems:
-            print(problem, file=sys.stderr)
+    experiment = _load_or_report(args.path)
+    if experiment is None:
         return 2
-    experiment = checked.experiment
     if args.seed is not None:
         experiment = experiment.model_copy(update={"seed": args.seed})
     overrides = _parse_set(args.set or [])
@@ -260,15 +265,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from crucible_dagster.core.planning import latest_pilot, plan_seeds
 
-    checked = check_file(args.path)
-    if checked.experiment is None:
-        for problem in checked.problems:
-            print(problem, file=sys.stderr)
+    experiment = _load_or_report(args.path)
+    if experiment is None:
         return 2
     pilot = (
         Path(args.pilot)
         if args.pilot
-        else (latest_pilot(checked.experiment.id) if args.effect_size is None else None)
+        else (latest_pilot(experiment.id) if args.effect_size is None else None)
     )
     try:
         plan = plan_seeds(

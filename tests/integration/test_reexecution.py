@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from tests.integration import jobs
+from tests.integration.events import step_keys
 
 
 @pytest.fixture
@@ -37,11 +38,7 @@ def test_reexecute_from_failure_does_not_rerun_earlier_stages(workdir: Path) -> 
             dg.reconstructable(jobs.counting_job), instance=instance, reexecution_options=options
         ) as retried:
             assert retried.success
-            started = {
-                e.step_key
-                for e in retried.all_events
-                if e.event_type == dg.DagsterEventType.STEP_START
-            }
+            started = step_keys(retried, dg.DagsterEventType.STEP_START)
             assert started == {"third", "fourth"}
             final = retried.output_for_node("fourth")
         assert counts(workdir) == {"first": 1, "second": 1, "third": 2, "fourth": 1}

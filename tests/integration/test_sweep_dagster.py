@@ -16,6 +16,7 @@ from dagster._core.instance.ref import InstanceRef
 from crucible_dagster.core.sweep import run_sweep
 from tests.conftest import ROOT, subprocess_env
 from tests.integration import jobs
+from tests.integration.events import step_keys
 from tests.integration.test_dagster_cli import dagster_bin
 
 
@@ -114,11 +115,7 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
     with dg.instance_for_test() as instance:
         with dg.execute_job(dg.reconstructable(jobs.sweep_job), instance=instance) as failed:
             assert not failed.success
-            failures = {
-                e.step_key
-                for e in failed.all_events
-                if e.event_type == dg.DagsterEventType.STEP_FAILURE
-            }
+            failures = step_keys(failed, dg.DagsterEventType.STEP_FAILURE)
         assert failures == {"run_trial[level_0_82__seed_3]"}
         (workdir / "fail_0.82_3.flag").unlink()
         options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
@@ -126,11 +123,7 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
             dg.reconstructable(jobs.sweep_job), instance=instance, reexecution_options=options
         ) as retried:
             assert retried.success
-            started = {
-                e.step_key
-                for e in retried.all_events
-                if e.event_type == dg.DagsterEventType.STEP_START
-            }
+            started = step_keys(retried, dg.DagsterEventType.STEP_START)
             assert started == {"run_trial[level_0_82__seed_3]", "compare_trials"}
             comparison = retried.output_for_node("compare_trials")
     clean = run_sweep(jobs.sweep_experiment(), run_id="clean", artifacts=str(workdir / "clean"))
