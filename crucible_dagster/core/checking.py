@@ -15,7 +15,8 @@ from crucible_dagster.core.ir import Experiment
 from crucible_dagster.core.loading import LocatedDocument, experiment_from_document, read_document
 from crucible_dagster.core.problems import ExperimentError, Problem, format_loc
 from crucible_dagster.core.registry import Registry, StageResolutionError
-from crucible_dagster.core.runner import PLACEHOLDER
+from crucible_dagster.core.runner import PLACEHOLDER, substitute_params
+from crucible_dagster.core.stage import StageError
 
 
 @dataclass
@@ -47,8 +48,6 @@ def _first_values(parameters: Any) -> dict[str, Any]:
 
 def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
     """Resolve every stage of the raw pipeline and validate its options; works even when the IR is invalid."""
-    from crucible_dagster.core.runner import substitute_params
-    from crucible_dagster.core.stage import StageError
 
     data = doc.data if isinstance(doc.data, Mapping) else {}
     key = "pipeline" if "pipeline" in data else "stages"

@@ -18,11 +18,9 @@ from crucible_dagster.core.stage import Stage
 from crucible_dagster.core.telemetry import JsonlSink, Telemetry
 from crucible_dagster.dagster_plugin.config import options_config_schema
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
-from crucible_dagster.dagster_plugin.report_events import report_events
+from crucible_dagster.dagster_plugin.report_events import metric_metadata, report_events
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.report.render import numeric_metrics
 
-MAX_METRIC_ENTRIES = 200
 CONTEXT_IN = {"upstream": dg.In(description="The Context from the previous stage")}
 CONTEXT_OUT = {
     "result": dg.Out(
@@ -74,8 +72,7 @@ def _output_metadata(ctx: Context, stage: str, duration_ms: float) -> dict[str, 
         "crucible/stage": stage,
         "crucible/duration_ms": dg.MetadataValue.float(round(duration_ms, 3)),
     }
-    for key, value in list(numeric_metrics(ctx.metrics).items())[:MAX_METRIC_ENTRIES]:
-        metadata[f"metric/{key}"] = dg.MetadataValue.float(value)
+    metadata.update(metric_metadata(ctx.metrics, "metric/"))
     return metadata
 
 

@@ -26,6 +26,12 @@ MAX_METRIC_ENTRIES = 200
 QUALITY_PREFIX = "quality/"
 
 
+def metric_metadata(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The run's numeric metrics as float metadata (the UI plots them across runs), at most MAX_METRIC_ENTRIES."""
+    numbers = list(numeric_metrics(metrics).items())[:MAX_METRIC_ENTRIES]
+    return {f"{prefix}{key}": dg.MetadataValue.float(value) for key, value in numbers}
+
+
 def _comparison_table(metrics: Mapping[str, Any]) -> str | None:
     bench = metrics.get("bench")
     if not isinstance(bench, Mapping) or not bench.get("comparisons"):
@@ -67,7 +73,6 @@ def report_events(
     """Materializations for the reports this stage produced, then one check evaluation per target."""
     new_outputs = after.outputs[len(before.outputs) :]
     specs = {o.name: o for o in experiment.outputs}
-    numbers = numeric_metrics(after.metrics)
     verdicts = [v for v in (after.metrics.get(METRIC_KEY) or []) if isinstance(v, Mapping)]
     produced = False
     for item in new_outputs:
@@ -93,8 +98,7 @@ def report_events(
             metadata[f"{QUALITY_PREFIX}{verdict['name']}"] = dg.MetadataValue.json(
                 to_jsonable(dict(verdict))
             )
-        for key, value in list(numbers.items())[:MAX_METRIC_ENTRIES]:
-            metadata[key] = dg.MetadataValue.float(value)
+        metadata.update(metric_metadata(after.metrics))
         yield dg.AssetMaterialization(
             asset_key=translator.report_asset_key(experiment, specs[item["name"]]),
             metadata=metadata,

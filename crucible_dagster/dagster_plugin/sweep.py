@@ -20,8 +20,8 @@ from crucible_dagster.core.sweep import TrialOutcome, compare_trials, run_trial,
 from crucible_dagster.core.telemetry import JsonlSink
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.ops import _dagster_sink, stage_failure
+from crucible_dagster.dagster_plugin.report_events import metric_metadata
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.report.render import numeric_metrics
 
 
 def _sweep_dir(experiment: Experiment, context: Any, **extra: Any) -> RunDirectory:
@@ -50,12 +50,11 @@ def build_sweep_job(
     resource_defs: dict[str, Any],
     executor_def: dg.ExecutorDefinition,
 ) -> dg.JobDefinition:
-    prefix = translator.op_definition_name(experiment, experiment.pipeline[0]).rsplit("__", 1)[0]
     trials = expand_grid(experiment)
     out = {"result": dg.Out(io_manager_key=IO_MANAGER_KEY)}
 
     @dg.op(
-        name=f"{prefix}__plan_trials",
+        name=translator.step_op_definition_name(experiment, "plan_trials"),
         out={"trial": dg.DynamicOut(io_manager_key=IO_MANAGER_KEY)},
         description="One output per grid point x seed",
         tags={"crucible/stage": "plan_trials"},
@@ -66,7 +65,7 @@ def build_sweep_job(
             yield dg.DynamicOutput(trial.to_dict(), mapping_key=trial.trial_id, output_name="trial")
 
     @dg.op(
-        name=f"{prefix}__run_trial",
+        name=translator.step_op_definition_name(experiment, "run_trial"),
         out=out,
         description="Every stage of the pipeline for one trial",
         tags={"crucible/stage": "run_trial"},
@@ -86,14 +85,11 @@ def build_sweep_job(
         )
         if result.failure is not None:
             raise stage_failure(result.failure, trial=spec.trial_id)
-        metadata = {
-            f"metric/{k}": dg.MetadataValue.float(v)
-            for k, v in list(numeric_metrics(outcome.metrics).items())[:100]
-        }
+        metadata = metric_metadata(outcome.metrics, "metric/")
         yield dg.Output(outcome.to_dict(), metadata={"crucible/trial": spec.trial_id, **metadata})
 
     @dg.op(
-        name=f"{prefix}__compare_trials",
+        name=translator.step_op_definition_name(experiment, "compare_trials"),
         out=out,
         description="Statistical comparison of the configurations",
         tags={"crucible/stage": "compare_trials"},

@@ -38,7 +38,11 @@ class CrucibleTranslator:
 
     def op_definition_name(self, experiment: Experiment, stage: StageDef) -> str:
         """Op definitions must be unique across a code location, so they carry the experiment id."""
-        return f"{experiment.id}__{stage.name}"
+        return self.step_op_definition_name(experiment, stage.name)
+
+    def step_op_definition_name(self, experiment: Experiment, step: str) -> str:
+        """Op definition name of any step of an experiment (a stage, or a sweep's plan/run/compare)."""
+        return f"{experiment.id}__{step}"
 
     def op_description(
         self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]

@@ -74,12 +74,8 @@ def comparison_table(ctx: Context) -> Any:
     table = ctx.assigns.get("bench_comparisons")
     if isinstance(table, pd.DataFrame) and not table.empty:
         return table
-    return pd.DataFrame(
-        {
-            "metric": list(numeric_metrics(ctx.metrics)),
-            "value": list(numeric_metrics(ctx.metrics).values()),
-        }
-    )
+    numbers = numeric_metrics(ctx.metrics)
+    return pd.DataFrame({"metric": list(numbers), "value": list(numbers.values())})
 
 
 def render_csv(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
