@@ -10,9 +10,9 @@ import dagster as dg
 from benchmarks.harness import Row
 from benchmarks.stages import LightScore
 from crucible_dagster import Context, Experiment
-from crucible_dagster.core.grid import expand_grid
-from crucible_dagster.core.sweep import run_sweep
 from crucible_dagster.dagster_plugin import build_job
+from crucible_dagster.sweeps.grid import expand_grid
+from crucible_dagster.sweeps.standalone import run_sweep
 
 LEVELS = [0.5 + i / 100 for i in range(10)]
 SEEDS = list(range(1, 11))

@@ -4,13 +4,13 @@
 is ``crucible_dagster.dagster_plugin``.
 """
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.ir import Experiment, OutputSpec, StageDef
-from crucible_dagster.core.loading import dump_experiment, load_experiment, loads_experiment
-from crucible_dagster.core.problems import ExperimentError, Problem
-from crucible_dagster.core.registry import Registry
-from crucible_dagster.core.runner import PipelineFailed, RunResult, StageFailure, run
-from crucible_dagster.core.stage import Stage, StageError, StageOptions
+from crucible_dagster.experiment.ir import Experiment, OutputSpec, StageDef
+from crucible_dagster.experiment.loading import dump_experiment, load_experiment, loads_experiment
+from crucible_dagster.experiment.problems import ExperimentError, Problem
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.registry import Registry
+from crucible_dagster.runtime.runner import PipelineFailed, RunResult, StageFailure, run
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 __all__ = [
     "Context",

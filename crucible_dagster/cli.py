@@ -13,13 +13,13 @@ from typing import Any
 
 import yaml
 
-from crucible_dagster.core.checking import check_file
-from crucible_dagster.core.jsonsafe import to_jsonable
-from crucible_dagster.core.loading import experiment_files, experiment_json_schema
-from crucible_dagster.core.problems import ExperimentError
-from crucible_dagster.core.registry import Registry, StageResolutionError
-from crucible_dagster.core.schema import schema_to_json
-from crucible_dagster.core.stage import VALIDATE_MODES
+from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.experiment.loading import experiment_files, experiment_json_schema
+from crucible_dagster.experiment.option_schema import schema_to_json
+from crucible_dagster.experiment.problems import ExperimentError
+from crucible_dagster.runtime.preflight import check_file
+from crucible_dagster.runtime.registry import Registry, StageResolutionError
+from crucible_dagster.runtime.stage import VALIDATE_MODES
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -95,7 +95,7 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from crucible_dagster.core.runner import run
+    from crucible_dagster.runtime.runner import run
 
     experiment = _load_or_report(args.path)
     if experiment is None:
@@ -141,7 +141,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_sweep(experiment: Any, args: argparse.Namespace) -> int:
-    from crucible_dagster.core.sweep import TrialOutcome, run_sweep
+    from crucible_dagster.sweeps.running import TrialOutcome
+    from crucible_dagster.sweeps.standalone import run_sweep
 
     def progress(done: int, total: int, outcome: TrialOutcome) -> None:
         if args.json:
@@ -244,8 +245,8 @@ def cmd_stages(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from crucible_dagster.core.diff import diff_manifests, format_change
-    from crucible_dagster.core.rundir import read_manifest
+    from crucible_dagster.runtime.run_diff import diff_manifests, format_change
+    from crucible_dagster.runtime.run_record import read_manifest
 
     manifests = []
     for path in (args.run_a, args.run_b):
@@ -263,7 +264,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from crucible_dagster.core.planning import latest_pilot, plan_seeds
+    from crucible_dagster.sweeps.planning import latest_pilot, plan_seeds
 
     experiment = _load_or_report(args.path)
     if experiment is None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from crucible_dagster import Experiment, run
-from crucible_dagster.core.loading import load_experiment
+from crucible_dagster.experiment.loading import load_experiment
 from tests.conftest import ROOT
 
 BASELINE = [0.71, 0.69, 0.73, 0.72, 0.70, 0.68, 0.74, 0.69]

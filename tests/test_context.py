@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crucible_dagster import Context
-from crucible_dagster.core.trace import TraceError
+from crucible_dagster.runtime.trace import TraceError
 
 
 def test_metric_helpers() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from crucible_dagster import run
-from crucible_dagster.core.loading import load_experiment
+from crucible_dagster.experiment.loading import load_experiment
 from tests.conftest import ROOT
 
 

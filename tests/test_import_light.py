@@ -23,8 +23,8 @@ def _modules_after(code: str) -> set[str]:
 
 def test_core_does_not_import_dagster() -> None:
     modules = _modules_after(
-        "import crucible_dagster, crucible_dagster.cli, crucible_dagster.core.runner, crucible_dagster.core.checking, "
-        "crucible_dagster.core.serialization, crucible_dagster.stages.report, crucible_dagster.stages.guardrails"
+        "import crucible_dagster, crucible_dagster.cli, crucible_dagster.runtime.runner, crucible_dagster.runtime.preflight, "
+        "crucible_dagster.runtime.serialization, crucible_dagster.stages.report, crucible_dagster.stages.guardrails"
     )
     assert not any(m == "dagster" or m.startswith("dagster.") for m in modules)
 

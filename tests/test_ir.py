@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crucible_dagster import Experiment, ExperimentError, dump_experiment, loads_experiment
-from crucible_dagster.core.grid import expand_grid
-from crucible_dagster.core.ir import BackendRef, Ensemble, Hedging, Stats
-from crucible_dagster.core.loading import experiment_json_schema, load_experiment
+from crucible_dagster.experiment.ir import BackendRef, Ensemble, Hedging, Stats
+from crucible_dagster.experiment.loading import experiment_json_schema, load_experiment
+from crucible_dagster.sweeps.grid import expand_grid
 
 
 def errors_of(text: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crucible_dagster.core.registry import Registry, StageResolutionError, load_stage_class
+from crucible_dagster.runtime.registry import Registry, StageResolutionError, load_stage_class
 from tests.helpers import StageFail, StageOne
 
 

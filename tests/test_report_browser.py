@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from crucible_dagster import run
-from crucible_dagster.core.loading import load_experiment
+from crucible_dagster.experiment.loading import load_experiment
 from tests.conftest import ROOT
 from tests.test_reports import hostile_experiment
 

@@ -8,8 +8,7 @@ import logging
 import pytest
 
 from crucible_dagster import Experiment, PipelineFailed, Registry, run
-from crucible_dagster.core.runner import substitute_params
-from crucible_dagster.core.stage import StageError
+from crucible_dagster.experiment.params import UnknownParameter, substitute_params
 from tests.helpers import NeedsInput, StageBoom, StageFail, StageOne
 
 REGISTRY = Registry(
@@ -144,7 +143,7 @@ def test_param_placeholders() -> None:
         "lr": 0.1,
         "name": "run-0.1",
     }
-    with pytest.raises(StageError):
+    with pytest.raises(UnknownParameter, match="no parameter 'missing'"):
         substitute_params("${params.missing}", {})
 
 

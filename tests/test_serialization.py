@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from crucible_dagster import Context, Experiment
-from crucible_dagster.core.serialization import (
+from crucible_dagster.runtime.serialization import (
     BlobStore,
     UnstorableValue,
     load_context,

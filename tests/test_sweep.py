@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from crucible_dagster import Experiment
+from crucible_dagster.bench.blocking import variance_components
 from crucible_dagster.cli import main
-from crucible_dagster.core.sweep import compare_trials, run_sweep, variance_components
+from crucible_dagster.sweeps.comparison import compare_trials
+from crucible_dagster.sweeps.standalone import run_sweep
 
 SWEEP = {
     "id": "sweep",

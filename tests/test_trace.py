@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from crucible_dagster.core.trace import TraceChain, TraceError, TraceEvent
+from crucible_dagster.runtime.trace import TraceChain, TraceError, TraceEvent
 
 
 def chain() -> TraceChain:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 DatasetName = Literal["breast_cancer", "iris", "wine", "digits"]
 EstimatorName = Literal[

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from crucible_dagster.core.rundir import artifacts_root, read_manifest
+from crucible_dagster.runtime.run_record import artifacts_root, read_manifest
 
 
 def _num(value: object) -> str:

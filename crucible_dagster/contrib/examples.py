@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.stage import Stage, StageOptions
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage, StageOptions
 
 DEFAULT_EXAMPLES = [
     {"input": "What is 2 + 2?", "output": "4"},

@@ -7,11 +7,13 @@ from crucible_dagster.dagster_plugin.definitions import (
 )
 from crucible_dagster.dagster_plugin.factory import build_job, build_schedule, compile_experiment
 from crucible_dagster.dagster_plugin.io_manager import CrucibleContextIOManager
+from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
 __all__ = [
     "CrucibleContextIOManager",
     "CrucibleExperimentsComponent",
+    "CrucibleResource",
     "CrucibleTranslator",
     "build_job",
     "build_schedule",

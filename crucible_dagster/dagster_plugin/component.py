@@ -13,12 +13,12 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from crucible_dagster.core.ir import Experiment
-from crucible_dagster.core.problems import ExperimentError
 from crucible_dagster.dagster_plugin.definitions import (
     definitions_from_experiments,
     definitions_from_folder,
 )
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.problems import ExperimentError
 
 
 class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
@@ -38,7 +38,7 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
         if self.experiments:
             from pydantic import ValidationError
 
-            from crucible_dagster.core.loading import LocatedDocument, validation_problems
+            from crucible_dagster.experiment.loading import LocatedDocument, validation_problems
 
             inline = []
             for index, data in enumerate(self.experiments):

@@ -13,9 +13,9 @@ from typing import Any
 
 import dagster as dg
 
-from crucible_dagster.core.jsonsafe import to_jsonable
-from crucible_dagster.core.schema import _as_spec, normalize_schema
-from crucible_dagster.core.stage import Stage, described
+from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.experiment.option_schema import _as_spec, normalize_schema
+from crucible_dagster.runtime.stage import Stage, described
 
 _SCALARS: dict[str, Any] = {
     "string": dg.String,

@@ -9,27 +9,24 @@ from pathlib import Path
 
 import dagster as dg
 
-from crucible_dagster.core.checking import check_file
-from crucible_dagster.core.ir import Experiment
-from crucible_dagster.core.loading import display_path, experiment_files
-from crucible_dagster.core.names import suggest_name
-from crucible_dagster.core.problems import Problem
-from crucible_dagster.core.registry import Registry
 from crucible_dagster.dagster_plugin.factory import CompiledExperiment, compile_experiment
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.loading import display_path, experiment_files
+from crucible_dagster.experiment.problems import Problem
+from crucible_dagster.runtime.preflight import check_file
+from crucible_dagster.runtime.registry import Registry
 
 EXPERIMENTS_ENV = "CRUCIBLE_EXPERIMENTS_DIR"
 INVALID_GROUP = "crucible_invalid_experiments"
 logger = logging.getLogger("crucible_dagster")
 
 
-def invalid_file_asset(path: Path, problems: list[Problem]) -> dg.AssetSpec:
+def invalid_file_asset(key: dg.AssetKey, path: Path, problems: list[Problem]) -> dg.AssetSpec:
     """An asset that shows a broken experiment file and its problems in the UI's catalog."""
     text = "\n".join(str(p) for p in problems)
     return dg.AssetSpec(
-        key=dg.AssetKey(
-            ["crucible", "invalid_experiments", suggest_name(str(path.with_suffix("")))]
-        ),
+        key=key,
         description=f"INVALID experiment file {display_path(path)}; it was not loaded:\n\n```\n{text}\n```",
         group_name=INVALID_GROUP,
         kinds={"crucible"},
@@ -71,6 +68,7 @@ def definitions_from_folder(
 ) -> dg.Definitions:
     """Every experiment file under ``folder`` (default: ``$CRUCIBLE_EXPERIMENTS_DIR`` or ``./experiments``)."""
     root = Path(folder or os.environ.get(EXPERIMENTS_ENV) or "experiments")
+    translator = translator or CrucibleTranslator()
     compiled: list[CompiledExperiment] = []
     invalid: list[dg.AssetSpec] = []
     seen: dict[str, Path] = {}
@@ -108,5 +106,7 @@ def definitions_from_folder(
                 )
         for problem in problems:
             logger.error("invalid experiment: %s", problem)
-        invalid.append(invalid_file_asset(path, problems))
+        relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+        key = translator.invalid_file_asset_key(relative)
+        invalid.append(invalid_file_asset(key, path, problems))
     return _definitions(compiled, invalid)

@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from crucible_dagster.core.ir import Experiment
-from crucible_dagster.core.registry import Registry, registry_for
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.ops import build_stage_op
 from crucible_dagster.dagster_plugin.report_events import quality_checks
+from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.registry import Registry, registry_for
 
 DEFAULT_IO_MANAGER = CrucibleContextIOManager()
+DEFAULT_RESOURCE = CrucibleResource()
 
 
 def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
@@ -37,10 +39,15 @@ def build_job(
     translator: CrucibleTranslator | None = None,
     registry: Registry | None = None,
     io_manager: dg.IOManagerDefinition | dg.ConfigurableIOManager | None = None,
+    resource: CrucibleResource | None = None,
 ) -> dg.JobDefinition:
     """One op per enabled stage, linear dependencies in pipeline order."""
     translator = translator or CrucibleTranslator()
     registry = registry_for(experiment, registry)
+    resource_defs = {
+        IO_MANAGER_KEY: io_manager or DEFAULT_IO_MANAGER,
+        RESOURCE_KEY: resource or DEFAULT_RESOURCE,
+    }
     if experiment.is_sweep:
         from crucible_dagster.dagster_plugin.sweep import build_sweep_job
 
@@ -50,7 +57,7 @@ def build_job(
             experiment,
             translator=translator,
             registry=registry,
-            resource_defs={IO_MANAGER_KEY: io_manager or DEFAULT_IO_MANAGER},
+            resource_defs=resource_defs,
             executor_def=executor_for(experiment),
         )
     enabled = experiment.enabled_stages
@@ -59,15 +66,14 @@ def build_job(
             experiment,
             stage_def,
             registry.resolve(stage_def.implementation),
-            first=index == 0,
-            last=index == len(enabled) - 1,
             translator=translator,
             registry=registry,
+            takes_upstream=index > 0,
         )
         for index, stage_def in enumerate(enabled)
     ]
     # Each op definition is unique to its experiment; the node in the job is named after the stage.
-    aliases = [translator.op_name(experiment, s) for s in enabled]
+    aliases = [translator.node_name(experiment, s.name) for s in enabled]
     dependencies: dict[dg.NodeInvocation, dict[str, dg.IDependencyDefinition]] = {}
     for index, op in enumerate(ops):
         upstream = {"upstream": dg.DependencyDefinition(aliases[index - 1])} if index else {}
@@ -81,7 +87,7 @@ def build_job(
     return graph.to_job(
         name=translator.job_name(experiment),
         description=translator.job_description(experiment),
-        resource_defs={IO_MANAGER_KEY: io_manager or DEFAULT_IO_MANAGER},
+        resource_defs=resource_defs,
         executor_def=executor_for(experiment),
         tags=translator.job_tags(experiment),
     )
@@ -96,6 +102,7 @@ def build_schedule(
     schedule = experiment.schedule
     return dg.ScheduleDefinition(
         name=translator.schedule_name(experiment),
+        description=translator.schedule_description(experiment),
         cron_schedule=schedule.cron,
         job=job,
         execution_timezone=schedule.timezone,

@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from crucible_dagster.core.serialization import (
+from crucible_dagster.runtime.serialization import (
     BlobStore,
     UnstorableValue,
     load_stored,

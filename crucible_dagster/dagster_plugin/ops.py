@@ -3,23 +3,25 @@ so stage semantics are identical under Dagster and in the plain runner."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.ir import Experiment, StageDef
-from crucible_dagster.core.registry import Registry
-from crucible_dagster.core.rundir import RunDirectory, artifacts_root
-from crucible_dagster.core.runner import StageFailure, invoke_stage, new_context
-from crucible_dagster.core.stage import Stage
-from crucible_dagster.core.telemetry import JsonlSink, Telemetry
 from crucible_dagster.dagster_plugin.config import options_config_schema
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.report_events import metric_metadata, report_events
+from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.experiment.ir import Experiment, StageDef
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.preflight import stage_option_problems
+from crucible_dagster.runtime.registry import Registry
+from crucible_dagster.runtime.run_record import RunRecord
+from crucible_dagster.runtime.runner import StageFailure, invoke_stage, new_context
+from crucible_dagster.runtime.stage import Stage
+from crucible_dagster.runtime.telemetry import Sink
 
 CONTEXT_IN = {"upstream": dg.In(description="The Context from the previous stage")}
 CONTEXT_OUT = {
@@ -29,7 +31,9 @@ CONTEXT_OUT = {
 }
 
 
-def _dagster_sink(context: dg.OpExecutionContext) -> Any:
+def dagster_log_sink(context: dg.OpExecutionContext) -> Sink:
+    """Stage lifecycle telemetry as lines in the Dagster event log."""
+
     def sink(event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "stage_started":
@@ -40,31 +44,58 @@ def _dagster_sink(context: dg.OpExecutionContext) -> Any:
             )
         elif kind == "stage_failed":
             context.log.error(
-                f"crucible: stage {event['stage']} failed after {event['duration_ms']:.1f} ms: {event['error_type']}: {event['message']}"
+                f"crucible: stage {event['stage']} failed after {event['duration_ms']:.1f} ms: "
+                f"{event['error_type']}: {event['message']}"
             )
 
     return sink
 
 
-def _bind_to_run(
-    ctx: Context, experiment: Experiment, context: dg.OpExecutionContext
-) -> tuple[Context, RunDirectory]:
-    """The context belongs to the current Dagster run (a re-execution gets its own run directory)."""
-    run_dir = RunDirectory.at(artifacts_root() / experiment.id / context.run_id)
-    if not run_dir.started:
-        parent = context.run.tags.get("dagster/parent_run_id")
-        run_dir = RunDirectory(None, experiment.id, context.run_id)
-        run_dir.start(
+def dagster_run_record(
+    experiment: Experiment,
+    context: dg.OpExecutionContext,
+    *,
+    completed: Iterable[str] = (),
+    steps: Iterable[str] | None = None,
+    **extra: Any,
+) -> RunRecord:
+    """This Dagster run's record, started by whichever step runs first.
+
+    A re-execution is a new Dagster run with its own record; the stages its parent
+    completed (``completed``) are recorded as done, so the record ends when its last
+    pending stage does.
+    """
+    resource: CrucibleResource = context.resources.crucible
+    path = resource.artifacts_root() / experiment.id / context.run_id
+    sinks = [dagster_log_sink(context)]
+    record = RunRecord.open(path, sinks=sinks)
+    if record is None:
+        record = RunRecord.create(
+            path,
             experiment,
             run_id=context.run_id,
-            params=dict(ctx.params),
-            seed=experiment.seed,
             orchestrator="dagster",
-            parent_run_id=parent,
+            sinks=sinks,
+            steps=steps,
+            parent_run_id=context.run.tags.get("dagster/parent_run_id"),
+            **extra,
         )
-    if ctx.run_id != context.run_id or ctx.run_dir != str(run_dir.path):
-        ctx = replace(ctx, run_id=context.run_id, run_dir=str(run_dir.path))
-    return ctx, run_dir
+        for name in completed:
+            if name in record.pending_stages:
+                record.record_stage(name, "completed")
+    return record
+
+
+def _first_context(experiment: Experiment, run_id: str) -> Context:
+    ctx = new_context(experiment, run_id=run_id, trace=True)
+    for skipped in (s.name for s in experiment.pipeline if not s.enabled):
+        ctx = ctx.emit(
+            "stage_skipped",
+            f"Skipped stage: {skipped}",
+            f"Stage {skipped} is disabled (enabled: false)",
+            stage_id=skipped,
+        )
+    return ctx
 
 
 def _output_metadata(ctx: Context, stage: str, duration_ms: float) -> dict[str, Any]:
@@ -93,82 +124,96 @@ def stage_failure(failure: StageFailure, **context: str) -> dg.Failure:
     )
 
 
+def run_option_problems(
+    experiment: Experiment,
+    registry: Registry,
+    translator: CrucibleTranslator,
+    context: dg.OpExecutionContext,
+) -> list[str]:
+    """Every stage's options in this run's resolved config, as the stages will check them."""
+    ops_config = context.get_step_execution_context().resolved_run_config.ops
+    problems = []
+    for stage_def in experiment.enabled_stages:
+        op_config = ops_config.get(translator.node_name(experiment, stage_def.name))
+        node_config = op_config.config if op_config is not None else None
+        options = stage_def.options if node_config is None else node_config
+        found = stage_option_problems(stage_def, options, registry)
+        problems += [f"{stage_def.name}.{p}" for p in found]
+    return problems
+
+
+def invalid_options_failure(problems: list[str]) -> dg.Failure:
+    return dg.Failure(
+        description="invalid stage options in the run config, checked before the first stage: "
+        + "; ".join(problems),
+        metadata={
+            "crucible/error_type": "InvalidOptions",
+            "crucible/problems": dg.MetadataValue.json(problems),
+        },
+        allow_retries=False,
+    )
+
+
 def build_stage_op(
     experiment: Experiment,
     stage_def: StageDef,
     stage_cls: type[Stage],
     *,
-    first: bool,
-    last: bool,
     translator: CrucibleTranslator,
     registry: Registry,
+    takes_upstream: bool,
 ) -> dg.OpDefinition:
-    name = translator.op_definition_name(experiment, stage_def)
-    skipped = [s.name for s in experiment.pipeline if not s.enabled]
-
     def execute(context: dg.OpExecutionContext, upstream: Context | None) -> Iterator[Any]:
-        if upstream is None:
-            ctx = new_context(experiment, run_id=context.run_id, trace=True)
-            for skipped_name in skipped:
-                ctx = ctx.emit(
-                    "stage_skipped",
-                    f"Skipped stage: {skipped_name}",
-                    f"Stage {skipped_name} is disabled (enabled: false)",
-                    stage_id=skipped_name,
+        resource: CrucibleResource = context.resources.crucible
+        ctx = upstream if upstream is not None else _first_context(experiment, context.run_id)
+        record = dagster_run_record(experiment, context, completed=ctx.completed_stages())
+        ctx = replace(ctx, run_id=context.run_id, run_dir=str(record.path))
+        if upstream is None and resource.validate_options == "error":
+            problems = run_option_problems(experiment, registry, translator, context)
+            if problems:
+                record.finish_context(
+                    "failed", ctx, {"error_type": "InvalidOptions", "problems": problems}
                 )
-        else:
-            ctx = upstream
-        ctx, run_dir = _bind_to_run(ctx, experiment, context)
-        if upstream is None:
-            for skipped_name in skipped:
-                run_dir.record_stage(skipped_name, "skipped")
-        telemetry = Telemetry(
-            [_dagster_sink(context), JsonlSink(run_dir.telemetry_path)],
-            experiment_id=experiment.id,
-            run_id=context.run_id,
-        )
-        outcome = invoke_stage(
-            ctx,
-            stage_def,
-            registry=registry,
-            validate_options="error",
-            telemetry=telemetry,
-            options=dict(context.op_config or {}),
-        )
-        run_dir.record_stage(stage_def.name, outcome.status, outcome.options, outcome.duration_ms)
+                raise invalid_options_failure(problems)
+        try:
+            outcome = invoke_stage(
+                ctx,
+                stage_def,
+                registry=registry,
+                validate_options=resource.validate_options,
+                telemetry=record.telemetry,
+                options=dict(context.op_config or {}),
+            )
+            record.record_stage(
+                stage_def.name, outcome.status, outcome.options, outcome.duration_ms
+            )
+        except BaseException as exc:
+            record.abort(exc, ctx)
+            raise
         failure = outcome.failure
         if failure is not None:
             if failure.reason == "quality_target_failed":
                 # The reports exist: record them and every check before failing the run.
                 yield from report_events(ctx, failure.context, experiment, translator)
-            run_dir.finish(
-                "failed",
-                failure.context.metrics,
-                failure.context.assigns.get("data_fingerprints"),
-                failure.to_dict(),
-            )
+            record.finish_context("failed", failure.context, failure.to_dict())
             raise stage_failure(failure)
         result = outcome.context
-        if last:
-            if result.trace is not None:
-                run_dir.write_text("trace.json", result.trace.export("json"))
-            run_dir.finish("completed", result.metrics, result.assigns.get("data_fingerprints"))
-        else:
-            run_dir.write_manifest()
+        if not record.pending_stages:
+            record.finish_context("completed", result)
         yield from report_events(ctx, result, experiment, translator)
         yield dg.Output(
             result, metadata=_output_metadata(result, stage_def.name, outcome.duration_ms)
         )
 
-    ins = {} if first else CONTEXT_IN
     # A plain OpDefinition: the @op decorator's signature inspection costs ~1 ms per op,
     # which dominates loading a folder of many experiments.
     return dg.OpDefinition(
         compute_fn=lambda context, inputs: execute(context, inputs.get("upstream")),
-        name=name,
-        ins=ins,
+        name=translator.op_definition_name(experiment, stage_def.name),
+        ins=CONTEXT_IN if takes_upstream else {},
         outs=CONTEXT_OUT,
         description=translator.op_description(experiment, stage_def, stage_cls),
         tags=translator.op_tags(experiment, stage_def, stage_cls),
         config_schema=options_config_schema(stage_cls, stage_def.options),
+        required_resource_keys={RESOURCE_KEY},
     )

@@ -15,12 +15,12 @@ from typing import Any
 
 import dagster as dg
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.ir import Experiment, QualityTarget
-from crucible_dagster.core.jsonsafe import to_jsonable
-from crucible_dagster.core.quality import METRIC_KEY
+from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.report.render import numeric_metrics
+from crucible_dagster.experiment.ir import Experiment, QualityTarget
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.metrics import numeric_metrics
+from crucible_dagster.runtime.quality import METRIC_KEY
 
 MAX_METRIC_ENTRIES = 200
 QUALITY_PREFIX = "quality/"

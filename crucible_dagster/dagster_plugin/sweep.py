@@ -12,34 +12,16 @@ from typing import Any
 
 import dagster as dg
 
-from crucible_dagster.core.grid import Trial, expand_grid
-from crucible_dagster.core.ir import Experiment
-from crucible_dagster.core.registry import Registry
-from crucible_dagster.core.rundir import RunDirectory, artifacts_root
-from crucible_dagster.core.sweep import TrialOutcome, compare_trials, run_trial, trial_run_dir
-from crucible_dagster.core.telemetry import JsonlSink
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
-from crucible_dagster.dagster_plugin.ops import _dagster_sink, stage_failure
+from crucible_dagster.dagster_plugin.ops import dagster_log_sink, dagster_run_record, stage_failure
 from crucible_dagster.dagster_plugin.report_events import metric_metadata
+from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-
-
-def _sweep_dir(experiment: Experiment, context: Any, **extra: Any) -> RunDirectory:
-    """This run's sweep directory, started on first use (a re-execution gets its own)."""
-    sweep_dir = RunDirectory.at(artifacts_root() / experiment.id / context.run_id)
-    if not sweep_dir.started:
-        sweep_dir = RunDirectory.at_path(sweep_dir.path)
-        parent = context.run.tags.get("dagster/parent_run_id")
-        sweep_dir.start(
-            experiment,
-            run_id=context.run_id,
-            params={},
-            seed=experiment.seed,
-            orchestrator="dagster",
-            parent_run_id=parent,
-            **extra,
-        )
-    return sweep_dir
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.registry import Registry
+from crucible_dagster.sweeps.comparison import compare_trials
+from crucible_dagster.sweeps.grid import Trial, expand_grid
+from crucible_dagster.sweeps.running import TrialOutcome, run_trial, trial_run_dir
 
 
 def build_sweep_job(
@@ -54,55 +36,63 @@ def build_sweep_job(
     out = {"result": dg.Out(io_manager_key=IO_MANAGER_KEY)}
 
     @dg.op(
-        name=translator.step_op_definition_name(experiment, "plan_trials"),
+        name=translator.op_definition_name(experiment, "plan_trials"),
         out={"trial": dg.DynamicOut(io_manager_key=IO_MANAGER_KEY)},
         description="One output per grid point x seed",
         tags={"crucible/stage": "plan_trials"},
+        required_resource_keys={RESOURCE_KEY},
     )
     def plan_trials(context):  # type: ignore[no-untyped-def]  # dagster inspects annotations
-        _sweep_dir(experiment, context, trials=[t.to_dict() for t in trials])
+        dagster_run_record(experiment, context, steps=[], trials=[t.to_dict() for t in trials])
         for trial in trials:
             yield dg.DynamicOutput(trial.to_dict(), mapping_key=trial.trial_id, output_name="trial")
 
     @dg.op(
-        name=translator.step_op_definition_name(experiment, "run_trial"),
+        name=translator.op_definition_name(experiment, "run_trial"),
         out=out,
         description="Every stage of the pipeline for one trial",
         tags={"crucible/stage": "run_trial"},
+        required_resource_keys={RESOURCE_KEY},
     )
     def run_one(context, trial):  # type: ignore[no-untyped-def]
         spec = Trial.from_dict(trial)
-        base = artifacts_root() / experiment.id / context.run_id
-        sinks = [_dagster_sink(context)]
-        outcome, result = run_trial(
-            experiment,
-            spec,
-            run_dir=trial_run_dir(base, spec),
-            run_id=f"{context.run_id}.{spec.trial_id}",
-            registry=registry,
-            sinks=sinks,
-            orchestrator="dagster",
-        )
+        sweep = dagster_run_record(experiment, context, steps=[])
+        try:
+            outcome, result = run_trial(
+                experiment,
+                spec,
+                run_dir=trial_run_dir(sweep.path, spec),
+                run_id=f"{context.run_id}.{spec.trial_id}",
+                registry=registry,
+                sinks=[dagster_log_sink(context)],
+                orchestrator="dagster",
+            )
+        except BaseException as exc:
+            sweep.abort(exc)
+            raise
         if result.failure is not None:
+            # The run fails here, so the sweep's record ends here too (a re-execution has its own).
+            sweep.finish("failed", failure={"trial": spec.trial_id, **result.failure.to_dict()})
             raise stage_failure(result.failure, trial=spec.trial_id)
         metadata = metric_metadata(outcome.metrics, "metric/")
         yield dg.Output(outcome.to_dict(), metadata={"crucible/trial": spec.trial_id, **metadata})
 
     @dg.op(
-        name=translator.step_op_definition_name(experiment, "compare_trials"),
+        name=translator.op_definition_name(experiment, "compare_trials"),
         out=out,
         description="Statistical comparison of the configurations",
         tags={"crucible/stage": "compare_trials"},
+        required_resource_keys={RESOURCE_KEY},
     )
     def compare(context, outcomes):  # type: ignore[no-untyped-def]
-        from crucible_dagster.report.sweep import write_sweep_reports
+        from crucible_dagster.sweeps.report import write_sweep_reports
 
         parsed = [TrialOutcome.from_dict(o) for o in outcomes]
         comparison = compare_trials(experiment, parsed)
-        sweep_dir = _sweep_dir(experiment, context)
-        JsonlSink(sweep_dir.telemetry_path)({"event": "sweep_compared", "trials": len(parsed)})
-        paths = write_sweep_reports(experiment, comparison, sweep_dir.path, context.run_id)
-        sweep_dir.finish("completed", {"sweep": comparison})
+        sweep = dagster_run_record(experiment, context, steps=[])
+        sweep.telemetry.emit("sweep_compared", trials=len(parsed))
+        paths = write_sweep_reports(experiment, comparison, sweep.path, context.run_id)
+        sweep.finish("completed", metrics={"sweep": comparison})
         yield from _sweep_materialization(experiment, translator, comparison, paths)
         yield dg.Output(comparison)
 
@@ -114,9 +104,9 @@ def build_sweep_job(
         executor_def=executor_def,
     )
     def sweep_job() -> None:
-        planned = plan_trials.alias("plan_trials")()
-        results = planned.map(run_one.alias("run_trial"))
-        compare.alias("compare_trials")(results.collect())
+        planned = plan_trials.alias(translator.node_name(experiment, "plan_trials"))()
+        results = planned.map(run_one.alias(translator.node_name(experiment, "run_trial")))
+        compare.alias(translator.node_name(experiment, "compare_trials"))(results.collect())
 
     return sweep_job
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from crucible_dagster.core.ir import Experiment, OutputSpec, StageDef
-from crucible_dagster.core.rundir import experiment_hash
-from crucible_dagster.core.stage import Stage, described
+from crucible_dagster.experiment.ir import Experiment, OutputSpec, StageDef
+from crucible_dagster.experiment.names import suggest_name
+from crucible_dagster.runtime.run_record import experiment_hash
+from crucible_dagster.runtime.stage import Stage, described
 
 TAG_PREFIX = "crucible"
 
@@ -32,16 +35,12 @@ class CrucibleTranslator:
             tags[f"{TAG_PREFIX}/owner"] = experiment.owner
         return tags
 
-    def op_name(self, experiment: Experiment, stage: StageDef) -> str:
-        """The node name in the job (step keys, Launchpad config): the stage name."""
-        return stage.name
+    def node_name(self, experiment: Experiment, step: str) -> str:
+        """The node in the job (step keys, Launchpad config): the stage or sweep step name."""
+        return step
 
-    def op_definition_name(self, experiment: Experiment, stage: StageDef) -> str:
+    def op_definition_name(self, experiment: Experiment, step: str) -> str:
         """Op definitions must be unique across a code location, so they carry the experiment id."""
-        return self.step_op_definition_name(experiment, stage.name)
-
-    def step_op_definition_name(self, experiment: Experiment, step: str) -> str:
-        """Op definition name of any step of an experiment (a stage, or a sweep's plan/run/compare)."""
         return f"{experiment.id}__{step}"
 
     def op_description(
@@ -93,3 +92,16 @@ class CrucibleTranslator:
 
     def schedule_name(self, experiment: Experiment) -> str:
         return f"{experiment.id}_schedule"
+
+    def schedule_description(self, experiment: Experiment) -> str:
+        assert experiment.schedule is not None
+        return f"Runs experiment {experiment.id} on {experiment.schedule.cron!r} ({experiment.schedule.timezone})."
+
+    def invalid_file_asset_key(self, relative_path: Path) -> dg.AssetKey:
+        """Key of the asset that shows a broken file, from its path inside the experiments folder.
+
+        The suffix is kept (``bad.yaml`` and ``bad.yml`` are two files), and no absolute path
+        leaks into the key, so the key is the same on every machine.
+        """
+        parts = [suggest_name(part) for part in relative_path.parts]
+        return dg.AssetKey([TAG_PREFIX, "invalid_experiments", "__".join(parts)])

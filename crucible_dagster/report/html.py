@@ -14,8 +14,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.report.render import Plot, numeric_metrics, report_data
+from crucible_dagster.report.render import Plot, report_data
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.metrics import numeric_metrics
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 STYLE = """

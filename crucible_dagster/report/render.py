@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.jsonsafe import to_jsonable
+from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.metrics import numeric_metrics
 
 EXTENSIONS = {"markdown": "md", "json": "json", "html": "html", "csv": "csv"}
 
@@ -21,25 +22,6 @@ EXTENSIONS = {"markdown": "md", "json": "json", "html": "html", "csv": "csv"}
 class Plot:
     file: str  #: file name beside the reports
     svg: str
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
-    else:
-        out[prefix] = value
-
-
-def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Every finite number in ``metrics`` under its dotted path (lists are not expanded)."""
-    flat: dict[str, Any] = {}
-    _flatten("", to_jsonable(metrics), flat)
-    return {
-        k: float(v)
-        for k, v in flat.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
 
 
 def report_data(ctx: Context) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.ir import Correction, TestNames
-from crucible_dagster.core.jsonsafe import to_jsonable
-from crucible_dagster.core.stage import Stage, StageOptions
+from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.experiment.ir import Correction, TestNames
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage, StageOptions
 
 NUMERIC_FIELDS = ("score", "accuracy", "loss")
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import Field
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.registry import import_object
-from crucible_dagster.core.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.registry import import_object
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
 class DataChecksOptions(StageOptions):

@@ -13,9 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import Field
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.registry import import_object
-from crucible_dagster.core.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.registry import import_object
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
 @runtime_checkable

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.files import atomic_write_text, safe_join
-from crucible_dagster.core.ir import OutputSpec
-from crucible_dagster.core.quality import METRIC_KEY, evaluate_targets
-from crucible_dagster.core.rundir import artifacts_root
-from crucible_dagster.core.stage import Stage, StageError, StageOptions
+from crucible_dagster.common.files import atomic_write_text, safe_join
+from crucible_dagster.experiment.ir import OutputSpec
 from crucible_dagster.report.render import EXTENSIONS, Plot, render
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.quality import METRIC_KEY, evaluate_targets
+from crucible_dagster.runtime.run_record import artifacts_root
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
 class ReportOptions(StageOptions):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.registry import StageResolutionError, current_registry
-from crucible_dagster.core.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.registry import StageResolutionError, current_registry
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
 class ValidateOptions(StageOptions):

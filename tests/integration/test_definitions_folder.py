@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from crucible_dagster.core.checking import check_file
 from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, definitions_from_folder
+from crucible_dagster.runtime.preflight import check_file
 from tests.conftest import ROOT
 
 MALFORMED = sorted((ROOT / "tests" / "malformed").iterdir())
@@ -54,6 +54,20 @@ def test_duplicate_experiment_ids_are_reported(tmp_path: Path) -> None:
     assert defs.resolve_job_def("trace_demo")
     (spec,) = [a for a in defs.assets if a.group_name == "crucible_invalid_experiments"]  # type: ignore[union-attr]
     assert "already used by" in (spec.description or "")
+
+
+def test_invalid_file_keys_are_relative_and_distinct(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("bad.yaml", "bad.yml", "sub/bad.yaml"):
+        (tmp_path / name).write_text("id: [unclosed\n")
+    defs = definitions_from_folder(tmp_path)
+    keys = {
+        a.key.path[-1]
+        for a in defs.assets  # type: ignore[union-attr]
+        if a.group_name == "crucible_invalid_experiments"
+    }
+    assert keys == {"bad_yaml", "bad_yml", "sub__bad_yaml"}
+    assert not any(str(tmp_path).strip("/").split("/")[0] in key for key in keys)
 
 
 def test_experiments_dir_from_environment(

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from crucible_dagster import Experiment
-from crucible_dagster.dagster_plugin import build_job
+from crucible_dagster.dagster_plugin import CrucibleResource, build_job
 
 
 def counting(tmp_path: Path, **third: object) -> Experiment:
@@ -92,13 +92,20 @@ def test_config_override_null_default_and_readable_failure(tmp_path: Path) -> No
             raise_on_error=False,
         )
         assert not bad.success
-        (failure,) = step_events(bad, dg.DagsterEventType.STEP_FAILURE, "second")
+        # every stage's options are checked when the run starts: the first stage never runs
+        (failure,) = step_events(bad, dg.DagsterEventType.STEP_FAILURE, "first")
+        assert not step_events(bad, dg.DagsterEventType.STEP_START, "second")
         error = failure.step_failure_data.error
-        assert "alpha: expected a number between 0 and 1, got 1.5" in error.message
+        assert "second.alpha: expected a number between 0 and 1, got 1.5" in error.message
         assert (
             failure.step_failure_data.user_failure_data.metadata["crucible/error_type"].value
             == "InvalidOptions"
         )
+        warned = build_job(counting(tmp_path), resource=CrucibleResource(validate_options="warn"))
+        lenient = warned.execute_in_process(
+            instance=instance, run_config={"ops": {"second": {"config": {"alpha": 1.5}}}}
+        )
+        assert lenient.success  # warn mode: the stage runs and the problem is logged
     with pytest.raises(dg.DagsterInvalidConfigError):
         job.execute_in_process(run_config={"ops": {"second": {"config": {"rows": "many"}}}})
 

@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from crucible_dagster.core.sweep import run_sweep
+from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
 from tests.integration import jobs
 from tests.integration.events import step_keys

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from crucible_dagster.core.ir import Experiment
+from crucible_dagster.experiment.ir import Experiment
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from crucible_dagster.core.names import check_name
+from crucible_dagster.experiment.names import check_name
 
 Name = Annotated[str, Field(min_length=1)]
 

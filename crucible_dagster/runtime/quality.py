@@ -8,14 +8,14 @@ Verdicts land in ``metrics["quality_targets"]``; under Dagster each is an asset 
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.ir import QualityTarget
+from crucible_dagster.experiment.ir import QualityTarget
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.metrics import finite_number, metric_at
 
 OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 METRIC_KEY = "quality_targets"
@@ -41,27 +41,6 @@ class Verdict:
     @property
     def blocks_run(self) -> bool:
         return not self.passed and self.severity == "error" and self.fail_run
-
-
-def metric_at(metrics: Mapping[str, Any], path: str) -> Any:
-    """``cv.logistic_regression.mean`` -> metrics["cv"]["logistic_regression"]["mean"]."""
-    current: Any = metrics
-    for part in path.split("."):
-        if isinstance(current, Mapping) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            raise KeyError(path)
-    return current
-
-
-def _finite(value: Any) -> float | None:
-    return (
-        float(value)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        else None
-    )
 
 
 def _comparison(
@@ -94,7 +73,7 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
     if target.kind == "threshold":
         assert target.metric is not None and target.value is not None
         try:
-            value = _finite(metric_at(metrics, target.metric))
+            value = finite_number(metric_at(metrics, target.metric))
         except KeyError:
             return verdict(False, f"metric {target.metric!r} was not produced by this run")
         if value is None:
@@ -113,7 +92,7 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
             f"no bench comparison of {target.treatment!r} with {target.baseline!r} with a confidence interval; add a bench stage that compares them",
         )
     row, sign = found
-    estimate, low, high = (_finite(row.get(k)) for k in ("estimate", "ci_low", "ci_high"))
+    estimate, low, high = (finite_number(row.get(k)) for k in ("estimate", "ci_low", "ci_high"))
     if estimate is None or low is None or high is None:
         return verdict(
             False,
@@ -134,7 +113,7 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
         estimate=estimate,
         ci_low=low,
         ci_high=high,
-        p_value=_finite(row.get("p_value")),
+        p_value=finite_number(row.get("p_value")),
         test=row.get("test"),
     )
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from crucible_dagster.core.registry import Registry
-from crucible_dagster.core.schema import normalize_schema, validate_schema
-from crucible_dagster.core.validator import validate_options
+from crucible_dagster.experiment.legacy_options import check_legacy_options
+from crucible_dagster.experiment.option_schema import normalize_schema, validate_schema
+from crucible_dagster.runtime.registry import Registry
 
 SCHEMA = {
     "name": "test",
@@ -16,14 +16,14 @@ SCHEMA = {
 
 
 def test_scenario_1_missing_required() -> None:
-    assert validate_options({}, SCHEMA) == ["missing required option: input"]
-    assert validate_options({"input": "hello"}, SCHEMA) == []
-    assert validate_options([("input", "hello")], SCHEMA) == []
-    assert validate_options(None, {**SCHEMA, "required": [], "types": {}}) == []
+    assert check_legacy_options({}, SCHEMA) == ["missing required option: input"]
+    assert check_legacy_options({"input": "hello"}, SCHEMA) == []
+    assert check_legacy_options([("input", "hello")], SCHEMA) == []
+    assert check_legacy_options(None, {**SCHEMA, "required": [], "types": {}}) == []
 
 
 def _one(spec: object, value: object) -> list[str]:
-    return validate_options(
+    return check_legacy_options(
         {"x": value},
         {"name": "t", "description": "T", "required": [], "optional": ["x"], "types": {"x": spec}},
     )
@@ -43,7 +43,7 @@ def test_scenario_2_type_errors() -> None:
         "x: value 3.14 doesn't match any type in union ['string', 'integer']"
     ]
     assert _one("atom", None) == []
-    assert validate_options({"other": 1}, SCHEMA | {"required": []}) == []
+    assert check_legacy_options({"other": 1}, SCHEMA | {"required": []}) == []
 
 
 def test_more_type_specs() -> None:
@@ -72,7 +72,7 @@ def test_errors_are_ordered_required_first_then_sorted_keys() -> None:
         "optional": ["z", "y"],
         "types": {"a": "string", "b": "string", "z": "integer", "y": "integer"},
     }
-    assert validate_options({"z": "1", "y": "2"}, schema) == [
+    assert check_legacy_options({"z": "1", "y": "2"}, schema) == [
         "missing required option: b",
         "missing required option: a",
         "y: expected integer, got '2'",
@@ -87,7 +87,7 @@ def test_scenario_3_legacy_schema() -> None:
         "inputs": ["a", "b"],
         "outputs": ["c"],
     }
-    assert validate_options({"some_opt": "value"}, legacy) == []
+    assert check_legacy_options({"some_opt": "value"}, legacy) == []
 
 
 def test_scenario_4_schema_validate() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from crucible_dagster.core.rundir import artifacts_root, read_manifest
+from crucible_dagster.runtime.run_record import artifacts_root, read_manifest
 
 
 @dataclass

@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from crucible_dagster.core.explain import explain_error
-from crucible_dagster.core.schema import describe_options, field_default, normalize_schema
-from crucible_dagster.core.validator import unknown_keys, validate_options
+from crucible_dagster.experiment.explain import explain_error
+from crucible_dagster.experiment.legacy_options import check_legacy_options, unknown_keys
+from crucible_dagster.experiment.option_schema import (
+    describe_options,
+    field_default,
+    normalize_schema,
+)
 
 if TYPE_CHECKING:
-    from crucible_dagster.core.context import Context
+    from crucible_dagster.runtime.context import Context
 
 ValidateMode = Literal["error", "warn", "off"]
 VALIDATE_MODES: tuple[ValidateMode, ...] = ("error", "warn", "off")
@@ -77,7 +81,7 @@ class Stage:
         return describe_options(cls.stage_name(), description, cls.Options, cls.version)
 
     @classmethod
-    def option_errors(cls, raw: Mapping[str, Any]) -> list[str]:
+    def check_options(cls, raw: Mapping[str, Any]) -> list[str]:
         """Every problem with ``raw`` options, as ``field: expected X, got Y`` lines."""
         return cls._parse(raw)[1]
 
@@ -97,7 +101,7 @@ class Stage:
     def _parse(cls, raw: Mapping[str, Any]) -> tuple[Any, list[str]]:
         if cls.legacy_schema is not None:
             schema = cls.legacy_schema
-            errors = validate_options(raw, schema)
+            errors = check_legacy_options(raw, schema)
             declared = normalize_schema(schema).get("types")
             accepts_extra = (normalize_schema(schema).get("__extensions__") or {}).get(
                 "accepts_extra_keys"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crucible_dagster.core.schema import _as_spec, function_arity, normalize_schema
+from crucible_dagster.experiment.option_schema import _as_spec, function_arity, normalize_schema
 
 
 def _check(key: str, value: Any, spec: Any) -> list[str]:
@@ -89,13 +89,13 @@ def _inner(value: Any, spec: Any) -> list[str]:
     return [m.removeprefix("value: ") for m in _check("value", value, spec)]
 
 
-def validate_options(
+def check_legacy_options(
     options: Mapping[str, Any] | Sequence[tuple[str, Any]] | None, schema: Mapping[str, Any]
 ) -> list[str]:
     """Errors for ``options`` against a (possibly legacy) schema; ``[]`` means valid.
 
     Required keys first (in the schema's order), then type errors in sorted key order.
-    Unknown keys are reported only when ``strict_keys`` is set (see ``Stage.validate_options``).
+    Unknown keys are reported only when ``strict_keys`` is set (see ``Stage.check_legacy_options``).
     """
     canonical = normalize_schema(schema)
     opts: dict[str, Any] = dict(options or {})

@@ -22,7 +22,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from crucible_dagster.core.jsonsafe import to_jsonable
+from crucible_dagster.common.jsonsafe import to_jsonable
 
 PRIMITIVES = frozenset(
     {"string", "integer", "float", "boolean", "atom", "map", "list", "module", "any"}

@@ -19,7 +19,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from crucible_dagster.core.stage import Stage
+from crucible_dagster.runtime.stage import Stage
 
 ENTRY_POINT_GROUP = "crucible_dagster.stages"
 DOTTED_PATH = re.compile(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crucible_dagster.core.jsonsafe import to_jsonable
+from crucible_dagster.common.jsonsafe import to_jsonable
 
 logger = logging.getLogger("crucible_dagster")
 

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 from pyarrow import ArrowException
 
-from crucible_dagster.core.context import Context
-from crucible_dagster.core.files import atomic_write_text, atomic_write_with
-from crucible_dagster.core.ir import Experiment
-from crucible_dagster.core.trace import TraceChain
+from crucible_dagster.common.files import atomic_write_text, atomic_write_with
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.trace import TraceChain
 
 SCHEMA_VERSION = 1
 TAG = "__crucible__"

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from crucible_dagster.core.problems import format_loc, short_repr
+from crucible_dagster.experiment.problems import format_loc, short_repr
 
 _TYPE_WORDS = {
     "int": "an integer",

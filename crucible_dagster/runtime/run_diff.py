@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from crucible_dagster.core.jsonsafe import to_jsonable
+from crucible_dagster.common.jsonsafe import to_jsonable
 
 SECTIONS = (
     "seed",

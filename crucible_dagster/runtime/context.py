@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crucible_dagster.core.trace import TraceChain, TraceError, TraceEvent
+from crucible_dagster.runtime.trace import TraceChain, TraceError, TraceEvent
 
 if TYPE_CHECKING:
-    from crucible_dagster.core.ir import Experiment
+    from crucible_dagster.experiment.ir import Experiment
 
 COMPLETED_STAGES = "completed_stages"
 
@@ -175,6 +175,6 @@ class Context:
     def save_trace(self, path: str | Path) -> Path:
         if self.trace is None:
             raise TraceError("no trace: this run was not traced (run with trace=True)")
-        from crucible_dagster.core.files import atomic_write_text
+        from crucible_dagster.common.files import atomic_write_text
 
         return atomic_write_text(Path(path), self.trace.export("json"))

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from crucible_dagster.core.files import atomic_write_text
-from crucible_dagster.core.ir import Experiment
+from crucible_dagster.common.files import atomic_write_text
+from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.report import plots
 from crucible_dagster.report.render import Plot, _fmt, bench_markdown
 

@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crucible_dagster.core.ir import Experiment
-from crucible_dagster.core.loading import LocatedDocument, experiment_from_document, read_document
-from crucible_dagster.core.problems import ExperimentError, Problem, format_loc
-from crucible_dagster.core.registry import Registry, StageResolutionError
-from crucible_dagster.core.runner import PLACEHOLDER, substitute_params
-from crucible_dagster.core.stage import StageError
+from crucible_dagster.experiment.ir import Experiment, StageDef
+from crucible_dagster.experiment.loading import (
+    LocatedDocument,
+    experiment_from_document,
+    read_document,
+)
+from crucible_dagster.experiment.params import UnknownParameter, has_placeholder, substitute_params
+from crucible_dagster.experiment.problems import ExperimentError, Problem, format_loc
+from crucible_dagster.runtime.registry import Registry, StageResolutionError
 
 
 @dataclass
@@ -28,16 +31,6 @@ class CheckedFile:
     @property
     def ok(self) -> bool:
         return self.experiment is not None and not self.problems
-
-
-def _has_placeholder(value: Any) -> bool:
-    if isinstance(value, str):
-        return PLACEHOLDER.search(value) is not None
-    if isinstance(value, Mapping):
-        return any(_has_placeholder(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_placeholder(v) for v in value)
-    return False
 
 
 def _first_values(parameters: Any) -> dict[str, Any]:
@@ -75,14 +68,14 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
         options = entry.get("options") or {}
         if not isinstance(options, Mapping):
             continue
-        if _has_placeholder(options):
+        if has_placeholder(options):
             try:
                 options = substitute_params(options, params)
-            except StageError as exc:
+            except UnknownParameter as exc:
                 loc = (key, index, "options")
                 problems.append(doc.problem(loc, format_loc(loc), str(exc)))
                 continue
-        for error in stage_cls.option_errors(options):
+        for error in stage_cls.check_options(options):
             field_path, _, message = error.partition(": ")
             option_key = field_path.split(".")[0].split("[")[0]
             option_loc: tuple[str | int, ...] = (
@@ -129,3 +122,17 @@ def load_checked(path: str | Path, registry: Registry | None = None) -> Experime
     if checked.experiment is None:
         raise ExperimentError(checked.problems)
     return checked.experiment
+
+
+def stage_option_problems(
+    stage_def: StageDef,
+    options: Mapping[str, Any],
+    registry: Registry,
+    params: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """One stage's option problems as ``field: message`` lines, as the stage reports them when it starts."""
+    try:
+        stage_cls = registry.resolve(stage_def.implementation)
+        return stage_cls.check_options(substitute_params(dict(options), params or {}))
+    except (StageResolutionError, UnknownParameter) as exc:
+        return [str(exc)]

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from crucible_dagster.core.explain import explain_error
-from crucible_dagster.core.ir import Experiment
-from crucible_dagster.core.problems import ExperimentError, Problem, format_loc, parse_loc
+from crucible_dagster.experiment.explain import explain_error
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.problems import ExperimentError, Problem, format_loc, parse_loc
 
 EXPERIMENT_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -1,0 +1,1 @@
+"""Plumbing with no domain knowledge: JSON-safe values and atomic file writes."""

@@ -1,0 +1,260 @@
+"""The run record and its directory ``<artifacts root>/<experiment_id>/<run_id>/``: manifest, telemetry, trace, reports.
+
+Every run writes one, standalone or under Dagster, so a run can be reproduced and
+compared (``crucible diff``). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+from crucible_dagster.common.files import atomic_write_text
+from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.telemetry import JsonlSink, Sink, Telemetry
+from crucible_dagster.runtime.trace import TraceChain
+
+ARTIFACTS_ENV = "CRUCIBLE_ARTIFACTS_DIR"
+MANIFEST = "manifest.json"
+TELEMETRY = "telemetry.jsonl"
+TRACKED_PACKAGES = (
+    "crucible_dagster",
+    "dagster",
+    "pydantic",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+)
+
+
+def artifacts_root(explicit: str | Path | None = None) -> Path:
+    return Path(explicit or os.environ.get(ARTIFACTS_ENV) or "artifacts").resolve()
+
+
+def experiment_hash(experiment: Experiment) -> str:
+    data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+@cache
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+@cache
+def git_state(cwd: str) -> dict[str, Any] | None:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+RunStatus = Literal["running", "completed", "failed", "interrupted"]
+TERMINAL_STATUSES = frozenset({"completed", "failed", "interrupted"})
+
+
+def run_directory(root: str | Path | None, experiment_id: str, run_id: str) -> Path:
+    return artifacts_root(root) / experiment_id / run_id
+
+
+class RunRecord:
+    """Everything a run records about itself: its directory, manifest, status, telemetry and trace.
+
+    The standalone runner, the Dagster stage ops, the sweep and its trials all keep their
+    records through this one object, so the manifest means the same wherever a run ran.
+    ``create`` starts a run; ``open`` picks it up again in a later step (a Dagster op in
+    another process); the run ends when ``finish`` writes a terminal status.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], sinks: Iterable[Sink] = ()):
+        self.path = path
+        self.manifest = manifest
+        self.telemetry = Telemetry(
+            [*sinks, JsonlSink(path / TELEMETRY)],
+            experiment_id=manifest.get("experiment_id"),
+            run_id=manifest.get("run_id"),
+        )
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        experiment: Experiment,
+        *,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        orchestrator: str = "standalone",
+        sinks: Iterable[Sink] = (),
+        steps: Iterable[str] | None = None,
+        **extra: Any,
+    ) -> RunRecord:
+        """Start a run at ``path``: every step (by default each pipeline stage) is listed as
+        pending, or skipped for a disabled stage."""
+        path = Path(path).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        if steps is None:
+            stages = {
+                s.name: {"status": "pending" if s.enabled else "skipped"}
+                for s in experiment.pipeline
+            }
+        else:
+            stages = {step: {"status": "pending"} for step in steps}
+        manifest = {
+            "schema_version": 1,
+            "experiment_id": experiment.id,
+            "run_id": run_id,
+            "orchestrator": orchestrator,
+            "status": "running",
+            "pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(),
+            "ended_at": None,
+            "experiment": experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+            "experiment_hash": experiment_hash(experiment),
+            "parameters": dict(params or {}),
+            "seed": experiment.seed,
+            "seeds": experiment.seeds,
+            "stages": stages,
+            "package_versions": package_versions(),
+            "git": git_state(os.getcwd()),
+            "data_fingerprints": {},
+            "metrics": {},
+            **extra,
+        }
+        record = cls(path, manifest, sinks)
+        record.write_manifest()
+        record.telemetry.emit("run_started", stages=len(experiment.pipeline))
+        return record
+
+    @classmethod
+    def open(cls, path: str | Path, *, sinks: Iterable[Sink] = ()) -> RunRecord | None:
+        """The run recorded at ``path``, or None when no run was started there."""
+        path = Path(path)
+        manifest = path / MANIFEST
+        if not manifest.is_file():
+            return None
+        return cls(path, json.loads(manifest.read_text(encoding="utf-8")), sinks)
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status"))
+
+    @property
+    def pending_stages(self) -> list[str]:
+        stages = self.manifest.get("stages") or {}
+        return [name for name, entry in stages.items() if entry.get("status") == "pending"]
+
+    def record_stage(
+        self, name: str, status: str, options: Any = None, duration_ms: float | None = None
+    ) -> None:
+        """Record a stage's outcome and write the manifest, so a killed run shows how far it got."""
+        entry = self.manifest.setdefault("stages", {}).setdefault(name, {})
+        entry["status"] = status
+        if options is not None:
+            entry["options"] = to_jsonable(options)
+        if duration_ms is not None:
+            entry["duration_ms"] = round(duration_ms, 3)
+        self.write_manifest()
+
+    def finish(
+        self,
+        status: RunStatus,
+        *,
+        metrics: Any = None,
+        trace: TraceChain | None = None,
+        fingerprints: Any = None,
+        failure: Any = None,
+    ) -> None:
+        """End the run with a terminal status; the manifest is the last file written."""
+        if trace is not None:
+            self.write_text("trace.json", trace.export("json"))
+        started = datetime.fromisoformat(self.manifest["started_at"])
+        ended = datetime.now(UTC)
+        self.manifest.update(
+            status=status,
+            ended_at=ended.isoformat(),
+            metrics=to_jsonable(metrics or {}),
+            data_fingerprints=to_jsonable(fingerprints or {}),
+        )
+        if failure is not None:
+            self.manifest["failure"] = to_jsonable(failure)
+        duration = round((ended - started).total_seconds() * 1000, 3)
+        stage = (
+            {"stage": failure["stage"]}
+            if isinstance(failure, Mapping) and "stage" in failure
+            else {}
+        )
+        self.telemetry.emit(f"run_{status}", duration_ms=duration, **stage)
+        self.write_manifest()
+
+    def finish_context(self, status: RunStatus, ctx: Context, failure: Any = None) -> None:
+        """``finish`` with what a Context holds: metrics, trace and data fingerprints."""
+        self.finish(
+            status,
+            metrics=ctx.metrics,
+            trace=ctx.trace,
+            fingerprints=ctx.assigns.get("data_fingerprints"),
+            failure=failure,
+        )
+
+    def abort(self, exc: BaseException, ctx: Context | None = None) -> None:
+        """End the run for an exception that escaped it: ``failed`` for an error, ``interrupted``
+        for an interrupt (``KeyboardInterrupt``, ``SystemExit``, a signal turned into one)."""
+        status: RunStatus = "failed" if isinstance(exc, Exception) else "interrupted"
+        failure = {"error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+        try:
+            if ctx is not None:
+                self.finish_context(status, ctx, failure)
+            else:
+                self.finish(status, failure=failure)
+        except OSError:
+            pass  # the storage itself failed; the original exception is what the caller sees
+
+    def write_manifest(self) -> None:
+        atomic_write_text(
+            self.path / MANIFEST, json.dumps(to_jsonable(self.manifest), indent=2, sort_keys=True)
+        )
+
+    def write_text(self, name: str, text: str) -> Path:
+        return atomic_write_text(self.path / name, text)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Read a manifest given a run directory or the manifest file itself."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""Parameter grids x seeds as trials: expanding, running, comparing, planning, reporting."""

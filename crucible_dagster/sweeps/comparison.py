@@ -1,0 +1,178 @@
+"""One statistical comparison of a sweep's configurations over their seeds (and folds).
+
+``compare_trials`` is the one way trials are compared, so ``crucible run`` and
+``dagster job execute`` give the same numbers. The statistics live in ``bench``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from crucible_dagster.bench.blocking import (
+    Blocks,
+    block_replicates,
+    critical_difference,
+    variance_components,
+)
+from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.experiment.ir import Experiment, SweepConfig
+from crucible_dagster.runtime.metrics import numbers_at
+from crucible_dagster.sweeps.grid import expand_grid
+from crucible_dagster.sweeps.running import TrialOutcome
+
+
+def compare_trials(experiment: Experiment, outcomes: Sequence[TrialOutcome]) -> dict[str, Any]:
+    """Per-configuration summaries, the omnibus and pairwise tests, the best configuration, variance shares."""
+    sweep = experiment.sweep
+    result: dict[str, Any] = {
+        "trials": len(outcomes),
+        "failed_trials": [o.trial.trial_id for o in outcomes if o.status != "completed"],
+        "metric": sweep.metric if sweep else None,
+    }
+    if sweep is None:
+        result["reason"] = "no sweep.metric in the experiment: trials ran, nothing to compare"
+        return to_jsonable(result)
+    replicates, params, result["problems"] = _collect(outcomes, sweep.metric)
+    order = dict.fromkeys(t.config_id for t in expand_grid(experiment))
+    names = [c for c in order if c in replicates]
+    summary = _summaries(replicates, params, names, sweep.alpha)
+    result["configurations"] = summary
+    if len(names) < 2:
+        result["reason"] = "fewer than two configurations completed: nothing to compare"
+        return to_jsonable(result)
+    blocks = block_replicates(replicates, names)
+    comparison = _compare(blocks, sweep, experiment.seed)
+    result["comparison"] = comparison
+    result["blocks"] = blocks.description
+    result["best"] = _best(comparison, summary, params, sweep)
+    if len(blocks.complete_seeds) >= 2:
+        matrix = np.array(
+            [[float(np.mean(replicates[c][s])) for s in blocks.complete_seeds] for c in names]
+        )
+        result["variance"] = variance_components(matrix)
+    cd = _critical_difference(comparison, names, len(blocks.groups[names[0]]), sweep)
+    if cd is not None:
+        result["critical_difference"] = cd
+    return to_jsonable(result)
+
+
+def _collect(
+    outcomes: Sequence[TrialOutcome], metric: str
+) -> tuple[dict[str, dict[int | None, list[float]]], dict[str, dict[str, Any]], list[str]]:
+    replicates: dict[str, dict[int | None, list[float]]] = {}
+    params: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for outcome in outcomes:
+        if outcome.status != "completed":
+            continue
+        try:
+            values = numbers_at(outcome.metrics, metric)
+        except (KeyError, ValueError) as exc:
+            problems.append(f"{outcome.trial.trial_id}: {exc}")
+            continue
+        replicates.setdefault(outcome.trial.config_id, {})[outcome.trial.seed] = values
+        params[outcome.trial.config_id] = outcome.trial.params
+    return replicates, params, problems
+
+
+def _summaries(
+    replicates: Mapping[str, Mapping[int | None, list[float]]],
+    params: Mapping[str, dict[str, Any]],
+    names: Sequence[str],
+    alpha: float,
+) -> dict[str, dict[str, Any]]:
+    from crucible_dagster.bench.compare import describe_sample
+
+    summary = {}
+    for name in names:
+        every = [v for seed_values in replicates[name].values() for v in seed_values]
+        per_seed = [float(np.mean(v)) for v in replicates[name].values()]
+        summary[name] = {
+            **describe_sample(np.asarray(every), 1 - alpha),
+            "params": params[name],
+            "seeds": len(per_seed),
+            "per_seed_means": per_seed,
+        }
+    return summary
+
+
+def _compare(blocks: Blocks, sweep: SweepConfig, seed: int | None) -> dict[str, Any]:
+    from crucible_dagster.bench.compare import ComparisonSettings, compare_groups
+
+    settings = ComparisonSettings(
+        design=blocks.design,
+        alpha=sweep.alpha,
+        confidence_level=1 - sweep.alpha,
+        correction=sweep.correction,
+        control=sweep.control,
+        seed=seed,
+    )
+    return compare_groups(blocks.groups, settings).to_dict()
+
+
+def _best(
+    comparison: Mapping[str, Any],
+    summary: Mapping[str, Mapping[str, Any]],
+    params: Mapping[str, dict[str, Any]],
+    sweep: SweepConfig,
+) -> dict[str, Any]:
+    sign = 1.0 if sweep.direction == "maximize" else -1.0
+    best, runner_up = sorted(summary, key=lambda c: sign * summary[c]["mean"], reverse=True)[:2]
+    row = next(
+        (
+            r
+            for r in comparison["comparisons"]
+            if {r["group_a"], r["group_b"]} == {best, runner_up} and not r.get("reference_only")
+        ),
+        None,
+    )
+    significant = bool(row and row.get("significant"))
+    means = f"{summary[best]['mean']:.4g} vs {summary[runner_up]['mean']:.4g} for {runner_up}"
+    return {
+        "configuration": best,
+        "params": params[best],
+        "mean": summary[best]["mean"],
+        "runner_up": runner_up,
+        "runner_up_mean": summary[runner_up]["mean"],
+        "significantly_better": significant,
+        "p_adjusted": row.get("p_adjusted") if row else None,
+        "test": row.get("test") if row else None,
+        "statement": (
+            f"{best} is the best configuration ({sweep.direction} {sweep.metric}: {means}); "
+            + _verdict_text(significant, row)
+        ),
+    }
+
+
+def _verdict_text(significant: bool, row: Mapping[str, Any] | None) -> str:
+    if row is None:
+        return "no test compared it with the runner-up"
+    p = row.get("p_adjusted")
+    if not (isinstance(p, float) and math.isfinite(p)):
+        return f"the test could not tell them apart ({row.get('reason') or 'undefined result'})"
+    if significant:
+        return f"the difference is significant ({row['test']}, adjusted p = {p:.3g})"
+    return f"the difference from the runner-up is not significant ({row['test']}, adjusted p = {p:.3g})"
+
+
+def _critical_difference(
+    comparison: Mapping[str, Any], names: Sequence[str], n_blocks: int, sweep: SweepConfig
+) -> dict[str, Any] | None:
+    omnibus = comparison.get("omnibus") or []
+    friedman_row = next((o for o in omnibus if o.get("test") == "friedman"), None)
+    if not friedman_row or not friedman_row.get("mean_ranks"):
+        return None
+    k = len(names)
+    # rank 1 = best: Friedman ranks values ascending, so flip when larger is better
+    best_first = [
+        (k + 1 - r) if sweep.direction == "maximize" else r for r in friedman_row["mean_ranks"]
+    ]
+    return {
+        "mean_ranks": dict(zip(names, best_first, strict=True)),
+        "cd": critical_difference(k, n_blocks, sweep.alpha),
+        "alpha": sweep.alpha,
+    }
