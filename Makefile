@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CRUCIBLE_ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 
-.PHONY: demo test lint fmt bench ui ui-postgres clean venv
+.PHONY: demo test test-fast lint fmt bench ui ui-postgres clean venv
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=600
+
+# Unit tests only: no Dagster runs, services, subprocesses or browsers (about 20 s).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=120 -m "not integration and not postgres and not live and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

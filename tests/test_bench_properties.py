@@ -6,6 +6,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ def _varies(values: list[float]) -> bool:
     return np.ptp(values) > 1e-6 * (1 + np.max(np.abs(values)))
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None)
 @given(samples, samples)
 def test_two_sample_p_values_in_unit_interval_and_swap_symmetry(
@@ -40,6 +42,7 @@ def test_two_sample_p_values_in_unit_interval_and_swap_symmetry(
     assert math.isclose(m_fwd.extra["cliffs_delta"], -m_back.extra["cliffs_delta"], abs_tol=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(samples)
 def test_paired_tests_flip_sign_not_p(x: list[float]) -> None:
@@ -82,6 +85,7 @@ def test_k_sample_p_values_in_unit_interval(groups: list[list[float]]) -> None:
         assert math.isnan(result.p_value) or 0 <= result.p_value <= 1
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(samples, st.integers(0, 2**31 - 1))
 def test_bootstrap_is_reproducible_with_a_seed(x: list[float], seed: int) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from crucible_dagster import Experiment, run
 from crucible_dagster.experiment.loading import load_experiment
@@ -142,6 +143,7 @@ def test_three_independent_groups_pick_an_omnibus_test() -> None:
     assert out["decisions"][0]["decision"].startswith(("a:", "omnibus"))
 
 
+@pytest.mark.slow
 def test_bench_optional_demo_matches_the_reference_example() -> None:
     result = run(
         load_experiment(ROOT / "experiments" / "bench_optional_demo.yaml"), write_run_dir=False
@@ -159,6 +161,7 @@ def test_bench_optional_demo_matches_the_reference_example() -> None:
     )
 
 
+@pytest.mark.slow
 def test_classifier_demo_uses_the_corrected_resampled_t() -> None:
     result = run(
         load_experiment(ROOT / "experiments" / "classifier_comparison.yaml"), write_run_dir=False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, subprocess_env
 
 
@@ -21,6 +23,7 @@ def _modules_after(code: str) -> set[str]:
     return set(out.split())
 
 
+@pytest.mark.slow
 def test_core_does_not_import_dagster() -> None:
     modules = _modules_after(
         "import crucible_dagster, crucible_dagster.cli, crucible_dagster.runtime.runner, crucible_dagster.runtime.preflight, "
@@ -29,6 +32,7 @@ def test_core_does_not_import_dagster() -> None:
     assert not any(m == "dagster" or m.startswith("dagster.") for m in modules)
 
 
+@pytest.mark.slow
 def test_import_crucible_dagster_is_light() -> None:
     modules = _modules_after("import crucible_dagster")
     for heavy in ("dagster", "pandas", "scipy", "sklearn", "pyarrow"):

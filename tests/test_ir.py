@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from crucible_dagster import Experiment, ExperimentError, dump_experiment, loads_experiment
 from crucible_dagster.experiment.ir import BackendRef, Ensemble, Hedging, Stats
 from crucible_dagster.experiment.loading import experiment_json_schema, load_experiment
+from crucible_dagster.runtime.preflight import check_file
 from crucible_dagster.sweeps.grid import expand_grid
 
 
@@ -181,6 +182,7 @@ def experiments(draw: st.DrawFn) -> Experiment:
     return Experiment.model_validate(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(experiments())
 def test_dump_load_roundtrip(exp: Experiment) -> None:
@@ -195,7 +197,17 @@ def test_json_schema_for_editors() -> None:
     json.dumps(schema)
 
 
-def test_example_files_load() -> None:
+def test_example_files_load_and_pass_every_check() -> None:
     root = Path(__file__).resolve().parent.parent / "experiments"
-    for path in root.glob("*.yaml"):
-        load_experiment(path)
+    paths = sorted(root.glob("*.yaml"))
+    assert {p.stem for p in paths} >= {
+        "bench_optional_demo",
+        "classifier_comparison",
+        "classifier_sweep",
+        "core_pipeline_demo",
+        "trace_demo",
+    }
+    for path in paths:
+        checked = check_file(path)
+        assert checked.ok, [str(p) for p in checked.problems]
+        assert checked.experiment is not None and checked.experiment.id == path.stem

@@ -100,6 +100,7 @@ def test_validate_reports_clear_error(
     assert all(m and m["file"].endswith(path.name) for m in parsed)
 
 
+@pytest.mark.slow
 def test_whole_corpus_in_a_subprocess_prints_no_traceback() -> None:
     proc = subprocess.run(
         [

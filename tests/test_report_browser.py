@@ -17,6 +17,9 @@ from crucible_dagster.experiment.loading import load_experiment
 from tests.conftest import ROOT
 from tests.test_reports import hostile_experiment
 
+pytestmark = [pytest.mark.slow]
+
+
 BROWSER = next(
     (
         shutil.which(name)

@@ -33,6 +33,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(result.run_dir or "")
 
 
+@pytest.mark.slow
 def test_demo_report_in_four_formats(demo_run: Path) -> None:
     names = sorted(p.name for p in demo_run.iterdir())
     for name in (
@@ -245,6 +246,7 @@ def test_error_target_fails_the_run_after_the_report(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_crucible_diff_shows_exactly_the_seed_and_metrics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,6 +281,7 @@ def test_crucible_diff_shows_exactly_the_seed_and_metrics(
     )
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
     experiment_file = tmp_path / "slow.yaml"
     experiment_file.write_text(

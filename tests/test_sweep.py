@@ -34,6 +34,7 @@ def sweep_experiment(**changes: Any) -> Experiment:
     return Experiment.model_validate({**SWEEP, **changes})
 
 
+@pytest.mark.slow
 def test_sweep_compares_configurations(tmp_path: Path) -> None:
     result = run_sweep(sweep_experiment(), run_id="s", artifacts=str(tmp_path))
     assert result.ok and len(result.outcomes) == 18
@@ -101,6 +102,7 @@ def test_no_sweep_metric_means_no_comparison(tmp_path: Path) -> None:
     assert compare_trials(sweep_experiment(), [])["reason"].startswith("fewer than two")
 
 
+@pytest.mark.slow
 def test_crucible_run_sweep_with_progress(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,6 +118,7 @@ def test_crucible_run_sweep_with_progress(
     assert json.loads(capsys.readouterr().out)["best"]["configuration"] == "level_0_9"
 
 
+@pytest.mark.slow
 def test_crucible_plan_from_a_pilot_sweep(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

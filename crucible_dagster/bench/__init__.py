@@ -5,37 +5,84 @@ never a silent p=0 or p=1. Bad input raises ``BenchDataError`` with a clear mess
 Differences are always ``x - y`` (first group minus second) in the order given.
 """
 
-from crucible_dagster.bench.assumptions import levene, shapiro
-from crucible_dagster.bench.bootstrap import bootstrap
-from crucible_dagster.bench.data import BenchDataError
-from crucible_dagster.bench.effect_size import (
-    cliffs_delta,
-    cohens_d,
-    epsilon_squared,
-    glass_delta,
-    hedges_g,
-    paired_d_z,
-    rank_biserial,
-    two_sample_effect_sizes,
-)
-from crucible_dagster.bench.multiple import CORRECTIONS, adjust_p_values
-from crucible_dagster.bench.nonparametric import (
-    friedman,
-    kruskal_wallis,
-    mann_whitney,
-    mcnemar,
-    wilcoxon,
-)
-from crucible_dagster.bench.parametric import (
-    anova,
-    corrected_resampled_ttest,
-    cv_5x2,
-    paired_ttest,
-    ttest,
-    welch_anova,
-)
-from crucible_dagster.bench.power import detectable_effect, n_for_power, power_ttest
-from crucible_dagster.bench.result import TestResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crucible_dagster.bench.assumptions import levene, shapiro
+    from crucible_dagster.bench.bootstrap import bootstrap
+    from crucible_dagster.bench.data import BenchDataError
+    from crucible_dagster.bench.effect_size import (
+        cliffs_delta,
+        cohens_d,
+        epsilon_squared,
+        glass_delta,
+        hedges_g,
+        paired_d_z,
+        rank_biserial,
+        two_sample_effect_sizes,
+    )
+    from crucible_dagster.bench.multiple import CORRECTIONS, adjust_p_values
+    from crucible_dagster.bench.nonparametric import (
+        friedman,
+        kruskal_wallis,
+        mann_whitney,
+        mcnemar,
+        wilcoxon,
+    )
+    from crucible_dagster.bench.parametric import (
+        anova,
+        corrected_resampled_ttest,
+        cv_5x2,
+        paired_ttest,
+        ttest,
+        welch_anova,
+    )
+    from crucible_dagster.bench.power import detectable_effect, n_for_power, power_ttest
+    from crucible_dagster.bench.result import TestResult
+
+# Exports load on first use: ``crucible_dagster.bench.rows`` (read by reports and quality
+# targets) must not pull in scipy for a run that never computes a statistic.
+_EXPORTS = {
+    "BenchDataError": "data",
+    "CORRECTIONS": "multiple",
+    "TestResult": "result",
+    "adjust_p_values": "multiple",
+    "anova": "parametric",
+    "bootstrap": "bootstrap",
+    "cliffs_delta": "effect_size",
+    "cohens_d": "effect_size",
+    "corrected_resampled_ttest": "parametric",
+    "cv_5x2": "parametric",
+    "detectable_effect": "power",
+    "epsilon_squared": "effect_size",
+    "friedman": "nonparametric",
+    "glass_delta": "effect_size",
+    "hedges_g": "effect_size",
+    "kruskal_wallis": "nonparametric",
+    "levene": "assumptions",
+    "mann_whitney": "nonparametric",
+    "mcnemar": "nonparametric",
+    "n_for_power": "power",
+    "paired_d_z": "effect_size",
+    "paired_ttest": "parametric",
+    "power_ttest": "power",
+    "rank_biserial": "effect_size",
+    "shapiro": "assumptions",
+    "ttest": "parametric",
+    "two_sample_effect_sizes": "effect_size",
+    "welch_anova": "parametric",
+    "wilcoxon": "nonparametric",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"crucible_dagster.bench.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'crucible_dagster.bench' has no attribute {name!r}")
+
 
 __all__ = [
     "CORRECTIONS",

@@ -30,6 +30,7 @@ from crucible_dagster.bench.parametric import (
 )
 from crucible_dagster.bench.power import detectable_effect
 from crucible_dagster.bench.result import NAN, TestResult
+from crucible_dagster.bench.rows import ComparisonRow, OmnibusRow
 
 Design = Literal["independent", "paired", "blocked"]
 PAIRWISE_TESTS = (
@@ -80,8 +81,8 @@ class ComparisonSettings:
 class Comparison:
     groups: list[str]
     design: Design
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    omnibus: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ComparisonRow] = field(default_factory=list)
+    omnibus: list[OmnibusRow] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings: ComparisonSettings = field(default_factory=ComparisonSettings)
@@ -102,10 +103,10 @@ class Comparison:
             "correction": s.correction,
             "control": s.control,
             "summary": self.summary,
-            "omnibus": self.omnibus,
-            "comparisons": self.rows,
+            "omnibus": [o.to_dict() for o in self.omnibus],
+            "comparisons": [r.to_dict() for r in self.rows],
             "decisions": [d.to_dict() for d in self.decisions],
-            "tests_run": sorted({r["test"] for r in self.rows} | {o["test"] for o in self.omnibus}),
+            "tests_run": sorted({r.test for r in self.rows} | {o.test for o in self.omnibus}),
         }
 
 
@@ -256,7 +257,7 @@ def run_pairwise(
     raise BenchDataError(f"unknown test {test!r}; pairwise tests: {', '.join(PAIRWISE_TESTS)}")
 
 
-def _row(a: str, b: str, result: TestResult, design: Design, alpha: float) -> dict[str, Any]:
+def _row(a: str, b: str, result: TestResult, design: Design, alpha: float) -> ComparisonRow:
     if len(result.n) == 1:  # one value per pair (differences): both groups have n observations
         n_a = n_b = result.n[0]
     else:
@@ -268,70 +269,63 @@ def _row(a: str, b: str, result: TestResult, design: Design, alpha: float) -> di
         if n_min >= 3
         else NAN
     )
-    row = {
-        "group_a": a,
-        "group_b": b,
-        "test": result.test,
-        "method": result.method,
-        "statistic": result.statistic,
-        "df": list(result.df) if isinstance(result.df, tuple) else result.df,
-        "p_value": result.p_value,
-        "p_adjusted": NAN,
-        "significant": False,
-        "estimate": result.estimate,
-        "ci_low": result.ci[0] if result.ci else NAN,
-        "ci_high": result.ci[1] if result.ci else NAN,
-        "effect_size_name": result.effect_size_name,
-        "effect_size": result.effect_size if result.effect_size is not None else NAN,
-        "effect_size_ci_low": result.effect_size_ci[0] if result.effect_size_ci else NAN,
-        "effect_size_ci_high": result.effect_size_ci[1] if result.effect_size_ci else NAN,
-        "n_a": n_a,
-        "n_b": n_b,
-        "min_detectable_effect": mde,
-        "power_note": (
-            f"with n = {n_min}{' pairs' if paired else ' per group'}, the smallest standardized effect detectable at 80% power (alpha {alpha}) is {mde:.2f}"
-            if math.isfinite(mde)
-            else "too few observations for a power estimate"
-        ),
-        "reason": result.reason,
-    }
-    for key in (
-        "uncorrected_statistic",
-        "uncorrected_p_value",
-        "cliffs_delta",
-        "hedges_g",
-        "u_x",
-        "w_plus",
-    ):
-        if key in result.extra:
-            row[key] = result.extra[key]
-    return row
+    power_note = (
+        f"with n = {n_min}{' pairs' if paired else ' per group'}, the smallest standardized "
+        f"effect detectable at 80% power (alpha {alpha}) is {mde:.2f}"
+        if math.isfinite(mde)
+        else "too few observations for a power estimate"
+    )
+    ci = result.ci or (NAN, NAN)
+    effect_ci = result.effect_size_ci or (NAN, NAN)
+    return ComparisonRow(
+        group_a=a,
+        group_b=b,
+        test=result.test,
+        method=result.method,
+        statistic=result.statistic,
+        df=list(result.df) if isinstance(result.df, tuple) else result.df,
+        p_value=result.p_value,
+        estimate=result.estimate,
+        ci_low=ci[0],
+        ci_high=ci[1],
+        effect_size_name=result.effect_size_name,
+        effect_size=result.effect_size if result.effect_size is not None else NAN,
+        effect_size_ci_low=effect_ci[0],
+        effect_size_ci_high=effect_ci[1],
+        n_a=n_a,
+        n_b=n_b,
+        min_detectable_effect=mde,
+        power_note=power_note,
+        reason=result.reason,
+        extra={k: result.extra[k] for k in ROW_EXTRAS if k in result.extra},
+    )
 
 
-def _failed_row(a: str, b: str, test: str, reason: str) -> dict[str, Any]:
-    return {
-        "group_a": a,
-        "group_b": b,
-        "test": test,
-        "method": "",
-        "statistic": NAN,
-        "df": None,
-        "p_value": NAN,
-        "p_adjusted": NAN,
-        "significant": False,
-        "estimate": NAN,
-        "ci_low": NAN,
-        "ci_high": NAN,
-        "effect_size_name": None,
-        "effect_size": NAN,
-        "effect_size_ci_low": NAN,
-        "effect_size_ci_high": NAN,
-        "n_a": 0,
-        "n_b": 0,
-        "min_detectable_effect": NAN,
-        "power_note": "",
-        "reason": reason,
-    }
+ROW_EXTRAS = (
+    "uncorrected_statistic",
+    "uncorrected_p_value",
+    "cliffs_delta",
+    "hedges_g",
+    "u_x",
+    "w_plus",
+)
+
+
+def _pairs(names: list[str], control: str | None) -> list[tuple[str, str]]:
+    if control:
+        return [(n, control) for n in names if n != control]
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+
+
+def _requested_tests(settings: ComparisonSettings) -> tuple[list[str], list[str]]:
+    """The pairwise and omnibus tests the settings name (both empty: choose automatically)."""
+    tests = settings.tests or []
+    unknown = [t for t in tests if t not in PAIRWISE_TESTS + OMNIBUS_TESTS]
+    if unknown:
+        raise BenchDataError(
+            f"unknown test(s) {unknown}; expected {', '.join(PAIRWISE_TESTS + OMNIBUS_TESTS)}"
+        )
+    return [t for t in tests if t in PAIRWISE_TESTS], [t for t in tests if t in OMNIBUS_TESTS]
 
 
 def compare_groups(
@@ -356,91 +350,71 @@ def compare_groups(
     }
     if settings.control is not None and settings.control not in groups:
         raise BenchDataError(f"control group {settings.control!r} is not among the groups {names}")
-    pairs = (
-        [(n, settings.control) for n in names if n != settings.control]
-        if settings.control
-        else [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    )
-    requested = [t for t in (settings.tests or []) if t in PAIRWISE_TESTS]
-    omnibus = [t for t in (settings.tests or []) if t in OMNIBUS_TESTS]
-    if settings.tests is not None:
-        unknown = [t for t in settings.tests if t not in PAIRWISE_TESTS + OMNIBUS_TESTS]
-        if unknown:
-            raise BenchDataError(
-                f"unknown test(s) {unknown}; expected {', '.join(PAIRWISE_TESTS + OMNIBUS_TESTS)}"
-            )
+    requested, omnibus = _requested_tests(settings)
     if settings.tests is None and len(names) >= 3:
         omnibus = [_choose_omnibus(data, settings, comparison.decisions)]
     for test in omnibus:
         comparison.omnibus.append(_run_omnibus(test, names, data, problems, settings))
-    for a, b in pairs:
-        if a in problems or b in problems:
-            comparison.rows.append(
-                _failed_row(
-                    a, b, requested[0] if requested else "auto", problems.get(a) or problems[b]
-                )
-            )  # type: ignore[index]
+    for a, b in _pairs(names, settings.control):
+        problem = problems.get(a) or problems.get(b)
+        if problem is None and settings.design != "independent" and data[a].size != data[b].size:
+            problem = (
+                f"a {settings.design} design needs one value per block in both groups, "
+                f"got {data[a].size} and {data[b].size}"
+            )
+        if problem is not None:
+            test = requested[0] if requested else "auto"
+            comparison.rows.append(ComparisonRow(a, b, test, reason=problem))
             continue
-        x, y = data[a], data[b]
-        if settings.design != "independent" and x.size != y.size:
-            reason = f"a {settings.design} design needs one value per block in both groups, got {x.size} and {y.size}"
-            comparison.rows.append(_failed_row(a, b, requested[0] if requested else "auto", reason))
-            continue
-        tests = requested or [choose_pairwise_test(a, b, x, y, settings, comparison.decisions)]
+        tests = requested or [
+            choose_pairwise_test(a, b, data[a], data[b], settings, comparison.decisions)
+        ]
         for test in tests:
-            if (
-                test in PAIRED_ONLY
-                and settings.design == "independent"
-                and settings.tests is not None
-            ):
-                comparison.rows.append(
-                    _failed_row(
-                        a, b, test, f"{test} needs a paired design (design: paired or blocked)"
-                    )
-                )
-                continue
-            try:
-                comparison.rows.append(
-                    _row(a, b, run_pairwise(test, x, y, settings), settings.design, settings.alpha)
-                )
-            except BenchDataError as exc:
-                comparison.rows.append(_failed_row(a, b, test, str(exc)))
-            if test == "corrected_resampled_ttest" and settings.tests is None:
-                # show the naive paired t beside it, so the report can say why the correction matters
-                try:
-                    naive = _row(
-                        a,
-                        b,
-                        paired_ttest(x, y, confidence_level=settings.confidence_level),
-                        settings.design,
-                        settings.alpha,
-                    )
-                    naive["test"] = "paired_ttest (naive, for reference)"
-                    naive["reference_only"] = True
-                    comparison.rows.append(naive)
-                except BenchDataError:
-                    pass
+            comparison.rows += _pair_rows(a, b, test, data[a], data[b], settings)
     _adjust(comparison.rows, settings)
     return comparison
 
 
-def _adjust(rows: list[dict[str, Any]], settings: ComparisonSettings) -> None:
-    """Correct within each test family; reference-only rows are not part of any family."""
-    families: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        if not row.get("reference_only"):
-            families.setdefault(row["test"], []).append(index)
-    for indices in families.values():
-        adjusted = adjust_p_values([rows[i]["p_value"] for i in indices], settings.correction)
-        for i, p in zip(indices, adjusted, strict=True):
-            rows[i]["p_adjusted"] = p
-            rows[i]["significant"] = bool(math.isfinite(p) and p < settings.alpha)
-    for row in rows:
-        if row.get("reference_only"):
-            row["p_adjusted"] = row["p_value"]
-            row["significant"] = bool(
-                math.isfinite(row["p_value"]) and row["p_value"] < settings.alpha
+def _pair_rows(
+    a: str, b: str, test: str, x: np.ndarray, y: np.ndarray, settings: ComparisonSettings
+) -> list[ComparisonRow]:
+    """One test of one pair; an automatically chosen corrected t brings the naive t beside it."""
+    if test in PAIRED_ONLY and settings.design == "independent" and settings.tests is not None:
+        return [
+            ComparisonRow(
+                a, b, test, reason=f"{test} needs a paired design (design: paired or blocked)"
             )
+        ]
+    try:
+        rows = [_row(a, b, run_pairwise(test, x, y, settings), settings.design, settings.alpha)]
+    except BenchDataError as exc:
+        rows = [ComparisonRow(a, b, test, reason=str(exc))]
+    if test == "corrected_resampled_ttest" and settings.tests is None:
+        # show the naive paired t beside it, so the report can say why the correction matters
+        try:
+            naive = paired_ttest(x, y, confidence_level=settings.confidence_level)
+        except BenchDataError:
+            return rows
+        row = _row(a, b, naive, settings.design, settings.alpha)
+        row.test, row.reference_only = "paired_ttest (naive, for reference)", True
+        rows.append(row)
+    return rows
+
+
+def _adjust(rows: list[ComparisonRow], settings: ComparisonSettings) -> None:
+    """Correct within each test family; reference-only rows are not part of any family."""
+    families: dict[str, list[ComparisonRow]] = {}
+    for row in rows:
+        if row.reference_only:
+            row.p_adjusted = row.p_value
+        else:
+            families.setdefault(row.test, []).append(row)
+    for family in families.values():
+        adjusted = adjust_p_values([r.p_value for r in family], settings.correction)
+        for row, p in zip(family, adjusted, strict=True):
+            row.p_adjusted = p
+    for row in rows:
+        row.significant = bool(math.isfinite(row.p_adjusted) and row.p_adjusted < settings.alpha)
 
 
 def _choose_omnibus(
@@ -500,7 +474,7 @@ def _run_omnibus(
     data: Mapping[str, np.ndarray],
     problems: Mapping[str, str],
     settings: ComparisonSettings,
-) -> dict[str, Any]:
+) -> OmnibusRow:
     usable = [n for n in names if n in data]
     try:
         if problems:
@@ -519,24 +493,15 @@ def _run_omnibus(
         else:
             result = anova([data[n] for n in usable], usable)
     except BenchDataError as exc:
-        return {
-            "test": test,
-            "statistic": NAN,
-            "p_value": NAN,
-            "df": None,
-            "effect_size_name": None,
-            "effect_size": NAN,
-            "significant": False,
-            "reason": str(exc),
-        }
-    return {
-        "test": test,
-        "statistic": result.statistic,
-        "p_value": result.p_value,
-        "df": list(result.df) if isinstance(result.df, tuple) else result.df,
-        "effect_size_name": result.effect_size_name,
-        "effect_size": result.effect_size,
-        "significant": bool(result.defined and result.p_value < settings.alpha),
-        "reason": result.reason,
-        **({"mean_ranks": result.extra.get("mean_ranks")} if test == "friedman" else {}),
-    }
+        return OmnibusRow(test, reason=str(exc))
+    return OmnibusRow(
+        test=test,
+        statistic=result.statistic,
+        p_value=result.p_value,
+        df=list(result.df) if isinstance(result.df, tuple) else result.df,
+        effect_size_name=result.effect_size_name,
+        effect_size=result.effect_size if result.effect_size is not None else NAN,
+        significant=bool(result.defined and result.p_value < settings.alpha),
+        reason=result.reason,
+        mean_ranks=result.extra.get("mean_ranks") if test == "friedman" else None,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from crucible_dagster.bench.rows import comparison_rows, omnibus_rows
 from crucible_dagster.runtime.run_record import artifacts_root, read_manifest
 
 
@@ -27,14 +28,16 @@ def main(experiment_id: str) -> int:
     print(f"\nExperiment {experiment_id}: run {manifest['run_id']} {manifest['status']}")
     for name, summary in (manifest.get("metrics", {}).get("cv") or {}).items():
         print(
-            f"  {name:<22} accuracy {summary['mean']:.4f} ± {summary['std']:.4f} over {summary['n']} folds"
+            f"  {name:<22} accuracy {summary['mean']:.4f} ± {summary['std']:.4f} "
+            f"over {summary['n']} folds"
         )
     bench = manifest.get("metrics", {}).get("bench") or {}
-    for omnibus in bench.get("omnibus") or []:
-        print(f"  {omnibus['test']}: p = {_p(omnibus.get('p_value'))}")
-    for row in bench.get("comparisons") or []:
+    for omnibus in omnibus_rows(bench):
+        print(f"  {omnibus.test}: p = {_p(omnibus.p_value)}")
+    for row in comparison_rows(bench):
         print(
-            f"  {row['group_a']} - {row['group_b']}: {row['test']}, difference {_num(row.get('estimate'))}, p = {_p(row.get('p_value'))} (adjusted {_p(row.get('p_adjusted'))})"
+            f"  {row.group_a} - {row.group_b}: {row.test}, difference {_num(row.estimate)}, "
+            f"p = {_p(row.p_value)} (adjusted {_p(row.p_adjusted)})"
         )
     for report in sorted(run_dir.glob("*.md")) + sorted(run_dir.glob("*.html")):
         print(f"Report: {report}")

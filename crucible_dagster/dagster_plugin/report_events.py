@@ -36,7 +36,7 @@ def _comparison_table(metrics: Mapping[str, Any]) -> str | None:
     bench = metrics.get("bench")
     if not isinstance(bench, Mapping) or not bench.get("comparisons"):
         return None
-    from crucible_dagster.report.render import bench_markdown
+    from crucible_dagster.report.markdown import bench_markdown
 
     return "\n".join(bench_markdown(bench))
 

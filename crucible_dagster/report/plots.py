@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from crucible_dagster.bench.rows import ComparisonRow
+
 
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
@@ -30,25 +32,19 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def forest_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
+def forest_plot(rows: Sequence[ComparisonRow]) -> str | None:
     """Each difference with its CI; the dashed line is 'no difference'."""
-    usable = [
-        r
-        for r in rows
-        if not r.get("reference_only")
-        and all(_finite(r.get(k)) for k in ("estimate", "ci_low", "ci_high"))
-    ]
+    usable = [r for r in rows if not r.reference_only and r.has_ci and math.isfinite(r.estimate)]
     if not usable:
         return None
     figure = _figure(7.5, 0.6 * len(usable) + 1.4)
     axes = figure.add_subplot()
     for index, row in enumerate(reversed(usable)):
-        significant = bool(row.get("significant"))
-        colour = "#b91c1c" if significant else "#1d4ed8"
+        colour = "#b91c1c" if row.significant else "#1d4ed8"
         axes.errorbar(
-            row["estimate"],
+            row.estimate,
             index,
-            xerr=[[row["estimate"] - row["ci_low"]], [row["ci_high"] - row["estimate"]]],
+            xerr=[[row.estimate - row.ci_low], [row.ci_high - row.estimate]],
             fmt="o",
             color=colour,
             capsize=4,
@@ -56,7 +52,7 @@ def forest_plot(rows: Sequence[Mapping[str, Any]]) -> str | None:
     axes.axvline(0, color="#6b7280", linestyle="--", linewidth=1)
     axes.set_yticks(
         range(len(usable)),
-        [f"{r['group_a']} − {r['group_b']}\n({r['test']})" for r in reversed(usable)],
+        [f"{r.label}\n({r.test})" for r in reversed(usable)],
     )
     axes.set_xlabel("difference (group_a − group_b) with confidence interval")
     axes.set_title("Differences with CIs (red: significant after correction)")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from crucible_dagster.bench.rows import ComparisonRow, comparison_rows
 from crucible_dagster.experiment.ir import QualityTarget
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import finite_number, metric_at
@@ -45,22 +46,12 @@ class Verdict:
 
 def _comparison(
     metrics: Mapping[str, Any], treatment: str, baseline: str
-) -> tuple[dict[str, Any], float] | None:
+) -> tuple[ComparisonRow, float] | None:
     """The primary bench row for treatment vs baseline, and the sign that makes it treatment − baseline."""
-    rows = ((metrics.get("bench") or {}) if isinstance(metrics.get("bench"), Mapping) else {}).get(
-        "comparisons"
-    ) or []
-    for row in rows:
-        if row.get("reference_only") or not isinstance(row, Mapping):
+    for row in comparison_rows(metrics.get("bench")):
+        if row.reference_only or not row.has_ci or not row.compares(treatment, baseline):
             continue
-        if (row.get("group_a"), row.get("group_b")) == (treatment, baseline) and row.get(
-            "ci_low"
-        ) is not None:
-            return dict(row), 1.0
-        if (row.get("group_a"), row.get("group_b")) == (baseline, treatment) and row.get(
-            "ci_low"
-        ) is not None:
-            return dict(row), -1.0
+        return row, 1.0 if row.group_a == treatment else -1.0
     return None
 
 
@@ -92,12 +83,12 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
             f"no bench comparison of {target.treatment!r} with {target.baseline!r} with a confidence interval; add a bench stage that compares them",
         )
     row, sign = found
-    estimate, low, high = (finite_number(row.get(k)) for k in ("estimate", "ci_low", "ci_high"))
+    estimate, low, high = (finite_number(v) for v in (row.estimate, row.ci_low, row.ci_high))
     if estimate is None or low is None or high is None:
         return verdict(
             False,
-            f"the comparison has no defined estimate and CI ({row.get('reason') or 'undefined'})",
-            test=row.get("test"),
+            f"the comparison has no defined estimate and CI ({row.reason or 'undefined'})",
+            test=row.test,
         )
     estimate, low, high = (estimate * sign, *sorted((low * sign, high * sign)))
     bound = target.margin if target.kind == "superiority" else -target.margin
@@ -113,8 +104,8 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
         estimate=estimate,
         ci_low=low,
         ci_high=high,
-        p_value=finite_number(row.get("p_value")),
-        test=row.get("test"),
+        p_value=finite_number(row.p_value),
+        test=row.test,
     )
 
 

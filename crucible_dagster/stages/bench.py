@@ -209,7 +209,9 @@ class BenchStage(Stage):
             return ctx.put_metric("bench", {"no_data": True, "reason": str(exc)})
         import pandas as pd
 
-        table = pd.DataFrame(comparison.rows).drop(columns=["reference_only"], errors="ignore")
+        table = pd.DataFrame([r.to_dict() for r in comparison.rows]).drop(
+            columns=["reference_only"], errors="ignore"
+        )
         for column in ("df",):
             if column in table:
                 table[column] = table[column].map(

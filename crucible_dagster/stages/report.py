@@ -53,13 +53,14 @@ def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
 
 def _plots(ctx: Context) -> dict[str, Any]:
     """Plots for the reports: a forest plot of the comparisons and the per-group distributions."""
+    from crucible_dagster.bench.rows import comparison_rows
     from crucible_dagster.report import plots
 
     bench = ctx.metrics.get("bench")
     if not isinstance(bench, dict) or bench.get("no_data"):
         return {}
     made = {}
-    forest = plots.forest_plot(bench.get("comparisons") or [])
+    forest = plots.forest_plot(comparison_rows(bench))
     if forest:
         made["forest plot"] = forest
     groups = ctx.assigns.get("bench_groups")

@@ -18,6 +18,7 @@ from crucible_dagster.bench.blocking import (
     critical_difference,
     variance_components,
 )
+from crucible_dagster.bench.rows import ComparisonRow, comparison_rows, omnibus_rows
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment, SweepConfig
 from crucible_dagster.runtime.metrics import numbers_at
@@ -125,12 +126,12 @@ def _best(
     row = next(
         (
             r
-            for r in comparison["comparisons"]
-            if {r["group_a"], r["group_b"]} == {best, runner_up} and not r.get("reference_only")
+            for r in comparison_rows(comparison)
+            if r.compares(best, runner_up) and not r.reference_only
         ),
         None,
     )
-    significant = bool(row and row.get("significant"))
+    significant = bool(row and row.significant)
     means = f"{summary[best]['mean']:.4g} vs {summary[runner_up]['mean']:.4g} for {runner_up}"
     return {
         "configuration": best,
@@ -139,8 +140,8 @@ def _best(
         "runner_up": runner_up,
         "runner_up_mean": summary[runner_up]["mean"],
         "significantly_better": significant,
-        "p_adjusted": row.get("p_adjusted") if row else None,
-        "test": row.get("test") if row else None,
+        "p_adjusted": row.p_adjusted if row else None,
+        "test": row.test if row else None,
         "statement": (
             f"{best} is the best configuration ({sweep.direction} {sweep.metric}: {means}); "
             + _verdict_text(significant, row)
@@ -148,28 +149,29 @@ def _best(
     }
 
 
-def _verdict_text(significant: bool, row: Mapping[str, Any] | None) -> str:
+def _verdict_text(significant: bool, row: ComparisonRow | None) -> str:
     if row is None:
         return "no test compared it with the runner-up"
-    p = row.get("p_adjusted")
-    if not (isinstance(p, float) and math.isfinite(p)):
-        return f"the test could not tell them apart ({row.get('reason') or 'undefined result'})"
+    p = row.p_adjusted
+    if not math.isfinite(p):
+        return f"the test could not tell them apart ({row.reason or 'undefined result'})"
     if significant:
-        return f"the difference is significant ({row['test']}, adjusted p = {p:.3g})"
-    return f"the difference from the runner-up is not significant ({row['test']}, adjusted p = {p:.3g})"
+        return f"the difference is significant ({row.test}, adjusted p = {p:.3g})"
+    return (
+        f"the difference from the runner-up is not significant ({row.test}, adjusted p = {p:.3g})"
+    )
 
 
 def _critical_difference(
     comparison: Mapping[str, Any], names: Sequence[str], n_blocks: int, sweep: SweepConfig
 ) -> dict[str, Any] | None:
-    omnibus = comparison.get("omnibus") or []
-    friedman_row = next((o for o in omnibus if o.get("test") == "friedman"), None)
-    if not friedman_row or not friedman_row.get("mean_ranks"):
+    friedman_row = next((o for o in omnibus_rows(comparison) if o.test == "friedman"), None)
+    if friedman_row is None or not friedman_row.mean_ranks:
         return None
     k = len(names)
     # rank 1 = best: Friedman ranks values ascending, so flip when larger is better
     best_first = [
-        (k + 1 - r) if sweep.direction == "maximize" else r for r in friedman_row["mean_ranks"]
+        (k + 1 - r) if sweep.direction == "maximize" else r for r in friedman_row.mean_ranks
     ]
     return {
         "mean_ranks": dict(zip(names, best_first, strict=True)),

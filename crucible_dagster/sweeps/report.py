@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from html import escape
 from pathlib import Path
 from typing import Any
 
+from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.report import plots
-from crucible_dagster.report.render import Plot, _fmt, bench_markdown
+from crucible_dagster.report.html import bench_html, html_page, html_table, plots_html
+from crucible_dagster.report.markdown import bench_markdown, md_table
+from crucible_dagster.report.model import Plot
 
+SUMMARY_HEADERS = ["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"]
 FORMATS = {"markdown": "sweep.md", "json": "sweep.json", "csv": "sweep.csv", "html": "sweep.html"}
 
 
@@ -56,21 +61,15 @@ def sweep_markdown(
         lines += [f"No comparison: {comparison['reason']}", ""]
     rows = _summary_rows(comparison)
     if rows:
-        lines += [
-            "## Configurations",
-            "",
-            "| configuration | parameters | seeds | n | mean | sd | CI low | CI high |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-        lines.append("")
+        lines += ["## Configurations", "", *md_table(SUMMARY_HEADERS, rows), ""]
     variance = comparison.get("variance")
     if variance:
         lines += [
             "## Where the variance comes from",
             "",
-            f"Of the variation in trial means, {variance['share_configurations']:.1%} comes from the configurations, "
-            f"{variance['share_seeds']:.1%} from the seeds and {variance['share_residual']:.1%} is left over (configuration x seed).",
+            f"Of the variation in trial means, {variance['share_configurations']:.1%} comes from "
+            f"the configurations, {variance['share_seeds']:.1%} from the seeds and "
+            f"{variance['share_residual']:.1%} is left over (configuration x seed).",
             "",
         ]
     if comparison.get("comparison"):
@@ -91,7 +90,7 @@ def sweep_csv(comparison: Mapping[str, Any]) -> str:
         _summary_rows(comparison),
         columns=["configuration", "params", "seeds", "n", "mean", "sd", "ci_low", "ci_high"],
     )
-    rows = pd.DataFrame((comparison.get("comparison") or {}).get("comparisons") or [])
+    rows = pd.DataFrame([r.to_dict() for r in comparison_rows(comparison.get("comparison"))])
     return str(rows.to_csv(index=False) if not rows.empty else summary.to_csv(index=False))
 
 
@@ -101,46 +100,35 @@ def sweep_html(
     sweep_id: str,
     plot_files: Mapping[str, Plot],
 ) -> str:
-    from html import escape
-
-    from crucible_dagster.report.html import CSP, STYLE, _bench, _plots, _table
-
     best = comparison.get("best")
     variance = comparison.get("variance")
+    identity = [
+        ["sweep run", sweep_id],
+        ["trials", comparison.get("trials")],
+        ["failed trials", ", ".join(comparison.get("failed_trials") or []) or "0"],
+        ["metric", comparison.get("metric")],
+    ]
     body = [
         f"<h1>Sweep {escape(experiment.id)}</h1>",
-        _table(
-            ["", ""],
-            [
-                ["sweep run", sweep_id],
-                ["trials", comparison.get("trials")],
-                ["failed trials", ", ".join(comparison.get("failed_trials") or []) or None],
-                ["metric", comparison.get("metric")],
-            ],
-        ),
+        html_table(["", ""], identity),
         f"<h2>Best configuration</h2><p>{escape(str(best['statement']))}</p>" if best else "",
         f"<p>No comparison: {escape(str(comparison['reason']))}</p>"
         if comparison.get("reason")
         else "",
-        "<h2>Configurations</h2>"
-        + _table(
-            ["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"],
-            _summary_rows(comparison),
-        )
+        "<h2>Configurations</h2>" + html_table(SUMMARY_HEADERS, _summary_rows(comparison))
         if comparison.get("configurations")
         else "",
         (
-            f"<h2>Where the variance comes from</h2><p>configurations {variance['share_configurations']:.1%}, seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}</p>"
+            "<h2>Where the variance comes from</h2>"
+            f"<p>configurations {variance['share_configurations']:.1%}, "
+            f"seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}</p>"
             if variance
             else ""
         ),
-        _bench(comparison.get("comparison")),
-        _plots(plot_files),
+        bench_html(comparison.get("comparison")),
+        plots_html(plot_files),
     ]
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>{escape('Sweep ' + experiment.id)}</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
-    )
+    return html_page(f"Sweep {experiment.id}", body)
 
 
 def sweep_plots(comparison: Mapping[str, Any]) -> dict[str, str]:
@@ -151,7 +139,7 @@ def sweep_plots(comparison: Mapping[str, Any]) -> dict[str, str]:
         if svg:
             made["critical difference"] = svg
     inner = comparison.get("comparison") or {}
-    forest = plots.forest_plot(inner.get("comparisons") or [])
+    forest = plots.forest_plot(comparison_rows(inner))
     if forest:
         made["forest plot"] = forest
     per_seed = {

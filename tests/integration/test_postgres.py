@@ -16,6 +16,9 @@ from dagster._core.instance.ref import InstanceRef
 from tests.conftest import ROOT
 from tests.integration import jobs
 
+pytestmark = [pytest.mark.postgres]
+
+
 PG = {
     "host": os.environ.get("CRUCIBLE_PG_HOST", "127.0.0.1"),
     "port": int(os.environ.get("CRUCIBLE_PG_PORT", "5432")),

@@ -1,0 +1,169 @@
+"""The markdown report (also the Dagster asset preview): summary, verdicts, comparisons, trace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from crucible_dagster.bench.rows import ComparisonRow, comparison_rows, omnibus_rows
+from crucible_dagster.report.model import Plot, format_number, report_data, verdict_label
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.metrics import numeric_metrics
+
+
+def md_cell(value: Any) -> str:
+    """A value as one markdown table cell: no pipe or newline can break the table."""
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    else:
+        text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def md_number(value: Any, digits: int = 4) -> str:
+    return (
+        format_number(value, digits)
+        if value is None or isinstance(value, float)
+        else md_cell(value)
+    )
+
+
+def md_table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(md_number(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def quality_markdown(verdicts: Any) -> list[str]:
+    if not verdicts:
+        return []
+    lines = [
+        "## Quality targets",
+        "",
+        "| target | verdict | severity | detail |",
+        "|---|---|---|---|",
+    ]
+    for v in verdicts:
+        name, severity, message = (md_cell(v.get(k)) for k in ("name", "severity", "message"))
+        lines.append(f"| {name} | {verdict_label(v)[0]} | {severity} | {message} |")
+    lines.append("")
+    return lines
+
+
+def bench_markdown(bench: Any) -> list[str]:
+    """The comparison table and the decision record of the bench stage's results."""
+    if not isinstance(bench, Mapping):
+        return []
+    if bench.get("no_data"):
+        return ["## Comparisons", "", f"No comparison: {bench.get('reason', 'no data')}", ""]
+    lines = [
+        "## Comparisons",
+        "",
+        f"Design: {bench.get('design')}; differences are {bench.get('difference')}; "
+        f"alpha {bench.get('alpha')}, {bench.get('correction')} correction, "
+        f"{md_number(bench.get('confidence_level'))} confidence intervals.",
+        "",
+    ]
+    lines += _summary_lines(bench.get("summary") or {})
+    for omnibus in omnibus_rows(bench):
+        effect = (
+            f", {omnibus.effect_size_name} {md_number(omnibus.effect_size)}"
+            if omnibus.effect_size_name
+            else ""
+        )
+        reason = f" ({omnibus.reason})" if omnibus.reason else ""
+        lines.append(
+            f"Omnibus {omnibus.test}: statistic {md_number(omnibus.statistic)}, "
+            f"df {md_cell(omnibus.df)}, p {md_number(omnibus.p_value)}{effect}{reason}"
+        )
+        lines.append("")
+    lines += _comparison_lines(comparison_rows(bench))
+    decisions = bench.get("decisions") or []
+    if decisions:
+        lines += ["### Decision record", ""]
+        lines += [f"- **{md_cell(d['decision'])}**: {md_cell(d['reason'])}" for d in decisions]
+        lines.append("")
+    return lines
+
+
+def _summary_lines(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    if not summary:
+        return []
+    lines = ["| group | n | mean | sd | CI of the mean |", "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        ci = f"[{md_number(s.get('ci_low'))}, {md_number(s.get('ci_high'))}]"
+        lines.append(
+            f"| {md_cell(name)} | {s.get('n')} | {md_number(s.get('mean'))} "
+            f"| {md_number(s.get('sd'))} | {ci} |"
+        )
+    return [*lines, ""]
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    return f"{md_number(value)} [{md_number(low)}, {md_number(high)}]"
+
+
+def _comparison_lines(rows: list[ComparisonRow]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "| a - b | test | statistic | df | p | p adj. | difference [CI] | effect size [CI] | n | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        effect = (
+            f"{r.effect_size_name} "
+            + _interval(r.effect_size, r.effect_size_ci_low, r.effect_size_ci_high)
+            if r.effect_size_name
+            else "n/a"
+        )
+        cells = [
+            f"{md_cell(r.group_a)} - {md_cell(r.group_b)}",
+            md_cell(r.test),
+            md_number(r.statistic),
+            md_cell(r.df),
+            md_number(r.p_value),
+            md_number(r.p_adjusted),
+            _interval(r.estimate, r.ci_low, r.ci_high),
+            effect,
+            f"{r.n_a}/{r.n_b}",
+            md_cell(r.reason or r.power_note or ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
+    data = report_data(ctx)
+    lines = [f"# Experiment {data['experiment_id']}", ""]
+    if data["description"]:
+        lines += [str(data["description"]), ""]
+    lines += [
+        f"- run: `{data['run_id']}`",
+        f"- seed: {data['seed']}",
+        f"- stages completed: {', '.join(data['completed_stages']) or '(none)'}",
+    ]
+    if data["parameters"]:
+        lines.append(
+            "- parameters: " + ", ".join(f"{k}={v}" for k, v in data["parameters"].items())
+        )
+    lines.append("")
+    numbers = numeric_metrics(ctx.metrics)
+    if numbers:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {md_cell(k)} | {md_cell(v)} |" for k, v in numbers.items()]
+        lines.append("")
+    lines += quality_markdown(data["metrics"].get("quality_targets"))
+    lines += bench_markdown(data["metrics"].get("bench"))
+    for name, plot in (plots or {}).items():
+        lines += [f"![{name}]({plot.file})", ""]
+    lines += ["## All metrics", "", "```json", json.dumps(data["metrics"], indent=2), "```", ""]
+    if data["outputs"]:
+        outputs = json.dumps(data["outputs"], indent=2)[:20000]
+        lines += ["## Outputs", "", "```json", outputs, "```", ""]
+    if ctx.trace is not None:
+        events = ctx.trace.statistics()["total_events"]
+        mermaid = ctx.trace.export("mermaid")
+        lines += ["## Trace", "", f"{events} events.", "", "```mermaid", mermaid, "```", ""]
+    return "\n".join(lines)
