@@ -20,7 +20,7 @@ from crucible_dagster.bench.data import as_sample, check_level
 NAN = float("nan")
 
 
-def _noncentral_t_ci(t_obs: float, df: float, confidence_level: float) -> tuple[float, float]:
+def noncentral_t_ci(t_obs: float, df: float, confidence_level: float) -> tuple[float, float]:
     """Bounds on the noncentrality parameter for an observed t (inverting the noncentral t CDF)."""
     if not math.isfinite(t_obs) or df <= 0:
         return (NAN, NAN)
@@ -68,7 +68,7 @@ def standardized_difference(
         return NAN, (NAN, NAN)
     value = difference / sd
     scale = math.sqrt(n1 * n2 / (n1 + n2))
-    low, high = _noncentral_t_ci(value * scale, n1 + n2 - 2, confidence_level)
+    low, high = noncentral_t_ci(value * scale, n1 + n2 - 2, confidence_level)
     return float(value), (low / scale, high / scale)
 
 
@@ -106,7 +106,7 @@ def paired_d_z(
         return NAN, (NAN, NAN)
     dz = d.mean() / sd
     scale = math.sqrt(d.size)
-    low, high = _noncentral_t_ci(dz * scale, d.size - 1, confidence_level)
+    low, high = noncentral_t_ci(dz * scale, d.size - 1, confidence_level)
     return float(dz), (low / scale, high / scale)
 
 

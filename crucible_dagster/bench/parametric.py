@@ -18,7 +18,7 @@ from crucible_dagster.bench.data import (
     check_level,
 )
 from crucible_dagster.bench.effect_size import (
-    _noncentral_t_ci,
+    noncentral_t_ci,
     common_language,
     hedges_correction,
     standardized_difference,
@@ -124,7 +124,7 @@ def paired_ttest(
     se = sd / math.sqrt(n)
     t = mean / se
     half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, n - 1)) * se
-    low, high = _noncentral_t_ci(t, n - 1, confidence_level)
+    low, high = noncentral_t_ci(t, n - 1, confidence_level)
     result.statistic, result.p_value, result.ci = (
         t,
         _t_p_value(t, n - 1, alternative),

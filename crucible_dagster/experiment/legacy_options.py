@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crucible_dagster.experiment.option_schema import _as_spec, function_arity, normalize_schema
+from crucible_dagster.experiment.option_schema import as_type_spec, function_arity, normalize_schema
 
 
 def _check(key: str, value: Any, spec: Any) -> list[str]:
-    spec = _as_spec(spec)
+    spec = as_type_spec(spec)
     v = repr(value)
     if isinstance(spec, str):
         ok = {
@@ -81,7 +81,7 @@ def _check(key: str, value: Any, spec: Any) -> list[str]:
 
 
 def _display(spec: Any) -> Any:
-    spec = _as_spec(spec)
+    spec = as_type_spec(spec)
     return spec if isinstance(spec, str) else tuple(spec)
 
 

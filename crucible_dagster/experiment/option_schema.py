@@ -43,7 +43,7 @@ CORE_KEYS = frozenset(
 SCHEMA_VERSION = "1.0.0"
 
 
-def _as_spec(spec: Any) -> Any:
+def as_type_spec(spec: Any) -> Any:
     """JSON/YAML give lists where Python code writes tuples: ``["list", "integer"]`` -> tuple."""
     if (
         isinstance(spec, list)
@@ -65,7 +65,7 @@ def _as_spec(spec: Any) -> Any:
 
 
 def valid_type_spec(spec: Any) -> bool:
-    spec = _as_spec(spec)
+    spec = as_type_spec(spec)
     if isinstance(spec, str):
         return spec in PRIMITIVES
     if not isinstance(spec, tuple) or not spec:
@@ -154,7 +154,7 @@ def normalize_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     out.setdefault("optional", [])
     out.setdefault("types", {})
     out["types"] = (
-        {k: _as_spec(v) for k, v in out["types"].items()}
+        {k: as_type_spec(v) for k, v in out["types"].items()}
         if isinstance(out["types"], Mapping)
         else out["types"]
     )
@@ -253,7 +253,7 @@ def describe_options(
 
 def spec_to_json(spec: Any) -> Any:
     """A type spec as plain JSON (tuples -> lists, classes -> qualified names)."""
-    spec = _as_spec(spec)
+    spec = as_type_spec(spec)
     if isinstance(spec, tuple):
         return [spec_to_json(s) for s in spec]
     if isinstance(spec, list):

@@ -71,6 +71,34 @@ def test_types_without_a_dagster_equivalent_fall_back_to_any() -> None:
     assert fields["folds"].default_value == 10
 
 
+def test_config_comes_from_the_options_model_with_bounds_in_descriptions() -> None:
+    exp = Experiment.model_validate(
+        {
+            "id": "t",
+            "pipeline": [
+                {"name": "cv", "module": "crucible_dagster.contrib.classifiers:CrossValidate"},
+                {"name": "bench"},
+            ],
+        }
+    )
+    job = build_job(exp)
+    cv = _fields(job, "cv")
+    assert cv["folds"].config_type.inner_type.given_name == "Int"
+    assert cv["folds"].description == "Folds per repetition (stratified). (>= 2; <= 50)"
+    assert "one of 'accuracy', 'balanced_accuracy', 'f1', 'roc_auc'" in cv["scoring"].description
+    bench_fields = _fields(job, "bench")
+    assert bench_fields["alpha"].config_type.inner_type.given_name == "Float"
+    assert "> 0; < 1" in bench_fields["alpha"].description
+    tests = bench_fields["tests"].config_type.inner_type
+    assert tests.kind.name == "ARRAY" and tests.inner_type.given_name == "String"
+    assert "'ttest'" in bench_fields["tests"].description
+
+
+def _fields(job: dg.JobDefinition, node: str) -> dict[str, dg.Field]:
+    definition = job.graph.node_named(node).definition
+    return definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr,return-value]
+
+
 def test_disabled_stage_has_no_op_and_multiprocess_executor() -> None:
     exp = Experiment.model_validate(
         {
