@@ -36,7 +36,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy crucible_dagster definitions.py benchmarks
+	$(BIN)/mypy crucible_dagster definitions.py benchmarks tests
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -93,7 +93,7 @@ class _Handoff:
         out, inp = self.pairs[0 if same_run else self.index]
         self.index += 0 if same_run else 1
         manager.handle_output(out, ctx)
-        return manager.load_input(inp)  # type: ignore[no-any-return]
+        return manager.load_input(inp)
 
 
 def context_handoff() -> list[Row]:
@@ -190,7 +190,8 @@ def load_thousand_files() -> list[Row]:
                     [
                         sys.executable,
                         "-c",
-                        "import time; t=time.perf_counter(); import crucible_dagster.dagster_plugin; print(time.perf_counter()-t)",
+                        "import time; t=time.perf_counter(); import crucible_dagster.dagster_plugin; "
+                        "print(time.perf_counter()-t)",
                     ],
                     capture_output=True,
                     text=True,

@@ -44,5 +44,6 @@ def print_rows(title: str, rows: list[Row]) -> None:
     print(f"{'measure':<52} {'ours':>12} {'baseline':>12}  {'ratio':>7}  goal   (baseline)")
     for row in rows:
         print(
-            f"{row.name:<52} {fmt(row.ours, row.unit):>12} {fmt(row.baseline, row.unit):>12}  {row.ratio:6.2f}x  {row.goal:<6} ({row.baseline_name})"
+            f"{row.name:<52} {fmt(row.ours, row.unit):>12} {fmt(row.baseline, row.unit):>12}  "
+            f"{row.ratio:6.2f}x  {row.goal:<6} ({row.baseline_name})"
         )

@@ -14,9 +14,14 @@ from typing import Any
 import yaml
 
 from crucible_dagster.common.jsonsafe import to_jsonable
-from crucible_dagster.experiment.loading import experiment_files, experiment_json_schema
+from crucible_dagster.experiment.loading import (
+    display_path,
+    experiment_files,
+    experiment_json_schema,
+)
 from crucible_dagster.experiment.option_schema import schema_to_json
 from crucible_dagster.experiment.problems import ExperimentError
+from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.preflight import check_file
 from crucible_dagster.runtime.registry import Registry, StageResolutionError
 from crucible_dagster.runtime.stage import VALIDATE_MODES
@@ -40,6 +45,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         checked = check_file(path)
         for problem in checked.problems:
             print(problem)
+        if checked.experiment is not None:
+            for warning in unused_settings(checked.experiment):
+                print(f"{display_path(path)}: warning: {warning}")
         bad += not checked.ok
     if not args.quiet:
         print(f"{len(files) - bad} valid, {bad} invalid", file=sys.stderr)
@@ -170,7 +178,8 @@ def _run_sweep(experiment: Any, args: argparse.Namespace) -> int:
         variance = comparison.get("variance")
         if variance:
             print(
-                f"variance of trial means: configurations {variance['share_configurations']:.1%}, seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}",
+                f"variance of trial means: configurations {variance['share_configurations']:.1%}, "
+                f"seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}",
                 file=sys.stderr,
             )
         print(f"sweep directory: {result.run_dir} (sweep.md, sweep.html)", file=sys.stderr)

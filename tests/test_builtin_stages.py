@@ -11,7 +11,7 @@ from crucible_dagster.stages.guardrails import PiiSecretsAdapter, find_sensitive
 
 
 def exp(*stages: dict[str, Any]) -> Experiment:
-    return Experiment(id="t", pipeline=list(stages))  # type: ignore[arg-type]
+    return Experiment(id="t", pipeline=list(stages))
 
 
 def test_scenario_10_validate_stage() -> None:
@@ -151,7 +151,7 @@ def test_guardrails_stage_with_pii_adapter() -> None:
     assert result.context.metrics["guardrails"] == {"total": 6, "violations": 6}
 
 
-def test_report_stage_refuses_paths_that_escape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_report_stage_refuses_paths_that_escape(tmp_path) -> None:
     experiment = Experiment.model_validate(
         {
             "id": "t",
@@ -166,7 +166,7 @@ def test_report_stage_refuses_paths_that_escape(tmp_path) -> None:  # type: igno
     assert not list(tmp_path.rglob("escape.md"))
 
 
-def test_report_stage_writes_one_file_per_format(artifacts_dir) -> None:  # type: ignore[no-untyped-def]
+def test_report_stage_writes_one_file_per_format(artifacts_dir) -> None:
     experiment = Experiment.model_validate(
         {
             "id": "t",

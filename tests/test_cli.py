@@ -25,7 +25,7 @@ def test_run_json_prints_metrics(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_run_set_override_and_failure_exit_code(
     tmp_path, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     path = ROOT / "experiments/core_pipeline_demo.yaml"
     code = main(
         [
@@ -92,3 +92,26 @@ def test_console_script_runs() -> None:
     assert proc.stdout.startswith("usage: crucible")
     for command in ("validate", "run", "stages", "schema", "diff", "plan"):
         assert command in proc.stdout
+
+
+def test_settings_without_effect_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "unused.yaml"
+    path.write_text(
+        "id: unused_demo\n"
+        "backend: {id: openai_gpt4}\n"
+        "reliability:\n"
+        "  ensemble: {strategy: majority}\n"
+        "  stats: {alpha: 0.05, bootstrap_iterations: 500}\n"
+        "pipeline:\n"
+        "  - name: validate\n"
+    )
+    assert main(["validate", str(path)]) == 0  # a warning, not an error
+    out = capsys.readouterr().out
+    for setting in ("backend", "reliability.ensemble", "reliability.stats.bootstrap_iterations"):
+        assert f"warning: {setting}: configured but not used" in out
+    assert "reliability.stats.alpha" not in out  # alpha is used by the bench
+    with caplog.at_level("WARNING", logger="crucible_dagster"):
+        assert main(["run", str(path)]) == 0
+    assert "reliability.ensemble: configured but not used" in caplog.text

@@ -39,7 +39,7 @@ def test_stage_completion() -> None:
     assert Context("e", "r").completed_stages() == []
 
 
-def test_scenario_23_trace_helpers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_scenario_23_trace_helpers(tmp_path) -> None:
     ctx = Context("e", "r").with_trace()
     ctx = ctx.emit(
         "stage_failed",
@@ -66,4 +66,4 @@ def test_scenario_23_trace_helpers(tmp_path) -> None:  # type: ignore[no-untyped
         plain.save_trace(tmp_path / "t.json")
     assert traced.save_trace(tmp_path / "t.json").exists()
     with pytest.raises(TraceError, match="Unsupported export format: pdf"):
-        traced.trace.export("pdf")  # type: ignore[union-attr]
+        traced.trace.export("pdf")

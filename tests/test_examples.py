@@ -9,7 +9,7 @@ from crucible_dagster.experiment.loading import load_experiment
 from tests.conftest import ROOT
 
 
-def test_core_pipeline_demo(artifacts_dir) -> None:  # type: ignore[no-untyped-def]
+def test_core_pipeline_demo(artifacts_dir) -> None:
     result = run(load_experiment(ROOT / "experiments/core_pipeline_demo.yaml"), run_id="demo")
     assert result.ok, result.failure
     metrics = result.context.metrics
@@ -37,7 +37,7 @@ def test_trace_demo() -> None:
     result = run(load_experiment(ROOT / "experiments/trace_demo.yaml"), write_run_dir=False)
     assert result.ok
     assert result.context.metrics["decision"] == {"choice": "safe_path", "confidence": 0.72}
-    decisions = result.context.trace.events_of_type("decision_made")  # type: ignore[union-attr]
+    decisions = result.context.trace.events_of_type("decision_made")
     assert len(decisions) == 1
     assert decisions[0].decision == "Select fallback strategy"
     assert (

@@ -26,7 +26,8 @@ def _modules_after(code: str) -> set[str]:
 @pytest.mark.slow
 def test_core_does_not_import_dagster() -> None:
     modules = _modules_after(
-        "import crucible_dagster, crucible_dagster.cli, crucible_dagster.runtime.runner, crucible_dagster.runtime.preflight, "
+        "import crucible_dagster, crucible_dagster.cli, crucible_dagster.runtime.runner, "
+        "crucible_dagster.runtime.preflight, "
         "crucible_dagster.runtime.serialization, crucible_dagster.stages.report, crucible_dagster.stages.guardrails"
     )
     assert not any(m == "dagster" or m.startswith("dagster.") for m in modules)
@@ -45,3 +46,17 @@ def test_only_the_plugin_imports_dagster() -> None:
             continue
         text = path.read_text()
         assert "import dagster" not in text and "from dagster" not in text, path
+
+
+def test_bench_exports_survive_importing_every_submodule() -> None:
+    """Lazy exports must not be shadowed by a submodule of the same name."""
+    import importlib
+    import pkgutil
+
+    from crucible_dagster import bench
+
+    for module in pkgutil.iter_modules(bench.__path__):
+        importlib.import_module(f"crucible_dagster.bench.{module.name}")
+    for name in bench.__all__:
+        value = getattr(bench, name)
+        assert not isinstance(value, type(bench)), f"bench.{name} is a module"

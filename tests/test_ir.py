@@ -49,7 +49,8 @@ def test_all_errors_at_once() -> None:
 
 def test_stages_alias_and_legacy_names() -> None:
     exp = loads_experiment(
-        "id: a\nstages:\n  - name: validate\nreliability:\n  stats:\n    tests: [mannwhitney, kruskal]\n    multiple_testing_correction: fdr\n    options: null\n"
+        "id: a\nstages:\n  - name: validate\nreliability:\n  stats:\n"
+        "    tests: [mannwhitney, kruskal]\n    multiple_testing_correction: fdr\n    options: null\n"
     )
     assert exp.pipeline[0].name == "validate"
     assert exp.reliability and exp.reliability.stats
@@ -70,7 +71,7 @@ def test_scenario_21_ir_validation() -> None:
         "pipeline: expected at least 1 item(s)" in p for p in errors_of("id: test\npipeline: []\n")
     )
     with pytest.raises(ValueError):
-        BackendRef(id=None)  # type: ignore[arg-type]
+        BackendRef(id=None)
     with pytest.raises(ValueError, match="less than or equal to 1"):
         Stats(alpha=1.5)
     assert any(
@@ -98,7 +99,7 @@ def test_scenario_22_generate_runs() -> None:
         id="t",
         pipeline=[{"name": "validate"}],
         parameters={"lora_rank": [16, 32], "learning_rate": [1e-4, 2e-4]},
-    )  # type: ignore[list-item]
+    )
     trials = expand_grid(exp)
     assert [(t.params["learning_rate"], t.params["lora_rank"]) for t in trials] == [
         (1e-4, 16),
@@ -110,10 +111,10 @@ def test_scenario_22_generate_runs() -> None:
     assert trials[0].trial_id == "learning_rate_0_0001__lora_rank_16"
     assert [t.params for t in expand_grid(Experiment(id="t", pipeline=[{"name": "validate"}]))] == [
         {}
-    ]  # type: ignore[list-item]
+    ]
     seeded = expand_grid(
         Experiment(id="t", pipeline=[{"name": "validate"}], parameters={"a": [1]}, seeds=[1, 2])
-    )  # type: ignore[list-item]
+    )
     assert [t.trial_id for t in seeded] == ["a_1__seed_1", "a_1__seed_2"]
     assert any(
         "expected a threshold between 0 and 1, got 1.5" in p

@@ -285,7 +285,8 @@ def test_crucible_diff_shows_exactly_the_seed_and_metrics(
 def test_killed_run_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
     experiment_file = tmp_path / "slow.yaml"
     experiment_file.write_text(
-        "id: slow\npipeline:\n  - name: validate\n  - name: nap\n    module: tests.helpers:Sleep\n    options: {seconds: 60}\n  - name: report\n"
+        "id: slow\npipeline:\n  - name: validate\n  - name: nap\n    module: tests.helpers:Sleep\n"
+        "    options: {seconds: 60}\n  - name: report\n"
         "outputs:\n  - name: r\n    formats: [markdown, json, html, csv]\n"
     )
     artifacts = tmp_path / "artifacts"

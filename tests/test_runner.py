@@ -17,7 +17,7 @@ REGISTRY = Registry(
 
 
 def exp(*stages: dict) -> Experiment:
-    return Experiment(id="t", pipeline=list(stages))  # type: ignore[arg-type]
+    return Experiment(id="t", pipeline=list(stages))
 
 
 def test_scenario_7_happy_path() -> None:
@@ -43,7 +43,7 @@ def test_scenario_8_unknown_stage() -> None:
     assert result.failure is not None
     assert (result.failure.stage, result.failure.reason) == ("ghost", "unknown_stage")
     assert result.context.last_event() is not None
-    assert result.context.last_event().type == "stage_failed"  # type: ignore[union-attr]
+    assert result.context.last_event().type == "stage_failed"
 
 
 def test_scenario_9_validate_options_modes(caplog: pytest.LogCaptureFixture) -> None:
@@ -89,7 +89,7 @@ def test_disabled_stage_is_skipped_and_recorded() -> None:
     )
     assert result.ok
     assert result.context.completed_stages() == ["one"]
-    assert next(e.type for e in result.context.trace.events) == "stage_skipped"  # type: ignore[union-attr]
+    assert next(e.type for e in result.context.trace.events) == "stage_skipped"
 
 
 def test_bad_return_value_is_a_failure() -> None:
@@ -107,14 +107,14 @@ def test_unknown_option_key_rejected_in_error_mode() -> None:
 
 def test_trace_records_started_and_completed() -> None:
     result = run(exp({"name": "one"}), registry=REGISTRY, write_run_dir=False)
-    assert [e.type for e in result.context.trace.events] == ["stage_started", "stage_completed"]  # type: ignore[union-attr]
+    assert [e.type for e in result.context.trace.events] == ["stage_started", "stage_completed"]
     assert (
         run(exp({"name": "one"}), registry=REGISTRY, trace=False, write_run_dir=False).context.trace
         is None
     )
 
 
-def test_run_directory_manifest_and_telemetry(artifacts_dir) -> None:  # type: ignore[no-untyped-def]
+def test_run_directory_manifest_and_telemetry(artifacts_dir) -> None:
     result = run(exp({"name": "one"}, {"name": "fail"}), registry=REGISTRY, run_id="r1")
     run_dir = artifacts_dir / "t" / "r1"
     assert result.run_dir == str(run_dir)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from crucible_dagster.bench.assumptions import levene, shapiro
-    from crucible_dagster.bench.bootstrap import bootstrap
     from crucible_dagster.bench.data import BenchDataError
     from crucible_dagster.bench.effect_size import (
         cliffs_delta,
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
         welch_anova,
     )
     from crucible_dagster.bench.power import detectable_effect, n_for_power, power_ttest
+    from crucible_dagster.bench.resampling import bootstrap
     from crucible_dagster.bench.result import TestResult
 
 # Exports load on first use: ``crucible_dagster.bench.rows`` (read by reports and quality
@@ -49,7 +49,7 @@ _EXPORTS = {
     "TestResult": "result",
     "adjust_p_values": "multiple",
     "anova": "parametric",
-    "bootstrap": "bootstrap",
+    "bootstrap": "resampling",
     "cliffs_delta": "effect_size",
     "cohens_d": "effect_size",
     "corrected_resampled_ttest": "parametric",

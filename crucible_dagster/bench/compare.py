@@ -16,7 +16,6 @@ from typing import Any, Literal
 import numpy as np
 
 from crucible_dagster.bench.assumptions import levene, shapiro
-from crucible_dagster.bench.bootstrap import bootstrap_difference
 from crucible_dagster.bench.data import BenchDataError, as_sample
 from crucible_dagster.bench.multiple import adjust_p_values
 from crucible_dagster.bench.nonparametric import friedman, kruskal_wallis, mann_whitney, wilcoxon
@@ -29,6 +28,7 @@ from crucible_dagster.bench.parametric import (
     welch_anova,
 )
 from crucible_dagster.bench.power import detectable_effect
+from crucible_dagster.bench.resampling import bootstrap_difference
 from crucible_dagster.bench.result import NAN, TestResult
 from crucible_dagster.bench.rows import ComparisonRow, OmnibusRow
 
@@ -167,8 +167,10 @@ def choose_pairwise_test(
             decisions.append(
                 Decision(
                     f"{pair}: corrected_resampled_ttest",
-                    f"scores come from resampled train/test splits (n_train={settings.n_train}, n_test={settings.n_test}); "
-                    "the naive paired t ignores the overlap between training sets and is anti-conservative (Nadeau & Bengio 2003)",
+                    f"scores come from resampled train/test splits "
+                    f"(n_train={settings.n_train}, n_test={settings.n_test}); "
+                    "the naive paired t ignores the overlap between training sets and is "
+                    "anti-conservative (Nadeau & Bengio 2003)",
                     "design",
                 )
             )
@@ -285,7 +287,7 @@ def _row(a: str, b: str, result: TestResult, design: Design, alpha: float) -> Co
         statistic=result.statistic,
         df=list(result.df) if isinstance(result.df, tuple) else result.df,
         p_value=result.p_value,
-        estimate=result.estimate,
+        estimate=result.estimate if result.estimate is not None else NAN,
         ci_low=ci[0],
         ci_high=ci[1],
         effect_size_name=result.effect_size_name,
@@ -424,7 +426,8 @@ def _choose_omnibus(
         decisions.append(
             Decision(
                 "omnibus: friedman",
-                "k configurations measured on the same blocks: Friedman test with post-hoc pairwise comparisons (Demšar 2006)",
+                "k configurations measured on the same blocks: Friedman test with post-hoc "
+                "pairwise comparisons (Demšar 2006)",
                 "design",
             )
         )

@@ -71,27 +71,28 @@ def mann_whitney(
         result.reason = "all values are tied: the rank test has no variance (R gives p = NA)"
         extra.update(p_value_asymptotic_continuity=NAN, p_value_asymptotic_no_continuity=NAN)
         return result
-    for label, corrected in (
-        ("p_value_asymptotic_continuity", True),
-        ("p_value_asymptotic_no_continuity", False),
-    ):
-        extra[label] = float(
+    _mann_whitney_p_values(result, a, b, continuity_correction)
+    return result
+
+
+def _mann_whitney_p_values(
+    result: TestResult, a: np.ndarray, b: np.ndarray, continuity: bool
+) -> None:
+    """Both asymptotic p-values (with and without continuity correction), and the exact one."""
+    asymptotic = {}
+    for corrected in (True, False):
+        asymptotic[corrected] = float(
             stats.mannwhitneyu(
-                a, b, alternative=alternative, method="asymptotic", use_continuity=corrected
+                a, b, alternative=result.alternative, method="asymptotic", use_continuity=corrected
             ).pvalue
         )
-    if method == "exact":
-        result.p_value = float(
-            stats.mannwhitneyu(a, b, alternative=alternative, method="exact").pvalue
-        )
+    result.extra["p_value_asymptotic_continuity"] = asymptotic[True]
+    result.extra["p_value_asymptotic_no_continuity"] = asymptotic[False]
+    if result.method == "exact":
+        exact = stats.mannwhitneyu(a, b, alternative=result.alternative, method="exact")
+        result.p_value = float(exact.pvalue)
     else:
-        key = (
-            "p_value_asymptotic_continuity"
-            if continuity_correction
-            else "p_value_asymptotic_no_continuity"
-        )
-        result.p_value = extra[key]
-    return result
+        result.p_value = asymptotic[continuity]
 
 
 def wilcoxon(
@@ -129,13 +130,7 @@ def wilcoxon(
         result.reason = "every difference is zero: no difference can be tested"
         result.method = method
         return result
-    ranked = d if zero_method != "wilcox" else nonzero
-    ranks = stats.rankdata(np.abs(ranked))
-    w_plus = float(ranks[ranked > 0].sum())
-    w_minus = float(ranks[ranked < 0].sum())
-    if zero_method == "zsplit":
-        w_plus += float(ranks[ranked == 0].sum()) / 2
-        w_minus += float(ranks[ranked == 0].sum()) / 2
+    w_plus, w_minus = signed_rank_sums(d, zero_method)
     ties = _has_ties(np.abs(nonzero))
     if method in ("auto", "approx_when_ties_or_zeros"):
         method = "exact" if nonzero.size < 50 and not ties and zeros == 0 else "asymptotic"
@@ -147,30 +142,42 @@ def wilcoxon(
     result.effect_size = (w_plus - w_minus) / total if total else NAN
     result.effect_size_name = "matched_pairs_rank_biserial"
     result.extra.update(w_plus=w_plus, w_minus=w_minus, w_min=min(w_plus, w_minus))
-    if method == "exact":
-        result.p_value = float(
-            stats.wilcoxon(
-                d, zero_method=zero_method, alternative=alternative, method="exact"
-            ).pvalue
-        )
-        return result
+    _wilcoxon_p_values(result, d, zero_method, alternative, continuity_correction)
+    return result
+
+
+def signed_rank_sums(d: np.ndarray, zero_method: str) -> tuple[float, float]:
+    """W⁺ and W⁻ of the differences; zeros dropped (wilcox), ranked (pratt) or split (zsplit)."""
+    ranked = d if zero_method != "wilcox" else d[d != 0]
+    ranks = stats.rankdata(np.abs(ranked))
+    w_plus = float(ranks[ranked > 0].sum())
+    w_minus = float(ranks[ranked < 0].sum())
+    if zero_method == "zsplit":
+        half_zero = float(ranks[ranked == 0].sum()) / 2
+        w_plus, w_minus = w_plus + half_zero, w_minus + half_zero
+    return w_plus, w_minus
+
+
+def _wilcoxon_p_values(
+    result: TestResult, d: np.ndarray, zero_method: str, alternative: str, continuity: bool
+) -> None:
+    """The exact p-value, or both asymptotic ones (with and without continuity correction)."""
+    if result.method == "exact":
+        exact = stats.wilcoxon(d, zero_method=zero_method, alternative=alternative, method="exact")
+        result.p_value = float(exact.pvalue)
+        return
     for label, corrected in (("p_value_continuity", True), ("p_value_no_continuity", False)):
-        p = float(
-            stats.wilcoxon(
-                d,
-                zero_method=zero_method,
-                alternative=alternative,
-                method="asymptotic",
-                correction=corrected,
-            ).pvalue
+        asymptotic = stats.wilcoxon(
+            d,
+            zero_method=zero_method,
+            alternative=alternative,
+            method="asymptotic",
+            correction=corrected,
         )
-        result.extra[label] = p
-    result.p_value = result.extra[
-        "p_value_continuity" if continuity_correction else "p_value_no_continuity"
-    ]
+        result.extra[label] = float(asymptotic.pvalue)
+    result.p_value = result.extra["p_value_continuity" if continuity else "p_value_no_continuity"]
     if math.isnan(result.p_value):
         result.reason = "the signed ranks have zero variance"
-    return result
 
 
 def kruskal_wallis(groups: Sequence[Any], names: Sequence[str] | None = None) -> TestResult:

@@ -18,9 +18,9 @@ from crucible_dagster.bench.data import (
     check_level,
 )
 from crucible_dagster.bench.effect_size import (
-    noncentral_t_ci,
     common_language,
     hedges_correction,
+    noncentral_t_ci,
     standardized_difference,
 )
 from crucible_dagster.bench.result import NAN, TestResult

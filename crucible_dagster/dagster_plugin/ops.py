@@ -3,7 +3,7 @@ so stage semantics are identical under Dagster and in the plain runner."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -15,6 +15,7 @@ from crucible_dagster.dagster_plugin.report_events import metric_metadata, repor
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment, StageDef
+from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.preflight import stage_option_problems
 from crucible_dagster.runtime.registry import Registry
@@ -136,7 +137,7 @@ def run_option_problems(
     for stage_def in experiment.enabled_stages:
         op_config = ops_config.get(translator.node_name(experiment, stage_def.name))
         node_config = op_config.config if op_config is not None else None
-        options = stage_def.options if node_config is None else node_config
+        options = node_config if isinstance(node_config, Mapping) else stage_def.options
         found = stage_option_problems(stage_def, options, registry)
         problems += [f"{stage_def.name}.{p}" for p in found]
     return problems
@@ -168,6 +169,9 @@ def build_stage_op(
         ctx = upstream if upstream is not None else _first_context(experiment, context.run_id)
         record = dagster_run_record(experiment, context, completed=ctx.completed_stages())
         ctx = replace(ctx, run_id=context.run_id, run_dir=str(record.path))
+        if upstream is None:
+            for warning in unused_settings(experiment):
+                context.log.warning(f"experiment {experiment.id}: {warning}")
         if upstream is None and resource.validate_options == "error":
             problems = run_option_problems(experiment, registry, translator, context)
             if problems:

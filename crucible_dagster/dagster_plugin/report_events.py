@@ -117,7 +117,7 @@ def _recheck(asset_key: dg.AssetKey, target: QualityTarget) -> dg.AssetChecksDef
         name=target.name,
         description=f"Quality target {target.name} ({target.kind}, severity {target.severity})",
     )
-    def _check(context):  # type: ignore[no-untyped-def]  # dagster inspects the annotation
+    def _check(context):  # dagster inspects the annotation
         event = context.instance.get_latest_materialization_event(asset_key)
         materialization = event.asset_materialization if event else None
         stored = (

@@ -16,7 +16,7 @@ from crucible_dagster.runtime.run_record import artifacts_root
 RESOURCE_KEY = "crucible"
 
 
-class CrucibleResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+class CrucibleResource(dg.ConfigurableResource):
     """Where run directories go and how strictly stage options are checked."""
 
     artifacts_dir: str | None = None

@@ -24,16 +24,8 @@ from crucible_dagster.sweeps.grid import Trial, expand_grid
 from crucible_dagster.sweeps.running import TrialOutcome, run_trial, trial_run_dir
 
 
-def build_sweep_job(
-    experiment: Experiment,
-    *,
-    translator: CrucibleTranslator,
-    registry: Registry,
-    resource_defs: dict[str, Any],
-    executor_def: dg.ExecutorDefinition,
-) -> dg.JobDefinition:
+def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
     trials = expand_grid(experiment)
-    out = {"result": dg.Out(io_manager_key=IO_MANAGER_KEY)}
 
     @dg.op(
         name=translator.op_definition_name(experiment, "plan_trials"),
@@ -42,19 +34,25 @@ def build_sweep_job(
         tags={"crucible/stage": "plan_trials"},
         required_resource_keys={RESOURCE_KEY},
     )
-    def plan_trials(context):  # type: ignore[no-untyped-def]  # dagster inspects annotations
+    def plan_trials(context):  # dagster inspects annotations
         dagster_run_record(experiment, context, steps=[], trials=[t.to_dict() for t in trials])
         for trial in trials:
             yield dg.DynamicOutput(trial.to_dict(), mapping_key=trial.trial_id, output_name="trial")
 
+    return plan_trials
+
+
+def _trial_op(
+    experiment: Experiment, translator: CrucibleTranslator, registry: Registry
+) -> dg.OpDefinition:
     @dg.op(
         name=translator.op_definition_name(experiment, "run_trial"),
-        out=out,
+        out={"result": dg.Out(io_manager_key=IO_MANAGER_KEY)},
         description="Every stage of the pipeline for one trial",
         tags={"crucible/stage": "run_trial"},
         required_resource_keys={RESOURCE_KEY},
     )
-    def run_one(context, trial):  # type: ignore[no-untyped-def]
+    def run_one(context, trial):
         spec = Trial.from_dict(trial)
         sweep = dagster_run_record(experiment, context, steps=[])
         try:
@@ -77,14 +75,18 @@ def build_sweep_job(
         metadata = metric_metadata(outcome.metrics, "metric/")
         yield dg.Output(outcome.to_dict(), metadata={"crucible/trial": spec.trial_id, **metadata})
 
+    return run_one
+
+
+def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
     @dg.op(
         name=translator.op_definition_name(experiment, "compare_trials"),
-        out=out,
+        out={"result": dg.Out(io_manager_key=IO_MANAGER_KEY)},
         description="Statistical comparison of the configurations",
         tags={"crucible/stage": "compare_trials"},
         required_resource_keys={RESOURCE_KEY},
     )
-    def compare(context, outcomes):  # type: ignore[no-untyped-def]
+    def compare(context, outcomes):
         from crucible_dagster.sweeps.report import write_sweep_reports
 
         parsed = [TrialOutcome.from_dict(o) for o in outcomes]
@@ -96,6 +98,24 @@ def build_sweep_job(
         yield from _sweep_materialization(experiment, translator, comparison, paths)
         yield dg.Output(comparison)
 
+    return compare
+
+
+def build_sweep_job(
+    experiment: Experiment,
+    *,
+    translator: CrucibleTranslator,
+    registry: Registry,
+    resource_defs: dict[str, Any],
+    executor_def: dg.ExecutorDefinition,
+) -> dg.JobDefinition:
+    plan_trials = _plan_op(experiment, translator)
+    run_one = _trial_op(experiment, translator, registry)
+    compare = _compare_op(experiment, translator)
+
+    def node(step: str) -> str:
+        return translator.node_name(experiment, step)
+
     @dg.job(
         name=translator.job_name(experiment),
         description=translator.job_description(experiment),
@@ -104,9 +124,9 @@ def build_sweep_job(
         executor_def=executor_def,
     )
     def sweep_job() -> None:
-        planned = plan_trials.alias(translator.node_name(experiment, "plan_trials"))()
-        results = planned.map(run_one.alias(translator.node_name(experiment, "run_trial")))
-        compare.alias(translator.node_name(experiment, "compare_trials"))(results.collect())
+        planned = plan_trials.alias(node("plan_trials"))()
+        results = planned.map(run_one.alias(node("run_trial")))
+        compare.alias(node("compare_trials"))(results.collect())
 
     return sweep_job
 

@@ -133,37 +133,8 @@ def describe_annotation(annotation: Any) -> str:
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
-def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
-    """Return ``(field_path, message)`` for one pydantic error."""
-    loc = list(err["loc"])
-    kind = err["type"]
-    ctx: dict[str, Any] = dict(err.get("ctx") or {})
-    got = short_repr(err.get("input"))
-    field_path = ctx.get("field") or format_loc(loc)
-    info = field_at(model, loc)
-
-    if kind == "missing":
-        return field_path, "expected a value (this field is required), got nothing"
-    if kind == "extra_forbidden":
-        parent = model_at(model, loc[:-1])
-        key = str(loc[-1])
-        if parent is not None:
-            valid = sorted(f.alias or n for n, f in parent.model_fields.items())
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            return field_path, f"unknown field {key!r}; expected one of: {', '.join(valid)}{hint}"
-        return field_path, f"unknown field {key!r}"
-    if kind in ("literal_error", "enum"):
-        expected = ctx.get("expected", "")
-        if info is not None:
-            expected = describe_annotation(info.annotation).removeprefix("one of: ")
-            if get_origin(_strip_optional(info.annotation)) is list:
-                args = get_args(_strip_optional(info.annotation))
-                expected = (
-                    describe_annotation(args[0]).removeprefix("one of: ") if args else expected
-                )
-        return field_path, f"expected one of: {expected}, got {got}"
-    if kind in (
+_NUMBER_KINDS = frozenset(
+    {
         "greater_than",
         "greater_than_equal",
         "less_than",
@@ -174,32 +145,74 @@ def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
         "float_parsing",
         "float_type",
         "finite_number",
-    ):
+    }
+)
+
+
+def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
+    """Return ``(field_path, message)`` for one pydantic error."""
+    loc = list(err["loc"])
+    kind = err["type"]
+    ctx: dict[str, Any] = dict(err.get("ctx") or {})
+    got = short_repr(err.get("input"))
+    field_path = ctx.get("field") or format_loc(loc)
+    info = field_at(model, loc)
+    if kind == "missing":
+        return field_path, "expected a value (this field is required), got nothing"
+    if kind == "extra_forbidden":
+        return field_path, _unknown_field(model, loc)
+    if kind in ("literal_error", "enum"):
+        return field_path, f"expected one of: {_choices(info, ctx)}, got {got}"
+    if kind in _NUMBER_KINDS:
         base = "an integer" if kind.startswith("int") else "a number"
-        if info is not None:
-            described = describe_annotation(info.annotation)
-            if described in ("an integer", "a number"):
-                base = described
+        if info is not None and describe_annotation(info.annotation) in ("an integer", "a number"):
+            base = describe_annotation(info.annotation)
         return field_path, f"expected {base}{_bounds(info)}, got {got}"
+    return field_path, _other_error(err, kind, ctx, info, got)
+
+
+def _unknown_field(model: type[BaseModel], loc: list[Any]) -> str:
+    parent = model_at(model, loc[:-1])
+    key = str(loc[-1])
+    if parent is None:
+        return f"unknown field {key!r}"
+    valid = sorted(f.alias or n for n, f in parent.model_fields.items())
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown field {key!r}; expected one of: {', '.join(valid)}{hint}"
+
+
+def _choices(info: FieldInfo | None, ctx: dict[str, Any]) -> str:
+    if info is None:
+        return str(ctx.get("expected", ""))
+    annotation = _strip_optional(info.annotation)
+    if get_origin(annotation) is list:
+        args = get_args(annotation)
+        if args:
+            return describe_annotation(args[0]).removeprefix("one of: ")
+        return str(ctx.get("expected", ""))
+    return describe_annotation(info.annotation).removeprefix("one of: ")
+
+
+def _other_error(
+    err: ErrorDetails, kind: str, ctx: dict[str, Any], info: FieldInfo | None, got: str
+) -> str:
     if kind in ("too_short", "too_long"):
-        expected = {
-            "too_short": f"at least {ctx.get('min_length')} item(s)",
-            "too_long": f"at most {ctx.get('max_length')} item(s)",
-        }[kind]
-        return field_path, f"expected {expected}, got {got}"
+        if kind == "too_short":
+            return f"expected at least {ctx.get('min_length')} item(s), got {got}"
+        return f"expected at most {ctx.get('max_length')} item(s), got {got}"
     if kind == "string_too_short":
-        return field_path, f"expected a non-empty string, got {got}"
+        return f"expected a non-empty string, got {got}"
     if kind == "string_pattern_mismatch":
-        return field_path, f"expected a string matching {ctx.get('pattern')!r}, got {got}"
+        return f"expected a string matching {ctx.get('pattern')!r}, got {got}"
     if kind in ("value_error", "assertion_error"):
-        message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        return field_path, message
+        return err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind.endswith("_type") or kind.endswith("_parsing"):
         word = kind.split("_")[0]
         expected = _TYPE_WORDS.get(word)
         if info is not None and (expected is None or kind in ("model_type", "dict_type")):
             expected = describe_annotation(info.annotation)
-        return field_path, f"expected {expected or word}, got {got}"
+        return f"expected {expected or word}, got {got}"
     if kind in ("model_attributes_type", "dict_type", "model_type"):
-        return field_path, f"expected a mapping, got {got}"
-    return field_path, err["msg"]
+        return f"expected a mapping, got {got}"
+    return err["msg"]

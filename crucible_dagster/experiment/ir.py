@@ -97,20 +97,6 @@ class StageDef(IRModel):
 
 # --- reliability --------------------------------------------------------------------------
 
-TEST_NAMES = (
-    "ttest",
-    "paired_ttest",
-    "mann_whitney",
-    "wilcoxon",
-    "anova",
-    "welch_anova",
-    "kruskal_wallis",
-    "friedman",
-    "mcnemar",
-    "bootstrap",
-    "cv_5x2",
-    "corrected_resampled_ttest",
-)
 TestName = Literal[
     "ttest",
     "paired_ttest",

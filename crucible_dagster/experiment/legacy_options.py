@@ -2,82 +2,108 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from crucible_dagster.experiment.option_schema import as_type_spec, function_arity, normalize_schema
 
+_PRIMITIVE_CHECKS = {
+    "string": lambda value: isinstance(value, str),
+    "integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "float": lambda value: isinstance(value, float),
+    "boolean": lambda value: isinstance(value, bool),
+    "atom": lambda value: value is None or isinstance(value, str | bool),
+    "map": lambda value: isinstance(value, Mapping),
+    "list": lambda value: isinstance(value, list),
+    "module": lambda value: isinstance(value, str),
+    "any": lambda value: True,
+}
+
 
 def _check(key: str, value: Any, spec: Any) -> list[str]:
     spec = as_type_spec(spec)
-    v = repr(value)
     if isinstance(spec, str):
-        ok = {
-            "string": lambda: isinstance(value, str),
-            "integer": lambda: isinstance(value, int) and not isinstance(value, bool),
-            "float": lambda: isinstance(value, float),
-            "boolean": lambda: isinstance(value, bool),
-            "atom": lambda: value is None or isinstance(value, str | bool),
-            "map": lambda: isinstance(value, Mapping),
-            "list": lambda: isinstance(value, list),
-            "module": lambda: isinstance(value, str),
-            "any": lambda: True,
-        }.get(spec)
+        ok = _PRIMITIVE_CHECKS.get(spec)
         if ok is None:
             return [f"{key}: unknown type spec {spec!r}"]
-        if ok():
+        if ok(value):
             return []
         noun = "module (atom)" if spec == "module" else spec
-        return [f"{key}: expected {noun}, got {v}"]
-    if not isinstance(spec, tuple) or not spec:
-        return [f"{key}: unknown type spec {spec!r}"]
-    kind, *rest = spec
-    if kind == "struct" and len(rest) == 1:
-        cls = rest[0]
-        if isinstance(cls, type) and type(value) is cls:
-            return []
-        name = cls.__name__ if isinstance(cls, type) else str(cls)
-        return [f"{key}: expected {name} instance, got {v}"]
-    if kind == "enum" and len(rest) == 1:
-        values = list(rest[0])
-        return [] if value in values else [f"{key}: expected one of {values!r}, got {v}"]
-    if kind == "list" and len(rest) == 1:
-        if not isinstance(value, list):
-            return [f"{key}: expected list, got {v}"]
-        return [f"{key}[{i}]: {m}" for i, item in enumerate(value) for m in _inner(item, rest[0])]
-    if kind == "map" and len(rest) == 2:
-        if not isinstance(value, Mapping):
-            return [f"{key}: expected map, got {v}"]
-        errors = []
-        for k, item in value.items():
-            errors += [f"{key} key: {m}" for m in _inner(k, rest[0])]
-            errors += [f"{key}[{k!r}]: {m}" for m in _inner(item, rest[1])]
-        return errors
-    if kind == "function" and len(rest) == 1:
-        if not callable(value):
-            return [f"{key}: expected function with arity {rest[0]}, got {v}"]
-        arity = function_arity(value)
-        if arity is not None and arity != rest[0]:
-            return [f"{key}: expected function with arity {rest[0]}, got arity {arity}"]
-        return []
-    if kind == "union" and len(rest) == 1:
-        if any(not _check(key, value, s) for s in rest[0]):
-            return []
-        return [
-            f"{key}: value {v} doesn't match any type in union {[_display(s) for s in rest[0]]!r}"
-        ]
-    if kind == "tuple" and len(rest) == 1:
-        specs = list(rest[0])
-        if not isinstance(value, tuple | list):
-            return [f"{key}: expected tuple of size {len(specs)}, got {v}"]
-        if len(value) != len(specs):
-            return [f"{key}: expected tuple of size {len(specs)}, got size {len(value)}"]
-        return [
-            f"{key}[{i}]: {m}"
-            for i, (item, s) in enumerate(zip(value, specs, strict=True))
-            for m in _inner(item, s)
-        ]
+        return [f"{key}: expected {noun}, got {value!r}"]
+    if isinstance(spec, tuple) and spec:
+        kind, *rest = spec
+        check = _COMPOUND_CHECKS.get((kind, len(rest)))
+        if check is not None:
+            return check(key, value, *rest)
     return [f"{key}: unknown type spec {spec!r}"]
+
+
+def _check_struct(key: str, value: Any, cls: Any) -> list[str]:
+    if isinstance(cls, type) and type(value) is cls:
+        return []
+    name = cls.__name__ if isinstance(cls, type) else str(cls)
+    return [f"{key}: expected {name} instance, got {value!r}"]
+
+
+def _check_enum(key: str, value: Any, allowed: Any) -> list[str]:
+    values = list(allowed)
+    return [] if value in values else [f"{key}: expected one of {values!r}, got {value!r}"]
+
+
+def _check_list(key: str, value: Any, item_spec: Any) -> list[str]:
+    if not isinstance(value, list):
+        return [f"{key}: expected list, got {value!r}"]
+    return [f"{key}[{i}]: {m}" for i, item in enumerate(value) for m in _inner(item, item_spec)]
+
+
+def _check_map(key: str, value: Any, key_spec: Any, value_spec: Any) -> list[str]:
+    if not isinstance(value, Mapping):
+        return [f"{key}: expected map, got {value!r}"]
+    errors = []
+    for k, item in value.items():
+        errors += [f"{key} key: {m}" for m in _inner(k, key_spec)]
+        errors += [f"{key}[{k!r}]: {m}" for m in _inner(item, value_spec)]
+    return errors
+
+
+def _check_function(key: str, value: Any, expected: Any) -> list[str]:
+    if not callable(value):
+        return [f"{key}: expected function with arity {expected}, got {value!r}"]
+    arity = function_arity(value)
+    if arity is not None and arity != expected:
+        return [f"{key}: expected function with arity {expected}, got arity {arity}"]
+    return []
+
+
+def _check_union(key: str, value: Any, specs: Any) -> list[str]:
+    if any(not _check(key, value, s) for s in specs):
+        return []
+    shown = [_display(s) for s in specs]
+    return [f"{key}: value {value!r} doesn't match any type in union {shown!r}"]
+
+
+def _check_tuple(key: str, value: Any, item_specs: Any) -> list[str]:
+    specs = list(item_specs)
+    if not isinstance(value, tuple | list):
+        return [f"{key}: expected tuple of size {len(specs)}, got {value!r}"]
+    if len(value) != len(specs):
+        return [f"{key}: expected tuple of size {len(specs)}, got size {len(value)}"]
+    return [
+        f"{key}[{i}]: {m}"
+        for i, (item, s) in enumerate(zip(value, specs, strict=True))
+        for m in _inner(item, s)
+    ]
+
+
+_COMPOUND_CHECKS: dict[tuple[str, int], Callable[..., list[str]]] = {
+    ("struct", 1): _check_struct,
+    ("enum", 1): _check_enum,
+    ("list", 1): _check_list,
+    ("map", 2): _check_map,
+    ("function", 1): _check_function,
+    ("union", 1): _check_union,
+    ("tuple", 1): _check_tuple,
+}
 
 
 def _display(spec: Any) -> Any:

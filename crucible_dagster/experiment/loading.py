@@ -23,7 +23,7 @@ EXPERIMENT_SUFFIXES = (".yaml", ".yml", ".json")
 _BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """Safe loader (libyaml when available) that reads ``1e-4`` as a float (YAML 1.2 rule)."""
 
 

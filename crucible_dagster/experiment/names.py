@@ -18,7 +18,8 @@ def check_name(value: str, what: str) -> str:
         raise ValueError(f"expected a non-empty {what}, got {value!r}")
     if not NAME_PATTERN.match(value):
         raise ValueError(
-            f"expected {'an' if what[0] in 'aeiou' else 'a'} {what} of letters, digits and underscores (a valid Dagster name), "
+            f"expected {'an' if what[0] in 'aeiou' else 'a'} {what} of letters, digits and "
+            "underscores (a valid Dagster name), "
             f"got {value!r}; try {suggest_name(value)!r}"
         )
     return value

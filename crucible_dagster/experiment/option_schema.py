@@ -195,7 +195,7 @@ def annotation_to_spec(annotation: Any) -> Any:
         return ("map", annotation_to_spec(args[0]), annotation_to_spec(args[1])) if args else "map"
     if annotation is list:
         return "list"
-    if (origin is not None and origin in (Callable, typing.Callable)) or annotation is Callable:  # type: ignore[comparison-overlap]
+    if (origin is not None and origin in (Callable, typing.Callable)) or annotation is Callable:
         args = get_args(annotation)
         arity = len(args[0]) if args and isinstance(args[0], list) else 0
         return ("function", arity)

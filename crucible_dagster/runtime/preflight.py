@@ -116,14 +116,6 @@ def check_file(path: str | Path, registry: Registry | None = None) -> CheckedFil
     return CheckedFile(path, experiment, problems)
 
 
-def load_checked(path: str | Path, registry: Registry | None = None) -> Experiment:
-    """Load and fully validate one file; raises ExperimentError with every problem."""
-    checked = check_file(path, registry)
-    if checked.experiment is None:
-        raise ExperimentError(checked.problems)
-    return checked.experiment
-
-
 def stage_option_problems(
     stage_def: StageDef,
     options: Mapping[str, Any],

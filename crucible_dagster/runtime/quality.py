@@ -39,10 +39,6 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @property
-    def blocks_run(self) -> bool:
-        return not self.passed and self.severity == "error" and self.fail_run
-
 
 def _comparison(
     metrics: Mapping[str, Any], treatment: str, baseline: str
@@ -80,7 +76,8 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
     if found is None:
         return verdict(
             False,
-            f"no bench comparison of {target.treatment!r} with {target.baseline!r} with a confidence interval; add a bench stage that compares them",
+            f"no bench comparison of {target.treatment!r} with {target.baseline!r} with a "
+            "confidence interval; add a bench stage that compares them",
         )
     row, sign = found
     estimate, low, high = (finite_number(v) for v in (row.estimate, row.ci_low, row.ci_high))
@@ -96,7 +93,8 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
     claim = "superior to" if target.kind == "superiority" else "non-inferior to"
     message = (
         f"{target.treatment} - {target.baseline} = {estimate:.4g}, CI [{low:.4g}, {high:.4g}]; lower bound "
-        f"{'above' if passed else 'not above'} {bound:g}: {target.treatment} is {'' if passed else 'not shown '}{claim} {target.baseline}"
+        f"{'above' if passed else 'not above'} {bound:g}: "
+        f"{target.treatment} is {'' if passed else 'not shown '}{claim} {target.baseline}"
     )
     return verdict(
         passed,

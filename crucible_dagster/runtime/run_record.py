@@ -84,7 +84,6 @@ def git_state(cwd: str) -> dict[str, Any] | None:
 
 
 RunStatus = Literal["running", "completed", "failed", "interrupted"]
-TERMINAL_STATUSES = frozenset({"completed", "failed", "interrupted"})
 
 
 def run_directory(root: str | Path | None, experiment_id: str, run_id: str) -> Path:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment, StageDef
 from crucible_dagster.experiment.params import UnknownParameter, substitute_params
+from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.quality import blocking_failures
 from crucible_dagster.runtime.registry import (
@@ -27,7 +28,7 @@ from crucible_dagster.runtime.registry import (
     registry_for,
     using_registry,
 )
-from crucible_dagster.runtime.run_record import RunRecord, run_directory
+from crucible_dagster.runtime.run_record import RunRecord, RunStatus, run_directory
 from crucible_dagster.runtime.stage import InvalidOptions, Stage, StageError, ValidateMode
 from crucible_dagster.runtime.telemetry import Sink, Telemetry, logger
 
@@ -310,17 +311,10 @@ def run(
     registry = registry_for(experiment, registry)
     record = None
     if write_run_dir or run_dir is not None:
-        path = (
-            run_dir if run_dir is not None else run_directory(artifacts_root, experiment.id, run_id)
-        )
+        path = run_dir or run_directory(artifacts_root, experiment.id, run_id)
         record = RunRecord.create(
             path, experiment, run_id=run_id, params=params, orchestrator=orchestrator, sinks=sinks
         )
-    if record is not None:
-        telemetry = record.telemetry
-    else:
-        telemetry = Telemetry(sinks, experiment_id=experiment.id, run_id=run_id)
-        telemetry.emit("run_started", stages=len(experiment.pipeline))
     ctx = new_context(
         experiment,
         run_id=run_id,
@@ -329,34 +323,55 @@ def run(
         trace=trace,
         run_dir=str(record.path) if record else None,
     )
-    outcomes: list[tuple[str, StageOutcome]] = []
     try:
-        for stage_def in experiment.pipeline:
-            outcome = invoke_stage(
-                ctx,
-                stage_def,
-                registry=registry,
-                validate_options=validate_options,
-                telemetry=telemetry,
-            )
-            outcomes.append((stage_def.name, outcome))
-            ctx = outcome.context
-            if record is not None:
-                record.record_stage(
-                    stage_def.name, outcome.status, outcome.options, outcome.duration_ms
-                )
-            if outcome.failure is not None:
-                break
+        ctx, outcomes = _run_stages(ctx, experiment, registry, validate_options, record, sinks)
     except BaseException as exc:
         if record is not None:
             record.abort(exc, ctx)
         raise
     failure = outcomes[-1][1].failure if outcomes else None
-    status = "failed" if failure else "completed"
+    if failure is not None:
+        failure = replace(failure, context=ctx)
+    return RunResult(ctx, failure, tuple(outcomes), str(record.path) if record else None)
+
+
+def _run_stages(
+    ctx: Context,
+    experiment: Experiment,
+    registry: Registry,
+    validate_options: ValidateMode,
+    record: RunRecord | None,
+    sinks: Iterable[Sink],
+) -> tuple[Context, list[tuple[str, StageOutcome]]]:
+    """Every stage in order until one fails; the record (when there is one) ends the run."""
+    for warning in unused_settings(experiment):
+        logger.warning("experiment %s: %s", experiment.id, warning)
+    if record is not None:
+        telemetry = record.telemetry
+    else:
+        telemetry = Telemetry(sinks, experiment_id=experiment.id, run_id=ctx.run_id)
+        telemetry.emit("run_started", stages=len(experiment.pipeline))
+    outcomes: list[tuple[str, StageOutcome]] = []
+    for stage_def in experiment.pipeline:
+        outcome = invoke_stage(
+            ctx,
+            stage_def,
+            registry=registry,
+            validate_options=validate_options,
+            telemetry=telemetry,
+        )
+        outcomes.append((stage_def.name, outcome))
+        ctx = outcome.context
+        if record is not None:
+            record.record_stage(
+                stage_def.name, outcome.status, outcome.options, outcome.duration_ms
+            )
+        if outcome.failure is not None:
+            break
+    failure = outcomes[-1][1].failure if outcomes else None
+    status: RunStatus = "failed" if failure else "completed"
     if record is not None:
         record.finish_context(status, ctx, failure.to_dict() if failure else None)
     else:
         telemetry.emit(f"run_{status}", **({"stage": failure.stage} if failure else {}))
-    if failure is not None:
-        failure = replace(failure, context=ctx)
-    return RunResult(ctx, failure, tuple(outcomes), str(record.path) if record else None)
+    return ctx, outcomes

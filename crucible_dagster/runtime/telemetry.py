@@ -48,9 +48,6 @@ class Telemetry:
         self.sinks: list[Sink] = [logging_sink, *sinks]
         self.common = common
 
-    def add_sink(self, sink: Sink) -> None:
-        self.sinks.append(sink)
-
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {
             "event": event,

@@ -164,7 +164,9 @@ class TraceChain:
             return to_markdown(self)
         if fmt == "mermaid":
             return to_mermaid(self)
-        raise TraceError(f"Unsupported export format: {fmt}")
+        raise TraceError(
+            f"Unsupported export format: {fmt}; expected one of: {', '.join(EXPORT_FORMATS)}"
+        )
 
 
 def to_markdown(chain: TraceChain) -> str:

@@ -128,81 +128,72 @@ def extract_groups(ctx: Context, options: BenchOptions) -> tuple[dict[str, list[
     return groups, False
 
 
+def _group_problem(groups: Mapping[str, Any], options: BenchOptions) -> str | None:
+    """Why there is nothing to compare, or None."""
+    if options.groups:
+        unknown = [g for g in options.groups if g not in groups]
+        if unknown:
+            return f"group(s) {unknown} not found; available: {sorted(groups)}"
+        groups = {g: groups[g] for g in options.groups}
+    if len(groups) >= 2:
+        return None
+    reason = (
+        "no data found"
+        if not groups
+        else f"only one group ({next(iter(groups))}): nothing to compare"
+    )
+    return f"{reason} (data_source={options.data_source}, data_key={options.data_key})"
+
+
+def comparison_settings(ctx: Context, options: BenchOptions, n_groups: int, blocked: bool) -> Any:
+    """The stage's options, falling back to the experiment's ``reliability.stats``, then defaults."""
+    from crucible_dagster.bench.compare import ComparisonSettings, Design
+
+    experiment = ctx.experiment
+    stats = experiment.reliability.stats if experiment and experiment.reliability else None
+    alpha = options.alpha or (stats.alpha if stats else 0.05)
+    blocked_design: Design = "paired" if n_groups == 2 else "blocked"
+    tests = options.tests
+    if tests is None and stats and "tests" in stats.model_fields_set:
+        tests = stats.tests
+    raw_design = ctx.assigns.get("cv_design")
+    cv_design: Mapping[str, Any] = raw_design if isinstance(raw_design, Mapping) else {}
+    return ComparisonSettings(
+        design=options.design or (blocked_design if blocked else "independent"),
+        tests=tests or None,
+        alpha=alpha,
+        confidence_level=options.confidence_level
+        or (stats.confidence_level if stats and stats.confidence_level else 1 - alpha),
+        correction=options.correction
+        or (
+            stats.multiple_testing_correction
+            if stats and stats.multiple_testing_correction
+            else "holm"
+        ),
+        control=options.control,
+        n_resamples=options.n_resamples,
+        seed=ctx.params.get("seed", experiment.seed if experiment else None),
+        n_train=options.n_train or cv_design.get("n_train"),
+        n_test=options.n_test or cv_design.get("n_test"),
+    )
+
+
 class BenchStage(Stage):
     name = "bench"
     description = "Statistical comparison of the experiment's results with effect sizes, CIs and a decision record"
     Options = BenchOptions
 
     def run(self, ctx: Context, options: BenchOptions) -> Context:
-        from crucible_dagster.bench.compare import ComparisonSettings, compare_groups
+        from crucible_dagster.bench.compare import compare_groups
         from crucible_dagster.bench.data import BenchDataError
 
         groups, blocked = extract_groups(ctx, options)
+        problem = _group_problem(groups, options)
+        if problem is not None:
+            return ctx.put_metric("bench", {"no_data": True, "reason": problem})
         if options.groups:
-            unknown = [g for g in options.groups if g not in groups]
-            if unknown:
-                return ctx.put_metric(
-                    "bench",
-                    {
-                        "no_data": True,
-                        "reason": f"group(s) {unknown} not found; available: {sorted(groups)}",
-                    },
-                )
             groups = {g: groups[g] for g in options.groups}
-        if len(groups) < 2:
-            reason = (
-                "no data found"
-                if not groups
-                else f"only one group ({next(iter(groups))}): nothing to compare"
-            )
-            return ctx.put_metric(
-                "bench",
-                {
-                    "no_data": True,
-                    "reason": f"{reason} (data_source={options.data_source}, data_key={options.data_key})",
-                },
-            )
-        stats_config = (
-            ctx.experiment.reliability.stats
-            if ctx.experiment and ctx.experiment.reliability
-            else None
-        )
-        alpha = options.alpha or (stats_config.alpha if stats_config else 0.05)
-        design = options.design or (
-            ("paired" if len(groups) == 2 else "blocked") if blocked else "independent"
-        )
-        raw_design = ctx.assigns.get("cv_design")
-        cv_design: Mapping[str, Any] = raw_design if isinstance(raw_design, Mapping) else {}
-        settings = ComparisonSettings(
-            design=design,
-            tests=options.tests
-            if options.tests
-            else (
-                stats_config.tests
-                if stats_config
-                and options.tests is None
-                and "tests" in stats_config.model_fields_set
-                else None
-            ),
-            alpha=alpha,
-            confidence_level=options.confidence_level
-            or (
-                stats_config.confidence_level
-                if stats_config and stats_config.confidence_level
-                else 1 - alpha
-            ),
-            correction=options.correction
-            or (
-                stats_config.multiple_testing_correction
-                if stats_config and stats_config.multiple_testing_correction
-                else "holm"
-            ),
-            control=options.control,
-            n_resamples=options.n_resamples,
-            seed=ctx.params.get("seed", ctx.experiment.seed if ctx.experiment else None),
-            n_train=options.n_train or cv_design.get("n_train"),
-            n_test=options.n_test or cv_design.get("n_test"),
-        )
+        settings = comparison_settings(ctx, options, len(groups), blocked)
         try:
             comparison = compare_groups(groups, settings)
         except BenchDataError as exc:

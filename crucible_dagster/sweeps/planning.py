@@ -25,7 +25,8 @@ class Plan:
     def lines(self, power: float, alpha: float) -> list[str]:
         return [
             self.basis,
-            f"to detect a standardized effect of {self.effect_size:.3g} ({self.design}) at {power:.0%} power and alpha {alpha:g}: "
+            f"to detect a standardized effect of {self.effect_size:.3g} ({self.design}) "
+            f"at {power:.0%} power and alpha {alpha:g}: "
             f"n = {self.n} seeds per configuration (exactly {self.n_exact:.2f})",
         ]
 
@@ -82,7 +83,10 @@ def plan_seeds(
         if not math.isfinite(sd) or sd == 0:
             raise ValueError(f"the pilot run {pilot} has no seed-to-seed variation to plan with")
         effect_size = abs(difference) / sd
-        basis = f"pilot run {manifest['run_id']}: SD of per-seed differences between configurations = {sd:.4g} (largest over pairs, {seeds} seeds)"
+        basis = (
+            f"pilot run {manifest['run_id']}: SD of per-seed differences between "
+            f"configurations = {sd:.4g} (largest over pairs, {seeds} seeds)"
+        )
     else:
         basis = f"assumed standardized effect size {effect_size:g} (no pilot needed)"
     n_exact = n_for_power(effect_size, power, alpha, design="paired")

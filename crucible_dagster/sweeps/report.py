@@ -102,7 +102,7 @@ def sweep_html(
 ) -> str:
     best = comparison.get("best")
     variance = comparison.get("variance")
-    identity = [
+    identity: list[list[Any]] = [
         ["sweep run", sweep_id],
         ["trials", comparison.get("trials")],
         ["failed trials", ", ".join(comparison.get("failed_trials") or []) or "0"],

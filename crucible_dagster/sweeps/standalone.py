@@ -9,7 +9,7 @@ from typing import Any
 
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunRecord, run_directory
+from crucible_dagster.runtime.run_record import RunRecord, RunStatus, run_directory
 from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.comparison import compare_trials
 from crucible_dagster.sweeps.grid import expand_grid
@@ -74,6 +74,6 @@ def run_sweep(
     except BaseException as exc:
         record.abort(exc)
         raise
-    status = "completed" if all(o.status == "completed" for o in outcomes) else "failed"
+    status: RunStatus = "completed" if all(o.status == "completed" for o in outcomes) else "failed"
     record.finish(status, metrics={"sweep": comparison})
     return SweepResult(sweep_id, str(record.path), outcomes, comparison)

@@ -36,7 +36,7 @@ def test_good_jobs_load_beside_every_malformed_file(
         a
         for a in defs.assets
         if isinstance(a, dg.AssetSpec) and a.group_name == "crucible_invalid_experiments"
-    ]  # type: ignore[union-attr]
+    ]
     assert len(invalid) == len(MALFORMED)
     for path in MALFORMED:
         spec = next(a for a in invalid if a.metadata["file"].endswith(path.name))
@@ -52,7 +52,7 @@ def test_duplicate_experiment_ids_are_reported(tmp_path: Path) -> None:
     shutil.copy(ROOT / "experiments" / "trace_demo.yaml", tmp_path / "b.yaml")
     defs = definitions_from_folder(tmp_path)
     assert defs.resolve_job_def("trace_demo")
-    (spec,) = [a for a in defs.assets if a.group_name == "crucible_invalid_experiments"]  # type: ignore[union-attr]
+    (spec,) = [a for a in defs.assets if a.group_name == "crucible_invalid_experiments"]
     assert "already used by" in (spec.description or "")
 
 
@@ -61,11 +61,7 @@ def test_invalid_file_keys_are_relative_and_distinct(tmp_path: Path) -> None:
     for name in ("bad.yaml", "bad.yml", "sub/bad.yaml"):
         (tmp_path / name).write_text("id: [unclosed\n")
     defs = definitions_from_folder(tmp_path)
-    keys = {
-        a.key.path[-1]
-        for a in defs.assets  # type: ignore[union-attr]
-        if a.group_name == "crucible_invalid_experiments"
-    }
+    keys = {a.key.path[-1] for a in defs.assets if a.group_name == "crucible_invalid_experiments"}
     assert keys == {"bad_yaml", "bad_yml", "sub__bad_yaml"}
     assert not any(str(tmp_path).strip("/").split("/")[0] in key for key in keys)
 

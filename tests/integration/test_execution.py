@@ -163,6 +163,6 @@ def test_report_materializes_the_asset(tmp_path: Path) -> None:
             dg.AssetKey(["crucible", "rep", "summary"])
         )
         assert event is not None
-        metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
+        metadata = event.asset_materialization.metadata
         assert metadata["preview"].value.startswith("# Experiment rep")
-        assert Path(metadata["path/json"].value).exists()
+        assert Path(str(metadata["path/json"].value)).exists()

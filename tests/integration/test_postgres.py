@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -19,14 +20,14 @@ from tests.integration import jobs
 pytestmark = [pytest.mark.postgres]
 
 
-PG = {
+PG: dict[str, Any] = {
     "host": os.environ.get("CRUCIBLE_PG_HOST", "127.0.0.1"),
     "port": int(os.environ.get("CRUCIBLE_PG_PORT", "5432")),
     "user": os.environ.get("CRUCIBLE_PG_USER", "postgres"),
 }
 
 
-def _connect(dbname: str = "postgres"):  # type: ignore[no-untyped-def]
+def _connect(dbname: str = "postgres"):
     import psycopg2
 
     return psycopg2.connect(

@@ -20,7 +20,11 @@ pipeline:
   - name: seed
     module: crucible_dagster.contrib.examples:SeedMetrics
     options:
-      metrics: {{accuracy: 0.8, scores: {{treatment: [0.82, 0.85, 0.84, 0.86, 0.83, 0.85], baseline: [0.70, 0.72, 0.71, 0.69, 0.73, 0.70]}}}}
+      metrics:
+        accuracy: 0.8
+        scores:
+          treatment: [0.82, 0.85, 0.84, 0.86, 0.83, 0.85]
+          baseline: [0.70, 0.72, 0.71, 0.69, 0.73, 0.70]
   - name: bench
     options: {{data_source: metrics, data_key: scores, tests: [ttest]}}
   - name: report
@@ -66,8 +70,8 @@ def execute(job: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def checks_of(instance: DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
     records = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-    evaluations = [r.dagster_event.event_specific_data for r in records if r.dagster_event]  # type: ignore[union-attr]
-    return {e.check_name: e for e in evaluations}  # type: ignore[union-attr]
+    evaluations = [r.dagster_event.event_specific_data for r in records if r.dagster_event]
+    return {e.check_name: e for e in evaluations if isinstance(e, dg.AssetCheckEvaluation)}
 
 
 def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
@@ -85,11 +89,11 @@ def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
             dg.AssetKey(["crucible", "soft_targets", "summary"])
         )
         assert event is not None and event.run_id == runs["soft_targets"].run_id
-        metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
+        metadata = event.asset_materialization.metadata
         assert metadata["preview"].value.startswith("# Experiment soft_targets")
         assert "treatment - baseline" in metadata["comparisons"].value
         assert metadata["accuracy"].value == 0.8  # numeric metrics plot across runs
-        assert Path(metadata["path/csv"].value).exists()
+        assert Path(str(metadata["path/csv"].value)).exists()
 
         soft_checks = checks_of(instance, runs["soft_targets"].run_id)
         assert soft_checks["beats_baseline"].passed
@@ -113,14 +117,14 @@ def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
                 runs["hard_targets"].run_id, of_type=dg.DagsterEventType.STEP_FAILURE
             )
         ]
-        assert "accuracy_floor" in failure[0].dagster_event.step_failure_data.error.message  # type: ignore[union-attr]
+        assert "accuracy_floor" in failure[0].dagster_event.step_failure_data.error.message
 
 
 def test_checks_are_declared_on_the_report_asset() -> None:
     from crucible_dagster.dagster_plugin import definitions_from_folder
 
     defs = definitions_from_folder(ROOT / "experiments")
-    keys = {key for check in defs.asset_checks or [] for key in check.check_keys}  # type: ignore[union-attr]
+    keys = {key for check in defs.asset_checks or [] for key in check.check_keys}
     assert (
         dg.AssetCheckKey(
             dg.AssetKey(["crucible", "classifier_comparison", "comparison"]), "logistic_accuracy"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from crucible_dagster import Experiment
@@ -10,7 +12,7 @@ from tests.conftest import ROOT
 
 
 def _defaults(job: dg.JobDefinition, op_name: str) -> dict[str, object]:
-    fields = job.graph.node_named(op_name).definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr]
+    fields = job.graph.node_named(op_name).definition.config_schema.as_field().config_type.fields
     return {k: f.default_value for k, f in fields.items() if f.default_provided}
 
 
@@ -48,7 +50,7 @@ def test_config_schema_prefilled_with_written_options() -> None:
     }
     fields = (
         job.graph.node_named("data_checks").definition.config_schema.as_field().config_type.fields
-    )  # type: ignore[union-attr]
+    )
     assert (
         fields["required_fields"].config_type.inner_type.kind.name == "ARRAY"
     )  # Noneable(Array(String))
@@ -65,7 +67,7 @@ def test_types_without_a_dagster_equivalent_fall_back_to_any() -> None:
         }
     )
     job = build_job(exp)
-    fields = job.graph.node_named("cv").definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr]
+    fields = job.graph.node_named("cv").definition.config_schema.as_field().config_type.fields
     assert fields["scoring"].config_type.inner_type.kind.name == "ENUM"
     assert fields["models"].config_type.inner_type.kind.name == "MAP"
     assert fields["folds"].default_value == 10
@@ -94,9 +96,9 @@ def test_config_comes_from_the_options_model_with_bounds_in_descriptions() -> No
     assert "'ttest'" in bench_fields["tests"].description
 
 
-def _fields(job: dg.JobDefinition, node: str) -> dict[str, dg.Field]:
+def _fields(job: dg.JobDefinition, node: str) -> dict[str, Any]:
     definition = job.graph.node_named(node).definition
-    return definition.config_schema.as_field().config_type.fields  # type: ignore[union-attr,return-value]
+    return definition.config_schema.as_field().config_type.fields
 
 
 def test_disabled_stage_has_no_op_and_multiprocess_executor() -> None:
@@ -117,12 +119,12 @@ def test_translator_is_the_one_override_point() -> None:
         def job_name(self, experiment: Experiment) -> str:
             return f"exp_{experiment.id}"
 
-        def report_asset_key(self, experiment, output):  # type: ignore[no-untyped-def]
+        def report_asset_key(self, experiment, output):
             return dg.AssetKey(["reports", experiment.id])
 
     defs = definitions_from_folder(ROOT / "experiments", translator=Prefixed())
     assert defs.resolve_job_def("exp_trace_demo").name == "exp_trace_demo"
-    assert dg.AssetKey(["reports", "trace_demo"]) in {a.key for a in defs.assets}  # type: ignore[union-attr]
+    assert dg.AssetKey(["reports", "trace_demo"]) in {a.key for a in defs.assets}
 
 
 def test_schedule_from_the_experiment() -> None:
@@ -140,6 +142,6 @@ def test_report_asset_spec() -> None:
         a
         for a in defs.assets
         if a.key == dg.AssetKey(["crucible", "core_pipeline_demo", "summary"])
-    )  # type: ignore[union-attr]
-    assert spec.group_name == "core_pipeline_demo"  # type: ignore[union-attr]
-    assert "summary" in (spec.description or "")  # type: ignore[union-attr]
+    )
+    assert spec.group_name == "core_pipeline_demo"
+    assert "summary" in (spec.description or "")
