@@ -22,7 +22,9 @@ INVALID_GROUP = "crucible_invalid_experiments"
 logger = logging.getLogger("crucible_dagster")
 
 
-def invalid_file_asset(key: dg.AssetKey, path: Path, problems: list[Problem]) -> dg.AssetSpec:
+def invalid_file_asset(
+    key: dg.AssetKey, tags: dict[str, str], path: Path, problems: list[Problem]
+) -> dg.AssetSpec:
     """An asset that shows a broken experiment file and its problems in the UI's catalog."""
     text = "\n".join(str(p) for p in problems)
     return dg.AssetSpec(
@@ -30,7 +32,7 @@ def invalid_file_asset(key: dg.AssetKey, path: Path, problems: list[Problem]) ->
         description=f"INVALID experiment file {display_path(path)}; it was not loaded:\n\n```\n{text}\n```",
         group_name=INVALID_GROUP,
         kinds={"crucible"},
-        tags={"crucible_status": "invalid"},
+        tags=tags,
         metadata={
             "file": display_path(path),
             "problems": dg.MetadataValue.md("```\n" + text + "\n```"),
@@ -108,5 +110,7 @@ def definitions_from_folder(
             logger.error("invalid experiment: %s", problem)
         relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
         key = translator.invalid_file_asset_key(relative)
-        invalid.append(invalid_file_asset(key, path, problems))
+        invalid.append(
+            invalid_file_asset(key, translator.invalid_file_asset_tags(), path, problems)
+        )
     return _definitions(compiled, invalid)

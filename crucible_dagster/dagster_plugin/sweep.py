@@ -31,7 +31,7 @@ def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDef
         name=translator.op_definition_name(experiment, "plan_trials"),
         out={"trial": dg.DynamicOut(io_manager_key=IO_MANAGER_KEY)},
         description="One output per grid point x seed",
-        tags={"crucible/stage": "plan_trials"},
+        tags=translator.step_tags(experiment, "plan_trials"),
         required_resource_keys={RESOURCE_KEY},
     )
     def plan_trials(context):  # dagster inspects annotations
@@ -49,7 +49,7 @@ def _trial_op(
         name=translator.op_definition_name(experiment, "run_trial"),
         out={"result": dg.Out(io_manager_key=IO_MANAGER_KEY)},
         description="Every stage of the pipeline for one trial",
-        tags={"crucible/stage": "run_trial"},
+        tags=translator.step_tags(experiment, "run_trial"),
         required_resource_keys={RESOURCE_KEY},
     )
     def run_one(context, trial):
@@ -83,7 +83,7 @@ def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.Op
         name=translator.op_definition_name(experiment, "compare_trials"),
         out={"result": dg.Out(io_manager_key=IO_MANAGER_KEY)},
         description="Statistical comparison of the configurations",
-        tags={"crucible/stage": "compare_trials"},
+        tags=translator.step_tags(experiment, "compare_trials"),
         required_resource_keys={RESOURCE_KEY},
     )
     def compare(context, outcomes):

@@ -20,6 +20,14 @@ class CrucibleTranslator:
     ``get_asset_spec`` is the single override point for report assets.
     """
 
+    def tag(self, name: str) -> str:
+        """The one tag style for jobs, runs, ops and assets: ``crucible/<name>``."""
+        return f"{TAG_PREFIX}/{name}"
+
+    def step_tags(self, experiment: Experiment, step: str) -> dict[str, str]:
+        """Tags of a sweep step's op (plan, trial, compare)."""
+        return {self.tag("experiment"): experiment.id, self.tag("stage"): step}
+
     def job_name(self, experiment: Experiment) -> str:
         return experiment.id
 
@@ -28,11 +36,11 @@ class CrucibleTranslator:
 
     def job_tags(self, experiment: Experiment) -> dict[str, str]:
         tags = {
-            f"{TAG_PREFIX}/experiment": experiment.id,
-            f"{TAG_PREFIX}/ir_hash": experiment_hash(experiment)[:16],
+            self.tag("experiment"): experiment.id,
+            self.tag("ir_hash"): experiment_hash(experiment)[:16],
         }
         if experiment.owner:
-            tags[f"{TAG_PREFIX}/owner"] = experiment.owner
+            tags[self.tag("owner")] = experiment.owner
         return tags
 
     def node_name(self, experiment: Experiment, step: str) -> str:
@@ -52,8 +60,9 @@ class CrucibleTranslator:
         self, experiment: Experiment, stage: StageDef, stage_cls: type[Stage]
     ) -> dict[str, str]:
         return {
-            f"{TAG_PREFIX}/stage": stage.name,
-            f"{TAG_PREFIX}/module": stage_cls.qualified_name(),
+            self.tag("experiment"): experiment.id,
+            self.tag("stage"): stage.name,
+            self.tag("module"): stage_cls.qualified_name(),
             **stage_cls.tags,
         }
 
@@ -69,7 +78,7 @@ class CrucibleTranslator:
             description=f"Report {output.name!r} of experiment {experiment.id} ({', '.join(output.formats)}).",
             group_name=self.group_name(experiment),
             kinds={"crucible"},
-            tags={"crucible_experiment": experiment.id},
+            tags={self.tag("experiment"): experiment.id},
             metadata={"formats": ", ".join(output.formats)},
         )
 
@@ -82,7 +91,7 @@ class CrucibleTranslator:
             description=f"Sweep report of experiment {experiment.id}: configurations compared over seeds.",
             group_name=self.group_name(experiment),
             kinds={"crucible"},
-            tags={"crucible_experiment": experiment.id},
+            tags={self.tag("experiment"): experiment.id},
         )
 
     def quality_check_asset_key(self, experiment: Experiment) -> dg.AssetKey | None:
@@ -96,6 +105,9 @@ class CrucibleTranslator:
     def schedule_description(self, experiment: Experiment) -> str:
         assert experiment.schedule is not None
         return f"Runs experiment {experiment.id} on {experiment.schedule.cron!r} ({experiment.schedule.timezone})."
+
+    def invalid_file_asset_tags(self) -> dict[str, str]:
+        return {self.tag("status"): "invalid"}
 
     def invalid_file_asset_key(self, relative_path: Path) -> dg.AssetKey:
         """Key of the asset that shows a broken file, from its path inside the experiments folder.
