@@ -60,3 +60,62 @@ def test_bench_exports_survive_importing_every_submodule() -> None:
     for name in bench.__all__:
         value = getattr(bench, name)
         assert not isinstance(value, type(bench)), f"bench.{name} is a module"
+
+
+#: what each package may import from the others (the layering the README describes)
+ALLOWED = {
+    "common": set(),
+    "bench": set(),
+    "experiment": {"common"},
+    "runtime": {"common", "experiment", "bench"},
+    "report": {"common", "experiment", "runtime", "bench"},
+    "sweeps": {"common", "experiment", "runtime", "bench", "report"},
+    "stages": {"common", "experiment", "runtime", "bench", "report"},
+    "contrib": {"common", "experiment", "runtime", "bench", "report"},
+    "dagster_plugin": {
+        "common",
+        "experiment",
+        "runtime",
+        "bench",
+        "report",
+        "sweeps",
+        "stages",
+    },
+}
+
+
+def _imports() -> dict[str, set[str]]:
+    import ast
+
+    edges: dict[str, set[str]] = {}
+    for path in (ROOT / "crucible_dagster").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        found = edges.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "crucible_dagster."
+            ):
+                found.add(str(node.module))
+    return edges
+
+
+def test_packages_depend_one_way_and_modules_have_no_cycles() -> None:
+    edges = _imports()
+    for module, targets in edges.items():
+        package = module.split(".")[1] if module.count(".") >= 2 else None
+        if package not in ALLOWED:
+            continue
+        for target in targets:
+            other = target.split(".")[1]
+            assert other == package or other in ALLOWED[package], f"{module} imports {target}"
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        for target in edges.get(module, ()):
+            assert target not in path, f"import cycle: {' -> '.join((*path, target))}"
+            if target not in done:
+                visit(target, (*path, target))
+        done.add(module)
+
+    done: set[str] = set()
+    for module in edges:
+        visit(module, (module,))
