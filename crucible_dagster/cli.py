@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.experiment.ir import SEED_MAX
 from crucible_dagster.experiment.loading import (
     display_path,
     experiment_files,
     experiment_json_schema,
+    parse_yaml_value,
 )
 from crucible_dagster.experiment.option_schema import schema_to_json
 from crucible_dagster.experiment.problems import ExperimentError
 from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.preflight import check_file
 from crucible_dagster.runtime.registry import Registry, StageResolutionError
+from crucible_dagster.runtime.run_record import RunDirectoryError, check_run_id
 from crucible_dagster.runtime.stage import VALIDATE_MODES
 
 
@@ -62,14 +67,22 @@ def _load_or_report(path: str) -> Any:
     return checked.experiment
 
 
+class UsageError(Exception):
+    """A flag's value is wrong: one line naming the flag, exit code 1."""
+
+
 def _parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         stage, dot, option = key.partition(".")
         if not sep or not dot or not stage or not option:
-            raise SystemExit(f"--set expects stage.option=value, got {item!r}")
-        overrides.setdefault(stage, {})[option] = yaml.safe_load(raw) if raw else None
+            raise UsageError(f"--set expects STAGE.OPTION=VALUE, got {item!r}")
+        try:
+            value = parse_yaml_value(raw) if raw else None
+        except ValueError as exc:
+            raise UsageError(f"--set {item!r}: the value is not plain YAML: {exc}") from None
+        overrides.setdefault(stage, {})[option] = value
     return overrides
 
 
@@ -107,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     experiment = _load_or_report(args.path)
     if experiment is None:
-        return 2
+        return 1
     if args.seed is not None:
         experiment = experiment.model_copy(update={"seed": args.seed})
     overrides = _parse_set(args.set or [])
@@ -118,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(
                 f"--set names unknown stage(s) {unknown}; stages: {sorted(names)}", file=sys.stderr
             )
-            return 2
+            return 1
         pipeline = [
             s.model_copy(update={"options": {**s.options, **overrides.get(s.name, {})}})
             for s in experiment.pipeline
@@ -126,12 +139,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         experiment = experiment.model_copy(update={"pipeline": pipeline})
     if experiment.is_sweep:
         return _run_sweep(experiment, args)
-    result = run(
-        experiment,
-        run_id=args.run_id,
-        validate_options=args.validate_options,
-        sinks=[] if args.json else [_Progress(len(experiment.pipeline))],
-    )
+    # whatever a stage or an imported module prints must not corrupt the JSON on stdout
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = run(
+            experiment,
+            run_id=args.run_id,
+            validate_options=args.validate_options,
+            sinks=[] if args.json else [_Progress(len(experiment.pipeline))],
+        )
     if args.json:
         print(json.dumps(to_jsonable(dict(result.context.metrics)), indent=2))
     else:
@@ -255,15 +270,18 @@ def cmd_stages(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from crucible_dagster.runtime.run_diff import diff_manifests, format_change
-    from crucible_dagster.runtime.run_record import read_manifest
+    from crucible_dagster.runtime.run_record import read_manifest, stale_note
 
     manifests = []
     for path in (args.run_a, args.run_b):
         try:
             manifests.append(read_manifest(path))
         except (OSError, ValueError) as exc:
-            print(f"{path}: cannot read a run manifest: {exc}", file=sys.stderr)
-            return 2
+            print(f"{path}: expected a run directory or its manifest.json: {exc}", file=sys.stderr)
+            return 1
+        note = stale_note(manifests[-1])
+        if note:
+            print(f"{path}: {note}", file=sys.stderr)
     changes = diff_manifests(*manifests)
     for change in changes:
         print(format_change(*change))
@@ -277,7 +295,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     experiment = _load_or_report(args.path)
     if experiment is None:
-        return 2
+        return 1
     pilot = (
         Path(args.pilot)
         if args.pilot
@@ -303,6 +321,49 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {SEED_MAX}, got {value}")
+    return value
+
+
+def _run_id(text: str) -> str:
+    try:
+        return check_run_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value:g}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number between 0 and 1 (exclusive), got {value:g}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crucible", description="Run and check Crucible experiments without Dagster."
@@ -324,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a stage option (YAML value)",
     )
     p.add_argument("--validate-options", choices=VALIDATE_MODES, default="error")
-    p.add_argument("--run-id")
-    p.add_argument("--seed", type=int, help="override the experiment seed")
+    p.add_argument("--run-id", type=_run_id, help="the run directory's name (default: a UUID)")
+    p.add_argument("--seed", type=_seed, help="override the experiment seed (0 to 4294967295)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
     p.set_defaults(func=cmd_run)
 
@@ -351,18 +412,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="the smallest difference in the sweep metric worth detecting (uses a pilot run)",
     )
     p.add_argument(
-        "--effect-size", type=float, help="an assumed standardized effect instead of a pilot run"
+        "--effect-size",
+        type=_positive,
+        help="an assumed standardized effect instead of a pilot run",
     )
     p.add_argument(
         "--pilot", help="a pilot sweep run directory (default: the latest run of this experiment)"
     )
-    p.add_argument("--power", type=float, default=0.8)
-    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--power", type=_probability, default=0.8)
+    p.add_argument("--alpha", type=_probability, default=0.05)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("schema", help="print the JSON Schema of experiment files")
     p.set_defaults(func=cmd_schema)
     return parser
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so the run record ends as ``interrupted``."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,14 +442,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # Stage modules named in experiment files resolve from the working directory, as they do
+    # for `dagster ... -f definitions.py`.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except ExperimentError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 2
+        return 1
+    except (UsageError, RunDirectoryError) as exc:
+        print(f"crucible: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, read-only or missing artifacts root, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"crucible: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
+        print("crucible: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("crucible: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # e.g. `crucible stages | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -3,8 +3,10 @@ so stage semantics are identical under Dagster and in the plain runner."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,7 +21,7 @@ from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.preflight import stage_option_problems
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunRecord
+from crucible_dagster.runtime.run_record import RunDirectoryError, RunRecord
 from crucible_dagster.runtime.runner import StageFailure, invoke_stage, new_context
 from crucible_dagster.runtime.stage import Stage
 from crucible_dagster.runtime.telemetry import Sink
@@ -71,20 +73,33 @@ def dagster_run_record(
     sinks = [dagster_log_sink(context)]
     record = RunRecord.open(path, sinks=sinks)
     if record is None:
-        record = RunRecord.create(
-            path,
-            experiment,
-            run_id=context.run_id,
-            orchestrator="dagster",
-            sinks=sinks,
-            steps=steps,
-            parent_run_id=context.run.tags.get("dagster/parent_run_id"),
-            **extra,
-        )
+        try:
+            record = RunRecord.create(
+                path,
+                experiment,
+                run_id=context.run_id,
+                orchestrator="dagster",
+                sinks=sinks,
+                steps=steps,
+                parent_run_id=context.run.tags.get("dagster/parent_run_id"),
+                **extra,
+            )
+        except RunDirectoryError:
+            # another step of this run (a parallel trial) created it a moment ago
+            return _wait_for_record(path, sinks)
         for name in completed:
             if name in record.pending_stages:
                 record.record_stage(name, "completed")
     return record
+
+
+def _wait_for_record(path: Path, sinks: list[Sink]) -> RunRecord:
+    for _ in range(100):
+        record = RunRecord.open(path, sinks=sinks)
+        if record is not None:
+            return record
+        time.sleep(0.05)
+    raise RunDirectoryError(f"{path} exists but holds no run manifest")
 
 
 def _first_context(experiment: Experiment, run_id: str) -> Context:

@@ -9,6 +9,7 @@ Field names and defaults follow the original crucible_ir (see
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -57,7 +58,14 @@ class DatasetRef(IRModel):
 
 
 ReportFormat = Literal["markdown", "json", "html", "csv"]
+REPORT_EXTENSIONS = {"markdown": "md", "json": "json", "html": "html", "csv": "csv"}
+#: the run's own records: no report may be written over them
+RUN_RECORD_FILES = frozenset({"manifest.json", "telemetry.jsonl", "trace.json"})
 Sink = Literal["file", "stdout", "asset"]
+SEED_MAX = 2**32 - 1  # numpy's legacy RandomState and scikit-learn take unsigned 32-bit seeds
+Seed = Annotated[
+    int, Field(ge=0, le=SEED_MAX, description="An unsigned 32-bit integer (0 to 4294967295).")
+]
 
 
 class OutputSpec(IRModel):
@@ -67,6 +75,17 @@ class OutputSpec(IRModel):
     formats: list[ReportFormat] = Field(default_factory=lambda: list[ReportFormat](["markdown"]))
     sink: Sink = "file"
     options: dict[str, Any] | None = None
+
+    def file_name(self, fmt: str) -> str:
+        """The file this report writes for ``fmt``: ``<name>.<ext>``, or ``options.path``."""
+        extension = REPORT_EXTENSIONS[fmt]
+        requested = (self.options or {}).get("path")
+        if not requested:
+            return f"{self.name}.{extension}"
+        stem = PurePosixPath(str(requested))
+        if len(self.formats) > 1 or not stem.suffix:
+            return str(stem.with_suffix(f".{extension}"))
+        return str(stem)
 
 
 class StageDef(IRModel):
@@ -375,9 +394,9 @@ class Experiment(IRModel):
     baseline: ModelRef | None = None
     # port additions
     parameters: dict[str, list[Any]] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=list)
+    seeds: list[Seed] = Field(default_factory=list)
     quality_targets: list[QualityTarget] = Field(default_factory=list)
-    seed: int | None = None
+    seed: Seed | None = None
     schedule: Schedule | None = None
     output_dir: str | None = None
     sweep: SweepConfig | None = None
@@ -441,6 +460,7 @@ class Experiment(IRModel):
                     },
                 )
             seen[stage.name] = index
+        self._unique_report_files()
         names = [t.name for t in self.quality_targets]
         for index, name in enumerate(names):
             if name in names[:index]:
@@ -450,6 +470,29 @@ class Experiment(IRModel):
                     {"name": name, "field": f"quality_targets[{index}].name"},
                 )
         return self
+
+    def _unique_report_files(self) -> None:
+        """No report overwrites the run's records or another report of the same run."""
+        written: dict[str, str] = {}
+        for index, output in enumerate(self.outputs):
+            if output.name in (o.name for o in self.outputs[:index]):
+                raise PydanticCustomError(
+                    "duplicate_output",
+                    "duplicate output name '{name}'",
+                    {"name": output.name, "field": f"outputs[{index}].name"},
+                )
+            if output.sink == "stdout":
+                continue
+            for fmt in dict.fromkeys(output.formats):  # a format listed twice is one file
+                name = output.file_name(fmt)
+                if name in RUN_RECORD_FILES or name in written:
+                    other = "the run's own record" if name in RUN_RECORD_FILES else written[name]
+                    raise PydanticCustomError(
+                        "report_file_clash",
+                        "report file '{file}' would overwrite {other}; choose another name",
+                        {"file": name, "other": other, "field": f"outputs[{index}].name"},
+                    )
+                written[name] = f"report {output.name!r}"
 
     @property
     def is_sweep(self) -> bool:

@@ -6,7 +6,9 @@ Also dumps experiments back to YAML/JSON such that ``load(dump(x)) == x``.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,34 @@ from pydantic import BaseModel, ValidationError
 from crucible_dagster.experiment.explain import explain_error
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.experiment.problems import ExperimentError, Problem, format_loc, parse_loc
+from crucible_dagster.experiment.yaml_limits import (
+    DuplicateJsonKey,
+    check_node_tree,
+    duplicate_json_keys,
+)
 
 EXPERIMENT_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_FILE_BYTES_ENV = "CRUCIBLE_MAX_FILE_BYTES"
+DEFAULT_MAX_FILE_BYTES = 1 << 20
 
 
 _BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Loader(_BaseLoader):
-    """Safe loader (libyaml when available) that reads ``1e-4`` as a float (YAML 1.2 rule)."""
+    """Safe loader (libyaml when available) that reads ``1e-4`` as a float (YAML 1.2 rule).
+
+    Only the core schema: Python tags were never allowed (safe loader), and the set,
+    ordered-map and pairs tags are refused too, so every document is plain mappings,
+    lists and scalars.
+    """
+
+
+_Loader.yaml_constructors = {
+    tag: constructor
+    for tag, constructor in _BaseLoader.yaml_constructors.items()
+    if tag not in {f"tag:yaml.org,2002:{name}" for name in ("set", "omap", "pairs")}
+}
 
 
 _YAML12_FLOAT = re.compile(
@@ -45,15 +66,21 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
 
 
-def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
-    """Parse once: the node tree gives line numbers, the same tree gives the data."""
+def _compose_and_construct(text: str, file: str) -> tuple[yaml.Node | None, Any]:
+    """Parse once: the node tree gives line numbers, the same tree gives the data.
+
+    The tree is checked (depth, size after alias expansion, duplicate keys) before any
+    data is built from it, so an alias bomb is refused without being expanded.
+    """
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        if node is None:
+            return None, None
+        check_node_tree(node, file)
+        return node, loader.construct_document(node)
     finally:
         loader.dispose()
-    return node, data
 
 
 def _line_map(
@@ -94,24 +121,44 @@ class LocatedDocument:
 
 
 def parse_document(text: str, file: str) -> LocatedDocument:
-    """Parse YAML or JSON text; syntax errors become a Problem with the line of the fault."""
+    """Parse YAML or JSON text; any failure becomes a Problem located at the fault when known."""
+    try:
+        return _parse(text, file)
+    except ExperimentError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        message = f"document is too deeply nested or too large to read ({type(exc).__name__})"
+        raise ExperimentError([Problem(message, file=file, line=1)]) from None
+    except Exception as exc:  # a parser or constructor bug must not escape as a traceback
+        message = f"cannot read document: {type(exc).__name__}: {exc}"
+        raise ExperimentError([Problem(message, file=file, line=1)]) from None
+
+
+def _parse(text: str, file: str) -> LocatedDocument:
     lines: dict[tuple[str | int, ...], int] = {}
     if file.endswith(".json"):
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=duplicate_json_keys)
         except json.JSONDecodeError as exc:
             raise ExperimentError(
                 [Problem(f"invalid JSON: {exc.msg}", file=file, line=exc.lineno)]
             ) from None
+        except DuplicateJsonKey as exc:
+            # JSON is YAML: its node tree names both lines (check_node_tree raises with them)
+            _compose_and_construct(text, file)
+            message = (
+                f"duplicate key {exc.args[0]!r}; a later value would silently replace the first"
+            )
+            raise ExperimentError([Problem(message, file=file, line=1)]) from None
         try:
-            node, _ = _compose_and_construct(text)
-            if node is not None:
-                _line_map(node, (), lines)
+            node, _ = _compose_and_construct(text, file)
         except yaml.YAMLError:
-            lines = {(): 1}
-        return LocatedDocument(data, lines, file)
+            node = None
+        if node is not None:
+            _line_map(node, (), lines)
+        return LocatedDocument(data, lines or {(): 1}, file)
     try:
-        node, data = _compose_and_construct(text)
+        node, data = _compose_and_construct(text, file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -122,6 +169,17 @@ def parse_document(text: str, file: str) -> LocatedDocument:
     if node is not None:
         _line_map(node, (), lines)
     return LocatedDocument(data, lines, file)
+
+
+def parse_yaml_value(text: str) -> Any:
+    """One YAML value (a command-line override) with the loader's rules; ValueError if it is not."""
+    try:
+        node, data = _compose_and_construct(text, "<value>")
+    except ExperimentError as exc:
+        raise ValueError(exc.problems[0].message) from None
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc).replace("\n", " ")) from None
+    return data if node is not None else None
 
 
 def validation_problems(
@@ -171,14 +229,48 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def max_file_bytes() -> int:
+    """The largest experiment file read: 1 MiB, or ``$CRUCIBLE_MAX_FILE_BYTES``."""
+    raw = os.environ.get(MAX_FILE_BYTES_ENV, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_FILE_BYTES
+
+
 def read_document(path: str | Path) -> LocatedDocument:
     path = Path(path)
     file = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ExperimentError([Problem(f"cannot read file: {exc}", file=file)]) from None
+        text = _read_text(path, max_file_bytes())
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ExperimentError([Problem(f"cannot read file: {reason}", file=file)]) from None
+    except _Unreadable as exc:
+        raise ExperimentError([Problem(str(exc), file=file)]) from None
     return parse_document(text, file)
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _read_text(path: Path, limit: int) -> str:
+    """A regular file's text, at most ``limit`` bytes: never a device, FIFO or directory."""
+    kind = path.stat().st_mode
+    if not stat.S_ISREG(kind):
+        what = "a directory" if stat.S_ISDIR(kind) else "a device, FIFO or socket"
+        raise _Unreadable(f"expected a regular file, got {what}")
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise _Unreadable(
+            f"expected a file of at most {limit} bytes, got a larger one "
+            f"(set {MAX_FILE_BYTES_ENV} to raise the limit)"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Unreadable(
+            f"expected UTF-8 text, got an invalid byte at offset {exc.start}"
+        ) from None
 
 
 def load_experiment(path: str | Path) -> Experiment:

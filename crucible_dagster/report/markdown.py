@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,14 +13,30 @@ from crucible_dagster.report.model import Plot, format_number, report_data, verd
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import numeric_metrics
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#+!|~>-])")
+
+
+def md_text(value: Any) -> str:
+    """User text as literal markdown: raw HTML, links (``javascript:`` ones too), emphasis,
+    headings and table pipes all show as the characters they are."""
+    text = html.escape(str(value), quote=False)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
+
 
 def md_cell(value: Any) -> str:
-    """A value as one markdown table cell: no pipe or newline can break the table."""
+    """A value as one markdown table cell: escaped, on one line, no pipe can break the table."""
     if isinstance(value, float):
-        text = f"{value:.4g}"
-    else:
-        text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+        return f"{value:.4g}"
+    if isinstance(value, bool | int):
+        return str(value)
+    return md_text(json.dumps(value) if isinstance(value, list | dict) else value)
+
+
+def md_fence(text: str, language: str = "") -> list[str]:
+    """``text`` in a code fence longer than any backtick run inside it, so it cannot close early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{language}", text, fence]
 
 
 def md_number(value: Any, digits: int = 4) -> str:
@@ -56,12 +74,18 @@ def bench_markdown(bench: Any) -> list[str]:
     if not isinstance(bench, Mapping):
         return []
     if bench.get("no_data"):
-        return ["## Comparisons", "", f"No comparison: {bench.get('reason', 'no data')}", ""]
+        return [
+            "## Comparisons",
+            "",
+            f"No comparison: {md_text(bench.get('reason', 'no data'))}",
+            "",
+        ]
     lines = [
         "## Comparisons",
         "",
-        f"Design: {bench.get('design')}; differences are {bench.get('difference')}; "
-        f"alpha {bench.get('alpha')}, {bench.get('correction')} correction, "
+        f"Design: {md_text(bench.get('design'))}; differences are "
+        f"{md_text(bench.get('difference'))}; "
+        f"alpha {bench.get('alpha')}, {md_text(bench.get('correction'))} correction, "
         f"{md_number(bench.get('confidence_level'))} confidence intervals.",
         "",
     ]
@@ -72,7 +96,7 @@ def bench_markdown(bench: Any) -> list[str]:
             if omnibus.effect_size_name
             else ""
         )
-        reason = f" ({omnibus.reason})" if omnibus.reason else ""
+        reason = f" ({md_text(omnibus.reason)})" if omnibus.reason else ""
         lines.append(
             f"Omnibus {omnibus.test}: statistic {md_number(omnibus.statistic)}, "
             f"df {md_cell(omnibus.df)}, p {md_number(omnibus.p_value)}{effect}{reason}"
@@ -113,7 +137,7 @@ def _comparison_lines(rows: list[ComparisonRow]) -> list[str]:
     ]
     for r in rows:
         effect = (
-            f"{r.effect_size_name} "
+            f"{md_text(r.effect_size_name)} "
             + _interval(r.effect_size, r.effect_size_ci_low, r.effect_size_ci_high)
             if r.effect_size_name
             else "n/a"
@@ -138,15 +162,16 @@ def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> st
     data = report_data(ctx)
     lines = [f"# Experiment {data['experiment_id']}", ""]
     if data["description"]:
-        lines += [str(data["description"]), ""]
+        lines += [md_text(data["description"]), ""]
     lines += [
-        f"- run: `{data['run_id']}`",
+        f"- run: {md_text(data['run_id'])}",
         f"- seed: {data['seed']}",
         f"- stages completed: {', '.join(data['completed_stages']) or '(none)'}",
     ]
     if data["parameters"]:
         lines.append(
-            "- parameters: " + ", ".join(f"{k}={v}" for k, v in data["parameters"].items())
+            "- parameters: "
+            + ", ".join(f"{md_text(k)}={md_text(v)}" for k, v in data["parameters"].items())
         )
     lines.append("")
     numbers = numeric_metrics(ctx.metrics)
@@ -158,12 +183,12 @@ def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> st
     lines += bench_markdown(data["metrics"].get("bench"))
     for name, plot in (plots or {}).items():
         lines += [f"![{name}]({plot.file})", ""]
-    lines += ["## All metrics", "", "```json", json.dumps(data["metrics"], indent=2), "```", ""]
+    lines += ["## All metrics", "", *md_fence(json.dumps(data["metrics"], indent=2), "json"), ""]
     if data["outputs"]:
         outputs = json.dumps(data["outputs"], indent=2)[:20000]
-        lines += ["## Outputs", "", "```json", outputs, "```", ""]
+        lines += ["## Outputs", "", *md_fence(outputs, "json"), ""]
     if ctx.trace is not None:
         events = ctx.trace.statistics()["total_events"]
         mermaid = ctx.trace.export("mermaid")
-        lines += ["## Trace", "", f"{events} events.", "", "```mermaid", mermaid, "```", ""]
+        lines += ["## Trace", "", f"{events} events.", "", *md_fence(mermaid, "mermaid"), ""]
     return "\n".join(lines)

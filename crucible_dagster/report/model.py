@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.experiment.ir import REPORT_EXTENSIONS
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import numeric_metrics
 
-EXTENSIONS = {"markdown": "md", "json": "json", "html": "html", "csv": "csv"}
+EXTENSIONS = REPORT_EXTENSIONS
 
 
 @dataclass(frozen=True)

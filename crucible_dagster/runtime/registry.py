@@ -12,12 +12,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
+
+from pydantic import BaseModel
 
 from crucible_dagster.runtime.stage import Stage
 
@@ -59,7 +62,10 @@ def import_object(path: str, what: str = "object") -> Any:
         )
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # the module's own import failed; report it, don't crash the loader
+    except BaseException as exc:
+        # The module's own import failed, or called sys.exit() or raised KeyboardInterrupt while
+        # importing: a problem of this stage, never a success and never an exit of the caller.
+        sys.modules.pop(module_name, None)
         raise StageResolutionError(
             "import_failed",
             path,
@@ -86,6 +92,16 @@ def load_stage_class(path: str) -> type[Stage]:
             "not_a_stage",
             path,
             f"{path!r} is a {kind}, not a crucible_dagster Stage subclass; it was not called",
+        )
+    options = getattr(obj, "Options", None)
+    if obj.legacy_schema is None and not (
+        isinstance(options, type) and issubclass(options, BaseModel)
+    ):
+        raise StageResolutionError(
+            "bad_options_model",
+            path,
+            f"{path!r}: Options must be a pydantic model class (subclass StageOptions), "
+            f"got {options!r}",
         )
     return obj
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from crucible_dagster.common.files import atomic_write_text, safe_join
 from crucible_dagster.experiment.ir import OutputSpec
-from crucible_dagster.report.render import EXTENSIONS, Plot, render
+from crucible_dagster.report.render import Plot, render
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.quality import METRIC_KEY, evaluate_targets
 from crucible_dagster.runtime.run_record import artifacts_root
@@ -27,14 +27,7 @@ def report_base(ctx: Context) -> Path:
 def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
     """Where a file report goes: inside the run directory or the experiment's ``output_dir``, nowhere else."""
     requested = (spec.options or {}).get("path")
-    name = f"{spec.name}.{EXTENSIONS[fmt]}"
-    if requested:
-        stem = Path(str(requested))
-        name = (
-            str(stem.with_suffix(f".{EXTENSIONS[fmt]}"))
-            if len(spec.formats) > 1 or not stem.suffix
-            else str(stem)
-        )
+    name = spec.file_name(fmt)
     roots = [report_base(ctx)]
     if ctx.experiment and ctx.experiment.output_dir:
         roots.insert(0, Path(ctx.experiment.output_dir))

@@ -16,8 +16,9 @@ from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.report import plots
+from crucible_dagster.report.csv_report import safe_csv
 from crucible_dagster.report.html import bench_html, html_page, html_table, plots_html
-from crucible_dagster.report.markdown import bench_markdown, md_table
+from crucible_dagster.report.markdown import bench_markdown, md_table, md_text
 from crucible_dagster.report.model import Plot
 
 SUMMARY_HEADERS = ["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"]
@@ -51,14 +52,14 @@ def sweep_markdown(
         "",
         f"- sweep run: `{sweep_id}`",
         f"- trials: {comparison.get('trials')} ({len(comparison.get('failed_trials') or [])} failed)",
-        f"- metric: `{comparison.get('metric')}`",
+        f"- metric: {md_text(comparison.get('metric'))}",
         "",
     ]
     best = comparison.get("best")
     if best:
-        lines += ["## Best configuration", "", str(best["statement"]), ""]
+        lines += ["## Best configuration", "", md_text(best["statement"]), ""]
     if comparison.get("reason"):
-        lines += [f"No comparison: {comparison['reason']}", ""]
+        lines += [f"No comparison: {md_text(comparison['reason'])}", ""]
     rows = _summary_rows(comparison)
     if rows:
         lines += ["## Configurations", "", *md_table(SUMMARY_HEADERS, rows), ""]
@@ -79,7 +80,7 @@ def sweep_markdown(
         lines += [f"![{name}]({plot.file})", ""]
     failed = comparison.get("failed_trials") or []
     if failed:
-        lines += ["## Failed trials", "", *[f"- {t}" for t in failed], ""]
+        lines += ["## Failed trials", "", *[f"- {md_text(t)}" for t in failed], ""]
     return "\n".join(lines)
 
 
@@ -91,7 +92,7 @@ def sweep_csv(comparison: Mapping[str, Any]) -> str:
         columns=["configuration", "params", "seeds", "n", "mean", "sd", "ci_low", "ci_high"],
     )
     rows = pd.DataFrame([r.to_dict() for r in comparison_rows(comparison.get("comparison"))])
-    return str(rows.to_csv(index=False) if not rows.empty else summary.to_csv(index=False))
+    return safe_csv(rows if not rows.empty else summary)
 
 
 def sweep_html(
