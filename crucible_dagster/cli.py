@@ -26,7 +26,7 @@ from crucible_dagster.experiment.loading import (
 from crucible_dagster.experiment.option_schema import schema_to_json
 from crucible_dagster.experiment.problems import ExperimentError
 from crucible_dagster.experiment.unused import unused_settings
-from crucible_dagster.runtime.preflight import check_file
+from crucible_dagster.runtime.preflight import check_file, check_files
 from crucible_dagster.runtime.registry import Registry, StageResolutionError
 from crucible_dagster.runtime.run_record import RunDirectoryError, check_run_id
 from crucible_dagster.runtime.stage import VALIDATE_MODES
@@ -46,13 +46,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print("no experiment files found", file=sys.stderr)
         return 1
     bad = 0
-    for path in files:
-        checked = check_file(path)
+    for checked in check_files(files):
         for problem in checked.problems:
             print(problem)
         if checked.experiment is not None:
             for warning in unused_settings(checked.experiment):
-                print(f"{display_path(path)}: warning: {warning}")
+                print(f"{display_path(checked.path)}: warning: {warning}")
         bad += not checked.ok
     if not args.quiet:
         print(f"{len(files) - bad} valid, {bad} invalid", file=sys.stderr)

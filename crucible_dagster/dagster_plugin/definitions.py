@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable
@@ -12,9 +13,13 @@ import dagster as dg
 from crucible_dagster.dagster_plugin.factory import CompiledExperiment, compile_experiment
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment
-from crucible_dagster.experiment.loading import display_path, experiment_files
+from crucible_dagster.experiment.loading import (
+    EXPERIMENT_SUFFIXES,
+    display_path,
+    experiment_files,
+)
 from crucible_dagster.experiment.problems import Problem
-from crucible_dagster.runtime.preflight import check_file
+from crucible_dagster.runtime.preflight import CheckedFile, check_files
 from crucible_dagster.runtime.registry import Registry
 
 EXPERIMENTS_ENV = "CRUCIBLE_EXPERIMENTS_DIR"
@@ -73,44 +78,48 @@ def definitions_from_folder(
     translator = translator or CrucibleTranslator()
     compiled: list[CompiledExperiment] = []
     invalid: list[dg.AssetSpec] = []
-    seen: dict[str, Path] = {}
-    for path in experiment_files(root):
-        checked = check_file(path, registry)
+    keys: set[dg.AssetKey] = set()
+    for checked in _checked_folder(root, registry):
         problems = list(checked.problems)
-        experiment = checked.experiment
-        if experiment is not None and experiment.id in seen:
-            problems.append(
-                Problem(
-                    f"experiment id {experiment.id!r} is already used by {display_path(seen[experiment.id])}",
-                    "id",
-                    display_path(path),
-                    1,
-                )
-            )
-            experiment = None
-        if experiment is not None:
+        if checked.experiment is not None:
             try:
                 compiled.append(
-                    compile_experiment(experiment, translator=translator, registry=registry)
+                    compile_experiment(checked.experiment, translator=translator, registry=registry)
                 )
-                seen[experiment.id] = path
                 continue
-            except (
-                Exception
-            ) as exc:  # a Dagster definition error must not take the other experiments down
-                problems.append(
-                    Problem(
-                        f"cannot compile into a Dagster job: {type(exc).__name__}: {exc}",
-                        "",
-                        display_path(path),
-                        None,
-                    )
-                )
+            except Exception as exc:  # a definition error must not take the other experiments down
+                message = f"cannot compile into a Dagster job: {type(exc).__name__}: {exc}"
+                problems.append(Problem(message, "", display_path(checked.path), None))
         for problem in problems:
             logger.error("invalid experiment: %s", problem)
-        relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
-        key = translator.invalid_file_asset_key(relative)
+        key = _invalid_key(translator, root, checked.path, keys)
         invalid.append(
-            invalid_file_asset(key, translator.invalid_file_asset_tags(), path, problems)
+            invalid_file_asset(key, translator.invalid_file_asset_tags(), checked.path, problems)
         )
     return _definitions(compiled, invalid)
+
+
+def _checked_folder(root: Path, registry: Registry | None) -> list[CheckedFile]:
+    """The folder's files, checked; a missing or empty folder is itself a visible problem."""
+    if not root.is_dir():
+        reason = "does not exist" if not root.exists() else "is not a folder"
+        message = f"the experiments folder {reason} (set {EXPERIMENTS_ENV} or create it)"
+        return [CheckedFile(root, None, [Problem(message, file=display_path(root))])]
+    files = experiment_files(root)
+    if not files:
+        message = f"the experiments folder holds no {', '.join(EXPERIMENT_SUFFIXES)} files"
+        return [CheckedFile(root, None, [Problem(message, file=display_path(root))])]
+    return check_files(files, registry)
+
+
+def _invalid_key(
+    translator: CrucibleTranslator, root: Path, path: Path, used: set[dg.AssetKey]
+) -> dg.AssetKey:
+    """The translator's key for a broken file, with a short hash if two files map to one key."""
+    relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+    key = translator.invalid_file_asset_key(relative)
+    if key in used:
+        digest = hashlib.sha256(str(relative).encode()).hexdigest()[:8]
+        key = dg.AssetKey([*key.path[:-1], f"{key.path[-1]}_{digest}"])
+    used.add(key)
+    return key

@@ -8,6 +8,7 @@ Field names and defaults follow the original crucible_ir (see
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -425,6 +426,13 @@ class Experiment(IRModel):
             check_name(key, "parameter name")
             if not values:
                 raise ValueError(f"parameter {key!r}: expected a non-empty list of values, got []")
+            exact = [json.dumps(v, sort_keys=True, default=repr) + type(v).__name__ for v in values]
+            for index, item in enumerate(exact):
+                if item in exact[:index]:
+                    raise ValueError(
+                        f"parameter {key!r}: expected distinct values, got {values[index]!r} twice "
+                        "(a grid point would run twice under one trial id)"
+                    )
         return value
 
     @field_validator("quality_targets", mode="before")

@@ -14,6 +14,7 @@ from typing import Any
 from crucible_dagster.experiment.ir import Experiment, StageDef
 from crucible_dagster.experiment.loading import (
     LocatedDocument,
+    display_path,
     experiment_from_document,
     read_document,
 )
@@ -110,10 +111,34 @@ def check_file(path: str | Path, registry: Registry | None = None) -> CheckedFil
     path = Path(path)
     try:
         doc = read_document(path)
+        experiment, problems = check_document(doc, registry)
     except ExperimentError as exc:
         return CheckedFile(path, None, exc.problems)
-    experiment, problems = check_document(doc, registry)
+    except Exception as exc:  # anything at all: one broken file never stops the others
+        message = f"cannot check this file: {type(exc).__name__}: {exc}"
+        return CheckedFile(path, None, [Problem(message, file=display_path(path), line=None)])
     return CheckedFile(path, experiment, problems)
+
+
+def check_files(paths: list[Path], registry: Registry | None = None) -> list[CheckedFile]:
+    """Every file checked, then checked against each other: an experiment id used by two files
+    makes both invalid (neither silently wins), each naming the other."""
+    checked = [check_file(path, registry) for path in paths]
+    owners: dict[str, list[CheckedFile]] = {}
+    for item in checked:
+        if item.experiment is not None:
+            owners.setdefault(item.experiment.id, []).append(item)
+    for experiment_id, items in owners.items():
+        if len(items) < 2:
+            continue
+        for item in items:
+            others = ", ".join(display_path(o.path) for o in items if o is not item)
+            message = (
+                f"experiment id {experiment_id!r} is also used by {others}; ids must be unique"
+            )
+            item.problems.append(Problem(message, "id", display_path(item.path), 1))
+            item.experiment = None
+    return checked
 
 
 def stage_option_problems(

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from crucible_dagster.experiment.option_schema import function_arity
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.registry import import_object
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
@@ -32,6 +33,22 @@ def _missing(example: Any, fields: list[str]) -> list[str]:
     return [f for f in fields if example.get(f) in (None, "")]
 
 
+def load_checker(ref: str) -> Callable[..., list[Any]]:
+    """A ``checker(examples, options)`` function, checked to be one before it is ever called."""
+    obj = import_object(ref, "checker function")
+    arity = function_arity(obj) if callable(obj) and not isinstance(obj, type) else None
+    if arity != 2:
+        found = type(obj).__name__ if arity is None else f"a function of {arity} argument(s)"
+        raise StageError(
+            "invalid_checker",
+            ref,
+            f"{ref!r} is {found}; expected a function checker(examples, options); "
+            "it was not called",
+        )
+    checker: Callable[..., list[Any]] = obj
+    return checker
+
+
 class DataChecksStage(Stage):
     name = "data_checks"
     description = "Lightweight validation of examples stored in context.assigns['examples']"
@@ -42,8 +59,7 @@ class DataChecksStage(Stage):
         if not isinstance(examples, list):
             return ctx
         if options.checker:
-            checker: Callable[..., list[Any]] = import_object(options.checker, "checker function")
-            issues = list(checker(examples, options.model_dump()))
+            issues = list(load_checker(options.checker)(examples, options.model_dump()))
         else:
             issues = []
             for index, example in enumerate(examples):

@@ -135,9 +135,16 @@ def load_adapter(ref: str) -> GuardrailAdapter:
             f"unknown guardrail adapter {ref!r}; built-ins: {', '.join(BUILTIN_ADAPTERS)}, or a dotted path",
         )
     obj = import_object(ref, "guardrail adapter")
-    adapter = obj() if isinstance(obj, type) else obj
-    if not callable(getattr(adapter, "scan", None)):
-        raise StageError("invalid_adapter", ref, f"{ref!r} has no scan(examples, options) method")
+    # The kind is checked before anything named in the file is instantiated or called.
+    if not isinstance(obj, type) or not callable(getattr(obj, "scan", None)):
+        kind = "class without a scan method" if isinstance(obj, type) else type(obj).__name__
+        raise StageError(
+            "invalid_adapter",
+            ref,
+            f"{ref!r} is a {kind}; expected a class with a scan(examples, options) method; "
+            "it was not called",
+        )
+    adapter: GuardrailAdapter = obj()
     return adapter
 
 

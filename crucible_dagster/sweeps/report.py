@@ -64,7 +64,9 @@ def sweep_markdown(
     if rows:
         lines += ["## Configurations", "", *md_table(SUMMARY_HEADERS, rows), ""]
     variance = comparison.get("variance")
-    if variance:
+    if variance and variance.get("share_configurations") is None:
+        lines += ["## Where the variance comes from", "", _NO_VARIANCE, ""]
+    elif variance:
         lines += [
             "## Where the variance comes from",
             "",
@@ -119,17 +121,26 @@ def sweep_html(
         "<h2>Configurations</h2>" + html_table(SUMMARY_HEADERS, _summary_rows(comparison))
         if comparison.get("configurations")
         else "",
-        (
-            "<h2>Where the variance comes from</h2>"
-            f"<p>configurations {variance['share_configurations']:.1%}, "
-            f"seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}</p>"
-            if variance
-            else ""
-        ),
+        _variance_html(variance),
         bench_html(comparison.get("comparison")),
         plots_html(plot_files),
     ]
     return html_page(f"Sweep {experiment.id}", body)
+
+
+_NO_VARIANCE = "Every trial gave the same value: there is no variation to attribute."
+
+
+def _variance_html(variance: Mapping[str, Any] | None) -> str:
+    if not variance:
+        return ""
+    if variance.get("share_configurations") is None:
+        return f"<h2>Where the variance comes from</h2><p>{_NO_VARIANCE}</p>"
+    return (
+        "<h2>Where the variance comes from</h2>"
+        f"<p>configurations {variance['share_configurations']:.1%}, "
+        f"seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}</p>"
+    )
 
 
 def sweep_plots(comparison: Mapping[str, Any]) -> dict[str, str]:

@@ -47,13 +47,25 @@ def test_good_jobs_load_beside_every_malformed_file(
     dg.Definitions.validate_loadable(defs)
 
 
-def test_duplicate_experiment_ids_are_reported(tmp_path: Path) -> None:
+def test_duplicate_experiment_ids_make_both_files_invalid(tmp_path: Path) -> None:
     shutil.copy(ROOT / "experiments" / "trace_demo.yaml", tmp_path / "a.yaml")
     shutil.copy(ROOT / "experiments" / "trace_demo.yaml", tmp_path / "b.yaml")
+    shutil.copy(ROOT / "experiments" / "core_pipeline_demo.yaml", tmp_path / "c.yaml")
     defs = definitions_from_folder(tmp_path)
-    assert defs.resolve_job_def("trace_demo")
-    (spec,) = [a for a in defs.assets if a.group_name == "crucible_invalid_experiments"]
-    assert "already used by" in (spec.description or "")
+    assert defs.resolve_job_def("core_pipeline_demo")  # the others still load
+    with pytest.raises(dg.DagsterInvariantViolationError):
+        defs.resolve_job_def("trace_demo")  # neither copy silently wins
+    specs = [a for a in defs.assets if a.group_name == "crucible_invalid_experiments"]
+    assert len(specs) == 2
+    for spec, other in zip(specs, ("b.yaml", "a.yaml"), strict=True):
+        assert "is also used by" in (spec.description or "") and other in (spec.description or "")
+
+
+def test_missing_or_empty_experiments_folder_is_visible(tmp_path: Path) -> None:
+    for folder in (tmp_path / "missing", tmp_path):
+        defs = definitions_from_folder(folder)
+        (spec,) = [a for a in defs.assets if a.group_name == "crucible_invalid_experiments"]
+        assert "experiments folder" in (spec.description or "")
 
 
 def test_invalid_file_keys_are_relative_and_distinct(tmp_path: Path) -> None:
