@@ -136,7 +136,7 @@ json_values = st.recursive(
     ),
     max_leaves=8,
 )
-names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+names = st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,4}(_[A-Za-z0-9]{1,4}){0,2}", fullmatch=True)
 
 
 @st.composite
@@ -158,7 +158,16 @@ def experiments(draw: st.DrawFn) -> Experiment:
         "seed": draw(st.none() | st.integers(0, 2**31)),
         "seeds": draw(st.lists(st.integers(0, 100), max_size=3)),
         "parameters": draw(
-            st.dictionaries(names, st.lists(json_values, min_size=1, max_size=3), max_size=2)
+            st.dictionaries(
+                names,
+                st.lists(
+                    json_values,
+                    min_size=1,
+                    max_size=3,
+                    unique_by=lambda v: json.dumps(v, sort_keys=True) + type(v).__name__,
+                ),
+                max_size=2,
+            )
         ),
         "outputs": [
             {

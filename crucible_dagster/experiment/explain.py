@@ -149,6 +149,9 @@ _NUMBER_KINDS = frozenset(
 )
 
 
+_CTX_BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+
+
 def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
     """Return ``(field_path, message)`` for one pydantic error."""
     loc = list(err["loc"])
@@ -167,7 +170,12 @@ def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
         base = "an integer" if kind.startswith("int") else "a number"
         if info is not None and describe_annotation(info.annotation) in ("an integer", "a number"):
             base = describe_annotation(info.annotation)
-        return field_path, f"expected {base}{_bounds(info)}, got {got}"
+        bounds = _bounds(info) or "".join(
+            f" {symbol} {ctx[key]}" for key, symbol in _CTX_BOUNDS if key in ctx
+        )
+        if kind.startswith(("greater", "less")) and isinstance(err.get("input"), int):
+            base = "an integer" if base == "a number" else base
+        return field_path, f"expected {base}{bounds}, got {got}"
     return field_path, _other_error(err, kind, ctx, info, got)
 
 

@@ -397,7 +397,9 @@ class Experiment(IRModel):
     parameters: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[Seed] = Field(default_factory=list)
     quality_targets: list[QualityTarget] = Field(default_factory=list)
-    seed: Seed | None = None
+    seed: int | None = Field(
+        default=None, ge=0, le=SEED_MAX, description="An unsigned 32-bit integer (0 to 4294967295)."
+    )
     schedule: Schedule | None = None
     output_dir: str | None = None
     sweep: SweepConfig | None = None

@@ -1,0 +1,39 @@
+"""Stage, adapter and checker modules that misbehave, for the hostile corpus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage
+
+
+class NotPydanticOptions(Stage):
+    name = "not_pydantic"
+    Options = dict  # type: ignore[assignment]
+
+
+class RaisesSystemExit(Stage):
+    name = "raises_system_exit"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        raise SystemExit(0)
+
+
+class RaisesKeyboardInterrupt(Stage):
+    name = "raises_keyboard_interrupt"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        raise KeyboardInterrupt
+
+
+class ScanlessAdapter:
+    pass
+
+
+def checker_of_three(examples: Any, options: Any, extra: Any) -> list[Any]:
+    return []
+
+
+def printed_stage_module_marker() -> None:
+    """Nothing: the module below prints when imported."""

@@ -1,0 +1,241 @@
+"""Family 1: hostile experiment files. Each gets one located problem, exit 1, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.hostile.conftest import Cli
+
+GOOD_TAIL = "pipeline: [{name: validate}]\n"
+BOMB = "id: bomb\n" + "".join(
+    f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+BOMB = "id: bomb\na: &a [x, x, x, x, x, x, x, x, x]\n" + BOMB.split("\n", 1)[1] + GOOD_TAIL
+
+# (case id, file name, file text, phrase the message must contain)
+YAML_CASES = [
+    ("syntax_unclosed_flow", "e.yaml", "id: [unclosed\n" + GOOD_TAIL, "invalid YAML"),
+    ("syntax_tab", "e.yaml", "id: a\n\tpipeline: []\n", "invalid YAML"),
+    ("syntax_bad_indent", "e.yaml", "id: a\n  pipeline:\n - x\n", "invalid YAML"),
+    ("syntax_unclosed_quote", "e.yaml", 'id: "a\n' + GOOD_TAIL, "invalid YAML"),
+    ("two_documents", "e.yaml", "id: a\n---\nid: b\n", "invalid YAML"),
+    ("alias_bomb", "e.yaml", BOMB, "alias bomb"),
+    ("recursive_alias", "e.yaml", "id: r\nx: &x [*x]\n" + GOOD_TAIL, "recursive alias"),
+    ("undefined_alias", "e.yaml", "id: r\nx: *nope\n" + GOOD_TAIL, "invalid YAML"),
+    ("deep_flow", "e.yaml", "id: d\nx: " + "[" * 200 + "]" * 200 + "\n" + GOOD_TAIL, "nesting"),
+    (
+        "deep_block",
+        "e.yaml",
+        "id: d\n" + "".join("  " * i + f"k{i}:\n" for i in range(80)) + "  " * 80 + "v: 1\n",
+        "nesting",
+    ),
+    ("duplicate_top_key", "e.yaml", "id: a\nid: b\n" + GOOD_TAIL, "duplicate key 'id'"),
+    (
+        "duplicate_nested_key",
+        "e.yaml",
+        "id: a\npipeline:\n  - name: validate\n    name: report\n",
+        "duplicate key 'name'",
+    ),
+    (
+        "duplicate_option_key",
+        "e.yaml",
+        "id: a\npipeline:\n  - name: validate\n    options: {strict: true, strict: false}\n",
+        "duplicate key 'strict'",
+    ),
+    ("set_tag", "e.yaml", "id: s\nx: !!set {a, b}\n" + GOOD_TAIL, "tag:yaml.org,2002:set"),
+    ("omap_tag", "e.yaml", "id: s\nx: !!omap [{a: 1}]\n" + GOOD_TAIL, "tag:yaml.org,2002:omap"),
+    ("pairs_tag", "e.yaml", "id: s\nx: !!pairs [{a: 1}]\n" + GOOD_TAIL, "tag:yaml.org,2002:pairs"),
+    (
+        "python_object_apply",
+        "e.yaml",
+        "id: s\nx: !!python/object/apply:os.system [echo hi]\n" + GOOD_TAIL,
+        "python/object/apply",
+    ),
+    ("python_name", "e.yaml", "id: s\nx: !!python/name:os.system\n" + GOOD_TAIL, "python/name"),
+    ("python_module", "e.yaml", "id: s\nx: !!python/module:os\n" + GOOD_TAIL, "python/module"),
+    ("custom_tag", "e.yaml", "id: s\nx: !evil 1\n" + GOOD_TAIL, "!evil"),
+    (
+        "bad_timestamp",
+        "e.yaml",
+        "id: t\ncreated_at: 2024-13-45\n" + GOOD_TAIL,
+        "month must be in 1..12",
+    ),
+    ("bad_int_tag", "e.yaml", "id: t\nseed: !!int abc\n" + GOOD_TAIL, "cannot read document"),
+    ("bad_float_tag", "e.yaml", "id: t\nseed: !!float abc\n" + GOOD_TAIL, "cannot read document"),
+    ("empty_file", "e.yaml", "", "empty file"),
+    ("only_comments", "e.yaml", "# nothing here\n", "empty file"),
+    ("top_level_list", "e.yaml", "- id: a\n", "expected a mapping"),
+    ("top_level_scalar", "e.yaml", "just a string\n", "expected a mapping"),
+    ("non_utf8", "e.yaml", b"id: \xff\xfe\n".decode("latin-1"), "expected UTF-8"),
+    (
+        "seed_negative",
+        "e.yaml",
+        "id: s\nseed: -1\n" + GOOD_TAIL,
+        "seed: expected an integer between 0 and 4294967295",
+    ),
+    ("seed_too_large", "e.yaml", "id: s\nseed: 4294967296\n" + GOOD_TAIL, "4294967295"),
+    ("seed_huge", "e.yaml", "id: s\nseed: " + "9" * 400 + "\n" + GOOD_TAIL, "seed"),
+    ("seeds_item_negative", "e.yaml", "id: s\nseeds: [1, -2]\n" + GOOD_TAIL, "seeds[1]"),
+    ("seed_float", "e.yaml", "id: s\nseed: 1.5\n" + GOOD_TAIL, "seed"),
+    ("id_too_long", "e.yaml", "id: " + "a" * 65 + "\n" + GOOD_TAIL, "at most 64 characters"),
+    ("id_dunder_prefix", "e.yaml", "id: __ASSET_JOB\n" + GOOD_TAIL, "Dagster reserves"),
+    ("id_double_underscore", "e.yaml", "id: x__a\n" + GOOD_TAIL, "without '__'"),
+    ("id_newline", "e.yaml", 'id: "a\\n"\n' + GOOD_TAIL, "valid Dagster name"),
+    ("id_unicode", "e.yaml", "id: café\n" + GOOD_TAIL, "valid Dagster name"),
+    ("id_slash", "e.yaml", "id: ../etc\n" + GOOD_TAIL, "valid Dagster name"),
+    ("id_not_string", "e.yaml", "id: [1]\n" + GOOD_TAIL, "id"),
+    (
+        "stage_name_dunder",
+        "e.yaml",
+        "id: a\npipeline: [{name: a__b, module: validate}]\n",
+        "without '__'",
+    ),
+    (
+        "parameter_name_dunder",
+        "e.yaml",
+        "id: a\nparameters: {a__b: [1]}\n" + GOOD_TAIL,
+        "without '__'",
+    ),
+    (
+        "parameter_duplicate_values",
+        "e.yaml",
+        "id: a\nparameters: {lr: [0.1, 0.10]}\n" + GOOD_TAIL,
+        "distinct values",
+    ),
+    (
+        "output_named_manifest",
+        "e.yaml",
+        "id: a\noutputs: [{name: manifest, formats: [json]}]\n" + GOOD_TAIL,
+        "overwrite the run's own record",
+    ),
+    (
+        "output_named_trace",
+        "e.yaml",
+        "id: a\noutputs: [{name: trace, formats: [json]}]\n" + GOOD_TAIL,
+        "overwrite the run's own record",
+    ),
+    (
+        "output_path_telemetry",
+        "e.yaml",
+        "id: a\noutputs: [{name: r, formats: [markdown], options: {path: telemetry.jsonl}}]\n"
+        + GOOD_TAIL,
+        "overwrite the run's own record",
+    ),
+    (
+        "duplicate_outputs",
+        "e.yaml",
+        "id: a\noutputs: [{name: r}, {name: r}]\n" + GOOD_TAIL,
+        "duplicate output name",
+    ),
+    (
+        "outputs_same_file",
+        "e.yaml",
+        "id: a\noutputs: [{name: r}, {name: s, options: {path: r.md}}]\n" + GOOD_TAIL,
+        "would overwrite report 'r'",
+    ),
+    ("json_syntax", "e.json", '{"id": "a",', "invalid JSON"),
+    (
+        "json_duplicate_key",
+        "e.json",
+        '{"id": "a",\n "pipeline": [{"name": "validate"}],\n "id": "b"}',
+        "duplicate key 'id'",
+    ),
+    (
+        "json_deep",
+        "e.json",
+        '{"id": "a", "x": ' + "[" * 3000 + "]" * 3000 + ', "pipeline": [{"name": "validate"}]}',
+        "too deeply nested",
+    ),
+    (
+        "json_nan_seed",
+        "e.json",
+        '{"id": "a", "seed": NaN, "pipeline": [{"name": "validate"}]}',
+        "seed",
+    ),
+    ("json_top_list", "e.json", "[]", "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "phrase"), [c[1:] for c in YAML_CASES], ids=[c[0] for c in YAML_CASES]
+)
+def test_hostile_file_is_one_located_problem(
+    cli: Cli, tmp_path: Path, name: str, text: str, phrase: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1") if "expected UTF-8" in phrase else text.encode())
+    started = time.perf_counter()
+    said = cli("validate", path)
+    assert time.perf_counter() - started < 5, "a hostile file must be refused quickly"
+    assert said.code == 1, said.text
+    assert str(path) in said.out or name in said.out, said.text
+    assert phrase in said.out, said.out
+
+
+def test_alias_bomb_is_refused_without_expanding(cli: Cli, tmp_path: Path) -> None:
+    import resource
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    assert len(BOMB) < 600
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    said = cli("validate", path)
+    assert said.code == 1 and "alias bomb" in said.out
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 50_000, f"peak memory grew by {grown_kib} KiB"
+
+
+def test_file_larger_than_the_limit(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("id: big\n" + "# padding\n" * 200_000 + GOOD_TAIL)
+    said = cli("validate", path)
+    assert said.code == 1 and "at most 1048576 bytes" in said.out
+    monkeypatch.setenv("CRUCIBLE_MAX_FILE_BYTES", str(4 << 20))
+    assert cli("validate", path).code == 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory_named_yaml"])
+def test_only_regular_files_are_read(cli: Cli, tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        path = tmp_path / "pipe.yaml"
+        os.mkfifo(path)
+        said = cli("validate", path)  # reading a FIFO would block forever
+        assert said.code == 1 and "expected a regular file" in said.out
+    elif kind == "device":
+        said = cli("validate", "/dev/zero")
+        assert said.code == 1 and "expected a regular file" in said.out
+    else:
+        (tmp_path / "dir.yaml").mkdir()
+        said = cli("validate", tmp_path / "dir.yaml")
+        assert said.code == 1 and "no experiment files found" in said.err
+
+
+def test_one_broken_file_never_stops_the_others(cli: Cli, tmp_path: Path) -> None:
+    for name, text in YAML_CASES_BY_NAME.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    (tmp_path / "good.yaml").write_text("id: good\n" + GOOD_TAIL)
+    said = cli("validate", tmp_path)
+    assert said.code == 1
+    assert "1 valid" in said.err
+    for name in YAML_CASES_BY_NAME:
+        assert f"{name}.yaml" in said.out
+
+
+YAML_CASES_BY_NAME = {c[0]: c[2] for c in YAML_CASES if c[1] == "e.yaml" and "UTF-8" not in c[3]}
+
+
+def test_collisions_across_files_are_reported_per_file(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("id: same\n" + GOOD_TAIL)
+    (tmp_path / "b.json").write_text(json.dumps({"id": "same", "pipeline": [{"name": "validate"}]}))
+    (tmp_path / "c.yaml").write_text("id: other\n" + GOOD_TAIL)
+    said = cli("validate", tmp_path)
+    assert said.code == 1 and "1 valid, 2 invalid" in said.err
+    assert "a.yaml:1: id: experiment id 'same' is also used by" in said.out
+    assert "b.json:1: id: experiment id 'same' is also used by" in said.out
