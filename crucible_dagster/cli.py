@@ -115,6 +115,15 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if not args.json:
+        return _run(args, sys.stdout)
+    # Whatever a stage or an imported module prints goes to stderr: stdout holds one JSON document.
+    real_stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run(args, real_stdout)
+
+
+def _run(args: argparse.Namespace, stdout: Any) -> int:
     from crucible_dagster.runtime.runner import run
 
     experiment = _load_or_report(args.path)
@@ -137,17 +146,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         ]
         experiment = experiment.model_copy(update={"pipeline": pipeline})
     if experiment.is_sweep:
-        return _run_sweep(experiment, args)
-    # whatever a stage or an imported module prints must not corrupt the JSON on stdout
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        result = run(
-            experiment,
-            run_id=args.run_id,
-            validate_options=args.validate_options,
-            sinks=[] if args.json else [_Progress(len(experiment.pipeline))],
-        )
+        return _run_sweep(experiment, args, stdout)
+    result = run(
+        experiment,
+        run_id=args.run_id,
+        validate_options=args.validate_options,
+        sinks=[] if args.json else [_Progress(len(experiment.pipeline))],
+    )
     if args.json:
-        print(json.dumps(to_jsonable(dict(result.context.metrics)), indent=2))
+        print(json.dumps(to_jsonable(dict(result.context.metrics)), indent=2), file=stdout)
     else:
         print(f"run {result.context.run_id}: {result.status}", file=sys.stderr)
         if result.run_dir:
@@ -162,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_sweep(experiment: Any, args: argparse.Namespace) -> int:
+def _run_sweep(experiment: Any, args: argparse.Namespace, stdout: Any) -> int:
     from crucible_dagster.sweeps.running import TrialOutcome
     from crucible_dagster.sweeps.standalone import run_sweep
 
@@ -185,7 +192,7 @@ def _run_sweep(experiment: Any, args: argparse.Namespace) -> int:
     result = run_sweep(experiment, run_id=args.run_id, progress=progress)
     comparison = result.comparison
     if args.json:
-        print(json.dumps(comparison, indent=2))
+        print(json.dumps(comparison, indent=2), file=stdout)
     else:
         if comparison.get("best"):
             print(comparison["best"]["statement"], file=sys.stderr)
