@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,examples]'
 	@touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The instance's tables are created once, before any run: concurrent first runs on a fresh
+# instance (SQLite or PostgreSQL) would otherwise race to create them.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@$(BIN)/dagster instance migrate >/dev/null
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -f definitions.py -j classifier_comparison
@@ -52,6 +55,7 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # (CRUCIBLE_PG_HOST, CRUCIBLE_PG_PORT, CRUCIBLE_PG_USER, CRUCIBLE_PG_PASSWORD, CRUCIBLE_PG_DB).
 ui-postgres: $(STAMP)
 	@mkdir -p $(CURDIR)/.dagster_home_pg && cp dagster.postgres.yaml $(CURDIR)/.dagster_home_pg/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(BIN)/dagster instance migrate
 	DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:

@@ -473,6 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print("crucible: terminated (SIGTERM)", file=sys.stderr)
         return 143
+    except SystemExit as exc:  # raised inside a stage: the run record says 'interrupted'
+        print(
+            f"crucible: a stage called sys.exit({exc.code!r}); the run was interrupted",
+            file=sys.stderr,
+        )
+        return 1
     except BrokenPipeError:  # e.g. `crucible stages | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

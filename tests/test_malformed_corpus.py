@@ -63,7 +63,10 @@ EXPECTED = {
     ),
     "24_output_bad_format.yaml": ("outputs[0].formats[1]", "got 'pdf'"),
     "25_schedule_bad_timezone.yaml": ("schedule.timezone", "IANA timezone"),
-    "26_seed_not_int.yaml": ("seed", "expected an integer between 0 and 4294967295, got 'forty-two'"),
+    "26_seed_not_int.yaml": (
+        "seed",
+        "expected an integer between 0 and 4294967295, got 'forty-two'",
+    ),
     "27_parameters_empty_axis.yaml": ("parameters", "non-empty list"),
     "28_quality_target_out_of_range.yaml": ("quality_targets", "between 0 and 1, got 1.5"),
     "29_pipeline_not_list.yaml": ("pipeline", "expected a list, got 'validate'"),
