@@ -10,7 +10,11 @@ from crucible_dagster.experiment.ir import OutputSpec
 from crucible_dagster.report.render import Plot, render
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.quality import METRIC_KEY, evaluate_targets
-from crucible_dagster.runtime.run_record import artifacts_root
+from crucible_dagster.runtime.run_record import (
+    RunDirectoryError,
+    artifacts_root,
+    create_exclusively,
+)
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
@@ -25,23 +29,33 @@ def report_base(ctx: Context) -> Path:
 
 
 def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
-    """Where a file report goes: inside the run directory or the experiment's ``output_dir``, nowhere else."""
+    """Where a file report goes: inside the run directory, nowhere else."""
+    return _inside(report_base(ctx), spec, fmt)
+
+
+def _inside(root: Path, spec: OutputSpec, fmt: str) -> Path:
     requested = (spec.options or {}).get("path")
-    name = spec.file_name(fmt)
-    roots = [report_base(ctx)]
-    if ctx.experiment and ctx.experiment.output_dir:
-        roots.insert(0, Path(ctx.experiment.output_dir))
-    errors = []
-    for root in roots:
-        try:
-            return safe_join(root, name)
-        except PermissionError as exc:
-            errors.append(str(exc))
-    raise StageError(
-        "unsafe_path",
-        requested,
-        f"report {spec.name!r}: refused path {requested!r}: " + "; ".join(errors),
-    )
+    try:
+        return safe_join(root, spec.file_name(fmt))
+    except PermissionError as exc:
+        raise StageError(
+            "unsafe_path", requested, f"report {spec.name!r}: refused path {requested!r}: {exc}"
+        ) from None
+
+
+def copy_folder(ctx: Context) -> Path | None:
+    """``<output_dir>/<run_id>/``, a new folder for this run's copies, or None without output_dir.
+
+    It is created exclusively: a run never writes into, or over, what another run left there.
+    """
+    if not (ctx.experiment and ctx.experiment.output_dir):
+        return None
+    folder = Path(ctx.experiment.output_dir).absolute() / ctx.run_id
+    try:
+        create_exclusively(folder)
+    except RunDirectoryError as exc:
+        raise StageError("output_dir_taken", str(folder), str(exc)) from None
+    return folder
 
 
 def _plots(ctx: Context) -> dict[str, Any]:
@@ -89,6 +103,7 @@ class ReportStage(Stage):
             plots[name] = Plot(file_name, svg)
         produced: list[dict[str, Any]] = []
         artifacts: dict[str, Any] = {}
+        copies = copy_folder(ctx) if any(s.sink != "stdout" for s in specs) else None
         for spec in specs:
             rendered = []
             for fmt in spec.formats:
@@ -99,6 +114,8 @@ class ReportStage(Stage):
                 else:
                     path = atomic_write_text(report_path(ctx, spec, fmt), body)
                     entry["path"] = str(path)
+                    if copies is not None:
+                        entry["copy"] = str(atomic_write_text(_inside(copies, spec, fmt), body))
                     artifacts[f"report.{spec.name}.{fmt}"] = str(path)
                 rendered.append(entry)
             produced.append(

@@ -168,21 +168,40 @@ def test_a_reused_run_id_is_refused_and_the_earlier_run_stays_identical(
     assert snapshot(artifacts_dir) == before
 
 
-def test_report_path_through_a_symlink_is_refused(cli: Cli, tmp_path: Path) -> None:
+def test_a_symlink_planted_for_the_copies_is_never_followed(cli: Cli, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     output_dir = tmp_path / "out"
     output_dir.mkdir()
-    (output_dir / "sub").symlink_to(outside)
+    (output_dir / "sym").symlink_to(outside)
     path = _file(
         tmp_path,
         [{"name": "report"}],
         output_dir=str(output_dir),
-        outputs=[{"name": "r", "formats": ["json"], "options": {"path": "sub/r.json"}}],
+        outputs=[{"name": "r", "formats": ["json"]}],
     )
-    said = cli("run", path)
+    said = cli("run", path, "--run-id", "sym")
+    assert said.code == 1 and "already exists" in said.err, said.text
     assert not list(outside.iterdir()), "nothing may be written through the link"
-    assert said.code == 0 or "symlink" in said.err
+
+
+def test_output_dir_gets_a_new_folder_per_run_and_nothing_is_overwritten(
+    cli: Cli, tmp_path: Path
+) -> None:
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    (output_dir / "r.json").write_text("mine")
+    path = _file(
+        tmp_path,
+        [{"name": "report"}],
+        output_dir=str(output_dir),
+        outputs=[{"name": "r", "formats": ["json", "markdown"]}],
+    )
+    assert cli("run", path, "--run-id", "one").code == 0
+    assert cli("run", path, "--run-id", "two").code == 0
+    assert (output_dir / "r.json").read_text() == "mine"
+    for run_id in ("one", "two"):
+        assert sorted(p.name for p in (output_dir / run_id).iterdir()) == ["r.json", "r.md"]
 
 
 @pytest.mark.parametrize("escape", ["../../escape.md", "/tmp/escape_abs.md"])
