@@ -13,6 +13,8 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.run_record import RunRecord
 from crucible_dagster.runtime.serialization import (
     BlobStore,
     UnstorableValue,
@@ -21,6 +23,16 @@ from crucible_dagster.runtime.serialization import (
 )
 
 IO_MANAGER_KEY = "crucible_io_manager"
+
+
+def _fail_run_record(obj: Any, step: str, message: str) -> None:
+    """The run fails here, after the op recorded its stage: the manifest must say so too."""
+    if not (isinstance(obj, Context) and obj.run_dir):
+        return
+    record = RunRecord.open(obj.run_dir)
+    if record is not None:
+        failure = {"stage": step, "error_type": "UnstorableValue", "message": message}
+        record.finish_context("failed", obj, failure)
 
 
 class CrucibleContextIOManager(dg.ConfigurableIOManager):
@@ -59,9 +71,9 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
         try:
             save_stored(obj, path, store)
         except UnstorableValue as exc:
-            raise dg.Failure(
-                description=f"stage {context.step_key!r} produced a context that cannot be stored: {exc}"
-            ) from None
+            message = f"stage {context.step_key!r} produced a context that cannot be stored: {exc}"
+            _fail_run_record(obj, context.step_key, message)
+            raise dg.Failure(description=message) from None
 
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output

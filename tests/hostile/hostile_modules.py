@@ -37,3 +37,12 @@ def checker_of_three(examples: Any, options: Any, extra: Any) -> list[Any]:
 
 def printed_stage_module_marker() -> None:
     """Nothing: the module below prints when imported."""
+
+
+class AssignsUnstorable(Stage):
+    """Puts a value into the context that cannot cross a process (neither JSON nor a table)."""
+
+    name = "assigns_unstorable"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        return ctx.assign("handle", object())

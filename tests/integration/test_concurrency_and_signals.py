@@ -129,3 +129,31 @@ def test_ten_concurrent_runs_on_a_fresh_postgres_database(
         if key.startswith("CRUCIBLE_PG_"):
             monkeypatch.setenv(key, value)  # this process reads the instance back too
     _run_concurrently(env, 10)
+
+
+def test_a_value_that_cannot_cross_ops_fails_run_and_manifest_alike(artifacts_dir: Path) -> None:
+    from crucible_dagster import Experiment
+    from crucible_dagster.dagster_plugin import CrucibleContextIOManager, build_job
+
+    experiment = Experiment.model_validate(
+        {
+            "id": "unstorable",
+            "pipeline": [
+                {"name": "bad", "module": "tests.hostile.hostile_modules:AssignsUnstorable"},
+                {"name": "validate"},
+            ],
+        }
+    )
+    io_manager = CrucibleContextIOManager(base_dir=str(artifacts_dir.parent / "io"))
+    with dg.instance_for_test() as instance:
+        result = build_job(experiment, io_manager=io_manager).execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert not result.success
+        stored = instance.get_run_by_id(result.run_id)
+        assert stored is not None and stored.status == dg.DagsterRunStatus.FAILURE
+    manifest = json.loads(
+        (artifacts_dir / "unstorable" / result.run_id / "manifest.json").read_text()
+    )
+    assert manifest["status"] == "failed"
+    assert manifest["failure"]["error_type"] == "UnstorableValue"
