@@ -41,9 +41,9 @@ class _Loader(_BaseLoader):
     """
 
 
-_Loader.yaml_constructors = {
+_Loader.yaml_constructors = {  # PyYAML's class registry
     tag: constructor
-    for tag, constructor in _BaseLoader.yaml_constructors.items()
+    for tag, constructor in _BaseLoader.yaml_constructors.items()  # type: ignore[attr-defined]
     if tag not in {f"tag:yaml.org,2002:{name}" for name in ("set", "omap", "pairs")}
 }
 

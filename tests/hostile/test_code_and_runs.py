@@ -118,7 +118,10 @@ CHECKER_CASES = [
 def test_adapters_and_checkers_are_checked_before_use(
     cli: Cli, tmp_path: Path, stage: str, options: dict[str, object], phrase: str
 ) -> None:
-    seed = {"name": "seed", "module": "crucible_dagster.contrib.examples:SeedExamples"}
+    seed: dict[str, object] = {
+        "name": "seed",
+        "module": "crucible_dagster.contrib.examples:SeedExamples",
+    }
     path = _file(tmp_path, [seed, {"name": stage, "options": options}])
     said = cli("run", path)
     assert said.code == 1 and phrase in said.err, said.text
@@ -250,8 +253,11 @@ def test_full_disk_is_one_line_and_nothing_looks_complete(
     cli: Cli, tmp_path: Path, tiny_disk: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CRUCIBLE_ARTIFACTS_DIR", str(tiny_disk / "artifacts"))
-    seed = {"name": "seed", "module": "crucible_dagster.contrib.examples:SeedMetrics"}
-    seed["options"] = {"metrics": {f"m{i}": list(range(50)) for i in range(40)}}
+    seed: dict[str, object] = {
+        "name": "seed",
+        "module": "crucible_dagster.contrib.examples:SeedMetrics",
+        "options": {"metrics": {f"m{i}": list(range(50)) for i in range(40)}},
+    }
     path = _file(
         tmp_path, [seed, {"name": "report"}], outputs=[{"name": "r", "formats": ["html", "json"]}]
     )
