@@ -32,6 +32,17 @@ def _wait_for_stage(telemetry: Path, stage: str) -> None:
     raise AssertionError(f"stage {stage} never started")
 
 
+def _crucible(args: list[str], artifacts_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crucible_dagster.cli", *args],
+        cwd=ROOT,
+        env=subprocess_env(CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_ends_the_run_as_interrupted(
@@ -39,14 +50,7 @@ def test_a_signal_ends_the_run_as_interrupted(
 ) -> None:
     path = tmp_path / "slow.yaml"
     path.write_text(SLOW)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crucible_dagster.cli", "run", str(path), "--run-id", "sig"],
-        cwd=ROOT,
-        env=subprocess_env(CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _crucible(["run", str(path), "--run-id", "sig"], artifacts_dir)
     run_dir = artifacts_dir / "slow" / "sig"
     _wait_for_stage(run_dir / "telemetry.jsonl", "nap")
     proc.send_signal(sig)
@@ -96,13 +100,7 @@ def test_sigkill_leaves_a_stale_run_that_crucible_names(
 ) -> None:
     path = tmp_path / "slow.yaml"
     path.write_text(SLOW)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crucible_dagster.cli", "run", str(path), "--run-id", "kill"],
-        cwd=ROOT,
-        env=subprocess_env(CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _crucible(["run", str(path), "--run-id", "kill"], artifacts_dir)
     run_dir = artifacts_dir / "slow" / "kill"
     _wait_for_stage(run_dir / "telemetry.jsonl", "nap")
     os.kill(proc.pid, signal.SIGKILL)
@@ -110,17 +108,6 @@ def test_sigkill_leaves_a_stale_run_that_crucible_names(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "running"  # SIGKILL cannot be caught
     assert "is gone" in (stale_note(manifest) or "")
-
-
-def _crucible(args: list[str], artifacts_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "crucible_dagster.cli", *args],
-        cwd=ROOT,
-        env=subprocess_env(CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.mark.slow
