@@ -81,6 +81,24 @@ def test_content_addressed_blobs(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.pkl"))
 
 
+@pytest.mark.parametrize("dtype", ["object", "string[python]", "string[pyarrow]", "category"])
+def test_text_columns_are_hashed_by_content(tmp_path: Path, dtype: str) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    words = pd.Series([f"w{i % 97}" for i in range(2000)], dtype=dtype)
+    frame = pd.DataFrame({"word": words, "n": np.arange(2000)})
+    names = {
+        store.put_table(frame, "t"),
+        store.put_table(frame.copy(), "t"),  # same content, another object
+    }
+    assert len(names) == 1
+    changed = frame.copy()
+    changed.loc[7, "word"] = "w1"
+    assert store.put_table(changed, "t") not in names
+    with_missing = frame.copy()
+    with_missing.loc[3, "word"] = None
+    assert store.put_table(with_missing, "t") not in names | {store.put_table(changed, "t")}
+
+
 def test_unstorable_value_names_its_key(tmp_path: Path) -> None:
     with pytest.raises(
         UnstorableValue, match=r"assigns\['model'\]: cannot store a value of type builtins.object"

@@ -11,16 +11,17 @@ import contextlib
 import hashlib
 import json
 import math
+import sys
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from pyarrow import ArrowException
+if TYPE_CHECKING:  # imported where used: loading the Dagster adapter must not load pandas
+    import numpy as np
+    import pandas as pd
 
 from crucible_dagster.common.files import atomic_write_text, atomic_write_with
 from crucible_dagster.experiment.ir import Experiment
@@ -42,15 +43,31 @@ class _Hashed:
 
 
 def _update_with_values(hasher: Any, values: Any) -> None:
-    """Numeric buffers are hashed as raw bytes (sha256 is hardware-accelerated); others via pandas."""
-    array = np.asarray(values)
-    if array.dtype.kind in "biufcmM":
-        hasher.update(np.ascontiguousarray(array).view(np.uint8).data)
-    else:
+    """Numeric buffers are hashed as raw bytes (sha256 is hardware-accelerated); text and other
+    columns through their Arrow buffers (offsets, data, validity), never as Python objects."""
+    import numpy as np
+
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
+        hasher.update(np.ascontiguousarray(np.asarray(values)).view(np.uint8).data)
+        return
+    import pyarrow as pa
+
+    try:
+        arrow = pa.array(values, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        import pandas as pd
+
         hasher.update(pd.util.hash_array(np.asarray(values, dtype=object)).tobytes())
+        return
+    hasher.update(str(arrow.type).encode())
+    for buffer in arrow.buffers():
+        hasher.update(b"-" if buffer is None else memoryview(buffer))
 
 
 def _frame_digest(frame: pd.DataFrame) -> str:
+    import pandas as pd
+
     hasher = hashlib.sha256()
     hasher.update(
         json.dumps(
@@ -63,7 +80,7 @@ def _frame_digest(frame: pd.DataFrame) -> str:
     else:
         _update_with_values(hasher, index.to_numpy())
     for column in frame.columns:
-        _update_with_values(hasher, frame[column].to_numpy())
+        _update_with_values(hasher, frame[column])
     return hasher.hexdigest()
 
 
@@ -96,6 +113,8 @@ class BlobStore:
         name = self._digest_of(frame, compute) + ".parquet"
         path = self.root / name
         if not path.exists():
+            from pyarrow import ArrowException
+
             try:
                 atomic_write_with(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow"))
             except (ValueError, TypeError, ArrowException) as exc:
@@ -111,6 +130,8 @@ class BlobStore:
             )
 
         def compute() -> str:
+            import numpy as np
+
             hasher = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
             hasher.update(np.ascontiguousarray(array).tobytes())
             return hasher.hexdigest()
@@ -124,11 +145,17 @@ class BlobStore:
     def get(self, name: str) -> Any:
         path = self.root / name
         if name.endswith(".parquet"):
+            import pandas as pd
+
             return pd.read_parquet(path, engine="pyarrow")
+        import numpy as np
+
         return np.load(path, allow_pickle=False)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
+    import numpy as np
+
     with path.open("wb") as handle:
         np.save(handle, array, allow_pickle=False)
 
@@ -138,18 +165,20 @@ def encode(value: Any, store: BlobStore, where: str) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else {TAG: "float", "value": repr(value)}
-    if isinstance(value, np.generic):
+    # numpy and pandas values exist only once those libraries are loaded
+    np, pd = sys.modules.get("numpy"), sys.modules.get("pandas")
+    if np is not None and isinstance(value, np.generic):
         return encode(value.item(), store, where)
-    if isinstance(value, pd.DataFrame):
+    if pd is not None and isinstance(value, pd.DataFrame):
         return {TAG: "table", "blob": store.put_table(value, where)}
-    if isinstance(value, pd.Series):
+    if pd is not None and isinstance(value, pd.Series):
         name = value.name if isinstance(value.name, str) else "value"
         return {
             TAG: "series",
             "name": value.name if isinstance(value.name, str | int | None) else None,
             "blob": store.put_table(value.to_frame(name), where),
         }
-    if isinstance(value, np.ndarray):
+    if np is not None and isinstance(value, np.ndarray):
         return {TAG: "ndarray", "blob": store.put_array(value, where)}
     if isinstance(value, Mapping):
         if all(isinstance(k, str) for k in value) and TAG not in value:
