@@ -35,17 +35,15 @@ CONTEXT_OUT = {
 
 
 def dagster_log_sink(context: dg.OpExecutionContext) -> Sink:
-    """Stage lifecycle telemetry as lines in the Dagster event log."""
+    """A failed stage as an error line in the Dagster event log.
+
+    Starts and completions write no log line: every event costs a write to the instance's
+    event log, and Dagster already records the step's start, its output (with the stage's
+    duration and metrics as metadata) and its success.
+    """
 
     def sink(event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "stage_started":
-            context.log.info(f"crucible: stage {event['stage']} started ({event.get('module')})")
-        elif kind == "stage_completed":
-            context.log.info(
-                f"crucible: stage {event['stage']} completed in {event['duration_ms']:.1f} ms"
-            )
-        elif kind == "stage_failed":
+        if event["event"] == "stage_failed":
             context.log.error(
                 f"crucible: stage {event['stage']} failed after {event['duration_ms']:.1f} ms: "
                 f"{event['error_type']}: {event['message']}"

@@ -78,10 +78,15 @@ def test_job_on_postgres_instance(
         stored = instance.get_run_by_id(run_id)
         assert stored is not None and stored.status == dg.DagsterRunStatus.SUCCESS
         records = instance.get_records_for_run(run_id).records
-        assert any(
-            r.event_log_entry.user_message.startswith("crucible: stage fourth completed")
+        outputs = [
+            r.event_log_entry.dagster_event
             for r in records
-        )
+            if r.event_log_entry.dagster_event is not None
+            and r.event_log_entry.dagster_event.event_type == dg.DagsterEventType.STEP_OUTPUT
+        ]
+        metadata = outputs[-1].step_output_data.metadata
+        assert metadata["crucible/stage"].value == "fourth"
+        assert metadata["crucible/duration_ms"].value >= 0
     with _connect(postgres_db) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from runs")
         assert cur.fetchone()[0] == 1
