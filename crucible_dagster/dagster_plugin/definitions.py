@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -76,6 +77,20 @@ def definitions_from_folder(
     """Every experiment file under ``folder`` (default: ``$CRUCIBLE_EXPERIMENTS_DIR`` or ``./experiments``)."""
     root = Path(folder or os.environ.get(EXPERIMENTS_ENV) or "experiments")
     translator = translator or CrucibleTranslator()
+    # Loading builds many long-lived objects and frees few: the cyclic collector would scan
+    # them over and over (about a third of the load time for 1000 files).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_folder(root, translator, registry)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_folder(
+    root: Path, translator: CrucibleTranslator, registry: Registry | None
+) -> dg.Definitions:
     compiled: list[CompiledExperiment] = []
     invalid: list[dg.AssetSpec] = []
     keys: set[dg.AssetKey] = set()

@@ -168,6 +168,27 @@ def invalid_options_failure(problems: list[str]) -> dg.Failure:
     )
 
 
+def _check_run_start(
+    experiment: Experiment,
+    registry: Registry,
+    translator: CrucibleTranslator,
+    context: dg.OpExecutionContext,
+    record: RunRecord,
+    ctx: Context,
+) -> None:
+    """At the first stage: warn about settings without effect, and check every stage's options
+    from the run config (in ``error`` mode), so a bad value fails before any stage runs."""
+    for warning in unused_settings(experiment):
+        context.log.warning(f"experiment {experiment.id}: {warning}")
+    resource: CrucibleResource = context.resources.crucible
+    if resource.validate_options != "error":
+        return
+    problems = run_option_problems(experiment, registry, translator, context)
+    if problems:
+        record.finish_context("failed", ctx, {"error_type": "InvalidOptions", "problems": problems})
+        raise invalid_options_failure(problems)
+
+
 def build_stage_op(
     experiment: Experiment,
     stage_def: StageDef,
@@ -183,15 +204,7 @@ def build_stage_op(
         record = dagster_run_record(experiment, context, completed=ctx.completed_stages())
         ctx = replace(ctx, run_id=context.run_id, run_dir=str(record.path))
         if upstream is None:
-            for warning in unused_settings(experiment):
-                context.log.warning(f"experiment {experiment.id}: {warning}")
-        if upstream is None and resource.validate_options == "error":
-            problems = run_option_problems(experiment, registry, translator, context)
-            if problems:
-                record.finish_context(
-                    "failed", ctx, {"error_type": "InvalidOptions", "problems": problems}
-                )
-                raise invalid_options_failure(problems)
+            _check_run_start(experiment, registry, translator, context, record, ctx)
         try:
             outcome = invoke_stage(
                 ctx,
