@@ -19,7 +19,9 @@ from crucible_dagster.experiment.explain import explain_error
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.experiment.problems import ExperimentError, Problem, format_loc, parse_loc
 from crucible_dagster.experiment.yaml_limits import (
+    MAX_DEPTH,
     DuplicateJsonKey,
+    check_duplicate_keys,
     check_node_tree,
     duplicate_json_keys,
 )
@@ -66,36 +68,55 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
 
 
-def _compose_and_construct(text: str, file: str) -> tuple[yaml.Node | None, Any]:
+def _compose_and_construct(
+    text: str, file: str, lines: dict[tuple[str | int, ...], int] | None = None
+) -> tuple[yaml.Node | None, Any]:
     """Parse once: the node tree gives line numbers, the same tree gives the data.
 
-    The tree is checked (depth, size after alias expansion, duplicate keys) before any
-    data is built from it, so an alias bomb is refused without being expanded.
+    The tree is checked before any data is built from it: with anchors, its size after alias
+    expansion (so an alias bomb is refused without being expanded); always, its depth and
+    duplicate keys, in the same pass that maps fields to lines.
     """
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, None
-        check_node_tree(node, file)
+        if "&" in text:
+            check_node_tree(node, file)
+        _line_map(node, (), {} if lines is None else lines, file)
         return node, loader.construct_document(node)
     finally:
         loader.dispose()
 
 
 def _line_map(
-    node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]
+    node: yaml.Node,
+    path: tuple[str | int, ...],
+    lines: dict[tuple[str | int, ...], int],
+    file: str,
 ) -> None:
+    if len(path) >= MAX_DEPTH:
+        raise ExperimentError(
+            [
+                Problem(
+                    f"expected nesting at most {MAX_DEPTH} deep, got deeper",
+                    file=file,
+                    line=node.start_mark.line + 1,
+                )
+            ]
+        )
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        check_duplicate_keys(node, file)
         for key_node, value_node in node.value:
             key = key_node.value
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _line_map(value_node, (*path, key), lines)
+            _line_map(value_node, (*path, key), lines, file)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _line_map(item, (*path, index), lines)
+            _line_map(item, (*path, index), lines, file)
 
 
 class LocatedDocument:
@@ -151,14 +172,12 @@ def _parse(text: str, file: str) -> LocatedDocument:
             )
             raise ExperimentError([Problem(message, file=file, line=1)]) from None
         try:
-            node, _ = _compose_and_construct(text, file)
+            _compose_and_construct(text, file, lines)
         except yaml.YAMLError:
-            node = None
-        if node is not None:
-            _line_map(node, (), lines)
+            lines.clear()
         return LocatedDocument(data, lines or {(): 1}, file)
     try:
-        node, data = _compose_and_construct(text, file)
+        _, data = _compose_and_construct(text, file, lines)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -166,8 +185,6 @@ def _parse(text: str, file: str) -> LocatedDocument:
         raise ExperimentError([Problem(f"invalid YAML: {reason}", file=file, line=line)]) from None
     except yaml.YAMLError as exc:
         raise ExperimentError([Problem(f"invalid YAML: {exc}", file=file, line=1)]) from None
-    if node is not None:
-        _line_map(node, (), lines)
     return LocatedDocument(data, lines, file)
 
 

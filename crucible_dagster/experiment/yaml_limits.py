@@ -58,12 +58,12 @@ def check_node_tree(root: yaml.Node, file: str) -> None:
         if key in in_progress:
             raise _problem(node, file, "expected no recursive alias, got one that contains itself")
         in_progress.add(key)
-        _check_duplicate_keys(node, file)
+        check_duplicate_keys(node, file)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in done)
 
 
-def _check_duplicate_keys(node: yaml.Node, file: str) -> None:
+def check_duplicate_keys(node: yaml.Node, file: str) -> None:
     if not isinstance(node, yaml.MappingNode):
         return
     seen: dict[str, int] = {}
