@@ -18,6 +18,7 @@ from typing import Any
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import SEED_MAX
 from crucible_dagster.experiment.loading import (
+    EXPERIMENT_SUFFIXES,
     display_path,
     experiment_files,
     experiment_json_schema,
@@ -36,7 +37,9 @@ def _expand(paths: Sequence[str]) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        files.extend(experiment_files(path) if path.is_dir() else [path])
+        # a folder is searched; a folder named like an experiment file is a mistake, reported
+        folder = path.is_dir() and path.suffix not in EXPERIMENT_SUFFIXES
+        files.extend(experiment_files(path) if folder else [path])
     return files
 
 

@@ -214,7 +214,7 @@ def test_only_regular_files_are_read(cli: Cli, tmp_path: Path, kind: str) -> Non
     else:
         (tmp_path / "dir.yaml").mkdir()
         said = cli("validate", tmp_path / "dir.yaml")
-        assert said.code == 1 and "no experiment files found" in said.err
+        assert said.code == 1 and "expected a regular file, got a directory" in said.out
 
 
 def test_one_broken_file_never_stops_the_others(cli: Cli, tmp_path: Path) -> None:
