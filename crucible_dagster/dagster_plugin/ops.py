@@ -52,6 +52,11 @@ def dagster_log_sink(context: dg.OpExecutionContext) -> Sink:
     return sink
 
 
+def parent_run_id(context: dg.OpExecutionContext) -> str | None:
+    """The run this one re-executes, if any (a field of the run; the UI also sets a tag)."""
+    return context.run.parent_run_id or context.run.tags.get("dagster/parent_run_id")
+
+
 def dagster_run_record(
     experiment: Experiment,
     context: dg.OpExecutionContext,
@@ -79,7 +84,7 @@ def dagster_run_record(
                 orchestrator="dagster",
                 sinks=sinks,
                 steps=steps,
-                parent_run_id=context.run.tags.get("dagster/parent_run_id"),
+                parent_run_id=parent_run_id(context),
                 **extra,
             )
         except RunDirectoryError:

@@ -7,37 +7,88 @@ the others' outcomes are read back from the parent run's storage.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
-from crucible_dagster.dagster_plugin.ops import dagster_log_sink, dagster_run_record, stage_failure
-from crucible_dagster.dagster_plugin.report_events import metric_metadata
+from crucible_dagster.dagster_plugin.ops import (
+    dagster_log_sink,
+    dagster_run_record,
+    parent_run_id,
+    stage_failure,
+)
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP, Experiment
 from crucible_dagster.runtime.registry import Registry
+from crucible_dagster.runtime.run_record import RunRecord
 from crucible_dagster.sweeps.comparison import compare_trials
 from crucible_dagster.sweeps.grid import Trial, expand_grid
 from crucible_dagster.sweeps.running import TrialOutcome, run_trial, trial_run_dir
 
 
-def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
+def _batches(experiment: Experiment) -> list[list[Trial]]:
+    """Trials grouped for steps: ``sweep.trials_per_step`` each (one event-log round per step)."""
     trials = expand_grid(experiment)
+    size = experiment.sweep.trials_per_step if experiment.sweep else DEFAULT_TRIALS_PER_STEP
+    return [trials[i : i + size] for i in range(0, len(trials), size)]
+
+
+def _batch_key(batch: list[Trial], start: int) -> str:
+    """A trial's own id for a group of one; else the 1-based range of trials it holds."""
+    if len(batch) == 1:
+        return batch[0].trial_id
+    return f"trials_{start + 1}_to_{start + len(batch)}"
+
+
+def _earlier_outcome(
+    experiment: Experiment, root: Path, parent: str | None, trial: Trial
+) -> TrialOutcome | None:
+    """A trial this run's ancestors completed (re-execution from failure reruns only the rest)."""
+    seen: set[str] = set()
+    while parent and parent not in seen:
+        seen.add(parent)
+        run_dir = root / experiment.id / parent
+        trial_manifest = trial_run_dir(run_dir, trial) / "manifest.json"
+        if trial_manifest.is_file():
+            manifest = json.loads(trial_manifest.read_text(encoding="utf-8"))
+            if manifest.get("status") == "completed":
+                return TrialOutcome(
+                    trial,
+                    "completed",
+                    dict(manifest.get("metrics") or {}),
+                    str(trial_manifest.parent),
+                )
+        sweep = RunRecord.open(run_dir)
+        parent = str(sweep.manifest.get("parent_run_id") or "") if sweep else None
+    return None
+
+
+def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
+    batches = _batches(experiment)
+    trials = [t for batch in batches for t in batch]
 
     @dg.op(
         name=translator.op_definition_name(experiment, "plan_trials"),
         out={"trial": dg.DynamicOut(io_manager_key=IO_MANAGER_KEY)},
-        description="One output per grid point x seed",
+        description="One output per group of trials (grid point x seed)",
         tags=translator.step_tags(experiment, "plan_trials"),
         required_resource_keys={RESOURCE_KEY},
     )
-    def plan_trials(context):  # dagster inspects annotations
+    def plan_trials(context):  # dagster inspects the (absent) annotations
         dagster_run_record(experiment, context, steps=[], trials=[t.to_dict() for t in trials])
-        for trial in trials:
-            yield dg.DynamicOutput(trial.to_dict(), mapping_key=trial.trial_id, output_name="trial")
+        start = 0
+        for batch in batches:
+            yield dg.DynamicOutput(
+                [t.to_dict() for t in batch],
+                mapping_key=_batch_key(batch, start),
+                output_name="trial",
+            )
+            start += len(batch)
 
     return plan_trials
 
@@ -48,32 +99,43 @@ def _trial_op(
     @dg.op(
         name=translator.op_definition_name(experiment, "run_trial"),
         out={"result": dg.Out(io_manager_key=IO_MANAGER_KEY)},
-        description="Every stage of the pipeline for one trial",
+        description="Every stage of the pipeline for each trial of the group",
         tags=translator.step_tags(experiment, "run_trial"),
         required_resource_keys={RESOURCE_KEY},
     )
-    def run_one(context, trial):
-        spec = Trial.from_dict(trial)
+    def run_one(context, trials):
         sweep = dagster_run_record(experiment, context, steps=[])
-        try:
-            outcome, result = run_trial(
-                experiment,
-                spec,
-                run_dir=trial_run_dir(sweep.path, spec),
-                run_id=f"{context.run_id}.{spec.trial_id}",
-                registry=registry,
-                sinks=[dagster_log_sink(context)],
-                orchestrator="dagster",
-            )
-        except BaseException as exc:
-            sweep.abort(exc)
-            raise
-        if result.failure is not None:
+        root = context.resources.crucible.artifacts_root()
+        parent = parent_run_id(context)
+        outcomes, failures = [], []
+        for spec in (Trial.from_dict(t) for t in trials):
+            earlier = _earlier_outcome(experiment, root, parent, spec)
+            if earlier is not None:
+                outcomes.append(earlier)
+                continue
+            try:
+                outcome, result = run_trial(
+                    experiment,
+                    spec,
+                    run_dir=trial_run_dir(sweep.path, spec),
+                    run_id=f"{context.run_id}.{spec.trial_id}",
+                    registry=registry,
+                    sinks=[dagster_log_sink(context)],
+                    orchestrator="dagster",
+                )
+            except BaseException as exc:
+                sweep.abort(exc)
+                raise
+            outcomes.append(outcome)
+            if result.failure is not None:
+                failures.append((spec, result.failure))
+        if failures:
             # The run fails here, so the sweep's record ends here too (a re-execution has its own).
-            sweep.finish("failed", failure={"trial": spec.trial_id, **result.failure.to_dict()})
-            raise stage_failure(result.failure, trial=spec.trial_id)
-        metadata = metric_metadata(outcome.metrics, "metric/")
-        yield dg.Output(outcome.to_dict(), metadata={"crucible/trial": spec.trial_id, **metadata})
+            spec, failure = failures[0]
+            sweep.finish("failed", failure={"trial": spec.trial_id, **failure.to_dict()})
+            raise stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
+        ids = ", ".join(o.trial.trial_id for o in outcomes)
+        yield dg.Output([o.to_dict() for o in outcomes], metadata={"crucible/trials": ids})
 
     return run_one
 
@@ -89,7 +151,7 @@ def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.Op
     def compare(context, outcomes):
         from crucible_dagster.sweeps.report import write_sweep_reports
 
-        parsed = [TrialOutcome.from_dict(o) for o in outcomes]
+        parsed = [TrialOutcome.from_dict(o) for group in outcomes for o in group]
         comparison = compare_trials(experiment, parsed)
         sweep = dagster_run_record(experiment, context, steps=[])
         sweep.telemetry.emit("sweep_compared", trials=len(parsed))

@@ -353,6 +353,9 @@ class QualityTarget(IRModel):
         return self
 
 
+DEFAULT_TRIALS_PER_STEP = 10
+
+
 class SweepConfig(IRModel):
     """How a sweep's trials are compared: on which metric, in which direction, against what."""
 
@@ -365,6 +368,15 @@ class SweepConfig(IRModel):
     )
     correction: Correction = "holm"
     alpha: float = Field(default=0.05, gt=0, lt=1)
+    trials_per_step: int = Field(
+        default=DEFAULT_TRIALS_PER_STEP,
+        ge=1,
+        le=1000,
+        description=(
+            "Under Dagster, trials run in one step (fewer event-log writes); each trial keeps its "
+            "own run directory, and a re-execution from failure reruns only failed trials."
+        ),
+    )
 
 
 Executor = Literal["in_process", "multiprocess"]

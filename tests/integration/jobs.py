@@ -83,7 +83,14 @@ def sweep_job() -> dg.JobDefinition:
 
 
 def sweep_job_multiprocess() -> dg.JobDefinition:
-    experiment = sweep_experiment().model_copy(
-        update={"executor": "multiprocess", "parameters": {"level": [0.8, 0.9]}, "seeds": [1, 2]}
+    base = sweep_experiment()
+    assert base.sweep is not None
+    experiment = base.model_copy(
+        update={
+            "executor": "multiprocess",
+            "parameters": {"level": [0.8, 0.9]},
+            "seeds": [1, 2],
+            "sweep": base.sweep.model_copy(update={"trials_per_step": 1}),  # one process a trial
+        }
     )
     return build_job(experiment)

@@ -91,14 +91,20 @@ def test_demo_sweep_same_numbers_in_dagster_and_crucible_run(
             e.step_key
             for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
         }
-        assert len([s for s in steps if s and s.startswith("run_trial[")]) == 20
+        # 20 trials, 10 a step (the default): two steps, and still one run directory a trial
+        assert {s for s in steps if s and s.startswith("run_trial[")} == {
+            "run_trial[trials_1_to_10]",
+            "run_trial[trials_11_to_20]",
+        }
         event = instance.get_latest_materialization_event(
             dg.AssetKey(["crucible", "classifier_sweep", "sweep"])
         )
         assert event is not None and event.run_id == run.run_id
-    from_dagster = json.loads(
-        (artifacts_dir / "classifier_sweep" / run.run_id / "sweep.json").read_text()
-    )
+    sweep_dir = artifacts_dir / "classifier_sweep" / run.run_id
+    trial_manifests = [json.loads(p.read_text()) for p in sweep_dir.glob("trials/*/manifest.json")]
+    assert len(trial_manifests) == 20
+    assert {m["status"] for m in trial_manifests} == {"completed"}
+    from_dagster = json.loads((sweep_dir / "sweep.json").read_text())
     from_cli = json.loads(cli.stdout)
     assert _numbers(from_dagster) == _numbers(from_cli)
     assert from_cli["trials"] == 20 and from_cli["comparison"]["omnibus"][0]["test"] == "friedman"
@@ -116,7 +122,7 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
         with dg.execute_job(dg.reconstructable(jobs.sweep_job), instance=instance) as failed:
             assert not failed.success
             failures = step_keys(failed, dg.DagsterEventType.STEP_FAILURE)
-        assert failures == {"run_trial[level_0_82__seed_3]"}
+        assert failures == {"run_trial[trials_1_to_10]"}  # the step holding the failed trial
         (workdir / "fail_0.82_3.flag").unlink()
         options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
         with dg.execute_job(
@@ -124,8 +130,11 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
         ) as retried:
             assert retried.success
             started = step_keys(retried, dg.DagsterEventType.STEP_START)
-            assert started == {"run_trial[level_0_82__seed_3]", "compare_trials"}
+            assert started == {"run_trial[trials_1_to_10]", "compare_trials"}
             comparison = retried.output_for_node("compare_trials")
+            # inside the step, only the failed trial ran again; the other nine were read back
+            rerun = artifacts_dir / "light_sweep" / retried.run_id / "trials"
+            assert [p.name for p in rerun.iterdir()] == ["level_0_82__seed_3"]
     clean = run_sweep(jobs.sweep_experiment(), run_id="clean", artifacts=str(workdir / "clean"))
     assert _numbers(comparison) == _numbers(clean.comparison)
 
