@@ -21,8 +21,8 @@ from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.preflight import stage_option_problems
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunDirectoryError, RunRecord
-from crucible_dagster.runtime.runner import StageFailure, invoke_stage, new_context
+from crucible_dagster.runtime.run_record import RunDirectoryError, RunRecord, run_directory
+from crucible_dagster.runtime.runner import StageFailure, emit_skipped, invoke_stage, new_context
 from crucible_dagster.runtime.stage import Stage
 from crucible_dagster.runtime.telemetry import Sink
 
@@ -72,7 +72,7 @@ def dagster_run_record(
     pending stage does.
     """
     resource: CrucibleResource = context.resources.crucible
-    path = resource.artifacts_root() / experiment.id / context.run_id
+    path = run_directory(resource.artifacts_dir, experiment.id, context.run_id)
     sinks = [dagster_log_sink(context)]
     record = RunRecord.open(path, sinks=sinks)
     if record is None:
@@ -90,9 +90,7 @@ def dagster_run_record(
         except RunDirectoryError:
             # another step of this run (a parallel trial) created it a moment ago
             return _wait_for_record(path, sinks)
-        for name in completed:
-            if name in record.pending_stages:
-                record.record_stage(name, "completed")
+        record.mark_completed(completed)
     return record
 
 
@@ -108,12 +106,7 @@ def _wait_for_record(path: Path, sinks: list[Sink]) -> RunRecord:
 def _first_context(experiment: Experiment, run_id: str) -> Context:
     ctx = new_context(experiment, run_id=run_id, trace=True)
     for skipped in (s.name for s in experiment.pipeline if not s.enabled):
-        ctx = ctx.emit(
-            "stage_skipped",
-            f"Skipped stage: {skipped}",
-            f"Stage {skipped} is disabled (enabled: false)",
-            stage_id=skipped,
-        )
+        ctx = emit_skipped(ctx, skipped)
     return ctx
 
 

@@ -6,12 +6,9 @@ the Launchpad's ``resources: {crucible: {config: ...}}`` for one run.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-
-from crucible_dagster.runtime.run_record import artifacts_root
 
 RESOURCE_KEY = "crucible"
 
@@ -24,6 +21,3 @@ class CrucibleResource(dg.ConfigurableResource):
 
     validate_options: Literal["off", "warn", "error"] = "error"
     """Like ``crucible run --validate-options``: ``error`` fails a stage on bad options."""
-
-    def artifacts_root(self) -> Path:
-        return artifacts_root(self.artifacts_dir)

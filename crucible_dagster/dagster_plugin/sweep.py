@@ -7,7 +7,6 @@ the others' outcomes are read back from the parent run's storage.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP, Experiment
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunRecord
+from crucible_dagster.runtime.run_record import read_manifest, run_directory
 from crucible_dagster.sweeps.comparison import compare_trials
 from crucible_dagster.sweeps.grid import Trial, expand_grid
 from crucible_dagster.sweeps.running import TrialOutcome, run_trial, trial_run_dir
@@ -45,26 +44,30 @@ def _batch_key(batch: list[Trial], start: int) -> str:
     return f"trials_{start + 1}_to_{start + len(batch)}"
 
 
-def _earlier_outcome(
-    experiment: Experiment, root: Path, parent: str | None, trial: Trial
-) -> TrialOutcome | None:
-    """A trial this run's ancestors completed (re-execution from failure reruns only the rest)."""
-    seen: set[str] = set()
-    while parent and parent not in seen:
-        seen.add(parent)
-        run_dir = root / experiment.id / parent
-        trial_manifest = trial_run_dir(run_dir, trial) / "manifest.json"
-        if trial_manifest.is_file():
-            manifest = json.loads(trial_manifest.read_text(encoding="utf-8"))
-            if manifest.get("status") == "completed":
-                return TrialOutcome(
-                    trial,
-                    "completed",
-                    dict(manifest.get("metrics") or {}),
-                    str(trial_manifest.parent),
-                )
-        sweep = RunRecord.open(run_dir)
-        parent = str(sweep.manifest.get("parent_run_id") or "") if sweep else None
+def _ancestor_runs(root: Path, experiment: Experiment, parent: str | None) -> list[Path]:
+    """The run directories a re-execution descends from, nearest first (read once a step)."""
+    runs: list[Path] = []
+    while parent and all(run.name != parent for run in runs):
+        runs.append(run_directory(root, experiment.id, parent))
+        try:
+            parent = read_manifest(runs[-1]).get("parent_run_id")
+        except ValueError:
+            break
+    return runs
+
+
+def _earlier_outcome(ancestors: list[Path], trial: Trial) -> TrialOutcome | None:
+    """A trial an ancestor run completed (re-execution from failure reruns only the rest)."""
+    for run_dir in ancestors:
+        trial_dir = trial_run_dir(run_dir, trial)
+        try:
+            manifest = read_manifest(trial_dir)
+        except ValueError:
+            continue
+        if manifest.get("status") == "completed":
+            return TrialOutcome(
+                trial, "completed", dict(manifest.get("metrics") or {}), str(trial_dir)
+            )
     return None
 
 
@@ -105,11 +108,11 @@ def _trial_op(
     )
     def run_one(context, trials):
         sweep = dagster_run_record(experiment, context, steps=[])
-        root = context.resources.crucible.artifacts_root()
-        parent = parent_run_id(context)
+        ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
+        sinks = [dagster_log_sink(context)]
         outcomes, failures = [], []
         for spec in (Trial.from_dict(t) for t in trials):
-            earlier = _earlier_outcome(experiment, root, parent, spec)
+            earlier = _earlier_outcome(ancestors, spec)
             if earlier is not None:
                 outcomes.append(earlier)
                 continue
@@ -120,7 +123,7 @@ def _trial_op(
                     run_dir=trial_run_dir(sweep.path, spec),
                     run_id=f"{context.run_id}.{spec.trial_id}",
                     registry=registry,
-                    sinks=[dagster_log_sink(context)],
+                    sinks=sinks,
                     orchestrator="dagster",
                 )
             except BaseException as exc:

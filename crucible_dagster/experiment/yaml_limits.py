@@ -30,7 +30,9 @@ def _problem(node: yaml.Node, file: str, message: str) -> ExperimentError:
 
 
 def check_node_tree(root: yaml.Node, file: str) -> None:
-    """Raise ExperimentError for a recursive alias, too deep or too large a tree, or a duplicate key."""
+    """Raise ExperimentError for a recursive alias, or a tree too deep or too large once its
+    aliases are expanded; run it before anything walks the expanded tree (the loader's line map,
+    which also checks duplicate keys, comes next)."""
     done: dict[int, tuple[int, int]] = {}  # id(node) -> (depth, expanded size)
     in_progress: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
@@ -58,7 +60,6 @@ def check_node_tree(root: yaml.Node, file: str) -> None:
         if key in in_progress:
             raise _problem(node, file, "expected no recursive alias, got one that contains itself")
         in_progress.add(key)
-        check_duplicate_keys(node, file)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in done)
 

@@ -142,14 +142,12 @@ def check_files(paths: list[Path], registry: Registry | None = None) -> list[Che
 
 
 def stage_option_problems(
-    stage_def: StageDef,
-    options: Mapping[str, Any],
-    registry: Registry,
-    params: Mapping[str, Any] | None = None,
+    stage_def: StageDef, options: Mapping[str, Any], registry: Registry
 ) -> list[str]:
-    """One stage's option problems as ``field: message`` lines, as the stage reports them when it starts."""
+    """One stage's option problems as ``field: message`` lines, as the stage reports them when it
+    starts (outside a sweep there are no parameters, so a placeholder is a problem too)."""
     try:
         stage_cls = registry.resolve(stage_def.implementation)
-        return stage_cls.check_options(substitute_params(dict(options), params or {}))
+        return stage_cls.check_options(substitute_params(dict(options), {}))
     except (StageResolutionError, UnknownParameter) as exc:
         return [str(exc)]

@@ -190,14 +190,9 @@ class RunRecord:
     def open(cls, path: str | Path, *, sinks: Iterable[Sink] = ()) -> RunRecord | None:
         """The run recorded at ``path``, or None when no run was started there."""
         path = Path(path)
-        manifest = path / MANIFEST
-        if not manifest.is_file():
+        if not (path / MANIFEST).is_file():
             return None
-        return cls(path, json.loads(manifest.read_text(encoding="utf-8")), sinks)
-
-    @property
-    def status(self) -> str:
-        return str(self.manifest.get("status"))
+        return cls(path, read_manifest(path), sinks)
 
     @property
     def pending_stages(self) -> list[str]:
@@ -215,6 +210,14 @@ class RunRecord:
         if duration_ms is not None:
             entry["duration_ms"] = round(duration_ms, 3)
         self.write_manifest()
+
+    def mark_completed(self, names: Iterable[str]) -> None:
+        """Stages an earlier run completed (a re-execution starts after them), in one write."""
+        done = [name for name in names if name in self.pending_stages]
+        for name in done:
+            self.manifest["stages"][name]["status"] = "completed"
+        if done:
+            self.write_manifest()
 
     def finish(
         self,

@@ -148,16 +148,20 @@ def _failed(
     return StageOutcome("failed", failed_ctx, duration, failure=failure)
 
 
-def _skipped(ctx: Context, name: str, telemetry: Telemetry | None) -> StageOutcome:
-    skipped = ctx.emit(
+def emit_skipped(ctx: Context, name: str) -> Context:
+    """The trace event of a disabled stage (``enabled: false``)."""
+    return ctx.emit(
         "stage_skipped",
         f"Skipped stage: {name}",
         f"Stage {name} is disabled (enabled: false)",
         metadata={"stage": name},
         stage_id=name,
     )
+
+
+def _skipped(ctx: Context, name: str, telemetry: Telemetry | None) -> StageOutcome:
     _emit(telemetry, "stage_skipped", stage=name)
-    return StageOutcome("skipped", skipped)
+    return StageOutcome("skipped", emit_skipped(ctx, name))
 
 
 def _resolve(registry: Registry, stage_def: StageDef) -> type[Stage]:

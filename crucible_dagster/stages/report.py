@@ -12,8 +12,8 @@ from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.quality import METRIC_KEY, evaluate_targets
 from crucible_dagster.runtime.run_record import (
     RunDirectoryError,
-    artifacts_root,
     create_exclusively,
+    run_directory,
 )
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
@@ -25,7 +25,7 @@ class ReportOptions(StageOptions):
 def report_base(ctx: Context) -> Path:
     if ctx.run_dir:
         return Path(ctx.run_dir)
-    return artifacts_root() / ctx.experiment_id / ctx.run_id
+    return run_directory(None, ctx.experiment_id, ctx.run_id)
 
 
 def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
