@@ -30,6 +30,7 @@ def main() -> int:
         ("dagster: per-stage overhead", dagster_bench.stage_overhead),
         ("dagster: Context handoff", dagster_bench.context_handoff),
         ("dagster: loading experiment files", dagster_bench.load_thousand_files),
+        ("dagster: dagster job list", dagster_bench.job_list_rows),
         ("bench: bootstrap", stats_bench.bootstrap_rows),
         ("bench: t-test", stats_bench.ttest_rows),
         ("bench: memory", stats_bench.memory_rows),

@@ -318,12 +318,12 @@ def test_killed_run_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
     assert (
         manifest["status"] == "running" and manifest["ended_at"] is None
     )  # says plainly it did not finish
-    assert (
-        manifest["stages"]["validate"]["status"] == "completed"
-        and manifest["stages"]["nap"]["status"] == "pending"
-    )
-    for line in telemetry.read_text().splitlines():
-        json.loads(line)
+    # The manifest is written at the start and the end; telemetry shows how far the run got.
+    assert manifest["stages"]["nap"]["status"] == "pending"
+    events = [json.loads(line) for line in telemetry.read_text().splitlines()]
+    reached = [(e["event"], e.get("stage")) for e in events]
+    assert ("stage_completed", "validate") in reached and ("stage_started", "nap") in reached
+    assert ("stage_completed", "nap") not in reached
     assert not [
         p
         for p in run_dir.iterdir()

@@ -8,41 +8,50 @@ promise durability across a power cut.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-#: files get the permissions any other file of the process would get (mkstemp's are 0600)
-FILE_MODE = 0o666 & ~_umask()
-
-
-def atomic_write_with(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(temporary_path)``, then move the finished file to ``path``.
-
-    The rename replaces ``path`` itself: a symlink planted there is replaced, never followed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _temporary(path: Path) -> tuple[Path, int]:
+    """A new file beside ``path``, created exclusively (``O_EXCL``) with the mode any other file
+    of the process gets (the umask applies)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        write(Path(tmp))
-        os.chmod(tmp, FILE_MODE)
+        return tmp, os.open(tmp, flags, 0o666)
+    except FileNotFoundError:  # the folder is new: make it (the common case pays no stat)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tmp, os.open(tmp, flags, 0o666)
+
+
+def _replace(tmp: Path, path: Path, write: Callable[[], object]) -> Path:
+    """Run ``write``, then rename ``tmp`` over ``path``: the rename replaces ``path`` itself, so
+    a symlink planted there is replaced, never followed."""
+    try:
+        write()
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
+def atomic_write_with(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary_path)``, then move the finished file to ``path``."""
+    tmp, fd = _temporary(path)
+    os.close(fd)
+    return _replace(tmp, path, lambda: write(tmp))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    return atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
+    tmp, fd = _temporary(path)
+
+    def write() -> None:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+
+    return _replace(tmp, path, write)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

@@ -23,6 +23,8 @@ from crucible_dagster.runtime.serialization import (
 )
 
 IO_MANAGER_KEY = "crucible_io_manager"
+#: outputs kept in memory for the next step in this process (a sweep's fan-in reads a few)
+RECENT_OUTPUTS = 16
 
 
 def _fail_run_record(obj: Any, step: str, message: str) -> None:
@@ -36,10 +38,16 @@ def _fail_run_record(obj: Any, step: str, message: str) -> None:
 
 
 class CrucibleContextIOManager(dg.ConfigurableIOManager):
-    """Stores Contexts under ``base_dir`` (default: the Dagster instance's storage directory)."""
+    """Stores Contexts under ``base_dir`` (default: the Dagster instance's storage directory).
+
+    Every output is written; an input that this manager wrote a moment ago in the same process
+    (the in-process executor's next step) is handed on as the object itself rather than read
+    back, as the standalone runner hands it on. Another process, or a re-execution, reads it.
+    """
 
     base_dir: str | None = None
     _stores: dict[str, BlobStore] = PrivateAttr(default_factory=dict)
+    _recent: dict[Path, Any] = PrivateAttr(default_factory=dict)
 
     def _root(self, instance: dg.DagsterInstance | None) -> Path:
         if self.base_dir:
@@ -74,6 +82,9 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
             message = f"stage {context.step_key!r} produced a context that cannot be stored: {exc}"
             _fail_run_record(obj, context.step_key, message)
             raise dg.Failure(description=message) from None
+        self._recent[path] = obj
+        while len(self._recent) > RECENT_OUTPUTS:
+            del self._recent[next(iter(self._recent))]
 
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
@@ -83,4 +94,6 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
             )
         root = self._root(None if self.base_dir else context.instance)
         path, store = self._location(root, list(upstream.get_identifier()))
+        if path in self._recent:
+            return self._recent[path]
         return load_stored(path, store)

@@ -28,8 +28,12 @@ QUALITY_PREFIX = "quality/"
 
 def metric_metadata(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """The run's numeric metrics as float metadata (the UI plots them across runs), at most MAX_METRIC_ENTRIES."""
-    numbers = list(numeric_metrics(metrics).items())[:MAX_METRIC_ENTRIES]
-    return {f"{prefix}{key}": dg.MetadataValue.float(value) for key, value in numbers}
+    return float_metadata(numeric_metrics(metrics), prefix)
+
+
+def float_metadata(numbers: Mapping[str, float], prefix: str = "") -> dict[str, Any]:
+    items = list(numbers.items())[:MAX_METRIC_ENTRIES]
+    return {f"{prefix}{key}": dg.MetadataValue.float(value) for key, value in items}
 
 
 def _comparison_table(metrics: Mapping[str, Any]) -> str | None:

@@ -65,3 +65,11 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         for k, v in flatten_metrics(metrics).items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
+
+
+def changed_numeric_metrics(
+    before: Mapping[str, Any], after: Mapping[str, Any]
+) -> dict[str, float]:
+    """The numbers in ``after`` that are new or differ from ``before``: what one stage added."""
+    earlier = numeric_metrics(before) if before else {}
+    return {k: v for k, v in numeric_metrics(after).items() if earlier.get(k) != v}

@@ -123,18 +123,31 @@ class RunRecord:
 
     The standalone runner, the Dagster stage ops, the sweep and its trials all keep their
     records through this one object, so the manifest means the same wherever a run ran.
-    ``create`` starts a run; ``open`` picks it up again in a later step (a Dagster op in
-    another process); the run ends when ``finish`` writes a terminal status.
+    ``create`` starts a run; ``open`` picks it up again in a later step; the run ends when
+    ``finish`` writes a terminal status.
+
+    The manifest is written when the run starts, when it ends (completed, failed or
+    interrupted) and on ``flush``; stage outcomes in between are kept in memory, and
+    ``telemetry.jsonl`` (appended as each stage starts and ends) shows how far a killed run
+    got. A later step in the same process gets the same object back from ``open``; a step in
+    another process reads the manifest, so a step that hands the run on to another process
+    calls ``flush`` first.
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any], sinks: Iterable[Sink] = ()):
         self.path = path
         self.manifest = manifest
+        self._jsonl = JsonlSink(path / TELEMETRY)
         self.telemetry = Telemetry(
-            [*sinks, JsonlSink(path / TELEMETRY)],
+            [*sinks, self._jsonl],
             experiment_id=manifest.get("experiment_id"),
             run_id=manifest.get("run_id"),
         )
+
+    def use_sinks(self, sinks: Iterable[Sink]) -> RunRecord:
+        """The caller's sinks (a Dagster op's log) in place of the previous step's."""
+        self.telemetry.sinks = [*self.telemetry.sinks[:1], *sinks, self._jsonl]
+        return self
 
     @classmethod
     def create(
@@ -183,16 +196,24 @@ class RunRecord:
         }
         record = cls(path, manifest, sinks)
         record.write_manifest()
+        _OPEN[path] = record
         record.telemetry.emit("run_started", stages=len(experiment.pipeline))
         return record
 
     @classmethod
     def open(cls, path: str | Path, *, sinks: Iterable[Sink] = ()) -> RunRecord | None:
-        """The run recorded at ``path``, or None when no run was started there."""
-        path = Path(path)
+        """The run recorded at ``path`` (this process's own object while the run is open here),
+        or None when no run was started there."""
+        path = Path(path).absolute()
+        live = _OPEN.get(path)
+        if live is not None:
+            return live.use_sinks(sinks)
         if not (path / MANIFEST).is_file():
             return None
-        return cls(path, read_manifest(path), sinks)
+        record = cls(path, read_manifest(path), sinks)
+        if record.manifest.get("status") == "running":
+            _OPEN[path] = record
+        return record
 
     @property
     def pending_stages(self) -> list[str]:
@@ -202,22 +223,24 @@ class RunRecord:
     def record_stage(
         self, name: str, status: str, options: Any = None, duration_ms: float | None = None
     ) -> None:
-        """Record a stage's outcome and write the manifest, so a killed run shows how far it got."""
+        """Record a stage's outcome (in memory until the run ends or ``flush``)."""
         entry = self.manifest.setdefault("stages", {}).setdefault(name, {})
         entry["status"] = status
         if options is not None:
             entry["options"] = to_jsonable(options)
         if duration_ms is not None:
             entry["duration_ms"] = round(duration_ms, 3)
-        self.write_manifest()
 
     def mark_completed(self, names: Iterable[str]) -> None:
-        """Stages an earlier run completed (a re-execution starts after them), in one write."""
-        done = [name for name in names if name in self.pending_stages]
-        for name in done:
-            self.manifest["stages"][name]["status"] = "completed"
-        if done:
-            self.write_manifest()
+        """Stages an earlier run or step completed (a re-execution starts after them)."""
+        pending = set(self.pending_stages)
+        for name in names:
+            if name in pending:
+                self.manifest["stages"][name]["status"] = "completed"
+
+    def flush(self) -> None:
+        """Write the manifest as it is now: before another process takes the run on."""
+        self.write_manifest()
 
     def finish(
         self,
@@ -248,6 +271,7 @@ class RunRecord:
             else {}
         )
         self.telemetry.emit(f"run_{status}", duration_ms=duration, **stage)
+        _OPEN.pop(self.path, None)
         self.write_manifest()
 
     def finish_context(self, status: RunStatus, ctx: Context, failure: Any = None) -> None:
@@ -280,6 +304,10 @@ class RunRecord:
 
     def write_text(self, name: str, text: str) -> Path:
         return atomic_write_text(self.path / name, text)
+
+
+#: runs this process has open, by directory: later steps in this process reuse the object
+_OPEN: dict[Path, RunRecord] = {}
 
 
 def stale_note(manifest: Mapping[str, Any]) -> str | None:
