@@ -40,6 +40,15 @@ def test_import_crucible_dagster_is_light() -> None:
         assert heavy not in modules, heavy
 
 
+@pytest.mark.slow
+def test_loading_the_definitions_imports_no_numeric_library() -> None:
+    """The webserver and `dagster job list` load every experiment; scipy, pandas and
+    scikit-learn load only when a stage runs (the demo folder has a sweep and the classifiers)."""
+    modules = _modules_after("import definitions")
+    for heavy in ("pandas", "scipy", "sklearn", "pyarrow"):
+        assert heavy not in modules, heavy
+
+
 def test_only_the_plugin_imports_dagster() -> None:
     for path in (ROOT / "crucible_dagster").rglob("*.py"):
         if "dagster_plugin" in path.parts:

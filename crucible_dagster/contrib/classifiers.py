@@ -6,14 +6,16 @@ Needs the ``examples`` extra (scikit-learn). Nothing is downloaded.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+
+if TYPE_CHECKING:  # numpy and pandas load when a stage runs, not with the definitions
+    import numpy as np
+    import pandas as pd
 
 DatasetName = Literal["breast_cancer", "iris", "wine", "digits"]
 EstimatorName = Literal[
@@ -22,6 +24,9 @@ EstimatorName = Literal[
 
 
 def fingerprint(frame: pd.DataFrame, target: np.ndarray) -> str:
+    import numpy as np
+    import pandas as pd
+
     hasher = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     hasher.update(np.ascontiguousarray(target).tobytes())
     return hasher.hexdigest()
@@ -41,6 +46,7 @@ class LoadSklearnDataset(Stage):
     Options = LoadDatasetOptions
 
     def run(self, ctx: Context, options: LoadDatasetOptions) -> Context:
+        import numpy as np
         from sklearn import datasets
 
         name = options.name or (
@@ -134,6 +140,8 @@ class CrossValidate(Stage):
     Options = CrossValidateOptions
 
     def run(self, ctx: Context, options: CrossValidateOptions) -> Context:
+        import numpy as np
+        import pandas as pd
         from sklearn.metrics import get_scorer
         from sklearn.model_selection import RepeatedStratifiedKFold
 

@@ -25,7 +25,6 @@ from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP, Experiment
 from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.run_record import read_manifest, run_directory
-from crucible_dagster.sweeps.comparison import compare_trials
 from crucible_dagster.sweeps.grid import Trial, expand_grid
 from crucible_dagster.sweeps.running import TrialOutcome, run_trial, trial_run_dir
 
@@ -152,6 +151,8 @@ def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.Op
         required_resource_keys={RESOURCE_KEY},
     )
     def compare(context, outcomes):
+        # scipy and the report writers load when a sweep is compared, not with the definitions
+        from crucible_dagster.sweeps.comparison import compare_trials
         from crucible_dagster.sweeps.report import write_sweep_reports
 
         parsed = [TrialOutcome.from_dict(o) for group in outcomes for o in group]
