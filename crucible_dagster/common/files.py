@@ -44,6 +44,23 @@ def atomic_write_with(path: Path, write: Callable[[Path], object]) -> Path:
     return _replace(tmp, path, lambda: write(tmp))
 
 
+def write_content_addressed(folder: Path, write: Callable[[Path], str]) -> Path:
+    """``write(temporary_path)`` returns the file's name (its content's digest): the finished
+    file is moved there, unless a file of that name (the same content) is there already."""
+    tmp, fd = _temporary(folder / "blob")
+    os.close(fd)
+    try:
+        target = folder / write(tmp)
+        if target.exists():
+            tmp.unlink()
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     tmp, fd = _temporary(path)
 

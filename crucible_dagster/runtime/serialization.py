@@ -22,8 +22,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported where used: loading the Dagster adapter must not load pandas
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
-from crucible_dagster.common.files import atomic_write_text, atomic_write_with
+from crucible_dagster.common.files import (
+    atomic_write_text,
+    atomic_write_with,
+    write_content_addressed,
+)
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.trace import TraceChain
@@ -42,46 +47,31 @@ class _Hashed:
     digest: str
 
 
-def _update_with_values(hasher: Any, values: Any) -> None:
-    """Numeric buffers are hashed as raw bytes (sha256 is hardware-accelerated); text and other
-    columns through their Arrow buffers (offsets, data, validity), never as Python objects."""
-    import numpy as np
-
-    dtype = getattr(values, "dtype", None)
-    if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
-        hasher.update(np.ascontiguousarray(np.asarray(values)).view(np.uint8).data)
-        return
-    import pyarrow as pa
-
-    try:
-        arrow = pa.array(values, from_pandas=True)
-    except (pa.ArrowException, TypeError, ValueError):
-        import pandas as pd
-
-        hasher.update(pd.util.hash_array(np.asarray(values, dtype=object)).tobytes())
-        return
-    hasher.update(str(arrow.type).encode())
-    for buffer in arrow.buffers():
-        hasher.update(b"-" if buffer is None else memoryview(buffer))
-
-
-def _frame_digest(frame: pd.DataFrame) -> str:
-    import pandas as pd
-
-    hasher = hashlib.sha256()
-    hasher.update(
-        json.dumps(
-            [list(frame.columns), [str(t) for t in frame.dtypes], list(frame.shape)]
-        ).encode()
-    )
-    index = frame.index
-    if isinstance(index, pd.RangeIndex):
-        hasher.update(f"range:{index.start}:{index.stop}:{index.step}".encode())
-    else:
-        _update_with_values(hasher, index.to_numpy())
-    for column in frame.columns:
-        _update_with_values(hasher, frame[column])
+def _table_digest(table: pa.Table) -> str:
+    """sha256 of an Arrow table: its schema (with the pandas metadata: index, dtypes) and every
+    column's buffers as they are in memory, never Python objects."""
+    hasher = hashlib.sha256(table.schema.serialize().to_pybytes())
+    for column in table.columns:
+        for chunk in column.chunks:
+            hasher.update(f"{chunk.type}:{len(chunk)}:{chunk.offset}".encode())
+            for buffer in chunk.buffers():
+                hasher.update(b"-" if buffer is None else memoryview(buffer))
     return hasher.hexdigest()
+
+
+def _write_table(frame: pd.DataFrame, tmp: Path) -> str:
+    """Convert once, then hash the Arrow buffers in a helper thread while the same table is
+    written as Parquet (both release the GIL); returns the blob's name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame)  # what DataFrame.to_parquet does first
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(_table_digest, table)
+        pq.write_table(table, tmp)
+        return digest.result() + ".parquet"
 
 
 class BlobStore:
@@ -97,31 +87,31 @@ class BlobStore:
         if cached is not None and cached.ref() is obj:
             return cached.digest
         digest = compute()
+        self._remember(obj, digest)
+        return digest
+
+    def _remember(self, obj: Any, digest: str) -> None:
         with contextlib.suppress(TypeError):
             self._known[id(obj)] = _Hashed(weakref.ref(obj), digest)
-        return digest
 
     def put_table(self, frame: pd.DataFrame, where: str) -> str:
         if not all(isinstance(c, str) for c in frame.columns):
             raise UnstorableValue(
                 f"{where}: DataFrame column names must be strings to store as Parquet, got {list(frame.columns)[:5]!r}"
             )
+        known = self._known.get(id(frame))
+        if known is not None and known.ref() is frame and (self.root / known.digest).exists():
+            return known.digest  # the same object again (Context is immutable): written already
+        from pyarrow import ArrowException
 
-        def compute() -> str:
-            return _frame_digest(frame)
-
-        name = self._digest_of(frame, compute) + ".parquet"
-        path = self.root / name
-        if not path.exists():
-            from pyarrow import ArrowException
-
-            try:
-                atomic_write_with(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow"))
-            except (ValueError, TypeError, ArrowException) as exc:
-                raise UnstorableValue(
-                    f"{where}: DataFrame cannot be written as Parquet: {exc}"
-                ) from None
-        return name
+        try:
+            path = write_content_addressed(self.root, lambda tmp: _write_table(frame, tmp))
+        except (ValueError, TypeError, ArrowException) as exc:
+            raise UnstorableValue(
+                f"{where}: DataFrame cannot be written as Parquet: {exc}"
+            ) from None
+        self._remember(frame, path.name)
+        return path.name
 
     def put_array(self, array: np.ndarray, where: str) -> str:
         if array.dtype == object:
