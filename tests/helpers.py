@@ -179,3 +179,13 @@ class NoisyScore(Stage):
         return ctx.put_metric("fold_scores", {"model": scores}).put_metric(
             "score", float(np.mean(scores))
         )
+
+
+class ConstantScore(Stage):
+    """Five fold scores all equal to ``level``: floating-point-constant data for the bench."""
+
+    name = "constant_score"
+    Options = ScoreOptions
+
+    def run(self, ctx: Context, options: ScoreOptions) -> Context:
+        return ctx.put_metric("fold_scores", {"model": [options.level] * 5})

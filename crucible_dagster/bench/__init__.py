@@ -12,13 +12,17 @@ if TYPE_CHECKING:
     from crucible_dagster.bench.assumptions import levene, shapiro
     from crucible_dagster.bench.data import BenchDataError
     from crucible_dagster.bench.effect_size import (
+        EffectSize,
+        cles_normal,
         cliffs_delta,
         cohens_d,
         epsilon_squared,
         glass_delta,
         hedges_g,
         paired_d_z,
+        probability_of_superiority,
         rank_biserial,
+        rank_biserial_ci,
         two_sample_effect_sizes,
     )
     from crucible_dagster.bench.multiple import CORRECTIONS, adjust_p_values
@@ -45,6 +49,10 @@ if TYPE_CHECKING:
 # targets) must not pull in scipy for a run that never computes a statistic.
 _EXPORTS = {
     "BenchDataError": "data",
+    "EffectSize": "effect_size",
+    "cles_normal": "effect_size",
+    "probability_of_superiority": "effect_size",
+    "rank_biserial_ci": "effect_size",
     "CORRECTIONS": "multiple",
     "TestResult": "result",
     "adjust_p_values": "multiple",
@@ -87,10 +95,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CORRECTIONS",
     "BenchDataError",
+    "EffectSize",
     "TestResult",
     "adjust_p_values",
     "anova",
     "bootstrap",
+    "cles_normal",
     "cliffs_delta",
     "cohens_d",
     "corrected_resampled_ttest",
@@ -108,7 +118,9 @@ __all__ = [
     "paired_d_z",
     "paired_ttest",
     "power_ttest",
+    "probability_of_superiority",
     "rank_biserial",
+    "rank_biserial_ci",
     "shapiro",
     "ttest",
     "two_sample_effect_sizes",

@@ -8,6 +8,22 @@ from typing import Any
 import numpy as np
 
 ALTERNATIVES = ("two-sided", "less", "greater")
+EPSILON = float(np.finfo(np.float64).eps)
+
+
+def essentially_constant(spread: float, *centres: float) -> bool:
+    """R's rule (``t.test``: "data are essentially constant"): a spread (a standard error or
+    SD) below 10·ε·max|centre| is floating-point noise, not variation. ``[0.01] * 10`` has a
+    sample variance of about 3e-36, not 0; dividing by it gives t ≈ 1e16."""
+    scale = max((abs(c) for c in centres), default=0.0)
+    return not spread > 10 * EPSILON * scale  # also true for a NaN spread
+
+
+def constant_reason(what: str) -> str:
+    return (
+        f"{what} are essentially constant (their spread is below 10·ε times their magnitude, "
+        "only floating-point noise): the statistic is undefined"
+    )
 
 
 class BenchDataError(ValueError):

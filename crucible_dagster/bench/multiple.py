@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from crucible_dagster.bench.data import BenchDataError
+
 CORRECTIONS = (
     "none",
     "bonferroni",
@@ -27,14 +29,14 @@ def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[flo
     """Adjusted p-values in input order, capped at 1; monotone in the raw p and never below it."""
     method = ALIASES.get(method, method)
     if method not in CORRECTIONS:
-        raise ValueError(
+        raise BenchDataError(
             f"unknown correction {method!r}; expected one of: {', '.join(CORRECTIONS)}"
         )
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim != 1:
-        raise ValueError("p_values must be a flat list")
+        raise BenchDataError("p_values must be a flat list")
     if np.any((p < 0) | (p > 1)):
-        raise ValueError("p-values must lie in [0, 1]")
+        raise BenchDataError("p-values must lie in [0, 1]")
     out = np.full_like(p, np.nan)
     valid = ~np.isnan(p)
     q = p[valid]

@@ -16,7 +16,14 @@ from crucible_dagster.bench.data import (
     as_sample,
     check_alternative,
 )
-from crucible_dagster.bench.effect_size import cliffs_delta, epsilon_squared, rank_biserial
+from crucible_dagster.bench.effect_size import (
+    FISHER_Z,
+    cliffs_delta,
+    epsilon_squared,
+    probability_of_superiority,
+    rank_biserial,
+    rank_biserial_ci,
+)
 from crucible_dagster.bench.result import NAN, TestResult
 
 
@@ -45,26 +52,24 @@ def mann_whitney(
     ranks = stats.rankdata(pooled)
     u_x = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
     u_y = n1 * n2 - u_x
-    delta, (delta_low, delta_high) = (
-        cliffs_delta(a, b) if n1 > 1 and n2 > 1 else (rank_biserial(u_x, n1, n2), (NAN, NAN))
-    )
-    extra: dict[str, Any] = {
-        "u_x": u_x,
-        "u_y": u_y,
-        "rank_biserial": rank_biserial(u_x, n1, n2),
-        "cliffs_delta": delta,
-        "cliffs_delta_ci_low": delta_low,
-        "cliffs_delta_ci_high": delta_high,
-    }
+    r = rank_biserial(u_x, n1, n2)
+    r_ci = rank_biserial_ci(r, n1, n2)
+    extra: dict[str, Any] = {"u_x": u_x, "u_y": u_y, "rank_biserial_ci_method": FISHER_Z}
+    if n1 > 1 and n2 > 1:
+        extra.update(cliffs_delta(a, b).to_dict())
+    else:
+        extra.update(cliffs_delta=r, cliffs_delta_ci_low=NAN, cliffs_delta_ci_high=NAN)
+    extra.update(probability_of_superiority(a, b).to_dict())
+    extra.pop("reason", None)
     result = TestResult(
         test="mann_whitney",
         statistic=u_x,
         alternative=alternative,
         method=method,
         n=(n1, n2),
-        effect_size=extra["rank_biserial"],
+        effect_size=r,
         effect_size_name="rank_biserial",
-        effect_size_ci=(delta_low, delta_high),
+        effect_size_ci=r_ci,
         extra=extra,
     )
     if np.all(pooled == pooled[0]):
@@ -108,6 +113,10 @@ def wilcoxon(
 
     ``auto`` follows R: exact when n < 50 with no ties and no zeros, else the normal
     approximation with tie-corrected variance and (by default) continuity correction.
+    ``exact`` is the exact null distribution of W⁺: of the untied ranks when there are no
+    ties, else the exact permutation distribution of the tied (mid-)ranks, as current scipy
+    computes it for small samples (``method="permutation"`` asks for that one always). Both
+    asymptotic p-values (with and without continuity correction) are always reported.
     """
     if y is None:
         d = as_sample(x, "differences", 1)
@@ -134,14 +143,24 @@ def wilcoxon(
     ties = _has_ties(np.abs(nonzero))
     if method in ("auto", "approx_when_ties_or_zeros"):
         method = "exact" if nonzero.size < 50 and not ties and zeros == 0 else "asymptotic"
-    if method not in ("exact", "asymptotic"):
-        raise BenchDataError(f"method must be auto, exact or asymptotic, got {method!r}")
+    if method not in ("exact", "asymptotic", "permutation"):
+        raise BenchDataError(
+            f"method must be auto, exact, permutation or asymptotic, got {method!r}"
+        )
+    if method == "exact" and (ties or (zeros and zero_method != "wilcox")):
+        method = "permutation"  # exact, but of the tied ranks: never assume there are none
     result.method = method
     result.statistic = w_plus
     total = w_plus + w_minus
-    result.effect_size = (w_plus - w_minus) / total if total else NAN
-    result.effect_size_name = "matched_pairs_rank_biserial"
-    result.extra.update(w_plus=w_plus, w_minus=w_minus, w_min=min(w_plus, w_minus))
+    r = (w_plus - w_minus) / total if total else NAN
+    result.effect_size, result.effect_size_name = r, "matched_pairs_rank_biserial"
+    result.effect_size_ci = rank_biserial_ci(r, int(nonzero.size))
+    result.extra.update(
+        w_plus=w_plus,
+        w_minus=w_minus,
+        w_min=min(w_plus, w_minus),
+        matched_pairs_rank_biserial_ci_method=FISHER_Z,
+    )
     _wilcoxon_p_values(result, d, zero_method, alternative, continuity_correction)
     return result
 
@@ -161,11 +180,8 @@ def signed_rank_sums(d: np.ndarray, zero_method: str) -> tuple[float, float]:
 def _wilcoxon_p_values(
     result: TestResult, d: np.ndarray, zero_method: str, alternative: str, continuity: bool
 ) -> None:
-    """The exact p-value, or both asymptotic ones (with and without continuity correction)."""
-    if result.method == "exact":
-        exact = stats.wilcoxon(d, zero_method=zero_method, alternative=alternative, method="exact")
-        result.p_value = float(exact.pvalue)
-        return
+    """Both asymptotic p-values (with and without continuity correction), and the exact one
+    when the method is exact or permutation."""
     for label, corrected in (("p_value_continuity", True), ("p_value_no_continuity", False)):
         asymptotic = stats.wilcoxon(
             d,
@@ -175,9 +191,46 @@ def _wilcoxon_p_values(
             correction=corrected,
         )
         result.extra[label] = float(asymptotic.pvalue)
+    if result.method == "exact":
+        exact = stats.wilcoxon(d, zero_method=zero_method, alternative=alternative, method="exact")
+        result.p_value = float(exact.pvalue)
+        return
+    if result.method == "permutation":
+        result.p_value = signed_rank_permutation_p(d, zero_method, alternative)
+        result.extra["p_value_permutation"] = result.p_value
+        return
     result.p_value = result.extra["p_value_continuity" if continuity else "p_value_no_continuity"]
     if math.isnan(result.p_value):
         result.reason = "the signed ranks have zero variance"
+
+
+def signed_rank_permutation_p(d: np.ndarray, zero_method: str, alternative: str) -> float:
+    """Exact p-value of W⁺ over all 2ⁿ sign assignments of the (tied, mid-) ranks.
+
+    Mid-ranks are multiples of ½, so 2·rank is an integer and the null distribution of 2·W⁺
+    is counted exactly by a subset-sum recursion (no sampling, any n). Two-sided is
+    2·min(P(W⁺ ≤ w), P(W⁺ ≥ w)), capped at 1, as scipy's permutation test reports it.
+    """
+    ranked = d if zero_method != "wilcox" else d[d != 0]
+    doubled = np.rint(2 * stats.rankdata(np.abs(ranked))).astype(np.int64)
+    signs = np.sign(ranked)
+    movable = doubled[signs != 0]  # zeros are ranked (pratt, zsplit) but never change sign
+    # zsplit adds half of each zero's rank to W⁺ whatever the signs: a fixed shift
+    fixed = int(doubled[signs == 0].sum()) // 2 if zero_method == "zsplit" else 0
+    observed = int(doubled[signs > 0].sum()) + fixed
+    counts = np.zeros(int(movable.sum()) + 1, dtype=np.float64)
+    counts[0] = 1.0
+    for r in movable:
+        counts[r:] = counts[r:] + counts[: counts.size - r].copy()
+    probabilities = counts / counts.sum()
+    value = observed - fixed
+    p_less = float(probabilities[: value + 1].sum())
+    p_greater = float(probabilities[value:].sum())
+    if alternative == "less":
+        return min(p_less, 1.0)
+    if alternative == "greater":
+        return min(p_greater, 1.0)
+    return min(1.0, 2 * min(p_less, p_greater))
 
 
 def kruskal_wallis(groups: Sequence[Any], names: Sequence[str] | None = None) -> TestResult:
@@ -197,7 +250,8 @@ def kruskal_wallis(groups: Sequence[Any], names: Sequence[str] | None = None) ->
         return result
     h = float(stats.kruskal(*data).statistic)
     result.statistic, result.p_value = h, float(stats.chi2.sf(h, len(data) - 1))
-    result.effect_size, result.effect_size_name = epsilon_squared(h, n_total), "epsilon_squared"
+    result.effect_size = epsilon_squared(h, n_total).estimate
+    result.effect_size_name = "epsilon_squared"
     result.extra = {"epsilon_squared": result.effect_size}
     return result
 
@@ -243,14 +297,22 @@ def friedman(blocks_by_treatments: Any, treatment_names: Sequence[str] | None = 
 
 
 def mcnemar(
-    b: int | None = None,
+    b: Any = None,
     c: int | None = None,
     *,
     table: Any = None,
     correction: bool = True,
     exact: bool = False,
 ) -> TestResult:
-    """McNemar's test on the discordant counts b (first yes, second no) and c; table is [[a, b], [c, d]]."""
+    """McNemar's test: ``mcnemar(b, c)`` on the discordant counts (b: first yes, second no),
+    or ``mcnemar(table)`` / ``mcnemar(table=...)`` on the 2x2 table [[a, b], [c, d]].
+
+    Both chi-squared forms are always reported (``statistic_corrected``/``p_value_corrected``
+    with Edwards' continuity correction, ``statistic_uncorrected``/``p_value_uncorrected``)
+    beside the exact binomial p; ``correction`` and ``exact`` choose which is ``p_value``.
+    """
+    if table is None and c is None and b is not None and np.ndim(b) == 2:
+        table, b = b, None
     if table is not None:
         t = np.asarray(table)
         if t.shape != (2, 2):
@@ -260,6 +322,7 @@ def mcnemar(
         raise BenchDataError(
             f"mcnemar needs non-negative discordant counts b and c, got {b!r} and {c!r}"
         )
+    b, c = int(b), int(c)
     n = b + c
     result = TestResult(
         test="mcnemar",
@@ -271,12 +334,30 @@ def mcnemar(
     )
     p_exact = float(stats.binomtest(b, n, 0.5).pvalue) if n else 1.0
     result.extra = {"b": b, "c": c, "p_value_exact_binomial": p_exact}
+    if n == 0:
+        result.extra.update(
+            statistic_corrected=NAN,
+            p_value_corrected=NAN,
+            statistic_uncorrected=NAN,
+            p_value_uncorrected=NAN,
+        )
+        if exact:
+            result.statistic, result.p_value = 0.0, p_exact
+            return result
+        result.reason = "no discordant pairs: the chi-squared statistic is 0/0 (the exact p is 1)"
+        return result
+    corrected = (max(abs(b - c) - 1, 0)) ** 2 / n
+    uncorrected = (b - c) ** 2 / n
+    result.extra.update(
+        statistic_corrected=float(corrected),
+        p_value_corrected=float(stats.chi2.sf(corrected, 1)),
+        statistic_uncorrected=float(uncorrected),
+        p_value_uncorrected=float(stats.chi2.sf(uncorrected, 1)),
+    )
     if exact:
         result.statistic, result.p_value = float(min(b, c)), p_exact
         return result
-    if n == 0:
-        result.reason = "no discordant pairs: the chi-squared statistic is 0/0 (the exact p is 1)"
-        return result
-    stat = (abs(b - c) - (1 if correction else 0)) ** 2 / n if not (correction and b == c) else 0.0
-    result.statistic, result.p_value = float(stat), float(stats.chi2.sf(stat, 1))
+    kind = "corrected" if correction else "uncorrected"
+    result.statistic = result.extra[f"statistic_{kind}"]
+    result.p_value = result.extra[f"p_value_{kind}"]
     return result

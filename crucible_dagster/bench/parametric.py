@@ -16,9 +16,11 @@ from crucible_dagster.bench.data import (
     as_sample,
     check_alternative,
     check_level,
+    constant_reason,
+    essentially_constant,
 )
 from crucible_dagster.bench.effect_size import (
-    common_language,
+    cles_normal,
     hedges_correction,
     noncentral_t_ci,
     standardized_difference,
@@ -71,8 +73,8 @@ def ttest(
             else NAN
         )
     result.df = df
-    if se == 0:
-        result.reason = "both groups are constant (zero variance): the t statistic is undefined"
+    if essentially_constant(se, m1, m2):
+        result.reason = constant_reason("both groups")
         return result
     t = diff / se
     half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, df)) * se
@@ -81,19 +83,22 @@ def ttest(
         _t_p_value(t, df, alternative),
         (diff - half, diff + half),
     )
-    if pooled > 0:
-        d, (low, high) = standardized_difference(diff, math.sqrt(pooled), n1, n2, confidence_level)
+    if not essentially_constant(math.sqrt(pooled), m1, m2):
+        d = standardized_difference(
+            diff, math.sqrt(pooled), n1, n2, confidence_level, scale=(m1, m2)
+        )
         j = hedges_correction(n1 + n2 - 2)
         result.effect_size, result.effect_size_name, result.effect_size_ci = (
-            d,
+            d.estimate,
             "cohens_d",
-            (low, high),
+            d.ci,
         )
         result.extra.update(
-            hedges_g=d * j,
-            hedges_g_ci_low=low * j,
-            hedges_g_ci_high=high * j,
-            cles=common_language(d),
+            hedges_g=d.estimate * j,
+            hedges_g_ci_low=d.ci[0] * j,
+            hedges_g_ci_high=d.ci[1] * j,
+            cles=cles_normal(d.estimate).estimate,
+            cles_normal=cles_normal(d.estimate).estimate,
         )
     return result
 
@@ -118,10 +123,10 @@ def paired_ttest(
         n=(n, n),
         extra={"mean_difference": mean, "sd_difference": sd},
     )
-    if sd == 0:
-        result.reason = "every pair differs by the same amount (zero variance of the differences): t is undefined"
-        return result
     se = sd / math.sqrt(n)
+    if essentially_constant(se, float(a.mean()), float(b.mean()), mean):
+        result.reason = constant_reason("the differences of the pairs")
+        return result
     t = mean / se
     half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, n - 1)) * se
     low, high = noncentral_t_ci(t, n - 1, confidence_level)
@@ -178,8 +183,8 @@ def anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> TestResu
         extra=extra,
     )
     result.effect_size, result.effect_size_name = float(extra["eta_squared"]), "eta_squared"
-    if ss_w == 0:
-        result.reason = "no variation within groups: F is undefined"
+    if essentially_constant(math.sqrt(ms_w), *extra["group_means"]):
+        result.reason = constant_reason("the values within each group")
         return result
     f = (ss_b / df_b) / ms_w
     result.statistic, result.p_value = f, float(stats.f.sf(f, df_b, df_w))
@@ -202,8 +207,11 @@ def welch_anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> Te
     result = TestResult(
         test="welch_anova", method="Welch one-way ANOVA", n=tuple(int(v) for v in n), extra=extra
     )
-    if np.any(variances == 0):
-        result.reason = "a group has zero variance: Welch weights n/s² are undefined"
+    if any(
+        essentially_constant(math.sqrt(v / size), m)
+        for v, size, m in zip(variances, n, means, strict=True)
+    ):
+        result.reason = constant_reason("the values of a group") + " (Welch weights n/s²)"
         return result
     w = n / variances
     mean_w = float(np.sum(w * means) / np.sum(w))
@@ -221,7 +229,12 @@ def welch_anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> Te
 
 
 def corrected_resampled_ttest(
-    differences: Any, *, n_train: int, n_test: int, alternative: str = "two-sided"
+    differences: Any,
+    *,
+    n_train: int,
+    n_test: int,
+    alternative: str = "two-sided",
+    confidence_level: float = 0.95,
 ) -> TestResult:
     """Nadeau & Bengio's corrected resampled t: var × (1/J + n_test/n_train), df = J − 1.
 
@@ -229,6 +242,7 @@ def corrected_resampled_ttest(
     """
     d = as_sample(differences, "differences", 2)
     check_alternative(alternative)
+    check_level(confidence_level)
     if n_train <= 0 or n_test <= 0:
         raise BenchDataError(f"n_train and n_test must be positive, got {n_train} and {n_test}")
     j = d.size
@@ -249,19 +263,19 @@ def corrected_resampled_ttest(
         n=(j,),
         extra=extra,
     )
-    if var == 0:
-        result.reason = "the score differences do not vary across resamples: t is undefined"
+    result.confidence_level = confidence_level
+    if essentially_constant(math.sqrt(var / j), mean):
+        result.reason = constant_reason("the score differences across resamples")
         extra.update(uncorrected_statistic=NAN, uncorrected_p_value=NAN)
         return result
     se = math.sqrt((1 / j + n_test / n_train) * var)
     t = mean / se
     naive = mean / math.sqrt(var / j)
-    half = float(stats.t.ppf(0.975, j - 1)) * se
-    result.statistic, result.p_value, result.ci, result.confidence_level = (
+    half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, j - 1)) * se
+    result.statistic, result.p_value, result.ci = (
         t,
         _t_p_value(t, j - 1, alternative),
         (mean - half, mean + half),
-        0.95,
     )
     result.effect_size, result.effect_size_name = mean / math.sqrt(var), "d_z"
     extra.update(
@@ -270,12 +284,15 @@ def corrected_resampled_ttest(
     return result
 
 
-def cv_5x2(scores_a: Any, scores_b: Any) -> TestResult:
+def cv_5x2(scores_a: Any, scores_b: Any, *, alternative: str = "two-sided") -> TestResult:
     """Dietterich's 5x2cv paired t (df 5) and Alpaydin's combined F (10, 5).
 
     ``scores_*`` are 5 replications x 2 folds, from the SAME five random 2-fold splits.
     The t numerator is the first fold of the first replication only, as Dietterich defines it.
+    ``alternative`` applies to t; the F test is two-sided by construction (squared differences).
+    The differences p and the per-replication variances s² it used are in the result.
     """
+    check_alternative(alternative)
     a = np.asarray(scores_a, dtype=float)
     b = np.asarray(scores_b, dtype=float)
     if a.shape != (5, 2) or b.shape != (5, 2):
@@ -287,14 +304,20 @@ def cv_5x2(scores_a: Any, scores_b: Any) -> TestResult:
     p = a - b
     s2 = ((p - p.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
     result = TestResult(
-        test="cv_5x2", method="5x2cv paired t", df=5.0, n=(10,), estimate=float(p.mean())
+        test="cv_5x2",
+        method="5x2cv paired t",
+        df=5.0,
+        n=(10,),
+        estimate=float(p.mean()),
+        alternative=alternative,
+        extra={"differences": p.tolist(), "variances": s2.tolist(), "f_df": [10, 5]},
     )
-    if s2.sum() == 0:
-        result.reason = "the two models' score differences do not vary: no difference can be tested (t and F undefined)"
-        result.extra = {"f_statistic": NAN, "f_p_value": NAN}
+    if essentially_constant(math.sqrt(s2.mean()), float(a.mean()), float(b.mean())):
+        result.reason = constant_reason("the two models' score differences")
+        result.extra.update(f_statistic=NAN, f_p_value=NAN)
         return result
     t = float(p[0, 0] / math.sqrt(s2.mean()))
     f = float((p**2).sum() / (2 * s2.sum()))
-    result.statistic, result.p_value = t, float(2 * stats.t.sf(abs(t), 5))
-    result.extra = {"f_statistic": f, "f_p_value": float(stats.f.sf(f, 10, 5)), "f_df": [10, 5]}
+    result.statistic, result.p_value = t, _t_p_value(t, 5, alternative)
+    result.extra.update(f_statistic=f, f_p_value=float(stats.f.sf(f, 10, 5)))
     return result

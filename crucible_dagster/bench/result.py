@@ -1,4 +1,9 @@
-"""One result shape for every test, JSON-safe through ``to_dict``."""
+"""One result shape for every test, JSON-safe through ``to_dict``.
+
+``to_dict`` names the effect size by what it is (``cohens_d``, ``d_z``, ``rank_biserial``,
+``matched_pairs_rank_biserial``, ``epsilon_squared``, ``kendalls_w``, ...) beside the generic
+``effect_size`` keys, so a reader finds it under the same name in every test that reports it.
+"""
 
 from __future__ import annotations
 
@@ -55,5 +60,10 @@ class TestResult:
             "effect_size_ci_high": self.effect_size_ci[1] if self.effect_size_ci else None,
             "reason": self.reason,
         }
+        if self.effect_size_name:  # the same key for the same effect size in every test
+            name = self.effect_size_name
+            out.setdefault(name, self.effect_size)
+            out.setdefault(f"{name}_ci_low", out["effect_size_ci_low"])
+            out.setdefault(f"{name}_ci_high", out["effect_size_ci_high"])
         out.update(self.extra)
         return out
