@@ -93,6 +93,7 @@ class Row:
     goal: str
     others_busy: float = 0.0
     unit: str = "s"
+    note: str = ""  #: what the figure relies on (a second core, say)
 
     @property
     def ratio(self) -> float:
@@ -132,6 +133,8 @@ def print_rows(title: str, rows: list[Row]) -> None:
             f"{row.name:<50} {_pair(row.ours, row.unit):>22} {_pair(row.baseline, row.unit):>24}  "
             f"{ratio:>16}  {cpu:>15}  {row.goal:<8} {row.baseline_name}"
         )
+        if row.note:
+            print(f"{'':<50} note: {row.note}")
         if row.others_busy > 0.25:
             print(
                 f"{'':<50} note: other processes used {row.others_busy:.0%} of a core while this "

@@ -222,3 +222,107 @@ def test_adjust_p_values_raises_bench_data_error() -> None:
         bench.adjust_p_values([0.5, 1.5])
     with pytest.raises(bench.BenchDataError):
         bench.adjust_p_values([0.1], "nonsense")
+
+
+def test_multi_sample_jackknife_leaves_one_observation_of_one_sample_out() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.lognormal(size=30), rng.lognormal(0.3, size=25)
+
+    def median_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(a, axis=axis) - np.median(b, axis=axis)
+
+    first, second = bench.multi_sample_jackknife([x, y], median_difference)
+    assert np.allclose(first, [np.median(np.delete(x, i)) - np.median(y) for i in range(30)])
+    assert np.allclose(second, [np.median(x) - np.median(np.delete(y, i)) for i in range(25)])
+    # Efron & Tibshirani eq. 15.36, written out for two samples
+    u = [(v.size - 1) * (v.mean() - v) for v in (first, second)]
+    numerator = sum(np.sum(ui**3) / ui.size**3 for ui in u)
+    denominator = sum(np.sum(ui**2) / ui.size**2 for ui in u)
+    expected = numerator / (6 * denominator**1.5)
+    assert bench.bca_acceleration([first, second]) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("statistic", ["mean_difference", "median_difference", "callable"])
+def test_two_sample_bootstrap_matches_scipy(statistic: str) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.lognormal(size=30), rng.lognormal(0.3, size=25)
+
+    def mean_ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+
+    names = {
+        "mean_difference": lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+        "median_difference": lambda a, b, axis=-1: (
+            np.median(a, axis=axis) - np.median(b, axis=axis)
+        ),
+        "callable": mean_ratio,
+    }
+    ours = bench.bootstrap(
+        (x, y),
+        mean_ratio if statistic == "callable" else statistic,
+        n_resamples=100_000,
+        seed=1,
+        methods=["percentile", "basic", "BCa"],
+    )
+    assert ours.n == (30, 25) and ours.extra["design"] == "independent"
+    assert math.isfinite(ours.extra["jackknife_acceleration"])
+    assert math.isfinite(ours.extra["bias_correction_z0"])
+    for method in ("percentile", "basic", "BCa"):
+        theirs = stats.bootstrap(
+            (x, y), names[statistic], n_resamples=100_000, method=method, rng=2
+        ).confidence_interval
+        width = theirs.high - theirs.low
+        # Monte Carlo error of the endpoints at 1e5 resamples is well under 3% of the width
+        assert ours.extra[f"{method.lower()}_ci_low"] == pytest.approx(theirs.low, abs=0.03 * width)
+        assert ours.extra[f"{method.lower()}_ci_high"] == pytest.approx(
+            theirs.high, abs=0.03 * width
+        )
+
+
+def test_bootstrap_rows_carry_acceleration_and_bias_correction() -> None:
+    from crucible_dagster.bench.compare import ComparisonSettings, _row, run_pairwise
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(0, 1, 20), rng.normal(0.5, 1, 20)
+    settings = ComparisonSettings(design="independent", n_resamples=2000, seed=3)
+    row = _row("a", "b", run_pairwise("bootstrap", x, y, settings), "independent", 0.05)
+    assert {"jackknife_acceleration", "bias_correction_z0"} <= set(row.to_dict())
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_tost_is_two_one_sided_t_tests(paired: bool) -> None:
+    rng = np.random.default_rng(11)
+    x = rng.normal(0.0, 1.0, 40)
+    y = x + rng.normal(0.05, 0.3, 40) if paired else rng.normal(0.05, 1.0, 40)
+    low, high = -0.5, 0.5
+    result = bench.tost(x, y, low=low, high=high, paired=paired)
+    if paired:
+        d = x - y
+        lower = stats.ttest_1samp(d, low, alternative="greater").pvalue
+        upper = stats.ttest_1samp(d, high, alternative="less").pvalue
+    else:
+        lower = stats.ttest_ind(x, y + low, equal_var=False, alternative="greater").pvalue
+        upper = stats.ttest_ind(x, y + high, equal_var=False, alternative="less").pvalue
+    assert result.extra["p_value_lower"] == pytest.approx(lower, rel=1e-9)
+    assert result.extra["p_value_upper"] == pytest.approx(upper, rel=1e-9)
+    assert result.p_value == pytest.approx(max(lower, upper), rel=1e-9)
+    assert result.extra["equivalent"] == (result.p_value < 0.05)
+    assert result.confidence_level == pytest.approx(0.90)
+    assert result.ci is not None  # the 1 - 2 alpha CI lies inside the bounds iff equivalent
+    assert (low < result.ci[0] and result.ci[1] < high) == result.extra["equivalent"]
+
+
+def test_tost_refuses_bad_bounds_and_constant_data_is_undefined() -> None:
+    with pytest.raises(bench.BenchDataError):
+        bench.tost([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], low=0.5, high=-0.5)
+    assert _undefined(bench.tost([0.1] * 8, [0.1] * 8, low=-0.1, high=0.1, paired=True))
+
+
+def test_power_follows_r_power_t_test_when_not_strict() -> None:
+    # R ?power.t.test: power.t.test(n = 20, delta = 1) -> power = 0.8689528 (strict = FALSE)
+    assert bench.power_ttest(1.0, 20, strict=False) == pytest.approx(0.8689528, abs=5e-8)
+    assert bench.power_ttest(1.0, 20) == pytest.approx(0.86895303, abs=5e-8)  # both tails
+    planned = bench.n_for_power(1.0, 0.9)
+    assert planned.exact == pytest.approx(22.0211, abs=2e-4) and planned.n == 23
+    assert planned.power >= 0.9 and float(planned) == planned.exact
+    assert bench.n_for_power(1.0, 0.9, strict=False).exact >= planned.exact

@@ -110,16 +110,16 @@ def compute(case: dict[str, Any]) -> dict[str, Any]:
         d = options["delta"] / options["sd"]
         return {
             "power_n20": bench.power_ttest(d, 20, options["alpha"]),
-            "n_power90_two_sided": bench.n_for_power(d, 0.9, options["alpha"]),
+            "n_power90_two_sided": bench.n_for_power(d, 0.9, options["alpha"]).exact,
             "n_power90_one_sided": bench.n_for_power(
                 d, 0.9, options["alpha"], alternative="greater"
-            ),
+            ).exact,
         }
     if test == "power_ttest_n":
         return {
             f"n_per_group_d{str(es).replace('.', '')}": bench.n_for_power(
                 es, options["power"], options["alpha"], options["alternative"]
-            )
+            ).exact
             for es in options["effect_sizes"]
         }
     if test == "shapiro":

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         rank_biserial_ci,
         two_sample_effect_sizes,
     )
+    from crucible_dagster.bench.equivalence import tost
     from crucible_dagster.bench.multiple import CORRECTIONS, adjust_p_values
     from crucible_dagster.bench.nonparametric import (
         friedman,
@@ -41,8 +42,17 @@ if TYPE_CHECKING:
         ttest,
         welch_anova,
     )
-    from crucible_dagster.bench.power import detectable_effect, n_for_power, power_ttest
-    from crucible_dagster.bench.resampling import bootstrap
+    from crucible_dagster.bench.power import (
+        SampleSize,
+        detectable_effect,
+        n_for_power,
+        power_ttest,
+    )
+    from crucible_dagster.bench.resampling import (
+        bca_acceleration,
+        bootstrap,
+        multi_sample_jackknife,
+    )
     from crucible_dagster.bench.result import TestResult
 
 # Exports load on first use: ``crucible_dagster.bench.rows`` (read by reports and quality
@@ -50,6 +60,10 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "BenchDataError": "data",
     "EffectSize": "effect_size",
+    "SampleSize": "power",
+    "bca_acceleration": "resampling",
+    "multi_sample_jackknife": "resampling",
+    "tost": "equivalence",
     "cles_normal": "effect_size",
     "probability_of_superiority": "effect_size",
     "rank_biserial_ci": "effect_size",
@@ -96,9 +110,11 @@ __all__ = [
     "CORRECTIONS",
     "BenchDataError",
     "EffectSize",
+    "SampleSize",
     "TestResult",
     "adjust_p_values",
     "anova",
+    "bca_acceleration",
     "bootstrap",
     "cles_normal",
     "cliffs_delta",
@@ -114,6 +130,7 @@ __all__ = [
     "levene",
     "mann_whitney",
     "mcnemar",
+    "multi_sample_jackknife",
     "n_for_power",
     "paired_d_z",
     "paired_ttest",
@@ -122,6 +139,7 @@ __all__ = [
     "rank_biserial",
     "rank_biserial_ci",
     "shapiro",
+    "tost",
     "ttest",
     "two_sample_effect_sizes",
     "welch_anova",

@@ -310,6 +310,8 @@ ROW_EXTRAS = (
     "hedges_g",
     "u_x",
     "w_plus",
+    "jackknife_acceleration",  # BCa's acceleration and bias correction, for a bootstrap row
+    "bias_correction_z0",
 )
 
 

@@ -1,13 +1,17 @@
-"""Power analysis for t-tests with the noncentral t, counting both rejection tails (pwr, statsmodels).
+"""Power analysis for t-tests with the noncentral t.
 
-R's ``power.t.test`` (strict=FALSE) counts one tail; the two differ below 1e-6 in power.
-``n_for_power`` returns the unrounded n; round it up per group.
+Two-sided power counts both rejection tails by default (pwr, statsmodels, and R's
+``power.t.test(strict = TRUE)``); ``strict=False`` follows R's default ``power.t.test``
+convention, where only the tail in the direction of the effect counts. The two differ by
+the far tail's probability (below 1e-6 for any useful power). ``n_for_power`` returns both
+the exact (unrounded) n and the n to plan with (rounded up, per group or pairs).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from scipy import optimize, stats
@@ -15,6 +19,29 @@ from scipy import optimize, stats
 from crucible_dagster.bench.data import check_alternative
 
 Design = Literal["two-sample", "paired", "one-sample"]
+
+
+@dataclass(frozen=True)
+class SampleSize:
+    """The n a power analysis asks for: ``exact`` as solved, ``n`` rounded up to plan with."""
+
+    exact: float
+    n: float  #: ``ceil(exact)`` (inf when no n reaches the power)
+    power: float  #: the power at ``n``
+    design: str
+    strict: bool
+
+    def __float__(self) -> float:
+        return self.exact
+
+    def to_dict(self) -> dict[str, float | str | bool]:
+        return {
+            "n_exact": self.exact,
+            "n": self.n,
+            "power_at_n": self.power,
+            "design": self.design,
+            "strict": self.strict,
+        }
 
 
 def _df_ncp(effect_size: float, n: float, design: Design) -> tuple[float, float]:
@@ -29,15 +56,23 @@ def power_ttest(
     alpha: float = 0.05,
     alternative: str = "two-sided",
     design: Design = "two-sample",
+    *,
+    strict: bool = True,
 ) -> float:
-    """Power to detect a standardized effect ``effect_size`` with ``n`` per group (or pairs)."""
+    """Power to detect a standardized effect ``effect_size`` with ``n`` per group (or pairs).
+
+    ``strict=False``: for a two-sided test, only the rejection tail on the side of the effect
+    counts (R's ``power.t.test`` default)."""
     check_alternative(alternative)
     df, ncp = _df_ncp(effect_size, n, design)
     if df <= 0:
         return float("nan")
     if alternative == "two-sided":
         crit = stats.t.ppf(1 - alpha / 2, df)
-        return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
+        upper, lower = float(stats.nct.sf(crit, df, ncp)), float(stats.nct.cdf(-crit, df, ncp))
+        if strict:
+            return upper + lower
+        return upper if effect_size >= 0 else lower
     if alternative == "greater":
         return float(stats.nct.sf(stats.t.ppf(1 - alpha, df), df, ncp))
     return float(stats.nct.cdf(stats.t.ppf(alpha, df), df, ncp))
@@ -62,14 +97,26 @@ def n_for_power(
     alpha: float = 0.05,
     alternative: str = "two-sided",
     design: Design = "two-sample",
-) -> float:
-    """Smallest (unrounded) n per group reaching ``power``; ``math.ceil`` it to plan."""
+    *,
+    strict: bool = True,
+) -> SampleSize:
+    """The smallest n per group (or pairs) reaching ``power``: exact and rounded up."""
     if effect_size == 0 or not math.isfinite(effect_size):
-        return float("inf")
+        return SampleSize(math.inf, math.inf, float("nan"), design, strict)
     d = abs(effect_size) if alternative != "less" else -abs(effect_size)
+
+    def power_at(n: float) -> float:
+        return power_ttest(d, n, alpha, alternative, design, strict=strict)
+
     # n = 2 is the smallest n with a defined t distribution in every design
-    return _solve_increasing(
-        lambda n: power_ttest(d, n, alpha, alternative, design), power, 2.0, 4.0, 1e9
+    exact = _solve_increasing(power_at, power, 2.0, 4.0, 1e9)
+    rounded = float(math.ceil(exact - 1e-9)) if math.isfinite(exact) else math.inf
+    return SampleSize(
+        exact,
+        rounded,
+        power_at(rounded) if math.isfinite(rounded) else float("nan"),
+        design,
+        strict,
     )
 
 

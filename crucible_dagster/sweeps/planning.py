@@ -89,10 +89,10 @@ def plan_seeds(
         )
     else:
         basis = f"assumed standardized effect size {effect_size:g} (no pilot needed)"
-    n_exact = n_for_power(effect_size, power, alpha, design="paired")
+    planned = n_for_power(effect_size, power, alpha, design="paired")
     return Plan(
-        math.ceil(n_exact) if math.isfinite(n_exact) else 0,
-        n_exact,
+        int(planned.n) if math.isfinite(planned.n) else 0,
+        planned.exact,
         effect_size,
         "paired over seeds",
         basis,
