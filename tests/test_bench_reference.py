@@ -19,7 +19,10 @@ from crucible_dagster import bench
 from tests.conftest import ROOT
 
 CASES_PATH = ROOT / "tests" / "data" / "bench_reference" / "cases.json"
-CASES: list[dict[str, Any]] = json.loads(CASES_PATH.read_text())
+#: cases added here beyond the shared file (its copy must stay identical to shared/)
+EXTRA_PATH = ROOT / "tests" / "data" / "bench_reference" / "cases_extra.json"
+SHARED_CASES: list[dict[str, Any]] = json.loads(CASES_PATH.read_text())
+CASES: list[dict[str, Any]] = SHARED_CASES + json.loads(EXTRA_PATH.read_text())
 NOT_PRODUCED: dict[tuple[str, str], str] = {}
 PREFIXES = {"bh": "benjamini_hochberg"}
 
@@ -91,6 +94,27 @@ def compute(case: dict[str, Any]) -> dict[str, Any]:
             method=options.get("method", "auto"),
             continuity_correction=options.get("continuity_correction", True),
         ).to_dict()
+    if test == "mcnemar_both":
+        return bench.mcnemar(inputs["table"]).to_dict()
+    if test == "rank_biserial":
+        if options["paired"]:
+            result = bench.wilcoxon(inputs["x"], inputs["y"]).to_dict()
+            name = "matched_pairs_rank_biserial"
+        else:
+            result = bench.mann_whitney(inputs["x"], inputs["y"]).to_dict()
+            name = "rank_biserial"
+        return {
+            "r": result[name],
+            "ci_low": result[f"{name}_ci_low"],
+            "ci_high": result[f"{name}_ci_high"],
+        }
+    if test == "cles_normal":
+        return bench.cles_normal(bench.cohens_d(inputs["x"], inputs["y"]).estimate).to_dict()
+    if test == "power_ttest_strict":
+        power = bench.power_ttest(
+            options["effect_size"], options["n"], options["alpha"], strict=options["strict"]
+        )
+        return {"power": power}
     if test == "mcnemar":
         return bench.mcnemar(
             inputs["b"], inputs["c"], correction=options["correction"], exact=options["exact"]
@@ -153,11 +177,12 @@ PARAMS = [(case, key) for case in CASES for key in case["expected"]]
 
 
 def test_reference_file_is_complete() -> None:
-    assert len(CASES) >= 51 and len(PARAMS) >= 210
+    assert len(SHARED_CASES) >= 51 and len(PARAMS) >= 210
+    assert len({case["id"] for case in CASES}) == len(CASES), "case ids are unique"
     assert all(case.get("source") for case in CASES), "every case names its published source"
     shared = ROOT.parent / "shared" / "bench_reference" / "cases.json"
     if shared.exists():  # the copy must not drift from the team's shared reference
-        assert json.loads(shared.read_text()) == CASES
+        assert json.loads(shared.read_text()) == SHARED_CASES
 
 
 def _close(got: Any, expected: Any, tolerance: dict[str, float] | None) -> bool:

@@ -174,6 +174,21 @@ def test_html_escapes_everything_from_data(tmp_path: Path) -> None:
             True,
         ),
         ({"name": "none", "kind": "superiority", "treatment": "a", "baseline": "c"}, False),
+        # CI [0.01, 0.09] (or [-0.09, -0.01] reversed) inside (-0.1, 0.1): equivalent
+        (
+            {"name": "eq", "kind": "equivalence", "treatment": "b", "baseline": "a", "margin": 0.1},
+            True,
+        ),
+        (
+            {
+                "name": "eq",
+                "kind": "equivalence",
+                "treatment": "a",
+                "baseline": "b",
+                "margin": 0.05,
+            },
+            False,
+        ),
     ],
 )
 def test_quality_target_verdicts(target: dict[str, Any], passed: bool) -> None:
@@ -195,10 +210,17 @@ def test_quality_target_verdicts(target: dict[str, Any], passed: bool) -> None:
     }
     verdict = evaluate_target(QualityTarget.model_validate(target), metrics)
     assert verdict.passed is passed, verdict.message
-    if target.get("kind") in ("superiority", "non_inferiority") and target["baseline"] != "c":
+    if target.get("kind", "threshold") != "threshold" and target["baseline"] != "c":
         assert verdict.ci_low is not None and verdict.p_value == 0.01
         sign = 1 if target["treatment"] == "a" else -1
         assert verdict.estimate == pytest.approx(0.05 * sign)
+
+
+def test_an_equivalence_target_needs_a_positive_margin() -> None:
+    with pytest.raises(ValueError, match="margin above 0"):
+        QualityTarget.model_validate(
+            {"name": "eq", "kind": "equivalence", "treatment": "a", "baseline": "b"}
+        )
 
 
 def _targets_experiment(fail_run: bool) -> Experiment:

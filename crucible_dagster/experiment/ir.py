@@ -324,10 +324,11 @@ class QualityTarget(IRModel):
 
     ``threshold``: ``metric op value``. ``superiority``: the CI of ``treatment - baseline``
     lies above ``margin``. ``non_inferiority``: its lower bound lies above ``-margin``.
+    ``equivalence``: the CI lies inside ``(-margin, margin)`` (two one-sided tests).
     """
 
     name: str
-    kind: Literal["threshold", "superiority", "non_inferiority"] = "threshold"
+    kind: Literal["threshold", "superiority", "non_inferiority", "equivalence"] = "threshold"
     metric: str | None = Field(
         default=None, description="Dotted path into metrics, e.g. 'cv.accuracy.mean'."
     )
@@ -350,6 +351,11 @@ class QualityTarget(IRModel):
             raise ValueError("a threshold target needs 'metric' and 'value'")
         if self.kind != "threshold" and (self.treatment is None or self.baseline is None):
             raise ValueError(f"a {self.kind} target needs 'treatment' and 'baseline'")
+        if self.kind == "equivalence" and not self.margin > 0:
+            raise ValueError(
+                f"an equivalence target needs a margin above 0 (the bounds are -margin and "
+                f"+margin), got {self.margin!r}"
+            )
         return self
 
 

@@ -3,6 +3,8 @@
 ``threshold``: a metric (dotted path into ``metrics``) compared with a value.
 ``superiority``: the CI of ``treatment − baseline`` (from the bench comparisons) lies above ``margin``.
 ``non_inferiority``: that CI's lower bound lies above ``−margin``.
+``equivalence``: that CI lies inside ``(−margin, margin)``: two one-sided tests (TOST), each
+at α = (1 − confidence level) / 2, so the bench's 95% CI gives TOST at α = 0.025.
 Verdicts land in ``metrics["quality_targets"]``; under Dagster each is an asset check on the report.
 """
 
@@ -88,6 +90,22 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
             test=row.test,
         )
     estimate, low, high = (estimate * sign, *sorted((low * sign, high * sign)))
+    numbers = {
+        "estimate": estimate,
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": finite_number(row.p_value),
+        "test": row.test,
+    }
+    if target.kind == "equivalence":
+        passed = -target.margin < low and high < target.margin
+        message = (
+            f"{target.treatment} - {target.baseline} = {estimate:.4g}, CI [{low:.4g}, {high:.4g}] "
+            f"{'inside' if passed else 'not inside'} (-{target.margin:g}, {target.margin:g}): "
+            f"{target.treatment} is {'' if passed else 'not shown '}equivalent to "
+            f"{target.baseline} (TOST)"
+        )
+        return verdict(passed, message, **numbers)
     bound = target.margin if target.kind == "superiority" else -target.margin
     passed = low > bound
     claim = "superior to" if target.kind == "superiority" else "non-inferior to"
@@ -96,15 +114,7 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
         f"{'above' if passed else 'not above'} {bound:g}: "
         f"{target.treatment} is {'' if passed else 'not shown '}{claim} {target.baseline}"
     )
-    return verdict(
-        passed,
-        message,
-        estimate=estimate,
-        ci_low=low,
-        ci_high=high,
-        p_value=finite_number(row.p_value),
-        test=row.test,
-    )
+    return verdict(passed, message, **numbers)
 
 
 def evaluate_targets(ctx: Context) -> list[Verdict]:
