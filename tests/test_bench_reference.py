@@ -97,16 +97,14 @@ def compute(case: dict[str, Any]) -> dict[str, Any]:
     if test == "mcnemar_both":
         return bench.mcnemar(inputs["table"]).to_dict()
     if test == "rank_biserial":
-        if options["paired"]:
-            result = bench.wilcoxon(inputs["x"], inputs["y"]).to_dict()
-            name = "matched_pairs_rank_biserial"
-        else:
-            result = bench.mann_whitney(inputs["x"], inputs["y"]).to_dict()
-            name = "rank_biserial"
+        paired = options["paired"]
+        test_of = bench.wilcoxon if paired else bench.mann_whitney
+        values = test_of(inputs["x"], inputs["y"]).to_dict()
+        name = "matched_pairs_rank_biserial" if paired else "rank_biserial"
         return {
-            "r": result[name],
-            "ci_low": result[f"{name}_ci_low"],
-            "ci_high": result[f"{name}_ci_high"],
+            "r": values[name],
+            "ci_low": values[f"{name}_ci_low"],
+            "ci_high": values[f"{name}_ci_high"],
         }
     if test == "cles_normal":
         return bench.cles_normal(bench.cohens_d(inputs["x"], inputs["y"]).estimate).to_dict()
