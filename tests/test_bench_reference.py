@@ -57,7 +57,7 @@ def compute(case: dict[str, Any]) -> dict[str, Any]:
         ).to_dict()
     if test == "cliffs_delta":
         delta, (low, high) = bench.cliffs_delta(
-            inputs["x"], inputs["y"], options.get("confidence_level", 0.95)
+            inputs["x"], inputs["y"], confidence_level=options.get("confidence_level", 0.95)
         )
         return {"cliffs_delta": delta, "ci_low": low, "ci_high": high}
     if test == "corrected_resampled_ttest":

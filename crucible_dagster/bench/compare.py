@@ -227,9 +227,9 @@ def run_pairwise(
     if test == "paired_ttest":
         return paired_ttest(x, y, alternative=alternative, confidence_level=level)
     if test == "mann_whitney":
-        return mann_whitney(x, y, alternative=alternative)
+        return mann_whitney(x, y, alternative=alternative, confidence_level=level)
     if test == "wilcoxon":
-        return wilcoxon(x, y, alternative=alternative)
+        return wilcoxon(x, y, alternative=alternative, confidence_level=level)
     if test == "bootstrap":
         return bootstrap_difference(
             x,

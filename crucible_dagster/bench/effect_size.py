@@ -129,7 +129,7 @@ def standardized_difference(
     )
 
 
-def cohens_d(x: Any, y: Any, confidence_level: float = 0.95) -> EffectSize:
+def cohens_d(x: Any, y: Any, *, confidence_level: float = 0.95) -> EffectSize:
     """Cohen's d for mean(x) − mean(y) over the pooled SD (ddof 1)."""
     a, b = as_sample(x, "x", 2), as_sample(y, "y", 2)
     check_level(confidence_level)
@@ -139,9 +139,9 @@ def cohens_d(x: Any, y: Any, confidence_level: float = 0.95) -> EffectSize:
     )
 
 
-def hedges_g(x: Any, y: Any, confidence_level: float = 0.95) -> EffectSize:
+def hedges_g(x: Any, y: Any, *, confidence_level: float = 0.95) -> EffectSize:
     """Hedges' g = d·J with the exact J(df); its CI is d's CI × J."""
-    d = cohens_d(x, y, confidence_level)
+    d = cohens_d(x, y, confidence_level=confidence_level)
     j = hedges_correction(len(x) + len(y) - 2)
     return EffectSize(
         "hedges_g",
@@ -155,7 +155,7 @@ def hedges_g(x: Any, y: Any, confidence_level: float = 0.95) -> EffectSize:
 
 
 def glass_delta(
-    x: Any, y: Any, reference: Literal["x", "y"] = "y", confidence_level: float = 0.95
+    x: Any, y: Any, *, reference: Literal["x", "y"] = "y", confidence_level: float = 0.95
 ) -> EffectSize:
     """(mean(x) − mean(y)) / SD of the reference (control) group, which the caller names explicitly."""
     a, b = as_sample(x, "x", 2), as_sample(y, "y", 2)
@@ -174,7 +174,7 @@ def glass_delta(
     )
 
 
-def paired_d_z(differences: Any, confidence_level: float = 0.95) -> EffectSize:
+def paired_d_z(differences: Any, *, confidence_level: float = 0.95) -> EffectSize:
     """d_z = mean(d) / sd(d) with a noncentral-t CI (df = n − 1)."""
     d = as_sample(differences, "differences", 2)
     check_level(confidence_level)
@@ -222,7 +222,7 @@ def rank_biserial(u_x: float, n1: int, n2: int) -> float:
 
 
 def rank_biserial_ci(
-    r: float, n1: int, n2: int | None = None, confidence_level: float = 0.95
+    r: float, n1: int, n2: int | None = None, *, confidence_level: float = 0.95
 ) -> tuple[float, float]:
     """Fisher-z CI of a rank-biserial correlation as R's effectsize computes it: SE of atanh(r)
     √((n1+n2+1)/(3·n1·n2)) for two samples, √((2n³+3n²+n)/6)/((n²+n)/2) for n nonzero
@@ -242,7 +242,7 @@ def rank_biserial_ci(
 FISHER_Z = "Fisher z (R effectsize)"
 
 
-def cliffs_delta(x: Any, y: Any, confidence_level: float = 0.95) -> EffectSize:
+def cliffs_delta(x: Any, y: Any, *, confidence_level: float = 0.95) -> EffectSize:
     """Cliff's δ = P(X>Y) − P(X<Y) with Feng & Cliff's asymmetric CI (effsize's default)."""
     a, b = as_sample(x, "x", 2), as_sample(y, "y", 2)
     check_level(confidence_level)
@@ -285,15 +285,15 @@ def epsilon_squared(h: float, n: int) -> EffectSize:
 
 
 def two_sample_effect_sizes(
-    x: Any, y: Any, confidence_level: float = 0.95, glass_reference: Literal["x", "y"] = "y"
+    x: Any, y: Any, *, confidence_level: float = 0.95, glass_reference: Literal["x", "y"] = "y"
 ) -> dict[str, Any]:
     """Every standardized and common-language effect size of two independent samples, by name."""
-    d = cohens_d(x, y, confidence_level)
+    d = cohens_d(x, y, confidence_level=confidence_level)
     out: dict[str, Any] = {}
     for effect in (
         d,
-        hedges_g(x, y, confidence_level),
-        glass_delta(x, y, glass_reference, confidence_level),
+        hedges_g(x, y, confidence_level=confidence_level),
+        glass_delta(x, y, reference=glass_reference, confidence_level=confidence_level),
         cles_normal(d.estimate),
         probability_of_superiority(x, y),
     ):

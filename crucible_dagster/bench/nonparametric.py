@@ -38,6 +38,7 @@ def mann_whitney(
     alternative: str = "two-sided",
     method: str = "auto",
     continuity_correction: bool = True,
+    confidence_level: float = 0.95,
 ) -> TestResult:
     """Mann-Whitney U of x (R's W). ``auto``: exact when both n < 50 and no ties (R's rule), else normal."""
     a, b = as_sample(x, "x", 1), as_sample(y, "y", 1)
@@ -53,10 +54,10 @@ def mann_whitney(
     u_x = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
     u_y = n1 * n2 - u_x
     r = rank_biserial(u_x, n1, n2)
-    r_ci = rank_biserial_ci(r, n1, n2)
+    r_ci = rank_biserial_ci(r, n1, n2, confidence_level=confidence_level)
     extra: dict[str, Any] = {"u_x": u_x, "u_y": u_y, "rank_biserial_ci_method": FISHER_Z}
     if n1 > 1 and n2 > 1:
-        extra.update(cliffs_delta(a, b).to_dict())
+        extra.update(cliffs_delta(a, b, confidence_level=confidence_level).to_dict())
     else:
         extra.update(cliffs_delta=r, cliffs_delta_ci_low=NAN, cliffs_delta_ci_high=NAN)
     extra.update(probability_of_superiority(a, b).to_dict())
@@ -108,6 +109,7 @@ def wilcoxon(
     alternative: str = "two-sided",
     method: str = "auto",
     continuity_correction: bool = True,
+    confidence_level: float = 0.95,
 ) -> TestResult:
     """Wilcoxon signed-rank on d = x − y (or on x alone). The statistic is W⁺ (R's V).
 
@@ -154,7 +156,9 @@ def wilcoxon(
     total = w_plus + w_minus
     r = (w_plus - w_minus) / total if total else NAN
     result.effect_size, result.effect_size_name = r, "matched_pairs_rank_biserial"
-    result.effect_size_ci = rank_biserial_ci(r, int(nonzero.size))
+    result.effect_size_ci = rank_biserial_ci(
+        r, int(nonzero.size), confidence_level=confidence_level
+    )
     result.extra.update(
         w_plus=w_plus,
         w_minus=w_minus,

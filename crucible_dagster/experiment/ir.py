@@ -359,7 +359,7 @@ class QualityTarget(IRModel):
         return self
 
 
-DEFAULT_TRIALS_PER_STEP = 10
+DEFAULT_TRIALS_PER_STEP = 20
 
 
 class SweepConfig(IRModel):
