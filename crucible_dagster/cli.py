@@ -27,6 +27,7 @@ from crucible_dagster.experiment.loading import (
 from crucible_dagster.experiment.option_schema import schema_to_json
 from crucible_dagster.experiment.problems import ExperimentError
 from crucible_dagster.experiment.unused import unused_settings
+from crucible_dagster.history.commands import RunNotFound, add_commands
 from crucible_dagster.runtime.preflight import check_file, check_files
 from crucible_dagster.runtime.registry import Registry, StageResolutionError
 from crucible_dagster.runtime.run_record import RunDirectoryError, check_run_id
@@ -434,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the JSON Schema of experiment files")
     p.set_defaults(func=cmd_schema)
+
+    add_commands(sub)
     return parser
 
 
@@ -463,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    except (UsageError, RunDirectoryError) as exc:
+    except (UsageError, RunDirectoryError, RunNotFound) as exc:
         print(f"crucible: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # disk full, read-only or missing artifacts root, ...

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from crucible_dagster.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,3 +33,35 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+@dataclass
+class Said:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+Cli = Callable[..., Said]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    def run(*args: str | Path) -> Said:
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        said = capsys.readouterr()
+        result = Said(code, said.out, said.err)
+        assert "Traceback" not in result.text, result.text
+        return result
+
+    return run

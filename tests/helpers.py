@@ -189,3 +189,34 @@ class ConstantScore(Stage):
 
     def run(self, ctx: Context, options: ScoreOptions) -> Context:
         return ctx.put_metric("fold_scores", {"model": [options.level] * 5})
+
+
+class UnitScoreOptions(StageOptions):
+    shift: float = Field(default=0.0, description="Added to the model's score on every unit.")
+    jitter: float = Field(default=0.004, ge=0, description="SD of this run's own noise.")
+    jitter_seed: int = Field(default=1, description="Seed of this run's own noise.")
+    units: int = Field(default=20, ge=2)
+
+
+class UnitScores(Stage):
+    """Scores of 'model' and 'reference' on the same units every run (the units' difficulty is
+    seeded by the experiment seed), plus a little noise of the run's own: a fast gate scenario."""
+
+    name = "unit_scores"
+    Options = UnitScoreOptions
+
+    def run(self, ctx: Context, options: UnitScoreOptions) -> Context:
+        seed = ctx.experiment.seed if ctx.experiment and ctx.experiment.seed is not None else 0
+        difficulty = np.random.default_rng(seed).normal(0.8, 0.05, options.units)
+        jitter = np.random.default_rng(options.jitter_seed).normal(0, options.jitter, options.units)
+        units = [f"sample_{i}" for i in range(options.units)]
+        frame = pd.DataFrame(
+            {
+                "group": ["model"] * options.units + ["reference"] * options.units,
+                "sample_id": units + units,
+                "value": np.concatenate([difficulty + options.shift + jitter, difficulty - 0.05]),
+            }
+        )
+        return ctx.assign("scores", frame).put_metric(
+            "per_unit", (difficulty + options.shift + jitter).tolist()
+        )

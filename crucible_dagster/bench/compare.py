@@ -249,12 +249,17 @@ def run_pairwise(
                 f"corrected_resampled_ttest needs one score per split for both groups, got {x.size} and {y.size}"
             )
         return corrected_resampled_ttest(
-            x - y, n_train=settings.n_train, n_test=settings.n_test, alternative=alternative
+            x - y,
+            n_train=settings.n_train,
+            n_test=settings.n_test,
+            alternative=alternative,
+            confidence_level=level,
         )
     if test == "cv_5x2":
         return cv_5x2(
             np.reshape(x, (5, 2)) if x.size == 10 else x,
             np.reshape(y, (5, 2)) if y.size == 10 else y,
+            alternative=alternative,
         )
     raise BenchDataError(f"unknown test {test!r}; pairwise tests: {', '.join(PAIRWISE_TESTS)}")
 

@@ -131,6 +131,13 @@ class CrossValidateOptions(StageOptions):
         default=1, ge=1, le=20, description="Repetitions of k-fold with different shuffles."
     )
     scoring: Literal["accuracy", "balanced_accuracy", "f1", "roc_auc"] = "accuracy"
+    label_noise: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of training labels replaced by a random class in each fold (seeded), "
+        "to degrade a run on purpose; test labels are never touched.",
+    )
 
 
 class CrossValidate(Stage):
@@ -166,9 +173,15 @@ class CrossValidate(Stage):
         x = features.to_numpy()
         y = np.asarray(target)
         rows = []
+        noise = np.random.default_rng([seed, 7919])
+        classes = np.unique(y)
         for fold, (train, test) in enumerate(splitter.split(x, y)):
+            y_train = y[train].copy()
+            if options.label_noise:
+                flip = noise.random(y_train.size) < options.label_noise
+                y_train[flip] = noise.choice(classes, int(flip.sum()))
             for model_name, spec in options.models.items():
-                estimator = make_estimator(spec, seed).fit(x[train], y[train])
+                estimator = make_estimator(spec, seed).fit(x[train], y_train)
                 rows.append(
                     {
                         "group": model_name,

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from crucible_dagster.dagster_plugin.factory import CompiledExperiment, compile_experiment
+from crucible_dagster.dagster_plugin.accept_job import accept_job
+from crucible_dagster.dagster_plugin.factory import (
+    DEFAULT_RESOURCE,
+    CompiledExperiment,
+    compile_experiment,
+)
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.experiment.loading import (
@@ -60,8 +65,13 @@ def definitions_from_experiments(
 
 
 def _definitions(compiled: list[CompiledExperiment], invalid: list[dg.AssetSpec]) -> dg.Definitions:
+    extra = (
+        [accept_job(DEFAULT_RESOURCE)]
+        if any(c.experiment.regression_baseline for c in compiled)
+        else []
+    )  # the UI's way to accept a baseline, where an experiment has a regression gate
     return dg.Definitions(
-        jobs=[c.job for c in compiled],
+        jobs=[c.job for c in compiled] + extra,
         assets=[a for c in compiled for a in c.assets] + invalid,
         schedules=[c.schedule for c in compiled if c.schedule is not None],
         asset_checks=[check for c in compiled for check in c.checks],

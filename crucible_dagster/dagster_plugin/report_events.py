@@ -17,7 +17,8 @@ import dagster as dg
 
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment, QualityTarget
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.history.gate import GATE_METRIC, GATE_NAME
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import numeric_metrics
 from crucible_dagster.runtime.quality import METRIC_KEY
@@ -59,12 +60,14 @@ def _verdict_metadata(verdict: Mapping[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-def _evaluation(asset_key: dg.AssetKey, verdict: Mapping[str, Any]) -> dg.AssetCheckEvaluation:
+def _evaluation(
+    asset_key: dg.AssetKey, verdict: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
         check_name=str(verdict["name"]),
         passed=bool(verdict.get("passed")),
-        metadata=_verdict_metadata(verdict),
+        metadata={**_verdict_metadata(verdict), **(extra or {})},
         severity=dg.AssetCheckSeverity.ERROR
         if verdict.get("severity") == "error"
         else dg.AssetCheckSeverity.WARN,
@@ -109,25 +112,30 @@ def report_events(
         )
     check_asset = translator.quality_check_asset_key(experiment)
     if produced and check_asset is not None:
+        gate = after.metrics.get(GATE_METRIC) or {}
         for verdict in verdicts:
-            yield _evaluation(check_asset, verdict)
+            extra = (
+                {
+                    "baseline_run_id": str(gate.get("baseline_run_id")),
+                    "outcome": gate.get("outcome"),
+                }
+                if verdict.get("name") == GATE_NAME
+                else {}
+            )
+            yield _evaluation(check_asset, verdict, extra)
 
 
-def _recheck(asset_key: dg.AssetKey, target: QualityTarget) -> dg.AssetChecksDefinition:
+def _recheck(
+    asset_key: dg.AssetKey, name: str, description: str, *, blocking: bool = False
+) -> dg.AssetChecksDefinition:
     """A check that re-reads the verdict recorded with the latest report, for runs from the UI."""
 
-    @dg.asset_check(
-        asset=asset_key,
-        name=target.name,
-        description=f"Quality target {target.name} ({target.kind}, severity {target.severity})",
-    )
+    @dg.asset_check(asset=asset_key, name=name, description=description, blocking=blocking)
     def _check(context):  # dagster inspects the annotation
         event = context.instance.get_latest_materialization_event(asset_key)
         materialization = event.asset_materialization if event else None
         stored = (
-            materialization.metadata.get(f"{QUALITY_PREFIX}{target.name}")
-            if materialization
-            else None
+            materialization.metadata.get(f"{QUALITY_PREFIX}{name}") if materialization else None
         )
         if stored is None:
             return dg.AssetCheckResult(
@@ -153,4 +161,24 @@ def quality_checks(
     asset_key = translator.quality_check_asset_key(experiment)
     if asset_key is None:
         return []
-    return [_recheck(asset_key, target) for target in experiment.quality_targets]
+    checks = [
+        _recheck(
+            asset_key,
+            target.name,
+            f"Quality target {target.name} ({target.kind}, severity {target.severity})",
+        )
+        for target in experiment.quality_targets
+    ]
+    gate = experiment.regression_baseline
+    if gate is not None:
+        checks.append(
+            _recheck(
+                asset_key,
+                GATE_NAME,
+                f"Regression gate: {gate.kind} against the {gate.policy.replace('_', ' ')} "
+                f"baseline run on {gate.metric} (margin {gate.margin:g}, alpha {gate.alpha:g}); "
+                "accept a baseline with the crucible_accept_baseline job or `crucible accept`",
+                blocking=True,
+            )
+        )
+    return checks

@@ -18,7 +18,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -359,6 +361,59 @@ class QualityTarget(IRModel):
         return self
 
 
+class RegressionBaseline(IRModel):
+    """The regression gate of a recurring experiment: compare each run with a baseline run on
+    the units both scored (folds from the same seed, sample ids), with a paired test."""
+
+    policy: Literal["last_accepted", "last_completed", "run"] = Field(
+        default="last_accepted",
+        description="Which earlier run is the baseline: the last one accepted (crucible accept), "
+        "the last completed one, or the run named by 'run'.",
+    )
+    run: str | None = Field(default=None, description="The baseline's run id (policy 'run').")
+    metric: str = Field(
+        description="What is compared per unit: 'scores:<group>' (a group of the run's "
+        "scores.parquet, written by the bench stage) or a dotted metrics path to a list of "
+        "numbers, one per unit."
+    )
+    kind: Literal["non_inferiority", "equivalence", "superiority"] = "non_inferiority"
+    margin: float = Field(default=0.0, ge=0, description="In the metric's units.")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    higher_is_better: bool = True
+    fail_run: bool = Field(
+        default=False, description="Fail the run (after its reports are written) on a regression."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_means_policy_run(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("run") and "policy" not in value:
+            return {**value, "policy": "run"}
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> RegressionBaseline:
+        if self.policy == "run" and not self.run:
+            raise ValueError("policy 'run' needs 'run': the baseline's run id")
+        if self.kind == "equivalence" and not self.margin > 0:
+            raise ValueError("an equivalence gate needs a margin above 0")
+        return self
+
+
+def _baseline_kind(value: Any) -> str:
+    """The original's ``baseline`` is a model reference (it has an ``id``); the port's regression
+    gate has a ``metric``: the keys say which one a file means."""
+    if isinstance(value, BaseModel):
+        return "gate" if isinstance(value, RegressionBaseline) else "model"
+    return "model" if isinstance(value, dict) and "id" in value else "gate"
+
+
+Baseline = Annotated[
+    Annotated[ModelRef, Tag("model")] | Annotated[RegressionBaseline, Tag("gate")],
+    Discriminator(_baseline_kind),
+]
+
+
 DEFAULT_TRIALS_PER_STEP = 20
 
 
@@ -410,7 +465,11 @@ class Experiment(IRModel):
     )
     model_version: ModelVersion | None = None
     training_config: TrainingConfig | None = None
-    baseline: ModelRef | None = None
+    baseline: Baseline | None = Field(
+        default=None,
+        description="A model reference (the original's, with 'id'), or the regression gate "
+        "(with 'metric'): see RegressionBaseline.",
+    )
     # port additions
     parameters: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[Seed] = Field(default_factory=list)
@@ -531,6 +590,10 @@ class Experiment(IRModel):
             if stage.name == name:
                 return stage
         raise KeyError(name)
+
+    @property
+    def regression_baseline(self) -> RegressionBaseline | None:
+        return self.baseline if isinstance(self.baseline, RegressionBaseline) else None
 
     @property
     def enabled_stages(self) -> list[StageDef]:

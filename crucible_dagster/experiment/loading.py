@@ -199,6 +199,19 @@ def parse_yaml_value(text: str) -> Any:
     return data if node is not None else None
 
 
+#: tags pydantic puts in an error's location for a discriminated union: not part of the file
+_UNION_TAGS = {"baseline": ("gate", "model")}
+
+
+def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    kept: list[str | int] = []
+    for part in loc:
+        if kept and isinstance(kept[-1], str) and part in _UNION_TAGS.get(kept[-1], ()):
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
 def validation_problems(
     error: ValidationError,
     model: type[BaseModel],
@@ -207,6 +220,7 @@ def validation_problems(
 ) -> list[Problem]:
     problems = []
     for err in error.errors():
+        err = {**err, "loc": _without_union_tags(err["loc"])}
         field, message = explain_error(err, model)
         ctx_field = (err.get("ctx") or {}).get("field")
         loc = (*prefix, *(parse_loc(ctx_field) if ctx_field else err["loc"]))

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.ir import Experiment, RegressionBaseline
 
 #: dotted IR paths that are accepted (the original's IR has them) but do nothing yet
 NOT_YET_USED = (
@@ -26,7 +26,7 @@ NOT_YET_USED = (
     "reliability.stats.options",
     "model_version",
     "training_config",
-    "baseline",
+    "baseline",  # the original's model reference; the regression gate (with 'metric') is used
 )
 
 
@@ -46,4 +46,5 @@ def unused_settings(experiment: Experiment) -> list[str]:
         f"{path}: configured but not used (accepted for compatibility; it has no effect yet)"
         for path in NOT_YET_USED
         if _set_value(experiment, path) not in (None, {}, [])
+        and not isinstance(_set_value(experiment, path), RegressionBaseline)  # the gate is used
     ]

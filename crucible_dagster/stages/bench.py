@@ -178,6 +178,22 @@ def comparison_settings(ctx: Context, options: BenchOptions, n_groups: int, bloc
     )
 
 
+def _keep_scores(ctx: Context, options: BenchOptions, groups: Mapping[str, list[Any]]) -> None:
+    import pandas as pd
+
+    from crucible_dagster.history.scores import write_scores
+
+    frame = (
+        ctx.assigns.get(options.data_key or "scores") if options.data_source == "assigns" else None
+    )
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(
+            [{"group": g, "value": v} for g, values in groups.items() for v in values]
+        )
+    assert ctx.run_dir is not None
+    write_scores(ctx.run_dir, frame)
+
+
 class BenchStage(Stage):
     name = "bench"
     description = "Statistical comparison of the experiment's results with effect sizes, CIs and a decision record"
@@ -208,6 +224,8 @@ class BenchStage(Stage):
                 table[column] = table[column].map(
                     lambda v: ", ".join(f"{x:g}" for x in v) if isinstance(v, list) else v
                 )
+        if ctx.run_dir:  # the units behind the statistics, for a later run to pair with
+            _keep_scores(ctx, options, groups)
         result = to_jsonable(comparison.to_dict())
         ctx = ctx.put_metric("bench", result).assign(
             {"bench_comparisons": table, "bench_groups": to_jsonable(groups)}

@@ -7,6 +7,7 @@ from typing import Any
 
 from crucible_dagster.common.files import atomic_write_text, safe_join
 from crucible_dagster.experiment.ir import OutputSpec
+from crucible_dagster.history.gate import GATE_METRIC, evaluate_gate, gate_metrics, gate_verdict
 from crucible_dagster.report.render import Plot, render
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.quality import METRIC_KEY, evaluate_targets
@@ -84,8 +85,14 @@ class ReportStage(Stage):
     Options = ReportOptions
 
     def run(self, ctx: Context, options: ReportOptions) -> Context:
-        if ctx.experiment and ctx.experiment.quality_targets:
-            ctx = ctx.put_metric(METRIC_KEY, [v.to_dict() for v in evaluate_targets(ctx)])
+        verdicts = [v.to_dict() for v in evaluate_targets(ctx)]
+        gate = ctx.experiment.regression_baseline if ctx.experiment else None
+        if gate is not None:
+            result = evaluate_gate(ctx, gate)
+            ctx = ctx.put_metric(GATE_METRIC, gate_metrics(gate, result))
+            verdicts.append(gate_verdict(gate, result).to_dict())
+        if verdicts:
+            ctx = ctx.put_metric(METRIC_KEY, verdicts)
         specs = ctx.experiment.outputs if ctx.experiment else []
         if not specs:
             return ctx

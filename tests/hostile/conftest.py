@@ -2,46 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.conftest import Cli, Said
 
-from crucible_dagster.cli import main
-
-
-@dataclass
-class Said:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-Cli = Callable[..., Said]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    def run(*args: str | Path) -> Said:
-        previous = signal.getsignal(signal.SIGTERM)
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-        said = capsys.readouterr()
-        result = Said(code, said.out, said.err)
-        assert "Traceback" not in result.text, result.text
-        return result
-
-    return run
+__all__ = ["Cli", "Said", "snapshot"]  # the cli fixture lives in tests/conftest.py
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -1,0 +1,42 @@
+"""Dagster's instance as a run source for ``crucible_dagster.history``: the runs of an
+experiment's job (by the ``crucible/experiment`` run tag), on SQLite or Postgres alike.
+
+Registered as the ``crucible_dagster.run_sources`` entry point ``dagster``; it answers only
+where ``DAGSTER_HOME`` names an instance, so a plain ``crucible`` user pays nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp else None
+
+
+def dagster_runs(experiment_id: str, instance: Any = None) -> list[dict[str, Any]]:
+    """One dict per Dagster run of the experiment: run id, status, start, end, parent."""
+    import dagster as dg
+
+    if instance is None:
+        if not os.environ.get("DAGSTER_HOME"):
+            return []
+        with dg.DagsterInstance.get() as owned:
+            return dagster_runs(experiment_id, owned)
+    tag = CrucibleTranslator().tag("experiment")
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={tag: experiment_id}))
+    return [
+        {
+            "run_id": record.dagster_run.run_id,
+            "status": record.dagster_run.status.value.lower(),
+            "started_at": _iso(record.start_time),
+            "ended_at": _iso(record.end_time),
+            "parent_run_id": record.dagster_run.parent_run_id,
+            "job_name": record.dagster_run.job_name,
+        }
+        for record in records
+    ]

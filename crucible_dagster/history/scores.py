@@ -1,0 +1,74 @@
+"""Per-unit scores, kept as Parquet in the run directory so a later run can pair with them.
+
+A unit is what a score was computed on (a fold of a seeded split, a seed, a sample id); the
+table is tidy: ``unit_id`` (text), ``group`` and ``value``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crucible_dagster.common.files import atomic_write_with
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCORES = "scores.parquet"
+UNIT_COLUMNS = ("block", "sample_id", "unit_id")
+
+
+def tidy_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """``unit_id, group, value`` from a bench table (``group``, ``value``, ``block`` or
+    ``sample_id``); a table without units numbers the observations of each group."""
+    import pandas as pd
+
+    unit = next((c for c in UNIT_COLUMNS if c in frame.columns), None)
+    units = (
+        frame[unit].astype(str)
+        if unit
+        else frame.groupby("group", sort=False).cumcount().astype(str)
+    )
+    return pd.DataFrame(
+        {
+            "unit_id": units.to_numpy(),
+            "group": frame["group"].astype(str).to_numpy(),
+            "value": frame["value"].astype(float).to_numpy(),
+        }
+    )
+
+
+def write_scores(run_dir: str | Path, frame: pd.DataFrame) -> Path:
+    path = Path(run_dir) / SCORES
+    tidy = tidy_scores(frame)
+    return atomic_write_with(path, lambda tmp: tidy.to_parquet(tmp, index=False))
+
+
+def read_scores(run_dir: str | Path) -> pd.DataFrame | None:
+    path = Path(run_dir) / SCORES
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def units_of(frame: pd.DataFrame | None, group: str) -> dict[str, float]:
+    """One group's scores by unit id (the mean where a unit has several)."""
+    if frame is None or frame.empty:
+        return {}
+    chosen = frame[frame["group"] == group]
+    return {
+        str(k): float(v) for k, v in chosen.groupby("unit_id", sort=False)["value"].mean().items()
+    }
+
+
+def values_by_unit(values: Any) -> dict[str, float]:
+    """A metric that is a list of numbers, one per unit: units are the positions."""
+    if not isinstance(values, list | tuple):
+        return {}
+    out = {}
+    for index, value in enumerate(values):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[str(index)] = float(value)
+    return out

@@ -1,0 +1,134 @@
+"""The regression gate and the run history under Dagster, on SQLite and on PostgreSQL (issue 13):
+the gate is the asset check ``no_regression`` on the report asset, read back from the instance;
+``history`` reads the same runs from the run directories and from the instance."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster._core.instance.ref import InstanceRef
+
+from crucible_dagster.dagster_plugin import build_job
+from crucible_dagster.dagster_plugin.accept_job import ACCEPT_JOB, accept_job
+from crucible_dagster.dagster_plugin.definitions import definitions_from_experiments
+from crucible_dagster.dagster_plugin.history_source import dagster_runs
+from crucible_dagster.dagster_plugin.resource import CrucibleResource
+from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.history import list_runs
+from tests.conftest import ROOT
+from tests.integration.test_postgres import PG, postgres_db
+from tests.test_history import gated
+
+__all__ = ["postgres_db"]  # the fixture, imported for the Postgres case
+
+
+def _scores(**options: Any) -> dict[str, Any]:
+    return {"ops": {"scores": {"config": options}}}
+
+
+def _scenario(instance: dg.DagsterInstance) -> list[tuple[str, str, bool, str]]:
+    """Accepted first run, a degraded second run that fails the gate, a clean third that passes."""
+    experiment = gated()
+    job = build_job(experiment)
+    first = job.execute_in_process(instance=instance)
+    accepted = accept_job(CrucibleResource()).execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {
+                "accept_baseline": {
+                    "config": {"experiment_id": "gated", "run_id": first.run_id, "note": "ok"}
+                }
+            }
+        },
+    )
+    assert accepted.success
+    second = job.execute_in_process(
+        instance=instance, run_config=_scores(shift=-0.03, jitter_seed=2), raise_on_error=False
+    )
+    assert not second.success  # fail_run: the run fails once the reports are written
+    third = job.execute_in_process(instance=instance, run_config=_scores(jitter_seed=3))
+    assert third.success
+
+    report = CrucibleTranslator().quality_check_asset_key(experiment)
+    assert report is not None
+    check = dg.AssetCheckKey(report, "no_regression")
+    executions = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
+    by_run = {e.run_id: e for e in executions}
+    assert set(by_run) == {first.run_id, second.run_id, third.run_id}
+    for run, passed in ((first, True), (second, False), (third, True)):
+        evaluation = by_run[run.run_id].event.dagster_event.event_specific_data
+        assert evaluation.passed is passed
+        metadata = evaluation.metadata
+        if run is first:
+            assert metadata["outcome"].value == "no_baseline"
+            continue
+        assert metadata["baseline_run_id"].value == first.run_id
+        assert {"estimate", "ci_low", "ci_high", "p_value"} <= set(metadata)
+    assert by_run[second.run_id].event.dagster_event.event_specific_data.severity == (
+        dg.AssetCheckSeverity.ERROR
+    )
+
+    rows = list_runs("gated", sources=[lambda e: dagster_runs(e, instance)])
+    assert [r.run_id for r in rows] == [first.run_id, second.run_id, third.run_id]
+    return [(r.status, r.dagster_status or "", r.accepted, r.recorded_in) for r in rows]
+
+
+EXPECTED = [
+    ("completed", "success", True, "both"),
+    ("failed", "failure", False, "both"),
+    ("completed", "success", False, "both"),
+]
+
+
+def test_gate_and_history_on_sqlite(tmp_path: Path) -> None:
+    with dg.instance_for_test() as instance:
+        assert _scenario(instance) == EXPECTED
+
+
+@pytest.mark.postgres
+def test_gate_and_history_on_postgres(
+    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRUCIBLE_PG_HOST", PG["host"])
+    monkeypatch.setenv("CRUCIBLE_PG_PORT", str(PG["port"]))
+    monkeypatch.setenv("CRUCIBLE_PG_USER", PG["user"])
+    monkeypatch.setenv("CRUCIBLE_PG_PASSWORD", os.environ.get("CRUCIBLE_PG_PASSWORD", ""))
+    monkeypatch.setenv("CRUCIBLE_PG_DB", postgres_db)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.postgres.yaml").read_text())
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert _scenario(instance) == EXPECTED  # the same rows as on SQLite
+
+
+def test_the_gate_is_a_blocking_check_and_the_accept_job_is_there() -> None:
+    defs = definitions_from_experiments([gated()])
+    assert defs.resolve_job_def(ACCEPT_JOB) is not None
+    checks = [spec for checks_def in defs.asset_checks or [] for spec in checks_def.check_specs]
+    gate = next(spec for spec in checks if spec.name == "no_regression")
+    assert gate.blocking
+
+
+def test_history_reads_the_instance_where_dagster_home_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        result = build_job(gated()).execute_in_process(instance=instance)
+    rows = list_runs("gated")  # the registered entry point: no sources passed
+    assert [(r.run_id, r.recorded_in) for r in rows] == [(result.run_id, "both")]
+
+
+@pytest.fixture(autouse=True)
+def _no_dagster_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    yield
