@@ -27,7 +27,7 @@ from crucible_dagster.experiment.loading import (
 from crucible_dagster.experiment.option_schema import schema_to_json
 from crucible_dagster.experiment.problems import ExperimentError
 from crucible_dagster.experiment.unused import unused_settings
-from crucible_dagster.history.commands import RunNotFound, add_commands
+from crucible_dagster.run_history.commands import RunNotFound, add_commands
 from crucible_dagster.runtime.preflight import check_file, check_files
 from crucible_dagster.runtime.registry import Registry, StageResolutionError
 from crucible_dagster.runtime.run_record import RunDirectoryError, check_run_id

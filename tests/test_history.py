@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from crucible_dagster import Experiment, run
-from crucible_dagster.history import accept, accepted_run, history, list_runs
-from crucible_dagster.history.baselines import AcceptError
+from crucible_dagster import Experiment, history, run
+from crucible_dagster.run_history import accept, accepted_run, list_runs
+from crucible_dagster.run_history.baselines import AcceptError
 from tests.conftest import Cli
 
 

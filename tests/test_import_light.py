@@ -77,10 +77,10 @@ ALLOWED = {
     "bench": set(),
     "experiment": {"common"},
     "runtime": {"common", "experiment", "bench"},
-    "history": {"common", "experiment", "runtime", "bench"},
+    "run_history": {"common", "experiment", "runtime", "bench"},
     "report": {"common", "experiment", "runtime", "bench"},
     "sweeps": {"common", "experiment", "runtime", "bench", "report"},
-    "stages": {"common", "experiment", "runtime", "bench", "report", "history"},
+    "stages": {"common", "experiment", "runtime", "bench", "report", "run_history"},
     "contrib": {"common", "experiment", "runtime", "bench", "report"},
     "dagster_plugin": {
         "common",
@@ -90,7 +90,7 @@ ALLOWED = {
         "report",
         "sweeps",
         "stages",
-        "history",
+        "run_history",
     },
 }
 

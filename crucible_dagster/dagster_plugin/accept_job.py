@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
-from crucible_dagster.history.baselines import AcceptError, accept
+from crucible_dagster.run_history.baselines import AcceptError, accept
 from crucible_dagster.runtime.run_record import RunDirectoryError, run_directory
 
 ACCEPT_JOB = "crucible_accept_baseline"

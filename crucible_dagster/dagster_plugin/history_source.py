@@ -1,4 +1,4 @@
-"""Dagster's instance as a run source for ``crucible_dagster.history``: the runs of an
+"""Dagster's instance as a run source for ``crucible_dagster.run_history``: the runs of an
 experiment's job (by the ``crucible/experiment`` run tag), on SQLite or Postgres alike.
 
 Registered as the ``crucible_dagster.run_sources`` entry point ``dagster``; it answers only

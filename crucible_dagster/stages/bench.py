@@ -181,7 +181,7 @@ def comparison_settings(ctx: Context, options: BenchOptions, n_groups: int, bloc
 def _keep_scores(ctx: Context, options: BenchOptions, groups: Mapping[str, list[Any]]) -> None:
     import pandas as pd
 
-    from crucible_dagster.history.scores import write_scores
+    from crucible_dagster.run_history.scores import write_scores
 
     frame = (
         ctx.assigns.get(options.data_key or "scores") if options.data_source == "assigns" else None

@@ -7,8 +7,8 @@ from typing import Any
 
 from crucible_dagster.common.files import atomic_write_text, safe_join
 from crucible_dagster.experiment.ir import OutputSpec
-from crucible_dagster.history.gate import GATE_METRIC, evaluate_gate, gate_metrics, gate_verdict
 from crucible_dagster.report.render import Plot, render
+from crucible_dagster.run_history.gate import GATE_METRIC, evaluate_gate, gate_metrics, gate_verdict
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.quality import METRIC_KEY, evaluate_targets
 from crucible_dagster.runtime.run_record import (

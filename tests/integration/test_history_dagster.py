@@ -19,7 +19,7 @@ from crucible_dagster.dagster_plugin.definitions import definitions_from_experim
 from crucible_dagster.dagster_plugin.history_source import dagster_runs
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.history import list_runs
+from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
 from tests.integration.test_postgres import PG, postgres_db
 from tests.test_history import gated

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from crucible_dagster.experiment.ir import RegressionBaseline
-from crucible_dagster.history.baselines import accepted_run
-from crucible_dagster.history.scores import read_scores, units_of, values_by_unit
+from crucible_dagster.run_history.baselines import accepted_run
+from crucible_dagster.run_history.scores import read_scores, units_of, values_by_unit
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import metric_at
 from crucible_dagster.runtime.quality import Verdict

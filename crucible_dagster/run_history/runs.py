@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crucible_dagster.history.baselines import accepted_run
+from crucible_dagster.run_history.baselines import accepted_run
 from crucible_dagster.runtime.quality import METRIC_KEY
 from crucible_dagster.runtime.run_record import MANIFEST, artifacts_root, read_manifest, stale_note
 

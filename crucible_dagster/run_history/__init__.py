@@ -6,7 +6,7 @@ reports and per-unit scores (its artifacts); Dagster's instance holds the run, i
 asset materializations. ``history`` reads both.
 """
 
-from crucible_dagster.history.baselines import accept, accepted_run
-from crucible_dagster.history.runs import RunRow, history, list_runs
+from crucible_dagster.run_history.baselines import accept, accepted_run
+from crucible_dagster.run_history.runs import RunRow, history, list_runs
 
 __all__ = ["RunRow", "accept", "accepted_run", "history", "list_runs"]

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from crucible_dagster.common.jsonsafe import to_jsonable
-from crucible_dagster.history.baselines import AcceptError, accept
-from crucible_dagster.history.runs import list_runs
-from crucible_dagster.history.scores import read_scores
+from crucible_dagster.run_history.baselines import AcceptError, accept
+from crucible_dagster.run_history.runs import list_runs
+from crucible_dagster.run_history.scores import read_scores
 from crucible_dagster.runtime.run_record import MANIFEST, artifacts_root, read_manifest
 
 
@@ -116,7 +116,7 @@ def _paired_line(group: str, scores_a: Any, scores_b: Any, a: dict, b: dict) -> 
         choose_pairwise_test,
         run_pairwise,
     )
-    from crucible_dagster.history.scores import units_of
+    from crucible_dagster.run_history.scores import units_of
 
     here, there = units_of(scores_b, group), units_of(scores_a, group)
     shared = sorted(set(here) & set(there))
