@@ -220,6 +220,31 @@ def _check(confidence_level: float, n_resamples: int, methods: Sequence[str]) ->
     return _methods(methods)
 
 
+def _result(
+    theta_hat: float,
+    sizes: tuple[int, ...],
+    chosen: list[str],
+    confidence_level: float,
+    name: str,
+    n_resamples: int,
+    seed: int | None,
+) -> TestResult:
+    result = TestResult(
+        test="bootstrap",
+        estimate=theta_hat,
+        confidence_level=confidence_level,
+        n=sizes,
+        method=", ".join(chosen),
+    )
+    result.extra = {
+        "theta_hat": theta_hat,
+        "statistic_name": name,
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
+    return result
+
+
 def _finish(
     result: TestResult,
     replicates: np.ndarray,
@@ -261,19 +286,7 @@ def _bootstrap_one(
     name, fn = _statistic(statistic)
     rng = np.random.default_rng(seed)
     theta_hat = float(fn(data))
-    result = TestResult(
-        test="bootstrap",
-        estimate=theta_hat,
-        confidence_level=confidence_level,
-        n=(data.size,),
-        method=", ".join(chosen),
-    )
-    result.extra = {
-        "theta_hat": theta_hat,
-        "statistic_name": name,
-        "n_resamples": n_resamples,
-        "seed": seed,
-    }
+    result = _result(theta_hat, (data.size,), chosen, confidence_level, name, n_resamples, seed)
     if _constant(data):
         reason = "constant data: every resample gives the same value, the interval is degenerate"
         return _degenerate(result, chosen, reason)
@@ -340,20 +353,9 @@ def _bootstrap_many(
         )
     rng = np.random.default_rng(seed)
     theta_hat = float(fn(*samples, axis=-1))
-    result = TestResult(
-        test="bootstrap",
-        estimate=theta_hat,
-        confidence_level=confidence_level,
-        n=tuple(s.size for s in samples),
-        method=", ".join(chosen),
-    )
-    result.extra = {
-        "theta_hat": theta_hat,
-        "statistic_name": name,
-        "n_resamples": n_resamples,
-        "seed": seed,
-        "design": "paired" if paired else "independent",
-    }
+    sizes = tuple(s.size for s in samples)
+    result = _result(theta_hat, sizes, chosen, confidence_level, name, n_resamples, seed)
+    result.extra["design"] = "paired" if paired else "independent"
     if all(_constant(s) for s in samples):
         return _degenerate(result, chosen, "every sample is constant: the interval is degenerate")
     replicates = _resample_many(samples, fn, n_resamples, rng, paired)

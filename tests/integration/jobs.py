@@ -63,7 +63,8 @@ def sweep_experiment() -> Experiment:
             "id": "light_sweep",
             "parameters": {"level": [0.80, 0.82, 0.90]},
             "seeds": [1, 2, 3, 4],
-            "sweep": {"metric": "fold_scores.model"},
+            # 12 trials in two steps, so a re-execution can be seen to skip the other step
+            "sweep": {"metric": "fold_scores.model", "trials_per_step": 10},
             "pipeline": [
                 {
                     "name": "score",

@@ -4,7 +4,6 @@ the gate is the asset check ``no_regression`` on the report asset, read back fro
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
-from tests.integration.test_postgres import PG, postgres_db
+from tests.integration.test_postgres import postgres_db, postgres_home
 from tests.test_history import gated
 
 __all__ = ["postgres_db"]  # the fixture, imported for the Postgres case
@@ -94,14 +93,7 @@ def test_gate_and_history_on_sqlite(tmp_path: Path) -> None:
 def test_gate_and_history_on_postgres(
     postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CRUCIBLE_PG_HOST", PG["host"])
-    monkeypatch.setenv("CRUCIBLE_PG_PORT", str(PG["port"]))
-    monkeypatch.setenv("CRUCIBLE_PG_USER", PG["user"])
-    monkeypatch.setenv("CRUCIBLE_PG_PASSWORD", os.environ.get("CRUCIBLE_PG_PASSWORD", ""))
-    monkeypatch.setenv("CRUCIBLE_PG_DB", postgres_db)
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.postgres.yaml").read_text())
+    home = postgres_home(postgres_db, tmp_path, monkeypatch)
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert _scenario(instance) == EXPECTED  # the same rows as on SQLite

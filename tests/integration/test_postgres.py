@@ -55,21 +55,26 @@ def postgres_db() -> Iterator[str]:
         conn.close()
 
 
-def test_job_on_postgres_instance(
-    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The shipped dagster.postgres.yaml, with its connection fields from the environment.
+def postgres_home(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME with the shipped dagster.postgres.yaml, its connection from the environment."""
     monkeypatch.setenv("CRUCIBLE_PG_HOST", PG["host"])
     monkeypatch.setenv("CRUCIBLE_PG_PORT", str(PG["port"]))
     monkeypatch.setenv("CRUCIBLE_PG_USER", PG["user"])
     monkeypatch.setenv("CRUCIBLE_PG_PASSWORD", os.environ.get("CRUCIBLE_PG_PASSWORD", ""))
-    monkeypatch.setenv("CRUCIBLE_PG_DB", postgres_db)
-    monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
-    config = yaml.safe_load((ROOT / "dagster.postgres.yaml").read_text())
-    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    monkeypatch.setenv("CRUCIBLE_PG_DB", db)
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.postgres.yaml").read_text())
+    return home
+
+
+def test_job_on_postgres_instance(
+    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = postgres_home(postgres_db, tmp_path, monkeypatch)
+    monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
+    config = yaml.safe_load((ROOT / "dagster.postgres.yaml").read_text())
+    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         with dg.execute_job(dg.reconstructable(jobs.counting_job), instance=instance) as result:
