@@ -196,6 +196,11 @@ class UnitScoreOptions(StageOptions):
     jitter: float = Field(default=0.004, ge=0, description="SD of this run's own noise.")
     jitter_seed: int = Field(default=1, description="Seed of this run's own noise.")
     units: int = Field(default=20, ge=2)
+    shift_file: str | None = Field(
+        default=None,
+        description="A file (relative to CRUCIBLE_TEST_WORKDIR) whose number is added to shift: "
+        "degrades a scheduled run, whose config is fixed.",
+    )
 
 
 class UnitScores(Stage):
@@ -207,6 +212,10 @@ class UnitScores(Stage):
 
     def run(self, ctx: Context, options: UnitScoreOptions) -> Context:
         seed = ctx.experiment.seed if ctx.experiment and ctx.experiment.seed is not None else 0
+        shift = options.shift
+        if options.shift_file:
+            path = Path(os.environ.get("CRUCIBLE_TEST_WORKDIR", ".")) / options.shift_file
+            shift += float(path.read_text()) if path.exists() else 0.0
         difficulty = np.random.default_rng(seed).normal(0.8, 0.05, options.units)
         jitter = np.random.default_rng(options.jitter_seed).normal(0, options.jitter, options.units)
         units = [f"sample_{i}" for i in range(options.units)]
@@ -214,9 +223,9 @@ class UnitScores(Stage):
             {
                 "group": ["model"] * options.units + ["reference"] * options.units,
                 "sample_id": units + units,
-                "value": np.concatenate([difficulty + options.shift + jitter, difficulty - 0.05]),
+                "value": np.concatenate([difficulty + shift + jitter, difficulty - 0.05]),
             }
         )
         return ctx.assign("scores", frame).put_metric(
-            "per_unit", (difficulty + options.shift + jitter).tolist()
+            "per_unit", (difficulty + shift + jitter).tolist()
         )

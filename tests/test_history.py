@@ -209,3 +209,17 @@ def test_the_classifier_scenario_with_label_noise(
     lines = cli("runs", "list", "gated_cv").out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["clean1", "noisy", "clean2"]
     assert "[accepted]" in lines[0] and "failed" in lines[1]
+
+
+def test_the_html_report_plots_the_metric_over_the_history(artifacts_dir: Path) -> None:
+    data = gated().model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["outputs"] = [{"name": "summary", "formats": ["html", "markdown"]}]
+    experiment = Experiment.model_validate(data)
+    assert run(experiment, run_id="r1").ok
+    accept(artifacts_dir / "gated" / "r1")
+    assert run(with_scores(experiment, jitter_seed=3), run_id="r2").ok
+    svg = (artifacts_dir / "gated" / "r2" / "history.svg").read_text()
+    assert "History: mean per run with 95% CI" in svg
+    assert svg.count("<svg") == 1
+    html = (artifacts_dir / "gated" / "r2" / "summary.html").read_text()
+    assert "history" in html and "data:image/svg+xml" in html

@@ -113,3 +113,27 @@ def critical_difference_diagram(mean_ranks: Mapping[str, float], cd: float) -> s
     for spine in ("left", "right", "top"):
         axes.spines[spine].set_visible(False)
     return _svg(figure)
+
+
+def history_plot(points: Sequence[Any], metric: str) -> str | None:
+    """The gate's metric per run (mean over units, 95% CI), oldest left; the accepted baseline
+    is a filled star, this run a red point."""
+    if len(points) < 1:
+        return None
+    figure = _figure(7.5, 3.2)
+    axes = figure.add_subplot()
+    for index, point in enumerate(points):
+        colour = "#b91c1c" if point.current else "#1d4ed8"
+        axes.errorbar(
+            index,
+            point.mean,
+            yerr=[[point.mean - point.ci_low], [point.ci_high - point.mean]],
+            fmt="*" if point.accepted else "o",
+            markersize=12 if point.accepted else 6,
+            color=colour,
+            capsize=4,
+        )
+    axes.set_xticks(range(len(points)), [p.run_id[:8] for p in points], rotation=45, ha="right")
+    axes.set_ylabel(metric)
+    axes.set_title("History: mean per run with 95% CI (star: accepted baseline; red: this run)")
+    return _svg(figure)

@@ -64,10 +64,17 @@ def _plots(ctx: Context) -> dict[str, Any]:
     from crucible_dagster.bench.rows import comparison_rows
     from crucible_dagster.report import plots
 
+    made = {}
+    gate = ctx.experiment.regression_baseline if ctx.experiment else None
+    if gate is not None and ctx.run_dir:
+        from crucible_dagster.run_history.trend import metric_history
+
+        trend = plots.history_plot(metric_history(gate, Path(ctx.run_dir), ctx.run_id), gate.metric)
+        if trend:
+            made["history"] = trend
     bench = ctx.metrics.get("bench")
     if not isinstance(bench, dict) or bench.get("no_data"):
-        return {}
-    made = {}
+        return made
     forest = plots.forest_plot(comparison_rows(bench))
     if forest:
         made["forest plot"] = forest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -44,13 +45,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_dagster(tmp_path: Path, artifacts_dir: Path) -> Iterator[tuple[DagsterGraphQLClient, int]]:
+@contextlib.contextmanager
+def live_dagster_at(
+    tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, **env_extra: str
+) -> Iterator[tuple[DagsterGraphQLClient, int, Path]]:
+    """dagster-webserver and dagster-daemon on a fresh DAGSTER_HOME with ``dagster_yaml``;
+    yields the GraphQL client, the port and the home."""
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir))
+    shutil.copy(dagster_yaml, home / "dagster.yaml")
+    env = subprocess_env(
+        DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir), **env_extra
+    )
     bindir = Path(sys.executable).parent
+    subprocess.run(
+        [str(bindir / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True
+    )
     port = free_port()
     logs = [open(tmp_path / name, "w") for name in ("webserver.log", "daemon.log")]  # noqa: SIM115
     procs = [
@@ -91,7 +101,7 @@ def live_dagster(tmp_path: Path, artifacts_dir: Path) -> Iterator[tuple[DagsterG
                 "dagster-webserver did not start:\n"
                 + (tmp_path / "webserver.log").read_text()[-3000:]
             )
-        yield DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60), port
+        yield DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60), port, home
     finally:
         for proc in procs:
             proc.terminate()
@@ -102,6 +112,12 @@ def live_dagster(tmp_path: Path, artifacts_dir: Path) -> Iterator[tuple[DagsterG
                 proc.kill()
         for log in logs:
             log.close()
+
+
+@pytest.fixture
+def live_dagster(tmp_path: Path, artifacts_dir: Path) -> Iterator[tuple[DagsterGraphQLClient, int]]:
+    with live_dagster_at(tmp_path, artifacts_dir, ROOT / "dagster.yaml") as (client, port, _):
+        yield client, port
 
 
 def test_submit_run_with_config_override_and_read_launchpad_defaults(

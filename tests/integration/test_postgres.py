@@ -63,7 +63,7 @@ def postgres_home(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     monkeypatch.setenv("CRUCIBLE_PG_PASSWORD", os.environ.get("CRUCIBLE_PG_PASSWORD", ""))
     monkeypatch.setenv("CRUCIBLE_PG_DB", db)
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(parents=True)
     (home / "dagster.yaml").write_text((ROOT / "dagster.postgres.yaml").read_text())
     return home
 
