@@ -72,10 +72,15 @@ def _definitions(compiled: list[CompiledExperiment], invalid: list[dg.AssetSpec]
     )  # the UI's way to accept a baseline, where an experiment has a regression gate
     return dg.Definitions(
         jobs=[c.job for c in compiled] + extra,
-        assets=[a for c in compiled for a in c.assets] + invalid,
+        assets=_unique_assets(a for c in compiled for a in c.assets) + invalid,
         schedules=[c.schedule for c in compiled if c.schedule is not None],
         asset_checks=[check for c in compiled for check in c.checks],
     )
+
+
+def _unique_assets(specs: Iterable[dg.AssetSpec]) -> list[dg.AssetSpec]:
+    """Each key once: experiments on one dataset share its asset."""
+    return list({spec.key: spec for spec in specs}.values())
 
 
 def definitions_from_folder(

@@ -137,6 +137,9 @@ def compile_experiment(
     checks = quality_checks(experiment, translator)
     if experiment.is_sweep:  # a sweep's report is the comparison of its trials
         assets, checks = [translator.get_sweep_asset_spec(experiment)], []
+    dataset = translator.get_dataset_asset_spec(experiment)
+    if dataset is not None:
+        assets.append(dataset)
     return CompiledExperiment(
         experiment, job, assets, build_schedule(experiment, job, translator), checks
     )

@@ -29,6 +29,7 @@ from crucible_dagster.runtime.telemetry import Sink
 
 # Built once and shared by every op: Dagster resolves an In's type each time it builds one,
 # which is a fifth of the cost of loading a folder of many experiments.
+DATA_VERSION_TAG = "dagster/data_version"  # how an observation records a data version
 CONTEXT_IN = {
     "upstream": dg.In(description="The Context from the previous stage").to_definition("upstream")
 }
@@ -129,6 +130,24 @@ def _output_metadata(
         float_metadata(changed_numeric_metrics(before.metrics, after.metrics), "metric/")
     )
     return metadata
+
+
+def dataset_observations(
+    before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator
+) -> Iterator[dg.AssetObservation]:
+    """The experiment's dataset as this stage loaded it: its fingerprint is the data version of
+    the dataset asset, so the UI can tell which reports came from other data."""
+    key = translator.dataset_asset_key(experiment)
+    if key is None or experiment.dataset is None:
+        return
+    found = (after.assigns.get("data_fingerprints") or {}).get(experiment.dataset.name)
+    known = (before.assigns.get("data_fingerprints") or {}).get(experiment.dataset.name)
+    if isinstance(found, str) and found != known:
+        yield dg.AssetObservation(
+            asset_key=key,
+            metadata={"fingerprint": found, "crucible/experiment": experiment.id},
+            tags={DATA_VERSION_TAG: found[:32]},
+        )
 
 
 def stage_failure(failure: StageFailure, **context: str) -> dg.Failure:
@@ -244,6 +263,7 @@ def build_stage_op(
         result = outcome.context
         if not record.pending_stages:
             record.finish_context("completed", result)
+        yield from dataset_observations(ctx, result, experiment, translator)
         yield from report_events(ctx, result, experiment, translator)
         yield dg.Output(
             result, metadata=_output_metadata(ctx, result, stage_def.name, outcome.duration_ms)

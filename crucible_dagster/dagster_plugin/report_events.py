@@ -9,12 +9,14 @@ user re-check the latest report from the UI.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment
@@ -27,23 +29,89 @@ MAX_METRIC_ENTRIES = 200
 QUALITY_PREFIX = "quality/"
 
 
-def metric_metadata(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The run's numeric metrics as float metadata (the UI plots them across runs), at most MAX_METRIC_ENTRIES."""
-    return float_metadata(numeric_metrics(metrics), prefix)
-
-
 def float_metadata(numbers: Mapping[str, float], prefix: str = "") -> dict[str, Any]:
     items = list(numbers.items())[:MAX_METRIC_ENTRIES]
     return {f"{prefix}{key}": dg.MetadataValue.float(value) for key, value in items}
 
 
-def _comparison_table(metrics: Mapping[str, Any]) -> str | None:
-    bench = metrics.get("bench")
-    if not isinstance(bench, Mapping) or not bench.get("comparisons"):
-        return None
-    from crucible_dagster.report.markdown import bench_markdown
+def headline_names(experiment: Experiment) -> list[str]:
+    """The figures a report asset plots across materializations: each threshold target's metric,
+    the sweep metric, and the report stage's ``headline_metrics``; every other metric goes into
+    the one JSON entry ``metrics``."""
+    names = [t.metric for t in experiment.quality_targets if t.metric]
+    if experiment.sweep is not None:
+        names.append(experiment.sweep.metric)
+    for stage in experiment.pipeline:
+        listed = stage.options.get("headline_metrics") if stage.name == "report" else None
+        if isinstance(listed, list):
+            names.extend(str(n) for n in listed)
+    return list(dict.fromkeys(names))
 
-    return "\n".join(bench_markdown(bench))
+
+def headline_metadata(metrics: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
+    numbers = numeric_metrics(metrics)
+    chosen = {name: numbers[name] for name in headline_names(experiment) if name in numbers}
+    gate = metrics.get(GATE_METRIC)
+    if isinstance(gate, Mapping) and isinstance(gate.get("estimate"), int | float):
+        chosen[f"{GATE_NAME}.estimate"] = float(gate["estimate"])
+    return {
+        **float_metadata(chosen),
+        "metrics": dg.MetadataValue.json(to_jsonable(dict(metrics))),
+    }
+
+
+COMPARISON_COLUMNS = (
+    ("comparison", "string"),
+    ("test", "string"),
+    ("statistic", "float"),
+    ("df", "string"),
+    ("p", "float"),
+    ("p_adjusted", "float"),
+    ("difference", "float"),
+    ("ci_low", "float"),
+    ("ci_high", "float"),
+    ("effect_size", "string"),
+    ("effect", "float"),
+    ("effect_ci_low", "float"),
+    ("effect_ci_high", "float"),
+    ("n", "string"),
+)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def comparison_table(metrics: Mapping[str, Any]) -> dg.TableMetadataValue | None:
+    """The bench's comparisons as a table the UI renders (one row per pair; NaN as empty)."""
+    rows = [r for r in comparison_rows(metrics.get("bench")) if not r.reference_only]
+    if not rows:
+        return None
+    records = [
+        dg.TableRecord(
+            {
+                "comparison": row.label,
+                "test": row.test,
+                "statistic": _number(row.statistic),
+                "df": ", ".join(f"{v:g}" for v in row.df)
+                if isinstance(row.df, list)
+                else (f"{row.df:g}" if isinstance(row.df, int | float) else ""),
+                "p": _number(row.p_value),
+                "p_adjusted": _number(row.p_adjusted),
+                "difference": _number(row.estimate),
+                "ci_low": _number(row.ci_low),
+                "ci_high": _number(row.ci_high),
+                "effect_size": row.effect_size_name or "",
+                "effect": _number(row.effect_size),
+                "effect_ci_low": _number(row.effect_size_ci_low),
+                "effect_ci_high": _number(row.effect_size_ci_high),
+                "n": f"{row.n_a}, {row.n_b}",
+            }
+        )
+        for row in rows
+    ]
+    schema = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in COMPARISON_COLUMNS])
+    return dg.MetadataValue.table(records=records, schema=schema)
 
 
 def _verdict_metadata(verdict: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,14 +166,14 @@ def report_events(
                 metadata["preview"] = dg.MetadataValue.md(
                     Path(path).read_text(encoding="utf-8")[:20000]
                 )
-        table = _comparison_table(after.metrics)
-        if table:
-            metadata["comparisons"] = dg.MetadataValue.md(table)
+        table = comparison_table(after.metrics)
+        if table is not None:
+            metadata["comparisons"] = table
         for verdict in verdicts:
             metadata[f"{QUALITY_PREFIX}{verdict['name']}"] = dg.MetadataValue.json(
                 to_jsonable(dict(verdict))
             )
-        metadata.update(metric_metadata(after.metrics))
+        metadata.update(headline_metadata(after.metrics, experiment))
         yield dg.AssetMaterialization(
             asset_key=translator.report_asset_key(experiment, specs[item["name"]]),
             metadata=metadata,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -78,8 +79,57 @@ class CrucibleTranslator:
             description=f"Report {output.name!r} of experiment {experiment.id} ({', '.join(output.formats)}).",
             group_name=self.group_name(experiment),
             kinds={"crucible"},
-            tags={self.tag("experiment"): experiment.id},
+            tags=self.asset_tags(experiment),
             metadata={"formats": ", ".join(output.formats)},
+            deps=self.dataset_deps(experiment),
+            code_version=self.code_version(experiment),
+            owners=self.owners(experiment),
+        )
+
+    def code_version(self, experiment: Experiment) -> str:
+        """The IR's hash: the UI flags a report whose experiment changed since it was made."""
+        return experiment_hash(experiment)[:16]
+
+    def owners(self, experiment: Experiment) -> list[str]:
+        """The IR's ``owner`` as a Dagster owner: an email as it is, any other name as a team."""
+        owner = (experiment.owner or "").strip()
+        if not owner:
+            return []
+        return [owner if "@" in owner else f"team:{suggest_name(owner)}"]
+
+    def asset_tags(self, experiment: Experiment) -> dict[str, str]:
+        """The experiment tag, and the IR's ``tags`` as key-only asset tags (Dagster allows
+        63 characters of ``[A-Za-z0-9_.-]``; other characters become ``_``)."""
+        tags = {self.tag("experiment"): experiment.id}
+        for tag in experiment.tags or []:
+            key = re.sub(r"[^A-Za-z0-9_.-]", "_", str(tag))[:63]
+            if key:
+                tags[key] = ""
+        return tags
+
+    def dataset_asset_key(self, experiment: Experiment) -> dg.AssetKey | None:
+        """The dataset an experiment runs on, upstream of its reports; two experiments on one
+        dataset share the key."""
+        if experiment.dataset is None:
+            return None
+        return dg.AssetKey([TAG_PREFIX, "datasets", suggest_name(experiment.dataset.name)])
+
+    def dataset_deps(self, experiment: Experiment) -> list[dg.AssetKey]:
+        key = self.dataset_asset_key(experiment)
+        return [key] if key is not None else []
+
+    def get_dataset_asset_spec(self, experiment: Experiment) -> dg.AssetSpec | None:
+        key = self.dataset_asset_key(experiment)
+        if key is None or experiment.dataset is None:
+            return None
+        dataset = experiment.dataset
+        return dg.AssetSpec(
+            key=key,
+            description=f"Dataset {dataset.name!r} ({dataset.provider}, split {dataset.split}); "
+            "each run that loads it records its data fingerprint as the data version.",
+            group_name="crucible_datasets",
+            kinds={"dataset"},
+            metadata={"provider": dataset.provider, "split": dataset.split},
         )
 
     def sweep_asset_key(self, experiment: Experiment) -> dg.AssetKey:
@@ -91,7 +141,10 @@ class CrucibleTranslator:
             description=f"Sweep report of experiment {experiment.id}: configurations compared over seeds.",
             group_name=self.group_name(experiment),
             kinds={"crucible"},
-            tags={self.tag("experiment"): experiment.id},
+            tags=self.asset_tags(experiment),
+            deps=self.dataset_deps(experiment),
+            code_version=self.code_version(experiment),
+            owners=self.owners(experiment),
         )
 
     def quality_check_asset_key(self, experiment: Experiment) -> dg.AssetKey | None:

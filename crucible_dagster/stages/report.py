@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from crucible_dagster.common.files import atomic_write_text, safe_join
 from crucible_dagster.experiment.ir import OutputSpec
 from crucible_dagster.report.render import Plot, render
@@ -20,7 +22,11 @@ from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
 class ReportOptions(StageOptions):
-    pass
+    headline_metrics: list[str] = Field(
+        default_factory=list,
+        description="Metric paths the report asset plots across runs under Dagster, beside the "
+        "quality targets' metrics and the sweep metric (the rest is one JSON entry).",
+    )
 
 
 def report_base(ctx: Context) -> Path:

@@ -91,8 +91,16 @@ def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
         assert event is not None and event.run_id == runs["soft_targets"].run_id
         metadata = event.asset_materialization.metadata
         assert metadata["preview"].value.startswith("# Experiment soft_targets")
-        assert "treatment - baseline" in metadata["comparisons"].value
-        assert metadata["accuracy"].value == 0.8  # numeric metrics plot across runs
+        table = metadata["comparisons"]
+        assert isinstance(table, dg.TableMetadataValue)
+        (row,) = table.records
+        assert row.data["comparison"] == "treatment − baseline" and row.data["p"] < 0.001
+        assert {c.name for c in table.schema.columns} >= {"test", "p_adjusted", "ci_low", "n"}
+        # headline figures plot across runs (a target's metric); the rest is one JSON entry
+        assert metadata["accuracy"].value == 0.8
+        stored = metadata["metrics"]
+        assert isinstance(stored, dg.JsonMetadataValue) and "bench.alpha" not in metadata
+        assert isinstance(stored.data, dict) and stored.data["accuracy"] == 0.8
         assert Path(str(metadata["path/csv"].value)).exists()
 
         soft_checks = checks_of(instance, runs["soft_targets"].run_id)
