@@ -82,6 +82,18 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+def _preview(ctx: Context) -> str:
+    """The readable summary, with the run directory's plots linked by absolute file path."""
+    from crucible_dagster.report.markdown import summary_markdown
+
+    plots = (
+        {p.stem.replace("_", " "): str(p) for p in sorted(Path(ctx.run_dir).glob("*.svg"))}
+        if ctx.run_dir
+        else {}
+    )
+    return summary_markdown(ctx, plots)[:20000]
+
+
 def comparison_table(metrics: Mapping[str, Any]) -> dg.TableMetadataValue | None:
     """The bench's comparisons as a table the UI renders (one row per pair; NaN as empty)."""
     rows = [r for r in comparison_rows(metrics.get("bench")) if not r.reference_only]
@@ -162,10 +174,7 @@ def report_events(
             if not path:
                 continue
             metadata[f"path/{rendered['format']}"] = dg.MetadataValue.path(path)
-            if rendered["format"] == "markdown":
-                metadata["preview"] = dg.MetadataValue.md(
-                    Path(path).read_text(encoding="utf-8")[:20000]
-                )
+        metadata["preview"] = dg.MetadataValue.md(_preview(after))
         table = comparison_table(after.metrics)
         if table is not None:
             metadata["comparisons"] = table

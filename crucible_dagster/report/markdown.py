@@ -158,8 +158,7 @@ def _comparison_lines(rows: list[ComparisonRow]) -> list[str]:
     return [*lines, ""]
 
 
-def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
-    data = report_data(ctx)
+def _header(data: Mapping[str, Any]) -> list[str]:
     lines = [f"# Experiment {data['experiment_id']}", ""]
     if data["description"]:
         lines += [md_text(data["description"]), ""]
@@ -174,6 +173,12 @@ def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> st
             + ", ".join(f"{md_text(k)}={md_text(v)}" for k, v in data["parameters"].items())
         )
     lines.append("")
+    return lines
+
+
+def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
+    data = report_data(ctx)
+    lines = _header(data)
     numbers = numeric_metrics(ctx.metrics)
     if numbers:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
@@ -191,4 +196,27 @@ def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> st
         events = ctx.trace.statistics()["total_events"]
         mermaid = ctx.trace.export("mermaid")
         lines += ["## Trace", "", f"{events} events.", "", *md_fence(mermaid, "mermaid"), ""]
+    return "\n".join(lines)
+
+
+def summary_markdown(ctx: Context, plot_paths: Mapping[str, str] | None = None) -> str:
+    """A short readable summary for a preview pane (the Dagster asset page): the verdicts, the
+    comparison table and its decision record, and links to the plots' files. No JSON or
+    trace dumps: the full report has them."""
+    data = report_data(ctx)
+    lines = _header(data)
+    lines += quality_markdown(data["metrics"].get("quality_targets"))
+    gate = data["metrics"].get("regression_gate")
+    if isinstance(gate, Mapping) and gate.get("message"):
+        lines += [
+            "## Regression gate",
+            "",
+            f"{md_text(gate.get('outcome'))}: {md_text(gate['message'])}",
+            "",
+        ]
+    lines += bench_markdown(data["metrics"].get("bench"))
+    if plot_paths:
+        lines += ["## Plots", ""]
+        lines += [f"- [{md_text(name)}]({path})" for name, path in plot_paths.items()]
+        lines.append("")
     return "\n".join(lines)

@@ -90,7 +90,12 @@ def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
         )
         assert event is not None and event.run_id == runs["soft_targets"].run_id
         metadata = event.asset_materialization.metadata
-        assert metadata["preview"].value.startswith("# Experiment soft_targets")
+        preview = metadata["preview"].value
+        assert preview.startswith("# Experiment soft_targets")
+        # a readable summary: verdicts and the table, no JSON or trace dumps, plots as links
+        assert "## Quality targets" in preview and "## Comparisons" in preview
+        assert "```json" not in preview and "mermaid" not in preview
+        assert "/forest_plot.svg)" in preview and "- [forest plot](/" in preview
         table = metadata["comparisons"]
         assert isinstance(table, dg.TableMetadataValue)
         (row,) = table.records
