@@ -220,25 +220,30 @@ def _build_options_config_schema(
     fields: dict[str, dg.Field] = {}
     written_json = to_jsonable(dict(written))
     for key, config_type in types.items():
+        # What the file wrote is pre-filled in the Launchpad; the stage's own default is said in
+        # the description and applies when the field is left out, as if nobody had chosen it.
         has_written = key in written_json
-        default = written_json[key] if has_written else model_defaults.get(key)
-        has_default = has_written or key in model_defaults
+        description = descriptions.get(key)
+        if not has_written and key in model_defaults:
+            shown = f"default: {json.dumps(to_jsonable(model_defaults[key]))}"
+            description = f"{description} ({shown})" if description else shown
+        default = written_json.get(key)
         try:
             fields[key] = _field(
                 config_type,
-                required=key in required,
+                required=key in required and not has_written,
                 default=default,
-                has_default=has_default,
-                description=descriptions.get(key),
+                has_default=has_written,
+                description=description,
             )
         except (dg.DagsterInvalidConfigError, dg.DagsterInvalidDefinitionError):
             # e.g. "${params.lr}" written where a float goes: keep the value, loosen the type.
             fields[key] = _field(
                 dg.Any,
-                required=key in required,
+                required=key in required and not has_written,
                 default=default,
-                has_default=has_default,
-                description=descriptions.get(key),
+                has_default=has_written,
+                description=description,
             )
     for key in written_json:
         if key not in fields:

@@ -46,7 +46,8 @@ def build_job(
     registry = registry_for(experiment, registry)
     resource_defs = {
         IO_MANAGER_KEY: io_manager or DEFAULT_IO_MANAGER,
-        RESOURCE_KEY: resource or DEFAULT_RESOURCE,
+        # the experiment's seed (and a sweep's grid) as run config the Launchpad pre-fills
+        RESOURCE_KEY: (resource or DEFAULT_RESOURCE).for_experiment(experiment),
     }
     if experiment.is_sweep:
         from crucible_dagster.dagster_plugin.sweep import build_sweep_job

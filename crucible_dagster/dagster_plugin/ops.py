@@ -231,8 +231,9 @@ def build_stage_op(
 
     def execute(context: dg.OpExecutionContext, upstream: Context | None) -> Iterator[Any]:
         resource: CrucibleResource = context.resources.crucible
-        ctx = upstream if upstream is not None else _first_context(experiment, context.run_id)
-        record = dagster_run_record(experiment, context, completed=ctx.completed_stages())
+        run_experiment = resource.applied_to(experiment)  # this run's seed
+        ctx = upstream if upstream is not None else _first_context(run_experiment, context.run_id)
+        record = dagster_run_record(run_experiment, context, completed=ctx.completed_stages())
         ctx = replace(ctx, run_id=context.run_id, run_dir=str(record.path))
         if upstream is None:
             _check_run_start(experiment, registry, translator, context, record, ctx)

@@ -6,9 +6,12 @@ the Launchpad's ``resources: {crucible: {config: ...}}`` for one run.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
+from pydantic import ValidationError
+
+from crucible_dagster.experiment.ir import Experiment
 
 RESOURCE_KEY = "crucible"
 
@@ -21,3 +24,45 @@ class CrucibleResource(dg.ConfigurableResource):
 
     validate_options: Literal["off", "warn", "error"] = "error"
     """Like ``crucible run --validate-options``: ``error`` fails a stage on bad options."""
+
+    seed: int | None = None
+    """This run's experiment seed (0 to 4294967295); pre-filled with the experiment's."""
+
+    parameters: dict[str, list[Any]] | None = None
+    """A sweep's parameter grid for this run (name -> values); pre-filled with the experiment's."""
+
+    seeds: list[int] | None = None
+    """A sweep's seed replicates for this run; pre-filled with the experiment's."""
+
+    def for_experiment(self, experiment: Experiment) -> CrucibleResource:
+        """This resource with the experiment's seed (and grid) as the Launchpad's defaults."""
+        sweep = experiment.is_sweep
+        return CrucibleResource(
+            artifacts_dir=self.artifacts_dir,
+            validate_options=self.validate_options,
+            seed=experiment.seed,
+            parameters=dict(experiment.parameters) if sweep else None,
+            seeds=list(experiment.seeds) if sweep else None,
+        )
+
+    def applied_to(self, experiment: Experiment) -> Experiment:
+        """The experiment as this run's config sets it: seed, grid and seeds, checked like the
+        IR checks them (a bad value fails the run with the IR's message)."""
+        changes: dict[str, Any] = {}
+        if self.seed is not None and self.seed != experiment.seed:
+            changes["seed"] = self.seed
+        if self.parameters is not None and self.parameters != experiment.parameters:
+            changes["parameters"] = self.parameters
+        if self.seeds is not None and self.seeds != experiment.seeds:
+            changes["seeds"] = self.seeds
+        if not changes:
+            return experiment
+        data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        try:
+            return Experiment.model_validate({**data, **changes})
+        except ValidationError as exc:
+            raise dg.Failure(
+                description=f"resources.crucible.config: {exc.errors()[0]['msg']} "
+                f"({', '.join(str(p) for p in exc.errors()[0]['loc'])})",
+                allow_retries=False,
+            ) from None

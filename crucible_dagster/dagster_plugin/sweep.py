@@ -71,8 +71,6 @@ def _earlier_outcome(ancestors: list[Path], trial: Trial) -> TrialOutcome | None
 
 
 def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
-    batches = _batches(experiment)
-    trials = [t for batch in batches for t in batch]
 
     @dg.op(
         name=translator.op_definition_name(experiment, "plan_trials"),
@@ -82,7 +80,10 @@ def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDef
         required_resource_keys={RESOURCE_KEY},
     )
     def plan_trials(context):  # dagster inspects the (absent) annotations
-        dagster_run_record(experiment, context, steps=[], trials=[t.to_dict() for t in trials])
+        run_experiment = context.resources.crucible.applied_to(experiment)  # this run's grid
+        batches = _batches(run_experiment)
+        trials = [t for batch in batches for t in batch]
+        dagster_run_record(run_experiment, context, steps=[], trials=[t.to_dict() for t in trials])
         start = 0
         for batch in batches:
             yield dg.DynamicOutput(
@@ -106,7 +107,8 @@ def _trial_op(
         required_resource_keys={RESOURCE_KEY},
     )
     def run_one(context, trials):
-        sweep = dagster_run_record(experiment, context, steps=[])
+        run_experiment = context.resources.crucible.applied_to(experiment)
+        sweep = dagster_run_record(run_experiment, context, steps=[])
         ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
         sinks = [dagster_log_sink(context)]
         outcomes, failures = [], []
@@ -117,7 +119,7 @@ def _trial_op(
                 continue
             try:
                 outcome, result = run_trial(
-                    experiment,
+                    run_experiment,
                     spec,
                     run_dir=trial_run_dir(sweep.path, spec),
                     run_id=f"{context.run_id}.{spec.trial_id}",
@@ -156,10 +158,11 @@ def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.Op
         from crucible_dagster.sweeps.report import write_sweep_reports
 
         parsed = [TrialOutcome.from_dict(o) for group in outcomes for o in group]
-        comparison = compare_trials(experiment, parsed)
-        sweep = dagster_run_record(experiment, context, steps=[])
+        run_experiment = context.resources.crucible.applied_to(experiment)
+        comparison = compare_trials(run_experiment, parsed)
+        sweep = dagster_run_record(run_experiment, context, steps=[])
         sweep.telemetry.emit("sweep_compared", trials=len(parsed))
-        paths = write_sweep_reports(experiment, comparison, sweep.path, context.run_id)
+        paths = write_sweep_reports(run_experiment, comparison, sweep.path, context.run_id)
         sweep.finish("completed", metrics={"sweep": comparison})
         yield from _sweep_materialization(experiment, translator, comparison, paths)
         yield dg.Output(comparison)

@@ -39,15 +39,9 @@ def test_job_and_op_names_follow_the_pipeline() -> None:
 
 def test_config_schema_prefilled_with_written_options() -> None:
     job = definitions_from_folder(ROOT / "experiments").resolve_job_def("core_pipeline_demo")
-    assert _defaults(job, "data_checks") == {
-        "required_fields": ["input", "output"],
-        "fail_fast": False,
-    }
-    assert _defaults(job, "guardrails") == {
-        "adapter": "pii",
-        "adapter_options": {},
-        "fail_on_violation": False,
-    }
+    # what the file wrote is pre-filled; a stage's own defaults are described, not pre-filled
+    assert _defaults(job, "data_checks") == {"required_fields": ["input", "output"]}
+    assert _defaults(job, "guardrails") == {"adapter": "pii", "fail_on_violation": False}
     fields = (
         job.graph.node_named("data_checks").definition.config_schema.as_field().config_type.fields
     )
@@ -55,6 +49,8 @@ def test_config_schema_prefilled_with_written_options() -> None:
         fields["required_fields"].config_type.inner_type.kind.name == "ARRAY"
     )  # Noneable(Array(String))
     assert not fields["checker"].is_required
+    assert not fields["fail_fast"].default_provided
+    assert "(default: false)" in (fields["fail_fast"].description or "")
 
 
 def test_types_without_a_dagster_equivalent_fall_back_to_any() -> None:
@@ -70,7 +66,8 @@ def test_types_without_a_dagster_equivalent_fall_back_to_any() -> None:
     fields = job.graph.node_named("cv").definition.config_schema.as_field().config_type.fields
     assert fields["scoring"].config_type.inner_type.kind.name == "ENUM"
     assert fields["models"].config_type.inner_type.kind.name == "MAP"
-    assert fields["folds"].default_value == 10
+    assert not fields["folds"].default_provided and not fields["folds"].is_required
+    assert (fields["folds"].description or "").endswith("(default: 10)")
 
 
 def test_config_comes_from_the_options_model_with_bounds_in_descriptions() -> None:
@@ -86,7 +83,9 @@ def test_config_comes_from_the_options_model_with_bounds_in_descriptions() -> No
     job = build_job(exp)
     cv = _fields(job, "cv")
     assert cv["folds"].config_type.inner_type.given_name == "Int"
-    assert cv["folds"].description == "Folds per repetition (stratified). (>= 2; <= 50)"
+    assert cv["folds"].description == (
+        "Folds per repetition (stratified). (>= 2; <= 50) (default: 10)"
+    )
     assert "one of 'accuracy', 'balanced_accuracy', 'f1', 'roc_auc'" in cv["scoring"].description
     bench_fields = _fields(job, "bench")
     assert bench_fields["alpha"].config_type.inner_type.given_name == "Float"

@@ -1,0 +1,66 @@
+"""The Launchpad's run config (issue 12, in part): the experiment seed and a sweep's grid and
+seeds are run config, pre-filled from the file; changing them changes the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from crucible_dagster.dagster_plugin import build_job
+from tests.integration.jobs import sweep_experiment
+from tests.test_history import gated
+
+
+def _prefilled(job: dg.JobDefinition) -> dict[str, Any]:
+    """What the Launchpad shows under resources.crucible.config before anyone types."""
+    field = job.resource_defs["crucible"].config_schema.as_field()
+    assert field.default_provided
+    return dict(field.default_value)
+
+
+def test_the_seed_is_run_config_prefilled_from_the_file(artifacts_dir: Path) -> None:
+    experiment = gated()
+    job = build_job(experiment)
+    assert _prefilled(job)["seed"] == 5  # the file's seed
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance, run_config={"resources": {"crucible": {"config": {"seed": 6}}}}
+        )
+    manifest = json.loads((artifacts_dir / "gated" / result.run_id / "manifest.json").read_text())
+    assert manifest["seed"] == 6 and manifest["experiment"]["seed"] == 6
+    assert result.output_for_node("report").experiment.seed == 6
+
+
+def test_a_bad_seed_fails_the_run_with_the_irs_message() -> None:
+    job = build_job(gated())
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"resources": {"crucible": {"config": {"seed": -1}}}},
+            raise_on_error=False,
+        )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "greater than or equal to 0" in failure.step_failure_data.error.message
+
+
+def test_a_sweeps_grid_and_seeds_are_run_config(artifacts_dir: Path) -> None:
+    experiment = sweep_experiment()  # 3 levels x 4 seeds in the file
+    job = build_job(experiment)
+    prefilled = _prefilled(job)
+    assert prefilled["parameters"] == {"level": [0.80, 0.82, 0.90]}
+    assert prefilled["seeds"] == [1, 2, 3, 4]
+    override = {"parameters": {"level": [0.80, 0.90]}, "seeds": [1, 2, 3]}
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance, run_config={"resources": {"crucible": {"config": override}}}
+        )
+    manifest = json.loads(
+        (artifacts_dir / "light_sweep" / result.run_id / "manifest.json").read_text()
+    )
+    assert len(manifest["trials"]) == 6 and manifest["seeds"] == [1, 2, 3]
+    comparison = result.output_for_node("compare_trials")
+    assert sorted(comparison["configurations"]) == ["level_0_8", "level_0_9"]
