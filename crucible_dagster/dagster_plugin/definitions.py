@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -17,6 +18,7 @@ from crucible_dagster.dagster_plugin.factory import (
     CompiledExperiment,
     compile_experiment,
 )
+from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.experiment.loading import (
@@ -72,15 +74,21 @@ def _definitions(compiled: list[CompiledExperiment], invalid: list[dg.AssetSpec]
     )  # the UI's way to accept a baseline, where an experiment has a regression gate
     return dg.Definitions(
         jobs=[c.job for c in compiled] + extra,
-        assets=_unique_assets(a for c in compiled for a in c.assets) + invalid,
+        assets=[*_unique_assets(a for c in compiled for a in c.assets), *invalid],
         schedules=[c.schedule for c in compiled if c.schedule is not None],
-        asset_checks=[check for c in compiled for check in c.checks],
+        # the report assets' resource; each job carries its own (with its experiment's seed)
+        resources={RESOURCE_KEY: DEFAULT_RESOURCE},
     )
 
 
-def _unique_assets(specs: Iterable[dg.AssetSpec]) -> list[dg.AssetSpec]:
-    """Each key once: experiments on one dataset share its asset."""
-    return list({spec.key: spec for spec in specs}.values())
+def _unique_assets(
+    assets: Iterable[dg.AssetsDefinition | dg.AssetSpec],
+) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """Each dataset spec once: experiments on one dataset share its asset."""
+    unique: dict[Any, dg.AssetsDefinition | dg.AssetSpec] = {}
+    for asset in assets:
+        unique[asset.key if isinstance(asset, dg.AssetSpec) else id(asset)] = asset
+    return list(unique.values())
 
 
 def definitions_from_folder(

@@ -8,7 +8,8 @@ import dagster as dg
 
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.ops import build_stage_op
-from crucible_dagster.dagster_plugin.report_events import quality_checks
+from crucible_dagster.dagster_plugin.report_assets import report_multi_asset
+from crucible_dagster.dagster_plugin.report_events import quality_check_specs
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment
@@ -117,9 +118,9 @@ def build_schedule(
 class CompiledExperiment:
     experiment: Experiment
     job: dg.JobDefinition
-    assets: list[dg.AssetSpec] = field(default_factory=list)
+    #: the materializable report assets, and the dataset they read (shared by experiments)
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = field(default_factory=list)
     schedule: dg.ScheduleDefinition | None = None
-    checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
 
 def compile_experiment(
@@ -130,17 +131,27 @@ def compile_experiment(
 ) -> CompiledExperiment:
     translator = translator or CrucibleTranslator()
     job = build_job(experiment, translator=translator, registry=registry)
-    assets = [
-        translator.get_asset_spec(experiment, output)
-        for output in experiment.outputs
-        if output.sink != "stdout"
-    ]
-    checks = quality_checks(experiment, translator)
     if experiment.is_sweep:  # a sweep's report is the comparison of its trials
-        assets, checks = [translator.get_sweep_asset_spec(experiment)], []
+        specs, checks = [translator.get_sweep_asset_spec(experiment)], []
+    else:
+        specs = [
+            translator.get_asset_spec(experiment, output)
+            for output in experiment.outputs
+            if output.sink != "stdout"
+        ]
+        checks = quality_check_specs(experiment, translator)
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
+    if specs:
+        assets.append(
+            report_multi_asset(
+                experiment,
+                specs,
+                checks,
+                translator=translator,
+                registry=registry_for(experiment, registry),
+            )
+        )
     dataset = translator.get_dataset_asset_spec(experiment)
     if dataset is not None:
         assets.append(dataset)
-    return CompiledExperiment(
-        experiment, job, assets, build_schedule(experiment, job, translator), checks
-    )
+    return CompiledExperiment(experiment, job, assets, build_schedule(experiment, job, translator))

@@ -8,7 +8,6 @@ user re-check the latest report from the UI.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -202,60 +201,33 @@ def report_events(
             yield _evaluation(check_asset, verdict, extra)
 
 
-def _recheck(
-    asset_key: dg.AssetKey, name: str, description: str, *, blocking: bool = False
-) -> dg.AssetChecksDefinition:
-    """A check that re-reads the verdict recorded with the latest report, for runs from the UI."""
-
-    @dg.asset_check(asset=asset_key, name=name, description=description, blocking=blocking)
-    def _check(context):  # dagster inspects the annotation
-        event = context.instance.get_latest_materialization_event(asset_key)
-        materialization = event.asset_materialization if event else None
-        stored = (
-            materialization.metadata.get(f"{QUALITY_PREFIX}{name}") if materialization else None
-        )
-        if stored is None:
-            return dg.AssetCheckResult(
-                passed=False,
-                metadata={
-                    "detail": "no report with this target's verdict yet: run the experiment's job"
-                },
-            )
-        verdict = (
-            stored.value if isinstance(stored.value, Mapping) else json.loads(str(stored.value))
-        )
-        evaluation = _evaluation(asset_key, verdict)
-        return dg.AssetCheckResult(
-            passed=evaluation.passed, metadata=evaluation.metadata, severity=evaluation.severity
-        )
-
-    return _check
-
-
-def quality_checks(
+def quality_check_specs(
     experiment: Experiment, translator: CrucibleTranslator
-) -> list[dg.AssetChecksDefinition]:
+) -> list[dg.AssetCheckSpec]:
+    """Each quality target, and the regression gate, declared once as a check on the first
+    file report; the report stage evaluates them in the same run, in the job or the asset."""
     asset_key = translator.quality_check_asset_key(experiment)
     if asset_key is None:
         return []
-    checks = [
-        _recheck(
-            asset_key,
-            target.name,
-            f"Quality target {target.name} ({target.kind}, severity {target.severity})",
+    specs = [
+        dg.AssetCheckSpec(
+            name=target.name,
+            asset=asset_key,
+            description=f"Quality target {target.name} ({target.kind}, severity {target.severity})",
         )
         for target in experiment.quality_targets
     ]
     gate = experiment.regression_baseline
     if gate is not None:
-        checks.append(
-            _recheck(
-                asset_key,
-                GATE_NAME,
-                f"Regression gate: {gate.kind} against the {gate.policy.replace('_', ' ')} "
-                f"baseline run on {gate.metric} (margin {gate.margin:g}, alpha {gate.alpha:g}); "
-                "accept a baseline with the crucible_accept_baseline job or `crucible accept`",
+        specs.append(
+            dg.AssetCheckSpec(
+                name=GATE_NAME,
+                asset=asset_key,
+                description=f"Regression gate: {gate.kind} against the "
+                f"{gate.policy.replace('_', ' ')} baseline run on {gate.metric} (margin "
+                f"{gate.margin:g}, alpha {gate.alpha:g}); accept a baseline with the "
+                "crucible_accept_baseline job or `crucible accept`",
                 blocking=True,
             )
         )
-    return checks
+    return specs

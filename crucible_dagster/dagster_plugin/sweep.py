@@ -164,7 +164,7 @@ def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.Op
         sweep.telemetry.emit("sweep_compared", trials=len(parsed))
         paths = write_sweep_reports(run_experiment, comparison, sweep.path, context.run_id)
         sweep.finish("completed", metrics={"sweep": comparison})
-        yield from _sweep_materialization(experiment, translator, comparison, paths)
+        yield from sweep_materialization(experiment, translator, comparison, paths)
         yield dg.Output(comparison)
 
     return compare
@@ -200,7 +200,7 @@ def build_sweep_job(
     return sweep_job
 
 
-def _sweep_materialization(
+def sweep_materialization(
     experiment: Experiment,
     translator: CrucibleTranslator,
     comparison: dict[str, Any],

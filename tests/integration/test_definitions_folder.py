@@ -12,6 +12,7 @@ import pytest
 from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, definitions_from_folder
 from crucible_dagster.runtime.preflight import check_file
 from tests.conftest import ROOT
+from tests.integration.specs import asset_specs
 
 MALFORMED = sorted((ROOT / "tests" / "malformed").iterdir())
 
@@ -55,7 +56,9 @@ def test_duplicate_experiment_ids_make_both_files_invalid(tmp_path: Path) -> Non
     assert defs.resolve_job_def("core_pipeline_demo")  # the others still load
     with pytest.raises(dg.DagsterInvariantViolationError):
         defs.resolve_job_def("trace_demo")  # neither copy silently wins
-    specs = [a for a in defs.assets if a.group_name == "crucible_invalid_experiments"]
+    specs = [
+        s for s in asset_specs(defs).values() if s.group_name == "crucible_invalid_experiments"
+    ]
     assert len(specs) == 2
     for spec, other in zip(specs, ("b.yaml", "a.yaml"), strict=True):
         assert "is also used by" in (spec.description or "") and other in (spec.description or "")

@@ -20,6 +20,7 @@ from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
+from tests.integration.specs import check_specs
 from tests.integration.test_postgres import postgres_db, postgres_home
 from tests.test_history import gated
 
@@ -102,7 +103,7 @@ def test_gate_and_history_on_postgres(
 def test_the_gate_is_a_blocking_check_and_the_accept_job_is_there() -> None:
     defs = definitions_from_experiments([gated()])
     assert defs.resolve_job_def(ACCEPT_JOB) is not None
-    checks = [spec for checks_def in defs.asset_checks or [] for spec in checks_def.check_specs]
+    checks = check_specs(defs)
     gate = next(spec for spec in checks if spec.name == "no_regression")
     assert gate.blocking
 

@@ -11,13 +11,13 @@ from crucible_dagster.dagster_plugin import build_job, definitions_from_folder
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.run_record import experiment_hash
 from tests.conftest import ROOT
+from tests.integration.specs import asset_specs
 
 DATASET = dg.AssetKey(["crucible", "datasets", "breast_cancer"])
 
 
 def _specs() -> dict[dg.AssetKey, dg.AssetSpec]:
-    defs = definitions_from_folder(ROOT / "experiments")
-    return {spec.key: spec for spec in defs.assets or [] if isinstance(spec, dg.AssetSpec)}
+    return asset_specs(definitions_from_folder(ROOT / "experiments"))
 
 
 def test_the_dataset_is_upstream_of_every_report_on_it_and_shared() -> None:

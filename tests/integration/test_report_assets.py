@@ -137,10 +137,65 @@ def test_checks_are_declared_on_the_report_asset() -> None:
     from crucible_dagster.dagster_plugin import definitions_from_folder
 
     defs = definitions_from_folder(ROOT / "experiments")
-    keys = {key for check in defs.asset_checks or [] for key in check.check_keys}
+    keys = set(defs.get_repository_def().asset_graph.asset_check_keys)
     assert (
         dg.AssetCheckKey(
             dg.AssetKey(["crucible", "classifier_comparison", "comparison"]), "logistic_accuracy"
         )
         in keys
     )
+
+
+def test_materialize_a_report_asset_from_the_shell(project: tuple[Path, dict[str, str]]) -> None:
+    """What the catalog's Materialize button does: run the experiment, record its reports."""
+    home, env = project
+    done = subprocess.run(
+        [
+            dagster_bin(),
+            "asset",
+            "materialize",
+            "-f",
+            "definitions.py",
+            "--select",
+            "crucible/soft_targets/summary",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    key = dg.AssetKey(["crucible", "soft_targets", "summary"])
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None and event.asset_materialization is not None
+        materialization = event.asset_materialization
+        assert isinstance(materialization.metadata["comparisons"], dg.TableMetadataValue)
+        from crucible_dagster import load_experiment
+        from crucible_dagster.runtime.run_record import experiment_hash
+
+        experiment = load_experiment(Path(env["CRUCIBLE_EXPERIMENTS_DIR"]) / "soft.yaml")
+        assert materialization.tags is not None
+        assert materialization.tags["dagster/code_version"] == experiment_hash(experiment)[:16]
+        checks = checks_of(instance, event.run_id)
+        assert checks["beats_baseline"].passed and not checks["accuracy_floor"].passed
+        run = instance.get_run_by_id(event.run_id)
+        assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_a_sweep_comparison_is_materializable(artifacts_dir: Path) -> None:
+    from crucible_dagster.dagster_plugin import definitions_from_experiments
+    from crucible_dagster.dagster_plugin.resource import CrucibleResource
+    from tests.integration.jobs import sweep_experiment
+
+    defs = definitions_from_experiments([sweep_experiment()])
+    (assets,) = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [assets], instance=instance, resources={"crucible": CrucibleResource()}
+        )
+        assert result.success
+        (materialization,) = result.asset_materializations_for_node(assets.node_def.name)
+        assert materialization.asset_key == dg.AssetKey(["crucible", "light_sweep", "sweep"])
+    assert len(list((artifacts_dir / "light_sweep" / result.run_id / "trials").iterdir())) == 12

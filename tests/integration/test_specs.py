@@ -9,6 +9,7 @@ import dagster as dg
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import CrucibleTranslator, build_job, definitions_from_folder
 from tests.conftest import ROOT
+from tests.integration.specs import asset_specs
 
 
 def _defaults(job: dg.JobDefinition, op_name: str) -> dict[str, object]:
@@ -137,10 +138,6 @@ def test_schedule_from_the_experiment() -> None:
 
 def test_report_asset_spec() -> None:
     defs = definitions_from_folder(ROOT / "experiments")
-    spec = next(
-        a
-        for a in defs.assets
-        if a.key == dg.AssetKey(["crucible", "core_pipeline_demo", "summary"])
-    )
+    spec = asset_specs(defs)[dg.AssetKey(["crucible", "core_pipeline_demo", "summary"])]
     assert spec.group_name == "core_pipeline_demo"
     assert "summary" in (spec.description or "")
