@@ -48,15 +48,17 @@ fmt: $(STAMP)
 bench: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m benchmarks
 
+# dagster dev runs from inside DAGSTER_HOME: started beside the repository's dagster.yaml (the
+# instance template) it would warn that a config file sits outside DAGSTER_HOME.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 # Same UI on PostgreSQL: every connection field comes from the environment
 # (CRUCIBLE_PG_HOST, CRUCIBLE_PG_PORT, CRUCIBLE_PG_USER, CRUCIBLE_PG_PASSWORD, CRUCIBLE_PG_DB).
 ui-postgres: $(STAMP)
 	@mkdir -p $(CURDIR)/.dagster_home_pg && cp dagster.postgres.yaml $(CURDIR)/.dagster_home_pg/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(BIN)/dagster instance migrate
-	DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(CURDIR)/.dagster_home_pg && DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
 	rm -rf $(VENV) .dagster_home .dagster_home_pg artifacts reports .pytest_cache .mypy_cache .ruff_cache

@@ -98,8 +98,8 @@ def build_job(
 def build_schedule(
     experiment: Experiment, job: dg.JobDefinition, translator: CrucibleTranslator | None = None
 ) -> dg.ScheduleDefinition | None:
-    if experiment.schedule is None:
-        return None
+    if experiment.schedule is None or experiment.automation == "on_cron":
+        return None  # on_cron: the report assets' automation condition runs it instead
     translator = translator or CrucibleTranslator()
     schedule = experiment.schedule
     return dg.ScheduleDefinition(

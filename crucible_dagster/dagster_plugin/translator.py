@@ -84,7 +84,18 @@ class CrucibleTranslator:
             deps=self.dataset_deps(experiment),
             code_version=self.code_version(experiment),
             owners=self.owners(experiment),
+            automation_condition=self.automation_condition(experiment),
         )
+
+    def automation_condition(self, experiment: Experiment) -> dg.AutomationCondition | None:
+        """The IR's ``automation``: eager (new data upstream) or on the schedule's cron."""
+        if experiment.automation == "eager":
+            return dg.AutomationCondition.eager()
+        if experiment.automation == "on_cron" and experiment.schedule is not None:
+            return dg.AutomationCondition.on_cron(
+                experiment.schedule.cron, experiment.schedule.timezone
+            )
+        return None
 
     def code_version(self, experiment: Experiment) -> str:
         """The IR's hash: the UI flags a report whose experiment changed since it was made."""
@@ -145,6 +156,7 @@ class CrucibleTranslator:
             deps=self.dataset_deps(experiment),
             code_version=self.code_version(experiment),
             owners=self.owners(experiment),
+            automation_condition=self.automation_condition(experiment),
         )
 
     def quality_check_asset_key(self, experiment: Experiment) -> dg.AssetKey | None:

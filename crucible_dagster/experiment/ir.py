@@ -478,6 +478,12 @@ class Experiment(IRModel):
         default=None, ge=0, le=SEED_MAX, description="An unsigned 32-bit integer (0 to 4294967295)."
     )
     schedule: Schedule | None = None
+    automation: Literal["eager", "on_cron"] | None = Field(
+        default=None,
+        description="Under Dagster, let the report assets materialize themselves: 'eager' when the "
+        "dataset asset has a new data version, 'on_cron' on the schedule's cron (instead of a "
+        "job schedule). Needs the dagster-daemon, like a schedule.",
+    )
     output_dir: str | None = None
     sweep: SweepConfig | None = None
     executor: Executor = "in_process"
@@ -547,6 +553,12 @@ class Experiment(IRModel):
                     },
                 )
             seen[stage.name] = index
+        if self.automation == "on_cron" and self.schedule is None:
+            raise PydanticCustomError(
+                "automation_needs_schedule",
+                "automation 'on_cron' takes its cron from 'schedule': add a schedule with a cron",
+                {"field": "automation"},
+            )
         self._unique_report_files()
         names = [t.name for t in self.quality_targets]
         for index, name in enumerate(names):

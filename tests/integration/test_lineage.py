@@ -62,3 +62,30 @@ def test_a_run_observes_the_dataset_with_its_fingerprint_as_data_version() -> No
         assert observation.asset_observation is not None
         tags = observation.asset_observation.tags or {}
         assert tags["dagster/data_version"] == fingerprints["iris"][:32]
+
+
+def test_automation_conditions_come_from_the_ir() -> None:
+    from crucible_dagster.dagster_plugin import definitions_from_experiments
+
+    base = {
+        "id": "auto",
+        "dataset": {"name": "iris"},
+        "pipeline": [{"name": "validate"}, {"name": "report"}],
+        "outputs": [{"name": "summary", "formats": ["json"]}],
+        "schedule": {"cron": "0 4 * * *"},
+    }
+    eager = definitions_from_experiments(
+        [Experiment.model_validate({**base, "automation": "eager"})]
+    )
+    spec = asset_specs(eager)[dg.AssetKey(["crucible", "auto", "summary"])]
+    assert spec.automation_condition is not None
+    assert (
+        "eager" in spec.automation_condition.get_label().lower() or spec.automation_condition.name
+    )
+    assert eager.schedules  # eager reacts to data; the schedule still runs the job
+    cron = definitions_from_experiments(
+        [Experiment.model_validate({**base, "automation": "on_cron"})]
+    )
+    spec = asset_specs(cron)[dg.AssetKey(["crucible", "auto", "summary"])]
+    assert spec.automation_condition == dg.AutomationCondition.on_cron("0 4 * * *", "UTC")
+    assert not cron.schedules  # the condition replaces the job schedule
