@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from crucible_dagster import Context, Stage, StageError, StageOptions
+from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
 
 class StageOne(Stage):
@@ -229,3 +230,12 @@ class UnitScores(Stage):
         return ctx.assign("scores", frame).put_metric(
             "per_unit", (difficulty + shift + jitter).tolist()
         )
+
+
+class PrefixTranslator(CrucibleTranslator):
+    """A user's own naming: report assets under ``lab/<experiment>/<output>``."""
+
+    def report_asset_key(self, experiment: Any, output: Any) -> Any:
+        import dagster as dg
+
+        return dg.AssetKey(["lab", experiment.id, output.name])

@@ -326,8 +326,12 @@ def dump_experiment(experiment: Experiment, fmt: str = "yaml") -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=not awkward)
 
 
+#: a Dagster component's declaration, which may sit in the experiments folder it points at
+COMPONENT_FILES = ("defs.yaml", "defs.yml")
+
+
 def experiment_files(folder: str | Path) -> list[Path]:
-    """Experiment files under ``folder``, sorted, hidden files skipped."""
+    """Experiment files under ``folder``, sorted; hidden files and component files skipped."""
     root = Path(folder)
     if not root.is_dir():
         return []
@@ -336,6 +340,7 @@ def experiment_files(folder: str | Path) -> list[Path]:
         for p in root.rglob("*")
         if p.is_file()
         and p.suffix in EXPERIMENT_SUFFIXES
+        and p.name not in COMPONENT_FILES
         and not any(s.startswith(".") for s in p.relative_to(root).parts)
     )
 

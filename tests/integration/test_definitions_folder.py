@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, definitions_from_folder
+from crucible_dagster.experiment.problems import ExperimentError
 from crucible_dagster.runtime.preflight import check_file
 from tests.conftest import ROOT
 from tests.integration.specs import asset_specs
@@ -114,3 +115,67 @@ def test_component_from_defs_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.syspath_prepend(str(project / "src"))
     defs = dg.load_from_defs_folder(path_within_project=project)
     assert defs.resolve_job_def("trace_demo")
+    # the component's own defs.yaml in the folder is not taken for a broken experiment
+    groups = {spec.group_name for spec in asset_specs(defs).values()}
+    assert "crucible_invalid_experiments" not in groups
+
+
+def _project(tmp_path: Path, defs_yaml: str, module: str) -> Path:
+    project = tmp_path / "proj"
+    defs_dir = project / "src" / module / "defs" / "experiments"
+    defs_dir.mkdir(parents=True)
+    (project / "src" / module / "__init__.py").write_text("")
+    (project / "src" / module / "defs" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        f'[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "{module}"\n'
+    )
+    (defs_dir / "defs.yaml").write_text(defs_yaml)
+    return project
+
+
+def test_component_takes_a_translator_a_registry_and_post_processing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = _project(
+        tmp_path,
+        "type: crucible_dagster.dagster_plugin.CrucibleExperimentsComponent\n"
+        "attributes:\n"
+        "  translator: 'tests.helpers:PrefixTranslator'\n"
+        "  registry: {count: 'tests.helpers:CountingTable'}\n"
+        "  experiments:\n"
+        "    - id: counted\n"
+        "      pipeline: [{name: tally, module: count, options: {counter_file: c.txt}}, {name: report}]\n"
+        "      outputs: [{name: summary, formats: [json]}]\n"
+        "post_processing:\n"
+        "  assets:\n"
+        "    - target: '*'\n"
+        "      attributes: {group_name: lab_reports}\n",
+        "crucproj_translated",  # a module name of its own: another test imported "crucproj"
+    )
+    monkeypatch.syspath_prepend(str(project / "src"))
+    defs = dg.load_from_defs_folder(path_within_project=project)
+    assert defs.resolve_job_def("counted")  # 'count' came from the component's registry
+    spec = asset_specs(defs)[dg.AssetKey(["lab", "counted", "summary"])]  # the translator's key
+    assert spec.group_name == "lab_reports"  # Dagster's post-processing applied to our assets
+
+
+def test_a_translator_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    component = CrucibleExperimentsComponent(
+        translator="tests.helpers:CountingTable", experiments=[]
+    )
+    with pytest.raises(ExperimentError, match="expected a CrucibleTranslator subclass"):
+        dg.build_defs_for_component(component)
+
+
+def test_scaffolding_writes_a_defs_yaml_and_a_first_experiment_that_runs(tmp_path: Path) -> None:
+    from dagster.components.component_scaffolding import scaffold_object
+
+    target = tmp_path / "defs" / "experiments"
+    typename = "crucible_dagster.dagster_plugin.CrucibleExperimentsComponent"
+    scaffold_object(target, typename, '{"experiment_id": "first"}', "yaml", None)
+    assert "path: experiments" in (target / "defs.yaml").read_text()
+    defs = definitions_from_folder(target / "experiments")
+    with dg.instance_for_test() as instance:
+        assert defs.resolve_job_def("first").execute_in_process(instance=instance).success
+    with pytest.raises(FileExistsError):  # a second scaffold never overwrites the file
+        scaffold_object(target, typename, '{"experiment_id": "first"}', "yaml", None)
