@@ -141,6 +141,13 @@ def compile_experiment(
         ]
         checks = quality_check_specs(experiment, translator)
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
+    if experiment.sweep is not None and experiment.sweep.mode == "partitions":
+        from crucible_dagster.dagster_plugin.partitioned_sweep import partitioned_sweep_assets
+
+        assets.extend(
+            partitioned_sweep_assets(experiment, translator, registry_for(experiment, registry))
+        )
+        specs = []
     if specs:
         assets.append(
             report_multi_asset(

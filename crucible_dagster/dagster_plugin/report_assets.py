@@ -32,7 +32,7 @@ from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.registry import Registry
 
 
-def _results(events: Iterator[Any]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+def as_asset_results(events: Iterator[Any]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """The report stage's runtime events as a multi-asset's results."""
     for event in events:
         if isinstance(event, dg.AssetMaterialization):
@@ -83,7 +83,9 @@ def report_multi_asset(
         empty = Context(experiment_id=experiment.id, run_id=context.run.run_id)
         # the data first, so the reports' materializations record its version as their input
         yield from dataset_observations(empty, result.context, run_experiment, translator)
-        yield from _results(report_events(empty, result.context, run_experiment, translator))
+        yield from as_asset_results(
+            report_events(empty, result.context, run_experiment, translator)
+        )
         if result.failure is not None:
             raise stage_failure(result.failure)
 
@@ -112,7 +114,9 @@ def _sweep(
         for fmt, ext in REPORT_EXTENSIONS.items()
         if (Path(result.run_dir) / f"sweep.{ext}").is_file()
     }
-    yield from _results(sweep_materialization(experiment, translator, result.comparison, paths))
+    yield from as_asset_results(
+        sweep_materialization(experiment, translator, result.comparison, paths)
+    )
     if not result.ok:
         failed = [o.trial.trial_id for o in result.outcomes if o.status != "completed"]
         raise dg.Failure(description=f"sweep trials failed: {', '.join(failed)}")

@@ -429,6 +429,12 @@ class SweepConfig(IRModel):
     )
     correction: Correction = "holm"
     alpha: float = Field(default=0.05, gt=0, lt=1)
+    mode: Literal["run", "partitions"] = Field(
+        default="run",
+        description="Under Dagster: 'run' runs the whole sweep as one run; 'partitions' makes each "
+        "trial a partition (configuration x seed) of a trials asset, materialized and backfilled "
+        "on its own, and the comparison an asset downstream of all of them.",
+    )
     trials_per_step: int = Field(
         default=DEFAULT_TRIALS_PER_STEP,
         ge=1,

@@ -1,0 +1,162 @@
+"""A sweep as partitions (``sweep.mode: partitions``): each trial is a partition
+(configuration x seed) of the asset ``crucible/<experiment>/trials``, materialized, retried
+and backfilled on its own; the comparison ``crucible/<experiment>/sweep`` reads the latest
+materialization of every partition. Extending the grid adds partitions and leaves the old
+ones as they are. The one-run form (``mode: run``) stays the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from crucible_dagster.dagster_plugin.ops import dagster_log_sink, stage_failure
+from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
+from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.registry import Registry
+from crucible_dagster.runtime.run_record import RunRecord, run_directory
+from crucible_dagster.sweeps.grid import Trial, expand_grid
+from crucible_dagster.sweeps.running import TrialOutcome, run_trial
+
+NO_SEED = "none"
+
+
+def _seed_key(seed: int | None) -> str:
+    return NO_SEED if seed is None else str(seed)
+
+
+def trial_partitions(
+    experiment: Experiment,
+) -> tuple[dg.MultiPartitionsDefinition, dict[str, Trial]]:
+    """The grid as partitions, and each partition key's trial."""
+    trials = expand_grid(experiment)
+    configs = list(dict.fromkeys(t.config_id for t in trials))
+    seeds = list(dict.fromkeys(_seed_key(t.seed) for t in trials))
+    definition = dg.MultiPartitionsDefinition(
+        {
+            "config": dg.StaticPartitionsDefinition(configs),
+            "seed": dg.StaticPartitionsDefinition(seeds),
+        }
+    )
+    by_key = {
+        str(dg.MultiPartitionKey({"config": t.config_id, "seed": _seed_key(t.seed)})): t
+        for t in trials
+    }
+    return definition, by_key
+
+
+def partitioned_sweep_assets(
+    experiment: Experiment, translator: CrucibleTranslator, registry: Registry
+) -> list[dg.AssetsDefinition]:
+    partitions, trials = trial_partitions(experiment)
+    trials_key = dg.AssetKey([*translator.sweep_asset_key(experiment).path[:-1], "trials"])
+    common: dict[str, Any] = {
+        "group_name": translator.group_name(experiment),
+        "kinds": {"crucible"},
+        "code_version": translator.code_version(experiment),
+        "owners": translator.owners(experiment),
+        "tags": translator.asset_tags(experiment),
+    }
+
+    @dg.asset(
+        key=trials_key,
+        partitions_def=partitions,
+        deps=translator.dataset_deps(experiment),
+        required_resource_keys={RESOURCE_KEY},
+        description=f"One trial of sweep {experiment.id} per partition (configuration x seed)",
+        **common,
+    )
+    def trial(context):  # dagster inspects the (absent) annotation
+        resource: CrucibleResource = context.resources.crucible
+        spec = trials[str(context.partition_key)]
+        run_id = context.run.run_id
+        outcome, result = run_trial(
+            experiment,
+            spec,
+            run_dir=run_directory(resource.artifacts_dir, experiment.id, run_id),
+            run_id=run_id,
+            registry=registry,
+            sinks=[dagster_log_sink(context)],
+            orchestrator="dagster",
+        )
+        if result.failure is not None:
+            raise stage_failure(result.failure, trial=spec.trial_id)
+        return dg.MaterializeResult(
+            metadata={
+                "trial": spec.trial_id,
+                "outcome": dg.MetadataValue.json(outcome.to_dict()),
+                "run_dir": dg.MetadataValue.path(str(outcome.run_dir)),
+            }
+        )
+
+    @dg.asset(
+        key=translator.sweep_asset_key(experiment),
+        deps=[trials_key],
+        required_resource_keys={RESOURCE_KEY},
+        description=f"Sweep {experiment.id}: the configurations compared over every trial partition",
+        **common,
+    )
+    def comparison(context):  # dagster inspects the (absent) annotation
+        yield from _compare(context, experiment, translator, trials_key, trials)
+
+    return [trial, comparison]
+
+
+def latest_outcomes(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition_keys: list[str]
+) -> dict[str, TrialOutcome]:
+    """The newest materialization of each partition, as trial outcomes."""
+    found: dict[str, TrialOutcome] = {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partition_keys),
+        limit=max(len(partition_keys) * 20, 100),
+        ascending=False,
+    ).records
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None or materialization.partition in found:
+            continue
+        value = materialization.metadata.get("outcome")
+        data = getattr(value, "data", None)
+        if isinstance(data, dict) and materialization.partition is not None:
+            found[materialization.partition] = TrialOutcome.from_dict(data)
+    return found
+
+
+def _compare(
+    context: Any,
+    experiment: Experiment,
+    translator: CrucibleTranslator,
+    trials_key: dg.AssetKey,
+    trials: dict[str, Trial],
+) -> Iterator[dg.MaterializeResult]:
+    from crucible_dagster.dagster_plugin.report_assets import as_asset_results
+    from crucible_dagster.dagster_plugin.sweep import sweep_materialization
+    from crucible_dagster.sweeps.comparison import compare_trials
+    from crucible_dagster.sweeps.report import write_sweep_reports
+
+    resource: CrucibleResource = context.resources.crucible
+    found = latest_outcomes(context.instance, trials_key, list(trials))
+    missing = [key for key in trials if key not in found]
+    outcomes = [found[key] for key in trials if key in found]
+    run_id = context.run.run_id
+    record = RunRecord.create(
+        run_directory(resource.artifacts_dir, experiment.id, run_id),
+        experiment,
+        run_id=run_id,
+        orchestrator="dagster",
+        steps=[],
+        trials=[o.trial.to_dict() for o in outcomes],
+        missing_partitions=missing,
+    )
+    comparison = compare_trials(experiment, outcomes)
+    paths = write_sweep_reports(experiment, comparison, record.path, run_id)
+    record.finish("completed", metrics={"sweep": comparison})
+    for result in as_asset_results(
+        sweep_materialization(experiment, translator, comparison, paths)
+    ):
+        metadata = {**(result.metadata or {}), "missing_partitions": missing}
+        yield dg.MaterializeResult(metadata=metadata)
