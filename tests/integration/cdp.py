@@ -1,0 +1,127 @@
+"""A small Chrome DevTools Protocol client for headless Chromium (Debian's package): enough to
+open a page, run a line of JavaScript in it and take a screenshot, with no browser download."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from websockets.sync.client import ClientConnection, connect
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def browser_path() -> str | None:
+    return next((shutil.which(n) for n in BROWSERS if shutil.which(n)), None)
+
+
+class Page:
+    def __init__(self, socket_: ClientConnection):
+        self._socket = socket_
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        message_id = next(self._ids)
+        self._socket.send(json.dumps({"id": message_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self._socket.recv(timeout=60))
+            if reply.get("id") == message_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return dict(reply.get("result") or {})
+
+    def goto(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result.get("result", {}).get("value")
+
+    def text(self) -> str:
+        return str(self.evaluate("document.body ? document.body.innerText : ''") or "")
+
+    def wait_for_text(self, needle: str, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.text()
+            if needle in text:
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} never appeared; the page says:\n{text[:3000]}")
+            time.sleep(0.5)
+
+    def click_button(self, label: str) -> bool:
+        script = (
+            "(() => { const b = [...document.querySelectorAll('button')]"
+            f".find(e => e.innerText.trim() === {json.dumps(label)} && !e.disabled);"
+            " if (b) { b.click(); return true; } return false; })()"
+        )
+        return bool(self.evaluate(script))
+
+    def screenshot(self, path: Path) -> Path:
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def headless_page(browser: str, width: int = 1600, height: int = 1200) -> Iterator[Page]:
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.Popen(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--window-size={width},{height}",
+                f"--remote-debugging-port={port}",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/json/list", timeout=2
+                    ) as r:
+                        targets = json.loads(r.read())
+                    page = next(t for t in targets if t.get("type") == "page")
+                    break
+                except (OSError, StopIteration):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+                yield Page(ws)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
