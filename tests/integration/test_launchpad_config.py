@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 
 from crucible_dagster.dagster_plugin import build_job
 from tests.integration.jobs import sweep_experiment
@@ -64,3 +65,17 @@ def test_a_sweeps_grid_and_seeds_are_run_config(artifacts_dir: Path) -> None:
     assert len(manifest["trials"]) == 6 and manifest["seeds"] == [1, 2, 3]
     comparison = result.output_for_node("compare_trials")
     assert sorted(comparison["configurations"]) == ["level_0_8", "level_0_9"]
+
+
+def test_the_artifacts_root_can_come_from_an_env_var_resolved_at_run_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crucible_dagster.dagster_plugin.resource import CrucibleResource
+
+    root = tmp_path / "team_share"
+    monkeypatch.setenv("TEAM_ARTIFACTS", str(root))
+    resource = CrucibleResource(artifacts_dir=dg.EnvVar("TEAM_ARTIFACTS"))
+    job = build_job(gated(), resource=resource)
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance)
+    assert (root / "gated" / result.run_id / "manifest.json").is_file()
