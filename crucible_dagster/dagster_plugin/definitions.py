@@ -18,6 +18,7 @@ from crucible_dagster.dagster_plugin.factory import (
     CompiledExperiment,
     compile_experiment,
 )
+from crucible_dagster.dagster_plugin.report_assets import reports_multi_asset
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment
@@ -63,10 +64,17 @@ def definitions_from_experiments(
     compiled = [
         compile_experiment(e, translator=translator, registry=registry) for e in experiments
     ]
-    return _definitions(compiled, [])
+    return _definitions(compiled, [], translator)
 
 
-def _definitions(compiled: list[CompiledExperiment], invalid: list[dg.AssetSpec]) -> dg.Definitions:
+def _definitions(
+    compiled: list[CompiledExperiment],
+    invalid: list[dg.AssetSpec],
+    translator: CrucibleTranslator | None = None,
+) -> dg.Definitions:
+    reports = reports_multi_asset(
+        [c for c in compiled if c.report_specs], translator or CrucibleTranslator()
+    )
     extra = (
         [accept_job(DEFAULT_RESOURCE)]
         if any(c.experiment.regression_baseline for c in compiled)
@@ -74,7 +82,11 @@ def _definitions(compiled: list[CompiledExperiment], invalid: list[dg.AssetSpec]
     )  # the UI's way to accept a baseline, where an experiment has a regression gate
     return dg.Definitions(
         jobs=[c.job for c in compiled] + extra,
-        assets=[*_unique_assets(a for c in compiled for a in c.assets), *invalid],
+        assets=[
+            *([reports] if reports is not None else []),
+            *_unique_assets(a for c in compiled for a in c.assets),
+            *invalid,
+        ],
         schedules=[c.schedule for c in compiled if c.schedule is not None],
         # the report assets' resource; each job carries its own (with its experiment's seed)
         resources={RESOURCE_KEY: DEFAULT_RESOURCE},
@@ -134,7 +146,7 @@ def _load_folder(
         invalid.append(
             invalid_file_asset(key, translator.invalid_file_asset_tags(), checked.path, problems)
         )
-    return _definitions(compiled, invalid)
+    return _definitions(compiled, invalid, translator)
 
 
 def _checked_folder(root: Path, registry: Registry | None) -> list[CheckedFile]:

@@ -8,7 +8,6 @@ import dagster as dg
 
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.ops import build_stage_op
-from crucible_dagster.dagster_plugin.report_assets import report_multi_asset
 from crucible_dagster.dagster_plugin.report_events import quality_check_specs
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
@@ -118,7 +117,11 @@ def build_schedule(
 class CompiledExperiment:
     experiment: Experiment
     job: dg.JobDefinition
-    #: the materializable report assets, and the dataset they read (shared by experiments)
+    #: the reports' specs and checks: one materializable multi-asset serves a whole folder
+    report_specs: list[dg.AssetSpec] = field(default_factory=list)
+    check_specs: list[dg.AssetCheckSpec] = field(default_factory=list)
+    registry: Registry | None = None
+    #: assets of its own: the dataset it reads (shared), a partitioned sweep's two assets
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = field(default_factory=list)
     schedule: dg.ScheduleDefinition | None = None
 
@@ -131,34 +134,25 @@ def compile_experiment(
 ) -> CompiledExperiment:
     translator = translator or CrucibleTranslator()
     job = build_job(experiment, translator=translator, registry=registry)
-    if experiment.is_sweep:  # a sweep's report is the comparison of its trials
-        specs, checks = [translator.get_sweep_asset_spec(experiment)], []
+    resolved = registry_for(experiment, registry)
+    compiled = CompiledExperiment(
+        experiment, job, registry=resolved, schedule=build_schedule(experiment, job, translator)
+    )
+    if experiment.sweep is not None and experiment.sweep.mode == "partitions":
+        from crucible_dagster.dagster_plugin.partitioned_sweep import partitioned_sweep_assets
+
+        compiled.assets.extend(partitioned_sweep_assets(experiment, translator, resolved))
+    elif experiment.is_sweep:  # a sweep's report is the comparison of its trials
+        compiled.report_specs = [translator.get_sweep_asset_spec(experiment)]
     else:
-        specs = [
+        compiled.report_specs = [
             translator.get_asset_spec(experiment, output)
             for output in experiment.outputs
             if output.sink != "stdout"
         ]
-        checks = quality_check_specs(experiment, translator)
-    assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
-    if experiment.sweep is not None and experiment.sweep.mode == "partitions":
-        from crucible_dagster.dagster_plugin.partitioned_sweep import partitioned_sweep_assets
-
-        assets.extend(
-            partitioned_sweep_assets(experiment, translator, registry_for(experiment, registry))
-        )
-        specs = []
-    if specs:
-        assets.append(
-            report_multi_asset(
-                experiment,
-                specs,
-                checks,
-                translator=translator,
-                registry=registry_for(experiment, registry),
-            )
-        )
+        if compiled.report_specs:
+            compiled.check_specs = quality_check_specs(experiment, translator)
     dataset = translator.get_dataset_asset_spec(experiment)
     if dataset is not None:
-        assets.append(dataset)
-    return CompiledExperiment(experiment, job, assets, build_schedule(experiment, job, translator))
+        compiled.assets.append(dataset)
+    return compiled

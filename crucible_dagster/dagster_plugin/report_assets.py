@@ -1,10 +1,11 @@
 """Report assets that Dagster can materialize: the catalog's Materialize button and
 ``dagster asset materialize --select <key>`` run the experiment and record its reports.
 
-The construct is a ``multi_asset`` over the experiment's report specs (with its checks as
-check specs, so each check is declared once): its one step runs the experiment with the core
-runner, the same ``invoke_stage`` the job's ops call, and turns the report stage's events
-into ``MaterializeResult`` and ``AssetCheckResult``. The experiment's job (one op per stage)
+The construct is one subsettable ``multi_asset`` over the report specs of every experiment in
+the code location (with their checks as check specs, so each check is declared once):
+materializing a selection runs the experiments it names with the core runner, the same
+``invoke_stage`` the job's ops call, and turns the report stage's events into
+``MaterializeResult`` and ``AssetCheckResult``. The experiment's job (one op per stage)
 stays the way to run it with per-stage steps, retries and re-execution from failure; it
 materializes the same asset keys. A graph-backed multi-asset would keep per-stage steps in
 the asset run too, but would nest every stage's Launchpad config under the asset's graph,
@@ -13,12 +14,14 @@ so the job's config and the asset's would differ.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from crucible_dagster.dagster_plugin.factory import CompiledExperiment
 from crucible_dagster.dagster_plugin.ops import (
     dagster_log_sink,
     dataset_observations,
@@ -47,49 +50,98 @@ def as_asset_results(events: Iterator[Any]) -> Iterator[dg.MaterializeResult | d
             )
 
 
-def report_multi_asset(
-    experiment: Experiment,
-    specs: Sequence[dg.AssetSpec],
-    check_specs: Sequence[dg.AssetCheckSpec],
-    *,
-    translator: CrucibleTranslator,
-    registry: Registry,
-) -> dg.AssetsDefinition:
+def reports_multi_asset(
+    compiled: Sequence[CompiledExperiment], translator: CrucibleTranslator
+) -> dg.AssetsDefinition | None:
+    """One subsettable multi-asset over every experiment's reports (one op for a whole folder:
+    building one per experiment would cost a millisecond each); materializing a selection runs
+    just the experiments it names, each with the core runner."""
+    if not compiled:
+        return None
+    owner = {spec.key: c for c in compiled for spec in c.report_specs}
+    ids = ",".join(sorted(c.experiment.id for c in compiled))
+    digest = hashlib.sha256(ids.encode()).hexdigest()[:10]
+
     @dg.multi_asset(
-        name=translator.op_definition_name(experiment, "materialize_reports"),
-        specs=list(specs),
-        check_specs=list(check_specs),
+        name=f"crucible_reports_{digest}",
+        specs=[spec for c in compiled for spec in c.report_specs],
+        check_specs=[check for c in compiled for check in c.check_specs],
+        can_subset=True,
         required_resource_keys={RESOURCE_KEY},
-        description=f"Runs experiment {experiment.id} and materializes its reports",
-        op_tags=translator.step_tags(experiment, "materialize_reports"),
+        description="Runs the experiments whose reports are selected and materializes them",
+        op_tags={"crucible/kind": "reports"},
     )
     def materialize(context):  # dagster inspects the (absent) annotation
         resource: CrucibleResource = context.resources.crucible
-        run_experiment = resource.applied_to(experiment)
-        if run_experiment.is_sweep:
-            yield from _sweep(context, run_experiment, resource, translator, registry)
-            return
-        from crucible_dagster.runtime.runner import run
-
-        result = run(
-            run_experiment,
-            run_id=context.run.run_id,
-            registry=registry,
-            artifacts_root=resource.artifacts_dir,
-            validate_options=resource.validate_options,
-            sinks=[dagster_log_sink(context)],
-            orchestrator="dagster",
-        )
-        empty = Context(experiment_id=experiment.id, run_id=context.run.run_id)
-        # the data first, so the reports' materializations record its version as their input
-        yield from dataset_observations(empty, result.context, run_experiment, translator)
-        yield from as_asset_results(
-            report_events(empty, result.context, run_experiment, translator)
-        )
-        if result.failure is not None:
-            raise stage_failure(result.failure)
+        chosen = list({id(owner[k]): owner[k] for k in context.selected_asset_keys}.values())
+        failures = []
+        for item in chosen:
+            try:
+                yield from _materialize_one(context, item, resource, translator)
+            except dg.Failure as failure:  # the others still run; the step fails at the end
+                failures.append(f"{item.experiment.id}: {failure.description}")
+        if failures:
+            raise dg.Failure(description="; ".join(failures), allow_retries=False)
 
     return materialize
+
+
+def _materialize_one(
+    context: Any,
+    item: CompiledExperiment,
+    resource: CrucibleResource,
+    translator: CrucibleTranslator,
+) -> Iterator[Any]:
+    experiment = resource.applied_to(item.experiment)
+    registry = item.registry or Registry.default()
+    selected = set(context.selected_asset_keys)
+    checks = set(context.selected_asset_check_keys)
+    wanted = (
+        _sweep(context, experiment, resource, translator, registry)
+        if experiment.is_sweep
+        else _linear(context, experiment, resource, translator, registry)
+    )
+    for event in wanted:
+        if isinstance(event, dg.MaterializeResult) and event.asset_key not in selected:
+            continue
+        if isinstance(event, dg.AssetCheckResult) and (
+            event.asset_key is None
+            or event.check_name is None
+            or dg.AssetCheckKey(event.asset_key, event.check_name) not in checks
+        ):
+            continue
+        yield event
+
+
+def _linear(
+    context: Any,
+    experiment: Experiment,
+    resource: CrucibleResource,
+    translator: CrucibleTranslator,
+    registry: Registry,
+) -> Iterator[Any]:
+    from crucible_dagster.runtime.runner import run
+
+    result = run(
+        experiment,
+        run_id=_run_id(context, experiment),
+        registry=registry,
+        artifacts_root=resource.artifacts_dir,
+        validate_options=resource.validate_options,
+        sinks=[dagster_log_sink(context)],
+        orchestrator="dagster",
+    )
+    empty = Context(experiment_id=experiment.id, run_id=result.context.run_id)
+    # the data first, so the reports' materializations record its version as their input
+    yield from dataset_observations(empty, result.context, experiment, translator)
+    yield from as_asset_results(report_events(empty, result.context, experiment, translator))
+    if result.failure is not None:
+        raise stage_failure(result.failure)
+
+
+def _run_id(context: Any, experiment: Experiment) -> str:
+    """The Dagster run's id: each experiment's run directory is ``<root>/<experiment>/<run id>``."""
+    return str(context.run.run_id)
 
 
 def _sweep(
@@ -104,7 +156,7 @@ def _sweep(
 
     result = run_sweep(
         experiment,
-        run_id=context.run.run_id,
+        run_id=_run_id(context, experiment),
         registry=registry,
         artifacts=resource.artifacts_dir,
         sinks=[dagster_log_sink(context)],

@@ -6,6 +6,7 @@ the Launchpad's ``resources: {crucible: {config: ...}}`` for one run.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import dagster as dg
@@ -35,15 +36,24 @@ class CrucibleResource(dg.ConfigurableResource):
     """A sweep's seed replicates for this run; pre-filled with the experiment's."""
 
     def for_experiment(self, experiment: Experiment) -> CrucibleResource:
-        """This resource with the experiment's seed (and grid) as the Launchpad's defaults."""
+        """This resource with the experiment's seed (and grid) as the Launchpad's defaults.
+
+        Built once per distinct setting (building a resource infers its config schema, a
+        millisecond each, which a folder of a thousand experiments would feel)."""
         sweep = experiment.is_sweep
-        return CrucibleResource(
-            artifacts_dir=self.artifacts_dir,
-            validate_options=self.validate_options,
-            seed=experiment.seed,
-            parameters=dict(experiment.parameters) if sweep else None,
-            seeds=list(experiment.seeds) if sweep else None,
-        )
+        parameters = dict(experiment.parameters) if sweep else None
+        seeds = list(experiment.seeds) if sweep else None
+        settings = (self.artifacts_dir, self.validate_options, experiment.seed, parameters, seeds)
+        key = json.dumps(settings, sort_keys=True, default=repr)
+        if key not in _PER_EXPERIMENT:
+            _PER_EXPERIMENT[key] = CrucibleResource(
+                artifacts_dir=self.artifacts_dir,
+                validate_options=self.validate_options,
+                seed=experiment.seed,
+                parameters=parameters,
+                seeds=seeds,
+            )
+        return _PER_EXPERIMENT[key]
 
     def applied_to(self, experiment: Experiment) -> Experiment:
         """The experiment as this run's config sets it: seed, grid and seeds, checked like the
@@ -66,3 +76,6 @@ class CrucibleResource(dg.ConfigurableResource):
                 f"({', '.join(str(p) for p in exc.errors()[0]['loc'])})",
                 allow_retries=False,
             ) from None
+
+
+_PER_EXPERIMENT: dict[str, CrucibleResource] = {}

@@ -124,7 +124,7 @@ def test_translator_is_the_one_override_point() -> None:
 
     defs = definitions_from_folder(ROOT / "experiments", translator=Prefixed())
     assert defs.resolve_job_def("exp_trace_demo").name == "exp_trace_demo"
-    assert dg.AssetKey(["reports", "trace_demo"]) in {a.key for a in defs.assets}
+    assert dg.AssetKey(["reports", "trace_demo"]) in asset_specs(defs)
 
 
 def test_schedule_from_the_experiment() -> None:
