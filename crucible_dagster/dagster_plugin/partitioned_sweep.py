@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.ops import dagster_log_sink, stage_failure
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
@@ -133,7 +134,6 @@ def _compare(
     trials_key: dg.AssetKey,
     trials: dict[str, Trial],
 ) -> Iterator[dg.MaterializeResult]:
-    from crucible_dagster.dagster_plugin.report_assets import as_asset_results
     from crucible_dagster.dagster_plugin.sweep import sweep_materialization
     from crucible_dagster.sweeps.comparison import compare_trials
     from crucible_dagster.sweeps.report import write_sweep_reports

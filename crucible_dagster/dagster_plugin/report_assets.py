@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from crucible_dagster.dagster_plugin.factory import CompiledExperiment
+from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.ops import (
     dagster_log_sink,
     dataset_observations,
@@ -34,20 +34,8 @@ from crucible_dagster.experiment.ir import REPORT_EXTENSIONS, Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.registry import Registry
 
-
-def as_asset_results(events: Iterator[Any]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The report stage's runtime events as a multi-asset's results."""
-    for event in events:
-        if isinstance(event, dg.AssetMaterialization):
-            yield dg.MaterializeResult(asset_key=event.asset_key, metadata=event.metadata)
-        elif isinstance(event, dg.AssetCheckEvaluation):
-            yield dg.AssetCheckResult(
-                asset_key=event.asset_key,
-                check_name=event.check_name,
-                passed=event.passed,
-                metadata=event.metadata,
-                severity=event.severity,
-            )
+if TYPE_CHECKING:
+    from crucible_dagster.dagster_plugin.factory import CompiledExperiment
 
 
 def reports_multi_asset(
