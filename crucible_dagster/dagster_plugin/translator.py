@@ -13,6 +13,8 @@ from crucible_dagster.runtime.run_record import experiment_hash
 from crucible_dagster.runtime.stage import Stage, described
 
 TAG_PREFIX = "crucible"
+#: the IR hash of each experiment compiled in this process (jobs, assets and tags all name it)
+_HASHES: dict[int, tuple[Experiment, str]] = {}
 
 
 class CrucibleTranslator:
@@ -38,7 +40,7 @@ class CrucibleTranslator:
     def job_tags(self, experiment: Experiment) -> dict[str, str]:
         tags = {
             self.tag("experiment"): experiment.id,
-            self.tag("ir_hash"): experiment_hash(experiment)[:16],
+            self.tag("ir_hash"): self.code_version(experiment),
         }
         if experiment.owner:
             tags[self.tag("owner")] = experiment.owner
@@ -99,7 +101,11 @@ class CrucibleTranslator:
 
     def code_version(self, experiment: Experiment) -> str:
         """The IR's hash: the UI flags a report whose experiment changed since it was made."""
-        return experiment_hash(experiment)[:16]
+        cached = _HASHES.get(id(experiment))
+        if cached is None or cached[0] is not experiment:  # the same object again: hashed once
+            cached = (experiment, experiment_hash(experiment)[:16])
+            _HASHES[id(experiment)] = cached
+        return cached[1]
 
     def owners(self, experiment: Experiment) -> list[str]:
         """The IR's ``owner`` as a Dagster owner: an email as it is, any other name as a team."""
