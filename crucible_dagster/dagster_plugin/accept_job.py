@@ -29,7 +29,7 @@ def accept_baseline(context) -> None:  # dagster inspects the (absent) annotatio
     resource: CrucibleResource = context.resources.crucible
     config = context.op_config
     try:
-        path = run_directory(resource.artifacts_dir, config["experiment_id"], config["run_id"])
+        path = run_directory(resource.artifacts_root(), config["experiment_id"], config["run_id"])
         entry = accept(path, config["note"], by="dagster")
     except (AcceptError, RunDirectoryError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None

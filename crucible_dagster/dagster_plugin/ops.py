@@ -78,7 +78,7 @@ def dagster_run_record(
     record ends when its last pending stage does.
     """
     resource: CrucibleResource = context.resources.crucible
-    path = run_directory(resource.artifacts_dir, experiment.id, context.run_id)
+    path = run_directory(resource.artifacts_root(), experiment.id, context.run_id)
     sinks = [dagster_log_sink(context)]
     record = RunRecord.open(path, sinks=sinks)
     if record is not None:

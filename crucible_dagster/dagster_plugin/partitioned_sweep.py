@@ -77,7 +77,7 @@ def partitioned_sweep_assets(
         outcome, result = run_trial(
             experiment,
             spec,
-            run_dir=run_directory(resource.artifacts_dir, experiment.id, run_id),
+            run_dir=run_directory(resource.artifacts_root(), experiment.id, run_id),
             run_id=run_id,
             registry=registry,
             sinks=[dagster_log_sink(context)],
@@ -144,7 +144,7 @@ def _compare(
     outcomes = [found[key] for key in trials if key in found]
     run_id = context.run.run_id
     record = RunRecord.create(
-        run_directory(resource.artifacts_dir, experiment.id, run_id),
+        run_directory(resource.artifacts_root(), experiment.id, run_id),
         experiment,
         run_id=run_id,
         orchestrator="dagster",

@@ -114,7 +114,7 @@ def _linear(
         experiment,
         run_id=_run_id(context, experiment),
         registry=registry,
-        artifacts_root=resource.artifacts_dir,
+        artifacts_root=resource.artifacts_root(),
         validate_options=resource.validate_options,
         sinks=[dagster_log_sink(context)],
         orchestrator="dagster",
@@ -146,7 +146,7 @@ def _sweep(
         experiment,
         run_id=_run_id(context, experiment),
         registry=registry,
-        artifacts=resource.artifacts_dir,
+        artifacts=resource.artifacts_root(),
         sinks=[dagster_log_sink(context)],
     )
     paths = {

@@ -13,6 +13,7 @@ import dagster as dg
 from pydantic import ValidationError
 
 from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.run_record import artifacts_root
 
 RESOURCE_KEY = "crucible"
 
@@ -21,7 +22,8 @@ class CrucibleResource(dg.ConfigurableResource):
     """Where run directories go and how strictly stage options are checked."""
 
     artifacts_dir: str | None = None
-    """Artifacts root; unset means ``$CRUCIBLE_ARTIFACTS_DIR``, else ``./artifacts``."""
+    """Artifacts root (``dg.EnvVar("...")`` works); unset means ``$CRUCIBLE_ARTIFACTS_DIR``,
+    else ``./artifacts``."""
 
     validate_options: Literal["off", "warn", "error"] = "error"
     """Like ``crucible run --validate-options``: ``error`` fails a stage on bad options."""
@@ -34,6 +36,11 @@ class CrucibleResource(dg.ConfigurableResource):
 
     seeds: list[int] | None = None
     """A sweep's seed replicates for this run; pre-filled with the experiment's."""
+
+    def artifacts_root(self) -> str:
+        """The run directories' root, decided here at the adapter's edge: every op and asset
+        hands the core an explicit path, so nothing below reads the environment for it."""
+        return str(artifacts_root(self.artifacts_dir))
 
     def for_experiment(self, experiment: Experiment) -> CrucibleResource:
         """This resource with the experiment's seed (and grid) as the Launchpad's defaults.
