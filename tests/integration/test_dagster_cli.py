@@ -20,6 +20,20 @@ def dagster_bin() -> str:
     return str(candidate) if candidate.exists() else "dagster"
 
 
+def asset_materialize(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``dagster asset materialize -f definitions.py ARGS`` from the checkout; must succeed."""
+    done = subprocess.run(
+        [dagster_bin(), "asset", "materialize", "-f", "definitions.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()

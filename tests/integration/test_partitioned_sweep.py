@@ -3,7 +3,6 @@ backfilled, then the comparison; the numbers equal the one-run form's."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -52,30 +51,30 @@ def test_materialize_partitions_then_the_comparison_equals_the_one_run_form(
     _, trials = trial_partitions(experiment)
     keys = list(trials)
     with dg.instance_for_test() as instance:
-        for key in keys[:2]:  # two points first, as a user would try them
+
+        def trial(key: str) -> None:
             assert dg.materialize(
                 [assets["trials"]], partition_key=key, instance=instance, resources=resources
             ).success
-        partial = dg.materialize(
-            [assets["sweep"], assets["trials"].to_source_asset()],
-            instance=instance,
-            resources=resources,
-        )
-        assert partial.success
+
+        def compare() -> dg.ExecuteInProcessResult:
+            upstream = assets["trials"].to_source_asset()
+            done = dg.materialize(
+                [assets["sweep"], upstream], instance=instance, resources=resources
+            )
+            assert done.success
+            return done
+
+        for key in keys[:2]:  # two points first, as a user would try them
+            trial(key)
+        partial = compare()
         (early,) = partial.asset_materializations_for_node(assets["sweep"].node_def.name)
         missing = early.metadata["missing_partitions"]
         assert isinstance(missing, dg.JsonMetadataValue) and isinstance(missing.data, list)
         assert len(missing.data) == 10
         for key in keys[2:]:  # then the rest
-            assert dg.materialize(
-                [assets["trials"]], partition_key=key, instance=instance, resources=resources
-            ).success
-        full = dg.materialize(
-            [assets["sweep"], assets["trials"].to_source_asset()],
-            instance=instance,
-            resources=resources,
-        )
-        assert full.success
+            trial(key)
+        full = compare()
         (done,) = full.asset_materializations_for_node(assets["sweep"].node_def.name)
         assert done.metadata["missing_partitions"].value == []
     import json
@@ -105,7 +104,7 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
     from dagster._core.instance.ref import InstanceRef
 
     from tests.conftest import ROOT, subprocess_env
-    from tests.integration.test_dagster_cli import dagster_bin
+    from tests.integration.test_dagster_cli import asset_materialize
     from tests.integration.test_live_webserver import live_dagster_at
 
     folder = ROOT / "tests" / "data" / "partitioned"
@@ -119,15 +118,7 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
         )
 
         def materialize(*args: str) -> None:
-            done = subprocess.run(
-                [dagster_bin(), "asset", "materialize", "-f", "definitions.py", *args],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert done.returncode == 0, done.stderr[-3000:]
+            asset_materialize(env, *args)
 
         for key in keys[:2]:
             materialize("--select", "crucible/light_sweep/trials", "--partition", key)

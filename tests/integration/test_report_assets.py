@@ -12,7 +12,7 @@ from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT, subprocess_env
-from tests.integration.test_dagster_cli import dagster_bin
+from tests.integration.test_dagster_cli import asset_materialize, dagster_bin
 
 EXPERIMENT = """
 id: {id}
@@ -149,23 +149,7 @@ def test_checks_are_declared_on_the_report_asset() -> None:
 def test_materialize_a_report_asset_from_the_shell(project: tuple[Path, dict[str, str]]) -> None:
     """What the catalog's Materialize button does: run the experiment, record its reports."""
     home, env = project
-    done = subprocess.run(
-        [
-            dagster_bin(),
-            "asset",
-            "materialize",
-            "-f",
-            "definitions.py",
-            "--select",
-            "crucible/soft_targets/summary",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    asset_materialize(env, "--select", "crucible/soft_targets/summary")
     key = dg.AssetKey(["crucible", "soft_targets", "summary"])
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         event = instance.get_latest_materialization_event(key)
