@@ -180,6 +180,19 @@ def test_the_runs_commands(cli: Cli, tmp_path: Path, artifacts_dir: Path) -> Non
     assert missing.code == 1 and "no run 'nope'" in missing.err
 
 
+@pytest.mark.parametrize("run_id", ["*", "r?", "..", "../gated/r1", "[r]1"])
+def test_a_run_id_is_never_a_pattern_or_a_path(cli: Cli, artifacts_dir: Path, run_id: str) -> None:
+    assert run(gated(), run_id="r1").ok  # the one run a pattern could pick
+    refused = cli("accept", run_id)
+    assert refused.code == 1 and "no run" in refused.err
+    assert accepted_run(artifacts_dir / "gated") is None
+
+
+def test_runs_list_refuses_an_experiment_id_that_is_a_path(cli: Cli) -> None:
+    said = cli("runs", "list", "../elsewhere")
+    assert said.code == 2 and "experiment id" in said.err
+
+
 @pytest.mark.slow
 def test_the_classifier_scenario_with_label_noise(
     cli: Cli, tmp_path: Path, artifacts_dir: Path

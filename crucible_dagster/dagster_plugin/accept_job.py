@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
+from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import AcceptError, accept
 from crucible_dagster.runtime.run_record import RunDirectoryError, run_directory
 
@@ -29,9 +30,10 @@ def accept_baseline(context) -> None:  # dagster inspects the (absent) annotatio
     resource: CrucibleResource = context.resources.crucible
     config = context.op_config
     try:
-        path = run_directory(resource.artifacts_root(), config["experiment_id"], config["run_id"])
+        experiment_id = check_name(config["experiment_id"], "experiment id")  # never a path
+        path = run_directory(resource.artifacts_root(), experiment_id, config["run_id"])
         entry = accept(path, config["note"], by="dagster")
-    except (AcceptError, RunDirectoryError) as exc:
+    except (AcceptError, RunDirectoryError, ValueError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(
         f"run {entry['run_id']} is now the accepted baseline of {entry['experiment_id']}"

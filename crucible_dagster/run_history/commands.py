@@ -11,10 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import AcceptError, accept
 from crucible_dagster.run_history.runs import list_runs
 from crucible_dagster.run_history.scores import read_scores
-from crucible_dagster.runtime.run_record import MANIFEST, artifacts_root, read_manifest
+from crucible_dagster.runtime.run_record import (
+    MANIFEST,
+    RunDirectoryError,
+    artifacts_root,
+    check_run_id,
+    read_manifest,
+)
 
 
 class RunNotFound(ValueError):
@@ -27,7 +34,13 @@ def find_run(run: str) -> Path:
     if (path / MANIFEST).is_file():
         return path
     root = artifacts_root()
-    found = [p.parent for p in root.glob(f"*/{run}/{MANIFEST}")] if "/" not in run else []
+    try:  # a run id, never a pattern: '*' or '..' must not pick some run
+        check_run_id(run)
+    except RunDirectoryError:
+        raise RunNotFound(
+            f"no run {run!r}: expected a run directory or a run id under {root}"
+        ) from None
+    found = [p.parent for p in root.glob(f"*/{run}/{MANIFEST}") if p.parent.name == run]
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
@@ -44,6 +57,13 @@ def _since(value: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"expected a date like 2026-12-01, got {value!r}"
         ) from None
+
+
+def _experiment_id(value: str) -> str:
+    try:
+        return check_name(value, "experiment id")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
@@ -154,7 +174,7 @@ def add_commands(sub: Any) -> None:
     runs = sub.add_parser("runs", help="an experiment's run history")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     p = runs_sub.add_parser("list", help="one line per run of an experiment")
-    p.add_argument("experiment")
+    p.add_argument("experiment", type=_experiment_id)
     p.add_argument("--since", type=_since, help="runs started on or after this date")
     p.add_argument("--status", help="completed, failed, interrupted, running, or a Dagster status")
     p.add_argument("--json", action="store_true")

@@ -108,6 +108,24 @@ def test_the_gate_is_a_blocking_check_and_the_accept_job_is_there() -> None:
     assert gate.blocking
 
 
+def test_the_accept_job_refuses_an_experiment_id_that_is_a_path(artifacts_dir: Path) -> None:
+    from crucible_dagster import run
+
+    # a completed run just outside the artifacts root: '..' would name it
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    assert run(gated(), run_id="r1", run_dir=artifacts_dir.parent / "r1").ok
+    with dg.instance_for_test() as instance:
+        result = accept_job(CrucibleResource()).execute_in_process(
+            instance=instance,
+            run_config={
+                "ops": {"accept_baseline": {"config": {"experiment_id": "..", "run_id": "r1"}}}
+            },
+            raise_on_error=False,
+        )
+    assert not result.success
+    assert not list(artifacts_dir.parent.glob("**/baselines.jsonl"))
+
+
 def test_history_reads_the_instance_where_dagster_home_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
