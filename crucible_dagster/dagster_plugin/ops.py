@@ -27,9 +27,9 @@ from crucible_dagster.runtime.runner import StageFailure, emit_skipped, invoke_s
 from crucible_dagster.runtime.stage import Stage
 from crucible_dagster.runtime.telemetry import Sink
 
+DATA_VERSION_TAG = "dagster/data_version"  # how an observation records a data version
 # Built once and shared by every op: Dagster resolves an In's type each time it builds one,
 # which is a fifth of the cost of loading a folder of many experiments.
-DATA_VERSION_TAG = "dagster/data_version"  # how an observation records a data version
 CONTEXT_IN = {
     "upstream": dg.In(description="The Context from the previous stage").to_definition("upstream")
 }

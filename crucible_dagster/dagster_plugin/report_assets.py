@@ -112,7 +112,7 @@ def _linear(
 
     result = run(
         experiment,
-        run_id=_run_id(context, experiment),
+        run_id=context.run.run_id,  # the run directory is <root>/<experiment>/<run id>
         registry=registry,
         artifacts_root=resource.artifacts_root(),
         validate_options=resource.validate_options,
@@ -127,11 +127,6 @@ def _linear(
         raise stage_failure(result.failure)
 
 
-def _run_id(context: Any, experiment: Experiment) -> str:
-    """The Dagster run's id: each experiment's run directory is ``<root>/<experiment>/<run id>``."""
-    return str(context.run.run_id)
-
-
 def _sweep(
     context: Any,
     experiment: Experiment,
@@ -144,7 +139,7 @@ def _sweep(
 
     result = run_sweep(
         experiment,
-        run_id=_run_id(context, experiment),
+        run_id=context.run.run_id,  # the run directory is <root>/<experiment>/<run id>
         registry=registry,
         artifacts=resource.artifacts_root(),
         sinks=[dagster_log_sink(context)],

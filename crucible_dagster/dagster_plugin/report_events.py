@@ -33,6 +33,10 @@ def float_metadata(numbers: Mapping[str, float], prefix: str = "") -> dict[str, 
     return {f"{prefix}{key}": dg.MetadataValue.float(value) for key, value in items}
 
 
+#: the built-in report stage, by its registered name or its class path
+REPORT_STAGE = ("report", "crucible_dagster.stages.report:ReportStage")
+
+
 def headline_names(experiment: Experiment) -> list[str]:
     """The figures a report asset plots across materializations: each threshold target's metric,
     the sweep metric, and the report stage's ``headline_metrics``; every other metric goes into
@@ -41,7 +45,8 @@ def headline_names(experiment: Experiment) -> list[str]:
     if experiment.sweep is not None:
         names.append(experiment.sweep.metric)
     for stage in experiment.pipeline:
-        listed = stage.options.get("headline_metrics") if stage.name == "report" else None
+        is_report = stage.implementation in REPORT_STAGE  # whatever the stage is named
+        listed = stage.options.get("headline_metrics") if is_report else None
         if isinstance(listed, list):
             names.extend(str(n) for n in listed)
     return list(dict.fromkeys(names))

@@ -18,11 +18,11 @@ from typing import Any
 
 from crucible_dagster.experiment.ir import RegressionBaseline
 from crucible_dagster.run_history.baselines import accepted_run
-from crucible_dagster.run_history.scores import read_scores, units_of, values_by_unit
+from crucible_dagster.run_history.runs import run_manifests
+from crucible_dagster.run_history.scores import metric_units
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.metrics import metric_at
 from crucible_dagster.runtime.quality import Verdict
-from crucible_dagster.runtime.run_record import MANIFEST, read_manifest
+from crucible_dagster.runtime.run_record import read_manifest
 
 GATE_NAME = "no_regression"
 GATE_METRIC = "regression_gate"
@@ -51,26 +51,12 @@ def choose_baseline(gate: RegressionBaseline, experiment_dir: Path, run_id: str)
         return gate.run
     if gate.policy == "last_accepted":
         return accepted_run(experiment_dir)
-    completed = []
-    for run_dir in experiment_dir.iterdir() if experiment_dir.is_dir() else []:
-        if run_dir.name == run_id or not (run_dir / MANIFEST).is_file():
-            continue
-        try:
-            manifest = read_manifest(run_dir)
-        except ValueError:
-            continue
-        if manifest.get("status") == "completed":
-            completed.append((str(manifest.get("ended_at") or ""), manifest["run_id"]))
+    completed = [
+        (str(manifest.get("ended_at") or ""), manifest["run_id"])
+        for run_dir, manifest in run_manifests(experiment_dir)
+        if run_dir.name != run_id and manifest.get("status") == "completed"
+    ]
     return max(completed)[1] if completed else None
-
-
-def _units(gate: RegressionBaseline, run_dir: Path, metrics: Mapping[str, Any]) -> dict[str, float]:
-    if gate.metric.startswith("scores:"):
-        return units_of(read_scores(run_dir), gate.metric.removeprefix("scores:"))
-    try:
-        return values_by_unit(metric_at(metrics, gate.metric))
-    except KeyError:
-        return {}
 
 
 def _not_comparable(
@@ -115,8 +101,8 @@ def evaluate_gate(ctx: Context, gate: RegressionBaseline) -> GateResult:
         baseline = read_manifest(baseline_dir)
     except ValueError as exc:
         return GateResult("not_comparable", f"baseline run {baseline_id}: {exc}", baseline_id)
-    here = _units(gate, run_dir, ctx.metrics)
-    there = _units(gate, baseline_dir, baseline.get("metrics") or {})
+    here = metric_units(gate.metric, run_dir, ctx.metrics)
+    there = metric_units(gate.metric, baseline_dir, baseline.get("metrics"))
     reason = _not_comparable(ctx, baseline, here, there)
     if reason is not None:
         return GateResult("not_comparable", f"not compared: {reason}", baseline_id)

@@ -3,7 +3,7 @@ Dagster adapter registers its instance), merged on the run id."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -71,11 +71,17 @@ def _from_manifest(manifest: Mapping[str, Any], run_dir: Path, accepted: str | N
     )
 
 
-def run_directories(experiment_id: str, root: str | Path | None = None) -> list[Path]:
-    folder = artifacts_root(root) / experiment_id
-    if not folder.is_dir():
-        return []
-    return [p for p in folder.iterdir() if p.is_dir() and (p / MANIFEST).is_file()]
+def run_manifests(experiment_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Each run directory of an experiment with its manifest; anything else there is skipped."""
+    if not experiment_dir.is_dir():
+        return
+    for run_dir in experiment_dir.iterdir():
+        if not (run_dir / MANIFEST).is_file():
+            continue
+        try:
+            yield run_dir, read_manifest(run_dir)
+        except ValueError:
+            continue
 
 
 def _sources() -> list[RunSource]:
@@ -97,13 +103,10 @@ def list_runs(
     sources: Iterable[RunSource] | None = None,
 ) -> list[RunRow]:
     """Every run of the experiment, oldest first; ``sources`` default to the registered ones."""
-    accepted = accepted_run(artifacts_root(root) / experiment_id)
+    experiment_dir = artifacts_root(root) / experiment_id
+    accepted = accepted_run(experiment_dir)
     rows: dict[str, RunRow] = {}
-    for run_dir in run_directories(experiment_id, root):
-        try:
-            manifest = read_manifest(run_dir)
-        except ValueError:
-            continue
+    for run_dir, manifest in run_manifests(experiment_dir):
         row = _from_manifest(manifest, run_dir, accepted)
         rows[row.run_id] = row
     for source in _sources() if sources is None else sources:

@@ -72,3 +72,16 @@ def values_by_unit(values: Any) -> dict[str, float]:
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[str(index)] = float(value)
     return out
+
+
+def metric_units(metric: str, run_dir: str | Path, metrics: Any) -> dict[str, float]:
+    """A run's values of the gate's metric by unit: ``scores:<group>`` from its scores.parquet,
+    else a metrics path to a list (one number per unit, units are positions)."""
+    from crucible_dagster.runtime.metrics import metric_at
+
+    if metric.startswith("scores:"):
+        return units_of(read_scores(run_dir), metric.removeprefix("scores:"))
+    try:
+        return values_by_unit(metric_at(metrics or {}, metric))
+    except KeyError:
+        return {}

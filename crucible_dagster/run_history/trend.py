@@ -9,9 +9,8 @@ from pathlib import Path
 
 from crucible_dagster.experiment.ir import RegressionBaseline
 from crucible_dagster.run_history.baselines import accepted_run
-from crucible_dagster.run_history.scores import read_scores, units_of, values_by_unit
-from crucible_dagster.runtime.metrics import metric_at
-from crucible_dagster.runtime.run_record import MANIFEST, read_manifest
+from crucible_dagster.run_history.runs import run_manifests
+from crucible_dagster.run_history.scores import metric_units
 
 MAX_POINTS = 50
 
@@ -31,15 +30,15 @@ class Point:
 def _point(
     run_id: str, started: str, values: list[float], accepted: bool, current: bool
 ) -> Point | None:
+    import numpy as np
     from scipy import stats
 
     if len(values) < 2:
         return None
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return Point(run_id, started, mean, mean - half, mean + half, n, accepted, current)
+    data = np.asarray(values, dtype=float)
+    mean = float(data.mean())
+    half = float(stats.t.ppf(0.975, data.size - 1)) * float(data.std(ddof=1)) / math.sqrt(data.size)
+    return Point(run_id, started, mean, mean - half, mean + half, data.size, accepted, current)
 
 
 def metric_history(gate: RegressionBaseline, run_dir: Path, current_run_id: str) -> list[Point]:
@@ -47,27 +46,11 @@ def metric_history(gate: RegressionBaseline, run_dir: Path, current_run_id: str)
     experiment_dir = run_dir.parent
     accepted = accepted_run(experiment_dir)
     points = []
-    for folder in experiment_dir.iterdir():
-        if not (folder / MANIFEST).is_file():
-            continue
-        try:
-            manifest = read_manifest(folder)
-        except ValueError:
-            continue
+    for folder, manifest in run_manifests(experiment_dir):
         current = manifest["run_id"] == current_run_id
         if manifest.get("status") != "completed" and not current:
             continue
-        if gate.metric.startswith("scores:"):
-            values = list(
-                units_of(read_scores(folder), gate.metric.removeprefix("scores:")).values()
-            )
-        else:
-            try:
-                values = list(
-                    values_by_unit(metric_at(manifest.get("metrics") or {}, gate.metric)).values()
-                )
-            except KeyError:
-                values = []
+        values = list(metric_units(gate.metric, folder, manifest.get("metrics")).values())
         point = _point(
             manifest["run_id"],
             str(manifest.get("started_at") or ""),

@@ -81,13 +81,17 @@ class BlobStore:
         self.root = root
         self._known: dict[int, _Hashed] = {}
 
-    def _digest_of(self, obj: Any, compute: Any) -> str:
-        # Context is immutable, so the same object handed from stage to stage is hashed once.
+    def _known_digest(self, obj: Any) -> str | None:
+        """What this object was stored as before: Context is immutable, so the same object
+        handed from stage to stage is hashed (and written) once."""
         cached = self._known.get(id(obj))
-        if cached is not None and cached.ref() is obj:
-            return cached.digest
-        digest = compute()
-        self._remember(obj, digest)
+        return cached.digest if cached is not None and cached.ref() is obj else None
+
+    def _digest_of(self, obj: Any, compute: Any) -> str:
+        digest = self._known_digest(obj)
+        if digest is None:
+            digest = compute()
+            self._remember(obj, digest)
         return digest
 
     def _remember(self, obj: Any, digest: str) -> None:
@@ -99,9 +103,9 @@ class BlobStore:
             raise UnstorableValue(
                 f"{where}: DataFrame column names must be strings to store as Parquet, got {list(frame.columns)[:5]!r}"
             )
-        known = self._known.get(id(frame))
-        if known is not None and known.ref() is frame and (self.root / known.digest).exists():
-            return known.digest  # the same object again (Context is immutable): written already
+        known = self._known_digest(frame)
+        if known is not None and (self.root / known).exists():
+            return known
         from pyarrow import ArrowException
 
         try:

@@ -183,3 +183,18 @@ def test_a_sweep_comparison_is_materializable(artifacts_dir: Path) -> None:
         (materialization,) = result.asset_materializations_for_node(assets.node_def.name)
         assert materialization.asset_key == dg.AssetKey(["crucible", "light_sweep", "sweep"])
     assert len(list((artifacts_dir / "light_sweep" / result.run_id / "trials").iterdir())) == 12
+
+
+def test_headline_metrics_follow_the_report_stage_whatever_it_is_named() -> None:
+    from crucible_dagster import Experiment
+    from crucible_dagster.dagster_plugin.report_events import headline_names
+
+    experiment = Experiment.model_validate(
+        {
+            "id": "named",
+            "pipeline": [
+                {"name": "summary", "module": "report", "options": {"headline_metrics": ["a.b"]}}
+            ],
+        }
+    )
+    assert headline_names(experiment) == ["a.b"]
