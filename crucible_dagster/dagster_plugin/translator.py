@@ -13,8 +13,6 @@ from crucible_dagster.runtime.run_record import experiment_hash
 from crucible_dagster.runtime.stage import Stage, described
 
 TAG_PREFIX = "crucible"
-#: the IR hash of each experiment compiled in this process (jobs, assets and tags all name it)
-_HASHES: dict[int, tuple[Experiment, str]] = {}
 
 
 class CrucibleTranslator:
@@ -101,10 +99,11 @@ class CrucibleTranslator:
 
     def code_version(self, experiment: Experiment) -> str:
         """The IR's hash: the UI flags a report whose experiment changed since it was made."""
-        cached = _HASHES.get(id(experiment))
+        # kept by this translator (one folder load), so a reloaded code location keeps none
+        hashes: dict[int, tuple[Experiment, str]] = self.__dict__.setdefault("_hashes", {})
+        cached = hashes.get(id(experiment))
         if cached is None or cached[0] is not experiment:  # the same object again: hashed once
-            cached = (experiment, experiment_hash(experiment)[:16])
-            _HASHES[id(experiment)] = cached
+            cached = hashes[id(experiment)] = (experiment, experiment_hash(experiment)[:16])
         return cached[1]
 
     def owners(self, experiment: Experiment) -> list[str]:
