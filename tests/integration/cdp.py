@@ -4,9 +4,12 @@ open a page, run a line of JavaScript in it and take a screenshot, with no brows
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -84,7 +87,8 @@ def _free_port() -> int:
 @contextmanager
 def headless_page(browser: str, width: int = 1600, height: int = 1200) -> Iterator[Page]:
     port = _free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # the profile is scratch: a helper process still flushing into it must not fail the test
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 browser,
@@ -102,6 +106,7 @@ def headless_page(browser: str, width: int = 1600, height: int = 1200) -> Iterat
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its renderer and crash handler go with it
         )
         try:
             deadline = time.monotonic() + 30
@@ -120,8 +125,10 @@ def headless_page(browser: str, width: int = 1600, height: int = 1200) -> Iterat
             with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
                 yield Page(ws)
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
