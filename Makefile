@@ -8,14 +8,14 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CRUCIBLE_ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 
-.PHONY: demo test test-fast lint fmt bench ui ui-postgres clean venv
+.PHONY: demo test test-fast lint fmt bench ui ui-postgres workers workers-stop clean venv
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,examples]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,examples,celery]'
 	@touch $(STAMP)
 
 # The instance's tables are created once, before any run: concurrent first runs on a fresh
@@ -59,6 +59,17 @@ ui-postgres: $(STAMP)
 	@mkdir -p $(CURDIR)/.dagster_home_pg && cp dagster.postgres.yaml $(CURDIR)/.dagster_home_pg/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(BIN)/dagster instance migrate
 	cd $(CURDIR)/.dagster_home_pg && DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
+
+# Celery workers for `executor: celery` (N of them, default 2), on the broker in
+# $CRUCIBLE_CELERY_BROKER (default RabbitMQ on 127.0.0.1:5672); pid and log files in
+# $(DAGSTER_HOME)/celery_workers. Runs and workers must share the instance (PostgreSQL
+# across machines: dagster.postgres.yaml) and CRUCIBLE_ARTIFACTS_DIR.
+N ?= 2
+workers: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m crucible_dagster.dagster_plugin.workers start -n $(N)
+
+workers-stop: $(STAMP)
+	$(BIN)/python -m crucible_dagster.dagster_plugin.workers stop
 
 clean:
 	rm -rf $(VENV) .dagster_home .dagster_home_pg artifacts reports .pytest_cache .mypy_cache .ruff_cache

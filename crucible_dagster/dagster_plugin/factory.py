@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from crucible_dagster.dagster_plugin.celery_settings import CelerySettings, missing_extra
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.ops import build_stage_op
 from crucible_dagster.dagster_plugin.report_events import quality_check_specs
@@ -19,7 +20,10 @@ DEFAULT_RESOURCE = CrucibleResource()
 
 
 def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
-    """In-process by default (stages are sequential); multiprocess with a preloaded forkserver on request."""
+    """In-process by default (stages are sequential); multiprocess with a preloaded forkserver,
+    or dagster_celery's executor with the broker the workers use, on request."""
+    if experiment.executor == "celery":
+        return celery_executor_def()
     if experiment.executor == "multiprocess":
         return dg.multiprocess_executor.configured(
             {
@@ -31,6 +35,15 @@ def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
             }
         )
     return dg.in_process_executor
+
+
+def celery_executor_def() -> dg.ExecutorDefinition:
+    """dagster_celery's executor, configured from the environment (``celery_settings``)."""
+    try:
+        from dagster_celery import celery_executor
+    except ImportError:
+        raise missing_extra() from None
+    return celery_executor.configured(CelerySettings.from_env().executor_config(), name="celery")
 
 
 def build_job(

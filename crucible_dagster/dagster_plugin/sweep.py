@@ -24,9 +24,14 @@ from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP, Experiment
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import read_manifest, run_directory
+from crucible_dagster.runtime.run_record import RunRecord, read_manifest, run_directory
 from crucible_dagster.sweeps.grid import Trial, expand_grid
-from crucible_dagster.sweeps.running import TrialOutcome, run_trial, trial_run_dir
+from crucible_dagster.sweeps.running import (
+    TrialOutcome,
+    run_trial,
+    trial_attempt_dirs,
+    trial_run_dir,
+)
 
 
 def _batches(experiment: Experiment) -> list[list[Trial]]:
@@ -55,19 +60,33 @@ def _ancestor_runs(root: Path, experiment: Experiment, parent: str | None) -> li
     return runs
 
 
-def _earlier_outcome(ancestors: list[Path], trial: Trial) -> TrialOutcome | None:
-    """A trial an ancestor run completed (re-execution from failure reruns only the rest)."""
-    for run_dir in ancestors:
-        trial_dir = trial_run_dir(run_dir, trial)
-        try:
-            manifest = read_manifest(trial_dir)
-        except ValueError:
-            continue
-        if manifest.get("status") == "completed":
-            return TrialOutcome(
-                trial, "completed", dict(manifest.get("metrics") or {}), str(trial_dir)
-            )
+def _earlier_outcome(runs: list[Path], trial: Trial) -> TrialOutcome | None:
+    """A trial one of ``runs`` completed: an ancestor (re-execution from failure reruns only
+    the rest), or this run itself (a step handed to another worker after the first died)."""
+    for run_dir in runs:
+        for trial_dir in trial_attempt_dirs(run_dir, trial):
+            try:
+                manifest = read_manifest(trial_dir)
+            except ValueError:
+                continue
+            if manifest.get("status") == "completed":
+                metrics = dict(manifest.get("metrics") or {})
+                worker = {"host": manifest.get("host"), "pid": manifest.get("pid")}
+                return TrialOutcome(trial, "completed", metrics, str(trial_dir), None, worker)
     return None
+
+
+def _next_attempt_dir(sweep_dir: Path, trial: Trial) -> Path:
+    """Where this attempt of the trial runs. An earlier attempt in this run that never ended
+    (its worker was killed; the broker handed the step on) is ended as ``interrupted`` and
+    kept as it was: this attempt writes beside it, never over it."""
+    attempts = trial_attempt_dirs(sweep_dir, trial)
+    for path in attempts:
+        record = RunRecord.open(path)
+        if record is not None and record.manifest.get("status") == "running":
+            note = "its step was handed to another worker: the process running it stopped"
+            record.finish("interrupted", failure={"error_type": "WorkerLost", "message": note})
+    return trial_run_dir(sweep_dir, trial, len(attempts) + 1)
 
 
 def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
@@ -105,6 +124,7 @@ def _trial_op(
         description="Every stage of the pipeline for each trial of the group",
         tags=translator.step_tags(experiment, "run_trial"),
         required_resource_keys={RESOURCE_KEY},
+        pool=experiment.sweep.pool if experiment.sweep else None,
     )
     def run_one(context, trials):
         run_experiment = context.resources.crucible.applied_to(experiment)
@@ -113,7 +133,7 @@ def _trial_op(
         sinks = [dagster_log_sink(context)]
         outcomes, failures = [], []
         for spec in (Trial.from_dict(t) for t in trials):
-            earlier = _earlier_outcome(ancestors, spec)
+            earlier = _earlier_outcome([sweep.path, *ancestors], spec)
             if earlier is not None:
                 outcomes.append(earlier)
                 continue
@@ -121,7 +141,7 @@ def _trial_op(
                 outcome, result = run_trial(
                     run_experiment,
                     spec,
-                    run_dir=trial_run_dir(sweep.path, spec),
+                    run_dir=_next_attempt_dir(sweep.path, spec),
                     run_id=f"{context.run_id}.{spec.trial_id}",
                     registry=registry,
                     sinks=sinks,
@@ -139,7 +159,9 @@ def _trial_op(
             sweep.finish("failed", failure={"trial": spec.trial_id, **failure.to_dict()})
             raise stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
         ids = ", ".join(o.trial.trial_id for o in outcomes)
-        yield dg.Output([o.to_dict() for o in outcomes], metadata={"crucible/trials": ids})
+        workers = sorted({f"{o.worker['host']}:{o.worker['pid']}" for o in outcomes if o.worker})
+        metadata = {"crucible/trials": ids, "crucible/workers": ", ".join(workers)}
+        yield dg.Output([o.to_dict() for o in outcomes], metadata=metadata)
 
     return run_one
 

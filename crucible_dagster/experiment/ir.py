@@ -435,6 +435,13 @@ class SweepConfig(IRModel):
         "trial a partition (configuration x seed) of a trials asset, materialized and backfilled "
         "on its own, and the comparison an asset downstream of all of them.",
     )
+    pool: str = Field(
+        default="crucible_trials",
+        pattern=r"^[A-Za-z0-9_./-]{1,128}$",
+        description="Under Dagster, the concurrency pool of the trial steps: a limit set on the "
+        "instance (`dagster instance concurrency set crucible_trials 4`, or `concurrency.pools` "
+        "in dagster.yaml) caps how many trial steps run at once across all runs.",
+    )
     trials_per_step: int = Field(
         default=DEFAULT_TRIALS_PER_STEP,
         ge=1,
@@ -446,7 +453,8 @@ class SweepConfig(IRModel):
     )
 
 
-Executor = Literal["in_process", "multiprocess"]
+#: Dagster executors: one process, subprocesses of one machine, or Celery workers on many
+Executor = Literal["in_process", "multiprocess", "celery"]
 
 
 class Experiment(IRModel):
@@ -492,7 +500,12 @@ class Experiment(IRModel):
     )
     output_dir: str | None = None
     sweep: SweepConfig | None = None
-    executor: Executor = "in_process"
+    executor: Executor = Field(
+        default="in_process",
+        description="Under Dagster: 'in_process' (one process), 'multiprocess' (a process per "
+        "step), or 'celery' (steps on Celery workers; needs crucible_dagster[celery], a broker "
+        "and a shared instance). Ignored by the standalone runner.",
+    )
     registry: dict[str, str] = Field(
         default_factory=dict, description="Extra stage names: name -> 'package.module:Class'."
     )

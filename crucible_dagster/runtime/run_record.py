@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -180,6 +181,7 @@ class RunRecord:
             "orchestrator": orchestrator,
             "status": "running",
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             "started_at": datetime.now(UTC).isoformat(),
             "ended_at": None,
             "experiment": experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True),

@@ -6,6 +6,8 @@ both call it, so ``crucible run`` and ``dagster job execute`` give the same numb
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ class TrialOutcome:
     metrics: dict[str, Any]
     run_dir: str | None = None
     failure: dict[str, Any] | None = None
+    #: which process ran it (``host``, ``pid``): on Celery, which worker
+    worker: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(
@@ -35,6 +39,7 @@ class TrialOutcome:
                 "metrics": self.metrics,
                 "run_dir": self.run_dir,
                 "failure": self.failure,
+                "worker": self.worker,
             }
         )
 
@@ -46,6 +51,7 @@ class TrialOutcome:
             dict(data["metrics"]),
             data.get("run_dir"),
             data.get("failure"),
+            data.get("worker"),
         )
 
 
@@ -78,12 +84,29 @@ def run_trial(
         to_jsonable(dict(result.context.metrics)),
         result.run_dir,
         result.failure.to_dict() if result.failure else None,
+        worker_identity(),
     )
     return outcome, result
+
+
+def worker_identity() -> dict[str, Any]:
+    """This process, as a trial records it: the host and pid of the worker that ran it."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 # --- standalone sweep ---------------------------------------------------------------------------
 
 
-def trial_run_dir(base: Path, trial: Trial) -> Path:
-    return base / "trials" / trial.trial_id
+def trial_run_dir(base: Path, trial: Trial, attempt: int = 1) -> Path:
+    """``trials/<id>``; a later attempt of the same trial in the same run (its step handed to
+    another worker after the first one died) gets ``trials/<id>.attempt<N>``, never the first's."""
+    name = trial.trial_id if attempt == 1 else f"{trial.trial_id}.attempt{attempt}"
+    return base / "trials" / name
+
+
+def trial_attempt_dirs(base: Path, trial: Trial) -> list[Path]:
+    """The trial's run directories in this run, first attempt first."""
+    found: list[Path] = []
+    while (path := trial_run_dir(base, trial, len(found) + 1)).exists():
+        found.append(path)
+    return found
