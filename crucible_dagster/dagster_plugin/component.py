@@ -6,6 +6,7 @@ attributes:
   experiments: []            # and/or experiments written inline
   translator: mypkg.naming:MyTranslator   # optional: a CrucibleTranslator subclass
   registry: {score: mypkg.stages:Score}   # optional: extra stage names
+  executor: celery           # optional: for every experiment that names no executor itself
 post_processing:             # Dagster's own, as for every component: change any asset's specs
   assets:
     - target: "*"
@@ -28,7 +29,7 @@ from crucible_dagster.dagster_plugin.definitions import (
     definitions_from_folder,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.ir import Executor, Experiment
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.experiment.problems import ExperimentError, Problem
 from crucible_dagster.runtime.registry import Registry, StageResolutionError, import_object
@@ -87,6 +88,11 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
         default_factory=dict,
         description="Extra stage names for every experiment here: name -> 'package.module:Class'.",
     )
+    executor: Executor | None = Field(
+        default=None,
+        description="The Dagster executor of every experiment here that names none itself: "
+        "in_process, multiprocess or celery.",
+    )
 
     def _translator(self, where: str) -> CrucibleTranslator | None:
         if self.translator is None:
@@ -108,7 +114,10 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
         if self.path is not None:
             parts.append(
                 definitions_from_folder(
-                    context.path / self.path, translator=translator, registry=registry
+                    context.path / self.path,
+                    translator=translator,
+                    registry=registry,
+                    default_executor=self.executor,
                 )
             )
         if self.experiments:
@@ -124,6 +133,8 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
                     doc = LocatedDocument(data, {}, f"{where}#experiments[{index}]")
                     raise ExperimentError(validation_problems(exc, Experiment, doc)) from None
             parts.append(
-                definitions_from_experiments(inline, translator=translator, registry=registry)
+                definitions_from_experiments(
+                    inline, translator=translator, registry=registry, default_executor=self.executor
+                )
             )
         return dg.Definitions.merge(*parts) if parts else dg.Definitions()

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import dagster as dg
 
@@ -21,7 +21,7 @@ from crucible_dagster.dagster_plugin.factory import (
 from crucible_dagster.dagster_plugin.report_assets import reports_multi_asset
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.ir import Executor, Experiment
 from crucible_dagster.experiment.loading import (
     EXPERIMENT_SUFFIXES,
     display_path,
@@ -32,6 +32,7 @@ from crucible_dagster.runtime.preflight import CheckedFile, check_files
 from crucible_dagster.runtime.registry import Registry
 
 EXPERIMENTS_ENV = "CRUCIBLE_EXPERIMENTS_DIR"
+EXECUTOR_ENV = "CRUCIBLE_EXECUTOR"
 INVALID_GROUP = "crucible_invalid_experiments"
 logger = logging.getLogger("crucible_dagster")
 
@@ -55,14 +56,35 @@ def invalid_file_asset(
     )
 
 
+def default_executor_from_env() -> Executor | None:
+    """``$CRUCIBLE_EXECUTOR``, checked: a typo fails the code location with what was expected."""
+    value = os.environ.get(EXECUTOR_ENV) or None
+    allowed = get_args(Executor)
+    if value is not None and value not in allowed:
+        raise ValueError(f"{EXECUTOR_ENV}: expected one of {', '.join(allowed)}, found {value!r}")
+    return cast(Executor | None, value)
+
+
+def with_default_executor(experiment: Experiment, default: Executor | None) -> Experiment:
+    """The experiment on ``default`` unless its own file names an executor: a deployment moves
+    every experiment to Celery without editing one YAML file."""
+    if default is None or "executor" in experiment.model_fields_set:
+        return experiment
+    return experiment.model_copy(update={"executor": default})
+
+
 def definitions_from_experiments(
     experiments: Iterable[Experiment],
     *,
     translator: CrucibleTranslator | None = None,
     registry: Registry | None = None,
+    default_executor: Executor | None = None,
 ) -> dg.Definitions:
     compiled = [
-        compile_experiment(e, translator=translator, registry=registry) for e in experiments
+        compile_experiment(
+            with_default_executor(e, default_executor), translator=translator, registry=registry
+        )
+        for e in experiments
     ]
     return _definitions(compiled, [], translator)
 
@@ -108,8 +130,10 @@ def definitions_from_folder(
     *,
     translator: CrucibleTranslator | None = None,
     registry: Registry | None = None,
+    default_executor: Executor | None = None,
 ) -> dg.Definitions:
-    """Every experiment file under ``folder`` (default: ``$CRUCIBLE_EXPERIMENTS_DIR`` or ``./experiments``)."""
+    """Every experiment file under ``folder`` (default: ``$CRUCIBLE_EXPERIMENTS_DIR`` or
+    ``./experiments``); ``default_executor`` for those whose file names none."""
     root = Path(folder or os.environ.get(EXPERIMENTS_ENV) or "experiments")
     translator = translator or CrucibleTranslator()
     # Loading builds many long-lived objects and frees few: the cyclic collector would scan
@@ -117,14 +141,17 @@ def definitions_from_folder(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _load_folder(root, translator, registry)
+        return _load_folder(root, translator, registry, default_executor)
     finally:
         if collecting:
             gc.enable()
 
 
 def _load_folder(
-    root: Path, translator: CrucibleTranslator, registry: Registry | None
+    root: Path,
+    translator: CrucibleTranslator,
+    registry: Registry | None,
+    default_executor: Executor | None,
 ) -> dg.Definitions:
     compiled: list[CompiledExperiment] = []
     invalid: list[dg.AssetSpec] = []
@@ -133,8 +160,9 @@ def _load_folder(
         problems = list(checked.problems)
         if checked.experiment is not None:
             try:
+                experiment = with_default_executor(checked.experiment, default_executor)
                 compiled.append(
-                    compile_experiment(checked.experiment, translator=translator, registry=registry)
+                    compile_experiment(experiment, translator=translator, registry=registry)
                 )
                 continue
             except Exception as exc:  # a definition error must not take the other experiments down

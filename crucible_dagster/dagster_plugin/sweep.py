@@ -24,13 +24,13 @@ from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP, Experiment
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunRecord, read_manifest, run_directory
+from crucible_dagster.runtime.run_record import read_manifest, run_directory
 from crucible_dagster.sweeps.grid import Trial, expand_grid
 from crucible_dagster.sweeps.running import (
     TrialOutcome,
+    completed_attempt,
+    next_attempt_dir,
     run_trial,
-    trial_attempt_dirs,
-    trial_run_dir,
 )
 
 
@@ -58,35 +58,6 @@ def _ancestor_runs(root: Path, experiment: Experiment, parent: str | None) -> li
         except ValueError:
             break
     return runs
-
-
-def _earlier_outcome(runs: list[Path], trial: Trial) -> TrialOutcome | None:
-    """A trial one of ``runs`` completed: an ancestor (re-execution from failure reruns only
-    the rest), or this run itself (a step handed to another worker after the first died)."""
-    for run_dir in runs:
-        for trial_dir in trial_attempt_dirs(run_dir, trial):
-            try:
-                manifest = read_manifest(trial_dir)
-            except ValueError:
-                continue
-            if manifest.get("status") == "completed":
-                metrics = dict(manifest.get("metrics") or {})
-                worker = {"host": manifest.get("host"), "pid": manifest.get("pid")}
-                return TrialOutcome(trial, "completed", metrics, str(trial_dir), None, worker)
-    return None
-
-
-def _next_attempt_dir(sweep_dir: Path, trial: Trial) -> Path:
-    """Where this attempt of the trial runs. An earlier attempt in this run that never ended
-    (its worker was killed; the broker handed the step on) is ended as ``interrupted`` and
-    kept as it was: this attempt writes beside it, never over it."""
-    attempts = trial_attempt_dirs(sweep_dir, trial)
-    for path in attempts:
-        record = RunRecord.open(path)
-        if record is not None and record.manifest.get("status") == "running":
-            note = "its step was handed to another worker: the process running it stopped"
-            record.finish("interrupted", failure={"error_type": "WorkerLost", "message": note})
-    return trial_run_dir(sweep_dir, trial, len(attempts) + 1)
 
 
 def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
@@ -133,7 +104,7 @@ def _trial_op(
         sinks = [dagster_log_sink(context)]
         outcomes, failures = [], []
         for spec in (Trial.from_dict(t) for t in trials):
-            earlier = _earlier_outcome([sweep.path, *ancestors], spec)
+            earlier = completed_attempt([sweep.path, *ancestors], spec)
             if earlier is not None:
                 outcomes.append(earlier)
                 continue
@@ -141,7 +112,7 @@ def _trial_op(
                 outcome, result = run_trial(
                     run_experiment,
                     spec,
-                    run_dir=_next_attempt_dir(sweep.path, spec),
+                    run_dir=next_attempt_dir(sweep.path, spec),
                     run_id=f"{context.run_id}.{spec.trial_id}",
                     registry=registry,
                     sinks=sinks,

@@ -16,6 +16,7 @@ from typing import Any
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.registry import Registry
+from crucible_dagster.runtime.run_record import RunRecord, read_manifest
 from crucible_dagster.runtime.runner import RunResult, run
 from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.grid import Trial
@@ -110,3 +111,32 @@ def trial_attempt_dirs(base: Path, trial: Trial) -> list[Path]:
     while (path := trial_run_dir(base, trial, len(found) + 1)).exists():
         found.append(path)
     return found
+
+
+def completed_attempt(runs: list[Path], trial: Trial) -> TrialOutcome | None:
+    """A trial one of ``runs`` completed: an ancestor (re-execution from failure reruns only
+    the rest), or this run itself (a step handed to another worker after the first died)."""
+    for run_dir in runs:
+        for trial_dir in trial_attempt_dirs(run_dir, trial):
+            try:
+                manifest = read_manifest(trial_dir)
+            except ValueError:
+                continue
+            if manifest.get("status") == "completed":
+                metrics = dict(manifest.get("metrics") or {})
+                worker = {"host": manifest.get("host"), "pid": manifest.get("pid")}
+                return TrialOutcome(trial, "completed", metrics, str(trial_dir), None, worker)
+    return None
+
+
+def next_attempt_dir(sweep_dir: Path, trial: Trial) -> Path:
+    """Where this attempt of the trial runs. An earlier attempt in this run that never ended
+    (its worker was killed; the broker handed the step on) is ended as ``interrupted`` and
+    kept as it was: this attempt writes beside it, never over it."""
+    attempts = trial_attempt_dirs(sweep_dir, trial)
+    for path in attempts:
+        record = RunRecord.open(path)
+        if record is not None and record.manifest.get("status") == "running":
+            note = "its step was handed to another worker: the process running it stopped"
+            record.finish("interrupted", failure={"error_type": "WorkerLost", "message": note})
+    return trial_run_dir(sweep_dir, trial, len(attempts) + 1)
