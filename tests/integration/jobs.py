@@ -95,3 +95,25 @@ def sweep_job_multiprocess() -> dg.JobDefinition:
         }
     )
     return build_job(experiment)
+
+
+def pooled_sweep_job() -> dg.JobDefinition:
+    """Four trials, a step each, on subprocesses: a pool limit of 1 must run them one by one."""
+    experiment = Experiment.model_validate(
+        {
+            "id": "pooled_sweep",
+            "executor": "multiprocess",
+            "parameters": {"level": [0.8, 0.9]},
+            "seeds": [1, 2],
+            "sweep": {"metric": "fold_scores.model", "trials_per_step": 1, "pool": "test_pool"},
+            "pipeline": [
+                {
+                    "name": "score",
+                    "module": "tests.helpers:NoisyScore",
+                    "options": {"level": "${params.level}"},
+                },
+                {"name": "pause", "module": "tests.helpers:Sleep", "options": {"seconds": 0.4}},
+            ],
+        }
+    )
+    return build_job(experiment)

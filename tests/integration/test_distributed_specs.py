@@ -6,10 +6,12 @@ real workers are in test_celery.py.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.instance.ref import InstanceRef
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, build_job
@@ -26,6 +28,11 @@ from crucible_dagster.sweeps.running import (
     trial_attempt_dirs,
     trial_run_dir,
 )
+from tests.conftest import ROOT
+from tests.integration import jobs
+from tests.integration.test_postgres import postgres_db, postgres_home
+
+__all__ = ["postgres_db"]  # the fixture, used by name
 
 SWEEP = {
     "id": "pooled",
@@ -110,3 +117,34 @@ def test_a_redelivered_trial_ends_the_dead_attempt_and_writes_beside_it(tmp_path
     assert again is not None and again.metrics == {"score": 0.8}
     assert again.run_dir == str(second) and again.worker is not None
     assert again.worker["pid"] == read_manifest(second)["pid"]
+
+
+def test_a_pool_limit_runs_trial_steps_one_at_a_time(artifacts_dir: Path) -> None:
+    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
+    with (
+        dg.instance_for_test(overrides=overrides) as instance,
+        dg.execute_job(dg.reconstructable(jobs.pooled_sweep_job), instance=instance) as result,
+    ):
+        assert result.success
+    spans = sorted(
+        (m["started_at"], m["ended_at"])
+        for m in (
+            read_manifest(p.parent)
+            for p in artifacts_dir.glob("pooled_sweep/*/trials/*/manifest.json")
+        )
+    )
+    assert len(spans) == 4
+    assert all(ended <= next_start for (_, ended), (next_start, _) in pairwise(spans))
+
+
+def test_the_shipped_queued_instance_config_loads(
+    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = postgres_home(postgres_db, tmp_path, monkeypatch)
+    (home / "dagster.yaml").write_text((ROOT / "dagster.queued.yaml").read_text())
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        config = instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == 4
+        (limit,) = config.run_queue_config.tag_concurrency_limits
+        assert limit["key"] == "crucible/experiment" and limit["limit"] == 1
