@@ -2,15 +2,24 @@
 
 Write to a temporary file in the same folder, then rename over the target. This guards
 against killed processes (the failure we test); it does not fsync, so it does not
-promise durability across a power cut.
+promise durability across a power cut. On an object store (a ``UPath``) one upload is
+atomic by itself: the object is written whole or not at all.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar, cast
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+#: a local path, or a UPath on an object store: each writer returns the kind it was given
+P = TypeVar("P", bound="Path | UPath")
 
 
 def _temporary(path: Path) -> tuple[Path, int]:
@@ -37,16 +46,36 @@ def _replace(tmp: Path, path: Path, write: Callable[[], object]) -> Path:
     return path
 
 
-def atomic_write_with(path: Path, write: Callable[[Path], object]) -> Path:
+def _upload(path: P, data: bytes) -> P:
+    path.parent.mkdir(parents=True, exist_ok=True)  # a no-op on stores without folders
+    path.write_bytes(data)
+    return path
+
+
+def _written_locally(write: Callable[[Path], object]) -> tuple[bytes, object]:
+    """Run ``write`` on a local scratch file and return its bytes: for an object store."""
+    with tempfile.TemporaryDirectory(prefix="crucible-") as scratch:
+        tmp = Path(scratch) / "file"
+        result = write(tmp)
+        return tmp.read_bytes(), result
+
+
+def atomic_write_with(path: P, write: Callable[[Path], object]) -> P:
     """Call ``write(temporary_path)``, then move the finished file to ``path``."""
+    if not isinstance(path, Path):
+        return _upload(path, _written_locally(write)[0])
     tmp, fd = _temporary(path)
     os.close(fd)
-    return _replace(tmp, path, lambda: write(tmp))
+    return cast(P, _replace(tmp, path, lambda: write(tmp)))
 
 
-def write_content_addressed(folder: Path, write: Callable[[Path], str]) -> Path:
+def write_content_addressed(folder: P, write: Callable[[Path], str]) -> P:
     """``write(temporary_path)`` returns the file's name (its content's digest): the finished
     file is moved there, unless a file of that name (the same content) is there already."""
+    if not isinstance(folder, Path):
+        data, name = _written_locally(write)
+        remote = folder / str(name)
+        return cast(P, remote if remote.exists() else _upload(remote, data))
     tmp, fd = _temporary(folder / "blob")
     os.close(fd)
     try:
@@ -58,20 +87,22 @@ def write_content_addressed(folder: Path, write: Callable[[Path], str]) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target
+    return cast(P, target)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
+def atomic_write_bytes(path: P, data: bytes) -> P:
+    if not isinstance(path, Path):
+        return _upload(path, data)
     tmp, fd = _temporary(path)
 
     def write() -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
 
-    return _replace(tmp, path, write)
+    return cast(P, _replace(tmp, path, write))
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
+def atomic_write_text(path: P, text: str) -> P:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 

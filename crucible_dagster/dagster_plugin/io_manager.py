@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from crucible_dagster.common.locations import StoragePath, storage_path
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.run_record import RunRecord
 from crucible_dagster.runtime.serialization import (
@@ -40,6 +41,10 @@ def _fail_run_record(obj: Any, step: str, message: str) -> None:
 class CrucibleContextIOManager(dg.ConfigurableIOManager):
     """Stores Contexts under ``base_dir`` (default: the Dagster instance's storage directory).
 
+    ``base_dir`` is a path or any fsspec URL (``s3://bucket/crucible``, ``gs://...``), as
+    Dagster's UPathIOManager takes one: on Celery or Kubernetes every worker must reach it, so
+    a shared mount or an object store, never a worker's own disk.
+
     Every output is written; an input that this manager wrote a moment ago in the same process
     (the in-process executor's next step) is handed on as the object itself rather than read
     back, as the standalone runner hands it on. Another process, or a re-execution, reads it.
@@ -47,18 +52,18 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
 
     base_dir: str | None = None
     _stores: dict[str, BlobStore] = PrivateAttr(default_factory=dict)
-    _recent: dict[Path, Any] = PrivateAttr(default_factory=dict)
+    _recent: dict[str, Any] = PrivateAttr(default_factory=dict)
 
-    def _root(self, instance: dg.DagsterInstance | None) -> Path:
+    def _root(self, instance: dg.DagsterInstance | None) -> StoragePath:
         if self.base_dir:
-            return Path(self.base_dir)
+            return storage_path(self.base_dir)
         if instance is None:
             raise dg.DagsterInvariantViolationError(
                 "CrucibleContextIOManager needs base_dir outside a run"
             )
         return Path(instance.storage_directory()) / "crucible"
 
-    def _location(self, root: Path, identifier: list[str]) -> tuple[Path, BlobStore]:
+    def _location(self, root: StoragePath, identifier: list[str]) -> tuple[StoragePath, BlobStore]:
         run_id, *rest = identifier
         run_root = root / run_id
         key = str(run_root)
@@ -82,7 +87,7 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
             message = f"stage {context.step_key!r} produced a context that cannot be stored: {exc}"
             _fail_run_record(obj, context.step_key, message)
             raise dg.Failure(description=message) from None
-        self._recent[path] = obj
+        self._recent[str(path)] = obj
         while len(self._recent) > RECENT_OUTPUTS:
             del self._recent[next(iter(self._recent))]
 
@@ -94,6 +99,6 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
             )
         root = self._root(None if self.base_dir else context.instance)
         path, store = self._location(root, list(upstream.get_identifier()))
-        if path in self._recent:
-            return self._recent[path]
+        if str(path) in self._recent:
+            return self._recent[str(path)]
         return load_stored(path, store)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.common.locations import local_path
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.telemetry import JsonlSink, Sink, Telemetry
@@ -42,7 +43,9 @@ TRACKED_PACKAGES = (
 
 
 def artifacts_root(explicit: str | Path | None = None) -> Path:
-    return Path(explicit or os.environ.get(ARTIFACTS_ENV) or "artifacts").resolve()
+    """The run directories' root: ``explicit``, else ``$CRUCIBLE_ARTIFACTS_DIR``, else ./artifacts."""
+    where = f"the artifacts root ({ARTIFACTS_ENV} or the crucible resource's artifacts_dir)"
+    return local_path(explicit or os.environ.get(ARTIFACTS_ENV) or "artifacts", where).resolve()
 
 
 def experiment_hash(experiment: Experiment) -> str:

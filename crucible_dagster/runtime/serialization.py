@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import sys
@@ -29,6 +30,7 @@ from crucible_dagster.common.files import (
     atomic_write_with,
     write_content_addressed,
 )
+from crucible_dagster.common.locations import StoragePath
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.trace import TraceChain
@@ -75,9 +77,9 @@ def _write_table(frame: pd.DataFrame, tmp: Path) -> str:
 
 
 class BlobStore:
-    """A folder of ``<sha256>.parquet`` / ``<sha256>.npy`` files."""
+    """A folder of ``<sha256>.parquet`` / ``<sha256>.npy`` files: local, or on an object store."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: StoragePath):
         self.root = root
         self._known: dict[int, _Hashed] = {}
 
@@ -138,13 +140,14 @@ class BlobStore:
 
     def get(self, name: str) -> Any:
         path = self.root / name
+        source: Any = path if isinstance(path, Path) else io.BytesIO(path.read_bytes())
         if name.endswith(".parquet"):
             import pandas as pd
 
-            return pd.read_parquet(path, engine="pyarrow")
+            return pd.read_parquet(source, engine="pyarrow")
         import numpy as np
 
-        return np.load(path, allow_pickle=False)
+        return np.load(source, allow_pickle=False)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -273,17 +276,17 @@ def context_from_payload(payload: Mapping[str, Any], store: BlobStore) -> Contex
     )
 
 
-def save_context(ctx: Context, path: Path, store: BlobStore) -> Path:
+def save_context(ctx: Context, path: StoragePath, store: BlobStore) -> StoragePath:
     return atomic_write_text(
         path, json.dumps(context_to_payload(ctx, store), separators=(",", ":"))
     )
 
 
-def load_context(path: Path, store: BlobStore) -> Context:
+def load_context(path: StoragePath, store: BlobStore) -> Context:
     return context_from_payload(json.loads(path.read_text(encoding="utf-8")), store)
 
 
-def save_stored(value: Any, path: Path, store: BlobStore) -> Path:
+def save_stored(value: Any, path: StoragePath, store: BlobStore) -> StoragePath:
     """A Context, or any other value (trial specs and outcomes between sweep ops), as JSON + blobs."""
     if isinstance(value, Context):
         return save_context(value, path, store)
@@ -295,7 +298,7 @@ def save_stored(value: Any, path: Path, store: BlobStore) -> Path:
     return atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
 
 
-def load_stored(path: Path, store: BlobStore) -> Any:
+def load_stored(path: StoragePath, store: BlobStore) -> Any:
     payload = json.loads(path.read_text(encoding="utf-8"))
     if payload.get("kind") == "value":
         return decode(payload["value"], store)
