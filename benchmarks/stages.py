@@ -31,3 +31,22 @@ class LightScore(Stage):
         return ctx.put_metric(
             "score", float(options["level"]) + int(ctx.params.get("seed", 0)) / 1000
         )
+
+
+class CpuScore(Stage):
+    """A score after ``work`` rounds of pure-Python arithmetic: a CPU-bound trial."""
+
+    name = "cpu_score"
+    legacy_schema = {
+        "name": "cpu_score",
+        "description": "burns CPU, then score = level",
+        "required": ["level", "work"],
+        "optional": [],
+        "types": {"level": "float", "work": "integer"},
+    }
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        total = 0
+        for i in range(int(options["work"])):
+            total = (total + i * i) % 1_000_003
+        return ctx.put_metric("score", float(options["level"]) + total * 0.0)
