@@ -239,3 +239,12 @@ class PrefixTranslator(CrucibleTranslator):
         import dagster as dg
 
         return dg.AssetKey(["lab", experiment.id, output.name])
+
+
+def double_all(values: list[int]) -> list[int]:
+    """A callable backend: one output per input."""
+    return [2 * v for v in values]
+
+
+def fails_always(values: list[object]) -> list[object]:
+    raise RuntimeError("this backend always fails")

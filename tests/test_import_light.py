@@ -78,10 +78,21 @@ ALLOWED = {
     "experiment": {"common"},
     "runtime": {"common", "experiment", "bench"},
     "run_history": {"common", "experiment", "runtime", "bench"},
+    "reliability": {"common", "experiment", "bench"},
+    "backends": {"common", "experiment", "runtime", "reliability"},
     "report": {"common", "experiment", "runtime", "bench"},
     "sweeps": {"common", "experiment", "runtime", "bench", "report"},
-    "stages": {"common", "experiment", "runtime", "bench", "report", "run_history"},
-    "contrib": {"common", "experiment", "runtime", "bench", "report"},
+    "stages": {
+        "common",
+        "experiment",
+        "runtime",
+        "bench",
+        "report",
+        "run_history",
+        "reliability",
+        "backends",
+    },
+    "contrib": {"common", "experiment", "runtime", "bench", "report", "backends"},
     "dagster_plugin": {
         "common",
         "experiment",
@@ -91,6 +102,8 @@ ALLOWED = {
         "sweeps",
         "stages",
         "run_history",
+        "reliability",
+        "backends",
     },
 }
 

@@ -82,8 +82,8 @@ def test_scenario_21_ir_validation() -> None:
         )
     )
     assert any(
-        "strategy: expected one of: off, fixed, percentile, adaptive, workload_aware, got 'invalid'"
-        in p
+        "strategy: expected one of: off, fixed, percentile, adaptive, workload_aware, "
+        "exponential_backoff, got 'invalid'" in p
         for p in errors_of(
             "id: t\npipeline: [{name: validate}]\nreliability: {hedging: {strategy: invalid}}\n"
         )

@@ -18,7 +18,13 @@ import numpy as np
 from crucible_dagster.bench.assumptions import levene, shapiro
 from crucible_dagster.bench.data import BenchDataError, as_sample
 from crucible_dagster.bench.multiple import adjust_p_values
-from crucible_dagster.bench.nonparametric import friedman, kruskal_wallis, mann_whitney, wilcoxon
+from crucible_dagster.bench.nonparametric import (
+    friedman,
+    kruskal_wallis,
+    mann_whitney,
+    mcnemar,
+    wilcoxon,
+)
 from crucible_dagster.bench.parametric import (
     anova,
     corrected_resampled_ttest,
@@ -43,7 +49,7 @@ PAIRWISE_TESTS = (
     "cv_5x2",
 )
 OMNIBUS_TESTS = ("anova", "welch_anova", "kruskal_wallis", "friedman")
-PAIRED_ONLY = ("paired_ttest", "wilcoxon", "corrected_resampled_ttest", "cv_5x2")
+PAIRED_ONLY = ("paired_ttest", "wilcoxon", "corrected_resampled_ttest", "cv_5x2", "mcnemar")
 
 
 @dataclass
@@ -152,6 +158,33 @@ def _normal_enough(
     return ok
 
 
+#: below this many discordant pairs the chi-squared approximation is poor: exact binomial p
+MCNEMAR_EXACT_BELOW = 25
+
+
+def is_binary(values: np.ndarray) -> bool:
+    """Every value is 0 or 1 (correct or not): paired data for McNemar's test."""
+    return bool(values.size) and bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def paired_correctness(x: np.ndarray, y: np.ndarray, level: float) -> TestResult:
+    """McNemar on the discordant samples, with the difference in the share correct and its
+    Wald interval for paired proportions (Agresti 2002, 10.1.1):
+    var = [(b + c) - (b - c)^2 / n] / n^2."""
+    from scipy import stats
+
+    n = int(x.size)
+    b = int(np.sum((x == 1) & (y == 0)))
+    c = int(np.sum((x == 0) & (y == 1)))
+    result = mcnemar(b, c, exact=b + c < MCNEMAR_EXACT_BELOW)
+    result.n = (n,)
+    result.estimate = (b - c) / n
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    half = z * math.sqrt(max((b + c) - (b - c) ** 2 / n, 0)) / n
+    result.ci = (result.estimate - half, result.estimate + half)
+    return result
+
+
 def choose_pairwise_test(
     a: str,
     b: str,
@@ -163,6 +196,16 @@ def choose_pairwise_test(
     """The automatic choice for one pair, with its reasons appended to ``decisions``."""
     pair = f"{a} vs {b}"
     if settings.design in ("paired", "blocked"):
+        if is_binary(x) and is_binary(y):
+            decisions.append(
+                Decision(
+                    f"{pair}: mcnemar",
+                    "paired design, each sample right (1) or wrong (0) under both: McNemar's "
+                    "test on the discordant samples (exact binomial p below 25 of them)",
+                    "design",
+                )
+            )
+            return "mcnemar"
         if settings.n_train and settings.n_test:
             decisions.append(
                 Decision(
@@ -228,6 +271,12 @@ def run_pairwise(
         return paired_ttest(x, y, alternative=alternative, confidence_level=level)
     if test == "mann_whitney":
         return mann_whitney(x, y, alternative=alternative, confidence_level=level)
+    if test == "mcnemar":
+        if not (is_binary(x) and is_binary(y)) or x.size != y.size:
+            raise BenchDataError(
+                "mcnemar needs paired 0/1 outcomes (one per sample in both groups)"
+            )
+        return paired_correctness(x, y, level)
     if test == "wilcoxon":
         return wilcoxon(x, y, alternative=alternative, confidence_level=level)
     if test == "bootstrap":

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crucible_dagster.backends.scikit_learn import make_estimator as build_estimator
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
@@ -92,27 +93,7 @@ class ModelSpec(BaseModel):
 
 
 def make_estimator(spec: ModelSpec, seed: int) -> Any:
-    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-    from sklearn.tree import DecisionTreeClassifier
-
-    params = dict(spec.params)
-    if spec.estimator == "logistic_regression":
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, **params))
-    if spec.estimator == "svc":
-        return make_pipeline(StandardScaler(), SVC(random_state=seed, **params))
-    if spec.estimator == "knn":
-        return make_pipeline(StandardScaler(), KNeighborsClassifier(**params))
-    seeded = {"random_state": seed, **params}
-    return {
-        "random_forest": RandomForestClassifier,
-        "gradient_boosting": GradientBoostingClassifier,
-        "decision_tree": DecisionTreeClassifier,
-    }[spec.estimator](**seeded)
+    return build_estimator(spec.estimator, dict(spec.params), seed)
 
 
 def _default_models() -> dict[str, ModelSpec]:

@@ -172,11 +172,13 @@ class Ensemble(IRModel):
 
 
 class Hedging(IRModel):
-    strategy: Literal["off", "fixed", "percentile", "adaptive", "workload_aware"] = "off"
-    delay_ms: int | None = None
-    percentile: float | None = None
-    max_hedges: int | None = None
-    budget_percent: float | None = None
+    strategy: Literal[
+        "off", "fixed", "percentile", "adaptive", "workload_aware", "exponential_backoff"
+    ] = "off"
+    delay_ms: int | None = Field(default=None, ge=0)
+    percentile: float | None = Field(default=None, gt=0, lt=100)
+    max_hedges: int | None = Field(default=None, ge=0, le=10)
+    budget_percent: float | None = Field(default=None, ge=0, le=100)
     options: dict[str, Any] | None = None
 
 

@@ -1,0 +1,92 @@
+"""The backend contract: a model behind one call over a batch of samples.
+
+A backend answers each ``Request`` (a sample id and its input: a feature row for a
+predictor, a prompt for a generator) with a ``Response``: the output, its confidence where
+the model gives one, the latency, and for language models the token counts and cost.
+A failed sample is a ``Response`` with ``error`` set, never an exception for the batch, so
+one bad sample does not lose the others and a fallback backend can take just the failures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True)
+class Request:
+    sample_id: str
+    input: Any
+
+
+@dataclass
+class Response:
+    sample_id: str
+    output: Any = None
+    confidence: float | None = None
+    latency_ms: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+    cached: bool = False
+    error: str | None = None
+    #: which backend answered (the fallback's name when the primary failed this sample)
+    backend: str = ""
+    #: extra requests sent for this sample (hedges, retries)
+    extra_requests: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class BackendOptions(BaseModel):
+    """Options of a backend, from the IR's ``backend.options``; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def predict(self, requests: Sequence[Request]) -> list[Response]: ...
+
+
+class BackendError(ValueError):
+    """A backend that cannot be built: the message names the IR field and what was expected."""
+
+
+@dataclass
+class FallbackBackend:
+    """Asks ``primary`` first; samples it failed go to ``fallback`` (the IR's ``backend.fallback``)."""
+
+    primary: Backend
+    fallback: Backend
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = f"{self.primary.name}+fallback:{self.fallback.name}"
+
+    def predict(self, requests: Sequence[Request]) -> list[Response]:
+        first = self.primary.predict(requests)
+        failed = [r for r, answer in zip(requests, first, strict=True) if answer.error]
+        if not failed:
+            return first
+        second = {a.sample_id: a for a in self.fallback.predict(failed)}
+        merged = []
+        for answer in first:
+            retry = second.get(answer.sample_id) if answer.error else None
+            if retry is not None:
+                retry.latency_ms += answer.latency_ms  # the user waited for both
+                retry.extra_requests += 1 + answer.extra_requests
+            merged.append(retry or answer)
+        return merged
+
+
+class BackendClass(Protocol):
+    Options: ClassVar[type[BackendOptions]]
+
+    def __call__(self, name: str, options: Any, context: Mapping[str, Any]) -> Backend: ...

@@ -1,0 +1,85 @@
+"""Backend names -> classes: built-ins, the ``crucible_dagster.backends`` entry points, dotted paths.
+
+The IR's ``backend: {id: ..., options: {...}, fallback: {...}}`` is built here, its options
+checked by the backend's own pydantic model: a bad option names ``backend.options.<field>``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from crucible_dagster.backends.base import Backend, BackendError, BackendOptions, FallbackBackend
+from crucible_dagster.experiment.ir import BackendRef
+from crucible_dagster.runtime.registry import StageResolutionError, import_object, is_dotted_path
+
+ENTRY_POINT_GROUP = "crucible_dagster.backends"
+BUILTIN_BACKENDS = {
+    "sklearn": "crucible_dagster.backends.scikit_learn:SklearnBackend",
+    "callable": "crucible_dagster.backends.python_callable:CallableBackend",
+    "openai_compatible": "crucible_dagster.backends.openai_compatible:OpenAICompatibleBackend",
+}
+
+
+@cache
+def _entry_point_backends() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def backend_names() -> list[str]:
+    return sorted({**_entry_point_backends(), **BUILTIN_BACKENDS})
+
+
+def backend_class(backend_id: str, where: str = "backend.id") -> Any:
+    """The class a backend id names; ``BackendError`` with the choices when it names none."""
+    table = {**_entry_point_backends(), **BUILTIN_BACKENDS}
+    path = backend_id if is_dotted_path(backend_id) else table.get(backend_id)
+    if path is None:
+        raise BackendError(
+            f"{where}: expected a backend ({', '.join(backend_names())}, an entry point in "
+            f"{ENTRY_POINT_GROUP}, or 'package.module:Class'), found {backend_id!r}"
+        )
+    try:
+        cls = import_object(path, "backend class")
+    except StageResolutionError as exc:
+        raise BackendError(f"{where}: {exc}") from None
+    options = getattr(cls, "Options", None)
+    if not (
+        isinstance(cls, type)
+        and callable(getattr(cls, "predict", None))
+        and isinstance(options, type)
+        and issubclass(options, BackendOptions)
+    ):
+        raise BackendError(
+            f"{where}: {path!r} is not a backend class (a class with predict(requests) and an "
+            "Options model subclassing BackendOptions); it was not called"
+        )
+    return cls
+
+
+def check_backend(ref: BackendRef, where: str = "backend") -> BackendOptions:
+    """The backend's class resolves and its options validate: ``crucible validate`` calls this."""
+    cls = backend_class(ref.id, f"{where}.id")
+    try:
+        options: BackendOptions = cls.Options.model_validate(ref.options or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise BackendError(
+            f"{where}.options.{field}: {first['msg']} (found {first.get('input')!r})"
+        ) from None
+    if ref.fallback is not None:
+        check_backend(ref.fallback, f"{where}.fallback")
+    return options
+
+
+def build_backend(ref: BackendRef, where: str = "backend") -> Backend:
+    """The backend the IR describes, wrapped with its fallback when it has one."""
+    options = check_backend(ref, where)
+    backend: Backend = backend_class(ref.id)(ref, options)
+    if ref.fallback is not None:
+        backend = FallbackBackend(backend, build_backend(ref.fallback, f"{where}.fallback"))
+    return backend

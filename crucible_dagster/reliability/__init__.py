@@ -1,0 +1,1 @@
+"""The original's reliability toolkit: ensembles, hedged requests, fairness, guardrail settings."""

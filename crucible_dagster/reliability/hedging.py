@@ -1,0 +1,170 @@
+"""Hedged requests (Dean & Barroso, "The Tail at Scale", CACM 2013): when an answer is late,
+send the same request again and take whichever answer comes first.
+
+When to hedge, by ``reliability.hedging.strategy``:
+
+- ``off``: never.
+- ``fixed``: after ``delay_ms`` (default 100).
+- ``percentile``: after the ``percentile``-th (default 95) latency observed so far; no hedge
+  until ``options.min_samples`` (default 20) requests have completed.
+- ``adaptive``: after the latency quantile that leaves ``budget_percent`` (default 5) of
+  requests slower, so the hedge rate tracks the budget as the latency distribution moves.
+- ``workload_aware``: the percentile delay stretched by the load, ``x (1 + in_flight /
+  options.capacity)`` (capacity default 8): under load a duplicate costs more, so wait longer.
+- ``exponential_backoff``: hedge k after ``delay_ms * 2**(k - 1)`` more.
+
+``max_hedges`` (default 1) caps duplicates per request and ``budget_percent`` the share of
+extra requests over all requests (no cap when unset, except for ``adaptive``'s own target).
+Every request's own latency (losers' too, when they finish) feeds the estimates.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
+
+from crucible_dagster.experiment.ir import Hedging
+
+T = TypeVar("T")
+DEFAULT_DELAY_MS = 100.0
+DEFAULT_PERCENTILE = 95.0
+DEFAULT_BUDGET_PERCENT = 5.0
+MAX_THREADS = 256
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by linear interpolation (numpy's default), without numpy."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+class HedgedCaller:
+    """Calls a function with hedging; thread-safe, shared by all of a backend's requests."""
+
+    def __init__(self, config: Hedging, window: int = 2000):
+        self.config = config
+        options = config.options or {}
+        self.min_samples = int(options.get("min_samples", 20))
+        self.capacity = float(options.get("capacity", 8))
+        self.max_hedges = config.max_hedges if config.max_hedges is not None else 1
+        self._latencies: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.primaries = 0
+        self.hedges = 0
+        self.hedge_wins = 0
+        self.in_flight = 0
+
+    # --- the policy ----------------------------------------------------------------------------
+
+    def _observed(self, q: float) -> float | None:
+        with self._lock:
+            values = list(self._latencies)
+        if len(values) < self.min_samples:
+            return None
+        return quantile(values, q)
+
+    def delay_ms(self, hedge: int) -> float | None:
+        """How long after the previous request hedge number ``hedge`` (1-based) goes, or None."""
+        strategy, c = self.config.strategy, self.config
+        if strategy == "off" or hedge > self.max_hedges or not self._within_budget():
+            return None
+        if strategy == "fixed":
+            return float(c.delay_ms if c.delay_ms is not None else DEFAULT_DELAY_MS)
+        if strategy == "exponential_backoff":
+            base = float(c.delay_ms if c.delay_ms is not None else DEFAULT_DELAY_MS)
+            return base * 2 ** (hedge - 1)
+        if strategy == "adaptive":
+            budget = c.budget_percent if c.budget_percent is not None else DEFAULT_BUDGET_PERCENT
+            return self._observed(1 - budget / 100)
+        observed = self._observed((c.percentile or DEFAULT_PERCENTILE) / 100)
+        if observed is None or strategy == "percentile":
+            return observed
+        return observed * (1 + self.in_flight / self.capacity)  # workload_aware
+
+    def _within_budget(self) -> bool:
+        budget = self.config.budget_percent
+        if budget is None:
+            return True
+        with self._lock:
+            return self.hedges < budget / 100 * max(self.primaries, 1)
+
+    # --- the call ------------------------------------------------------------------------------
+
+    def _submit(self, fn: Callable[[], T]) -> Future[T]:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    # a request never waits for a thread: a queued hedge would be a late hedge
+                    self._pool = ThreadPoolExecutor(
+                        MAX_THREADS, thread_name_prefix="crucible-hedge"
+                    )
+        began = time.perf_counter()
+
+        def timed() -> T:
+            try:
+                return fn()
+            finally:
+                with self._lock:
+                    self._latencies.append((time.perf_counter() - began) * 1000)
+
+        return self._pool.submit(timed)
+
+    def call(self, fn: Callable[[], T]) -> tuple[T, int]:
+        """``fn()``'s first successful answer and how many hedges were sent for it."""
+        if self.config.strategy == "off":
+            return self._submit(fn).result(), 0
+        with self._lock:
+            self.primaries += 1
+            self.in_flight += 1
+        try:
+            return self._race(fn)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _race(self, fn: Callable[[], T]) -> tuple[T, int]:
+        futures = [self._submit(fn)]
+        pending: set[Future[T]] = set(futures)
+        last_sent = time.perf_counter()
+        error: BaseException | None = None
+        while True:
+            delay = self.delay_ms(len(futures))
+            timeout = (
+                None if delay is None else max(0.0, last_sent + delay / 1000 - time.perf_counter())
+            )
+            done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.exception() is None:
+                    if future is not futures[0]:
+                        with self._lock:
+                            self.hedge_wins += 1
+                    return future.result(), len(futures) - 1
+                error = error or future.exception()
+            if not done:  # the wait ran out: hedge
+                futures.append(self._submit(fn))
+                pending.add(futures[-1])
+                last_sent = time.perf_counter()
+                with self._lock:
+                    self.hedges += 1
+            elif not pending:
+                assert error is not None
+                raise error
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            primaries, hedges, wins = self.primaries, self.hedges, self.hedge_wins
+        return {
+            "strategy": self.config.strategy,
+            "requests": primaries,
+            "hedges": hedges,
+            "hedge_wins": wins,
+            "extra_request_share": hedges / primaries if primaries else 0.0,
+        }
