@@ -67,15 +67,18 @@ def power_ttest(
     df, ncp = _df_ncp(effect_size, n, design)
     if df <= 0:
         return float("nan")
+    # A lower tail P(T <= -c; ncp) is taken as the upper tail P(T >= c; -ncp): the same number,
+    # but scipy 1.17's nct.cdf returns NaN deep in the far tail (e.g. c=1.98, df=99, ncp=10)
+    # where nct.sf does not.
     if alternative == "two-sided":
         crit = stats.t.ppf(1 - alpha / 2, df)
-        upper, lower = float(stats.nct.sf(crit, df, ncp)), float(stats.nct.cdf(-crit, df, ncp))
+        upper, lower = float(stats.nct.sf(crit, df, ncp)), float(stats.nct.sf(crit, df, -ncp))
         if strict:
             return upper + lower
         return upper if effect_size >= 0 else lower
     if alternative == "greater":
         return float(stats.nct.sf(stats.t.ppf(1 - alpha, df), df, ncp))
-    return float(stats.nct.cdf(stats.t.ppf(alpha, df), df, ncp))
+    return float(stats.nct.sf(-stats.t.ppf(alpha, df), df, -ncp))
 
 
 def _solve_increasing(

@@ -1,0 +1,97 @@
+"""Group fairness of each variant's predictions (``reliability.fairness``).
+
+Reads the per-sample table and the group of each sample: ``group_by`` names a column of
+``assigns[groups_from]`` (the features table, by default) aligned with the sample ids. Each
+metric's gap between groups, with a bootstrap interval, is compared with ``threshold``
+(default 0.1); ``fail_on_violation`` fails the stage when a gap exceeds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.stages.per_sample import table_of
+
+DEFAULT_THRESHOLD = 0.1
+
+
+class FairnessOptions(StageOptions):
+    groups_from: str = Field(
+        default="features", description="assigns key of a table with the group column."
+    )
+    positive: Any = Field(default=1, description="The favourable label.")
+    variants: list[str] | None = Field(
+        default=None, description="Default: every variant in the table."
+    )
+    n_resamples: int = Field(default=2000, ge=100, le=100_000)
+
+
+class FairnessStage(Stage):
+    name = "fairness"
+    description = (
+        "Demographic parity, equalized odds, equal opportunity and predictive parity per group"
+    )
+    Options = FairnessOptions
+
+    def run(self, ctx: Context, options: FairnessOptions) -> Context:
+        import pandas as pd
+
+        from crucible_dagster.reliability.fairness import METRICS, fairness_report
+
+        experiment = ctx.experiment
+        config = experiment.reliability.fairness if experiment and experiment.reliability else None
+        if config is None or not config.enabled or not config.group_by:
+            raise StageError(
+                "missing_fairness_config",
+                None,
+                "the fairness stage needs reliability.fairness with enabled: true and group_by",
+            )
+        source = ctx.assigns.get(options.groups_from)
+        if not isinstance(source, pd.DataFrame) or config.group_by not in source.columns:
+            raise StageError(
+                "missing_group",
+                config.group_by,
+                f"reliability.fairness.group_by: expected a column of assigns['{options.groups_from}'], "
+                f"found {config.group_by!r} is not one",
+            )
+        group_of = {str(i): g for i, g in zip(source.index, source[config.group_by], strict=True)}
+        frame = table_of(ctx, "fairness")
+        threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
+        seed = int(
+            ctx.params.get(
+                "seed", experiment.seed if experiment and experiment.seed is not None else 0
+            )
+        )
+        results: dict[str, Any] = {}
+        violations = []
+        for variant in options.variants or list(dict.fromkeys(frame["variant"])):
+            rows = frame[(frame["variant"] == variant) & frame["error"].isna()]
+            report = fairness_report(
+                rows["prediction"].tolist(),
+                rows["reference"].tolist(),
+                [group_of.get(str(s)) for s in rows["sample_id"]],
+                positive=options.positive,
+                metrics=config.metrics or METRICS,
+                threshold=threshold,
+                n_resamples=options.n_resamples,
+                seed=seed,
+            )
+            results[str(variant)] = {r.metric: r.to_dict() for r in report}
+            violations += [
+                f"{variant}: {r.metric} gap {r.gap:.3f} > {threshold}" for r in report if r.violated
+            ]
+        summary = {
+            "group_by": config.group_by,
+            "threshold": threshold,
+            "variants": results,
+            "violations": violations,
+        }
+        if violations and config.fail_on_violation:
+            raise StageError(
+                "fairness_violation", violations, "fairness violation: " + "; ".join(violations)
+            )
+        return ctx.put_metric("fairness", summary)

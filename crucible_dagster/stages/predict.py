@@ -1,0 +1,140 @@
+"""Ask one or more backends for every sample: the per-sample table the rest of the pipeline reads.
+
+Samples are the rows of ``assigns[inputs]``: a DataFrame (feature rows; sample ids from its
+index) or a list of examples (dicts; the ``input_field`` is sent, ``id`` names the sample when
+present). ``variants`` names the backends to compare (default: the experiment's ``backend``,
+as the variant ``model``). A backend that learns (``sklearn``) predicts out of fold with
+``cv_folds``, so every sample's prediction comes from a model that never saw it. The
+experiment's ``reliability.hedging`` applies to backends that send requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from crucible_dagster.backends.base import Request, Response
+from crucible_dagster.backends.registry import BackendError, build_backend
+from crucible_dagster.experiment.ir import BackendRef
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.stages.per_sample import as_table, latency_summary, rows_for, save_table
+
+
+class PredictOptions(StageOptions):
+    variants: dict[str, BackendRef] | None = Field(
+        default=None,
+        description="Variant name -> backend ({id, options, endpoint_url, fallback}); default: "
+        "the experiment's backend as 'model'.",
+    )
+    inputs: str = Field(default="features", description="assigns key of the samples.")
+    input_field: str = Field(default="input", description="For a list of examples: what is sent.")
+    reference: str | None = Field(
+        default="target",
+        description="assigns key of the references (an array aligned with the samples), or for a "
+        "list of examples the field holding each one's reference.",
+    )
+    cv_folds: int | None = Field(
+        default=None, ge=2, le=50, description="Out-of-fold predictions for backends that fit."
+    )
+
+
+def _samples(ctx: Context, options: PredictOptions) -> tuple[list[Request], dict[str, Any], Any]:
+    import numpy as np
+    import pandas as pd
+
+    data = ctx.assigns.get(options.inputs)
+    if isinstance(data, pd.DataFrame):
+        ids = [str(i) for i in data.index]
+        requests = [Request(i, row) for i, row in zip(ids, data.to_dict("records"), strict=True)]
+        reference = ctx.assigns.get(options.reference) if options.reference else None
+        refs = (
+            {} if reference is None else dict(zip(ids, np.asarray(reference).tolist(), strict=True))
+        )
+        return requests, refs, data
+    if isinstance(data, list) and all(isinstance(e, dict) for e in data):
+        requests, refs = [], {}
+        for index, example in enumerate(data):
+            if options.input_field not in example:
+                raise StageError(
+                    "missing_field",
+                    index,
+                    f"assigns['{options.inputs}'][{index}] has no field {options.input_field!r}",
+                )
+            sample_id = str(example.get("id", index))
+            requests.append(Request(sample_id, example[options.input_field]))
+            if options.reference and options.reference in example:
+                refs[sample_id] = example[options.reference]
+        return requests, refs, None
+    raise StageError(
+        "missing_samples",
+        options.inputs,
+        f"predict needs assigns['{options.inputs}']: a DataFrame of feature rows or a list of "
+        f"examples (dicts), got {type(data).__name__}",
+    )
+
+
+class PredictStage(Stage):
+    name = "predict"
+    description = (
+        "Asks each backend variant for every sample; a per-sample table with latency and cost"
+    )
+    Options = PredictOptions
+
+    def run(self, ctx: Context, options: PredictOptions) -> Context:
+        experiment = ctx.experiment
+        variants = options.variants
+        if variants is None:
+            if experiment is None or experiment.backend is None:
+                raise StageError(
+                    "no_backend", None, "predict needs options.variants or the experiment's backend"
+                )
+            variants = {"model": experiment.backend}
+        hedging = experiment.reliability.hedging if experiment and experiment.reliability else None
+        seed = ctx.params.get("seed", experiment.seed if experiment else None)
+        requests, references, frame = _samples(ctx, options)
+        rows: list[dict[str, Any]] = []
+        summary: dict[str, Any] = {}
+        for name, ref in variants.items():
+            try:
+                backend = build_backend(ref, where=f"predict.variants.{name}")
+            except (BackendError, ValueError, TypeError) as exc:
+                raise StageError("invalid_backend", name, str(exc)) from None
+            if hedging is not None and hasattr(backend, "with_hedging"):
+                backend.with_hedging(hedging)
+            responses = self._ask(backend, requests, frame, references, options, int(seed or 0))
+            rows += rows_for(name, responses, references, seed)
+            summary[name] = {
+                "samples": len(responses),
+                "errors": sum(r.error is not None for r in responses),
+                "cached": sum(r.cached for r in responses),
+                "extra_requests": sum(r.extra_requests for r in responses),
+                "cost": sum(r.cost or 0.0 for r in responses),
+                "latency": latency_summary([r.latency_ms for r in responses]),
+            }
+        return save_table(ctx, as_table(rows)).put_metric("predictions", summary)
+
+    @staticmethod
+    def _ask(
+        backend: Any,
+        requests: list[Request],
+        frame: Any,
+        references: dict[str, Any],
+        options: PredictOptions,
+        seed: int,
+    ) -> list[Response]:
+        if options.cv_folds:
+            if not hasattr(backend, "out_of_fold") or frame is None:
+                raise StageError(
+                    "no_cross_validation",
+                    backend.name,
+                    f"cv_folds needs a backend that fits (sklearn) and a DataFrame of samples; "
+                    f"{backend.name!r} cannot",
+                )
+            import numpy as np
+
+            target = np.asarray([references[r.sample_id] for r in requests])
+            responses: list[Response] = backend.out_of_fold(frame, target, options.cv_folds, seed)
+            return responses
+        return list(backend.predict(requests))
