@@ -27,7 +27,8 @@ def questions(n: int) -> list[Request]:
 
 def test_unknown_backend_and_bad_options_name_the_field() -> None:
     with pytest.raises(
-        BackendError, match=r"backend.id: expected a backend \(callable, openai_compatible, sklearn"
+        BackendError,
+        match=r"backend.id: expected a backend \(callable, noop, openai_compatible, sklearn",
     ):
         check_backend(ref(id="openai_gpt4"))
     with pytest.raises(BackendError, match=r"backend.options.concurrency: .*(found 0)"):

@@ -94,8 +94,8 @@ def test_console_script_runs() -> None:
         assert command in proc.stdout
 
 
-def test_settings_without_effect_are_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+def test_settings_without_effect_are_refused_where_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "unused.yaml"
     path.write_text(
@@ -103,15 +103,32 @@ def test_settings_without_effect_are_warned_about(
         "backend: {id: openai_gpt4}\n"
         "reliability:\n"
         "  ensemble: {strategy: majority}\n"
+        "  monitoring: {alerts: true}\n"
+        "  guardrails: {content_moderation: true}\n"
         "  stats: {alpha: 0.05, bootstrap_iterations: 500}\n"
         "pipeline:\n"
         "  - name: validate\n"
+        "  - name: guardrails\n"
     )
-    assert main(["validate", str(path)]) == 0  # a warning, not an error
+    assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
-    for setting in ("backend", "reliability.ensemble", "reliability.stats.bootstrap_iterations"):
-        assert f"warning: {setting}: configured but not used" in out
-    assert "reliability.stats.alpha" not in out  # alpha is used by the bench
-    with caplog.at_level("WARNING", logger="crucible_dagster"):
-        assert main(["run", str(path)]) == 0
-    assert "reliability.ensemble: configured but not used" in caplog.text
+    assert f"{path}:2: backend: set, but no stage of this pipeline uses it" in out
+    assert f"{path}:4: reliability.ensemble: set, but no stage of this pipeline uses it" in out
+    assert f"{path}:5: reliability.monitoring: not supported by crucible_dagster" in out
+    assert f"{path}:6: reliability.guardrails.content_moderation: not supported: no offline" in out
+    assert "bootstrap_iterations" not in out and "alpha" not in out  # the bench uses both
+    assert main(["run", str(path)]) != 0  # nothing runs as if these had an effect
+    with_stage = (
+        path.read_text()
+        .replace("  monitoring: {alerts: true}\n", "")
+        .replace("content_moderation: true", "pii_detection: true")
+        + "  - name: predict\n"
+    )
+    path.write_text(with_stage)
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"{path}:2: backend.id: expected a backend (callable, noop, openai_compatible, sklearn"
+        in out
+    )
+    assert "reliability.ensemble: set, but no stage" in out and "monitoring" not in out

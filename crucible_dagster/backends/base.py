@@ -90,3 +90,15 @@ class BackendClass(Protocol):
     Options: ClassVar[type[BackendOptions]]
 
     def __call__(self, name: str, options: Any, context: Mapping[str, Any]) -> Backend: ...
+
+
+class NoopBackend:
+    """No model (the original's ``backend: {id: noop}``): every sample's output is None."""
+
+    Options = BackendOptions
+
+    def __init__(self, ref: Any, options: BackendOptions):
+        self.name = "noop"
+
+    def predict(self, requests: Sequence[Request]) -> list[Response]:
+        return [Response(r.sample_id, backend=self.name) for r in requests]

@@ -18,6 +18,7 @@ from crucible_dagster.runtime.registry import StageResolutionError, import_objec
 
 ENTRY_POINT_GROUP = "crucible_dagster.backends"
 BUILTIN_BACKENDS = {
+    "noop": "crucible_dagster.backends.base:NoopBackend",
     "sklearn": "crucible_dagster.backends.scikit_learn:SklearnBackend",
     "callable": "crucible_dagster.backends.python_callable:CallableBackend",
     "openai_compatible": "crucible_dagster.backends.openai_compatible:OpenAICompatibleBackend",

@@ -1,6 +1,7 @@
-"""IR settings that are accepted but have no effect yet, so nobody relies on them unknowingly.
-
-``crucible validate`` prints them as warnings, and every run logs them when it starts.
+"""IR settings the original's IR has and this port does not act on: a file that sets one is
+refused by ``crucible validate`` (and shown invalid in the Dagster UI), never run as if it
+had an effect. Settings that a stage acts on are refused only when no stage uses them (see
+``Stage.uses`` and ``runtime.preflight.setting_problems``).
 """
 
 from __future__ import annotations
@@ -9,28 +10,34 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from crucible_dagster.experiment.ir import Experiment, RegressionBaseline
+from crucible_dagster.experiment.ir import Experiment, ModelRef
 
-#: dotted IR paths that are accepted (the original's IR has them) but do nothing yet
-NOT_YET_USED = (
-    "backend",
-    "reliability.ensemble",
-    "reliability.hedging",
-    "reliability.fairness",
-    "reliability.guardrails",
-    "reliability.monitoring",
-    "reliability.drift",
-    "reliability.circuit_breaker",
-    "reliability.stats.bootstrap_iterations",
-    "reliability.stats.effect_size_type",
-    "reliability.stats.options",
-    "model_version",
-    "training_config",
-    "baseline",  # the original's model reference; the regression gate (with 'metric') is used
-)
+#: dotted IR paths that nothing in crucible_dagster acts on, and what to do instead
+NOT_SUPPORTED: dict[str, str] = {
+    "reliability.monitoring": "monitor runs with Dagster (run history, asset checks, sensors)",
+    "reliability.drift": "compare runs with the regression gate (`baseline: {metric: ...}`)",
+    "reliability.circuit_breaker": "use backend retries and a fallback backend",
+    "reliability.stats.effect_size_type": "every test reports its own effect size by name",
+    "reliability.stats.options": "set options on the bench stage",
+    "reliability.ensemble.options": "set the ensemble's fields (strategy, weights, ...)",
+    "reliability.fairness.options": "set options on the fairness stage",
+    "reliability.guardrails.options": "set adapter_options on the guardrails stage",
+    "backend.model_version": "name the model in backend.options (e.g. options.model)",
+    "backend.deployment_id": "name the endpoint in backend.endpoint_url",
+    "model_version": "record the model in tags or the description",
+    "training_config": "train in a stage of the pipeline",
+}
+#: settings a stage acts on: refused when no stage of the pipeline uses them
+USED_BY_STAGES: dict[str, str] = {
+    "backend": "predict or generate",
+    "reliability.ensemble": "ensemble",
+    "reliability.hedging": "predict or generate, with an openai_compatible backend",
+    "reliability.fairness": "fairness",
+    "reliability.guardrails": "guardrails",
+}
 
 
-def _set_value(model: BaseModel, path: str) -> Any:
+def set_value(model: BaseModel, path: str) -> Any:
     """The value at ``path`` when the file set it, else None."""
     current: Any = model
     for part in path.split("."):
@@ -40,11 +47,40 @@ def _set_value(model: BaseModel, path: str) -> Any:
     return current
 
 
-def unused_settings(experiment: Experiment) -> list[str]:
-    """One warning per setting the experiment gives that nothing uses yet."""
-    return [
-        f"{path}: configured but not used (accepted for compatibility; it has no effect yet)"
-        for path in NOT_YET_USED
-        if _set_value(experiment, path) not in (None, {}, [])
-        and not isinstance(_set_value(experiment, path), RegressionBaseline)  # the gate is used
+def is_set(model: BaseModel, path: str) -> bool:
+    return set_value(model, path) not in (None, {}, [])
+
+
+def unsupported_settings(experiment: Experiment) -> list[tuple[str, str]]:
+    """(field path, message) for each setting the file gives that this port does not support."""
+    found = [
+        (
+            path,
+            f"not supported by crucible_dagster (the original's IR has it; here it would have no effect): {advice}",
+        )
+        for path, advice in NOT_SUPPORTED.items()
+        if is_set(experiment, path)
     ]
+    if isinstance(experiment.baseline, ModelRef):
+        found.append(
+            (
+                "baseline",
+                "a model reference (baseline with 'id') is not supported by crucible_dagster; "
+                "the regression gate takes 'baseline: {metric: ...}'",
+            )
+        )
+    guardrails = experiment.reliability.guardrails if experiment.reliability else None
+    if guardrails is not None and guardrails.content_moderation:
+        found.append(
+            (
+                "reliability.guardrails.content_moderation",
+                "not supported: no offline content-moderation method ships with crucible_dagster; "
+                "call your moderation service from a guardrails adapter (adapter: package.module:Class)",
+            )
+        )
+    return found
+
+
+def unused_settings(experiment: Experiment) -> list[str]:
+    """The same as lines, for experiments built in Python (logged when a run starts)."""
+    return [f"{path}: {message}" for path, message in unsupported_settings(experiment)]

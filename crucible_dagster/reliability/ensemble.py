@@ -54,18 +54,19 @@ class EnsembleConfigError(ValueError):
     pass
 
 
-def check_config(config: Ensemble, members: Sequence[str]) -> None:
-    """Refuse settings that cannot vote, naming the field."""
+def check_config(config: Ensemble, members: Sequence[str] | None) -> None:
+    """Refuse settings that cannot vote, naming the field (``members`` None: not known yet,
+    as before a run with ``models`` unset)."""
     if config.strategy == "none":
         raise EnsembleConfigError(
             "reliability.ensemble.strategy: expected majority, weighted, best_confidence or "
             "unanimous for the ensemble stage, found 'none'"
         )
-    if len(members) < 2:
+    if members is not None and len(members) < 2:
         raise EnsembleConfigError(
             f"reliability.ensemble.models: expected 2 or more members, found {list(members)}"
         )
-    if config.strategy == "weighted":
+    if config.strategy == "weighted" and members is not None:
         weights = config.weights or {}
         missing = [m for m in members if m not in weights]
         if missing:

@@ -20,7 +20,8 @@ from crucible_dagster.experiment.loading import (
 )
 from crucible_dagster.experiment.params import UnknownParameter, has_placeholder, substitute_params
 from crucible_dagster.experiment.problems import ExperimentError, Problem, format_loc
-from crucible_dagster.runtime.registry import Registry, StageResolutionError
+from crucible_dagster.experiment.unused import USED_BY_STAGES, is_set, unsupported_settings
+from crucible_dagster.runtime.registry import Registry, StageResolutionError, registry_for
 
 
 @dataclass
@@ -92,6 +93,36 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
     return problems
 
 
+def setting_problems(
+    experiment: Experiment, doc: LocatedDocument, registry: Registry
+) -> list[Problem]:
+    """Settings nothing acts on: unsupported ones, ones no enabled stage uses, and what the
+    stages that use a setting find wrong with it (an unknown backend, say)."""
+
+    def problem(path: str, message: str) -> Problem:
+        return doc.problem(tuple(path.split(".")), path, message)
+
+    problems = [problem(path, message) for path, message in unsupported_settings(experiment)]
+    stages = []
+    resolver = registry_for(experiment, registry)
+    for stage_def in experiment.enabled_stages:
+        try:
+            stages.append(resolver.resolve(stage_def.implementation))
+        except StageResolutionError:
+            continue  # stage_problems reports it
+    used = {path for stage in stages for path in stage.uses}
+    for path, users in USED_BY_STAGES.items():
+        if not is_set(experiment, path) or path in used:
+            continue
+        if path == "backend" and experiment.backend is not None and experiment.backend.id == "noop":
+            continue  # the original's way to say "no model"
+        message = f"set, but no stage of this pipeline uses it: add a stage that does ({users}) or remove it"
+        problems.append(problem(path, message))
+    for stage in dict.fromkeys(stages):
+        problems += [problem(path, message) for path, message in stage.check_experiment(experiment)]
+    return problems
+
+
 def check_document(
     doc: LocatedDocument, registry: Registry | None = None
 ) -> tuple[Experiment | None, list[Problem]]:
@@ -103,6 +134,8 @@ def check_document(
     except ExperimentError as exc:
         problems.extend(exc.problems)
     problems.extend(stage_problems(doc, registry))
+    if experiment is not None:
+        problems.extend(setting_problems(experiment, doc, registry))
     problems.sort(key=lambda p: (p.line or 0, p.field))
     return (experiment if not problems else None), problems
 

@@ -59,6 +59,14 @@ class Stage:
     Options: ClassVar[type[BaseModel]] = StageOptions
     #: A hand-written schema in the original's format; when set, ``run`` receives a plain dict.
     legacy_schema: ClassVar[Mapping[str, Any] | None] = None
+    #: IR settings this stage acts on (``backend``, ``reliability.ensemble`` ...): a file that
+    #: sets one with no stage using it is refused, so no setting is silently ignored
+    uses: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_experiment(cls, experiment: Any) -> list[tuple[str, str]]:
+        """(field path, problem) for the IR settings this stage uses; checked before a run."""
+        return []
 
     def run(self, ctx: Context, options: Any) -> Context:
         raise NotImplementedError(f"{type(self).__name__}.run is not implemented")

@@ -58,8 +58,11 @@ class BenchOptions(StageOptions):
     correction: Correction | None = Field(
         default=None, description="Multiple-comparison correction (default holm)."
     )
-    n_resamples: int = Field(
-        default=10_000, ge=100, le=1_000_000, description="Bootstrap resamples."
+    n_resamples: int | None = Field(
+        default=None,
+        ge=100,
+        le=1_000_000,
+        description="Bootstrap resamples; default reliability.stats.bootstrap_iterations, else 10000.",
     )
     n_train: int | None = Field(
         default=None,
@@ -171,7 +174,8 @@ def comparison_settings(ctx: Context, options: BenchOptions, n_groups: int, bloc
             else "holm"
         ),
         control=options.control,
-        n_resamples=options.n_resamples,
+        n_resamples=options.n_resamples
+        or (stats.bootstrap_iterations if stats and stats.bootstrap_iterations else 10_000),
         seed=ctx.params.get("seed", experiment.seed if experiment else None),
         n_train=options.n_train or cv_design.get("n_train"),
         n_test=options.n_test or cv_design.get("n_test"),

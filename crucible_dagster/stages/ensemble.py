@@ -32,6 +32,19 @@ class EnsembleStage(Stage):
     name = "ensemble"
     description = "Votes over the members' per-sample answers (reliability.ensemble)"
     Options = EnsembleOptions
+    uses = ("reliability.ensemble",)
+
+    @classmethod
+    def check_experiment(cls, experiment: Any) -> list[tuple[str, str]]:
+        config = experiment.reliability.ensemble if experiment.reliability else None
+        if config is None:
+            return [("reliability.ensemble", "the ensemble stage needs it: strategy, models, ...")]
+        try:
+            check_config(config, config.models)
+        except EnsembleConfigError as exc:
+            path, _, message = str(exc).partition(": ")
+            return [(path, message)]
+        return []
 
     def run(self, ctx: Context, options: EnsembleOptions) -> Context:
         experiment = ctx.experiment

@@ -36,6 +36,14 @@ class FairnessStage(Stage):
         "Demographic parity, equalized odds, equal opportunity and predictive parity per group"
     )
     Options = FairnessOptions
+    uses = ("reliability.fairness",)
+
+    @classmethod
+    def check_experiment(cls, experiment: Any) -> list[tuple[str, str]]:
+        config = experiment.reliability.fairness if experiment.reliability else None
+        if config is None or not config.enabled or not config.group_by:
+            return [("reliability.fairness", "the fairness stage needs enabled: true and group_by")]
+        return []
 
     def run(self, ctx: Context, options: FairnessOptions) -> Context:
         import pandas as pd

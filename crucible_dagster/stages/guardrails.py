@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import Field
@@ -161,18 +162,141 @@ class GuardrailsOptions(StageOptions):
 
 
 class GuardrailsStage(Stage):
+    """The adapter's checks over ``assigns["examples"]``; with ``reliability.guardrails`` also
+    PII, prompt-injection and jailbreak detection over the examples and the per-sample table's
+    predictions, PII redaction, and failing on detection, as its profiles and fields say."""
+
     name = "guardrails"
     description = "Applies safety guardrail checks to examples via configurable adapter"
     Options = GuardrailsOptions
+    uses = ("reliability.guardrails",)
 
     def run(self, ctx: Context, options: GuardrailsOptions) -> Context:
+        import pandas as pd
+
+        config = (
+            ctx.experiment.reliability.guardrails
+            if ctx.experiment and ctx.experiment.reliability
+            else None
+        )
         examples = ctx.assigns.get("examples")
-        if not isinstance(examples, list):
+        examples = examples if isinstance(examples, list) else None
+        table = ctx.assigns.get("predictions")
+        table = table if isinstance(table, pd.DataFrame) else None
+        if examples is None and (config is None or table is None):
             return ctx
-        violations = list(load_adapter(options.adapter).scan(examples, options.adapter_options))
+        violations = (
+            list(load_adapter(options.adapter).scan(examples, options.adapter_options))
+            if examples
+            else []
+        )
         if violations and options.fail_on_violation:
             raise StageError(
                 "guardrail_violation", violations, f"{len(violations)} guardrail violation(s)"
             )
-        summary = {"total": len(examples), "violations": len(violations)}
-        return ctx.put_metric("guardrails", summary).assign("guardrail_violations", violations)
+        summary: dict[str, Any] = {"total": len(examples or []), "violations": len(violations)}
+        if config is None:
+            return ctx.put_metric("guardrails", summary).assign("guardrail_violations", violations)
+        from crucible_dagster.reliability.guardrail_settings import resolve
+
+        settings = resolve(config)
+        detections = _detections(examples or [], table, ctx.outputs, settings)
+        violations += detections
+        by_detector: dict[str, int] = {}
+        for found in detections:
+            by_detector[found["detector"]] = by_detector.get(found["detector"], 0) + 1
+        summary.update(violations=len(violations), by_detector=by_detector, settings=settings)
+        if detections and settings["fail_on_detection"]:
+            counts = ", ".join(f"{k}: {v}" for k, v in sorted(by_detector.items()))
+            raise StageError("guardrail_detection", detections, f"guardrails detected {counts}")
+        out = ctx
+        if settings["pii_redaction"]:
+            out, redacted = _redacted(ctx, examples, table)
+            summary["redacted"] = redacted
+        return out.put_metric("guardrails", summary).assign("guardrail_violations", violations)
+
+
+def _texts(
+    examples: list[Any], table: Any, outputs: Sequence[Any]
+) -> Iterator[tuple[str, Any, str, str]]:
+    """(source, where, field, text): every string of the examples and outputs, and every text
+    prediction."""
+    for source, values in (("examples", examples), ("outputs", outputs)):
+        for index, value in enumerate(values):
+            for field, text in _strings(value, ""):
+                yield source, index, field or "(value)", text
+    if table is not None:
+        for row in table[["variant", "sample_id", "prediction"]].itertuples(index=False):
+            if isinstance(row.prediction, str):
+                yield "predictions", f"{row.variant}/{row.sample_id}", "prediction", row.prediction
+
+
+def _detections(
+    examples: list[Any], table: Any, outputs: Sequence[Any], settings: Mapping[str, bool]
+) -> list[dict[str, Any]]:
+    from crucible_dagster.reliability.guardrail_settings import (
+        JAILBREAK,
+        PROMPT_INJECTION,
+        find_patterns,
+    )
+
+    found = []
+    for source, where, field, text in _texts(examples, table, outputs):
+        hits: list[tuple[str, str, int, int]] = []
+        if settings["pii_detection"] or settings["pii_redaction"]:
+            hits += [("pii", kind, a, b) for kind, a, b in find_sensitive(text)]
+        if settings["prompt_injection_detection"]:
+            hits += [
+                ("prompt_injection", kind, a, b)
+                for kind, a, b in find_patterns(text, PROMPT_INJECTION)
+            ]
+        if settings["jailbreak_detection"]:
+            hits += [("jailbreak", kind, a, b) for kind, a, b in find_patterns(text, JAILBREAK)]
+        for detector, kind, start, end in hits:
+            entry = {
+                "source": source,
+                "field": field,
+                "detector": detector,
+                "kind": kind,
+                "start": start,
+                "end": end,
+            }
+            found.append({**entry, ("sample" if source == "predictions" else "index"): where})
+    return found
+
+
+def redact(text: str) -> str:
+    """``text`` with every PII finding replaced by ``[REDACTED:<kind>]``."""
+    for kind, start, end in reversed(find_sensitive(text)):
+        text = f"{text[:start]}[REDACTED:{kind}]{text[end:]}"
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(v) for v in value)
+    return value
+
+
+def _redacted(ctx: Context, examples: list[Any] | None, table: Any) -> tuple[Context, int]:
+    """The examples, text predictions and outputs with PII redacted, so reports show no PII."""
+    changed = 0
+    out = ctx
+    if examples is not None:
+        clean = [_redact_value(e) for e in examples]
+        changed += sum(a != b for a, b in zip(examples, clean, strict=True))
+        out = out.assign("examples", clean)
+    if table is not None:
+        from crucible_dagster.stages.per_sample import save_table
+
+        fixed = table.copy()
+        fixed["prediction"] = [redact(p) if isinstance(p, str) else p for p in table["prediction"]]
+        changed += int((fixed["prediction"] != table["prediction"]).sum())
+        out = save_table(out, fixed)
+    outputs = [_redact_value(o) for o in out.outputs]
+    changed += sum(a != b for a, b in zip(out.outputs, outputs, strict=True))
+    return replace(out, outputs=tuple(outputs)), changed

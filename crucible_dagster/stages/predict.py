@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crucible_dagster.backends.base import Request, Response
-from crucible_dagster.backends.registry import BackendError, build_backend
+from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
@@ -38,6 +38,16 @@ class PredictOptions(StageOptions):
     cv_folds: int | None = Field(
         default=None, ge=2, le=50, description="Out-of-fold predictions for backends that fit."
     )
+
+    @field_validator("variants")
+    @classmethod
+    def _backends_resolve(cls, value: dict[str, BackendRef] | None) -> dict[str, BackendRef] | None:
+        for name, ref in (value or {}).items():
+            try:
+                check_backend(ref, where=name)
+            except BackendError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 def _samples(ctx: Context, options: PredictOptions) -> tuple[list[Request], dict[str, Any], Any]:
@@ -81,6 +91,19 @@ class PredictStage(Stage):
         "Asks each backend variant for every sample; a per-sample table with latency and cost"
     )
     Options = PredictOptions
+    uses = ("backend", "reliability.hedging")
+
+    @classmethod
+    def check_experiment(cls, experiment: Any) -> list[tuple[str, str]]:
+        backend = experiment.backend
+        if backend is None or backend.id == "noop":
+            return []
+        try:
+            check_backend(backend)
+        except BackendError as exc:
+            path, _, message = str(exc).partition(": ")
+            return [(path, message)]
+        return []
 
     def run(self, ctx: Context, options: PredictOptions) -> Context:
         experiment = ctx.experiment
