@@ -24,7 +24,7 @@ def main() -> int:
         f"{log_path}), SQLite instance, in-process executor; every setting alike on both sides"
     )
     selected = set(sys.argv[1:])
-    from benchmarks import celery_bench, dagster_bench, stats_bench, sweep_bench
+    from benchmarks import celery_bench, dagster_bench, hedging_bench, stats_bench, sweep_bench
 
     suites = [
         ("dagster: per-stage overhead", dagster_bench.stage_overhead),
@@ -36,6 +36,7 @@ def main() -> int:
         ("bench: memory", stats_bench.memory_rows),
         ("sweep: 100 trials", sweep_bench.sweep_rows),
         ("celery: executors side by side", celery_bench.celery_rows),
+        ("hedging: tail latency against a heavy-tailed server", hedging_bench.hedging_rows),
         ("demo: dagster job execute vs crucible run", dagster_bench.demo_rows),
     ]
     for title, fn in suites:
