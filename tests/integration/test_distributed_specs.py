@@ -6,6 +6,8 @@ real workers are in test_celery.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -28,8 +30,7 @@ from crucible_dagster.sweeps.running import (
     trial_attempt_dirs,
     trial_run_dir,
 )
-from tests.conftest import ROOT
-from tests.integration import jobs
+from tests.conftest import ROOT, subprocess_env
 from tests.integration.test_postgres import postgres_db, postgres_home
 
 __all__ = ["postgres_db"]  # the fixture, used by name
@@ -119,13 +120,28 @@ def test_a_redelivered_trial_ends_the_dead_attempt_and_writes_beside_it(tmp_path
     assert again.worker["pid"] == read_manifest(second)["pid"]
 
 
-def test_a_pool_limit_runs_trial_steps_one_at_a_time(artifacts_dir: Path) -> None:
-    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
-    with (
-        dg.instance_for_test(overrides=overrides) as instance,
-        dg.execute_job(dg.reconstructable(jobs.pooled_sweep_job), instance=instance) as result,
-    ):
+POOLED_RUN = """
+import dagster as dg
+from tests.integration import jobs
+
+overrides = {"concurrency": {"pools": {"default_limit": 1}}}
+with dg.instance_for_test(overrides=overrides) as instance:
+    with dg.execute_job(dg.reconstructable(jobs.pooled_sweep_job), instance=instance) as result:
         assert result.success
+"""
+
+
+def test_a_pool_limit_runs_trial_steps_one_at_a_time(artifacts_dir: Path) -> None:
+    # In a process of its own: the multiprocess executor's forkserver keeps the environment it
+    # started with, which would leak this test's artifacts folder into later tests' jobs.
+    done = subprocess.run(
+        [sys.executable, "-c", POOLED_RUN],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
     spans = sorted(
         (m["started_at"], m["ended_at"])
         for m in (

@@ -27,6 +27,7 @@ def test_the_dataset_is_upstream_of_every_report_on_it_and_shared() -> None:
     assert downstream == {
         dg.AssetKey(["crucible", "classifier_comparison", "comparison"]),
         dg.AssetKey(["crucible", "classifier_sweep", "sweep"]),  # the sweep's comparison too
+        dg.AssetKey(["crucible", "ensemble_demo", "comparison"]),
     }
 
 
