@@ -132,3 +132,30 @@ def test_settings_without_effect_are_refused_where_they_are(
         in out
     )
     assert "reliability.ensemble: set, but no stage" in out and "monitoring" not in out
+
+
+def test_hedging_without_a_backend_that_sends_requests_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hedged.yaml"
+    path.write_text(
+        "id: hedged\n"
+        "reliability:\n"
+        "  hedging: {strategy: fixed, delay_ms: 50}\n"
+        "  stats: {bootstrap_iterations: 500}\n"
+        "pipeline:\n"
+        "  - name: predict\n"
+        "    options:\n"
+        "      variants: {m: {id: sklearn}}\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert (
+        f"{path}:3: reliability.hedging: set, but no backend of a predict stage"
+        in capsys.readouterr().out
+    )
+    path.write_text(
+        path.read_text().replace(
+            "{m: {id: sklearn}}", "{m: {id: openai_compatible, options: {model: x}}}"
+        )
+    )
+    assert main(["validate", str(path)]) == 0

@@ -120,7 +120,9 @@ def test_paired_correctness_row_by_hand() -> None:
     # 50 samples: 35 right under both, 10 right only under a (b = 10), 3 only under b (c = 3)
     x = np.array([1] * 35 + [1] * 10 + [0] * 3 + [0] * 2, dtype=float)
     y = np.array([1] * 35 + [0] * 10 + [1] * 3 + [0] * 2, dtype=float)
-    (row,) = compare_groups({"a": x, "b": y}, ComparisonSettings(design="paired")).rows
+    row, boot = compare_groups({"a": x, "b": y}, ComparisonSettings(design="paired", seed=1)).rows
+    assert boot.test == "bootstrap" and boot.estimate == pytest.approx(7 / 50)  # paired, beside it
+    assert boot.ci_low < 7 / 50 < boot.ci_high
     assert row.test == "mcnemar" and row.method == "exact binomial"  # 13 discordant < 25
     assert row.p_value == pytest.approx(stats.binomtest(10, 13, 0.5).pvalue)
     assert row.estimate == pytest.approx(7 / 50)

@@ -447,6 +447,14 @@ def _pair_rows(
         rows = [_row(a, b, run_pairwise(test, x, y, settings), settings.design, settings.alpha)]
     except BenchDataError as exc:
         rows = [ComparisonRow(a, b, test, reason=str(exc))]
+    if test == "mcnemar" and settings.tests is None:
+        # beside the test on the discordant samples, a paired bootstrap of the difference
+        try:
+            boot = run_pairwise("bootstrap", x, y, settings)
+        except BenchDataError:
+            return rows
+        rows.append(_row(a, b, boot, settings.design, settings.alpha))
+        return rows
     if test == "corrected_resampled_ttest" and settings.tests is None:
         # show the naive paired t beside it, so the report can say why the correction matters
         try:

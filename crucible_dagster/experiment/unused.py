@@ -61,6 +61,14 @@ def unsupported_settings(experiment: Experiment) -> list[tuple[str, str]]:
         for path, advice in NOT_SUPPORTED.items()
         if is_set(experiment, path)
     ]
+    if experiment.backend is not None and experiment.backend.profile != "default":
+        found.append(
+            (
+                "backend.profile",
+                f"not supported by crucible_dagster: only 'default', found {experiment.backend.profile!r}; "
+                "put the backend's settings in backend.options",
+            )
+        )
     if isinstance(experiment.baseline, ModelRef):
         found.append(
             (

@@ -15,11 +15,19 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from crucible_dagster.backends.base import Request, Response
-from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
+from crucible_dagster.backends.registry import (
+    BackendError,
+    backend_class,
+    build_backend,
+    check_backend,
+)
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 from crucible_dagster.stages.per_sample import as_table, latency_summary, rows_for, save_table
+
+#: how a pipeline names this stage (built-in names and the class path)
+STAGE_REFS = ("predict", "generate", "crucible_dagster.stages.predict:PredictStage")
 
 
 class PredictOptions(StageOptions):
@@ -48,6 +56,24 @@ class PredictOptions(StageOptions):
             except BackendError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+
+def _any_hedgeable(experiment: Any) -> bool:
+    """A backend of a predict stage (or the experiment's own) can hedge its requests."""
+    refs = [experiment.backend] if experiment.backend is not None else []
+    for stage in experiment.enabled_stages:
+        variants = (
+            (stage.options or {}).get("variants") if stage.implementation in STAGE_REFS else None
+        )
+        if isinstance(variants, dict):
+            refs += [BackendRef.model_validate(v) for v in variants.values() if isinstance(v, dict)]
+    for ref in refs:
+        try:
+            if hasattr(backend_class(ref.id), "with_hedging"):
+                return True
+        except BackendError:
+            continue
+    return False
 
 
 def _samples(ctx: Context, options: PredictOptions) -> tuple[list[Request], dict[str, Any], Any]:
@@ -95,15 +121,24 @@ class PredictStage(Stage):
 
     @classmethod
     def check_experiment(cls, experiment: Any) -> list[tuple[str, str]]:
+        problems = []
         backend = experiment.backend
-        if backend is None or backend.id == "noop":
-            return []
-        try:
-            check_backend(backend)
-        except BackendError as exc:
-            path, _, message = str(exc).partition(": ")
-            return [(path, message)]
-        return []
+        if backend is not None and backend.id != "noop":
+            try:
+                check_backend(backend)
+            except BackendError as exc:
+                path, _, message = str(exc).partition(": ")
+                problems.append((path, message))
+        hedging = experiment.reliability.hedging if experiment.reliability else None
+        if hedging is not None and hedging.strategy != "off" and not _any_hedgeable(experiment):
+            problems.append(
+                (
+                    "reliability.hedging",
+                    "set, but no backend of a predict stage sends requests it could hedge "
+                    "(openai_compatible); remove it or use such a backend",
+                )
+            )
+        return problems
 
     def run(self, ctx: Context, options: PredictOptions) -> Context:
         experiment = ctx.experiment
