@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from crucible_dagster.common.processes import pid_alive
 from crucible_dagster.dagster_plugin.celery_settings import DEFAULT_QUEUE, CelerySettings
 
 APP = "crucible_dagster.dagster_plugin.celery_app"
@@ -47,22 +48,12 @@ def _pid(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_workers(state: Path) -> dict[str, int]:
     """Worker name -> pid, for the workers whose process is alive."""
     found = {}
     for pidfile in sorted(state.glob("*.pid")):
         pid = _pid(pidfile)
-        if pid is not None and _alive(pid):
+        if pid is not None and pid_alive(pid):
             found[pidfile.stem] = pid
     return found
 
@@ -102,10 +93,10 @@ def stop_workers(state: Path, timeout: float = 30.0) -> list[str]:
     for pid in workers.values():
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in workers.values()):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in workers.values()):
         time.sleep(0.2)
     for pid in workers.values():
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     for name in workers:
         (state / f"{name}.pid").unlink(missing_ok=True)

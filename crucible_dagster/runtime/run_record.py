@@ -22,6 +22,7 @@ from typing import Any, Literal
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.common.locations import local_path
+from crucible_dagster.common.processes import pid_alive
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.telemetry import JsonlSink, Sink, Telemetry
@@ -320,19 +321,9 @@ def stale_note(manifest: Mapping[str, Any]) -> str | None:
     if manifest.get("status") != "running":
         return None
     pid = manifest.get("pid")
-    if not isinstance(pid, int) or _alive(pid):
+    if not isinstance(pid, int) or pid_alive(pid):
         return None
     return f"run {manifest.get('run_id')} says 'running' but its process {pid} is gone (killed?)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

@@ -96,6 +96,14 @@ class Deployment:
     def workers(self) -> dict[str, int]:
         return running_workers(self.state)
 
+    def start_workers(self, count: int) -> dict[str, int]:
+        """``count`` workers started with the project's command, ready on the broker."""
+        started = self.command("start", "-n", str(count))
+        assert started.returncode == 0, started.stdout + started.stderr
+        workers = self.workers()
+        assert len(workers) == count
+        return workers
+
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "crucible_dagster.dagster_plugin.workers", *args],
@@ -173,9 +181,7 @@ def test_sweep_on_two_celery_workers_equals_in_process(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     path = write_experiment(deployment, sweep_yaml("celery_sweep", pause_s=0))
-    started = deployment.command("start", "-n", "2")
-    assert started.returncode == 0, started.stdout + started.stderr
-    assert len(deployment.workers()) == 2
+    deployment.start_workers(2)
     wait(deployment.execute("celery_sweep"))
     trials = deployment.trial_manifests("celery_sweep")
     assert len(trials) == 20 and {t["status"] for t in trials} == {"completed"}
@@ -190,9 +196,7 @@ def test_worker_killed_mid_trial_the_sweep_completes_with_the_same_numbers(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     path = write_experiment(deployment, sweep_yaml("celery_kill", pause_s=0.4))
-    started = deployment.command("start", "-n", "2")
-    assert started.returncode == 0, started.stdout + started.stderr
-    workers = deployment.workers()
+    workers = deployment.start_workers(2)
     victim_name, victim = sorted(workers.items())[0]
     run = deployment.execute("celery_kill")
     deadline = time.monotonic() + 120

@@ -34,12 +34,14 @@ def asset_materialize(env: dict[str, str], *args: str) -> subprocess.CompletedPr
     return done
 
 
-def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: Path) -> None:
+def job_execute(job: str, tmp_path: Path, artifacts_dir: Path) -> Path:
+    """``dagster job execute -f definitions.py -j JOB`` on a fresh SQLite DAGSTER_HOME (returned);
+    must succeed."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     proc = subprocess.run(
-        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", "core_pipeline_demo"],
+        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", job],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -47,6 +49,11 @@ def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: P
         env=subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return home
+
+
+def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: Path) -> None:
+    home = job_execute("core_pipeline_demo", tmp_path, artifacts_dir)
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         (run,) = instance.get_runs()
         assert run.job_name == "core_pipeline_demo" and run.status == dg.DagsterRunStatus.SUCCESS

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -12,22 +10,14 @@ import pytest
 
 from crucible_dagster.experiment.loading import load_experiment
 from crucible_dagster.runtime.runner import run
-from tests.conftest import ROOT, subprocess_env
-from tests.integration.test_dagster_cli import dagster_bin
+from tests.conftest import ROOT
+from tests.integration.test_dagster_cli import job_execute
 
 pytestmark = [pytest.mark.slow]
 
 
 def test_ensemble_demo_under_dagster_job_execute(tmp_path: Path, artifacts_dir: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    proc = subprocess.run(
-        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", "ensemble_demo"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    job_execute("ensemble_demo", tmp_path, artifacts_dir)
     (run_dir,) = (artifacts_dir / "ensemble_demo").iterdir()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "completed"
