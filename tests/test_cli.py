@@ -159,3 +159,16 @@ def test_hedging_without_a_backend_that_sends_requests_is_refused(
         )
     )
     assert main(["validate", str(path)]) == 0
+
+
+def test_dataset_loader_options_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "data.yaml"
+    path.write_text(
+        "id: data\ndataset:\n  name: iris\n  options: {cache: true}\npipeline:\n  - name: validate\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert (
+        f"{path}:4: dataset.options: not supported by crucible_dagster" in capsys.readouterr().out
+    )

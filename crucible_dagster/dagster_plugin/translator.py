@@ -145,7 +145,14 @@ class CrucibleTranslator:
             "each run that loads it records its data fingerprint as the data version.",
             group_name="crucible_datasets",
             kinds={"dataset"},
-            metadata={"provider": dataset.provider, "split": dataset.split},
+            metadata={
+                "provider": dataset.provider,
+                "split": dataset.split,
+                **{
+                    k: v for k, v in (("version", dataset.version), ("format", dataset.format)) if v
+                },
+                **({"schema": dg.MetadataValue.json(dataset.schema_)} if dataset.schema_ else {}),
+            },
         )
 
     def sweep_asset_key(self, experiment: Experiment) -> dg.AssetKey:
