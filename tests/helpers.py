@@ -273,3 +273,21 @@ class SeedRiskyExamples(Stage):
         return ctx.assign({"examples": examples, "predictions": table}).add_output(
             "call +1 415 555 0100"
         )
+
+
+class QuestionOptions(StageOptions):
+    count: int = Field(default=12, ge=1)
+
+
+class SeedQuestions(Stage):
+    """Yes/no questions as examples, for ensembles of language models."""
+
+    name = "seed_questions"
+    Options = QuestionOptions
+
+    def run(self, ctx: Context, options: QuestionOptions) -> Context:
+        examples = [
+            {"id": f"q{i}", "input": f"is {i} a lucky number?", "output": "yes"}
+            for i in range(options.count)
+        ]
+        return ctx.assign("examples", examples)

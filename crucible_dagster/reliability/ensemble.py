@@ -22,7 +22,10 @@ A member that answers after ``timeout_ms`` (parallel, sequential, cascade) does 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,3 +179,81 @@ def _cascade(votes: Sequence[Vote], config: Ensemble) -> Decision:
         answer, confidence, latency, sum(v.cost for v in asked),
         [v.member for v in asked], [v.member for v in counted], abstained,
     )  # fmt: skip
+
+
+# --- live: the members are called now, as the execution mode says -----------------------------
+
+Ask = Callable[[], Vote]
+
+
+def decide_live(members: Sequence[tuple[str, Ask]], config: Ensemble, pool: Executor) -> Decision:
+    """One sample's answer from members called now: ``parallel`` calls all at once and waits up
+    to ``timeout_ms``; ``sequential`` one by one (each up to ``timeout_ms``); ``cascade`` one by
+    one until ``min_agreement`` agree (the rest are never called); ``hedged`` calls the next
+    member each ``timeout_ms`` until one answers. A call past its time does not vote (it runs
+    on, unwaited for: an HTTP request cannot be taken back)."""
+    timeout = config.timeout_ms / 1000 if config.timeout_ms is not None else None
+    began = time.perf_counter()
+    if config.execution_mode == "parallel":
+        futures = [pool.submit(ask) for _, ask in members]
+        done, _ = wait(futures, timeout=timeout)
+        votes = [f.result() for f in futures if f in done and f.exception() is None]
+        asked = [name for name, _ in members]
+    elif config.execution_mode == "hedged":
+        return _hedged_live(members, timeout, pool, began)
+    else:
+        needed = (config.min_agreement or 1.0) * len(members)
+        votes, asked = [], []
+        for name, ask in members:
+            asked.append(name)
+            future = pool.submit(ask)
+            try:
+                votes.append(future.result(timeout=timeout))
+            except (TimeoutError, FutureTimeout):
+                continue
+            if config.execution_mode == "cascade" and _agreeing(votes) >= needed - 1e-9:
+                break
+    answer, confidence, abstained = vote(votes, config.strategy, config.weights)
+    latency = (time.perf_counter() - began) * 1000
+    counted = [v.member for v in votes if not v.failed]
+    return Decision(
+        answer, confidence, latency, sum(v.cost for v in votes), asked, counted, abstained
+    )
+
+
+def _agreeing(votes: Sequence[Vote]) -> int:
+    counts: dict[Any, int] = {}
+    for v in votes:
+        if not v.failed:
+            counts[_key(v.answer)] = counts.get(_key(v.answer), 0) + 1
+    return max(counts.values(), default=0)
+
+
+def _hedged_live(
+    members: Sequence[tuple[str, Ask]], delay: float | None, pool: Executor, began: float
+) -> Decision:
+    pending: dict[Future[Vote], str] = {}
+    asked: list[str] = []
+    remaining = list(members)
+    finished: list[Vote] = []
+    while remaining or pending:
+        if remaining and (not pending or delay is not None):
+            name, ask = remaining.pop(0)
+            asked.append(name)
+            pending[pool.submit(ask)] = name
+        done, _ = wait(
+            list(pending), timeout=delay if remaining else None, return_when=FIRST_COMPLETED
+        )
+        for future in done:
+            pending.pop(future)
+            if future.exception() is None:
+                result = future.result()
+                finished.append(result)
+                if not result.failed:
+                    latency = (time.perf_counter() - began) * 1000
+                    cost = sum(v.cost for v in finished)
+                    return Decision(
+                        result.answer, result.confidence, latency, cost, asked, [result.member]
+                    )
+    latency = (time.perf_counter() - began) * 1000
+    return Decision(None, None, latency, sum(v.cost for v in finished), asked, [], True)

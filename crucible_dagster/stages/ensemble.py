@@ -1,31 +1,55 @@
-"""Combine members' per-sample answers into an ensemble's, as ``reliability.ensemble`` says.
+"""Combine members' answers into an ensemble's, as ``reliability.ensemble`` says.
 
-Reads the per-sample table (run ``predict`` with one variant per member first), adds the
-ensemble as one more variant (``options.name``), with its latency and cost from the mode in
-which the members are asked, so ``score`` and ``bench`` compare it with each member on the
-same samples. The members are ``reliability.ensemble.models`` (default: every variant).
+By default the stage votes over the per-sample table (run ``predict`` with one variant per
+member first) and adds the ensemble as one more variant (``options.name``), its latency and
+cost from the mode in which the members would be asked, so ``score`` and ``bench`` compare it
+with each member on the same samples; the members are ``reliability.ensemble.models`` (default:
+every variant). With ``options.members`` (name -> backend) it calls the members itself, live:
+a cascade stops calling once enough agree, a hedged ensemble calls the next member only when
+the last is late, and the table gets the ensemble's answers (the members' are not all asked).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from crucible_dagster.reliability.ensemble import EnsembleConfigError, Vote, check_config, decide
+from crucible_dagster.backends.base import Backend, Request
+from crucible_dagster.backends.registry import build_backend
+from crucible_dagster.experiment.ir import BackendRef, Ensemble
+from crucible_dagster.reliability.ensemble import (
+    Decision,
+    EnsembleConfigError,
+    Vote,
+    check_config,
+    decide,
+    decide_live,
+)
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.stage import Stage, StageError
 from crucible_dagster.stages.per_sample import (
+    SampleSource,
     as_table,
+    checked_backends,
     latency_summary,
     records,
+    samples_of,
     save_table,
     table_of,
 )
 
 
-class EnsembleOptions(StageOptions):
+class EnsembleOptions(SampleSource):
     name: str = Field(default="ensemble", description="The ensemble's variant name in the table.")
+    members: dict[str, BackendRef] | None = Field(
+        default=None,
+        description="Live mode: member name -> backend, called now as execution_mode says (cascade "
+        "stops calling once min_agreement agree). Default: vote over the table's variants.",
+    )
+    concurrency: int = Field(default=4, ge=1, le=256, description="Live mode: samples at once.")
+
+    _backends_resolve = field_validator("members")(checked_backends)
 
 
 class EnsembleStage(Stage):
@@ -53,6 +77,8 @@ class EnsembleStage(Stage):
             raise StageError(
                 "missing_ensemble_config", None, "the ensemble stage needs reliability.ensemble"
             )
+        if options.members:
+            return self._live(ctx, options, config)
         frame = table_of(ctx, "ensemble")
         variants = list(dict.fromkeys(frame["variant"]))
         members = list(config.models or variants)
@@ -106,6 +132,70 @@ class EnsembleStage(Stage):
             "latency": latency_summary([r["latency_ms"] for r in rows]),
         }
         return save_table(ctx, combined).put_metric("ensemble", summary)
+
+    def _live(self, ctx: Context, options: EnsembleOptions, config: Ensemble) -> Context:
+        """Call the members now, sample by sample, as the execution mode says."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        members = options.members or {}
+        try:
+            check_config(config, list(members))
+        except EnsembleConfigError as exc:
+            raise StageError("invalid_ensemble", None, str(exc)) from None
+        backends = {
+            n: build_backend(ref, where=f"ensemble.members.{n}") for n, ref in members.items()
+        }
+        requests, references, _ = samples_of(ctx, options)
+        # member calls get threads of their own: a call past its time runs on unwaited for
+        with ThreadPoolExecutor(256) as calls, ThreadPoolExecutor(options.concurrency) as samples:
+
+            def one(request: Request) -> tuple[Request, Decision]:
+                asks = [(n, _caller(n, b, request)) for n, b in backends.items()]
+                return request, decide_live(asks, config, calls)
+
+            decisions = list(samples.map(one, requests))
+        seed = ctx.params.get("seed", ctx.experiment.seed if ctx.experiment else None)
+        rows = [
+            {
+                "variant": options.name,
+                "sample_id": request.sample_id,
+                "seed": seed,
+                "reference": references.get(request.sample_id),
+                "prediction": d.answer,
+                "confidence": d.confidence,
+                "latency_ms": d.latency_ms,
+                "cost": d.cost,
+                "cached": False,
+                "error": "abstained" if d.abstained else None,
+                "backend": f"ensemble({config.strategy}, {config.execution_mode}, live)",
+                "extra_requests": len(d.asked) - 1,
+            }
+            for request, d in decisions
+        ]
+        existing = ctx.assigns.get("predictions")
+        previous = records(existing) if existing is not None else []
+        summary = {
+            "strategy": config.strategy,
+            "execution_mode": config.execution_mode,
+            "members": list(members),
+            "samples": len(decisions),
+            "abstained": sum(d.abstained for _, d in decisions),
+            "calls": {n: sum(n in d.asked for _, d in decisions) for n in members},
+            "members_asked_mean": sum(len(d.asked) for _, d in decisions) / max(len(decisions), 1),
+            "latency": latency_summary([r["latency_ms"] for r in rows]),
+        }
+        return save_table(ctx, as_table(previous + rows)).put_metric("ensemble", summary)
+
+
+def _caller(name: str, backend: Backend, request: Request) -> Any:
+    def ask() -> Vote:
+        (answer,) = backend.predict([request])
+        return Vote(
+            name, answer.output, answer.confidence, answer.latency_ms, answer.cost or 0.0,
+            failed=answer.error is not None,
+        )  # fmt: skip
+
+    return ask
 
 
 def _vote(member: str, row: dict[str, Any]) -> Vote:

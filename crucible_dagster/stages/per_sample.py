@@ -12,10 +12,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from crucible_dagster.backends.base import Response
+from pydantic import Field
+
+from crucible_dagster.backends.base import Request, Response
+from crucible_dagster.backends.registry import BackendError, check_backend
 from crucible_dagster.common.files import atomic_write_with
+from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import StageError
+from crucible_dagster.runtime.stage import StageError, StageOptions
 from crucible_dagster.stages.report import report_base
 
 if TYPE_CHECKING:
@@ -110,3 +114,60 @@ def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
         "p999_ms": float(p999),
         "max_ms": float(values.max()),
     }
+
+
+class SampleSource(StageOptions):
+    """Where a stage finds its samples and their references."""
+
+    inputs: str = Field(default="features", description="assigns key of the samples.")
+    input_field: str = Field(default="input", description="For a list of examples: what is sent.")
+    reference: str | None = Field(
+        default="target",
+        description="assigns key of the references (an array aligned with the samples), or for a "
+        "list of examples the field holding each one's reference.",
+    )
+
+
+def checked_backends(cls: Any, value: dict[str, BackendRef] | None) -> dict[str, BackendRef] | None:
+    """A validator: every named backend resolves and its options validate."""
+    for name, ref in (value or {}).items():
+        try:
+            check_backend(ref, where=name)
+        except BackendError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def samples_of(ctx: Context, options: SampleSource) -> tuple[list[Request], dict[str, Any], Any]:
+    import numpy as np
+    import pandas as pd
+
+    data = ctx.assigns.get(options.inputs)
+    if isinstance(data, pd.DataFrame):
+        ids = [str(i) for i in data.index]
+        requests = [Request(i, row) for i, row in zip(ids, data.to_dict("records"), strict=True)]
+        reference = ctx.assigns.get(options.reference) if options.reference else None
+        refs = (
+            {} if reference is None else dict(zip(ids, np.asarray(reference).tolist(), strict=True))
+        )
+        return requests, refs, data
+    if isinstance(data, list) and all(isinstance(e, dict) for e in data):
+        requests, refs = [], {}
+        for index, example in enumerate(data):
+            if options.input_field not in example:
+                raise StageError(
+                    "missing_field",
+                    index,
+                    f"assigns['{options.inputs}'][{index}] has no field {options.input_field!r}",
+                )
+            sample_id = str(example.get("id", index))
+            requests.append(Request(sample_id, example[options.input_field]))
+            if options.reference and options.reference in example:
+                refs[sample_id] = example[options.reference]
+        return requests, refs, None
+    raise StageError(
+        "missing_samples",
+        options.inputs,
+        f"predict needs assigns['{options.inputs}']: a DataFrame of feature rows or a list of "
+        f"examples (dicts), got {type(data).__name__}",
+    )

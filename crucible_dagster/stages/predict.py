@@ -23,39 +23,32 @@ from crucible_dagster.backends.registry import (
 )
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
-from crucible_dagster.stages.per_sample import as_table, latency_summary, rows_for, save_table
+from crucible_dagster.runtime.stage import Stage, StageError
+from crucible_dagster.stages.per_sample import (
+    SampleSource,
+    as_table,
+    checked_backends,
+    latency_summary,
+    rows_for,
+    samples_of,
+    save_table,
+)
 
 #: how a pipeline names this stage (built-in names and the class path)
 STAGE_REFS = ("predict", "generate", "crucible_dagster.stages.predict:PredictStage")
 
 
-class PredictOptions(StageOptions):
+class PredictOptions(SampleSource):
     variants: dict[str, BackendRef] | None = Field(
         default=None,
         description="Variant name -> backend ({id, options, endpoint_url, fallback}); default: "
         "the experiment's backend as 'model'.",
     )
-    inputs: str = Field(default="features", description="assigns key of the samples.")
-    input_field: str = Field(default="input", description="For a list of examples: what is sent.")
-    reference: str | None = Field(
-        default="target",
-        description="assigns key of the references (an array aligned with the samples), or for a "
-        "list of examples the field holding each one's reference.",
-    )
     cv_folds: int | None = Field(
         default=None, ge=2, le=50, description="Out-of-fold predictions for backends that fit."
     )
 
-    @field_validator("variants")
-    @classmethod
-    def _backends_resolve(cls, value: dict[str, BackendRef] | None) -> dict[str, BackendRef] | None:
-        for name, ref in (value or {}).items():
-            try:
-                check_backend(ref, where=name)
-            except BackendError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    _backends_resolve = field_validator("variants")(checked_backends)
 
 
 def _any_hedgeable(experiment: Any) -> bool:
@@ -74,41 +67,6 @@ def _any_hedgeable(experiment: Any) -> bool:
         except BackendError:
             continue
     return False
-
-
-def _samples(ctx: Context, options: PredictOptions) -> tuple[list[Request], dict[str, Any], Any]:
-    import numpy as np
-    import pandas as pd
-
-    data = ctx.assigns.get(options.inputs)
-    if isinstance(data, pd.DataFrame):
-        ids = [str(i) for i in data.index]
-        requests = [Request(i, row) for i, row in zip(ids, data.to_dict("records"), strict=True)]
-        reference = ctx.assigns.get(options.reference) if options.reference else None
-        refs = (
-            {} if reference is None else dict(zip(ids, np.asarray(reference).tolist(), strict=True))
-        )
-        return requests, refs, data
-    if isinstance(data, list) and all(isinstance(e, dict) for e in data):
-        requests, refs = [], {}
-        for index, example in enumerate(data):
-            if options.input_field not in example:
-                raise StageError(
-                    "missing_field",
-                    index,
-                    f"assigns['{options.inputs}'][{index}] has no field {options.input_field!r}",
-                )
-            sample_id = str(example.get("id", index))
-            requests.append(Request(sample_id, example[options.input_field]))
-            if options.reference and options.reference in example:
-                refs[sample_id] = example[options.reference]
-        return requests, refs, None
-    raise StageError(
-        "missing_samples",
-        options.inputs,
-        f"predict needs assigns['{options.inputs}']: a DataFrame of feature rows or a list of "
-        f"examples (dicts), got {type(data).__name__}",
-    )
 
 
 class PredictStage(Stage):
@@ -151,7 +109,7 @@ class PredictStage(Stage):
             variants = {"model": experiment.backend}
         hedging = experiment.reliability.hedging if experiment and experiment.reliability else None
         seed = ctx.params.get("seed", experiment.seed if experiment else None)
-        requests, references, frame = _samples(ctx, options)
+        requests, references, frame = samples_of(ctx, options)
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {}
         for name, ref in variants.items():

@@ -1,0 +1,94 @@
+"""The ensemble stage calling its members live against the test server: a cascade stops
+calling once enough agree, a hedged ensemble calls the next member only when the last is late,
+and a member past timeout_ms does not vote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crucible_dagster import Experiment
+from crucible_dagster.runtime.runner import run
+from tests.llm_server import default_answer, llm_server
+
+
+def ensemble_experiment(url: str, models: list[str], ensemble: dict[str, Any]) -> Experiment:
+    members = {
+        m: {"id": "openai_compatible", "endpoint_url": url, "options": {"model": m, "cache": False}}
+        for m in models
+    }
+    return Experiment.model_validate(
+        {
+            "id": "live_ensemble",
+            "reliability": {"ensemble": {"strategy": "majority", **ensemble}},
+            "pipeline": [
+                {"name": "seed", "module": "tests.helpers:SeedQuestions"},
+                {
+                    "name": "ensemble",
+                    "options": {"members": members, "inputs": "examples", "reference": "output"},
+                },
+            ],
+        }
+    )
+
+
+def test_cascade_calls_the_third_member_only_where_the_first_two_disagree() -> None:
+    questions = [f"is {i} a lucky number?" for i in range(12)]
+    disagree = sum(
+        default_answer("a", [{"content": q}]) != default_answer("b", [{"content": q}])
+        for q in questions
+    )
+    assert 0 < disagree < 12  # the server's models do disagree, sometimes
+    with llm_server() as (url, server):
+        experiment = ensemble_experiment(
+            url, ["a", "b", "c"], {"execution_mode": "cascade", "min_agreement": 0.6}
+        )
+        result = run(experiment)
+    assert result.status == "completed"
+    assert server.requests == {
+        "a": 12,
+        "b": 12,
+        "c": disagree,
+    }  # c never called where a and b agreed
+    summary = result.context.metrics["ensemble"]
+    assert summary["calls"] == {"a": 12, "b": 12, "c": disagree}
+    table = result.context.assigns["predictions"]
+    for row in table.itertuples():
+        text = f"{row.sample_id.replace('q', 'is ')} a lucky number?"
+        votes = [default_answer(m, [{"content": text}]) for m in "abc"]
+        assert row.prediction == max(set(votes), key=votes.count)
+
+
+def test_parallel_calls_everyone_and_a_late_member_does_not_vote() -> None:
+    with llm_server() as (url, server):
+        server.latency_s = lambda n, body: 0.5 if body["model"] == "slow" else 0.0
+        experiment = ensemble_experiment(
+            url, ["slow", "a", "b"], {"execution_mode": "parallel", "timeout_ms": 150}
+        )
+        result = run(experiment)
+    assert server.requests == {"slow": 12, "a": 12, "b": 12}
+    assert result.context.metrics["ensemble"]["latency"]["max_ms"] < 450  # nobody waited for slow
+    for row in result.context.assigns["predictions"].itertuples():
+        text = f"{row.sample_id.replace('q', 'is ')} a lucky number?"
+        votes = [default_answer(m, [{"content": text}]) for m in ("a", "b")]
+        if votes[0] == votes[1]:
+            assert row.prediction == votes[0]
+
+
+def test_hedged_calls_the_next_member_only_when_the_first_is_late() -> None:
+    with llm_server() as (url, server):
+        server.latency_s = lambda n, body: 0.4 if body["model"] == "slow" else 0.0
+        late = run(
+            ensemble_experiment(
+                url, ["slow", "fast"], {"execution_mode": "hedged", "timeout_ms": 50}
+            )
+        )
+        assert server.requests == {"slow": 12, "fast": 12}
+        assert late.context.metrics["ensemble"]["latency"]["max_ms"] < 300  # fast answered first
+        server.requests.clear()
+        prompt = run(
+            ensemble_experiment(
+                url, ["fast", "slow"], {"execution_mode": "hedged", "timeout_ms": 200}
+            )
+        )
+        assert server.requests == {"fast": 12}  # fast answered within 200 ms: slow never called
+    assert prompt.status == "completed"
