@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from crucible_dagster import Experiment
 from crucible_dagster.runtime.runner import run
 from tests.llm_server import default_answer, llm_server
+
+pytestmark = pytest.mark.slow  # real HTTP round trips, with deliberate stalls
 
 
 def ensemble_experiment(url: str, models: list[str], ensemble: dict[str, Any]) -> Experiment:
