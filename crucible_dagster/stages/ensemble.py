@@ -96,42 +96,23 @@ class EnsembleStage(Stage):
         by_sample: dict[str, dict[str, dict[str, Any]]] = {}
         for row in records(frame[frame["variant"].isin(members)]):
             by_sample.setdefault(str(row["sample_id"]), {})[row["variant"]] = row
-        rows, asked, agreement, abstained = [], 0, [], 0
+        rows, decisions = [], []
         for answers in by_sample.values():
-            votes = [_vote(m, answers[m]) for m in members if m in answers]
-            decision = decide(votes, config)
+            decision = decide([_vote(m, answers[m]) for m in members if m in answers], config)
             first = answers[members[0]]
             rows.append(
-                {
-                    **{k: first.get(k) for k in ("sample_id", "seed", "reference")},
-                    "variant": options.name,
-                    "prediction": decision.answer,
-                    "confidence": decision.confidence,
-                    "latency_ms": decision.latency_ms,
-                    "cost": decision.cost,
-                    "cached": False,
-                    "error": "abstained" if decision.abstained else None,
-                    "backend": f"ensemble({config.strategy}, {config.execution_mode})",
-                    "extra_requests": len(decision.asked) - 1,
-                }
+                _row(
+                    options.name,
+                    config,
+                    decision,
+                    first["sample_id"],
+                    first.get("seed"),
+                    first.get("reference"),
+                )
             )
-            asked += len(decision.asked)
-            abstained += decision.abstained
-            if decision.confidence is not None:
-                agreement.append(decision.confidence)
-        combined = as_table(records(frame) + rows)
-        n = max(len(by_sample), 1)
-        summary = {
-            "strategy": config.strategy,
-            "execution_mode": config.execution_mode,
-            "members": members,
-            "samples": len(by_sample),
-            "abstained": abstained,
-            "members_asked_mean": asked / n,
-            "agreement_mean": sum(agreement) / len(agreement) if agreement else None,
-            "latency": latency_summary([r["latency_ms"] for r in rows]),
-        }
-        return save_table(ctx, combined).put_metric("ensemble", summary)
+            decisions.append(decision)
+        summary = _summary(config, members, decisions, rows)
+        return save_table(ctx, as_table(records(frame) + rows)).put_metric("ensemble", summary)
 
     def _live(self, ctx: Context, options: EnsembleOptions, config: Ensemble) -> Context:
         """Call the members now, sample by sample, as the execution mode says."""
@@ -156,35 +137,56 @@ class EnsembleStage(Stage):
             decisions = list(samples.map(one, requests))
         seed = ctx.params.get("seed", ctx.experiment.seed if ctx.experiment else None)
         rows = [
-            {
-                "variant": options.name,
-                "sample_id": request.sample_id,
-                "seed": seed,
-                "reference": references.get(request.sample_id),
-                "prediction": d.answer,
-                "confidence": d.confidence,
-                "latency_ms": d.latency_ms,
-                "cost": d.cost,
-                "cached": False,
-                "error": "abstained" if d.abstained else None,
-                "backend": f"ensemble({config.strategy}, {config.execution_mode}, live)",
-                "extra_requests": len(d.asked) - 1,
-            }
-            for request, d in decisions
+            _row(options.name, config, d, r.sample_id, seed, references.get(r.sample_id), live=True)
+            for r, d in decisions
         ]
         existing = ctx.assigns.get("predictions")
         previous = records(existing) if existing is not None else []
-        summary = {
-            "strategy": config.strategy,
-            "execution_mode": config.execution_mode,
-            "members": list(members),
-            "samples": len(decisions),
-            "abstained": sum(d.abstained for _, d in decisions),
-            "calls": {n: sum(n in d.asked for _, d in decisions) for n in members},
-            "members_asked_mean": sum(len(d.asked) for _, d in decisions) / max(len(decisions), 1),
-            "latency": latency_summary([r["latency_ms"] for r in rows]),
-        }
+        summary = _summary(config, list(members), [d for _, d in decisions], rows)
+        summary["calls"] = {n: sum(n in d.asked for _, d in decisions) for n in members}
         return save_table(ctx, as_table(previous + rows)).put_metric("ensemble", summary)
+
+
+def _row(
+    name: str,
+    config: Ensemble,
+    d: Decision,
+    sample_id: Any,
+    seed: Any,
+    reference: Any,
+    live: bool = False,
+) -> dict[str, Any]:
+    """The ensemble's row of the per-sample table for one sample."""
+    return {
+        "variant": name,
+        "sample_id": sample_id,
+        "seed": seed,
+        "reference": reference,
+        "prediction": d.answer,
+        "confidence": d.confidence,
+        "latency_ms": d.latency_ms,
+        "cost": d.cost,
+        "cached": False,
+        "error": "abstained" if d.abstained else None,
+        "backend": f"ensemble({config.strategy}, {config.execution_mode}{', live' if live else ''})",
+        "extra_requests": len(d.asked) - 1,
+    }
+
+
+def _summary(
+    config: Ensemble, members: list[str], decisions: list[Decision], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    agreement = [d.confidence for d in decisions if d.confidence is not None]
+    return {
+        "strategy": config.strategy,
+        "execution_mode": config.execution_mode,
+        "members": members,
+        "samples": len(decisions),
+        "abstained": sum(d.abstained for d in decisions),
+        "members_asked_mean": sum(len(d.asked) for d in decisions) / max(len(decisions), 1),
+        "agreement_mean": sum(agreement) / len(agreement) if agreement else None,
+        "latency": latency_summary([r["latency_ms"] for r in rows]),
+    }
 
 
 def _caller(name: str, backend: Backend, request: Request) -> Any:
