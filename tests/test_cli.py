@@ -172,3 +172,23 @@ def test_dataset_loader_options_are_refused(
     assert (
         f"{path}:4: dataset.options: not supported by crucible_dagster" in capsys.readouterr().out
     )
+
+
+def test_malformed_variants_beside_hedging_are_reported_where_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hedged.yaml"
+    path.write_text(
+        "id: hedged\n"
+        "reliability:\n"
+        "  hedging: {strategy: fixed, delay_ms: 50}\n"
+        "pipeline:\n"
+        "  - name: predict\n"
+        "    options:\n"
+        "      variants: {m: {options: {model: x}}}\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "cannot check this file" not in out  # the checks ran to the end
+    assert f"{path}:7: pipeline[0].options.variants.m.id:" in out
+    assert f"{path}:3: reliability.hedging: set, but no backend of a predict stage" in out

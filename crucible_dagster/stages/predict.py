@@ -52,17 +52,22 @@ class PredictOptions(SampleSource):
 
 
 def _any_hedgeable(experiment: Any) -> bool:
-    """A backend of a predict stage (or the experiment's own) can hedge its requests."""
-    refs = [experiment.backend] if experiment.backend is not None else []
+    """A backend of a predict stage (or the experiment's own) can hedge its requests. Only the
+    variants' ids are read: malformed options are the option check's to report, not ours."""
+    ids = [experiment.backend.id] if experiment.backend is not None else []
     for stage in experiment.enabled_stages:
         variants = (
             (stage.options or {}).get("variants") if stage.implementation in STAGE_REFS else None
         )
         if isinstance(variants, dict):
-            refs += [BackendRef.model_validate(v) for v in variants.values() if isinstance(v, dict)]
-    for ref in refs:
+            ids += [
+                v["id"]
+                for v in variants.values()
+                if isinstance(v, dict) and isinstance(v.get("id"), str)
+            ]
+    for backend_id in ids:
         try:
-            if hasattr(backend_class(ref.id), "with_hedging"):
+            if hasattr(backend_class(backend_id), "with_hedging"):
                 return True
         except BackendError:
             continue
