@@ -19,14 +19,12 @@ from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import SEED_MAX
 from crucible_dagster.experiment.loading import (
     EXPERIMENT_SUFFIXES,
-    display_path,
     experiment_files,
     experiment_json_schema,
     parse_yaml_value,
 )
 from crucible_dagster.experiment.option_schema import schema_to_json
 from crucible_dagster.experiment.problems import ExperimentError
-from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.run_history.commands import RunNotFound, add_commands
 from crucible_dagster.runtime.preflight import check_file, check_files
 from crucible_dagster.runtime.registry import Registry, StageResolutionError
@@ -53,9 +51,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for checked in check_files(files):
         for problem in checked.problems:
             print(problem)
-        if checked.experiment is not None:
-            for warning in unused_settings(checked.experiment):
-                print(f"{display_path(checked.path)}: warning: {warning}")
         bad += not checked.ok
     if not args.quiet:
         print(f"{len(files) - bad} valid, {bad} invalid", file=sys.stderr)

@@ -9,9 +9,9 @@ one bad sample does not lose the others and a fallback backend can take just the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -37,9 +37,6 @@ class Response:
     backend: str = ""
     #: extra requests sent for this sample (hedges, retries)
     extra_requests: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class BackendOptions(BaseModel):
@@ -84,12 +81,6 @@ class FallbackBackend:
                 retry.extra_requests += 1 + answer.extra_requests
             merged.append(retry or answer)
         return merged
-
-
-class BackendClass(Protocol):
-    Options: ClassVar[type[BackendOptions]]
-
-    def __call__(self, name: str, options: Any, context: Mapping[str, Any]) -> Backend: ...
 
 
 class NoopBackend:

@@ -70,7 +70,7 @@ class RequestFailed(RuntimeError):
 class OpenAICompatibleBackend:
     Options = OpenAIOptions
 
-    def __init__(self, ref: BackendRef, options: OpenAIOptions, hedging: Hedging | None = None):
+    def __init__(self, ref: BackendRef, options: OpenAIOptions):
         self.name = ref.id
         self.options = options
         base = options.base_url or ref.endpoint_url
@@ -79,10 +79,10 @@ class OpenAICompatibleBackend:
         self.url = base.rstrip("/") + "/chat/completions"
         root = options.cache_dir or os.environ.get(CACHE_ENV) or "~/.cache/crucible_dagster"
         self.cache_root = Path(root).expanduser() / "responses"
-        self.hedger = HedgedCaller(hedging) if hedging is not None else None
-        self.requests_sent = 0
+        self.hedger: HedgedCaller | None = None
 
     def with_hedging(self, hedging: Hedging | None) -> OpenAICompatibleBackend:
+        """Hedge this backend's requests as ``reliability.hedging`` says (None: never)."""
         self.hedger = HedgedCaller(hedging) if hedging is not None else None
         return self
 
@@ -114,7 +114,6 @@ class OpenAICompatibleBackend:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-        self.requests_sent += 1
         try:
             with urllib.request.urlopen(request, timeout=self.options.timeout_s) as answer:
                 payload: dict[str, Any] = json.loads(answer.read())

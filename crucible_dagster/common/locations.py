@@ -36,10 +36,6 @@ def storage_path(value: str | Path) -> StoragePath:
     return UPath(text)
 
 
-def is_local(path: StoragePath) -> bool:
-    return isinstance(path, Path)
-
-
 def local_path(value: str | Path, what: str) -> Path:
     """A place that must be a filesystem path (a run directory's root): a URL other than
     ``file://`` is refused, with what to use instead."""

@@ -67,9 +67,8 @@ def rows_for(
 def as_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
-    frame = pd.DataFrame(
-        rows, columns=list(COLUMNS) + [c for c in ("score",) if rows and c in rows[0]]
-    )
+    scored = bool(rows) and "score" in rows[0]  # a table the score stage already scored
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *(["score"] if scored else [])])
     for column in ("prediction", "reference"):
         frame[column] = pd.Series(uniform(frame[column].tolist()), dtype=object)
     return frame

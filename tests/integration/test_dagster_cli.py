@@ -34,7 +34,7 @@ def asset_materialize(env: dict[str, str], *args: str) -> subprocess.CompletedPr
     return done
 
 
-def job_execute(job: str, tmp_path: Path, artifacts_dir: Path) -> Path:
+def job_execute(job: str, tmp_path: Path, artifacts_dir: Path, timeout: float = 300) -> Path:
     """``dagster job execute -f definitions.py -j JOB`` on a fresh SQLite DAGSTER_HOME (returned);
     must succeed."""
     home = tmp_path / "dagster_home"
@@ -45,7 +45,7 @@ def job_execute(job: str, tmp_path: Path, artifacts_dir: Path) -> Path:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         env=subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir)),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
 from tests.integration import jobs
 from tests.integration.events import step_keys
-from tests.integration.test_dagster_cli import dagster_bin
+from tests.integration.test_dagster_cli import job_execute
 
 
 def _numbers(comparison: dict) -> dict:
@@ -54,19 +53,8 @@ def _numbers(comparison: dict) -> dict:
 def test_demo_sweep_same_numbers_in_dagster_and_crucible_run(
     tmp_path: Path, artifacts_dir: Path
 ) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = job_execute("classifier_sweep", tmp_path, artifacts_dir, timeout=600)
     env = subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir))
-    proc = subprocess.run(
-        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", "classifier_sweep"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     cli = subprocess.run(
         [
             sys.executable,
