@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import gc
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,14 @@ def artifacts_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "artifacts"
     monkeypatch.setenv("CRUCIBLE_ARTIFACTS_DIR", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def unfrozen_collector() -> Iterator[None]:
+    """Loading definitions freezes everything then alive (a code location loads once); this
+    process loads hundreds of times, so each test hands the frozen objects back afterwards."""
+    yield
+    gc.unfreeze()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

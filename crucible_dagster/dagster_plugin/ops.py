@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -27,14 +28,46 @@ from crucible_dagster.runtime.runner import StageFailure, emit_skipped, invoke_s
 from crucible_dagster.runtime.stage import Stage
 from crucible_dagster.runtime.telemetry import Sink
 
+if TYPE_CHECKING:
+    from dagster._core.definitions.output import OutputDefinition
+
 DATA_VERSION_TAG = "dagster/data_version"  # how an observation records a data version
 # Built once and shared by every op: Dagster resolves an In's type each time it builds one,
 # which is a fifth of the cost of loading a folder of many experiments.
 CONTEXT_IN = {
     "upstream": dg.In(description="The Context from the previous stage").to_definition("upstream")
 }
+
+
+class _OutBuiltOnce(dg.Out):
+    """An Out whose OutputDefinition is built once: Dagster builds one from an op's Out for
+    every op, resolving its type each time (half the cost of an op, 5000 ops for 1000 files)."""
+
+    __slots__ = ()
+
+    def to_definition(
+        self,
+        annotation_type: type,
+        name: str | None,
+        description: str | None,
+        code_version: str | None,
+    ) -> OutputDefinition:
+        return _output_definition(self, annotation_type, name, description, code_version)
+
+
+@cache
+def _output_definition(
+    out: dg.Out,
+    annotation_type: type,
+    name: str | None,
+    description: str | None,
+    code_version: str | None,
+) -> OutputDefinition:
+    return dg.Out.to_definition(out, annotation_type, name, description, code_version)
+
+
 CONTEXT_OUT = {
-    "result": dg.Out(
+    "result": _OutBuiltOnce(
         io_manager_key=IO_MANAGER_KEY, description="The crucible Context after this stage"
     )
 }
