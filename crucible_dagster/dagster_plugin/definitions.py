@@ -140,6 +140,11 @@ def definitions_from_folder(
     # them over and over (about a third of the load time for 1000 files). Afterwards they are
     # frozen out of its reach: a code location keeps its definitions for its whole life, and
     # every later full collection (snapshots, runs, interpreter exit) would rescan them.
+    if gc.get_freeze_count():
+        # A reload (a worker loading the code location again): what an earlier load froze may
+        # be garbage now, and frozen it would never be collected.
+        gc.unfreeze()
+        gc.collect()
     collecting = gc.isenabled()
     gc.disable()
     try:

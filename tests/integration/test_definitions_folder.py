@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import shutil
+import weakref
 from pathlib import Path
 
 import dagster as dg
@@ -61,6 +62,13 @@ def test_loaded_definitions_are_frozen_out_of_the_collectors_reach(tmp_path: Pat
     assert gc.get_freeze_count() > 0
     job = defs.resolve_job_def("core_pipeline_demo")
     assert job.graph.node_defs[0].output_defs[0].io_manager_key == "crucible_io_manager"
+
+
+def test_a_reload_lets_the_earlier_definitions_be_collected(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "experiments" / "core_pipeline_demo.yaml", tmp_path)
+    first = weakref.ref(definitions_from_folder(tmp_path).resolve_job_def("core_pipeline_demo"))
+    definitions_from_folder(tmp_path)
+    assert first() is None
 
 
 def test_duplicate_experiment_ids_make_both_files_invalid(tmp_path: Path) -> None:
