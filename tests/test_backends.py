@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -180,7 +181,39 @@ def test_hedging_delays_by_strategy() -> None:
     )
     budget = HedgedCaller(Hedging(strategy="fixed", delay_ms=1, budget_percent=10))
     budget.primaries, budget.hedges = 10, 1
-    assert budget.delay_ms(1) is None  # 1 hedge per 10 requests is the budget, spent
+    assert budget.delay_ms(1) == 1.0  # when a hedge is due; the budget decides when it is
+    assert not budget._take_budget()  # 1 hedge per 10 requests is the budget, spent
+    budget.primaries = 20
+    assert budget._take_budget() and budget.hedges == 2
+
+
+def test_a_stalled_request_is_hedged_once_the_budget_has_room_again() -> None:
+    """The budget was spent when the stalled request's hedge fell due; other requests made
+    room for it a moment later, and it was hedged then, not left to stall to the end."""
+    stalled = {"first": True}
+
+    def request() -> str:
+        if stalled.pop("first", False):
+            time.sleep(1.0)
+            return "late"
+        return "early"
+
+    caller = HedgedCaller(Hedging(strategy="fixed", delay_ms=20, budget_percent=100))
+    caller.hedges = 1  # spent: the stalled call below makes 1 request against 1 hedge
+    outcome: dict[str, object] = {}
+
+    def stalled_call() -> None:
+        began = time.perf_counter()
+        outcome["answer"] = caller.call(request)
+        outcome["seconds"] = time.perf_counter() - began
+
+    thread = threading.Thread(target=stalled_call)
+    thread.start()
+    time.sleep(0.1)  # its hedge is due and refused
+    assert caller.call(lambda: "quick") == ("quick", 0)  # one more request: room for one hedge
+    thread.join()
+    assert outcome["answer"] == ("early", 1)
+    assert float(outcome["seconds"]) < 0.5  # hedged after the other request, not at 1 s
 
 
 def test_a_hedge_answers_when_the_first_request_stalls() -> None:

@@ -15,6 +15,8 @@ When to hedge, by ``reliability.hedging.strategy``:
 
 ``max_hedges`` (default 1) caps duplicates per request and ``budget_percent`` the share of
 extra requests over all requests (no cap when unset, except for ``adaptive``'s own target).
+The budget is asked when a hedge is due, and again every few milliseconds while it is spent:
+it grows with every request, and a stalled request is the one a hedge is for.
 Every request's own latency (losers' too, when they finish) feeds the estimates.
 """
 
@@ -35,6 +37,7 @@ DEFAULT_DELAY_MS = 100.0
 DEFAULT_PERCENTILE = 95.0
 DEFAULT_BUDGET_PERCENT = 5.0
 MAX_THREADS = 256
+BUDGET_RECHECK_S = 0.005
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -74,7 +77,7 @@ class HedgedCaller:
     def delay_ms(self, hedge: int) -> float | None:
         """How long after the previous request hedge number ``hedge`` (1-based) goes, or None."""
         strategy, c = self.config.strategy, self.config
-        if strategy == "off" or hedge > self.max_hedges or not self._within_budget():
+        if strategy == "off" or hedge > self.max_hedges:
             return None
         if strategy == "fixed":
             return float(c.delay_ms if c.delay_ms is not None else DEFAULT_DELAY_MS)
@@ -89,12 +92,14 @@ class HedgedCaller:
             return observed
         return observed * (1 + self.in_flight / self.capacity)  # workload_aware
 
-    def _within_budget(self) -> bool:
+    def _take_budget(self) -> bool:
+        """Count one hedge if the budget has room for it (checked and counted atomically)."""
         budget = self.config.budget_percent
-        if budget is None:
-            return True
         with self._lock:
-            return self.hedges < budget / 100 * max(self.primaries, 1)
+            if budget is not None and self.hedges >= budget / 100 * max(self.primaries, 1):
+                return False
+            self.hedges += 1
+            return True
 
     # --- the call ------------------------------------------------------------------------------
 
@@ -135,11 +140,14 @@ class HedgedCaller:
         pending: set[Future[T]] = set(futures)
         last_sent = time.perf_counter()
         error: BaseException | None = None
+        hedge_refused = False
         while True:
             delay = self.delay_ms(len(futures))
             timeout = (
                 None if delay is None else max(0.0, last_sent + delay / 1000 - time.perf_counter())
             )
+            if timeout == 0.0 and hedge_refused:  # due, but the budget was spent a moment ago
+                timeout = BUDGET_RECHECK_S
             done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 if future.exception() is None:
@@ -148,12 +156,12 @@ class HedgedCaller:
                             self.hedge_wins += 1
                     return future.result(), len(futures) - 1
                 error = error or future.exception()
-            if not done:  # the wait ran out: hedge
-                futures.append(self._submit(fn))
-                pending.add(futures[-1])
-                last_sent = time.perf_counter()
-                with self._lock:
-                    self.hedges += 1
+            if not done:  # the wait ran out: a hedge is due
+                hedge_refused = not self._take_budget()
+                if not hedge_refused:
+                    futures.append(self._submit(fn))
+                    pending.add(futures[-1])
+                    last_sent = time.perf_counter()
             elif not pending:
                 assert error is not None
                 raise error
