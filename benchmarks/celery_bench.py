@@ -174,14 +174,14 @@ def celery_rows() -> list[Row]:
             return run
 
         celery, in_process, busy_c = paired(
-            runner(light_celery), runner(light_in_process), repeats=3
+            runner(light_celery), runner(light_in_process), repeats=5
         )
         multi, in_process_m, busy_m = paired(
-            runner(light_multiprocess), runner(light_in_process), repeats=3
+            runner(light_multiprocess), runner(light_in_process), repeats=5
         )
         # the workers imported this module during the light runs: no warm-up run needed
         one, two, busy_t = paired(
-            runner(cpu_one_worker), runner(cpu_two_workers), repeats=3, warmup=0
+            runner(cpu_one_worker), runner(cpu_two_workers), repeats=5, warmup=0
         )
 
     def per_trial(timing: Timing, n: int) -> Timing:
