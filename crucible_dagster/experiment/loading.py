@@ -110,10 +110,9 @@ def _line_map(
     if isinstance(node, yaml.MappingNode):
         check_duplicate_keys(node, file)
         for key_node, value_node in node.value:
-            key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _line_map(value_node, (*path, key), lines, file)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            child = (*path, key_node.value)
+            _line_map(value_node, child, lines, file)
+            lines[child] = key_node.start_mark.line + 1  # a field is where its key is
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _line_map(item, (*path, index), lines, file)
