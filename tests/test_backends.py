@@ -217,6 +217,40 @@ def test_a_stalled_request_is_hedged_once_the_budget_has_room_again() -> None:
     assert seconds[0] < 0.5  # hedged after the other request, not at 1 s
 
 
+def test_room_in_a_spent_budget_goes_to_the_request_that_has_waited_longest() -> None:
+    """Two requests stall while the budget is spent; one more request makes room for one
+    hedge: it goes to the one whose hedge fell due first, not to whichever asks next."""
+    first_attempts = {"A", "B"}
+    lock = threading.Lock()
+
+    def request(name: str) -> str:
+        with lock:
+            stalls = name in first_attempts
+            first_attempts.discard(name)
+        time.sleep(1.0 if stalls else 0.0)
+        return f"{name} {'late' if stalls else 'early'}"
+
+    caller = HedgedCaller(Hedging(strategy="fixed", delay_ms=20, budget_percent=100))
+    caller.hedges = 2  # spent once A and B have started: 2 hedges against 2 requests
+    results: dict[str, tuple[tuple[str, int], float]] = {}
+
+    def timed(name: str) -> None:
+        began = time.perf_counter()
+        answer = caller.call(lambda: request(name))
+        results[name] = (answer, time.perf_counter() - began)
+
+    threads = {name: threading.Thread(target=timed, args=(name,)) for name in ("A", "B")}
+    threads["A"].start()
+    time.sleep(0.08)  # A's hedge is due and refused
+    threads["B"].start()
+    time.sleep(0.08)  # B's too, later than A's
+    assert caller.call(lambda: "quick") == ("quick", 0)  # room for exactly one hedge
+    for thread in threads.values():
+        thread.join()
+    assert results["A"][0] == ("A early", 1) and results["A"][1] < 0.5
+    assert results["B"][0] == ("B late", 0) and results["B"][1] >= 0.9
+
+
 def test_a_hedge_answers_when_the_first_request_stalls() -> None:
     slow = {"first": True}
 

@@ -16,7 +16,9 @@ When to hedge, by ``reliability.hedging.strategy``:
 ``max_hedges`` (default 1) caps duplicates per request and ``budget_percent`` the share of
 extra requests over all requests (no cap when unset, except for ``adaptive``'s own target).
 The budget is asked when a hedge is due, and again every few milliseconds while it is spent:
-it grows with every request, and a stalled request is the one a hedge is for.
+it grows with every request, and a stalled request is the one a hedge is for. While it is
+spent, the room it makes goes to the request whose hedge fell due first (the likeliest
+straggler), not to whichever request asks next.
 Every request's own latency (losers' too, when they finish) feeds the estimates.
 """
 
@@ -64,6 +66,7 @@ class HedgedCaller:
         self.hedges = 0
         self.hedge_wins = 0
         self.in_flight = 0
+        self._refused: dict[int, float] = {}  # request -> when its hedge fell due, budget spent
 
     # --- the policy ----------------------------------------------------------------------------
 
@@ -92,12 +95,18 @@ class HedgedCaller:
             return observed
         return observed * (1 + self.in_flight / self.capacity)  # workload_aware
 
-    def _take_budget(self) -> bool:
-        """Count one hedge if the budget has room for it (checked and counted atomically)."""
+    def _take_budget(self, request: int = 0, due: float = 0.0) -> bool:
+        """Count one hedge for ``request`` (its hedge due since ``due``) if the budget has room
+        and no request refused earlier is still waiting; checked and counted atomically."""
         budget = self.config.budget_percent
         with self._lock:
-            if budget is not None and self.hedges >= budget / 100 * max(self.primaries, 1):
-                return False
+            if budget is not None:
+                due = self._refused.get(request, due)
+                first = min(self._refused.values(), default=due)
+                if self.hedges >= budget / 100 * max(self.primaries, 1) or due > first:
+                    self._refused[request] = due
+                    return False
+            self._refused.pop(request, None)
             self.hedges += 1
             return True
 
@@ -129,13 +138,15 @@ class HedgedCaller:
         with self._lock:
             self.primaries += 1
             self.in_flight += 1
+            request = self.primaries
         try:
-            return self._race(fn)
+            return self._race(fn, request)
         finally:
             with self._lock:
                 self.in_flight -= 1
+                self._refused.pop(request, None)
 
-    def _race(self, fn: Callable[[], T]) -> tuple[T, int]:
+    def _race(self, fn: Callable[[], T], request: int) -> tuple[T, int]:
         futures = [self._submit(fn)]
         pending: set[Future[T]] = set(futures)
         last_sent = time.perf_counter()
@@ -157,7 +168,8 @@ class HedgedCaller:
                     return future.result(), len(futures) - 1
                 error = error or future.exception()
             if not done:  # the wait ran out: a hedge is due
-                hedge_refused = not self._take_budget()
+                due = last_sent + (delay or 0.0) / 1000
+                hedge_refused = not self._take_budget(request, due)
                 if not hedge_refused:
                     futures.append(self._submit(fn))
                     pending.add(futures[-1])
