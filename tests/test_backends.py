@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -187,17 +188,25 @@ def test_hedging_delays_by_strategy() -> None:
     assert budget._take_budget() and budget.hedges == 2
 
 
+def stalls_once(seconds: float) -> Callable[[], str]:
+    """A request whose first attempt stalls ``seconds`` and answers "late"; later ones "early"."""
+    first = [True]
+
+    def request() -> str:
+        try:
+            first.pop()  # atomic: only one attempt finds it
+        except IndexError:
+            return "early"
+        time.sleep(seconds)
+        return "late"
+
+    return request
+
+
 def test_a_stalled_request_is_hedged_once_the_budget_has_room_again() -> None:
     """The budget was spent when the stalled request's hedge fell due; other requests made
     room for it a moment later, and it was hedged then, not left to stall to the end."""
-    stalled = {"first": True}
-
-    def request() -> str:
-        if stalled.pop("first", False):
-            time.sleep(1.0)
-            return "late"
-        return "early"
-
+    request = stalls_once(1.0)
     caller = HedgedCaller(Hedging(strategy="fixed", delay_ms=20, budget_percent=100))
     caller.hedges = 1  # spent: the stalled call below makes 1 request against 1 hedge
     answers: list[tuple[str, int]] = []
@@ -252,14 +261,7 @@ def test_room_in_a_spent_budget_goes_to_the_request_that_has_waited_longest() ->
 
 
 def test_a_hedge_answers_when_the_first_request_stalls() -> None:
-    slow = {"first": True}
-
-    def request() -> str:
-        if slow.pop("first", False):
-            time.sleep(0.5)
-            return "late"
-        return "early"
-
+    request = stalls_once(0.5)
     caller = HedgedCaller(Hedging(strategy="fixed", delay_ms=20))
     began = time.perf_counter()
     assert caller.call(request) == ("early", 1)
