@@ -9,10 +9,12 @@ processes used while we measured, so a figure taken on a busy machine says so.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -151,6 +153,29 @@ def _pair(timing: Timing, unit: str) -> str:
     if len(timing.wall) == 1:
         return fmt(timing.wall[0], unit)
     return f"{fmt(timing.min, unit)} / {fmt(timing.median, unit)}"
+
+
+def rows_in_fresh_process(target: str) -> list[Row]:
+    """The rows of ``package.module:function``, measured in a new interpreter: for a figure that
+    must not depend on what earlier suites left in this process (threads, a large heap)."""
+    module, function = target.split(":")
+    code = (
+        f"import dataclasses, json; from {module} import {function}; rows = {function}(); "
+        f"print('\\n{_ROWS_MARK}' + json.dumps([dataclasses.asdict(r) for r in rows]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout
+    said, _, payload = out.rpartition("\n" + _ROWS_MARK)
+    if said.strip():
+        print(said.strip())  # the suite's own settings lines
+    return [
+        Row(**{**row, "ours": Timing(**row["ours"]), "baseline": Timing(**row["baseline"])})
+        for row in json.loads(payload)
+    ]
+
+
+_ROWS_MARK = "ROWS "
 
 
 def print_rows(title: str, rows: list[Row]) -> None:
