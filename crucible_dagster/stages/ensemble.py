@@ -11,6 +11,7 @@ the last is late, and the table gets the ensemble's answers (the members' are no
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -19,6 +20,7 @@ from crucible_dagster.backends.base import Backend, Request
 from crucible_dagster.backends.registry import build_backend
 from crucible_dagster.experiment.ir import BackendRef, Ensemble
 from crucible_dagster.reliability.ensemble import (
+    Ask,
     Decision,
     EnsembleConfigError,
     Vote,
@@ -29,6 +31,7 @@ from crucible_dagster.reliability.ensemble import (
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError
 from crucible_dagster.stages.per_sample import (
+    TABLE_KEY,
     SampleSource,
     as_table,
     checked_backends,
@@ -116,8 +119,6 @@ class EnsembleStage(Stage):
 
     def _live(self, ctx: Context, options: EnsembleOptions, config: Ensemble) -> Context:
         """Call the members now, sample by sample, as the execution mode says."""
-        from concurrent.futures import ThreadPoolExecutor
-
         members = options.members or {}
         try:
             check_config(config, list(members))
@@ -140,7 +141,7 @@ class EnsembleStage(Stage):
             _row(options.name, config, d, r.sample_id, seed, references.get(r.sample_id), live=True)
             for r, d in decisions
         ]
-        existing = ctx.assigns.get("predictions")
+        existing = ctx.assigns.get(TABLE_KEY)
         previous = records(existing) if existing is not None else []
         summary = _summary(config, list(members), [d for _, d in decisions], rows)
         summary["calls"] = {n: sum(n in d.asked for _, d in decisions) for n in members}
@@ -189,7 +190,7 @@ def _summary(
     }
 
 
-def _caller(name: str, backend: Backend, request: Request) -> Any:
+def _caller(name: str, backend: Backend, request: Request) -> Ask:
     def ask() -> Vote:
         (answer,) = backend.predict([request])
         return Vote(
