@@ -183,9 +183,9 @@ def test_hedging_delays_by_strategy() -> None:
     budget = HedgedCaller(Hedging(strategy="fixed", delay_ms=1, budget_percent=10))
     budget.primaries, budget.hedges = 10, 1
     assert budget.delay_ms(1) == 1.0  # when a hedge is due; the budget decides when it is
-    assert not budget._take_budget()  # 1 hedge per 10 requests is the budget, spent
+    assert not budget._take_budget(1, 0.0)  # 1 hedge per 10 requests is the budget, spent
     budget.primaries = 20
-    assert budget._take_budget() and budget.hedges == 2
+    assert budget._take_budget(1, 0.0) and budget.hedges == 2
 
 
 def stalls_once(seconds: float) -> Callable[[], str]:

@@ -95,7 +95,7 @@ class HedgedCaller:
             return observed
         return observed * (1 + self.in_flight / self.capacity)  # workload_aware
 
-    def _take_budget(self, request: int = 0, due: float = 0.0) -> bool:
+    def _take_budget(self, request: int, due: float) -> bool:
         """Count one hedge for ``request`` (its hedge due since ``due``) if the budget has room
         and no request refused earlier is still waiting; checked and counted atomically."""
         budget = self.config.budget_percent
