@@ -134,19 +134,28 @@ def test_settings_without_effect_are_refused_where_they_are(
     assert "reliability.ensemble: set, but no stage" in out and "monitoring" not in out
 
 
-def test_hedging_without_a_backend_that_sends_requests_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "hedged.yaml"
+def hedged_experiment(folder: Path, variants: str, more_reliability: str = "") -> Path:
+    """An experiment with fixed-delay hedging (line 3), then ``more_reliability`` lines, and one
+    predict stage with ``variants``."""
+    path = folder / "hedged.yaml"
     path.write_text(
         "id: hedged\n"
         "reliability:\n"
         "  hedging: {strategy: fixed, delay_ms: 50}\n"
-        "  stats: {bootstrap_iterations: 500}\n"
+        f"{more_reliability}"
         "pipeline:\n"
         "  - name: predict\n"
         "    options:\n"
-        "      variants: {m: {id: sklearn}}\n"
+        f"      variants: {variants}\n"
+    )
+    return path
+
+
+def test_hedging_without_a_backend_that_sends_requests_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = hedged_experiment(
+        tmp_path, "{m: {id: sklearn}}", more_reliability="  stats: {bootstrap_iterations: 500}\n"
     )
     assert main(["validate", str(path)]) == 1
     assert (
@@ -177,16 +186,7 @@ def test_dataset_loader_options_are_refused(
 def test_malformed_variants_beside_hedging_are_reported_where_they_are(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "hedged.yaml"
-    path.write_text(
-        "id: hedged\n"
-        "reliability:\n"
-        "  hedging: {strategy: fixed, delay_ms: 50}\n"
-        "pipeline:\n"
-        "  - name: predict\n"
-        "    options:\n"
-        "      variants: {m: {options: {model: x}}}\n"
-    )
+    path = hedged_experiment(tmp_path, "{m: {options: {model: x}}}")
     assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert "cannot check this file" not in out  # the checks ran to the end
