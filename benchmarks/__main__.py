@@ -44,7 +44,7 @@ def main() -> int:
         # earlier suites left in this one (the broker client's threads, a large heap) stretched
         # the tail (p99.9 238-384 ms inside a full run, 42-58 ms alone)
         (
-            "hedging: tail latency against a heavy-tailed server",
+            "hedging: tail latency against a heavy-tailed server (both sides in a process of its own)",
             lambda: rows_in_fresh_process("benchmarks.hedging_bench:hedging_rows"),
         ),
         ("celery: executors side by side", celery_bench.celery_rows),
