@@ -4,33 +4,38 @@
 The key comes from the environment (``api_key_env``, default ``OPENAI_API_KEY``; none is sent
 when it is unset, as local servers expect). Each sample is one request, at most
 ``concurrency`` at a time; a timeout, a connection error, 429 or a 5xx is retried with
-exponential backoff (``Retry-After`` honoured), ``max_retries`` times. Answers are cached on
-disk under the sha256 of the request's content (URL, model and body, never the key), so a
-re-run sends nothing. Requests can be hedged (``reliability.hedging``) to cut tail latency.
-Only the standard library speaks HTTP here: one JSON POST needs nothing more.
+exponential backoff (``Retry-After`` honoured up to ``max_backoff_s``), ``max_retries`` times.
+``timeout_s`` is a deadline for each whole request, the body is capped at ``max_response_bytes``
+and redirects are never followed (see ``backends/http.py``). Any answer that is not a chat
+completion (content type, UTF-8, JSON, ``choices``, ``usage``) is that sample's error, with the
+URL and status. Answers are cached on disk under the sha256 of the request's content (URL,
+model and body, never the key), so a re-run sends nothing; an entry is used only when its
+stored key and request are this request's and its answer matches its digest.
+Requests can be hedged (``reliability.hedging``) to cut tail latency.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crucible_dagster.backends.base import BackendOptions, Request, Response
+from crucible_dagster.backends.http import Answer, HttpFailure, post, printable
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import BackendRef, Hedging
 from crucible_dagster.reliability.hedging import HedgedCaller
 
 CACHE_ENV = "CRUCIBLE_CACHE_DIR"
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
@@ -45,10 +50,18 @@ class OpenAIOptions(BackendOptions):
     system: str | None = Field(default=None, description="A system message before each input.")
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
-    timeout_s: float = Field(default=30.0, gt=0, description="Per request.")
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Deadline for each whole request (all of it)."
+    )
     max_retries: int = Field(default=3, ge=0, le=10)
     backoff_s: float = Field(
         default=0.5, ge=0, description="First retry's wait; doubles each time."
+    )
+    max_backoff_s: float = Field(
+        default=30.0, ge=0, le=3600, description="Longest wait before a retry (Retry-After too)."
+    )
+    max_response_bytes: int = Field(
+        default=MAX_RESPONSE_BYTES, ge=1, le=1 << 30, description="Larger answers are errors."
     )
     concurrency: int = Field(default=4, ge=1, le=256, description="Requests in flight at once.")
     cache_dir: str | None = Field(
@@ -59,12 +72,77 @@ class OpenAIOptions(BackendOptions):
     price_per_million_input: float | None = Field(default=None, ge=0, description="For cost.")
     price_per_million_output: float | None = Field(default=None, ge=0, description="For cost.")
 
+    @field_validator(
+        "temperature", "max_tokens", "timeout_s", "max_retries", "backoff_s", "max_backoff_s",
+        "max_response_bytes", "concurrency", "price_per_million_input", "price_per_million_output",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        """``true`` is not a number here, though Python counts it as 1."""
+        if isinstance(value, bool):
+            raise ValueError("expected a number, found a boolean")
+        return value
 
-class RequestFailed(RuntimeError):
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
+
+RequestFailed = HttpFailure  # the name this module used before the transport moved
+
+
+def _count(usage: dict[str, Any], field: str, where: str) -> int | None:
+    value = usage.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        found = printable(repr(value), 60)
+        raise HttpFailure(
+            f"{where}: usage.{field}: expected a whole number >= 0, found {found}", False
+        )
+    return value
+
+
+def completion(payload: Any, where: str) -> tuple[str, int | None, int | None]:
+    """The answer's text and token counts; an HttpFailure naming the field when it has none."""
+    try:
+        content = payload["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise HttpFailure(f"{where}: the answer has no choices[0].message.content", False) from None
+    if not isinstance(content, str):
+        found = type(content).__name__
+        raise HttpFailure(
+            f"{where}: choices[0].message.content: expected text, found {found}", False
+        )
+    usage = payload.get("usage")
+    if usage is None:
+        return content, None, None
+    if not isinstance(usage, dict):
+        found = type(usage).__name__
+        raise HttpFailure(f"{where}: usage: expected an object, found {found}", False)
+    return content, _count(usage, "prompt_tokens", where), _count(usage, "completion_tokens", where)
+
+
+def decoded(answer: Answer, where: str) -> Any:
+    """A 2xx answer's body as JSON: its content type, encoding and syntax checked."""
+    media = answer.content_type.partition(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        found = printable(answer.content_type, 60) or "none"
+        raise HttpFailure(f"{where}: content type {found!r}, expected application/json", False)
+    try:
+        text = answer.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpFailure(f"{where}: the body is not UTF-8 (byte {exc.start})", False) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = f"{where}: the body is not JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+        raise HttpFailure(message, False) from None
+    except RecursionError:
+        raise HttpFailure(f"{where}: the body's JSON is nested too deeply", False) from None
+
+
+def digest(value: Any) -> str:
+    """The sha256 of ``value``'s canonical JSON: a cache entry's key and its answer's check."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class OpenAICompatibleBackend:
@@ -104,53 +182,92 @@ class OpenAICompatibleBackend:
         return body
 
     def cache_key(self, body: dict[str, Any]) -> str:
-        content = json.dumps({"url": self.url, "body": body}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(content.encode()).hexdigest()
+        return digest({"url": self.url, "body": body})
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
+        """One request's checked answer; an HttpFailure with the URL and status otherwise."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         key = os.environ.get(self.options.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.options.timeout_s) as answer:
-                payload: dict[str, Any] = json.loads(answer.read())
-                return payload
-        except urllib.error.HTTPError as exc:
-            after = exc.headers.get("Retry-After") if exc.headers else None
-            retry_after = float(after) if after and after.replace(".", "", 1).isdigit() else None
-            raise RequestFailed(
-                f"HTTP {exc.code} from {self.url}", exc.code in RETRYABLE_STATUS, retry_after
-            ) from None
-        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RequestFailed(f"{type(exc).__name__} for {self.url}: {reason}", True) from None
+        options = self.options
+        data = json.dumps(body).encode()
+        answer = post(self.url, data, headers, options.timeout_s, options.max_response_bytes)
+        where = f"HTTP {answer.status} from {self.url}"
+        if 300 <= answer.status < 400:
+            raise HttpFailure(f"{where}: redirects are not followed", False)
+        if not 200 <= answer.status < 300:
+            retryable = answer.status in RETRYABLE_STATUS
+            raise HttpFailure(where, retryable, answer.retry_after)
+        payload = decoded(answer, where)
+        completion(payload, where)  # the shape is checked before anything is cached
+        return cast(dict[str, Any], payload)
+
+    def _wait_s(self, failure: HttpFailure, attempt: int) -> float:
+        """Before the next attempt: ``Retry-After`` or the backoff, never over max_backoff_s."""
+        wanted = failure.retry_after
+        if wanted is None:
+            wanted = self.options.backoff_s * 2**attempt
+        return min(wanted, self.options.max_backoff_s)
 
     def _send_with_retries(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The answer and the number of retries it took; the last error when none succeeded."""
         for attempt in range(self.options.max_retries + 1):
             try:
                 return self._post(body), attempt
-            except RequestFailed as exc:
+            except HttpFailure as exc:
                 if not exc.retryable or attempt == self.options.max_retries:
                     raise
-                wait = (
-                    exc.retry_after
-                    if exc.retry_after is not None
-                    else self.options.backoff_s * 2**attempt
-                )
-                time.sleep(wait)
+                time.sleep(self._wait_s(exc, attempt))
         raise AssertionError("unreachable")
+
+    # --- the cache ---------------------------------------------------------------------------
+
+    def _cache_path(self, key: str) -> Path:
+        return self.cache_root / key[:2] / f"{key}.json"
+
+    def _cached(self, key: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored answer to exactly this request, or None: an entry that is unreadable, is
+        another request's, or whose answer was edited is a miss (and is written afresh)."""
+        path = self._cache_path(key)
+        try:
+            if not path.is_file() or path.stat().st_size > 2 * self.options.max_response_bytes:
+                return None
+            record = json.loads(path.read_text(encoding="utf-8"))
+            payload = record["response"]
+            matches = (
+                record["key"] == key
+                and record["url"] == self.url
+                and record["request"] == body
+                and record["response_sha256"] == digest(payload)
+            )
+            if not matches:
+                return None
+            completion(payload, "cache")
+        except (OSError, ValueError, RecursionError, KeyError, TypeError, HttpFailure):
+            return None
+        return cast(dict[str, Any], payload)
+
+    def _store(self, key: str, body: dict[str, Any], payload: dict[str, Any]) -> None:
+        """Best effort: an answer that cannot be cached is still this sample's answer."""
+        record = {
+            "key": key,
+            "url": self.url,
+            "request": body,
+            "response": payload,
+            "response_sha256": digest(payload),
+        }
+        with contextlib.suppress(OSError):
+            atomic_write_text(self._cache_path(key), json.dumps(record, sort_keys=True))
+
+    # --- one sample --------------------------------------------------------------------------
 
     def _one(self, request: Request) -> Response:
         body = self.body(request.input)
         key = self.cache_key(body)
-        cached = self.cache_root / key[:2] / f"{key}.json"
         began = time.perf_counter()
-        if self.options.cache and cached.is_file():
-            payload = json.loads(cached.read_text(encoding="utf-8"))["response"]
+        payload = self._cached(key, body) if self.options.cache else None
+        if payload is not None:
             return self._response(request, payload, began, cached=True)
         extra = 0
         try:
@@ -159,14 +276,13 @@ class OpenAICompatibleBackend:
                 extra = hedges
             else:
                 payload, retries = self._send_with_retries(body)
-        except RequestFailed as exc:
+        except HttpFailure as exc:
             latency = (time.perf_counter() - began) * 1000
             return Response(
                 request.sample_id, latency_ms=latency, error=str(exc), backend=self.name
             )
         if self.options.cache:
-            record = {"key": key, "url": self.url, "request": body, "response": payload}
-            atomic_write_text(cached, json.dumps(record, sort_keys=True))
+            self._store(key, body, payload)
         answer = self._response(request, payload, began, cached=False)
         answer.extra_requests = extra + retries
         return answer
@@ -175,24 +291,14 @@ class OpenAICompatibleBackend:
         self, request: Request, payload: dict[str, Any], began: float, cached: bool
     ) -> Response:
         latency = (time.perf_counter() - began) * 1000
-        try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            return Response(
-                request.sample_id,
-                latency_ms=latency,
-                error="the answer has no choices[0].message.content",
-                backend=self.name,
-            )
-        usage = payload.get("usage") or {}
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        content, prompt, completion_tokens = completion(payload, self.url)
         return Response(
             request.sample_id,
             output=content,
             latency_ms=latency,
             prompt_tokens=prompt,
-            completion_tokens=completion,
-            cost=None if cached else self._cost(prompt, completion),
+            completion_tokens=completion_tokens,
+            cost=None if cached else self._cost(prompt, completion_tokens),
             cached=cached,
             backend=self.name,
         )
@@ -205,8 +311,16 @@ class OpenAICompatibleBackend:
 
     # --- a batch -----------------------------------------------------------------------------
 
+    def _one_kept(self, request: Request) -> Response:
+        """``_one``, with anything unforeseen made this sample's error: the batch goes on."""
+        try:
+            return self._one(request)
+        except Exception as exc:
+            message = printable(f"{type(exc).__name__}: {exc}")
+            return Response(request.sample_id, error=message, backend=self.name)
+
     def predict(self, requests: Sequence[Request]) -> list[Response]:
         if not requests:
             return []
         with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
-            return list(pool.map(self._one, requests))
+            return list(pool.map(self._one_kept, requests))

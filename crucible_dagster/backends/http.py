@@ -1,0 +1,148 @@
+"""One HTTP POST with a deadline for the whole exchange, a capped body, and no redirects.
+
+Why not ``urllib``: it follows redirects (a 302 turns the POST into a GET to wherever
+``Location`` points, ``Authorization`` header included), and its timeout bounds each socket
+read, so a server dripping one byte a second never times out. ``httpx`` (not a dependency
+here) also bounds each phase, not the whole request. ``http.client`` follows nothing; a timer
+that shuts the socket down at the deadline bounds every phase (connect, headers, body), and
+the body is read in chunks against a byte cap. Environment proxies are not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import math
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+CHUNK = 64 * 1024
+
+
+class HttpFailure(RuntimeError):
+    """A request that got no usable answer; ``retryable`` when asking again may help."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    retry_after: float | None
+    body: bytes
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """A server's text made safe for one line on a terminal: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HttpFailure(f"{url}: expected an http:// or https:// URL", False)
+    try:
+        port = parts.port
+    except ValueError:
+        raise HttpFailure(f"{url}: the port is not a number in 0-65535", False) from None
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return kind(parts.hostname, port, timeout=timeout_s), target
+
+
+def _expire(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """At the deadline: shut the socket, so a read blocked in any phase returns at once."""
+    expired.set()
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _read_capped(
+    conn: http.client.HTTPConnection,
+    response: http.client.HTTPResponse,
+    deadline: float,
+    max_bytes: int,
+    where: str,
+) -> bytes:
+    declared = response.getheader("Content-Length") or ""
+    too_big = f"{where}: the body is over max_response_bytes ({max_bytes} bytes)"
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise HttpFailure(too_big, False)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        if conn.sock is not None:
+            conn.sock.settimeout(remaining)
+        chunk = response.read1(CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > max_bytes:
+            raise HttpFailure(too_big, False)
+        chunks.append(chunk)
+
+
+def post(
+    url: str, data: bytes, headers: dict[str, str], timeout_s: float, max_bytes: int
+) -> Answer:
+    """POST ``data``; the answer's status and body (read for 2xx only). Redirects are answers
+    like any other status: never followed, so headers never go to another host."""
+    conn, target = _connection(url, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    expired = threading.Event()
+    timer = threading.Timer(timeout_s, _expire, (conn, expired))
+    timer.daemon = True
+    timer.start()
+    try:
+        conn.request("POST", target, body=data, headers=headers)
+        response = conn.getresponse()
+        status = response.status
+        where = f"HTTP {status} from {url}"
+        body = (
+            _read_capped(conn, response, deadline, max_bytes, where) if 200 <= status < 300 else b""
+        )
+        return Answer(
+            status,
+            response.getheader("Content-Type") or "",
+            retry_after_s(response.getheader("Retry-After")),
+            body,
+        )
+    except ValueError:  # http.client's message quotes the header, which may be the API key
+        raise HttpFailure(
+            f"{url}: a request header is not valid (a newline in it?)", False
+        ) from None
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set() or time.monotonic() >= deadline:
+            message = f"TimeoutError for {url}: no complete answer within {timeout_s:g} s"
+            raise HttpFailure(message, True) from None
+        raise HttpFailure(f"{type(exc).__name__} for {url}: {printable(str(exc))}", True) from None
+    finally:
+        timer.cancel()
+        conn.close()
