@@ -16,6 +16,9 @@ from pydantic_core import ErrorDetails
 
 from crucible_dagster.experiment.problems import format_loc, short_repr
 
+#: why a word reached a field as true or false
+YAML11_BOOL_HINT = "YAML reads unquoted yes, no, on and off as true or false: quote the word"
+
 _TYPE_WORDS = {
     "int": "an integer",
     "float": "a number",
@@ -165,7 +168,10 @@ def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
     if kind == "extra_forbidden":
         return field_path, _unknown_field(model, loc)
     if kind in ("literal_error", "enum"):
-        return field_path, f"expected one of: {_choices(info, ctx)}, got {got}"
+        message = f"expected one of: {_choices(info, ctx)}, got {got}"
+        if isinstance(err.get("input"), bool):
+            message += f" ({YAML11_BOOL_HINT})"
+        return field_path, message
     if kind in _NUMBER_KINDS:
         base = "an integer" if kind.startswith("int") else "a number"
         if info is not None and describe_annotation(info.annotation) in ("an integer", "a number"):

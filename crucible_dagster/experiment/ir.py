@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,9 +27,32 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from crucible_dagster.experiment.cron import cron_problem
 from crucible_dagster.experiment.names import check_name
 
 Name = Annotated[str, Field(min_length=1)]
+
+
+def _refuse_bool(what: str) -> Any:
+    """YAML reads ``true``/``yes``/``on`` as booleans and pydantic would take them as 1: a
+    setting that counts or measures refuses them, as the Dagster loader and the run do."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                "bool_for_number",
+                "expected {what}, got {value} (true/false is not a number)",
+                {"what": what, "value": str(value).lower()},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+#: an integer setting: ``true`` is refused, not read as 1
+Int = Annotated[int, _refuse_bool("an integer")]
+#: a number setting: ``true``, ``.inf`` and ``.nan`` are refused
+Float = Annotated[float, _refuse_bool("a number"), AllowInfNan(False)]
 
 
 class IRModel(BaseModel):
@@ -67,7 +91,7 @@ RUN_RECORD_FILES = frozenset({"manifest.json", "telemetry.jsonl", "trace.json"})
 Sink = Literal["file", "stdout", "asset"]
 SEED_MAX = 2**32 - 1  # numpy's legacy RandomState and scikit-learn take unsigned 32-bit seeds
 Seed = Annotated[
-    int, Field(ge=0, le=SEED_MAX, description="An unsigned 32-bit integer (0 to 4294967295).")
+    Int, Field(ge=0, le=SEED_MAX, description="An unsigned 32-bit integer (0 to 4294967295).")
 ]
 
 
@@ -165,32 +189,54 @@ class Ensemble(IRModel):
     strategy: Literal["none", "majority", "weighted", "best_confidence", "unanimous"] = "none"
     execution_mode: Literal["parallel", "sequential", "hedged", "cascade"] = "parallel"
     models: list[str] | None = None
-    weights: dict[str, float] | None = None
-    min_agreement: float | None = None
-    timeout_ms: int | None = None
+    weights: dict[str, Float] | None = None
+    min_agreement: Float | None = None
+    timeout_ms: Int | None = None
     options: dict[str, Any] | None = None
+
+
+class HedgingOptions(IRModel):
+    """``reliability.hedging.options``: the two knobs the strategies read beyond the fields."""
+
+    min_samples: Int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Completed requests before 'percentile' and 'workload_aware' hedge at all.",
+    )
+    capacity: Float = Field(
+        default=8.0,
+        gt=0,
+        description="'workload_aware': the in-flight requests that double the hedge delay.",
+    )
+
+
+def _yaml11_off(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted ``off`` (or ``no``/``false``) as false: the strategy 'off'."""
+    return "off" if value is False else value
 
 
 class Hedging(IRModel):
-    strategy: Literal[
-        "off", "fixed", "percentile", "adaptive", "workload_aware", "exponential_backoff"
+    strategy: Annotated[
+        Literal["off", "fixed", "percentile", "adaptive", "workload_aware", "exponential_backoff"],
+        BeforeValidator(_yaml11_off),
     ] = "off"
-    delay_ms: int | None = Field(default=None, ge=0)
-    percentile: float | None = Field(default=None, gt=0, lt=100)
-    max_hedges: int | None = Field(default=None, ge=0, le=10)
-    budget_percent: float | None = Field(default=None, ge=0, le=100)
-    options: dict[str, Any] | None = None
+    delay_ms: Int | None = Field(default=None, ge=0)
+    percentile: Float | None = Field(default=None, gt=0, lt=100)
+    max_hedges: Int | None = Field(default=None, ge=0, le=10)
+    budget_percent: Float | None = Field(default=None, ge=0, le=100)
+    options: HedgingOptions | None = None
 
 
 class Stats(IRModel):
     tests: TestNames = Field(default_factory=lambda: list[TestName](["ttest", "bootstrap"]))
-    alpha: float = Field(default=0.05, ge=0, le=1)
-    confidence_level: float | None = Field(default=None, gt=0, lt=1)
+    alpha: Float = Field(default=0.05, ge=0, le=1)
+    confidence_level: Float | None = Field(default=None, gt=0, lt=1)
     effect_size_type: (
         Literal["cohens_d", "hedges_g", "glass_delta", "eta_squared", "omega_squared"] | None
     ) = None
     multiple_testing_correction: Correction | None = None
-    bootstrap_iterations: int | None = Field(default=None, gt=0)
+    bootstrap_iterations: Int | None = Field(default=None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("options", mode="before")
@@ -210,7 +256,7 @@ class Fairness(IRModel):
         | None
     ) = None
     group_by: str | None = None
-    threshold: float | None = None
+    threshold: Float | None = None
     fail_on_violation: bool | None = None
     options: dict[str, Any] | None = None
 
@@ -277,14 +323,14 @@ class TrainingConfig(IRModel):
     id: Name
     model_ref: ModelRef
     dataset_ref: DatasetRef
-    validation_split: float | None = None
-    seed: int | None = None
-    gradient_clipping: float | None = None
+    validation_split: Float | None = None
+    seed: Int | None = None
+    gradient_clipping: Float | None = None
     early_stopping: dict[str, Any] | None = None
-    checkpoint_every: int | None = None
-    epochs: int = Field(default=1, gt=0)
-    batch_size: int = Field(default=32, gt=0)
-    learning_rate: float = Field(default=0.001, gt=0)
+    checkpoint_every: Int | None = None
+    epochs: Int = Field(default=1, gt=0)
+    batch_size: Int = Field(default=32, gt=0)
+    learning_rate: Float = Field(default=0.001, gt=0)
     optimizer: Literal["adam", "sgd", "adamw", "rmsprop"] = "adam"
     loss_function: Literal["cross_entropy", "mse", "mae", "bce"] = "cross_entropy"
     metrics: list[str] = Field(default_factory=lambda: ["loss", "accuracy"])
@@ -304,9 +350,9 @@ class Schedule(IRModel):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        parts = value.split()
-        if len(parts) not in (5, 6) and not value.startswith("@"):
-            raise ValueError(f"expected a cron expression with 5 fields, got {value!r}")
+        problem = cron_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("timezone")
@@ -337,10 +383,10 @@ class QualityTarget(IRModel):
         default=None, description="Dotted path into metrics, e.g. 'cv.accuracy.mean'."
     )
     op: Literal[">=", ">", "<=", "<"] = ">="
-    value: float | None = None
+    value: Float | None = None
     treatment: str | None = None
     baseline: str | None = None
-    margin: float = 0.0
+    margin: Float = 0.0
     severity: Literal["warn", "error"] = "warn"
     fail_run: bool = False
 
@@ -379,8 +425,8 @@ class RegressionBaseline(IRModel):
         "numbers, one per unit."
     )
     kind: Literal["non_inferiority", "equivalence", "superiority"] = "non_inferiority"
-    margin: float = Field(default=0.0, ge=0, description="In the metric's units.")
-    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    margin: Float = Field(default=0.0, ge=0, description="In the metric's units.")
+    alpha: Float = Field(default=0.05, gt=0, lt=0.5)
     higher_is_better: bool = True
     fail_run: bool = Field(
         default=False, description="Fail the run (after its reports are written) on a regression."
@@ -430,7 +476,7 @@ class SweepConfig(IRModel):
         default=None, description="A configuration id to compare every other one with."
     )
     correction: Correction = "holm"
-    alpha: float = Field(default=0.05, gt=0, lt=1)
+    alpha: Float = Field(default=0.05, gt=0, lt=1)
     mode: Literal["run", "partitions"] = Field(
         default="run",
         description="Under Dagster: 'run' runs the whole sweep as one run; 'partitions' makes each "
@@ -444,7 +490,7 @@ class SweepConfig(IRModel):
         "instance (`dagster instance concurrency set crucible_trials 4`, or `concurrency.pools` "
         "in dagster.yaml) caps how many trial steps run at once across all runs.",
     )
-    trials_per_step: int = Field(
+    trials_per_step: Int = Field(
         default=DEFAULT_TRIALS_PER_STEP,
         ge=1,
         le=1000,
@@ -490,7 +536,7 @@ class Experiment(IRModel):
     parameters: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[Seed] = Field(default_factory=list)
     quality_targets: list[QualityTarget] = Field(default_factory=list)
-    seed: int | None = Field(
+    seed: Int | None = Field(
         default=None, ge=0, le=SEED_MAX, description="An unsigned 32-bit integer (0 to 4294967295)."
     )
     schedule: Schedule | None = None

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from crucible_dagster.experiment.ir import Hedging
+from crucible_dagster.experiment.ir import Hedging, HedgingOptions
 
 T = TypeVar("T")
 DEFAULT_DELAY_MS = 100.0
@@ -55,9 +55,9 @@ class HedgedCaller:
 
     def __init__(self, config: Hedging, window: int = 2000):
         self.config = config
-        options = config.options or {}
-        self.min_samples = int(options.get("min_samples", 20))
-        self.capacity = float(options.get("capacity", 8))
+        options = config.options or HedgingOptions()  # checked by the IR: no key unread
+        self.min_samples = options.min_samples
+        self.capacity = options.capacity
         self.max_hedges = config.max_hedges if config.max_hedges is not None else 1
         self._latencies: deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()
