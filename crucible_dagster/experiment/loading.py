@@ -9,6 +9,7 @@ import json
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from crucible_dagster.experiment.explain import explain_error
 from crucible_dagster.experiment.ir import Experiment
-from crucible_dagster.experiment.problems import ExperimentError, Problem, format_loc, parse_loc
+from crucible_dagster.experiment.problems import (
+    ExperimentError,
+    Problem,
+    format_loc,
+    parse_loc,
+    short_repr,
+)
 from crucible_dagster.experiment.yaml_limits import (
     MAX_DEPTH,
     DuplicateJsonKey,
@@ -85,9 +92,51 @@ def _compose_and_construct(
         if "&" in text:
             check_node_tree(node, file)
         _line_map(node, (), {} if lines is None else lines, file)
-        return node, loader.construct_document(node)
+        try:
+            return node, loader.construct_document(node)
+        except Exception as exc:  # a constructor's own error: located below, else re-raised
+            raise _constructor_problem(loader, node, file) or exc from None
     finally:
         loader.dispose()
+
+
+_TAG_WORDS = {"int": "an integer", "float": "a number", "timestamp": "a date", "bool": "a boolean"}
+
+
+def _constructor_problem(loader: Any, root: yaml.Node, file: str) -> ExperimentError | None:
+    """The scalar that a constructor refused (a 5,000-digit integer, 30 February, ``!!int abc``),
+    at its own line and field: the document is otherwise well-formed, so every scalar is
+    constructed again alone until one fails."""
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):  # a key is constructed too
+                stack.extend([(value, (*path, str(key.value))), (key, (*path, str(key.value)))])
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(node.value))))
+        elif isinstance(node, yaml.ScalarNode):
+            constructor = loader.yaml_constructors.get(node.tag)
+            try:
+                if constructor is not None:
+                    constructor(loader, node)
+            except Exception as exc:  # any constructor failure is this scalar's problem
+                line = node.start_mark.line + 1
+                problem = Problem(_scalar_message(node, exc), format_loc(path), file, line)
+                return ExperimentError([problem])
+    return None
+
+
+def _scalar_message(node: yaml.ScalarNode, exc: Exception) -> str:
+    what = _TAG_WORDS.get(node.tag.rsplit(":", 1)[-1], f"a value of tag {node.tag}")
+    digits = sum(ch.isdigit() for ch in node.value)
+    if what == "an integer" and digits > sys.get_int_max_str_digits():
+        return (
+            f"expected an integer of at most {sys.get_int_max_str_digits()} digits, "
+            f"got one of {digits} digits"
+        )
+    reason = f" ({exc})" if isinstance(exc, ValueError) and what == "a date" else ""
+    return f"expected {what}, got {short_repr(node.value)}{reason}"
 
 
 def _line_map(
@@ -163,6 +212,9 @@ def _parse(text: str, file: str) -> LocatedDocument:
             raise ExperimentError(
                 [Problem(f"invalid JSON: {exc.msg}", file=file, line=exc.lineno)]
             ) from None
+        except ValueError:  # a number too long to convert: the YAML reading of it says where
+            _compose_and_construct(text, file)
+            raise
         except DuplicateJsonKey as exc:
             # JSON is YAML: its node tree names both lines (check_node_tree raises with them)
             _compose_and_construct(text, file)
