@@ -8,10 +8,12 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,66 @@ from crucible_dagster.runtime.registry import Registry, StageResolutionError
 from crucible_dagster.runtime.run_record import RunDirectoryError, check_run_id
 from crucible_dagster.runtime.stage import VALIDATE_MODES
 
+# Exit codes: 0 ok, 1 the input is wrong (a user error or an invalid experiment), 2 argparse's
+# own usage errors, 70 a bug in crucible_dagster (sysexits' EX_SOFTWARE), 130 Ctrl-C, 143 SIGTERM.
+EXIT_USER = 1
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_IN_TEXT = re.compile(f"[{_CONTROLS}]")
+_IN_LINE = re.compile(f"[{_CONTROLS}\\t\\n]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
+def terminal_safe(text: str, *, one_line: bool = True) -> str:
+    """``text`` with every control character shown as an escape, so input cannot drive the terminal.
+
+    ``one_line`` escapes newlines and tabs too: an error is one line whatever its values hold.
+    """
+    return (_IN_LINE if one_line else _IN_TEXT).sub(_escape, text)
+
+
+def _error(line: str) -> None:
+    """The one place an error line is printed: escaped, on one line, on stderr."""
+    print(terminal_safe(line), file=sys.stderr, flush=True)
+
+
+class _SafeStream:
+    """A text stream that escapes control characters (keeping newlines and tabs) before writing.
+
+    Installed over stdout and stderr for the whole command, so a value read from a file, a
+    manifest or an argument reaches the terminal as text, whoever prints it (argparse included).
+    """
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(terminal_safe(text, one_line=False))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _safe_terminal() -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _SafeStream(sys.stdout), _SafeStream(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
 
 def _expand(paths: Sequence[str]) -> list[Path]:
     files: list[Path] = []
@@ -45,12 +107,12 @@ def _expand(paths: Sequence[str]) -> list[Path]:
 def cmd_validate(args: argparse.Namespace) -> int:
     files = _expand(args.paths)
     if not files:
-        print("no experiment files found", file=sys.stderr)
+        _error("no experiment files found")
         return 1
     bad = 0
     for checked in check_files(files):
         for problem in checked.problems:
-            print(problem)
+            print(terminal_safe(str(problem)))
         bad += not checked.ok
     if not args.quiet:
         print(f"{len(files) - bad} valid, {bad} invalid", file=sys.stderr)
@@ -61,7 +123,7 @@ def _load_or_report(path: str) -> Any:
     """The fully checked experiment, or None after printing every problem on stderr."""
     checked = check_file(path)
     for problem in checked.problems:
-        print(problem, file=sys.stderr)
+        _error(str(problem))
     return checked.experiment
 
 
@@ -110,7 +172,7 @@ class _Progress:
                 flush=True,
             )
         elif kind == "stage_failed":
-            print(f"      {event['stage']} FAILED: {event['message']}", file=sys.stderr, flush=True)
+            _error(f"      {event['stage']} FAILED: {event['message']}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -135,9 +197,7 @@ def _run(args: argparse.Namespace, stdout: Any) -> int:
         names = {s.name for s in experiment.pipeline}
         unknown = sorted(set(overrides) - names)
         if unknown:
-            print(
-                f"--set names unknown stage(s) {unknown}; stages: {sorted(names)}", file=sys.stderr
-            )
+            _error(f"--set names unknown stage(s) {unknown}; stages: {sorted(names)}")
             return 1
         pipeline = [
             s.model_copy(update={"options": {**s.options, **overrides.get(s.name, {})}})
@@ -160,15 +220,16 @@ def _run(args: argparse.Namespace, stdout: Any) -> int:
             print(f"run directory: {result.run_dir}", file=sys.stderr)
     if result.failure is not None:
         failure = result.failure
-        print(
-            f"failed at stage {failure.stage!r} ({failure.error_type}, reason {failure.reason}): {failure.message}",
-            file=sys.stderr,
+        _error(
+            f"failed at stage {failure.stage!r} ({failure.error_type}, "
+            f"reason {failure.reason}): {failure.message}"
         )
         return 1
     return 0
 
 
 def _run_sweep(experiment: Any, args: argparse.Namespace, stdout: Any) -> int:
+    from crucible_dagster.sweeps.report import variance_summary
     from crucible_dagster.sweeps.running import TrialOutcome
     from crucible_dagster.sweeps.standalone import run_sweep
 
@@ -197,15 +258,11 @@ def _run_sweep(experiment: Any, args: argparse.Namespace, stdout: Any) -> int:
             print(comparison["best"]["statement"], file=sys.stderr)
         variance = comparison.get("variance")
         if variance:
-            print(
-                f"variance of trial means: configurations {variance['share_configurations']:.1%}, "
-                f"seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}",
-                file=sys.stderr,
-            )
+            print(f"variance of trial means: {variance_summary(variance)}", file=sys.stderr)
         print(f"sweep directory: {result.run_dir} (sweep.md, sweep.html)", file=sys.stderr)
     failed = comparison.get("failed_trials") or []
     if failed:
-        print(f"{len(failed)} trial(s) failed: {', '.join(failed)}", file=sys.stderr)
+        _error(f"{len(failed)} trial(s) failed: {', '.join(failed)}")
         return 1
     return 0
 
@@ -220,7 +277,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
         try:
             cls = registry.resolve(args.name)
         except StageResolutionError as exc:
-            print(f"Unknown stage: {args.name}: {exc}", file=sys.stderr)
+            _error(f"Unknown stage: {args.name}: {exc}")
             return 1
         schema = schema_to_json(cls.describe())
         if args.json:
@@ -282,11 +339,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
         try:
             manifests.append(read_manifest(path))
         except (OSError, ValueError) as exc:
-            print(f"{path}: expected a run directory or its manifest.json: {exc}", file=sys.stderr)
+            _error(f"{path}: expected a run directory or its manifest.json: {exc}")
             return 1
         note = stale_note(manifests[-1])
         if note:
-            print(f"{path}: {note}", file=sys.stderr)
+            _error(f"{path}: {note}")
     changes = diff_manifests(*manifests)
     for change in changes:
         print(format_change(*change))
@@ -314,8 +371,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             power=args.power,
             alpha=args.alpha,
         )
-    except (ValueError, KeyError, OSError) as exc:
-        print(f"cannot plan: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        _error(f"{args.path}: cannot be planned: {exc}")
         return 1
     print("\n".join(plan.lines(args.power, args.alpha)))
     return 0
@@ -374,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crucible", description="Run and check Crucible experiments without Dagster."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an error (exit codes: README)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check experiment files; exit 1 if any is invalid")
@@ -413,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument(
         "--difference",
-        type=float,
+        type=_number,
         help="the smallest difference in the sweep metric worth detecting (uses a pilot run)",
     )
     p.add_argument(
@@ -443,46 +503,86 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+def _is_user_error(exc: Exception) -> bool:
+    """Whether ``exc`` says the input is wrong (exit 1) rather than that crucible has a bug."""
+    import yaml
+
+    if isinstance(exc, UsageError | RunDirectoryError | RunNotFound | ValueError | OSError):
+        return True  # ValueError covers JSON, UTF-8, pydantic and most Arrow errors
+    if isinstance(exc, yaml.YAMLError):
+        return True
+    arrow = sys.modules.get("pyarrow")  # Arrow's errors only exist once something read Arrow data
+    return arrow is not None and isinstance(exc, arrow.ArrowException)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a user error: what was expected and found, with the file when known."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()]
+        return f"{exc.title}: " + "; ".join(parts)
+    if isinstance(exc, OSError) and exc.strerror:  # disk full, read-only or missing folder, ...
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def _internal_error(exc: Exception, debug: bool) -> int:
+    """A bug: one line saying so; the traceback only under ``--debug``."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    hint = "" if debug else "; run again with --debug for the traceback"
+    _error(
+        f"crucible: internal error (a bug in crucible_dagster, please report it): "
+        f"{type(exc).__name__}: {exc}{hint}"
     )
-    # Stage modules named in experiment files resolve from the working directory, as they do
-    # for `dagster ... -f definitions.py`.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    return EXIT_INTERNAL
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """The command line's one error boundary: every exception ends here as one line and a code."""
     try:
         return int(args.func(args))
     except ExperimentError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    except (UsageError, RunDirectoryError, RunNotFound) as exc:
-        print(f"crucible: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # disk full, read-only or missing artifacts root, ...
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"crucible: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
+            _error(str(problem))
+        return EXIT_USER
     except KeyboardInterrupt:
-        print("crucible: interrupted", file=sys.stderr)
-        return 130
+        _error("crucible: interrupted")
+        return EXIT_INTERRUPTED
     except Terminated:
-        print("crucible: terminated (SIGTERM)", file=sys.stderr)
-        return 143
+        _error("crucible: terminated (SIGTERM)")
+        return EXIT_TERMINATED
     except SystemExit as exc:  # raised inside a stage: the run record says 'interrupted'
-        print(
-            f"crucible: a stage called sys.exit({exc.code!r}); the run was interrupted",
-            file=sys.stderr,
-        )
-        return 1
+        _error(f"crucible: a stage called sys.exit({exc.code!r}); the run was interrupted")
+        return EXIT_USER
     except BrokenPipeError:  # e.g. `crucible stages | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        if not _is_user_error(exc):
+            return _internal_error(exc, args.debug)
+        if args.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        _error(f"crucible: {_describe(exc)}")
+        return EXIT_USER
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with _safe_terminal():
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        # Stage modules named in experiment files resolve from the working directory, as they do
+        # for `dagster ... -f definitions.py`.
+        with contextlib.suppress(OSError):  # a working directory removed under us
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        return _dispatch(args)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,24 @@ def sd_of_differences(configurations: Mapping[str, Mapping[str, Any]]) -> tuple[
     return (max(sds) if sds else math.nan), seeds
 
 
+def _pilot_configurations(manifest: Mapping[str, Any], pilot: Path) -> dict[str, Any]:
+    """The pilot's per-configuration summaries, or ValueError naming the field that is wrong."""
+    found: Any = manifest
+    for key in ("metrics", "sweep", "configurations"):
+        if not isinstance(found, Mapping) or key not in found:
+            raise ValueError(
+                f"{pilot}: expected a sweep run's manifest with metrics.sweep.configurations, "
+                f"no {key!r} found"
+            )
+        found = found[key]
+    if not isinstance(found, Mapping) or not all(isinstance(c, Mapping) for c in found.values()):
+        raise ValueError(
+            f"{pilot}: expected metrics.sweep.configurations to map names to summaries, "
+            f"got {type(found).__name__}"
+        )
+    return dict(found)
+
+
 def plan_seeds(
     *,
     difference: float | None,
@@ -69,8 +87,6 @@ def plan_seeds(
     power: float,
     alpha: float,
 ) -> Plan:
-    from crucible_dagster.bench.power import n_for_power
-
     if effect_size is None:
         if difference is None:
             raise ValueError("give --difference (with a pilot run) or --effect-size")
@@ -79,7 +95,7 @@ def plan_seeds(
                 "no pilot run found: run the sweep once, pass --pilot RUN_DIR, or give --effect-size"
             )
         manifest = read_manifest(pilot)
-        sd, seeds = sd_of_differences(manifest["metrics"]["sweep"]["configurations"])
+        sd, seeds = sd_of_differences(_pilot_configurations(manifest, pilot))
         if not math.isfinite(sd) or sd == 0:
             raise ValueError(f"the pilot run {pilot} has no seed-to-seed variation to plan with")
         effect_size = abs(difference) / sd
@@ -89,11 +105,32 @@ def plan_seeds(
         )
     else:
         basis = f"assumed standardized effect size {effect_size:g} (no pilot needed)"
-    planned = n_for_power(effect_size, power, alpha, design="paired")
-    return Plan(
-        int(planned.n) if math.isfinite(planned.n) else 0,
-        planned.exact,
-        effect_size,
-        "paired over seeds",
-        basis,
-    )
+    n, exact = _seeds_needed(effect_size, power, alpha)
+    return Plan(n, exact, effect_size, "paired over seeds", basis)
+
+
+class CannotPlan(ValueError):
+    """The seed count is infinite or cannot be computed: the reason, never a number that looks real."""
+
+
+def _seeds_needed(effect_size: float, power: float, alpha: float) -> tuple[int, float]:
+    """The rounded and exact seed counts, or CannotPlan with the reason."""
+    from crucible_dagster.bench.power import n_for_power
+
+    if not math.isfinite(effect_size) or effect_size == 0:
+        raise CannotPlan(
+            f"the standardized effect is {effect_size:g}; expected a finite number other than 0"
+        )
+    try:
+        planned = n_for_power(effect_size, power, alpha, design="paired")
+    except (ValueError, ArithmeticError) as exc:
+        raise CannotPlan(
+            f"the power of a paired t-test is not computable "
+            f"for a standardized effect of {effect_size:g} ({exc})"
+        ) from None
+    if not (math.isfinite(planned.n) and math.isfinite(planned.exact)):
+        raise CannotPlan(
+            f"a standardized effect of {effect_size:g} is too small to reach "
+            f"{power:.0%} power with any number of seeds up to 10^9"
+        )
+    return int(planned.n), float(planned.exact)

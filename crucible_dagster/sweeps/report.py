@@ -7,6 +7,7 @@ critical-difference diagram, the forest plot and the per-configuration distribut
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from html import escape
 from pathlib import Path
@@ -64,7 +65,7 @@ def sweep_markdown(
     if rows:
         lines += ["## Configurations", "", *md_table(SUMMARY_HEADERS, rows), ""]
     variance = comparison.get("variance")
-    if variance and variance.get("share_configurations") is None:
+    if variance and _shares(variance) is None:
         lines += ["## Where the variance comes from", "", _NO_VARIANCE, ""]
     elif variance:
         lines += [
@@ -128,19 +129,35 @@ def sweep_html(
     return html_page(f"Sweep {experiment.id}", body)
 
 
-_NO_VARIANCE = "Every trial gave the same value: there is no variation to attribute."
+UNDEFINED_VARIANCE = "undefined (metric constant in every trial)"
+_NO_VARIANCE = f"The shares are {UNDEFINED_VARIANCE}: there is no variation to attribute."
+_SHARES = ("share_configurations", "share_seeds", "share_residual")
+
+
+def _shares(variance: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """The three variance shares, or None when they are undefined (no variation at all)."""
+    values = [variance.get(key) for key in _SHARES]
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != len(_SHARES) or not all(math.isfinite(v) for v in numbers):
+        return None
+    return numbers[0], numbers[1], numbers[2]
+
+
+def variance_summary(variance: Mapping[str, Any]) -> str:
+    """The variance shares on one line; 'undefined' with the reason when every trial agreed."""
+    shares = _shares(variance)
+    if shares is None:
+        return UNDEFINED_VARIANCE
+    config, seeds, residual = shares
+    return f"configurations {config:.1%}, seeds {seeds:.1%}, residual {residual:.1%}"
 
 
 def _variance_html(variance: Mapping[str, Any] | None) -> str:
     if not variance:
         return ""
-    if variance.get("share_configurations") is None:
+    if _shares(variance) is None:
         return f"<h2>Where the variance comes from</h2><p>{_NO_VARIANCE}</p>"
-    return (
-        "<h2>Where the variance comes from</h2>"
-        f"<p>configurations {variance['share_configurations']:.1%}, "
-        f"seeds {variance['share_seeds']:.1%}, residual {variance['share_residual']:.1%}</p>"
-    )
+    return f"<h2>Where the variance comes from</h2><p>{escape(variance_summary(variance))}</p>"
 
 
 def sweep_plots(comparison: Mapping[str, Any]) -> dict[str, str]:
