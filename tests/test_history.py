@@ -118,11 +118,13 @@ def test_a_baseline_on_other_units_is_not_compared(artifacts_dir: Path) -> None:
     result = run(other_seed, run_id="b")
     gate = gate_of(artifacts_dir, "b")
     assert gate["outcome"] == "not_comparable" and "seed" in gate["message"]
-    assert result.ok  # not comparable is said, not failed: nothing was compared
+    assert not result.ok  # fail_run: a gate that could not compare never passes silently
     fewer = run(with_scores(experiment, units=12), run_id="c")
     gate = gate_of(artifacts_dir, "c")
     assert gate["outcome"] == "not_comparable" and "different units" in gate["message"]
-    assert fewer.ok
+    assert not fewer.ok
+    lenient = gated(policy="run", run="a", fail_run=False)
+    assert run(with_scores(lenient, units=12), run_id="d").ok  # said in the check, not failed
 
 
 @pytest.mark.parametrize(

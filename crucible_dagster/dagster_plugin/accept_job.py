@@ -31,8 +31,9 @@ def accept_baseline(context) -> None:  # dagster inspects the (absent) annotatio
     config = context.op_config
     try:
         experiment_id = check_name(config["experiment_id"], "experiment id")  # never a path
-        path = run_directory(resource.artifacts_root(), experiment_id, config["run_id"])
-        entry = accept(path, config["note"], by="dagster")
+        root = resource.artifacts_root()
+        path = run_directory(root, experiment_id, config["run_id"])
+        entry = accept(path, config["note"], by="dagster", root=root)
     except (AcceptError, RunDirectoryError, ValueError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(

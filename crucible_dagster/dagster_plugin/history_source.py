@@ -15,7 +15,13 @@ from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
 
 def _iso(timestamp: float | None) -> str | None:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp else None
+    """A run record's time as ISO 8601 in UTC; a time no calendar holds is unknown (None)."""
+    if not isinstance(timestamp, int | float) or isinstance(timestamp, bool) or not timestamp:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def dagster_runs(experiment_id: str, instance: Any = None) -> list[dict[str, Any]]:

@@ -6,64 +6,106 @@ earlier ones stay as the record of who accepted what and why.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crucible_dagster.runtime.run_record import read_manifest
+from crucible_dagster.run_history.records import (
+    BASELINES,
+    MAX_TEXT,
+    RecordError,
+    current_baseline,
+    read_acceptances,
+    read_run,
+)
+from crucible_dagster.runtime.run_record import artifacts_root
 
-BASELINES = "baselines.jsonl"
+__all__ = ["BASELINES", "AcceptError", "accept", "acceptances", "accepted_run"]
 
 
 class AcceptError(ValueError):
-    """A run that cannot become the baseline (not completed, not a run)."""
+    """A run that cannot become the baseline (not completed, not a run, not under the root)."""
+
+
+def _own_run_dir(run_dir: Path, root: str | Path | None) -> Path:
+    """``run_dir`` as ``<root>/<experiment>/<run_id>``, or AcceptError: a folder elsewhere (or
+    reached through a symlink) would make ``accept`` write outside its experiment."""
+    base = artifacts_root(root)
+    where = Path(os.path.abspath(run_dir))
+    if where.is_symlink() or where.parent.is_symlink() or where.resolve().parent.parent != base:
+        raise AcceptError(
+            f"{run_dir}: expected a run directory <artifacts root>/<experiment>/<run_id> under "
+            f"{base}, found a folder elsewhere (or a symlink)"
+        )
+    return where.resolve()
 
 
 def accept(
-    run_dir: str | Path, note: str | None = None, *, by: str | None = None
+    run_dir: str | Path,
+    note: str | None = None,
+    *,
+    by: str | None = None,
+    root: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Mark a completed run as its experiment's accepted baseline; returns the record written."""
-    run_dir = Path(run_dir)
+    """Mark a completed run as its experiment's accepted baseline; returns the record written.
+
+    Only a run under the artifacts root, whose manifest matches its folder and says
+    ``completed``; only ``<root>/<experiment>/baselines.jsonl`` is written."""
+    where = _own_run_dir(Path(run_dir), root)
     try:
-        manifest = read_manifest(run_dir)
-    except ValueError as exc:
-        raise AcceptError(f"{run_dir}: not a run directory ({exc})") from None
-    if manifest.get("status") != "completed":
+        manifest = read_run(where).manifest
+    except RecordError as exc:
+        raise AcceptError(f"not a run that can be accepted: {exc}") from None
+    if manifest.status != "completed":
         raise AcceptError(
-            f"run {manifest['run_id']} is {manifest.get('status')!r}: only a completed run can "
-            "be the baseline"
+            f"{where}: status: expected 'completed' (only a completed run can be the "
+            f"baseline), found {manifest.status!r}"
         )
+    if note is not None and len(note) > MAX_TEXT:
+        raise AcceptError(f"--note: expected at most {MAX_TEXT} characters, found {len(note)}")
     entry = {
-        "run_id": manifest["run_id"],
-        "experiment_id": manifest["experiment_id"],
+        "run_id": manifest.run_id,
+        "experiment_id": manifest.experiment_id,
         "accepted_at": datetime.now(UTC).isoformat(),
         "note": note,
-        "by": by or os.environ.get("USER") or "unknown",
+        "by": (by or os.environ.get("USER") or "unknown")[:256],
     }
-    line = json.dumps(entry, sort_keys=True) + "\n"
-    with (run_dir.parent / BASELINES).open("a", encoding="utf-8") as handle:
-        handle.write(line)  # one write: concurrent acceptances never interleave a line
+    _append_line(where.parent / BASELINES, json.dumps(entry, sort_keys=True) + "\n")
     return entry
 
 
+def _append_line(path: Path, line: str) -> None:
+    """Append one line under an exclusive lock, in one ``write``: racing acceptances never
+    interleave or lose a line; a symlink planted at ``path`` is refused, never followed."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise AcceptError(f"{path}: expected a baselines file, found {exc.strerror}") from None
+    data = line.encode("utf-8")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        written = os.write(fd, data)
+        if written != len(data):
+            raise AcceptError(f"{path}: wrote {written} of {len(data)} bytes (disk full?)")
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def acceptances(experiment_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(experiment_dir) / BASELINES
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn line (a killed writer) is skipped, never fatal
-        if isinstance(entry, dict) and isinstance(entry.get("run_id"), str):
-            out.append(entry)
-    return out
+    """Every readable acceptance, oldest first (unreadable lines are left out)."""
+    good, _ = read_acceptances(Path(experiment_dir))
+    return [entry.model_dump(mode="json") for _, entry in good]
 
 
 def accepted_run(experiment_dir: str | Path) -> str | None:
-    """The run id of the current accepted baseline, or None."""
-    found = acceptances(experiment_dir)
-    return found[-1]["run_id"] if found else None
+    """The run id of the current accepted baseline, or None (also when the last line of
+    ``baselines.jsonl`` cannot be used: the gate says why, see ``current_baseline``)."""
+    try:
+        found = current_baseline(Path(experiment_dir))
+    except RecordError:
+        return None
+    return found.run_id if found else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,12 @@ from typing import Any
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import AcceptError, accept
+from crucible_dagster.run_history.records import (
+    RecordError,
+    current_baseline,
+    read_run,
+    terminal_safe,
+)
 from crucible_dagster.run_history.runs import list_runs
 from crucible_dagster.run_history.scores import read_scores
 from crucible_dagster.runtime.run_record import (
@@ -20,7 +27,6 @@ from crucible_dagster.runtime.run_record import (
     RunDirectoryError,
     artifacts_root,
     check_run_id,
-    read_manifest,
 )
 
 
@@ -31,7 +37,7 @@ class RunNotFound(ValueError):
 def find_run(run: str) -> Path:
     """A run directory from its path or its run id (searched under the artifacts root)."""
     path = Path(run)
-    if (path / MANIFEST).is_file():
+    if os.path.lexists(path / MANIFEST):
         return path
     root = artifacts_root()
     try:  # a run id, never a pattern: '*' or '..' must not pick some run
@@ -66,19 +72,36 @@ def _experiment_id(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _say(text: str, *, err: bool = False) -> None:
+    """Print a line built from records: control characters escaped, never interpreted."""
+    print(terminal_safe(text), file=sys.stderr if err else sys.stdout)
+
+
+def _refuse(exc: Exception) -> int:
+    _say(f"crucible: {exc}", err=True)
+    return 1
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     rows = list_runs(args.experiment, since=args.since, status=args.status)
+    try:
+        current_baseline(artifacts_root() / args.experiment)
+    except RecordError as exc:
+        _say(f"crucible: no run is marked accepted: {exc}", err=True)
     if args.json:
         print(json.dumps([to_jsonable(r.to_dict()) for r in rows], indent=2))
         return 0
     if not rows:
-        print(f"no runs of {args.experiment} under {artifacts_root()}", file=sys.stderr)
+        _say(f"no runs of {args.experiment} under {artifacts_root()}", err=True)
         return 0
     for row in rows:
+        if row.status == "unreadable":
+            _say(f"{row.run_id}  unreadable  {row.reason}")
+            continue
         headline = ", ".join(f"{k}={v:.4g}" for k, v in row.headline.items())
         marks = " [accepted]" if row.accepted else ""
         where = "" if row.recorded_in == "run directory only" else f" ({row.recorded_in})"
-        print(
+        _say(
             f"{row.run_id}  {row.started_at or '-'}  {row.status}  {row.orchestrator or '-'}"
             f"{where}{marks}  {headline}"
         )
@@ -86,25 +109,25 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    run_dir = find_run(args.run)
-    manifest = read_manifest(run_dir)
-    gate = (manifest.get("metrics") or {}).get("regression_gate")
+    try:
+        read = read_run(find_run(args.run))
+    except RecordError as exc:
+        return _refuse(exc)
+    manifest = read.manifest
     summary: dict[str, Any] = {
-        key: manifest.get(key)
-        for key in (
-            "experiment_id",
-            "run_id",
-            "status",
-            "orchestrator",
-            "started_at",
-            "ended_at",
-            "seed",
-        )
+        "experiment_id": manifest.experiment_id,
+        "run_id": manifest.run_id,
+        "status": manifest.status,
+        "orchestrator": manifest.orchestrator,
+        "started_at": manifest.started_at,
+        "ended_at": manifest.ended_at,
+        "seed": manifest.seed,
+        "stages": {k: v.status for k, v in manifest.stages.items()},
+        "quality_targets": manifest.metrics.get("quality_targets"),
+        "regression_gate": manifest.metrics.get("regression_gate"),
+        "run_dir": str(read.run_dir),
     }
-    summary["stages"] = {k: v.get("status") for k, v in (manifest.get("stages") or {}).items()}
-    summary["quality_targets"] = (manifest.get("metrics") or {}).get("quality_targets")
-    summary["regression_gate"] = gate
-    summary["run_dir"] = str(run_dir)
+    # json.dumps escapes every control character (ensure_ascii: every non-ASCII one too)
     print(json.dumps(to_jsonable(summary), indent=2))
     return 0
 
@@ -112,21 +135,23 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 def cmd_runs_compare(args: argparse.Namespace) -> int:
     from crucible_dagster.runtime.run_diff import diff_manifests, format_change
 
-    a_dir, b_dir = find_run(args.run_a), find_run(args.run_b)
-    a, b = read_manifest(a_dir), read_manifest(b_dir)
+    try:
+        a, b = read_run(find_run(args.run_a)), read_run(find_run(args.run_b))
+        scores_a, scores_b = read_scores(a.run_dir), read_scores(b.run_dir)
+    except RecordError as exc:
+        return _refuse(exc)
     print("== manifest differences")
-    changes = diff_manifests(a, b)
+    changes = diff_manifests(a.raw, b.raw)
     for change in changes:
-        print(format_change(*change))
+        _say(format_change(*change))
     if not changes:
         print("no differences")
     print("== paired comparison on the shared units (run_b - run_a)")
-    scores_a, scores_b = read_scores(a_dir), read_scores(b_dir)
     if scores_a is None or scores_b is None:
         print("no per-unit scores in one of the runs (the bench stage keeps them)")
         return 0
     for group in sorted(set(scores_a["group"]) & set(scores_b["group"])):
-        print(_paired_line(group, scores_a, scores_b, a, b))
+        _say(_paired_line(group, scores_a, scores_b, a.raw, b.raw))
     return 0
 
 
@@ -164,9 +189,8 @@ def cmd_accept(args: argparse.Namespace) -> int:
     try:
         entry = accept(find_run(args.run), args.note)
     except AcceptError as exc:
-        print(f"crucible: {exc}", file=sys.stderr)
-        return 1
-    print(f"run {entry['run_id']} is now the accepted baseline of {entry['experiment_id']}")
+        return _refuse(exc)
+    _say(f"run {entry['run_id']} is now the accepted baseline of {entry['experiment_id']}")
     return 0
 
 

@@ -13,16 +13,27 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from crucible_dagster.experiment.ir import RegressionBaseline
-from crucible_dagster.run_history.baselines import accepted_run
-from crucible_dagster.run_history.runs import run_manifests
+from crucible_dagster.run_history.records import (
+    RecordError,
+    RunRead,
+    current_baseline,
+    read_run,
+    scan_runs,
+)
 from crucible_dagster.run_history.scores import metric_units
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.quality import Verdict
-from crucible_dagster.runtime.run_record import read_manifest
+from crucible_dagster.runtime.run_record import (
+    MANIFEST,
+    RUN_ID_PATTERN,
+    RunDirectoryError,
+    check_run_id,
+)
 
 GATE_NAME = "no_regression"
 GATE_METRIC = "regression_gate"
@@ -47,16 +58,40 @@ class GateResult:
 
 
 def choose_baseline(gate: RegressionBaseline, experiment_dir: Path, run_id: str) -> str | None:
+    """The baseline's run id, or None when there is none yet; ``RecordError`` when the record
+    that names it cannot be used (a torn or foreign last line of ``baselines.jsonl``)."""
     if gate.policy == "run":
         return gate.run
     if gate.policy == "last_accepted":
-        return accepted_run(experiment_dir)
+        found = current_baseline(experiment_dir)
+        return found.run_id if found else None
     completed = [
-        (str(manifest.get("ended_at") or ""), manifest["run_id"])
-        for run_dir, manifest in run_manifests(experiment_dir)
-        if run_dir.name != run_id and manifest.get("status") == "completed"
+        (read.manifest.ended_at or datetime.min.replace(tzinfo=UTC), read.manifest.run_id)
+        for read in scan_runs(experiment_dir)[0]
+        if read.manifest.run_id != run_id and read.manifest.status == "completed"
     ]
     return max(completed)[1] if completed else None
+
+
+def read_baseline(ctx: Context, experiment_dir: Path, baseline_id: str) -> RunRead:
+    """The baseline run, checked: a run id (never a path), a folder of this experiment under
+    the root (no symlink out), a manifest that matches it, and a completed run."""
+    try:
+        check_run_id(baseline_id)
+    except RunDirectoryError as exc:
+        raise RecordError(experiment_dir, "baseline run id", "a run id", str(exc)) from None
+    folder = experiment_dir / baseline_id
+    if folder.is_symlink() or folder.resolve().parent != experiment_dir.resolve():
+        raise RecordError(folder, "folder", "a run folder of this experiment", "a symlink")
+    read = read_run(folder)
+    ours = ctx.experiment.id if ctx.experiment else experiment_dir.name
+    if read.manifest.experiment_id != ours:
+        found = f"{read.manifest.experiment_id!r} (another experiment's run)"
+        raise RecordError(folder / MANIFEST, "experiment_id", repr(ours), found)
+    if read.manifest.status != "completed":
+        found = repr(read.manifest.status)
+        raise RecordError(folder / MANIFEST, "status", "'completed' for a baseline", found)
+    return read
 
 
 def _not_comparable(
@@ -92,18 +127,28 @@ def evaluate_gate(ctx: Context, gate: RegressionBaseline) -> GateResult:
     if not ctx.run_dir:
         return GateResult("no_baseline", "this run keeps no run directory: no history to compare")
     run_dir = Path(ctx.run_dir)
-    baseline_id = choose_baseline(gate, run_dir.parent, ctx.run_id)
+    try:
+        baseline_id = choose_baseline(gate, run_dir.parent, ctx.run_id)
+    except RecordError as exc:
+        return GateResult("not_comparable", f"not compared: the baseline record: {exc}")
     if baseline_id is None:
         what = "accepted" if gate.policy == "last_accepted" else "completed"
         return GateResult("no_baseline", f"no baseline yet: no earlier {what} run to compare with")
-    baseline_dir = run_dir.parent / baseline_id
+    if baseline_id == ctx.run_id:
+        return GateResult(
+            "no_baseline", "this run is the baseline the gate names: nothing to compare"
+        )
+    shown_id = baseline_id if RUN_ID_PATTERN.fullmatch(baseline_id) else None
     try:
-        baseline = read_manifest(baseline_dir)
-    except ValueError as exc:
-        return GateResult("not_comparable", f"baseline run {baseline_id}: {exc}", baseline_id)
-    here = metric_units(gate.metric, run_dir, ctx.metrics)
-    there = metric_units(gate.metric, baseline_dir, baseline.get("metrics"))
-    reason = _not_comparable(ctx, baseline, here, there)
+        here = metric_units(gate.metric, run_dir, ctx.metrics)
+    except RecordError as exc:
+        return GateResult("not_comparable", f"not compared: this run: {exc}", shown_id)
+    try:
+        baseline = read_baseline(ctx, run_dir.parent, baseline_id)
+        there = metric_units(gate.metric, baseline.run_dir, baseline.raw.get("metrics"))
+    except RecordError as exc:
+        return GateResult("not_comparable", f"not compared: baseline: {exc}", shown_id)
+    reason = _not_comparable(ctx, baseline.raw, here, there)
     if reason is not None:
         return GateResult("not_comparable", f"not compared: {reason}", baseline_id)
     return _compare(ctx, gate, baseline_id, here, there)
@@ -218,13 +263,15 @@ def _message(gate: RegressionBaseline, result: GateResult, passed: bool) -> str:
 
 def gate_verdict(gate: RegressionBaseline, result: GateResult) -> Verdict:
     """The gate as a quality-target verdict (an asset check under Dagster): a visible
-    'no baseline' passes; a failure fails the run only when the gate says ``fail_run``."""
+    'no baseline yet' passes; a regression, or a baseline it could not compare with (foreign,
+    missing, unreadable, other units), fails the run when the gate says ``fail_run``."""
+    failing = gate.fail_run and result.outcome in ("fail", "not_comparable")
     return Verdict(
         GATE_NAME,
         f"regression_{gate.kind}",
         result.passed,
-        "error" if gate.fail_run and result.outcome == "fail" else "warn",
-        gate.fail_run and result.outcome == "fail",
+        "error" if failing else "warn",
+        failing,
         f"{result.outcome}: {result.message}",
         estimate=result.estimate,
         ci_low=result.ci_low,

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crucible_dagster.run_history.baselines import accepted_run
+from crucible_dagster.run_history.records import RunRead, Unreadable, scan_runs
 from crucible_dagster.runtime.quality import METRIC_KEY
-from crucible_dagster.runtime.run_record import MANIFEST, artifacts_root, read_manifest, stale_note
+from crucible_dagster.runtime.run_record import artifacts_root, stale_note
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +38,8 @@ class RunRow:
     parent_run_id: str | None = None
     run_dir: str | None = None
     headline: dict[str, float] = field(default_factory=dict)
+    #: why the run's record cannot be used (status "unreadable")
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,44 +47,58 @@ class RunRow:
 
 def headline_metrics(manifest: Mapping[str, Any]) -> dict[str, float]:
     """The figures a run is judged by: each quality target's and the regression gate's estimate."""
-    metrics = manifest.get("metrics") or {}
+    metrics = manifest.get("metrics")
+    verdicts = metrics.get(METRIC_KEY) if isinstance(metrics, Mapping) else None
     out: dict[str, float] = {}
-    for verdict in metrics.get(METRIC_KEY) or []:
+    for verdict in verdicts if isinstance(verdicts, list) else []:
         estimate = verdict.get("estimate") if isinstance(verdict, Mapping) else None
         if isinstance(estimate, int | float) and not isinstance(estimate, bool):
-            out[str(verdict.get("name"))] = float(estimate)
+            try:
+                out[str(verdict.get("name"))[:128]] = float(estimate)
+            except OverflowError:  # an int too large for a float: not a figure to print
+                continue
     return out
 
 
-def _from_manifest(manifest: Mapping[str, Any], run_dir: Path, accepted: str | None) -> RunRow:
-    status = str(manifest.get("status"))
-    if stale_note(manifest):
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _from_manifest(read: RunRead, accepted: str | None) -> RunRow:
+    manifest = read.manifest
+    status: str = manifest.status
+    if stale_note(read.raw):
         status = "running (stale: its process is gone)"
     return RunRow(
-        run_id=str(manifest["run_id"]),
-        experiment_id=str(manifest["experiment_id"]),
+        run_id=manifest.run_id,
+        experiment_id=manifest.experiment_id,
         status=status,
-        started_at=manifest.get("started_at"),
-        ended_at=manifest.get("ended_at"),
-        orchestrator=manifest.get("orchestrator"),
-        accepted=manifest["run_id"] == accepted,
-        parent_run_id=manifest.get("parent_run_id"),
-        run_dir=str(run_dir),
-        headline=headline_metrics(manifest),
+        started_at=_when(manifest.started_at),
+        ended_at=_when(manifest.ended_at),
+        orchestrator=manifest.orchestrator,
+        accepted=manifest.run_id == accepted,
+        parent_run_id=manifest.parent_run_id,
+        run_dir=str(read.run_dir),
+        headline=headline_metrics(read.raw),
+    )
+
+
+def _unreadable(item: Unreadable, experiment_id: str) -> RunRow:
+    return RunRow(
+        run_id=item.path.name,
+        experiment_id=experiment_id,
+        status="unreadable",
+        run_dir=str(item.path),
+        reason=item.reason,
     )
 
 
 def run_manifests(experiment_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Each run directory of an experiment with its manifest; anything else there is skipped."""
-    if not experiment_dir.is_dir():
-        return
-    for run_dir in experiment_dir.iterdir():
-        if not (run_dir / MANIFEST).is_file():
-            continue
-        try:
-            yield run_dir, read_manifest(run_dir)
-        except ValueError:
-            continue
+    """Each run directory of an experiment whose manifest parses and matches its folder, with
+    the manifest as read; unreadable ones are left out (``list_runs`` lists them)."""
+    runs, _ = scan_runs(experiment_dir)
+    for read in runs:
+        yield read.run_dir, read.raw
 
 
 def _sources() -> list[RunSource]:
@@ -106,56 +123,72 @@ def list_runs(
     experiment_dir = artifacts_root(root) / experiment_id
     accepted = accepted_run(experiment_dir)
     rows: dict[str, RunRow] = {}
-    for run_dir, manifest in run_manifests(experiment_dir):
-        row = _from_manifest(manifest, run_dir, accepted)
-        rows[row.run_id] = row
+    runs, unreadable = scan_runs(experiment_dir)
+    for read in runs:
+        rows[read.manifest.run_id] = _from_manifest(read, accepted)
     for source in _sources() if sources is None else sources:
         try:
             external = source(experiment_id)
         except Exception:  # an unreachable instance: the run directories still answer
             continue
-        for item in external:
-            _merge(rows, item, experiment_id, accepted)
+        for item in external if isinstance(external, list) else []:
+            if isinstance(item, Mapping) and isinstance(item.get("run_id"), str):
+                _merge(rows, item, experiment_id, accepted)
     chosen = [
         r
         for r in rows.values()
         if (status is None or r.status == status or r.dagster_status == status)
         and (since is None or (r.started_at is not None and _after(r.started_at, since)))
     ]
-    return sorted(chosen, key=lambda r: (r.started_at or "", r.run_id))
+    found = sorted(chosen, key=lambda r: (_instant(r.started_at), r.run_id))
+    if since is None and status in (None, "unreadable"):
+        found += [_unreadable(item, experiment_id) for item in unreadable]
+    return found
 
 
 def _merge(
     rows: dict[str, RunRow], item: Mapping[str, Any], experiment_id: str, accepted: str | None
 ) -> None:
     run_id = str(item["run_id"])
+    dagster_status = _text(item.get("status"))
     if run_id in rows:
         row = rows[run_id]
         row.recorded_in = "both"
-        row.dagster_status = item.get("status")
+        row.dagster_status = dagster_status
         return
     rows[run_id] = RunRow(
         run_id=run_id,
         experiment_id=experiment_id,
-        status=str(item.get("status")),
-        started_at=item.get("started_at"),
-        ended_at=item.get("ended_at"),
+        status=str(dagster_status),
+        started_at=_text(item.get("started_at")),
+        ended_at=_text(item.get("ended_at")),
         orchestrator="dagster",
         accepted=run_id == accepted,
         recorded_in="dagster only",
-        dagster_status=item.get("status"),
-        parent_run_id=item.get("parent_run_id"),
+        dagster_status=dagster_status,
+        parent_run_id=_text(item.get("parent_run_id")),
     )
 
 
-def _after(started_at: str, since: datetime) -> bool:
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _instant(when: str | None) -> datetime:
+    """A start time as an aware instant, for ordering (unknown or unparsable: earliest)."""
     try:
-        started = datetime.fromisoformat(started_at)
+        parsed = datetime.fromisoformat(when) if isinstance(when, str) else None
     except ValueError:
-        return False
-    if since.tzinfo is None:
-        started = started.replace(tzinfo=None)
-    return started >= since
+        parsed = None
+    if parsed is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
+
+
+def _after(started_at: str, since: datetime) -> bool:
+    """``since`` without a time zone is taken as UTC, the time zone runs record."""
+    aware = since if since.utcoffset() is not None else since.replace(tzinfo=UTC)
+    return _instant(started_at) >= aware
 
 
 def history(experiment_id: str, root: str | Path | None = None) -> pd.DataFrame:

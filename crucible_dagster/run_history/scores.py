@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crucible_dagster.common.files import atomic_write_with
+from crucible_dagster.run_history.records import SCORES, read_scores_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SCORES = "scores.parquet"
 UNIT_COLUMNS = ("block", "sample_id", "unit_id")
 
 
@@ -45,12 +45,8 @@ def write_scores(run_dir: str | Path, frame: pd.DataFrame) -> Path:
 
 
 def read_scores(run_dir: str | Path) -> pd.DataFrame | None:
-    path = Path(run_dir) / SCORES
-    if not path.is_file():
-        return None
-    import pandas as pd
-
-    return pd.read_parquet(path)
+    """The run's scores (``RecordError`` when the file is there but cannot be used)."""
+    return read_scores_table(run_dir)
 
 
 def units_of(frame: pd.DataFrame | None, group: str) -> dict[str, float]:
@@ -70,7 +66,10 @@ def values_by_unit(values: Any) -> dict[str, float]:
     out = {}
     for index, value in enumerate(values):
         if isinstance(value, int | float) and not isinstance(value, bool):
-            out[str(index)] = float(value)
+            try:
+                out[str(index)] = float(value)
+            except OverflowError:  # an int beyond any float: not a score
+                continue
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from crucible_dagster.experiment.ir import RegressionBaseline
 from crucible_dagster.run_history.baselines import accepted_run
+from crucible_dagster.run_history.records import RecordError
 from crucible_dagster.run_history.runs import run_manifests
 from crucible_dagster.run_history.scores import metric_units
 
@@ -50,7 +51,10 @@ def metric_history(gate: RegressionBaseline, run_dir: Path, current_run_id: str)
         current = manifest["run_id"] == current_run_id
         if manifest.get("status") != "completed" and not current:
             continue
-        values = list(metric_units(gate.metric, folder, manifest.get("metrics")).values())
+        try:
+            values = list(metric_units(gate.metric, folder, manifest.get("metrics")).values())
+        except RecordError:  # an unusable scores file: that run has no point on the plot
+            continue
         point = _point(
             manifest["run_id"],
             str(manifest.get("started_at") or ""),

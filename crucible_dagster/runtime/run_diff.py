@@ -61,7 +61,16 @@ def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str
 
 
 def format_change(path: str, before: Any, after: Any) -> str:
+    """One line per change: values as ``repr`` and the path escaped, so a key or value read
+    from a manifest never moves the cursor or starts a line on the terminal."""
+
     def show(value: Any) -> str:
         return "(absent)" if value is MISSING else repr(value)
 
-    return f"{path}: {show(before)} -> {show(after)}"
+    return f"{_escaped(path)}: {show(before)} -> {show(after)}"
+
+
+def _escaped(text: str) -> str:
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
