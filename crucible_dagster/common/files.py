@@ -4,10 +4,15 @@ Write to a temporary file in the same folder, then rename over the target. This 
 against killed processes (the failure we test); it does not fsync, so it does not
 promise durability across a power cut. On an object store (a ``UPath``) one upload is
 atomic by itself: the object is written whole or not at all.
+
+A full disk is the one case where the rename cannot be had: a temporary copy needs room the
+disk no longer has. ``write_in_place`` is the last resort for a file that must still be
+written then (a run's final manifest): it reuses the blocks the file already holds.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import tempfile
@@ -104,6 +109,29 @@ def atomic_write_bytes(path: P, data: bytes) -> P:
 
 def atomic_write_text(path: P, text: str) -> P:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+#: errors that mean "no room": a full disk or a used-up quota
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+
+
+def write_in_place(path: Path, data: bytes) -> Path:
+    """Overwrite ``path`` without a temporary copy, then cut it to ``data``'s length: on a full
+    disk this needs no new blocks when ``data`` is no longer than the file. Not atomic (a kill
+    midway leaves a mix), so only for when the atomic write failed for want of room."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+    return path
 
 
 def safe_join(root: Path, relative: str) -> Path:

@@ -2,10 +2,15 @@
 
 Every run writes one, standalone or under Dagster, so a run can be reproduced and
 compared (``crucible diff``). Every file is written atomically.
+
+A full disk still ends the record: the run reserves room for its final manifest when it
+starts (``.manifest.reserve``), and frees it for that manifest when the disk is full; see
+``RunRecord.finish``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,7 +24,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
-from crucible_dagster.common.files import atomic_write_text
+from crucible_dagster.common.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    is_disk_full,
+    write_in_place,
+)
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.common.locations import local_path
 from crucible_dagster.common.processes import pid_alive
@@ -31,6 +41,12 @@ from crucible_dagster.runtime.trace import TraceChain
 ARTIFACTS_ENV = "CRUCIBLE_ARTIFACTS_DIR"
 MANIFEST = "manifest.json"
 TELEMETRY = "telemetry.jsonl"
+#: room held for the final manifest from the run's start; removed when the run ends
+RESERVE = ".manifest.reserve"
+#: the reserve: this much beyond twice the starting manifest (failure, stage options, metrics)
+RESERVE_MARGIN = 16 * 1024
+#: what a final manifest leaves out when the disk has no room for all of it
+SLIMMED = ("experiment", "metrics", "package_versions", "parameters")
 TRACKED_PACKAGES = (
     "crucible_dagster",
     "dagster",
@@ -142,6 +158,7 @@ class RunRecord:
     def __init__(self, path: Path, manifest: dict[str, Any], sinks: Iterable[Sink] = ()):
         self.path = path
         self.manifest = manifest
+        self._ended = False
         self._jsonl = JsonlSink(path / TELEMETRY)
         self.telemetry = Telemetry(
             [*sinks, self._jsonl],
@@ -201,10 +218,44 @@ class RunRecord:
             **extra,
         }
         record = cls(path, manifest, sinks)
-        record.write_manifest()
+        record._start()
         _OPEN[path] = record
         record.telemetry.emit("run_started", stages=len(experiment.pipeline))
         return record
+
+    def _start(self) -> None:
+        """The first manifest, then the room its final version needs. On a full disk the run
+        ends here, failed (or, when not even that fits, leaves no directory) and the error
+        propagates."""
+        target = self.path / MANIFEST
+        try:
+            size = len(self._manifest_bytes())
+            self.write_manifest()
+            target = self.path / RESERVE
+            atomic_write_bytes_sized(target, 2 * size + RESERVE_MARGIN)
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            exc = _naming(error, target)
+            # No stage ran and no telemetry began: the manifest alone ends the record.
+            self.manifest.update(status="failed", ended_at=datetime.now(UTC).isoformat())
+            self._fail_for(exc, "starting the run")
+            self._ended = True
+            try:
+                self._write_final_manifest()
+            except OSError:
+                self._remove_unstarted()
+            raise exc from None
+
+    def _remove_unstarted(self) -> None:
+        """Not even a failed manifest fitted: no run started, so its directory goes (with the
+        telemetry line or reserve it began), rather than stay as a run without a record."""
+        if (self.path / MANIFEST).exists():
+            return
+        for name in (TELEMETRY, RESERVE):
+            _remove(self.path / name)
+        if not any(self.path.iterdir()):
+            self.path.rmdir()
 
     @classmethod
     def open(cls, path: str | Path, *, sinks: Iterable[Sink] = ()) -> RunRecord | None:
@@ -257,9 +308,18 @@ class RunRecord:
         fingerprints: Any = None,
         failure: Any = None,
     ) -> None:
-        """End the run with a terminal status; the manifest is the last file written."""
+        """End the run with a terminal status; the manifest is the last file written.
+
+        On a full disk the manifest still ends the record: ``failed`` with the reason
+        ``ENOSPC`` (and the run's own failure, if any, as its ``cause``), written into the
+        room reserved at the start; then the error propagates to the caller.
+        """
+        full: OSError | None = None
         if trace is not None:
-            self.write_text("trace.json", trace.export("json"))
+            full = _disk_full_or_raise(
+                lambda: self.write_text("trace.json", trace.export("json")),
+                self.path / "trace.json",
+            )
         started = datetime.fromisoformat(self.manifest["started_at"])
         ended = datetime.now(UTC)
         self.manifest.update(
@@ -269,16 +329,26 @@ class RunRecord:
             data_fingerprints=to_jsonable(fingerprints or {}),
         )
         if failure is not None:
-            self.manifest["failure"] = to_jsonable(failure)
+            self.manifest["failure"] = _with_disk_reason(to_jsonable(failure))
         duration = round((ended - started).total_seconds() * 1000, 3)
         stage = (
             {"stage": failure["stage"]}
             if isinstance(failure, Mapping) and "stage" in failure
             else {}
         )
-        self.telemetry.emit(f"run_{status}", duration_ms=duration, **stage)
+        emitted = _disk_full_or_raise(
+            lambda: self.telemetry.emit(f"run_{status}", duration_ms=duration, **stage),
+            self.path / TELEMETRY,
+        )
+        full = full or emitted
+        if full is not None:
+            self._fail_for(full, "writing the run's record")
         _OPEN.pop(self.path, None)
-        self.write_manifest()
+        self._ended = True
+        written = self._write_final_manifest()
+        full = full or written
+        if full is not None:
+            raise full
 
     def finish_context(self, status: RunStatus, ctx: Context, failure: Any = None) -> None:
         """``finish`` with what a Context holds: metrics, trace and data fingerprints."""
@@ -293,6 +363,8 @@ class RunRecord:
     def abort(self, exc: BaseException, ctx: Context | None = None) -> None:
         """End the run for an exception that escaped it: ``failed`` for an error, ``interrupted``
         for an interrupt (``KeyboardInterrupt``, ``SystemExit``, a signal turned into one)."""
+        if self._ended:
+            return  # the record already ended (a full disk raised after writing it)
         status: RunStatus = "failed" if isinstance(exc, Exception) else "interrupted"
         failure = {"error_type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
         try:
@@ -303,10 +375,65 @@ class RunRecord:
         except OSError:
             pass  # the storage itself failed; the original exception is what the caller sees
 
+    def _manifest_bytes(self) -> bytes:
+        return json.dumps(to_jsonable(self.manifest), indent=2, sort_keys=True).encode("utf-8")
+
     def write_manifest(self) -> None:
-        atomic_write_text(
-            self.path / MANIFEST, json.dumps(to_jsonable(self.manifest), indent=2, sort_keys=True)
-        )
+        atomic_write_bytes(self.path / MANIFEST, self._manifest_bytes())
+
+    def _fail_for(self, exc: OSError, doing: str) -> None:
+        """The manifest says ``failed`` for want of room; the run's own failure is the cause."""
+        cause = self.manifest.get("failure")
+        if isinstance(cause, dict) and cause.get("reason") == "ENOSPC":
+            failure = cause  # it says so already
+        else:
+            failure = disk_full_failure(exc, doing)
+            if cause is not None:
+                failure["cause"] = cause
+        self.manifest.update(status="failed", failure=failure)
+
+    def _write_final_manifest(self) -> OSError | None:
+        """Write the terminal manifest, whatever room is left: atomically; on a full disk into
+        the reserve's room, then slimmed (``SLIMMED``), then over the starting manifest's
+        blocks. Returns the disk-full error it met (None when the first write fitted)."""
+        manifest = self.path / MANIFEST
+        try:
+            self.write_manifest()
+            _remove(self.path / RESERVE)
+            return None
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            first = _naming(exc, manifest)
+        _remove(self.path / RESERVE)
+        self._fail_for(first, "writing the final manifest")
+        attempts = (self.write_manifest, self._slim, self._write_in_place)
+        for attempt in attempts:
+            try:
+                attempt()
+                return first
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+        raise first
+
+    def _slim(self) -> None:
+        """The record without what can be had elsewhere or is unbounded: the experiment (its
+        hash stays), the stages' options, the metrics. Its status and failure are what count."""
+        dropped = [key for key in SLIMMED if self.manifest.get(key)]
+        for key in dropped:
+            self.manifest[key] = {}
+        for entry in (self.manifest.get("stages") or {}).values():
+            if isinstance(entry, dict) and entry.pop("options", None) is not None:
+                dropped.append("stage options")
+        if dropped:
+            self.manifest["failure"]["dropped"] = sorted(set(dropped))
+        self.write_manifest()
+
+    def _write_in_place(self) -> None:
+        """The last resort: the compact manifest over the starting one's blocks."""
+        data = json.dumps(to_jsonable(self.manifest), sort_keys=True).encode("utf-8")
+        write_in_place(self.path / MANIFEST, data)
 
     def write_text(self, name: str, text: str) -> Path:
         return atomic_write_text(self.path / name, text)
@@ -314,6 +441,49 @@ class RunRecord:
 
 #: runs this process has open, by directory: later steps in this process reuse the object
 _OPEN: dict[Path, RunRecord] = {}
+
+
+def disk_full_failure(exc: OSError, doing: str) -> dict[str, Any]:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return {
+        "error_type": "OSError",
+        "reason": "ENOSPC",
+        "message": f"no space left on the device while {doing}{where}: {exc.strerror or exc}",
+    }
+
+
+def _with_disk_reason(failure: Any) -> Any:
+    """A stage that failed for want of room says so in ``reason``, as a record that did."""
+    if isinstance(failure, dict) and str(failure.get("message", "")).startswith(
+        (f"[Errno {errno.ENOSPC}]", f"[Errno {errno.EDQUOT}]")
+    ):
+        return {**failure, "reason": "ENOSPC"}
+    return failure
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with the file it was writing (a failed ``write`` names none)."""
+    return exc if exc.filename else OSError(exc.errno, exc.strerror, str(path))
+
+
+def _disk_full_or_raise(write: Any, path: Path) -> OSError | None:
+    """Run ``write``; a full disk is returned for the record to note, any other error raised."""
+    try:
+        write()
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        return _naming(exc, path)
+    return None
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def atomic_write_bytes_sized(path: Path, size: int) -> None:
+    """A file of ``size`` zero bytes, written whole: blocks held for a later write."""
+    atomic_write_bytes(path, bytes(size))
 
 
 def stale_note(manifest: Mapping[str, Any]) -> str | None:
