@@ -39,7 +39,11 @@ def test_unknown_backend_and_bad_options_name_the_field() -> None:
         check_backend(ref(id="openai_compatible", options={"model": "m", "modle": "x"}))
     with pytest.raises(BackendError, match=r"backend.fallback.id: expected a backend"):
         check_backend(
-            ref(id="callable", options={"function": "math:fabs"}, fallback={"id": "nope"})
+            ref(
+                id="callable",
+                options={"function": "tests.helpers:double_all"},
+                fallback={"id": "nope"},
+            )
         )
 
 

@@ -74,7 +74,7 @@ EXPECTED = {
     "31_options_not_mapping.yaml": ("pipeline[0].options", "expected a mapping, got 'strict'"),
     "32_not_a_stage_class.yaml": (
         "pipeline[0].module",
-        "is a class, not a crucible_dagster Stage subclass",
+        "names the standard library ('collections'), not a crucible_dagster Stage subclass",
     ),
     "33_guardrails_bad_option.yaml": (
         "pipeline[0].options.fail_on_violation",

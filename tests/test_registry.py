@@ -34,12 +34,12 @@ def test_dotted_path_and_configuration() -> None:
 @pytest.mark.parametrize(
     ("path", "reason"),
     [
-        ("os:system", "not_a_stage"),
-        ("builtins:eval", "not_a_stage"),
-        ("subprocess:Popen", "not_a_stage"),
+        ("os:system", "standard_library"),
+        ("builtins:eval", "standard_library"),
+        ("subprocess:Popen", "standard_library"),
         ("os.path", "unknown_stage"),
         ("../etc:passwd", "invalid_path"),
-        ("os:__class__", "invalid_path"),
+        ("tests.helpers:__class__", "invalid_path"),
         ("nope_pkg_xyz:Stage", "module_not_found"),
         ("tests.helpers:Missing", "attribute_not_found"),
     ],

@@ -10,16 +10,23 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crucible_dagster.backends.base import BackendOptions, Request, Response
 from crucible_dagster.experiment.ir import BackendRef
-from crucible_dagster.runtime.registry import import_object
+from crucible_dagster.runtime.code_refs import check_ref, resolve
 
 
 class CallableOptions(BackendOptions):
     function: str = Field(description="'package.module:function' taking a list of inputs.")
     batch_size: int = Field(default=256, ge=1, description="Inputs per call.")
+
+    @field_validator("function")
+    @classmethod
+    def _function_is_a_function(cls, value: str) -> str:
+        """Resolved when the options are checked (validate, the Dagster loader, run start): a
+        Python function of the user's, never a builtin, a C function or a class."""
+        return check_ref(value, "function")
 
 
 class CallableBackend:
@@ -28,9 +35,7 @@ class CallableBackend:
     def __init__(self, ref: BackendRef, options: CallableOptions):
         self.name = ref.id
         self.options = options
-        self._function = import_object(options.function, "backend function")
-        if not callable(self._function):
-            raise TypeError(f"backend.options.function: {options.function!r} is not callable")
+        self._function = resolve(options.function, "function")
 
     def predict(self, requests: Sequence[Request]) -> list[Response]:
         answers: list[Response] = []

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from crucible_dagster.backends.base import Backend, BackendError, BackendOptions, FallbackBackend
 from crucible_dagster.experiment.ir import BackendRef
-from crucible_dagster.runtime.registry import StageResolutionError, import_object, is_dotted_path
+from crucible_dagster.runtime.code_refs import CodeRefError, resolve
+from crucible_dagster.runtime.registry import is_dotted_path
 
 ENTRY_POINT_GROUP = "crucible_dagster.backends"
 BUILTIN_BACKENDS = {
@@ -44,21 +45,11 @@ def backend_class(backend_id: str, where: str = "backend.id") -> Any:
             f"{ENTRY_POINT_GROUP}, or 'package.module:Class'), found {backend_id!r}"
         )
     try:
-        cls = import_object(path, "backend class")
-    except StageResolutionError as exc:
+        # the one resolver of named code: a backend class, never the standard library, checked
+        # before anything is instantiated
+        return resolve(path, "backend")
+    except CodeRefError as exc:
         raise BackendError(f"{where}: {exc}") from None
-    options = getattr(cls, "Options", None)
-    if not (
-        isinstance(cls, type)
-        and callable(getattr(cls, "predict", None))
-        and isinstance(options, type)
-        and issubclass(options, BackendOptions)
-    ):
-        raise BackendError(
-            f"{where}: {path!r} is not a backend class (a class with predict(requests) and an "
-            "Options model subclassing BackendOptions); it was not called"
-        )
-    return cls
 
 
 def check_backend(ref: BackendRef, where: str = "backend") -> BackendOptions:
@@ -69,8 +60,9 @@ def check_backend(ref: BackendRef, where: str = "backend") -> BackendOptions:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
         raise BackendError(
-            f"{where}.options.{field}: {first['msg']} (found {first.get('input')!r})"
+            f"{where}.options.{field}: {message} (found {first.get('input')!r})"
         ) from None
     if ref.fallback is not None:
         check_backend(ref.fallback, f"{where}.fallback")

@@ -12,11 +12,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crucible_dagster.backends.base import BackendOptions, Request, Response
 from crucible_dagster.experiment.ir import BackendRef
-from crucible_dagster.runtime.registry import import_object
+from crucible_dagster.runtime.code_refs import check_ref, resolve
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,7 +36,9 @@ ESTIMATORS = (
 def make_estimator(estimator: str, params: dict[str, Any], seed: int) -> Any:
     """A fresh, unfitted estimator: a short name from ``ESTIMATORS`` or ``package.module:Class``."""
     if ":" in estimator:
-        cls = import_object(estimator, "estimator class")
+        cls = resolve(
+            estimator, "estimator"
+        )  # a class with fit and predict, checked before the call
         return cls(**params)
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -72,6 +74,19 @@ class SklearnOptions(BackendOptions):
         description="'package.module:function' returning a fitted estimator (instead of fitting).",
     )
 
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_is_a_class(cls, value: str) -> str:
+        """A dotted estimator is resolved when the options are checked: by validate, the Dagster
+        loader and at run start, before it is instantiated."""
+        return check_ref(value, "estimator") if ":" in value else value
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_is_a_function(cls, value: str | None) -> str | None:
+        """The factory is resolved when the options are checked, before it is ever called."""
+        return None if value is None else check_ref(value, "factory")
+
 
 class SklearnBackend:
     Options = SklearnOptions
@@ -79,7 +94,8 @@ class SklearnBackend:
     def __init__(self, ref: BackendRef, options: SklearnOptions):
         self.name = ref.id
         self.options = options
-        self.estimator: Any = import_object(options.factory)() if options.factory else None
+        factory = resolve(options.factory, "factory") if options.factory else None
+        self.estimator: Any = factory() if factory is not None else None
 
     def fresh(self, seed: int) -> Any:
         return make_estimator(self.options.estimator, dict(self.options.params), seed)

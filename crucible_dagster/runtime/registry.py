@@ -9,10 +9,6 @@ Lookup order for a reference ``ref`` (a StageDef's ``module`` or else its ``name
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import re
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,88 +16,30 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from pydantic import BaseModel
-
+from crucible_dagster.runtime.code_refs import DOTTED_PATH as DOTTED_PATH
+from crucible_dagster.runtime.code_refs import CodeRefError, has_pydantic_options, resolve
+from crucible_dagster.runtime.code_refs import import_object as import_object
 from crucible_dagster.runtime.stage import Stage
 
 ENTRY_POINT_GROUP = "crucible_dagster.stages"
-DOTTED_PATH = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-)
 
-
-class StageResolutionError(LookupError):
-    """A stage reference that does not lead to a Stage class; the message says why."""
-
-    def __init__(self, reason: str, ref: str, message: str):
-        self.reason = reason
-        self.ref = ref
-        super().__init__(message)
+#: every named-code problem is one error type (code_refs.CodeRefError), whichever kind it names
+StageResolutionError = CodeRefError
 
 
 def is_dotted_path(ref: str) -> bool:
     return ":" in ref
 
 
-def import_object(path: str, what: str = "object") -> Any:
-    """Import ``package.module:Attr`` without running anything but the module's own import."""
-    if not DOTTED_PATH.match(path):
-        raise StageResolutionError(
-            "invalid_path", path, f"{path!r} is not a dotted path of the form 'package.module:Name'"
-        )
-    module_name, attr_path = path.split(":", 1)
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError) as exc:
-        raise StageResolutionError(
-            "module_not_found", path, f"cannot find module {module_name!r} for {path!r}: {exc}"
-        ) from None
-    if spec is None:
-        raise StageResolutionError(
-            "module_not_found", path, f"cannot find module {module_name!r} for {path!r}"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except BaseException as exc:
-        # The module's own import failed, or called sys.exit() or raised KeyboardInterrupt while
-        # importing: a problem of this stage, never a success and never an exit of the caller.
-        sys.modules.pop(module_name, None)
-        raise StageResolutionError(
-            "import_failed",
-            path,
-            f"importing {module_name!r} for {path!r} failed: {type(exc).__name__}: {exc}",
-        ) from None
-    obj: Any = module
-    for part in attr_path.split("."):
-        if part.startswith("__"):
-            raise StageResolutionError("invalid_path", path, f"{path!r} names a private attribute")
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise StageResolutionError(
-                "attribute_not_found", path, f"module {module_name!r} has no {what} {attr_path!r}"
-            ) from None
-    return obj
-
-
 def load_stage_class(path: str) -> type[Stage]:
-    obj = import_object(path, "stage class")
-    if not (isinstance(obj, type) and issubclass(obj, Stage)):
-        kind = "class" if isinstance(obj, type) else type(obj).__name__
-        raise StageResolutionError(
-            "not_a_stage",
-            path,
-            f"{path!r} is a {kind}, not a crucible_dagster Stage subclass; it was not called",
-        )
-    options = getattr(obj, "Options", None)
-    if obj.legacy_schema is None and not (
-        isinstance(options, type) and issubclass(options, BaseModel)
-    ):
+    """The Stage subclass ``path`` names, checked by the one resolver of named code."""
+    obj: type[Stage] = resolve(path, "stage")
+    if not has_pydantic_options(obj):
         raise StageResolutionError(
             "bad_options_model",
             path,
             f"{path!r}: Options must be a pydantic model class (subclass StageOptions), "
-            f"got {options!r}",
+            f"got {getattr(obj, 'Options', None)!r}",
         )
     return obj
 

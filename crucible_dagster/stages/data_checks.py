@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from crucible_dagster.experiment.option_schema import function_arity
+from crucible_dagster.runtime.code_refs import CodeRefError, check_ref, resolve
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.registry import import_object
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
@@ -26,6 +25,12 @@ class DataChecksOptions(StageOptions):
         description="Dotted path 'pkg.mod:func' of a checker(examples, options) -> issues.",
     )
 
+    @field_validator("checker")
+    @classmethod
+    def _checker_is_a_function(cls, value: str | None) -> str | None:
+        """Resolved when the options are checked (validate, the Dagster loader, stage start)."""
+        return None if value is None else check_ref(value, "checker")
+
 
 def _missing(example: Any, fields: list[str]) -> list[str]:
     if not isinstance(example, Mapping):
@@ -35,17 +40,10 @@ def _missing(example: Any, fields: list[str]) -> list[str]:
 
 def load_checker(ref: str) -> Callable[..., list[Any]]:
     """A ``checker(examples, options)`` function, checked to be one before it is ever called."""
-    obj = import_object(ref, "checker function")
-    arity = function_arity(obj) if callable(obj) and not isinstance(obj, type) else None
-    if arity != 2:
-        found = type(obj).__name__ if arity is None else f"a function of {arity} argument(s)"
-        raise StageError(
-            "invalid_checker",
-            ref,
-            f"{ref!r} is {found}; expected a function checker(examples, options); "
-            "it was not called",
-        )
-    checker: Callable[..., list[Any]] = obj
+    try:
+        checker: Callable[..., list[Any]] = resolve(ref, "checker")
+    except CodeRefError as exc:
+        raise StageError("invalid_checker", ref, str(exc)) from None
     return checker
 
 

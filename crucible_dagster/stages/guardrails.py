@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from crucible_dagster.runtime.code_refs import CodeRefError, check_ref, resolve
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.registry import import_object
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
@@ -135,16 +135,11 @@ def load_adapter(ref: str) -> GuardrailAdapter:
             ref,
             f"unknown guardrail adapter {ref!r}; built-ins: {', '.join(BUILTIN_ADAPTERS)}, or a dotted path",
         )
-    obj = import_object(ref, "guardrail adapter")
-    # The kind is checked before anything named in the file is instantiated or called.
-    if not isinstance(obj, type) or not callable(getattr(obj, "scan", None)):
-        kind = "class without a scan method" if isinstance(obj, type) else type(obj).__name__
-        raise StageError(
-            "invalid_adapter",
-            ref,
-            f"{ref!r} is a {kind}; expected a class with a scan(examples, options) method; "
-            "it was not called",
-        )
+    try:
+        # the one resolver of named code: a class with scan, checked before it is instantiated
+        obj = resolve(ref, "adapter")
+    except CodeRefError as exc:
+        raise StageError("invalid_adapter", ref, str(exc)) from None
     adapter: GuardrailAdapter = obj()
     return adapter
 
@@ -159,6 +154,13 @@ class GuardrailsOptions(StageOptions):
     fail_on_violation: bool = Field(
         default=False, description="Fail the stage when the adapter reports violations."
     )
+
+    @field_validator("adapter")
+    @classmethod
+    def _adapter_is_a_class(cls, value: str) -> str:
+        """A dotted adapter is resolved when the options are checked (validate, the Dagster
+        loader, stage start), before it is instantiated."""
+        return check_ref(value, "adapter") if ":" in value else value
 
 
 class GuardrailsStage(Stage):
