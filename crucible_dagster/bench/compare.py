@@ -219,15 +219,18 @@ def choose_pairwise_test(
             )
             return "corrected_resampled_ttest"
         normal = _normal_enough(f"{pair} differences", x - y, settings.alpha, decisions)
-        choice = "paired_ttest" if normal is not False else "wilcoxon"
+        # the t only where normality was checked and held; the reason names the test chosen
+        choice = "paired_ttest" if normal else "wilcoxon"
         decisions.append(
             Decision(
                 f"{pair}: {choice}",
                 "paired design; "
                 + (
-                    "differences look normal"
+                    "differences look normal: paired t"
                     if normal
-                    else "differences are not normal or cannot be checked: rank test"
+                    else "differences depart from normality: Wilcoxon signed-rank"
+                    if normal is False
+                    else "normality of the differences cannot be checked: Wilcoxon signed-rank"
                 ),
                 "shapiro",
             )
@@ -253,7 +256,13 @@ def choose_pairwise_test(
     decisions.append(
         Decision(
             f"{pair}: ttest (Welch)",
-            f"independent design, normal enough; Welch does not assume equal variances ({detail})",
+            "independent design, "
+            + (
+                "normal enough"
+                if normal_a and normal_b
+                else "normality not checked (too few values or constant)"
+            )
+            + f"; Welch's t, which does not assume equal variances ({detail})",
             "levene",
             equal.p_value if equal is not None and equal.defined else None,
         )
