@@ -3,6 +3,9 @@
 ``exact_match`` (1 or 0; ``case_sensitive`` for text), ``contains`` (the reference appears in
 the prediction), ``absolute_error`` and ``squared_error`` (numbers). A sample that failed (no
 prediction) scores 0 for a match metric and is left out of an error metric, and is counted.
+A variant whose every sample failed has no score: its mean is None with the reason, it is
+left out of the bench's scores, and the stage fails unless ``allow_failed_variants`` is set
+(a mean of 0.0 would look like a real, very bad model).
 The scores go to ``assigns["scores"]`` as a blocked design (group = variant, block = sample),
 so the bench compares variants on the same samples: McNemar for 0/1 scores, a paired bootstrap
 of the difference with ``tests: [bootstrap]``.
@@ -16,7 +19,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageOptions
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 from crucible_dagster.stages.per_sample import save_table, table_of
 
 Metric = Literal["exact_match", "contains", "absolute_error", "squared_error"]
@@ -25,6 +28,11 @@ Metric = Literal["exact_match", "contains", "absolute_error", "squared_error"]
 class ScoreOptions(StageOptions):
     metric: Metric = Field(default="exact_match", description="How a prediction is scored.")
     case_sensitive: bool = Field(default=False, description="For exact_match and contains on text.")
+    allow_failed_variants: bool = Field(
+        default=False,
+        description="Go on when every sample of a variant failed (its score is undefined); "
+        "otherwise the stage fails, naming the variant and its first error.",
+    )
 
 
 def score_one(
@@ -43,6 +51,19 @@ def score_one(
     return float(prediction == reference)
 
 
+def failed_variants(frame: Any) -> dict[str, str]:
+    """Variants whose every sample failed, each with the reason its score is undefined."""
+    undefined = {}
+    for variant, group in frame.groupby("variant", sort=False):
+        errors = group["error"]
+        if len(group) and errors.notna().all():
+            first = str(errors.iloc[0])[:300]
+            undefined[str(variant)] = (
+                f"every one of its {len(group)} samples failed (the first: {first})"
+            )
+    return undefined
+
+
 class ScoreStage(Stage):
     name = "score"
     description = (
@@ -58,8 +79,17 @@ class ScoreStage(Stage):
             score_one(p, r, options.metric, options.case_sensitive)
             for p, r in zip(frame["prediction"], frame["reference"], strict=True)
         ]
-        scored = frame.dropna(subset=["score"])
-        summary = {
+        undefined = failed_variants(frame)
+        if undefined and not options.allow_failed_variants:
+            variant, reason = next(iter(undefined.items()))
+            raise StageError(
+                "variant_failed",
+                variant,
+                f"variant {variant!r}: {reason}, so its score is undefined; set the score "
+                "stage's options.allow_failed_variants: true to go on without it",
+            )
+        scored = frame[~frame["variant"].isin(list(undefined))].dropna(subset=["score"])
+        summary: dict[str, dict[str, Any]] = {
             str(variant): {
                 "mean": float(group["score"].mean()),
                 "n": int(group["score"].size),
@@ -71,6 +101,9 @@ class ScoreStage(Stage):
             {"group": scored["variant"], "block": scored["sample_id"], "value": scored["score"]}
         ).reset_index(drop=True)
         summary = {k: v for k, v in summary.items() if not math.isnan(v["mean"])}
+        for variant, reason in undefined.items():
+            failed = int((frame["variant"] == variant).sum())
+            summary[variant] = {"mean": None, "n": 0, "failed": failed, "undefined": reason}
         return (
             save_table(ctx, frame)
             .assign("scores", scores)

@@ -1,0 +1,389 @@
+"""Hostile answers to the OpenAI-compatible backend, from a real HTTP server on 127.0.0.1.
+
+Each case asserts the property: the one sample's error names the URL, the status and what was
+wrong, the other samples keep their answers, redirects go nowhere, a drip ends at the deadline,
+waits and bodies are capped, the cache never serves another request's or an edited answer, the
+API key is in no file, and a variant that failed everywhere has no score.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crucible_dagster.backends.base import Request, Response
+from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
+from crucible_dagster.experiment.ir import BackendRef
+from tests.hostile.conftest import Cli, snapshot
+from tests.llm_server import Raw, completion_body, llm_server, redirect
+
+pytestmark = pytest.mark.timeout(30)  # a regression here is a hang: fail it, never wait it out
+
+KEY = "sk-hostile-7f3a9c1e5b"
+
+
+def backend(url: str, cache_dir: Path | None = None, **options: Any) -> Any:
+    settings: dict[str, Any] = {"model": "m", "max_retries": 0, "concurrency": 4, **options}
+    settings.update({"cache": False} if cache_dir is None else {"cache_dir": str(cache_dir)})
+    ref = BackendRef.model_validate(
+        {"id": "openai_compatible", "endpoint_url": url, "options": settings}
+    )
+    return build_backend(ref)
+
+
+def by_prompt(answers: dict[str, Raw]) -> Any:
+    """A server script: the scripted response for a prompt in ``answers``, else the usual one."""
+    return lambda n, body: answers.get(str(body["messages"][-1]["content"]))
+
+
+def ask(client: Any, prompts: list[str]) -> dict[str, Response]:
+    return {r.sample_id: r for r in client.predict([Request(p, p) for p in prompts])}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- redirects, deadlines, caps --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_never_followed_and_the_key_never_leaves(
+    status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with llm_server() as (url, server), llm_server() as (elsewhere, other):
+        server.script = lambda n, body: redirect(f"{elsewhere}/chat/completions", status)
+        answers = ask(backend(url, max_retries=2), ["1+1", "2+2"])
+        assert other.seen == []  # the other origin was never asked, with or without the key
+        assert server.seen[0][2]["Authorization"] == f"Bearer {KEY}"  # it was sent, to url only
+        assert len(server.seen) == 2  # not retried either
+    for answer in answers.values():
+        assert answer.output is None
+        assert answer.error == (
+            f"HTTP {status} from {url}/chat/completions: redirects are not followed"
+        )
+
+
+@pytest.mark.parametrize("drip_head", [False, True], ids=["body", "head"])
+def test_a_drip_ends_at_the_deadline_and_the_others_keep_their_answers(drip_head: bool) -> None:
+    """1 byte every 50 ms of a 60-byte answer takes 3 s; each read is far under the timeout."""
+    slow = Raw(body=completion_body("late"), drip_s=0.05, drip_head=drip_head)
+    with llm_server() as (url, server):
+        server.script = by_prompt({"slow": slow})
+        began = time.monotonic()
+        answers = ask(backend(url, timeout_s=0.4), ["slow", "1+1", "2+2"])
+        elapsed = time.monotonic() - began
+    assert elapsed < 1.5
+    assert answers["slow"].error == (
+        f"TimeoutError for {url}/chat/completions: no complete answer within 0.4 s"
+    )
+    assert (answers["1+1"].output, answers["2+2"].output) == ("2", "4")
+
+
+def test_a_body_over_the_cap_is_that_samples_error() -> None:
+    big = completion_body("x" * 5000)
+    with llm_server() as (url, server):
+        server.script = by_prompt(
+            {
+                "declared": Raw(body=big),  # Content-Length says too much
+                "undeclared": Raw(body=big, length=False),  # read until the cap is passed
+            }
+        )
+        answers = ask(backend(url, max_response_bytes=1000), ["declared", "undeclared", "1+1"])
+        server.script = by_prompt({"claims": Raw(body=big, claimed_length=17 * 1024 * 1024)})
+        began = time.monotonic()
+        default = ask(backend(url), ["claims"])["claims"]
+    for name in ("declared", "undeclared"):
+        assert answers[name].error == (
+            f"HTTP 200 from {url}/chat/completions: the body is over max_response_bytes "
+            "(1000 bytes)"
+        )
+    assert answers["1+1"].output == "2"
+    assert default.error == (
+        f"HTTP 200 from {url}/chat/completions: the body is over max_response_bytes "
+        f"({16 * 1024 * 1024} bytes)"
+    )
+    assert time.monotonic() - began < 1.0  # refused on its header, nothing waited for
+
+
+def test_retry_after_is_capped_by_max_backoff_s() -> None:
+    far = {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}
+    with llm_server() as (url, server):
+        server.script = lambda n, body: Raw(503, b"{}", headers=far) if n == 1 else None
+        client = backend(url, max_retries=2, max_backoff_s=0.1, concurrency=1)
+        began = time.monotonic()
+        first = ask(client, ["1+1"])["1+1"]
+        server.fail_next(1, status=429, retry_after=3600)
+        second = ask(client, ["2+2"])["2+2"]
+        elapsed = time.monotonic() - began
+    assert (first.output, first.extra_requests, second.output, second.extra_requests) == (
+        "2",
+        1,
+        "4",
+        1,
+    )
+    assert 0.2 <= elapsed < 1.5  # two waits of 0.1 s, not a day or 80 years
+
+
+def test_connection_refused_is_that_samples_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    (answer,) = backend(url).predict([Request("a", "1+1")])
+    assert answer.output is None and answer.error is not None
+    assert answer.error.startswith(f"ConnectionRefusedError for {url}/chat/completions: ")
+
+
+# --- malformed answers -----------------------------------------------------------------------
+
+MALFORMED: dict[str, tuple[Raw, str]] = {
+    "html": (
+        Raw(body=b"<html>hi</html>", content_type="text/html"),
+        "content type 'text/html', expected application/json",
+    ),
+    "no type": (Raw(body=completion_body("x"), content_type=None), "content type 'none'"),
+    "not json": (Raw(body=b'{"choices": [}'), "the body is not JSON (line 1 column 14: "),
+    "latin-1": (Raw(body='{"choices": "caf\xe9"}'.encode("latin-1")), "the body is not UTF-8"),
+    "nested": (Raw(body=b"[" * 200_000), "the body's JSON is nested too deeply"),
+    "no choices": (Raw(body=b'{"choices": []}'), "the answer has no choices[0].message.content"),
+    "a list": (Raw(body=b"[1, 2]"), "the answer has no choices[0].message.content"),
+    "number": (
+        Raw(body=completion_body(5)),
+        "choices[0].message.content: expected text, found int",
+    ),
+    "usage list": (
+        Raw(body=completion_body("x", usage=[1, 2])),
+        "usage: expected an object, found list",
+    ),
+    "usage text": (
+        Raw(body=completion_body("x", usage={"prompt_tokens": "many\x1b[31m"})),
+        "usage.prompt_tokens: expected a whole number >= 0, found 'many\\x1b[31m'",
+    ),
+    "usage bool": (
+        Raw(body=completion_body("x", usage={"completion_tokens": True})),
+        "usage.completion_tokens: expected a whole number >= 0, found True",
+    ),
+}
+
+
+def test_each_malformed_answer_is_that_samples_error_and_the_fallback_takes_only_those(
+    tmp_path: Path,
+) -> None:
+    with llm_server() as (url, server):
+        server.script = lambda n, body: (
+            MALFORMED[prompt][0]
+            if body["model"] == "m" and (prompt := body["messages"][-1]["content"]) in MALFORMED
+            else None
+        )
+        ref = BackendRef.model_validate(
+            {
+                "id": "openai_compatible",
+                "endpoint_url": url,
+                "options": {"model": "m", "max_retries": 0, "cache_dir": str(tmp_path)},
+                "fallback": {
+                    "id": "openai_compatible",
+                    "endpoint_url": url,
+                    "options": {"model": "backup", "cache": False},
+                },
+            }
+        )
+        primary = backend(url, tmp_path)
+        answers = ask(primary, [*MALFORMED, "1+1", "2+2"])
+        with_fallback = ask(build_backend(ref), [*MALFORMED, "1+1", "2+2"])
+        asked_backup = sorted(
+            b["messages"][-1]["content"] for b in server.bodies if b["model"] == "backup"
+        )
+    for prompt, (_, what) in MALFORMED.items():
+        error = answers[prompt].error or ""
+        assert error.startswith(f"HTTP 200 from {url}/chat/completions: {what}"), (prompt, error)
+        assert answers[prompt].output is None
+        assert with_fallback[prompt].output == f"echo: {prompt}"  # the fallback answered it
+    assert (answers["1+1"].output, answers["2+2"].output) == ("2", "4")
+    assert asked_backup == sorted(MALFORMED)  # only the failed samples went to the fallback
+    cached = [json.loads(p.read_text()) for p in tmp_path.glob("responses/*/*.json")]
+    assert sorted(r["request"]["messages"][-1]["content"] for r in cached) == ["1+1", "2+2"]
+
+
+# --- the cache -------------------------------------------------------------------------------
+
+
+def cache_files(root: Path) -> list[Path]:
+    return sorted(root.glob("responses/*/*.json"))
+
+
+def test_an_edited_cache_entry_is_a_miss_and_is_rewritten(tmp_path: Path) -> None:
+    with llm_server() as (url, server):
+        client = backend(url, tmp_path)
+        assert ask(client, ["2+3"])["2+3"].output == "5"
+        (entry,) = cache_files(tmp_path)
+        entry.write_text(entry.read_text().replace('"content": "5"', '"content": "6"'))
+        again = ask(client, ["2+3"])["2+3"]
+        assert (again.output, again.cached, server.requests["m"]) == ("5", False, 2)
+        assert '"content": "5"' in entry.read_text()  # written afresh
+        third = ask(client, ["2+3"])["2+3"]
+        assert (third.output, third.cached, server.requests["m"]) == ("5", True, 2)
+
+
+def test_another_requests_entry_is_not_served_for_this_one(tmp_path: Path) -> None:
+    with llm_server() as (url, server):
+        client = backend(url, tmp_path)
+        ask(client, ["2+3"])
+        (entry,) = cache_files(tmp_path)
+        key = client.cache_key(client.body("4+4"))
+        planted = tmp_path / "responses" / key[:2] / f"{key}.json"
+        planted.parent.mkdir(parents=True, exist_ok=True)
+        planted.write_text(entry.read_text())  # a whole, valid entry: of 2+3, not of 4+4
+        answer = ask(client, ["4+4"])["4+4"]
+        assert (answer.output, answer.cached, server.requests["m"]) == ("8", False, 2)
+        assert json.loads(planted.read_text())["request"]["messages"][-1]["content"] == "4+4"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b'{"key": "trunc', b"\xff\xfe\x00garbage", b"[]", b'{"key": 1, "response": null}'],
+    ids=["empty", "truncated", "not-utf8", "a-list", "wrong-types"],
+)
+def test_an_unreadable_cache_entry_is_a_miss_and_is_rewritten(
+    content: bytes, tmp_path: Path
+) -> None:
+    with llm_server() as (url, server):
+        client = backend(url, tmp_path)
+        ask(client, ["2+3"])
+        (entry,) = cache_files(tmp_path)
+        entry.write_bytes(content)
+        before = {p for p in snapshot(tmp_path)}
+        answer = ask(client, ["2+3"])["2+3"]
+        assert (answer.output, answer.error, server.requests["m"]) == ("5", None, 2)
+        assert set(snapshot(tmp_path)) == before  # the same file, nothing else written
+        assert json.loads(entry.read_text())["response"]["choices"][0]["message"]["content"] == "5"
+
+
+def test_a_folder_where_a_cache_entry_belongs_loses_no_answer(tmp_path: Path) -> None:
+    with llm_server() as (url, server):
+        client = backend(url, tmp_path)
+        key = client.cache_key(client.body("2+3"))
+        (tmp_path / "responses" / key[:2] / f"{key}.json").mkdir(parents=True)
+        first, second = ask(client, ["2+3"])["2+3"], ask(client, ["2+3"])["2+3"]
+    assert (first.output, second.output, server.requests["m"]) == ("5", "5", 2)
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_response_bytes", True, "expected a number, found a boolean"),
+        ("max_response_bytes", 0, "greater than or equal to 1"),
+        ("max_backoff_s", -1, "greater than or equal to 0"),
+        ("max_backoff_s", False, "expected a number, found a boolean"),
+        ("timeout_s", True, "expected a number, found a boolean"),
+        ("max_retries", True, "expected a number, found a boolean"),
+    ],
+)
+def test_new_and_numeric_options_refuse_booleans_and_out_of_range(
+    field: str, value: object, message: str
+) -> None:
+    ref = BackendRef.model_validate(
+        {"id": "openai_compatible", "options": {"model": "m", field: value}}
+    )
+    with pytest.raises(BackendError) as raised:
+        check_backend(ref)
+    assert str(raised.value).startswith(f"backend.options.{field}: ")
+    assert message in str(raised.value) and f"(found {value!r})" in str(raised.value)
+
+
+# --- whole runs ------------------------------------------------------------------------------
+
+
+def experiment(folder: Path, url: str, cache: Path, score: str = "{}") -> Path:
+    """Two variants on the same questions: ``good`` at ``url``, ``broken`` at a closed port."""
+    path = folder / "exp.yaml"
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    options = f"{{model: m, max_retries: 0, cache_dir: '{cache}'}}"
+    path.write_text(
+        "id: http_hostile\n"
+        "pipeline:\n"
+        "  - {name: seed, module: 'tests.helpers:SeedQuestions', options: {count: 4}}\n"
+        "  - name: predict\n"
+        "    options:\n"
+        "      inputs: examples\n"
+        "      reference: output\n"
+        "      variants:\n"
+        f"        good: {{id: openai_compatible, endpoint_url: '{url}', options: {options}}}\n"
+        f"        broken: {{id: openai_compatible, endpoint_url: '{closed}', "
+        f"options: {options}}}\n"
+        f"  - {{name: score, options: {score}}}\n"
+    )
+    return path
+
+
+def manifest(artifacts: Path) -> dict[str, Any]:
+    (path,) = artifacts.rglob("manifest.json")
+    return dict(json.loads(path.read_text()))
+
+
+def no_key_in(root: Path, key: str) -> None:
+    for name, data in snapshot(root).items():
+        assert key.strip().encode() not in data, name
+
+
+def test_a_variant_that_failed_everywhere_fails_the_run_with_its_reason(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    with llm_server() as (url, _server):
+        path = experiment(tmp_path, url, tmp_path / "cache")
+        said = cli("run", path)
+    assert said.code == 1
+    lines = [line for line in said.err.splitlines() if line.startswith("failed at stage")]
+    assert len(lines) == 1, said.text
+    assert lines[0].startswith(
+        "failed at stage 'score' (StageError, reason variant_failed): variant 'broken': "
+    )
+    assert "every one of its 4 samples failed (the first: ConnectionRefusedError for " in lines[0]
+    assert manifest(artifacts_dir)["status"] == "failed"
+
+
+def test_a_variant_that_failed_everywhere_has_an_undefined_score_when_allowed(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    with llm_server() as (url, _server):
+        path = experiment(tmp_path, url, tmp_path / "cache", "{allow_failed_variants: true}")
+        said = cli("run", path, "--json")
+    assert said.code == 0, said.text
+    variants = json.loads(said.out)["score"]["variants"]
+    assert variants["good"]["n"] == 4 and variants["good"]["failed"] == 0
+    broken = variants["broken"]
+    assert (broken["mean"], broken["n"], broken["failed"]) == (None, 0, 4)
+    assert broken["undefined"].startswith(
+        "every one of its 4 samples failed (the first: ConnectionRefusedError for http://127.0.0.1:"
+    )
+    assert manifest(artifacts_dir)["status"] == "completed"
+
+
+@pytest.mark.parametrize("key", [KEY, KEY + "\n"], ids=["key", "key-with-newline"])
+def test_the_api_key_is_in_no_file_written(
+    key: str, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failures and answers alike are recorded (run directory, cache), never the key; a key
+    http.client refuses (a newline) is not quoted in the error either."""
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with llm_server() as (url, server):
+        server.script = lambda n, body: Raw(body=b"{bad") if n % 2 else None
+        path = experiment(tmp_path, url, tmp_path / "cache", "{allow_failed_variants: true}")
+        before = snapshot(tmp_path)
+        said = cli("run", path)
+    assert said.code == 0, said.text
+    assert key.strip() not in said.text
+    if key == KEY:  # the key was used: every request carried it
+        assert server.seen and all(h["Authorization"] == f"Bearer {KEY}" for _, _, h in server.seen)
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert all(k.startswith(("artifacts/", "cache/")) for k in set(after) - set(before))
+    no_key_in(tmp_path, key)
