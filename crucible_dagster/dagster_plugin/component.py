@@ -18,6 +18,7 @@ writes the defs.yaml and a first experiment file that loads and runs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,17 @@ import dagster as dg
 from pydantic import BaseModel, Field
 
 from crucible_dagster.dagster_plugin.definitions import (
-    definitions_from_experiments,
-    definitions_from_folder,
+    checked_folder,
+    definitions_from_checked,
+    mark_duplicate_ids,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Executor, Experiment
+from crucible_dagster.experiment.ir import Executor
+from crucible_dagster.experiment.loading import LocatedDocument, display_path, read_document
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.experiment.problems import ExperimentError, Problem
+from crucible_dagster.experiment.yaml_limits import check_data_depth
+from crucible_dagster.runtime.preflight import CheckedFile, check_document
 from crucible_dagster.runtime.registry import Registry, StageResolutionError, import_object
 
 FIRST_EXPERIMENT = """\
@@ -107,34 +112,79 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
         return cls()
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        where = str(Path(context.path) / "defs.yaml")
-        translator = self._translator(where)
+        defs_file = Path(context.path) / "defs.yaml"
+        translator = self._translator(str(defs_file))
         registry = Registry.default().with_stages(self.registry) if self.registry else None
-        parts = []
-        if self.path is not None:
-            parts.append(
-                definitions_from_folder(
-                    context.path / self.path,
-                    translator=translator,
-                    registry=registry,
-                    default_executor=self.executor,
-                )
-            )
-        if self.experiments:
-            from pydantic import ValidationError
+        folder = context.path / self.path if self.path is not None else None
 
-            from crucible_dagster.experiment.loading import LocatedDocument, validation_problems
+        def check() -> list[CheckedFile]:
+            checked = checked_folder(folder, registry) if folder is not None else []
+            checked += check_inline_experiments(self.experiments, defs_file, registry)
+            mark_duplicate_ids(checked)
+            return checked
 
-            inline = []
-            for index, data in enumerate(self.experiments):
-                try:
-                    inline.append(Experiment.model_validate(data))
-                except ValidationError as exc:
-                    doc = LocatedDocument(data, {}, f"{where}#experiments[{index}]")
-                    raise ExperimentError(validation_problems(exc, Experiment, doc)) from None
-            parts.append(
-                definitions_from_experiments(
-                    inline, translator=translator, registry=registry, default_executor=self.executor
-                )
-            )
-        return dg.Definitions.merge(*parts) if parts else dg.Definitions()
+        if folder is None and not self.experiments:
+            return dg.Definitions()
+        return definitions_from_checked(
+            folder or Path(context.path),
+            check,
+            translator=translator,
+            registry=registry,
+            default_executor=self.executor,
+        )
+
+
+def check_inline_experiments(
+    entries: list[dict[str, Any]], defs_file: Path, registry: Registry | None
+) -> list[CheckedFile]:
+    """Each inline experiment checked as a file is (``crucible validate``'s checks), and named
+    ``defs.yaml#experiments[N]`` at its line in the defs.yaml: a broken entry never stops the
+    others."""
+    lines = _inline_lines(defs_file, len(entries))
+    return [
+        _check_inline(
+            data,
+            defs_file.with_name(f"{defs_file.name}#experiments[{index}]"),
+            lines[index],
+            registry,
+        )
+        for index, data in enumerate(entries)
+    ]
+
+
+def _check_inline(
+    data: Any, name: Path, lines: dict[tuple[str | int, ...], int], registry: Registry | None
+) -> CheckedFile:
+    where = display_path(name)
+    try:
+        check_data_depth(data, where)
+        doc = LocatedDocument(data, lines, where)
+        experiment, problems = check_document(doc, registry)
+    except ExperimentError as exc:
+        return CheckedFile(name, None, _at_lines(exc.problems, lines))
+    except Exception as exc:  # anything at all: one broken entry never stops the others
+        message = f"cannot check this experiment: {type(exc).__name__}: {exc}"
+        return CheckedFile(name, None, [Problem(message, file=where)])
+    return CheckedFile(name, experiment, _at_lines(problems, lines))
+
+
+def _at_lines(problems: list[Problem], lines: dict[tuple[str | int, ...], int]) -> list[Problem]:
+    """Lines are the defs.yaml's: the entry's own line when a problem has none, and no line at
+    all when the defs.yaml could not be mapped (never a made-up line 1)."""
+    entry = lines.get(())
+    return [replace(p, line=(p.line or entry) if lines else None) for p in problems]
+
+
+def _inline_lines(defs_file: Path, count: int) -> list[dict[tuple[str | int, ...], int]]:
+    """Each inline entry's field -> line map, read from the defs.yaml with the loader's own line
+    map; empty maps when the file cannot be read so (Dagster has parsed it already)."""
+    maps: list[dict[tuple[str | int, ...], int]] = [{} for _ in range(count)]
+    try:
+        doc = read_document(defs_file)
+    except Exception:  # a multi-document defs.yaml, say: the problems keep their entry's name
+        return maps
+    prefix = ("attributes", "experiments")
+    for path, line in doc.lines.items():
+        if path[:2] == prefix and len(path) > 2 and isinstance(path[2], int) and path[2] < count:
+            maps[path[2]][path[3:]] = line
+    return maps

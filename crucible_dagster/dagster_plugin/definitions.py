@@ -6,7 +6,7 @@ import gc
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast, get_args
 
@@ -135,6 +135,26 @@ def definitions_from_folder(
     """Every experiment file under ``folder`` (default: ``$CRUCIBLE_EXPERIMENTS_DIR`` or
     ``./experiments``); ``default_executor`` for those whose file names none."""
     root = Path(folder or os.environ.get(EXPERIMENTS_ENV) or "experiments")
+    return definitions_from_checked(
+        root,
+        lambda: checked_folder(root, registry),
+        translator=translator,
+        registry=registry,
+        default_executor=default_executor,
+    )
+
+
+def definitions_from_checked(
+    root: Path,
+    check: Callable[[], list[CheckedFile]],
+    *,
+    translator: CrucibleTranslator | None = None,
+    registry: Registry | None = None,
+    default_executor: Executor | None = None,
+) -> dg.Definitions:
+    """The valid experiments ``check`` returns as jobs, each invalid one as an asset showing its
+    problems: one broken experiment (a file, or an entry of a component) never stops the others.
+    Invalid assets are keyed by their path relative to ``root``."""
     translator = translator or CrucibleTranslator()
     # Loading builds many long-lived objects and frees few: the cyclic collector would scan
     # them over and over (about a third of the load time for 1000 files). Afterwards they are
@@ -148,15 +168,16 @@ def definitions_from_folder(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _load_folder(root, translator, registry, default_executor)
+        return _load_checked(root, check(), translator, registry, default_executor)
     finally:
         gc.freeze()
         if collecting:
             gc.enable()
 
 
-def _load_folder(
+def _load_checked(
     root: Path,
+    checked_files: list[CheckedFile],
     translator: CrucibleTranslator,
     registry: Registry | None,
     default_executor: Executor | None,
@@ -164,7 +185,7 @@ def _load_folder(
     compiled: list[CompiledExperiment] = []
     invalid: list[dg.AssetSpec] = []
     keys: set[dg.AssetKey] = set()
-    for checked in _checked_folder(root, registry):
+    for checked in checked_files:
         problems = list(checked.problems)
         if checked.experiment is not None:
             try:
@@ -185,7 +206,25 @@ def _load_folder(
     return _definitions(compiled, invalid, translator)
 
 
-def _checked_folder(root: Path, registry: Registry | None) -> list[CheckedFile]:
+def mark_duplicate_ids(checked: list[CheckedFile]) -> None:
+    """An experiment id used by two sources (a file and a component's inline entry) makes both
+    invalid, each naming the other: neither silently wins, and Dagster never sees two jobs of
+    one name (which would fail the whole code location)."""
+    owners: dict[str, list[CheckedFile]] = {}
+    for item in checked:
+        if item.experiment is not None:
+            owners.setdefault(item.experiment.id, []).append(item)
+    for experiment_id, items in owners.items():
+        for item in items if len(items) > 1 else ():
+            others = ", ".join(display_path(o.path) for o in items if o is not item)
+            message = (
+                f"experiment id {experiment_id!r} is also used by {others}; ids must be unique"
+            )
+            item.problems.append(Problem(message, "id", display_path(item.path), None))
+            item.experiment = None
+
+
+def checked_folder(root: Path, registry: Registry | None) -> list[CheckedFile]:
     """The folder's files, checked; a missing or empty folder is itself a visible problem."""
     if not root.is_dir():
         reason = "does not exist" if not root.exists() else "is not a folder"

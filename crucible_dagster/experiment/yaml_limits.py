@@ -94,3 +94,26 @@ def duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise DuplicateJsonKey(key)
         result[key] = value
     return result
+
+
+def check_data_depth(data: Any, file: str) -> None:
+    """Raise ExperimentError for data nested deeper than ``MAX_DEPTH`` or holding more than
+    ``MAX_NODES`` values: the same bounds as a file's, for data another parser built (a Dagster
+    component's inline experiments). Iterative, so a 3,000-deep mapping cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if depth >= MAX_DEPTH:
+            raise ExperimentError(
+                [Problem(f"expected nesting at most {MAX_DEPTH} deep, got deeper", file=file)]
+            )
+        if seen > MAX_NODES:
+            raise ExperimentError(
+                [Problem(f"expected at most {MAX_NODES} values, got more", file=file)]
+            )
+        if isinstance(value, dict):
+            stack.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((child, depth + 1) for child in value)
