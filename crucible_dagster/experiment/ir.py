@@ -9,6 +9,7 @@ Field names and defaults follow the original crucible_ir (see
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -501,6 +502,9 @@ class SweepConfig(IRModel):
     )
 
 
+#: the email pattern Dagster checks an asset owner with (dagster._core.utils.is_valid_email)
+OWNER_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,7}\b")
+
 #: Dagster executors: one process, subprocesses of one machine, or Celery workers on many
 Executor = Literal["in_process", "multiprocess", "celery"]
 
@@ -562,6 +566,18 @@ class Experiment(IRModel):
     @classmethod
     def _id(cls, value: str) -> str:
         return check_name(value, "experiment id")
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        # Under Dagster an owner with '@' is an asset owner's email, checked by Dagster's own
+        # pattern when the code location loads: validate refuses what the loader would.
+        if value is not None and "@" in value and not OWNER_EMAIL.fullmatch(value.strip()):
+            raise ValueError(
+                f"expected an email address such as 'ana@example.org', or a team name without "
+                f"'@', got {value!r}"
+            )
+        return value
 
     @field_validator("parameters", mode="before")
     @classmethod
