@@ -15,7 +15,7 @@ import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import SEED_MAX
@@ -426,8 +426,15 @@ def _probability(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error on one line whatever the arguments hold (exit 2 as always)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(terminal_safe(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="crucible", description="Run and check Crucible experiments without Dagster."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
