@@ -1,0 +1,220 @@
+"""Code named in files (issue 22, section 4): every kind x every hostile name, through
+``crucible validate``, the Dagster loader and run start.
+
+Each case asserts: exit 1 with one line naming the file, the line and the field; no traceback;
+nothing written (the tree before and after); and nothing called (the named code would write a
+marker file, and ``os:system`` is given a command that would create it too).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crucible_dagster.experiment.loading import experiment_from_document, read_document
+from crucible_dagster.runtime.runner import run
+from tests.hostile.conftest import Cli, snapshot
+from tests.hostile.named_code import MARKER_ENV
+
+MOD = "tests.hostile.named_code"
+STDLIB = "names the standard library"
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a kind of code is named in a file: the YAML around the name, and the field."""
+
+    template: str
+    field: str
+    line: int
+    is_class: bool
+
+
+SITES: dict[str, Site] = {
+    "stage": Site(
+        "id: dotted\npipeline:\n  - name: s\n    module: '{name}'\n", "pipeline[0].module", 4, True
+    ),
+    "backend": Site(
+        "id: dotted\nbackend:\n  id: '{name}'\npipeline:\n  - name: predict\n",
+        "backend.id",
+        3,
+        True,
+    ),
+    "estimator": Site(
+        "id: dotted\nbackend:\n  id: sklearn\n  options:\n    estimator: '{name}'\n"
+        "    params: {{command: 'touch {marker}'}}\n"
+        "pipeline:\n  - name: predict\n    options: {{cv_folds: 2}}\n",
+        "backend.options.estimator",
+        5,
+        True,
+    ),
+    "factory": Site(
+        "id: dotted\nbackend:\n  id: sklearn\n  options:\n    factory: '{name}'\n"
+        "pipeline:\n  - name: predict\n",
+        "backend.options.factory",
+        5,
+        False,
+    ),
+    "function": Site(
+        "id: dotted\nbackend:\n  id: callable\n  options:\n    function: '{name}'\n"
+        "pipeline:\n  - name: predict\n",
+        "backend.options.function",
+        5,
+        False,
+    ),
+    "checker": Site(
+        "id: dotted\npipeline:\n  - name: data_checks\n    options:\n      checker: '{name}'\n",
+        "pipeline[0].options.checker",
+        5,
+        False,
+    ),
+    "adapter": Site(
+        "id: dotted\npipeline:\n  - name: guardrails\n    options:\n      adapter: '{name}'\n",
+        "pipeline[0].options.adapter",
+        5,
+        True,
+    ),
+}
+
+
+def _wrong_kind(site: Site) -> tuple[str, str]:
+    """A function where a class is expected, a class where a function is."""
+    if site.is_class:
+        return f"{MOD}:writes_marker", "is a function, not"
+    return f"{MOD}:WritesMarker", "is a class, not"
+
+
+# (case id, the name or a function of the site giving (name, phrase))
+NAMES: list[tuple[str, Callable[[Site], tuple[str, str]]]] = [
+    ("os_system", lambda s: ("os:system", STDLIB)),
+    ("builtins_eval", lambda s: ("builtins:eval", STDLIB)),
+    ("subprocess_run", lambda s: ("subprocess:run", STDLIB)),
+    ("stdlib_reexported", lambda s: (f"{MOD}:run", "from the standard library ('subprocess')")),
+    ("math_sqrt", lambda s: ("math:sqrt", STDLIB)),
+    ("c_function", lambda s: ("numpy:frombuffer", "is a built-in (C) function, not")),
+    ("wrong_kind", _wrong_kind),
+    ("missing_module", lambda s: ("tests.hostile.no_such_module:Thing", "cannot find module")),
+    ("exits_at_import", lambda s: ("tests.hostile.exits_at_import:Thing", "SystemExit")),
+]
+
+CASES = [pytest.param(kind, make, id=f"{kind}-{case}") for kind in SITES for case, make in NAMES]
+
+
+@pytest.fixture
+def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file any named code writes when called: it must never exist."""
+    path = tmp_path / "called"
+    monkeypatch.setenv(MARKER_ENV, str(path))
+    return path
+
+
+def _write(folder: Path, kind: str, name: str, marker: Path, stem: str = "exp") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.yaml"
+    path.write_text(SITES[kind].template.format(name=name, marker=marker))
+    return path
+
+
+@pytest.mark.parametrize(("kind", "make"), CASES)
+def test_validate_refuses_it_in_one_line_naming_file_line_and_field(
+    cli: Cli, tmp_path: Path, marker: Path, kind: str, make: Callable[[Site], tuple[str, str]]
+) -> None:
+    site = SITES[kind]
+    name, phrase = make(site)
+    path = _write(tmp_path / "exps", kind, name, marker)
+    before = snapshot(tmp_path)
+    said = cli("validate", path)
+    assert said.code == 1, said.text
+    lines = said.out.splitlines()
+    assert len(lines) == 1, said.text
+    assert lines[0].startswith(f"{path}:{site.line}: {site.field}: "), lines[0]
+    assert phrase in lines[0] and name in lines[0], lines[0]
+    assert snapshot(tmp_path) == before, "validate wrote or changed a file"
+    assert not marker.exists(), "the named code was called"
+
+
+def _samples() -> dict[str, object]:
+    return {
+        "features": pd.DataFrame({"x": [0.0, 1.0, 0.0, 1.0]}),
+        "target": np.array([0, 1, 0, 1]),
+        "examples": [{"input": "a", "output": "b"}],
+    }
+
+
+@pytest.mark.parametrize(("kind", "make"), CASES)
+def test_run_start_refuses_it_before_anything_is_called(
+    tmp_path: Path, marker: Path, kind: str, make: Callable[[Site], tuple[str, str]]
+) -> None:
+    """The run checks by itself (no validate before it): the stage that names the code fails
+    with the reason, the record ends ``failed``, and the code was never called."""
+    name, phrase = make(SITES[kind])
+    path = _write(tmp_path / "exps", kind, name, marker)
+    experiment = experiment_from_document(read_document(path))
+    artifacts = tmp_path / "artifacts"
+    before = snapshot(tmp_path / "exps")
+    result = run(experiment, assigns=_samples(), artifacts_root=str(artifacts), run_id="r")
+    assert result.failure is not None, "the run went ahead"
+    assert phrase in result.failure.message and name in result.failure.message
+    assert "Traceback" not in result.failure.message
+    manifest = json.loads((artifacts / "dotted" / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert snapshot(tmp_path / "exps") == before
+    assert {p.name for p in tmp_path.iterdir()} == {"exps", "artifacts"}
+    assert not marker.exists(), "the named code was called"
+
+
+GOOD = {
+    "stage": "crucible_dagster.stages.validate:ValidateStage",
+    "estimator": f"{MOD}:GoodEstimator",
+    "factory": f"{MOD}:good_factory",
+    "function": f"{MOD}:good_function",
+    "checker": f"{MOD}:good_checker",
+    "adapter": f"{MOD}:GoodAdapter",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD))
+def test_a_users_code_of_the_right_kind_is_accepted(
+    cli: Cli, tmp_path: Path, marker: Path, kind: str
+) -> None:
+    """The check refuses by kind, not everything: the user's own class or function passes."""
+    path = _write(tmp_path, kind, GOOD[kind], marker)
+    said = cli("validate", path)
+    assert said.code == 0, said.text
+
+
+@pytest.mark.slow
+def test_the_dagster_loader_loads_the_others_and_reports_each_one(
+    tmp_path: Path, marker: Path
+) -> None:
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import definitions_from_folder
+
+    folder = tmp_path / "experiments"
+    expected: dict[str, tuple[str, str, str]] = {}
+    for kind, site in SITES.items():
+        for case, make in NAMES:
+            name, phrase = make(site)
+            stem = f"{kind}_{case}"
+            _write(folder, kind, name, marker, stem)
+            expected[f"{stem}.yaml"] = (f"{stem}.yaml:{site.line}: {site.field}: ", phrase, name)
+    (folder / "good.yaml").write_text("id: good\npipeline:\n  - name: validate\n")
+    defs = definitions_from_folder(folder)
+    assert defs.resolve_job_def("good").name == "good"
+    invalid = {
+        Path(a.metadata["file"]).name: a.description or ""
+        for a in defs.assets
+        if isinstance(a, dg.AssetSpec) and a.group_name == "crucible_invalid_experiments"
+    }
+    assert set(invalid) == set(expected)
+    for file_name, (where, phrase, name) in expected.items():
+        assert where in invalid[file_name] and phrase in invalid[file_name], invalid[file_name]
+        assert name in invalid[file_name]
+    assert not marker.exists(), "the named code was called"
