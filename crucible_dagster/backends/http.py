@@ -45,6 +45,18 @@ def printable(text: str, limit: int = 200) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
 
 
+def shown_url(url: str) -> str:
+    """``url`` for messages and records: a password in it is replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return printable(url, 500)
+    if parts.password is None:
+        return printable(url, 500)
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return printable(parts._replace(netloc=netloc).geturl(), 500)
+
+
 def retry_after_s(value: str | None) -> float | None:
     """``Retry-After`` in seconds (a number or an HTTP date); None when absent or unreadable."""
     if not value:
@@ -59,17 +71,26 @@ def retry_after_s(value: str | None) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HttpFailure(f"{url}: expected an http:// or https:// URL", False)
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be asked (None when it can): checked before any request is built."""
     try:
-        port = parts.port
-    except ValueError:
-        raise HttpFailure(f"{url}: the port is not a number in 0-65535", False) from None
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number in 0-65535
+    except ValueError as exc:
+        return f"expected an http:// or https:// URL, found '{shown_url(url)}' ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http:// or https:// URL, found '{shown_url(url)}'"
+    return None
+
+
+def _connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:
+    problem = url_problem(url)
+    if problem is not None:
+        raise HttpFailure(problem, False)
+    parts = urlsplit(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return kind(parts.hostname, port, timeout=timeout_s), target
+    return kind(parts.hostname or "", parts.port, timeout=timeout_s), target
 
 
 def _expire(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
@@ -115,6 +136,7 @@ def post(
     """POST ``data``; the answer's status and body (read for 2xx only). Redirects are answers
     like any other status: never followed, so headers never go to another host."""
     conn, target = _connection(url, timeout_s)
+    url = shown_url(url)  # from here on, for messages only
     deadline = time.monotonic() + timeout_s
     expired = threading.Event()
     timer = threading.Timer(timeout_s, _expire, (conn, expired))

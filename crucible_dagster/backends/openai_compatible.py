@@ -29,7 +29,14 @@ from typing import Any, cast
 from pydantic import Field, field_validator
 
 from crucible_dagster.backends.base import BackendOptions, Request, Response
-from crucible_dagster.backends.http import Answer, HttpFailure, post, printable
+from crucible_dagster.backends.http import (
+    Answer,
+    HttpFailure,
+    post,
+    printable,
+    shown_url,
+    url_problem,
+)
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import BackendRef, Hedging
 from crucible_dagster.reliability.hedging import HedgedCaller
@@ -154,7 +161,11 @@ class OpenAICompatibleBackend:
         base = options.base_url or ref.endpoint_url
         if not base:
             raise ValueError("backend: set endpoint_url (or options.base_url) to the API root")
+        problem = url_problem(base)
+        if problem is not None:
+            raise ValueError(f"backend: endpoint_url: {problem}")
         self.url = base.rstrip("/") + "/chat/completions"
+        self.shown_url = shown_url(self.url)  # in errors and the cache: no password
         root = options.cache_dir or os.environ.get(CACHE_ENV) or "~/.cache/crucible_dagster"
         self.cache_root = Path(root).expanduser() / "responses"
         self.hedger: HedgedCaller | None = None
@@ -193,7 +204,7 @@ class OpenAICompatibleBackend:
         options = self.options
         data = json.dumps(body).encode()
         answer = post(self.url, data, headers, options.timeout_s, options.max_response_bytes)
-        where = f"HTTP {answer.status} from {self.url}"
+        where = f"HTTP {answer.status} from {self.shown_url}"
         if 300 <= answer.status < 400:
             raise HttpFailure(f"{where}: redirects are not followed", False)
         if not 200 <= answer.status < 300:
@@ -237,7 +248,7 @@ class OpenAICompatibleBackend:
             payload = record["response"]
             matches = (
                 record["key"] == key
-                and record["url"] == self.url
+                and record["url"] == self.shown_url
                 and record["request"] == body
                 and record["response_sha256"] == digest(payload)
             )
@@ -252,7 +263,7 @@ class OpenAICompatibleBackend:
         """Best effort: an answer that cannot be cached is still this sample's answer."""
         record = {
             "key": key,
-            "url": self.url,
+            "url": self.shown_url,
             "request": body,
             "response": payload,
             "response_sha256": digest(payload),
@@ -291,7 +302,7 @@ class OpenAICompatibleBackend:
         self, request: Request, payload: dict[str, Any], began: float, cached: bool
     ) -> Response:
         latency = (time.perf_counter() - began) * 1000
-        content, prompt, completion_tokens = completion(payload, self.url)
+        content, prompt, completion_tokens = completion(payload, self.shown_url)
         return Response(
             request.sample_id,
             output=content,

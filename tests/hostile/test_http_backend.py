@@ -140,6 +140,33 @@ def test_connection_refused_is_that_samples_error() -> None:
     assert answer.error.startswith(f"ConnectionRefusedError for {url}/chat/completions: ")
 
 
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/v1", "http://[::1/v1", "http://127.0.0.1:99999/v1", "127.0.0.1/v1"]
+)
+def test_an_endpoint_that_is_not_an_http_url_is_refused_before_any_request(url: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        backend(url)
+    assert str(raised.value).startswith(
+        f"backend: endpoint_url: expected an http:// or https:// URL, found '{url}'"
+    )
+
+
+def test_a_password_in_the_url_is_in_no_error_and_no_file(tmp_path: Path) -> None:
+    with llm_server() as (url, server):
+        server.script = by_prompt({"bad": Raw(body=b"{bad")})
+        secret_url = url.replace("http://", "http://me:pw-9d1e2f@")
+        answers = ask(backend(secret_url, tmp_path), ["bad", "1+1"])
+    shown = url.replace("http://", "http://me:***@")
+    assert answers["bad"].error == (
+        f"HTTP 200 from {shown}/chat/completions: the body is not JSON "
+        "(line 1 column 2: Expecting property name enclosed in double quotes)"
+    )
+    assert answers["1+1"].output == "2"
+    (entry,) = cache_files(tmp_path)
+    assert json.loads(entry.read_text())["url"] == f"{shown}/chat/completions"
+    no_key_in(tmp_path, "pw-9d1e2f")
+
+
 # --- malformed answers -----------------------------------------------------------------------
 
 MALFORMED: dict[str, tuple[Raw, str]] = {
