@@ -181,6 +181,8 @@ def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
         )
         if kind.startswith(("greater", "less")) and isinstance(err.get("input"), int):
             base = "an integer" if base == "a number" else base
+        if kind == "finite_number":  # .inf and .nan are floats YAML reads, never a setting
+            base = "a finite number"
         return field_path, f"expected {base}{bounds}, got {got}"
     return field_path, _other_error(err, kind, ctx, info, got)
 

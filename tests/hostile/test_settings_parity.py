@@ -1,0 +1,242 @@
+"""Hostile family for a setting: what `crucible validate`, the Dagster loader and a run start
+accept is the same (issue 22, section 8).
+
+Every refused case goes through all three: `crucible validate` (exit 1, one line naming the
+file, line and field), `definitions_from_folder` (no job, an invalid asset showing that same
+line) and `crucible run` (exit 1 before anything runs, the same line, nothing written).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, definitions_from_folder
+from crucible_dagster.dagster_plugin.definitions import INVALID_GROUP
+from crucible_dagster.experiment.loading import loads_experiment
+from crucible_dagster.experiment.yaml_limits import MAX_DEPTH
+from tests.hostile.conftest import Cli, snapshot
+
+HEAD = "id: parity\npipeline:\n  - name: validate\n"  # lines 1-3: every case starts at line 4
+
+#: (case, text after HEAD, the field refused at line 4, a phrase of the one line)
+REFUSED = [
+    (
+        "bool_for_trials_per_step",
+        "sweep: {metric: m, trials_per_step: true}\nparameters: {a: [1, 2]}\n",
+        "sweep.trials_per_step",
+        "expected an integer, got true (true/false is not a number)",
+    ),
+    ("bool_in_seeds", "seeds: [1, yes]\n", "seeds[1]", "expected an integer, got true"),
+    ("bool_for_seed", "seed: on\n", "seed", "expected an integer, got true"),
+    (
+        "bool_in_hedging_options",
+        "reliability: {hedging: {strategy: fixed, options: {min_samples: true}}}\n",
+        "reliability.hedging.options.min_samples",
+        "expected an integer, got true",
+    ),
+    (
+        "unknown_hedging_option_with_a_suggestion",
+        "reliability: {hedging: {strategy: fixed, options: {capcity: 4}}}\n",
+        "reliability.hedging.options.capcity",
+        "unknown field 'capcity'; expected one of: capacity, min_samples; did you mean 'capacity'?",
+    ),
+    (
+        "hedging_option_out_of_range",
+        "reliability: {hedging: {strategy: fixed, options: {capacity: 0}}}\n",
+        "reliability.hedging.options.capacity",
+        "> 0, got 0",
+    ),
+    (
+        "infinite_margin",
+        "baseline: {metric: 'scores:accuracy', margin: .inf}\n",
+        "baseline.margin",
+        "expected a finite number, got inf",
+    ),
+    (
+        "ensemble_strategy_yes",
+        "reliability: {ensemble: {strategy: yes}}\n",
+        "reliability.ensemble.strategy",
+        "got True (YAML reads unquoted yes, no, on and off as true or false: quote the word)",
+    ),
+    (
+        "cron_with_seconds",
+        "schedule: {cron: '0 0 3 * * *'}\n",
+        "schedule.cron",
+        "that Dagster accepts, got '0 0 3 * * *'",
+    ),
+    (
+        "cron_on_30_february",
+        "schedule: {cron: '0 0 30 2 *'}\n",
+        "schedule.cron",
+        "that Dagster accepts, got '0 0 30 2 *'",
+    ),
+    (
+        "owner_not_an_email",
+        "owner: ana@lab\n",
+        "owner",
+        "expected an email address such as 'ana@example.org'",
+    ),
+    (
+        "integer_of_5000_digits",
+        "seed: " + "9" * 5000 + "\n",
+        "seed",
+        "expected an integer of at most 4300 digits, got one of 5000 digits",
+    ),
+    ("impossible_date", "created_at: 2020-02-31\n", "created_at", "expected a date, got"),
+    ("int_tag_on_a_word", "seed: !!int abc\n", "seed", "expected an integer, got 'abc'"),
+]
+
+
+def _one_line(text: str, path: Path, field: str, phrase: str) -> list[str]:
+    lines = [line for line in text.splitlines() if line.startswith(f"{path}:")]
+    assert len(lines) == 1, text
+    assert lines[0].startswith(f"{path}:4: {field}: "), lines[0]
+    assert phrase in lines[0], lines[0]
+    return lines
+
+
+@pytest.mark.parametrize(("case", "tail", "field", "phrase"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_a_setting_refused_by_validate_is_refused_by_the_loader_and_the_run(
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    tail: str,
+    field: str,
+    phrase: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a run would write its directory here
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    path = folder / f"{case}.yaml"
+    path.write_text(HEAD + tail)
+    path = path.relative_to(tmp_path)
+    before = snapshot(tmp_path)
+
+    validated = cli("validate", path)
+    assert validated.code == 1
+    line = _one_line(validated.out, path, field, phrase)[0]
+
+    defs = definitions_from_folder(folder)
+    assert not any(job.name == "parity" for job in defs.jobs)
+    invalid = [a for a in defs.assets if isinstance(a, dg.AssetSpec)]
+    assert [a.group_name for a in invalid] == [INVALID_GROUP]
+    assert line in (invalid[0].description or "")
+
+    ran = cli("run", path)
+    assert ran.code == 1
+    assert line in ran.err.splitlines()
+    assert "[1/" not in ran.err  # no stage started
+    assert snapshot(tmp_path) == before  # no run directory, nothing changed
+
+
+def test_a_json_number_too_long_is_located(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(
+        '{"id": "big",\n "pipeline": [{"name": "validate"}],\n "seed": 1' + "0" * 5000 + "}"
+    )
+    said = cli("validate", path)
+    assert said.code == 1
+    assert said.out.startswith(f"{path}:3: seed: expected an integer of at most 4300 digits")
+
+
+def test_strategy_off_unquoted_is_the_word_off(cli: Cli, tmp_path: Path) -> None:
+    """YAML 1.1 reads `off` as false: it reaches the IR as the strategy 'off', in a file and in a
+    component's inline experiment (which Dagster's own YAML parser read)."""
+    experiment = loads_experiment(HEAD + "reliability: {hedging: {strategy: off}}\n")
+    assert experiment.reliability and experiment.reliability.hedging
+    assert experiment.reliability.hedging.strategy == "off"
+    path = tmp_path / "off.yaml"
+    path.write_text(
+        "id: off_ok\nreliability:\n  hedging: {strategy: off, options: {min_samples: 5}}\n"
+        "pipeline:\n  - name: predict\n    options:\n"
+        "      variants: {m: {id: openai_compatible, options: {model: x}}}\n"
+    )
+    assert cli("validate", path).code == 0
+    assert definitions_from_folder(tmp_path).resolve_job_def("off_ok")
+
+
+def _inline_component(experiments: list[dict[str, Any]]) -> dg.Definitions:
+    return dg.build_defs_for_component(CrucibleExperimentsComponent(experiments=experiments))
+
+
+def _invalid_descriptions(defs: dg.Definitions) -> dict[str, str]:
+    return {
+        str(a.metadata["file"]).rsplit("#", 1)[-1]: a.description or ""
+        for a in defs.assets
+        if isinstance(a, dg.AssetSpec) and a.group_name == INVALID_GROUP
+    }
+
+
+def test_inline_experiments_are_isolated_one_by_one() -> None:
+    """A duplicate id, a 3,000-deep mapping, a bad module and a bool for an int each name their
+    entry; the good entry loads beside them."""
+    deep: Any = 1
+    for _ in range(3000):
+        deep = {"a": deep}
+    step = [{"name": "validate"}]
+    defs = _inline_component(
+        [
+            {"id": "good", "pipeline": step},
+            {"id": "twice", "pipeline": step},
+            {"id": "twice", "pipeline": step},
+            {"id": "deep", "pipeline": step, "metadata": deep},
+            {"id": "bad_module", "pipeline": [{"name": "x", "module": "os:system"}]},
+            {"id": "bool", "pipeline": step, "seed": True},
+        ]
+    )
+    assert [job.name for job in defs.jobs] == ["good"]
+    invalid = _invalid_descriptions(defs)
+    assert sorted(invalid) == [f"experiments[{n}]" for n in range(1, 6)]
+    assert "experiment id 'twice' is also used by" in invalid["experiments[1]"]
+    assert "defs.yaml#experiments[2]" in invalid["experiments[1]"]
+    assert "defs.yaml#experiments[1]" in invalid["experiments[2]"]
+    assert f"expected nesting at most {MAX_DEPTH} deep" in invalid["experiments[3]"]
+    assert "pipeline[0].module: 'os:system' names the standard library" in invalid["experiments[4]"]
+    assert "seed: expected an integer, got true" in invalid["experiments[5]"]
+
+
+def test_inline_experiment_problems_name_their_defs_yaml_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "proj"
+    defs_dir = project / "src" / "parity_inline" / "defs" / "lab"
+    defs_dir.mkdir(parents=True)
+    (project / "src" / "parity_inline" / "__init__.py").write_text("")
+    (project / "src" / "parity_inline" / "defs" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "parity_inline"\n'
+    )
+    (defs_dir / "defs.yaml").write_text(
+        "type: crucible_dagster.dagster_plugin.CrucibleExperimentsComponent\n"
+        "attributes:\n"
+        "  experiments:\n"
+        "    - {id: good, pipeline: [{name: validate}]}\n"
+        "    - id: tuned\n"
+        "      pipeline: [{name: validate}]\n"
+        "      parameters: {a: [1]}\n"
+        "      sweep: {metric: m, trials_per_step: true}\n"
+        "    - id: hedged\n"
+        "      pipeline: [{name: validate}]\n"
+        "      reliability: {hedging: {strategy: off}}\n"
+    )
+    before = snapshot(project)
+    monkeypatch.syspath_prepend(str(project / "src"))
+    defs = dg.load_from_defs_folder(path_within_project=project)
+    assert defs.resolve_job_def("good")
+    invalid = _invalid_descriptions(defs)
+    assert sorted(invalid) == ["experiments[1]", "experiments[2]"]
+    assert (
+        "defs.yaml#experiments[1]:8: sweep.trials_per_step: expected an integer, got true"
+        in invalid["experiments[1]"]
+    )
+    # 'off' was read as the strategy: the only problem is that no stage uses hedging
+    assert (
+        "defs.yaml#experiments[2]:11: reliability.hedging: set, but no" in invalid["experiments[2]"]
+    )
+    assert "strategy" not in invalid["experiments[2]"]
+    assert {k: v for k, v in snapshot(project).items() if "__pycache__" not in k} == before
