@@ -294,3 +294,33 @@ def test_plan_with_a_pilot_still_plans(cli: Cli, tmp_path: Path, pilot: Path) ->
     """The refusals above are not a refusal of everything: a sound pilot gives a seed count."""
     said = cli("plan", constant_sweep(tmp_path), "--difference", "0.02", "--pilot", pilot)
     assert said.code == 0 and re.search(r"n = \d+ seeds", said.out), said.text
+
+
+@pytest.mark.parametrize(
+    ("command", "record"),
+    [
+        ("runs show", "manifest.json"),
+        ("accept", "manifest.json"),
+        ("runs compare", "manifest.json"),
+        ("runs compare", "scores.parquet"),
+    ],
+)
+def test_a_broken_record_under_a_run_is_one_line(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path, command: str, record: str
+) -> None:
+    """What `runs`/`accept` raise about a record (a ValueError) ends at the boundary as one line."""
+    path = tmp_path / "e.yaml"
+    path.write_text("id: e\npipeline: [{name: validate}]\n")
+    for run_id in ("r1", "r2"):
+        assert cli("run", path, "--run-id", run_id).code == 0
+    broken = artifacts_dir / "e" / "r1" / record
+    if record == "manifest.json":
+        broken.write_text(broken.read_text()[:40])  # truncated
+    else:
+        broken.write_bytes(b"PAR1\x00\x1b[2J not parquet")
+    before = tree(tmp_path)
+    said = cli(*command.split(), *(["r1", "r2"] if command == "runs compare" else ["r1"]))
+    assert said.code == 1, said.text
+    assert_one_line(said, record)
+    assert not RAW_CONTROL.search(said.text), repr(said.text)
+    assert tree(tmp_path) == before
