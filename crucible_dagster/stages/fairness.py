@@ -3,7 +3,9 @@
 Reads the per-sample table and the group of each sample: ``group_by`` names a column of
 ``assigns[groups_from]`` (the features table, by default) aligned with the sample ids. Each
 metric's gap between groups, with a bootstrap interval, is compared with ``threshold``
-(default 0.1); ``fail_on_violation`` fails the stage when a gap exceeds it.
+(default 0.1); ``fail_on_violation`` fails the stage when a gap exceeds it. A metric the data
+cannot measure (one group, a single class, every row missing a value) is listed under
+``undefined`` with its reason, and its gap is null, never a number that looks real.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class FairnessStage(Stage):
             )
         )
         results: dict[str, Any] = {}
-        violations = []
+        violations: list[str] = []
+        undefined: list[str] = []
         for variant in options.variants or list(dict.fromkeys(frame["variant"])):
             rows = frame[(frame["variant"] == variant) & frame["error"].isna()]
             report = fairness_report(
@@ -92,11 +95,15 @@ class FairnessStage(Stage):
             violations += [
                 f"{variant}: {r.metric} gap {r.gap:.3f} > {threshold}" for r in report if r.violated
             ]
+            undefined += [
+                f"{variant}: {r.metric} undefined: {r.reason}" for r in report if r.reason
+            ]
         summary = {
             "group_by": config.group_by,
             "threshold": threshold,
             "variants": results,
             "violations": violations,
+            "undefined": undefined,  # what the data cannot say, never counted as a pass
         }
         if violations and config.fail_on_violation:
             raise StageError(
