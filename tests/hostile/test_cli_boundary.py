@@ -324,3 +324,30 @@ def test_a_broken_record_under_a_run_is_one_line(
     assert_one_line(said, record)
     assert not RAW_CONTROL.search(said.text), repr(said.text)
     assert tree(tmp_path) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["schema", "stages"])
+def test_a_reader_that_left_is_not_an_error(tmp_path: Path, command: str) -> None:
+    """`crucible schema | head`: stdout's reader is gone before the first write; exit 0, silent."""
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "crucible_dagster.cli", command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=subprocess_env(),
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert list(tmp_path.iterdir()) == []
