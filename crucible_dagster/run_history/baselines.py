@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,14 +80,17 @@ def accept(
 
 def _append_line(path: Path, line: str) -> None:
     """Append one line under an exclusive lock, in one ``write``: racing acceptances never
-    interleave or lose a line; a symlink planted at ``path`` is refused, never followed."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+    interleave or lose a line; a symlink, FIFO or device planted at ``path`` is refused."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
-        raise AcceptError(f"{path}: expected a baselines file, found {exc.strerror}") from None
+        found = "a symlink" if path.is_symlink() else exc.strerror
+        raise AcceptError(f"{path}: expected a baselines file, found {found}") from None
     data = line.encode("utf-8")
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise AcceptError(f"{path}: expected a baselines file, found another kind of file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         written = os.write(fd, data)
         if written != len(data):

@@ -348,3 +348,63 @@ def test_a_baseline_with_an_unusable_scores_file_is_not_comparable(
     _gate_fails_not_comparable(artifacts_dir, "r2", "scores.parquet", "column 'unit_id'")
     assert run(gated(policy="run", run="r1", fail_run=False), run_id="r3").ok
     assert status_of(artifacts_dir, "gated", "r3")[1]["outcome"] == "not_comparable"
+
+
+def test_accept_refuses_a_fifo_planted_as_the_baselines_file(
+    cli: Cli, artifacts_dir: Path, template: Path
+) -> None:
+    """Opening a FIFO for writing blocks until a reader comes: the accept must not hang."""
+    plant(artifacts_dir, template, "gated", "r1")
+    os.mkfifo(artifacts_dir / "gated" / "baselines.jsonl")
+    said = cli("accept", "r1")
+    assert said.code == 1 and said.err.count("\n") == 1 and "baselines.jsonl" in said.err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"experiment_id": "other"}, "experiment_id"), ({"status": "failed"}, "status")],
+)
+def test_the_accept_job_refuses_what_accept_refuses(
+    artifacts_dir: Path, template: Path, changes: dict[str, Any], field: str
+) -> None:
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin.accept_job import accept_job
+    from crucible_dagster.dagster_plugin.resource import CrucibleResource
+
+    plant(artifacts_dir, template, "gated", "r1", **changes)
+    before = snapshot(artifacts_dir)
+    config = {"experiment_id": "gated", "run_id": "r1"}
+    with dg.instance_for_test() as instance:
+        result = accept_job(CrucibleResource()).execute_in_process(
+            instance=instance,
+            run_config={"ops": {"accept_baseline": {"config": config}}},
+            raise_on_error=False,
+        )
+    assert not result.success
+    failure = result.failure_data_for_node("accept_baseline")
+    assert failure is not None and f"{field}: expected" in str(failure.error)
+    assert snapshot(artifacts_dir) == before
+
+
+def test_a_gate_whose_metric_this_run_lacks_fails_when_fail_run(
+    artifacts_dir: Path, template: Path
+) -> None:
+    """One model's scores, the gate on a group nobody scored: said in the check, never a pass."""
+    plant(artifacts_dir, template, "gated", "r1")
+    assert not run(gated(policy="run", run="r1", metric="scores:ghost"), run_id="r2").ok
+    _gate_fails_not_comparable(artifacts_dir, "r2", "this run has no scores")
+
+
+def test_history_frame_keeps_the_unreadable_runs_with_their_reason(
+    artifacts_dir: Path, template: Path
+) -> None:
+    from crucible_dagster import history
+
+    plant(artifacts_dir, template, "gated", "good")
+    _spoil(artifacts_dir, template, HOSTILE_MANIFESTS["list_for_mapping"][0])
+    frame = history("gated")
+    assert list(frame["run_id"]) == ["good", "bad"]
+    assert list(frame["status"]) == ["completed", "unreadable"]
+    assert "stages: expected a valid dictionary" in frame["reason"].iloc[1]
