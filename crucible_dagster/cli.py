@@ -540,7 +540,8 @@ def _internal_error(exc: Exception, debug: bool) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     hint = "" if debug else "; run again with --debug for the traceback"
     _error(
-        f"crucible: internal error (a bug in crucible_dagster, please report it): "
+        f"crucible: internal error (a bug in crucible_dagster or a stage's code, "
+        f"not a problem with the input): "
         f"{type(exc).__name__}: {exc}{hint}"
     )
     return EXIT_INTERNAL
