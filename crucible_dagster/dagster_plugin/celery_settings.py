@@ -8,7 +8,9 @@ RabbitMQ is the default broker; Redis works for both broker and results
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,12 @@ DEFAULT_BACKEND = "rpc://"
 #: dagster_celery's queue. ``CRUCIBLE_CELERY_QUEUE`` names another for the runs and the workers
 #: of one deployment (or test), so workers of another never take its steps
 DEFAULT_QUEUE = "dagster"
+#: a queue name is a plain token: it becomes part of worker names, routing keys and messages
+QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
+WORKER_WAIT_ENV = "CRUCIBLE_CELERY_WORKER_WAIT"
+#: seconds a run waits, before submitting anything, for a worker to consume its queue
+DEFAULT_WORKER_WAIT = 10.0
+MAX_WORKER_WAIT = 3600.0
 
 #: A step is acknowledged when it ends, not when a worker takes it: a worker killed mid-step
 #: leaves its message unacknowledged, and the broker hands it to another worker. One message
@@ -41,6 +49,7 @@ class CelerySettings:
     backend: str = DEFAULT_BACKEND
     queue: str = DEFAULT_QUEUE
     config_source: dict[str, Any] = field(default_factory=lambda: dict(RELIABILITY_SETTINGS))
+    worker_wait: float = DEFAULT_WORKER_WAIT
 
     @classmethod
     def from_env(cls) -> CelerySettings:
@@ -48,15 +57,54 @@ class CelerySettings:
             broker=os.environ.get(BROKER_ENV) or DEFAULT_BROKER,
             backend=os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND,
             queue=os.environ.get(QUEUE_ENV) or DEFAULT_QUEUE,
+            worker_wait=worker_wait_from_env(),
         )
 
     def executor_config(self) -> dict[str, Any]:
-        """The ``dagster_celery`` executor's config (``broker``, ``backend``, ``config_source``)."""
+        """The executor's config: dagster_celery's (``broker``, ``backend``, ``config_source``)
+        and how long a run waits for a worker on its queue (``worker_wait_seconds``)."""
         return {
             "broker": self.broker,
             "backend": self.backend,
             "config_source": {**self.config_source, "task_default_queue": self.queue},
+            "worker_wait_seconds": self.worker_wait,
         }
+
+
+def worker_wait_problem(value: object) -> str | None:
+    """Why ``value`` is no number of seconds to wait for a worker (None when it is one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number of seconds, found {value!r}"
+    if not (math.isfinite(value) and 0 < value <= MAX_WORKER_WAIT):
+        return f"expected seconds above 0 and up to {MAX_WORKER_WAIT:g}, found {value!r}"
+    return None
+
+
+def worker_wait_from_env() -> float:
+    """``CRUCIBLE_CELERY_WORKER_WAIT``, checked like the executor's ``worker_wait_seconds``."""
+    text = os.environ.get(WORKER_WAIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_WORKER_WAIT
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"{WORKER_WAIT_ENV}: expected a number of seconds, found {text!r}"
+        ) from None
+    problem = worker_wait_problem(value)
+    if problem:
+        raise ValueError(f"{WORKER_WAIT_ENV}: {problem}")
+    return value
+
+
+def queue_problem(queue: str) -> str | None:
+    """Why ``queue`` is no queue name we use (None when it is one)."""
+    if re.fullmatch(QUEUE_PATTERN, queue):
+        return None
+    return (
+        "expected letters, digits and '_.:-' (at most 200, starting with a letter or digit), "
+        f"found {queue[:60]!r}"
+    )
 
 
 def missing_extra() -> ImportError:

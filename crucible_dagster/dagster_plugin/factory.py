@@ -40,7 +40,7 @@ def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
 def celery_executor_def() -> dg.ExecutorDefinition:
     """dagster_celery's executor, configured from the environment (``celery_settings``)."""
     try:
-        from dagster_celery import celery_executor
+        from crucible_dagster.dagster_plugin.celery_app import celery_executor
     except ImportError:
         raise missing_extra() from None
     return celery_executor.configured(CelerySettings.from_env().executor_config(), name="celery")
