@@ -9,6 +9,7 @@ marker file, and ``os:system`` is given a command that would create it too).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,11 @@ NAMES: list[tuple[str, Callable[[Site], tuple[str, str]]]] = [
     ("wrong_kind", _wrong_kind),
     ("missing_module", lambda s: ("tests.hostile.no_such_module:Thing", "cannot find module")),
     ("exits_at_import", lambda s: ("tests.hostile.exits_at_import:Thing", "SystemExit")),
+    ("raises_at_import", lambda s: ("tests.hostile.fails_at_import:Thing", "broken module")),
+    (
+        "interrupts_at_import",
+        lambda s: ("tests.hostile.interrupts_at_import:Thing", "KeyboardInterrupt"),
+    ),
 ]
 
 CASES = [pytest.param(kind, make, id=f"{kind}-{case}") for kind in SITES for case, make in NAMES]
@@ -169,6 +175,19 @@ def test_run_start_refuses_it_before_anything_is_called(
     assert not marker.exists(), "the named code was called"
 
 
+@pytest.mark.parametrize("kind", sorted(SITES))
+def test_what_a_module_prints_while_importing_stays_out_of_validates_output(
+    cli: Cli, tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """stdout holds the problem lines only: a module's print goes to stderr."""
+    monkeypatch.delitem(sys.modules, "tests.hostile.prints_at_import", raising=False)
+    path = _write(tmp_path, kind, "tests.hostile.prints_at_import:printed", marker)
+    said = cli("validate", path)
+    assert said.code == 1, said.text
+    assert "hello from an imported module" in said.err
+    assert "hello" not in said.out and len(said.out.splitlines()) == 1, said.out
+
+
 GOOD = {
     "stage": "crucible_dagster.stages.validate:ValidateStage",
     "estimator": f"{MOD}:GoodEstimator",
@@ -217,4 +236,55 @@ def test_the_dagster_loader_loads_the_others_and_reports_each_one(
     for file_name, (where, phrase, name) in expected.items():
         assert where in invalid[file_name] and phrase in invalid[file_name], invalid[file_name]
         assert name in invalid[file_name]
+    assert not marker.exists(), "the named code was called"
+
+
+LAUNCHPAD_FILE = (
+    "id: launchpad\npipeline:\n"
+    "  - name: seed\n    module: crucible_dagster.contrib.examples:SeedExamples\n"
+    "  - name: data_checks\n  - name: guardrails\n"
+)
+# (node, the value typed into the Launchpad, phrase)
+LAUNCHPAD_CASES = [
+    ("data_checks", {"checker": "os:system"}, STDLIB),
+    ("data_checks", {"checker": f"{MOD}:WritesMarker"}, "is a class, not"),
+    ("guardrails", {"adapter": f"{MOD}:writes_marker"}, "is a function, not"),
+    ("guardrails", {"adapter": f"{MOD}:run"}, "from the standard library ('subprocess')"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("node", "config", "phrase"),
+    LAUNCHPAD_CASES,
+    ids=["checker_os_system", "checker_class", "adapter_function", "adapter_reexported"],
+)
+def test_a_dagster_run_refuses_named_code_typed_in_the_launchpad_before_the_first_stage(
+    artifacts_dir: Path, marker: Path, node: str, config: dict[str, str], phrase: str
+) -> None:
+    """Run start under Dagster: the run config's options are checked before any stage runs,
+    so code named there is refused as the file's would be, the record ends ``failed``."""
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import build_job
+    from crucible_dagster.experiment.loading import loads_experiment
+
+    job = build_job(loads_experiment(LAUNCHPAD_FILE))
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"ops": {node: {"config": config}}},
+            raise_on_error=False,
+        )
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert [f.step_key for f in failures] == ["seed"], "it failed before the first stage ran"
+    message = failures[0].step_failure_data.error.message
+    field = next(iter(config))
+    assert f"{node}.{field}: " in message and phrase in message, message
+    manifest = json.loads(
+        (artifacts_dir / "launchpad" / result.run_id / "manifest.json").read_text()
+    )
+    assert manifest["status"] == "failed"
+    assert manifest["stages"]["seed"]["status"] != "completed"
     assert not marker.exists(), "the named code was called"
