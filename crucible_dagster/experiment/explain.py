@@ -13,6 +13,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
+from typing_extensions import is_typeddict
 
 from crucible_dagster.experiment.problems import format_loc, short_repr
 
@@ -187,12 +188,22 @@ def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
     return field_path, _other_error(err, kind, ctx, info, got)
 
 
+def _keys_at(model: type[BaseModel], loc: list[Any]) -> list[str] | None:
+    """The keys a mapping at ``loc`` may have: a model's fields, or a TypedDict's keys."""
+    parent = model_at(model, loc)
+    if parent is not None:
+        return sorted(f.alias or n for n, f in parent.model_fields.items())
+    owner = model_at(model, loc[:-1]) if loc and isinstance(loc[-1], str) else None
+    info = owner.model_fields.get(loc[-1]) if owner is not None else None
+    annotation = _strip_optional(info.annotation) if info is not None else None
+    return sorted(typing.get_type_hints(annotation)) if is_typeddict(annotation) else None
+
+
 def _unknown_field(model: type[BaseModel], loc: list[Any]) -> str:
-    parent = model_at(model, loc[:-1])
+    valid = _keys_at(model, loc[:-1])
     key = str(loc[-1])
-    if parent is None:
+    if valid is None:
         return f"unknown field {key!r}"
-    valid = sorted(f.alias or n for n, f in parent.model_fields.items())
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown field {key!r}; expected one of: {', '.join(valid)}{hint}"

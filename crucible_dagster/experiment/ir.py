@@ -25,8 +25,10 @@ from pydantic import (
     Tag,
     field_validator,
     model_validator,
+    with_config,
 )
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict
 
 from crucible_dagster.experiment.cron import cron_problem
 from crucible_dagster.experiment.names import check_name
@@ -96,13 +98,21 @@ Seed = Annotated[
 ]
 
 
+@with_config(ConfigDict(extra="forbid"))
+class OutputOptions(TypedDict, total=False):
+    """``outputs[].options``: the report stage reads ``path`` only; a mapping (not a model) so
+    readers keep ``options.get("path")``, checked all the same: an unknown key is refused."""
+
+    path: str
+
+
 class OutputSpec(IRModel):
     """One report: its formats each go to a separate file (never overwriting each other)."""
 
     name: Name
     formats: list[ReportFormat] = Field(default_factory=lambda: list[ReportFormat](["markdown"]))
     sink: Sink = "file"
-    options: dict[str, Any] | None = None
+    options: OutputOptions | None = None
 
     def file_name(self, fmt: str) -> str:
         """The file this report writes for ``fmt``: ``<name>.<ext>``, or ``options.path``."""

@@ -45,6 +45,12 @@ REFUSED = [
         "unknown field 'capcity'; expected one of: capacity, min_samples; did you mean 'capacity'?",
     ),
     (
+        "unknown_output_option_with_a_suggestion",
+        "outputs: [{name: summary, options: {pth: summary.md}}]\n",
+        "outputs[0].options.pth",
+        "unknown field 'pth'; expected one of: path; did you mean 'path'?",
+    ),
+    (
         "hedging_option_out_of_range",
         "reliability: {hedging: {strategy: fixed, options: {capacity: 0}}}\n",
         "reliability.hedging.options.capacity",
