@@ -93,21 +93,48 @@ def _connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection,
     return kind(parts.hostname or "", parts.port, timeout=timeout_s), target
 
 
-def _expire(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
-    """At the deadline: shut the socket, so a read blocked in any phase returns at once."""
-    expired.set()
-    sock = conn.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+class _Deadline:
+    """The socket of one exchange and the moment it must end: a timer shuts the socket down
+    then, and each read waits at most for what is left, so no phase outlives the deadline."""
+
+    def __init__(self, timeout_s: float):
+        self.at = time.monotonic() + timeout_s
+        self.sock: socket.socket | None = None
+        self.expired = threading.Event()
+        self._timer = threading.Timer(timeout_s, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        self.expired.set()
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def hold(self, sock: socket.socket | None) -> None:
+        """Watch ``sock`` (connected just now); past the deadline already, give up at once."""
+        self.sock = sock
+        self.check()
+
+    def check(self) -> None:
+        """A TimeoutError past the deadline; else the socket's next wait is what is left."""
+        remaining = self.at - time.monotonic()
+        if self.expired.is_set() or remaining <= 0:
+            raise TimeoutError
+        if self.sock is not None:
+            self.sock.settimeout(remaining)
+
+    def passed(self) -> bool:
+        return self.expired.is_set() or time.monotonic() >= self.at
+
+    def close(self) -> None:
+        self._timer.cancel()
+        if self.sock is not None:
+            self.sock.close()
 
 
 def _read_capped(
-    conn: http.client.HTTPConnection,
-    response: http.client.HTTPResponse,
-    deadline: float,
-    max_bytes: int,
-    where: str,
+    response: http.client.HTTPResponse, deadline: _Deadline, max_bytes: int, where: str
 ) -> bytes:
     declared = response.getheader("Content-Length") or ""
     too_big = f"{where}: the body is over max_response_bytes ({max_bytes} bytes)"
@@ -115,19 +142,46 @@ def _read_capped(
         raise HttpFailure(too_big, False)
     chunks: list[bytes] = []
     total = 0
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        if conn.sock is not None:
-            conn.sock.settimeout(remaining)
+    while True:  # until the body ends (an empty read)
+        deadline.check()
         chunk = response.read1(CHUNK)
         if not chunk:
-            return b"".join(chunks)
+            break
         total += len(chunk)
         if total > max_bytes:
             raise HttpFailure(too_big, False)
         chunks.append(chunk)
+    if deadline.passed():  # the timer shut the socket: what was read is not the whole body
+        raise TimeoutError
+    if declared.isdigit() and total < int(declared):
+        raise HttpFailure(f"{where}: the body ended after {total} of {declared} bytes", True)
+    return b"".join(chunks)
+
+
+def _exchange(
+    conn: http.client.HTTPConnection,
+    target: str,
+    request: tuple[bytes, dict[str, str]],
+    deadline: _Deadline,
+    max_bytes: int,
+    url: str,
+) -> Answer:
+    conn.connect()
+    deadline.hold(conn.sock)
+    conn.request("POST", target, body=request[0], headers=request[1])
+    response = conn.getresponse()
+    try:
+        status = response.status
+        where = f"HTTP {status} from {url}"
+        ok = 200 <= status < 300
+        return Answer(
+            status,
+            response.getheader("Content-Type") or "",
+            retry_after_s(response.getheader("Retry-After")),
+            _read_capped(response, deadline, max_bytes, where) if ok else b"",
+        )
+    finally:
+        response.close()
 
 
 def post(
@@ -137,34 +191,18 @@ def post(
     like any other status: never followed, so headers never go to another host."""
     conn, target = _connection(url, timeout_s)
     url = shown_url(url)  # from here on, for messages only
-    deadline = time.monotonic() + timeout_s
-    expired = threading.Event()
-    timer = threading.Timer(timeout_s, _expire, (conn, expired))
-    timer.daemon = True
-    timer.start()
+    deadline = _Deadline(timeout_s)
     try:
-        conn.request("POST", target, body=data, headers=headers)
-        response = conn.getresponse()
-        status = response.status
-        where = f"HTTP {status} from {url}"
-        body = (
-            _read_capped(conn, response, deadline, max_bytes, where) if 200 <= status < 300 else b""
-        )
-        return Answer(
-            status,
-            response.getheader("Content-Type") or "",
-            retry_after_s(response.getheader("Retry-After")),
-            body,
-        )
+        return _exchange(conn, target, (data, headers), deadline, max_bytes, url)
     except ValueError:  # http.client's message quotes the header, which may be the API key
         raise HttpFailure(
             f"{url}: a request header is not valid (a newline in it?)", False
         ) from None
     except (OSError, http.client.HTTPException) as exc:
-        if expired.is_set() or time.monotonic() >= deadline:
+        if deadline.passed():
             message = f"TimeoutError for {url}: no complete answer within {timeout_s:g} s"
             raise HttpFailure(message, True) from None
         raise HttpFailure(f"{type(exc).__name__} for {url}: {printable(str(exc))}", True) from None
     finally:
-        timer.cancel()
+        deadline.close()
         conn.close()

@@ -9,6 +9,7 @@ API key is in no file, and a variant that failed everywhere has no score.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -86,6 +87,19 @@ def test_a_drip_ends_at_the_deadline_and_the_others_keep_their_answers(drip_head
         f"TimeoutError for {url}/chat/completions: no complete answer within 0.4 s"
     )
     assert (answers["1+1"].output, answers["2+2"].output) == ("2", "4")
+
+
+def test_each_read_waits_only_for_what_is_left_of_the_deadline() -> None:
+    """A byte every 0.9 s with timeout_s 1: the read begun at 0.9 s must give up at 1 s, not
+    wait up to a whole timeout_s more, for the byte due at 1.8 s."""
+    slow = Raw(body=completion_body("late"), drip_s=0.9)
+    with llm_server() as (url, server):
+        server.script = by_prompt({"slow": slow})
+        began = time.monotonic()
+        answer = ask(backend(url, timeout_s=1.0), ["slow"])["slow"]
+        elapsed = time.monotonic() - began
+    assert answer.error is not None and answer.error.startswith("TimeoutError for ")
+    assert elapsed < 1.4
 
 
 def test_a_body_over_the_cap_is_that_samples_error() -> None:
@@ -291,13 +305,27 @@ def test_an_unreadable_cache_entry_is_a_miss_and_is_rewritten(
         assert json.loads(entry.read_text())["response"]["choices"][0]["message"]["content"] == "5"
 
 
-def test_a_folder_where_a_cache_entry_belongs_loses_no_answer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["folder", "fifo", "symlink"])
+def test_not_a_regular_file_where_a_cache_entry_belongs(kind: str, tmp_path: Path) -> None:
+    """A folder loses no answer (it cannot be replaced: every run asks again); a FIFO is never
+    opened (no hang) and is replaced; a symlink is replaced, its target outside left as it was."""
+    cache, outside = tmp_path / "cache", tmp_path / "outside.json"
+    outside.write_text('{"not": "a cache entry"}')
     with llm_server() as (url, server):
-        client = backend(url, tmp_path)
+        client = backend(url, cache)
         key = client.cache_key(client.body("2+3"))
-        (tmp_path / "responses" / key[:2] / f"{key}.json").mkdir(parents=True)
+        entry = cache / "responses" / key[:2] / f"{key}.json"
+        entry.parent.mkdir(parents=True)
+        {
+            "folder": entry.mkdir,
+            "fifo": lambda: os.mkfifo(entry),
+            "symlink": lambda: entry.symlink_to(outside),
+        }[kind]()
         first, second = ask(client, ["2+3"])["2+3"], ask(client, ["2+3"])["2+3"]
-    assert (first.output, second.output, server.requests["m"]) == ("5", "5", 2)
+    assert (first.output, first.error, second.output) == ("5", None, "5")
+    assert server.requests["m"] == (2 if kind == "folder" else 1)  # else the second was cached
+    assert outside.read_text() == '{"not": "a cache entry"}'
+    assert entry.is_dir() if kind == "folder" else (entry.is_file() and not entry.is_symlink())
 
 
 # --- options ---------------------------------------------------------------------------------
