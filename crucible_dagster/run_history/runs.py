@@ -141,7 +141,7 @@ def list_runs(
         and (since is None or (r.started_at is not None and _after(r.started_at, since)))
     ]
     found = sorted(chosen, key=lambda r: (_instant(r.started_at), r.run_id))
-    if since is None and status in (None, "unreadable"):
+    if status in (None, "unreadable"):  # their start is unknown: listed whatever ``since``
         found += [_unreadable(item, experiment_id) for item in unreadable]
     return found
 
