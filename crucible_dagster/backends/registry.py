@@ -47,9 +47,15 @@ def backend_class(backend_id: str, where: str = "backend.id") -> Any:
     try:
         # the one resolver of named code: a backend class, never the standard library, checked
         # before anything is instantiated
-        return resolve(path, "backend")
+        cls = resolve(path, "backend")
     except CodeRefError as exc:
         raise BackendError(f"{where}: {exc}") from None
+    if not issubclass(cls.Options, BackendOptions):
+        raise BackendError(
+            f"{where}: {path!r} is a class whose Options does not subclass BackendOptions, "
+            "not a backend class; it was not called"
+        )
+    return cls
 
 
 def check_backend(ref: BackendRef, where: str = "backend") -> BackendOptions:

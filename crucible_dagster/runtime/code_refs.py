@@ -162,15 +162,15 @@ def _stage(obj: Any) -> str | None:
 
 
 def _backend(obj: Any) -> str | None:
-    from crucible_dagster.backends.base import BackendOptions
-
+    """A class with predict and a pydantic Options model (backends/registry.py also asks that
+    model to subclass BackendOptions: runtime may not import backends)."""
     found = _class_with("predict")(obj)
     if found:
         return found
     options = getattr(obj, "Options", None)
-    if isinstance(options, type) and issubclass(options, BackendOptions):
+    if isinstance(options, type) and issubclass(options, BaseModel):
         return None
-    return "a class whose Options is not a BackendOptions model"
+    return "a class whose Options is not a pydantic model"
 
 
 @dataclass(frozen=True)

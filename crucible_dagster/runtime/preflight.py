@@ -21,7 +21,12 @@ from crucible_dagster.experiment.loading import (
 from crucible_dagster.experiment.params import UnknownParameter, has_placeholder, substitute_params
 from crucible_dagster.experiment.problems import ExperimentError, Problem, format_loc
 from crucible_dagster.experiment.unused import USED_BY_STAGES, is_set, unsupported_settings
-from crucible_dagster.runtime.registry import Registry, StageResolutionError, registry_for
+from crucible_dagster.runtime.registry import (
+    Registry,
+    StageResolutionError,
+    load_stage_class,
+    registry_for,
+)
 
 
 @dataclass
@@ -93,6 +98,31 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
     return problems
 
 
+def registry_problems(doc: LocatedDocument) -> list[Problem]:
+    """Every ``registry`` entry no stage names resolves to a Stage class too (one a stage names
+    is reported at that stage, once): every dotted path in a file is checked for its kind."""
+    data = doc.data if isinstance(doc.data, Mapping) else {}
+    entries = data.get("registry")
+    if not isinstance(entries, Mapping):
+        return []  # the IR's own validation reports a registry of the wrong shape
+    pipeline = data.get("pipeline", data.get("stages"))
+    named = {
+        entry.get("module") or entry.get("name")
+        for entry in (pipeline if isinstance(pipeline, list) else [])
+        if isinstance(entry, Mapping)
+    }
+    problems = []
+    for name, path in entries.items():
+        if not isinstance(path, str) or name in named:
+            continue
+        try:
+            load_stage_class(path)
+        except StageResolutionError as exc:
+            loc = ("registry", str(name))
+            problems.append(doc.problem(loc, f"registry.{name}", str(exc)))
+    return problems
+
+
 def setting_problems(
     experiment: Experiment, doc: LocatedDocument, registry: Registry
 ) -> list[Problem]:
@@ -134,6 +164,7 @@ def check_document(
     except ExperimentError as exc:
         problems.extend(exc.problems)
     problems.extend(stage_problems(doc, registry))
+    problems.extend(registry_problems(doc))
     if experiment is not None:
         problems.extend(setting_problems(experiment, doc, registry))
     problems.sort(key=lambda p: (p.line or 0, p.field))

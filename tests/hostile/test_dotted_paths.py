@@ -288,3 +288,24 @@ def test_a_dagster_run_refuses_named_code_typed_in_the_launchpad_before_the_firs
     assert manifest["status"] == "failed"
     assert manifest["stages"]["seed"]["status"] != "completed"
     assert not marker.exists(), "the named code was called"
+
+
+def test_a_registry_entry_no_stage_uses_is_checked_too(
+    cli: Cli, tmp_path: Path, marker: Path
+) -> None:
+    """Every dotted path in the file, used or not: one line per entry, each naming its key."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "id: dotted\nregistry:\n  pwn: 'os:system'\n"
+        f"  wrong: '{MOD}:writes_marker'\n  fine: 'crucible_dagster.stages.validate:ValidateStage'\n"
+        "pipeline:\n  - name: validate\n"
+    )
+    said = cli("validate", path)
+    assert said.code == 1, said.text
+    assert said.out.splitlines() == [
+        f"{path}:3: registry.pwn: 'os:system' names the standard library ('os'), not a "
+        "crucible_dagster Stage subclass; it was not imported or called",
+        f"{path}:4: registry.wrong: '{MOD}:writes_marker' is a function, not a "
+        "crucible_dagster Stage subclass; it was not called",
+    ]
+    assert not marker.exists()
