@@ -331,15 +331,19 @@ def cmd_stages(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from crucible_dagster.run_history.records import RecordError, read_run
     from crucible_dagster.runtime.run_diff import diff_manifests, format_change
-    from crucible_dagster.runtime.run_record import read_manifest, stale_note
+    from crucible_dagster.runtime.run_record import MANIFEST, stale_note
 
     manifests = []
-    for path in (args.run_a, args.run_b):
+    for path in (Path(args.run_a), Path(args.run_b)):
+        # the record is read as untrusted input: typed, capped, and matching its folder
+        run_dir = path.parent if path.name == MANIFEST and not path.is_dir() else path
         try:
-            manifests.append(read_manifest(path))
+            manifests.append(read_run(run_dir).raw)
         except (OSError, ValueError) as exc:
-            _error(f"{path}: expected a run directory or its manifest.json: {exc}")
+            message = str(exc) if isinstance(exc, RecordError) else f"{path}: {exc}"
+            _error(f"expected a run directory or its manifest.json: {message}")
             return 1
         note = stale_note(manifests[-1])
         if note:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from crucible_dagster import Experiment
 from crucible_dagster.sweeps.grid import expand_grid
-from tests.hostile.conftest import Cli
+from tests.hostile.conftest import Cli, snapshot
 
 # text a user can put into metric names and values, and what must never appear raw
 HOSTILE_TEXT = [
@@ -229,7 +230,37 @@ def test_diff_names_a_stale_running_manifest(cli: Cli, tmp_path: Path, artifacts
     assert cli("run", path, "--run-id", "r1").code == 0
     manifest_path = artifacts_dir / "e" / "r1" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest.update(status="running", pid=2**22 + 12345)  # a pid no process has
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process has ended
+    manifest.update(status="running", pid=gone.pid)
     manifest_path.write_text(json.dumps(manifest))
     said = cli("diff", manifest_path.parent, manifest_path.parent)
     assert "says 'running' but its process" in said.err
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "field"),
+    [
+        ("foreign_run_id", {"run_id": "other"}, "run_id"),
+        ("foreign_experiment", {"experiment_id": "x"}, "experiment_id"),
+        ("huge_pid", {"status": "running", "pid": 2**80}, "pid"),
+        ("pid_zero", {"status": "running", "pid": 0}, "pid"),
+        ("list_for_stages", {"stages": [1, 2]}, "stages"),
+        ("escape_in_status", {"status": "\x1b[2Jdone"}, "status"),
+    ],
+)
+def test_diff_reads_a_manifest_as_untrusted_record(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path, case: str, edit: dict, field: str
+) -> None:
+    path = tmp_path / "e.yaml"
+    path.write_text("id: e\npipeline: [{name: validate}]\n")
+    assert cli("run", path, "--run-id", "r1").code == 0
+    manifest_path = artifacts_dir / "e" / "r1" / "manifest.json"
+    manifest_path.write_text(json.dumps({**json.loads(manifest_path.read_text()), **edit}))
+    before = snapshot(artifacts_dir)
+    said = cli("diff", manifest_path, manifest_path.parent)
+    assert said.code == 1, said.text
+    lines = said.err.strip().splitlines()
+    assert len(lines) == 1 and str(manifest_path) in lines[0] and field in lines[0], said.text
+    assert "\x1b[" not in said.text  # an escape from the record never reaches the terminal
+    assert snapshot(artifacts_dir) == before
