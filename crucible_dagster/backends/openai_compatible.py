@@ -92,9 +92,6 @@ class OpenAIOptions(BackendOptions):
         return value
 
 
-RequestFailed = HttpFailure  # the name this module used before the transport moved
-
-
 def _count(usage: dict[str, Any], field: str, where: str) -> int | None:
     value = usage.get(field)
     if value is None:
@@ -148,7 +145,7 @@ def decoded(answer: Answer, where: str) -> Any:
 
 def digest(value: Any) -> str:
     """The sha256 of ``value``'s canonical JSON: a cache entry's key and its answer's check."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))  # the key as before
     return hashlib.sha256(text.encode()).hexdigest()
 
 
