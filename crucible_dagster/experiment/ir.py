@@ -32,21 +32,18 @@ from typing_extensions import TypedDict
 
 from crucible_dagster.experiment.cron import cron_problem
 from crucible_dagster.experiment.names import check_name
+from crucible_dagster.experiment.strict_numbers import bool_for_number
 
 Name = Annotated[str, Field(min_length=1)]
 
 
 def _refuse_bool(what: str) -> Any:
-    """YAML reads ``true``/``yes``/``on`` as booleans and pydantic would take them as 1: a
-    setting that counts or measures refuses them, as the Dagster loader and the run do."""
+    """A setting that counts or measures refuses ``true`` (pydantic would read it as 1), as the
+    Dagster loader and the run do."""
 
     def check(value: Any) -> Any:
         if isinstance(value, bool):
-            raise PydanticCustomError(
-                "bool_for_number",
-                "expected {what}, got {value} (true/false is not a number)",
-                {"what": what, "value": str(value).lower()},
-            )
+            raise bool_for_number(what, value)
         return value
 
     return BeforeValidator(check)

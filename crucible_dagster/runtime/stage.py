@@ -18,6 +18,7 @@ from crucible_dagster.experiment.option_schema import (
     field_default,
     normalize_schema,
 )
+from crucible_dagster.experiment.strict_numbers import RefuseBoolForNumbers
 
 if TYPE_CHECKING:
     from crucible_dagster.runtime.context import Context
@@ -26,8 +27,9 @@ ValidateMode = Literal["error", "warn", "off"]
 VALIDATE_MODES: tuple[ValidateMode, ...] = ("error", "warn", "off")
 
 
-class StageOptions(BaseModel):
-    """Base for option models: unknown keys are errors (they hide typos such as ``aplha``)."""
+class StageOptions(RefuseBoolForNumbers):
+    """Base for option models: unknown keys are errors (they hide typos such as ``aplha``), and
+    so is ``true`` for a number (the Launchpad refuses it too)."""
 
     model_config = ConfigDict(extra="forbid")
 

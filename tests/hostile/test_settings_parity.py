@@ -97,12 +97,41 @@ REFUSED = [
 ]
 
 
-def _one_line(text: str, path: Path, field: str, phrase: str) -> list[str]:
-    lines = [line for line in text.splitlines() if line.startswith(f"{path}:")]
+def _one_line(text: str, path: Path, line: int, field: str, phrase: str) -> str:
+    lines = [out for out in text.splitlines() if out.startswith(f"{path}:")]
     assert len(lines) == 1, text
-    assert lines[0].startswith(f"{path}:4: {field}: "), lines[0]
+    assert lines[0].startswith(f"{path}:{line}: {field}: "), lines[0]
     assert phrase in lines[0], lines[0]
-    return lines
+    return lines[0]
+
+
+def _refused_everywhere(
+    cli: Cli, tmp_path: Path, name: str, text: str, line: int, field: str, phrase: str
+) -> None:
+    """The one line of `crucible validate` is the Dagster loader's problem and the run's refusal;
+    the run starts no stage and writes nothing. Run from ``tmp_path`` (monkeypatch.chdir)."""
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    path = path.relative_to(tmp_path)
+    before = snapshot(tmp_path)
+
+    validated = cli("validate", path)
+    assert validated.code == 1
+    problem = _one_line(validated.out, path, line, field, phrase)
+
+    defs = definitions_from_folder(folder)
+    assert not any(job.name == "parity" for job in defs.jobs)
+    invalid = [a for a in defs.assets if isinstance(a, dg.AssetSpec)]
+    assert [a.group_name for a in invalid] == [INVALID_GROUP]
+    assert problem in (invalid[0].description or "")
+
+    ran = cli("run", path)
+    assert ran.code == 1
+    assert problem in ran.err.splitlines()
+    assert "[1/" not in ran.err  # no stage started
+    assert snapshot(tmp_path) == before  # no run directory, nothing changed
 
 
 @pytest.mark.parametrize(("case", "tail", "field", "phrase"), REFUSED, ids=[c[0] for c in REFUSED])
@@ -116,28 +145,17 @@ def test_a_setting_refused_by_validate_is_refused_by_the_loader_and_the_run(
     phrase: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # a run would write its directory here
-    folder = tmp_path / "experiments"
-    folder.mkdir()
-    path = folder / f"{case}.yaml"
-    path.write_text(HEAD + tail)
-    path = path.relative_to(tmp_path)
-    before = snapshot(tmp_path)
+    _refused_everywhere(cli, tmp_path, case, HEAD + tail, 4, field, phrase)
 
-    validated = cli("validate", path)
-    assert validated.code == 1
-    line = _one_line(validated.out, path, field, phrase)[0]
 
-    defs = definitions_from_folder(folder)
-    assert not any(job.name == "parity" for job in defs.jobs)
-    invalid = [a for a in defs.assets if isinstance(a, dg.AssetSpec)]
-    assert [a.group_name for a in invalid] == [INVALID_GROUP]
-    assert line in (invalid[0].description or "")
-
-    ran = cli("run", path)
-    assert ran.code == 1
-    assert line in ran.err.splitlines()
-    assert "[1/" not in ran.err  # no stage started
-    assert snapshot(tmp_path) == before  # no run directory, nothing changed
+def test_a_stage_option_true_for_an_integer_is_refused_everywhere(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster's Launchpad refuses true for an Int; the file's stage options do too."""
+    monkeypatch.chdir(tmp_path)
+    text = "id: parity\npipeline:\n  - name: bench\n    options: {n_train: true}\n"
+    field = "pipeline[0].options.n_train"
+    _refused_everywhere(cli, tmp_path, "stage", text, 4, field, "expected an integer, got true")
 
 
 def test_a_json_number_too_long_is_located(cli: Cli, tmp_path: Path) -> None:
