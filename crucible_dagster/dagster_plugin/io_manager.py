@@ -3,10 +3,18 @@
 Outputs live at ``<base>/<run_id>/<step_key>/<output>.json`` with the run's blobs in
 ``<base>/<run_id>/blobs/``; "re-execute from failure" loads the parent run's outputs
 from there instead of recomputing them.
+
+PII: with ``reliability.guardrails`` redacting PII, the steps before the guardrails hold the
+raw values. Once the guardrails' redacted output is stored (or the guardrails stop the run on
+a detection), this run's earlier outputs are deleted, with every blob no remaining output
+uses; a ``<output>.redacted`` note stays in each one's place, so re-executing from a deleted
+step says why it cannot.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +25,7 @@ from crucible_dagster.common.locations import StoragePath, storage_path
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.run_record import RunRecord
 from crucible_dagster.runtime.serialization import (
+    TAG,
     BlobStore,
     UnstorableValue,
     load_stored,
@@ -26,6 +35,58 @@ from crucible_dagster.runtime.serialization import (
 IO_MANAGER_KEY = "crucible_io_manager"
 #: outputs kept in memory for the next step in this process (a sweep's fan-in reads a few)
 RECENT_OUTPUTS = 16
+#: beside a deleted output: why it is gone
+REDACTED_NOTE = ".redacted"
+
+
+def redacted(ctx: Context) -> bool:
+    """This Context went through the guardrails' PII redaction (its summary counts it)."""
+    summary = ctx.metrics.get("guardrails")
+    return isinstance(summary, dict) and "redacted" in summary
+
+
+def _payload_redacted(payload: Any) -> bool:
+    """A stored Context that went through redaction; values that are no Context count too."""
+    if not isinstance(payload, dict) or payload.get("kind") == "value":
+        return True
+    summary = (payload.get("metrics") or {}).get("guardrails")
+    return isinstance(summary, dict) and "redacted" in summary
+
+
+def _blobs_in(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        if TAG in value and isinstance(value.get("blob"), str):
+            yield value["blob"]
+        for item in value.values():
+            yield from _blobs_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _blobs_in(item)
+
+
+def forget_unredacted(run_root: StoragePath) -> list[str]:
+    """Delete the outputs under ``run_root`` stored before PII redaction, then every blob no
+    remaining output refers to. Returns the deleted outputs' paths."""
+    if not run_root.exists():
+        return []
+    kept: set[str] = set()
+    deleted = []
+    outputs: list[StoragePath] = list(run_root.rglob("*.json"))  # blobs: .parquet and .npy
+    for path in outputs:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        if _payload_redacted(payload):
+            kept.update(_blobs_in(payload))
+            continue
+        note = path.with_suffix(REDACTED_NOTE)
+        note.write_text("deleted: it held values the guardrails redacted as PII\n")
+        path.unlink()
+        deleted.append(str(path))
+    blobs = run_root / "blobs"
+    if blobs.exists():
+        for blob in blobs.iterdir():
+            if blob.name not in kept:
+                blob.unlink()
+    return deleted
 
 
 def _fail_run_record(obj: Any, step: str, message: str) -> None:
@@ -80,7 +141,9 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
             dg.DagsterInvariantViolationError
         ):  # built outside a run, e.g. build_output_context()
             instance = None
-        path, store = self._location(self._root(instance), list(context.get_identifier()))
+        root = self._root(instance)
+        identifier = list(context.get_identifier())
+        path, store = self._location(root, identifier)
         try:
             save_stored(obj, path, store)
         except UnstorableValue as exc:
@@ -90,6 +153,16 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
         self._recent[str(path)] = obj
         while len(self._recent) > RECENT_OUTPUTS:
             del self._recent[next(iter(self._recent))]
+        if isinstance(obj, Context) and redacted(obj):
+            self.forget_unredacted(root / identifier[0])
+
+    def forget_unredacted(self, run_root: StoragePath) -> None:
+        """``forget_unredacted`` for a run root, and this process's copies of those outputs."""
+        for path in forget_unredacted(run_root):
+            self._recent.pop(path, None)
+
+    def run_root(self, instance: dg.DagsterInstance, run_id: str) -> StoragePath:
+        return self._root(None if self.base_dir else instance) / run_id
 
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
@@ -101,4 +174,11 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
         path, store = self._location(root, list(upstream.get_identifier()))
         if str(path) in self._recent:
             return self._recent[str(path)]
+        if not path.exists() and path.with_suffix(REDACTED_NOTE).exists():
+            raise dg.Failure(
+                description=f"the output of step {upstream.step_key!r} ({path}) was deleted "
+                "because it held values the guardrails redacted as PII; run the job from its "
+                "first step instead",
+                allow_retries=False,
+            )
         return load_stored(path, store)

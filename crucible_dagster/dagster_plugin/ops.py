@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from crucible_dagster.dagster_plugin.config import options_config_schema
-from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
+from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.report_events import float_metadata, report_events
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
@@ -251,6 +251,22 @@ def _check_run_start(
         raise invalid_options_failure(problems)
 
 
+def redacts_pii(experiment: Experiment) -> bool:
+    """``reliability.guardrails`` redacts PII: the run's stores must not keep it."""
+    from crucible_dagster.reliability.guardrail_settings import resolve
+
+    config = experiment.reliability.guardrails if experiment.reliability else None
+    return config is not None and resolve(config)["pii_redaction"]
+
+
+def forget_unredacted(context: dg.OpExecutionContext) -> None:
+    """The guardrails stopped the run on what they found: the earlier steps' stored outputs
+    hold it unredacted, so they go (the IO manager deletes them once redaction succeeds)."""
+    io_manager = getattr(context.resources, IO_MANAGER_KEY, None)
+    if isinstance(io_manager, CrucibleContextIOManager):
+        io_manager.forget_unredacted(io_manager.run_root(context.instance, context.run_id))
+
+
 def build_stage_op(
     experiment: Experiment,
     stage_def: StageDef,
@@ -293,6 +309,8 @@ def build_stage_op(
                 # The reports exist: record them and every check before failing the run.
                 yield from report_events(ctx, failure.context, experiment, translator)
             record.finish_context("failed", failure.context, failure.to_dict())
+            if failure.reason == "guardrail_detection" and redacts_pii(experiment):
+                forget_unredacted(context)
             raise stage_failure(failure)
         result = outcome.context
         if not record.pending_stages:
@@ -314,5 +332,5 @@ def build_stage_op(
         description=translator.op_description(experiment, stage_def, stage_cls),
         tags=translator.op_tags(experiment, stage_def, stage_cls),
         config_schema=options_config_schema(stage_cls, stage_def.options),
-        required_resource_keys={RESOURCE_KEY},
+        required_resource_keys={RESOURCE_KEY, IO_MANAGER_KEY},
     )

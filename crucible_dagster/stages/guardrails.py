@@ -208,13 +208,14 @@ class GuardrailsStage(Stage):
         for found in detections:
             by_detector[found["detector"]] = by_detector.get(found["detector"], 0) + 1
         summary.update(violations=len(violations), by_detector=by_detector, settings=settings)
+        out = ctx
+        if settings["pii_redaction"]:
+            # before failing too: the per-sample table in the run directory is rewritten redacted
+            out, redacted = _redacted(ctx, examples, table)
+            summary["redacted"] = redacted
         if detections and settings["fail_on_detection"]:
             counts = ", ".join(f"{k}: {v}" for k, v in sorted(by_detector.items()))
             raise StageError("guardrail_detection", detections, f"guardrails detected {counts}")
-        out = ctx
-        if settings["pii_redaction"]:
-            out, redacted = _redacted(ctx, examples, table)
-            summary["redacted"] = redacted
         return out.put_metric("guardrails", summary).assign("guardrail_violations", violations)
 
 
@@ -285,20 +286,74 @@ def _redact_value(value: Any) -> Any:
 
 
 def _redacted(ctx: Context, examples: list[Any] | None, table: Any) -> tuple[Context, int]:
-    """The examples, text predictions and outputs with PII redacted, so reports show no PII."""
+    """The examples, text predictions and outputs with PII redacted, so reports show no PII;
+    then every value found there is redacted wherever else it is in the Context (other
+    assigns, the per-sample table's other columns, metrics), so no store keeps it."""
+    found = found_values(examples or [], table, ctx.outputs)
     changed = 0
     out = ctx
     if examples is not None:
         clean = [_redact_value(e) for e in examples]
         changed += sum(a != b for a, b in zip(examples, clean, strict=True))
         out = out.assign("examples", clean)
+    fixed = None
     if table is not None:
-        from crucible_dagster.stages.per_sample import save_table
-
         fixed = table.copy()
         fixed["prediction"] = [redact(p) if isinstance(p, str) else p for p in table["prediction"]]
         changed += int((fixed["prediction"] != table["prediction"]).sum())
-        out = save_table(out, fixed)
     outputs = [_redact_value(o) for o in out.outputs]
     changed += sum(a != b for a, b in zip(out.outputs, outputs, strict=True))
-    return replace(out, outputs=tuple(outputs)), changed
+    out = _scrubbed(replace(out, outputs=tuple(outputs)), found, fixed)
+    return out, changed
+
+
+def found_values(examples: list[Any], table: Any, outputs: Sequence[Any]) -> dict[str, str]:
+    """Every PII value the guardrails find in what they scan, with its kind."""
+    values: dict[str, str] = {}
+    for _source, _where, _field, text in _texts(examples, table, outputs):
+        for kind, start, end in find_sensitive(text):
+            values.setdefault(text[start:end], kind)
+    return values
+
+
+def _scrubbed(ctx: Context, found: Mapping[str, str], table: Any) -> Context:
+    """``ctx`` with each found value replaced by ``[REDACTED:<kind>]`` in every assign, output
+    and metric; the per-sample table (already redacted) is saved again once scrubbed."""
+    from crucible_dagster.stages.per_sample import TABLE_KEY, save_table
+
+    if not found:
+        return save_table(ctx, table) if table is not None else ctx
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(found, key=len, reverse=True)))
+
+    def scrub(value: Any) -> Any:
+        return _scrub(value, lambda text: pattern.sub(lambda m: f"[REDACTED:{found[m[0]]}]", text))
+
+    assigns = {k: scrub(v) for k, v in ctx.assigns.items() if k != TABLE_KEY or table is None}
+    out = replace(
+        ctx,
+        assigns=assigns,
+        outputs=tuple(scrub(o) for o in ctx.outputs),
+        metrics=scrub(dict(ctx.metrics)),
+    )
+    return save_table(out, scrub(table)) if table is not None else out
+
+
+def _scrub(value: Any, fix: Any) -> Any:
+    """``value`` with ``fix`` applied to every string in it, tables' text columns included."""
+    import pandas as pd
+
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, Mapping):
+        return {k: _scrub(v, fix) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v, fix) for v in value)
+    if isinstance(value, pd.DataFrame):
+        frame = value.copy()
+        for column in frame.columns:
+            if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+                frame[column] = [fix(v) if isinstance(v, str) else v for v in frame[column]]
+        return frame
+    if isinstance(value, pd.Series):
+        return _scrub(value.to_frame(), fix).iloc[:, 0].rename(value.name)
+    return value

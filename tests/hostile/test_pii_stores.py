@@ -1,0 +1,191 @@
+"""Issue 22, section 6: with ``pii_redaction`` on, no value the guardrails found stays in any store.
+
+PII is planted in the examples, the outputs, the per-sample table (its predictions and another
+text column) and another assign; the run goes through ``crucible run``, a Dagster job in
+process on a real SQLite instance under a temporary ``DAGSTER_HOME``, and ``dagster job
+execute`` with the multiprocess executor. Then every file under the run directory and
+``DAGSTER_HOME`` is searched for the planted values: raw bytes (the SQLite event log is
+binary), and Parquet files decoded with pyarrow (their pages may be compressed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from crucible_dagster import Experiment
+from crucible_dagster.dagster_plugin import build_job
+from crucible_dagster.dagster_plugin.io_manager import CrucibleContextIOManager
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage
+from crucible_dagster.stages.per_sample import save_table
+from tests.conftest import ROOT, subprocess_env
+from tests.hostile.conftest import Cli
+
+EMAIL = "zelda.planted@example.org"
+PHONE = "+1 415 555 0199"
+CARD = "4111 1111 1111 1111"
+API_KEY = "sk-proj-PlantedKeyABCDEFGHIJKLMNOP"
+PLANTED = (EMAIL, PHONE, CARD, API_KEY)
+
+
+class PlantPii(Stage):
+    """Examples, outputs, a per-sample table and another assign, all holding planted PII."""
+
+    name = "plant_pii"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        import pandas as pd
+
+        examples: list[dict[str, Any]] = [
+            {"input": f"Mail me at {EMAIL} please", "output": "ok"},
+            {"input": f"My card is {CARD}", "meta": {"note": f"key {API_KEY}"}},
+            {"input": "What is the capital of France?", "output": "Paris"},
+        ]
+        table = pd.DataFrame(
+            {
+                "variant": ["m", "m", "m"],
+                "sample_id": ["0", "1", "2"],
+                "input": [e["input"] for e in examples],
+                "prediction": [f"Call {PHONE}", "42", "Paris"],
+            }
+        )
+        rows = pd.DataFrame({"text": [examples[0]["input"], "plain"], "n": [1, 2]})
+        ctx = ctx.assign({"examples": examples, "raw_rows": rows, "notes": [f"from {EMAIL}"]})
+        return save_table(ctx, table).add_output(f"call {PHONE}")
+
+
+def _experiment(profile: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "pii",
+        "reliability": {"guardrails": {"profiles": [profile]}},
+        "pipeline": [
+            {"name": "plant", "module": "tests.hostile.test_pii_stores:PlantPii"},
+            {"name": "guardrails"},
+            {"name": "report"},
+        ],
+        "outputs": [{"name": "r", "formats": ["html", "json", "csv", "markdown"]}],
+        **extra,
+    }
+
+
+def _parquet_strings(path: Path) -> list[str]:
+    table = pq.read_table(path)
+    return [str(v) for column in table.to_pydict().values() for v in column]
+
+
+def leaks(*roots: Path) -> list[str]:
+    """Every (file, planted value) pair found under ``roots``, by bytes and decoded Parquet."""
+    found = []
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            texts = [data.decode("utf-8", "replace")]
+            if path.suffix == ".parquet":
+                texts += _parquet_strings(path)
+            found += [f"{path}: {v}" for v in PLANTED if any(v in t for t in texts)]
+    return found
+
+
+def _searched_files(root: Path) -> set[str]:
+    return {p.suffix for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(("profile", "code"), [("moderate", 0), ("strict", 1)])
+def test_crucible_run_leaves_no_planted_value_in_the_run_directory(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path, profile: str, code: int
+) -> None:
+    path = tmp_path / "pii.yaml"
+    path.write_text(json.dumps(_experiment(profile)))
+    said = cli("run", path, "--run-id", "r1")
+    assert said.code == code, said.text
+    run_dir = artifacts_dir / "pii" / "r1"
+    assert ".parquet" in _searched_files(run_dir)
+    assert leaks(run_dir) == []
+    assert not any(v in said.text for v in PLANTED), said.text
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    if profile == "strict":  # the guardrails stop the run on what they found
+        assert manifest["status"] == "failed"
+        assert manifest["failure"]["reason"] == "guardrail_detection"
+        return
+    assert {".json", ".html", ".csv", ".md"} <= _searched_files(run_dir)
+    assert manifest["status"] == "completed"
+    assert manifest["metrics"]["guardrails"]["redacted"] >= 4
+
+
+def _execute(home: Path, artifacts: Path, profile: str) -> dg.ExecuteInProcessResult:
+    from crucible_dagster.dagster_plugin import CrucibleResource
+
+    experiment = Experiment.model_validate(_experiment(profile))
+    job = build_job(experiment, resource=CrucibleResource(artifacts_dir=str(artifacts)))
+    home.mkdir(exist_ok=True)
+    with dg.DagsterInstance.local_temp(str(home)) as instance:
+        return job.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def test_a_dagster_run_leaves_no_planted_value_in_dagster_home_or_the_run_directory(
+    tmp_path: Path,
+) -> None:
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    result = _execute(home, artifacts, "moderate")
+    assert result.success
+    storage = home / "storage" / "crucible" / result.run_id
+    assert (storage / "guardrails" / "result.json").is_file()  # re-execution from here works
+    assert (storage / "plant" / "result.redacted").is_file()  # the raw step's output is gone
+    assert ".db" in _searched_files(home) and ".parquet" in _searched_files(storage)
+    assert leaks(home, artifacts) == []
+
+
+def test_guardrails_stopping_the_run_leave_no_planted_value(tmp_path: Path) -> None:
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    result = _execute(home, artifacts, "strict")
+    assert not result.success
+    (run_dir,) = (artifacts / "pii").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["failure"]["reason"] == "guardrail_detection", manifest["failure"]
+    assert leaks(home, artifacts) == []
+
+
+def test_loading_a_deleted_output_says_why(tmp_path: Path) -> None:
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    result = _execute(home, artifacts, "moderate")
+    manager = CrucibleContextIOManager(base_dir=str(home / "storage" / "crucible"))
+    upstream = dg.build_output_context(step_key="plant", name="result", run_id=result.run_id)
+    with pytest.raises(dg.Failure) as failure:
+        manager.load_input(dg.build_input_context(upstream_output=upstream))
+    assert "'plant'" in str(failure.value.description)
+    assert "redacted as PII" in str(failure.value.description)
+
+
+@pytest.mark.slow
+def test_dagster_job_execute_in_subprocesses_leaves_no_planted_value(tmp_path: Path) -> None:
+    folder, home, artifacts = tmp_path / "experiments", tmp_path / "home", tmp_path / "artifacts"
+    folder.mkdir()
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    experiment = _experiment("moderate", executor="multiprocess")
+    (folder / "pii.yaml").write_text(json.dumps(experiment))
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-f", "definitions.py", "-j", "pii"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(
+            DAGSTER_HOME=str(home),
+            CRUCIBLE_ARTIFACTS_DIR=str(artifacts),
+            CRUCIBLE_EXPERIMENTS_DIR=str(folder),
+        ),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ".db" in _searched_files(home) and ".parquet" in _searched_files(home)
+    assert leaks(home, artifacts) == []
