@@ -46,6 +46,18 @@ def _first_values(parameters: Any) -> dict[str, Any]:
     return {k: (v[0] if isinstance(v, list) and v else v) for k, v in parameters.items()}
 
 
+def _inner_field(value: Any, message: str) -> tuple[tuple[str, ...], str]:
+    """A message about a field inside an option (``m.options.estimator: ...`` from a variant's
+    backend) points at that field's own line: its keys, and the message without them."""
+    prefix, sep, rest = message.partition(": ")
+    parts = tuple(prefix.split(".")) if sep else ()
+    for part in parts:
+        if not isinstance(value, Mapping) or part not in value:
+            return (), message
+        value = value[part]
+    return parts, (rest if parts else message)
+
+
 def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
     """Resolve every stage of the raw pipeline and validate its options; works even when the IR is invalid."""
 
@@ -90,6 +102,9 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
                 if option_key in options
                 else (key, index, "options")
             )
+            inner, message = _inner_field(options.get(option_key), message)
+            if inner and field_path == option_key:
+                field_path, option_loc = f"{field_path}.{'.'.join(inner)}", (*option_loc, *inner)
             problems.append(
                 doc.problem(
                     option_loc, f"{format_loc((key, index, 'options'))}.{field_path}", message

@@ -81,6 +81,22 @@ SITES: dict[str, Site] = {
         5,
         True,
     ),
+    "variant_estimator": Site(
+        "id: dotted\npipeline:\n  - name: predict\n    options:\n      variants:\n"
+        "        m:\n          id: sklearn\n          options: {{estimator: '{name}'}}\n",
+        "pipeline[0].options.variants.m.options.estimator",
+        8,
+        True,
+    ),
+    "member_function": Site(
+        "id: dotted\nreliability:\n  ensemble: {{strategy: majority}}\npipeline:\n"
+        "  - name: ensemble\n    options:\n      members:\n"
+        f"        a: {{{{id: callable, options: {{{{function: '{MOD}:good_function'}}}}}}}}\n"
+        "        b: {{id: callable, options: {{function: '{name}'}}}}\n",
+        "pipeline[0].options.members.b.options.function",
+        9,
+        False,
+    ),
 }
 
 
