@@ -103,7 +103,14 @@ def test_json_report_is_sanitized(tmp_path: Path) -> None:
     assert run(
         experiment, assigns={"stuff": (1, float("nan"))}, run_id="r", artifacts_root=str(tmp_path)
     ).ok
-    json.loads((tmp_path / "nan" / "r" / "r.json").read_text())  # strict JSON: no NaN tokens
+    text = (tmp_path / "nan" / "r" / "r.json").read_text()
+    # json.loads accepts NaN, Infinity and -Infinity by default; strict JSON has none of them
+    json.loads(text, parse_constant=refuse_constant)
+
+
+def refuse_constant(token: str) -> Any:
+    """A parse_constant for json.loads: a NaN or Infinity token fails the test."""
+    raise AssertionError(f"not strict JSON: the report holds {token}")
 
 
 def hostile_experiment() -> Experiment:
