@@ -175,13 +175,15 @@ def explain_error(err: ErrorDetails, model: type[BaseModel]) -> tuple[str, str]:
         return field_path, message
     if kind in _NUMBER_KINDS:
         base = "an integer" if kind.startswith("int") else "a number"
-        if info is not None and describe_annotation(info.annotation) in ("an integer", "a number"):
-            base = describe_annotation(info.annotation)
+        declared = describe_annotation(info.annotation) if info is not None else None
+        if declared in ("an integer", "a number"):
+            base = str(declared)
         bounds = _bounds(info) or "".join(
             f" {symbol} {ctx[key]}" for key, symbol in _CTX_BOUNDS if key in ctx
         )
         if kind.startswith(("greater", "less")) and isinstance(err.get("input"), int):
-            base = "an integer" if base == "a number" else base
+            # a list item's bound: its type is not the field's (a float field keeps 'a number')
+            base = "an integer" if base == "a number" and declared != "a number" else base
         if kind == "finite_number":  # .inf and .nan are floats YAML reads, never a setting
             base = "a finite number"
         return field_path, f"expected {base}{bounds}, got {got}"

@@ -54,7 +54,7 @@ REFUSED = [
         "hedging_option_out_of_range",
         "reliability: {hedging: {strategy: fixed, options: {capacity: 0}}}\n",
         "reliability.hedging.options.capacity",
-        "> 0, got 0",
+        "expected a number > 0, got 0",
     ),
     (
         "infinite_margin",
