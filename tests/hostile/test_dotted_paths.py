@@ -325,3 +325,24 @@ def test_a_registry_entry_no_stage_uses_is_checked_too(
         "crucible_dagster Stage subclass; it was not called",
     ]
     assert not marker.exists()
+
+
+def test_crucible_run_refuses_the_file_before_its_first_stage_and_writes_no_run(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path, marker: Path
+) -> None:
+    """The command checks every dotted path of the file first: the seed stage before the bad
+    checker never runs, and no run directory is created."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "id: dotted\npipeline:\n"
+        "  - name: seed\n    module: crucible_dagster.contrib.examples:SeedExamples\n"
+        f"  - name: data_checks\n    options:\n      checker: '{MOD}:WritesMarker'\n"
+    )
+    before = snapshot(tmp_path)
+    said = cli("run", path)
+    assert said.code == 1, said.text
+    assert said.err.splitlines()[0].startswith(f"{path}:7: pipeline[1].options.checker: ")
+    assert "is a class, not a function checker" in said.err
+    assert not artifacts_dir.exists(), "a run directory was created"
+    assert snapshot(tmp_path) == before
+    assert not marker.exists()
