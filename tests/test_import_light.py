@@ -93,6 +93,7 @@ ALLOWED = {
         "backends",
     },
     "contrib": {"common", "experiment", "runtime", "bench", "report", "backends"},
+    "cli": {"common", "experiment", "runtime", "bench", "run_history", "sweeps"},
     "dagster_plugin": {
         "common",
         "experiment",

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from crucible_dagster.cli.errors import RunNotFound
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import AcceptError, accept
@@ -28,10 +29,6 @@ from crucible_dagster.runtime.run_record import (
     artifacts_root,
     check_run_id,
 )
-
-
-class RunNotFound(ValueError):
-    pass
 
 
 def find_run(run: str) -> Path:
@@ -194,7 +191,7 @@ def cmd_accept(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> None:
+def register(sub: Any) -> None:
     runs = sub.add_parser("runs", help="an experiment's run history")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     p = runs_sub.add_parser("list", help="one line per run of an experiment")
