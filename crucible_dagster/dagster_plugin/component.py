@@ -140,7 +140,7 @@ def check_inline_experiments(
     """Each inline experiment checked as a file is (``crucible validate``'s checks), and named
     ``defs.yaml#experiments[N]`` at its line in the defs.yaml: a broken entry never stops the
     others."""
-    lines = _inline_lines(defs_file, len(entries))
+    lines = _inline_lines(defs_file, entries)
     return [
         _check_inline(
             data,
@@ -175,16 +175,23 @@ def _at_lines(problems: list[Problem], lines: dict[tuple[str | int, ...], int]) 
     return [replace(p, line=(p.line or entry) if lines else None) for p in problems]
 
 
-def _inline_lines(defs_file: Path, count: int) -> list[dict[tuple[str | int, ...], int]]:
+def _inline_lines(
+    defs_file: Path, entries: list[dict[str, Any]]
+) -> list[dict[tuple[str | int, ...], int]]:
     """Each inline entry's field -> line map, read from the defs.yaml with the loader's own line
-    map; empty maps when the file cannot be read so (Dagster has parsed it already)."""
-    maps: list[dict[tuple[str | int, ...], int]] = [{} for _ in range(count)]
+    map. An entry gets no lines (rather than wrong ones) when the file cannot be read so, or when
+    what it holds there is not the entry Dagster gave (a template, another component's file)."""
+    maps: list[dict[tuple[str | int, ...], int]] = [{} for _ in entries]
     try:
         doc = read_document(defs_file)
+        written = doc.data["attributes"]["experiments"]
     except Exception:  # a multi-document defs.yaml, say: the problems keep their entry's name
         return maps
+    if not isinstance(written, list):
+        return maps
+    same = {i for i, entry in enumerate(entries) if i < len(written) and written[i] == entry}
     prefix = ("attributes", "experiments")
     for path, line in doc.lines.items():
-        if path[:2] == prefix and len(path) > 2 and isinstance(path[2], int) and path[2] < count:
-            maps[path[2]][path[3:]] = line
+        if path[:2] == prefix and len(path) > 2 and path[2] in same:
+            maps[int(path[2])][path[3:]] = line
     return maps
