@@ -114,6 +114,8 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
     base_dir: str | None = None
     _stores: dict[str, BlobStore] = PrivateAttr(default_factory=dict)
     _recent: dict[str, Any] = PrivateAttr(default_factory=dict)
+    #: run roots this process already purged: the steps after the guardrails add nothing raw
+    _purged: set[str] = PrivateAttr(default_factory=set)
 
     def _root(self, instance: dg.DagsterInstance | None) -> StoragePath:
         if self.base_dir:
@@ -153,13 +155,18 @@ class CrucibleContextIOManager(dg.ConfigurableIOManager):
         self._recent[str(path)] = obj
         while len(self._recent) > RECENT_OUTPUTS:
             del self._recent[next(iter(self._recent))]
-        if isinstance(obj, Context) and redacted(obj):
+        if (
+            isinstance(obj, Context)
+            and redacted(obj)
+            and str(root / identifier[0]) not in self._purged
+        ):
             self.forget_unredacted(root / identifier[0])
 
     def forget_unredacted(self, run_root: StoragePath) -> None:
         """``forget_unredacted`` for a run root, and this process's copies of those outputs."""
         for path in forget_unredacted(run_root):
             self._recent.pop(path, None)
+        self._purged.add(str(run_root))
 
     def run_root(self, instance: dg.DagsterInstance, run_id: str) -> StoragePath:
         return self._root(None if self.base_dir else instance) / run_id
