@@ -241,7 +241,12 @@ def _other_error(
         expected = _TYPE_WORDS.get(word)
         if info is not None and (expected is None or kind in ("model_type", "dict_type")):
             expected = describe_annotation(info.annotation)
-        return f"expected {expected or word}, got {got}"
+        hint = (
+            f" ({YAML11_BOOL_HINT})"
+            if kind == "string_type" and isinstance(err.get("input"), bool)
+            else ""
+        )
+        return f"expected {expected or word}, got {got}{hint}"
     if kind in ("model_attributes_type", "dict_type", "model_type"):
         return f"expected a mapping, got {got}"
     return err["msg"]

@@ -69,6 +69,12 @@ REFUSED = [
         "got True (YAML reads unquoted yes, no, on and off as true or false: quote the word)",
     ),
     (
+        "dataset_split_no",
+        "dataset: {name: iris, split: no}\n",
+        "dataset.split",
+        "expected a string, got False (YAML reads unquoted yes, no, on and off as true or false",
+    ),
+    (
         "cron_with_seconds",
         "schedule: {cron: '0 0 3 * * *'}\n",
         "schedule.cron",
