@@ -162,6 +162,11 @@ def test_a_stage_option_true_for_an_integer_is_refused_everywhere(
     text = "id: parity\npipeline:\n  - name: bench\n    options: {n_train: true}\n"
     field = "pipeline[0].options.n_train"
     _refused_everywhere(cli, tmp_path, "stage", text, 4, field, "expected an integer, got true")
+    # the same value typed in the Launchpad for the valid file's job is refused before the run
+    (tmp_path / "experiments" / "stage.yaml").write_text(text.replace("true", "3"))
+    job = definitions_from_folder(tmp_path / "experiments").resolve_job_def("parity")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="ops:bench:config:n_train"):
+        job.execute_in_process(run_config={"ops": {"bench": {"config": {"n_train": True}}}})
 
 
 def test_a_json_number_too_long_is_located(cli: Cli, tmp_path: Path) -> None:
