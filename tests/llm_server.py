@@ -201,7 +201,8 @@ def llm_server() -> Iterator[tuple[str, ServerState]]:
     """The server's API root (``http://127.0.0.1:<port>/v1``) and its state, for one test."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.state = ServerState()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever to poll its flag: every 0.5 s by default, per test
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1", server.state
