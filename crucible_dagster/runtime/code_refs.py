@@ -43,9 +43,21 @@ class CodeRefError(LookupError):
         super().__init__(message)
 
 
+#: installed with every environment, holding helpers that run commands
+#: (``setuptools._distutils.spawn:spawn`` takes a list, as a callable backend's function does)
+PACKAGING_TOOLS = frozenset({"pip", "setuptools", "_distutils_hack", "pkg_resources", "wheel"})
+
+
 def is_standard_library(module_name: str) -> bool:
     """The module's top-level package ships with Python (``builtins`` included)."""
     return module_name.partition(".")[0] in sys.stdlib_module_names
+
+
+def refused_origin(module_name: str) -> str | None:
+    """Where no user's code lives: "the standard library" or "the packaging tools", else None."""
+    if is_standard_library(module_name):
+        return "the standard library"
+    return "the packaging tools" if module_name.partition(".")[0] in PACKAGING_TOOLS else None
 
 
 def _import_module(path: str, module_name: str) -> Any:
@@ -76,14 +88,15 @@ def _import_module(path: str, module_name: str) -> Any:
 
 
 def _refuse_standard_library(path: str, module_name: str, expected: str) -> None:
-    """Refuse a module of the standard library before it is imported: no user's code lives there."""
-    if is_standard_library(module_name):
+    """Refuse a module of the standard library (or the packaging tools) before it is imported:
+    no user's code lives there."""
+    where = refused_origin(module_name)
+    if where is not None:
         top = module_name.partition(".")[0]
         raise CodeRefError(
             "standard_library",
             path,
-            f"{path!r} names the standard library ({top!r}), not {expected}; "
-            "it was not imported or called",
+            f"{path!r} names {where} ({top!r}), not {expected}; it was not imported or called",
         )
 
 
@@ -219,11 +232,12 @@ def resolve(path: str, kind: CodeKind) -> Any:
         origin = getattr(obj, "__module__", None)
     except Exception:  # an object whose attributes misbehave is not what any kind expects
         origin = None
-    if isinstance(origin, str) and is_standard_library(origin):
+    where = refused_origin(origin) if isinstance(origin, str) else None
+    if where is not None:
         raise CodeRefError(
             "standard_library",
             path,
-            f"{path!r} is {describe(obj)} from the standard library ({origin!r}), "
+            f"{path!r} is {describe(obj)} from {where} ({origin!r}), "
             f"not {rule.expected}; it was not called",
         )
     found = rule.check(obj)

@@ -114,6 +114,10 @@ NAMES: list[tuple[str, Callable[[Site], tuple[str, str]]]] = [
     ("subprocess_run", lambda s: ("subprocess:run", STDLIB)),
     ("stdlib_reexported", lambda s: (f"{MOD}:run", "from the standard library ('subprocess')")),
     ("math_sqrt", lambda s: ("math:sqrt", STDLIB)),
+    (
+        "packaging_tool",
+        lambda s: ("setuptools._distutils.spawn:spawn", "names the packaging tools"),
+    ),
     ("c_function", lambda s: ("numpy:frombuffer", "is a built-in (C) function, not")),
     ("wrong_kind", _wrong_kind),
     ("missing_module", lambda s: ("tests.hostile.no_such_module:Thing", "cannot find module")),
