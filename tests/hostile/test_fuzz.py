@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -55,6 +56,7 @@ def test_arbitrary_bytes(tmp_path: Path, data: bytes) -> None:
     _checked_in_time(path)
 
 
+@pytest.mark.slow  # a property search of 150 documents: about 3 s
 @FUZZ
 @given(doc=experiment_like | values)
 def test_arbitrary_yaml_documents(tmp_path: Path, doc: object) -> None:
@@ -63,6 +65,7 @@ def test_arbitrary_yaml_documents(tmp_path: Path, doc: object) -> None:
     _checked_in_time(path)
 
 
+@pytest.mark.slow  # a property search of 150 documents: about 3 s
 @FUZZ
 @given(doc=experiment_like | values)
 def test_arbitrary_json_documents(tmp_path: Path, doc: object) -> None:

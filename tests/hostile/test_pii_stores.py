@@ -131,6 +131,7 @@ def _execute(home: Path, artifacts: Path, profile: str) -> dg.ExecuteInProcessRe
         return job.execute_in_process(instance=instance, raise_on_error=False)
 
 
+@pytest.mark.slow  # executes a Dagster job in-process
 def test_a_dagster_run_leaves_no_planted_value_in_dagster_home_or_the_run_directory(
     tmp_path: Path,
 ) -> None:
@@ -144,6 +145,7 @@ def test_a_dagster_run_leaves_no_planted_value_in_dagster_home_or_the_run_direct
     assert leaks(home, artifacts) == []
 
 
+@pytest.mark.slow  # executes a Dagster job in-process
 def test_guardrails_stopping_the_run_leave_no_planted_value(tmp_path: Path) -> None:
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     result = _execute(home, artifacts, "strict")
@@ -155,6 +157,7 @@ def test_guardrails_stopping_the_run_leave_no_planted_value(tmp_path: Path) -> N
     assert leaks(home, artifacts) == []
 
 
+@pytest.mark.slow  # executes a Dagster job in-process
 def test_loading_a_deleted_output_says_why(tmp_path: Path) -> None:
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     result = _execute(home, artifacts, "moderate")
