@@ -51,6 +51,7 @@ from crucible_dagster.dagster_plugin.celery_settings import (
     DEFAULT_QUEUE,
     QUEUE_PATTERN,
     CelerySettings,
+    missing_extra,
     queue_problem,
 )
 
@@ -475,6 +476,10 @@ def start_command(state: Path, count: int, queue: str, timeout: float) -> tuple[
     problem = queue_problem(queue)
     if problem:
         raise CommandError(f"queue: {problem}")
+    try:
+        import crucible_dagster.dagster_plugin.celery_app  # noqa: F401 - what the workers run
+    except ImportError:
+        raise CommandError(str(missing_extra())) from None
     with state_lock(state):
         scan = scan_state(state)
         live = [r.name for r in scan.workers.values() if r.queue == queue]

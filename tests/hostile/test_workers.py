@@ -306,6 +306,38 @@ def test_out_of_range_options_are_one_line_and_exit_1(
     assert not state.exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "expected seconds above 0 and up to 3600, found 0.0"),
+        ("-5", "found -5.0"),
+        ("nan", "found nan"),
+        ("1e9", "found 1000000000.0"),
+        ("soon", "expected a number of seconds, found 'soon'"),
+    ],
+)
+def test_a_bad_worker_wait_is_refused_by_the_command_and_the_executor(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+    expected: str,
+) -> None:
+    """``CRUCIBLE_CELERY_WORKER_WAIT`` is read the same by ``workers start`` and the run's
+    executor; an absurd wait is one line naming the variable, never a run that waits forever."""
+    from crucible_dagster.dagster_plugin.celery_settings import worker_wait_problem
+
+    monkeypatch.setenv("CRUCIBLE_CELERY_WORKER_WAIT", value)
+    state = tmp_path / "never_created"
+    code = main(["--state-dir", str(state), "start", "-n", "1"])
+    said = capsys.readouterr()
+    assert code == 1 and said.out == "" and not state.exists()
+    assert said.err.startswith("error: CRUCIBLE_CELERY_WORKER_WAIT: ") and expected in said.err
+    assert said.err.count("\n") == 1
+    number = float(value) if value != "soon" else value
+    assert worker_wait_problem(number) is not None  # the executor's own check agrees
+
+
 def test_list_of_a_missing_state_folder_creates_nothing(tmp_path: Path, run: Run) -> None:
     missing = tmp_path / "nope"
     assert main(["--state-dir", str(missing), "list"]) == 0
