@@ -280,7 +280,9 @@ def test_two_sample_bootstrap_matches_scipy(statistic: str) -> None:
 
 
 def test_bootstrap_rows_carry_acceleration_and_bias_correction() -> None:
-    from crucible_dagster.bench.compare import ComparisonSettings, _row, run_pairwise
+    from crucible_dagster.bench.pairwise import pair_row as _row
+    from crucible_dagster.bench.pairwise import run_pairwise
+    from crucible_dagster.bench.settings import ComparisonSettings
 
     rng = np.random.default_rng(4)
     x, y = rng.normal(0, 1, 20), rng.normal(0.5, 1, 20)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crucible_dagster.bench.compare import ComparisonSettings, compare_groups
+from crucible_dagster.bench.compare import compare_groups
 from crucible_dagster.bench.power import detectable_effect, power_ttest
+from crucible_dagster.bench.settings import ComparisonSettings
 from crucible_dagster.experiment.ir import Ensemble
 from crucible_dagster.reliability.ensemble import (
     EnsembleConfigError,

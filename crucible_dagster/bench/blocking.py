@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crucible_dagster.bench.compare import Design
+from crucible_dagster.bench.settings import Design
 
 #: configuration -> seed -> the values one trial produced (one per fold, or one)
 Replicates = Mapping[str, Mapping[int | None, Sequence[float]]]

@@ -153,11 +153,9 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
 
 
 def _paired_line(group: str, scores_a: Any, scores_b: Any, a: dict, b: dict) -> str:
-    from crucible_dagster.bench.compare import (
-        ComparisonSettings,
-        choose_pairwise_test,
-        run_pairwise,
-    )
+    from crucible_dagster.bench.pairwise import run_pairwise
+    from crucible_dagster.bench.selection import choose_pairwise_test
+    from crucible_dagster.bench.settings import ComparisonSettings
     from crucible_dagster.run_history.scores import units_of
 
     here, there = units_of(scores_b, group), units_of(scores_a, group)

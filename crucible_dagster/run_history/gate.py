@@ -163,12 +163,10 @@ def _compare(
 ) -> GateResult:
     import numpy as np
 
-    from crucible_dagster.bench.compare import (
-        ComparisonSettings,
-        choose_pairwise_test,
-        run_pairwise,
-    )
     from crucible_dagster.bench.data import essentially_constant
+    from crucible_dagster.bench.pairwise import run_pairwise
+    from crucible_dagster.bench.selection import choose_pairwise_test
+    from crucible_dagster.bench.settings import ComparisonSettings
 
     units = sorted(here)
     sign = 1.0 if gate.higher_is_better else -1.0
@@ -206,7 +204,7 @@ def _compare(
 
 
 def _one_sided_p(gate: RegressionBaseline, test: str, x: Any, y: Any, settings: Any) -> float:
-    from crucible_dagster.bench.compare import run_pairwise
+    from crucible_dagster.bench.pairwise import run_pairwise
 
     def shifted(by: float, alternative: str) -> float:
         return run_pairwise(test, x - by, y, replace(settings, alternative=alternative)).p_value

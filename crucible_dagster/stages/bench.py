@@ -150,7 +150,7 @@ def _group_problem(groups: Mapping[str, Any], options: BenchOptions) -> str | No
 
 def comparison_settings(ctx: Context, options: BenchOptions, n_groups: int, blocked: bool) -> Any:
     """The stage's options, falling back to the experiment's ``reliability.stats``, then defaults."""
-    from crucible_dagster.bench.compare import ComparisonSettings, Design
+    from crucible_dagster.bench.settings import ComparisonSettings, Design
 
     experiment = ctx.experiment
     stats = experiment.reliability.stats if experiment and experiment.reliability else None

@@ -102,7 +102,8 @@ def _summaries(
 
 
 def _compare(blocks: Blocks, sweep: SweepConfig, seed: int | None) -> dict[str, Any]:
-    from crucible_dagster.bench.compare import ComparisonSettings, compare_groups
+    from crucible_dagster.bench.compare import compare_groups
+    from crucible_dagster.bench.settings import ComparisonSettings
 
     settings = ComparisonSettings(
         design=blocks.design,

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from crucible_dagster import Experiment
-from crucible_dagster.bench.compare import ComparisonSettings, compare_groups
+from crucible_dagster.bench.compare import compare_groups
+from crucible_dagster.bench.settings import ComparisonSettings
 from crucible_dagster.reliability.fairness import FairnessResult, fairness_report
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.stages.fairness import FairnessOptions, FairnessStage
