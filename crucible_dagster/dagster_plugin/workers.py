@@ -304,7 +304,9 @@ def start_worker(state: Path, index: int, *, queue: str = DEFAULT_QUEUE) -> Star
         "--pool=solo", "--loglevel=INFO", "-Q", queue, "-n", node_name(name),
     ]  # fmt: skip
     log_path = state / f"{name}.log"
-    with open(log_path, "ab") as log:
+    # appended to, never through a link planted in its place (nothing outside the folder is written)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(log_path, flags, 0o644), "ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -471,6 +473,21 @@ def build_parser() -> Parser:
     return parser
 
 
+def start_all(state: Path, queue: str, indices: Sequence[int]) -> list[Started]:
+    """Start one worker per index; if one cannot start, stop those already started and say why."""
+    started: list[Started] = []
+    try:
+        for index in indices:
+            started.append(start_worker(state, index, queue=queue))
+    except OSError as exc:
+        stop_records(state, [w.record for w in started], 5.0)
+        where = exc.filename or state
+        raise CommandError(
+            f"{where}: cannot start a worker ({exc.strerror}); none left running"
+        ) from None
+    return started
+
+
 def start_command(state: Path, count: int, queue: str, timeout: float) -> tuple[int, Scan]:
     """Start ``count`` workers on ``queue``; exit 1 unless every one answered the ping."""
     problem = queue_problem(queue)
@@ -483,9 +500,7 @@ def start_command(state: Path, count: int, queue: str, timeout: float) -> tuple[
     with state_lock(state):
         scan = scan_state(state)
         live = [r.name for r in scan.workers.values() if r.queue == queue]
-        started = [
-            start_worker(state, i, queue=queue) for i in free_indices(state, queue, live, count)
-        ]
+        started = start_all(state, queue, free_indices(state, queue, live, count))
         ready, problems = wait_until_ready(state, started, timeout)
     from kombu.utils.url import maybe_sanitize_url
 

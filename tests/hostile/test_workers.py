@@ -338,6 +338,26 @@ def test_a_bad_worker_wait_is_refused_by_the_command_and_the_executor(
     assert worker_wait_problem(number) is not None  # the executor's own check agrees
 
 
+def test_a_link_planted_as_a_worker_log_is_never_written_through(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``start`` appends to ``<name>.log``: a symlink there must not send it elsewhere."""
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep")
+    log = state / f"{worker_name(state, QUEUE, 1)}.log"
+    log.symlink_to(outside)
+    code = main(["--state-dir", str(state), "start", "-n", "1", "-q", QUEUE, "--timeout", "1"])
+    said = capsys.readouterr()
+    assert code == 1 and said.out == ""
+    assert (
+        said.err.startswith(f"error: {log}: cannot start a worker (")
+        and "Traceback" not in said.err
+    )
+    assert said.err.count("\n") == 1
+    assert outside.read_text() == "keep"
+    assert not list(state.glob("*.pid"))  # nothing started, nothing half-recorded
+
+
 def test_list_of_a_missing_state_folder_creates_nothing(tmp_path: Path, run: Run) -> None:
     missing = tmp_path / "nope"
     assert main(["--state-dir", str(missing), "list"]) == 0
