@@ -48,7 +48,13 @@ class CrucibleResource(dg.ConfigurableResource):
         Built once per distinct setting (building a resource infers its config schema, a
         millisecond each, which a folder of a thousand experiments would feel)."""
         sweep = experiment.is_sweep
-        parameters = dict(experiment.parameters) if sweep else None
+        # Dagster's config cannot hold a null list member (``max_depth: [null, 5]``): such a grid
+        # is not pre-filled, and the run uses the experiment's own (Launchpad edits replace it).
+        parameters = (
+            dict(experiment.parameters)
+            if sweep and not _holds_null(experiment.parameters)
+            else None
+        )
         seeds = list(experiment.seeds) if sweep else None
         settings = (self.artifacts_dir, self.validate_options, experiment.seed, parameters, seeds)
         key = json.dumps(settings, sort_keys=True, default=repr)
@@ -86,3 +92,14 @@ class CrucibleResource(dg.ConfigurableResource):
 
 
 _PER_EXPERIMENT: dict[str, CrucibleResource] = {}
+
+
+def _holds_null(value: Any) -> bool:
+    """Whether a config value has a null anywhere inside it."""
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_holds_null(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_null(v) for v in value)
+    return False

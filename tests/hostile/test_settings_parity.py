@@ -275,3 +275,20 @@ def test_inline_experiment_problems_name_their_defs_yaml_line(
     )
     assert "strategy" not in invalid["experiments[2]"]
     assert {k: v for k, v in snapshot(project).items() if "__pycache__" not in k} == before
+
+
+def test_a_grid_with_null_is_accepted_by_validate_the_loader_and_the_run(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """scikit-learn users need ``None`` in a grid; Dagster's config cannot pre-fill it, so the
+    loader leaves the Launchpad's grid empty and the run uses the experiment's own."""
+    path = tmp_path / "e.yaml"
+    path.write_text("id: nullgrid\nparameters: {depth: [null, 5]}\npipeline:\n  - name: validate\n")
+    assert cli("validate", path).code == 0
+    defs = definitions_from_folder(tmp_path)
+    assert _invalid_descriptions(defs) == {}
+    result = defs.resolve_job_def("nullgrid").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    assert len(list((artifacts_dir / "nullgrid").rglob("manifest.json"))) >= 2  # both trials ran
