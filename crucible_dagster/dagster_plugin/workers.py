@@ -195,7 +195,8 @@ def _not_our_worker(record: WorkerRecord) -> tuple[str, bool] | None:
     if now != record.start_time:
         return f"pid {record.pid} is another process now (it started at another time)", False
     args = command_line(record.pid)
-    if args is not None and not any(a.startswith(f"{record.name}@") for a in args):
+    # anywhere in it: with setproctitle installed Celery retitles the worker "[celeryd: name@host..."
+    if args is not None and f"{record.name}@" not in " ".join(args):
         return f"pid {record.pid} is a live process that is not worker {record.name}", True
     return None
 

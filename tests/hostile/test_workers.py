@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -121,6 +122,31 @@ def test_stop_spares_a_record_forged_with_another_process_start_time(
     time.sleep(0.1)
     assert bystander.poll() is None
     assert not path.exists()
+
+
+def test_a_worker_retitled_by_setproctitle_is_still_recognised(state: Path, run: Run) -> None:
+    """With setproctitle installed Celery rewrites its command line to ``[celeryd: name@host:...]``:
+    still our worker, listed and stopped (a stand-in process carries that title here)."""
+    name = worker_name(state, QUEUE, 1)
+    title = f"[celeryd: {name}@{socket.gethostname()}:MainProcess] -active-"
+    process = subprocess.Popen(["bash", "-c", f"exec -a '{title}' sleep 60"])
+    try:
+        deadline = time.monotonic() + 5
+        cmdline = Path(f"/proc/{process.pid}/cmdline")
+        while time.monotonic() < deadline and not cmdline.read_text().startswith("[celeryd:"):
+            time.sleep(0.02)  # until bash has exec'd into the retitled sleep
+        assert cmdline.read_text().startswith("[celeryd:")
+        pid_path(state).write_text(
+            json.dumps(record(state, process.pid, start_time(process.pid) or ""))
+        )
+        listed = run("list")
+        assert listed.code == 0 and listed.out == f"{name}\tpid {process.pid}\tqueue {QUEUE}\n"
+        stopped = run("stop", "--timeout", "5")
+        assert stopped.code == 0 and stopped.out.strip() == f"stopped {name}"
+        assert process.wait(timeout=5) == -15  # SIGTERM, the warm shutdown
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_a_reused_pid_is_reported_stale_and_spared(
