@@ -230,3 +230,19 @@ def stage_option_problems(
         return stage_cls.check_options(substitute_params(dict(options), {}))
     except (StageResolutionError, UnknownParameter) as exc:
         return [str(exc)]
+
+
+def first_refused_stage(
+    experiment: Experiment, registry: Registry, params: Mapping[str, Any]
+) -> StageDef | None:
+    """The first enabled stage whose code or options a run refuses, found before any stage runs
+    (as the Dagster run checks every stage's options at its first step): code named in a later
+    stage is refused before an earlier stage has run."""
+    for stage_def in experiment.enabled_stages:
+        try:
+            stage_cls = registry.resolve(stage_def.implementation)
+            if stage_cls.check_options(substitute_params(dict(stage_def.options), params)):
+                return stage_def
+        except (StageResolutionError, UnknownParameter):
+            return stage_def
+    return None

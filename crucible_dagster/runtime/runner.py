@@ -21,6 +21,7 @@ from crucible_dagster.experiment.ir import Experiment, StageDef
 from crucible_dagster.experiment.params import UnknownParameter, substitute_params
 from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.preflight import first_refused_stage
 from crucible_dagster.runtime.quality import blocking_failures
 from crucible_dagster.runtime.registry import (
     Registry,
@@ -356,7 +357,13 @@ def _run_stages(
         telemetry = Telemetry(sinks, experiment_id=experiment.id, run_id=ctx.run_id)
         telemetry.emit("run_started", stages=len(experiment.pipeline))
     outcomes: list[tuple[str, StageOutcome]] = []
-    for stage_def in experiment.pipeline:
+    # a stage whose named code or options are refused fails alone, before any stage has run
+    refused = (
+        first_refused_stage(experiment, registry, ctx.params)
+        if validate_options == "error"
+        else None
+    )
+    for stage_def in experiment.pipeline if refused is None else [refused]:
         outcome = invoke_stage(
             ctx,
             stage_def,

@@ -18,7 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crucible_dagster.experiment.loading import experiment_from_document, read_document
+from crucible_dagster.experiment.loading import (
+    experiment_from_document,
+    loads_experiment,
+    read_document,
+)
 from crucible_dagster.runtime.runner import run
 from tests.hostile.conftest import Cli, snapshot
 from tests.hostile.named_code import MARKER_ENV
@@ -287,7 +291,6 @@ def test_a_dagster_run_refuses_named_code_typed_in_the_launchpad_before_the_firs
     import dagster as dg
 
     from crucible_dagster.dagster_plugin import build_job
-    from crucible_dagster.experiment.loading import loads_experiment
 
     job = build_job(loads_experiment(LAUNCHPAD_FILE))
     with dg.instance_for_test() as instance:
@@ -349,4 +352,26 @@ def test_crucible_run_refuses_the_file_before_its_first_stage_and_writes_no_run(
     assert "is a class, not a function checker" in said.err
     assert not artifacts_dir.exists(), "a run directory was created"
     assert snapshot(tmp_path) == before
+    assert not marker.exists()
+
+
+def test_the_standalone_run_refuses_a_later_stages_code_before_the_first_stage_runs(
+    tmp_path: Path, marker: Path
+) -> None:
+    """As the Dagster run and ``crucible run`` do: no stage runs when a later one names code
+    of the wrong kind; that stage fails with the reason and the record ends ``failed``."""
+    experiment = loads_experiment(
+        "id: dotted\npipeline:\n"
+        "  - name: seed\n    module: crucible_dagster.contrib.examples:SeedExamples\n"
+        f"  - name: data_checks\n    options:\n      checker: '{MOD}:WritesMarker'\n"
+    )
+    artifacts = tmp_path / "artifacts"
+    result = run(experiment, artifacts_root=str(artifacts), run_id="r")
+    assert result.failure is not None and result.failure.stage == "data_checks"
+    assert "is a class, not a function checker" in result.failure.message
+    assert [name for name, _ in result.outcomes] == ["data_checks"], "the seed stage ran"
+    assert "examples_loaded" not in result.context.metrics
+    manifest = json.loads((artifacts / "dotted" / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["stages"]["seed"]["status"] == "pending"
     assert not marker.exists()
