@@ -41,6 +41,32 @@ def test_import_crucible_dagster_is_light() -> None:
 
 
 @pytest.mark.slow
+def test_stages_with_an_options_model_never_load_the_legacy_validator() -> None:
+    """The original's options format is off the common path: describing and checking a stage
+    that declares a pydantic Options model does not import ``experiment.legacy_options``."""
+    modules = _modules_after(
+        "from crucible_dagster.runtime.registry import Registry\n"
+        "cls = Registry.default().resolve('data_checks')\n"
+        "assert cls.describe()['name'] == 'data_checks'\n"
+        "assert cls.check_options({'fail_fast': 3})\n"
+        "cls.parse_options({'fail_fast': True})"
+    )
+    assert "crucible_dagster.runtime.stage" in modules
+    assert "crucible_dagster.experiment.legacy_options" not in modules
+
+
+@pytest.mark.slow
+def test_a_legacy_stage_still_loads_its_validator_on_demand() -> None:
+    modules = _modules_after(
+        "from tests.helpers import NeedsInput\n"
+        "assert NeedsInput.describe()['required'] == ['input']\n"
+        "assert NeedsInput.check_options({'inptu': 'x'}) == "
+        "['missing required option: input', 'inptu: unknown option']"
+    )
+    assert "crucible_dagster.experiment.legacy_options" in modules
+
+
+@pytest.mark.slow
 def test_loading_the_definitions_imports_no_numeric_library() -> None:
     """The webserver and `dagster job list` load every experiment; scipy, pandas and
     scikit-learn load only when a stage runs (the demo folder has a sweep and the classifiers)."""

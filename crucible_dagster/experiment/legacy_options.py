@@ -1,4 +1,9 @@
-"""The original's options validator over type specs, with its message templates (Python ``repr``)."""
+"""The original's options validator over type specs, with its message templates (Python ``repr``).
+
+Only a stage that declares ``legacy_schema`` (a hand-written schema in the original's format)
+reaches this module: ``Stage.describe`` and ``Stage.parse_options`` import it for such a stage
+alone, so stages with a pydantic ``Options`` model never load it.
+"""
 
 from __future__ import annotations
 
@@ -121,7 +126,7 @@ def check_legacy_options(
     """Errors for ``options`` against a (possibly legacy) schema; ``[]`` means valid.
 
     Required keys first (in the schema's order), then type errors in sorted key order.
-    Unknown keys are reported only when ``strict_keys`` is set (see ``Stage.check_legacy_options``).
+    Unknown keys are not reported here (``parse_legacy_options`` adds them).
     """
     canonical = normalize_schema(schema)
     opts: dict[str, Any] = dict(options or {})
@@ -143,3 +148,24 @@ def unknown_keys(options: Mapping[str, Any], schema: Mapping[str, Any]) -> list[
         | set(canonical.get("types", {}))
     )
     return sorted(str(k) for k in options if k not in known)
+
+
+def describe_legacy(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``Stage.describe()`` for a legacy stage: its hand-written schema, normalised."""
+    return normalize_schema(schema)
+
+
+def parse_legacy_options(
+    raw: Mapping[str, Any], schema: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """A legacy stage's options as a plain dict, with every problem as a ``key: ...`` line.
+
+    Unknown keys are errors when the schema declares types, unless its extensions say
+    ``accepts_extra_keys``.
+    """
+    errors = check_legacy_options(raw, schema)
+    canonical = normalize_schema(schema)
+    accepts_extra = (canonical.get("__extensions__") or {}).get("accepts_extra_keys")
+    if canonical.get("types") and not accepts_extra:
+        errors += [f"{k}: unknown option" for k in unknown_keys(raw, schema)]
+    return dict(raw), errors

@@ -12,12 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from crucible_dagster.experiment.explain import explain_error
-from crucible_dagster.experiment.legacy_options import check_legacy_options, unknown_keys
-from crucible_dagster.experiment.option_schema import (
-    describe_options,
-    field_default,
-    normalize_schema,
-)
+from crucible_dagster.experiment.option_schema import describe_options, field_default
 from crucible_dagster.experiment.strict_numbers import RefuseBoolForNumbers
 
 if TYPE_CHECKING:
@@ -60,6 +55,7 @@ class Stage:
     tags: ClassVar[Mapping[str, str]] = {}
     Options: ClassVar[type[BaseModel]] = StageOptions
     #: A hand-written schema in the original's format; when set, ``run`` receives a plain dict.
+    #: Checked by ``experiment.legacy_options``, imported only for such a stage.
     legacy_schema: ClassVar[Mapping[str, Any] | None] = None
     #: IR settings this stage acts on (``backend``, ``reliability.ensemble`` ...): a file that
     #: sets one with no stage using it is refused, so no setting is silently ignored
@@ -84,7 +80,9 @@ class Stage:
     @classmethod
     def describe(cls) -> dict[str, Any]:
         if cls.legacy_schema is not None:
-            return normalize_schema(cls.legacy_schema)
+            from crucible_dagster.experiment.legacy_options import describe_legacy
+
+            return describe_legacy(cls.legacy_schema)
         description = (
             cls.description or (cls.__doc__ or "").strip().split("\n")[0] or cls.stage_name()
         )
@@ -110,15 +108,9 @@ class Stage:
     @classmethod
     def _parse(cls, raw: Mapping[str, Any]) -> tuple[Any, list[str]]:
         if cls.legacy_schema is not None:
-            schema = cls.legacy_schema
-            errors = check_legacy_options(raw, schema)
-            declared = normalize_schema(schema).get("types")
-            accepts_extra = (normalize_schema(schema).get("__extensions__") or {}).get(
-                "accepts_extra_keys"
-            )
-            if declared and not accepts_extra:
-                errors += [f"{k}: unknown option" for k in unknown_keys(raw, schema)]
-            return dict(raw), errors
+            from crucible_dagster.experiment.legacy_options import parse_legacy_options
+
+            return parse_legacy_options(raw, cls.legacy_schema)
         model = cls.Options
         fields = model.model_fields
         # The Launchpad and `dagster job scaffold_config` send null for defaulted fields: it means "the default".
