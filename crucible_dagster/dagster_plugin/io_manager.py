@@ -73,8 +73,11 @@ def forget_unredacted(run_root: StoragePath) -> list[str]:
     deleted = []
     outputs: list[StoragePath] = list(run_root.rglob("*.json"))  # blobs: .parquet and .npy
     for path in outputs:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        if _payload_redacted(payload):
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            payload = None  # unreadable: nothing vouches that it holds no PII, so it goes
+        if payload is not None and _payload_redacted(payload):
             kept.update(_blobs_in(payload))
             continue
         note = path.with_suffix(REDACTED_NOTE)

@@ -192,3 +192,25 @@ def test_dagster_job_execute_in_subprocesses_leaves_no_planted_value(tmp_path: P
     assert done.returncode == 0, done.stderr[-3000:]
     assert ".db" in _searched_files(home) and ".parquet" in _searched_files(home)
     assert leaks(home, artifacts) == []
+
+
+def test_a_truncated_stored_output_is_deleted_not_a_crash(tmp_path: Path) -> None:
+    """A stored output that no longer parses cannot vouch that it holds no PII: it goes, with
+    its note, and the purge goes on (before: a JSONDecodeError failed the guardrails' step)."""
+    from crucible_dagster.dagster_plugin.io_manager import forget_unredacted
+
+    root = tmp_path / "run"
+    (root / "plant").mkdir(parents=True)
+    (root / "guardrails").mkdir()
+    (root / "blobs").mkdir()
+    (root / "plant" / "result.json").write_text('{"schema_version": 1, "assigns": {"x": "' + EMAIL)
+    kept = {"__crucible__": "table", "blob": "kept.npy"}
+    redacted = {"metrics": {"guardrails": {"redacted": 1}}, "assigns": {"t": kept}}
+    (root / "guardrails" / "result.json").write_text(json.dumps(redacted))
+    (root / "blobs" / "kept.npy").write_bytes(b"kept")
+    (root / "blobs" / "raw.npy").write_bytes(EMAIL.encode())
+    deleted = forget_unredacted(root)
+    assert deleted == [str(root / "plant" / "result.json")]
+    assert (root / "plant" / "result.redacted").is_file()
+    assert sorted(p.name for p in (root / "blobs").iterdir()) == ["kept.npy"]
+    assert leaks(root) == []
