@@ -421,12 +421,21 @@ def _alive(record: WorkerRecord) -> bool:
     return is_same_process(record.pid, record.start_time)
 
 
-def stop_workers(state: Path, timeout: float = 30.0) -> list[str]:
-    """Stop every live worker of ``state``; the names stopped."""
-    state = resolve_state(state)
+def stop_command(state: Path, timeout: float) -> tuple[Scan, list[str]]:
+    """Stop every live worker of ``state`` (a missing folder is not created); the names stopped."""
+    if not state.is_dir():
+        return Scan(), []
     with state_lock(state):
         scan = scan_state(state)
-        return stop_records(state, list(scan.workers.values()), timeout)
+        return scan, stop_records(state, list(scan.workers.values()), timeout)
+
+
+def scan_existing(state: Path) -> Scan:
+    """``scan_state`` under the lock, for commands that must not create a missing folder."""
+    if not state.is_dir():
+        return Scan()
+    with state_lock(state):
+        return scan_state(state)
 
 
 def count_arg(text: str) -> int:
@@ -527,19 +536,14 @@ def run(argv: Sequence[str] | None) -> int:
         queue = args.queue or settings_from_env().queue
         code, scan = start_command(state, args.count, queue, args.timeout)
     elif args.command == "stop":
-        with state_lock(state):
-            scan = scan_state(state)
-            stopped = stop_records(state, list(scan.workers.values()), args.timeout)
+        scan, stopped = stop_command(state, args.timeout)
         left = sorted(set(scan.workers) - set(stopped))
         print(f"stopped {', '.join(stopped) or 'no workers'}")
         for name in left:
             print(f"{name} (pid {scan.workers[name].pid}) is still running", file=sys.stderr)
         code = 1 if left else 0
     else:
-        scan = Scan()
-        if state.is_dir():
-            with state_lock(state):
-                scan = scan_state(state)
+        scan = scan_existing(state)
         for name, record in scan.workers.items():
             print(f"{name}\tpid {record.pid}\tqueue {record.queue}")
         code = 0

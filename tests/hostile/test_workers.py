@@ -384,9 +384,10 @@ def test_a_link_planted_as_a_worker_log_is_never_written_through(
     assert not list(state.glob("*.pid"))  # nothing started, nothing half-recorded
 
 
-def test_list_of_a_missing_state_folder_creates_nothing(tmp_path: Path, run: Run) -> None:
+def test_list_and_stop_of_a_missing_state_folder_create_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     assert main(["--state-dir", str(missing), "list"]) == 0
+    assert main(["--state-dir", str(missing), "stop"]) == 0
     assert not missing.exists()
 
 
