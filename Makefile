@@ -29,12 +29,18 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -f definitions.py -j classifier_comparison
 	@$(BIN)/python -m crucible_dagster.contrib.demo_summary classifier_comparison
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=600
+# Tests run on every core (pytest-xdist); a module's tests that share a server or a daemon carry
+# one xdist_group and stay on one worker. The 15 slowest are listed at the end.
+# PYTHONDONTWRITEBYTECODE is cleared for the tests: with it, every worker compiles and
+# assertion-rewrites every module again (about 10 s each) instead of reading __pycache__.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider --dist loadgroup
 
-# Unit tests only: no Dagster runs, services, subprocesses or browsers (about 20 s).
+test: $(STAMP)
+	$(PYTEST) -n auto --timeout=600 --durations=15
+
+# Unit tests only: no Dagster runs, services, subprocesses or browsers (about 20 s on 2 cores).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=120 -m "not integration and not postgres and not live and not slow"
+	$(PYTEST) -n 2 --timeout=120 -m "not integration and not postgres and not live and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
