@@ -120,11 +120,14 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def write_in_place(path: Path, data: bytes) -> Path:
-    """Overwrite ``path`` without a temporary copy, then cut it to ``data``'s length: on a full
-    disk this needs no new blocks when ``data`` is no longer than the file. Not atomic (a kill
-    midway leaves a mix), so only for when the atomic write failed for want of room."""
+    """Overwrite ``path`` without a temporary copy, then cut it to ``data``'s length: this needs
+    no new blocks, so it works on a full disk; refused (ENOSPC) when ``data`` is longer than
+    the file. Not atomic (a kill midway leaves a mix), so only for when the atomic write failed
+    for want of room."""
     fd = os.open(path, os.O_WRONLY)
     try:
+        if len(data) > os.fstat(fd).st_size:  # it would need new blocks and could end torn
+            raise OSError(errno.ENOSPC, "no room to rewrite the file in place", str(path))
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
