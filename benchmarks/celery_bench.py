@@ -135,12 +135,14 @@ def _postgres_instance(home: Path) -> Iterator[dg.DagsterInstance]:
 @contextlib.contextmanager
 def _workers(state: Path) -> Iterator[None]:
     queue = os.environ[QUEUE_ENV]
-    start_worker(state, 1, queue=f"{queue}_one,{queue}_two")
-    start_worker(state, 2, queue=f"{queue}_two")
+    started = [
+        start_worker(state, 1, queue=f"{queue}_one,{queue}_two"),
+        start_worker(state, 2, queue=f"{queue}_two"),
+    ]
     try:
-        ready = wait_until_ready(["crucible-w1", "crucible-w2"], timeout=60)
+        ready, problems = wait_until_ready(state, started, timeout=60)
         if len(ready) < 2:
-            raise RuntimeError(f"only {ready} of two Celery workers answered; see {state}")
+            raise RuntimeError(f"only {len(ready)} of two Celery workers answered: {problems}")
         yield
     finally:
         stop_workers(state, timeout=20)

@@ -13,6 +13,7 @@ on the broker forever; with it, the run fails after ``worker_wait_seconds`` sayi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -46,13 +47,38 @@ class NoCeleryWorker(Exception):
     """No worker consumes a queue the run needs: the run fails instead of waiting forever."""
 
 
-def consumed_queues(celery: Celery, timeout: float) -> set[str] | None:
-    """The queues some worker on the broker consumes; None when the broker cannot be asked."""
+def consumed_queues(celery: Celery, queues: set[str], timeout: float) -> set[str] | str:
+    """The queues among ``queues`` that some worker consumes, or why the broker could not be
+    asked. RabbitMQ answers at once (the queue's consumer count); other brokers through the
+    workers' own replies, which take ``timeout``."""
     try:
+        counts = _amqp_consumer_counts(celery, queues)
+        if counts is not None:
+            return {queue for queue, count in counts.items() if count > 0}
         replies = celery.control.inspect(timeout=timeout).active_queues() or {}
-    except Exception:  # any broker failure means "cannot tell yet"
-        return None
-    return {q.get("name", "") for queues in replies.values() for q in queues or []}
+    except Exception as exc:  # any broker failure means "cannot tell yet"
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    return {q.get("name", "") for found in replies.values() for q in found or []} & queues
+
+
+def _amqp_consumer_counts(celery: Celery, queues: set[str]) -> dict[str, int] | None:
+    """Each queue's consumer count from a passive declare (AMQP only; None elsewhere): a queue
+    that does not exist yet has no consumer."""
+    with celery.connection_for_read() as connection:
+        connection.ensure_connection(max_retries=1)
+        if connection.transport.driver_type != "amqp":
+            return None
+        counts: dict[str, int] = {}
+        for queue in sorted(queues):
+            channel = connection.channel()
+            try:
+                counts[queue] = channel.queue_declare(queue=queue, passive=True).consumer_count
+            except connection.channel_errors:
+                counts[queue] = 0  # NOT_FOUND: no worker ever declared it
+            finally:
+                with contextlib.suppress(Exception):  # the broker closed it after NOT_FOUND
+                    channel.close()
+        return counts
 
 
 def wait_for_consumers(celery: Celery, queues: Iterable[str], wait: float) -> None:
@@ -60,19 +86,20 @@ def wait_for_consumers(celery: Celery, queues: Iterable[str], wait: float) -> No
     needed = set(queues)
     deadline = time.monotonic() + wait
     while True:
-        found = consumed_queues(celery, timeout=min(1.0, wait))
-        missing = sorted(needed - (found or set()))
+        found = consumed_queues(celery, needed, timeout=min(1.0, wait))
+        missing = sorted(needed - (found if isinstance(found, set) else set()))
         if not missing:
             return
         if time.monotonic() >= deadline:
             break
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
     from kombu.utils.url import maybe_sanitize_url
 
     broker = maybe_sanitize_url(celery.conf.broker_url)
-    reason = "the broker did not answer" if found is None else "no worker answered"
+    reason = "no worker answered" if isinstance(found, set) else f"the broker failed: {found}"
     raise NoCeleryWorker(
         f"no Celery worker is consuming queue {', '.join(map(repr, missing))} on {broker} "
-        f"({reason} within {wait:g} s): start workers with `make workers` "
+        f"({reason}; waited {wait:g} s): start workers with `make workers` "
         "(the same CRUCIBLE_CELERY_BROKER and CRUCIBLE_CELERY_QUEUE as the run)"
     )
 

@@ -22,8 +22,10 @@ DEFAULT_BACKEND = "rpc://"
 #: dagster_celery's queue. ``CRUCIBLE_CELERY_QUEUE`` names another for the runs and the workers
 #: of one deployment (or test), so workers of another never take its steps
 DEFAULT_QUEUE = "dagster"
-#: a queue name is a plain token: it becomes part of worker names, routing keys and messages
-QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
+#: a queue name is a plain token: it becomes part of worker names, routing keys and messages;
+#: a worker may consume several, comma-separated as Celery's ``-Q`` takes them
+QUEUE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}"
+QUEUE_PATTERN = rf"^{QUEUE_NAME}(,{QUEUE_NAME}){{0,15}}$"
 WORKER_WAIT_ENV = "CRUCIBLE_CELERY_WORKER_WAIT"
 #: seconds a run waits, before submitting anything, for a worker to consume its queue
 DEFAULT_WORKER_WAIT = 10.0
@@ -98,12 +100,12 @@ def worker_wait_from_env() -> float:
 
 
 def queue_problem(queue: str) -> str | None:
-    """Why ``queue`` is no queue name we use (None when it is one)."""
+    """Why ``queue`` is no queue name (or comma-separated list of up to 16) we use, or None."""
     if re.fullmatch(QUEUE_PATTERN, queue):
         return None
     return (
-        "expected letters, digits and '_.:-' (at most 200, starting with a letter or digit), "
-        f"found {queue[:60]!r}"
+        "expected a queue name of letters, digits and '_.:-' (at most 200, starting with a letter "
+        f"or digit; several separated by commas), found {queue[:60]!r}"
     )
 
 

@@ -298,7 +298,13 @@ def write_record(path: Path, record: WorkerRecord) -> None:
 
 
 def start_worker(state: Path, index: int, *, queue: str = DEFAULT_QUEUE) -> Started:
-    """One worker process in its own session (so a terminal's Ctrl-C does not reach it)."""
+    """One worker process in its own session (so a terminal's Ctrl-C does not reach it),
+    consuming ``queue`` (several: comma-separated)."""
+    problem = queue_problem(queue)
+    if problem:
+        raise CommandError(f"queue: {problem}")
+    state = resolve_state(state)
+    state.mkdir(parents=True, exist_ok=True)
     name = worker_name(state, queue, index)
     command = [
         sys.executable, "-m", "celery", "-A", APP, "worker",
@@ -372,6 +378,7 @@ def wait_until_ready(
 ) -> tuple[list[Started], list[str]]:
     """The workers that answered on the broker while their process was alive, and a line for
     each that did not (died first, or stayed silent until ``timeout``: those are stopped)."""
+    state = resolve_state(state)
     deadline = time.monotonic() + timeout
     pending = {s.record.name: s for s in started}
     ready: list[Started] = []
@@ -428,6 +435,11 @@ def stop_command(state: Path, timeout: float) -> tuple[Scan, list[str]]:
     with state_lock(state):
         scan = scan_state(state)
         return scan, stop_records(state, list(scan.workers.values()), timeout)
+
+
+def stop_workers(state: Path, timeout: float = 30.0) -> list[str]:
+    """Stop every live worker of ``state``; the names stopped (for scripts and benchmarks)."""
+    return stop_command(resolve_state(state), timeout)[1]
 
 
 def scan_existing(state: Path) -> Scan:

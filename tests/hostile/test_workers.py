@@ -316,7 +316,7 @@ def test_unknown_files_in_the_state_folder_are_ignored(state: Path, run: Run) ->
         (("start", "-n", "two"), "expected a whole number, found 'two'"),
         (("start", "--timeout", "nan"), "expected seconds above 0"),
         (("stop", "--timeout", "-1"), "expected seconds above 0"),
-        (("start", "-q", "../../etc"), "queue: expected letters, digits"),
+        (("start", "-q", "../../etc"), "queue: expected a queue name of letters, digits"),
         (("start", "-q", "bad\x1bqueue"), "found 'bad\\x1bqueue'"),
     ],
 )
@@ -497,3 +497,29 @@ def test_a_run_with_no_worker_fails_with_a_message_instead_of_hanging(
     with dg.DagsterInstance.from_config(home) as instance:
         (found,) = instance.get_runs(dg.RunsFilter(job_name="celery_nobody"))
     assert found.status == dg.DagsterRunStatus.FAILURE  # terminal, not left started
+
+
+def test_an_unreachable_broker_fails_the_check_with_its_reason() -> None:
+    """Connection refused: the run's message says the broker failed, password masked."""
+    from dagster_celery.make_app import make_app
+
+    from crucible_dagster.dagster_plugin.celery_app import NoCeleryWorker, wait_for_consumers
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = make_app({"broker": f"pyamqp://guest:s3cret@127.0.0.1:{port}//", "backend": "rpc://"})
+    with pytest.raises(NoCeleryWorker) as caught:
+        wait_for_consumers(app, {"dagster"}, 0.3)
+    message = str(caught.value)
+    assert message.startswith("no Celery worker is consuming queue 'dagster' on pyamqp://guest:**@")
+    assert "the broker failed: OperationalError" in message and "s3cret" not in message
+
+
+def test_queue_lists_are_accepted_and_malformed_ones_refused() -> None:
+    """A worker may consume several queues (Celery's ``-Q a,b``); empty items are refused."""
+    from crucible_dagster.dagster_plugin.celery_settings import queue_problem
+
+    assert queue_problem("a") is None and queue_problem("bench_one,bench_two") is None
+    for bad in ("", ",a", "a,,b", "a,", "a b", "a/b", "x" * 201):
+        assert queue_problem(bad) is not None, bad
