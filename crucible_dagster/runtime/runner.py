@@ -193,8 +193,15 @@ def _call(stage_cls: type[Stage], ctx: Context, parsed: Any, registry: Registry)
             result = stage_cls().run(ctx, parsed)
     except StageError as exc:
         tb = traceback.format_exc()
+        # a stage may say what the run records as it fails (the guardrails: with PII redacted)
+        context = getattr(exc, "context", None)
         raise StageAborted(
-            type(exc).__name__, exc.reason, str(exc), details=exc.details, tb=tb
+            type(exc).__name__,
+            exc.reason,
+            str(exc),
+            details=exc.details,
+            tb=tb,
+            context=context if isinstance(context, Context) else None,
         ) from None
     except Exception as exc:
         tb = traceback.format_exc()

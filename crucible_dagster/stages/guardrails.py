@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from crucible_dagster.runtime.code_refs import CodeRefError, check_ref, resolve
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.trace import TraceChain
 
 
 @runtime_checkable
@@ -144,6 +145,14 @@ def load_adapter(ref: str) -> GuardrailAdapter:
     return adapter
 
 
+class GuardrailDetection(StageError):
+    """The guardrails stop the run; ``context`` is what the run records (PII redacted)."""
+
+    def __init__(self, context: Context, detections: list[dict[str, Any]], message: str):
+        super().__init__("guardrail_detection", detections, message)
+        self.context = context
+
+
 class GuardrailsOptions(StageOptions):
     adapter: str = Field(
         default="noop", description="'noop', 'pii', or a dotted path to an adapter class."
@@ -210,13 +219,15 @@ class GuardrailsStage(Stage):
         summary.update(violations=len(violations), by_detector=by_detector, settings=settings)
         out = ctx
         if settings["pii_redaction"]:
-            # before failing too: the per-sample table in the run directory is rewritten redacted
+            # before failing too: the run records the redacted context, and the per-sample
+            # table in the run directory is rewritten redacted
             out, redacted = _redacted(ctx, examples, table)
             summary["redacted"] = redacted
+        out = out.put_metric("guardrails", summary).assign("guardrail_violations", violations)
         if detections and settings["fail_on_detection"]:
             counts = ", ".join(f"{k}: {v}" for k, v in sorted(by_detector.items()))
-            raise StageError("guardrail_detection", detections, f"guardrails detected {counts}")
-        return out.put_metric("guardrails", summary).assign("guardrail_violations", violations)
+            raise GuardrailDetection(out, detections, f"guardrails detected {counts}")
+        return out
 
 
 def _texts(
@@ -317,8 +328,9 @@ def found_values(examples: list[Any], table: Any, outputs: Sequence[Any]) -> dic
 
 
 def _scrubbed(ctx: Context, found: Mapping[str, str], table: Any) -> Context:
-    """``ctx`` with each found value replaced by ``[REDACTED:<kind>]`` in every assign, output
-    and metric; the per-sample table (already redacted) is saved again once scrubbed."""
+    """``ctx`` with each found value replaced by ``[REDACTED:<kind>]`` in every assign, output,
+    metric and trace event (which records options and metrics); the per-sample table (already
+    redacted) is saved again once scrubbed."""
     from crucible_dagster.stages.per_sample import TABLE_KEY, save_table
 
     if not found:
@@ -334,8 +346,21 @@ def _scrubbed(ctx: Context, found: Mapping[str, str], table: Any) -> Context:
         assigns=assigns,
         outputs=tuple(scrub(o) for o in ctx.outputs),
         metrics=scrub(dict(ctx.metrics)),
+        trace=_scrubbed_trace(ctx.trace, scrub),
     )
     return save_table(out, scrub(table)) if table is not None else out
+
+
+def _scrubbed_trace(trace: TraceChain | None, scrub: Any) -> TraceChain | None:
+    if trace is None:
+        return None
+    events = tuple(
+        replace(
+            e, decision=scrub(e.decision), reasoning=scrub(e.reasoning), metadata=scrub(e.metadata)
+        )
+        for e in trace.events
+    )
+    return replace(trace, events=events, metadata=scrub(trace.metadata))
 
 
 def _scrub(value: Any, fix: Any) -> Any:

@@ -38,7 +38,8 @@ PLANTED = (EMAIL, PHONE, CARD, API_KEY)
 
 
 class PlantPii(Stage):
-    """Examples, outputs, a per-sample table and another assign, all holding planted PII."""
+    """Examples, outputs, a per-sample table, other assigns and a metric (which the trace
+    records at the stage's end), all holding planted PII."""
 
     name = "plant_pii"
 
@@ -60,6 +61,7 @@ class PlantPii(Stage):
         )
         rows = pd.DataFrame({"text": [examples[0]["input"], "plain"], "n": [1, 2]})
         ctx = ctx.assign({"examples": examples, "raw_rows": rows, "notes": [f"from {EMAIL}"]})
+        ctx = ctx.put_metric("first_contact", EMAIL)  # into the trace's stage_completed summary
         return save_table(ctx, table).add_output(f"call {PHONE}")
 
 
