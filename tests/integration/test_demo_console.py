@@ -1,0 +1,47 @@
+"""`make demo` prints the run's progress and summary, while Dagster's event log keeps every event."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, subprocess_env
+
+STAGES = ["validate", "load_dataset", "cross_validate", "bench", "report"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_demo_is_quiet_and_the_event_log_is_complete(tmp_path: Path) -> None:
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    command = ["make", "-s", "-o", ".venv/.installed", "demo"]  # -o: the venv counts as installed
+    done = subprocess.run(
+        [*command, f"DAGSTER_HOME={home}", f"CRUCIBLE_ARTIFACTS_DIR={artifacts}"],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-3000:]
+    assert " - DEBUG - " not in said and "Traceback" not in said and "Warning" not in said, said
+    assert len(said.splitlines()) < 30, said
+    printed = [line.split()[0] for line in said.splitlines() if " done in " in line]
+    assert printed == STAGES, said
+    assert "Experiment classifier_comparison: run " in said
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        (run,) = instance.get_runs()
+        kinds = Counter(
+            e.dagster_event.event_type.name
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event
+        )
+    assert kinds["STEP_START"] == kinds["STEP_SUCCESS"] == len(STAGES), kinds
+    assert kinds["RUN_SUCCESS"] == 1 and kinds["HANDLED_OUTPUT"] == len(STAGES), kinds

@@ -1,0 +1,51 @@
+"""The demo's progress printer: each stage of the new run as it ends, then the summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from crucible_dagster.contrib.demo_summary import follow
+from tests.conftest import ROOT
+
+
+def _plant_old_run(artifacts_dir: Path) -> None:
+    """A run left from before the demo, whose stages must not be shown as this run's."""
+    old = artifacts_dir / "core_pipeline_demo" / "old-run"
+    old.mkdir(parents=True)
+    event = {"event": "stage_completed", "stage": "stage_of_an_old_run", "duration_ms": 5.0}
+    (old / "telemetry.jsonl").write_text(json.dumps(event) + "\n")
+
+
+@pytest.mark.slow  # a `crucible run` subprocess, about 2 s
+def test_the_demo_prints_each_stage_of_the_new_run_then_the_summary(
+    artifacts_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _plant_old_run(artifacts_dir)
+    command = [sys.executable, "-m", "crucible_dagster.cli", "run"]
+    code = follow(
+        "core_pipeline_demo", [*command, str(ROOT / "experiments/core_pipeline_demo.yaml")]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("Run ") and lines[0].endswith(": 5 stages"), out
+    stages = [line.split()[0] for line in lines[1:6]]
+    assert stages == ["validate", "seed_examples", "data_checks", "guardrails", "report"], out
+    assert all(" done in " in line for line in lines[1:6]), out
+    assert lines[6].startswith("Run completed after "), out
+    run_id = lines[0].split()[1].rstrip(":")
+    assert f"Experiment core_pipeline_demo: run {run_id} completed" in out
+    assert "stage_of_an_old_run" not in out and "Traceback" not in out
+
+
+def test_the_jobs_exit_code_is_the_demos(
+    artifacts_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = follow("core_pipeline_demo", [sys.executable, "-c", "import sys; sys.exit(3)"])
+    said = capsys.readouterr()
+    assert code == 3
+    assert said.out == "" and said.err.startswith("no run of core_pipeline_demo found under ")
