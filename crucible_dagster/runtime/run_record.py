@@ -220,7 +220,13 @@ class RunRecord:
         record = cls(path, manifest, sinks)
         record._start()
         _OPEN[path] = record
-        record.telemetry.emit("run_started", stages=len(experiment.pipeline))
+        full = _disk_full_or_raise(
+            lambda: record.telemetry.emit("run_started", stages=len(experiment.pipeline)),
+            path / TELEMETRY,
+        )
+        if full is not None:  # the reserve took the last room: the run ends before it began
+            record.finish("failed", failure=disk_full_failure(full, "starting the run"))
+            raise full  # even if the disk had room again for the end: no stage runs
         return record
 
     def _start(self) -> None:
