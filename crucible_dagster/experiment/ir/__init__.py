@@ -1,0 +1,120 @@
+"""The experiment IR: pydantic v2 models with ``extra="forbid"`` so typos fail loudly.
+
+Field names and defaults follow the original crucible_ir (see
+``shared/spec/crucible_reference.md`` §1) with the port's additions:
+``parameters``, ``seeds``, ``quality_targets``, ``seed``, ``schedule``,
+``output_dir``, ``dagster`` and ``registry``.
+
+One module per role: ``base`` (the base model and strict numbers), ``refs`` (backend, dataset,
+stages, reports), ``reliability``, ``lifecycle`` (the original's model records), ``judging``
+(schedule, quality targets, regression gate), ``sweep_settings``, ``dagster_settings`` (the
+``dagster:`` block) and ``experiment``. Every name is importable from here.
+"""
+
+from crucible_dagster.experiment.ir.base import (
+    SEED_MAX,
+    Float,
+    Int,
+    IRModel,
+    Name,
+    Seed,
+)
+from crucible_dagster.experiment.ir.dagster_settings import (
+    LEGACY_SPELLINGS,
+    Automation,
+    DagsterSettings,
+    DagsterSweepSettings,
+    Executor,
+    SweepMode,
+    legacy_spellings_used,
+)
+from crucible_dagster.experiment.ir.experiment import OWNER_EMAIL, Experiment
+from crucible_dagster.experiment.ir.judging import (
+    Baseline,
+    QualityTarget,
+    RegressionBaseline,
+    Schedule,
+)
+from crucible_dagster.experiment.ir.lifecycle import ModelRef, ModelVersion, TrainingConfig
+from crucible_dagster.experiment.ir.refs import (
+    REPORT_EXTENSIONS,
+    RUN_RECORD_FILES,
+    BackendRef,
+    DatasetRef,
+    OutputOptions,
+    OutputSpec,
+    ReportFormat,
+    Sink,
+    StageDef,
+)
+from crucible_dagster.experiment.ir.reliability import (
+    LEGACY_CORRECTIONS,
+    LEGACY_TEST_NAMES,
+    Correction,
+    CorrectionName,
+    Ensemble,
+    Fairness,
+    Guardrail,
+    GuardrailProfile,
+    Hedging,
+    HedgingOptions,
+    ReliabilityConfig,
+    Stats,
+    TestName,
+    TestNames,
+    normalize_correction,
+    normalize_test_name,
+)
+from crucible_dagster.experiment.ir.sweep_settings import DEFAULT_TRIALS_PER_STEP, SweepConfig
+
+__all__ = [
+    "DEFAULT_TRIALS_PER_STEP",
+    "LEGACY_CORRECTIONS",
+    "LEGACY_SPELLINGS",
+    "LEGACY_TEST_NAMES",
+    "OWNER_EMAIL",
+    "REPORT_EXTENSIONS",
+    "RUN_RECORD_FILES",
+    "SEED_MAX",
+    "Automation",
+    "BackendRef",
+    "Baseline",
+    "Correction",
+    "CorrectionName",
+    "DagsterSettings",
+    "DagsterSweepSettings",
+    "DatasetRef",
+    "Ensemble",
+    "Executor",
+    "Experiment",
+    "Fairness",
+    "Float",
+    "Guardrail",
+    "GuardrailProfile",
+    "Hedging",
+    "HedgingOptions",
+    "IRModel",
+    "Int",
+    "ModelRef",
+    "ModelVersion",
+    "Name",
+    "OutputOptions",
+    "OutputSpec",
+    "QualityTarget",
+    "RegressionBaseline",
+    "ReliabilityConfig",
+    "ReportFormat",
+    "Schedule",
+    "Seed",
+    "Sink",
+    "StageDef",
+    "Stats",
+    "SweepConfig",
+    "SweepMode",
+    "TestName",
+    "TestNames",
+    "TrainingConfig",
+    "legacy_spellings_used",
+    "normalize_correction",
+    "normalize_test_name",
+]

@@ -1,0 +1,42 @@
+"""The IR's building blocks: the base model that refuses unknown keys, and number types that
+refuse ``true`` where a count belongs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field
+
+from crucible_dagster.experiment.strict_numbers import bool_for_number
+
+Name = Annotated[str, Field(min_length=1)]
+
+
+def _refuse_bool(what: str) -> Any:
+    """A setting that counts or measures refuses ``true`` (pydantic would read it as 1), as the
+    Dagster loader and the run do."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise bool_for_number(what, value)
+        return value
+
+    return BeforeValidator(check)
+
+
+#: an integer setting: ``true`` is refused, not read as 1
+Int = Annotated[int, _refuse_bool("an integer")]
+#: a number setting: ``true``, ``.inf`` and ``.nan`` are refused
+Float = Annotated[float, _refuse_bool("a number"), AllowInfNan(False)]
+
+
+class IRModel(BaseModel):
+    """Base for every IR model: unknown keys are errors, values are re-validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+SEED_MAX = 2**32 - 1  # numpy's legacy RandomState and scikit-learn take unsigned 32-bit seeds
+Seed = Annotated[
+    Int, Field(ge=0, le=SEED_MAX, description="An unsigned 32-bit integer (0 to 4294967295).")
+]

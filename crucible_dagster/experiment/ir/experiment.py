@@ -1,0 +1,280 @@
+"""The experiment: what to run (pipeline), on what (dataset), and how to judge it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, Self
+
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from crucible_dagster.experiment.ir.base import SEED_MAX, Int, IRModel, Seed
+from crucible_dagster.experiment.ir.dagster_settings import (
+    Automation,
+    DagsterSettings,
+    Executor,
+    legacy_schema,
+    move_legacy_spellings,
+)
+from crucible_dagster.experiment.ir.judging import (
+    Baseline,
+    QualityTarget,
+    RegressionBaseline,
+    Schedule,
+)
+from crucible_dagster.experiment.ir.lifecycle import ModelVersion, TrainingConfig
+from crucible_dagster.experiment.ir.refs import (
+    RUN_RECORD_FILES,
+    BackendRef,
+    DatasetRef,
+    OutputSpec,
+    StageDef,
+)
+from crucible_dagster.experiment.ir.reliability import ReliabilityConfig
+from crucible_dagster.experiment.ir.sweep_settings import SweepConfig
+from crucible_dagster.experiment.names import check_name
+
+#: the email pattern Dagster checks an asset owner with (dagster._core.utils.is_valid_email)
+OWNER_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,7}\b")
+
+
+class Experiment(IRModel):
+    """An experiment: what to run (pipeline), on what (dataset), and how to judge it."""
+
+    model_config = ConfigDict(**IRModel.model_config, json_schema_extra=legacy_schema)
+
+    id: str
+    pipeline: list[StageDef] = Field(
+        min_length=1, validation_alias=AliasChoices("pipeline", "stages")
+    )
+    backend: BackendRef | None = None
+    description: str | None = None
+    owner: str | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    dataset: DatasetRef | None = None
+    reliability: ReliabilityConfig | None = None
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    experiment_type: Literal["evaluation", "training", "comparison", "ablation", "any"] | None = (
+        None
+    )
+    model_version: ModelVersion | None = None
+    training_config: TrainingConfig | None = None
+    baseline: Baseline | None = Field(
+        default=None,
+        description="A model reference (the original's, with 'id'), or the regression gate "
+        "(with 'metric'): see RegressionBaseline.",
+    )
+    # port additions
+    parameters: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[Seed] = Field(default_factory=list)
+    quality_targets: list[QualityTarget] = Field(default_factory=list)
+    seed: Int | None = Field(
+        default=None, ge=0, le=SEED_MAX, description="An unsigned 32-bit integer (0 to 4294967295)."
+    )
+    schedule: Schedule | None = None
+    output_dir: str | None = None
+    sweep: SweepConfig | None = None
+    dagster: DagsterSettings = Field(
+        default_factory=DagsterSettings,
+        description="Settings only the Dagster adapter reads (executor, automation, a sweep's "
+        "mode and pool); the standalone runner ignores them.",
+    )
+    registry: dict[str, str] = Field(
+        default_factory=dict, description="Extra stage names: name -> 'package.module:Class'."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_spellings(cls, value: Any) -> Any:
+        # executor, automation, sweep.mode and sweep.pool were top-level: still read, moved
+        return move_legacy_spellings(value) if isinstance(value, dict) else value
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_name(value, "experiment id")
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        # Under Dagster an owner with '@' is an asset owner's email, checked by Dagster's own
+        # pattern when the code location loads: validate refuses what the loader would.
+        if value is not None and "@" in value and not OWNER_EMAIL.fullmatch(value.strip()):
+            raise ValueError(
+                f"expected an email address such as 'ana@example.org', or a team name without "
+                f"'@', got {value!r}"
+            )
+        return value
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _scalar_parameters(cls, value: Any) -> Any:
+        # A scalar parameter is a grid axis of one value, as in the original MLExperiment.
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _grid(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            check_name(key, "parameter name")
+            if not values:
+                raise ValueError(f"parameter {key!r}: expected a non-empty list of values, got []")
+            exact = [json.dumps(v, sort_keys=True, default=repr) + type(v).__name__ for v in values]
+            for index, item in enumerate(exact):
+                if item in exact[:index]:
+                    raise ValueError(
+                        f"parameter {key!r}: expected distinct values, got {values[index]!r} twice "
+                        "(a grid point would run twice under one trial id)"
+                    )
+        return value
+
+    @field_validator("quality_targets", mode="before")
+    @classmethod
+    def _shorthand_targets(cls, value: Any) -> Any:
+        # The original's form {metric: threshold in [0, 1]} means "metric >= threshold".
+        if isinstance(value, dict):
+            targets = []
+            for metric, threshold in value.items():
+                if isinstance(threshold, int | float) and not 0 <= threshold <= 1:
+                    raise ValueError(
+                        f"quality target {metric!r}: expected a threshold between 0 and 1, got {threshold!r}"
+                    )
+                name = metric.replace(".", "_")
+                targets.append({"name": name, "metric": metric, "value": threshold})
+            return targets
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Experiment:
+        seen: dict[str, int] = {}
+        for index, stage in enumerate(self.pipeline):
+            if stage.name in seen:
+                raise PydanticCustomError(
+                    "duplicate_stage",
+                    "duplicate stage name '{name}' (first at pipeline[{first}]); op names must be "
+                    "unique: rename it and set 'module: {impl}'",
+                    {
+                        "name": stage.name,
+                        "first": seen[stage.name],
+                        "impl": stage.implementation,
+                        "field": f"pipeline[{index}].name",
+                    },
+                )
+            seen[stage.name] = index
+        self._check_dagster()
+        self._unique_report_files()
+        names = [t.name for t in self.quality_targets]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise PydanticCustomError(
+                    "duplicate_target",
+                    "duplicate quality target name '{name}'",
+                    {"name": name, "field": f"quality_targets[{index}].name"},
+                )
+        return self
+
+    def _check_dagster(self) -> None:
+        """The ``dagster:`` block against the rest, and the sweep linked to its settings."""
+        if self.dagster.automation == "on_cron" and self.schedule is None:
+            raise PydanticCustomError(
+                "automation_needs_schedule",
+                "automation 'on_cron' takes its cron from 'schedule': add a schedule with a cron",
+                {"field": "dagster.automation"},
+            )
+        if self.sweep is None and "sweep" in self.dagster.model_fields_set:
+            raise PydanticCustomError(
+                "dagster_sweep_needs_sweep",
+                "dagster.sweep sets how a sweep runs under Dagster: add 'sweep' (its metric)",
+                {"field": "dagster.sweep"},
+            )
+        self._link_sweep()
+
+    def _link_sweep(self) -> None:
+        """``sweep.mode`` and ``sweep.pool`` (old names) read this experiment's ``dagster.sweep``;
+        a sweep shared with another experiment is copied first, never relinked under it."""
+        sweep = self.sweep
+        if sweep is None or sweep._dagster is self.dagster.sweep:
+            return
+        if sweep._dagster is not None:
+            sweep = sweep.model_copy()
+            self.__dict__["sweep"] = sweep
+        sweep._dagster = self.dagster.sweep
+
+    @property
+    def executor(self) -> Executor:
+        """Deprecated: read ``dagster.executor``."""
+        return self.dagster.executor
+
+    @property
+    def automation(self) -> Automation | None:
+        """Deprecated: read ``dagster.automation``."""
+        return self.dagster.automation
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """``update={"executor": ...}`` (an old spelling) still works; a ``sweep`` copied with
+        ``mode``/``pool`` brings its Dagster settings along."""
+        update = dict(update or dict[str, Any]())
+        dagster = update.get("dagster", self.dagster)
+        sweep = update.get("sweep")
+        if isinstance(sweep, SweepConfig) and sweep._dagster is not None:
+            dagster = dagster.model_copy(update={"sweep": sweep._dagster})
+        legacy: dict[str, Any] = {
+            k: update.pop(k) for k in ("executor", "automation") if k in update
+        }
+        if legacy:
+            data: dict[str, Any] = {**dagster.model_dump(exclude_unset=True), **legacy}
+            dagster = DagsterSettings.model_validate(data)
+        if dagster is not self.dagster:
+            update["dagster"] = dagster
+        copy = super().model_copy(update=update, deep=deep)
+        copy._link_sweep()
+        return copy
+
+    def _unique_report_files(self) -> None:
+        """No report overwrites the run's records or another report of the same run."""
+        written: dict[str, str] = {}
+        for index, output in enumerate(self.outputs):
+            if output.name in (o.name for o in self.outputs[:index]):
+                raise PydanticCustomError(
+                    "duplicate_output",
+                    "duplicate output name '{name}'",
+                    {"name": output.name, "field": f"outputs[{index}].name"},
+                )
+            if output.sink == "stdout":
+                continue
+            for fmt in dict.fromkeys(output.formats):  # a format listed twice is one file
+                name = output.file_name(fmt)
+                if name in RUN_RECORD_FILES or name in written:
+                    other = "the run's own record" if name in RUN_RECORD_FILES else written[name]
+                    raise PydanticCustomError(
+                        "report_file_clash",
+                        "report file '{file}' would overwrite {other}; choose another name",
+                        {"file": name, "other": other, "field": f"outputs[{index}].name"},
+                    )
+                written[name] = f"report {output.name!r}"
+
+    @property
+    def is_sweep(self) -> bool:
+        return bool(self.parameters) or bool(self.seeds)
+
+    def stage(self, name: str) -> StageDef:
+        for stage in self.pipeline:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    @property
+    def regression_baseline(self) -> RegressionBaseline | None:
+        return self.baseline if isinstance(self.baseline, RegressionBaseline) else None
+
+    @property
+    def enabled_stages(self) -> list[StageDef]:
+        return [s for s in self.pipeline if s.enabled]

@@ -1,0 +1,95 @@
+"""What an experiment points at: its backend, its dataset, its stages and its reports."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator, with_config
+from typing_extensions import TypedDict
+
+from crucible_dagster.experiment.ir.base import IRModel, Name
+from crucible_dagster.experiment.names import check_name
+
+# --- references ---------------------------------------------------------------------------
+
+
+class BackendRef(IRModel):
+    id: Name
+    profile: str = "default"
+    options: dict[str, Any] | None = None
+    model_version: str | None = None
+    endpoint_url: str | None = None
+    deployment_id: str | None = None
+    fallback: BackendRef | None = None
+
+
+class DatasetRef(IRModel):
+    name: Name
+    provider: str = "crucible_datasets"
+    split: str = "train"
+    options: dict[str, Any] | None = None
+    version: str | None = None
+    format: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+ReportFormat = Literal["markdown", "json", "html", "csv"]
+REPORT_EXTENSIONS = {"markdown": "md", "json": "json", "html": "html", "csv": "csv"}
+#: the run's own records: no report may be written over them
+RUN_RECORD_FILES = frozenset({"manifest.json", "telemetry.jsonl", "trace.json"})
+Sink = Literal["file", "stdout", "asset"]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class OutputOptions(TypedDict, total=False):
+    """``outputs[].options``: the report stage reads ``path`` only; a mapping (not a model) so
+    readers keep ``options.get("path")``, checked all the same: an unknown key is refused."""
+
+    path: str
+
+
+class OutputSpec(IRModel):
+    """One report: its formats each go to a separate file (never overwriting each other)."""
+
+    name: Name
+    formats: list[ReportFormat] = Field(default_factory=lambda: list[ReportFormat](["markdown"]))
+    sink: Sink = "file"
+    options: OutputOptions | None = None
+
+    def file_name(self, fmt: str) -> str:
+        """The file this report writes for ``fmt``: ``<name>.<ext>``, or ``options.path``."""
+        extension = REPORT_EXTENSIONS[fmt]
+        requested = (self.options or {}).get("path")
+        if not requested:
+            return f"{self.name}.{extension}"
+        stem = PurePosixPath(str(requested))
+        if len(self.formats) > 1 or not stem.suffix:
+            return str(stem.with_suffix(f".{extension}"))
+        return str(stem)
+
+
+class StageDef(IRModel):
+    """One pipeline step: ``name`` is the op name; ``module`` picks another implementation."""
+
+    name: str
+    module: str | None = Field(
+        default=None,
+        description="Registered stage name or dotted path 'package.module:Class'; defaults to name.",
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "stage name")
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _none_options(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @property
+    def implementation(self) -> str:
+        return self.module or self.name

@@ -1,0 +1,155 @@
+"""``reliability:``: ensemble, hedging, statistics, fairness and guardrail settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel
+
+# --- reliability --------------------------------------------------------------------------
+
+TestName = Literal[
+    "ttest",
+    "paired_ttest",
+    "mann_whitney",
+    "wilcoxon",
+    "anova",
+    "welch_anova",
+    "kruskal_wallis",
+    "friedman",
+    "mcnemar",
+    "bootstrap",
+    "cv_5x2",
+    "corrected_resampled_ttest",
+]
+LEGACY_TEST_NAMES = {"mannwhitney": "mann_whitney", "kruskal": "kruskal_wallis", "t_test": "ttest"}
+CorrectionName = Literal[
+    "none", "bonferroni", "holm", "hochberg", "benjamini_hochberg", "benjamini_yekutieli"
+]
+LEGACY_CORRECTIONS = {
+    "fdr": "benjamini_hochberg",
+    "bh": "benjamini_hochberg",
+    "by": "benjamini_yekutieli",
+}
+
+
+def normalize_test_name(name: Any) -> Any:
+    return LEGACY_TEST_NAMES.get(name, name) if isinstance(name, str) else name
+
+
+def normalize_correction(name: Any) -> Any:
+    return LEGACY_CORRECTIONS.get(name, name) if isinstance(name, str) else name
+
+
+def _normalize_test_names(value: Any) -> Any:
+    return [normalize_test_name(v) for v in value] if isinstance(value, list) else value
+
+
+#: Test and correction names that also accept the original's spellings (mannwhitney, kruskal, fdr).
+TestNames = Annotated[list[TestName], BeforeValidator(_normalize_test_names)]
+Correction = Annotated[CorrectionName, BeforeValidator(normalize_correction)]
+
+
+class Ensemble(IRModel):
+    strategy: Literal["none", "majority", "weighted", "best_confidence", "unanimous"] = "none"
+    execution_mode: Literal["parallel", "sequential", "hedged", "cascade"] = "parallel"
+    models: list[str] | None = None
+    weights: dict[str, Float] | None = None
+    min_agreement: Float | None = None
+    timeout_ms: Int | None = None
+    options: dict[str, Any] | None = None
+
+
+class HedgingOptions(IRModel):
+    """``reliability.hedging.options``: the two knobs the strategies read beyond the fields."""
+
+    min_samples: Int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Completed requests before 'percentile' and 'workload_aware' hedge at all.",
+    )
+    capacity: Float = Field(
+        default=8.0,
+        gt=0,
+        description="'workload_aware': the in-flight requests that double the hedge delay.",
+    )
+
+
+def _yaml11_off(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted ``off`` (or ``no``/``false``) as false: the strategy 'off'."""
+    return "off" if value is False else value
+
+
+class Hedging(IRModel):
+    strategy: Annotated[
+        Literal["off", "fixed", "percentile", "adaptive", "workload_aware", "exponential_backoff"],
+        BeforeValidator(_yaml11_off),
+    ] = "off"
+    delay_ms: Int | None = Field(default=None, ge=0)
+    percentile: Float | None = Field(default=None, gt=0, lt=100)
+    max_hedges: Int | None = Field(default=None, ge=0, le=10)
+    budget_percent: Float | None = Field(default=None, ge=0, le=100)
+    options: HedgingOptions | None = None
+
+
+class Stats(IRModel):
+    tests: TestNames = Field(default_factory=lambda: list[TestName](["ttest", "bootstrap"]))
+    alpha: Float = Field(default=0.05, ge=0, le=1)
+    confidence_level: Float | None = Field(default=None, gt=0, lt=1)
+    effect_size_type: (
+        Literal["cohens_d", "hedges_g", "glass_delta", "eta_squared", "omega_squared"] | None
+    ) = None
+    multiple_testing_correction: Correction | None = None
+    bootstrap_iterations: Int | None = Field(default=None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _none_options(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class Fairness(IRModel):
+    enabled: bool = False
+    metrics: (
+        list[
+            Literal[
+                "demographic_parity", "equalized_odds", "equal_opportunity", "predictive_parity"
+            ]
+        ]
+        | None
+    ) = None
+    group_by: str | None = None
+    threshold: Float | None = None
+    fail_on_violation: bool | None = None
+    options: dict[str, Any] | None = None
+
+
+GuardrailProfile = Literal["default", "strict", "moderate", "permissive"]
+
+
+class Guardrail(IRModel):
+    profiles: list[GuardrailProfile] = Field(
+        default_factory=lambda: list[GuardrailProfile](["default"])
+    )
+    prompt_injection_detection: bool | None = None
+    jailbreak_detection: bool | None = None
+    pii_detection: bool | None = None
+    pii_redaction: bool | None = None
+    content_moderation: bool | None = None
+    fail_on_detection: bool | None = None
+    options: dict[str, Any] | None = None
+
+
+class ReliabilityConfig(IRModel):
+    ensemble: Ensemble | None = None
+    hedging: Hedging | None = None
+    guardrails: Guardrail | None = None
+    stats: Stats | None = None
+    fairness: Fairness | None = None
+    monitoring: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+    circuit_breaker: dict[str, Any] | None = None

@@ -1,0 +1,64 @@
+"""``sweep:``: how a sweep's trials are compared. Its Dagster settings live in ``dagster.sweep``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Self
+
+from pydantic import Field, PrivateAttr
+
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel
+from crucible_dagster.experiment.ir.dagster_settings import DagsterSweepSettings, SweepMode
+from crucible_dagster.experiment.ir.reliability import Correction
+
+DEFAULT_TRIALS_PER_STEP = 20
+
+
+class SweepConfig(IRModel):
+    """How a sweep's trials are compared: on which metric, in which direction, against what."""
+
+    metric: str = Field(
+        description="Dotted path into each trial's metrics: a number, or a list (per fold)."
+    )
+    direction: Literal["maximize", "minimize"] = "maximize"
+    control: str | None = Field(
+        default=None, description="A configuration id to compare every other one with."
+    )
+    correction: Correction = "holm"
+    alpha: Float = Field(default=0.05, gt=0, lt=1)
+    trials_per_step: Int = Field(
+        default=DEFAULT_TRIALS_PER_STEP,
+        ge=1,
+        le=1000,
+        description=(
+            "Under Dagster, trials run in one step (fewer event-log writes); each trial keeps its "
+            "own run directory, and a re-execution from failure reruns only failed trials."
+        ),
+    )
+    #: the experiment's ``dagster.sweep``, linked by the experiment (read by ``mode`` and ``pool``)
+    _dagster: DagsterSweepSettings | None = PrivateAttr(default=None)
+
+    @property
+    def dagster(self) -> DagsterSweepSettings:
+        return self._dagster if self._dagster is not None else DagsterSweepSettings()
+
+    @property
+    def mode(self) -> SweepMode:
+        """Deprecated: read ``experiment.dagster.sweep.mode``."""
+        return self.dagster.mode
+
+    @property
+    def pool(self) -> str:
+        """Deprecated: read ``experiment.dagster.sweep.pool``."""
+        return self.dagster.pool
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """``update={"mode": ...}`` (the old spelling) still works: it updates the linked
+        Dagster settings, which the experiment adopts when this copy is put in its ``sweep``."""
+        update = dict(update or dict[str, Any]())
+        legacy: dict[str, Any] = {k: update.pop(k) for k in ("mode", "pool") if k in update}
+        copy = super().model_copy(update=update, deep=deep)
+        if legacy:
+            data: dict[str, Any] = {**self.dagster.model_dump(exclude_unset=True), **legacy}
+            copy._dagster = DagsterSweepSettings.model_validate(data)
+        return copy
