@@ -30,7 +30,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     bad = 0
     for checked in check_files(files):
-        for problem in checked.problems:
+        for problem in sorted(checked.problems + checked.warnings, key=lambda p: p.line or 0):
             print(terminal_safe(str(problem)))
         bad += not checked.ok
     if not args.quiet:
@@ -41,7 +41,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def load_or_report(path: str) -> Any:
     """The fully checked experiment, or None after printing every problem on stderr."""
     checked = check_file(path)
-    for problem in checked.problems:
+    for problem in checked.warnings + checked.problems:
         error_line(str(problem))
     return checked.experiment
 

@@ -68,9 +68,11 @@ def default_executor_from_env() -> Executor | None:
 def with_default_executor(experiment: Experiment, default: Executor | None) -> Experiment:
     """The experiment on ``default`` unless its own file names an executor: a deployment moves
     every experiment to Celery without editing one YAML file."""
-    if default is None or "executor" in experiment.model_fields_set:
+    if default is None or "executor" in experiment.dagster.model_fields_set:
         return experiment
-    return experiment.model_copy(update={"executor": default})
+    return experiment.model_copy(
+        update={"dagster": experiment.dagster.model_copy(update={"executor": default})}
+    )
 
 
 def definitions_from_experiments(
@@ -187,6 +189,8 @@ def _load_checked(
     keys: set[dg.AssetKey] = set()
     for checked in checked_files:
         problems = list(checked.problems)
+        for warning in checked.warnings:
+            logger.warning("experiment %s", warning)
         if checked.experiment is not None:
             try:
                 experiment = with_default_executor(checked.experiment, default_executor)

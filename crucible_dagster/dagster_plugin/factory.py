@@ -22,9 +22,9 @@ DEFAULT_RESOURCE = CrucibleResource()
 def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
     """In-process by default (stages are sequential); multiprocess with a preloaded forkserver,
     or dagster_celery's executor with the broker the workers use, on request."""
-    if experiment.executor == "celery":
+    if experiment.dagster.executor == "celery":
         return celery_executor_def()
-    if experiment.executor == "multiprocess":
+    if experiment.dagster.executor == "multiprocess":
         return dg.multiprocess_executor.configured(
             {
                 "start_method": {
@@ -110,7 +110,7 @@ def build_job(
 def build_schedule(
     experiment: Experiment, job: dg.JobDefinition, translator: CrucibleTranslator | None = None
 ) -> dg.ScheduleDefinition | None:
-    if experiment.schedule is None or experiment.automation == "on_cron":
+    if experiment.schedule is None or experiment.dagster.automation == "on_cron":
         return None  # on_cron: the report assets' automation condition runs it instead
     translator = translator or CrucibleTranslator()
     schedule = experiment.schedule
@@ -151,7 +151,7 @@ def compile_experiment(
     compiled = CompiledExperiment(
         experiment, job, registry=resolved, schedule=build_schedule(experiment, job, translator)
     )
-    if experiment.sweep is not None and experiment.sweep.mode == "partitions":
+    if experiment.sweep is not None and experiment.dagster.sweep.mode == "partitions":
         from crucible_dagster.dagster_plugin.partitioned_sweep import partitioned_sweep_assets
 
         compiled.assets.extend(partitioned_sweep_assets(experiment, translator, resolved))

@@ -89,9 +89,9 @@ class CrucibleTranslator:
 
     def automation_condition(self, experiment: Experiment) -> dg.AutomationCondition | None:
         """The IR's ``automation``: eager (new data upstream) or on the schedule's cron."""
-        if experiment.automation == "eager":
+        if experiment.dagster.automation == "eager":
             return dg.AutomationCondition.eager()
-        if experiment.automation == "on_cron" and experiment.schedule is not None:
+        if experiment.dagster.automation == "on_cron" and experiment.schedule is not None:
             return dg.AutomationCondition.on_cron(
                 experiment.schedule.cron, experiment.schedule.timezone
             )

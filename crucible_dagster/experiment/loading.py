@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from crucible_dagster.experiment.explain import explain_error
-from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.ir import Experiment, legacy_spellings_used
 from crucible_dagster.experiment.problems import (
     ExperimentError,
     Problem,
@@ -279,6 +279,19 @@ def validation_problems(
             field = format_loc(loc)
         problems.append(doc.problem(loc, field, message))
     return problems
+
+
+def legacy_spelling_warnings(doc: LocatedDocument) -> list[Problem]:
+    """Old spellings of the ``dagster:`` settings: still read, each named with its line and the
+    new spelling (``crucible validate`` prints them and still exits 0)."""
+    return [
+        doc.problem(
+            old,
+            ".".join(old),
+            f"warning: old spelling of '{'.'.join(new)}' (still read): move it there",
+        )
+        for old, new in legacy_spellings_used(doc.data)
+    ]
 
 
 def experiment_from_document(doc: LocatedDocument) -> Experiment:

@@ -16,6 +16,7 @@ from crucible_dagster.experiment.loading import (
     LocatedDocument,
     display_path,
     experiment_from_document,
+    legacy_spelling_warnings,
     read_document,
 )
 from crucible_dagster.experiment.params import UnknownParameter, has_placeholder, substitute_params
@@ -34,6 +35,8 @@ class CheckedFile:
     path: Path
     experiment: Experiment | None
     problems: list[Problem] = field(default_factory=list)
+    #: what is read but should be written another way (old spellings): shown, never invalid
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -196,7 +199,8 @@ def check_file(path: str | Path, registry: Registry | None = None) -> CheckedFil
     except Exception as exc:  # anything at all: one broken file never stops the others
         message = f"cannot check this file: {type(exc).__name__}: {exc}"
         return CheckedFile(path, None, [Problem(message, file=display_path(path), line=None)])
-    return CheckedFile(path, experiment, problems)
+    warnings = legacy_spelling_warnings(doc) if experiment is not None else []
+    return CheckedFile(path, experiment, problems, warnings)
 
 
 def check_files(paths: list[Path], registry: Registry | None = None) -> list[CheckedFile]:

@@ -1,0 +1,141 @@
+"""Hostile family for the ``dagster:`` block (issue 23, item 5): the new spelling, the old
+spellings (``executor``, ``automation``, ``sweep.mode``, ``sweep.pool``) and both at once.
+
+Each case goes through `crucible validate`, the Dagster loader and `crucible run`: the old
+spelling works the same and warns with file, line and the new spelling (exit 0); both at once
+is one error naming both (exit 1, nothing written); the translator's spec methods are the
+override points.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from crucible_dagster.dagster_plugin import definitions_from_folder
+from crucible_dagster.dagster_plugin.definitions import INVALID_GROUP
+from crucible_dagster.experiment.ir import Experiment, SweepConfig
+from crucible_dagster.experiment.loading import experiment_to_data, loads_experiment
+from tests.hostile.conftest import Cli, snapshot
+
+HEAD = "id: spelled\npipeline:\n  - name: validate\nparameters: {a: [1, 2]}\n"  # lines 1-4
+NEW = HEAD + "sweep: {metric: m}\ndagster:\n  executor: multiprocess\n  sweep: {pool: gpu_trials}\n"
+OLD = HEAD + "executor: multiprocess\nsweep:\n  metric: m\n  pool: gpu_trials\n"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    path = folder / "spelled.yaml"
+    path.write_text(text)
+    return path.relative_to(tmp_path)
+
+
+def _job(folder: Path) -> dg.JobDefinition:
+    return definitions_from_folder(folder).resolve_job_def("spelled")
+
+
+def test_the_dagster_block_is_read_by_validate_the_loader_and_the_run(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, NEW)
+    validated = cli("validate", path)
+    assert validated.code == 0 and validated.out == "", validated.text  # no warning at all
+    job = _job(tmp_path / "experiments")
+    assert job.executor_def.name == "multiprocess"
+    assert job.graph.node_named("run_trial").definition.pools == {"gpu_trials"}
+    ran = cli("run", path)
+    assert ran.code == 0, ran.text
+    assert "warning" not in ran.err
+
+
+def test_an_old_spelling_works_the_same_and_warns_with_its_line_and_the_new_spelling(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, OLD)
+    before = snapshot(tmp_path)
+    validated = cli("validate", path)
+    assert validated.code == 0, validated.text
+    assert validated.out.splitlines() == [
+        f"{path}:5: executor: warning: old spelling of 'dagster.executor' (still read): "
+        "move it there",
+        f"{path}:8: sweep.pool: warning: old spelling of 'dagster.sweep.pool' (still read): "
+        "move it there",
+    ]
+    assert snapshot(tmp_path) == before  # validate rewrites nothing
+    with caplog.at_level(logging.WARNING):
+        job = _job(tmp_path / "experiments")
+    assert job.executor_def.name == "multiprocess"
+    assert job.graph.node_named("run_trial").definition.pools == {"gpu_trials"}
+    assert "executor: warning: old spelling of 'dagster.executor'" in caplog.text
+    ran = cli("run", path)
+    assert ran.code == 0, ran.text
+    assert validated.out.splitlines()[0] in ran.err.splitlines()
+
+
+def test_both_spellings_at_once_is_one_error_naming_both(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _write(
+        tmp_path, HEAD + "sweep: {metric: m, mode: run}\ndagster:\n  sweep: {mode: run}\n"
+    )
+    before = snapshot(tmp_path)
+    validated = cli("validate", path)
+    assert validated.code == 1
+    line = (
+        f"{path}:5: sweep.mode: 'sweep.mode' and 'dagster.sweep.mode' are the same setting: "
+        "keep 'dagster.sweep.mode' only"
+    )
+    assert validated.out.splitlines() == [line]  # one line, and no warning beside the error
+    defs = definitions_from_folder(tmp_path / "experiments")
+    assert not any(job.name == "spelled" for job in defs.jobs)
+    invalid = [a for a in defs.assets if isinstance(a, dg.AssetSpec)]
+    assert [a.group_name for a in invalid] == [INVALID_GROUP]
+    assert line in (invalid[0].description or "")
+    ran = cli("run", path)
+    assert ran.code == 1 and line in ran.err.splitlines()
+    assert snapshot(tmp_path) == before  # no run directory
+
+
+def test_dagster_sweep_settings_without_a_sweep_are_refused(cli: Cli, tmp_path: Path) -> None:
+    path = _write(tmp_path, HEAD + "dagster:\n  sweep: {mode: partitions}\n")
+    validated = cli("validate", tmp_path / path)
+    assert validated.code == 1
+    assert validated.out.startswith(f"{tmp_path / path}:6: dagster.sweep: "), validated.out
+    assert "add 'sweep'" in validated.out
+
+
+def test_the_old_attribute_names_read_the_dagster_block() -> None:
+    """The run driver's code reads experiment.executor and sweep.mode/pool: they still answer,
+    and a copy made with the old names changes the block, never the original."""
+    old = loads_experiment(OLD)
+    new = loads_experiment(NEW)
+    assert old == new and experiment_to_data(old) == experiment_to_data(new)
+    assert (old.executor, old.sweep.pool, old.sweep.mode) == ("multiprocess", "gpu_trials", "run")
+    assert old.sweep is not None
+    copy = old.model_copy(
+        update={"executor": "celery", "sweep": old.sweep.model_copy(update={"mode": "partitions"})}
+    )
+    assert (copy.dagster.executor, copy.dagster.sweep.mode, copy.sweep.mode) == (
+        "celery",
+        "partitions",
+        "partitions",
+    )
+    assert copy.dagster.sweep.pool == "gpu_trials"
+    assert (old.executor, old.sweep.mode) == ("multiprocess", "run")  # the original unchanged
+    assert isinstance(copy.sweep, SweepConfig)
+
+
+def test_a_sweep_shared_by_two_experiments_reads_each_ones_settings() -> None:
+    sweep = SweepConfig(metric="m")
+    base = {"id": "a", "pipeline": [{"name": "validate"}], "sweep": sweep}
+    one = Experiment.model_validate({**base, "dagster": {"sweep": {"pool": "one"}}})
+    two = Experiment.model_validate({**base, "id": "b", "dagster": {"sweep": {"pool": "two"}}})
+    assert one.sweep is not None and two.sweep is not None
+    assert (one.sweep.pool, two.sweep.pool) == ("one", "two")
