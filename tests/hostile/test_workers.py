@@ -442,6 +442,9 @@ def test_start_and_stop_a_real_worker_beside_hostile_pid_files(
         assert f"workers {name} ready" in started.stdout
         saved = json.loads((state / f"{name}.pid").read_text())
         assert saved["start_time"] == start_time(saved["pid"]) and saved["queue"] == queue
+        # a reply from a worker of that name counts only from the process we started
+        stranger = workers.Started(workers.WorkerRecord.model_validate(saved), bystander, state)
+        assert workers._answering({name: stranger}, 2.0) == set()
         (state / f"{worker_name(state, queue, 2)}.pid").write_text(f"{bystander.pid}\n")
         listed = command(state, "list")
         assert listed.stdout == f"{name}\tpid {saved['pid']}\tqueue {queue}\n"
