@@ -203,10 +203,8 @@ def _load_checked(
                 problems.append(Problem(message, "", display_path(checked.path), None))
         for problem in problems:
             logger.error("invalid experiment: %s", problem)
-        key = _invalid_key(translator, root, checked.path, keys)
-        invalid.append(
-            invalid_file_asset(key, translator.invalid_file_asset_tags(), checked.path, problems)
-        )
+        key, tags = _invalid_key(translator, root, checked.path, keys)
+        invalid.append(invalid_file_asset(key, tags, checked.path, problems))
     return _definitions(compiled, invalid, translator)
 
 
@@ -243,12 +241,14 @@ def checked_folder(root: Path, registry: Registry | None) -> list[CheckedFile]:
 
 def _invalid_key(
     translator: CrucibleTranslator, root: Path, path: Path, used: set[dg.AssetKey]
-) -> dg.AssetKey:
-    """The translator's key for a broken file, with a short hash if two files map to one key."""
+) -> tuple[dg.AssetKey, dict[str, str]]:
+    """The translator's key and tags for a broken file, with a short hash if two files map to
+    one key."""
     relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
-    key = translator.invalid_file_asset_key(relative)
+    spec = translator.get_invalid_file_asset_spec(relative)
+    key = spec.key
     if key in used:
         digest = hashlib.sha256(str(relative).encode()).hexdigest()[:8]
         key = dg.AssetKey([*key.path[:-1], f"{key.path[-1]}_{digest}"])
     used.add(key)
-    return key
+    return key, dict(spec.tags)

@@ -87,23 +87,21 @@ def build_job(
         for index, stage_def in enumerate(enabled)
     ]
     # Each op definition is unique to its experiment; the node in the job is named after the stage.
-    aliases = [translator.node_name(experiment, s.name) for s in enabled]
+    aliases = [translator.get_op_spec(experiment, s.name).node_name for s in enabled]
     dependencies: dict[dg.NodeInvocation, dict[str, dg.IDependencyDefinition]] = {}
     for index, op in enumerate(ops):
         upstream = {"upstream": dg.DependencyDefinition(aliases[index - 1])} if index else {}
         dependencies[dg.NodeInvocation(op.name, alias=aliases[index])] = upstream
+    spec = translator.get_job_spec(experiment)
     graph = dg.GraphDefinition(
-        name=translator.job_name(experiment),
-        node_defs=ops,
-        dependencies=dependencies,
-        description=translator.job_description(experiment),
+        name=spec.name, node_defs=ops, dependencies=dependencies, description=spec.description
     )
     return graph.to_job(
-        name=translator.job_name(experiment),
-        description=translator.job_description(experiment),
+        name=spec.name,
+        description=spec.description,
         resource_defs=resource_defs,
         executor_def=executor_for(experiment),
-        tags=translator.job_tags(experiment),
+        tags=spec.tags,
     )
 
 
@@ -114,9 +112,10 @@ def build_schedule(
         return None  # on_cron: the report assets' automation condition runs it instead
     translator = translator or CrucibleTranslator()
     schedule = experiment.schedule
+    spec = translator.get_schedule_spec(experiment)
     return dg.ScheduleDefinition(
-        name=translator.schedule_name(experiment),
-        description=translator.schedule_description(experiment),
+        name=spec.name,
+        description=spec.description,
         cron_schedule=schedule.cron,
         job=job,
         execution_timezone=schedule.timezone,

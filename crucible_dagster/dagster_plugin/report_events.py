@@ -18,7 +18,7 @@ import dagster as dg
 from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.experiment.ir import Experiment, QualityTarget, RegressionBaseline
 from crucible_dagster.run_history.gate import GATE_METRIC, GATE_NAME
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import numeric_metrics
@@ -211,28 +211,8 @@ def quality_check_specs(
 ) -> list[dg.AssetCheckSpec]:
     """Each quality target, and the regression gate, declared once as a check on the first
     file report; the report stage evaluates them in the same run, in the job or the asset."""
-    asset_key = translator.quality_check_asset_key(experiment)
-    if asset_key is None:
-        return []
-    specs = [
-        dg.AssetCheckSpec(
-            name=target.name,
-            asset=asset_key,
-            description=f"Quality target {target.name} ({target.kind}, severity {target.severity})",
-        )
-        for target in experiment.quality_targets
-    ]
-    gate = experiment.regression_baseline
-    if gate is not None:
-        specs.append(
-            dg.AssetCheckSpec(
-                name=GATE_NAME,
-                asset=asset_key,
-                description=f"Regression gate: {gate.kind} against the "
-                f"{gate.policy.replace('_', ' ')} baseline run on {gate.metric} (margin "
-                f"{gate.margin:g}, alpha {gate.alpha:g}); accept a baseline with the "
-                "crucible_accept_baseline job or `crucible accept`",
-                blocking=True,
-            )
-        )
-    return specs
+    checks: list[QualityTarget | RegressionBaseline] = list(experiment.quality_targets)
+    if experiment.regression_baseline is not None:
+        checks.append(experiment.regression_baseline)
+    specs = [translator.get_asset_check_spec(experiment, check) for check in checks]
+    return [spec for spec in specs if spec is not None]

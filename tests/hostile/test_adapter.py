@@ -139,3 +139,53 @@ def test_a_sweep_shared_by_two_experiments_reads_each_ones_settings() -> None:
     two = Experiment.model_validate({**base, "id": "b", "dagster": {"sweep": {"pool": "two"}}})
     assert one.sweep is not None and two.sweep is not None
     assert (one.sweep.pool, two.sweep.pool) == ("one", "two")
+
+
+# --- the translator: one override method per kind of spec ---------------------------------
+
+TRANSLATED = (
+    "id: named\npipeline:\n  - name: validate\nschedule: {cron: '0 3 * * *'}\n"
+    "outputs: [{name: summary}]\nquality_targets: [{name: enough, metric: m, value: 0.5}]\n"
+)
+
+
+def test_overriding_a_spec_method_renames_every_place_that_uses_it(tmp_path: Path) -> None:
+    """The job's name reaches its schedule; the report key reaches the check on it; the old
+    aliases (called by the sweep and op builders) read the overridden spec."""
+    import dataclasses
+
+    from crucible_dagster.dagster_plugin.translator import CrucibleTranslator, JobSpec
+
+    class Lab(CrucibleTranslator):
+        def get_job_spec(self, experiment: Experiment) -> JobSpec:
+            return dataclasses.replace(super().get_job_spec(experiment), name="lab_job")
+
+        def get_asset_spec(self, experiment: Experiment, output: object) -> dg.AssetSpec:
+            spec = super().get_asset_spec(experiment, output)  # type: ignore[arg-type]
+            return spec.replace_attributes(key=dg.AssetKey(["lab", output.name]))  # type: ignore[attr-defined]
+
+    (tmp_path / "named.yaml").write_text(TRANSLATED)
+    lab = Lab()
+    defs = definitions_from_folder(tmp_path, translator=lab)
+    assert defs.resolve_schedule_def("named_schedule").job_name == "lab_job"
+    checks = [spec for a in defs.assets or [] for spec in getattr(a, "check_specs", [])]
+    assert [(c.asset_key, c.name) for c in checks] == [(dg.AssetKey(["lab", "summary"]), "enough")]
+    experiment = loads_experiment(TRANSLATED)
+    assert lab.job_name(experiment) == "lab_job"  # the deprecated alias reads the spec
+    assert lab.report_asset_key(experiment, experiment.outputs[0]) == dg.AssetKey(
+        ["lab", "summary"]
+    )
+
+
+def test_a_deprecated_override_is_honoured_warned_and_may_call_super() -> None:
+    from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+
+    with pytest.warns(DeprecationWarning, match=r"Old\.job_name .* override get_job_spec"):
+
+        class Old(CrucibleTranslator):
+            def job_name(self, experiment: Experiment) -> str:
+                return "old_" + super().job_name(experiment)  # the default, not a loop
+
+    experiment = loads_experiment(TRANSLATED)
+    assert Old().get_job_spec(experiment).name == "old_named"
+    assert Old().job_name(experiment) == "old_named"
