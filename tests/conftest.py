@@ -21,6 +21,22 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+#: Markers of the tests that take longest (live servers first): these start first, so that with
+#: pytest-xdist no worker is left with a two-minute test after the others have finished.
+LONG_FIRST = ("live", "integration", "postgres", "slow")
+
+
+@pytest.hookimpl(trylast=True)  # after tests/integration/conftest.py has added its marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first, the order otherwise kept (every xdist worker sorts alike)."""
+
+    def rank(item: pytest.Item) -> int:
+        marks = {mark.name for mark in item.iter_markers()}
+        return next((i for i, name in enumerate(LONG_FIRST) if name in marks), len(LONG_FIRST))
+
+    items.sort(key=rank)
+
+
 @pytest.fixture(autouse=True)
 def artifacts_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test writes its run directories into its own temporary folder."""
