@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from crucible_dagster.experiment.ir import Hedging
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,22 @@ class Backend(Protocol):
     name: str
 
     def predict(self, requests: Sequence[Request]) -> list[Response]: ...
+
+
+@runtime_checkable
+class Hedgeable(Protocol):
+    """A backend that can hedge its requests (``reliability.hedging``): a class or an instance
+    passes ``issubclass``/``isinstance``, so validate can ask before building one."""
+
+    def with_hedging(self, hedging: Hedging | None) -> Any: ...
+
+
+@runtime_checkable
+class CrossValidating(Protocol):
+    """A backend that fits: each sample predicted by the model fitted on the other folds
+    (the predict stage's ``cv_folds``)."""
+
+    def out_of_fold(self, features: Any, target: Any, folds: int, seed: int) -> list[Response]: ...
 
 
 class BackendError(ValueError):

@@ -14,14 +14,14 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from crucible_dagster.backends.base import Request, Response
+from crucible_dagster.backends.base import Backend, CrossValidating, Hedgeable, Request, Response
 from crucible_dagster.backends.registry import (
     BackendError,
     backend_class,
     build_backend,
     check_backend,
 )
-from crucible_dagster.experiment.ir import BackendRef
+from crucible_dagster.experiment.ir import BackendRef, Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError
 from crucible_dagster.stages.per_sample import (
@@ -51,7 +51,7 @@ class PredictOptions(SampleSource):
     _backends_resolve = field_validator("variants")(checked_backends)
 
 
-def _any_hedgeable(experiment: Any) -> bool:
+def _any_hedgeable(experiment: Experiment) -> bool:
     """A backend of a predict stage (or the experiment's own) can hedge its requests. Only the
     variants' ids are read: malformed options are the option check's to report, not ours."""
     ids = [experiment.backend.id] if experiment.backend is not None else []
@@ -67,7 +67,8 @@ def _any_hedgeable(experiment: Any) -> bool:
             ]
     for backend_id in ids:
         try:
-            if hasattr(backend_class(backend_id), "with_hedging"):
+            found = backend_class(backend_id)  # a class, or a plain function for a callable
+            if isinstance(found, type) and issubclass(found, Hedgeable):
                 return True
         except BackendError:
             continue
@@ -113,7 +114,7 @@ class PredictStage(Stage):
                 )
             variants = {"model": experiment.backend}
         hedging = experiment.reliability.hedging if experiment and experiment.reliability else None
-        seed = ctx.params.get("seed", experiment.seed if experiment else None)
+        seed = ctx.seed
         requests, references, frame = samples_of(ctx, options)
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {}
@@ -122,9 +123,9 @@ class PredictStage(Stage):
                 backend = build_backend(ref, where=f"predict.variants.{name}")
             except (BackendError, ValueError, TypeError) as exc:
                 raise StageError("invalid_backend", name, str(exc)) from None
-            if hedging is not None and hasattr(backend, "with_hedging"):
+            if hedging is not None and isinstance(backend, Hedgeable):
                 backend.with_hedging(hedging)
-            responses = self._ask(backend, requests, frame, references, options, int(seed or 0))
+            responses = self._ask(backend, requests, frame, references, options, seed)
             rows += rows_for(name, responses, references, seed)
             summary[name] = {
                 "samples": len(responses),
@@ -138,7 +139,7 @@ class PredictStage(Stage):
 
     @staticmethod
     def _ask(
-        backend: Any,
+        backend: Backend,
         requests: list[Request],
         frame: Any,
         references: dict[str, Any],
@@ -146,7 +147,7 @@ class PredictStage(Stage):
         seed: int,
     ) -> list[Response]:
         if options.cv_folds:
-            if not hasattr(backend, "out_of_fold") or frame is None:
+            if not isinstance(backend, CrossValidating) or frame is None:
                 raise StageError(
                     "no_cross_validation",
                     backend.name,
