@@ -23,7 +23,7 @@ from pydantic import PrivateAttr
 
 from crucible_dagster.common.locations import StoragePath, storage_path
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.run_record import RunRecord
+from crucible_dagster.runtime.driver import end_open_run
 from crucible_dagster.runtime.serialization import (
     TAG,
     BlobStore,
@@ -96,10 +96,8 @@ def _fail_run_record(obj: Any, step: str, message: str) -> None:
     """The run fails here, after the op recorded its stage: the manifest must say so too."""
     if not (isinstance(obj, Context) and obj.run_dir):
         return
-    record = RunRecord.open(obj.run_dir)
-    if record is not None:
-        failure = {"stage": step, "error_type": "UnstorableValue", "message": message}
-        record.finish_context("failed", obj, failure)
+    failure = {"stage": step, "error_type": "UnstorableValue", "message": message}
+    end_open_run(obj.run_dir, "failed", obj, failure=failure)
 
 
 class CrucibleContextIOManager(dg.ConfigurableIOManager):

@@ -1,13 +1,11 @@
-"""One op per stage. The op body is a thin shell around ``core.runner.invoke_stage``,
-so stage semantics are identical under Dagster and in the plain runner."""
+"""One op per stage. The op body is a thin strategy over the run driver (``Run.join`` and
+``Run.step``), so stage semantics and the run record are the same under Dagster and in the
+plain runner."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import replace
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -20,11 +18,14 @@ from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment, StageDef
 from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.metrics import changed_numeric_metrics
-from crucible_dagster.runtime.preflight import stage_option_problems
+from crucible_dagster.runtime.driver import (
+    Run,
+    StageFailure,
+    changed_metrics,
+    first_context,
+    option_problems,
+)
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunDirectoryError, RunRecord, run_directory
-from crucible_dagster.runtime.runner import StageFailure, emit_skipped, invoke_stage, new_context
 from crucible_dagster.runtime.stage import Stage
 from crucible_dagster.runtime.telemetry import Sink
 
@@ -96,59 +97,28 @@ def parent_run_id(context: dg.OpExecutionContext) -> str | None:
     return context.run.parent_run_id or context.run.tags.get("dagster/parent_run_id")
 
 
-def dagster_run_record(
+def dagster_run(
     experiment: Experiment,
     context: dg.OpExecutionContext,
     *,
     completed: Iterable[str] = (),
     steps: Iterable[str] | None = None,
     **extra: Any,
-) -> RunRecord:
-    """This Dagster run's record, started by whichever step runs first.
-
-    The stages that ran before this step (``completed``: in this run, in an earlier step's
-    process, or in the parent run a re-execution starts from) are recorded as done, so the
-    record ends when its last pending stage does.
-    """
+) -> Run:
+    """This Dagster run's record, started by whichever step runs first; the stages done
+    before this step (``completed``) are recorded as done (``Run.join``)."""
     resource: CrucibleResource = context.resources.crucible
-    path = run_directory(resource.artifacts_root(), experiment.id, context.run_id)
-    sinks = [dagster_log_sink(context)]
-    record = RunRecord.open(path, sinks=sinks)
-    if record is not None:
-        record.mark_completed(completed)
-    else:
-        try:
-            record = RunRecord.create(
-                path,
-                experiment,
-                run_id=context.run_id,
-                orchestrator="dagster",
-                sinks=sinks,
-                steps=steps,
-                parent_run_id=parent_run_id(context),
-                **extra,
-            )
-        except RunDirectoryError:
-            # another step of this run (a parallel trial) created it a moment ago
-            return _wait_for_record(path, sinks)
-        record.mark_completed(completed)
-    return record
-
-
-def _wait_for_record(path: Path, sinks: list[Sink]) -> RunRecord:
-    for _ in range(100):
-        record = RunRecord.open(path, sinks=sinks)
-        if record is not None:
-            return record
-        time.sleep(0.05)
-    raise RunDirectoryError(f"{path} exists but holds no run manifest")
-
-
-def _first_context(experiment: Experiment, run_id: str) -> Context:
-    ctx = new_context(experiment, run_id=run_id, trace=True)
-    for skipped in (s.name for s in experiment.pipeline if not s.enabled):
-        ctx = emit_skipped(ctx, skipped)
-    return ctx
+    return Run.join(
+        resource.artifacts_root(),
+        experiment,
+        run_id=context.run_id,
+        sinks=[dagster_log_sink(context)],
+        completed=completed,
+        orchestrator="dagster",
+        steps=steps,
+        parent_run_id=parent_run_id(context),
+        **extra,
+    )
 
 
 def _output_metadata(
@@ -159,9 +129,7 @@ def _output_metadata(
         "crucible/stage": stage,
         "crucible/duration_ms": dg.MetadataValue.float(round(duration_ms, 3)),
     }
-    metadata.update(
-        float_metadata(changed_numeric_metrics(before.metrics, after.metrics), "metric/")
-    )
+    metadata.update(float_metadata(changed_metrics(before, after), "metric/"))
     return metadata
 
 
@@ -208,14 +176,13 @@ def run_option_problems(
 ) -> list[str]:
     """Every stage's options in this run's resolved config, as the stages will check them."""
     ops_config = context.get_step_execution_context().resolved_run_config.ops
-    problems = []
-    for stage_def in experiment.enabled_stages:
+
+    def options_of(stage_def: StageDef) -> Mapping[str, Any]:
         op_config = ops_config.get(translator.node_name(experiment, stage_def.name))
         node_config = op_config.config if op_config is not None else None
-        options = node_config if isinstance(node_config, Mapping) else stage_def.options
-        found = stage_option_problems(stage_def, options, registry)
-        problems += [f"{stage_def.name}.{p}" for p in found]
-    return problems
+        return node_config if isinstance(node_config, Mapping) else stage_def.options
+
+    return option_problems(experiment, registry, options_of)
 
 
 def invalid_options_failure(problems: list[str]) -> dg.Failure:
@@ -235,7 +202,7 @@ def _check_run_start(
     registry: Registry,
     translator: CrucibleTranslator,
     context: dg.OpExecutionContext,
-    record: RunRecord,
+    run: Run,
     ctx: Context,
 ) -> None:
     """At the first stage: warn about settings without effect, and check every stage's options
@@ -247,7 +214,7 @@ def _check_run_start(
         return
     problems = run_option_problems(experiment, registry, translator, context)
     if problems:
-        record.finish_context("failed", ctx, {"error_type": "InvalidOptions", "problems": problems})
+        run.fail({"error_type": "InvalidOptions", "problems": problems}, ctx)
         raise invalid_options_failure(problems)
 
 
@@ -281,40 +248,28 @@ def build_stage_op(
     def execute(context: dg.OpExecutionContext, upstream: Context | None) -> Iterator[Any]:
         resource: CrucibleResource = context.resources.crucible
         run_experiment = resource.applied_to(experiment)  # this run's seed
-        ctx = upstream if upstream is not None else _first_context(run_experiment, context.run_id)
-        record = dagster_run_record(run_experiment, context, completed=ctx.completed_stages())
-        ctx = replace(ctx, run_id=context.run_id, run_dir=str(record.path))
+        ctx = upstream if upstream is not None else first_context(run_experiment, context.run_id)
+        run = dagster_run(run_experiment, context, completed=ctx.completed_stages())
+        ctx = run.adopt(ctx, context.run_id)
         if upstream is None:
-            _check_run_start(experiment, registry, translator, context, record, ctx)
-        try:
-            outcome = invoke_stage(
-                ctx,
-                stage_def,
-                registry=registry,
-                validate_options=resource.validate_options,
-                telemetry=record.telemetry,
-                options=dict(context.op_config or {}),
-            )
-            record.record_stage(
-                stage_def.name, outcome.status, outcome.options, outcome.duration_ms
-            )
-            if hands_on and outcome.failure is None and record.pending_stages:
-                record.flush()  # the next stage may run in another process
-        except BaseException as exc:
-            record.abort(exc, ctx)
-            raise
+            _check_run_start(experiment, registry, translator, context, run, ctx)
+        outcome = run.step(
+            ctx,
+            stage_def,
+            registry=registry,
+            validate_options=resource.validate_options,
+            options=dict(context.op_config or {}),
+            hand_on=hands_on,  # the next stage may run in another process
+        )
         failure = outcome.failure
         if failure is not None:
             if failure.reason == "quality_target_failed":
                 # The reports exist: record them and every check before failing the run.
                 yield from report_events(ctx, failure.context, experiment, translator)
-            record.finish_context("failed", failure.context, failure.to_dict())
             if failure.reason == "guardrail_detection" and redacts_pii(experiment):
                 forget_unredacted(context)
             raise stage_failure(failure)
         result = outcome.context
-        if not record.pending_stages:
-            record.finish_context("completed", result)
         yield from dataset_observations(ctx, result, experiment, translator)
         yield from report_events(ctx, result, experiment, translator)
         yield dg.Output(

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment, StageDef
@@ -29,9 +29,12 @@ from crucible_dagster.runtime.registry import (
     registry_for,
     using_registry,
 )
-from crucible_dagster.runtime.run_record import RunRecord, RunStatus, run_directory
+from crucible_dagster.runtime.run_record import run_directory
 from crucible_dagster.runtime.stage import InvalidOptions, Stage, StageError, ValidateMode
 from crucible_dagster.runtime.telemetry import Sink, Telemetry, logger
+
+if TYPE_CHECKING:
+    from crucible_dagster.runtime.driver import Run
 
 StageStatus = Literal["completed", "failed", "skipped"]
 
@@ -319,50 +322,34 @@ def run(
     (a sweep puts each trial's under its own folder). An interrupt (``KeyboardInterrupt``,
     ``SystemExit``) ends the record as ``interrupted`` and propagates.
     """
+    # the driver is built on this module's invoke_stage: imported here, not at the top
+    from crucible_dagster.runtime.driver import Run
+
     run_id = run_id or str(uuid.uuid4())
     registry = registry_for(experiment, registry)
-    record = None
     if write_run_dir or run_dir is not None:
         path = run_dir or run_directory(artifacts_root, experiment.id, run_id)
-        record = RunRecord.create(
-            path, experiment, run_id=run_id, params=params, orchestrator=orchestrator, sinks=sinks
-        )
-    ctx = new_context(
-        experiment,
-        run_id=run_id,
-        assigns=assigns,
-        params=params,
-        trace=trace,
-        run_dir=str(record.path) if record else None,
-    )
-    try:
-        ctx, outcomes = _run_stages(ctx, experiment, registry, validate_options, record, sinks)
-    except BaseException as exc:
-        if record is not None:
-            record.abort(exc, ctx)
-        raise
+        fields = {"params": params, "orchestrator": orchestrator}
+        driver = Run.start(path, experiment, run_id=run_id, sinks=sinks, **fields)
+    else:
+        driver = Run.detached(experiment, run_id, sinks)
+    ctx = new_context(experiment, run_id=run_id, assigns=assigns, params=params, trace=trace)
+    with driver:
+        ctx, outcomes = _run_stages(driver, driver.adopt(ctx), registry, validate_options)
     failure = outcomes[-1][1].failure if outcomes else None
     if failure is not None:
         failure = replace(failure, context=ctx)
-    return RunResult(ctx, failure, tuple(outcomes), str(record.path) if record else None)
+    return RunResult(ctx, failure, tuple(outcomes), driver.run_dir)
 
 
 def _run_stages(
-    ctx: Context,
-    experiment: Experiment,
-    registry: Registry,
-    validate_options: ValidateMode,
-    record: RunRecord | None,
-    sinks: Iterable[Sink],
+    driver: Run, ctx: Context, registry: Registry, validate_options: ValidateMode
 ) -> tuple[Context, list[tuple[str, StageOutcome]]]:
-    """Every stage in order until one fails; the record (when there is one) ends the run."""
+    """Every stage in order until one fails; the driver records each and ends the run."""
+    experiment = ctx.experiment
+    assert experiment is not None  # new_context sets it
     for warning in unused_settings(experiment):
         logger.warning("experiment %s: %s", experiment.id, warning)
-    if record is not None:
-        telemetry = record.telemetry
-    else:
-        telemetry = Telemetry(sinks, experiment_id=experiment.id, run_id=ctx.run_id)
-        telemetry.emit("run_started", stages=len(experiment.pipeline))
     outcomes: list[tuple[str, StageOutcome]] = []
     # a stage whose named code or options are refused fails alone, before any stage has run
     refused = (
@@ -371,25 +358,10 @@ def _run_stages(
         else None
     )
     for stage_def in experiment.pipeline if refused is None else [refused]:
-        outcome = invoke_stage(
-            ctx,
-            stage_def,
-            registry=registry,
-            validate_options=validate_options,
-            telemetry=telemetry,
-        )
+        outcome = driver.step(ctx, stage_def, registry=registry, validate_options=validate_options)
         outcomes.append((stage_def.name, outcome))
         ctx = outcome.context
-        if record is not None:
-            record.record_stage(
-                stage_def.name, outcome.status, outcome.options, outcome.duration_ms
-            )
         if outcome.failure is not None:
             break
-    failure = outcomes[-1][1].failure if outcomes else None
-    status: RunStatus = "failed" if failure else "completed"
-    if record is not None:
-        record.finish_context(status, ctx, failure.to_dict() if failure else None)
-    else:
-        telemetry.emit(f"run_{status}", **({"stage": failure.stage} if failure else {}))
+    driver.end("completed", ctx)  # a no-op when a failure or the last stage ended the run
     return ctx, outcomes
