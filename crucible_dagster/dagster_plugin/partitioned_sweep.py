@@ -17,10 +17,11 @@ from crucible_dagster.dagster_plugin.ops import dagster_log_sink, stage_failure
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.driver import Run
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunRecord, run_directory
+from crucible_dagster.runtime.run_record import run_directory
 from crucible_dagster.sweeps.grid import Trial, expand_grid
-from crucible_dagster.sweeps.running import TrialOutcome, run_trial
+from crucible_dagster.sweeps.running import TrialOutcome, finish_sweep, run_trial
 
 NO_SEED = "none"
 
@@ -135,26 +136,21 @@ def _compare(
     trials: dict[str, Trial],
 ) -> Iterator[dg.MaterializeResult]:
     from crucible_dagster.dagster_plugin.sweep import sweep_materialization
-    from crucible_dagster.sweeps.comparison import compare_trials
-    from crucible_dagster.sweeps.report import write_sweep_reports
 
     resource: CrucibleResource = context.resources.crucible
     found = latest_outcomes(context.instance, trials_key, list(trials))
     missing = [key for key in trials if key not in found]
     outcomes = [found[key] for key in trials if key in found]
-    run_id = context.run.run_id
-    record = RunRecord.create(
-        run_directory(resource.artifacts_root(), experiment.id, run_id),
+    sweep = Run.at(
+        resource.artifacts_root(),
         experiment,
-        run_id=run_id,
+        run_id=context.run.run_id,
         orchestrator="dagster",
         steps=[],
         trials=[o.trial.to_dict() for o in outcomes],
         missing_partitions=missing,
     )
-    comparison = compare_trials(experiment, outcomes)
-    paths = write_sweep_reports(experiment, comparison, record.path, run_id)
-    record.finish("completed", metrics={"sweep": comparison})
+    comparison, paths = finish_sweep(experiment, outcomes, sweep)
     for result in as_asset_results(
         sweep_materialization(experiment, translator, comparison, paths)
     ):

@@ -7,7 +7,7 @@ the others' outcomes are read back from the parent run's storage.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import dagster as dg
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.ops import (
     dagster_log_sink,
-    dagster_run_record,
+    dagster_run,
     parent_run_id,
     stage_failure,
 )
@@ -26,12 +26,10 @@ from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP, Experiment
 from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.run_record import read_manifest, run_directory
 from crucible_dagster.sweeps.grid import Trial, expand_grid
-from crucible_dagster.sweeps.running import (
-    TrialOutcome,
-    completed_attempt,
-    next_attempt_dir,
-    run_trial,
-)
+from crucible_dagster.sweeps.running import TrialOutcome, finish_sweep, run_trials
+
+#: the trial and compare ops' one output, stored by the crucible IO manager
+RESULT_OUT = {"result": dg.Out(io_manager_key=IO_MANAGER_KEY)}
 
 
 def _batches(experiment: Experiment) -> list[list[Trial]]:
@@ -60,26 +58,34 @@ def _ancestor_runs(root: Path, experiment: Experiment, parent: str | None) -> li
     return runs
 
 
-def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
-
-    @dg.op(
-        name=translator.op_definition_name(experiment, "plan_trials"),
-        out={"trial": dg.DynamicOut(io_manager_key=IO_MANAGER_KEY)},
-        description="One output per group of trials (grid point x seed)",
-        tags=translator.step_tags(experiment, "plan_trials"),
+def _sweep_op(
+    experiment: Experiment, translator: CrucibleTranslator, step: str, description: str, **op: Any
+) -> Callable[[Callable[..., Any]], dg.OpDefinition]:
+    """The sweep job's op decorator: its name, tags and resources, the same for its three ops."""
+    return dg.op(
+        name=translator.op_definition_name(experiment, step),
+        description=description,
+        tags=translator.step_tags(experiment, step),
         required_resource_keys={RESOURCE_KEY},
+        **op,
     )
+
+
+def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
+    trial_out = dg.DynamicOut(io_manager_key=IO_MANAGER_KEY)
+    description = "One output per group of trials (grid point x seed)"
+
+    @_sweep_op(experiment, translator, "plan_trials", description, out={"trial": trial_out})
     def plan_trials(context):  # dagster inspects the (absent) annotations
         run_experiment = context.resources.crucible.applied_to(experiment)  # this run's grid
         batches = _batches(run_experiment)
-        trials = [t for batch in batches for t in batch]
-        dagster_run_record(run_experiment, context, steps=[], trials=[t.to_dict() for t in trials])
+        trials = [t.to_dict() for batch in batches for t in batch]
+        dagster_run(run_experiment, context, steps=[], trials=trials)
         start = 0
         for batch in batches:
+            key = _batch_key(batch, start)
             yield dg.DynamicOutput(
-                [t.to_dict() for t in batch],
-                mapping_key=_batch_key(batch, start),
-                output_name="trial",
+                [t.to_dict() for t in batch], mapping_key=key, output_name="trial"
             )
             start += len(batch)
 
@@ -89,45 +95,28 @@ def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDef
 def _trial_op(
     experiment: Experiment, translator: CrucibleTranslator, registry: Registry
 ) -> dg.OpDefinition:
-    @dg.op(
-        name=translator.op_definition_name(experiment, "run_trial"),
-        out={"result": dg.Out(io_manager_key=IO_MANAGER_KEY)},
-        description="Every stage of the pipeline for each trial of the group",
-        tags=translator.step_tags(experiment, "run_trial"),
-        required_resource_keys={RESOURCE_KEY},
-        pool=experiment.sweep.pool if experiment.sweep else None,
-    )
+    description = "Every stage of the pipeline for each trial of the group"
+    pool = experiment.sweep.pool if experiment.sweep else None
+
+    @_sweep_op(experiment, translator, "run_trial", description, out=RESULT_OUT, pool=pool)
     def run_one(context, trials):
         run_experiment = context.resources.crucible.applied_to(experiment)
-        sweep = dagster_run_record(run_experiment, context, steps=[])
+        sweep = dagster_run(run_experiment, context, steps=[])
+        assert sweep.path is not None
         ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
-        sinks = [dagster_log_sink(context)]
-        outcomes, failures = [], []
-        for spec in (Trial.from_dict(t) for t in trials):
-            earlier = completed_attempt([sweep.path, *ancestors], spec)
-            if earlier is not None:
-                outcomes.append(earlier)
-                continue
-            try:
-                outcome, result = run_trial(
-                    run_experiment,
-                    spec,
-                    run_dir=next_attempt_dir(sweep.path, spec),
-                    run_id=f"{context.run_id}.{spec.trial_id}",
-                    registry=registry,
-                    sinks=sinks,
-                    orchestrator="dagster",
-                )
-            except BaseException as exc:
-                sweep.abort(exc)
-                raise
-            outcomes.append(outcome)
-            if result.failure is not None:
-                failures.append((spec, result.failure))
+        outcomes, failures = run_trials(
+            run_experiment,
+            [Trial.from_dict(t) for t in trials],
+            sweep,
+            registry=registry,
+            sinks=[dagster_log_sink(context)],
+            orchestrator="dagster",
+            earlier=ancestors,
+        )
         if failures:
             # The run fails here, so the sweep's record ends here too (a re-execution has its own).
             spec, failure = failures[0]
-            sweep.finish("failed", failure={"trial": spec.trial_id, **failure.to_dict()})
+            sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
             raise stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
         ids = ", ".join(o.trial.trial_id for o in outcomes)
         workers = sorted({f"{o.worker['host']}:{o.worker['pid']}" for o in outcomes if o.worker})
@@ -138,25 +127,14 @@ def _trial_op(
 
 
 def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
-    @dg.op(
-        name=translator.op_definition_name(experiment, "compare_trials"),
-        out={"result": dg.Out(io_manager_key=IO_MANAGER_KEY)},
-        description="Statistical comparison of the configurations",
-        tags=translator.step_tags(experiment, "compare_trials"),
-        required_resource_keys={RESOURCE_KEY},
-    )
-    def compare(context, outcomes):
-        # scipy and the report writers load when a sweep is compared, not with the definitions
-        from crucible_dagster.sweeps.comparison import compare_trials
-        from crucible_dagster.sweeps.report import write_sweep_reports
+    description = "Statistical comparison of the configurations"
 
+    @_sweep_op(experiment, translator, "compare_trials", description, out=RESULT_OUT)
+    def compare(context, outcomes):
         parsed = [TrialOutcome.from_dict(o) for group in outcomes for o in group]
         run_experiment = context.resources.crucible.applied_to(experiment)
-        comparison = compare_trials(run_experiment, parsed)
-        sweep = dagster_run_record(run_experiment, context, steps=[])
-        sweep.telemetry.emit("sweep_compared", trials=len(parsed))
-        paths = write_sweep_reports(run_experiment, comparison, sweep.path, context.run_id)
-        sweep.finish("completed", metrics={"sweep": comparison})
+        sweep = dagster_run(run_experiment, context, steps=[])
+        comparison, paths = finish_sweep(run_experiment, parsed, sweep)
         yield from sweep_materialization(experiment, translator, comparison, paths)
         yield dg.Output(comparison)
 

@@ -1,22 +1,25 @@
-"""One trial of a sweep: every stage of the pipeline for one grid point and seed.
+"""The trials of a sweep: every stage of the pipeline for one grid point and seed.
 
-``run_trial`` is the one way a trial runs: the standalone sweep and the Dagster trial op
-both call it, so ``crucible run`` and ``dagster job execute`` give the same numbers.
+``run_trials`` is the one trial loop and ``run_trial`` the one way a trial runs: the
+standalone sweep, the Dagster trial op (in process, multiprocess or on Celery) and the
+partitioned trial asset all call them, so ``crucible run`` and ``dagster job execute`` give
+the same numbers; ``finish_sweep`` is the one comparison and report of a sweep's trials.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.driver import Run, StageFailure
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunRecord, read_manifest
+from crucible_dagster.runtime.run_record import read_manifest
 from crucible_dagster.runtime.runner import RunResult, run
 from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.grid import Trial
@@ -66,7 +69,8 @@ def run_trial(
     sinks: Iterable[Sink] = (),
     orchestrator: str = "standalone",
 ) -> tuple[TrialOutcome, RunResult]:
-    """Run every stage for one trial, with ``ctx.params`` = the grid point and the trial seed."""
+    """Run every stage for one trial: ``ctx.seed`` is the trial's seed, ``ctx.params`` the grid
+    point (and the seed, for ``${params.seed}`` in options)."""
     seeded = (
         experiment.model_copy(update={"seed": trial.seed}) if trial.seed is not None else experiment
     )
@@ -88,6 +92,63 @@ def run_trial(
         worker_identity(),
     )
     return outcome, result
+
+
+def run_trials(
+    experiment: Experiment,
+    trials: Iterable[Trial],
+    sweep: Run,
+    *,
+    registry: Registry | None = None,
+    sinks: Iterable[Sink] = (),
+    orchestrator: str = "standalone",
+    earlier: Sequence[Path] = (),
+    on_outcome: Callable[[TrialOutcome], None] | None = None,
+) -> tuple[list[TrialOutcome], list[tuple[Trial, StageFailure]]]:
+    """Every trial in turn, each its own run under the sweep's folder (a failed trial is
+    recorded and the next goes on); a trial this sweep or an ``earlier`` run (a re-execution's
+    ancestors) completed is read back, not rerun. An exception ends the sweep's record."""
+    assert sweep.path is not None, "a sweep keeps a run directory"
+    outcomes: list[TrialOutcome] = []
+    failures: list[tuple[Trial, StageFailure]] = []
+    with sweep:
+        for trial in trials:
+            outcome = completed_attempt([sweep.path, *earlier], trial)
+            if outcome is None:
+                outcome, result = run_trial(
+                    experiment,
+                    trial,
+                    run_dir=next_attempt_dir(sweep.path, trial),
+                    run_id=f"{sweep.manifest.get('run_id')}.{trial.trial_id}",
+                    registry=registry,
+                    sinks=sinks,
+                    orchestrator=orchestrator,
+                )
+                if result.failure is not None:
+                    failures.append((trial, result.failure))
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+    return outcomes, failures
+
+
+def finish_sweep(
+    experiment: Experiment, outcomes: list[TrialOutcome], sweep: Run, *, all_ok: bool = True
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Compare the trials, write the sweep's reports, and end its record (``completed``, or
+    ``failed`` when not ``all_ok``); the comparison and the reports' paths."""
+    # scipy and the report writers load when a sweep is compared, not with the definitions
+    from crucible_dagster.sweeps.comparison import compare_trials
+    from crucible_dagster.sweeps.report import write_sweep_reports
+
+    assert sweep.path is not None, "a sweep keeps a run directory"
+    with sweep:
+        comparison = compare_trials(experiment, outcomes)
+        sweep.telemetry.emit("sweep_compared", trials=len(outcomes))
+        run_id = str(sweep.manifest.get("run_id"))
+        paths = write_sweep_reports(experiment, comparison, sweep.path, run_id)
+    sweep.end("completed" if all_ok else "failed", metrics={"sweep": comparison})
+    return comparison, paths
 
 
 def worker_identity() -> dict[str, Any]:
@@ -134,9 +195,9 @@ def next_attempt_dir(sweep_dir: Path, trial: Trial) -> Path:
     (its worker was killed; the broker handed the step on) is ended as ``interrupted`` and
     kept as it was: this attempt writes beside it, never over it."""
     attempts = trial_attempt_dirs(sweep_dir, trial)
+    note = "its step was handed to another worker: the process running it stopped"
     for path in attempts:
-        record = RunRecord.open(path)
-        if record is not None and record.manifest.get("status") == "running":
-            note = "its step was handed to another worker: the process running it stopped"
-            record.finish("interrupted", failure={"error_type": "WorkerLost", "message": note})
+        earlier = Run.resume(path)
+        if earlier is not None and not earlier.ended:
+            earlier.end("interrupted", failure={"error_type": "WorkerLost", "message": note})
     return trial_run_dir(sweep_dir, trial, len(attempts) + 1)

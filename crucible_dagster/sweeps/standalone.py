@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.driver import Run
 from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.run_record import RunRecord, RunStatus, run_directory
 from crucible_dagster.runtime.telemetry import Sink
-from crucible_dagster.sweeps.comparison import compare_trials
 from crucible_dagster.sweeps.grid import expand_grid
-from crucible_dagster.sweeps.running import TrialOutcome, run_trial, trial_run_dir
+from crucible_dagster.sweeps.running import TrialOutcome, finish_sweep, run_trials
 
 
 @dataclass
@@ -43,37 +42,25 @@ def run_sweep(
     sinks: Iterable[Sink] = (),
 ) -> SweepResult:
     """Every trial in turn (a failed trial is recorded and the sweep goes on), then the comparison and reports."""
-    from crucible_dagster.sweeps.report import write_sweep_reports
-
     sweep_id = run_id or str(uuid.uuid4())
     trials = expand_grid(experiment)
-    record = RunRecord.create(
-        run_directory(artifacts, experiment.id, sweep_id),
+    sweep = Run.at(
+        artifacts,
         experiment,
         run_id=sweep_id,
         steps=[trial_step(t.trial_id) for t in trials],
         trials=[t.to_dict() for t in trials],
     )
-    outcomes = []
-    try:
-        for index, trial in enumerate(trials, start=1):
-            outcome, _ = run_trial(
-                experiment,
-                trial,
-                run_dir=trial_run_dir(record.path, trial),
-                run_id=f"{sweep_id}.{trial.trial_id}",
-                registry=registry,
-                sinks=sinks,
-            )
-            outcomes.append(outcome)
-            record.record_stage(trial_step(trial.trial_id), outcome.status)
-            if progress is not None:
-                progress(index, len(trials), outcome)
-        comparison = compare_trials(experiment, outcomes)
-        write_sweep_reports(experiment, comparison, record.path, sweep_id)
-    except BaseException as exc:
-        record.abort(exc)
-        raise
-    status: RunStatus = "completed" if all(o.status == "completed" for o in outcomes) else "failed"
-    record.finish(status, metrics={"sweep": comparison})
-    return SweepResult(sweep_id, str(record.path), outcomes, comparison)
+
+    def on_outcome(outcome: TrialOutcome) -> None:
+        sweep.record(trial_step(outcome.trial.trial_id), outcome.status)
+        if progress is not None:
+            progress(len(done) + 1, len(trials), outcome)
+        done.append(outcome)
+
+    done: list[TrialOutcome] = []
+    outcomes, failures = run_trials(
+        experiment, trials, sweep, registry=registry, sinks=sinks, on_outcome=on_outcome
+    )
+    comparison, _ = finish_sweep(experiment, outcomes, sweep, all_ok=not failures)
+    return SweepResult(sweep_id, str(sweep.path), outcomes, comparison)
