@@ -174,7 +174,7 @@ class NoisyScore(Stage):
         base = Path(os.environ.get("CRUCIBLE_TEST_WORKDIR", "."))
         if options.fail_flag and (base / options.fail_flag).exists():
             raise RuntimeError(f"trial failing because {options.fail_flag} exists")
-        seed = int(ctx.params.get("seed", 0))
+        seed = ctx.seed
         rng = np.random.default_rng(seed * 1000 + int(options.level * 1000))
         scores = (options.level + rng.normal(0, 0.01, 5)).tolist()
         return ctx.put_metric("fold_scores", {"model": scores}).put_metric(
@@ -212,7 +212,7 @@ class UnitScores(Stage):
     Options = UnitScoreOptions
 
     def run(self, ctx: Context, options: UnitScoreOptions) -> Context:
-        seed = ctx.experiment.seed if ctx.experiment and ctx.experiment.seed is not None else 0
+        seed = ctx.seed
         shift = options.shift
         if options.shift_file:
             path = Path(os.environ.get("CRUCIBLE_TEST_WORKDIR", ".")) / options.shift_file

@@ -141,12 +141,7 @@ class CrossValidate(Stage):
                 None,
                 "cross_validate needs assigns['features'] and assigns['target']; run load_dataset first",
             )
-        seed = int(
-            ctx.params.get(
-                "seed",
-                ctx.experiment.seed if ctx.experiment and ctx.experiment.seed is not None else 0,
-            )
-        )
+        seed = ctx.seed
         splitter = RepeatedStratifiedKFold(
             n_splits=options.folds, n_repeats=options.repeats, random_state=seed
         )

@@ -33,7 +33,7 @@ class LoadGroupedCredit(Stage):
         import numpy as np
         import pandas as pd
 
-        seed = ctx.experiment.seed if ctx.experiment and ctx.experiment.seed is not None else 0
+        seed = ctx.seed
         rng = np.random.default_rng([seed, 31337])
         group = np.repeat([0, 1], [options.n - options.n // 2, options.n // 2])
         income, debt = rng.normal(size=options.n), rng.normal(size=options.n)

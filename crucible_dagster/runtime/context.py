@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from crucible_dagster.experiment.ir import Experiment
 
 COMPLETED_STAGES = "completed_stages"
+#: the seed of a run whose experiment sets none: every run is seeded, so every run repeats
+DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,15 @@ class Context:
     assigns: Mapping[str, Any] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+
+    # --- the seed ------------------------------------------------------------------------
+    @property
+    def seed(self) -> int:
+        """The run's seed, the one a stage reads: the experiment's (a sweep trial's experiment
+        carries the trial's seed; ``--seed`` and the Launchpad's ``seed`` set it), else
+        ``DEFAULT_SEED``. The manifest's ``seed`` keeps what the experiment said (None)."""
+        seed = self.experiment.seed if self.experiment is not None else None
+        return DEFAULT_SEED if seed is None else seed
 
     # --- metrics ---------------------------------------------------------------------
     def put_metric(self, key: str, value: Any) -> Context:

@@ -176,7 +176,7 @@ def comparison_settings(ctx: Context, options: BenchOptions, n_groups: int, bloc
         control=options.control,
         n_resamples=options.n_resamples
         or (stats.bootstrap_iterations if stats and stats.bootstrap_iterations else 10_000),
-        seed=ctx.params.get("seed", experiment.seed if experiment else None),
+        seed=ctx.seed,
         n_train=options.n_train or cv_design.get("n_train"),
         n_test=options.n_test or cv_design.get("n_test"),
     )

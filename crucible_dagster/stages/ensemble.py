@@ -136,7 +136,7 @@ class EnsembleStage(Stage):
                 return request, decide_live(asks, config, calls)
 
             decisions = list(samples.map(one, requests))
-        seed = ctx.params.get("seed", ctx.experiment.seed if ctx.experiment else None)
+        seed = ctx.seed
         rows = [
             _row(options.name, config, d, r.sample_id, seed, references.get(r.sample_id), live=True)
             for r, d in decisions

@@ -71,11 +71,7 @@ class FairnessStage(Stage):
         group_of = {str(i): g for i, g in zip(source.index, source[config.group_by], strict=True)}
         frame = table_of(ctx, "fairness")
         threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
-        seed = int(
-            ctx.params.get(
-                "seed", experiment.seed if experiment and experiment.seed is not None else 0
-            )
-        )
+        seed = ctx.seed
         results: dict[str, Any] = {}
         violations: list[str] = []
         undefined: list[str] = []

@@ -29,7 +29,8 @@ class Trial:
 
     @property
     def stage_params(self) -> dict[str, Any]:
-        """What stages see in ``ctx.params``: the grid point plus the trial's seed."""
+        """The ``${params.name}`` placeholders' values: the grid point, and ``seed`` the trial's
+        seed (code reads it as ``ctx.seed``: the trial's experiment carries it)."""
         return {**self.params, **({"seed": self.seed} if self.seed is not None else {})}
 
     def to_dict(self) -> dict[str, Any]:
