@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from crucible_dagster.experiment.explain import explain_error
 from crucible_dagster.experiment.ir import Experiment, legacy_spellings_used
+from crucible_dagster.experiment.ir.dagster_settings import as_written
 from crucible_dagster.experiment.problems import (
     ExperimentError,
     Problem,
@@ -275,8 +276,9 @@ def validation_problems(
         field, message = explain_error(err, model)
         ctx_field = (err.get("ctx") or {}).get("field")
         loc = (*prefix, *(parse_loc(ctx_field) if ctx_field else err["loc"]))
-        if prefix:
-            field = format_loc(loc)
+        written = loc if prefix else as_written(loc, doc.data)  # an old spelling's own line
+        if prefix or written != loc:
+            loc, field = written, format_loc(written)
         problems.append(doc.problem(loc, field, message))
     return problems
 

@@ -189,3 +189,23 @@ def test_a_deprecated_override_is_honoured_warned_and_may_call_super() -> None:
     experiment = loads_experiment(TRANSLATED)
     assert Old().get_job_spec(experiment).name == "old_named"
     assert Old().job_name(experiment) == "old_named"
+
+
+@pytest.mark.parametrize(
+    ("tail", "line"),
+    [
+        ("automation: on_cron\n", "5: automation: automation 'on_cron' takes its cron"),
+        ("sweep: {metric: m, pool: 'a b'}\n", "5: sweep.pool: expected a string matching"),
+        ("executor: true\n", "5: executor: "),
+    ],
+    ids=["automation_without_schedule", "bad_pool", "bool_executor"],
+)
+def test_a_wrong_value_in_an_old_spelling_is_reported_where_the_file_wrote_it(
+    cli: Cli, tmp_path: Path, tail: str, line: str
+) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text(HEAD + tail)
+    validated = cli("validate", path)
+    assert validated.code == 1
+    assert validated.out.splitlines() == [validated.out.splitlines()[0]], validated.out
+    assert validated.out.startswith(f"{path}:{line}"), validated.out

@@ -79,6 +79,15 @@ def legacy_spellings_used(data: Any) -> list[tuple[tuple[str, ...], tuple[str, .
     return [(old, new) for old, new in LEGACY_SPELLINGS.items() if _has(data, old)]
 
 
+def as_written(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
+    """A problem's location in the file's own spelling: ``dagster.automation`` is reported at
+    ``automation`` when the file uses the old spelling."""
+    for old, new in LEGACY_SPELLINGS.items():
+        if loc[: len(new)] == new and _has(data, old) and not _has(data, new):
+            return (*old, *loc[len(new) :])
+    return loc
+
+
 def _moved(data: dict[str, Any], old: tuple[str, ...], new: tuple[str, ...]) -> None:
     """Move ``old`` to ``new`` in place (copying every mapping on the way, never the caller's)."""
     parent = data
