@@ -21,6 +21,16 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """No test reads or writes the checkout's Dagster instance.
+
+    ``make`` exports DAGSTER_HOME=.dagster_home for the demo and the UI. Under ``make test`` the
+    history would then read the demo's runs into unit tests, and two xdist workers would share
+    its SQLite files; a test that needs an instance makes its own under ``tmp_path``.
+    """
+    os.environ.pop("DAGSTER_HOME", None)
+
+
 #: Markers of the tests that take longest (live servers first): these start first, so that with
 #: pytest-xdist no worker is left with a two-minute test after the others have finished.
 LONG_FIRST = ("live", "integration", "postgres", "slow")
