@@ -43,7 +43,10 @@ def postgres_db() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL must be reachable under CI: {exc}")
         pytest.skip(f"PostgreSQL not reachable on {PG['host']}:{PG['port']}: {exc}")
-    name = f"crucible_test_{uuid.uuid4().hex[:10]}"
+    # one fresh database per test (an instance's tables start empty), named after the xdist
+    # worker so a database left by a killed run says whose it was
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"crucible_test_{worker}_{uuid.uuid4().hex[:10]}"
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
