@@ -10,7 +10,7 @@ experiment's ``reliability.hedging`` applies to backends that send requests.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
@@ -33,6 +33,9 @@ from crucible_dagster.stages.per_sample import (
     samples_of,
     save_table,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: how a pipeline names this stage (built-in names and the class path)
 STAGE_REFS = ("predict", "generate", "crucible_dagster.stages.predict:PredictStage")
@@ -84,7 +87,7 @@ class PredictStage(Stage):
     uses = ("backend", "reliability.hedging")
 
     @classmethod
-    def check_experiment(cls, experiment: Any) -> list[tuple[str, str]]:
+    def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
         problems = []
         backend = experiment.backend
         if backend is not None and backend.id != "noop":
@@ -141,7 +144,7 @@ class PredictStage(Stage):
     def _ask(
         backend: Backend,
         requests: list[Request],
-        frame: Any,
+        frame: pd.DataFrame | None,
         references: dict[str, Any],
         options: PredictOptions,
         seed: int,
