@@ -49,3 +49,36 @@ def test_the_jobs_exit_code_is_the_demos(
     said = capsys.readouterr()
     assert code == 3
     assert said.out == "" and said.err.startswith("no run of core_pipeline_demo found under ")
+
+
+WRITE_A_FAILED_RUN = r"""
+import json, pathlib, sys
+run = pathlib.Path(sys.argv[1]) / "core_pipeline_demo" / "r1"
+run.mkdir(parents=True)
+events = [
+    {"event": "run_started", "run_id": "r1", "stages": 1},
+    {"event": "stage_failed", "stage": "bench", "duration_ms": "n/a", "error_type": "ValueError",
+     "message": "bad \x1b[31mred\x1b[0m\nsecond line \u202e"},
+    ["not", "an", "event"],
+]
+with (run / "telemetry.jsonl").open("w") as handle:
+    handle.writelines(json.dumps(event) + "\n" for event in events)
+    handle.write('{"event": "stage_compl')  # a torn last line
+sys.exit(1)
+"""
+
+
+def test_a_failed_stage_is_one_escaped_line_and_torn_or_odd_lines_are_skipped(
+    artifacts_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = [sys.executable, "-c", WRITE_A_FAILED_RUN, str(artifacts_dir)]
+    code = follow("core_pipeline_demo", command)
+    said = capsys.readouterr()
+    assert code == 1
+    assert said.out.splitlines() == [
+        "Run r1: 1 stages",
+        "  bench                  FAILED after ?: ValueError: "
+        "bad \\u001b[31mred\\u001b[0m\\u000asecond line \\u202e",
+    ], said.out
+    assert "\x1b" not in said.out and "\u202e" not in said.out
+    assert said.err.startswith("no run of core_pipeline_demo found under ")

@@ -9,6 +9,7 @@ event log instead of on the terminal. Without a command it prints the latest run
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,14 @@ from crucible_dagster.runtime.run_record import artifacts_root, read_manifest
 
 #: how often the run's telemetry is read while the job runs
 POLL_S = 0.2
+#: C0 and C1 controls, DEL and bidirectional overrides (as crucible_dagster.cli.terminal, which
+#: contrib may not import): a record's text must not drive the terminal
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def say(line: str) -> None:
+    """Prints one line of the demo, control characters (newlines too) shown as escapes."""
+    print(_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", line), flush=True)
 
 
 def _num(value: object) -> str:
@@ -80,7 +89,7 @@ class _Follower:
                 continue
             line = progress_line(event) if isinstance(event, dict) else None
             if line:
-                print(line, flush=True)
+                say(line)
 
 
 def follow(experiment_id: str, command: list[str]) -> int:
@@ -108,23 +117,24 @@ def main(experiment_id: str) -> int:
         return 1
     manifest = read_manifest(runs[-1])
     run_dir = runs[-1].parent
-    print(f"\nExperiment {experiment_id}: run {manifest['run_id']} {manifest['status']}")
+    print()
+    say(f"Experiment {experiment_id}: run {manifest['run_id']} {manifest['status']}")
     for name, summary in (manifest.get("metrics", {}).get("cv") or {}).items():
-        print(
+        say(
             f"  {name:<22} accuracy {summary['mean']:.4f} ± {summary['std']:.4f} "
             f"over {summary['n']} folds"
         )
     bench = manifest.get("metrics", {}).get("bench") or {}
     for omnibus in omnibus_rows(bench):
-        print(f"  {omnibus.test}: p = {_p(omnibus.p_value)}")
+        say(f"  {omnibus.test}: p = {_p(omnibus.p_value)}")
     for row in comparison_rows(bench):
-        print(
+        say(
             f"  {row.group_a} - {row.group_b}: {row.test}, difference {_num(row.estimate)}, "
             f"p = {_p(row.p_value)} (adjusted {_p(row.p_adjusted)})"
         )
     for report in sorted(run_dir.glob("*.md")) + sorted(run_dir.glob("*.html")):
-        print(f"Report: {report}")
-    print(f"Run directory: {run_dir}")
+        say(f"Report: {report}")
+    say(f"Run directory: {run_dir}")
     print(
         "Open the Dagster UI with `make ui`, then http://127.0.0.1:3000 (jobs, runs, report assets)."
     )
