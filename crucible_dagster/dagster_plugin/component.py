@@ -32,7 +32,12 @@ from crucible_dagster.dagster_plugin.definitions import (
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Executor
-from crucible_dagster.experiment.loading import LocatedDocument, display_path, read_document
+from crucible_dagster.experiment.loading import (
+    LocatedDocument,
+    display_path,
+    legacy_spelling_warnings,
+    read_document,
+)
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.experiment.problems import ExperimentError, Problem
 from crucible_dagster.experiment.yaml_limits import check_data_depth
@@ -165,7 +170,8 @@ def _check_inline(
     except Exception as exc:  # anything at all: one broken entry never stops the others
         message = f"cannot check this experiment: {type(exc).__name__}: {exc}"
         return CheckedFile(name, None, [Problem(message, file=where)])
-    return CheckedFile(name, experiment, _at_lines(problems, lines))
+    warnings = legacy_spelling_warnings(doc) if experiment is not None else []
+    return CheckedFile(name, experiment, _at_lines(problems, lines), _at_lines(warnings, lines))
 
 
 def _at_lines(problems: list[Problem], lines: dict[tuple[str | int, ...], int]) -> list[Problem]:

@@ -209,3 +209,23 @@ def test_a_wrong_value_in_an_old_spelling_is_reported_where_the_file_wrote_it(
     assert validated.code == 1
     assert validated.out.splitlines() == [validated.out.splitlines()[0]], validated.out
     assert validated.out.startswith(f"{path}:{line}"), validated.out
+
+
+def test_an_inline_component_experiment_reads_both_spellings_and_warns_for_the_old(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent
+
+    old = {"id": "inline_old", "pipeline": [{"name": "validate"}], "executor": "multiprocess"}
+    new = {
+        "id": "inline_new",
+        "pipeline": [{"name": "validate"}],
+        "dagster": {"executor": "multiprocess"},
+    }
+    with caplog.at_level(logging.WARNING):
+        defs = dg.build_defs_for_component(CrucibleExperimentsComponent(experiments=[old, new]))
+    for name in ("inline_old", "inline_new"):
+        assert defs.resolve_job_def(name).executor_def.name == "multiprocess"
+    warned = [r.getMessage() for r in caplog.records if "old spelling" in r.getMessage()]
+    assert len(warned) == 1 and "#experiments[0]" in warned[0], warned
+    assert "executor: warning: old spelling of 'dagster.executor'" in warned[0]
