@@ -52,10 +52,18 @@ REPLACED_BY = {
 class DeprecatedTranslatorMethods:
     """The aliases, and the rule that honours a subclass's override of one."""
 
+    #: the deprecated methods this class overrides (found once, when the class is made)
+    _legacy_overrides: frozenset[str] = frozenset()
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._legacy_overrides = frozenset(
+            name
+            for name in REPLACED_BY
+            if getattr(cls, name) is not getattr(DeprecatedTranslatorMethods, name)
+        )
         for name, spec in REPLACED_BY.items():
-            if getattr(cls, name) is not getattr(DeprecatedTranslatorMethods, name):
+            if name in cls._legacy_overrides and name in vars(cls):
                 warnings.warn(
                     f"{cls.__qualname__}.{name} overrides a deprecated translator method; "
                     f"override {spec} instead (still honoured for now)",
@@ -65,9 +73,10 @@ class DeprecatedTranslatorMethods:
 
     def _pick(self, name: str, default: Callable[[], T], *args: Any) -> T:
         """A subclass's own ``name(*args)`` when it overrides it, else ``default()``."""
-        own = getattr(type(self), name) is not getattr(DeprecatedTranslatorMethods, name)
+        if name not in self._legacy_overrides:
+            return default()
         calling: set[str] = self.__dict__.setdefault("_calling", set())
-        if not own or name in calling:  # reached from the override's super(): the default
+        if name in calling:  # reached from the override's super(): the default
             return default()
         calling.add(name)
         try:
@@ -78,7 +87,7 @@ class DeprecatedTranslatorMethods:
     def _alias(self, name: str, read: Callable[[], T]) -> T:
         """A deprecated method reached from a subclass's override (through ``super()``): the
         spec methods must give the default for it, not call the override again."""
-        if getattr(type(self), name) is getattr(DeprecatedTranslatorMethods, name):
+        if name not in self._legacy_overrides:
             return read()
         calling: set[str] = self.__dict__.setdefault("_calling", set())
         if name in calling:
