@@ -229,3 +229,16 @@ def test_an_inline_component_experiment_reads_both_spellings_and_warns_for_the_o
     warned = [r.getMessage() for r in caplog.records if "old spelling" in r.getMessage()]
     assert len(warned) == 1 and "#experiments[0]" in warned[0], warned
     assert "executor: warning: old spelling of 'dagster.executor'" in warned[0]
+
+
+def test_the_json_schema_has_the_block_and_marks_the_old_spellings_deprecated() -> None:
+    """Editors strike an old spelling (still read) instead of flagging the file as wrong."""
+    from crucible_dagster.experiment.loading import experiment_json_schema
+
+    schema = experiment_json_schema()
+    assert "dagster" in schema["properties"]
+    sweep = schema["$defs"]["SweepConfig"]["properties"]
+    for old in (schema["properties"]["executor"], sweep["mode"], sweep["pool"]):
+        assert old["deprecated"] is True and "Old spelling of dagster." in old["description"]
+    settings = schema["$defs"]["DagsterSettings"]["properties"]
+    assert {"executor", "automation", "sweep"} <= set(settings)

@@ -122,8 +122,18 @@ def move_legacy_spellings(data: Any) -> Any:
     return moved
 
 
-def legacy_schema(schema: dict[str, Any]) -> None:
-    """The old top-level spellings in the JSON schema, marked deprecated (editors strike them)."""
+def _deprecated(schema: dict[str, Any], names: tuple[str, ...], new: str) -> None:
     properties = schema.setdefault("properties", {})
-    for name in ("executor", "automation"):
-        properties[name] = {"deprecated": True, "description": f"Old spelling of dagster.{name}."}
+    for name in names:
+        properties[name] = {"deprecated": True, "description": f"Old spelling of {new}.{name}."}
+
+
+def legacy_schema(schema: dict[str, Any]) -> None:
+    """The old top-level spellings in the JSON schema, marked deprecated (editors strike them
+    instead of refusing a file that still loads)."""
+    _deprecated(schema, ("executor", "automation"), "dagster")
+
+
+def legacy_sweep_schema(schema: dict[str, Any]) -> None:
+    """``sweep.mode`` and ``sweep.pool`` in the JSON schema, marked deprecated."""
+    _deprecated(schema, ("mode", "pool"), "dagster.sweep")

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel
-from crucible_dagster.experiment.ir.dagster_settings import DagsterSweepSettings, SweepMode
+from crucible_dagster.experiment.ir.dagster_settings import (
+    DagsterSweepSettings,
+    SweepMode,
+    legacy_sweep_schema,
+)
 from crucible_dagster.experiment.ir.reliability import Correction
 
 DEFAULT_TRIALS_PER_STEP = 20
@@ -16,6 +20,8 @@ DEFAULT_TRIALS_PER_STEP = 20
 
 class SweepConfig(IRModel):
     """How a sweep's trials are compared: on which metric, in which direction, against what."""
+
+    model_config = ConfigDict(**IRModel.model_config, json_schema_extra=legacy_sweep_schema)
 
     metric: str = Field(
         description="Dotted path into each trial's metrics: a number, or a list (per fold)."
