@@ -1,7 +1,9 @@
 """The run record and its directory ``<artifacts root>/<experiment_id>/<run_id>/``: manifest, telemetry, trace, reports.
 
 Every run writes one, standalone or under Dagster, so a run can be reproduced and
-compared (``crucible diff``). Every file is written atomically.
+compared (``crucible diff``). Every file is written atomically. Only the run driver
+(``runtime.driver.Run``) creates, opens and ends a record; where runs live and how a manifest
+is read back are in ``run_dirs``, what a run records of its origin in ``provenance``.
 
 A full disk still ends the record: the run reserves room for its final manifest when it
 starts (``.manifest.reserve``), and frees it for that manifest when the disk is full; see
@@ -11,16 +13,11 @@ starts (``.manifest.reserve``), and frees it for that manifest when the disk is 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
-import re
 import socket
-import subprocess
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,15 +28,40 @@ from crucible_dagster.common.files import (
     write_in_place,
 )
 from crucible_dagster.common.jsonsafe import to_jsonable
-from crucible_dagster.common.locations import local_path
-from crucible_dagster.common.processes import pid_alive
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.provenance import experiment_hash, git_state, package_versions
+from crucible_dagster.runtime.run_dirs import (
+    ARTIFACTS_ENV,
+    MANIFEST,
+    RUN_ID_PATTERN,
+    RunDirectoryError,
+    artifacts_root,
+    check_run_id,
+    create_exclusively,
+    read_manifest,
+    run_directory,
+    stale_note,
+)
 from crucible_dagster.runtime.telemetry import JsonlSink, Sink, Telemetry
 from crucible_dagster.runtime.trace import TraceChain
 
-ARTIFACTS_ENV = "CRUCIBLE_ARTIFACTS_DIR"
-MANIFEST = "manifest.json"
+#: the places and readers now in run_dirs and provenance, still importable from here
+__all__ = [
+    "ARTIFACTS_ENV",
+    "MANIFEST",
+    "RUN_ID_PATTERN",
+    "RunDirectoryError",
+    "RunRecord",
+    "RunStatus",
+    "artifacts_root",
+    "check_run_id",
+    "create_exclusively",
+    "experiment_hash",
+    "read_manifest",
+    "run_directory",
+    "stale_note",
+]
 TELEMETRY = "telemetry.jsonl"
 #: room held for the final manifest from the run's start; removed when the run ends
 RESERVE = ".manifest.reserve"
@@ -47,103 +69,17 @@ RESERVE = ".manifest.reserve"
 RESERVE_MARGIN = 16 * 1024
 #: what a final manifest leaves out when the disk has no room for all of it
 SLIMMED = ("experiment", "metrics", "package_versions", "parameters")
-TRACKED_PACKAGES = (
-    "crucible_dagster",
-    "dagster",
-    "pydantic",
-    "numpy",
-    "scipy",
-    "pandas",
-    "pyarrow",
-    "scikit-learn",
-)
-
-
-def artifacts_root(explicit: str | Path | None = None) -> Path:
-    """The run directories' root: ``explicit``, else ``$CRUCIBLE_ARTIFACTS_DIR``, else ./artifacts."""
-    where = f"the artifacts root ({ARTIFACTS_ENV} or the crucible resource's artifacts_dir)"
-    return local_path(explicit or os.environ.get(ARTIFACTS_ENV) or "artifacts", where).resolve()
-
-
-def experiment_hash(experiment: Experiment) -> str:
-    data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-@cache
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in TRACKED_PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return versions
-
-
-def _git(cwd: str, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
-    )
-    return done.stdout.strip()
-
-
-@cache
-def git_state(cwd: str) -> dict[str, Any] | None:
-    try:
-        commit = _git(cwd, "rev-parse", "HEAD")
-        dirty = _git(cwd, "status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "dirty": bool(dirty)}
 
 
 RunStatus = Literal["running", "completed", "failed", "interrupted"]
-
-
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
-
-
-class RunDirectoryError(ValueError):
-    """A run directory that cannot be created: a bad run id, or one that is already used."""
-
-
-def check_run_id(run_id: str) -> str:
-    """A run id names a directory: no separators, not ``.``/``..``, at most 128 characters."""
-    if not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
-        raise RunDirectoryError(
-            f"expected a run id of letters, digits, '_', '-' and '.' (not starting with '.', "
-            f"no '..', at most 128 characters), got {run_id!r}"
-        )
-    return run_id
-
-
-def run_directory(root: str | Path | None, experiment_id: str, run_id: str) -> Path:
-    return artifacts_root(root) / experiment_id / check_run_id(run_id)
-
-
-def create_exclusively(path: Path) -> None:
-    """Make ``path`` a new directory, or fail: a run never writes into another run's directory.
-
-    When several processes race for one run id, exactly one ``mkdir`` succeeds.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.parent.is_symlink() or not path.parent.is_dir():
-        raise RunDirectoryError(f"{path.parent} is not a directory")
-    try:
-        path.mkdir()
-    except FileExistsError:
-        raise RunDirectoryError(
-            f"run directory {path} already exists: a run id is used once; choose another "
-            "(the earlier run's files are left as they are)"
-        ) from None
 
 
 class RunRecord:
     """Everything a run records about itself: its directory, manifest, status, telemetry and trace.
 
     The standalone runner, the Dagster stage ops, the sweep and its trials all keep their
-    records through this one object, so the manifest means the same wherever a run ran.
+    records through this one object, by way of the run driver (``runtime.driver.Run``), so the
+    manifest means the same wherever a run ran.
     ``create`` starts a run; ``open`` picks it up again in a later step; the run ends when
     ``finish`` writes a terminal status.
 
@@ -490,29 +426,3 @@ def _remove(path: Path) -> None:
 def atomic_write_bytes_sized(path: Path, size: int) -> None:
     """A file of ``size`` zero bytes, written whole: blocks held for a later write."""
     atomic_write_bytes(path, bytes(size))
-
-
-def stale_note(manifest: Mapping[str, Any]) -> str | None:
-    """Why a manifest that says ``running`` is no run at all any more (a killed process), or None."""
-    if manifest.get("status") != "running":
-        return None
-    pid = manifest.get("pid")
-    if not isinstance(pid, int) or pid_alive(pid):
-        return None
-    return f"run {manifest.get('run_id')} says 'running' but its process {pid} is gone (killed?)"
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Read a manifest given a run directory or the manifest file itself; ValueError if it is none."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MANIFEST
-    if not path.is_file():
-        raise ValueError(f"no {MANIFEST} at {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not JSON ({exc})") from None
-    if not isinstance(data, dict) or not {"schema_version", "experiment_id", "run_id"} <= set(data):
-        raise ValueError(f"{path} is JSON but not a crucible run manifest")
-    return data
