@@ -181,6 +181,11 @@ SPLIT_BY_ROLE = [
     "bench/pairwise.py",
     "bench/omnibus.py",
     "runtime/stage.py",
+    "runtime/run_record.py",
+    "runtime/driver.py",
+    "runtime/runner.py",
+    "runtime/stage_call.py",
+    "sweeps",
 ]
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60

@@ -20,8 +20,9 @@ from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run
 from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.run_record import run_directory
+from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid
-from crucible_dagster.sweeps.running import TrialOutcome, finish_sweep, run_trial
+from crucible_dagster.sweeps.running import TrialOutcome, run_trial
 
 NO_SEED = "none"
 

@@ -25,8 +25,9 @@ from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP, Experiment
 from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.run_record import read_manifest, run_directory
+from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid
-from crucible_dagster.sweeps.running import TrialOutcome, finish_sweep, run_trials
+from crucible_dagster.sweeps.running import TrialOutcome, run_trials
 
 #: the trial and compare ops' one output, stored by the crucible IO manager
 RESULT_OUT = {"result": dg.Out(io_manager_key=IO_MANAGER_KEY)}

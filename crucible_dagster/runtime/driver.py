@@ -31,14 +31,14 @@ from crucible_dagster.runtime.run_record import (
     RunStatus,
     run_directory,
 )
-from crucible_dagster.runtime.runner import (
+from crucible_dagster.runtime.stage import ValidateMode
+from crucible_dagster.runtime.stage_call import (
     StageFailure,
     StageOutcome,
     emit_skipped,
     invoke_stage,
     new_context,
 )
-from crucible_dagster.runtime.stage import ValidateMode
 from crucible_dagster.runtime.telemetry import Sink, Telemetry
 
 __all__ = [

@@ -3,7 +3,7 @@
 ``run_trials`` is the one trial loop and ``run_trial`` the one way a trial runs: the
 standalone sweep, the Dagster trial op (in process, multiprocess or on Celery) and the
 partitioned trial asset all call them, so ``crucible run`` and ``dagster job execute`` give
-the same numbers; ``finish_sweep`` is the one comparison and report of a sweep's trials.
+the same numbers (``sweeps.finish`` compares and reports them, once for every form).
 """
 
 from __future__ import annotations
@@ -130,25 +130,6 @@ def run_trials(
             if on_outcome is not None:
                 on_outcome(outcome)
     return outcomes, failures
-
-
-def finish_sweep(
-    experiment: Experiment, outcomes: list[TrialOutcome], sweep: Run, *, all_ok: bool = True
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Compare the trials, write the sweep's reports, and end its record (``completed``, or
-    ``failed`` when not ``all_ok``); the comparison and the reports' paths."""
-    # scipy and the report writers load when a sweep is compared, not with the definitions
-    from crucible_dagster.sweeps.comparison import compare_trials
-    from crucible_dagster.sweeps.report import write_sweep_reports
-
-    assert sweep.path is not None, "a sweep keeps a run directory"
-    with sweep:
-        comparison = compare_trials(experiment, outcomes)
-        sweep.telemetry.emit("sweep_compared", trials=len(outcomes))
-        run_id = str(sweep.manifest.get("run_id"))
-        paths = write_sweep_reports(experiment, comparison, sweep.path, run_id)
-    sweep.end("completed" if all_ok else "failed", metrics={"sweep": comparison})
-    return comparison, paths
 
 
 def worker_identity() -> dict[str, Any]:

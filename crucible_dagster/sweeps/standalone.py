@@ -11,8 +11,9 @@ from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run
 from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.telemetry import Sink
+from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import expand_grid
-from crucible_dagster.sweeps.running import TrialOutcome, finish_sweep, run_trials
+from crucible_dagster.sweeps.running import TrialOutcome, run_trials
 
 
 @dataclass

@@ -1,0 +1,29 @@
+"""The end of every sweep form (standalone, one Dagster run, partitions): compare the trials,
+write the sweep's reports, end its record through the run driver."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crucible_dagster.experiment.ir import Experiment
+from crucible_dagster.runtime.driver import Run
+from crucible_dagster.sweeps.running import TrialOutcome
+
+
+def finish_sweep(
+    experiment: Experiment, outcomes: list[TrialOutcome], sweep: Run, *, all_ok: bool = True
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Compare the trials, write the sweep's reports, and end its record (``completed``, or
+    ``failed`` when not ``all_ok``); the comparison and the reports' paths."""
+    # scipy and the report writers load when a sweep is compared, not with the definitions
+    from crucible_dagster.sweeps.comparison import compare_trials
+    from crucible_dagster.sweeps.report import write_sweep_reports
+
+    assert sweep.path is not None, "a sweep keeps a run directory"
+    with sweep:
+        comparison = compare_trials(experiment, outcomes)
+        sweep.telemetry.emit("sweep_compared", trials=len(outcomes))
+        run_id = str(sweep.manifest.get("run_id"))
+        paths = write_sweep_reports(experiment, comparison, sweep.path, run_id)
+    sweep.end("completed" if all_ok else "failed", metrics={"sweep": comparison})
+    return comparison, paths
