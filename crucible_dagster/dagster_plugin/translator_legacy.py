@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import dagster as dg
 
-    from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
     from crucible_dagster.experiment.ir import Experiment, OutputSpec, StageDef
     from crucible_dagster.runtime.stage import Stage
 
@@ -98,8 +97,10 @@ class DeprecatedTranslatorMethods:
         finally:
             calling.discard(name)
 
-    def _spec(self) -> CrucibleTranslator:
-        return self  # type: ignore[return-value]
+    def _spec(self) -> Any:
+        """The translator these aliases are mixed into (not imported here: that would be a
+        cycle, translator imports this module)."""
+        return self
 
     # jobs and ops
     def job_name(self, experiment: Experiment) -> str:
