@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import math
+import re
 import socket
 import threading
 import time
@@ -49,8 +50,8 @@ def shown_url(url: str) -> str:
     """``url`` for messages and records: a password in it is replaced by ``***``."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return printable(url, 500)
+    except ValueError:  # unparsed: whatever sits between '//' and the last '@' goes
+        return printable(re.sub(r"(?<=//)[^/?#]*@", "***@", url), 500)
     if parts.password is None:
         return printable(url, 500)
     netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
@@ -80,7 +81,23 @@ def url_problem(url: str) -> str | None:
         return f"expected an http:// or https:// URL, found '{shown_url(url)}' ({exc})"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"expected an http:// or https:// URL, found '{shown_url(url)}'"
-    return None
+    return credentials_problem(url)
+
+
+def credentials_problem(url: str) -> str | None:
+    """A user name or password in ``url`` would be copied into every record of the run (its
+    manifest, Dagster's stored outputs), and this client never sends it: refused."""
+    try:
+        userinfo = "@" in urlsplit(url).netloc
+    except ValueError:
+        userinfo = bool(re.search(r"//[^/?#]*@", url))
+    if not userinfo:
+        return None
+    return (
+        f"a user name or password in the URL is refused (it would be stored in the run's "
+        f"records), found '{shown_url(url)}'; put the key in an environment variable and name "
+        "it in options.api_key_env instead"
+    )
 
 
 def _connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:

@@ -115,6 +115,14 @@ def completion(payload: Any, where: str) -> tuple[str, int | None, int | None]:
         raise HttpFailure(
             f"{where}: choices[0].message.content: expected text, found {found}", False
         )
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError as exc:  # valid JSON ("\ud800") that no file can store
+        raise HttpFailure(
+            f"{where}: choices[0].message.content: not valid Unicode "
+            f"(a lone surrogate at character {exc.start})",
+            False,
+        ) from None
     usage = payload.get("usage")
     if usage is None:
         return content, None, None
@@ -166,6 +174,17 @@ class OpenAICompatibleBackend:
         root = options.cache_dir or os.environ.get(CACHE_ENV) or "~/.cache/crucible_dagster"
         self.cache_root = Path(root).expanduser() / "responses"
         self.hedger: HedgedCaller | None = None
+
+    @classmethod
+    def check_endpoint(cls, ref: BackendRef, options: OpenAIOptions) -> tuple[str, str] | None:
+        """(field, problem) of a URL that cannot be asked: ``crucible validate``, the Dagster
+        loader and run start refuse it at its line, before any run directory is made."""
+        urls = (("endpoint_url", ref.endpoint_url), ("options.base_url", options.base_url))
+        for field, url in urls:
+            problem = url_problem(url) if url is not None else None
+            if problem is not None:
+                return field, problem
+        return None
 
     def with_hedging(self, hedging: Hedging | None) -> OpenAICompatibleBackend:
         """Hedge this backend's requests as ``reliability.hedging`` says (None: never)."""
@@ -234,12 +253,22 @@ class OpenAICompatibleBackend:
     def _cache_path(self, key: str) -> Path:
         return self.cache_root / key[:2] / f"{key}.json"
 
+    def _linked_folders(self, key: str) -> list[Path]:
+        """The folders of ``key``'s entry under the cache folder that are symlinks: such an
+        entry is a miss, and the link is replaced before writing, never written through."""
+        folders = (self.cache_root, self.cache_root / key[:2])
+        return [folder for folder in folders if folder.is_symlink()]
+
     def _cached(self, key: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """The stored answer to exactly this request, or None: an entry that is unreadable, is
         another request's, or whose answer was edited is a miss (and is written afresh)."""
         path = self._cache_path(key)
         try:
-            if not path.is_file() or path.stat().st_size > 2 * self.options.max_response_bytes:
+            if (
+                self._linked_folders(key)
+                or not path.is_file()
+                or path.stat().st_size > 2 * self.options.max_response_bytes
+            ):
                 return None
             record = json.loads(path.read_text(encoding="utf-8"))
             payload = record["response"]
@@ -266,6 +295,8 @@ class OpenAICompatibleBackend:
             "response_sha256": digest(payload),
         }
         with contextlib.suppress(OSError):
+            for link in self._linked_folders(key):
+                link.unlink()  # the link only: what it points to is left as it was
             atomic_write_text(self._cache_path(key), json.dumps(record, sort_keys=True))
 
     # --- one sample --------------------------------------------------------------------------

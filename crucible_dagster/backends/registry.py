@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from crucible_dagster.backends.base import Backend, BackendError, BackendOptions, FallbackBackend
+from crucible_dagster.backends.http import credentials_problem
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.runtime.code_refs import CodeRefError, resolve
 from crucible_dagster.runtime.registry import is_dotted_path
@@ -70,9 +71,23 @@ def check_backend(ref: BackendRef, where: str = "backend") -> BackendOptions:
         raise BackendError(
             f"{where}.options.{field}: {message} (found {first.get('input')!r})"
         ) from None
+    found = _endpoint_problem(cls, ref, options)
+    if found is not None:
+        raise BackendError(f"{where}.{found[0]}: {found[1]}")
     if ref.fallback is not None:
         check_backend(ref.fallback, f"{where}.fallback")
     return options
+
+
+def _endpoint_problem(cls: Any, ref: BackendRef, options: BackendOptions) -> tuple[str, str] | None:
+    """(field, problem) of a URL the backend cannot use: a password in any backend's
+    endpoint_url (the run's records copy it); what the class's ``check_endpoint`` refuses."""
+    if ref.endpoint_url is not None:
+        problem = credentials_problem(ref.endpoint_url)
+        if problem is not None:
+            return "endpoint_url", problem
+    checker = getattr(cls, "check_endpoint", None)
+    return checker(ref, options) if callable(checker) else None
 
 
 def build_backend(ref: BackendRef, where: str = "backend") -> Backend:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from crucible_dagster.backends.base import Request, Response
+from crucible_dagster.backends.openai_compatible import digest
 from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
 from crucible_dagster.experiment.ir import BackendRef
 from tests.hostile.conftest import Cli, snapshot
@@ -161,24 +162,61 @@ def test_an_endpoint_that_is_not_an_http_url_is_refused_before_any_request(url: 
     with pytest.raises(ValueError) as raised:
         backend(url)
     assert str(raised.value).startswith(
-        f"backend: endpoint_url: expected an http:// or https:// URL, found '{url}'"
+        f"backend.endpoint_url: expected an http:// or https:// URL, found '{url}'"
     )
 
 
-def test_a_password_in_the_url_is_in_no_error_and_no_file(tmp_path: Path) -> None:
-    with llm_server() as (url, server):
-        server.script = by_prompt({"bad": Raw(body=b"{bad")})
-        secret_url = url.replace("http://", "http://me:pw-9d1e2f@")
-        answers = ask(backend(secret_url, tmp_path), ["bad", "1+1"])
-    shown = url.replace("http://", "http://me:***@")
-    assert answers["bad"].error == (
-        f"HTTP 200 from {shown}/chat/completions: the body is not JSON "
-        "(line 1 column 2: Expecting property name enclosed in double quotes)"
+PASSWORD = "pw-9d1e2f"
+
+#: (case, endpoint_url, the one line's phrase): refused by validate, the loader and the run
+BAD_ENDPOINTS = [
+    ("password", f"http://me:{PASSWORD}@127.0.0.1:9/v1", "a user name or password in the URL"),
+    ("password_unparsable", f"http://me:{PASSWORD}@[::1/v1", "found 'http://***@[::1/v1'"),
+    ("file", "file:///etc/passwd", "expected an http:// or https:// URL, found 'file:///etc"),
+    ("javascript", "javascript:alert(1)", "found 'javascript:alert(1)'"),
+    ("ftp", "ftp://127.0.0.1/", "found 'ftp://127.0.0.1/'"),
+    ("bracket", "http://[::1", "found 'http://[::1' (Invalid IPv6 URL)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "url", "phrase"), BAD_ENDPOINTS, ids=[c[0] for c in BAD_ENDPOINTS]
+)
+def test_a_bad_endpoint_url_is_refused_at_its_line_by_validate_the_loader_and_the_run(
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    url: str,
+    phrase: str,
+) -> None:
+    """Before: validate said valid and the run made a run directory, then failed at predict
+    (or, for a password, ran and copied it into manifest.json and Dagster's stored outputs)."""
+    from tests.hostile.test_settings_parity import _refused_everywhere
+
+    monkeypatch.chdir(tmp_path)
+    text = (
+        "id: parity\npipeline:\n  - name: predict\n"
+        f"backend: {{id: openai_compatible, endpoint_url: '{url}', options: {{model: m}}}}\n"
     )
-    assert answers["1+1"].output == "2"
-    (entry,) = cache_files(tmp_path)
-    assert json.loads(entry.read_text())["url"] == f"{shown}/chat/completions"
-    no_key_in(tmp_path, "pw-9d1e2f")
+    field = "backend.endpoint_url"
+    _refused_everywhere(cli, tmp_path, case, text, 4, field, phrase)  # nothing written
+    for command in ("validate", "run"):
+        assert PASSWORD not in cli(command, f"experiments/{case}.yaml").text  # shown as ***
+
+
+def test_a_password_in_a_variants_base_url_is_refused_and_never_shown() -> None:
+    ref = BackendRef.model_validate(
+        {
+            "id": "openai_compatible",
+            "options": {"model": "m", "base_url": f"https://me:{PASSWORD}@example.org/v1"},
+        }
+    )
+    with pytest.raises(BackendError) as raised:
+        check_backend(ref, "good")
+    assert str(raised.value).startswith("good.options.base_url: a user name or password")
+    assert "https://me:***@example.org/v1" in str(raised.value)
+    assert PASSWORD not in str(raised.value)
 
 
 # --- malformed answers -----------------------------------------------------------------------
@@ -249,6 +287,60 @@ def test_each_malformed_answer_is_that_samples_error_and_the_fallback_takes_only
     assert asked_backup == sorted(MALFORMED)  # only the failed samples went to the fallback
     cached = [json.loads(p.read_text()) for p in tmp_path.glob("responses/*/*.json")]
     assert sorted(r["request"]["messages"][-1]["content"] for r in cached) == ["1+1", "2+2"]
+
+
+SURROGATE = Raw(body=b'{"choices": [{"message": {"content": "a\\ud800b"}}]}')  # valid JSON
+
+
+def test_a_lone_surrogate_in_the_content_is_that_samples_error_and_never_cached(
+    tmp_path: Path,
+) -> None:
+    """Valid JSON whose text no file can store (UTF-8 refuses a lone surrogate): before, it was
+    cached, then failed the whole stage when the predictions were written, on every re-run."""
+    with llm_server() as (url, server):
+        server.script = by_prompt({"bad": SURROGATE})
+        client = backend(url, tmp_path)
+        first = ask(client, ["bad", "1+1"])
+        again = ask(client, ["bad", "1+1"])
+        asked = server.requests["m"]
+    for answers in (first, again):
+        assert answers["bad"].output is None
+        assert answers["bad"].error == (
+            f"HTTP 200 from {url}/chat/completions: choices[0].message.content: not valid "
+            "Unicode (a lone surrogate at character 1)"
+        )
+        assert answers["1+1"].output == "2"
+    assert asked == 3  # 'bad' asked again: its answer was not cached; '1+1' was
+    (entry,) = cache_files(tmp_path)
+    assert json.loads(entry.read_text())["request"]["messages"][-1]["content"] == "1+1"
+
+
+def test_a_cached_answer_with_a_lone_surrogate_is_a_miss(tmp_path: Path) -> None:
+    """An entry an older version stored (its digest right) is asked again, not served."""
+    with llm_server() as (url, server):
+        client = backend(url, tmp_path)
+        ask(client, ["2+3"])
+        (entry,) = cache_files(tmp_path)
+        record = json.loads(entry.read_text())
+        record["response"] = json.loads(SURROGATE.body)
+        record["response_sha256"] = digest(record["response"])
+        entry.write_text(json.dumps(record))
+        answer = ask(client, ["2+3"])["2+3"]
+        assert (answer.output, answer.cached, server.requests["m"]) == ("5", False, 2)
+
+
+def test_a_run_keeps_the_other_samples_when_one_answer_has_a_lone_surrogate(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    with llm_server() as (url, server):
+        server.script = by_prompt({"is 2 a lucky number?": SURROGATE})
+        path = experiment(tmp_path, url, tmp_path / "cache", "{allow_failed_variants: true}")
+        said = cli("run", path, "--json")
+    assert said.code == 0, said.text
+    assert "Traceback" not in said.text
+    good = json.loads(said.out)["score"]["variants"]["good"]
+    assert (good["n"], good["failed"]) == (4, 1)  # three answers kept, one error
+    assert manifest(artifacts_dir)["status"] == "completed"
 
 
 # --- the cache -------------------------------------------------------------------------------
@@ -326,6 +418,36 @@ def test_not_a_regular_file_where_a_cache_entry_belongs(kind: str, tmp_path: Pat
     assert server.requests["m"] == (2 if kind == "folder" else 1)  # else the second was cached
     assert outside.read_text() == '{"not": "a cache entry"}'
     assert entry.is_dir() if kind == "folder" else (entry.is_file() and not entry.is_symlink())
+
+
+@pytest.mark.parametrize("folder", ["shard", "responses"])
+def test_a_cache_folder_replaced_by_a_symlink_is_never_written_through(
+    folder: str, tmp_path: Path
+) -> None:
+    """Before: the fresh entry landed in the link's target, outside cache_dir. Now the entry is
+    a miss, the link (only the link) is replaced by a folder, and the target is untouched."""
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "theirs.txt").write_text("untouched")
+    with llm_server() as (url, server):
+        client = backend(url, cache)
+        key = client.cache_key(client.body("2+3"))
+        shard = cache / "responses" / key[:2]
+        link = shard if folder == "shard" else cache / "responses"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(outside, target_is_directory=True)
+        if folder == "shard":  # a planted, valid-looking entry behind the link is not served
+            ask(backend(url, tmp_path / "other"), ["2+3"])
+            (planted,) = cache_files(tmp_path / "other")
+            (outside / planted.name).write_text(planted.read_text())
+        before = snapshot(outside)
+        first, second = ask(client, ["2+3"])["2+3"], ask(client, ["2+3"])["2+3"]
+        asked = server.requests["m"]
+    assert (first.output, first.cached, second.output, second.cached) == ("5", False, "5", True)
+    assert asked == (2 if folder == "shard" else 1)  # the planted entry was not served
+    assert snapshot(outside) == before
+    assert not link.is_symlink() and link.is_dir()
+    assert (shard / f"{key}.json").is_file()
 
 
 # --- options ---------------------------------------------------------------------------------
