@@ -162,7 +162,8 @@ def setting_problems(
     for path, users in USED_BY_STAGES.items():
         if not is_set(experiment, path) or path in used:
             continue
-        if path == "backend" and experiment.backend is not None and experiment.backend.id == "noop":
+        backend = experiment.backend
+        if path == "backend" and backend and backend.id == "noop" and backend.fallback is None:
             continue  # the original's way to say "no model"
         message = f"set, but no stage of this pipeline uses it: add a stage that does ({users}) or remove it"
         problems.append(problem(path, message))

@@ -89,10 +89,13 @@ class PredictStage(Stage):
     @classmethod
     def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
         problems = []
-        backend = experiment.backend
-        if backend is not None and backend.id != "noop":
+        backend, where = experiment.backend, "backend"
+        if backend is not None and backend.id == "noop":
+            # noop means "no model", but a fallback it names is still code to check before a run
+            backend, where = backend.fallback, "backend.fallback"
+        if backend is not None:
             try:
-                check_backend(backend)
+                check_backend(backend, where)
             except BackendError as exc:
                 path, _, message = str(exc).partition(": ")
                 problems.append((path, message))

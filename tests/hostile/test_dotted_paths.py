@@ -51,6 +51,14 @@ SITES: dict[str, Site] = {
         3,
         True,
     ),
+    # a fallback is checked whatever the primary: noop ("no model") included (attack A2)
+    "noop_fallback": Site(
+        "id: dotted\nbackend:\n  id: noop\n  fallback: {{id: '{name}'}}\npipeline:\n"
+        "  - name: predict\n",
+        "backend.fallback.id",
+        4,
+        True,
+    ),
     "estimator": Site(
         "id: dotted\nbackend:\n  id: sklearn\n  options:\n    estimator: '{name}'\n"
         "    params: {{command: 'touch {marker}'}}\n"
@@ -374,4 +382,29 @@ def test_the_standalone_run_refuses_a_later_stages_code_before_the_first_stage_r
     manifest = json.loads((artifacts / "dotted" / "r" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
     assert manifest["stages"]["seed"]["status"] == "pending"
+    assert not marker.exists()
+
+
+def test_a_noop_backends_fallback_is_refused_before_the_first_stage_runs(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path, marker: Path
+) -> None:
+    """``backend: {id: noop, fallback: ...}``: the fallback is named code like any backend, so
+    ``crucible run`` refuses it at its line before the seed stage runs (attack A2: the run
+    used to start, and import the fallback only when predict came)."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "id: dotted\nbackend:\n  id: noop\n"
+        f"  fallback: {{id: '{MOD}:writes_marker', options: {{bogus: 1}}}}\npipeline:\n"
+        "  - name: seed\n    module: crucible_dagster.contrib.examples:SeedExamples\n"
+        "  - name: predict\n"
+    )
+    before = snapshot(tmp_path)
+    said = cli("run", path)
+    assert said.code == 1, said.text
+    first = said.err.splitlines()[0]
+    assert first.startswith(f"{path}:4: backend.fallback.id: "), first
+    assert "is a function, not" in first and "Traceback" not in said.text
+    assert "[1/" not in said.err, "a stage started"
+    assert not artifacts_dir.exists(), "a run directory was created"
+    assert snapshot(tmp_path) == before
     assert not marker.exists()
