@@ -28,6 +28,7 @@ from crucible_dagster.common.files import (
     write_in_place,
 )
 from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.common.pii import redact_record
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.provenance import experiment_hash, git_state, package_versions
@@ -294,6 +295,9 @@ class RunRecord:
 
     def finish_context(self, status: RunStatus, ctx: Context, failure: Any = None) -> None:
         """``finish`` with what a Context holds: metrics, trace and data fingerprints."""
+        guardrails = ctx.metrics.get("guardrails")
+        if isinstance(guardrails, Mapping) and "redacted" in guardrails:
+            self._redact_copies(ctx)
         self.finish(
             status,
             metrics=ctx.metrics,
@@ -301,6 +305,16 @@ class RunRecord:
             fingerprints=ctx.assigns.get("data_fingerprints"),
             failure=failure,
         )
+
+    def _redact_copies(self, ctx: Context) -> None:
+        """The guardrails redacted PII: the manifest's experiment is the Context's (its found
+        values redacted), and the stages' options lose every finding (inline examples)."""
+        if ctx.experiment is not None:
+            dump = ctx.experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+            self.manifest["experiment"] = dump
+        for entry in (self.manifest.get("stages") or {}).values():
+            if isinstance(entry, dict) and "options" in entry:
+                entry["options"] = redact_record(entry["options"])
 
     def abort(self, exc: BaseException, ctx: Context | None = None) -> None:
         """End the run for an exception that escaped it: ``failed`` for an error, ``interrupted``

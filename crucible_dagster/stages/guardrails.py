@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import Field, field_validator
 
+from crucible_dagster.common.pii import find_sensitive, redact, redact_record
+from crucible_dagster.common.pii import luhn_valid as luhn_valid  # re-exported: the old import
 from crucible_dagster.runtime.code_refs import CodeRefError, check_ref, resolve
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
@@ -30,39 +32,6 @@ class NoopAdapter:
         return []
 
 
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-_EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
-)
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-_PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?!\d)"
-)
-_API_KEYS = re.compile(
-    r"\b(?:sk-(?:proj-|live-|test-)?[A-Za-z0-9_-]{20,}"
-    r"|sk_(?:live|test)_[A-Za-z0-9]{16,}"
-    r"|AKIA[0-9A-Z]{16}"
-    r"|gh[pousr]_[A-Za-z0-9]{36,}"
-    r"|xox[abposr]-[A-Za-z0-9-]{10,}"
-    r"|AIza[0-9A-Za-z_-]{35}"
-    r"|glpat-[A-Za-z0-9_-]{20,})"
-)
-_ASSIGNED_SECRET = re.compile(
-    r"(?i)\b(?:api[_-]?key|secret|token|password|passwd)\b\s*[:=]\s*['\"]?([A-Za-z0-9_\-./+=]{16,})"
-)
-
-
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         yield path, value
@@ -72,34 +41,6 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from _strings(item, f"{path}[{index}]")
-
-
-def find_sensitive(text: str) -> list[tuple[str, int, int]]:
-    """(kind, start, end) of every finding; overlapping weaker findings are dropped."""
-    found: list[tuple[str, int, int]] = []
-    taken: list[tuple[int, int]] = []
-
-    def add(kind: str, start: int, end: int) -> None:
-        if any(start < e and s < end for s, e in taken):
-            return
-        taken.append((start, end))
-        found.append((kind, start, end))
-
-    for match in _API_KEYS.finditer(text):
-        add("api_key", match.start(), match.end())
-    for match in _ASSIGNED_SECRET.finditer(text):
-        add("api_key", match.start(1), match.end(1))
-    for match in _EMAIL.finditer(text):
-        add("email", match.start(), match.end())
-    for match in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            add("credit_card", match.start(), match.end())
-    for match in _PHONE.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if 9 <= len(digits) <= 15:
-            add("phone", match.start(), match.end())
-    return sorted(found, key=lambda f: f[1])
 
 
 class PiiSecretsAdapter:
@@ -221,8 +162,14 @@ class GuardrailsStage(Stage):
         if settings["pii_redaction"]:
             # before failing too: the run records the redacted context, and the per-sample
             # table in the run directory is rewritten redacted
-            out, redacted = _redacted(ctx, examples, table)
+            found = found_values(examples or [], table, ctx.outputs)
+            out, redacted = _redacted(ctx, examples, table, found)
             summary["redacted"] = redacted
+            # the records name samples by ids that may be the PII itself ("model/ana@x.org")
+            violations, detections = (
+                redact_record(violations, found),
+                redact_record(detections, found),
+            )
         out = out.put_metric("guardrails", summary).assign("guardrail_violations", violations)
         if detections and settings["fail_on_detection"]:
             counts = ", ".join(f"{k}: {v}" for k, v in sorted(by_detector.items()))
@@ -279,13 +226,6 @@ def _detections(
     return found
 
 
-def redact(text: str) -> str:
-    """``text`` with every PII finding replaced by ``[REDACTED:<kind>]``."""
-    for kind, start, end in reversed(find_sensitive(text)):
-        text = f"{text[:start]}[REDACTED:{kind}]{text[end:]}"
-    return text
-
-
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -296,11 +236,26 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
-def _redacted(ctx: Context, examples: list[Any] | None, table: Any) -> tuple[Context, int]:
+def _redacted_experiment(ctx: Context, found: Mapping[str, str]) -> Context:
+    """``ctx`` with its experiment's copy of the found values redacted (inline examples in a
+    stage's options): the run's stores record the experiment from the Context."""
+    experiment = ctx.experiment
+    if experiment is None or not found:
+        return ctx
+    data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    clean = redact_record(data, found, findings=False)  # only what the data held: not the owner
+    if clean == data:
+        return ctx
+    return replace(ctx, experiment=type(experiment).model_validate(clean))
+
+
+def _redacted(
+    ctx: Context, examples: list[Any] | None, table: Any, found: Mapping[str, str]
+) -> tuple[Context, int]:
     """The examples, text predictions and outputs with PII redacted, so reports show no PII;
     then every value found there is redacted wherever else it is in the Context (other
-    assigns, the per-sample table's other columns, metrics), so no store keeps it."""
-    found = found_values(examples or [], table, ctx.outputs)
+    assigns, the per-sample table's other columns, metrics, the experiment), so no store
+    keeps it."""
     changed = 0
     out = ctx
     if examples is not None:
@@ -315,7 +270,7 @@ def _redacted(ctx: Context, examples: list[Any] | None, table: Any) -> tuple[Con
     outputs = [_redact_value(o) for o in out.outputs]
     changed += sum(a != b for a, b in zip(out.outputs, outputs, strict=True))
     out = _scrubbed(replace(out, outputs=tuple(outputs)), found, fixed)
-    return out, changed
+    return _redacted_experiment(out, found), changed
 
 
 def found_values(examples: list[Any], table: Any, outputs: Sequence[Any]) -> dict[str, str]:

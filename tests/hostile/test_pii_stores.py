@@ -216,3 +216,118 @@ def test_a_truncated_stored_output_is_deleted_not_a_crash(tmp_path: Path) -> Non
     assert (root / "plant" / "result.redacted").is_file()
     assert sorted(p.name for p in (root / "blobs").iterdir()) == ["kept.npy"]
     assert leaks(root) == []
+
+
+# --- PII written in the experiment file, and in sample ids (attack b: B3, B3b) -------------
+
+ID_EMAIL = "dave.q@corp.io"
+ID_CARD = "5555 5555 5555 4444"
+INLINE = (ID_EMAIL, ID_CARD, EMAIL, CARD, API_KEY)
+
+
+def echo(values: list[Any]) -> list[str]:
+    """The callable backend of these cases: repeats the input (its PII with it), so the
+    guardrails' detections in the predictions name their samples."""
+    return [f"you said: {v}" for v in values]
+
+
+def _inline_experiment(profile: str) -> dict[str, Any]:
+    """The README's pattern: seed_examples with inline examples, then the guardrails; the
+    sample ids are themselves PII (an email, a card number)."""
+    examples = [
+        {"id": ID_EMAIL, "input": f"write to {EMAIL}", "output": "ok"},
+        {"id": ID_CARD, "input": f"card {CARD} and key {API_KEY}", "output": "ok"},
+        {"id": "plain", "input": "hello", "output": "ok"},
+    ]
+    return {
+        "id": "pii_inline",
+        "reliability": {"guardrails": {"profiles": [profile]}},
+        "pipeline": [
+            {
+                "name": "seed_examples",
+                "module": "crucible_dagster.contrib.examples:SeedExamples",
+                "options": {"examples": examples},
+            },
+            {"name": "predict", "options": {"inputs": "examples", "reference": "output"}},
+            {"name": "guardrails"},
+            {"name": "report"},
+        ],
+        "backend": {
+            "id": "callable",
+            "options": {"function": "tests.hostile.test_pii_stores:echo"},
+        },
+        "outputs": [{"name": "r", "formats": ["json", "markdown"]}],
+    }
+
+
+def inline_leaks(*roots: Path) -> list[str]:
+    found = []
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            texts = [data.decode("utf-8", "replace")]
+            if path.suffix == ".parquet":
+                texts += _parquet_strings(path)
+            found += [f"{path}: {v}" for v in INLINE if any(v in t for t in texts)]
+    return found
+
+
+def test_strict_guardrails_name_no_sample_by_an_id_that_is_pii(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """Before: manifest.json's failure.details named samples 'echo/dave.q@corp.io', while the
+    same ids were redacted in predictions.parquet; the experiment's copy kept the examples."""
+    path = tmp_path / "pii.yaml"
+    path.write_text(json.dumps(_inline_experiment("strict")))
+    said = cli("run", path, "--run-id", "r1")
+    assert said.code == 1, said.text
+    assert "Traceback" not in said.text
+    run_dir = artifacts_dir / "pii_inline" / "r1"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["failure"]["reason"] == "guardrail_detection"
+    samples = {d.get("sample") for d in manifest["failure"]["details"]} - {None}
+    assert any("[REDACTED:email]" in s for s in samples), samples
+    assert any("[REDACTED:credit_card]" in s for s in samples), samples
+    assert inline_leaks(run_dir) == []
+    assert not any(v in said.text for v in INLINE), said.text
+
+
+def test_inline_pii_in_the_experiment_is_redacted_in_the_manifests_copy(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """Before: experiment.pipeline[0].options.examples and stages.seed_examples.options kept
+    every value the guardrails found and redacted everywhere else."""
+    path = tmp_path / "pii.yaml"
+    path.write_text(json.dumps(_inline_experiment("moderate")))
+    said = cli("run", path, "--run-id", "r1")
+    assert said.code == 0, said.text
+    run_dir = artifacts_dir / "pii_inline" / "r1"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    examples = manifest["experiment"]["pipeline"][0]["options"]["examples"]
+    assert examples[0] == {"id": "[REDACTED:email]", "input": "write to [REDACTED:email]",
+                           "output": "ok"}  # fmt: skip
+    assert examples[2] == {"id": "plain", "input": "hello", "output": "ok"}  # the rest kept
+    assert manifest["stages"]["seed_examples"]["options"]["examples"][2]["input"] == "hello"
+    assert inline_leaks(run_dir) == []
+
+
+@pytest.mark.slow  # executes a Dagster job in-process
+@pytest.mark.parametrize("profile", ["moderate", "strict"])
+def test_a_dagster_run_stores_no_inline_pii_in_its_outputs(tmp_path: Path, profile: str) -> None:
+    """Dagster's stored outputs of the guardrails and later steps hold the redacted experiment.
+    Its run config and job snapshot (history/) keep the file's text: the experiment file is
+    configuration, not data (README), so only storage/ and the run directory are searched."""
+    from crucible_dagster.dagster_plugin import CrucibleResource
+
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    experiment = Experiment.model_validate(_inline_experiment(profile))
+    job = build_job(experiment, resource=CrucibleResource(artifacts_dir=str(artifacts)))
+    home.mkdir()
+    with dg.DagsterInstance.local_temp(str(home)) as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success == (profile == "moderate")
+    stored = home / "storage" / "crucible" / result.run_id
+    assert (stored / ("report" if profile == "moderate" else "seed_examples")).is_dir()
+    assert inline_leaks(home / "storage", artifacts) == []
