@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from crucible_dagster import Experiment, run
+from crucible_dagster.experiment.ir import OutputSpec
 from crucible_dagster.stages.guardrails import PiiSecretsAdapter, find_sensitive, luhn_valid
 
 
@@ -152,14 +153,16 @@ def test_guardrails_stage_with_pii_adapter() -> None:
 
 
 def test_report_stage_refuses_paths_that_escape(tmp_path) -> None:
-    experiment = Experiment.model_validate(
-        {
-            "id": "t",
-            "pipeline": [{"name": "report"}],
-            "outputs": [
-                {"name": "x", "formats": ["markdown"], "options": {"path": "../../escape.md"}}
-            ],
-        }
+    """The IR refuses such a path; the stage still refuses one that got past it."""
+    data = {
+        "id": "t",
+        "pipeline": [{"name": "report"}],
+        "outputs": [{"name": "x", "formats": ["markdown"], "options": {"path": "../../escape.md"}}],
+    }
+    with pytest.raises(ValueError, match="escapes it"):
+        Experiment.model_validate(data)
+    experiment = Experiment.model_validate({**data, "outputs": []}).model_copy(
+        update={"outputs": [OutputSpec.model_construct(**data["outputs"][0], sink="file")]}
     )
     result = run(experiment, run_id="r")
     assert result.failure is not None and result.failure.reason == "unsafe_path"

@@ -55,7 +55,7 @@ EXPECTED = {
     ),
     "22_stats_alpha_out_of_range.yaml": (
         "reliability.stats.alpha",
-        "expected a number between 0 and 1, got 1.5",
+        "expected a number in (0, 1), got 1.5",
     ),
     "23_ensemble_bad_enum.yaml": (
         "reliability.ensemble.strategy",

@@ -44,12 +44,25 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
+def _member_with(annotation: Any, field: str) -> Any:
+    """The model of a union (``baseline``: a model reference or the gate) that has ``field``."""
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return annotation
+    for member in map(_strip_optional, get_args(annotation)):
+        is_model = isinstance(member, type) and issubclass(member, BaseModel)
+        if is_model and field in member.model_fields:
+            return member
+    return annotation
+
+
 def field_at(model: type[BaseModel], loc: Sequence[str | int]) -> FieldInfo | None:
     """Follow ``loc`` through nested models and containers to the field it names."""
     current: Any = model
     info: FieldInfo | None = None
     for part in loc:
         current = _strip_optional(current)
+        if isinstance(part, str):
+            current = _member_with(current, part)
         if isinstance(part, int):
             args = get_args(current)
             current = args[0] if args else Any

@@ -60,7 +60,7 @@ REFUSED = [
         "infinite_margin",
         "baseline: {metric: 'scores:accuracy', margin: .inf}\n",
         "baseline.margin",
-        "expected a finite number, got inf",
+        "expected a finite number >= 0, got inf",
     ),
     (
         "ensemble_strategy_yes",
@@ -100,6 +100,102 @@ REFUSED = [
     ),
     ("impossible_date", "created_at: 2020-02-31\n", "created_at", "expected a date, got"),
     ("int_tag_on_a_word", "seed: !!int abc\n", "seed", "expected an integer, got 'abc'"),
+    # attack A1: an output name becomes a Dagster name; one Dagster refuses is the IR's problem
+    (
+        "output_name_with_a_space",
+        "outputs: [{name: 'summary v2', formats: [json]}]\n",
+        "outputs[0].name",
+        "expected an output name of at most 64 letters, digits, '_', '-' and '.'",
+    ),
+    ("output_name_with_a_slash", "outputs: [{name: 'a/b'}]\n", "outputs[0].name", "got 'a/b'"),
+    (
+        "output_names_one_dagster_name",
+        "outputs: [{name: a_b}, {name: a-b}]\n",
+        "outputs[1].name",
+        "duplicate output name 'a-b' (the same Dagster name as 'a_b'",
+    ),
+    # attack A4: what the report stage would refuse at the end of the run
+    ("output_name_going_up", "outputs: [{name: '../o'}]\n", "outputs[0].name", "got '../o'"),
+    (
+        "output_path_going_up",
+        "outputs: [{name: o, formats: [json], options: {path: ../../x.json}}]\n",
+        "outputs[0].options.path",
+        "expected a file name inside the run directory, got '../../x.json'",
+    ),
+    (
+        "output_path_absolute",
+        "outputs: [{name: o, options: {path: /tmp/x.md}}]\n",
+        "outputs[0].options.path",
+        "got '/tmp/x.md'",
+    ),
+    # attack A3: a repeated seed is a trial run (or counted) twice, as a repeated grid value
+    ("repeated_seed", "seeds: [1, 1]\n", "seeds[1]", "expected distinct seeds, got 1 twice"),
+    # attack A11: the gate's alpha and margin are numbers
+    (
+        "gate_alpha_above_half",
+        "baseline: {metric: 'scores:accuracy', alpha: 2}\n",
+        "baseline.alpha",
+        "expected a number in (0, 0.5), got 2",
+    ),
+    (
+        "gate_margin_negative",
+        "baseline: {metric: 'scores:accuracy', margin: -1}\n",
+        "baseline.margin",
+        "expected a number >= 0, got -1",
+    ),
+    # attack A12: 'stages' is another name for 'pipeline'
+    (
+        "stages_and_pipeline",
+        "stages:\n  - name: validate\n",
+        "stages",
+        "both 'stages' and 'pipeline' were given",
+    ),
+    # attack A13: bools, integers and formats strict
+    ("enabled_text_no", "    enabled: 'no'\n", "pipeline[0].enabled", "true or false, got 'no'"),
+    ("enabled_zero", "    enabled: 0\n", "pipeline[0].enabled", "expected true or false, got 0"),
+    ("seed_as_text", "seed: '3'\n", "seed", "expected an integer, got '3'"),
+    ("seed_whole_float", "seed: 2.0\n", "seed", "expected an integer, got 2.0"),
+    (
+        "format_twice",
+        "outputs: [{name: o, formats: [json, json]}]\n",
+        "outputs[0].formats",
+        "expected distinct formats, got 'json' twice",
+    ),
+]
+
+CV = "crucible_dagster.contrib.classifiers:CrossValidate"
+#: (case, a whole file, the field refused at line 4, a phrase of the one line)
+REFUSED_FILES = [
+    (
+        "fail_fast_text_yes",
+        "id: parity\npipeline:\n  - name: data_checks\n    options: {fail_fast: 'yes'}\n",
+        "pipeline[0].options.fail_fast",
+        "expected true or false, got 'yes'",
+    ),
+    (
+        "fail_fast_one",
+        "id: parity\npipeline:\n  - name: data_checks\n    options: {fail_fast: 1}\n",
+        "pipeline[0].options.fail_fast",
+        "expected true or false, got 1",
+    ),
+    (
+        "folds_as_text",
+        f"id: parity\npipeline:\n  - name: cv\n    options: {{folds: '3'}}\n    module: {CV}\n",
+        "pipeline[0].options.folds",
+        "expected an integer, got '3'",
+    ),
+    (
+        "folds_whole_float",
+        f"id: parity\npipeline:\n  - name: cv\n    options: {{folds: 2.0}}\n    module: {CV}\n",
+        "pipeline[0].options.folds",
+        "expected an integer, got 2.0",
+    ),
+    (
+        "stats_alpha_one",
+        "id: parity\npipeline:\n  - name: bench\nreliability: {stats: {alpha: 1}}\n",
+        "reliability.stats.alpha",
+        "expected a number in (0, 1), got 1",
+    ),
 ]
 
 
@@ -152,6 +248,35 @@ def test_a_setting_refused_by_validate_is_refused_by_the_loader_and_the_run(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # a run would write its directory here
     _refused_everywhere(cli, tmp_path, case, HEAD + tail, 4, field, phrase)
+
+
+@pytest.mark.parametrize(
+    ("case", "text", "field", "phrase"), REFUSED_FILES, ids=[c[0] for c in REFUSED_FILES]
+)
+def test_a_strict_setting_is_refused_by_validate_the_loader_and_the_run(
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    text: str,
+    field: str,
+    phrase: str,
+) -> None:
+    """``"yes"`` and ``1`` are not true, ``"3"`` and ``2.0`` are not integers (attack A13):
+    pydantic would take them, the Launchpad would not."""
+    monkeypatch.chdir(tmp_path)
+    _refused_everywhere(cli, tmp_path, case, text, 4, field, phrase)
+
+
+def test_yamls_own_bools_and_integers_still_load(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "e.yaml"
+    path.write_text(
+        "id: strict_ok\nseed: 3\npipeline:\n  - name: data_checks\n    enabled: no\n"
+        f"    options: {{fail_fast: yes}}\n  - name: cv\n    module: {CV}\n"
+        "    options: {folds: 3}\n"
+    )
+    assert cli("validate", path).code == 0
+    assert definitions_from_folder(tmp_path).resolve_job_def("strict_ok")
 
 
 def test_a_stage_option_true_for_an_integer_is_refused_everywhere(

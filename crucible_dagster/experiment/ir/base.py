@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AllowInfNan, BeforeValidator, ConfigDict, Field
 
-from crucible_dagster.experiment.strict_numbers import bool_for_number
+from crucible_dagster.experiment.strict_numbers import (
+    RefuseBoolForNumbers,
+    bool_for_number,
+    text_or_float_for_int,
+)
 
 Name = Annotated[str, Field(min_length=1)]
 
@@ -19,6 +23,9 @@ def _refuse_bool(what: str) -> Any:
     def check(value: Any) -> Any:
         if isinstance(value, bool):
             raise bool_for_number(what, value)
+        problem = text_or_float_for_int(value) if what == "an integer" else None
+        if problem is not None:
+            raise problem
         return value
 
     return BeforeValidator(check)
@@ -30,8 +37,9 @@ Int = Annotated[int, _refuse_bool("an integer")]
 Float = Annotated[float, _refuse_bool("a number"), AllowInfNan(False)]
 
 
-class IRModel(BaseModel):
-    """Base for every IR model: unknown keys are errors, values are re-validated on assignment."""
+class IRModel(RefuseBoolForNumbers):
+    """Base for every IR model: unknown keys are errors, values are re-validated on assignment,
+    bools and integers are strict (``enabled: "no"`` and ``0`` are not false)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 

@@ -32,6 +32,7 @@ from crucible_dagster.experiment.ir.refs import (
     DatasetRef,
     OutputSpec,
     StageDef,
+    dagster_spelling,
 )
 from crucible_dagster.experiment.ir.reliability import ReliabilityConfig
 from crucible_dagster.experiment.ir.sweep_settings import SweepConfig
@@ -95,6 +96,19 @@ class Experiment(IRModel):
         # executor, automation, sweep.mode and sweep.pool were top-level: still read, moved
         return move_legacy_spellings(value) if isinstance(value, dict) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_pipeline(cls, value: Any) -> Any:
+        # 'stages' is another name for 'pipeline': both given is one list too many, not a typo
+        if isinstance(value, dict) and "stages" in value and "pipeline" in value:
+            raise PydanticCustomError(
+                "pipeline_twice",
+                "both 'stages' and 'pipeline' were given; 'stages' is another name for "
+                "'pipeline': keep one",
+                {"field": "stages"},
+            )
+        return value
+
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
@@ -134,6 +148,20 @@ class Experiment(IRModel):
                         f"parameter {key!r}: expected distinct values, got {values[index]!r} twice "
                         "(a grid point would run twice under one trial id)"
                     )
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        # as a repeated grid value: one trial id (seed_<n>) would be run, or counted, twice
+        for index, seed in enumerate(value):
+            if seed in value[:index]:
+                raise PydanticCustomError(
+                    "duplicate_seed",
+                    "expected distinct seeds, got {seed} twice (a trial would run twice under "
+                    "one trial id)",
+                    {"seed": seed, "field": f"seeds[{index}]"},
+                )
         return value
 
     @field_validator("quality_targets", mode="before")
@@ -242,11 +270,30 @@ class Experiment(IRModel):
         """No report overwrites the run's records or another report of the same run."""
         written: dict[str, str] = {}
         for index, output in enumerate(self.outputs):
-            if output.name in (o.name for o in self.outputs[:index]):
+            spelled = dagster_spelling(output.name)
+            other = next(
+                (o.name for o in self.outputs[:index] if dagster_spelling(o.name) == spelled), None
+            )
+            if other is not None:
                 raise PydanticCustomError(
                     "duplicate_output",
-                    "duplicate output name '{name}'",
-                    {"name": output.name, "field": f"outputs[{index}].name"},
+                    "duplicate output name '{name}'"
+                    + (
+                        ""
+                        if other == output.name
+                        else " (the same Dagster name as '{other}': Dagster reads '-' and '.' as '_')"
+                    ),
+                    {"name": output.name, "other": other, "field": f"outputs[{index}].name"},
+                )
+            if output.path_escapes():
+                raise PydanticCustomError(
+                    "path_escapes",
+                    "expected a file name inside the run directory, got {path}: a path that "
+                    "escapes it (absolute, or up with '..') is refused",
+                    {
+                        "path": repr((output.options or {}).get("path")),
+                        "field": f"outputs[{index}].options.path",
+                    },
                 )
             if output.sink == "stdout":
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -9,7 +11,7 @@ from pydantic import ConfigDict, Field, field_validator, with_config
 from typing_extensions import TypedDict
 
 from crucible_dagster.experiment.ir.base import IRModel, Name
-from crucible_dagster.experiment.names import check_name
+from crucible_dagster.experiment.names import MAX_NAME_LENGTH, check_name, suggest_name
 
 # --- references ---------------------------------------------------------------------------
 
@@ -49,6 +51,16 @@ class OutputOptions(TypedDict, total=False):
     path: str
 
 
+#: an output name: part of a Dagster asset's output name (which spells '-' and '.' as '_') and
+#: of a file name inside the run directory, so no '/', space or leading dot
+OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def dagster_spelling(output_name: str) -> str:
+    """How Dagster spells an output name inside its own names: '-' and '.' become '_'."""
+    return output_name.replace("-", "_").replace(".", "_")
+
+
 class OutputSpec(IRModel):
     """One report: its formats each go to a separate file (never overwriting each other)."""
 
@@ -56,6 +68,33 @@ class OutputSpec(IRModel):
     formats: list[ReportFormat] = Field(default_factory=lambda: list[ReportFormat](["markdown"]))
     sink: Sink = "file"
     options: OutputOptions | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # Refused here, at the file's line, rather than by Dagster when the folder loads.
+        if not OUTPUT_NAME.fullmatch(value) or len(value) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"expected an output name of at most {MAX_NAME_LENGTH} letters, digits, '_', '-' "
+                f"and '.', starting with a letter or digit (a valid Dagster name and a file name "
+                f"inside the run directory), got {value!r}; try {suggest_name(value)!r}"
+            )
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _distinct_formats(cls, value: list[ReportFormat]) -> list[ReportFormat]:
+        for index, fmt in enumerate(value):
+            if fmt in value[:index]:
+                raise ValueError(f"expected distinct formats, got {fmt!r} twice")
+        return value
+
+    def path_escapes(self) -> bool:
+        """Whether ``options.path`` leaves the run directory (absolute, or up with '..'): the
+        report stage would refuse it at the end of the run, so the IR refuses it first."""
+        requested = str((self.options or {}).get("path") or "x")
+        normal = posixpath.normpath(requested.replace("\\", "/"))
+        return normal.startswith("/") or normal in (".", "..") or normal.startswith("../")
 
     def file_name(self, fmt: str) -> str:
         """The file this report writes for ``fmt``: ``<name>.<ext>``, or ``options.path``."""

@@ -97,7 +97,7 @@ class Hedging(IRModel):
 
 class Stats(IRModel):
     tests: TestNames = Field(default_factory=lambda: list[TestName](["ttest", "bootstrap"]))
-    alpha: Float = Field(default=0.05, ge=0, le=1)
+    alpha: Float = Field(default=0.05, gt=0, lt=1)  # 0 and 1 make every test meaningless
     confidence_level: Float | None = Field(default=None, gt=0, lt=1)
     effect_size_type: (
         Literal["cohens_d", "hedges_g", "glass_delta", "eta_squared", "omega_squared"] | None
