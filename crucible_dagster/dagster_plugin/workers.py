@@ -10,7 +10,8 @@ what is left after ``--timeout``.
 
 A pid file is a JSON record: the pid, the process's start time, its name, queue and state
 folder. A command acts only on a pid whose process is still that worker (same start time, same
-name on its command line): anything else is reported, its file removed, and never signalled.
+name on its command line). The file of a worker that ended is removed; anything else is
+reported, left in place and never signalled.
 
 A worker runs steps against the instance named in each step's message (the run's own, e.g.
 PostgreSQL) and resolves run directories from its environment, so start the workers with
@@ -20,6 +21,7 @@ the same ``CRUCIBLE_ARTIFACTS_DIR`` (and broker settings) as the runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -126,6 +128,8 @@ def node_name(name: str) -> str:
 
 def _read_pid_file(path: Path) -> str:
     """The file's text, refusing anything but a small regular UTF-8 file (never following links)."""
+    if path.is_symlink():  # said so, rather than O_NOFOLLOW's "too many levels of symbolic links"
+        raise CommandError("is a symlink (a pid file is never followed)")
     try:
         fd = os.open(
             path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -202,7 +206,9 @@ def _not_our_worker(record: WorkerRecord) -> tuple[str, bool] | None:
 
 
 def _examine(path: Path, state: Path, scan: Scan) -> None:
-    """Sort one pid file into live, ended or refused, removing the file of anything not live."""
+    """Sort one pid file into live, ended or refused: an ended worker's file is removed, a file
+    that is no record of ours (malformed, another folder's, a live other process) is left in
+    place for its owner to look at (``list`` must not destroy what it reports)."""
     try:
         record = parse_record(_read_pid_file(path))
         problem = _check_record(path, record, state)
@@ -218,19 +224,17 @@ def _examine(path: Path, state: Path, scan: Scan) -> None:
             _remove(path)
             scan.ended.append(f"{path}: {problem}; removed its stale pid file, signalled nothing")
             return
-    removed = _remove(path)
-    scan.refused.append(f"{path}: {problem}; not a worker record, {removed}, signalled nothing")
+    scan.refused.append(
+        f"{path}: {problem}; not a worker record, left in place (look at it, then remove it), "
+        "signalled nothing"
+    )
 
 
-def _remove(path: Path) -> str:
-    """Remove a pid file that names no worker; leave anything that is not a plain file."""
-    try:
-        if not stat.S_ISREG(path.lstat().st_mode):
-            return "left in place (not a regular file)"
-        path.unlink()
-    except OSError as exc:
-        return f"could not remove it ({exc.strerror})"
-    return "file removed"
+def _remove(path: Path) -> None:
+    """Remove an ended worker's pid file; leave anything that is not a plain file."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(path.lstat().st_mode):
+            path.unlink()
 
 
 def scan_state(state: Path) -> Scan:

@@ -104,7 +104,7 @@ def test_stop_spares_a_live_process_named_by_a_bare_pid(
     assert "signalled nothing" in line
     time.sleep(0.1)
     assert bystander.poll() is None  # still running
-    assert not path.exists()  # reported stale, its file removed
+    assert path.read_text() == f"{bystander.pid}\n"  # reported, left for the user to look at
 
 
 def test_stop_spares_a_record_forged_with_another_process_start_time(
@@ -121,7 +121,7 @@ def test_stop_spares_a_record_forged_with_another_process_start_time(
     assert str(path) in line and f"pid {bystander.pid} is a live process that is not" in line
     time.sleep(0.1)
     assert bystander.poll() is None
-    assert not path.exists()
+    assert path.is_file()  # a forgery is evidence: left in place
 
 
 def test_a_worker_retitled_by_setproctitle_is_still_recognised(state: Path, run: Run) -> None:
@@ -190,7 +190,7 @@ def test_pid_fields_that_name_no_single_process_are_refused(
     assert said.code == 1
     (line,) = error_lines(said)
     assert line.startswith(f"error: {path}: field 'pid': ") and expected in line
-    assert not path.exists()
+    assert path.is_file()  # reported, left in place
 
 
 @pytest.mark.slow
@@ -230,7 +230,7 @@ def test_signal_process_refuses_pids_below_two() -> None:
         (b'{"pid": 3, "x": 1}', "field 'start_time'"),
     ],
 )
-def test_pid_files_of_the_wrong_shape_are_refused_and_removed(
+def test_pid_files_of_the_wrong_shape_are_refused_and_left_in_place(
     state: Path, run: Run, content: bytes, expected: str
 ) -> None:
     path = pid_path(state)
@@ -239,7 +239,44 @@ def test_pid_files_of_the_wrong_shape_are_refused_and_removed(
     assert said.code == 1 and said.out == ""
     (line,) = error_lines(said)
     assert line.startswith(f"error: {path}: ") and expected in line, line
-    assert not path.exists()
+    assert path.read_bytes() == content  # list destroys nothing it reports
+
+
+def test_list_reports_a_bad_pid_file_every_time_and_removes_only_an_ended_workers(
+    state: Path, run: Run, bystander: subprocess.Popen[bytes]
+) -> None:
+    """Attack b, B12: ``list`` used to delete every pid file it could not use ("file
+    removed"), so the second ``list`` was clean and the evidence gone. An ended worker's record
+    is still removed with a note (the README's stale case)."""
+    bad, ended = pid_path(state, 1), pid_path(state, 2)
+    bad.write_text("not json\n")
+    ended.write_text(json.dumps(record(state, bystander.pid, "proc:1", 2)))
+    first, second = run("list"), run("list")
+    for said in (first, second):
+        assert said.code == 1
+        (line,) = error_lines(said)
+        assert line.startswith(f"error: {bad}: line 1: expected a JSON worker record")
+        assert "left in place" in line and "removed" not in line.split("left in place")[0]
+    assert f"note: {ended}: pid {bystander.pid} is another process now" in first.err
+    assert bad.read_text() == "not json\n" and not ended.exists()
+
+
+def test_a_symlinked_pid_file_is_reported_as_a_symlink_and_left_alone(
+    state: Path, run: Run, tmp_path: Path, bystander: subprocess.Popen[bytes]
+) -> None:
+    """Before: "cannot be read (Too many levels of symbolic links)". A valid record behind the
+    link is not followed, its process not signalled, the link and its target left as they were."""
+    target = tmp_path / "elsewhere.pid"
+    target.write_text(json.dumps(record(state, bystander.pid, start_time(bystander.pid) or "")))
+    link = pid_path(state)
+    link.symlink_to(target)
+    said = run("stop")
+    assert said.code == 1
+    (line,) = error_lines(said)
+    assert line.startswith(f"error: {link}: is a symlink (a pid file is never followed)"), line
+    time.sleep(0.1)
+    assert bystander.poll() is None
+    assert link.is_symlink() and target.is_file()
 
 
 def test_control_characters_in_a_pid_file_are_escaped(state: Path, run: Run) -> None:
@@ -267,7 +304,7 @@ def test_a_record_from_another_state_folder_is_refused(
     assert said.code == 1
     (line,) = error_lines(said)
     assert f"field 'state': expected {str(state)!r}, found {str(other)!r}" in line
-    assert bystander.poll() is None and not path.exists()
+    assert bystander.poll() is None and path.is_file()
 
 
 def test_a_record_whose_name_is_not_its_file_is_refused(
@@ -280,7 +317,7 @@ def test_a_record_whose_name_is_not_its_file_is_refused(
     assert said.code == 1
     (line,) = error_lines(said)
     assert f"{path}: field 'name': expected {path.stem!r} (the file's name)" in line
-    assert bystander.poll() is None and not path.exists()
+    assert bystander.poll() is None and path.is_file()
 
 
 def test_a_directory_or_fifo_in_a_pid_file_place_is_left_alone(state: Path, run: Run) -> None:
@@ -451,10 +488,11 @@ def test_start_and_stop_a_real_worker_beside_hostile_pid_files(
         assert listed.returncode == 1 and "signalled nothing" in listed.stderr
     finally:
         stopped = command(state, "stop", "--timeout", "20")
-    assert stopped.returncode == 0 and stopped.stdout.strip() == f"stopped {name}"
+    assert stopped.stdout.strip() == f"stopped {name}"
+    assert stopped.returncode == 1  # the hostile file is still there, reported again
     assert not pid_alive(saved["pid"]) or start_time(saved["pid"]) is None
     assert bystander.poll() is None
-    assert not list(state.glob("*.pid"))
+    assert [p.name for p in state.glob("*.pid")] == [f"{worker_name(state, queue, 2)}.pid"]
 
 
 @pytest.mark.slow
