@@ -184,7 +184,7 @@ def _load_checked(
     registry: Registry | None,
     default_executor: Executor | None,
 ) -> dg.Definitions:
-    compiled: list[CompiledExperiment] = []
+    compiled: list[tuple[Path, CompiledExperiment]] = []
     invalid: list[dg.AssetSpec] = []
     keys: set[dg.AssetKey] = set()
     for checked in checked_files:
@@ -195,17 +195,95 @@ def _load_checked(
             try:
                 experiment = with_default_executor(checked.experiment, default_executor)
                 compiled.append(
-                    compile_experiment(experiment, translator=translator, registry=registry)
+                    (
+                        checked.path,
+                        compile_experiment(experiment, translator=translator, registry=registry),
+                    )
                 )
                 continue
             except Exception as exc:  # a definition error must not take the other experiments down
-                message = f"cannot compile into a Dagster job: {type(exc).__name__}: {exc}"
-                problems.append(Problem(message, "", display_path(checked.path), None))
-        for problem in problems:
-            logger.error("invalid experiment: %s", problem)
-        key, tags = _invalid_key(translator, root, checked.path, keys)
-        invalid.append(invalid_file_asset(key, tags, checked.path, problems))
-    return _definitions(compiled, invalid, translator)
+                problems.append(_compile_problem(checked.path, exc))
+        _add_invalid(invalid, translator, root, checked.path, problems, keys)
+    defs, _ = _load_error(compiled, invalid, translator)
+    if defs is not None:
+        return defs  # the usual case: one build, which Dagster accepts
+    kept, refused = _loadable(compiled, invalid, translator)
+    for path, refusal in refused:
+        _add_invalid(invalid, translator, root, path, [_compile_problem(path, refusal)], keys)
+    return _definitions([c for _, c in kept], invalid, translator)
+
+
+def _compile_problem(path: Path, exc: Exception) -> Problem:
+    message = f"cannot compile into Dagster definitions: {type(exc).__name__}: {exc}"
+    return Problem(message, "", display_path(path), None)
+
+
+def _add_invalid(
+    invalid: list[dg.AssetSpec],
+    translator: CrucibleTranslator,
+    root: Path,
+    path: Path,
+    problems: list[Problem],
+    keys: set[dg.AssetKey],
+) -> None:
+    for problem in problems:
+        logger.error("invalid experiment: %s", problem)
+    key, tags = _invalid_key(translator, root, path, keys)
+    invalid.append(invalid_file_asset(key, tags, path, problems))
+
+
+Compiled = list[tuple[Path, CompiledExperiment]]
+
+
+def _load_error(
+    items: Compiled, invalid: list[dg.AssetSpec], translator: CrucibleTranslator
+) -> tuple[dg.Definitions | None, Exception | None]:
+    """The definitions of ``items`` as Dagster loads them (the report multi-asset, unique keys
+    and names), or what Dagster refused."""
+    try:
+        defs = _definitions([c for _, c in items], invalid, translator)
+        defs.get_repository_def()  # cached: the code location reuses it
+    except Exception as exc:  # Dagster's refusal, shown on the file's asset
+        return None, exc
+    return defs, None
+
+
+def _loadable(
+    items: Compiled, invalid: list[dg.AssetSpec], translator: CrucibleTranslator
+) -> tuple[Compiled, list[tuple[Path, Exception]]]:
+    """When Dagster refuses the folder's definitions: each experiment alone, then the survivors
+    together, halving where two clash. An experiment Dagster refuses, alone or beside another,
+    is refused by itself and the others load."""
+    refused: list[tuple[Path, Exception]] = []
+    alone: Compiled = []
+    for item in items:
+        _, error = _load_error([item], invalid, translator)
+        if error is None:
+            alone.append(item)
+        else:
+            refused.append((item[0], error))
+    return _fit([], alone, invalid, translator, refused), refused
+
+
+def _fit(
+    base: Compiled,
+    candidates: Compiled,
+    invalid: list[dg.AssetSpec],
+    translator: CrucibleTranslator,
+    refused: list[tuple[Path, Exception]],
+) -> Compiled:
+    """``base`` and every candidate that loads beside it (in order); the others refused."""
+    if not candidates:
+        return base
+    _, error = _load_error(base + candidates, invalid, translator)
+    if error is None:
+        return base + candidates
+    if len(candidates) == 1:
+        refused.append((candidates[0][0], error))
+        return base
+    half = len(candidates) // 2
+    kept = _fit(base, candidates[:half], invalid, translator, refused)
+    return _fit(kept, candidates[half:], invalid, translator, refused)
 
 
 def mark_duplicate_ids(checked: list[CheckedFile]) -> None:

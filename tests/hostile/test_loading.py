@@ -249,3 +249,77 @@ def test_collisions_across_files_are_reported_per_file(cli: Cli, tmp_path: Path)
     assert said.code == 1 and "1 valid, 2 invalid" in said.err
     assert "a.yaml:1: id: experiment id 'same' is also used by" in said.out
     assert "b.json:1: id: experiment id 'same' is also used by" in said.out
+
+
+def _invalid_assets(defs: object) -> dict[str, str]:
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin.definitions import INVALID_GROUP
+
+    assert isinstance(defs, dg.Definitions)
+    return {
+        Path(str(a.metadata["file"])).name: a.description or ""
+        for a in defs.assets or []
+        if isinstance(a, dg.AssetSpec) and a.group_name == INVALID_GROUP
+    }
+
+
+def test_an_experiment_dagster_refuses_is_its_own_invalid_asset(tmp_path: Path) -> None:
+    """Attack A1: a file the IR accepts but Dagster refuses when the folder's definitions are
+    put together (here its report asset is also the dataset asset it depends on, and an id
+    that is also the accept job's name) never takes the folder down: Dagster loads the
+    definitions, the other experiments are jobs, and each refused file is an invalid asset
+    naming Dagster's reason."""
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import definitions_from_folder
+
+    (tmp_path / "good.yaml").write_text("id: good\n" + GOOD_TAIL)
+    (tmp_path / "loop.yaml").write_text(
+        "id: datasets\ndataset: {name: iris}\npipeline: [{name: report}]\noutputs: [{name: iris}]\n"
+    )
+    (tmp_path / "a_gated.yaml").write_text(
+        "id: gated\nbaseline: {metric: 'scores:accuracy'}\npipeline: [{name: report}]\n"
+        "outputs: [{name: o}]\n"
+    )
+    (tmp_path / "b_job.yaml").write_text("id: crucible_accept_baseline\n" + GOOD_TAIL)
+    defs = definitions_from_folder(tmp_path)
+    dg.Definitions.validate_loadable(defs)  # what a code server does: it used to raise
+    jobs = {job.name for job in defs.get_repository_def().get_all_jobs()}
+    assert {"good", "gated"} <= jobs
+    invalid = _invalid_assets(defs)
+    assert set(invalid) == {"loop.yaml", "b_job.yaml"}
+    assert (
+        "cannot compile into Dagster definitions: DagsterInvalidDefinitionError"
+        in (invalid["loop.yaml"])
+    )
+    assert "depends on itself" in invalid["loop.yaml"]
+    assert "'crucible_accept_baseline'" in invalid["b_job.yaml"]
+    assert "Traceback" not in "".join(invalid.values())
+
+
+def test_a_report_asset_dagster_refuses_fails_only_its_experiment(tmp_path: Path) -> None:
+    """The reports of a whole folder are one multi-asset: a report whose Dagster name is
+    invalid (here a translator's key with a space) used to fail building it, and with it
+    every experiment; now that experiment alone is an invalid asset."""
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import CrucibleTranslator, definitions_from_folder
+
+    class Spaced(CrucibleTranslator):
+        def get_asset_spec(self, experiment, output):  # type: ignore[no-untyped-def]
+            spec = super().get_asset_spec(experiment, output)
+            if experiment.id != "spaced":
+                return spec
+            return spec.replace_attributes(key=dg.AssetKey(["crucible", "spaced", "a b"]))
+
+    report = "pipeline: [{name: report}]\noutputs: [{name: o}]\n"
+    (tmp_path / "good.yaml").write_text("id: good\n" + report)
+    (tmp_path / "spaced.yaml").write_text("id: spaced\n" + report)
+    defs = definitions_from_folder(tmp_path, translator=Spaced())
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_job_def("good")
+    assert defs.resolve_assets_def(dg.AssetKey(["crucible", "good", "o"]))
+    invalid = _invalid_assets(defs)
+    assert list(invalid) == ["spaced.yaml"]
+    assert "is not a valid name in Dagster" in invalid["spaced.yaml"]
