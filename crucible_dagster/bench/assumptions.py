@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from crucible_dagster.bench.data import BenchDataError, as_groups, as_sample
-from crucible_dagster.bench.result import TestResult
+from crucible_dagster.bench.data import BenchDataError, as_groups, as_sample, overflow_reason
+from crucible_dagster.bench.result import TestResult, overflow_guarded
 
 
+@overflow_guarded("shapiro")
 def shapiro(x: Any) -> TestResult:
-    """Shapiro-Wilk; constant data is degenerate (NaN), never silently 'normal'; n > 5000 is refused as R does."""
+    """Shapiro-Wilk; constant data is degenerate (NaN), never silently 'normal'; n > 5000 is refused as R does.
+
+    Values near ±1e308 overflow inside scipy (W = nan, p = 1): that is undefined with the
+    overflow reason, never a p-value."""
     data = as_sample(x, "x", 3)
     result = TestResult(test="shapiro", n=(data.size,), method="Shapiro-Wilk (Royston AS R94)")
     if data.size > 5000:
@@ -24,10 +29,15 @@ def shapiro(x: Any) -> TestResult:
         result.reason = "all values are identical: normality cannot be assessed"
         return result
     res = stats.shapiro(data)
-    result.statistic, result.p_value = float(res.statistic), float(res.pvalue)
+    w, p = float(res.statistic), float(res.pvalue)
+    if not (math.isfinite(w) and math.isfinite(p)):
+        result.reason = overflow_reason("W")
+        return result
+    result.statistic, result.p_value = w, p
     return result
 
 
+@overflow_guarded("levene")
 def levene(
     groups: Sequence[Any], center: str = "median", names: Sequence[str] | None = None
 ) -> TestResult:
@@ -52,5 +62,9 @@ def levene(
         result.reason = "absolute deviations are constant: the statistic is undefined"
         return result
     res = stats.levene(*data, center=center)
-    result.statistic, result.p_value = float(res.statistic), float(res.pvalue)
+    statistic, p = float(res.statistic), float(res.pvalue)
+    if not (math.isfinite(statistic) and math.isfinite(p)):
+        result.reason = overflow_reason("an absolute deviation's mean")
+        return result
+    result.statistic, result.p_value = statistic, p
     return result

@@ -79,3 +79,36 @@ def critical_difference(k: int, n: int, alpha: float) -> float:
         return math.nan
     q = float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
     return q * math.sqrt(k * (k + 1) / (6 * n))
+
+
+def _missing(value: object) -> bool:
+    try:
+        return value is None or bool(value != value)
+    except (TypeError, ValueError):
+        return True
+
+
+def block_problem(blocks: Mapping[str, Sequence[object]], design: Design) -> str | None:
+    """Why the block ids cannot pair the groups, or None: a paired or blocked design needs
+    each block once in every group (a repeated id would pair values by row order)."""
+    need = f"a {design} design needs one value per block in each group"
+    for group, ids in blocks.items():
+        if any(_missing(b) for b in ids):
+            return f"group {group!r}: a row has no block id; {need}"
+        seen: dict[object, int] = {}
+        for b in ids:
+            seen[b] = seen.get(b, 0) + 1
+        repeated = next(((b, n) for b, n in seen.items() if n > 1), None)
+        if repeated is not None:
+            return f"group {group!r}: block {repeated[0]!r} appears {repeated[1]} times; {need}"
+    names = list(blocks)
+    for other in names[1:]:
+        first, second = set(blocks[names[0]]), set(blocks[other])
+        if first != second:
+            only, has, lacks = (
+                (sorted(first - second, key=repr), names[0], other)
+                if first - second
+                else (sorted(second - first, key=repr), other, names[0])
+            )
+            return f"block {only[0]!r} is in group {has!r} but not in group {lacks!r}; {need}"
+    return None

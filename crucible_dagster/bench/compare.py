@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from crucible_dagster.bench.data import BenchDataError, as_sample
+from crucible_dagster.bench.blocking import block_problem
+from crucible_dagster.bench.data import BenchDataError, as_sample, overflow_reason
 from crucible_dagster.bench.multiple import adjust_p_values
 from crucible_dagster.bench.omnibus import run_omnibus
 from crucible_dagster.bench.pairwise import pair_row, run_pairwise
@@ -67,17 +68,25 @@ class Comparison:
 
 
 def describe_sample(values: np.ndarray, confidence_level: float) -> dict[str, Any]:
+    """n, mean, SD and the mean's t interval; a mean or SD that overflowed is NaN (null in
+    JSON) beside a ``reason``, never the infinity numpy gives."""
     from scipy import stats
 
     n = int(values.size)
-    mean = float(values.mean()) if n else NAN
-    sd = float(values.std(ddof=1)) if n > 1 else NAN
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(values.mean()) if n else NAN
+        sd = float(values.std(ddof=1)) if n > 1 else NAN
+    out: dict[str, Any] = {"n": n}
+    if not (math.isfinite(mean) or n == 0) or math.isinf(sd):
+        which = "mean" if not math.isfinite(mean) else "standard deviation"
+        out["reason"] = overflow_reason(f"the {which}")
+        mean, sd = (mean, NAN) if math.isfinite(mean) else (NAN, NAN)
     if n > 1 and sd > 0:
         half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, n - 1)) * sd / math.sqrt(n)
         ci = [mean - half, mean + half]
     else:
         ci = [NAN, NAN]
-    return {"n": n, "mean": mean, "sd": sd, "ci_low": ci[0], "ci_high": ci[1]}
+    return out | {"mean": mean, "sd": sd, "ci_low": ci[0], "ci_high": ci[1]}
 
 
 def _pairs(names: list[str], control: str | None) -> list[tuple[str, str]]:
@@ -97,10 +106,22 @@ def _requested_tests(settings: ComparisonSettings) -> tuple[list[str], list[str]
     return [t for t in tests if t in PAIRWISE_TESTS], [t for t in tests if t in OMNIBUS_TESTS]
 
 
+def _size(values: Any) -> int:
+    """How many values a group had, checked or not (an undefined row still reports its n)."""
+    try:
+        return len(values)
+    except TypeError:
+        return 1
+
+
 def compare_groups(
-    groups: Mapping[str, Any], settings: ComparisonSettings | None = None
+    groups: Mapping[str, Any],
+    settings: ComparisonSettings | None = None,
+    blocks: Mapping[str, Any] | None = None,
 ) -> Comparison:
-    """Compare every group (in the mapping's order) as ``settings`` says; never raises for bad group data."""
+    """Compare every group (in the mapping's order) as ``settings`` says; never raises for bad
+    group data. ``blocks`` (each group's block ids, in the order of its values) are checked
+    for a paired or blocked design: a block missing, repeated or not in every group refuses it."""
     settings = settings or ComparisonSettings()
     names = list(groups)
     data: dict[str, np.ndarray] = {}
@@ -114,18 +135,24 @@ def compare_groups(
     comparison.summary = {
         name: describe_sample(data[name], settings.confidence_level)
         if name in data
-        else {"error": problems[name]}
+        else {"n": _size(groups[name]), "error": problems[name]}
         for name in names
     }
     if settings.control is not None and settings.control not in groups:
         raise BenchDataError(f"control group {settings.control!r} is not among the groups {names}")
+    pairing = (
+        block_problem({n: blocks[n] for n in names if n in blocks}, settings.design)
+        if blocks is not None and settings.design != "independent"
+        else None
+    )
     requested, omnibus = _requested_tests(settings)
-    if settings.tests is None and len(names) >= 3:
+    if settings.tests is None and len(names) >= 3 and pairing is None:
         omnibus = [choose_omnibus(data, settings, comparison.decisions)]
     for test in omnibus:
-        comparison.omnibus.append(run_omnibus(test, names, data, problems, settings))
+        shared = {**problems, "(blocks)": pairing} if pairing else problems
+        comparison.omnibus.append(run_omnibus(test, names, data, shared, settings))
     for a, b in _pairs(names, settings.control):
-        problem = problems.get(a) or problems.get(b)
+        problem = problems.get(a) or problems.get(b) or pairing
         if problem is None and settings.design != "independent" and data[a].size != data[b].size:
             problem = (
                 f"a {settings.design} design needs one value per block in both groups, "
@@ -133,7 +160,10 @@ def compare_groups(
             )
         if problem is not None:
             test = requested[0] if requested else "auto"
-            comparison.rows.append(ComparisonRow(a, b, test, reason=problem))
+            sizes = _size(groups[a]), _size(groups[b])
+            comparison.rows.append(
+                ComparisonRow(a, b, test, reason=problem, n_a=sizes[0], n_b=sizes[1])
+            )
             continue
         tests = requested or [
             choose_pairwise_test(a, b, data[a], data[b], settings, comparison.decisions)
@@ -151,13 +181,20 @@ def _pair_rows(
     if test in PAIRED_ONLY and settings.design == "independent" and settings.tests is not None:
         return [
             ComparisonRow(
-                a, b, test, reason=f"{test} needs a paired design (design: paired or blocked)"
+                a,
+                b,
+                test,
+                reason=f"{test} needs a paired design (design: paired or blocked)",
+                n_a=x.size,
+                n_b=y.size,
             )
         ]
     try:
         rows = [pair_row(a, b, run_pairwise(test, x, y, settings), settings.design, settings.alpha)]
+        if not (rows[0].n_a or rows[0].n_b):  # an undefined result that never counted its n
+            rows[0].n_a, rows[0].n_b = x.size, y.size
     except BenchDataError as exc:
-        rows = [ComparisonRow(a, b, test, reason=str(exc))]
+        rows = [ComparisonRow(a, b, test, reason=str(exc), n_a=x.size, n_b=y.size)]
     if test == "mcnemar" and settings.tests is None:
         # beside the test on the discordant samples, a paired bootstrap of the difference
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,61 @@ def constant_reason(what: str) -> str:
         f"{what} are essentially constant (their spread is below 10·ε times their magnitude, "
         "only floating-point noise): the statistic is undefined"
     )
+
+
+#: what an undefined result says when a value on the way overflowed (finite data near ±1e308,
+#: or whose squares pass it): never the 0.0 that dividing by an infinite spread gives
+OVERFLOW = "undefined (values too large to compute: overflow)"
+
+
+def overflow_reason(what: str) -> str:
+    return f"{OVERFLOW}: {what} is not a finite number"
+
+
+def spread_problem(
+    spread: float, centres: Sequence[float], what: str, also: Sequence[float] = ()
+) -> str | None:
+    """Why a statistic that divides by ``spread`` is undefined, or None: a spread, centre or
+    estimate (``also``) that overflowed, or a spread that is only floating-point noise."""
+    if not all(math.isfinite(v) for v in (*centres, *also)):
+        return overflow_reason(f"a mean or difference of {what}")
+    if math.isinf(spread):
+        return overflow_reason(f"the spread of {what}")
+    if essentially_constant(spread, *centres):
+        return constant_reason(what)
+    return None
+
+
+#: paired differences within this many ε of their pair's larger value are floating-point noise
+PAIR_TOLERANCE_EPS = 8
+
+
+def paired_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a − b`` with floating-point noise removed before any paired test ranks or divides.
+
+    A difference within 8·ε·max(|aᵢ|, |bᵢ|) of zero is zero (a tie: ``b = a + 1e-15`` is no
+    difference), and differences within that tolerance of each other are equal (a constant
+    shift whose last bits differ is constant). Neighbours in sorted order are merged, each run
+    taking its middle value; a run that reaches zero is zero.
+    """
+    d = a - b
+    with np.errstate(over="ignore", invalid="ignore"):
+        tolerance = PAIR_TOLERANCE_EPS * EPSILON * np.maximum(np.abs(a), np.abs(b))
+    if not np.isfinite(d).all() or not np.isfinite(tolerance).all():
+        return d  # an overflowed difference: the test says so
+    d = np.where(np.abs(d) <= tolerance, 0.0, d)
+    order = np.argsort(d, kind="stable")
+    out = d.copy()
+    start = 0
+    for i in range(1, order.size + 1):
+        if i < order.size and d[order[i]] - d[order[i - 1]] <= max(
+            tolerance[order[i]], tolerance[order[i - 1]]
+        ):
+            continue
+        run = order[start:i]
+        out[run] = 0.0 if np.any(d[run] == 0) else d[run[(run.size - 1) // 2]]
+        start = i
+    return out
 
 
 class BenchDataError(ValueError):

@@ -25,8 +25,7 @@ from crucible_dagster.bench.data import (
     as_pairs,
     as_sample,
     check_level,
-    constant_reason,
-    essentially_constant,
+    spread_problem,
 )
 
 NAN = float("nan")
@@ -99,7 +98,8 @@ def hedges_correction(df: float) -> float:
 
 def _pooled_sd(x: np.ndarray, y: np.ndarray) -> float:
     n1, n2 = x.size, y.size
-    return math.sqrt(((n1 - 1) * x.var(ddof=1) + (n2 - 1) * y.var(ddof=1)) / (n1 + n2 - 2))
+    with np.errstate(over="ignore", invalid="ignore"):  # an infinite SD is reported, not warned
+        return math.sqrt(((n1 - 1) * x.var(ddof=1) + (n2 - 1) * y.var(ddof=1)) / (n1 + n2 - 2))
 
 
 NONCENTRAL_T = "noncentral t"
@@ -117,9 +117,12 @@ def standardized_difference(
     method: str = "difference / pooled SD",
 ) -> EffectSize:
     """difference / sd with the noncentral-t CI of a two-sample design (df = n1 + n2 − 2);
-    NaN when ``sd`` is essentially zero next to the means in ``scale``."""
-    if essentially_constant(sd, *scale):
-        reason = constant_reason("the values") + " (division by a zero SD)"
+    NaN when ``sd`` is essentially zero next to the means in ``scale``, or when a value
+    overflowed (an infinite SD would give a d of 0.0 that looks real)."""
+    reason = spread_problem(sd, scale, "the values", also=(difference,))
+    if reason is not None:
+        if "overflow" not in reason:
+            reason += " (division by a zero SD)"
         return EffectSize(name, NAN, NO_CI, confidence_level, method, NONCENTRAL_T, reason)
     value = difference / sd
     root = math.sqrt(n1 * n2 / (n1 + n2))
@@ -178,9 +181,10 @@ def paired_d_z(differences: Any, *, confidence_level: float = 0.95) -> EffectSiz
     """d_z = mean(d) / sd(d) with a noncentral-t CI (df = n − 1)."""
     d = as_sample(differences, "differences", 2)
     check_level(confidence_level)
-    sd, mean = float(d.std(ddof=1)), float(d.mean())
-    if essentially_constant(sd, mean):
-        reason = constant_reason("the differences")
+    with np.errstate(over="ignore", invalid="ignore"):
+        sd, mean = float(d.std(ddof=1)), float(d.mean())
+    reason = spread_problem(sd, (mean,), "the differences")
+    if reason is not None:
         return EffectSize("d_z", NAN, NO_CI, confidence_level, "mean(d) / sd(d)", "", reason)
     dz = mean / sd
     root = math.sqrt(d.size)

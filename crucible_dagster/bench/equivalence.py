@@ -16,12 +16,14 @@ from crucible_dagster.bench.data import (
     BenchDataError,
     as_pairs,
     as_sample,
-    constant_reason,
-    essentially_constant,
+    paired_differences,
+    spread_problem,
 )
-from crucible_dagster.bench.result import TestResult
+from crucible_dagster.bench.parametric import welch_df
+from crucible_dagster.bench.result import TestResult, overflow_guarded
 
 
+@overflow_guarded("tost")
 def tost(
     x: Any,
     y: Any = None,
@@ -48,8 +50,9 @@ def tost(
         n=n,
         extra={"low": low, "high": high, "alpha": alpha},
     )
-    if essentially_constant(se, *centres):
-        result.reason = constant_reason("the data")
+    reason = spread_problem(se, centres, "the data", also=(estimate,))
+    if reason is not None:
+        result.reason = reason
         result.extra["equivalent"] = None
         return result
     t_low, t_high = (estimate - low) / se, (estimate - high) / se
@@ -79,7 +82,7 @@ def _difference(
             centres: tuple[float, ...] = (float(d.mean()),)
         else:
             a, b = as_pairs(x, y)
-            d = a - b
+            d = paired_differences(a, b)
             centres = (float(a.mean()), float(b.mean()), float(d.mean()))
         n = d.size
         return (
@@ -98,11 +101,7 @@ def _difference(
         se, df, method = math.sqrt(pooled * (1 / n1 + 1 / n2)), float(n1 + n2 - 2), "Student t"
     else:
         se = math.sqrt(v1 / n1 + v2 / n2)
-        df = (
-            (v1 / n1 + v2 / n2) ** 2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
-            if se > 0
-            else math.nan
-        )
+        df = welch_df(v1 / n1, v2 / n2, n1, n2) if se > 0 else math.nan
         method = "Welch t"
     means = (float(a.mean()), float(b.mean()))
     return means[0] - means[1], se, df, (n1, n2), method, means

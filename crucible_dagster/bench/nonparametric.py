@@ -15,6 +15,8 @@ from crucible_dagster.bench.data import (
     as_pairs,
     as_sample,
     check_alternative,
+    overflow_reason,
+    paired_differences,
 )
 from crucible_dagster.bench.effect_size import (
     FISHER_Z,
@@ -24,13 +26,14 @@ from crucible_dagster.bench.effect_size import (
     rank_biserial,
     rank_biserial_ci,
 )
-from crucible_dagster.bench.result import NAN, TestResult
+from crucible_dagster.bench.result import NAN, TestResult, overflow_guarded
 
 
 def _has_ties(values: np.ndarray) -> bool:
     return bool(np.unique(values).size < values.size)
 
 
+@overflow_guarded("mann_whitney")
 def mann_whitney(
     x: Any,
     y: Any,
@@ -101,6 +104,7 @@ def _mann_whitney_p_values(
         result.p_value = asymptotic[continuity]
 
 
+@overflow_guarded("wilcoxon")
 def wilcoxon(
     x: Any,
     y: Any = None,
@@ -119,13 +123,24 @@ def wilcoxon(
     ties, else the exact permutation distribution of the tied (mid-)ranks, as current scipy
     computes it for small samples (``method="permutation"`` asks for that one always). Both
     asymptotic p-values (with and without continuity correction) are always reported.
+
+    Given x and y, differences within 8·ε of their pair's scale are zeros, and differences
+    that agree to that tolerance are ties (``data.paired_differences``): floating-point noise
+    is never ranked as a real difference.
     """
     if y is None:
         d = as_sample(x, "differences", 1)
     else:
         a, b = as_pairs(x, y, 1)
-        d = a - b
+        d = paired_differences(a, b)
     check_alternative(alternative)
+    if not np.isfinite(d).all():
+        return TestResult(
+            test="wilcoxon",
+            alternative=alternative,
+            n=(d.size,),
+            reason=overflow_reason("a difference x − y"),
+        )
     if zero_method not in ("wilcox", "pratt", "zsplit"):
         raise BenchDataError(f"zero_method must be wilcox, pratt or zsplit, got {zero_method!r}")
     zeros = int(np.sum(d == 0))
@@ -237,6 +252,7 @@ def signed_rank_permutation_p(d: np.ndarray, zero_method: str, alternative: str)
     return min(1.0, 2 * min(p_less, p_greater))
 
 
+@overflow_guarded("kruskal_wallis")
 def kruskal_wallis(groups: Sequence[Any], names: Sequence[str] | None = None) -> TestResult:
     """Kruskal-Wallis H with the tie correction; ε² = H/(n − 1)."""
     data = as_groups(groups, 2, 1, names)
@@ -260,6 +276,7 @@ def kruskal_wallis(groups: Sequence[Any], names: Sequence[str] | None = None) ->
     return result
 
 
+@overflow_guarded("friedman")
 def friedman(blocks_by_treatments: Any, treatment_names: Sequence[str] | None = None) -> TestResult:
     """Friedman's test with R's tie correction; works for k = 2 treatments (scipy refuses k < 3).
 

@@ -16,8 +16,9 @@ from crucible_dagster.bench.data import (
     as_sample,
     check_alternative,
     check_level,
-    constant_reason,
     essentially_constant,
+    paired_differences,
+    spread_problem,
 )
 from crucible_dagster.bench.effect_size import (
     cles_normal,
@@ -25,7 +26,7 @@ from crucible_dagster.bench.effect_size import (
     noncentral_t_ci,
     standardized_difference,
 )
-from crucible_dagster.bench.result import NAN, TestResult
+from crucible_dagster.bench.result import NAN, TestResult, overflow_guarded
 
 
 def _t_p_value(t: float, df: float, alternative: str) -> float:
@@ -36,6 +37,17 @@ def _t_p_value(t: float, df: float, alternative: str) -> float:
     return float(stats.t.cdf(t, df))
 
 
+def welch_df(s1: float, s2: float, n1: int, n2: int) -> float:
+    """Welch-Satterthwaite df for the squared standard errors s1 = v1/n1, s2 = v2/n2, written
+    as shares of their sum so that no square passes ±1.8e308 (Python's ``**`` would raise)."""
+    total = s1 + s2
+    if not (total > 0 and math.isfinite(total)):
+        return NAN
+    f1, f2 = s1 / total, s2 / total
+    return 1 / (f1 * f1 / (n1 - 1) + f2 * f2 / (n2 - 1))
+
+
+@overflow_guarded("ttest")
 def ttest(
     x: Any,
     y: Any,
@@ -67,14 +79,12 @@ def ttest(
         se = math.sqrt(pooled * (1 / n1 + 1 / n2))
     else:
         se = math.sqrt(v1 / n1 + v2 / n2)
-        df = (
-            (v1 / n1 + v2 / n2) ** 2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
-            if se > 0
-            else NAN
-        )
+        df = welch_df(v1 / n1, v2 / n2, n1, n2) if se > 0 else NAN
     result.df = df
-    if essentially_constant(se, m1, m2):
-        result.reason = constant_reason("both groups")
+    reason = spread_problem(se, (m1, m2), "both groups", also=(diff,))
+    if reason is not None:
+        result.reason = reason
+        result.estimate = diff if math.isfinite(diff) else NAN
         return result
     t = diff / se
     half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, df)) * se
@@ -103,6 +113,7 @@ def ttest(
     return result
 
 
+@overflow_guarded("paired_ttest")
 def paired_ttest(
     x: Any, y: Any, *, alternative: str = "two-sided", confidence_level: float = 0.95
 ) -> TestResult:
@@ -110,7 +121,7 @@ def paired_ttest(
     a, b = as_pairs(x, y)
     check_alternative(alternative)
     check_level(confidence_level)
-    d = a - b
+    d = paired_differences(a, b)
     n = d.size
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     result = TestResult(
@@ -124,8 +135,12 @@ def paired_ttest(
         extra={"mean_difference": mean, "sd_difference": sd},
     )
     se = sd / math.sqrt(n)
-    if essentially_constant(se, float(a.mean()), float(b.mean()), mean):
-        result.reason = constant_reason("the differences of the pairs")
+    reason = spread_problem(
+        se, (float(a.mean()), float(b.mean()), mean), "the differences of the pairs"
+    )
+    if reason is not None:
+        result.reason = reason
+        result.estimate = mean if math.isfinite(mean) else NAN
         return result
     t = mean / se
     half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, n - 1)) * se
@@ -151,6 +166,7 @@ def _anova_sums(groups: list[np.ndarray]) -> tuple[float, float, float]:
     return ss_between, ss_within, ss_between + ss_within
 
 
+@overflow_guarded("anova")
 def anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> TestResult:
     """Classic one-way ANOVA with η², ω² and the residual SD."""
     data = as_groups(groups, 2, 1, names)
@@ -183,14 +199,18 @@ def anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> TestResu
         extra=extra,
     )
     result.effect_size, result.effect_size_name = float(extra["eta_squared"]), "eta_squared"
-    if essentially_constant(math.sqrt(ms_w), *extra["group_means"]):
-        result.reason = constant_reason("the values within each group")
+    reason = spread_problem(
+        math.sqrt(ms_w), extra["group_means"], "the values within each group", also=(ss_b,)
+    )
+    if reason is not None:
+        result.reason = reason
         return result
     f = (ss_b / df_b) / ms_w
     result.statistic, result.p_value = f, float(stats.f.sf(f, df_b, df_w))
     return result
 
 
+@overflow_guarded("welch_anova")
 def welch_anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> TestResult:
     """Welch's heteroscedastic one-way ANOVA (R's oneway.test(var.equal = FALSE)); classic F beside it."""
     data = as_groups(groups, 2, 2, names)
@@ -207,11 +227,13 @@ def welch_anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> Te
     result = TestResult(
         test="welch_anova", method="Welch one-way ANOVA", n=tuple(int(v) for v in n), extra=extra
     )
-    if any(
-        essentially_constant(math.sqrt(v / size), m)
+    problems = [
+        spread_problem(math.sqrt(v / size), (m,), "the values of a group")
         for v, size, m in zip(variances, n, means, strict=True)
-    ):
-        result.reason = constant_reason("the values of a group") + " (Welch weights n/s²)"
+    ]
+    reason = next((p for p in problems if p), None)
+    if reason is not None:
+        result.reason = reason + (" (Welch weights n/s²)" if "overflow" not in reason else "")
         return result
     w = n / variances
     mean_w = float(np.sum(w * means) / np.sum(w))
@@ -228,6 +250,7 @@ def welch_anova(groups: Sequence[Any], names: Sequence[str] | None = None) -> Te
     return result
 
 
+@overflow_guarded("corrected_resampled_ttest")
 def corrected_resampled_ttest(
     differences: Any,
     *,
@@ -264,8 +287,9 @@ def corrected_resampled_ttest(
         extra=extra,
     )
     result.confidence_level = confidence_level
-    if essentially_constant(math.sqrt(var / j), mean):
-        result.reason = constant_reason("the score differences across resamples")
+    reason = spread_problem(math.sqrt(var / j), (mean,), "the score differences across resamples")
+    if reason is not None:
+        result.reason = reason
         extra.update(uncorrected_statistic=NAN, uncorrected_p_value=NAN)
         return result
     se = math.sqrt((1 / j + n_test / n_train) * var)
@@ -284,6 +308,7 @@ def corrected_resampled_ttest(
     return result
 
 
+@overflow_guarded("cv_5x2")
 def cv_5x2(scores_a: Any, scores_b: Any, *, alternative: str = "two-sided") -> TestResult:
     """Dietterich's 5x2cv paired t (df 5) and Alpaydin's combined F (10, 5).
 
@@ -312,8 +337,14 @@ def cv_5x2(scores_a: Any, scores_b: Any, *, alternative: str = "two-sided") -> T
         alternative=alternative,
         extra={"differences": p.tolist(), "variances": s2.tolist(), "f_df": [10, 5]},
     )
-    if essentially_constant(math.sqrt(s2.mean()), float(a.mean()), float(b.mean())):
-        result.reason = constant_reason("the two models' score differences")
+    reason = spread_problem(
+        math.sqrt(s2.mean()),
+        (float(a.mean()), float(b.mean())),
+        "the two models' score differences",
+        also=tuple(p.ravel()),
+    )
+    if reason is not None:
+        result.reason = reason
         result.extra.update(f_statistic=NAN, f_p_value=NAN)
         return result
     t = float(p[0, 0] / math.sqrt(s2.mean()))

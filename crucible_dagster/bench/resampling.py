@@ -24,8 +24,10 @@ from crucible_dagster.bench.data import (
     as_sample,
     check_level,
     essentially_constant,
+    overflow_reason,
+    paired_differences,
 )
-from crucible_dagster.bench.result import NAN, TestResult
+from crucible_dagster.bench.result import NAN, TestResult, overflow_guarded
 
 Statistic = Callable[..., Any]
 METHODS = ("percentile", "basic", "BCa")
@@ -188,6 +190,7 @@ def _samples(data: Any) -> list[np.ndarray] | None:
     return None
 
 
+@overflow_guarded("bootstrap")
 def bootstrap(
     data: Any,
     statistic: str | Statistic = "mean",
@@ -253,6 +256,8 @@ def _finish(
     confidence_level: float,
     accel: float,
 ) -> TestResult:
+    if not (math.isfinite(theta_hat) and np.isfinite(replicates).all()):
+        return _degenerate(result, chosen, overflow_reason("a resampled statistic"))
     result.extra["jackknife_acceleration"] = accel
     result.extra.update(_intervals(theta_hat, replicates, 1 - confidence_level, chosen, accel))
     first = chosen[0].lower()
@@ -409,7 +414,7 @@ def bootstrap_difference(
             raise BenchDataError(f"paired bootstrap needs equal lengths, got {a.size} and {b.size}")
         # one sample of differences: the closed-form jackknife and the fast mean path
         result = bootstrap(
-            a - b,
+            paired_differences(a, b),
             "mean",
             confidence_level=confidence_level,
             n_resamples=n_resamples,

@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 NAN = float("nan")
 
@@ -67,3 +69,30 @@ class TestResult:
             out.setdefault(f"{name}_ci_high", out["effect_size_ci_high"])
         out.update(self.extra)
         return out
+
+
+P = ParamSpec("P")
+
+
+def overflow_guarded(name: str) -> Callable[[Callable[P, TestResult]], Callable[P, TestResult]]:
+    """A test whose arithmetic overflows (Python's ``**`` raises where numpy gives inf) returns
+    an undefined result with the overflow reason instead of raising; numpy's overflow warnings
+    stay off the terminal, since every site that divides by a spread checks it is finite."""
+
+    def wrap(fn: Callable[P, TestResult]) -> Callable[P, TestResult]:
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> TestResult:
+            import numpy as np
+
+            from crucible_dagster.bench.data import OVERFLOW
+
+            with np.errstate(over="ignore", invalid="ignore"):
+                try:
+                    return fn(*args, **kwargs)
+                except OverflowError:
+                    reason = f"{OVERFLOW}: an intermediate value passed ±1.8e308"
+                    return TestResult(test=name, reason=reason)
+
+        return guarded
+
+    return wrap

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from crucible_dagster.bench.assumptions import levene, shapiro
+from crucible_dagster.bench.data import paired_differences
 from crucible_dagster.bench.pairwise import is_binary
 from crucible_dagster.bench.settings import ComparisonSettings, Decision
 
@@ -14,7 +15,8 @@ from crucible_dagster.bench.settings import ComparisonSettings, Decision
 def normal_enough(
     name: str, values: np.ndarray, alpha: float, decisions: list[Decision]
 ) -> bool | None:
-    """Shapiro-Wilk at ``alpha``; None when it cannot say (n < 3 or constant data)."""
+    """Shapiro-Wilk at ``alpha``; None when it cannot say (n < 3, constant data, or values so
+    large that W overflowed)."""
     if values.size < 3:
         decisions.append(
             Decision(f"{name}: normality not checked", f"n = {values.size} < 3", "shapiro")
@@ -82,7 +84,9 @@ def _paired_choice(
             )
         )
         return "corrected_resampled_ttest"
-    normal = normal_enough(f"{pair} differences", x - y, settings.alpha, decisions)
+    # noise-level differences are zeros and ties, as the paired tests will see them
+    differences = paired_differences(x, y)
+    normal = normal_enough(f"{pair} differences", differences, settings.alpha, decisions)
     # the t only where normality was checked and held; the reason names the test chosen
     choice = "paired_ttest" if normal else "wilcoxon"
     decisions.append(
@@ -135,7 +139,7 @@ def _independent_choice(
             + (
                 "normal enough"
                 if normal_a and normal_b
-                else "normality not checked (too few values or constant)"
+                else "normality not checked (too few values, constant, or too large to compute)"
             )
             + f"; Welch's t, which does not assume equal variances ({detail})",
             "levene",
