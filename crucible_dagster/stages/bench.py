@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
@@ -86,35 +87,62 @@ def _numbers(value: Any) -> list[float]:
     return []
 
 
-def extract_groups(ctx: Context, options: BenchOptions) -> tuple[dict[str, list[Any]], bool]:
-    """Groups of raw values (not yet checked) and whether the observations are paired by block."""
+@dataclass
+class Extracted:
+    """The groups of raw values (not yet checked), each group's block ids in the same order
+    when the table has a block column, and how many rows had no group."""
+
+    groups: dict[str, list[Any]] = field(default_factory=dict)
+    blocks: dict[str, list[Any]] | None = None
+    no_group: int = 0
+
+    @property
+    def blocked(self) -> bool:
+        return self.blocks is not None
+
+
+def _from_table(frame: Any) -> Extracted:
+    """A tidy table's groups; rows without a group are dropped and counted, never silently."""
+    missing = {"group", "value"} - set(frame.columns)
+    if missing:
+        return Extracted({"(table)": [f"missing column(s) {sorted(missing)}"]})
+    no_group = frame["group"].isna()
+    frame = frame[~no_group]
+    block = next((c for c in ("block", "sample_id") if c in frame.columns), None)
+    if block:
+        try:
+            frame = frame.sort_values(block, kind="stable")
+        except TypeError:  # ids of mixed kinds: any order both groups share pairs them
+            frame = frame.sort_values(block, kind="stable", key=lambda ids: ids.astype(str))
+    parts = list(frame.groupby("group", sort=False, observed=False))
+    groups = {str(name): list(part["value"]) for name, part in parts}
+    blocks = {str(name): list(part[block]) for name, part in parts} if block else None
+    return Extracted(groups, blocks, int(no_group.sum()))
+
+
+def extract_groups(ctx: Context, options: BenchOptions) -> Extracted:
+    """Groups of raw values (not yet checked) and, for a table with blocks, their block ids."""
     if options.data_source == "assigns":
         import pandas as pd
 
         frame = ctx.assigns.get(options.data_key or "scores")
         if not isinstance(frame, pd.DataFrame):
-            return {}, False
-        missing = {"group", "value"} - set(frame.columns)
-        if missing:
-            return {"(table)": [f"missing column(s) {sorted(missing)}"]}, False
-        block = next((c for c in ("block", "sample_id") if c in frame.columns), None)
-        if block:
-            frame = frame.sort_values(block, kind="stable")
-        by_group = {
-            str(name): list(part["value"]) for name, part in frame.groupby("group", sort=False)
-        }
-        return by_group, block is not None
+            return Extracted()
+        return _from_table(frame)
     if options.data_source == "metrics":
         if options.data_key:
             source = ctx.metrics.get(options.data_key)
             if not isinstance(source, Mapping):
-                return {}, False
-            return {
-                str(k): (list(v) if isinstance(v, list | tuple) else [v]) for k, v in source.items()
-            }, False
+                return Extracted()
+            return Extracted(
+                {
+                    str(k): (list(v) if isinstance(v, list | tuple) else [v])
+                    for k, v in source.items()
+                }
+            )
         found = {k: _numbers(v) for k, v in ctx.metrics.items() if k != "bench"}
-        return {k: v for k, v in found.items() if v}, False
-    groups: dict[str, list[Any]] = {}
+        return Extracted({k: v for k, v in found.items() if v})
+    extracted = Extracted()
     for item in ctx.outputs:
         if not isinstance(item, Mapping) or item.get("kind") == "report":
             continue
@@ -126,9 +154,22 @@ def extract_groups(ctx: Context, options: BenchOptions) -> tuple[dict[str, list[
             ),
             None,
         )
-        if value is not None:
-            groups.setdefault(str(item.get("group", item.get("prompt"))), []).append(value)
-    return groups, False
+        name = item.get("group", item.get("prompt"))
+        if value is not None and name is None:
+            extracted.no_group += 1
+        elif value is not None:
+            extracted.groups.setdefault(str(name), []).append(value)
+    return extracted
+
+
+def _dropped(no_group: int) -> dict[str, Any]:
+    """The count and flag of rows left out for a missing group, as fairness reports them."""
+    if not no_group:
+        return {}
+    return {
+        "dropped": {"group": no_group, "rows": no_group},
+        "flags": [f"{no_group} rows dropped for a missing group"],
+    }
 
 
 def _group_problem(groups: Mapping[str, Any], options: BenchOptions) -> str | None:
@@ -207,17 +248,18 @@ class BenchStage(Stage):
         from crucible_dagster.bench.compare import compare_groups
         from crucible_dagster.bench.data import BenchDataError
 
-        groups, blocked = extract_groups(ctx, options)
+        extracted = extract_groups(ctx, options)
+        groups, dropped = extracted.groups, _dropped(extracted.no_group)
         problem = _group_problem(groups, options)
         if problem is not None:
-            return ctx.put_metric("bench", {"no_data": True, "reason": problem})
+            return ctx.put_metric("bench", {"no_data": True, "reason": problem} | dropped)
         if options.groups:
             groups = {g: groups[g] for g in options.groups}
-        settings = comparison_settings(ctx, options, len(groups), blocked)
+        settings = comparison_settings(ctx, options, len(groups), extracted.blocked)
         try:
-            comparison = compare_groups(groups, settings)
+            comparison = compare_groups(groups, settings, extracted.blocks)
         except BenchDataError as exc:
-            return ctx.put_metric("bench", {"no_data": True, "reason": str(exc)})
+            return ctx.put_metric("bench", {"no_data": True, "reason": str(exc)} | dropped)
         import pandas as pd
 
         table = pd.DataFrame([r.to_dict() for r in comparison.rows]).drop(
@@ -230,7 +272,7 @@ class BenchStage(Stage):
                 )
         if ctx.run_dir:  # the units behind the statistics, for a later run to pair with
             _keep_scores(ctx, options, groups)
-        result = to_jsonable(comparison.to_dict())
+        result = to_jsonable(comparison.to_dict() | dropped)
         ctx = ctx.put_metric("bench", result).assign(
             {"bench_comparisons": table, "bench_groups": to_jsonable(groups)}
         )
