@@ -8,8 +8,9 @@ Per group g (``positive`` is the favourable label):
 - ``predictive_parity``: the precision, P(reference = positive | pred = positive, g).
 
 A metric's gap is the largest difference between two groups; it is a violation when it
-exceeds ``threshold``. The interval is a percentile bootstrap over samples, resampled within
-each group (so every resample keeps every group), seeded.
+exceeds ``threshold`` (a gap against a group of one sample is flagged beside it). The interval
+is a percentile bootstrap over samples, resampled within each group (so every resample keeps
+every group), seeded.
 
 What the data cannot say is said, never shown as a number that looks real: rows with a
 missing prediction, reference or group are dropped and counted; a metric is undefined (gap
@@ -86,6 +87,8 @@ class FairnessResult:
     flags: list[str] = field(default_factory=list)
     n: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    #: groups of one sample in the gap (each also a flag)
+    groups_of_one: list[str] = field(default_factory=list)
 
     @property
     def defined(self) -> bool:
@@ -265,12 +268,22 @@ def fairness_report(
         if data.dropped["rows"]:
             result.flags.append(_dropped_flag(data.dropped))
         if reason is None:
+            result.groups_of_one = [g for g in used if data.members[g].size == 1]
+            result.flags += [_single_flag(g) for g in result.groups_of_one]
             boots = boots if boots is not None else _resample_rates(data, n_resamples, seed)
             _interval(result, used, data, boots, confidence_level)
         else:
             result.ci_reason = "the gap is undefined"
         results.append(result)
     return results
+
+
+def _single_flag(group: str) -> str:
+    """A gap against a group of one sample is flagged: its rate is 0 or 1 by construction."""
+    return (
+        f"group {group!r} has one sample: its rate can only be 0 or 1, so the gap against it "
+        "is not evidence of a disparity (no interval)"
+    )
 
 
 def _dropped_flag(dropped: dict[str, int]) -> str:

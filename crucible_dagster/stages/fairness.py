@@ -32,6 +32,11 @@ class FairnessOptions(StageOptions):
     n_resamples: int = Field(default=2000, ge=100, le=100_000)
 
 
+def _single_note(groups: list[str]) -> str:
+    """A violation against a group of one says so on its own line (its flag holds the why)."""
+    return f" (against a group of one sample: {', '.join(map(repr, groups))})" if groups else ""
+
+
 class FairnessStage(Stage):
     name = "fairness"
     description = (
@@ -89,7 +94,9 @@ class FairnessStage(Stage):
             )
             results[str(variant)] = {r.metric: r.to_dict() for r in report}
             violations += [
-                f"{variant}: {r.metric} gap {r.gap:.3f} > {threshold}" for r in report if r.violated
+                f"{variant}: {r.metric} gap {r.gap:.3f} > {threshold}{_single_note(r.groups_of_one)}"
+                for r in report
+                if r.violated
             ]
             undefined += [
                 f"{variant}: {r.metric} undefined: {r.reason}" for r in report if r.reason
