@@ -28,13 +28,32 @@ def _svg(figure: Any) -> str:
     return buffer.getvalue()
 
 
+#: beyond this magnitude matplotlib's axis arithmetic overflows (``arange: cannot compute
+#: length``): such values are left out of a plot and named as not drawn, never a crash
+DRAWABLE = 1e300
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _too_large(*values: Any) -> bool:
+    """A number no axis can hold (infinite, or finite beyond ``DRAWABLE``)."""
+    return any(
+        isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > DRAWABLE for v in values
+    )
+
+
 def forest_plot(rows: Sequence[ComparisonRow]) -> str | None:
     """Each difference with its CI; the dashed line is 'no difference'."""
-    usable = [r for r in rows if not r.reference_only and r.has_ci and math.isfinite(r.estimate)]
+    usable = [
+        r
+        for r in rows
+        if not r.reference_only
+        and r.has_ci
+        and math.isfinite(r.estimate)
+        and not _too_large(r.estimate, r.ci_low, r.ci_high)
+    ]
     if not usable:
         return None
     figure = _figure(7.5, 0.6 * len(usable) + 1.4)
@@ -62,16 +81,23 @@ def forest_plot(rows: Sequence[ComparisonRow]) -> str | None:
 def distribution_plot(groups: Mapping[str, Sequence[float]]) -> str | None:
     """Per-group box plots with every observation drawn as a jittered point."""
     names = [n for n, values in groups.items() if any(_finite(v) for v in values)]
-    if not names:
+    # a group whose values no axis can hold keeps its row, labelled, with nothing drawn
+    drawn = [i for i, n in enumerate(names, start=1) if not _too_large(*filter(_finite, groups[n]))]
+    if not drawn:
         return None
     import numpy as np
 
-    data = [np.asarray([v for v in groups[n] if _finite(v)], dtype=float) for n in names]
+    data = [np.asarray(list(filter(_finite, groups[names[i - 1]])), dtype=float) for i in drawn]
     figure = _figure(7.5, 0.55 * len(names) + 1.6)
     axes = figure.add_subplot()
-    axes.boxplot(data, orientation="horizontal", tick_labels=names, widths=0.5, showfliers=False)
+    axes.boxplot(data, orientation="horizontal", positions=drawn, widths=0.5, showfliers=False)
+    axes.set_yticks(
+        range(1, len(names) + 1),
+        [n if i in drawn else f"{n}\n(too large to draw)" for i, n in enumerate(names, start=1)],
+    )
+    axes.set_xlabel("value")
     rng = np.random.default_rng(0)
-    for index, values in enumerate(data, start=1):
+    for index, values in zip(drawn, data, strict=True):
         axes.scatter(
             values,
             index + rng.uniform(-0.15, 0.15, values.size),
@@ -80,7 +106,6 @@ def distribution_plot(groups: Mapping[str, Sequence[float]]) -> str | None:
             color="#1d4ed8",
             zorder=3,
         )
-    axes.set_xlabel("value")
     axes.set_title("Distribution per group")
     return _svg(figure)
 
@@ -122,6 +147,9 @@ def history_plot(points: Sequence[Any], metric: str) -> str | None:
         return None
     figure = _figure(7.5, 3.2)
     axes = figure.add_subplot()
+    points = [p for p in points if not _too_large(p.mean, p.ci_low, p.ci_high)]
+    if not points:
+        return None
     for index, point in enumerate(points):
         colour = "#b91c1c" if point.current else "#1d4ed8"
         axes.errorbar(
