@@ -182,7 +182,7 @@ def _paired_line(group: str, scores_a: Any, scores_b: Any, a: dict, b: dict) -> 
 
 def cmd_accept(args: argparse.Namespace) -> int:
     try:
-        entry = accept(find_run(args.run), args.note)
+        entry = accept(find_run(args.run), args.note, note_field="--note")
     except AcceptError as exc:
         return _refuse(exc)
     _say(f"run {entry['run_id']} is now the accepted baseline of {entry['experiment_id']}")

@@ -33,7 +33,13 @@ def accept_baseline(context) -> None:  # dagster inspects the (absent) annotatio
         experiment_id = check_name(config["experiment_id"], "experiment id")  # never a path
         root = resource.artifacts_root()
         path = run_directory(root, experiment_id, config["run_id"])
-        entry = accept(path, config["note"], by="dagster", root=root)
+        entry = accept(
+            path,
+            config["note"],
+            by="dagster",
+            root=root,
+            note_field="ops.accept_baseline.config.note",  # never the CLI's --note
+        )
     except (AcceptError, RunDirectoryError, ValueError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(

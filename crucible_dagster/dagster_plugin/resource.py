@@ -12,6 +12,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import ValidationError
 
+from crucible_dagster.experiment.explain import explain_error
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.run_record import artifacts_root
 
@@ -84,10 +85,10 @@ class CrucibleResource(dg.ConfigurableResource):
         try:
             return Experiment.model_validate({**data, **changes})
         except ValidationError as exc:
+            # the IR's own line for the value, as `crucible validate` words it for the file
+            field, message = explain_error(exc.errors()[0], Experiment)
             raise dg.Failure(
-                description=f"resources.crucible.config: {exc.errors()[0]['msg']} "
-                f"({', '.join(str(p) for p in exc.errors()[0]['loc'])})",
-                allow_retries=False,
+                description=f"resources.crucible.config.{field}: {message}", allow_retries=False
             ) from None
 
 

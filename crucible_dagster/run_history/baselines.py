@@ -50,11 +50,13 @@ def accept(
     *,
     by: str | None = None,
     root: str | Path | None = None,
+    note_field: str = "note",
 ) -> dict[str, Any]:
     """Mark a completed run as its experiment's accepted baseline; returns the record written.
 
     Only a run under the artifacts root, whose manifest matches its folder and says
-    ``completed``; only ``<root>/<experiment>/baselines.jsonl`` is written."""
+    ``completed``; only ``<root>/<experiment>/baselines.jsonl`` is written. ``note_field`` is
+    how the caller's user typed the note (``--note``, or the Dagster job's config field)."""
     where = _own_run_dir(Path(run_dir), root)
     try:
         manifest = read_run(where).manifest
@@ -66,7 +68,9 @@ def accept(
             f"baseline), found {manifest.status!r}"
         )
     if note is not None and len(note) > MAX_TEXT:
-        raise AcceptError(f"--note: expected at most {MAX_TEXT} characters, found {len(note)}")
+        raise AcceptError(
+            f"{note_field}: expected at most {MAX_TEXT} characters, found {len(note)}"
+        )
     entry = {
         "run_id": manifest.run_id,
         "experiment_id": manifest.experiment_id,

@@ -388,6 +388,36 @@ def test_the_accept_job_refuses_what_accept_refuses(
     assert snapshot(artifacts_dir) == before
 
 
+@pytest.mark.slow
+def test_the_accept_jobs_long_note_names_its_own_field_not_the_cli_flag(
+    artifacts_dir: Path, template: Path
+) -> None:
+    """Attack A10: inside Dagster the note is the op's config field, not ``--note``."""
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin.accept_job import accept_job
+    from crucible_dagster.dagster_plugin.resource import CrucibleResource
+
+    plant(artifacts_dir, template, "gated", "r1")
+    before = snapshot(artifacts_dir)
+    config = {"experiment_id": "gated", "run_id": "r1", "note": "x" * 4097}
+    with dg.instance_for_test() as instance:
+        result = accept_job(CrucibleResource()).execute_in_process(
+            instance=instance,
+            run_config={"ops": {"accept_baseline": {"config": config}}},
+            raise_on_error=False,
+        )
+    assert not result.success
+    failure = result.failure_data_for_node("accept_baseline")
+    assert failure is not None
+    message = str(failure.error)
+    assert "ops.accept_baseline.config.note: expected at most 4096 characters, found 4097" in (
+        message
+    )
+    assert "--note" not in message
+    assert snapshot(artifacts_dir) == before
+
+
 def test_a_gate_whose_metric_this_run_lacks_fails_when_fail_run(
     artifacts_dir: Path, template: Path
 ) -> None:

@@ -418,3 +418,44 @@ def test_a_grid_with_null_is_accepted_by_validate_the_loader_and_the_run(
     assert result.success
     trials = {p.parent.name for p in (artifacts_dir / "nullgrid").glob("*/trials/*/manifest.json")}
     assert trials == {"depth_None", "depth_5"}  # both trials ran, null included
+
+
+def _launchpad_failure(text: str, config: dict[str, Any]) -> str:
+    from crucible_dagster.dagster_plugin import build_job
+
+    job = build_job(loads_experiment(text))
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"resources": {"crucible": {"config": config}}},
+            raise_on_error=False,
+        )
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert len(failures) == 1, [f.step_key for f in failures]
+    return str(failures[0].step_failure_data.error.message)
+
+
+@pytest.mark.slow
+def test_launchpad_seeds_repeated_are_refused_before_any_trial(artifacts_dir: Path) -> None:
+    """Attack A3: Launchpad seeds [1, 1] used to succeed with one trial counted twice; the
+    run fails at its start with the file's line, and no trial ran."""
+    message = _launchpad_failure(HEAD + "seeds: [1, 2]\n", {"seeds": [1, 1]})
+    assert "Failure: resources.crucible.config.seeds[1]: expected distinct seeds, got 1 twice" in (
+        message
+    )
+    assert not list(artifacts_dir.rglob("trials/*")), "a trial ran"
+
+
+@pytest.mark.slow
+def test_launchpad_seed_out_of_range_gets_the_files_message(cli: Cli, tmp_path: Path) -> None:
+    """Attack A10: the Launchpad's seed is checked by the IR's rule and worded as the file's
+    (not pydantic's 'Input should be greater than or equal to 0')."""
+    path = tmp_path / "e.yaml"
+    path.write_text(HEAD + "seed: 4294967296\n")
+    files = _one_line(cli("validate", path).out, path, 4, "seed", "got 4294967296")
+    expected = files.split(": seed: ", 1)[1]
+    for bad in (-1, 2**32):
+        message = _launchpad_failure(HEAD, {"seed": bad})
+        wanted = expected.replace("4294967296", str(bad))
+        assert f"Failure: resources.crucible.config.seed: {wanted}" in message, message
