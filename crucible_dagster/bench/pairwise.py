@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from crucible_dagster.bench.data import BenchDataError
+from crucible_dagster.bench.data import BenchDataError, paired_differences
 from crucible_dagster.bench.nonparametric import mann_whitney, mcnemar, wilcoxon
 from crucible_dagster.bench.parametric import (
     corrected_resampled_ttest,
@@ -96,7 +96,9 @@ def _corrected_resampled(x: np.ndarray, y: np.ndarray, settings: ComparisonSetti
             f"corrected_resampled_ttest needs one score per split for both groups, got {x.size} and {y.size}"
         )
     return corrected_resampled_ttest(
-        x - y,
+        paired_differences(
+            x, y
+        ),  # noise-level differences are zeros and ties, as in every paired test
         n_train=settings.n_train,
         n_test=settings.n_test,
         alternative=settings.alternative,

@@ -440,3 +440,12 @@ def test_the_fairness_stage_names_the_group_of_one_in_its_violation(tmp_path: An
     summary = FairnessStage().run(ctx, FairnessOptions(n_resamples=100)).metrics["fairness"]
     parity = [v for v in summary["violations"] if "demographic_parity" in v]
     assert parity == ["m: demographic_parity gap 0.500 > 0.1 (against a group of one sample: 'b')"]
+
+
+def test_noise_level_fold_differences_are_no_corrected_t() -> None:
+    folds = [0.81, 0.82, 0.80, 0.83, 0.79]
+    noisy = [v + 1e-16 * (1 + i % 2) for i, v in enumerate(folds)]
+    settings = ComparisonSettings(design="paired", n_train=80, n_test=20)
+    rows = compare_groups({"a": folds, "b": noisy}, settings).rows
+    corrected = next(r for r in rows if r.test == "corrected_resampled_ttest")
+    assert math.isnan(corrected.statistic) and "essentially constant" in (corrected.reason or "")
