@@ -13,23 +13,26 @@ from crucible_dagster.experiment.loading import EXPERIMENT_SUFFIXES, experiment_
 from crucible_dagster.runtime.preflight import check_file, check_files
 
 
-def _expand(paths: Sequence[str]) -> list[Path]:
-    files: list[Path] = []
+def _expand(paths: Sequence[str]) -> dict[Path, Path | None]:
+    """Each file to check, with the folder it was found in (None: named by itself)."""
+    files: dict[Path, Path | None] = {}
     for raw in paths:
         path = Path(raw)
         # a folder is searched; a folder named like an experiment file is a mistake, reported
         folder = path.is_dir() and path.suffix not in EXPERIMENT_SUFFIXES
-        files.extend(experiment_files(path) if folder else [path])
+        files.update(dict.fromkeys(experiment_files(path), path) if folder else {path: None})
     return files
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    files = _expand(args.paths)
+    found = _expand(args.paths)
+    files = list(found)
     if not files:
         error_line("no experiment files found")
         return 1
     bad = 0
-    for checked in check_files(files):
+    folders = {path: folder for path, folder in found.items() if folder is not None}
+    for checked in check_files(files, folders=folders):
         for problem in sorted(checked.problems + checked.warnings, key=lambda p: p.line or 0):
             print(terminal_safe(str(problem)))
         bad += not checked.ok

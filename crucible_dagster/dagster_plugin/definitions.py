@@ -314,7 +314,7 @@ def checked_folder(root: Path, registry: Registry | None) -> list[CheckedFile]:
     if not files:
         message = f"the experiments folder holds no {', '.join(EXPERIMENT_SUFFIXES)} files"
         return [CheckedFile(root, None, [Problem(message, file=display_path(root))])]
-    return check_files(files, registry)
+    return check_files(files, registry, dict.fromkeys(files, root))
 
 
 def _invalid_key(

@@ -332,9 +332,32 @@ def max_file_bytes() -> int:
     return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_FILE_BYTES
 
 
-def read_document(path: str | Path) -> LocatedDocument:
+def outside_folder(path: Path, folder: Path | None = None) -> str | None:
+    """Why ``path`` is not read: a symlink leading outside ``folder`` (the experiments folder
+    scanned, else the file's own folder). Its target is never read, so never echoed."""
+    if not path.is_symlink():
+        return None
+    try:
+        root = (folder if folder is not None else path.parent).resolve()
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a loop: reading it reports it
+        return None
+    if root in target.parents:
+        return None
+    return (
+        f"expected an experiment file inside {display_path(root)}, got a symlink leading "
+        "outside it; it was not read"
+    )
+
+
+def read_document(path: str | Path, folder: Path | None = None) -> LocatedDocument:
+    """The file's text parsed, with each value's line; a symlink leading out of ``folder``
+    (default: the file's own folder), a device or an oversized file is refused unread."""
     path = Path(path)
     file = display_path(path)
+    escape = outside_folder(path, folder)
+    if escape is not None:
+        raise ExperimentError([Problem(escape, file=file)])
     try:
         text = _read_text(path, max_file_bytes())
     except OSError as exc:

@@ -190,10 +190,13 @@ def check_document(
     return (experiment if not problems else None), problems
 
 
-def check_file(path: str | Path, registry: Registry | None = None) -> CheckedFile:
+def check_file(
+    path: str | Path, registry: Registry | None = None, folder: Path | None = None
+) -> CheckedFile:
+    """``folder``: the experiments folder the file was found in (a symlink may not leave it)."""
     path = Path(path)
     try:
-        doc = read_document(path)
+        doc = read_document(path, folder)
         experiment, problems = check_document(doc, registry)
     except ExperimentError as exc:
         return CheckedFile(path, None, exc.problems)
@@ -204,10 +207,15 @@ def check_file(path: str | Path, registry: Registry | None = None) -> CheckedFil
     return CheckedFile(path, experiment, problems, warnings)
 
 
-def check_files(paths: list[Path], registry: Registry | None = None) -> list[CheckedFile]:
+def check_files(
+    paths: list[Path],
+    registry: Registry | None = None,
+    folders: Mapping[Path, Path] | None = None,
+) -> list[CheckedFile]:
     """Every file checked, then checked against each other: an experiment id used by two files
-    makes both invalid (neither silently wins), each naming the other."""
-    checked = [check_file(path, registry) for path in paths]
+    makes both invalid (neither silently wins), each naming the other. ``folders``: the
+    experiments folder each file was found in."""
+    checked = [check_file(path, registry, (folders or {}).get(path)) for path in paths]
     owners: dict[str, list[CheckedFile]] = {}
     for item in checked:
         if item.experiment is not None:

@@ -323,3 +323,39 @@ def test_a_report_asset_dagster_refuses_fails_only_its_experiment(tmp_path: Path
     invalid = _invalid_assets(defs)
     assert list(invalid) == ["spaced.yaml"]
     assert "is not a valid name in Dagster" in invalid["spaced.yaml"]
+
+
+def test_a_symlink_out_of_the_experiments_folder_is_refused_unread(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Attack A5: a link to a file elsewhere (a secret, /etc/passwd) is one line naming the
+    link, under validate, the loader and run; the target's text is never echoed. A link to a
+    file inside the folder is followed."""
+    from crucible_dagster.dagster_plugin import definitions_from_folder
+
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("id: stolen_TOKEN_abc123!\n")
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "good.yaml").write_text("id: good\n" + GOOD_TAIL)
+    (folder / "alias.yaml").symlink_to("good.yaml")  # inside: followed (and a duplicate id)
+    (folder / "out.yaml").symlink_to(secret)
+    (folder / "passwd.yaml").symlink_to("/etc/passwd")
+    refusal = "got a symlink leading outside it; it was not read"
+
+    said = cli("validate", folder)
+    assert said.code == 1 and "Traceback" not in said.text
+    for name in ("out.yaml", "passwd.yaml"):
+        (line,) = [out for out in said.out.splitlines() if out.startswith(f"{folder / name}:")]
+        assert refusal in line, line
+    assert "is also used by" in said.out  # alias.yaml was read: it is good.yaml's text
+    assert "stolen" not in said.text and "root:x:" not in said.text
+
+    invalid = _invalid_assets(definitions_from_folder(folder))
+    assert refusal in invalid["out.yaml"] and refusal in invalid["passwd.yaml"]
+    assert "stolen" not in "".join(invalid.values())
+
+    ran = cli("run", folder / "out.yaml")
+    assert ran.code == 1 and refusal in ran.err and "stolen" not in ran.text
+    (folder / "alias.yaml").unlink()
+    assert cli("validate", folder / "good.yaml").code == 0
