@@ -138,14 +138,14 @@ def dataset_observations(
 ) -> Iterator[dg.AssetObservation]:
     """The experiment's dataset as this stage loaded it: its fingerprint is the data version of
     the dataset asset, so the UI can tell which reports came from other data."""
-    key = translator.dataset_asset_key(experiment)
-    if key is None or experiment.dataset is None:
+    spec = translator.get_dataset_asset_spec(experiment)
+    if spec is None or experiment.dataset is None:
         return
     found = (after.assigns.get("data_fingerprints") or {}).get(experiment.dataset.name)
     known = (before.assigns.get("data_fingerprints") or {}).get(experiment.dataset.name)
     if isinstance(found, str) and found != known:
         yield dg.AssetObservation(
-            asset_key=key,
+            asset_key=spec.key,
             metadata={"fingerprint": found, "crucible/experiment": experiment.id},
             tags={DATA_VERSION_TAG: found[:32]},
         )
@@ -178,7 +178,7 @@ def run_option_problems(
     ops_config = context.get_step_execution_context().resolved_run_config.ops
 
     def options_of(stage_def: StageDef) -> Mapping[str, Any]:
-        op_config = ops_config.get(translator.node_name(experiment, stage_def.name))
+        op_config = ops_config.get(translator.get_op_spec(experiment, stage_def.name).node_name)
         node_config = op_config.config if op_config is not None else None
         return node_config if isinstance(node_config, Mapping) else stage_def.options
 
@@ -243,7 +243,7 @@ def build_stage_op(
     registry: Registry,
     takes_upstream: bool,
 ) -> dg.OpDefinition:
-    hands_on = experiment.executor != "in_process"
+    hands_on = experiment.dagster.executor != "in_process"
 
     def execute(context: dg.OpExecutionContext, upstream: Context | None) -> Iterator[Any]:
         resource: CrucibleResource = context.resources.crucible
@@ -276,16 +276,17 @@ def build_stage_op(
             result, metadata=_output_metadata(ctx, result, stage_def.name, outcome.duration_ms)
         )
 
+    spec = translator.get_op_spec(experiment, stage_def.name, stage_cls)
     # A plain OpDefinition: the @op decorator's signature inspection costs ~1 ms per op,
     # which dominates loading a folder of many experiments.
     return dg.OpDefinition(
         compute_fn=lambda context, inputs: execute(context, inputs.get("upstream")),
-        name=translator.op_definition_name(experiment, stage_def.name),
+        name=spec.name,
         # OpDefinition takes built InputDefinitions too (its annotation says In only)
         ins=CONTEXT_IN if takes_upstream else {},  # type: ignore[arg-type]
         outs=CONTEXT_OUT,
-        description=translator.op_description(experiment, stage_def, stage_cls),
-        tags=translator.op_tags(experiment, stage_def, stage_cls),
+        description=spec.description,
+        tags=spec.tags,
         config_schema=options_config_schema(stage_cls, stage_def.options),
         required_resource_keys={RESOURCE_KEY, IO_MANAGER_KEY},
     )

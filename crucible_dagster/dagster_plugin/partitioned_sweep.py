@@ -1,4 +1,4 @@
-"""A sweep as partitions (``sweep.mode: partitions``): each trial is a partition
+"""A sweep as partitions (``dagster.sweep.mode: partitions``): each trial is a partition
 (configuration x seed) of the asset ``crucible/<experiment>/trials``, materialized, retried
 and backfilled on its own; the comparison ``crucible/<experiment>/sweep`` reads the latest
 materialization of every partition. Extending the grid adds partitions and leaves the old
@@ -55,19 +55,22 @@ def partitioned_sweep_assets(
     experiment: Experiment, translator: CrucibleTranslator, registry: Registry
 ) -> list[dg.AssetsDefinition]:
     partitions, trials = trial_partitions(experiment)
-    trials_key = dg.AssetKey([*translator.sweep_asset_key(experiment).path[:-1], "trials"])
+    spec = translator.get_sweep_asset_spec(experiment)
+    trials_key = dg.AssetKey([*spec.key.path[:-1], "trials"])
+    # the sweep asset's spec gives both assets their attributes (its automation condition is
+    # not carried over: the trials are materialized by partition, by hand or by backfill)
     common: dict[str, Any] = {
-        "group_name": translator.group_name(experiment),
-        "kinds": {"crucible"},
-        "code_version": translator.code_version(experiment),
-        "owners": translator.owners(experiment),
-        "tags": translator.asset_tags(experiment),
+        "group_name": spec.group_name,
+        "kinds": set(spec.kinds),
+        "code_version": spec.code_version,
+        "owners": list(spec.owners),
+        "tags": dict(spec.tags),
     }
 
     @dg.asset(
         key=trials_key,
         partitions_def=partitions,
-        deps=translator.dataset_deps(experiment),
+        deps=list(spec.deps),
         required_resource_keys={RESOURCE_KEY},
         description=f"One trial of sweep {experiment.id} per partition (configuration x seed)",
         **common,
@@ -96,7 +99,7 @@ def partitioned_sweep_assets(
         )
 
     @dg.asset(
-        key=translator.sweep_asset_key(experiment),
+        key=spec.key,
         deps=[trials_key],
         required_resource_keys={RESOURCE_KEY},
         description=f"Sweep {experiment.id}: the configurations compared over every trial partition",

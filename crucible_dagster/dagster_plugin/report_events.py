@@ -145,11 +145,11 @@ def _verdict_metadata(verdict: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _evaluation(
-    asset_key: dg.AssetKey, verdict: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+    check: dg.AssetCheckSpec, verdict: Mapping[str, Any], extra: Mapping[str, Any] | None = None
 ) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
-        asset_key=asset_key,
-        check_name=str(verdict["name"]),
+        asset_key=check.asset_key,
+        check_name=check.name,
         passed=bool(verdict.get("passed")),
         metadata={**_verdict_metadata(verdict), **(extra or {})},
         severity=dg.AssetCheckSeverity.ERROR
@@ -188,13 +188,16 @@ def report_events(
             )
         metadata.update(headline_metadata(after.metrics, experiment))
         yield dg.AssetMaterialization(
-            asset_key=translator.report_asset_key(experiment, specs[item["name"]]),
+            asset_key=translator.get_asset_spec(experiment, specs[item["name"]]).key,
             metadata=metadata,
         )
-    check_asset = translator.quality_check_asset_key(experiment)
-    if produced and check_asset is not None:
+    checks = _check_specs(experiment, translator)
+    if produced and checks:
         gate = after.metrics.get(GATE_METRIC) or {}
         for verdict in verdicts:
+            check = checks.get(str(verdict.get("name")))
+            if check is None:  # a verdict no check is declared for
+                continue
             extra = (
                 {
                     "baseline_run_id": str(gate.get("baseline_run_id")),
@@ -203,7 +206,7 @@ def report_events(
                 if verdict.get("name") == GATE_NAME
                 else {}
             )
-            yield _evaluation(check_asset, verdict, extra)
+            yield _evaluation(check, verdict, extra)
 
 
 def quality_check_specs(
@@ -211,8 +214,20 @@ def quality_check_specs(
 ) -> list[dg.AssetCheckSpec]:
     """Each quality target, and the regression gate, declared once as a check on the first
     file report; the report stage evaluates them in the same run, in the job or the asset."""
+    return list(_check_specs(experiment, translator).values())
+
+
+def _check_specs(
+    experiment: Experiment, translator: CrucibleTranslator
+) -> dict[str, dg.AssetCheckSpec]:
+    """The declared checks by the name their verdicts carry (a target's name, the gate's), so
+    an evaluation follows a spec the translator renamed or moved to another asset."""
     checks: list[QualityTarget | RegressionBaseline] = list(experiment.quality_targets)
     if experiment.regression_baseline is not None:
         checks.append(experiment.regression_baseline)
-    specs = [translator.get_asset_check_spec(experiment, check) for check in checks]
-    return [spec for spec in specs if spec is not None]
+    specs: dict[str, dg.AssetCheckSpec] = {}
+    for check in checks:
+        spec = translator.get_asset_check_spec(experiment, check)
+        if spec is not None:
+            specs[check.name if isinstance(check, QualityTarget) else GATE_NAME] = spec
+    return specs

@@ -63,10 +63,11 @@ def _sweep_op(
     experiment: Experiment, translator: CrucibleTranslator, step: str, description: str, **op: Any
 ) -> Callable[[Callable[..., Any]], dg.OpDefinition]:
     """The sweep job's op decorator: its name, tags and resources, the same for its three ops."""
+    spec = translator.get_op_spec(experiment, step)
     return dg.op(
-        name=translator.op_definition_name(experiment, step),
+        name=spec.name,
         description=description,
-        tags=translator.step_tags(experiment, step),
+        tags=spec.tags,
         required_resource_keys={RESOURCE_KEY},
         **op,
     )
@@ -97,7 +98,7 @@ def _trial_op(
     experiment: Experiment, translator: CrucibleTranslator, registry: Registry
 ) -> dg.OpDefinition:
     description = "Every stage of the pipeline for each trial of the group"
-    pool = experiment.sweep.pool if experiment.sweep else None
+    pool = experiment.dagster.sweep.pool if experiment.sweep else None
 
     @_sweep_op(experiment, translator, "run_trial", description, out=RESULT_OUT, pool=pool)
     def run_one(context, trials):
@@ -155,12 +156,14 @@ def build_sweep_job(
     compare = _compare_op(experiment, translator)
 
     def node(step: str) -> str:
-        return translator.node_name(experiment, step)
+        return translator.get_op_spec(experiment, step).node_name
+
+    spec = translator.get_job_spec(experiment)
 
     @dg.job(
-        name=translator.job_name(experiment),
-        description=translator.job_description(experiment),
-        tags=translator.job_tags(experiment),
+        name=spec.name,
+        description=spec.description,
+        tags=spec.tags,
         resource_defs=resource_defs,
         executor_def=executor_def,
     )
@@ -194,5 +197,5 @@ def sweep_materialization(
         if isinstance(summary.get("mean"), float):
             metadata[f"mean/{name}"] = dg.MetadataValue.float(summary["mean"])
     yield dg.AssetMaterialization(
-        asset_key=translator.sweep_asset_key(experiment), metadata=metadata
+        asset_key=translator.get_sweep_asset_spec(experiment).key, metadata=metadata
     )
