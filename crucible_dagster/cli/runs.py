@@ -21,7 +21,7 @@ from crucible_dagster.run_history.records import (
     read_run,
     terminal_safe,
 )
-from crucible_dagster.run_history.runs import list_runs
+from crucible_dagster.run_history.runs import STATUSES, list_runs
 from crucible_dagster.run_history.scores import read_scores
 from crucible_dagster.runtime.run_record import (
     MANIFEST,
@@ -195,7 +195,11 @@ def register(sub: Any) -> None:
     p = runs_sub.add_parser("list", help="one line per run of an experiment")
     p.add_argument("experiment", type=_experiment_id)
     p.add_argument("--since", type=_since, help="runs started on or after this date")
-    p.add_argument("--status", help="completed, failed, interrupted, running, or a Dagster status")
+    p.add_argument(
+        "--status",
+        choices=STATUSES,
+        help="only runs of this status (a run only Dagster knows is mapped: failure is failed)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs_list)
     p = runs_sub.add_parser("show", help="one run: status, stages, targets, regression gate")

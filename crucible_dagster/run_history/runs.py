@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import accepted_run
 from crucible_dagster.run_history.records import RunRead, Unreadable, scan_runs
 from crucible_dagster.runtime.quality import METRIC_KEY
@@ -17,6 +18,21 @@ from crucible_dagster.runtime.run_record import artifacts_root, stale_note
 
 if TYPE_CHECKING:
     import pandas as pd
+
+#: the statuses a run is listed with (``runs list --status`` takes these)
+STATUSES = ("completed", "failed", "interrupted", "running", "queued", "unreadable")
+#: a run only Dagster knows, in our words (Dagster's own stays in ``dagster_status``)
+FROM_DAGSTER = {
+    "success": "completed",
+    "failure": "failed",
+    "canceled": "interrupted",
+    "canceling": "running",
+    "started": "running",
+    "starting": "running",
+    "managed": "running",
+    "queued": "queued",
+    "not_started": "queued",
+}
 
 #: entry-point group of run sources: ``f(experiment_id) -> list of run dicts``
 RUN_SOURCES = "crucible_dagster.run_sources"
@@ -119,7 +135,13 @@ def list_runs(
     status: str | None = None,
     sources: Iterable[RunSource] | None = None,
 ) -> list[RunRow]:
-    """Every run of the experiment, oldest first; ``sources`` default to the registered ones."""
+    """Every run of the experiment, oldest first; ``sources`` default to the registered ones.
+
+    ``experiment_id`` is a name, never a path ('', '..' and 'a/b' raise ValueError naming it),
+    as on the command line; ``status`` one of ``STATUSES``."""
+    check_name(experiment_id, "experiment id")  # its folder is <artifacts root>/<id>, no other
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
     experiment_dir = artifacts_root(root) / experiment_id
     accepted = accepted_run(experiment_dir)
     rows: dict[str, RunRow] = {}
@@ -137,7 +159,7 @@ def list_runs(
     chosen = [
         r
         for r in rows.values()
-        if (status is None or r.status == status or r.dagster_status == status)
+        if (status is None or r.status == status)
         and (since is None or (r.started_at is not None and _after(r.started_at, since)))
     ]
     found = sorted(chosen, key=lambda r: (_instant(r.started_at), r.run_id))
@@ -159,7 +181,7 @@ def _merge(
     rows[run_id] = RunRow(
         run_id=run_id,
         experiment_id=experiment_id,
-        status=str(dagster_status),
+        status=FROM_DAGSTER.get(str(dagster_status), "unknown"),
         started_at=_text(item.get("started_at")),
         ended_at=_text(item.get("ended_at")),
         orchestrator="dagster",

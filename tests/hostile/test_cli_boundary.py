@@ -112,6 +112,17 @@ def test_every_subcommand_answers_hostile_input_in_one_line(
     assert tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("status", ["bogus", "complete", "failure"])
+def test_runs_list_takes_only_a_known_status(cli: Cli, tmp_path: Path, status: str) -> None:
+    """Attack A7: a typo such as ``--status complete`` printed "no runs of g1" and exit 0, as
+    if the history were empty; it is a usage error naming the value and the choices."""
+    said = cli("runs", "list", "g1", "--status", status)
+    assert said.code == 2, said.text
+    last = said.err.splitlines()[-1]
+    assert f"argument --status: invalid choice: '{status}'" in last, last
+    assert "completed" in last and "interrupted" in last and "Traceback" not in said.text
+
+
 @pytest.mark.parametrize(
     ("flags", "names"),
     [

@@ -438,3 +438,43 @@ def test_history_frame_keeps_the_unreadable_runs_with_their_reason(
     assert list(frame["run_id"]) == ["good", "bad"]
     assert list(frame["status"]) == ["completed", "unreadable"]
     assert "stages: expected a valid dictionary" in frame["reason"].iloc[1]
+
+
+@pytest.mark.parametrize("experiment_id", ["", "..", "g1/..", "../elsewhere/g1", "/tmp/g1"])
+def test_history_takes_an_experiment_id_never_a_path(
+    artifacts_dir: Path, template: Path, tmp_path: Path, experiment_id: str
+) -> None:
+    """Attack A6: history() read a folder outside the artifacts root (and listed its run as
+    completed), or returned an empty frame for '..'; it refuses them as the CLI does."""
+    from crucible_dagster import history
+
+    plant(artifacts_dir, template, "g1", "r1")
+    plant(tmp_path / "elsewhere", template, "g1", "r2")
+    with pytest.raises(ValueError, match="experiment id") as refused:
+        history(experiment_id)
+    assert repr(experiment_id) in str(refused.value)
+    assert list(history("g1")["run_id"]) == ["r1"]
+
+
+def test_a_run_only_dagster_knows_is_listed_in_our_status_words(
+    artifacts_dir: Path, template: Path
+) -> None:
+    """Attack A7: a Dagster-only run said 'failure' where run directories say 'failed', so
+    filtering on 'failed' missed it; its status is ours, Dagster's word kept beside it."""
+    from crucible_dagster.run_history.runs import list_runs
+
+    plant(artifacts_dir, template, "gated", "mine", status="failed")
+    words = ["failure", "success", "canceled", "started", "queued"]
+    dagster = [{"run_id": f"d_{w}", "status": w, "started_at": None} for w in words]
+    rows = {r.run_id: r for r in list_runs("gated", sources=[lambda _: dagster])}
+    assert {k: (r.status, r.dagster_status) for k, r in rows.items() if k != "mine"} == {
+        "d_failure": ("failed", "failure"),
+        "d_success": ("completed", "success"),
+        "d_canceled": ("interrupted", "canceled"),
+        "d_started": ("running", "started"),
+        "d_queued": ("queued", "queued"),
+    }
+    failed = list_runs("gated", status="failed", sources=[lambda _: dagster])
+    assert sorted(r.run_id for r in failed) == ["d_failure", "mine"]
+    with pytest.raises(ValueError, match="status: expected one of completed, failed"):
+        list_runs("gated", status="failure")
