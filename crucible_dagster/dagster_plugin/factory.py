@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from crucible_dagster import Experiment, Registry
 from crucible_dagster.dagster_plugin.celery_settings import CelerySettings, missing_extra
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.ops import build_stage_op
 from crucible_dagster.dagster_plugin.report_events import quality_check_specs
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment
-from crucible_dagster.runtime.registry import Registry, registry_for
+from crucible_dagster.runtime.registry import registry_for
 
 DEFAULT_IO_MANAGER = CrucibleContextIOManager()
 DEFAULT_RESOURCE = CrucibleResource()

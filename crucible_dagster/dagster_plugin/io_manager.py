@@ -21,8 +21,8 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from crucible_dagster import Context
 from crucible_dagster.common.locations import StoragePath, storage_path
-from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.driver import end_open_run
 from crucible_dagster.runtime.serialization import (
     TAG,

@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from crucible_dagster import Context, Experiment, Registry, Stage, StageDef
 from crucible_dagster.dagster_plugin.config import options_config_schema
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.report_events import float_metadata, report_events
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment, StageDef
 from crucible_dagster.experiment.unused import unused_settings
-from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.driver import (
     Run,
     StageFailure,
@@ -25,8 +24,6 @@ from crucible_dagster.runtime.driver import (
     first_context,
     option_problems,
 )
-from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.stage import Stage
 from crucible_dagster.runtime.telemetry import Sink
 
 if TYPE_CHECKING:

@@ -12,13 +12,12 @@ from typing import Any
 
 import dagster as dg
 
+from crucible_dagster import Experiment, Registry
 from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.ops import dagster_log_sink, stage_failure
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run
-from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.run_record import run_directory
 from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from crucible_dagster import Context, Experiment, Registry
 from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.ops import (
     dagster_log_sink,
@@ -30,9 +31,7 @@ from crucible_dagster.dagster_plugin.ops import (
 from crucible_dagster.dagster_plugin.report_events import report_events
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import REPORT_EXTENSIONS, Experiment
-from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.registry import Registry
+from crucible_dagster.experiment.ir import REPORT_EXTENSIONS
 
 if TYPE_CHECKING:
     from crucible_dagster.dagster_plugin.factory import CompiledExperiment
@@ -108,7 +107,7 @@ def _linear(
     translator: CrucibleTranslator,
     registry: Registry,
 ) -> Iterator[Any]:
-    from crucible_dagster.runtime.runner import run
+    from crucible_dagster import run
 
     result = run(
         experiment,

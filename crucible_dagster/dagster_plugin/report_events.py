@@ -15,12 +15,12 @@ from typing import Any
 
 import dagster as dg
 
+from crucible_dagster import Context, Experiment
 from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import Experiment, QualityTarget, RegressionBaseline
+from crucible_dagster.experiment.ir import QualityTarget, RegressionBaseline
 from crucible_dagster.run_history.gate import GATE_METRIC, GATE_NAME
-from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import numeric_metrics
 from crucible_dagster.runtime.quality import METRIC_KEY
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from crucible_dagster import Experiment, Registry
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.ops import (
     dagster_log_sink,
@@ -22,8 +23,7 @@ from crucible_dagster.dagster_plugin.ops import (
 )
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP, Experiment
-from crucible_dagster.runtime.registry import Registry
+from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP
 from crucible_dagster.runtime.run_record import read_manifest, run_directory
 from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid
