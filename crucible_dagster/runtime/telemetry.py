@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -21,10 +22,21 @@ logger = logging.getLogger("crucible_dagster")
 Sink = Callable[[dict[str, Any]], None]
 
 
+#: what would break a log record over several lines (a stage's message may hold any of them)
+_LINE_BREAKS = re.compile("[\n\r\t\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _one_line(value: Any) -> str:
+    """``value`` as text with line breaks and tabs shown as escapes: one event, one log line."""
+    return _LINE_BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value))
+
+
 def logging_sink(event: dict[str, Any]) -> None:
     kind = event["event"]
     level = logging.WARNING if kind.endswith("failed") else logging.INFO
-    details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "timestamp"))
+    details = ", ".join(
+        f"{k}={_one_line(v)}" for k, v in event.items() if k not in ("event", "timestamp")
+    )
     logger.log(level, "%s %s", kind, details)
 
 

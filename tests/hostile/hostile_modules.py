@@ -46,3 +46,21 @@ class AssignsUnstorable(Stage):
 
     def run(self, ctx: Context, options: Any) -> Context:
         return ctx.assign("handle", object())
+
+
+class RaisesKeyError(Stage):
+    """A bug in a stage's own code: that stage's failure, not crucible_dagster's (exit 1)."""
+
+    name = "raises_key_error"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        raise KeyError("missing_column")
+
+
+class RaisesMultiline(Stage):
+    """A failure message with an escape sequence and a line break in it."""
+
+    name = "raises_multiline"
+
+    def run(self, ctx: Context, options: Any) -> Context:
+        raise ValueError("bad \x1b[2J value\nsecond line")

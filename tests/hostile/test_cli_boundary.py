@@ -112,6 +112,43 @@ def test_every_subcommand_answers_hostile_input_in_one_line(
     assert tree(tmp_path) == before
 
 
+def _stage_file(tmp_path: Path, cls: str) -> Path:
+    path = tmp_path / "e.yaml"
+    path.write_text(
+        f"id: e\npipeline:\n  - name: s\n    module: tests.hostile.hostile_modules:{cls}\n"
+    )
+    return path
+
+
+def test_an_exception_in_a_stage_is_that_stages_failure_not_a_bug(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """Attack A8, decided: a KeyError raised by a stage's code fails that stage (exit 1, the
+    record failed with the traceback kept in it); exit 70 is for a bug in crucible_dagster
+    itself, outside stage code."""
+    said = cli("run", _stage_file(tmp_path, "RaisesKeyError"))
+    assert said.code == 1, said.text
+    assert "failed at stage 's' (KeyError, reason exception): 'missing_column'" in said.err
+    assert "bug" not in said.text and "Traceback" not in said.text
+    (manifest,) = artifacts_dir.glob("e/*/manifest.json")
+    record = json.loads(manifest.read_text())
+    assert record["status"] == "failed" and record["failure"]["error_type"] == "KeyError"
+    assert record["failure"]["traceback"].startswith("Traceback (most recent call last)")
+
+
+def test_a_stage_failures_log_line_stays_one_line(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Attack A9: the WARNING stage_failed line escaped ESC but kept the message's newline, so
+    it became two terminal lines; the log record is now one line, breaks shown as escapes."""
+    said = cli("run", _stage_file(tmp_path, "RaisesMultiline"))
+    assert said.code == 1, said.text
+    (logged,) = [r.getMessage() for r in caplog.records if "stage_failed" in r.getMessage()]
+    assert "message=bad \x1b[2J value\\nsecond line, duration_ms=" in logged, logged
+    assert "\n" not in logged
+    assert not any(line.startswith("second line") for line in said.text.splitlines())
+
+
 @pytest.mark.parametrize("status", ["bogus", "complete", "failure"])
 def test_runs_list_takes_only_a_known_status(cli: Cli, tmp_path: Path, status: str) -> None:
     """Attack A7: a typo such as ``--status complete`` printed "no runs of g1" and exit 0, as
