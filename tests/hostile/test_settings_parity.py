@@ -268,6 +268,26 @@ def test_a_strict_setting_is_refused_by_validate_the_loader_and_the_run(
     _refused_everywhere(cli, tmp_path, case, text, 4, field, phrase)
 
 
+@pytest.mark.parametrize("word", ["config", "class", "input"])
+def test_an_id_dagster_reserves_is_refused_everywhere(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, word: str
+) -> None:
+    """Attack A1's other names: an experiment id is its job's name, and Dagster refuses its own
+    words and Python's keywords there (validate used to say valid)."""
+    monkeypatch.chdir(tmp_path)
+    text = f"id: {word}\npipeline:\n  - name: validate\n"
+    phrase = f"Dagster accepts as a job name, got {word!r}"
+    _refused_everywhere(cli, tmp_path, word, text, 1, "id", phrase)
+
+
+def test_the_reserved_words_are_dagsters() -> None:
+    from dagster._core.definitions.utils import DISALLOWED_NAMES
+
+    from crucible_dagster.experiment.names import DAGSTER_RESERVED
+
+    assert set(DAGSTER_RESERVED) == DISALLOWED_NAMES
+
+
 def test_yamls_own_bools_and_integers_still_load(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "e.yaml"
     path.write_text(

@@ -36,7 +36,7 @@ from crucible_dagster.experiment.ir.refs import (
 )
 from crucible_dagster.experiment.ir.reliability import ReliabilityConfig
 from crucible_dagster.experiment.ir.sweep_settings import SweepConfig
-from crucible_dagster.experiment.names import check_name
+from crucible_dagster.experiment.names import check_job_name, check_name
 
 #: the email pattern Dagster checks an asset owner with (dagster._core.utils.is_valid_email)
 OWNER_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,7}\b")
@@ -112,7 +112,7 @@ class Experiment(IRModel):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
-        return check_name(value, "experiment id")
+        return check_job_name(value, "experiment id")
 
     @field_validator("owner")
     @classmethod
