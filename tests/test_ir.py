@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from crucible_dagster import Experiment, ExperimentError, dump_experiment, loads_experiment
 from crucible_dagster.experiment.ir import BackendRef, Ensemble, Hedging, Stats
 from crucible_dagster.experiment.loading import experiment_json_schema, load_experiment
+from crucible_dagster.experiment.names import DAGSTER_RESERVED
 from crucible_dagster.runtime.preflight import check_file
 from crucible_dagster.sweeps.grid import expand_grid
 
@@ -151,12 +152,12 @@ def experiments(draw: st.DrawFn) -> Experiment:
         for n in stage_names
     ]
     data = {
-        "id": draw(names),
+        "id": draw(names.filter(lambda n: n not in DAGSTER_RESERVED)),
         "pipeline": pipeline,
         "description": draw(st.none() | st.text(max_size=20)),
         "tags": draw(st.none() | st.lists(st.text(max_size=5), max_size=3)),
         "seed": draw(st.none() | st.integers(0, 2**31)),
-        "seeds": draw(st.lists(st.integers(0, 100), max_size=3)),
+        "seeds": draw(st.lists(st.integers(0, 100), max_size=3, unique=True)),
         "parameters": draw(
             st.dictionaries(
                 names,
