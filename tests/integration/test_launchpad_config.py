@@ -45,7 +45,8 @@ def test_a_bad_seed_fails_the_run_with_the_irs_message() -> None:
         )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert "greater than or equal to 0" in failure.step_failure_data.error.message
+    message = failure.step_failure_data.error.message
+    assert "resources.crucible.config.seed: expected an integer between 0 and" in message
 
 
 def test_a_sweeps_grid_and_seeds_are_run_config(artifacts_dir: Path) -> None:
