@@ -235,10 +235,11 @@ class UnitScores(Stage):
 class PrefixTranslator(CrucibleTranslator):
     """A user's own naming: report assets under ``lab/<experiment>/<output>``."""
 
-    def report_asset_key(self, experiment: Any, output: Any) -> Any:
+    def get_asset_spec(self, experiment: Any, output: Any) -> Any:
         import dagster as dg
 
-        return dg.AssetKey(["lab", experiment.id, output.name])
+        spec = super().get_asset_spec(experiment, output)
+        return spec.replace_attributes(key=dg.AssetKey(["lab", experiment.id, output.name]))
 
 
 def double_all(values: list[int]) -> list[int]:

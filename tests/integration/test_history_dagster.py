@@ -54,9 +54,12 @@ def _scenario(instance: dg.DagsterInstance) -> list[tuple[str, str, bool, str]]:
     third = job.execute_in_process(instance=instance, run_config=_scores(jitter_seed=3))
     assert third.success
 
-    report = CrucibleTranslator().quality_check_asset_key(experiment)
-    assert report is not None
-    check = dg.AssetCheckKey(report, "no_regression")
+    gate = experiment.regression_baseline
+    assert gate is not None
+    spec = CrucibleTranslator().get_asset_check_spec(experiment, gate)
+    assert spec is not None
+    check = spec.key
+    assert check.name == "no_regression"
     executions = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
     by_run = {e.run_id: e for e in executions}
     assert set(by_run) == {first.run_id, second.run_id, third.run_id}

@@ -53,8 +53,9 @@ def test_a_run_observes_the_dataset_with_its_fingerprint_as_data_version() -> No
             ],
         }
     )
-    key = CrucibleTranslator().dataset_asset_key(experiment)
-    assert key is not None
+    spec = CrucibleTranslator().get_dataset_asset_spec(experiment)
+    assert spec is not None
+    key = spec.key
     with dg.instance_for_test() as instance:
         result = build_job(experiment).execute_in_process(instance=instance)
         observation = instance.get_latest_data_version_record(key)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import dagster as dg
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import CrucibleTranslator, build_job, definitions_from_folder
+from crucible_dagster.dagster_plugin.translator import JobSpec
 from tests.conftest import ROOT
 from tests.integration.specs import asset_specs
 
@@ -116,11 +118,14 @@ def test_disabled_stage_has_no_op_and_multiprocess_executor() -> None:
 
 def test_translator_is_the_one_override_point() -> None:
     class Prefixed(CrucibleTranslator):
-        def job_name(self, experiment: Experiment) -> str:
-            return f"exp_{experiment.id}"
+        def get_job_spec(self, experiment: Experiment) -> JobSpec:
+            return dataclasses.replace(
+                super().get_job_spec(experiment), name=f"exp_{experiment.id}"
+            )
 
-        def report_asset_key(self, experiment, output):
-            return dg.AssetKey(["reports", experiment.id])
+        def get_asset_spec(self, experiment, output):
+            spec = super().get_asset_spec(experiment, output)
+            return spec.replace_attributes(key=dg.AssetKey(["reports", experiment.id]))
 
     defs = definitions_from_folder(ROOT / "experiments", translator=Prefixed())
     assert defs.resolve_job_def("exp_trace_demo").name == "exp_trace_demo"
