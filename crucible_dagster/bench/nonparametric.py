@@ -128,11 +128,7 @@ def wilcoxon(
     that agree to that tolerance are ties (``data.paired_differences``): floating-point noise
     is never ranked as a real difference.
     """
-    if y is None:
-        d = as_sample(x, "differences", 1)
-    else:
-        a, b = as_pairs(x, y, 1)
-        d = paired_differences(a, b)
+    d = _wilcoxon_differences(x, y)
     check_alternative(alternative)
     if not np.isfinite(d).all():
         return TestResult(
@@ -157,6 +153,25 @@ def wilcoxon(
         result.method = method
         return result
     w_plus, w_minus = signed_rank_sums(d, zero_method)
+    result.method = _wilcoxon_method(method, nonzero, zeros, zero_method)
+    result.statistic = w_plus
+    _wilcoxon_effect_size(result, w_plus, w_minus, int(nonzero.size), confidence_level)
+    _wilcoxon_p_values(result, d, zero_method, alternative, continuity_correction)
+    return result
+
+
+def _wilcoxon_differences(x: Any, y: Any) -> np.ndarray:
+    """The differences to rank: x itself when y is None, else x − y with float noise made zero
+    (``data.paired_differences``), so rounding is never ranked as a real difference."""
+    if y is None:
+        return as_sample(x, "differences", 1)
+    a, b = as_pairs(x, y, 1)
+    return paired_differences(a, b)
+
+
+def _wilcoxon_method(method: str, nonzero: np.ndarray, zeros: int, zero_method: str) -> str:
+    """Resolve ``auto`` by R's rule, and turn ``exact`` into ``permutation`` when there are ties
+    (or ranked zeros): the untied exact distribution would silently assume there are none."""
     ties = _has_ties(np.abs(nonzero))
     if method in ("auto", "approx_when_ties_or_zeros"):
         method = "exact" if nonzero.size < 50 and not ties and zeros == 0 else "asymptotic"
@@ -166,22 +181,24 @@ def wilcoxon(
         )
     if method == "exact" and (ties or (zeros and zero_method != "wilcox")):
         method = "permutation"  # exact, but of the tied ranks: never assume there are none
-    result.method = method
-    result.statistic = w_plus
+    return method
+
+
+def _wilcoxon_effect_size(
+    result: TestResult, w_plus: float, w_minus: float, n_nonzero: int, confidence_level: float
+) -> None:
+    """Matched-pairs rank-biserial r = (W⁺ − W⁻)/(W⁺ + W⁻) with its Fisher-z CI, and the rank
+    sums it came from, so a reader can check r against the statistic."""
     total = w_plus + w_minus
     r = (w_plus - w_minus) / total if total else NAN
     result.effect_size, result.effect_size_name = r, "matched_pairs_rank_biserial"
-    result.effect_size_ci = rank_biserial_ci(
-        r, int(nonzero.size), confidence_level=confidence_level
-    )
+    result.effect_size_ci = rank_biserial_ci(r, n_nonzero, confidence_level=confidence_level)
     result.extra.update(
         w_plus=w_plus,
         w_minus=w_minus,
         w_min=min(w_plus, w_minus),
         matched_pairs_rank_biserial_ci_method=FISHER_Z,
     )
-    _wilcoxon_p_values(result, d, zero_method, alternative, continuity_correction)
-    return result
 
 
 def signed_rank_sums(d: np.ndarray, zero_method: str) -> tuple[float, float]:
@@ -332,6 +349,27 @@ def mcnemar(
     with Edwards' continuity correction, ``statistic_uncorrected``/``p_value_uncorrected``)
     beside the exact binomial p; ``correction`` and ``exact`` choose which is ``p_value``.
     """
+    b, c = _discordant_counts(b, c, table)
+    n = b + c
+    result = TestResult(test="mcnemar", df=1.0, n=(n,), method=_mcnemar_method(correction, exact))
+    p_exact = float(stats.binomtest(b, n, 0.5).pvalue) if n else 1.0
+    result.extra = {"b": b, "c": c, "p_value_exact_binomial": p_exact}
+    result.extra.update(_mcnemar_chi_squared(b, c))
+    if exact:
+        result.statistic, result.p_value = float(min(b, c)), p_exact
+        return result
+    if n == 0:
+        result.reason = "no discordant pairs: the chi-squared statistic is 0/0 (the exact p is 1)"
+        return result
+    kind = "corrected" if correction else "uncorrected"
+    result.statistic = result.extra[f"statistic_{kind}"]
+    result.p_value = result.extra[f"p_value_{kind}"]
+    return result
+
+
+def _discordant_counts(b: Any, c: Any, table: Any) -> tuple[int, int]:
+    """b and c from either call form (a 2x2 table passed first or as ``table=`` wins), refused
+    with one message when missing or negative: a count can never be below zero."""
     if table is None and c is None and b is not None and np.ndim(b) == 2:
         table, b = b, None
     if table is not None:
@@ -343,42 +381,32 @@ def mcnemar(
         raise BenchDataError(
             f"mcnemar needs non-negative discordant counts b and c, got {b!r} and {c!r}"
         )
-    b, c = int(b), int(c)
+    return int(b), int(c)
+
+
+def _mcnemar_method(correction: bool, exact: bool) -> str:
+    """The name of the form that ``p_value`` reports, so the record says which one was chosen."""
+    if exact:
+        return "exact binomial"
+    return "chi-squared, continuity-corrected" if correction else "chi-squared"
+
+
+def _mcnemar_chi_squared(b: int, c: int) -> dict[str, float]:
+    """Both chi-squared forms (Edwards-corrected and not) on df 1; NaN when there are no
+    discordant pairs, where the statistic is 0/0 rather than 0."""
     n = b + c
-    result = TestResult(
-        test="mcnemar",
-        df=1.0,
-        n=(n,),
-        method="exact binomial"
-        if exact
-        else ("chi-squared, continuity-corrected" if correction else "chi-squared"),
-    )
-    p_exact = float(stats.binomtest(b, n, 0.5).pvalue) if n else 1.0
-    result.extra = {"b": b, "c": c, "p_value_exact_binomial": p_exact}
     if n == 0:
-        result.extra.update(
-            statistic_corrected=NAN,
-            p_value_corrected=NAN,
-            statistic_uncorrected=NAN,
-            p_value_uncorrected=NAN,
-        )
-        if exact:
-            result.statistic, result.p_value = 0.0, p_exact
-            return result
-        result.reason = "no discordant pairs: the chi-squared statistic is 0/0 (the exact p is 1)"
-        return result
+        return {
+            "statistic_corrected": NAN,
+            "p_value_corrected": NAN,
+            "statistic_uncorrected": NAN,
+            "p_value_uncorrected": NAN,
+        }
     corrected = (max(abs(b - c) - 1, 0)) ** 2 / n
     uncorrected = (b - c) ** 2 / n
-    result.extra.update(
-        statistic_corrected=float(corrected),
-        p_value_corrected=float(stats.chi2.sf(corrected, 1)),
-        statistic_uncorrected=float(uncorrected),
-        p_value_uncorrected=float(stats.chi2.sf(uncorrected, 1)),
-    )
-    if exact:
-        result.statistic, result.p_value = float(min(b, c)), p_exact
-        return result
-    kind = "corrected" if correction else "uncorrected"
-    result.statistic = result.extra[f"statistic_{kind}"]
-    result.p_value = result.extra[f"p_value_{kind}"]
-    return result
+    return {
+        "statistic_corrected": float(corrected),
+        "p_value_corrected": float(stats.chi2.sf(corrected, 1)),
+        "statistic_uncorrected": float(uncorrected),
+        "p_value_uncorrected": float(stats.chi2.sf(uncorrected, 1)),
+    }

@@ -74,12 +74,7 @@ def ttest(
         extra={"mean_x": m1, "mean_y": m2, "var_x": v1, "var_y": v2},
     )
     pooled = ((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2)
-    if equal_var:
-        df = float(n1 + n2 - 2)
-        se = math.sqrt(pooled * (1 / n1 + 1 / n2))
-    else:
-        se = math.sqrt(v1 / n1 + v2 / n2)
-        df = welch_df(v1 / n1, v2 / n2, n1, n2) if se > 0 else NAN
+    se, df = _two_sample_se_df(v1, v2, n1, n2, pooled, equal_var)
     result.df = df
     reason = spread_problem(se, (m1, m2), "both groups", also=(diff,))
     if reason is not None:
@@ -94,23 +89,46 @@ def ttest(
         (diff - half, diff + half),
     )
     if not essentially_constant(math.sqrt(pooled), m1, m2):
-        d = standardized_difference(
-            diff, math.sqrt(pooled), n1, n2, confidence_level, scale=(m1, m2)
-        )
-        j = hedges_correction(n1 + n2 - 2)
-        result.effect_size, result.effect_size_name, result.effect_size_ci = (
-            d.estimate,
-            "cohens_d",
-            d.ci,
-        )
-        result.extra.update(
-            hedges_g=d.estimate * j,
-            hedges_g_ci_low=d.ci[0] * j,
-            hedges_g_ci_high=d.ci[1] * j,
-            cles=cles_normal(d.estimate).estimate,
-            cles_normal=cles_normal(d.estimate).estimate,
-        )
+        _cohens_d_family(result, diff, math.sqrt(pooled), (n1, n2), (m1, m2), confidence_level)
     return result
+
+
+def _two_sample_se_df(
+    v1: float, v2: float, n1: int, n2: int, pooled: float, equal_var: bool
+) -> tuple[float, float]:
+    """Standard error of mean(x) − mean(y) and its df: pooled for Student's, Welch-Satterthwaite
+    otherwise (NaN df when there is no spread, rather than a division by zero)."""
+    if equal_var:
+        return math.sqrt(pooled * (1 / n1 + 1 / n2)), float(n1 + n2 - 2)
+    se = math.sqrt(v1 / n1 + v2 / n2)
+    return se, (welch_df(v1 / n1, v2 / n2, n1, n2) if se > 0 else NAN)
+
+
+def _cohens_d_family(
+    result: TestResult,
+    diff: float,
+    pooled_sd: float,
+    n: tuple[int, int],
+    means: tuple[float, float],
+    confidence_level: float,
+) -> None:
+    """Cohen's d on the pooled SD (noncentral-t CI), with Hedges' g and the CLES beside it:
+    readers ask for all three, and each is derived from the same d so they cannot disagree."""
+    n1, n2 = n
+    d = standardized_difference(diff, pooled_sd, n1, n2, confidence_level, scale=means)
+    j = hedges_correction(n1 + n2 - 2)
+    result.effect_size, result.effect_size_name, result.effect_size_ci = (
+        d.estimate,
+        "cohens_d",
+        d.ci,
+    )
+    result.extra.update(
+        hedges_g=d.estimate * j,
+        hedges_g_ci_low=d.ci[0] * j,
+        hedges_g_ci_high=d.ci[1] * j,
+        cles=cles_normal(d.estimate).estimate,
+        cles_normal=cles_normal(d.estimate).estimate,
+    )
 
 
 @overflow_guarded("paired_ttest")
