@@ -6,6 +6,7 @@ Needs the ``examples`` extra (scikit-learn). Nothing is downloaded.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -128,65 +129,104 @@ class CrossValidate(Stage):
     Options = CrossValidateOptions
 
     def run(self, ctx: Context, options: CrossValidateOptions) -> Context:
-        import numpy as np
-        import pandas as pd
         from sklearn.metrics import get_scorer
         from sklearn.model_selection import RepeatedStratifiedKFold
 
-        features = ctx.assigns.get("features")
-        target = ctx.assigns.get("target")
-        if not isinstance(features, pd.DataFrame) or target is None:
-            raise StageError(
-                "missing_data",
-                None,
-                "cross_validate needs assigns['features'] and assigns['target']; run load_dataset first",
-            )
+        x, y = _training_data(ctx)
         seed = ctx.seed
         splitter = RepeatedStratifiedKFold(
             n_splits=options.folds, n_repeats=options.repeats, random_state=seed
         )
         scorer = get_scorer(options.scoring)
-        x = features.to_numpy()
-        y = np.asarray(target)
-        rows = []
-        noise = np.random.default_rng([seed, 7919])
-        classes = np.unique(y)
-        for fold, (train, test) in enumerate(splitter.split(x, y)):
-            y_train = y[train].copy()
-            if options.label_noise:
-                flip = noise.random(y_train.size) < options.label_noise
-                y_train[flip] = noise.choice(classes, int(flip.sum()))
-            for model_name, spec in options.models.items():
-                estimator = make_estimator(spec, seed).fit(x[train], y_train)
-                rows.append(
-                    {
-                        "group": model_name,
-                        "block": fold,
-                        "value": float(scorer(estimator, x[test], y[test])),
-                    }
-                )
-        scores = pd.DataFrame(rows)
-        n_test = len(y) // options.folds
-        summary = {
-            name: {
-                "mean": float(g.mean()),
-                "std": float(g.std(ddof=1)),
-                "min": float(g.min()),
-                "max": float(g.max()),
-                "n": int(g.size),
-            }
-            for name, g in scores.groupby("group", sort=False)["value"]
-        }
-        fold_scores = {name: g.tolist() for name, g in scores.groupby("group", sort=False)["value"]}
-        design = {
-            "folds": options.folds,
-            "repeats": options.repeats,
-            "n_train": len(y) - n_test,
-            "n_test": n_test,
-            "scoring": options.scoring,
-        }
+        scores = _fold_scores(x, y, splitter.split(x, y), scorer, options, seed)
+        summary, fold_scores = _summarize(scores)
         return (
-            ctx.assign({"scores": scores, "cv_design": design})
+            ctx.assign({"scores": scores, "cv_design": _cv_design(options, len(y))})
             .put_metric("cv", summary)
             .put_metric("fold_scores", fold_scores)
         )
+
+
+def _training_data(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """Features and target as arrays, refused with a stage error (not a KeyError) when
+    load_dataset did not run first."""
+    import numpy as np
+    import pandas as pd
+
+    features = ctx.assigns.get("features")
+    target = ctx.assigns.get("target")
+    if not isinstance(features, pd.DataFrame) or target is None:
+        raise StageError(
+            "missing_data",
+            None,
+            "cross_validate needs assigns['features'] and assigns['target']; run load_dataset first",
+        )
+    return features.to_numpy(), np.asarray(target)
+
+
+def _fold_scores(
+    x: np.ndarray,
+    y: np.ndarray,
+    splits: Iterable[tuple[np.ndarray, np.ndarray]],
+    scorer: Any,
+    options: CrossValidateOptions,
+    seed: int,
+) -> pd.DataFrame:
+    """One row per (model, fold): every model sees the same splits so their scores pair up.
+
+    Label noise is drawn from its own seeded generator and only ever replaces training labels,
+    so a degraded run stays reproducible and is still scored against the true test labels.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    noise = np.random.default_rng([seed, 7919])
+    classes = np.unique(y)
+    for fold, (train, test) in enumerate(splits):
+        y_train = y[train].copy()
+        if options.label_noise:
+            flip = noise.random(y_train.size) < options.label_noise
+            y_train[flip] = noise.choice(classes, int(flip.sum()))
+        for model_name, spec in options.models.items():
+            estimator = make_estimator(spec, seed).fit(x[train], y_train)
+            rows.append(
+                {
+                    "group": model_name,
+                    "block": fold,
+                    "value": float(scorer(estimator, x[test], y[test])),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _summarize(
+    scores: pd.DataFrame,
+) -> tuple[dict[str, dict[str, float | int]], dict[str, list[float]]]:
+    """Per-model summary and the raw fold scores, in the models' order: the summary is for a
+    reader, the fold scores are what the paired tests downstream need."""
+    by_model = scores.groupby("group", sort=False)["value"]
+    summary: dict[str, dict[str, float | int]] = {
+        str(name): {
+            "mean": float(g.mean()),
+            "std": float(g.std(ddof=1)),
+            "min": float(g.min()),
+            "max": float(g.max()),
+            "n": int(g.size),
+        }
+        for name, g in by_model
+    }
+    fold_scores = {str(name): g.tolist() for name, g in by_model}
+    return summary, fold_scores
+
+
+def _cv_design(options: CrossValidateOptions, n_rows: int) -> dict[str, Any]:
+    """The split sizes a corrected resampled t needs (n_train, n_test), beside the CV settings."""
+    n_test = n_rows // options.folds
+    return {
+        "folds": options.folds,
+        "repeats": options.repeats,
+        "n_train": n_rows - n_test,
+        "n_test": n_test,
+        "scoring": options.scoring,
+    }
