@@ -20,12 +20,11 @@ LEGACY_MODULE = REPO / "crucible_dagster" / "dagster_plugin" / "translator_legac
 IR = REPO / "crucible_dagster" / "experiment" / "ir"
 #: old IR attribute -> the block it moved to (``experiment.dagster``, ``experiment.dagster.sweep``)
 OLD_PROPERTIES = {"executor": "dagster", "automation": "dagster", "mode": "sweep", "pool": "sweep"}
-#: receivers of one of those names that are not the IR: Dagster's ``@dg.executor`` decorator,
-#: and the Dagster component's own ``executor`` field (its default for a folder)
-NOT_THE_IR = {
-    ("crucible_dagster/dagster_plugin/celery_app.py", "dg", "executor"),
-    ("crucible_dagster/dagster_plugin/component.py", "self", "executor"),
-}
+#: Dagster's own module (``@dg.executor``) is never the IR
+DAGSTER_MODULE = {"dg", "dagster"}
+#: receivers of one of those names that are not the IR: the Dagster component's own
+#: ``executor`` field (its default for a folder)
+NOT_THE_IR = {("crucible_dagster/dagster_plugin/component.py", "self", "executor")}
 
 
 def _sources() -> list[Path]:
@@ -78,7 +77,7 @@ def _uses(path: Path, root: Path = REPO) -> list[str]:
             found.append((node.lineno, f"{where} (deprecated: use {REPLACED_BY[node.attr]})"))
         elif node.attr in OLD_PROPERTIES and not _new_spelling(node.value, node.attr):
             receiver = node.value.id if isinstance(node.value, ast.Name) else ""
-            if (relative, receiver, node.attr) not in NOT_THE_IR:
+            if receiver not in DAGSTER_MODULE and (relative, receiver, node.attr) not in NOT_THE_IR:
                 found.append(
                     (node.lineno, f"{where} (old IR property: read it in experiment.dagster)")
                 )
@@ -105,7 +104,7 @@ def test_the_scan_finds_each_kind_of_old_use(tmp_path: Path) -> None:
         "e.dagster.executor\n"
         "e.dagster.sweep.pool\n"
         "translator.get_asset_spec(e, o).key\n"
-        "spec.owners, record.dagster_run.job_name\n"
+        "spec.owners, record.dagster_run.job_name, dg.executor\n"
     )
     path = tmp_path / "crucible_dagster" / "sample.py"
     path.parent.mkdir()
