@@ -80,10 +80,10 @@ ui-postgres: $(STAMP)
 # across machines: dagster.postgres.yaml) and CRUCIBLE_ARTIFACTS_DIR.
 N ?= 2
 workers: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m crucible_dagster.dagster_plugin.workers start -n $(N)
+	$(BIN)/python -m crucible_dagster.dagster_plugin.celery.workers start -n $(N)
 
 workers-stop: $(STAMP)
-	$(BIN)/python -m crucible_dagster.dagster_plugin.workers stop
+	$(BIN)/python -m crucible_dagster.dagster_plugin.celery.workers stop
 
 clean:
 	rm -rf $(VENV) .dagster_home .dagster_home_pg artifacts reports .pytest_cache .mypy_cache .ruff_cache

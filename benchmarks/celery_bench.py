@@ -26,8 +26,12 @@ from dagster._core.instance.ref import InstanceRef
 from benchmarks.harness import Row, Timing, paired
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
-from crucible_dagster.dagster_plugin.celery_settings import CelerySettings
-from crucible_dagster.dagster_plugin.workers import start_worker, stop_workers, wait_until_ready
+from crucible_dagster.dagster_plugin.celery.settings import CelerySettings
+from crucible_dagster.dagster_plugin.celery.workers import (
+    start_worker,
+    stop_workers,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE_ENV = "CRUCIBLE_BENCH_QUEUE"

@@ -8,7 +8,7 @@ import pytest
 
 from crucible_dagster import Experiment, run
 from crucible_dagster.experiment.ir import OutputSpec
-from crucible_dagster.stages.guardrails import PiiSecretsAdapter, find_sensitive, luhn_valid
+from crucible_dagster.guardrails.stage import PiiSecretsAdapter, find_sensitive, luhn_valid
 
 
 def exp(*stages: dict[str, Any]) -> Experiment:
@@ -154,7 +154,7 @@ def test_guardrails_stage_with_pii_adapter() -> None:
 
 def test_report_stage_refuses_paths_that_escape(tmp_path) -> None:
     """The IR refuses such a path; the stage still refuses one that got past it."""
-    data = {
+    data: dict[str, Any] = {
         "id": "t",
         "pipeline": [{"name": "report"}],
         "outputs": [{"name": "x", "formats": ["markdown"], "options": {"path": "../../escape.md"}}],

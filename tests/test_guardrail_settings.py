@@ -7,7 +7,7 @@ import pytest
 
 from crucible_dagster import Experiment
 from crucible_dagster.experiment.ir import Guardrail
-from crucible_dagster.reliability.guardrail_settings import (
+from crucible_dagster.guardrails.settings import (
     JAILBREAK,
     PROFILES,
     PROMPT_INJECTION,

@@ -12,16 +12,16 @@ from scipy import stats
 from crucible_dagster.bench.compare import compare_groups
 from crucible_dagster.bench.power import detectable_effect, power_ttest
 from crucible_dagster.bench.settings import ComparisonSettings
-from crucible_dagster.experiment.ir import Ensemble
-from crucible_dagster.reliability.ensemble import (
+from crucible_dagster.ensembles.voting import (
     EnsembleConfigError,
     Vote,
     check_config,
     decide,
     vote,
 )
-from crucible_dagster.reliability.fairness import fairness_report, gaps, group_rates
-from crucible_dagster.stages.score import score_one
+from crucible_dagster.evaluation.score import score_one
+from crucible_dagster.experiment.ir import Ensemble
+from crucible_dagster.fairness.metrics import fairness_report, gaps, group_rates
 
 
 def votes(*answers: tuple[str, object, float | None, float]) -> list[Vote]:

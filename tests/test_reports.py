@@ -18,7 +18,7 @@ from crucible_dagster import Experiment, run
 from crucible_dagster.cli import main
 from crucible_dagster.experiment.ir import QualityTarget
 from crucible_dagster.experiment.loading import load_experiment
-from crucible_dagster.runtime.quality import evaluate_target
+from crucible_dagster.quality.targets import evaluate_target
 from tests.conftest import ROOT, subprocess_env
 
 SCRIPT = "<script>document.title='pwned';document.body.setAttribute('data-pwned','1')</script>"

@@ -39,7 +39,7 @@ from crucible_dagster.backends.http import (
 )
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import BackendRef, Hedging
-from crucible_dagster.reliability.hedging import HedgedCaller
+from crucible_dagster.hedging.caller import HedgedCaller
 
 CACHE_ENV = "CRUCIBLE_CACHE_DIR"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024

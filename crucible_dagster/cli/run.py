@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace, stdout: Any) -> int:
 
 
 def _run_sweep(experiment: Any, args: argparse.Namespace, stdout: Any) -> int:
-    from crucible_dagster.sweeps.report import variance_summary
+    from crucible_dagster.reports.sweep import variance_summary
     from crucible_dagster.sweeps.running import TrialOutcome
     from crucible_dagster.sweeps.standalone import run_sweep
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from crucible_dagster import Experiment, Registry
-from crucible_dagster.dagster_plugin.celery_settings import CelerySettings, missing_extra
+from crucible_dagster.dagster_plugin.celery.settings import CelerySettings, missing_extra
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.ops import build_stage_op
 from crucible_dagster.dagster_plugin.report_events import quality_check_specs
@@ -40,7 +40,7 @@ def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
 def celery_executor_def() -> dg.ExecutorDefinition:
     """dagster_celery's executor, configured from the environment (``celery_settings``)."""
     try:
-        from crucible_dagster.dagster_plugin.celery_app import celery_executor
+        from crucible_dagster.dagster_plugin.celery.app import celery_executor
     except ImportError:
         raise missing_extra() from None
     return celery_executor.configured(CelerySettings.from_env().executor_config(), name="celery")

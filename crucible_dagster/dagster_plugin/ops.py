@@ -217,7 +217,7 @@ def _check_run_start(
 
 def redacts_pii(experiment: Experiment) -> bool:
     """``reliability.guardrails`` redacts PII: the run's stores must not keep it."""
-    from crucible_dagster.reliability.guardrail_settings import resolve
+    from crucible_dagster.guardrails.settings import resolve
 
     config = experiment.reliability.guardrails if experiment.reliability else None
     return config is not None and resolve(config)["pii_redaction"]

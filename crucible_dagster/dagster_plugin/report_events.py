@@ -20,9 +20,9 @@ from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import QualityTarget, RegressionBaseline
-from crucible_dagster.run_history.gate import GATE_METRIC, GATE_NAME
+from crucible_dagster.quality.gate import GATE_METRIC, GATE_NAME
+from crucible_dagster.quality.targets import METRIC_KEY
 from crucible_dagster.runtime.metrics import numeric_metrics
-from crucible_dagster.runtime.quality import METRIC_KEY
 
 MAX_METRIC_ENTRIES = 200
 QUALITY_PREFIX = "quality/"
@@ -88,7 +88,7 @@ def _number(value: Any) -> float | None:
 
 def _preview(ctx: Context) -> str:
     """The readable summary, with the run directory's plots linked by absolute file path."""
-    from crucible_dagster.report.markdown import summary_markdown
+    from crucible_dagster.reports.markdown import summary_markdown
 
     plots = (
         {p.stem.replace("_", " "): str(p) for p in sorted(Path(ctx.run_dir).glob("*.svg"))}

@@ -20,7 +20,7 @@ import dagster as dg
 from crucible_dagster.dagster_plugin.translator_legacy import DeprecatedTranslatorMethods
 from crucible_dagster.experiment.ir import Experiment, OutputSpec, QualityTarget, RegressionBaseline
 from crucible_dagster.experiment.names import suggest_name
-from crucible_dagster.run_history.gate import GATE_NAME
+from crucible_dagster.quality.gate import GATE_NAME
 from crucible_dagster.runtime.run_record import experiment_hash
 from crucible_dagster.runtime.stage import Stage, described
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import accepted_run
 from crucible_dagster.run_history.records import RunRead, Unreadable, scan_runs
-from crucible_dagster.runtime.quality import METRIC_KEY
+from crucible_dagster.runtime.metrics import QUALITY_TARGETS_KEY
 from crucible_dagster.runtime.run_record import artifacts_root, stale_note
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class RunRow:
 def headline_metrics(manifest: Mapping[str, Any]) -> dict[str, float]:
     """The figures a run is judged by: each quality target's and the regression gate's estimate."""
     metrics = manifest.get("metrics")
-    verdicts = metrics.get(METRIC_KEY) if isinstance(metrics, Mapping) else None
+    verdicts = metrics.get(QUALITY_TARGETS_KEY) if isinstance(metrics, Mapping) else None
     out: dict[str, float] = {}
     for verdict in verdicts if isinstance(verdicts, list) else []:
         estimate = verdict.get("estimate") if isinstance(verdict, Mapping) else None

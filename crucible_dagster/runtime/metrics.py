@@ -12,6 +12,10 @@ from typing import Any
 
 from crucible_dagster.common.jsonsafe import to_jsonable
 
+#: where quality.targets stores its verdicts in a run's metrics; the runtime and the run
+#: history read them from there without importing the quality package, which sits above them
+QUALITY_TARGETS_KEY = "quality_targets"
+
 
 def metric_at(metrics: Mapping[str, Any], path: str) -> Any:
     """``cv.logistic_regression.mean`` -> metrics["cv"]["logistic_regression"]["mean"]; KeyError if absent."""
@@ -73,3 +77,16 @@ def changed_numeric_metrics(
     """The numbers in ``after`` that are new or differ from ``before``: what one stage added."""
     earlier = numeric_metrics(before) if before else {}
     return {k: v for k, v in numeric_metrics(after).items() if earlier.get(k) != v}
+
+
+def blocking_failures(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Verdicts (as stored in metrics) of error-severity targets that missed and ask to fail the run."""
+    stored = metrics.get(QUALITY_TARGETS_KEY) or []
+    return [
+        v
+        for v in stored
+        if isinstance(v, Mapping)
+        and not v.get("passed")
+        and v.get("severity") == "error"
+        and v.get("fail_run")
+    ]

@@ -12,10 +12,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crucible_dagster.common.locations import local_path
 from crucible_dagster.common.processes import pid_alive
+
+if TYPE_CHECKING:
+    from crucible_dagster.runtime.context import Context
 
 ARTIFACTS_ENV = "CRUCIBLE_ARTIFACTS_DIR"
 MANIFEST = "manifest.json"
@@ -46,6 +49,14 @@ def check_run_id(run_id: str) -> str:
 
 def run_directory(root: str | Path | None, experiment_id: str, run_id: str) -> Path:
     return artifacts_root(root) / experiment_id / check_run_id(run_id)
+
+
+def report_base(ctx: Context) -> Path:
+    """The run's own folder, where its reports and per-sample table go: the run directory the
+    runner made, else where the artifacts layout puts it."""
+    if ctx.run_dir:
+        return Path(ctx.run_dir)
+    return run_directory(None, ctx.experiment_id, ctx.run_id)
 
 
 def create_exclusively(path: Path) -> None:

@@ -18,7 +18,7 @@ from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment, StageDef
 from crucible_dagster.experiment.params import UnknownParameter, substitute_params
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.quality import blocking_failures
+from crucible_dagster.runtime.metrics import blocking_failures
 from crucible_dagster.runtime.registry import Registry, StageResolutionError, using_registry
 from crucible_dagster.runtime.stage import InvalidOptions, Stage, StageError, ValidateMode
 from crucible_dagster.runtime.telemetry import Telemetry, logger
@@ -173,7 +173,9 @@ def _call(stage_cls: type[Stage], ctx: Context, parsed: Any, registry: Registry)
     if not isinstance(result, Context):
         message = f"stage {stage_cls.stage_name()!r} returned {type(result).__name__}; run() must return a Context"
         raise StageAborted("TypeError", "bad_return", message)
-    blocking = [v for v in blocking_failures(result) if v not in blocking_failures(ctx)]
+    blocking = [
+        v for v in blocking_failures(result.metrics) if v not in blocking_failures(ctx.metrics)
+    ]
     if blocking:
         # The stage did its work (reports are written); an error-severity target asks to fail the run.
         names = ", ".join(str(v["name"]) for v in blocking)

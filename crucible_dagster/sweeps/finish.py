@@ -16,8 +16,8 @@ def finish_sweep(
     """Compare the trials, write the sweep's reports, and end its record (``completed``, or
     ``failed`` when not ``all_ok``); the comparison and the reports' paths."""
     # scipy and the report writers load when a sweep is compared, not with the definitions
+    from crucible_dagster.reports.sweep import write_sweep_reports
     from crucible_dagster.sweeps.comparison import compare_trials
-    from crucible_dagster.sweeps.report import write_sweep_reports
 
     assert sweep.path is not None, "a sweep keeps a run directory"
     with sweep:

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crucible_dagster.report.csv_report import render_csv, safe_csv
+from crucible_dagster.reports.csv_report import render_csv, safe_csv
+from crucible_dagster.reports.sweep import sweep_csv
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.sweeps.report import sweep_csv
 
 FORMULAS = [
     '=HYPERLINK("http://x","y")',

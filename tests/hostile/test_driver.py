@@ -16,7 +16,7 @@ import pytest
 
 from crucible_dagster import Context, Experiment, Stage
 from crucible_dagster.dagster_plugin import CrucibleContextIOManager, build_job
-from crucible_dagster.sweeps.report import FORMATS
+from crucible_dagster.reports.sweep import FORMATS
 from tests.hostile.conftest import snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

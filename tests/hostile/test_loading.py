@@ -307,7 +307,7 @@ def test_a_report_asset_dagster_refuses_fails_only_its_experiment(tmp_path: Path
     from crucible_dagster.dagster_plugin import CrucibleTranslator, definitions_from_folder
 
     class Spaced(CrucibleTranslator):
-        def get_asset_spec(self, experiment, output):  # type: ignore[no-untyped-def]
+        def get_asset_spec(self, experiment, output):
             spec = super().get_asset_spec(experiment, output)
             if experiment.id != "spaced":
                 return spec

@@ -24,9 +24,9 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.dagster_plugin.io_manager import CrucibleContextIOManager
+from crucible_dagster.evaluation.per_sample import save_table
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage
-from crucible_dagster.stages.per_sample import save_table
 from tests.conftest import ROOT, subprocess_env
 from tests.hostile.conftest import Cli
 

@@ -21,10 +21,10 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.bench.compare import compare_groups
 from crucible_dagster.bench.settings import ComparisonSettings, Design
-from crucible_dagster.reliability.fairness import FairnessResult, fairness_report
+from crucible_dagster.evaluation.per_sample import TABLE_KEY
+from crucible_dagster.fairness.metrics import FairnessResult, fairness_report
+from crucible_dagster.fairness.stage import FairnessOptions, FairnessStage
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.stages.fairness import FairnessOptions, FairnessStage
-from crucible_dagster.stages.per_sample import TABLE_KEY
 
 
 def report(pred: list[Any], ref: list[Any], group: list[Any], **kw: Any) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from crucible_dagster.common.processes import pid_alive, signal_process, start_time
-from crucible_dagster.dagster_plugin import workers
-from crucible_dagster.dagster_plugin.workers import PID_SCHEMA, main, worker_name
+from crucible_dagster.dagster_plugin.celery import workers
+from crucible_dagster.dagster_plugin.celery.workers import PID_SCHEMA, main, worker_name
 from tests.conftest import ROOT, Said, subprocess_env
 from tests.hostile.conftest import snapshot
 from tests.integration.test_celery import (
@@ -200,7 +200,7 @@ def test_stop_with_pid_zero_leaves_its_own_process_group_alive(state: Path) -> N
     pid_path(state, 2).write_text("0\n")
     pid_path(state, 3).write_text("-1\n")
     done = subprocess.run(
-        [sys.executable, "-m", "crucible_dagster.dagster_plugin.workers", "--state-dir",
+        [sys.executable, "-m", "crucible_dagster.dagster_plugin.celery.workers", "--state-dir",
          str(state), "stop", "--timeout", "1"],
         env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=60,
         start_new_session=True,
@@ -388,7 +388,7 @@ def test_a_bad_worker_wait_is_refused_by_the_command_and_the_executor(
 ) -> None:
     """``CRUCIBLE_CELERY_WORKER_WAIT`` is read the same by ``workers start`` and the run's
     executor; an absurd wait is one line naming the variable, never a run that waits forever."""
-    from crucible_dagster.dagster_plugin.celery_settings import worker_wait_problem
+    from crucible_dagster.dagster_plugin.celery.settings import worker_wait_problem
 
     monkeypatch.setenv("CRUCIBLE_CELERY_WORKER_WAIT", value)
     state = tmp_path / "never_created"
@@ -445,7 +445,7 @@ def test_worker_names_differ_between_state_folders_and_queues(tmp_path: Path) ->
 
 def command(state: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "crucible_dagster.dagster_plugin.workers", "--state-dir",
+        [sys.executable, "-m", "crucible_dagster.dagster_plugin.celery.workers", "--state-dir",
          str(state), *args],
         env=subprocess_env(**env), cwd=ROOT, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
@@ -501,7 +501,7 @@ def test_nothing_consumes_the_queue_fails_with_a_message(broker: None) -> None:
     """Before submitting steps the executor asks which queues have workers: none, a message."""
     from dagster_celery.make_app import make_app
 
-    from crucible_dagster.dagster_plugin.celery_app import NoCeleryWorker, wait_for_consumers
+    from crucible_dagster.dagster_plugin.celery.app import NoCeleryWorker, wait_for_consumers
 
     queue = f"crucible_test_{uuid.uuid4().hex[:8]}"
     app = make_app({"broker": "pyamqp://guest:guest@127.0.0.1:5672//", "backend": "rpc://"})
@@ -544,7 +544,7 @@ def test_an_unreachable_broker_fails_the_check_with_its_reason() -> None:
     """Connection refused: the run's message says the broker failed, password masked."""
     from dagster_celery.make_app import make_app
 
-    from crucible_dagster.dagster_plugin.celery_app import NoCeleryWorker, wait_for_consumers
+    from crucible_dagster.dagster_plugin.celery.app import NoCeleryWorker, wait_for_consumers
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -559,7 +559,7 @@ def test_an_unreachable_broker_fails_the_check_with_its_reason() -> None:
 
 def test_queue_lists_are_accepted_and_malformed_ones_refused() -> None:
     """A worker may consume several queues (Celery's ``-Q a,b``); empty items are refused."""
-    from crucible_dagster.dagster_plugin.celery_settings import queue_problem
+    from crucible_dagster.dagster_plugin.celery.settings import queue_problem
 
     assert queue_problem("a") is None and queue_problem("bench_one,bench_two") is None
     for bad in ("", ",a", "a,,b", "a,", "a b", "a/b", "x" * 201):

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from crucible_dagster.dagster_plugin import build_job
-from crucible_dagster.dagster_plugin.workers import running_workers
+from crucible_dagster.dagster_plugin.celery.workers import running_workers
 from crucible_dagster.experiment.loading import load_experiment
 from tests.conftest import ROOT, subprocess_env
 from tests.integration.test_postgres import postgres_db, postgres_home
@@ -106,7 +106,7 @@ class Deployment:
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "crucible_dagster.dagster_plugin.workers", *args],
+            [sys.executable, "-m", "crucible_dagster.dagster_plugin.celery.workers", *args],
             env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 

@@ -17,7 +17,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, build_job
-from crucible_dagster.dagster_plugin.celery_settings import RELIABILITY_SETTINGS, CelerySettings
+from crucible_dagster.dagster_plugin.celery.settings import RELIABILITY_SETTINGS, CelerySettings
 from crucible_dagster.dagster_plugin.definitions import (
     default_executor_from_env,
     definitions_from_folder,

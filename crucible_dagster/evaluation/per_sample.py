@@ -19,8 +19,8 @@ from crucible_dagster.backends.registry import BackendError, check_backend
 from crucible_dagster.common.files import atomic_write_with
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.run_dirs import report_base
 from crucible_dagster.runtime.stage import StageError, StageOptions
-from crucible_dagster.stages.report import report_base
 
 if TYPE_CHECKING:
     import pandas as pd

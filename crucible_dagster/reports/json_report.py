@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from crucible_dagster.report.model import Plot, report_data
+from crucible_dagster.reports.model import Plot, report_data
 from crucible_dagster.runtime.context import Context
 
 

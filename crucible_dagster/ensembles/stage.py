@@ -18,8 +18,7 @@ from pydantic import Field, field_validator
 
 from crucible_dagster.backends.base import Backend, Request
 from crucible_dagster.backends.registry import build_backend
-from crucible_dagster.experiment.ir import BackendRef, Ensemble
-from crucible_dagster.reliability.ensemble import (
+from crucible_dagster.ensembles.voting import (
     Ask,
     Decision,
     EnsembleConfigError,
@@ -28,9 +27,7 @@ from crucible_dagster.reliability.ensemble import (
     decide,
     decide_live,
 )
-from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageError
-from crucible_dagster.stages.per_sample import (
+from crucible_dagster.evaluation.per_sample import (
     TABLE_KEY,
     SampleSource,
     as_table,
@@ -41,6 +38,9 @@ from crucible_dagster.stages.per_sample import (
     save_table,
     table_of,
 )
+from crucible_dagster.experiment.ir import BackendRef, Ensemble
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage, StageError
 
 
 class EnsembleOptions(SampleSource):

@@ -10,7 +10,7 @@ explicitly in the file wins over every profile):
 | moderate | yes | yes | yes | yes | no |
 | strict | yes | yes | yes | yes | yes |
 
-PII is found by ``stages.guardrails.find_sensitive`` (emails, phone numbers, Luhn-valid card
+PII is found by ``common.pii.find_sensitive`` (emails, phone numbers, Luhn-valid card
 numbers, API keys and assigned secrets). Prompt-injection and jailbreak patterns are below,
 each with an example it catches (the tests check every one); they are case-insensitive
 regular expressions, a first line of defence that a determined attacker can word around.

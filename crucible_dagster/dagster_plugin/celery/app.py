@@ -1,7 +1,7 @@
-"""The Celery app the project's workers run (``celery -A crucible_dagster.dagster_plugin.celery_app``),
+"""The Celery app the project's workers run (``celery -A crucible_dagster.dagster_plugin.celery.app``),
 and the executor runs submit to them with.
 
-dagster_celery's own tasks, on an app configured from ``celery_settings``: the broker,
+dagster_celery's own tasks, on an app configured from ``celery.settings``: the broker,
 results backend and late acknowledgement the executor submits with. A worker reconstructs
 each step's job from the run's code origin (``definitions.py``), so it imports the project's
 experiments itself; ``include`` only preloads the adapter.
@@ -25,7 +25,7 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 from dagster_celery.tasks import create_task
 
-from crucible_dagster.dagster_plugin.celery_settings import (
+from crucible_dagster.dagster_plugin.celery.settings import (
     DEFAULT_WORKER_WAIT,
     CelerySettings,
     worker_wait_problem,

@@ -1,4 +1,4 @@
-"""Start, list and stop this project's Celery workers: ``python -m crucible_dagster.dagster_plugin.workers``.
+"""Start, list and stop this project's Celery workers: ``python -m crucible_dagster.dagster_plugin.celery.workers``.
 
 ``start -n 2`` starts two workers in the background, each one process (Celery's ``solo``
 pool: one step at a time, and a killed worker takes no orphaned child with it), each named
@@ -49,7 +49,7 @@ from crucible_dagster.common.processes import (
     signal_process,
     start_time,
 )
-from crucible_dagster.dagster_plugin.celery_settings import (
+from crucible_dagster.dagster_plugin.celery.settings import (
     DEFAULT_QUEUE,
     QUEUE_PATTERN,
     CelerySettings,
@@ -57,7 +57,7 @@ from crucible_dagster.dagster_plugin.celery_settings import (
     queue_problem,
 )
 
-APP = "crucible_dagster.dagster_plugin.celery_app"
+APP = "crucible_dagster.dagster_plugin.celery.app"
 PID_SCHEMA = "crucible-worker/1"
 #: a pid file is a few hundred bytes; anything far larger is not one of ours
 MAX_PID_FILE_BYTES = 4096
@@ -349,7 +349,7 @@ def _answering(pending: dict[str, Started], timeout: float) -> set[str]:
     """The workers among ``pending`` that answered on the broker within ``timeout`` seconds,
     as the very process we started: a reply carries the worker's pid (``stats``), so a stray
     worker of the same name elsewhere is never taken for ours."""
-    from crucible_dagster.dagster_plugin.celery_app import app
+    from crucible_dagster.dagster_plugin.celery.app import app
 
     nodes = {node_name(name): name for name in pending}
     try:
@@ -484,7 +484,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="python -m crucible_dagster.dagster_plugin.workers")
+    parser = Parser(prog="python -m crucible_dagster.dagster_plugin.celery.workers")
     parser.add_argument(
         "--state-dir", help="pid and log files (default $DAGSTER_HOME/celery_workers)"
     )
@@ -520,7 +520,7 @@ def start_command(state: Path, count: int, queue: str, timeout: float) -> tuple[
     if problem:
         raise CommandError(f"queue: {problem}")
     try:
-        import crucible_dagster.dagster_plugin.celery_app  # noqa: F401 - what the workers run
+        import crucible_dagster.dagster_plugin.celery.app  # noqa: F401 - what the workers run
     except ImportError:
         raise CommandError(str(missing_extra())) from None
     with state_lock(state):

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import Field
 
+from crucible_dagster.evaluation.per_sample import table_of
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
-from crucible_dagster.stages.per_sample import table_of
 
 DEFAULT_THRESHOLD = 0.1
 
@@ -55,7 +55,7 @@ class FairnessStage(Stage):
     def run(self, ctx: Context, options: FairnessOptions) -> Context:
         import pandas as pd
 
-        from crucible_dagster.reliability.fairness import METRICS, fairness_report
+        from crucible_dagster.fairness.metrics import METRICS, fairness_report
 
         experiment = ctx.experiment
         config = experiment.reliability.fairness if experiment and experiment.reliability else None

@@ -9,15 +9,12 @@ from pydantic import Field
 
 from crucible_dagster.common.files import atomic_write_text, safe_join
 from crucible_dagster.experiment.ir import OutputSpec
-from crucible_dagster.report.render import Plot, render
-from crucible_dagster.run_history.gate import GATE_METRIC, evaluate_gate, gate_metrics, gate_verdict
+from crucible_dagster.quality.gate import GATE_METRIC, evaluate_gate, gate_metrics, gate_verdict
+from crucible_dagster.quality.targets import METRIC_KEY, evaluate_targets
+from crucible_dagster.reports.render import Plot, render
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.quality import METRIC_KEY, evaluate_targets
-from crucible_dagster.runtime.run_record import (
-    RunDirectoryError,
-    create_exclusively,
-    run_directory,
-)
+from crucible_dagster.runtime.run_dirs import report_base
+from crucible_dagster.runtime.run_record import RunDirectoryError, create_exclusively
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
 
@@ -27,12 +24,6 @@ class ReportOptions(StageOptions):
         description="Metric paths the report asset plots across runs under Dagster, beside the "
         "quality targets' metrics and the sweep metric (the rest is one JSON entry).",
     )
-
-
-def report_base(ctx: Context) -> Path:
-    if ctx.run_dir:
-        return Path(ctx.run_dir)
-    return run_directory(None, ctx.experiment_id, ctx.run_id)
 
 
 def report_path(ctx: Context, spec: OutputSpec, fmt: str) -> Path:
@@ -68,12 +59,12 @@ def copy_folder(ctx: Context) -> Path | None:
 def _plots(ctx: Context) -> dict[str, Any]:
     """Plots for the reports: a forest plot of the comparisons and the per-group distributions."""
     from crucible_dagster.bench.rows import comparison_rows
-    from crucible_dagster.report import plots
+    from crucible_dagster.reports import plots
 
     made = {}
     gate = ctx.experiment.regression_baseline if ctx.experiment else None
     if gate is not None and ctx.run_dir:
-        from crucible_dagster.run_history.trend import metric_history
+        from crucible_dagster.quality.trend import metric_history
 
         trend = plots.history_plot(metric_history(gate, Path(ctx.run_dir), ctx.run_id), gate.metric)
         if trend:

@@ -21,10 +21,7 @@ from crucible_dagster.backends.registry import (
     build_backend,
     check_backend,
 )
-from crucible_dagster.experiment.ir import BackendRef, Experiment
-from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageError
-from crucible_dagster.stages.per_sample import (
+from crucible_dagster.evaluation.per_sample import (
     SampleSource,
     as_table,
     checked_backends,
@@ -33,12 +30,15 @@ from crucible_dagster.stages.per_sample import (
     samples_of,
     save_table,
 )
+from crucible_dagster.experiment.ir import BackendRef, Experiment
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage, StageError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 #: how a pipeline names this stage (built-in names and the class path)
-STAGE_REFS = ("predict", "generate", "crucible_dagster.stages.predict:PredictStage")
+STAGE_REFS = ("predict", "generate", "crucible_dagster.evaluation.predict:PredictStage")
 
 
 class PredictOptions(SampleSource):

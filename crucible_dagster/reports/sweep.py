@@ -16,11 +16,11 @@ from typing import Any
 from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import Experiment
-from crucible_dagster.report import plots
-from crucible_dagster.report.csv_report import safe_csv
-from crucible_dagster.report.html import bench_html, html_page, html_table, plots_html
-from crucible_dagster.report.markdown import bench_markdown, md_table, md_text
-from crucible_dagster.report.model import Plot
+from crucible_dagster.reports import plots
+from crucible_dagster.reports.csv_report import safe_csv
+from crucible_dagster.reports.html import bench_html, html_page, html_table, plots_html
+from crucible_dagster.reports.markdown import bench_markdown, md_table, md_text
+from crucible_dagster.reports.model import Plot
 
 SUMMARY_HEADERS = ["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"]
 FORMATS = {"markdown": "sweep.md", "json": "sweep.json", "csv": "sweep.csv", "html": "sweep.html"}

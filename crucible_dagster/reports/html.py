@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from crucible_dagster.bench.rows import ComparisonRow, comparison_rows, omnibus_rows
-from crucible_dagster.report.model import Plot, format_number, report_data, verdict_label
+from crucible_dagster.reports.model import Plot, format_number, report_data, verdict_label
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import numeric_metrics
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from crucible_dagster.report.model import Plot, comparison_table
+from crucible_dagster.reports.model import Plot, comparison_table
 from crucible_dagster.runtime.context import Context
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -149,7 +149,7 @@ class GuardrailsStage(Stage):
         summary: dict[str, Any] = {"total": len(examples or []), "violations": len(violations)}
         if config is None:
             return ctx.put_metric("guardrails", summary).assign("guardrail_violations", violations)
-        from crucible_dagster.reliability.guardrail_settings import resolve
+        from crucible_dagster.guardrails.settings import resolve
 
         settings = resolve(config)
         detections = _detections(examples or [], table, ctx.outputs, settings)
@@ -195,7 +195,7 @@ def _texts(
 def _detections(
     examples: list[Any], table: Any, outputs: Sequence[Any], settings: Mapping[str, bool]
 ) -> list[dict[str, Any]]:
-    from crucible_dagster.reliability.guardrail_settings import (
+    from crucible_dagster.guardrails.settings import (
         JAILBREAK,
         PROMPT_INJECTION,
         find_patterns,
@@ -286,7 +286,7 @@ def _scrubbed(ctx: Context, found: Mapping[str, str], table: Any) -> Context:
     """``ctx`` with each found value replaced by ``[REDACTED:<kind>]`` in every assign, output,
     metric and trace event (which records options and metrics); the per-sample table (already
     redacted) is saved again once scrubbed."""
-    from crucible_dagster.stages.per_sample import TABLE_KEY, save_table
+    from crucible_dagster.evaluation.per_sample import TABLE_KEY, save_table
 
     if not found:
         return save_table(ctx, table) if table is not None else ctx

@@ -18,10 +18,11 @@ from typing import Any
 from crucible_dagster.bench.rows import ComparisonRow, comparison_rows
 from crucible_dagster.experiment.ir import QualityTarget
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.metrics import finite_number, metric_at
+from crucible_dagster.runtime.metrics import QUALITY_TARGETS_KEY, finite_number, metric_at
 
 OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-METRIC_KEY = "quality_targets"
+#: where the verdicts sit in a run's metrics (the runtime reads them there too)
+METRIC_KEY = QUALITY_TARGETS_KEY
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,3 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
 def evaluate_targets(ctx: Context) -> list[Verdict]:
     targets = ctx.experiment.quality_targets if ctx.experiment else []
     return [evaluate_target(t, ctx.metrics) for t in targets]
-
-
-def blocking_failures(ctx: Context) -> list[Mapping[str, Any]]:
-    """Verdicts (as stored in metrics) of error-severity targets that missed and ask to fail the run."""
-    stored = ctx.metrics.get(METRIC_KEY) or []
-    return [
-        v
-        for v in stored
-        if isinstance(v, Mapping)
-        and not v.get("passed")
-        and v.get("severity") == "error"
-        and v.get("fail_run")
-    ]

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from crucible_dagster.evaluation.per_sample import save_table, table_of
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
-from crucible_dagster.stages.per_sample import save_table, table_of
 
 Metric = Literal["exact_match", "contains", "absolute_error", "squared_error"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from crucible_dagster.report.csv_report import render_csv
-from crucible_dagster.report.html import render_html
-from crucible_dagster.report.json_report import render_json
-from crucible_dagster.report.markdown import render_markdown
-from crucible_dagster.report.model import EXTENSIONS, Plot
+from crucible_dagster.reports.csv_report import render_csv
+from crucible_dagster.reports.html import render_html
+from crucible_dagster.reports.json_report import render_json
+from crucible_dagster.reports.markdown import render_markdown
+from crucible_dagster.reports.model import EXTENSIONS, Plot
 from crucible_dagster.runtime.context import Context
 
 RENDERERS: dict[str, Callable[[Context, Mapping[str, Plot] | None], str]] = {

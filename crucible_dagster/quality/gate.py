@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crucible_dagster.experiment.ir import RegressionBaseline
+from crucible_dagster.quality.targets import Verdict
 from crucible_dagster.run_history.records import (
     RecordError,
     RunRead,
@@ -27,7 +28,6 @@ from crucible_dagster.run_history.records import (
 )
 from crucible_dagster.run_history.scores import metric_units
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.quality import Verdict
 from crucible_dagster.runtime.run_record import (
     MANIFEST,
     RUN_ID_PATTERN,

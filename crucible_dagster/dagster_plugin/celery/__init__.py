@@ -1,0 +1,1 @@
+"""Celery: the app the workers run, its settings, and starting and stopping the workers."""

@@ -1,0 +1,1 @@
+"""Ensembles: voting over several backends' answers, and the ensemble stage."""

@@ -1,0 +1,1 @@
+"""Fairness: per-group metrics and gaps, and the fairness stage."""

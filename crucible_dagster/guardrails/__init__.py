@@ -1,0 +1,1 @@
+"""Guardrails: the guardrail settings (profiles, checkers) and the guardrails stage."""

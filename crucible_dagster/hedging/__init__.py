@@ -1,0 +1,1 @@
+"""Hedging: hedged requests that cut a backend's tail latency."""

@@ -1,1 +1,0 @@
-"""The original's reliability toolkit: ensembles, hedged requests, fairness, guardrail settings."""

@@ -1,1 +1,0 @@
-"""Report rendering (markdown, json, ...): pure functions from a Context to text."""
