@@ -98,3 +98,15 @@ def test_ops_and_sweep_steps_follow_the_op_spec_and_the_dagster_block() -> None:
     assert sorted(nodes) == ["lab_compare_trials", "lab_plan_trials", "lab_run_trial"]
     assert (trial.name, trial.tags["lab"]) == ("lab__swept__run_trial", "run_trial")
     assert trial.pool == "gpu_trials"  # dagster.sweep.pool, the new spelling
+
+
+def test_the_report_stage_is_recognised_by_its_registered_name_and_its_class_path() -> None:
+    """A stage given by the report stage's full module path gets the report's headline figures,
+    so the path the adapter compares against must be where the class lives."""
+    from crucible_dagster.dagster_plugin.report_events import REPORT_STAGE
+    from crucible_dagster.reports.stage import ReportStage
+    from crucible_dagster.runtime.registry import Registry
+
+    name, path = REPORT_STAGE
+    assert Registry().resolve(name) is ReportStage
+    assert Registry().resolve(path) is ReportStage

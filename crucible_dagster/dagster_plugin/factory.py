@@ -38,7 +38,7 @@ def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
 
 
 def celery_executor_def() -> dg.ExecutorDefinition:
-    """dagster_celery's executor, configured from the environment (``celery_settings``)."""
+    """dagster_celery's executor, configured from the environment (``celery.settings``)."""
     try:
         from crucible_dagster.dagster_plugin.celery.app import celery_executor
     except ImportError:

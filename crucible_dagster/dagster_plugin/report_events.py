@@ -34,7 +34,7 @@ def float_metadata(numbers: Mapping[str, float], prefix: str = "") -> dict[str, 
 
 
 #: the built-in report stage, by its registered name or its class path
-REPORT_STAGE = ("report", "crucible_dagster.stages.report:ReportStage")
+REPORT_STAGE = ("report", "crucible_dagster.reports.stage:ReportStage")
 
 
 def headline_names(experiment: Experiment) -> list[str]:
