@@ -76,14 +76,22 @@ def _ps_command_line(pid: int) -> list[str] | None:
     """``ps -o command=`` where there is no /proc: split on spaces, enough to find a name."""
     if Path("/proc/self/stat").exists():
         return None  # /proc exists but not this pid's entry: no such process
+    text = _ps_column(pid, "command")
+    return text.split() if text else None
+
+
+def _ps_column(pid: int, column: str) -> str | None:
+    """One ``ps -o <column>=`` reading of ``pid``, stripped; None where ps fails or says nothing.
+    Shared so the command line and the start time ask ps the same way, with one timeout."""
     try:
         found = subprocess.run(
-            ["ps", "-o", "command=", "-p", str(pid)],
+            ["ps", "-o", f"{column}=", "-p", str(pid)],
             capture_output=True, text=True, timeout=5, check=False,
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
-    return found.stdout.split() if found.returncode == 0 and found.stdout.strip() else None
+    text = found.stdout.strip()
+    return text if found.returncode == 0 and text else None
 
 
 def _psutil_start_time(pid: int) -> str | None:
@@ -99,15 +107,8 @@ def _psutil_start_time(pid: int) -> str | None:
 
 def _ps_start_time(pid: int) -> str | None:
     """``ps -o lstart=``: POSIX systems without /proc (macOS) and without psutil."""
-    try:
-        found = subprocess.run(
-            ["ps", "-o", "lstart=", "-p", str(pid)],
-            capture_output=True, text=True, timeout=5, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    text = found.stdout.strip()
-    return f"ps:{text}" if found.returncode == 0 and text else None
+    text = _ps_column(pid, "lstart")
+    return f"ps:{text}" if text else None
 
 
 def start_time(pid: int) -> str | None:
