@@ -28,13 +28,7 @@ def shapiro(x: Any) -> TestResult:
     if np.all(data == data[0]):
         result.reason = "all values are identical: normality cannot be assessed"
         return result
-    res = stats.shapiro(data)
-    w, p = float(res.statistic), float(res.pvalue)
-    if not (math.isfinite(w) and math.isfinite(p)):
-        result.reason = overflow_reason("W")
-        return result
-    result.statistic, result.p_value = w, p
-    return result
+    return _finite_or_overflow(result, stats.shapiro(data), "W")
 
 
 @overflow_guarded("levene")
@@ -61,10 +55,17 @@ def levene(
     if all(np.all(d == d[0]) for d in deviations) and len({float(d[0]) for d in deviations}) == 1:
         result.reason = "absolute deviations are constant: the statistic is undefined"
         return result
-    res = stats.levene(*data, center=center)
+    return _finite_or_overflow(
+        result, stats.levene(*data, center=center), "an absolute deviation's mean"
+    )
+
+
+def _finite_or_overflow(result: TestResult, res: Any, what: str) -> TestResult:
+    """Copy scipy's statistic and p into ``result`` only when both are finite: scipy answers
+    an overflow with nan (or p = 1), which must read as undefined, never as a p-value."""
     statistic, p = float(res.statistic), float(res.pvalue)
     if not (math.isfinite(statistic) and math.isfinite(p)):
-        result.reason = overflow_reason("an absolute deviation's mean")
+        result.reason = overflow_reason(what)
         return result
     result.statistic, result.p_value = statistic, p
     return result
