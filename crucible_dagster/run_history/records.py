@@ -15,7 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
@@ -195,6 +195,21 @@ def parse_json(path: Path, data: bytes, what: str) -> Any:
         raise RecordError(path, "file", f"{what} (JSON)", str(exc)[:200]) from None
 
 
+_R = TypeVar("_R", bound=_Record)
+
+
+def _validated(where: Path, data: bytes, what: str, model: type[_R]) -> tuple[dict[str, Any], _R]:
+    """The JSON object in ``data`` and ``model`` validated from it: a manifest and a baselines
+    line are refused the same way (not JSON, not an object, a bad field), each naming ``where``."""
+    raw = parse_json(where, data, what)
+    if not isinstance(raw, dict):
+        raise RecordError(where, "record", "a JSON object", type(raw).__name__)
+    try:
+        return raw, model.model_validate(raw)
+    except ValidationError as exc:
+        raise _field_error(where, exc) from None
+
+
 def read_run(run_dir: str | Path) -> RunRead:
     """A run directory's manifest, checked against its folder: the manifest's ``run_id`` and
     ``experiment_id`` must be the folder's names, or it is another run's record."""
@@ -202,13 +217,8 @@ def read_run(run_dir: str | Path) -> RunRead:
     path = run_dir / MANIFEST
     if run_dir.is_symlink():
         raise RecordError(run_dir, "folder", "a run folder", "a symlink")
-    raw = parse_json(path, read_bytes(path, MAX_MANIFEST_BYTES, "a run manifest"), "a manifest")
-    if not isinstance(raw, dict):
-        raise RecordError(path, "record", "a JSON object", type(raw).__name__)
-    try:
-        manifest = Manifest.model_validate(raw)
-    except ValidationError as exc:
-        raise _field_error(path, exc) from None
+    data = read_bytes(path, MAX_MANIFEST_BYTES, "a run manifest")
+    raw, manifest = _validated(path, data, "a manifest", Manifest)
     for field, folder in (("run_id", run_dir), ("experiment_id", run_dir.parent)):
         if getattr(manifest, field) != folder.name:
             found = shown(getattr(manifest, field))
@@ -256,13 +266,7 @@ def read_acceptances(experiment_dir: Path) -> tuple[Numbered, list[tuple[int, Un
 
 def _acceptance(path: Path, number: int, line: bytes, experiment_id: str) -> Acceptance:
     where = Path(f"{path}:{number}")
-    raw = parse_json(where, line, "a baseline line")
-    if not isinstance(raw, dict):
-        raise RecordError(where, "record", "a JSON object", type(raw).__name__)
-    try:
-        entry = Acceptance.model_validate(raw)
-    except ValidationError as exc:
-        raise _field_error(where, exc) from None
+    _, entry = _validated(where, line, "a baseline line", Acceptance)
     if entry.experiment_id != experiment_id:
         found = f"{entry.experiment_id!r} (another experiment's baseline)"
         raise RecordError(where, "experiment_id", f"{experiment_id!r}", found)
