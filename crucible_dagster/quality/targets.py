@@ -54,30 +54,61 @@ def _comparison(
     return None
 
 
-def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdict:
-    def verdict(passed: bool, message: str, **numbers: Any) -> Verdict:
-        return Verdict(
-            target.name, target.kind, passed, target.severity, target.fail_run, message, **numbers
-        )
+def _verdict(target: QualityTarget, passed: bool, message: str, **numbers: Any) -> Verdict:
+    return Verdict(
+        target.name, target.kind, passed, target.severity, target.fail_run, message, **numbers
+    )
 
-    if target.kind == "threshold":
-        assert target.metric is not None and target.value is not None
-        try:
-            value = finite_number(metric_at(metrics, target.metric))
-        except KeyError:
-            return verdict(False, f"metric {target.metric!r} was not produced by this run")
-        if value is None:
-            return verdict(False, f"metric {target.metric!r} is not a finite number")
-        passed = OPERATORS[target.op](value, target.value)
-        return verdict(
-            passed,
-            f"{target.metric} = {value:.6g} {'meets' if passed else 'misses'} {target.op} {target.value:g}",
-            estimate=value,
+
+def _threshold_verdict(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdict:
+    """A metric against a value; a metric not produced, or not a finite number, fails."""
+    assert target.metric is not None and target.value is not None
+    try:
+        value = finite_number(metric_at(metrics, target.metric))
+    except KeyError:
+        return _verdict(target, False, f"metric {target.metric!r} was not produced by this run")
+    if value is None:
+        return _verdict(target, False, f"metric {target.metric!r} is not a finite number")
+    passed = OPERATORS[target.op](value, target.value)
+    return _verdict(
+        target,
+        passed,
+        f"{target.metric} = {value:.6g} {'meets' if passed else 'misses'} {target.op} {target.value:g}",
+        estimate=value,
+    )
+
+
+def _interval_verdict(target: QualityTarget, numbers: dict[str, Any]) -> Verdict:
+    """Equivalence, superiority or non-inferiority read off the CI of treatment − baseline."""
+    estimate, low, high = numbers["estimate"], numbers["ci_low"], numbers["ci_high"]
+    if target.kind == "equivalence":
+        passed = -target.margin < low and high < target.margin
+        message = (
+            f"{target.treatment} - {target.baseline} = {estimate:.4g}, CI [{low:.4g}, {high:.4g}] "
+            f"{'inside' if passed else 'not inside'} (-{target.margin:g}, {target.margin:g}): "
+            f"{target.treatment} is {'' if passed else 'not shown '}equivalent to "
+            f"{target.baseline} (TOST)"
         )
+        return _verdict(target, passed, message, **numbers)
+    bound = target.margin if target.kind == "superiority" else -target.margin
+    passed = low > bound
+    claim = "superior to" if target.kind == "superiority" else "non-inferior to"
+    message = (
+        f"{target.treatment} - {target.baseline} = {estimate:.4g}, CI [{low:.4g}, {high:.4g}]; lower bound "
+        f"{'above' if passed else 'not above'} {bound:g}: "
+        f"{target.treatment} is {'' if passed else 'not shown '}{claim} {target.baseline}"
+    )
+    return _verdict(target, passed, message, **numbers)
+
+
+def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdict:
+    if target.kind == "threshold":
+        return _threshold_verdict(target, metrics)
     assert target.treatment is not None and target.baseline is not None
     found = _comparison(metrics, target.treatment, target.baseline)
     if found is None:
-        return verdict(
+        return _verdict(
+            target,
             False,
             f"no bench comparison of {target.treatment!r} with {target.baseline!r} with a "
             "confidence interval; add a bench stage that compares them",
@@ -85,7 +116,8 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
     row, sign = found
     estimate, low, high = (finite_number(v) for v in (row.estimate, row.ci_low, row.ci_high))
     if estimate is None or low is None or high is None:
-        return verdict(
+        return _verdict(
+            target,
             False,
             f"the comparison has no defined estimate and CI ({row.reason or 'undefined'})",
             test=row.test,
@@ -98,24 +130,7 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
         "p_value": finite_number(row.p_value),
         "test": row.test,
     }
-    if target.kind == "equivalence":
-        passed = -target.margin < low and high < target.margin
-        message = (
-            f"{target.treatment} - {target.baseline} = {estimate:.4g}, CI [{low:.4g}, {high:.4g}] "
-            f"{'inside' if passed else 'not inside'} (-{target.margin:g}, {target.margin:g}): "
-            f"{target.treatment} is {'' if passed else 'not shown '}equivalent to "
-            f"{target.baseline} (TOST)"
-        )
-        return verdict(passed, message, **numbers)
-    bound = target.margin if target.kind == "superiority" else -target.margin
-    passed = low > bound
-    claim = "superior to" if target.kind == "superiority" else "non-inferior to"
-    message = (
-        f"{target.treatment} - {target.baseline} = {estimate:.4g}, CI [{low:.4g}, {high:.4g}]; lower bound "
-        f"{'above' if passed else 'not above'} {bound:g}: "
-        f"{target.treatment} is {'' if passed else 'not shown '}{claim} {target.baseline}"
-    )
-    return verdict(passed, message, **numbers)
+    return _interval_verdict(target, numbers)
 
 
 def evaluate_targets(ctx: Context) -> list[Verdict]:
