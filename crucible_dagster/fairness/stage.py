@@ -10,13 +10,19 @@ cannot measure (one group, a single class, every row missing a value) is listed 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from crucible_dagster.evaluation.per_sample import table_of
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from crucible_dagster.experiment.ir.reliability import Fairness
+    from crucible_dagster.fairness.metrics import FairnessResult
 
 DEFAULT_THRESHOLD = 0.1
 
@@ -53,45 +59,16 @@ class FairnessStage(Stage):
         return []
 
     def run(self, ctx: Context, options: FairnessOptions) -> Context:
-        import pandas as pd
-
-        from crucible_dagster.fairness.metrics import METRICS, fairness_report
-
-        experiment = ctx.experiment
-        config = experiment.reliability.fairness if experiment and experiment.reliability else None
-        if config is None or not config.enabled or not config.group_by:
-            raise StageError(
-                "missing_fairness_config",
-                None,
-                "the fairness stage needs reliability.fairness with enabled: true and group_by",
-            )
-        source = ctx.assigns.get(options.groups_from)
-        if not isinstance(source, pd.DataFrame) or config.group_by not in source.columns:
-            raise StageError(
-                "missing_group",
-                config.group_by,
-                f"reliability.fairness.group_by: expected a column of assigns['{options.groups_from}'], "
-                f"found {config.group_by!r} is not one",
-            )
-        group_of = {str(i): g for i, g in zip(source.index, source[config.group_by], strict=True)}
+        config, group_by = _fairness_config(ctx)
+        group_of = _group_of(ctx, options, group_by)
         frame = table_of(ctx, "fairness")
         threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
-        seed = ctx.seed
         results: dict[str, Any] = {}
         violations: list[str] = []
         undefined: list[str] = []
         for variant in options.variants or list(dict.fromkeys(frame["variant"])):
             rows = frame[(frame["variant"] == variant) & frame["error"].isna()]
-            report = fairness_report(
-                rows["prediction"].tolist(),
-                rows["reference"].tolist(),
-                [group_of.get(str(s)) for s in rows["sample_id"]],
-                positive=options.positive,
-                metrics=config.metrics or METRICS,
-                threshold=threshold,
-                n_resamples=options.n_resamples,
-                seed=seed,
-            )
+            report = _variant_report(ctx, options, config, threshold, rows, group_of)
             results[str(variant)] = {r.metric: r.to_dict() for r in report}
             violations += [
                 f"{variant}: {r.metric} gap {r.gap:.3f} > {threshold}{_single_note(r.groups_of_one)}"
@@ -102,7 +79,7 @@ class FairnessStage(Stage):
                 f"{variant}: {r.metric} undefined: {r.reason}" for r in report if r.reason
             ]
         summary = {
-            "group_by": config.group_by,
+            "group_by": group_by,
             "threshold": threshold,
             "variants": results,
             "violations": violations,
@@ -113,3 +90,54 @@ class FairnessStage(Stage):
                 "fairness_violation", violations, "fairness violation: " + "; ".join(violations)
             )
         return ctx.put_metric("fairness", summary)
+
+
+def _fairness_config(ctx: Context) -> tuple[Fairness, str]:
+    """The experiment's ``reliability.fairness`` and its ``group_by``, refused unless enabled."""
+    experiment = ctx.experiment
+    config = experiment.reliability.fairness if experiment and experiment.reliability else None
+    if config is None or not config.enabled or not config.group_by:
+        raise StageError(
+            "missing_fairness_config",
+            None,
+            "the fairness stage needs reliability.fairness with enabled: true and group_by",
+        )
+    return config, config.group_by
+
+
+def _group_of(ctx: Context, options: FairnessOptions, group_by: str) -> dict[str, Any]:
+    """Sample id -> group, from the ``group_by`` column of ``assigns[groups_from]``."""
+    import pandas as pd
+
+    source = ctx.assigns.get(options.groups_from)
+    if not isinstance(source, pd.DataFrame) or group_by not in source.columns:
+        raise StageError(
+            "missing_group",
+            group_by,
+            f"reliability.fairness.group_by: expected a column of assigns['{options.groups_from}'], "
+            f"found {group_by!r} is not one",
+        )
+    return {str(i): g for i, g in zip(source.index, source[group_by], strict=True)}
+
+
+def _variant_report(
+    ctx: Context,
+    options: FairnessOptions,
+    config: Fairness,
+    threshold: float,
+    rows: pd.DataFrame,
+    group_of: dict[str, Any],
+) -> list[FairnessResult]:
+    """One variant's fairness metrics over its rows that did not fail."""
+    from crucible_dagster.fairness.metrics import METRICS, fairness_report
+
+    return fairness_report(
+        rows["prediction"].tolist(),
+        rows["reference"].tolist(),
+        [group_of.get(str(s)) for s in rows["sample_id"]],
+        positive=options.positive,
+        metrics=config.metrics or METRICS,
+        threshold=threshold,
+        n_resamples=options.n_resamples,
+        seed=ctx.seed,
+    )
