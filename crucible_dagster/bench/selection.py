@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,22 +51,33 @@ def choose_pairwise_test(
     decisions: list[Decision],
 ) -> str:
     """The automatic choice for one pair, with its reasons appended to ``decisions``."""
+    pair = _Pair(a, b, x, y)
     if settings.design in ("paired", "blocked"):
-        return _paired_choice(f"{a} vs {b}", x, y, settings, decisions)
-    return _independent_choice(a, b, x, y, settings, decisions)
+        return _paired_choice(pair, settings, decisions)
+    return _independent_choice(pair, settings, decisions)
 
 
-def _paired_choice(
-    pair: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    settings: ComparisonSettings,
-    decisions: list[Decision],
-) -> str:
+@dataclass(frozen=True)
+class _Pair:
+    """The two groups being compared, by name and values: both designs' choosers take the
+    same four things, so they travel together instead of as one long argument list each."""
+
+    a: str
+    b: str
+    x: np.ndarray
+    y: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return f"{self.a} vs {self.b}"
+
+
+def _paired_choice(pair: _Pair, settings: ComparisonSettings, decisions: list[Decision]) -> str:
+    name, x, y = pair.name, pair.x, pair.y
     if is_binary(x) and is_binary(y):
         decisions.append(
             Decision(
-                f"{pair}: mcnemar",
+                f"{name}: mcnemar",
                 "paired design, each sample right (1) or wrong (0) under both: McNemar's "
                 "test on the discordant samples (exact binomial p below 25 of them)",
                 "design",
@@ -75,7 +87,7 @@ def _paired_choice(
     if settings.n_train and settings.n_test:
         decisions.append(
             Decision(
-                f"{pair}: corrected_resampled_ttest",
+                f"{name}: corrected_resampled_ttest",
                 f"scores come from resampled train/test splits "
                 f"(n_train={settings.n_train}, n_test={settings.n_test}); "
                 "the naive paired t ignores the overlap between training sets and is "
@@ -86,12 +98,12 @@ def _paired_choice(
         return "corrected_resampled_ttest"
     # noise-level differences are zeros and ties, as the paired tests will see them
     differences = paired_differences(x, y)
-    normal = normal_enough(f"{pair} differences", differences, settings.alpha, decisions)
+    normal = normal_enough(f"{name} differences", differences, settings.alpha, decisions)
     # the t only where normality was checked and held; the reason names the test chosen
     choice = "paired_ttest" if normal else "wilcoxon"
     decisions.append(
         Decision(
-            f"{pair}: {choice}",
+            f"{name}: {choice}",
             "paired design; "
             + (
                 "differences look normal: paired t"
@@ -107,20 +119,15 @@ def _paired_choice(
 
 
 def _independent_choice(
-    a: str,
-    b: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    settings: ComparisonSettings,
-    decisions: list[Decision],
+    pair: _Pair, settings: ComparisonSettings, decisions: list[Decision]
 ) -> str:
-    pair = f"{a} vs {b}"
+    name, a, b, x, y = pair.name, pair.a, pair.b, pair.x, pair.y
     normal_a = normal_enough(a, x, settings.alpha, decisions)
     normal_b = normal_enough(b, y, settings.alpha, decisions)
     if normal_a is False or normal_b is False:
         decisions.append(
             Decision(
-                f"{pair}: mann_whitney",
+                f"{name}: mann_whitney",
                 "independent design; a group departs from normality",
                 "shapiro",
             )
@@ -134,7 +141,7 @@ def _independent_choice(
     )
     decisions.append(
         Decision(
-            f"{pair}: ttest (Welch)",
+            f"{name}: ttest (Welch)",
             "independent design, "
             + (
                 "normal enough"
