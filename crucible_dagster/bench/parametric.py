@@ -131,6 +131,41 @@ def _cohens_d_family(
     )
 
 
+def _difference_t_result(
+    test: str,
+    method: str,
+    mean: float,
+    n: tuple[int, ...],
+    alternative: str,
+    confidence_level: float,
+) -> TestResult:
+    """The result of a t on the mean of differences (df = number of differences − 1): the
+    paired t and the corrected resampled t are the same test but for their standard error."""
+    return TestResult(
+        test=test,
+        method=method,
+        alternative=alternative,
+        estimate=mean,
+        df=float(n[0] - 1),
+        confidence_level=confidence_level,
+        n=n,
+        extra={},
+    )
+
+
+def _fill_mean_t(result: TestResult, mean: float, se: float, df: int, level: float) -> float:
+    """t = mean / se, its p-value (``result``'s alternative) and the t interval around
+    ``mean``, written into ``result``; returns t for the effect sizes built on it."""
+    t = mean / se
+    half = float(stats.t.ppf(1 - (1 - level) / 2, df)) * se
+    result.statistic, result.p_value, result.ci = (
+        t,
+        _t_p_value(t, df, result.alternative),
+        (mean - half, mean + half),
+    )
+    return t
+
+
 @overflow_guarded("paired_ttest")
 def paired_ttest(
     x: Any, y: Any, *, alternative: str = "two-sided", confidence_level: float = 0.95
@@ -142,16 +177,10 @@ def paired_ttest(
     d = paired_differences(a, b)
     n = d.size
     mean, sd = float(d.mean()), float(d.std(ddof=1))
-    result = TestResult(
-        test="paired_ttest",
-        method="paired t",
-        alternative=alternative,
-        estimate=mean,
-        df=float(n - 1),
-        confidence_level=confidence_level,
-        n=(n, n),
-        extra={"mean_difference": mean, "sd_difference": sd},
+    result = _difference_t_result(
+        "paired_ttest", "paired t", mean, (n, n), alternative, confidence_level
     )
+    result.extra.update(mean_difference=mean, sd_difference=sd)
     se = sd / math.sqrt(n)
     reason = spread_problem(
         se, (float(a.mean()), float(b.mean()), mean), "the differences of the pairs"
@@ -160,14 +189,8 @@ def paired_ttest(
         result.reason = reason
         result.estimate = mean if math.isfinite(mean) else NAN
         return result
-    t = mean / se
-    half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, n - 1)) * se
+    t = _fill_mean_t(result, mean, se, n - 1, confidence_level)
     low, high = noncentral_t_ci(t, n - 1, confidence_level)
-    result.statistic, result.p_value, result.ci = (
-        t,
-        _t_p_value(t, n - 1, alternative),
-        (mean - half, mean + half),
-    )
     result.effect_size, result.effect_size_name = mean / sd, "d_z"
     result.effect_size_ci = (low / math.sqrt(n), high / math.sqrt(n))
     return result
@@ -288,37 +311,24 @@ def corrected_resampled_ttest(
         raise BenchDataError(f"n_train and n_test must be positive, got {n_train} and {n_test}")
     j = d.size
     mean, var = float(d.mean()), float(d.var(ddof=1))
-    extra = {
-        "mean_difference": mean,
-        "variance_ddof1": var,
-        "n_train": n_train,
-        "n_test": n_test,
-        "J": j,
-    }
-    result = TestResult(
-        test="corrected_resampled_ttest",
-        method="Nadeau-Bengio corrected resampled t",
-        alternative=alternative,
-        estimate=mean,
-        df=float(j - 1),
-        n=(j,),
-        extra=extra,
+    result = _difference_t_result(
+        "corrected_resampled_ttest",
+        "Nadeau-Bengio corrected resampled t",
+        mean,
+        (j,),
+        alternative,
+        confidence_level,
     )
-    result.confidence_level = confidence_level
+    extra = result.extra
+    extra.update(mean_difference=mean, variance_ddof1=var, n_train=n_train, n_test=n_test, J=j)
     reason = spread_problem(math.sqrt(var / j), (mean,), "the score differences across resamples")
     if reason is not None:
         result.reason = reason
         extra.update(uncorrected_statistic=NAN, uncorrected_p_value=NAN)
         return result
     se = math.sqrt((1 / j + n_test / n_train) * var)
-    t = mean / se
+    _fill_mean_t(result, mean, se, j - 1, confidence_level)
     naive = mean / math.sqrt(var / j)
-    half = float(stats.t.ppf(1 - (1 - confidence_level) / 2, j - 1)) * se
-    result.statistic, result.p_value, result.ci = (
-        t,
-        _t_p_value(t, j - 1, alternative),
-        (mean - half, mean + half),
-    )
     result.effect_size, result.effect_size_name = mean / math.sqrt(var), "d_z"
     extra.update(
         uncorrected_statistic=naive, uncorrected_p_value=_t_p_value(naive, j - 1, alternative)
