@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,19 @@ def _summary_rows(comparison: Mapping[str, Any]) -> list[list[Any]]:
     ]
 
 
-def sweep_markdown(
-    experiment: Experiment,
-    comparison: Mapping[str, Any],
-    sweep_id: str,
-    plot_files: Mapping[str, Plot],
-) -> str:
+@dataclass(frozen=True)
+class SweepReport:
+    """What every rendering of one sweep's report is built from: the markdown and the HTML
+    take the same four things, so they travel together instead of as two argument lists."""
+
+    experiment: Experiment
+    comparison: Mapping[str, Any]
+    sweep_id: str
+    plot_files: Mapping[str, Plot]
+
+
+def sweep_markdown(report: SweepReport) -> str:
+    experiment, comparison, sweep_id = report.experiment, report.comparison, report.sweep_id
     lines = [
         f"# Sweep {experiment.id}",
         "",
@@ -79,7 +87,7 @@ def sweep_markdown(
     if comparison.get("comparison"):
         lines += [f"Blocks: {comparison.get('blocks')}.", ""]
         lines += bench_markdown(comparison["comparison"])
-    for name, plot in plot_files.items():
+    for name, plot in report.plot_files.items():
         lines += [f"![{name}]({plot.file})", ""]
     failed = comparison.get("failed_trials") or []
     if failed:
@@ -98,12 +106,8 @@ def sweep_csv(comparison: Mapping[str, Any]) -> str:
     return safe_csv(rows if not rows.empty else summary)
 
 
-def sweep_html(
-    experiment: Experiment,
-    comparison: Mapping[str, Any],
-    sweep_id: str,
-    plot_files: Mapping[str, Plot],
-) -> str:
+def sweep_html(report: SweepReport) -> str:
+    experiment, comparison, sweep_id = report.experiment, report.comparison, report.sweep_id
     best = comparison.get("best")
     variance = comparison.get("variance")
     identity: list[list[Any]] = [
@@ -124,7 +128,7 @@ def sweep_html(
         else "",
         _variance_html(variance),
         bench_html(comparison.get("comparison")),
-        plots_html(plot_files),
+        plots_html(report.plot_files),
     ]
     return html_page(f"Sweep {experiment.id}", body)
 
@@ -190,10 +194,11 @@ def write_sweep_reports(
         file_name = "sweep_" + name.replace(" ", "_").replace("-", "_") + ".svg"
         atomic_write_text(base / file_name, svg)
         plot_files[name] = Plot(file_name, svg)
+    report = SweepReport(experiment, comparison, sweep_id, plot_files)
     bodies = {
-        "markdown": sweep_markdown(experiment, comparison, sweep_id, plot_files),
+        "markdown": sweep_markdown(report),
         "json": json.dumps(comparison, indent=2, allow_nan=False),
         "csv": sweep_csv(comparison),
-        "html": sweep_html(experiment, comparison, sweep_id, plot_files),
+        "html": sweep_html(report),
     }
     return {fmt: str(atomic_write_text(base / FORMATS[fmt], body)) for fmt, body in bodies.items()}
