@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from crucible_dagster.cli.errors import flag_value
 from crucible_dagster.cli.terminal import error_line
 from crucible_dagster.cli.validate import load_or_report
 
@@ -38,10 +39,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = flag_value(text, float, "a number")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value

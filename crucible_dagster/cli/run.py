@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from crucible_dagster.cli.errors import UsageError
+from crucible_dagster.cli.errors import UsageError, flag_value
 from crucible_dagster.cli.terminal import error_line
 from crucible_dagster.cli.validate import load_or_report
 from crucible_dagster.common.jsonsafe import to_jsonable
@@ -164,20 +164,14 @@ def _run_sweep(experiment: Any, args: argparse.Namespace, stdout: Any) -> int:
 
 
 def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    value = flag_value(text, int, "an integer")
     if not 0 <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to {SEED_MAX}, got {value}")
     return value
 
 
 def _run_id(text: str) -> str:
-    try:
-        return check_run_id(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return flag_value(text, check_run_id)
 
 
 def register(sub: Any) -> None:
