@@ -230,6 +230,7 @@ def test_a_stalled_request_is_hedged_once_the_budget_has_room_again() -> None:
     assert seconds[0] < 0.5  # hedged after the other request, not at 1 s
 
 
+@pytest.mark.slow  # waits out stalled requests
 def test_room_in_a_spent_budget_goes_to_the_request_that_has_waited_longest() -> None:
     """Two requests stall while the budget is spent; one more request makes room for one
     hedge: it goes to the one whose hedge fell due first, not to whichever asks next."""

@@ -90,6 +90,7 @@ def test_a_drip_ends_at_the_deadline_and_the_others_keep_their_answers(drip_head
     assert (answers["1+1"].output, answers["2+2"].output) == ("2", "4")
 
 
+@pytest.mark.slow  # waits out a 1 s deadline
 def test_each_read_waits_only_for_what_is_left_of_the_deadline() -> None:
     """A byte every 0.9 s with timeout_s 1: the read begun at 0.9 s must give up at 1 s, not
     wait up to a whole timeout_s more, for the byte due at 1.8 s."""

@@ -540,6 +540,7 @@ def test_a_run_with_no_worker_fails_with_a_message_instead_of_hanging(
     assert found.status == dg.DagsterRunStatus.FAILURE  # terminal, not left started
 
 
+@pytest.mark.slow  # imports celery and waits on a refused connection
 def test_an_unreachable_broker_fails_the_check_with_its_reason() -> None:
     """Connection refused: the run's message says the broker failed, password masked."""
     from dagster_celery.make_app import make_app
