@@ -11,7 +11,6 @@ import pandas as pd
 from pydantic import Field
 
 from crucible_dagster import Context, Stage, StageError, StageOptions
-from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
 
 class StageOne(Stage):
@@ -230,16 +229,6 @@ class UnitScores(Stage):
         return ctx.assign("scores", frame).put_metric(
             "per_unit", (difficulty + shift + jitter).tolist()
         )
-
-
-class PrefixTranslator(CrucibleTranslator):
-    """A user's own naming: report assets under ``lab/<experiment>/<output>``."""
-
-    def get_asset_spec(self, experiment: Any, output: Any) -> Any:
-        import dagster as dg
-
-        spec = super().get_asset_spec(experiment, output)
-        return spec.replace_attributes(key=dg.AssetKey(["lab", experiment.id, output.name]))
 
 
 def double_all(values: list[int]) -> list[int]:
