@@ -37,8 +37,9 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@PYTHONWARNINGS='ignore:Function `job_execute_command` is superseded' \
 		$(BIN)/python -m crucible_dagster.contrib.demo_summary classifier_comparison -- $(DEMO_JOB)
 
-# Tests run on every core (pytest-xdist); a module's tests that share a server or a daemon carry
-# one xdist_group and stay on one worker. The 15 slowest are listed at the end.
+# Tests run on every core (pytest-xdist), the long live and integration tests handed out first
+# (tests/conftest.py); each test makes its own instance, ports and database, so none is pinned
+# to a worker. The 15 slowest are listed at the end.
 # PYTHONDONTWRITEBYTECODE is cleared for the tests: with it, every worker compiles and
 # assertion-rewrites every module again (about 10 s each) instead of reading __pycache__.
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider --dist loadgroup
@@ -46,7 +47,7 @@ PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovide
 test: $(STAMP)
 	$(PYTEST) -n auto --timeout=600 --durations=15
 
-# Unit tests only: no Dagster runs, services, subprocesses or browsers (about 20 s on 2 cores).
+# Unit tests only: no Dagster runs, services, subprocesses or browsers (20-21 s on 2 idle cores).
 test-fast: $(STAMP)
 	$(PYTEST) -n 2 --timeout=120 -m "not integration and not postgres and not live and not slow"
 
