@@ -59,6 +59,7 @@ def test_real_variation_at_any_magnitude_is_still_tested(scale: float) -> None:
     assert ours.p_value == pytest.approx(reference.pvalue, rel=1e-6)
 
 
+@pytest.mark.slow  # runs a whole sweep (1.6 s)
 def test_a_sweep_of_constant_metrics_reports_no_pairwise_p_near_zero(tmp_path: Path) -> None:
     experiment = Experiment.model_validate(
         {
