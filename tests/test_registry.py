@@ -49,3 +49,23 @@ def test_hostile_or_bad_paths_are_refused(path: str, reason: str) -> None:
         Registry.default().resolve(path)
     assert err.value.reason == reason
     assert path.split(":")[0] in str(err.value) or reason == "unknown_stage"
+
+
+def test_a_resolved_path_is_checked_again_once_its_module_or_attribute_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Resolutions are remembered (a folder names the same stages thousands of times), but a
+    replaced attribute or a re-imported module is resolved and checked again."""
+    import sys
+
+    from crucible_dagster.runtime.code_refs import CodeRefError, resolve
+    from tests import helpers
+
+    assert resolve("tests.helpers:StageOne", "stage") is helpers.StageOne
+    monkeypatch.setattr(helpers, "StageOne", print)
+    with pytest.raises(CodeRefError):
+        resolve("tests.helpers:StageOne", "stage")
+    monkeypatch.undo()
+    monkeypatch.delitem(sys.modules, "tests.helpers")
+    fresh = resolve("tests.helpers:StageOne", "stage")
+    assert fresh is sys.modules["tests.helpers"].StageOne

@@ -222,8 +222,39 @@ KINDS: dict[str, KindRule] = {
 }
 
 
+#: (path, kind) -> (the module it was found in, the object) for every path that passed its check:
+#: a folder of a thousand experiments names the same few stages fifteen thousand times
+_RESOLVED: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
 def resolve(path: str, kind: CodeKind) -> Any:
-    """The object ``path`` names, checked to be code of ``kind`` before anything calls it."""
+    """The object ``path`` names, checked to be code of ``kind`` before anything calls it.
+
+    A path that passed is remembered while its module stays the one imported (a module
+    removed from ``sys.modules`` or reloaded is resolved and checked again)."""
+    known = _RESOLVED.get((path, kind))
+    if known is not None and _still_names(path, *known):
+        return known[1]
+    obj = _resolve_and_check(path, kind)
+    module = sys.modules.get(path.partition(":")[0])
+    if module is not None:
+        _RESOLVED[(path, kind)] = (module, obj)
+    return obj
+
+
+def _still_names(path: str, module: Any, obj: Any) -> bool:
+    """Whether ``path`` still leads to ``obj`` in the module imported then (no reload, no
+    attribute replaced since)."""
+    module_name, _, attr_path = path.partition(":")
+    if sys.modules.get(module_name) is not module:
+        return False
+    found = module
+    for part in attr_path.split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
+def _resolve_and_check(path: str, kind: CodeKind) -> Any:
     rule = KINDS[kind]
     if DOTTED_PATH.match(path):
         _refuse_standard_library(path, path.partition(":")[0], rule.expected)
