@@ -59,7 +59,7 @@ def light_experiment(executor: str) -> Experiment:
         "options": {"level": "${params.level}"},
     }
     data = _sweep("bench_light_sweep", stage, [0.5, 0.6, 0.7, 0.8], LIGHT_TRIALS // 4)
-    return Experiment.model_validate({**data, "executor": executor})
+    return Experiment.model_validate({**data, "dagster": {"executor": executor}})
 
 
 def cpu_experiment() -> Experiment:
@@ -69,12 +69,13 @@ def cpu_experiment() -> Experiment:
         "options": {"level": "${params.level}", "work": CPU_WORK},
     }
     data = _sweep("bench_cpu_sweep", stage, [0.5, 0.6, 0.7, 0.8], CPU_TRIALS // 4)  # 4 x 3
-    return Experiment.model_validate({**data, "executor": "celery"})
+    return Experiment.model_validate({**data, "dagster": {"executor": "celery"}})
 
 
 def _on_queue(job: dg.JobDefinition, suffix: str) -> dg.JobDefinition:
     settings = replace(CelerySettings.from_env(), queue=f"{os.environ[QUEUE_ENV]}_{suffix}")
-    from dagster_celery import celery_executor
+    # the executor users get: dagster_celery's, which first checks a worker consumes the queue
+    from crucible_dagster.dagster_plugin.celery.app import celery_executor
 
     return job.with_executor_def(
         celery_executor.configured(settings.executor_config(), name="celery")
