@@ -78,7 +78,7 @@ def test_a_failed_stage_is_one_escaped_line_and_torn_or_odd_lines_are_skipped(
     assert said.out.splitlines() == [
         "Run r1: 1 stages",
         "  bench                  FAILED after ?: ValueError: "
-        "bad \\u001b[31mred\\u001b[0m\\u000asecond line \\u202e",
+        "bad \\x1b[31mred\\x1b[0m\\nsecond line \\u202e",
     ], said.out
     assert "\x1b" not in said.out and "\u202e" not in said.out
     assert said.err.startswith("no run of core_pipeline_demo found under ")

@@ -9,7 +9,6 @@ event log instead of on the terminal. Without a command it prints the latest run
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -17,18 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from crucible_dagster.bench.rows import comparison_rows, omnibus_rows
+from crucible_dagster.common.terminal import terminal_safe
 from crucible_dagster.runtime.run_record import artifacts_root, read_manifest
 
 #: how often the run's telemetry is read while the job runs
 POLL_S = 0.2
-#: C0 and C1 controls, DEL and bidirectional overrides (as crucible_dagster.cli.terminal, which
-#: contrib may not import): a record's text must not drive the terminal
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def say(line: str) -> None:
     """Prints one line of the demo, control characters (newlines too) shown as escapes."""
-    print(_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", line), flush=True)
+    print(terminal_safe(line), flush=True)
 
 
 def _num(value: object) -> str:
