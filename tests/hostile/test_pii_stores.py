@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def _parquet_strings(path: Path) -> list[str]:
     return [str(v) for column in table.to_pydict().values() for v in column]
 
 
-def leaks(*roots: Path) -> list[str]:
+def leaks(*roots: Path, values: Sequence[str] = PLANTED) -> list[str]:
     """Every (file, planted value) pair found under ``roots``, by bytes and decoded Parquet."""
     found = []
     for root in roots:
@@ -93,7 +94,7 @@ def leaks(*roots: Path) -> list[str]:
             texts = [data.decode("utf-8", "replace")]
             if path.suffix == ".parquet":
                 texts += _parquet_strings(path)
-            found += [f"{path}: {v}" for v in PLANTED if any(v in t for t in texts)]
+            found += [f"{path}: {v}" for v in values if any(v in t for t in texts)]
     return found
 
 
@@ -261,15 +262,7 @@ def _inline_experiment(profile: str) -> dict[str, Any]:
 
 
 def inline_leaks(*roots: Path) -> list[str]:
-    found = []
-    for root in roots:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            data = path.read_bytes()
-            texts = [data.decode("utf-8", "replace")]
-            if path.suffix == ".parquet":
-                texts += _parquet_strings(path)
-            found += [f"{path}: {v}" for v in INLINE if any(v in t for t in texts)]
-    return found
+    return leaks(*roots, values=INLINE)
 
 
 def test_strict_guardrails_name_no_sample_by_an_id_that_is_pii(

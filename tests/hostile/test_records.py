@@ -360,47 +360,13 @@ def test_accept_refuses_a_fifo_planted_as_the_baselines_file(
     assert said.code == 1 and said.err.count("\n") == 1 and "baselines.jsonl" in said.err
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("changes", "field"),
-    [({"experiment_id": "other"}, "experiment_id"), ({"status": "failed"}, "status")],
-)
-def test_the_accept_job_refuses_what_accept_refuses(
-    artifacts_dir: Path, template: Path, changes: dict[str, Any], field: str
-) -> None:
+def _accept_job_error(config: dict[str, Any]) -> str:
+    """The accept job run in Dagster with ``config``: it must fail, and this is its error."""
     import dagster as dg
 
     from crucible_dagster.dagster_plugin.accept_job import accept_job
     from crucible_dagster.dagster_plugin.resource import CrucibleResource
 
-    plant(artifacts_dir, template, "gated", "r1", **changes)
-    before = snapshot(artifacts_dir)
-    config = {"experiment_id": "gated", "run_id": "r1"}
-    with dg.instance_for_test() as instance:
-        result = accept_job(CrucibleResource()).execute_in_process(
-            instance=instance,
-            run_config={"ops": {"accept_baseline": {"config": config}}},
-            raise_on_error=False,
-        )
-    assert not result.success
-    failure = result.failure_data_for_node("accept_baseline")
-    assert failure is not None and f"{field}: expected" in str(failure.error)
-    assert snapshot(artifacts_dir) == before
-
-
-@pytest.mark.slow
-def test_the_accept_jobs_long_note_names_its_own_field_not_the_cli_flag(
-    artifacts_dir: Path, template: Path
-) -> None:
-    """Attack A10: inside Dagster the note is the op's config field, not ``--note``."""
-    import dagster as dg
-
-    from crucible_dagster.dagster_plugin.accept_job import accept_job
-    from crucible_dagster.dagster_plugin.resource import CrucibleResource
-
-    plant(artifacts_dir, template, "gated", "r1")
-    before = snapshot(artifacts_dir)
-    config = {"experiment_id": "gated", "run_id": "r1", "note": "x" * 4097}
     with dg.instance_for_test() as instance:
         result = accept_job(CrucibleResource()).execute_in_process(
             instance=instance,
@@ -410,7 +376,31 @@ def test_the_accept_jobs_long_note_names_its_own_field_not_the_cli_flag(
     assert not result.success
     failure = result.failure_data_for_node("accept_baseline")
     assert failure is not None
-    message = str(failure.error)
+    return str(failure.error)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"experiment_id": "other"}, "experiment_id"), ({"status": "failed"}, "status")],
+)
+def test_the_accept_job_refuses_what_accept_refuses(
+    artifacts_dir: Path, template: Path, changes: dict[str, Any], field: str
+) -> None:
+    plant(artifacts_dir, template, "gated", "r1", **changes)
+    before = snapshot(artifacts_dir)
+    assert f"{field}: expected" in _accept_job_error({"experiment_id": "gated", "run_id": "r1"})
+    assert snapshot(artifacts_dir) == before
+
+
+@pytest.mark.slow
+def test_the_accept_jobs_long_note_names_its_own_field_not_the_cli_flag(
+    artifacts_dir: Path, template: Path
+) -> None:
+    """Attack A10: inside Dagster the note is the op's config field, not ``--note``."""
+    plant(artifacts_dir, template, "gated", "r1")
+    before = snapshot(artifacts_dir)
+    message = _accept_job_error({"experiment_id": "gated", "run_id": "r1", "note": "x" * 4097})
     assert "ops.accept_baseline.config.note: expected at most 4096 characters, found 4097" in (
         message
     )
