@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from crucible_dagster.bench.assumptions import levene, shapiro
+    from crucible_dagster.bench.cochran import cochran_q
     from crucible_dagster.bench.data import BenchDataError
     from crucible_dagster.bench.effect_size import (
         EffectSize,
@@ -73,6 +74,7 @@ _EXPORTS = {
     "anova": "parametric",
     "bootstrap": "resampling",
     "cliffs_delta": "effect_size",
+    "cochran_q": "cochran",
     "cohens_d": "effect_size",
     "corrected_resampled_ttest": "parametric",
     "cv_5x2": "parametric",
@@ -118,6 +120,7 @@ __all__ = [
     "bootstrap",
     "cles_normal",
     "cliffs_delta",
+    "cochran_q",
     "cohens_d",
     "corrected_resampled_ttest",
     "cv_5x2",

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from crucible_dagster.bench.cochran import cochran_q
 from crucible_dagster.bench.data import BenchDataError
 from crucible_dagster.bench.nonparametric import friedman, kruskal_wallis
 from crucible_dagster.bench.parametric import anova, welch_anova
@@ -15,18 +16,23 @@ from crucible_dagster.bench.settings import ComparisonSettings
 
 
 def _omnibus_result(test: str, usable: list[str], data: Mapping[str, np.ndarray]) -> TestResult:
-    if test == "friedman":
+    if test in ("friedman", "cochran_q"):
         lengths = {data[n].size for n in usable}
         if len(lengths) != 1:
             raise BenchDataError(
-                f"friedman needs the same blocks for every group, got sizes {sorted(lengths)}"
+                f"{test} needs the same blocks for every group, got sizes {sorted(lengths)}"
             )
-        return friedman(np.column_stack([data[n] for n in usable]), usable)
+        table = np.column_stack([data[n] for n in usable])
+        return friedman(table, usable) if test == "friedman" else cochran_q(table, usable)
     if test == "kruskal_wallis":
         return kruskal_wallis([data[n] for n in usable], usable)
     if test == "welch_anova":
         return welch_anova([data[n] for n in usable], usable)
     return anova([data[n] for n in usable], usable)
+
+
+#: what an omnibus row keeps of its test's extras (Cochran's Q's exact p and proportions)
+OMNIBUS_EXTRAS = ("p_value_exact", "p_value_exact_reason", "proportions", "informative_blocks")
 
 
 def run_omnibus(
@@ -54,4 +60,5 @@ def run_omnibus(
         significant=bool(result.defined and result.p_value < settings.alpha),
         reason=result.reason,
         mean_ranks=result.extra.get("mean_ranks") if test == "friedman" else None,
+        extra={k: result.extra[k] for k in OMNIBUS_EXTRAS if k in result.extra},
     )

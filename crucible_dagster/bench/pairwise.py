@@ -115,6 +115,9 @@ ROW_EXTRAS = (
     "w_plus",
     "jackknife_acceleration",  # BCa's acceleration and bias correction, for a bootstrap row
     "bias_correction_z0",
+    "b",  # McNemar's discordant counts and its exact binomial p, whichever p the row reports
+    "c",
+    "p_value_exact_binomial",
 )
 
 

@@ -80,7 +80,7 @@ def _number(key: str, value: Any) -> Any:
 
 @dataclass
 class OmnibusRow:
-    """One test across all groups (ANOVA, Welch, Kruskal-Wallis, Friedman)."""
+    """One test across all groups (ANOVA, Welch, Kruskal-Wallis, Friedman, Cochran's Q)."""
 
     test: str
     statistic: float = NAN
@@ -92,17 +92,23 @@ class OmnibusRow:
     reason: str | None = None
     #: Friedman only: each group's mean rank (1 = smallest value)
     mean_ranks: list[float] | None = None
+    #: test-specific figures (Cochran's Q's exact p and each group's proportion)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "mean_ranks"}
+        skip = ("mean_ranks", "extra")
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         if self.test == "friedman":
             data["mean_ranks"] = self.mean_ranks
+        data.update(self.extra)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OmnibusRow:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: _number(k, v) for k, v in data.items() if k in names})
+        names = {f.name for f in fields(cls)} - {"extra"}
+        extra = {k: v for k, v in data.items() if k not in names and k != "extra"}
+        known = {k: _number(k, v) for k, v in data.items() if k in names}
+        return cls(**known, extra=extra)
 
 
 def comparison_rows(bench: Any) -> list[ComparisonRow]:

@@ -156,20 +156,35 @@ def _independent_choice(
     return "ttest"
 
 
+def _blocked_omnibus(data: Mapping[str, np.ndarray], decisions: list[Decision]) -> str:
+    """Cochran's Q when every value is 0 or 1 (right or wrong), else Friedman."""
+    if all(is_binary(v) for v in data.values()):
+        decisions.append(
+            Decision(
+                "omnibus: cochran_q",
+                "k configurations scored right (1) or wrong (0) on the same blocks: Cochran's Q "
+                "(chi-squared p, exact permutation p beside it) with pairwise McNemar tests",
+                "design",
+            )
+        )
+        return "cochran_q"
+    decisions.append(
+        Decision(
+            "omnibus: friedman",
+            "k configurations measured on the same blocks: Friedman test with post-hoc "
+            "pairwise comparisons (Demšar 2006)",
+            "design",
+        )
+    )
+    return "friedman"
+
+
 def choose_omnibus(
     data: Mapping[str, np.ndarray], settings: ComparisonSettings, decisions: list[Decision]
 ) -> str:
     """The omnibus test for three or more groups, with its reasons appended to ``decisions``."""
     if settings.design in ("blocked", "paired"):
-        decisions.append(
-            Decision(
-                "omnibus: friedman",
-                "k configurations measured on the same blocks: Friedman test with post-hoc "
-                "pairwise comparisons (Demšar 2006)",
-                "design",
-            )
-        )
-        return "friedman"
+        return _blocked_omnibus(data, decisions)
     normal = [
         normal_enough(name, values, settings.alpha, decisions) for name, values in data.items()
     ]

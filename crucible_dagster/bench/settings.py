@@ -20,7 +20,7 @@ PAIRWISE_TESTS = (
     "corrected_resampled_ttest",
     "cv_5x2",
 )
-OMNIBUS_TESTS = ("anova", "welch_anova", "kruskal_wallis", "friedman")
+OMNIBUS_TESTS = ("anova", "welch_anova", "kruskal_wallis", "friedman", "cochran_q")
 PAIRED_ONLY = ("paired_ttest", "wilcoxon", "corrected_resampled_ttest", "cv_5x2", "mcnemar")
 
 
