@@ -64,6 +64,14 @@ class Hedgeable(Protocol):
 
 
 @runtime_checkable
+class Budgeted(Protocol):
+    """A backend whose requests count against the run's budget (``budget:``): it asks the
+    ledger before each request it sends."""
+
+    def with_budget(self, ledger: Any) -> Any: ...
+
+
+@runtime_checkable
 class CrossValidating(Protocol):
     """A backend that fits: each sample predicted by the model fitted on the other folds
     (the predict stage's ``cv_folds``)."""
@@ -85,6 +93,13 @@ class FallbackBackend:
 
     def __post_init__(self) -> None:
         self.name = f"{self.primary.name}+fallback:{self.fallback.name}"
+
+    def with_budget(self, ledger: Any) -> FallbackBackend:
+        """The budget is the run's: the fallback's requests count against it too."""
+        for backend in (self.primary, self.fallback):
+            if isinstance(backend, Budgeted):
+                backend.with_budget(ledger)
+        return self
 
     def predict(self, requests: Sequence[Request]) -> list[Response]:
         first = self.primary.predict(requests)

@@ -29,6 +29,7 @@ from typing import Any, cast
 from pydantic import Field, field_validator
 
 from crucible_dagster.backends.base import BackendOptions, Request, Response
+from crucible_dagster.backends.gate import Prices, RequestGate
 from crucible_dagster.backends.http import (
     Answer,
     HttpFailure,
@@ -37,6 +38,9 @@ from crucible_dagster.backends.http import (
     shown_url,
     url_problem,
 )
+from crucible_dagster.backends.rate_limit import RateLimitClosed, RateLimiter
+from crucible_dagster.backends.tokens import Tokenizer, tiktoken_available
+from crucible_dagster.budget import BudgetExhausted, Ledger
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import BackendRef, Hedging
 from crucible_dagster.hedging.caller import HedgedCaller
@@ -44,6 +48,8 @@ from crucible_dagster.hedging.caller import HedgedCaller
 CACHE_ENV = "CRUCIBLE_CACHE_DIR"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+#: a rate beyond any server (a million a second): a typo, refused
+MAX_RATE_PER_MINUTE = 6e7
 
 
 class OpenAIOptions(BackendOptions):
@@ -78,10 +84,27 @@ class OpenAIOptions(BackendOptions):
     cache: bool = Field(default=True, description="Read and write the response cache.")
     price_per_million_input: float | None = Field(default=None, ge=0, description="For cost.")
     price_per_million_output: float | None = Field(default=None, ge=0, description="For cost.")
+    requests_per_minute: float | None = Field(
+        default=None, description="At most this many requests a minute (retries, hedges count)."
+    )
+    tokens_per_minute: float | None = Field(
+        default=None, description="At most this many tokens a minute (estimated, then usage)."
+    )
+    tokenizer: Tokenizer = Field(
+        default="chars4",
+        description="How tokens are estimated before sending: chars4 (chars/4), words, tiktoken.",
+    )
+    expected_completion_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        le=10**7,
+        description="An answer's tokens for estimates (else max_tokens).",
+    )
 
     @field_validator(
         "temperature", "max_tokens", "timeout_s", "max_retries", "backoff_s", "max_backoff_s",
         "max_response_bytes", "concurrency", "price_per_million_input", "price_per_million_output",
+        "requests_per_minute", "tokens_per_minute", "expected_completion_tokens",
         mode="before",
     )  # fmt: skip
     @classmethod
@@ -89,6 +112,27 @@ class OpenAIOptions(BackendOptions):
         """``true`` is not a number here, though Python counts it as 1."""
         if isinstance(value, bool):
             raise ValueError("expected a number, found a boolean")
+        return value
+
+    @field_validator("requests_per_minute", "tokens_per_minute")
+    @classmethod
+    def _rate(cls, value: float | None) -> float | None:
+        """A rate the limiter can hold: > 0 (0 would never send), finite, not absurd."""
+        if value is not None and not 0 < value <= MAX_RATE_PER_MINUTE:
+            raise ValueError(
+                f"expected a rate per minute > 0 and <= {MAX_RATE_PER_MINUTE:.0e} (leave it out "
+                f"for no limit), found {value!r}"
+            )
+        return value
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer(cls, value: Tokenizer) -> Tokenizer:
+        if value == "tiktoken" and not tiktoken_available():
+            raise ValueError(
+                "'tiktoken' needs the tiktoken package (pip install tiktoken); or use 'chars4' "
+                "or 'words'"
+            )
         return value
 
 
@@ -174,6 +218,15 @@ class OpenAICompatibleBackend:
         root = options.cache_dir or os.environ.get(CACHE_ENV) or "~/.cache/crucible_dagster"
         self.cache_root = Path(root).expanduser() / "responses"
         self.hedger: HedgedCaller | None = None
+        prices = Prices(options.price_per_million_input, options.price_per_million_output)
+        self.gate = RequestGate(
+            RateLimiter(options.requests_per_minute, options.tokens_per_minute),
+            options.tokenizer,
+            options.model,
+            options.expected_completion_tokens,
+            options.max_tokens,
+            prices,
+        )
 
     @classmethod
     def check_endpoint(cls, ref: BackendRef, options: OpenAIOptions) -> tuple[str, str] | None:
@@ -189,6 +242,11 @@ class OpenAICompatibleBackend:
     def with_hedging(self, hedging: Hedging | None) -> OpenAICompatibleBackend:
         """Hedge this backend's requests as ``reliability.hedging`` says (None: never)."""
         self.hedger = HedgedCaller(hedging) if hedging is not None else None
+        return self
+
+    def with_budget(self, ledger: Ledger | None) -> OpenAICompatibleBackend:
+        """Count every request against ``ledger`` (the run's budget; None: no budget)."""
+        self.gate.ledger = ledger
         return self
 
     # --- one request -----------------------------------------------------------------------
@@ -212,6 +270,20 @@ class OpenAICompatibleBackend:
         return digest({"url": self.url, "body": body})
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One request through the gate (rate, budget): its answer, or an HttpFailure."""
+        try:
+            ticket = self.gate.enter(body)
+        except (BudgetExhausted, RateLimitClosed) as exc:
+            raise HttpFailure(str(exc), False) from None
+        usage: tuple[int | None, int | None] | None = None
+        try:
+            payload = self._post_once(body)
+            usage = completion(payload, self.shown_url)[1:]
+            return payload
+        finally:
+            self.gate.leave(ticket, usage)
+
+    def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
         """One request's checked answer; an HttpFailure with the URL and status otherwise."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         key = os.environ.get(self.options.api_key_env)
@@ -361,5 +433,14 @@ class OpenAICompatibleBackend:
     def predict(self, requests: Sequence[Request]) -> list[Response]:
         if not requests:
             return []
-        with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
+        self.gate.limiter.reopen()
+        pool = ThreadPoolExecutor(max_workers=self.options.concurrency)
+        try:
             return list(pool.map(self._one_kept, requests))
+        except BaseException:
+            # an interrupt: requests waiting for the rate give up, queued ones never start
+            self.gate.limiter.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)

@@ -18,6 +18,10 @@ from crucible_dagster.experiment.loading import parse_yaml_value
 from crucible_dagster.runtime.run_record import check_run_id
 from crucible_dagster.runtime.stage import VALIDATE_MODES
 
+#: the run ended ``budget_exhausted``: an answer (every stage ran, the answers had are kept),
+#: not an error, but not a whole run either
+EXIT_BUDGET = 3
+
 
 def _parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {}
@@ -121,6 +125,10 @@ def _run(args: argparse.Namespace, stdout: Any) -> int:
             f"reason {failure.reason}): {failure.message}"
         )
         return 1
+    if result.status == "budget_exhausted":
+        budget = result.context.metrics.get("budget") or {}
+        error_line(f"budget exhausted ({budget.get('reason')}): the answers had are kept")
+        return EXIT_BUDGET
     return 0
 
 
@@ -160,6 +168,13 @@ def _run_sweep(experiment: Any, args: argparse.Namespace, stdout: Any) -> int:
     if failed:
         error_line(f"{len(failed)} trial(s) failed: {', '.join(failed)}")
         return 1
+    exhausted = comparison.get("budget_exhausted_trials") or []
+    if exhausted:
+        error_line(
+            f"budget exhausted: {len(exhausted)} trial(s) not fully asked, not compared: "
+            f"{', '.join(exhausted)}"
+        )
+        return EXIT_BUDGET
     return 0
 
 

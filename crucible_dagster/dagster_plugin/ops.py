@@ -21,6 +21,7 @@ from crucible_dagster.runtime.driver import (
     Run,
     StageFailure,
     changed_metrics,
+    ended_status,
     first_context,
     option_problems,
 )
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from dagster._core.definitions.output import OutputDefinition
 
 DATA_VERSION_TAG = "dagster/data_version"  # how an observation records a data version
+#: a run tag: the run's record ended (or will end) other than completed; the job itself
+#: succeeds, as every stage ran and its answers are kept (``budget_exhausted``)
+STATUS_TAG = "crucible/status"
 # Built once and shared by every op: Dagster resolves an In's type each time it builds one,
 # which is a fifth of the cost of loading a folder of many experiments.
 CONTEXT_IN = {
@@ -127,7 +131,22 @@ def _output_metadata(
         "crucible/duration_ms": dg.MetadataValue.float(round(duration_ms, 3)),
     }
     metadata.update(float_metadata(changed_metrics(before, after), "metric/"))
+    budget = after.metrics.get("budget")
+    if isinstance(budget, Mapping) and budget != before.metrics.get("budget"):
+        metadata["crucible/budget"] = dg.MetadataValue.json(dict(budget))
     return metadata
+
+
+def note_budget(context: dg.OpExecutionContext, before: Context, after: Context) -> None:
+    """The budget ran out in this step: a warning in the event log and the run's tag
+    ``crucible/status=budget_exhausted`` (the runs list can filter on it). The job goes on and
+    succeeds: the later stages score and report the answers had, and the run's record ends
+    ``budget_exhausted``."""
+    if ended_status(after) != "budget_exhausted" or ended_status(before) == "budget_exhausted":
+        return
+    reason = (after.metrics.get("budget") or {}).get("reason")
+    context.log.warning(f"crucible: budget exhausted ({reason}): no further requests are sent")
+    context.instance.add_run_tags(context.run_id, {STATUS_TAG: "budget_exhausted"})
 
 
 def dataset_observations(
@@ -267,6 +286,7 @@ def build_stage_op(
                 forget_unredacted(context)
             raise stage_failure(failure)
         result = outcome.context
+        note_budget(context, ctx, result)
         yield from dataset_observations(ctx, result, experiment, translator)
         yield from report_events(ctx, result, experiment, translator)
         yield dg.Output(

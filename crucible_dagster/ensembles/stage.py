@@ -16,8 +16,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from crucible_dagster.backends.base import Backend, Request
+from crucible_dagster.backends.base import Backend, Budgeted, Request
 from crucible_dagster.backends.registry import build_backend
+from crucible_dagster.budget import ledger_for, with_budget_metric
 from crucible_dagster.ensembles.voting import (
     Ask,
     Decision,
@@ -127,6 +128,10 @@ class EnsembleStage(Stage):
         backends = {
             n: build_backend(ref, where=f"ensemble.members.{n}") for n, ref in members.items()
         }
+        ledger = ledger_for(ctx)  # the members' calls count against the run's budget
+        for backend in backends.values():
+            if ledger is not None and isinstance(backend, Budgeted):
+                backend.with_budget(ledger)
         requests, references, _ = samples_of(ctx, options)
         # member calls get threads of their own: a call past its time runs on unwaited for
         with ThreadPoolExecutor(256) as calls, ThreadPoolExecutor(options.concurrency) as samples:
@@ -145,7 +150,8 @@ class EnsembleStage(Stage):
         previous = records(existing) if existing is not None else []
         summary = _summary(config, list(members), [d for _, d in decisions], rows)
         summary["calls"] = {n: sum(n in d.asked for _, d in decisions) for n in members}
-        return save_table(ctx, as_table(previous + rows)).put_metric("ensemble", summary)
+        ctx = save_table(ctx, as_table(previous + rows)).put_metric("ensemble", summary)
+        return with_budget_metric(ctx, ledger)
 
 
 def _row(

@@ -37,7 +37,9 @@ def uniform(values: Sequence[Any]) -> list[Any]:
     """Values of one Parquet column: kept when all are numbers (or None), else all as text."""
     if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
         return list(values)
-    return [None if v is None else str(v) for v in values]
+    # pandas reads a missing text as NaN: a sample without an answer stays without one, never
+    # the text 'nan'
+    return [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
 
 
 def rows_for(

@@ -14,13 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from crucible_dagster.backends.base import Backend, CrossValidating, Hedgeable, Request, Response
+from crucible_dagster.backends.base import (
+    Backend,
+    Budgeted,
+    CrossValidating,
+    Hedgeable,
+    Request,
+    Response,
+)
 from crucible_dagster.backends.registry import (
     BackendError,
     backend_class,
     build_backend,
     check_backend,
 )
+from crucible_dagster.budget import ledger_for, with_budget_metric
 from crucible_dagster.evaluation.per_sample import (
     SampleSource,
     as_table,
@@ -121,6 +129,7 @@ class PredictStage(Stage):
             variants = {"model": experiment.backend}
         hedging = experiment.reliability.hedging if experiment and experiment.reliability else None
         seed = ctx.seed
+        ledger = ledger_for(ctx)  # one budget for every variant (and every stage) of the run
         requests, references, frame = samples_of(ctx, options)
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {}
@@ -131,6 +140,8 @@ class PredictStage(Stage):
                 raise StageError("invalid_backend", name, str(exc)) from None
             if hedging is not None and isinstance(backend, Hedgeable):
                 backend.with_hedging(hedging)
+            if ledger is not None and isinstance(backend, Budgeted):
+                backend.with_budget(ledger)
             responses = self._ask(backend, requests, frame, references, options, seed)
             rows += rows_for(name, responses, references, seed)
             summary[name] = {
@@ -141,7 +152,8 @@ class PredictStage(Stage):
                 "cost": sum(r.cost or 0.0 for r in responses),
                 "latency": latency_summary([r.latency_ms for r in responses]),
             }
-        return save_table(ctx, as_table(rows)).put_metric("predictions", summary)
+        ctx = save_table(ctx, as_table(rows)).put_metric("predictions", summary)
+        return with_budget_metric(ctx, ledger)
 
     @staticmethod
     def _ask(

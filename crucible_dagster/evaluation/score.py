@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from crucible_dagster.budget import NOT_SENT, budget_exhausted
 from crucible_dagster.evaluation.per_sample import save_table, table_of
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
@@ -79,8 +80,11 @@ class ScoreStage(Stage):
             score_one(p, r, options.metric, options.case_sensitive)
             for p, r in zip(frame["prediction"], frame["reference"], strict=True)
         ]
+        # a sample the budget left unasked is not a wrong answer: no score (left out)
+        unasked = frame["error"].notna() & frame["error"].astype(str).str.startswith(NOT_SENT)
+        frame.loc[unasked, "score"] = None
         undefined = failed_variants(frame)
-        if undefined and not options.allow_failed_variants:
+        if undefined and not (options.allow_failed_variants or budget_exhausted(ctx)):
             variant, reason = next(iter(undefined.items()))
             raise StageError(
                 "variant_failed",

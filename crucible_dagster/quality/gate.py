@@ -126,6 +126,13 @@ def _not_comparable(
 def evaluate_gate(ctx: Context, gate: RegressionBaseline) -> GateResult:
     if not ctx.run_dir:
         return GateResult("no_baseline", "this run keeps no run directory: no history to compare")
+    budget = ctx.metrics.get("budget")
+    if isinstance(budget, Mapping) and budget.get("exhausted") is True:
+        return GateResult(
+            "not_comparable",
+            f"not compared: the run's budget ran out ({budget.get('reason')}) before every "
+            "sample was asked; a partial run is not judged against a baseline",
+        )
     run_dir = Path(ctx.run_dir)
     try:
         baseline_id = choose_baseline(gate, run_dir.parent, ctx.run_id)

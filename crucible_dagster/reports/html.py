@@ -237,6 +237,7 @@ def render_html(ctx: Context, plots: Mapping[str, Plot] | None = None) -> str:
         ["seed", data["seed"]],
         ["parameters", data["parameters"] or None],
         ["stages completed", ", ".join(data["completed_stages"]) or None],
+        ["budget", data["budget"]],
     ]
     metrics = numeric_metrics(ctx.metrics)
     outputs = json.dumps(data["outputs"], indent=2)[:50000]

@@ -167,6 +167,8 @@ def _header(data: Mapping[str, Any]) -> list[str]:
         f"- seed: {data['seed']}",
         f"- stages completed: {', '.join(data['completed_stages']) or '(none)'}",
     ]
+    if data["budget"]:
+        lines.append(f"- budget: {md_text(data['budget'])}")
     if data["parameters"]:
         lines.append(
             "- parameters: "

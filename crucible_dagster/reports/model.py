@@ -41,8 +41,32 @@ def report_data(ctx: Context) -> dict[str, Any]:
             "artifacts": dict(ctx.artifacts),
             "quality_targets": ctx.metrics.get("quality_targets"),
             "trace": ctx.trace.statistics() if ctx.trace else None,
+            "budget": budget_line(ctx.metrics.get("budget")),
         }
     )
+
+
+def budget_line(budget: Any) -> str | None:
+    """The run's budget in one line (None without one): what was spent of each limit, and
+    whether it ran out (the run then ends ``budget_exhausted``, its answers kept)."""
+    if not isinstance(budget, Mapping):
+        return None
+    limits: Mapping[str, Any] = budget.get("limits") or {}
+    spent: Mapping[str, Any] = budget.get("spent") or {}
+    parts = []
+    for name, label in (("requests", "requests"), ("tokens", "tokens"), ("cost", "cost")):
+        used = spent.get(name)
+        limit = limits.get(f"max_{name}")
+        if used is None and limit is None:
+            continue
+        shown = f"{used:.6g}" if isinstance(used, float) else str(used)
+        parts.append(f"{label} {shown}" + (f" of {limit:g}" if limit is not None else ""))
+    state = (
+        f"exhausted ({budget.get('reason')}): {spent.get('refused', 0)} request(s) not sent"
+        if budget.get("exhausted") is True
+        else "within budget"
+    )
+    return f"{state}; spent: {', '.join(parts) or 'nothing'}"
 
 
 def comparison_table(ctx: Context) -> Any:

@@ -97,7 +97,7 @@ class Manifest(_Record):
     schema_version: int = Field(ge=1, le=1000)
     experiment_id: ExperimentId
     run_id: RunId
-    status: Literal["running", "completed", "failed", "interrupted"]
+    status: Literal["running", "completed", "failed", "interrupted", "budget_exhausted"]
     orchestrator: Annotated[str, Field(max_length=64)] | None = None
     pid: int | None = Field(default=None, ge=1, le=MAX_PID)
     host: Text | None = None

@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: the statuses a run is listed with (``runs list --status`` takes these)
-STATUSES = ("completed", "failed", "interrupted", "running", "queued", "unreadable")
+STATUSES = (
+    "completed",
+    "failed",
+    "interrupted",
+    "budget_exhausted",
+    "running",
+    "queued",
+    "unreadable",
+)
 #: a run only Dagster knows, in our words (Dagster's own stays in ``dagster_status``)
 FROM_DAGSTER = {
     "success": "completed",

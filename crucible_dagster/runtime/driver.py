@@ -48,6 +48,7 @@ __all__ = [
     "StageOutcome",
     "changed_metrics",
     "end_open_run",
+    "ended_status",
     "first_context",
     "option_problems",
 ]
@@ -195,7 +196,7 @@ class Run:
             if outcome.failure is not None:
                 self.fail(outcome.failure.to_dict(), outcome.failure.context)
             elif self._record is not None and not self.pending_stages:
-                self.end("completed", outcome.context)
+                self.end(ended_status(outcome.context), outcome.context)
             elif hand_on and self._record is not None:
                 self._record.flush()
         return outcome
@@ -240,6 +241,14 @@ class Run:
         self.ended = True
         if self._record is not None:
             self._record.abort(exc, self.ctx)
+
+
+def ended_status(ctx: Context) -> RunStatus:
+    """How a run whose every stage ran ends: ``budget_exhausted`` when its budget stopped the
+    calls to its models (a stage's ``budget`` metric says so), else ``completed``."""
+    budget = ctx.metrics.get("budget")
+    exhausted = isinstance(budget, Mapping) and budget.get("exhausted") is True
+    return "budget_exhausted" if exhausted else "completed"
 
 
 def _wait_for_run(path: Path, sinks: Iterable[Sink]) -> Run:

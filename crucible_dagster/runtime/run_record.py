@@ -72,7 +72,9 @@ RESERVE_MARGIN = 16 * 1024
 SLIMMED = ("experiment", "metrics", "package_versions", "parameters")
 
 
-RunStatus = Literal["running", "completed", "failed", "interrupted"]
+#: ``budget_exhausted``: every stage ran, but the budget (``budget:``) stopped the calls to the
+#: models before every sample was asked; the answers had are kept (a terminal status)
+RunStatus = Literal["running", "completed", "failed", "interrupted", "budget_exhausted"]
 
 
 class RunRecord:

@@ -18,7 +18,7 @@ from typing import Any
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.experiment.unused import unused_settings
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.driver import Run
+from crucible_dagster.runtime.driver import Run, ended_status
 from crucible_dagster.runtime.preflight import first_refused_stage
 from crucible_dagster.runtime.registry import Registry, registry_for
 from crucible_dagster.runtime.run_dirs import run_directory
@@ -67,7 +67,9 @@ class RunResult:
 
     @property
     def status(self) -> str:
-        return "completed" if self.ok else "failed"
+        """``completed``, ``failed``, or ``budget_exhausted`` (every stage ran, the budget
+        stopped the calls to the models)."""
+        return ended_status(self.context) if self.ok else "failed"
 
     def raise_for_failure(self) -> Context:
         if self.failure is not None:
@@ -134,5 +136,5 @@ def _run_stages(
         ctx = outcome.context
         if outcome.failure is not None:
             break
-    driver.end("completed", ctx)  # a no-op when a failure or the last stage ended the run
+    driver.end(ended_status(ctx), ctx)  # a no-op when a failure or the last stage ended it
     return ctx, outcomes

@@ -31,7 +31,13 @@ def compare_trials(experiment: Experiment, outcomes: Sequence[TrialOutcome]) -> 
     sweep = experiment.sweep
     result: dict[str, Any] = {
         "trials": len(outcomes),
-        "failed_trials": [o.trial.trial_id for o in outcomes if o.status != "completed"],
+        "failed_trials": [
+            o.trial.trial_id for o in outcomes if o.status not in ("completed", "budget_exhausted")
+        ],
+        # every stage ran but the sweep's budget stopped their calls: partial, not compared
+        "budget_exhausted_trials": [
+            o.trial.trial_id for o in outcomes if o.status == "budget_exhausted"
+        ],
         "metric": sweep.metric if sweep else None,
     }
     if sweep is None:

@@ -7,14 +7,16 @@ from typing import Any
 
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run
+from crucible_dagster.runtime.run_record import RunStatus
 from crucible_dagster.sweeps.running import TrialOutcome
 
 
 def finish_sweep(
     experiment: Experiment, outcomes: list[TrialOutcome], sweep: Run, *, all_ok: bool = True
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Compare the trials, write the sweep's reports, and end its record (``completed``, or
-    ``failed`` when not ``all_ok``); the comparison and the reports' paths."""
+    """Compare the trials, write the sweep's reports, and end its record (``completed``;
+    ``failed`` when not ``all_ok``; ``budget_exhausted`` when the sweep's budget stopped a
+    trial's calls); the comparison and the reports' paths."""
     # scipy and the report writers load when a sweep is compared, not with the definitions
     from crucible_dagster.reports.sweep import write_sweep_reports
     from crucible_dagster.sweeps.comparison import compare_trials
@@ -25,5 +27,7 @@ def finish_sweep(
         sweep.telemetry.emit("sweep_compared", trials=len(outcomes))
         run_id = str(sweep.manifest.get("run_id"))
         paths = write_sweep_reports(experiment, comparison, sweep.path, run_id)
-    sweep.end("completed" if all_ok else "failed", metrics={"sweep": comparison})
+    exhausted = any(o.status == "budget_exhausted" for o in outcomes)
+    status: RunStatus = "failed" if not all_ok else "budget_exhausted" if exhausted else "completed"
+    sweep.end(status, metrics={"sweep": comparison})
     return comparison, paths

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crucible_dagster.budget import ledger_assigns
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run, StageFailure
@@ -68,9 +69,11 @@ def run_trial(
     registry: Registry | None = None,
     sinks: Iterable[Sink] = (),
     orchestrator: str = "standalone",
+    sweep_dir: Path | None = None,
 ) -> tuple[TrialOutcome, RunResult]:
     """Run every stage for one trial: ``ctx.seed`` is the trial's seed, ``ctx.params`` the grid
-    point (and the seed, for ``${params.seed}`` in options)."""
+    point (and the seed, for ``${params.seed}`` in options). With ``sweep_dir``, the trial's
+    backends count against the sweep run's budget (``budget:``), not a budget of its own."""
     seeded = (
         experiment.model_copy(update={"seed": trial.seed}) if trial.seed is not None else experiment
     )
@@ -82,6 +85,7 @@ def run_trial(
         run_dir=run_dir,
         sinks=sinks,
         orchestrator=orchestrator,
+        assigns=ledger_assigns(sweep_dir) if experiment.budget is not None else None,
     )
     outcome = TrialOutcome(
         trial,
@@ -123,6 +127,7 @@ def run_trials(
                     registry=registry,
                     sinks=sinks,
                     orchestrator=orchestrator,
+                    sweep_dir=sweep.path,
                 )
                 if result.failure is not None:
                     failures.append((trial, result.failure))

@@ -19,6 +19,7 @@ from crucible_dagster.experiment.ir.base import (
     Name,
     Seed,
 )
+from crucible_dagster.experiment.ir.budget import BUDGET_MAX, Budget
 from crucible_dagster.experiment.ir.dagster_settings import (
     LEGACY_SPELLINGS,
     Automation,
@@ -68,6 +69,7 @@ from crucible_dagster.experiment.ir.reliability import (
 from crucible_dagster.experiment.ir.sweep_settings import DEFAULT_TRIALS_PER_STEP, SweepConfig
 
 __all__ = [
+    "BUDGET_MAX",
     "DEFAULT_TRIALS_PER_STEP",
     "LEGACY_CORRECTIONS",
     "LEGACY_SPELLINGS",
@@ -79,6 +81,7 @@ __all__ = [
     "Automation",
     "BackendRef",
     "Baseline",
+    "Budget",
     "Correction",
     "CorrectionName",
     "DagsterSettings",

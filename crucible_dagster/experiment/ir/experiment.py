@@ -12,6 +12,7 @@ from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_val
 from pydantic_core import PydanticCustomError
 
 from crucible_dagster.experiment.ir.base import SEED_MAX, Int, IRModel, Seed
+from crucible_dagster.experiment.ir.budget import Budget
 from crucible_dagster.experiment.ir.dagster_settings import (
     Automation,
     DagsterSettings,
@@ -81,6 +82,11 @@ class Experiment(IRModel):
     schedule: Schedule | None = None
     output_dir: str | None = None
     sweep: SweepConfig | None = None
+    budget: Budget | None = Field(
+        default=None,
+        description="Limits on what the run's backends may spend (max_cost, max_requests, "
+        "max_tokens), shared by every backend of the run and every trial of a sweep run.",
+    )
     dagster: DagsterSettings = Field(
         default_factory=DagsterSettings,
         description="Settings only the Dagster adapter reads (executor, automation, a sweep's "

@@ -39,7 +39,7 @@ class DatasetRef(IRModel):
 ReportFormat = Literal["markdown", "json", "html", "csv"]
 REPORT_EXTENSIONS = {"markdown": "md", "json": "json", "html": "html", "csv": "csv"}
 #: the run's own records: no report may be written over them
-RUN_RECORD_FILES = frozenset({"manifest.json", "telemetry.jsonl", "trace.json"})
+RUN_RECORD_FILES = frozenset({"manifest.json", "telemetry.jsonl", "trace.json", "budget.json"})
 Sink = Literal["file", "stdout", "asset"]
 
 

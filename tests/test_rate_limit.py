@@ -1,0 +1,143 @@
+"""Rate limits: the token bucket's arithmetic on a clock the test moves, a waiting request let
+go when its batch is interrupted, and (slow, live: 30 s each) the rate the test server sees."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from crucible_dagster.backends.base import Request
+from crucible_dagster.backends.rate_limit import RateLimitClosed, RateLimiter, TokenBucket
+from crucible_dagster.backends.registry import build_backend
+from crucible_dagster.experiment.ir import BackendRef
+from tests.llm_server import llm_server
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_holds_one_second_and_refills_at_its_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(120, clock)  # 2 a second
+    assert bucket.capacity == 2
+    for _ in range(2):
+        assert bucket.wait_s(1) == 0
+        bucket.take(1)
+    assert bucket.wait_s(1) == pytest.approx(0.5)
+    clock.now += 10  # idle: the bucket fills to its capacity, no further
+    bucket.refill()
+    assert bucket.level == 2
+
+
+def test_a_slow_rate_still_sends_and_a_large_request_goes_into_debt() -> None:
+    clock = Clock()
+    slow = TokenBucket(6, clock)  # one every 10 s: the bucket holds one request
+    assert slow.capacity == 1 and slow.wait_s(1) == 0
+    tokens = TokenBucket(600, clock)  # 10 tokens a second, 10 held
+    assert tokens.wait_s(50) == 0  # larger than the bucket: goes when it is full
+    tokens.take(50)
+    assert tokens.wait_s(1) == pytest.approx(4.1)  # 40 in debt, then one more
+
+
+def test_settling_with_the_servers_count_moves_the_bucket() -> None:
+    limiter = RateLimiter(None, 600)
+    assert limiter.tokens is not None
+    limiter.acquire(5)
+    before = limiter.tokens.level
+    limiter.settle(5, 25)  # the server counted 20 more than estimated
+    assert limiter.tokens.level == pytest.approx(before - 20, abs=0.5)
+
+
+def test_a_closed_limiter_lets_its_waiting_threads_go_unsent() -> None:
+    limiter = RateLimiter(1, None)  # one a minute: the second waits a minute
+    limiter.acquire()
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            limiter.acquire()
+        except RateLimitClosed as exc:
+            failures.append(exc)
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    time.sleep(0.1)
+    limiter.close()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert len(failures) == 1 and "not sent" in str(failures[0])
+
+
+def openai(url: str, **options: Any) -> Any:
+    ref = BackendRef(
+        id="openai_compatible",
+        endpoint_url=url,
+        options={"model": "m", "cache": False, "tokenizer": "words", **options},
+    )
+    return build_backend(ref)
+
+
+def test_an_interrupt_while_requests_wait_for_the_rate_ends_the_batch() -> None:
+    """Ctrl-C with 20 requests paced at one a minute: the batch stops at once (the waiting
+    threads are let go), not after twenty minutes; two requests were sent."""
+    with llm_server() as (url, server):
+        backend = openai(url, requests_per_minute=1, concurrency=4)
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                backend.predict([Request(str(i), f"{i}+1") for i in range(20)])
+        finally:
+            timer.cancel()
+        assert sum(server.requests.values()) == 1  # the one the bucket held; nothing after
+
+
+def _arrivals(server: Any) -> list[float]:
+    times: list[float] = []
+
+    def note(number: int, body: dict[str, Any]) -> None:
+        times.append(time.monotonic())
+
+    server.script = lambda n, body: note(n, body)
+    return times
+
+
+@pytest.mark.slow
+@pytest.mark.live
+def test_requests_per_minute_holds_within_ten_percent_over_30_s() -> None:
+    with llm_server() as (url, server):
+        times = _arrivals(server)
+        backend = openai(url, requests_per_minute=120, concurrency=8)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # batches, as predict stages would send them
+            answers = backend.predict([Request(str(i), f"{i}+1") for i in range(10)])
+            assert not any(a.error for a in answers)
+    achieved = (len(times) - 1) / (times[-1] - times[0]) * 60
+    assert achieved == pytest.approx(120, rel=0.10)
+
+
+@pytest.mark.slow
+@pytest.mark.live
+def test_tokens_per_minute_holds_within_ten_percent_over_30_s() -> None:
+    prompt = "a b c d e f g h i j"  # 10 words in, 'echo: a ... j' 11 words out
+    with llm_server() as (url, server):
+        times = _arrivals(server)
+        backend = openai(url, tokens_per_minute=2520, expected_completion_tokens=11, concurrency=8)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answers = backend.predict([Request(str(i), f"{prompt} {i}") for i in range(10)])
+            assert not any(a.error for a in answers)
+            assert all(a.prompt_tokens == 11 and a.completion_tokens == 12 for a in answers)
+    # 23 tokens a request as the server counts them; the first request's are the bucket's own
+    achieved = 23 * (len(times) - 1) / (times[-1] - times[0]) * 60
+    assert achieved == pytest.approx(2520, rel=0.10)
