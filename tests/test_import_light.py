@@ -118,6 +118,7 @@ ALLOWED = {
     "fairness": BASE | {"evaluation"},
     "guardrails": BASE | {"evaluation"},
     "stages": BASE | {"run_history"},
+    "racing": BASE | {"run_history"},
     "sweeps": BASE | {"reports", "budget"},
     "contrib": BASE | {"reports", "backends"},
     "cli": BASE | {"run_history", "reports", "sweeps", "budget", "backends", "evaluation"},
@@ -135,6 +136,7 @@ ALLOWED = {
         "guardrails",
         "stages",
         "sweeps",
+        "racing",
     },
 }
 

@@ -1,0 +1,255 @@
+"""The race: rounds of blocks, a look after each, survivors carried on, ``race.json`` written
+after every finished round so an interrupted race resumes from there with the same decisions.
+
+The race does not know what a block or an evaluation is: ``evaluate(configs, blocks)`` returns
+each configuration's score on each block (a trial per configuration x seed, or per-sample scores
+of one evaluation). That keeps one trial loop for sweeps (``sweeps.running``) and lets the
+simulation under ``benchmarks/`` race on synthetic scores through the very same code."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from crucible_dagster.racing.evidence import Look
+from crucible_dagster.racing.frace import frace_look
+from crucible_dagster.racing.sequential import ScoreOutOfRange, SequentialTest
+from crucible_dagster.racing.settings import RacingSettings
+from crucible_dagster.racing.state import (
+    SCHEMA_VERSION,
+    RaceRecord,
+    RoundRecord,
+    read_race,
+    write_race,
+)
+from crucible_dagster.run_history.records import RecordError
+
+Evaluate = Callable[[Sequence[str], Sequence[str]], Mapping[str, Sequence[float]]]
+#: called after each finished round (e.g. to log it or emit Dagster metadata)
+OnRound = Callable[[RoundRecord], None]
+
+
+class RaceError(ValueError):
+    """A race that cannot go on: bad scores from the evaluation, or a record of another race."""
+
+
+@dataclass(frozen=True)
+class RaceResult:
+    """The finished race, as recorded in ``race.json``."""
+
+    record: RaceRecord
+
+    @property
+    def survivors(self) -> list[str]:
+        return list(self.record.survivors)
+
+    @property
+    def evaluations(self) -> int:
+        return self.record.evaluations
+
+    @property
+    def grid_evaluations(self) -> int:
+        """What evaluating every configuration on every block raced over would have cost."""
+        done = sum(len(r.blocks) for r in self.record.rounds)
+        return len(self.record.configs) * done
+
+    def dropped_at(self) -> dict[str, int]:
+        """Configuration -> the round it was dropped in."""
+        return {c: r.index for r in self.record.rounds for c in r.dropped}
+
+
+def block_order(blocks: Sequence[str], kind: str, seed: int) -> list[str]:
+    """The order blocks are raced in: samples in a seeded random order (so the first blocks are
+    a random sample, as the sequential test's guarantee needs), seeds and folds as listed."""
+    if kind != "samples":
+        return list(blocks)
+    rng = np.random.default_rng(seed)
+    return [blocks[i] for i in rng.permutation(len(blocks))]
+
+
+class Race:
+    """One race over ``configs`` on ``blocks``, recorded at ``state_path`` (or not at all)."""
+
+    def __init__(
+        self,
+        settings: RacingSettings,
+        configs: Sequence[str],
+        blocks: Sequence[str],
+        direction: Literal["maximize", "minimize"] = "maximize",
+        state_path: Path | None = None,
+    ) -> None:
+        if len(set(configs)) != len(configs) or not configs:
+            raise RaceError("a race needs at least one configuration, each id once")
+        if len(set(blocks)) != len(blocks):
+            raise RaceError("block ids must be distinct")
+        self.settings = settings
+        self.direction = direction
+        self.state_path = state_path
+        order = block_order(blocks, settings.block, settings.order_seed)
+        if settings.max_blocks is not None:
+            order = order[: settings.max_blocks]
+        self.record = self._resumed_or_new(list(configs), order)
+        self.test = self._test()
+
+    def _fresh(self, configs: list[str], order: list[str]) -> RaceRecord:
+        return RaceRecord(
+            schema_version=SCHEMA_VERSION,
+            method=self.settings.method,
+            direction=self.direction,
+            settings=self.settings.model_dump(mode="json"),
+            configs=configs,
+            block_order=order,
+            scores={c: [] for c in configs},
+            survivors=configs,
+            rounds=[],
+            evaluations=0,
+            finished=len(configs) <= self.settings.min_survivors or not order,
+            finish_reason=_initial_reason(len(configs), self.settings.min_survivors, order),
+        )
+
+    def _resumed_or_new(self, configs: list[str], order: list[str]) -> RaceRecord:
+        fresh = self._fresh(configs, order)
+        if self.state_path is None or not self.state_path.exists():
+            return fresh
+        record = read_race(self.state_path)
+        for field in ("method", "direction", "settings", "configs", "block_order"):
+            if getattr(record, field) != getattr(fresh, field):
+                raise RaceError(
+                    str(
+                        RecordError(
+                            self.state_path,
+                            field,
+                            f"this race's {field} (the record is another race's)",
+                            "a different value",
+                        )
+                    )
+                )
+        return record
+
+    def _test(self) -> SequentialTest | None:
+        if self.settings.method != "sequential":
+            return None
+        low, high = self.settings.score_range
+        test = SequentialTest(
+            list(self.record.configs), self.settings.alpha, low, high, self.direction
+        )
+        if self.record.test_state:
+            test.restore(self.record.test_state)
+        return test
+
+    @property
+    def blocks_done(self) -> int:
+        return sum(len(r.blocks) for r in self.record.rounds)
+
+    def next_blocks(self) -> list[str]:
+        """The next round's blocks (none when the race is over): first_look, then round_size,
+        cut to the blocks left and to what the budget still pays for every survivor."""
+        if self.record.finished:
+            return []
+        done = self.blocks_done
+        size = self.settings.first_look if done == 0 else self.settings.round_size
+        size = min(size, len(self.record.block_order) - done)
+        if self.settings.budget is not None:
+            left = self.settings.budget - self.record.evaluations
+            size = min(size, max(0, left) // len(self.record.survivors))
+        return self.record.block_order[done : done + max(0, size)]
+
+    def run(self, evaluate: Evaluate, on_round: OnRound | None = None) -> RaceResult:
+        """Race until one survivor (or ``min_survivors``), the blocks or the budget run out."""
+        while not self.record.finished:
+            blocks = self.next_blocks()
+            if not blocks:
+                self._finish(self._why_no_blocks())
+                break
+            record = self.play_round(blocks, evaluate(list(self.record.survivors), blocks))
+            if on_round is not None:
+                on_round(record)
+        return RaceResult(self.record)
+
+    def play_round(self, blocks: list[str], scores: Mapping[str, Sequence[float]]) -> RoundRecord:
+        """Take one round's scores, look, drop, and record the round (written before return)."""
+        survivors = list(self.record.survivors)
+        table = self._checked_scores(survivors, blocks, scores)
+        look = self._look(survivors, blocks, table)
+        for j, c in enumerate(survivors):
+            self.record.scores[c].extend(float(v) for v in table[:, j])
+        dropped = look.dropped
+        record = RoundRecord(
+            index=len(self.record.rounds) + 1,
+            blocks=list(blocks),
+            survivors=survivors,
+            evaluations=len(blocks) * len(survivors),
+            dropped=dropped,
+            look=look.to_json(),
+        )
+        self.record.rounds.append(record)
+        self.record.evaluations += record.evaluations
+        self.record.survivors = [c for c in survivors if c not in dropped]
+        if self.test is not None:
+            self.record.test_state = self.test.to_json()
+        if len(self.record.survivors) <= self.settings.min_survivors:
+            self._finish(f"{len(self.record.survivors)} survivor(s) left (min_survivors reached)")
+        elif not self.next_blocks():
+            self._finish(self._why_no_blocks())
+        self._save()
+        return record
+
+    def _look(self, survivors: list[str], blocks: list[str], table: np.ndarray) -> Look:
+        if self.test is not None:
+            try:
+                self.test.update_table(survivors, table)
+            except ScoreOutOfRange as exc:
+                raise RaceError(str(exc)) from None
+            return self.test.look(survivors, self.settings.min_survivors)
+        done = self.blocks_done
+        prior = np.array([self.record.scores[c][:done] for c in survivors], dtype=float)
+        history = np.vstack([prior.T.reshape(done, len(survivors)), table])
+        return frace_look(
+            survivors, history, self.settings.alpha, self.direction, self.settings.min_survivors
+        )
+
+    def _checked_scores(
+        self, survivors: list[str], blocks: list[str], scores: Mapping[str, Sequence[float]]
+    ) -> np.ndarray:
+        table = np.empty((len(blocks), len(survivors)))
+        for j, c in enumerate(survivors):
+            values = list(scores.get(c, ()))
+            if len(values) != len(blocks):
+                raise RaceError(
+                    f"configuration {c!r}: the evaluation returned {len(values)} score(s) for "
+                    f"{len(blocks)} block(s) ({', '.join(blocks[:3])}{'...' if len(blocks) > 3 else ''})"
+                )
+            for i, v in enumerate(values):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise RaceError(
+                        f"configuration {c!r}, block {blocks[i]!r}: score {v!r} is not a finite number"
+                    )
+                table[i, j] = float(v)
+        return table
+
+    def _why_no_blocks(self) -> str:
+        if self.blocks_done >= len(self.record.block_order):
+            return f"all {len(self.record.block_order)} blocks raced"
+        return (
+            f"budget of {self.settings.budget} evaluations spent ({self.record.evaluations} used)"
+        )
+
+    def _finish(self, reason: str) -> None:
+        self.record.finished = True
+        self.record.finish_reason = reason
+        self._save()
+
+    def _save(self) -> None:
+        if self.state_path is not None:
+            write_race(self.state_path, self.record)
+
+
+def _initial_reason(n_configs: int, min_survivors: int, order: list[str]) -> str:
+    if n_configs <= min_survivors:
+        return f"{n_configs} configuration(s), min_survivors {min_survivors}: nothing to race"
+    return "" if order else "no blocks to race on"

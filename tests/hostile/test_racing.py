@@ -1,0 +1,185 @@
+"""Hostile family of the race: ``race.json`` read back to resume (a record we wrote earlier),
+the ``sweep.racing`` settings, and the scores a race is fed."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from crucible_dagster.racing import state as state_module
+from crucible_dagster.racing.race import Race, RaceError
+from crucible_dagster.racing.settings import RacingSettings
+from crucible_dagster.run_history.records import RecordError
+
+CONFIGS = ["a", "b", "c"]
+BLOCKS = [str(i) for i in range(40)]
+
+
+def _evaluate(configs: Sequence[str], blocks: Sequence[str]) -> dict[str, list[float]]:
+    means = {"a": 0.9, "b": 0.5, "c": 0.1}
+    return {c: [means[c]] * len(blocks) for c in configs}
+
+
+def _written(tmp_path: Path, rounds_before_stop: int = 2) -> Path:
+    path = tmp_path / "race.json"
+    race = Race(RacingSettings(first_look=2, round_size=2), CONFIGS, BLOCKS, state_path=path)
+    for _ in range(rounds_before_stop):
+        blocks = race.next_blocks()
+        race.play_round(blocks, _evaluate(list(race.record.survivors), blocks))
+    return path
+
+
+def _resume(path: Path, **settings: Any) -> Race:
+    return Race(
+        RacingSettings(first_look=2, round_size=2, **settings), CONFIGS, BLOCKS, state_path=path
+    )
+
+
+def _edit(path: Path, change: Any) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _one_line(exc: BaseException, *needles: str) -> None:
+    text = str(exc)
+    assert "\n" not in text and "Traceback" not in text
+    for needle in needles:
+        assert needle in text, (needle, text)
+
+
+def test_truncated_record(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(RecordError) as info:
+        _resume(path)
+    _one_line(info.value, str(path), "truncated")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d.update(schema_version=2), "schema_version"),
+        (lambda d: d.update(method="hoeffding"), "method"),
+        (lambda d: d.update(configs="a,b,c"), "configs"),
+        (lambda d: d["scores"].update(a=["0.9"]), "scores.a.0"),
+        (lambda d: d.update(evaluations=-1), "evaluations"),
+        (lambda d: d.update(evaluations=True), "evaluations"),
+        (lambda d: d.update(finished="no"), "finished"),
+        (lambda d: d["rounds"][0].update(index=0), "rounds.0.index"),
+        (lambda d: d.update(survivors=["a", "zz"]), "survivors"),
+        (lambda d: d["rounds"].reverse(), "rounds"),
+        (lambda d: d["scores"].update(a=[0.5] * 99), "scores.a"),
+        (lambda d: d.update(configs=["a", "a", "c"]), "configs"),
+        (lambda d: d.update(extra_key=1), "extra_key"),
+        (lambda d: d.update(finish_reason="x" * 5000), "finish_reason"),
+    ],
+)
+def test_each_field_of_the_wrong_type_or_shape(tmp_path: Path, change: Any, field: str) -> None:
+    path = _written(tmp_path)
+    _edit(path, change)
+    with pytest.raises(RecordError) as info:
+        _resume(path)
+    _one_line(info.value, str(path), field)
+
+
+def test_a_record_of_another_race(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    with pytest.raises(RaceError) as info:
+        Race(RacingSettings(first_look=2, round_size=2), ["a", "b", "d"], BLOCKS, state_path=path)
+    _one_line(info.value, str(path), "configs", "another race")
+    with pytest.raises(RaceError) as info:
+        _resume(path, alpha=0.01)
+    _one_line(info.value, "settings")
+
+
+def test_control_characters_in_an_id_are_escaped(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    _edit(path, lambda d: d.update(survivors=["a", "\x1b[31mred\n"]))
+    with pytest.raises(RecordError) as info:
+        _resume(path)
+    assert "\x1b" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_not_a_regular_file_symlink_and_size_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _written(tmp_path)
+    link = tmp_path / "link" / "race.json"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    with pytest.raises(RecordError) as info:
+        _resume(link)
+    _one_line(info.value, "symlink")
+
+    folder = tmp_path / "dir" / "race.json"
+    folder.mkdir(parents=True)
+    with pytest.raises(RecordError) as info:
+        _resume(folder)
+    _one_line(info.value, "regular file")
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(RecordError) as info:
+        _resume(fifo)
+    _one_line(info.value, "regular file")
+
+    monkeypatch.setattr(state_module, "MAX_RACE_BYTES", 100)
+    with pytest.raises(RecordError) as info:
+        _resume(real)
+    _one_line(info.value, "at most 100 bytes")
+
+
+def test_not_utf8_and_not_an_object(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(RecordError) as info:
+        _resume(path)
+    _one_line(info.value, "UTF-8")
+    path.write_text("[1, 2]")
+    with pytest.raises(RecordError) as info:
+        _resume(path)
+    _one_line(info.value, "a JSON object")
+
+
+def test_a_resumed_race_writes_nothing_elsewhere(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    _resume(path).run(_evaluate)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"alpha": 0}, "alpha"),
+        ({"alpha": 1}, "alpha"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"alpha": True}, "alpha"),
+        ({"alpha": float("nan")}, "alpha"),
+        ({"budget": 0}, "budget"),
+        ({"budget": -5}, "budget"),
+        ({"first_look": True}, "first_look"),
+        ({"first_look": 0}, "first_look"),
+        ({"round_size": 2.5}, "round_size"),
+        ({"max_blocks": 0}, "max_blocks"),
+        ({"min_survivors": 0}, "min_survivors"),
+        ({"method": "hoeffding"}, "method"),
+        ({"block": "rows"}, "block"),
+        ({"score_range": [1, 0]}, "low < high"),
+        ({"score_range": [0, float("inf")]}, "score_range"),
+        ({"method": "frace", "first_look": 1}, "frace"),
+        ({"first_look": 10, "max_blocks": 5}, "before its first test"),
+        ({"early_stopping": True}, "early_stopping"),
+    ],
+)
+def test_settings_refused_with_the_field(settings: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        RacingSettings.model_validate(settings)
+    assert field in str(info.value)
