@@ -170,16 +170,20 @@ def test_hedging_without_a_backend_that_sends_requests_is_refused(
     assert main(["validate", str(path)]) == 0
 
 
-def test_dataset_loader_options_are_refused(
+def test_dataset_options_are_checked_by_the_providers_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """``dataset.options`` is the provider's: an unknown key is refused at its line, with the
+    closest known option."""
     path = tmp_path / "data.yaml"
     path.write_text(
-        "id: data\ndataset:\n  name: iris\n  options: {cache: true}\npipeline:\n  - name: validate\n"
+        "id: data\ndataset:\n  name: iris\n  options: {targt: x}\npipeline:\n  - name: validate\n"
     )
     assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
     assert (
-        f"{path}:4: dataset.options: not supported by crucible_dagster" in capsys.readouterr().out
+        f"{path}:4: dataset.options.targt: Extra inputs are not permitted; did you mean 'target'?"
+        in out
     )
 
 

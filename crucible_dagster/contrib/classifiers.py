@@ -5,7 +5,6 @@ Needs the ``examples`` extra (scikit-learn). Nothing is downloaded.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,18 +19,10 @@ if TYPE_CHECKING:  # numpy and pandas load when a stage runs, not with the defin
     import pandas as pd
 
 DatasetName = Literal["breast_cancer", "iris", "wine", "digits"]
+DATASET_NAMES = ("breast_cancer", "iris", "wine", "digits")
 EstimatorName = Literal[
     "logistic_regression", "random_forest", "gradient_boosting", "svc", "knn", "decision_tree"
 ]
-
-
-def fingerprint(frame: pd.DataFrame, target: np.ndarray) -> str:
-    import numpy as np
-    import pandas as pd
-
-    hasher = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
-    hasher.update(np.ascontiguousarray(target).tobytes())
-    return hasher.hexdigest()
 
 
 class LoadDatasetOptions(StageOptions):
@@ -42,43 +33,40 @@ class LoadDatasetOptions(StageOptions):
 
 
 class LoadSklearnDataset(Stage):
-    """Loads a dataset bundled with scikit-learn into assigns['features'] and assigns['target']."""
+    """Puts a dataset bundled with scikit-learn in assigns['features'] and assigns['target'];
+    the run already loaded it when it is the experiment's dataset (``provider: sklearn``), so
+    then only its summary is added. The fingerprint is the datasets package's content hash."""
 
     name = "load_dataset"
     Options = LoadDatasetOptions
 
     def run(self, ctx: Context, options: LoadDatasetOptions) -> Context:
         import numpy as np
-        from sklearn import datasets
+
+        from crucible_dagster.datasets import load_dataset
+        from crucible_dagster.experiment.ir import DatasetRef
 
         name = options.name or (
             ctx.experiment.dataset.name if ctx.experiment and ctx.experiment.dataset else None
         )
-        loaders = {
-            "breast_cancer": datasets.load_breast_cancer,
-            "iris": datasets.load_iris,
-            "wine": datasets.load_wine,
-            "digits": datasets.load_digits,
-        }
-        if name not in loaders:
+        if name not in DATASET_NAMES:
             raise StageError(
                 "unknown_dataset",
                 name,
-                f"unknown dataset {name!r}; expected one of: {', '.join(loaders)}",
+                f"unknown dataset {name!r}; expected one of: {', '.join(DATASET_NAMES)}",
             )
-        bunch = loaders[name](as_frame=True)
-        features: pd.DataFrame = bunch.frame.drop(columns=["target"])
-        features.columns = [str(c) for c in features.columns]
-        target = bunch.target.to_numpy()
-        fingerprints = {
-            **(ctx.assigns.get("data_fingerprints") or {}),
-            name: fingerprint(features, target),
-        }
-        return ctx.assign(
-            {"features": features, "target": target, "data_fingerprints": fingerprints}
-        ).put_metric(
+        fingerprints = dict(ctx.assigns.get("data_fingerprints") or {})
+        if name not in fingerprints or ctx.assigns.get("features") is None:
+            found = load_dataset(DatasetRef(name=name, provider="sklearn"), ctx.seed)
+            ctx = ctx.assign(found.assigns(fingerprints))
+        features: pd.DataFrame = ctx.assigns["features"]
+        target = np.asarray(ctx.assigns["target"])
+        known = ctx.metrics.get("dataset")
+        loaded = dict(known) if isinstance(known, dict) and known.get("name") == name else {}
+        return ctx.put_metric(
             "dataset",
             {
+                **loaded,
                 "name": name,
                 "rows": int(features.shape[0]),
                 "columns": int(features.shape[1]),

@@ -267,8 +267,12 @@ def build_stage_op(
         ctx = upstream if upstream is not None else first_context(run_experiment, context.run_id)
         run = dagster_run(run_experiment, context, completed=ctx.completed_stages())
         ctx = run.adopt(ctx, context.run_id)
+        before = ctx  # without this run's dataset: its fingerprint is observed after the step
         if upstream is None:
             _check_run_start(experiment, registry, translator, context, run, ctx)
+            ctx, dataset_failure = run.load_dataset(ctx)
+            if dataset_failure is not None:
+                raise stage_failure(dataset_failure)
         outcome = run.step(
             ctx,
             stage_def,
@@ -287,7 +291,7 @@ def build_stage_op(
             raise stage_failure(failure)
         result = outcome.context
         note_budget(context, ctx, result)
-        yield from dataset_observations(ctx, result, experiment, translator)
+        yield from dataset_observations(before, result, experiment, translator)
         yield from report_events(ctx, result, experiment, translator)
         yield dg.Output(
             result, metadata=_output_metadata(ctx, result, stage_def.name, outcome.duration_ms)

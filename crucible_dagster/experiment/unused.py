@@ -24,7 +24,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "reliability.guardrails.options": "set adapter_options on the guardrails stage",
     "backend.model_version": "name the model in backend.options (e.g. options.model)",
     "backend.deployment_id": "name the endpoint in backend.endpoint_url",
-    "dataset.options": "pass loader options to the stage that loads the data",
     "model_version": "record the model in tags or the description",
     "training_config": "train in a stage of the pipeline",
 }

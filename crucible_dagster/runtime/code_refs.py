@@ -31,7 +31,9 @@ DOTTED_PATH = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 )
 
-CodeKind = Literal["stage", "backend", "estimator", "factory", "function", "checker", "adapter"]
+CodeKind = Literal[
+    "stage", "backend", "estimator", "factory", "function", "checker", "adapter", "dataset_provider"
+]
 
 
 class CodeRefError(LookupError):
@@ -186,6 +188,18 @@ def _backend(obj: Any) -> str | None:
     return "a class whose Options is not a pydantic model"
 
 
+def _dataset_provider(obj: Any) -> str | None:
+    """A class with load and a pydantic Options model (datasets/registry.py also asks that
+    model to subclass ProviderOptions: runtime may not import datasets)."""
+    found = _class_with("load")(obj)
+    if found:
+        return found
+    options = getattr(obj, "Options", None)
+    if isinstance(options, type) and issubclass(options, BaseModel):
+        return None
+    return "a class whose Options is not a pydantic model"
+
+
 @dataclass(frozen=True)
 class KindRule:
     """What a kind of named code must be, and how to tell."""
@@ -218,6 +232,12 @@ KINDS: dict[str, KindRule] = {
     ),
     "adapter": KindRule(
         "guardrail adapter", "a class with a scan(examples, options) method", _class_with("scan")
+    ),
+    "dataset_provider": KindRule(
+        "dataset provider",
+        "a dataset provider class (load(ref, options) and an Options model subclassing "
+        "ProviderOptions)",
+        _dataset_provider,
     ),
 }
 

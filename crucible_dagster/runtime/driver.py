@@ -41,7 +41,11 @@ from crucible_dagster.runtime.stage_call import (
 )
 from crucible_dagster.runtime.telemetry import Sink, Telemetry
 
+#: the step a dataset that cannot be loaded fails at (before the first stage)
+DATASET_STEP = "dataset"
+
 __all__ = [
+    "DATASET_STEP",
     "Run",
     "RunDirectoryError",
     "StageFailure",
@@ -200,6 +204,35 @@ class Run:
             elif hand_on and self._record is not None:
                 self._record.flush()
         return outcome
+
+    def load_dataset(self, ctx: Context) -> tuple[Context, StageFailure | None]:
+        """The experiment's dataset in ``ctx`` before the first stage (in the first step only:
+        the Context carries it after), its sample ids written to the run directory; a dataset
+        that cannot be loaded as declared ends the run ``failed`` at the step ``dataset``."""
+        experiment = ctx.experiment
+        if experiment is None or experiment.dataset is None:
+            return ctx, None
+        from crucible_dagster.datasets import DatasetError, load_dataset
+        from crucible_dagster.datasets.ids_record import write_ids
+
+        self.ctx = ctx
+        with self:
+            try:
+                loaded = load_dataset(experiment.dataset, ctx.seed)
+            except DatasetError as exc:
+                failure = StageFailure(DATASET_STEP, "DatasetError", exc.reason, str(exc), ctx)
+                self.telemetry.emit("dataset_failed", error_type="DatasetError", message=str(exc))
+                self.fail(failure.to_dict(), ctx)
+                return ctx, failure
+            if self.path is not None:
+                write_ids(self.path, loaded.ids_record())
+            fingerprints = dict(ctx.assigns.get("data_fingerprints") or {})
+            ctx = ctx.assign(loaded.assigns(fingerprints)).put_metric("dataset", loaded.metric())
+            self.telemetry.emit(
+                "dataset_loaded", rows=len(loaded.ids), fingerprint=loaded.fingerprint
+            )
+        self.ctx = ctx
+        return ctx, None
 
     # --- ending ----------------------------------------------------------------------------------
     def end(

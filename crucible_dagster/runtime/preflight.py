@@ -151,6 +151,12 @@ def setting_problems(
         return doc.problem(tuple(path.split(".")), path, message)
 
     problems = [problem(path, message) for path, message in unsupported_settings(experiment)]
+    if experiment.dataset is not None:
+        from crucible_dagster.datasets import dataset_problems
+
+        problems += [
+            problem(path, message) for path, message in dataset_problems(experiment.dataset)
+        ]
     stages = []
     resolver = registry_for(experiment, registry)
     for stage_def in experiment.enabled_stages:

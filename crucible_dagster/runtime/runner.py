@@ -130,6 +130,10 @@ def _run_stages(
         if validate_options == "error"
         else None
     )
+    if refused is None:
+        ctx, failure = driver.load_dataset(ctx)
+        if failure is not None:
+            return ctx, [(failure.stage, StageOutcome("failed", ctx, failure=failure))]
     for stage_def in experiment.pipeline if refused is None else [refused]:
         outcome = driver.step(ctx, stage_def, registry=registry, validate_options=validate_options)
         outcomes.append((stage_def.name, outcome))

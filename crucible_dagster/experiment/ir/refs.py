@@ -7,10 +7,10 @@ import re
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, with_config
+from pydantic import ConfigDict, Field, field_validator, model_validator, with_config
 from typing_extensions import TypedDict
 
-from crucible_dagster.experiment.ir.base import IRModel, Name
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name
 from crucible_dagster.experiment.names import MAX_NAME_LENGTH, check_name, suggest_name
 
 # --- references ---------------------------------------------------------------------------
@@ -26,6 +26,41 @@ class BackendRef(IRModel):
     fallback: BackendRef | None = None
 
 
+class SampleSpec(IRModel):
+    """Which examples a run takes, seeded by the experiment seed: ``n`` or ``fraction`` of them
+    (at random, or ``stratified`` by a column), or exactly the ids a run recorded."""
+
+    n: Int | None = Field(default=None, ge=1)
+    fraction: Float | None = Field(default=None, gt=0.0, le=1.0)
+    strategy: Literal["random", "stratified"] = "random"
+    by: str | None = Field(default=None, min_length=1)
+    ids_from: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A run directory (or its dataset_ids.json) whose sample ids to take again.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SampleSpec:
+        ways = [k for k in ("n", "fraction", "ids_from") if getattr(self, k) is not None]
+        if len(ways) != 1:
+            raise ValueError(
+                f"expected exactly one of n, fraction or ids_from, got {ways or 'none'}"
+            )
+        if self.strategy == "stratified" and self.by is None:
+            raise ValueError("strategy 'stratified' needs 'by': the column to stratify on")
+        if self.by is not None and self.strategy != "stratified":
+            raise ValueError("'by' is only read with strategy: stratified")
+        return self
+
+
+class FoldSpec(IRModel):
+    """k-fold assignment: a ``fold`` column (0..k-1), seeded, stratified when ``by`` is set."""
+
+    k: Int = Field(ge=2, le=100)
+    by: str | None = Field(default=None, min_length=1)
+
+
 class DatasetRef(IRModel):
     name: Name
     provider: str = "crucible_datasets"
@@ -34,6 +69,15 @@ class DatasetRef(IRModel):
     version: str | None = None
     format: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    limit: Int | None = Field(default=None, ge=1, description="The first N rows, before sampling.")
+    sample: SampleSpec | None = None
+    folds: FoldSpec | None = None
+
+    @field_validator("folds", mode="before")
+    @classmethod
+    def _folds_count(cls, value: Any) -> Any:
+        """``folds: 5`` is ``folds: {k: 5}``."""
+        return {"k": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 ReportFormat = Literal["markdown", "json", "html", "csv"]

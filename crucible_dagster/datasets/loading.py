@@ -1,0 +1,228 @@
+"""``load_dataset(ref, seed)``: the experiment's dataset as the first stage sees it.
+
+provider -> Arrow table -> schema check -> ids -> limit, sample, folds (seeded) -> content hash
+-> one pandas DataFrame, index = the sample ids (strings, unique). The table is taken once, at
+the end, and converted to pandas with its buffers released as it goes, to keep the peak low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from crucible_dagster.datasets.base import DatasetError, LoadedTable
+from crucible_dagster.datasets.fingerprint import fingerprint_table
+from crucible_dagster.datasets.ids_record import IdsRecord, read_ids
+from crucible_dagster.datasets.registry import provider_and_options, resolved
+from crucible_dagster.datasets.sampling import (
+    FOLD_COLUMN,
+    fold_numbers,
+    positions_of,
+    sample_positions,
+)
+from crucible_dagster.datasets.schema import check_schema
+from crucible_dagster.experiment.ir import DatasetRef
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+
+@dataclass
+class LoadedDataset:
+    """What a run loaded: the examples, their ids and the content hash after sampling."""
+
+    name: str
+    provider: str
+    source: str
+    examples: pd.DataFrame
+    fingerprint: str
+    ids: list[str]
+    rows_loaded: int
+    target_column: str | list[str] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> pd.DataFrame | None:
+        if self.target_column is None:
+            return None
+        targets = (
+            [self.target_column] if isinstance(self.target_column, str) else self.target_column
+        )
+        return self.examples.drop(columns=targets)
+
+    @property
+    def target(self) -> np.ndarray | None:
+        if self.target_column is None:
+            return None
+        return self.examples[self.target_column].to_numpy()
+
+    def assigns(self, fingerprints: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the first stage finds in ``ctx.assigns`` (the contract in the README)."""
+        found: dict[str, Any] = {
+            "examples": self.examples,
+            "data_fingerprints": {**(fingerprints or {}), self.name: self.fingerprint},
+        }
+        if self.target_column is not None:
+            found.update(features=self.features, target=self.target)
+        return found
+
+    def metric(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "source": self.source,
+            "rows": len(self.examples),
+            "rows_loaded": self.rows_loaded,
+            "columns": len(self.examples.columns),
+            "fingerprint": self.fingerprint,
+            **self.notes,
+        }
+
+    def ids_record(self) -> IdsRecord:
+        return IdsRecord(
+            schema_version=1,
+            dataset=self.name,
+            provider=self.provider,
+            fingerprint=self.fingerprint,
+            ids=self.ids,
+        )
+
+
+def _ids(table: Any, id_column: str, source: str) -> tuple[Any, Any]:
+    """(the table without its id column, the ids as strings): from ``id_column`` when the table
+    has one (unique, no nulls), else the row numbers."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if id_column not in table.column_names:
+        return table, pa.array([str(i) for i in range(table.num_rows)], pa.string())
+    ids = pc.cast(table[id_column].combine_chunks(), pa.string())
+    if ids.null_count:
+        row = pc.index(pc.is_null(ids), True).as_py()
+        raise DatasetError(f"row {row + 1}, column {id_column!r}: an id is null", where=source)
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        duplicate = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+        row = pc.index(ids, duplicate).as_py()
+        raise DatasetError(
+            f"row {row + 1}, column {id_column!r}: the id {duplicate[:80]!r} is not unique "
+            "(ids name examples: set dataset.options.id_column to another column)",
+            where=source,
+        )
+    return table.drop_columns([id_column]), ids
+
+
+def _select(table: Any, ids: Any, ref: DatasetRef, seed: int, source: str) -> tuple[Any, Any]:
+    """limit, then sample, then folds."""
+    import pyarrow as pa
+
+    if ref.limit is not None:
+        table, ids = table.slice(0, ref.limit), ids.slice(0, ref.limit)
+    spec = ref.sample
+    if spec is not None:
+        if spec.ids_from is not None:
+            wanted = read_ids(spec.ids_from, ref.name)
+            positions = positions_of(ids.to_pylist(), wanted, f"dataset {ref.name!r} ({source})")
+        else:
+            positions = sample_positions(table, spec, seed)
+        table, ids = table.take(positions), ids.take(pa.array(positions))
+    if ref.folds is not None:
+        folds = fold_numbers(table, ref.folds, seed)
+        table = table.append_column(FOLD_COLUMN, pa.array(folds))
+    return table, ids
+
+
+def _pin(ref: DatasetRef, table: Any, ids: Any, uses_version: bool) -> None:
+    """``dataset.version`` on a provider without versions pins the content loaded."""
+    if ref.version is None or uses_version:
+        return
+    found = fingerprint_table(table, ids)
+    if not found.startswith(ref.version):
+        raise DatasetError(
+            f"the data's fingerprint is {found}, not {ref.version!r}: it changed since the "
+            "version was pinned (set version to the new fingerprint, or remove it)",
+            reason="version_mismatch",
+            where="dataset.version",
+        )
+
+
+def _to_pandas(table: Any, ids: Any) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    frame.index = pd.Index(ids.to_pandas(), name="id")
+    return frame
+
+
+def _check_target(table: Any, target: str | list[str] | None, source: str) -> None:
+    names = [target] if isinstance(target, str) else list(target or [])
+    missing = [name for name in names if name not in table.column_names]
+    if missing:
+        raise DatasetError(
+            f"target column {missing[0]!r} is not in the table; it has "
+            f"{', '.join(map(repr, table.column_names[:20]))}",
+            reason="unknown_column",
+            where=f"dataset.options.target ({source})",
+        )
+
+
+def load_dataset(ref: DatasetRef, seed: int) -> LoadedDataset:
+    """The dataset ``ref`` declares, as the first stage sees it; DatasetError names what is
+    wrong (the file, the field, the row and column)."""
+    provider, options = provider_and_options(ref)
+    real = resolved(ref)
+    loaded: LoadedTable = provider.load(real, options)
+    source, target, table = loaded.source, loaded.target, loaded.table
+    if ref.schema_:
+        table = check_schema(table, ref.schema_, source, loaded.origin_of)
+    table, ids = _ids(table, options.id_column, source)
+    _pin(ref, table, ids, provider.uses_version)
+    rows_loaded = table.num_rows
+    table, ids = _select(table, ids, ref, seed, source)
+    _check_target(table, target, source)
+    fingerprint = fingerprint_table(table, ids)
+    id_list = ids.to_pylist()
+    notes = dict(loaded.notes)
+    if ref.sample is not None or ref.folds is not None:
+        notes["seed"] = seed
+    del loaded  # the provider's table goes as pandas takes its buffers
+    examples = _to_pandas(table, ids)
+    return LoadedDataset(
+        ref.name, real.provider, source, examples, fingerprint, id_list, rows_loaded, target, notes
+    )
+
+
+def columns_of(ref: DatasetRef) -> list[str] | None:
+    """The columns the first stage will find in ``examples``, when known without loading
+    (a benchmark's canonical columns; a declared schema's); None when only a load can tell."""
+    try:
+        provider, options = provider_and_options(ref)
+        found = provider.columns(resolved(ref), options)
+    except DatasetError:
+        return None
+    if found is None and ref.schema_:
+        found = [str(c) for c in ref.schema_]
+    if found is None:
+        return None
+    columns = [c for c in found if c != options.id_column]
+    return [*columns, FOLD_COLUMN] if ref.folds is not None else columns
+
+
+def dataset_problems(ref: DatasetRef) -> list[tuple[str, str]]:
+    """(field path, message) for each problem ``crucible validate`` can find without loading:
+    the provider, its options, the names it knows, a local path, the schema's spelling."""
+    from crucible_dagster.datasets.schema import parse_schema
+
+    try:
+        provider, options = provider_and_options(ref)
+        problems = provider.check(resolved(ref), options)
+        if ref.schema_:
+            parse_schema(ref.schema_)
+    except DatasetError as exc:
+        where = exc.where or "dataset"
+        message = str(exc).removeprefix(f"{where}: ")
+        return [(where, message)]
+    return [
+        (f"dataset.{field}", message) for field, _, message in (p.partition(": ") for p in problems)
+    ]

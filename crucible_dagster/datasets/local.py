@@ -1,0 +1,224 @@
+"""``provider: local``: a file, a folder or a glob of Parquet, CSV, JSONL or Arrow files, from a
+path or any fsspec URL (``memory://``, ``s3://`` ...), read with ``pyarrow.dataset``.
+
+A path is read as given (relative to the working directory; absolute paths and ``..`` are the
+user's to choose, as on a command line) and the run records what was read. Only regular files
+are read: a FIFO or a device would block the run, so it is refused by name, as is an unreadable,
+empty or oversized file.
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import Field
+
+from crucible_dagster.common.locations import is_url, storage_path
+from crucible_dagster.datasets.base import DatasetError, LoadedTable, Provider, ProviderOptions
+from crucible_dagster.experiment.ir import DatasetRef
+
+#: file extension -> pyarrow.dataset format
+EXTENSIONS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".arrow": "ipc",
+    ".feather": "ipc",
+    ".ipc": "ipc",
+}
+#: ``dataset.format`` spellings -> pyarrow.dataset format
+FORMATS = {
+    "parquet": "parquet",
+    "csv": "csv",
+    "jsonl": "json",
+    "json": "json",
+    "arrow": "ipc",
+    "feather": "ipc",
+    "ipc": "ipc",
+}
+GLOB_CHARS = frozenset("*?[")
+
+
+class LocalOptions(ProviderOptions):
+    path: str = Field(
+        min_length=1, description="A file, a folder or a glob; a path or an fsspec URL."
+    )
+    max_bytes: int = Field(
+        default=50 * 2**30, ge=1, description="Refuse more bytes on disk than this (all files)."
+    )
+
+
+class _Files:
+    """The files a location names: their filesystem (None: local) and paths."""
+
+    def __init__(self, location: str, split: str, fmt: str | None):
+        self.location = location
+        self.fs: Any = None
+        where = storage_path(location)  # the Context IO manager's helper: a Path or a UPath
+        if isinstance(where, Path):
+            root = str(where)
+        else:
+            self.fs, root = where.fs, where.path
+        self.paths = self._list(root, split, fmt)
+
+    def _isdir(self, path: str) -> bool:
+        return bool(self.fs.isdir(path)) if self.fs is not None else os.path.isdir(path)
+
+    def _list(self, root: str, split: str, fmt: str | None) -> list[str]:
+        if GLOB_CHARS & set(root):
+            found = self.fs.glob(root) if self.fs else globbing.glob(root, recursive=True)
+            paths = sorted(p for p in found if not self._isdir(p))
+        elif self._isdir(root):
+            paths = self._folder(root, split, fmt)
+        elif (self.fs is not None and not self.fs.exists(root)) or (
+            self.fs is None and not os.path.lexists(root)
+        ):
+            raise DatasetError("no such file or folder", reason="not_found", where=self.location)
+        else:
+            paths = [root]
+        if not paths:
+            raise DatasetError("names no data files", reason="not_found", where=self.location)
+        return paths
+
+    def _folder(self, root: str, split: str, fmt: str | None) -> list[str]:
+        """The folder's data files; its ``<split>/`` subfolder, or its ``<split>*`` files,
+        when it has them (the layout of a dataset with several splits)."""
+        sub = f"{root.rstrip('/')}/{split}"
+        if self._isdir(sub):
+            root = sub
+        if self.fs is not None:
+            found = [p for p in self.fs.find(root) if not self._isdir(p)]
+        else:
+            found = [
+                os.path.join(d, f)
+                for d, _, names in os.walk(root, followlinks=False)
+                for f in names
+            ]
+        wanted = {e for e, f in EXTENSIONS.items() if fmt is None or f == fmt}
+        data = sorted(p for p in found if PurePosixPath(p).suffix.lower() in wanted)
+        named = [p for p in data if PurePosixPath(p).name.startswith(split)]
+        return named or data
+
+    def check(self, max_bytes: int) -> None:
+        """Every file regular, readable and not empty; all of them within ``max_bytes``."""
+        total = 0
+        for path in self.paths:
+            size = self._size(path)
+            if size == 0:
+                raise DatasetError("the file is empty", reason="empty", where=path)
+            total += size
+        if total > max_bytes:
+            raise DatasetError(
+                f"{total} bytes, over dataset.options.max_bytes ({max_bytes}); raise it to read "
+                "this much",
+                reason="too_large",
+                where=self.location,
+            )
+
+    def _size(self, path: str) -> int:
+        if self.fs is not None:
+            info = self.fs.info(path)
+            if info.get("type") != "file":
+                raise DatasetError(f"not a regular file ({info.get('type')})", where=path)
+            return int(info.get("size") or 0)
+        try:
+            found = os.stat(path)
+        except OSError as exc:
+            raise DatasetError(
+                f"cannot read: {exc.strerror}", reason="unreadable", where=path
+            ) from None
+        if not stat.S_ISREG(found.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(found.st_mode) else "not a regular file"
+            raise DatasetError(f"{kind}; only regular files are read", where=path)
+        if not os.access(path, os.R_OK):
+            raise DatasetError("cannot read: permission denied", reason="unreadable", where=path)
+        return found.st_size
+
+
+def data_format(ref: DatasetRef, paths: list[str]) -> str:
+    """The pyarrow.dataset format: ``dataset.format``, else the files' one extension."""
+    if ref.format is not None:
+        found = FORMATS.get(ref.format.lower())
+        if found is None:
+            raise DatasetError(
+                f"expected one of {', '.join(FORMATS)}, found {ref.format!r}",
+                reason="unknown_format",
+                where="dataset.format",
+            )
+        return found
+    kinds = {EXTENSIONS.get(PurePosixPath(p).suffix.lower()) for p in paths}
+    if len(kinds) != 1 or None in kinds:
+        raise DatasetError(
+            f"cannot tell the format from the file names ({paths[0]!r} ...); set dataset.format "
+            f"to one of {', '.join(FORMATS)}",
+            reason="unknown_format",
+            where="dataset.format",
+        )
+    return str(kinds.pop())
+
+
+def read_files(files: _Files, fmt: str) -> tuple[Any, Callable[[int], str] | None]:
+    """The files as one Arrow table, and (several files) which file a row came from."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    try:
+        dataset = ds.dataset(files.paths, format=fmt, filesystem=files.fs)
+        table = dataset.to_table()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        where = files.paths[0] if len(files.paths) == 1 else files.location
+        raise DatasetError(
+            f"cannot read as {fmt}: {exc}", reason="unreadable", where=where
+        ) from None
+    if len(files.paths) == 1:
+        return table, None
+
+    def origin_of(row: int) -> str:
+        start = 0
+        for fragment in dataset.get_fragments():
+            count = fragment.count_rows()
+            if row < start + count:
+                return f"{fragment.path} row {row - start}"
+            start += count
+        return files.location
+
+    return table, origin_of
+
+
+class LocalProvider(Provider):
+    """Files on disk or on any fsspec filesystem."""
+
+    name = "local"
+    Options = LocalOptions
+
+    def load(self, ref: DatasetRef, options: LocalOptions) -> LoadedTable:
+        fmt = FORMATS.get((ref.format or "").lower())
+        files = _Files(options.path, ref.split, fmt)
+        files.check(options.max_bytes)
+        table, origin_of = read_files(files, data_format(ref, files.paths))
+        source = files.paths[0] if len(files.paths) == 1 else options.path
+        notes = {"files": len(files.paths)}
+        return LoadedTable(table, source, origin_of, options.target, notes)
+
+    def check(self, ref: DatasetRef, options: LocalOptions) -> list[str]:
+        """A local path that does not exist (a URL is not reached at validate time)."""
+        if ref.format is not None and ref.format.lower() not in FORMATS:
+            return [f"format: expected one of {', '.join(FORMATS)}, found {ref.format!r}"]
+        path = options.path
+        if is_url(path) and not path.startswith("file://"):
+            return []
+        local = str(storage_path(path))
+        if GLOB_CHARS & set(local):
+            found = globbing.glob(local, recursive=True)
+            return [] if found else [f"options.path: the glob {path!r} matches no file"]
+        if not os.path.lexists(local):
+            return [f"options.path: no such file or folder: {path!r}"]
+        return []
