@@ -234,6 +234,23 @@ def _check_run_start(
         raise invalid_options_failure(problems)
 
 
+def _start_run(
+    experiment: Experiment,
+    registry: Registry,
+    translator: CrucibleTranslator,
+    context: dg.OpExecutionContext,
+    run: Run,
+    ctx: Context,
+) -> Context:
+    """The first step: the run's checks, then its dataset loaded (once: the Context carries it
+    to the other steps); a dataset that cannot load fails the run before the first stage."""
+    _check_run_start(experiment, registry, translator, context, run, ctx)
+    ctx, failure = run.load_dataset(ctx)
+    if failure is not None:
+        raise stage_failure(failure)
+    return ctx
+
+
 def redacts_pii(experiment: Experiment) -> bool:
     """``reliability.guardrails`` redacts PII: the run's stores must not keep it."""
     from crucible_dagster.guardrails.settings import resolve
@@ -269,10 +286,7 @@ def build_stage_op(
         ctx = run.adopt(ctx, context.run_id)
         before = ctx  # without this run's dataset: its fingerprint is observed after the step
         if upstream is None:
-            _check_run_start(experiment, registry, translator, context, run, ctx)
-            ctx, dataset_failure = run.load_dataset(ctx)
-            if dataset_failure is not None:
-                raise stage_failure(dataset_failure)
+            ctx = _start_run(experiment, registry, translator, context, run, ctx)
         outcome = run.step(
             ctx,
             stage_def,
