@@ -63,7 +63,7 @@ def test_a_dataset_that_cannot_load_fails_the_dagster_run(tmp_path: Path) -> Non
         assert not result.success
         failures = [e for e in result.all_events if e.is_step_failure]
         assert len(failures) == 1
-        message = str(failures[0].step_failure_data.user_failure_data.description)  # type: ignore[union-attr]
+        message = str(failures[0].step_failure_data.user_failure_data.description)
         assert (
             f"stage 'dataset' failed: DatasetError: {tmp_path / 'missing.parquet'}: no such file or folder"
             in message
