@@ -72,6 +72,14 @@ class Budgeted(Protocol):
 
 
 @runtime_checkable
+class Plannable(Protocol):
+    """A backend that can say what a batch would send and cost without sending it (the dry
+    run: ``crucible run --dry-run``, ``crucible plan --cost``)."""
+
+    def plan(self, requests: Sequence[Request], planned: set[str]) -> Any: ...
+
+
+@runtime_checkable
 class CrossValidating(Protocol):
     """A backend that fits: each sample predicted by the model fitted on the other folds
     (the predict stage's ``cv_folds``)."""

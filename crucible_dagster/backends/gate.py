@@ -43,6 +43,26 @@ class Estimate:
         return self.prompt + self.completion
 
 
+@dataclass
+class RequestPlan:
+    """A dry run's count for one backend: requests it would send and their estimates."""
+
+    tokenizer: str
+    priced: bool
+    requests: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    completion_from: str = ""
+
+    def add(self, estimate: Estimate) -> None:
+        self.requests += 1
+        self.prompt_tokens += estimate.prompt
+        self.completion_tokens += estimate.completion
+        self.cost += estimate.cost
+
+
 @dataclass(frozen=True)
 class Ticket:
     """One request let through: its estimate and its place in the budget."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     experiment = load_or_report(args.path)
     if experiment is None:
         return 1
+    if args.cost:
+        from crucible_dagster.cli.cost import print_cost
+
+        return print_cost(experiment, args.path, args.json, sys.stdout)
     pilot = (
         Path(args.pilot)
         if args.pilot
@@ -81,4 +86,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--power", type=_probability, default=0.8)
     p.add_argument("--alpha", type=_probability, default=0.05)
+    p.add_argument(
+        "--cost",
+        action="store_true",
+        help="instead: the requests, tokens and cost of each variant, estimated; nothing is sent",
+    )
+    p.add_argument("--json", action="store_true", help="with --cost: the plan as JSON")
     p.set_defaults(func=cmd_plan)

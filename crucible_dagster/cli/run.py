@@ -104,6 +104,10 @@ def _run(args: argparse.Namespace, stdout: Any) -> int:
     experiment = _with_overrides(experiment, args)
     if experiment is None:
         return 1
+    if args.dry_run:
+        from crucible_dagster.cli.cost import print_cost
+
+        return print_cost(experiment, args.path, args.json, stdout)
     if experiment.is_sweep:
         return _run_sweep(experiment, args, stdout)
     result = run(
@@ -202,4 +206,9 @@ def register(sub: Any) -> None:
     p.add_argument("--run-id", type=_run_id, help="the run directory's name (default: a UUID)")
     p.add_argument("--seed", type=_seed, help="override the experiment seed (0 to 4294967295)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the requests, tokens and cost each variant would take, estimated; call nothing",
+    )
     p.set_defaults(func=cmd_run)

@@ -60,7 +60,7 @@ class EnsembleStage(Stage):
     name = "ensemble"
     description = "Votes over the members' per-sample answers (reliability.ensemble)"
     Options = EnsembleOptions
-    uses = ("reliability.ensemble",)
+    uses = ("reliability.ensemble", "budget")
 
     @classmethod
     def check_experiment(cls, experiment: Any) -> list[tuple[str, str]]:

@@ -86,13 +86,52 @@ def _any_hedgeable(experiment: Experiment) -> bool:
     return False
 
 
+def _unpriced(experiment: Experiment) -> list[tuple[str, str]]:
+    """``budget.max_cost`` needs every backend that sends requests priced: an unpriced one's
+    requests would cost nothing, and the budget would never stop them."""
+    if experiment.budget is None or experiment.budget.max_cost is None:
+        return []
+    refs = [("backend", experiment.backend)] if experiment.backend is not None else []
+    for stage in experiment.enabled_stages:
+        variants = (
+            (stage.options or {}).get("variants") if stage.implementation in STAGE_REFS else None
+        )
+        if isinstance(variants, dict):
+            refs += [(f"{stage.name}.variants.{k}", v) for k, v in variants.items()]
+    for where, ref in refs:
+        data = ref.model_dump() if isinstance(ref, BackendRef) else ref
+        options = (data.get("options") or {}) if isinstance(data, dict) else {}
+        sends = isinstance(data, dict) and data.get("id") == "openai_compatible"
+        prices = ("price_per_million_input", "price_per_million_output")
+        if (
+            sends
+            and isinstance(options, dict)
+            and not any(options.get(p) is not None for p in prices)
+        ):
+            return [
+                (
+                    "budget.max_cost",
+                    f"set, but the backend at {where} has no prices: set its options."
+                    "price_per_million_input and price_per_million_output, or use max_tokens",
+                )
+            ]
+    return []
+
+
+def predict_requests(ctx: Context, options: PredictOptions) -> list[Request]:
+    """The requests a predict stage sends, one a sample: what ``run`` asks and the dry run
+    (``evaluation.cost_plan``) counts, so whatever predict sends (a prompt template's
+    messages too), the plan prices."""
+    return samples_of(ctx, options)[0]
+
+
 class PredictStage(Stage):
     name = "predict"
     description = (
         "Asks each backend variant for every sample; a per-sample table with latency and cost"
     )
     Options = PredictOptions
-    uses = ("backend", "reliability.hedging")
+    uses = ("backend", "reliability.hedging", "budget")
 
     @classmethod
     def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
@@ -107,6 +146,7 @@ class PredictStage(Stage):
             except BackendError as exc:
                 path, _, message = str(exc).partition(": ")
                 problems.append((path, message))
+        problems += _unpriced(experiment)
         hedging = experiment.reliability.hedging if experiment.reliability else None
         if hedging is not None and hedging.strategy != "off" and not _any_hedgeable(experiment):
             problems.append(

@@ -34,6 +34,7 @@ USED_BY_STAGES: dict[str, str] = {
     "reliability.hedging": "predict or generate, with an openai_compatible backend",
     "reliability.fairness": "fairness",
     "reliability.guardrails": "guardrails",
+    "budget": "predict, generate or ensemble (the stages whose backends send requests)",
 }
 
 

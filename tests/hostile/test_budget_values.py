@@ -79,6 +79,26 @@ def test_a_rate_option_is_refused_everywhere_alike(
     _refused_everywhere(cli, tmp_path, case, text, 4, f"backend.options.{field}", phrase)
 
 
+def test_a_budget_no_stage_acts_on_is_refused_everywhere(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = HEAD + "budget: {max_requests: 5}\n"
+    _refused_everywhere(cli, tmp_path, "unused", text, 4, "budget", "predict, generate or ensemble")
+
+
+def test_a_cost_budget_over_an_unpriced_backend_is_refused_everywhere(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its requests would cost nothing: the budget would never stop them."""
+    monkeypatch.chdir(tmp_path)
+    text = (
+        HEAD.replace("validate", "predict") + "budget: {max_cost: 1}\n" + BACKEND + "{model: m}}\n"
+    )
+    phrase = "set, but the backend at backend has no prices"
+    _refused_everywhere(cli, tmp_path, "unpriced", text, 4, "budget.max_cost", phrase)
+
+
 # --- the ledger, read back -------------------------------------------------------------------
 
 
