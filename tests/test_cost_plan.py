@@ -157,3 +157,31 @@ def test_a_backend_without_prices_or_network_is_planned_as_such(cli: Cli, tmp_pa
     assert large["requests"] == 12 and large["cost"] is None
     assert "no requests over the network" in large["note"]
     assert plan["total"]["cost"] is None
+
+
+def test_the_samples_of_a_dataset_are_planned_as_the_run_loads_them(
+    cli: Cli, tmp_path: Path
+) -> None:
+    rows = [{"input": f"{i}+2", "output": str(i + 2)} for i in range(7)]
+    data_file = tmp_path / "sums.jsonl"
+    data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with llm_server() as (url, server):
+        data = two_models(url, tmp_path / "cache")
+        data["dataset"] = {
+            "name": "sums",
+            "provider": "local",
+            "format": "jsonl",
+            "options": {"path": str(data_file)},
+        }
+        data["pipeline"] = data["pipeline"][1:]  # the dataset is what predict asks
+        # predict sends a table's row whole today ("{'input': '0+2', 'output': '2'}", 4 words)
+        # and the server echoes it: 5 words an answer
+        for variant in data["pipeline"][0]["options"]["variants"].values():
+            variant["options"]["expected_completion_tokens"] = 5
+        path = write(tmp_path / "dataset.yaml", data)
+        plan = json.loads(cli("run", path, "--dry-run", "--json").out)
+        assert sum(server.requests.values()) == 0
+        spent = json.loads(cli("run", path, "--json").out)["predictions"]
+    assert plan["total"]["requests"] == 14 == sum(server.requests.values())
+    total = sum(v["cost"] for v in spent.values())
+    assert plan["total"]["cost"] == pytest.approx(total, rel=0.01)

@@ -7,9 +7,10 @@ backend would send: system message and input, counted by the backend's ``tokeniz
 completion tokens (``expected_completion_tokens``, else ``max_tokens``, an upper bound), and
 the cost from the backend's ``price_per_million_input/output``.
 
-The samples come from the stages before the first predict stage (they load data; they call no
-model), run in memory on a scratch folder that is removed afterwards: the run directory, the
-cache and the budget ledger are not touched. Retries and hedges are not predicted (the plan is
+The samples come from the experiment's ``dataset`` (loaded as the run loads it) and the stages
+before the first predict stage (they prepare data; they call no model), run in memory on a
+scratch folder that is removed afterwards: the run directory, the cache and the budget ledger
+are not touched. Retries and hedges are not predicted (the plan is
 what a run without failures sends); an ensemble stage's live member calls are not planned.
 """
 
@@ -26,6 +27,7 @@ from crucible_dagster.evaluation.predict import STAGE_REFS, PredictStage, predic
 from crucible_dagster.experiment.ir import BackendRef, Experiment, StageDef
 from crucible_dagster.experiment.params import UnknownParameter, substitute_params
 from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.driver import Run
 from crucible_dagster.runtime.registry import Registry, registry_for
 from crucible_dagster.runtime.stage import InvalidOptions, StageError
 from crucible_dagster.runtime.stage_call import invoke_stage, new_context
@@ -121,6 +123,10 @@ def plan_run(
     seen_predict = False
     with tempfile.TemporaryDirectory(prefix="crucible-dry-run-") as scratch:
         ctx = new_context(experiment, run_id="dry-run", params=params, trace=False)
+        # the dataset as the run loads it (no run directory: no sample ids are written)
+        ctx, failure = Run.detached(experiment, "dry-run").load_dataset(ctx)
+        if failure is not None:
+            raise CostPlanError(f"dataset: {failure.message}")
         ctx = replace(ctx, run_dir=scratch)
         for stage_def in experiment.enabled_stages:
             if stage_def.implementation in STAGE_REFS:
