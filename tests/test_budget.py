@@ -229,3 +229,36 @@ def test_crucible_run_says_the_budget_ran_out_and_runs_list_shows_it(
     )
     only = cli("runs", "list", "cost_demo", "--status", "budget_exhausted")
     assert "short" in only.out and "whole" not in only.out
+
+
+def test_the_gate_does_not_judge_and_the_report_says_why_when_the_budget_ran_out() -> None:
+    from crucible_dagster.experiment.ir import RegressionBaseline
+    from crucible_dagster.quality.gate import evaluate_gate
+    from crucible_dagster.reports.model import budget_line
+    from crucible_dagster.runtime.context import Context
+
+    budget = {
+        "limits": {"max_requests": 4},
+        "spent": {"requests": 4, "tokens": 8, "cost": 0.012, "refused": 6},
+        "exhausted": True,
+        "reason": "max_requests 4 reached",
+    }
+    ctx = Context("e", "r", run_dir="/nowhere").put_metric("budget", budget)
+    result = evaluate_gate(ctx, RegressionBaseline(metric="score.mean"))
+    assert result.outcome == "not_comparable" and not result.passed
+    assert "budget ran out (max_requests 4 reached)" in result.message
+    assert budget_line(budget) == (
+        "exhausted (max_requests 4 reached): 6 request(s) not sent; spent: requests 4 of 4, "
+        "tokens 8, cost 0.012"
+    )
+    within = {**budget, "exhausted": False, "reason": None, "limits": {"max_cost": 1.0}}
+    assert budget_line(within) == "within budget; spent: requests 4, tokens 8, cost 0.012 of 1"
+    assert budget_line(None) is None
+    from crucible_dagster.reports.html import render_html
+    from crucible_dagster.reports.markdown import render_markdown
+
+    # markdown escaped: the reason is text from a record
+    assert r"- budget: exhausted \(max\_requests 4 reached\): 6 request\(s\)" in render_markdown(
+        ctx
+    )
+    assert "exhausted (max_requests 4 reached)" in render_html(ctx)

@@ -16,6 +16,7 @@ import dagster as dg
 from crucible_dagster import Experiment, Registry
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.ops import (
+    STATUS_TAG,
     dagster_log_sink,
     dagster_run,
     parent_run_id,
@@ -120,6 +121,10 @@ def _trial_op(
             spec, failure = failures[0]
             sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
             raise stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
+        exhausted = [o.trial.trial_id for o in outcomes if o.status == "budget_exhausted"]
+        if exhausted:  # the sweep's budget ran out: tagged as a stage op tags a run
+            context.log.warning(f"crucible: budget exhausted in trial(s) {', '.join(exhausted)}")
+            context.instance.add_run_tags(context.run_id, {STATUS_TAG: "budget_exhausted"})
         ids = ", ".join(o.trial.trial_id for o in outcomes)
         workers = sorted({f"{o.worker['host']}:{o.worker['pid']}" for o in outcomes if o.worker})
         metadata = {"crucible/trials": ids, "crucible/workers": ", ".join(workers)}

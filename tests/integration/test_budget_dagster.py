@@ -48,3 +48,17 @@ def test_a_run_within_its_budget_is_not_tagged(artifacts_dir: Path) -> None:
         )
         run = instance.get_run_by_id(result.run_id)
         assert result.success and run is not None and STATUS_TAG not in run.tags
+
+
+def test_a_sweep_job_shares_one_budget_and_is_tagged(artifacts_dir: Path) -> None:
+    from crucible_dagster.run_history.records import read_run
+
+    with llm_server() as (url, server), dg.instance_for_test() as instance:
+        data = experiment(url, {"max_requests": 15}, seeds=[1, 2, 3])
+        result = build_job(data).execute_in_process(instance=instance)
+        assert result.success
+        assert sum(server.requests.values()) == 15
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None and run.tags[STATUS_TAG] == "budget_exhausted"
+    sweep = read_run(artifacts_dir / "cost_demo" / result.run_id)
+    assert sweep.manifest.status == "budget_exhausted"
