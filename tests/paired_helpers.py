@@ -59,11 +59,17 @@ class SeedSums(Stage):
         return ctx.assign("examples", examples)
 
 
+def miss(index: int) -> int:
+    """How far off a wrong answer to question ``index`` is (1 to 4): graded errors."""
+    return 1 + index % 4
+
+
 def answer(inputs: list[str]) -> list[str]:
-    """A callable backend: the sum, right for the prompt's questions and off by one elsewhere."""
+    """A callable backend: the sum, right for the prompt's questions and off by ``miss``
+    elsewhere (a prompt it does not know raises, so every sample of that trial fails)."""
     answers = []
     for text in inputs:
         prompt, index, question = text.split("|")
         a, b = (int(x) for x in question.split("+"))
-        answers.append(str(a + b + (0 if int(index) in RIGHT[prompt] else 1)))
+        answers.append(str(a + b + (0 if int(index) in RIGHT[prompt] else miss(int(index)))))
     return answers

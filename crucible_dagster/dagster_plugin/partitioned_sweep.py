@@ -92,7 +92,9 @@ def partitioned_sweep_assets(
         return dg.MaterializeResult(
             metadata={
                 "trial": spec.trial_id,
-                "outcome": dg.MetadataValue.json(outcome.to_dict()),
+                # the per-sample scores stay in the trial's run directory (its
+                # predictions.parquet), read back by the comparison: not in the event log
+                "outcome": dg.MetadataValue.json({**outcome.to_dict(), "per_sample": None}),
                 "run_dir": dg.MetadataValue.path(str(outcome.run_dir)),
             }
         )

@@ -69,6 +69,13 @@ def sweep_markdown(report: SweepReport) -> str:
         lines += ["## Best configuration", "", md_text(best["statement"]), ""]
     if comparison.get("reason"):
         lines += [f"No comparison: {md_text(comparison['reason'])}", ""]
+    design = comparison.get("design")
+    if isinstance(design, Mapping):
+        lines += ["## Design", "", md_text(design_statement(design)), ""]
+        notes = [f"- left out: {md_text(note)}" for note in _left_out(design)]
+        lines += [*notes, ""] if notes else []
+        means = _per_sample_rows(design)
+        lines += [*md_table(PER_SAMPLE_HEADERS, means), ""] if means else []
     rows = _summary_rows(comparison)
     if rows:
         lines += ["## Configurations", "", *md_table(SUMMARY_HEADERS, rows), ""]
@@ -123,6 +130,7 @@ def sweep_html(report: SweepReport) -> str:
         f"<p>No comparison: {escape(str(comparison['reason']))}</p>"
         if comparison.get("reason")
         else "",
+        _design_html(comparison.get("design")),
         "<h2>Configurations</h2>" + html_table(SUMMARY_HEADERS, _summary_rows(comparison))
         if comparison.get("configurations")
         else "",
@@ -131,6 +139,40 @@ def sweep_html(report: SweepReport) -> str:
         plots_html(report.plot_files),
     ]
     return html_page(f"Sweep {experiment.id}", body)
+
+
+PER_SAMPLE_HEADERS = ["configuration", "mean over the shared samples"]
+
+
+def design_statement(design: Mapping[str, Any]) -> str:
+    """One sentence: compared per sample (on which column, over how many blocks) or over
+    per-seed means, and why."""
+    why = str(design.get("why") or "")
+    if design.get("kind") == "per_sample":
+        return f"Compared {why}."
+    return f"Compared over {why}." if why.startswith("per-seed") else f"Compared: {why}."
+
+
+def _left_out(design: Mapping[str, Any]) -> list[str]:
+    notes = design.get("left_out")
+    return [str(n) for n in notes] if isinstance(notes, list) else []
+
+
+def _per_sample_rows(design: Mapping[str, Any]) -> list[list[Any]]:
+    means = design.get("means")
+    return [[c, m] for c, m in means.items()] if isinstance(means, Mapping) else []
+
+
+def _design_html(design: Any) -> str:
+    if not isinstance(design, Mapping):
+        return ""
+    notes = "".join(f"<li>left out: {escape(n)}</li>" for n in _left_out(design))
+    means = _per_sample_rows(design)
+    return (
+        f"<h2>Design</h2><p>{escape(design_statement(design))}</p>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+        + (html_table(PER_SAMPLE_HEADERS, means) if means else "")
+    )
 
 
 UNDEFINED_VARIANCE = "undefined (metric constant in every trial)"

@@ -1,7 +1,10 @@
-"""One statistical comparison of a sweep's configurations over their seeds (and folds).
+"""One statistical comparison of a sweep's configurations: per sample when they share samples.
 
 ``compare_trials`` is the one way trials are compared, so ``crucible run`` and
-``dagster job execute`` give the same numbers. The statistics live in ``bench``.
+``dagster job execute`` give the same numbers. The statistics live in ``bench``. When the
+trials carry per-sample scores of the same samples (``sweeps.paired_blocks``), the
+configurations are compared sample by sample, blocked by sample and seed; otherwise over
+per-seed means (and folds). ``result["design"]`` says which, and why.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from crucible_dagster.bench.blocking import (
     variance_components,
 )
 from crucible_dagster.bench.rows import ComparisonRow, comparison_rows, omnibus_rows
+from crucible_dagster.bench.settings import Design
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment, SweepConfig
 from crucible_dagster.runtime.metrics import numbers_at
 from crucible_dagster.sweeps.grid import expand_grid
+from crucible_dagster.sweeps.paired_blocks import PairedDesign, paired_design
+from crucible_dagster.sweeps.per_sample import score_column
 from crucible_dagster.sweeps.running import TrialOutcome
 
 
@@ -52,16 +58,15 @@ def compare_trials(experiment: Experiment, outcomes: Sequence[TrialOutcome]) -> 
         result["reason"] = "fewer than two configurations completed: nothing to compare"
         return to_jsonable(result)
     blocks = block_replicates(replicates, names)
-    comparison = _compare(blocks, sweep, experiment.seed)
+    comparison, means, n_blocks = _compare_design(experiment, outcomes, names, blocks, result)
     result["comparison"] = comparison
-    result["blocks"] = blocks.description
-    result["best"] = _best(comparison, summary, params, sweep)
+    result["best"] = _best(comparison, means, params, sweep)
     if len(blocks.complete_seeds) >= 2:
         matrix = np.array(
             [[float(np.mean(replicates[c][s])) for s in blocks.complete_seeds] for c in names]
         )
         result["variance"] = variance_components(matrix)
-    cd = _critical_difference(comparison, names, len(blocks.groups[names[0]]), sweep)
+    cd = _critical_difference(comparison, names, n_blocks, sweep)
     if cd is not None:
         result["critical_difference"] = cd
     return to_jsonable(result)
@@ -107,29 +112,76 @@ def _summaries(
     return summary
 
 
-def _compare(blocks: Blocks, sweep: SweepConfig, seed: int | None) -> dict[str, Any]:
+def _compare_design(
+    experiment: Experiment,
+    outcomes: Sequence[TrialOutcome],
+    names: Sequence[str],
+    blocks: Blocks,
+    result: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, float], int]:
+    """Per sample when the trials share scored samples, else over per-seed means: the
+    comparison, each configuration's mean, the number of blocks; ``result`` gets the design
+    record and the blocks' description."""
+    sweep = experiment.sweep
+    assert sweep is not None
+    column = score_column(sweep)
+    paired = paired_design(outcomes, names, column) if column is not None else None
+    if paired is not None and paired.usable:
+        result["design"], result["blocks"] = paired.to_dict(), paired.description
+        design: Design = "paired" if len(names) == 2 else "blocked"
+        comparison = _compare(paired.groups, design, sweep, _seed(experiment))
+        return comparison, paired.means(), len(paired.blocks)
+    result["design"], result["blocks"] = _per_seed_design(paired), blocks.description
+    comparison = _compare(blocks.groups, blocks.design, sweep, _seed(experiment))
+    summary = result["configurations"]
+    return comparison, {c: summary[c]["mean"] for c in names}, len(blocks.groups[names[0]])
+
+
+def _seed(experiment: Experiment) -> int:
+    """The resampling seed: the experiment's, or 0 as a run's ``ctx.seed`` is, so a sweep's
+    bootstrap intervals repeat run to run and agree between ``crucible run`` and Dagster."""
+    return experiment.seed if experiment.seed is not None else 0
+
+
+def _per_seed_design(paired: PairedDesign | None) -> dict[str, Any]:
+    """The record of a comparison over per-seed means, and why it was not per sample."""
+    if paired is None:
+        why = (
+            "per-seed means: the sweep names no per-sample column (sweep.per_sample, or a "
+            "metric of the score stage)"
+        )
+        return {"kind": "per_seed_means", "column": None, "why": why, "left_out": []}
+    record = paired.to_dict()
+    record["why"] = f"per-seed means, not per sample: {paired.reason}"
+    return record
+
+
+def _compare(
+    groups: Mapping[str, list[float]], design: Design, sweep: SweepConfig, seed: int | None
+) -> dict[str, Any]:
     from crucible_dagster.bench.compare import compare_groups
     from crucible_dagster.bench.settings import ComparisonSettings
 
     settings = ComparisonSettings(
-        design=blocks.design,
+        design=design,
         alpha=sweep.alpha,
         confidence_level=1 - sweep.alpha,
         correction=sweep.correction,
         control=sweep.control,
         seed=seed,
     )
-    return compare_groups(blocks.groups, settings).to_dict()
+    return compare_groups(groups, settings).to_dict()
 
 
 def _best(
     comparison: Mapping[str, Any],
-    summary: Mapping[str, Mapping[str, Any]],
+    means: Mapping[str, float],
     params: Mapping[str, dict[str, Any]],
     sweep: SweepConfig,
 ) -> dict[str, Any]:
+    """The best configuration by ``means`` (per-seed, or per sample over the shared blocks)."""
     sign = 1.0 if sweep.direction == "maximize" else -1.0
-    best, runner_up = sorted(summary, key=lambda c: sign * summary[c]["mean"], reverse=True)[:2]
+    best, runner_up = sorted(means, key=lambda c: sign * means[c], reverse=True)[:2]
     row = next(
         (
             r
@@ -139,18 +191,18 @@ def _best(
         None,
     )
     significant = bool(row and row.significant)
-    means = f"{summary[best]['mean']:.4g} vs {summary[runner_up]['mean']:.4g} for {runner_up}"
+    text = f"{means[best]:.4g} vs {means[runner_up]:.4g} for {runner_up}"
     return {
         "configuration": best,
         "params": params[best],
-        "mean": summary[best]["mean"],
+        "mean": means[best],
         "runner_up": runner_up,
-        "runner_up_mean": summary[runner_up]["mean"],
+        "runner_up_mean": means[runner_up],
         "significantly_better": significant,
         "p_adjusted": row.p_adjusted if row else None,
         "test": row.test if row else None,
         "statement": (
-            f"{best} is the best configuration ({sweep.direction} {sweep.metric}: {means}); "
+            f"{best} is the best configuration ({sweep.direction} {sweep.metric}: {text}); "
             + _verdict_text(significant, row)
         ),
     }

@@ -24,6 +24,7 @@ from crucible_dagster.runtime.run_record import read_manifest
 from crucible_dagster.runtime.runner import RunResult, run
 from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.grid import Trial
+from crucible_dagster.sweeps.per_sample import score_column, trial_scores
 
 
 @dataclass
@@ -35,6 +36,8 @@ class TrialOutcome:
     failure: dict[str, Any] | None = None
     #: which process ran it (``host``, ``pid``): on Celery, which worker
     worker: dict[str, Any] | None = None
+    #: one column of its per-sample table (``sweeps.per_sample``), for a paired comparison
+    per_sample: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(
@@ -45,6 +48,7 @@ class TrialOutcome:
                 "run_dir": self.run_dir,
                 "failure": self.failure,
                 "worker": self.worker,
+                "per_sample": self.per_sample,
             }
         )
 
@@ -57,6 +61,7 @@ class TrialOutcome:
             data.get("run_dir"),
             data.get("failure"),
             data.get("worker"),
+            data.get("per_sample"),
         )
 
 
@@ -87,6 +92,7 @@ def run_trial(
         orchestrator=orchestrator,
         assigns=ledger_assigns(sweep_dir) if experiment.budget is not None else None,
     )
+    column = score_column(experiment.sweep)
     outcome = TrialOutcome(
         trial,
         result.status,
@@ -94,6 +100,9 @@ def run_trial(
         result.run_dir,
         result.failure.to_dict() if result.failure else None,
         worker_identity(),
+        trial_scores(result.context.assigns.get("predictions"), column)
+        if column is not None and result.status == "completed"
+        else None,
     )
     return outcome, result
 

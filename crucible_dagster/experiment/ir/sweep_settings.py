@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel
 from crucible_dagster.experiment.ir.dagster_settings import (
@@ -30,6 +30,14 @@ class SweepConfig(IRModel):
     control: str | None = Field(
         default=None, description="A configuration id to compare every other one with."
     )
+    per_sample: str | Literal[False] | None = Field(
+        default=None,
+        description=(
+            "The per-sample table's column to compare trials on, sample by sample (blocked by "
+            "sample and seed), when the trials score the same samples; default 'score' when "
+            "metric is the score stage's (score...); false compares per-seed means only."
+        ),
+    )
     correction: Correction = "holm"
     alpha: Float = Field(default=0.05, gt=0, lt=1)
     trials_per_step: Int = Field(
@@ -41,6 +49,18 @@ class SweepConfig(IRModel):
             "own run directory, and a re-execution from failure reruns only failed trials."
         ),
     )
+
+    @field_validator("per_sample", mode="before")
+    @classmethod
+    def _column_or_false(cls, value: Any) -> Any:
+        """One message for every wrong value (not one per branch of the union)."""
+        if value is None or value is False or (isinstance(value, str) and value.strip()):
+            return value
+        raise ValueError(
+            "expected the name of a per-sample table column (such as score or "
+            f"score_token_f1) or false, got {value!r}"
+        )
+
     #: the experiment's ``dagster.sweep``, linked by the experiment (read by ``mode`` and ``pool``)
     _dagster: DagsterSweepSettings | None = PrivateAttr(default=None)
 
