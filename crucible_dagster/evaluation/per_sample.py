@@ -69,8 +69,9 @@ def rows_for(
 def as_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
-    scored = bool(rows) and "score" in rows[0]  # a table the score stage already scored
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, *(["score"] if scored else [])])
+    # a table the score stage already scored keeps its score columns
+    scores = [c for c in rows[0] if c == "score" or c.startswith("score_")] if rows else []
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *scores])
     for column in ("prediction", "reference"):
         frame[column] = pd.Series(uniform(frame[column].tolist()), dtype=object)
     return frame

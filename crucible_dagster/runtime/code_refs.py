@@ -1,9 +1,10 @@
 """One resolver for every dotted path a file names, and the rule of each kind of code, in one place.
 
 An experiment file can name code: a stage, a backend, an sklearn ``estimator`` or ``factory``,
-a callable backend's ``function``, a data-checks ``checker``, a guardrail ``adapter``. Each is
-resolved here and checked for its kind before anything is instantiated or called, by
-``crucible validate``, the Dagster loader and at run start alike (they all call ``resolve``).
+a callable backend's ``function``, a data-checks ``checker``, a guardrail ``adapter``, a score
+stage's ``scorer``, a dataset provider. Each is resolved here and checked for its kind before
+anything is instantiated or called, by ``crucible validate``, the Dagster loader and at run
+start alike (they all call ``resolve``).
 
 - A name from the standard library or ``builtins`` (``os:system``, ``builtins:eval``,
   ``subprocess:run``) is refused before its module is even imported, and an object that comes
@@ -32,7 +33,15 @@ DOTTED_PATH = re.compile(
 )
 
 CodeKind = Literal[
-    "stage", "backend", "estimator", "factory", "function", "checker", "adapter", "dataset_provider"
+    "stage",
+    "backend",
+    "estimator",
+    "factory",
+    "function",
+    "checker",
+    "adapter",
+    "dataset_provider",
+    "scorer",
 ]
 
 
@@ -176,28 +185,26 @@ def _stage(obj: Any) -> str | None:
     return describe(obj)
 
 
-def _backend(obj: Any) -> str | None:
-    """A class with predict and a pydantic Options model (backends/registry.py also asks that
-    model to subclass BackendOptions: runtime may not import backends)."""
-    found = _class_with("predict")(obj)
-    if found:
-        return found
-    options = getattr(obj, "Options", None)
-    if isinstance(options, type) and issubclass(options, BaseModel):
-        return None
-    return "a class whose Options is not a pydantic model"
+def _class_with_options(method: str) -> Callable[[Any], str | None]:
+    """A class with ``method`` and a pydantic Options model. Each kind's registry also asks
+    that model to subclass its base (BackendOptions, ScorerOptions, ProviderOptions): runtime
+    may not import those packages."""
+
+    def check(obj: Any) -> str | None:
+        found = _class_with(method)(obj)
+        if found:
+            return found
+        options = getattr(obj, "Options", None)
+        if isinstance(options, type) and issubclass(options, BaseModel):
+            return None
+        return "a class whose Options is not a pydantic model"
+
+    return check
 
 
-def _dataset_provider(obj: Any) -> str | None:
-    """A class with load and a pydantic Options model (datasets/registry.py also asks that
-    model to subclass ProviderOptions: runtime may not import datasets)."""
-    found = _class_with("load")(obj)
-    if found:
-        return found
-    options = getattr(obj, "Options", None)
-    if isinstance(options, type) and issubclass(options, BaseModel):
-        return None
-    return "a class whose Options is not a pydantic model"
+_backend = _class_with_options("predict")
+_dataset_provider = _class_with_options("load")
+_scorer = _class_with_options("score")
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,12 @@ KINDS: dict[str, KindRule] = {
         "a dataset provider class (load(ref, options) and an Options model subclassing "
         "ProviderOptions)",
         _dataset_provider,
+    ),
+    "scorer": KindRule(
+        "scorer class",
+        "a scorer class (score(prediction, reference) and an Options model subclassing "
+        "ScorerOptions)",
+        _scorer,
     ),
 }
 

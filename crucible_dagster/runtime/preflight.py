@@ -6,6 +6,7 @@ Dagster UI and in the logs, so the wording lives here once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
             field_path, _, message = error.partition(": ")
             option_key = field_path.split(".")[0].split("[")[0]
             option_loc: tuple[str | int, ...] = (
-                (key, index, "options", option_key)
+                (key, index, "options", *_loc_of(field_path))
                 if option_key in options
                 else (key, index, "options")
             )
@@ -114,6 +115,15 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _loc_of(field_path: str) -> tuple[str | int, ...]:
+    """``scorers[1].options`` as the location ``("scorers", 1, "options")``: a problem inside a
+    list of options is reported at its item's line, not the list's."""
+    return tuple(
+        int(number) if number else name
+        for name, number in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field_path)
+    )
 
 
 def registry_problems(doc: LocatedDocument) -> list[Problem]:

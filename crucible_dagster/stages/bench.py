@@ -239,6 +239,39 @@ def _keep_scores(ctx: Context, options: BenchOptions, groups: Mapping[str, list[
     write_scores(ctx.run_dir, frame)
 
 
+def _readable_df(table: Any) -> Any:
+    """Degrees of freedom as text ("2, 27" for an F): one column type for every row."""
+    if "df" in table:
+        table["df"] = table["df"].map(
+            lambda v: ", ".join(f"{x:g}" for x in v) if isinstance(v, list) else v
+        )
+    return table
+
+
+#: the score stage's every scorer's scores (a ``scorer`` column more than ``scores``)
+BY_SCORER_KEY = "scores_by_scorer"
+
+
+def _other_scorers(ctx: Context, options: BenchOptions) -> dict[str, Extracted]:
+    """Each scorer's groups after the first (the primary, compared as ``scores``), when the
+    bench reads the score stage's default table and that stage ran several scorers."""
+    import pandas as pd
+
+    frame = ctx.assigns.get(BY_SCORER_KEY)
+    if options.data_source != "assigns" or options.data_key is not None:
+        return {}
+    if not isinstance(frame, pd.DataFrame) or "scorer" not in frame.columns or frame.empty:
+        return {}
+    names = list(dict.fromkeys(str(n) for n in frame["scorer"]))
+    found = {}
+    for name in names[1:]:
+        extracted = _from_table(frame[frame["scorer"] == name].drop(columns=["scorer"]))
+        if options.groups:
+            extracted.groups = {g: v for g, v in extracted.groups.items() if g in options.groups}
+        found[name] = extracted
+    return found
+
+
 class BenchStage(Stage):
     name = "bench"
     description = "Statistical comparison of the experiment's results with effect sizes, CIs and a decision record"
@@ -265,18 +298,23 @@ class BenchStage(Stage):
         table = pd.DataFrame([r.to_dict() for r in comparison.rows]).drop(
             columns=["reference_only"], errors="ignore"
         )
-        for column in ("df",):
-            if column in table:
-                table[column] = table[column].map(
-                    lambda v: ", ".join(f"{x:g}" for x in v) if isinstance(v, list) else v
-                )
         if ctx.run_dir:  # the units behind the statistics, for a later run to pair with
             _keep_scores(ctx, options, groups)
         result = to_jsonable(comparison.to_dict() | dropped)
+        decisions = list(comparison.decisions)
+        others = _other_scorers(ctx, options)
+        if others:  # each further score column with its own test, beside the primary's
+            from crucible_dagster.stages.bench_scorers import compare_scorers
+
+            primary = str(ctx.assigns[BY_SCORER_KEY]["scorer"].iloc[0])
+            found = compare_scorers(others, lambda n, b: comparison_settings(ctx, options, n, b))
+            result["by_scorer"] = to_jsonable(found.results)
+            table = pd.concat([table.assign(scorer=primary), found.table], ignore_index=True)
+            decisions += found.decisions
         ctx = ctx.put_metric("bench", result).assign(
-            {"bench_comparisons": table, "bench_groups": to_jsonable(groups)}
+            {"bench_comparisons": _readable_df(table), "bench_groups": to_jsonable(groups)}
         )
-        for decision in comparison.decisions:
+        for decision in decisions:
             ctx = ctx.emit(
                 "decision_made",
                 decision.decision,

@@ -10,6 +10,8 @@ import os
 from subprocess import run  # re-exported on purpose: 'named_code:run' is still subprocess.run
 from typing import Any
 
+from crucible_dagster.scorers.base import Scorer
+
 MARKER_ENV = "CRUCIBLE_TEST_MARKER"
 
 __all__ = ["MARKER_ENV", "WritesMarker", "run", "writes_marker"]
@@ -70,3 +72,10 @@ def good_checker(examples: list[Any], options: Any) -> list[Any]:
 class GoodAdapter:
     def scan(self, examples: Any, options: Any) -> list[Any]:
         return []
+
+
+class GoodScorer(Scorer):
+    """A user's scorer: the kind check must accept it."""
+
+    def score(self, prediction: Any, reference: Any) -> float:
+        return float(len(str(prediction)))

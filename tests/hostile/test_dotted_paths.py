@@ -93,6 +93,22 @@ SITES: dict[str, Site] = {
         5,
         True,
     ),
+    "scorer": Site(
+        "id: dotted\npipeline:\n  - name: score\n    options:\n      scorers:\n"
+        "        - {{name: first, id: exact_match}}\n        - id: '{name}'\n",
+        "pipeline[0].options.scorers[1].id",
+        7,
+        True,
+    ),
+    # a judge's backend is named code inside a scorer's options
+    "judge_backend": Site(
+        "id: dotted\npipeline:\n  - name: score\n    options:\n      scorers:\n"
+        "        - id: judge\n          options:\n            rubric: 'Rate {{{{ prediction }}}}'\n"
+        "            backend: {{id: '{name}'}}\n",
+        "pipeline[0].options.scorers[0].options",
+        7,
+        True,
+    ),
     "variant_estimator": Site(
         "id: dotted\npipeline:\n  - name: predict\n    options:\n      variants:\n"
         "        m:\n          id: sklearn\n          options: {{estimator: '{name}'}}\n",
@@ -227,6 +243,7 @@ GOOD = {
     "function": f"{MOD}:good_function",
     "checker": f"{MOD}:good_checker",
     "adapter": f"{MOD}:GoodAdapter",
+    "scorer": f"{MOD}:GoodScorer",
 }
 
 

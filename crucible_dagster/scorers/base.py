@@ -1,0 +1,111 @@
+"""The scorer contract: a class with an ``Options`` model that scores one prediction against its
+reference, so the score stage can run several scorers over the same per-sample table.
+
+A scorer answers each ``Sample`` with a ``Scored``: a number, or ``None`` with the reason when
+that sample cannot be scored (a judge whose answer has no score, a reference with no number).
+A per-sample problem is never an exception for the batch: one bad sample does not lose the
+others. ``binary`` scorers answer 0 or 1 (the bench compares them with McNemar's test, and a
+sample with no prediction scores 0); the others are continuous (Wilcoxon or a paired t, and a
+sample with no prediction is left out and counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import ConfigDict
+
+from crucible_dagster.experiment.strict_numbers import RefuseBoolForNumbers
+
+
+class ScorerOptions(RefuseBoolForNumbers):
+    """Options of a scorer, from ``scorers[i].options``; unknown keys are refused (typos)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScoreProblem(ValueError):
+    """One sample that cannot be scored: its message becomes that sample's score error."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What a scorer sees of one row of the per-sample table (``example``: the sample's own
+    fields when the score stage found them, for templates such as a judge's rubric)."""
+
+    variant: str
+    sample_id: str
+    prediction: Any
+    reference: Any
+    example: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scored:
+    value: float | None
+    error: str | None = None
+
+
+def references_of(reference: Any) -> list[Any]:
+    """A sample's references: a list (or array) of them is several, anything else is one; an
+    empty list is that sample's problem."""
+    found: Any = reference
+    tolist = getattr(reference, "tolist", None)  # a Parquet list cell reads back as an array
+    if callable(tolist) and not isinstance(reference, str | bytes):
+        found = tolist()
+    if not isinstance(found, list | tuple):
+        return [found]
+    if not found:
+        raise ScoreProblem("the sample's list of references is empty")
+    return list(found)
+
+
+class Scorer:
+    """Subclass, set ``Options`` and implement ``score`` (or ``score_all`` for batches)."""
+
+    Options: ClassVar[type[ScorerOptions]] = ScorerOptions
+    #: scores are 0 or 1: a sample without a prediction scores 0 instead of being left out
+    #: (an instance may set it from its options)
+    binary: bool = False
+    #: a sample without a reference is not scored (a judge's rubric may not need one)
+    needs_reference: ClassVar[bool] = True
+    #: the score stage finds each sample's own fields for it (``Sample.example``)
+    reads_examples: ClassVar[bool] = False
+    #: for the reader of a report: whether a larger score is a better prediction
+    higher_is_better: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    #: the scorer sends requests (a judge): the run's budget applies to them
+    sends_requests: ClassVar[bool] = False
+
+    def __init__(self, options: ScorerOptions):
+        self.options = options
+
+    def with_budget(self, ledger: Any) -> None:
+        """The run's budget ledger (None without a budget), for a scorer that sends requests."""
+
+    def score(self, prediction: Any, reference: Any) -> float:
+        """One prediction against its reference; ``ScoreProblem`` when it cannot be scored."""
+        raise NotImplementedError
+
+    def score_all(self, samples: Sequence[Sample]) -> list[Scored]:
+        """Every sample, each problem that sample's error (a judge overrides this to batch)."""
+        scored = []
+        for sample in samples:
+            try:
+                scored.append(Scored(float(self.score(sample.prediction, sample.reference))))
+            except ScoreProblem as exc:
+                scored.append(Scored(None, str(exc)))
+            except Exception as exc:  # a scorer's bug on one sample is that sample's error
+                scored.append(Scored(None, f"{type(exc).__name__}: {str(exc)[:300]}"))
+        return scored
+
+    def corpus(self, predictions: Sequence[Any], references: Sequence[Any]) -> float | None:
+        """A corpus-level score of one variant where the metric has one (BLEU, chrF), else None."""
+        return None
+
+    def usage(self) -> dict[str, Any]:
+        """What scoring cost (a judge's requests, tokens and cost), for the run's metrics."""
+        return {}

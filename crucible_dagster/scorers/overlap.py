@@ -1,0 +1,175 @@
+"""Scorers of n-gram overlap with the reference: ``bleu`` and ``chrf`` (sacrebleu) and ``rouge``
+(rouge-score), each on its library's own scale (BLEU and chrF 0-100, ROUGE 0-1), so a number
+here is the number the library's documentation and papers report.
+
+BLEU and chrF are corpus metrics: beside each sample's sentence score (what the bench pairs),
+each variant gets the corpus score of all its samples in the run's metrics. A sample may have
+several references (a list); sacrebleu takes them all, ROUGE the best of them. Both libraries
+are the ``eval`` extra: a file that names these scorers without it installed is told so at
+``validate``, by name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from crucible_dagster.scorers.base import Scorer, ScorerOptions, references_of
+
+
+def _need(module: str, package: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"needs the {package!r} package: pip install 'crucible_dagster[eval]' "
+            f"(or pip install {package})"
+        )
+
+
+def _texts(reference: Any) -> list[str]:
+    return ["" if r is None else str(r) for r in references_of(reference)]
+
+
+def _streams(references: Sequence[Any]) -> list[list[str]]:
+    """Per-sample reference lists as sacrebleu's reference streams (a missing one is '')."""
+    per_sample = [_texts(r) for r in references]
+    width = max((len(r) for r in per_sample), default=0)
+    return [[r[i] if i < len(r) else "" for r in per_sample] for i in range(width)]
+
+
+class BleuOptions(ScorerOptions):
+    tokenize: Literal["13a", "none", "intl", "char", "zh"] = Field(
+        default="13a", description="sacrebleu's tokenizer (13a: WMT's standard)."
+    )
+    lowercase: bool = Field(default=False)
+    smooth_method: Literal["exp", "floor", "add-k", "none"] = Field(default="exp")
+    smooth_value: float | None = Field(
+        default=None, ge=0, description="For floor (default 0.1) and add-k (default 1)."
+    )
+    max_ngram_order: int = Field(default=4, ge=1, le=9)
+    effective_order: bool = Field(
+        default=True,
+        description="Leave out n-gram orders a short sentence does not have (sacrebleu's advice "
+        "for sentence BLEU); the corpus score never uses it.",
+    )
+
+    @model_validator(mode="after")
+    def _installed(self) -> BleuOptions:
+        _need("sacrebleu", "sacrebleu")
+        return self
+
+
+class Bleu(Scorer):
+    """Sentence BLEU (0-100) per sample; the corpus BLEU of each variant in the metrics."""
+
+    Options = BleuOptions
+    description = "sacrebleu sentence BLEU (0-100); corpus BLEU per variant in the metrics"
+    options: BleuOptions
+
+    def __init__(self, options: BleuOptions):
+        super().__init__(options)
+        self._sentence = self._metric(options.effective_order)
+
+    def _metric(self, effective_order: bool) -> Any:
+        from sacrebleu.metrics import BLEU
+
+        o = self.options
+        return BLEU(
+            lowercase=o.lowercase,
+            tokenize=o.tokenize,
+            smooth_method=o.smooth_method,
+            smooth_value=o.smooth_value,
+            max_ngram_order=o.max_ngram_order,
+            effective_order=effective_order,
+        )
+
+    def score(self, prediction: Any, reference: Any) -> float:
+        return float(self._sentence.sentence_score(str(prediction), _texts(reference)).score)
+
+    def corpus(self, predictions: Sequence[Any], references: Sequence[Any]) -> float | None:
+        metric = self._metric(False)
+        return float(metric.corpus_score([str(p) for p in predictions], _streams(references)).score)
+
+
+class ChrfOptions(ScorerOptions):
+    char_order: int = Field(default=6, ge=1, le=20)
+    word_order: int = Field(default=0, ge=0, le=6, description="2 gives chrF++.")
+    beta: int = Field(default=2, ge=1, le=10, description="Recall's weight (chrF2: 2).")
+    lowercase: bool = Field(default=False)
+    whitespace: bool = Field(default=False, description="Keep whitespace in character n-grams.")
+    eps_smoothing: bool = Field(
+        default=False, description="chrF++.py/NLTK's smoothing instead of effective order."
+    )
+
+    @model_validator(mode="after")
+    def _installed(self) -> ChrfOptions:
+        _need("sacrebleu", "sacrebleu")
+        return self
+
+
+class Chrf(Scorer):
+    """Sentence chrF (0-100) per sample; the corpus chrF of each variant in the metrics."""
+
+    Options = ChrfOptions
+    description = "sacrebleu sentence chrF (0-100); corpus chrF per variant in the metrics"
+    options: ChrfOptions
+
+    def __init__(self, options: ChrfOptions):
+        super().__init__(options)
+        self._chrf = self._metric()
+
+    def _metric(self) -> Any:
+        from sacrebleu.metrics import CHRF
+
+        o = self.options
+        return CHRF(
+            char_order=o.char_order,
+            word_order=o.word_order,
+            beta=o.beta,
+            lowercase=o.lowercase,
+            whitespace=o.whitespace,
+            eps_smoothing=o.eps_smoothing,
+        )
+
+    def score(self, prediction: Any, reference: Any) -> float:
+        return float(self._chrf.sentence_score(str(prediction), _texts(reference)).score)
+
+    def corpus(self, predictions: Sequence[Any], references: Sequence[Any]) -> float | None:
+        hypotheses = [str(p) for p in predictions]
+        return float(self._metric().corpus_score(hypotheses, _streams(references)).score)
+
+
+class RougeOptions(ScorerOptions):
+    type: Literal["rouge1", "rouge2", "rougeL", "rougeLsum"] = Field(
+        default="rougeL", description="Unigrams, bigrams, longest common subsequence."
+    )
+    measure: Literal["fmeasure", "precision", "recall"] = Field(default="fmeasure")
+    use_stemmer: bool = Field(default=False, description="Porter-stem words first.")
+
+    @model_validator(mode="after")
+    def _installed(self) -> RougeOptions:
+        _need("rouge_score", "rouge-score")
+        return self
+
+
+class Rouge(Scorer):
+    """ROUGE-1, -2 or -L (0-1) against the best reference."""
+
+    Options = RougeOptions
+    description = "rouge-score ROUGE-1/2/L (0-1) against the best reference"
+    options: RougeOptions
+
+    def __init__(self, options: RougeOptions):
+        super().__init__(options)
+        from rouge_score import rouge_scorer
+
+        self._scorer = rouge_scorer.RougeScorer([options.type], use_stemmer=options.use_stemmer)
+
+    def score(self, prediction: Any, reference: Any) -> float:
+        o = self.options
+        return max(
+            float(getattr(self._scorer.score(r, str(prediction))[o.type], o.measure))
+            for r in _texts(reference)
+        )
