@@ -185,8 +185,11 @@ def test_the_judge_scores_through_a_backend_counted_cached_and_costed(tmp_path: 
         assert server.requests["judge-m"] == sent  # the second run's answers came from the cache
     assert sent == N + 6  # 'b' asks the same rubric as 'a' for the 24 samples they share
     bodies = [b["messages"] for b in server.bodies]
-    assert bodies[0][0] == {"role": "system", "content": "You grade answers from 1 to 10."}
-    assert "Question: what is 0?" in bodies[0][1]["content"]
+    assert all(
+        b[0] == {"role": "system", "content": "You grade answers from 1 to 10."} for b in bodies
+    )
+    contents = [b[1]["content"] for b in bodies]
+    assert "Question: what is 0?\nReference: answer 0\nAnswer: answer 0" in contents
     judge = first.context.metrics["score"]["scorers"]["judge"]
     assert judge["variants"]["a"] == {"mean": 9.0, "n": N, "failed": 0, "errors": 0}
     assert judge["variants"]["b"] == {"mean": 9.0, "n": N - 6, "failed": 0, "errors": 6}
@@ -253,3 +256,13 @@ def test_the_sandbox_refuses_what_a_rubric_must_not_reach(tmp_path: Path) -> Non
         assert server.requests["judge-m"] == 0
     judge = result.context.metrics["score"]["scorers"]["judge"]["variants"]["a"]
     assert judge["mean"] is None and "the rubric cannot be filled" in judge["undefined"]
+
+
+def test_the_report_shows_each_further_score_columns_comparison(tmp_path: Path) -> None:
+    from crucible_dagster.reports.markdown import bench_markdown
+
+    result = run_stages(tmp_path, SEVERAL, {"predictions": predictions()})
+    text = "\n".join(bench_markdown(result.context.metrics["bench"]))
+    assert "### Score f1" in text and "### Score bleu" in text
+    f1_part = text.split("### Score f1")[1].split("### Score bleu")[0]
+    assert "| wilcoxon |" in f1_part and "- a vs b: wilcoxon: paired design" in f1_part

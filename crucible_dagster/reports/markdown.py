@@ -108,7 +108,23 @@ def bench_markdown(bench: Any) -> list[str]:
         lines += ["### Decision record", ""]
         lines += [f"- **{md_cell(d['decision'])}**: {md_cell(d['reason'])}" for d in decisions]
         lines.append("")
+    by_scorer = bench.get("by_scorer")
+    for name, other in (by_scorer if isinstance(by_scorer, Mapping) else {}).items():
+        lines += _scorer_lines(str(name), other)
     return lines
+
+
+def _scorer_lines(name: str, bench: Any) -> list[str]:
+    """A further score column's comparison (the score stage ran several scorers)."""
+    lines = [f"### Score {md_text(name)}", ""]
+    if not isinstance(bench, Mapping) or bench.get("no_data"):
+        reason = bench.get("reason", "no data") if isinstance(bench, Mapping) else "no data"
+        return [*lines, f"No comparison: {md_text(reason)}", ""]
+    lines += _comparison_lines(comparison_rows(bench))
+    lines += [
+        f"- {md_cell(d['decision'])}: {md_cell(d['reason'])}" for d in bench.get("decisions") or []
+    ]
+    return [*lines, ""]
 
 
 def _summary_lines(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
