@@ -281,3 +281,34 @@ class SeedQuestions(Stage):
             for i in range(options.count)
         ]
         return ctx.assign("examples", examples)
+
+
+class ArithmeticOptions(StageOptions):
+    count: int = Field(default=6, ge=1)
+    split: str = Field(default="test", description="'train' gives other sums (few-shot pools).")
+
+
+class SeedArithmetic(Stage):
+    """Sums as a DataFrame of examples, as the dataset loader puts them in assigns['examples']:
+    index = sample ids (strings), fields ``question``, ``input`` and ``reference``."""
+
+    name = "seed_arithmetic"
+    Options = ArithmeticOptions
+
+    def run(self, ctx: Context, options: ArithmeticOptions) -> Context:
+        offset = 100 if options.split == "train" else 0
+        pairs = [(offset + i, i + 1) for i in range(options.count)]
+        frame = pd.DataFrame(
+            {
+                "question": [f"{a}+{b}" for a, b in pairs],
+                "input": [f"{a}+{b}" for a, b in pairs],
+                "reference": [str(a + b) for a, b in pairs],
+            },
+            index=pd.Index([f"{options.split}-{i}" for i in range(options.count)], name="id"),
+        )
+        return ctx.assign("examples", frame)
+
+
+def sum_texts(values: list[object]) -> list[object]:
+    """A callable backend that takes text: 'a+b' -> the sum, as text."""
+    return [str(sum(int(p) for p in str(v).split("+"))) for v in values]

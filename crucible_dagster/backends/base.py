@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 class Request:
     sample_id: str
     input: Any
+    #: a prompt's chat messages (``predict.options.prompt``): a chat backend sends these, a
+    #: backend that takes text gets ``input`` (the rendered user message)
+    messages: list[dict[str, str]] | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -164,6 +164,9 @@ class OpenAICompatibleBackend:
     # --- one request -----------------------------------------------------------------------
 
     def body(self, value: Any) -> dict[str, Any]:
+        """The request's JSON: ``value`` is a message list (a prompt's) or the text of one user
+        message; ``options.system`` goes first (a prompt with its own system message is refused
+        with it by validate, so no request has two)."""
         messages = (
             list(value) if isinstance(value, list) else [{"role": "user", "content": str(value)}]
         )
@@ -286,7 +289,7 @@ class OpenAICompatibleBackend:
     # --- one sample --------------------------------------------------------------------------
 
     def _one(self, request: Request) -> Response:
-        body = self.body(request.input)
+        body = self.body(request.messages if request.messages is not None else request.input)
         key = self.cache_key(body)
         began = time.perf_counter()
         payload = self._cached(key, body) if self.options.cache else None

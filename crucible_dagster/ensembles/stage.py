@@ -132,7 +132,8 @@ class EnsembleStage(Stage):
         for backend in backends.values():
             if ledger is not None and isinstance(backend, Budgeted):
                 backend.with_budget(ledger)
-        requests, references, _ = samples_of(ctx, options)
+        found = samples_of(ctx, options)
+        requests, references = found.requests, found.references
         # member calls get threads of their own: a call past its time runs on unwaited for
         with ThreadPoolExecutor(256) as calls, ThreadPoolExecutor(options.concurrency) as samples:
 

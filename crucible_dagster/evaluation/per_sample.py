@@ -2,13 +2,15 @@
 
 One row per (variant, sample): ``variant, sample_id, seed, prediction, reference, confidence,
 latency_ms, prompt_tokens, completion_tokens, cost, cached, error, backend, extra_requests``,
-and ``score`` once scored. It lives in ``assigns["predictions"]`` and, written by each stage
+``messages`` (the chat messages sent, as JSON text) when a prompt rendered them, and ``score``
+once scored. It lives in ``assigns["predictions"]`` and, written by each stage
 that changes it, as ``predictions.parquet`` in the run directory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -43,8 +45,13 @@ def uniform(values: Sequence[Any]) -> list[Any]:
 
 
 def rows_for(
-    variant: str, responses: Iterable[Response], references: dict[str, Any], seed: int | None
+    variant: str,
+    responses: Iterable[Response],
+    references: dict[str, Any],
+    seed: int | None,
+    messages: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    """The table's rows for one variant; ``messages``: each sample's messages as JSON text."""
     return [
         {
             "variant": variant,
@@ -61,6 +68,7 @@ def rows_for(
             "error": r.error,
             "backend": r.backend,
             "extra_requests": r.extra_requests,
+            **({"messages": messages.get(r.sample_id)} if messages is not None else {}),
         }
         for r in responses
     ]
@@ -69,9 +77,11 @@ def rows_for(
 def as_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
-    # a table the score stage already scored keeps its score columns
+    # a table the score stage already scored keeps its score columns, and one whose prompts were
+    # recorded its messages
     scores = [c for c in rows[0] if c == "score" or c.startswith("score_")] if rows else []
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, *scores])
+    messages = ["messages"] if any("messages" in row for row in rows) else []
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *messages, *scores])
     for column in ("prediction", "reference"):
         frame[column] = pd.Series(uniform(frame[column].tolist()), dtype=object)
     return frame
@@ -121,12 +131,19 @@ def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
 class SampleSource(StageOptions):
     """Where a stage finds its samples and their references."""
 
-    inputs: str = Field(default="features", description="assigns key of the samples.")
-    input_field: str = Field(default="input", description="For a list of examples: what is sent.")
+    inputs: str | None = Field(
+        default=None,
+        description="assigns key of the samples; default: 'examples' when a prompt is set, else "
+        "'features' when there, else 'examples'.",
+    )
+    input_field: str = Field(
+        default="input", description="For examples: the field sent when no prompt is set."
+    )
     reference: str | None = Field(
         default="target",
-        description="assigns key of the references (an array aligned with the samples), or for a "
-        "list of examples the field holding each one's reference.",
+        description="assigns key of the references (an array aligned with feature rows), or an "
+        "example's field holding its reference; left unset, examples without 'target' use "
+        "their 'reference' field.",
     )
 
 
@@ -140,36 +157,104 @@ def checked_backends(cls: Any, value: dict[str, BackendRef] | None) -> dict[str,
     return value
 
 
-def samples_of(ctx: Context, options: SampleSource) -> tuple[list[Request], dict[str, Any], Any]:
-    import numpy as np
+@dataclass
+class Samples:
+    """A stage's samples: one request each (its input: a feature row, or the input field), the
+    references by sample id, the feature table (for backends that fit), and for examples each
+    one's fields (what a prompt template is filled from)."""
+
+    requests: list[Request]
+    references: dict[str, Any]
+    frame: Any = None
+    examples: list[tuple[str, dict[str, Any]]] | None = None
+
+
+def inputs_key(ctx: Context, options: SampleSource, prompted: bool = False) -> str:
+    """The assigns key the samples are read from: ``inputs`` when set; else ``examples`` for a
+    prompt (it renders examples' fields), else ``features`` when there (feature rows for a
+    model that fits), else ``examples`` (what a dataset of examples loads as)."""
+    if options.inputs is not None:
+        return options.inputs
+    if prompted or "features" not in ctx.assigns:
+        return "examples"
+    return "features"
+
+
+def example_rows(data: Any, key: str) -> list[tuple[str, dict[str, Any]]]:
+    """(sample id, fields) of each example: a DataFrame's rows (ids: its index) or a list of
+    dicts (ids: an ``id`` field, else the position); two samples with one id are refused."""
     import pandas as pd
 
-    data = ctx.assigns.get(options.inputs)
     if isinstance(data, pd.DataFrame):
-        ids = [str(i) for i in data.index]
-        requests = [Request(i, row) for i, row in zip(ids, data.to_dict("records"), strict=True)]
-        reference = ctx.assigns.get(options.reference) if options.reference else None
-        refs = (
-            {} if reference is None else dict(zip(ids, np.asarray(reference).tolist(), strict=True))
+        pairs = [
+            (str(i), {str(k): v for k, v in row.items()})
+            for i, row in zip(data.index, data.to_dict("records"), strict=True)
+        ]
+    elif isinstance(data, list) and all(isinstance(e, dict) for e in data):
+        pairs = [(str(e.get("id", index)), dict(e)) for index, e in enumerate(data)]
+    else:
+        raise StageError(
+            "missing_samples",
+            key,
+            f"predict needs assigns['{key}']: a DataFrame of examples or feature rows, or a list "
+            f"of examples (dicts), got {type(data).__name__}",
         )
-        return requests, refs, data
-    if isinstance(data, list) and all(isinstance(e, dict) for e in data):
-        requests, refs = [], {}
-        for index, example in enumerate(data):
-            if options.input_field not in example:
-                raise StageError(
-                    "missing_field",
-                    index,
-                    f"assigns['{options.inputs}'][{index}] has no field {options.input_field!r}",
-                )
-            sample_id = str(example.get("id", index))
-            requests.append(Request(sample_id, example[options.input_field]))
-            if options.reference and options.reference in example:
-                refs[sample_id] = example[options.reference]
-        return requests, refs, None
-    raise StageError(
-        "missing_samples",
-        options.inputs,
-        f"predict needs assigns['{options.inputs}']: a DataFrame of feature rows or a list of "
-        f"examples (dicts), got {type(data).__name__}",
-    )
+    seen: set[str] = set()
+    for sample_id, _ in pairs:
+        if sample_id in seen:
+            raise StageError(
+                "duplicate_sample",
+                sample_id,
+                f"assigns['{key}']: sample id {sample_id!r} twice (the per-sample comparison "
+                "pairs samples by id)",
+            )
+        seen.add(sample_id)
+    return pairs
+
+
+def _reference_field(options: SampleSource, fields: set[str]) -> str | None:
+    name = options.reference
+    if name is not None and name not in fields and "reference" not in options.model_fields_set:
+        return "reference" if "reference" in fields else name
+    return name
+
+
+def _feature_rows(ctx: Context, data: pd.DataFrame, options: SampleSource) -> Samples:
+    import numpy as np
+
+    ids = [str(i) for i in data.index]
+    requests = [Request(i, row) for i, row in zip(ids, data.to_dict("records"), strict=True)]
+    reference = ctx.assigns.get(options.reference) if options.reference else None
+    refs = {} if reference is None else dict(zip(ids, np.asarray(reference).tolist(), strict=True))
+    return Samples(requests, refs, data)
+
+
+def _examples(data: Any, key: str, options: SampleSource, prompted: bool) -> Samples:
+    pairs = example_rows(data, key)
+    fields = set().union(*(f for _, f in pairs)) if pairs else set()
+    reference = _reference_field(options, fields)
+    requests, refs = [], {}
+    for index, (sample_id, example) in enumerate(pairs):
+        if not prompted and options.input_field not in example:
+            raise StageError(
+                "missing_field",
+                index,
+                f"assigns['{key}'] sample {sample_id!r} has no field {options.input_field!r} "
+                "(set input_field, or a prompt)",
+            )
+        requests.append(Request(sample_id, None if prompted else example[options.input_field]))
+        if reference is not None and reference in example:
+            refs[sample_id] = example[reference]
+    return Samples(requests, refs, None, pairs)
+
+
+def samples_of(ctx: Context, options: SampleSource, prompted: bool = False) -> Samples:
+    """The samples at ``inputs_key``: a DataFrame is feature rows unless a prompt is set or it
+    has the ``input_field`` column (then it is examples, as a list of dicts always is)."""
+    import pandas as pd
+
+    key = inputs_key(ctx, options, prompted)
+    data = ctx.assigns.get(key)
+    if isinstance(data, pd.DataFrame) and not prompted and options.input_field not in data:
+        return _feature_rows(ctx, data, options)
+    return _examples(data, key, options, prompted)

@@ -1,9 +1,16 @@
 """Ask one or more backends for every sample: the per-sample table the rest of the pipeline reads.
 
-Samples are the rows of ``assigns[inputs]``: a DataFrame (feature rows; sample ids from its
-index) or a list of examples (dicts; the ``input_field`` is sent, ``id`` names the sample when
-present). ``variants`` names the backends to compare (default: the experiment's ``backend``,
-as the variant ``model``). A backend that learns (``sklearn``) predicts out of fold with
+Samples are the rows of ``assigns[inputs]``: a DataFrame of feature rows (sample ids from its
+index), or examples: a DataFrame with the ``input_field`` column (index = sample ids, as the
+dataset loader puts them in ``assigns["examples"]``) or a list of dicts (``id`` names the
+sample when present). ``inputs`` left unset reads ``examples`` when a prompt is set, else
+``features`` when there (the scikit-learn demo), else ``examples``. Without a prompt an
+example's ``input_field`` is sent; with one (``prompt``, see ``evaluation/prompts.py``) each
+sample's chat messages are rendered before any request is sent and recorded in the table's
+``messages`` column; a backend that takes text gets the rendered user message.
+
+``variants`` names the backends to compare (default: the experiment's ``backend``, as the
+variant ``model``). A backend that learns (``sklearn``) predicts out of fold with
 ``cv_folds``, so every sample's prediction comes from a model that never saw it. The
 experiment's ``reliability.hedging`` applies to backends that send requests.
 """
@@ -29,7 +36,9 @@ from crucible_dagster.backends.registry import (
     check_backend,
 )
 from crucible_dagster.budget import ledger_for, with_budget_metric
+from crucible_dagster.evaluation.few_shot import FewShotError
 from crucible_dagster.evaluation.per_sample import (
+    Samples,
     SampleSource,
     as_table,
     checked_backends,
@@ -38,6 +47,14 @@ from crucible_dagster.evaluation.per_sample import (
     samples_of,
     save_table,
 )
+from crucible_dagster.evaluation.prompt_checks import prompt_problems
+from crucible_dagster.evaluation.prompts import (
+    PromptSpec,
+    messages_json,
+    render_all,
+    user_text,
+)
+from crucible_dagster.evaluation.templates import TemplateError
 from crucible_dagster.experiment.ir import BackendRef, Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError
@@ -57,6 +74,12 @@ class PredictOptions(SampleSource):
     )
     cv_folds: int | None = Field(
         default=None, ge=2, le=50, description="Out-of-fold predictions for backends that fit."
+    )
+    prompt: PromptSpec | None = Field(
+        default=None,
+        description="The chat messages each example is asked with: a user template (a string), "
+        "or {name, user, system, few_shot: {split|file, n, seed, assistant}}; Jinja2, sandboxed, "
+        "over the example's fields.",
     )
 
     _backends_resolve = field_validator("variants")(checked_backends)
@@ -147,6 +170,7 @@ class PredictStage(Stage):
                 path, _, message = str(exc).partition(": ")
                 problems.append((path, message))
         problems += _unpriced(experiment)
+        problems += prompt_problems(experiment, STAGE_REFS)
         hedging = experiment.reliability.hedging if experiment.reliability else None
         if hedging is not None and hedging.strategy != "off" and not _any_hedgeable(experiment):
             problems.append(
@@ -170,7 +194,15 @@ class PredictStage(Stage):
         hedging = experiment.reliability.hedging if experiment and experiment.reliability else None
         seed = ctx.seed
         ledger = ledger_for(ctx)  # one budget for every variant (and every stage) of the run
-        requests, references, frame = samples_of(ctx, options)
+        samples = samples_of(ctx, options, prompted=options.prompt is not None)
+        requests, references, frame = samples.requests, samples.references, samples.frame
+        messages = self._prompted(ctx, options, samples, variants)
+        if messages is not None:
+            requests = [
+                Request(r.sample_id, user_text(messages[r.sample_id]), messages[r.sample_id])
+                for r in requests
+            ]
+        recorded = {k: messages_json(m) for k, m in messages.items()} if messages else None
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {}
         for name, ref in variants.items():
@@ -183,7 +215,7 @@ class PredictStage(Stage):
             if ledger is not None and isinstance(backend, Budgeted):
                 backend.with_budget(ledger)
             responses = self._ask(backend, requests, frame, references, options, seed)
-            rows += rows_for(name, responses, references, seed)
+            rows += rows_for(name, responses, references, seed, recorded)
             summary[name] = {
                 "samples": len(responses),
                 "errors": sum(r.error is not None for r in responses),
@@ -194,6 +226,27 @@ class PredictStage(Stage):
             }
         ctx = save_table(ctx, as_table(rows)).put_metric("predictions", summary)
         return with_budget_metric(ctx, ledger)
+
+    @staticmethod
+    def _prompted(
+        ctx: Context, options: PredictOptions, samples: Samples, variants: dict[str, BackendRef]
+    ) -> dict[str, list[dict[str, str]]] | None:
+        """Every sample's messages, rendered before any request is sent: a template that fails
+        on one sample (a field it lacks) fails the stage naming that sample, nothing sent."""
+        prompt = options.prompt
+        if prompt is None:
+            return None
+        for name, ref in variants.items():
+            if prompt.system is not None and (ref.options or {}).get("system") is not None:
+                raise StageError(
+                    "invalid_prompt",
+                    name,
+                    f"prompt.system is set, and variant {name!r}'s options.system too: keep one",
+                )
+        try:
+            return render_all(prompt, samples.examples or [], ctx.seed, ctx.experiment)
+        except (TemplateError, FewShotError) as exc:
+            raise StageError("invalid_prompt", None, str(exc)) from None
 
     @staticmethod
     def _ask(

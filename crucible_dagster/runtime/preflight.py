@@ -101,6 +101,7 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
         for error in stage_cls.check_options(options):
             field_path, _, message = error.partition(": ")
             option_key = field_path.split(".")[0].split("[")[0]
+            # the field's own line when the file has it (``prompt.user``), else its nearest parent
             option_loc: tuple[str | int, ...] = (
                 (key, index, "options", *_loc_of(field_path))
                 if option_key in options
@@ -158,7 +159,7 @@ def setting_problems(
     stages that use a setting find wrong with it (an unknown backend, say)."""
 
     def problem(path: str, message: str) -> Problem:
-        return doc.problem(tuple(path.split(".")), path, message)
+        return doc.problem(_loc_of(path), path, message)
 
     problems = [problem(path, message) for path, message in unsupported_settings(experiment)]
     if experiment.dataset is not None:

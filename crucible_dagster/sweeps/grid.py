@@ -49,6 +49,9 @@ class Trial:
 
 
 def _token(value: Any) -> str:
+    """A value as part of an id; a mapping with a ``name`` (a prompt of a grid) by its name."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        value = value["name"]
     text = re.sub(r"[^A-Za-z0-9]+", "_", str(value)).strip("_")
     return text or "x"
 
