@@ -1,0 +1,148 @@
+"""Prompts against the bundled OpenAI-compatible test server: the messages sent are the ones
+recorded, few-shot turns included; a template that fails on one sample stops the run before
+any request; a backend that takes text gets the user message; a sweep compares two prompts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from crucible_dagster import Experiment
+from crucible_dagster.runtime.runner import run
+from crucible_dagster.sweeps.standalone import run_sweep
+from tests.llm_server import llm_server
+
+
+def backend(url: str) -> dict[str, Any]:
+    return {
+        "id": "openai_compatible",
+        "endpoint_url": url,
+        "options": {"model": "m", "cache": False},
+    }
+
+
+def prompt_experiment(url: str, prompt: Any, **extra: Any) -> Experiment:
+    return Experiment.model_validate(
+        {
+            "id": "prompted",
+            "seed": 11,
+            "backend": backend(url),
+            "pipeline": [
+                {"name": "seed", "module": "tests.helpers:SeedArithmetic", "options": {"count": 4}},
+                {"name": "predict", "options": {"prompt": prompt}},
+                {"name": "score", "options": {"metric": "exact_match"}},
+            ],
+            **extra,
+        }
+    )
+
+
+@pytest.mark.slow  # a run directory and its Parquet table, over a second
+def test_the_messages_sent_are_the_messages_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shots = [{"question": f"{i}+{i}", "reference": str(2 * i)} for i in range(5)]
+    (tmp_path / "shots.jsonl").write_text("".join(json.dumps(s) + "\n" for s in shots))
+    prompt = {
+        "system": "Add the numbers.",
+        "user": "{{ question }}",
+        "few_shot": {"file": "shots.jsonl", "n": 2},
+    }
+    with llm_server() as (url, server):
+        result = run(prompt_experiment(url, prompt))
+    assert result.status == "completed", result.failure
+    table = pd.read_parquet(Path(str(result.run_dir)) / "predictions.parquet")
+    sent = {body["messages"][-1]["content"]: body["messages"] for body in server.bodies}
+    assert len(server.bodies) == 4
+    for text in table["messages"]:
+        recorded = json.loads(str(text))
+        assert recorded == sent[recorded[-1]["content"]]  # byte for byte what the server got
+        assert [m["role"] for m in recorded] == [
+            "system",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+        ]
+        assert recorded[1]["content"] in {s["question"] for s in shots}
+    # one draw for the run: every sample saw the same two shots
+    assert len({json.dumps(json.loads(m)[1:5]) for m in table["messages"]}) == 1
+    assert result.context.metrics["score"]["variants"]["model"]["mean"] == 1.0  # sums answered
+
+
+def test_a_field_missing_from_one_sample_stops_the_run_before_any_request() -> None:
+    with llm_server() as (url, server):
+        experiment = Experiment.model_validate(
+            {
+                "id": "prompted",
+                "backend": backend(url),
+                "pipeline": [
+                    {
+                        "name": "seed",
+                        "module": "tests.helpers:SeedQuestions",
+                        "options": {"count": 3},
+                    },
+                    {"name": "predict", "options": {"prompt": "{{ input }} {{ hint }}"}},
+                ],
+            }
+        )
+        result = run(experiment)
+    assert result.status == "failed" and result.failure is not None
+    assert result.failure.reason == "invalid_prompt"
+    assert "sample 'q0' user: 'hint' is undefined" in result.failure.message
+    assert server.requests == {}  # nothing was sent
+
+
+def test_a_backend_that_takes_text_gets_the_rendered_user_message() -> None:
+    experiment = Experiment.model_validate(
+        {
+            "id": "prompted_text",
+            "backend": {"id": "callable", "options": {"function": "tests.helpers:sum_texts"}},
+            "pipeline": [
+                {"name": "seed", "module": "tests.helpers:SeedArithmetic", "options": {"count": 3}},
+                {
+                    "name": "predict",
+                    "options": {"prompt": {"system": "ignored", "user": "{{ question }}"}},
+                },
+                {"name": "score"},
+            ],
+        }
+    )
+    result = run(experiment)
+    assert result.status == "completed", result.failure
+    table = result.context.assigns["predictions"]
+    assert table["prediction"].tolist() == ["1", "3", "5"]  # 0+1, 1+2, 2+3
+    assert json.loads(table["messages"][0])[0] == {"role": "system", "content": "ignored"}
+
+
+@pytest.mark.slow  # four trials and the sweep's comparison report
+def test_a_sweep_over_two_prompts_is_one_experiment_with_readable_trials() -> None:
+    prompts = [
+        {"name": "terse", "user": "{{ question }}"},
+        {"name": "chatty", "user": "What is {{ question }}?"},  # the server answers yes/no
+    ]
+    with llm_server() as (url, server):
+        experiment = prompt_experiment(
+            url,
+            "${params.prompt}",
+            parameters={"prompt": prompts},
+            seeds=[1, 2],
+            sweep={"metric": "score.variants.model.mean"},
+        )
+        result = run_sweep(experiment)
+    assert result.ok
+    by_trial = {o.trial.trial_id: o for o in result.outcomes}
+    assert set(by_trial) == {
+        "prompt_terse__seed_1", "prompt_terse__seed_2", "prompt_chatty__seed_1", "prompt_chatty__seed_2"
+    }  # fmt: skip
+    assert by_trial["prompt_terse__seed_1"].metrics["score"]["variants"]["model"]["mean"] == 1.0
+    assert by_trial["prompt_chatty__seed_1"].metrics["score"]["variants"]["model"]["mean"] == 0.0
+    assert set(result.comparison["configurations"]) == {"prompt_terse", "prompt_chatty"}
+    asked = {body["messages"][-1]["content"] for body in server.bodies}
+    assert "What is 0+1?" in asked and "0+1" in asked
