@@ -146,3 +146,46 @@ def test_a_sweep_over_two_prompts_is_one_experiment_with_readable_trials() -> No
     assert set(result.comparison["configurations"]) == {"prompt_terse", "prompt_chatty"}
     asked = {body["messages"][-1]["content"] for body in server.bodies}
     assert "What is 0+1?" in asked and "0+1" in asked
+
+
+@pytest.mark.slow  # loads two splits and writes a run directory: over a second
+def test_a_benchmark_loaded_by_the_dataset_loader_with_shots_from_its_train_split() -> None:
+    """The loader's DataFrame of examples (gsm8k's shipped sample, test split) reaches predict
+    as assigns['examples']; the shots come from the train split through the same loader."""
+    with llm_server() as (url, server):
+        experiment = Experiment.model_validate(
+            {
+                "id": "gsm8k_prompted",
+                "seed": 2,
+                "dataset": {"name": "gsm8k", "split": "test"},
+                "backend": backend(url),
+                "pipeline": [
+                    {
+                        "name": "predict",
+                        "options": {
+                            "prompt": {
+                                "user": "Question: {{ input }}",
+                                "few_shot": {"split": "train", "n": 2},
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+        result = run(experiment)
+    assert result.status == "completed", result.failure
+    from crucible_dagster.datasets import load_dataset
+
+    test = load_dataset(experiment.dataset.model_copy(update={"split": "test"}), 2).examples
+    train = load_dataset(experiment.dataset.model_copy(update={"split": "train"}), 2).examples
+    table = result.context.assigns["predictions"]
+    assert table["sample_id"].tolist() == [str(i) for i in test.index]
+    assert table["reference"].tolist() == test["reference"].tolist()
+    for body, question in zip(server.bodies, test["input"], strict=False):
+        shots = body["messages"][:-1]
+        assert [m["role"] for m in shots] == ["user", "assistant"] * 2
+        assert {m["content"] for m in shots[1::2]} <= set(train["reference"])
+        assert {m["content"] for m in shots[::2]} <= {f"Question: {q}" for q in train["input"]}
+    assert {b["messages"][-1]["content"] for b in server.bodies} == {
+        f"Question: {q}" for q in test["input"]
+    }

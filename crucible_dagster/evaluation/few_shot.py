@@ -170,17 +170,14 @@ def split_examples(experiment: Experiment | None, split: str, seed: int) -> list
     """The rows of another split of the experiment's dataset, through the dataset loader."""
     if experiment is None or experiment.dataset is None:
         raise FewShotError(f"few_shot.split {split!r}: the experiment has no dataset to split")
-    try:
-        from crucible_dagster.datasets import load_dataset
-    except ImportError:
-        raise FewShotError(
-            f"few_shot.split {split!r}: this version has no dataset loader "
-            "(crucible_dagster.datasets); use few_shot.file"
-        ) from None
+    from crucible_dagster.datasets import DatasetError, load_dataset
+
     ref = experiment.dataset.model_copy(update={"split": split})
-    loaded = load_dataset(ref, seed)
-    frame = getattr(loaded, "table", getattr(loaded, "examples", loaded))
-    return [dict(r) for r in frame.to_dict("records")]
+    try:
+        loaded = load_dataset(ref, seed)
+    except DatasetError as exc:
+        raise FewShotError(f"few_shot.split {split!r}: {exc}") from None
+    return [{str(k): v for k, v in row.items()} for row in loaded.examples.to_dict("records")]
 
 
 def shot_pool(few_shot: FewShot, seed: int, experiment: Experiment | None) -> list[dict[str, Any]]:

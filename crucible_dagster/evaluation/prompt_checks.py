@@ -4,8 +4,8 @@ A stage's own option check parses its prompt (syntax, refused attributes) at the
 a sweep's check fills ``${params.*}`` with each parameter's first value only, so every prompt of
 a grid (``prompt: ${params.prompt}``) is parsed here, at its own line under ``parameters``. Then
 the names each template reads are checked against the fields the examples will have: the
-dataset's declared columns (``crucible_dagster.datasets.columns_of`` when that loader is
-installed, else ``dataset.schema``) and a few-shot file's own fields. Where the fields cannot be
+dataset's columns as far as they are known without loading (``datasets.columns_of``: a
+benchmark's canonical columns, a declared ``schema``) and a few-shot file's own fields. Where the fields cannot be
 known before a run, the run renders every sample's messages before it sends any, and names the
 sample whose fields a template misses.
 """
@@ -30,20 +30,10 @@ def declared_columns(dataset: DatasetRef | None) -> set[str] | None:
     """The examples' fields as far as they are known before loading; None when unknown."""
     if dataset is None:
         return None
-    try:
-        from crucible_dagster.datasets import columns_of
-    except ImportError:
-        columns_of = None
-    if columns_of is not None:
-        found = columns_of(dataset)
-        return None if found is None else {str(c) for c in found}
-    schema = dataset.schema_
-    if not isinstance(schema, Mapping):
-        return None
-    columns = schema.get("columns", schema)
-    if isinstance(columns, Mapping | list):
-        return {str(c) for c in columns}
-    return None
+    from crucible_dagster.datasets import columns_of
+
+    found = columns_of(dataset)
+    return None if found is None else {str(c) for c in found}
 
 
 def _candidates(experiment: Experiment, index: int, raw: Any) -> Iterator[tuple[str, Any]]:
@@ -83,7 +73,9 @@ def _shot_fields(
         if dataset is None:
             message = "draws from a split of the experiment's dataset, and it has none"
             return None, [(f"{path}.few_shot.split", message)]
-        if few_shot.split == dataset.split:
+        # a split the file does not set is the provider's to choose (a benchmark's is its test
+        # split): only one written can be compared
+        if "split" in dataset.model_fields_set and few_shot.split == dataset.split:
             message = (
                 f"the shots would come from the split being evaluated ({dataset.split!r}), so "
                 "a sample could be its own solved example: name another split"

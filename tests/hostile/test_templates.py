@@ -21,13 +21,15 @@ HEAD = (
     "id: prompts\n"  # 1
     "dataset:\n"  # 2
     "  name: qa\n"  # 3
-    "  split: test\n"  # 4
-    "  schema: {question: string, reference: string}\n"  # 5
-    "pipeline:\n"  # 6
-    "  - name: predict\n"  # 7
-    "    options:\n"  # 8
-    "      prompt:\n"  # 9
-)  # the prompt's own keys start at line 10
+    "  provider: local\n"  # 4
+    "  options: {path: qa.jsonl}\n"  # 5
+    "  split: test\n"  # 6
+    "  schema: {question: string, reference: string}\n"  # 7
+    "pipeline:\n"  # 8
+    "  - name: predict\n"  # 9
+    "    options:\n"  # 10
+    "      prompt:\n"  # 11
+)  # the prompt's own keys start at line 12
 
 
 def experiment(folder: Path, prompt: str, tail: str = "") -> Path:
@@ -62,133 +64,133 @@ TEMPLATE_CASES = [
     (
         "syntax",
         "user: |\n  Q:\n  {{ question }",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "template syntax error at line 2 of the template: unexpected '}'",
     ),
     (
         "unclosed_block",
         'user: "{% if question %}x"',
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "template syntax error at line 1 of the template",
     ),
     (
         "user_wrong_type",
         "user: 3",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "expected a string, got 3",
     ),
     (
         "system_wrong_type",
         "user: x\nsystem: [a]",
-        "e.yaml:11: pipeline[0].options.prompt.system: ",
+        "e.yaml:13: pipeline[0].options.prompt.system: ",
         "expected a string",
     ),
     (
         "few_shot_wrong_type",
         "user: x\nfew_shot: lots",
-        "e.yaml:11: pipeline[0].options.prompt.few_shot: ",
+        "e.yaml:13: pipeline[0].options.prompt.few_shot: ",
         "expected a mapping",
     ),
     (
         "n_bool",
         "user: x\nfew_shot: {file: s.jsonl, n: true}",
-        "e.yaml:11: pipeline[0].options.prompt.few_shot.n: ",
+        "e.yaml:13: pipeline[0].options.prompt.few_shot.n: ",
         "expected an integer, got true",
     ),
     (
         "n_out_of_range",
         "user: x\nfew_shot: {file: s.jsonl, n: 65}",
-        "e.yaml:11: pipeline[0].options.prompt.few_shot.n: ",
+        "e.yaml:13: pipeline[0].options.prompt.few_shot.n: ",
         "between 1 and 64",
     ),
     (
         "seed_negative",
         "user: x\nfew_shot: {file: s.jsonl, n: 1, seed: -1}",
-        "e.yaml:11: pipeline[0].options.prompt.few_shot.seed: ",
+        "e.yaml:13: pipeline[0].options.prompt.few_shot.seed: ",
         "between 0 and 4294967295",
     ),
     (
         "two_sources",
         "user: x\nfew_shot: {file: s.jsonl, split: train, n: 1}",
-        "e.yaml:11: pipeline[0].options.prompt.few_shot: ",
+        "e.yaml:13: pipeline[0].options.prompt.few_shot: ",
         "expected exactly one of 'split' and 'file'",
     ),
     (
         "unknown_key",
         "usr: x\nuser: y",
-        "e.yaml:10: pipeline[0].options.prompt.usr: ",
+        "e.yaml:12: pipeline[0].options.prompt.usr: ",
         "did you mean 'user'?",
     ),
     (
         "bad_name",
         "name: two words\nuser: x",
-        "e.yaml:10: pipeline[0].options.prompt.name: ",
+        "e.yaml:12: pipeline[0].options.prompt.name: ",
         "try 'two_words'",
     ),
     (
         "huge",
         "user: " + "x" * (64 * 1024 + 1),
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "at most 65536 characters",
     ),
     (
         "deeply_nested",
         "user: '{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}'",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "nested too deeply",
     ),
     (
         "dunder_attribute",
         "user: \"{{ ''.__class__.__mro__ }}\"",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "line 1 of the template: '__mro__' is refused",
     ),
     (
         "dunder_item",
         "user: |\n  ok\n  {{ question['__globals__'] }}",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "line 2 of the template: '__globals__' is refused",
     ),
     (
         "attr_filter",
         "user: \"{{ question|attr('__class__') }}\"",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "'__class__' is refused",
     ),
     (
         "global_internals",
         "user: '{{ cycler.__init__.__globals__.os }}'",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "'__globals__' is refused",
     ),
     (
         "generator_internals",
         "user: '{{ question.gi_frame.f_globals }}'",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "'gi_frame' is refused",
     ),
     (
         "unknown_field",
         "user: |\n  Q: {{ question }}\n  Hint: {{ hint }}",
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
         "line 2 of the template reads 'hint', which the examples do not have (their fields: question, reference)",
     ),
     (
         "unknown_system_field",
         "user: x\nsystem: '{{ persona }}'",
-        "e.yaml:11: pipeline[0].options.prompt.system: ",
+        "e.yaml:13: pipeline[0].options.prompt.system: ",
         "reads 'persona'",
     ),
     (
         "shots_from_the_evaluated_split",
         "user: x\nfew_shot: {split: test, n: 1}",
-        "e.yaml:11: pipeline[0].options.prompt.few_shot.split: ",
+        "e.yaml:13: pipeline[0].options.prompt.few_shot.split: ",
         "the split being evaluated ('test')",
     ),
     (
         "not_a_prompt",
         "[1, 2]",
-        "e.yaml:9: pipeline[0].options.prompt: ",
+        "e.yaml:11: pipeline[0].options.prompt: ",
         "expected a template (text) or a mapping",
     ),
 ]
@@ -213,7 +215,7 @@ def test_control_characters_in_a_template_are_escaped_on_the_terminal(
         cli,
         folder,
         experiment(folder, 'user: "\\e[31m{{ \\e }}"'),
-        "e.yaml:10: pipeline[0].options.prompt.user: ",
+        "e.yaml:12: pipeline[0].options.prompt.user: ",
     )
     assert "\x1b" not in line and "template syntax error" in line
 
@@ -227,13 +229,32 @@ def test_the_prompt_and_the_backend_both_setting_a_system_message_is_refused(
         "backend: {id: openai_compatible, endpoint_url: 'http://127.0.0.1:9/v1', "
         "options: {model: m, system: Be kind.}}\n",
     )
-    line = refused(cli, folder, path, "e.yaml:11: pipeline[0].options.prompt.system: ")
+    line = refused(cli, folder, path, "e.yaml:13: pipeline[0].options.prompt.system: ")
     assert "backend.options.system too: keep one" in line
+
+
+def test_a_benchmark_s_columns_are_the_fields_a_template_may_read(cli: Cli, folder: Path) -> None:
+    path = folder / "e.yaml"
+    path.write_text(
+        "id: gsm\n"
+        "dataset: {name: gsm8k}\n"
+        "pipeline:\n"
+        "  - name: predict\n"
+        "    options:\n"
+        "      prompt: {user: 'Q: {{ question }}', few_shot: {split: train, n: 2}}\n"
+    )
+    line = refused(cli, folder, path, "e.yaml:6: pipeline[0].options.prompt.user: ")
+    assert (
+        "reads 'question', which the examples do not have (their fields: input, reference, " in line
+    )
+    path.write_text(path.read_text().replace("question", "input"))
+    assert cli("validate", path.name).code == 0  # gsm8k's test split, shots from its train split
 
 
 GRID = (
     "id: prompts\n"  # 1
-    "dataset: {name: qa, split: test, schema: {question: string, reference: string}}\n"  # 2
+    "dataset: {name: qa, provider: local, options: {path: qa.jsonl}, split: test,"
+    " schema: {question: string, reference: string}}\n"  # 2
     "parameters:\n"  # 3
     "  prompt:\n"  # 4
     "    - {name: terse, user: '{{ question }}'}\n"  # 5
@@ -302,7 +323,7 @@ def test_a_grid_of_good_prompts_validates(cli: Cli, folder: Path) -> None:
 # --- the few-shot file ---------------------------------------------------------------------
 
 SHOTS = "user: '{{ question }}'\nfew_shot: {file: %s, n: 1}"
-FILE_FIELD = "e.yaml:11: pipeline[0].options.prompt.few_shot.file: "
+FILE_FIELD = "e.yaml:13: pipeline[0].options.prompt.few_shot.file: "
 
 
 def write(folder: Path, name: str, data: bytes) -> None:
@@ -376,14 +397,14 @@ def test_a_huge_few_shot_file_is_refused_by_its_size(
 def test_more_shots_than_the_file_has(cli: Cli, folder: Path) -> None:
     write(folder, "s.jsonl", b'{"question": "q", "reference": "r"}\n')
     path = experiment(folder, "user: '{{ question }}'\nfew_shot: {file: s.jsonl, n: 2}")
-    line = refused(cli, folder, path, "e.yaml:11: pipeline[0].options.prompt.few_shot.n: ")
+    line = refused(cli, folder, path, "e.yaml:13: pipeline[0].options.prompt.few_shot.n: ")
     assert "2 shots asked, the file has 1" in line
 
 
 def test_a_shot_missing_a_field_the_template_reads(cli: Cli, folder: Path) -> None:
     write(folder, "s.jsonl", b'{"question": "q", "answer": "r"}\n')
     path = experiment(folder, SHOTS % "s.jsonl")  # the answer template reads 'reference'
-    line = refused(cli, folder, path, "e.yaml:11: pipeline[0].options.prompt.few_shot.assistant: ")
+    line = refused(cli, folder, path, "e.yaml:13: pipeline[0].options.prompt.few_shot.assistant: ")
     assert (
         "reads 'reference', which the few-shot examples do not have (their fields: answer, question)"
         in line
