@@ -174,10 +174,8 @@ def test_the_samples_of_a_dataset_are_planned_as_the_run_loads_them(
             "options": {"path": str(data_file)},
         }
         data["pipeline"] = data["pipeline"][1:]  # the dataset is what predict asks
-        # predict sends a table's row whole today ("{'input': '0+2', 'output': '2'}", 4 words)
-        # and the server echoes it: 5 words an answer
-        for variant in data["pipeline"][0]["options"]["variants"].values():
-            variant["options"]["expected_completion_tokens"] = 5
+        # predict sends each example's input field ("0+2"), and the server answers the sum:
+        # one word an answer, as two_models expects
         path = write(tmp_path / "dataset.yaml", data)
         plan = json.loads(cli("run", path, "--dry-run", "--json").out)
         assert sum(server.requests.values()) == 0

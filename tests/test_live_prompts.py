@@ -10,10 +10,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 
 from crucible_dagster import Experiment
 from crucible_dagster.runtime.runner import run
 from crucible_dagster.sweeps.standalone import run_sweep
+from tests.conftest import Cli
 from tests.llm_server import llm_server
 
 
@@ -190,3 +192,41 @@ def test_a_benchmark_loaded_by_the_dataset_loader_with_shots_from_its_train_spli
     assert {b["messages"][-1]["content"] for b in server.bodies} == {
         f"Question: {q}" for q in test["input"]
     }
+
+
+@pytest.mark.slow  # a dry run, then a two-trial sweep with its comparison report
+def test_the_dry_run_counts_the_rendered_prompts_of_a_prompt_sweep(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan renders each trial's prompt (system, shots, question) as predict will: with the
+    test server's own tokenizer (words) its prompt tokens are what the server then counts."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shots.jsonl").write_text(
+        "".join(
+            json.dumps({"question": f"{i}+{i}", "reference": str(2 * i)}) + "\n" for i in range(4)
+        )
+    )
+    prompts = [
+        {"name": "terse", "user": "{{ question }}"},
+        {
+            "name": "shots",
+            "system": "You add two numbers and say only the sum.",
+            "user": "{{ question }}",
+            "few_shot": {"file": "shots.jsonl", "n": 3},
+        },
+    ]
+    with llm_server() as (url, server):
+        data = prompt_experiment(url, "${params.prompt}").model_dump(mode="json", exclude_none=True)
+        data["backend"]["options"].update({"tokenizer": "words", "expected_completion_tokens": 1})
+        data.update(parameters={"prompt": prompts}, sweep={"metric": "score.variants.model.mean"})
+        path = tmp_path / "sweep.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        plan = json.loads(cli("plan", path, "--cost", "--json").out)
+        assert server.bodies == []  # the plan sent nothing
+        assert cli("run", path).code == 0
+    sent_words = sum(len(str(m["content"]).split()) for b in server.bodies for m in b["messages"])
+    assert plan["total"]["requests"] == len(server.bodies) == 8
+    assert plan["total"]["prompt_tokens"] == sent_words
+    by_trial = {row["trial"]: row["prompt_tokens"] for row in plan["variants"]}
+    assert by_trial["prompt_terse"] == 4  # four one-word sums
+    assert by_trial["prompt_shots"] == 4 * (9 + 3 * 2 + 1)  # system, three shots, the question

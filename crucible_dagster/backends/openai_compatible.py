@@ -181,6 +181,11 @@ class OpenAICompatibleBackend:
             body["max_tokens"] = self.options.max_tokens
         return body
 
+    def request_body(self, request: Request) -> dict[str, Any]:
+        """What is sent for ``request`` (and what the dry run prices): its prompt's messages
+        when it has them, else its input as one user message."""
+        return self.body(request.messages if request.messages is not None else request.input)
+
     def cache_key(self, body: dict[str, Any]) -> str:
         return digest({"url": self.url, "body": body})
 
@@ -289,7 +294,7 @@ class OpenAICompatibleBackend:
     # --- one sample --------------------------------------------------------------------------
 
     def _one(self, request: Request) -> Response:
-        body = self.body(request.messages if request.messages is not None else request.input)
+        body = self.request_body(request)
         key = self.cache_key(body)
         began = time.perf_counter()
         payload = self._cached(key, body) if self.options.cache else None
@@ -343,7 +348,7 @@ class OpenAICompatibleBackend:
         trials, which the cache then answers), costs nothing."""
         plan = RequestPlan(self.options.tokenizer, self.gate.prices.priced)
         for request in requests:
-            body = self.body(request.input)
+            body = self.request_body(request)
             key = self.cache_key(body)
             if self.options.cache and (key in planned or self._cached(key, body) is not None):
                 plan.cached += 1

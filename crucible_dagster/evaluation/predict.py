@@ -145,7 +145,38 @@ def predict_requests(ctx: Context, options: PredictOptions) -> list[Request]:
     """The requests a predict stage sends, one a sample: what ``run`` asks and the dry run
     (``evaluation.cost_plan``) counts, so whatever predict sends (a prompt template's
     messages too), the plan prices."""
-    return samples_of(ctx, options)[0]
+    return prepared(ctx, options)[1]
+
+
+def prepared(ctx: Context, options: PredictOptions) -> tuple[Samples, list[Request]]:
+    """The samples and their requests; with a prompt, every sample's messages rendered before
+    any is sent: a template that fails on one sample (a field it lacks) is a StageError naming
+    that sample, nothing sent."""
+    samples = samples_of(ctx, options, prompted=options.prompt is not None)
+    if options.prompt is None:
+        return samples, samples.requests
+    try:
+        rendered = render_all(options.prompt, samples.examples or [], ctx.seed, ctx.experiment)
+    except (TemplateError, FewShotError) as exc:
+        raise StageError("invalid_prompt", None, str(exc)) from None
+    requests = [
+        Request(r.sample_id, user_text(rendered[r.sample_id]), rendered[r.sample_id])
+        for r in samples.requests
+    ]
+    return samples, requests
+
+
+def _one_system_message(options: PredictOptions, variants: dict[str, BackendRef]) -> None:
+    """A prompt's system message and a variant's ``options.system``: a request would have two."""
+    if options.prompt is None or options.prompt.system is None:
+        return
+    for name, ref in variants.items():
+        if (ref.options or {}).get("system") is not None:
+            raise StageError(
+                "invalid_prompt",
+                name,
+                f"prompt.system is set, and variant {name!r}'s options.system too: keep one",
+            )
 
 
 class PredictStage(Stage):
@@ -194,15 +225,14 @@ class PredictStage(Stage):
         hedging = experiment.reliability.hedging if experiment and experiment.reliability else None
         seed = ctx.seed
         ledger = ledger_for(ctx)  # one budget for every variant (and every stage) of the run
-        samples = samples_of(ctx, options, prompted=options.prompt is not None)
-        requests, references, frame = samples.requests, samples.references, samples.frame
-        messages = self._prompted(ctx, options, samples, variants)
-        if messages is not None:
-            requests = [
-                Request(r.sample_id, user_text(messages[r.sample_id]), messages[r.sample_id])
-                for r in requests
-            ]
-        recorded = {k: messages_json(m) for k, m in messages.items()} if messages else None
+        _one_system_message(options, variants)
+        samples, requests = prepared(ctx, options)
+        references, frame = samples.references, samples.frame
+        recorded = (
+            {r.sample_id: messages_json(r.messages) for r in requests if r.messages is not None}
+            if options.prompt is not None
+            else None
+        )
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {}
         for name, ref in variants.items():
@@ -226,27 +256,6 @@ class PredictStage(Stage):
             }
         ctx = save_table(ctx, as_table(rows)).put_metric("predictions", summary)
         return with_budget_metric(ctx, ledger)
-
-    @staticmethod
-    def _prompted(
-        ctx: Context, options: PredictOptions, samples: Samples, variants: dict[str, BackendRef]
-    ) -> dict[str, list[dict[str, str]]] | None:
-        """Every sample's messages, rendered before any request is sent: a template that fails
-        on one sample (a field it lacks) fails the stage naming that sample, nothing sent."""
-        prompt = options.prompt
-        if prompt is None:
-            return None
-        for name, ref in variants.items():
-            if prompt.system is not None and (ref.options or {}).get("system") is not None:
-                raise StageError(
-                    "invalid_prompt",
-                    name,
-                    f"prompt.system is set, and variant {name!r}'s options.system too: keep one",
-                )
-        try:
-            return render_all(prompt, samples.examples or [], ctx.seed, ctx.experiment)
-        except (TemplateError, FewShotError) as exc:
-            raise StageError("invalid_prompt", None, str(exc)) from None
 
     @staticmethod
     def _ask(
