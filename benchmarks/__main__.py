@@ -29,7 +29,7 @@ def main() -> int:
         + ("" if adopted else " (orphans not adopted here: a leftover's CPU time is not counted)")
     )
     selected = set(sys.argv[1:])
-    from benchmarks import celery_bench, dagster_bench, stats_bench, sweep_bench
+    from benchmarks import celery_bench, dagster_bench, dataset_bench, stats_bench, sweep_bench
 
     suites = [
         ("dagster: per-stage overhead", dagster_bench.stage_overhead),
@@ -40,6 +40,7 @@ def main() -> int:
         ("bench: t-test", stats_bench.ttest_rows),
         ("bench: memory", stats_bench.memory_rows),
         ("sweep: 100 trials", sweep_bench.sweep_rows),
+        ("datasets: 1M-row Parquet load", dataset_bench.dataset_rows),
         # in a process of its own: its server and client share one interpreter, and whatever
         # earlier suites left in this one (the broker client's threads, a large heap) stretched
         # the tail (p99.9 238-384 ms inside a full run, 42-58 ms alone)

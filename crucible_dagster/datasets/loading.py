@@ -37,10 +37,14 @@ class LoadedDataset:
     source: str
     examples: pd.DataFrame
     fingerprint: str
-    ids: list[str]
+    id_array: Any  # a pyarrow string array: the ids as Python strings only when asked for
     rows_loaded: int
     target_column: str | list[str] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(i) for i in self.id_array.to_pylist()]
 
     @property
     def features(self) -> pd.DataFrame | None:
@@ -92,16 +96,18 @@ class LoadedDataset:
 def _ids(table: Any, id_column: str, source: str) -> tuple[Any, Any]:
     """(the table without its id column, the ids as strings): from ``id_column`` when the table
     has one (unique, no nulls), else the row numbers."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if id_column not in table.column_names:
-        return table, pa.array([str(i) for i in range(table.num_rows)], pa.string())
+        return table, pc.cast(pa.array(np.arange(table.num_rows)), pa.string())
     ids = pc.cast(table[id_column].combine_chunks(), pa.string())
     if ids.null_count:
         row = pc.index(pc.is_null(ids), True).as_py()
         raise DatasetError(f"row {row + 1}, column {id_column!r}: an id is null", where=source)
-    if pc.count_distinct(ids).as_py() != len(ids):
+    ordered = ids.take(pc.sort_indices(ids))  # sorted, a duplicate sits beside its twin
+    if len(ids) > 1 and pc.any(pc.equal(ordered.slice(1), ordered.slice(0, len(ids) - 1))).as_py():
         counts = pc.value_counts(ids)
         duplicate = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
         row = pc.index(ids, duplicate).as_py()
@@ -182,14 +188,13 @@ def load_dataset(ref: DatasetRef, seed: int) -> LoadedDataset:
     table, ids = _select(table, ids, ref, seed, source)
     _check_target(table, target, source)
     fingerprint = fingerprint_table(table, ids)
-    id_list = ids.to_pylist()
     notes = dict(loaded.notes)
     if ref.sample is not None or ref.folds is not None:
         notes["seed"] = seed
     del loaded  # the provider's table goes as pandas takes its buffers
     examples = _to_pandas(table, ids)
     return LoadedDataset(
-        ref.name, real.provider, source, examples, fingerprint, id_list, rows_loaded, target, notes
+        ref.name, real.provider, source, examples, fingerprint, ids, rows_loaded, target, notes
     )
 
 
