@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from crucible_dagster.datasets.base import DatasetError, LoadedTable, Provider, ProviderOptions
-from crucible_dagster.datasets.local import FORMATS, _Files, data_format, read_files
+from crucible_dagster.datasets.local import FORMATS, _Files, check_depth, data_format, read_files
 from crucible_dagster.experiment.ir import DatasetRef
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -72,7 +72,10 @@ class Benchmark(Provider):
         fmt = FORMATS.get((ref.format or "").lower())
         files = _Files(location, split, fmt)
         files.check(options.max_bytes)
-        table, _ = read_files(files, data_format(ref, files.paths))
+        fmt = data_format(ref, files.paths)
+        if fmt == "json":
+            check_depth(files, 64)
+        table, _ = read_files(files, fmt)
         return table, location
 
     def load(self, ref: DatasetRef, options: BenchmarkOptions) -> LoadedTable:

@@ -54,6 +54,13 @@ class LocalOptions(ProviderOptions):
     max_bytes: int = Field(
         default=50 * 2**30, ge=1, description="Refuse more bytes on disk than this (all files)."
     )
+    max_depth: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="JSON nested deeper than this is refused before pyarrow parses it (a "
+        "5000-deep line took pyarrow 67 s).",
+    )
 
 
 class _Files:
@@ -62,7 +69,10 @@ class _Files:
     def __init__(self, location: str, split: str, fmt: str | None):
         self.location = location
         self.fs: Any = None
-        where = storage_path(location)  # the Context IO manager's helper: a Path or a UPath
+        try:
+            where = storage_path(location)  # the Context IO manager's helper: a Path or a UPath
+        except (ValueError, ImportError) as exc:
+            raise DatasetError(f"cannot open: {exc}", reason="bad_url", where=location) from None
         if isinstance(where, Path):
             root = str(where)
         else:
@@ -165,6 +175,43 @@ def data_format(ref: DatasetRef, paths: list[str]) -> str:
     return str(kinds.pop())
 
 
+def check_depth(files: _Files, max_depth: int) -> None:
+    """JSON nested deeper than ``max_depth`` is refused before pyarrow parses it. Brackets are
+    counted over the raw bytes (inside strings too: a conservative count)."""
+    import numpy as np
+
+    for path in files.paths:
+        with files.fs.open(path, "rb") if files.fs else open(path, "rb") as handle:
+            raw = np.frombuffer(handle.read(), dtype=np.uint8)
+        step = np.isin(raw, (91, 123)).astype(np.int32) - np.isin(raw, (93, 125)).astype(np.int32)
+        depth = int(np.cumsum(step).max()) if len(step) else 0
+        if depth > max_depth:
+            raise DatasetError(
+                f"JSON nested {depth} deep, over dataset.options.max_depth ({max_depth})",
+                reason="too_deep",
+                where=path,
+            )
+
+
+def text_columns_problem(table: Any, fmt: str, where: str) -> None:
+    """A text file's column pyarrow read as bytes holds text that is not UTF-8: refused at its
+    first such row."""
+    import pyarrow as pa
+
+    from crucible_dagster.datasets.schema import _first_failing_row
+
+    if fmt not in ("csv", "json"):
+        return
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            row = _first_failing_row(column.combine_chunks(), pa.string())
+            raise DatasetError(
+                f"row {row + 1}, column {name!r}: not UTF-8 text; convert the file to UTF-8",
+                reason="not_utf8",
+                where=where,
+            )
+
+
 def read_files(files: _Files, fmt: str) -> tuple[Any, Callable[[int], str] | None]:
     """The files as one Arrow table, and (several files) which file a row came from."""
     import pyarrow as pa
@@ -178,6 +225,7 @@ def read_files(files: _Files, fmt: str) -> tuple[Any, Callable[[int], str] | Non
         raise DatasetError(
             f"cannot read as {fmt}: {exc}", reason="unreadable", where=where
         ) from None
+    text_columns_problem(table, fmt, files.paths[0] if len(files.paths) == 1 else files.location)
     if len(files.paths) == 1:
         return table, None
 
@@ -203,7 +251,10 @@ class LocalProvider(Provider):
         fmt = FORMATS.get((ref.format or "").lower())
         files = _Files(options.path, ref.split, fmt)
         files.check(options.max_bytes)
-        table, origin_of = read_files(files, data_format(ref, files.paths))
+        fmt = data_format(ref, files.paths)
+        if fmt == "json":
+            check_depth(files, options.max_depth)
+        table, origin_of = read_files(files, fmt)
         source = files.paths[0] if len(files.paths) == 1 else options.path
         notes = {"files": len(files.paths)}
         return LoadedTable(table, source, origin_of, options.target, notes)
