@@ -266,3 +266,16 @@ def test_the_report_shows_each_further_score_columns_comparison(tmp_path: Path) 
     assert "### Score f1" in text and "### Score bleu" in text
     f1_part = text.split("### Score f1")[1].split("### Score bleu")[0]
     assert "| wilcoxon |" in f1_part and "- a vs b: wilcoxon: paired design" in f1_part
+
+
+def test_the_html_report_shows_them_too_with_user_text_escaped(tmp_path: Path) -> None:
+    from crucible_dagster.reports.html import bench_html
+
+    yaml = SEVERAL.replace("{name: f1, id: token_f1}", "{name: f1_x, id: token_f1}")
+    result = run_stages(tmp_path, yaml, {"predictions": predictions()})
+    bench = result.context.metrics["bench"]
+    page = bench_html(bench)
+    assert "<h3>Score f1_x</h3>" in page and "<h3>Score bleu</h3>" in page
+    assert "wilcoxon" in page.split("<h3>Score f1_x</h3>")[1]
+    hostile = bench_html(bench | {"by_scorer": {"<b>x</b>": {"no_data": True, "reason": "<i>"}}})
+    assert "<b>x</b>" not in hostile and "&lt;b&gt;x&lt;/b&gt;" in hostile

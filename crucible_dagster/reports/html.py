@@ -150,6 +150,25 @@ def bench_html(bench: Any) -> str:
             for d in decisions
         )
         parts.append(f"<h3>Decision record</h3><ul>{items}</ul>")
+    parts.append(_by_scorer_html(bench.get("by_scorer")))
+    return "".join(parts)
+
+
+def _by_scorer_html(by_scorer: Any) -> str:
+    """Each further score column's comparison (the score stage ran several scorers)."""
+    parts = []
+    for name, bench in (by_scorer if isinstance(by_scorer, Mapping) else {}).items():
+        parts.append(f"<h3>Score {html_text(name)}</h3>")
+        if not isinstance(bench, Mapping) or bench.get("no_data"):
+            reason = bench.get("reason") if isinstance(bench, Mapping) else "no data"
+            parts.append(f"<p>No comparison: {html_text(reason)}</p>")
+            continue
+        parts.append(_comparisons_html(comparison_rows(bench)))
+        items = "".join(
+            f"<li>{html_text(d.get('decision'))}: {html_text(d.get('reason'))}</li>"
+            for d in bench.get("decisions") or []
+        )
+        parts.append(f"<ul>{items}</ul>" if items else "")
     return "".join(parts)
 
 
