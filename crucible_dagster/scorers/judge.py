@@ -77,8 +77,8 @@ class JudgeOptions(ScorerOptions):
     def _backend_builds(cls, value: BackendRef) -> BackendRef:
         try:
             check_backend(value, "backend")
-        except BackendError as exc:
-            raise ValueError(str(exc)) from None
+        except BackendError as exc:  # the field is named already: "backend: options.model: ..."
+            raise ValueError(str(exc).removeprefix("backend.")) from None
         return value
 
     @field_validator("pattern")

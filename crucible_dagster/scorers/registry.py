@@ -80,14 +80,13 @@ def scorer_class(scorer_id: str, where: str = "id") -> type[Scorer]:
 
 def scorer_options(cls: type[Scorer], options: dict[str, Any], where: str) -> ScorerOptions:
     """The scorer's options, validated by its own model; the message names the field."""
+    from crucible_dagster.experiment.explain import explain_error
+
     try:
         return cls.Options.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        found = f" (found {first.get('input')!r:.80})" if field else ""
-        raise ScorerError(f"{where}{'.' + field if field else ''}: {message}{found}") from None
+        field, message = explain_error(exc.errors()[0], cls.Options)
+        raise ScorerError(f"{where}{'.' + field if field else ''}: {message}") from None
 
 
 class ScorerRef(BaseModel):
