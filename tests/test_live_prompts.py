@@ -146,6 +146,13 @@ def test_a_sweep_over_two_prompts_is_one_experiment_with_readable_trials() -> No
     assert by_trial["prompt_terse__seed_1"].metrics["score"]["variants"]["model"]["mean"] == 1.0
     assert by_trial["prompt_chatty__seed_1"].metrics["score"]["variants"]["model"]["mean"] == 0.0
     assert set(result.comparison["configurations"]) == {"prompt_terse", "prompt_chatty"}
+    # both prompts asked the same samples: compared sample by sample, 4 samples x 2 seeds, every
+    # pair discordant one way, so McNemar's exact p is 2 x 0.5^8 (the binomial's two tails)
+    assert result.comparison["design"]["kind"] == "per_sample"
+    (mcnemar,) = [
+        c for c in result.comparison["comparison"]["comparisons"] if c["test"] == "mcnemar"
+    ]
+    assert mcnemar["p_value"] == pytest.approx(2 * 0.5**8)
     asked = {body["messages"][-1]["content"] for body in server.bodies}
     assert "What is 0+1?" in asked and "0+1" in asked
 

@@ -12,6 +12,12 @@ import pandas as pd
 import pytest
 
 from crucible_dagster import Experiment
+from crucible_dagster.common.templates import (
+    MAX_RENDERED_CHARS,
+    TemplateError,
+    check_template,
+    render,
+)
 from crucible_dagster.evaluation.few_shot import FewShot, draw_shots
 from crucible_dagster.evaluation.per_sample import inputs_key, samples_of
 from crucible_dagster.evaluation.predict import PredictOptions, PredictStage
@@ -20,12 +26,6 @@ from crucible_dagster.evaluation.prompts import (
     messages_for,
     render_all,
     render_requests,
-)
-from crucible_dagster.evaluation.templates import (
-    MAX_RENDERED_CHARS,
-    TemplateError,
-    check_template,
-    render,
 )
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import StageError

@@ -236,7 +236,7 @@ def test_a_judge_that_cannot_be_reached_is_each_samples_error(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("rubric", "message"),
     [
-        ("{{ prediction ", "template syntax error at its line 1"),
+        ("{{ prediction ", "template syntax error at line 1 of the template"),
         ("{% for x in y %}", "template syntax error"),
     ],
 )
@@ -248,14 +248,25 @@ def test_a_rubric_that_does_not_parse_is_refused_before_the_run(
 
 
 def test_the_sandbox_refuses_what_a_rubric_must_not_reach(tmp_path: Path) -> None:
+    """What can be seen in the rubric's text is refused before the run (the same sandbox
+    checks as a predict prompt's); what only a sample's values show is that sample's error."""
     with llm_server() as (url, server):
-        rubric = "{{ prediction.__class__.__mro__ }}"
+        seen = run_stages(
+            tmp_path,
+            judge_yaml(url, tmp_path / "c", "{{ prediction.__class__.__mro__ }}"),
+            {"predictions": predictions()},
+        )
+        assert seen.failure is not None and "'__mro__' is refused" in seen.failure.message
+        built = "{{ prediction|attr('_' ~ '_class__') }}"  # a name only rendering shows
         result = run_stages(
-            tmp_path, judge_yaml(url, tmp_path / "c", rubric), {"predictions": predictions()}
+            tmp_path / "built",
+            judge_yaml(url, tmp_path / "c", built),
+            {"predictions": predictions()},
         )
         assert server.requests["judge-m"] == 0
     judge = result.context.metrics["score"]["scorers"]["judge"]["variants"]["a"]
     assert judge["mean"] is None and "the rubric cannot be filled" in judge["undefined"]
+    assert "refused by the sandbox" in judge["undefined"]
 
 
 def test_the_report_shows_each_further_score_columns_comparison(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from crucible_dagster.backends.registry import (
     check_backend,
 )
 from crucible_dagster.budget import ledger_for, with_budget_metric
+from crucible_dagster.common.templates import TemplateError
 from crucible_dagster.evaluation.few_shot import FewShotError
 from crucible_dagster.evaluation.per_sample import (
     Samples,
@@ -54,7 +55,6 @@ from crucible_dagster.evaluation.prompts import (
     render_all,
     user_text,
 )
-from crucible_dagster.evaluation.templates import TemplateError
 from crucible_dagster.experiment.ir import BackendRef, Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError

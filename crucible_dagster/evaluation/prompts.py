@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from crucible_dagster.backends.base import Request
-from crucible_dagster.evaluation.few_shot import FewShot, draw_shots
-from crucible_dagster.evaluation.per_sample import example_rows
-from crucible_dagster.evaluation.templates import (
+from crucible_dagster.common.templates import (
     CheckedTemplate,
     TemplateError,
     check_template,
     missing_fields,
     render,
 )
+from crucible_dagster.evaluation.few_shot import FewShot, draw_shots
+from crucible_dagster.evaluation.per_sample import example_rows
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.runtime.stage import StageOptions
 

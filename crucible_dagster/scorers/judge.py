@@ -23,36 +23,25 @@ from pydantic import Field, field_validator, model_validator
 
 from crucible_dagster.backends.base import Budgeted, Request
 from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
+from crucible_dagster.common.templates import TemplateError, check_template, render
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.scorers.base import Sample, Scored, Scorer, ScorerOptions
 from crucible_dagster.scorers.numeric import NUMBER, as_number
 
-MAX_TEMPLATE_CHARS = 100_000
+#: how much of a judge's answer is searched for its score
+MAX_ANSWER_CHARS = 100_000
 LABELLED = re.compile(r"\b(?:score|rating|grade)\b\W{0,3}(?:is\W{0,3})?", re.IGNORECASE)
 
 
-def sandbox() -> Any:
-    """Jinja2's sandboxed environment with strict undefined variables (a typo is an error)."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
-
-def _template(value: str | None) -> str | None:
-    """A template that parses; the message names the line of a syntax error."""
+def _template(value: str | None, field: str) -> str | None:
+    """A template that parses in the sandbox (``common/templates.py``, the one prompts use):
+    the message names the line of a syntax error or of a refused attribute."""
     if value is None:
         return None
-    if len(value) > MAX_TEMPLATE_CHARS:
-        raise ValueError(
-            f"a template of at most {MAX_TEMPLATE_CHARS} characters, found {len(value)}"
-        )
-    from jinja2 import TemplateSyntaxError
-
     try:
-        sandbox().parse(value)
-    except TemplateSyntaxError as exc:
-        raise ValueError(f"template syntax error at its line {exc.lineno}: {exc.message}") from None
+        check_template(value, field)
+    except TemplateError as exc:
+        raise ValueError(str(exc).removeprefix(f"{field}: ")) from None
     return value
 
 
@@ -69,8 +58,8 @@ class JudgeOptions(ScorerOptions):
 
     @field_validator("rubric", "system")
     @classmethod
-    def _parses(cls, value: str | None) -> str | None:
-        return _template(value)
+    def _parses(cls, value: str | None, info: Any) -> str | None:
+        return _template(value, info.field_name)
 
     @field_validator("backend")
     @classmethod
@@ -117,7 +106,7 @@ def parse_score(
     answer: str, scale: tuple[float, float], pattern: str | None = None
 ) -> float | None:
     """The score in a judge's answer, or None when it has none inside ``scale``."""
-    text = answer[:MAX_TEMPLATE_CHARS]
+    text = answer[:MAX_ANSWER_CHARS]
     candidates: list[float | None] = []
     if pattern is not None:
         matches = list(re.finditer(pattern, text))
@@ -151,9 +140,6 @@ class Judge(Scorer):
 
     def __init__(self, options: JudgeOptions):
         super().__init__(options)
-        env = sandbox()
-        self._rubric = env.from_string(options.rubric)
-        self._system = env.from_string(options.system) if options.system else None
         self._usage: dict[str, Any] = {"requests": 0, "cached": 0, "errors": 0, "cost": 0.0}
         self._ledger: Any = None
 
@@ -168,16 +154,16 @@ class Judge(Scorer):
             "sample_id": sample.sample_id,
             "variant": sample.variant,
         }
-        messages = [{"role": "user", "content": self._rubric.render(values)}]
-        if self._system is not None:
-            messages.insert(0, {"role": "system", "content": self._system.render(values)})
+        options = self.options
+        messages = [{"role": "user", "content": render(options.rubric, values, "rubric")}]
+        if options.system is not None:
+            system = render(options.system, values, "system")
+            messages.insert(0, {"role": "system", "content": system})
         return messages
 
     def score_all(self, samples: Sequence[Sample]) -> list[Scored]:
         """One request per distinct rubric (variants that answered alike ask once), sent
         together so the backend's concurrency, retries and cache apply."""
-        from jinja2 import TemplateError
-
         scored: dict[int, Scored] = {}
         asked: dict[str, list[int]] = {}  # the rendered messages -> the samples asking them
         requests: list[Request] = []
