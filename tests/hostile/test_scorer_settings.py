@@ -34,9 +34,9 @@ CASES = [
     ("bad_name", "{name: 'a b', id: bleu}", "scorers[0].name", "letters, digits and _"),
     ("name_injection", "{name: '=cmd|x', id: bleu}", "scorers[0].name", "letters, digits and _"),
     ("template_syntax", "{id: judge, options: {rubric: '{{ x', backend: {id: noop}}}",
-     "scorers[0].options: rubric", "template syntax error at its line 1"),
-    ("template_huge", "{id: judge, options: {rubric: '" + "x" * 100_001 + "', backend: {id: noop}}}",
-     "scorers[0].options: rubric", "at most 100000 characters"),
+     "scorers[0].options: rubric", "template syntax error at line 1 of the template"),
+    ("template_huge", "{id: judge, options: {rubric: '" + "x" * 65_537 + "', backend: {id: noop}}}",
+     "scorers[0].options: rubric", "at most 65536 characters"),
     ("judge_scale", "{id: judge, options: {rubric: x, backend: {id: noop}, scale: [5, 1]}}",
      "scorers[0].options: scale", "expected [lowest, highest]"),
     ("judge_backend_option", "{id: judge, options: {rubric: x, backend: {id: openai_compatible, "
