@@ -238,6 +238,7 @@ def test_a_judge_that_cannot_be_reached_is_each_samples_error(tmp_path: Path) ->
     [
         ("{{ prediction ", "template syntax error at line 1 of the template"),
         ("{% for x in y %}", "template syntax error"),
+        ("Q: {{ question }}", "line 1 of the template reads 'question', which a rubric does not"),
     ],
 )
 def test_a_rubric_that_does_not_parse_is_refused_before_the_run(
@@ -290,3 +291,19 @@ def test_the_html_report_shows_them_too_with_user_text_escaped(tmp_path: Path) -
     assert "wilcoxon" in page.split("<h3>Score f1_x</h3>")[1]
     hostile = bench_html(bench | {"by_scorer": {"<b>x</b>": {"no_data": True, "reason": "<i>"}}})
     assert "<b>x</b>" not in hostile and "&lt;b&gt;x&lt;/b&gt;" in hostile
+
+
+def test_a_rubric_over_the_size_cap_once_filled_is_each_samples_error(tmp_path: Path) -> None:
+    """What only filling shows (a loop writing a huge message): that sample's error, nothing sent."""
+    with llm_server() as (url, server):
+        rubric = (
+            "{% for i in range(1000) %}{% for j in range(200) %}{{ prediction }}"
+            "{% endfor %}{% endfor %}"
+        )
+        result = run_stages(
+            tmp_path, judge_yaml(url, tmp_path / "c", rubric), {"predictions": predictions()}
+        )
+        assert server.requests["judge-m"] == 0
+    judge = result.context.metrics["score"]["scorers"]["judge"]["variants"]["a"]
+    assert judge["mean"] is None and "the rubric cannot be filled" in judge["undefined"]
+    assert "characters" in judge["undefined"]

@@ -2,10 +2,11 @@
 
 The rubric (and an optional system message) is a Jinja2 template, rendered in Jinja2's sandbox
 with strict undefined variables: ``prediction``, ``reference``, ``example`` (the sample's own
-fields, when the score stage found them), ``sample_id`` and ``variant``. Its syntax is checked
-at ``validate``. The judge is any backend of the backend registry, so its requests are counted,
-cached on disk and costed as the predict stage's are (``usage`` in the metrics); a rubric two
-samples fill alike (two variants that gave the same answer) is asked once.
+fields, when the score stage found them), ``sample_id`` and ``variant``. Its syntax, and any
+other name it reads, are refused at ``validate``. The judge is any backend of the backend
+registry, so its requests are counted, cached on disk and costed as the predict stage's are
+(``usage`` in the metrics); a rubric two samples fill alike (two variants that gave the same
+answer) is asked once.
 
 Its answer is read robustly: a ``pattern`` of your own; else JSON with a ``score``; else
 "score: 7" / "rating = 4.5"; else "7/10"; else the answer is the number alone. A score outside
@@ -33,15 +34,28 @@ MAX_ANSWER_CHARS = 100_000
 LABELLED = re.compile(r"\b(?:score|rating|grade)\b\W{0,3}(?:is\W{0,3})?", re.IGNORECASE)
 
 
+#: what a rubric may read
+RUBRIC_NAMES = ("prediction", "reference", "example", "sample_id", "variant")
+
+
 def _template(value: str | None, field: str) -> str | None:
-    """A template that parses in the sandbox (``common/templates.py``, the one prompts use):
-    the message names the line of a syntax error or of a refused attribute."""
+    """A template that parses in the sandbox (``common/templates.py``, the one prompts use) and
+    reads only what a rubric has: the message names the line of a syntax error, of a refused
+    attribute or of a name no sample will have."""
     if value is None:
         return None
     try:
-        check_template(value, field)
+        checked = check_template(value, field)
     except TemplateError as exc:
         raise ValueError(str(exc).removeprefix(f"{field}: ")) from None
+    unknown = sorted(checked.variables - set(RUBRIC_NAMES))
+    if unknown:
+        name = unknown[0]
+        raise ValueError(
+            f"line {checked.line_of(name)} of the template reads {name!r}, which a rubric does "
+            f"not have: it reads {', '.join(RUBRIC_NAMES)} (the sample's own fields as "
+            f"example.<field>, e.g. example.{name})"
+        )
     return value
 
 

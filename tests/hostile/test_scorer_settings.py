@@ -37,6 +37,12 @@ CASES = [
      "scorers[0].options: rubric", "template syntax error at line 1 of the template"),
     ("template_huge", "{id: judge, options: {rubric: '" + "x" * 65_537 + "', backend: {id: noop}}}",
      "scorers[0].options: rubric", "at most 65536 characters"),
+    ("template_unknown_name", "{id: judge, options: {rubric: 'Q {{ question }}', backend: {id: noop}}}",
+     "scorers[0].options: rubric", "reads 'question', which a rubric does not have"),
+    ("template_sandbox", "{id: judge, options: {rubric: '{{ x.__globals__ }}', backend: {id: noop}}}",
+     "scorers[0].options: rubric", "'__globals__' is refused"),
+    ("system_template", "{id: judge, options: {rubric: x, system: '{% if %}', backend: {id: noop}}}",
+     "scorers[0].options: system", "template syntax error"),
     ("judge_scale", "{id: judge, options: {rubric: x, backend: {id: noop}, scale: [5, 1]}}",
      "scorers[0].options: scale", "expected [lowest, highest]"),
     ("judge_backend_option", "{id: judge, options: {rubric: x, backend: {id: openai_compatible, "
