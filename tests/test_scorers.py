@@ -267,7 +267,7 @@ def test_json_match_reads_wrapped_json_and_compares_fields() -> None:
     assert score("json_match", wrapped, reference,
                  fields=["city", "population"], case_sensitive=False) == 1.0  # fmt: skip
     assert score("json_match", wrapped, reference, fields=["city", "population"],
-                 mode="fraction") == 0.5  # fmt: skip
+                 aggregate="fraction") == 0.5  # fmt: skip
     assert score("json_match", wrapped, reference, extract=False, fields=["population"]) == 0.0
     nested = '{"result": {"items": [3, {"name": "x"}]}}'
     assert score("json_match", nested, {"result": {"items": [3, {"name": "x"}]}},
@@ -281,7 +281,7 @@ def test_json_match_reads_wrapped_json_and_compares_fields() -> None:
 
 def test_json_match_fraction_is_not_a_binary_score() -> None:
     assert build_scorer(ScorerRef(id="json_match")).binary
-    assert not build_scorer(ScorerRef(id="json_match", options={"mode": "fraction"})).binary
+    assert not build_scorer(ScorerRef(id="json_match", options={"aggregate": "fraction"})).binary
 
 
 # --- the judge's answer ----------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A model asked for JSON often wraps it (prose, a fenced ```json block): with ``extract`` the
 first JSON object or array in the text is read. ``fields`` are dotted paths (``answer``,
-``result.city``, ``items.0``); without them the whole value is compared. ``all`` scores 1 when
+``result.city``, ``items.0``); without them the whole value is compared. ``aggregate: all`` scores 1 when
 every field matches (a 0/1 score), ``fraction`` the share of fields that match. A prediction
 that is not JSON, or lacks a field, does not match; a reference that is not JSON, or lacks a
 field, is that sample's error (the data is wrong, not the model).
@@ -26,7 +26,7 @@ class JsonMatchOptions(ScorerOptions):
         default=None,
         description="Dotted paths to compare (e.g. 'answer', 'result.city'); default: the whole value.",
     )
-    mode: Literal["all", "fraction"] = Field(
+    aggregate: Literal["all", "fraction"] = Field(
         default="all", description="all: 1 when every field matches, else 0; fraction: the share."
     )
     extract: bool = Field(
@@ -88,7 +88,7 @@ class JsonMatch(Scorer):
 
     def __init__(self, options: JsonMatchOptions):
         super().__init__(options)
-        self.binary = options.mode == "all"  # with mode: fraction the scores are not 0/1
+        self.binary = options.aggregate == "all"  # a fraction of fields is not a 0/1 score
 
     def _equal(self, a: Any, b: Any) -> bool:
         if isinstance(a, str) and isinstance(b, str) and not self.options.case_sensitive:
@@ -109,7 +109,7 @@ class JsonMatch(Scorer):
                 raise ScoreProblem(f"the reference has no field {path!r}")
             got = field_of(predicted, path) if path and predicted is not _MISSING else predicted
             matches += got is not _MISSING and self._equal(got, want)
-        if self.options.mode == "all":
+        if self.options.aggregate == "all":
             return float(matches == len(paths))
         return matches / len(paths)
 
