@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
-from benchmarks.harness import adopt_orphans, print_rows, rows_in_fresh_process
+from benchmarks.harness import Row, adopt_orphans, print_rows, rows_in_fresh_process
 
 
 def main() -> int:
@@ -29,9 +30,16 @@ def main() -> int:
         + ("" if adopted else " (orphans not adopted here: a leftover's CPU time is not counted)")
     )
     selected = set(sys.argv[1:])
-    from benchmarks import celery_bench, dagster_bench, dataset_bench, stats_bench, sweep_bench
+    from benchmarks import (
+        celery_bench,
+        dagster_bench,
+        dataset_bench,
+        racing_bench,
+        stats_bench,
+        sweep_bench,
+    )
 
-    suites = [
+    suites: list[tuple[str, Callable[[], list[Row] | str]]] = [
         ("dagster: per-stage overhead", dagster_bench.stage_overhead),
         ("dagster: Context handoff", dagster_bench.context_handoff),
         ("dagster: loading experiment files", dagster_bench.load_thousand_files),
@@ -41,6 +49,8 @@ def main() -> int:
         ("bench: memory", stats_bench.memory_rows),
         ("sweep: 100 trials", sweep_bench.sweep_rows),
         ("datasets: 1M-row Parquet load", dataset_bench.dataset_rows),
+        # rates and shares of a simulation study, not timings: printed as its own table
+        ("racing: simulation study with known truth", racing_bench.study),
         # in a process of its own: its server and client share one interpreter, and whatever
         # earlier suites left in this one (the broker client's threads, a large heap) stretched
         # the tail (p99.9 238-384 ms inside a full run, 42-58 ms alone)
@@ -54,7 +64,11 @@ def main() -> int:
     for title, fn in suites:
         if selected and not any(s in title for s in selected):
             continue
-        print_rows(title, fn())
+        rows = fn()
+        if isinstance(rows, str):
+            print(f"\n== {title}\n{rows}")
+        else:
+            print_rows(title, rows)
         sys.stdout.flush()
     return 0
 

@@ -6,7 +6,7 @@ state, the Dagster step metadata and the report read one shape."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -31,7 +31,16 @@ class ConfigEvidence:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+        return {
+            "config": self.config,
+            "mean": _finite_or_none(self.mean),
+            "blocks": self.blocks,
+            "statistic": _finite_or_none(self.statistic),
+            "p_value": _finite_or_none(self.p_value),
+            "p_adjusted": _finite_or_none(self.p_adjusted),
+            "dropped": self.dropped,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ simulation under ``benchmarks/`` race on synthetic scores through the very same 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,16 +219,21 @@ class Race:
         for j, c in enumerate(survivors):
             values = list(scores.get(c, ()))
             if len(values) != len(blocks):
+                shown = ", ".join(blocks[:3]) + ("..." if len(blocks) > 3 else "")
                 raise RaceError(
                     f"configuration {c!r}: the evaluation returned {len(values)} score(s) for "
-                    f"{len(blocks)} block(s) ({', '.join(blocks[:3])}{'...' if len(blocks) > 3 else ''})"
+                    f"{len(blocks)} block(s) ({shown})"
                 )
-            for i, v in enumerate(values):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise RaceError(
-                        f"configuration {c!r}, block {blocks[i]!r}: score {v!r} is not a finite number"
-                    )
-                table[i, j] = float(v)
+            bad = next((i for i, v in enumerate(values) if not _is_number(v)), None)
+            column = None if bad is not None else np.asarray(values, dtype=float)
+            if column is not None and not np.isfinite(column).all():
+                bad = int(np.flatnonzero(~np.isfinite(column))[0])
+            if bad is not None:
+                raise RaceError(
+                    f"configuration {c!r}, block {blocks[bad]!r}: score {values[bad]!r} is not "
+                    "a finite number"
+                )
+            table[:, j] = column
         return table
 
     def _why_no_blocks(self) -> str:
@@ -247,6 +251,13 @@ class Race:
     def _save(self) -> None:
         if self.state_path is not None:
             write_race(self.state_path, self.record)
+
+
+def _is_number(value: object) -> bool:
+    """A real number: ``True`` is not a score of 1, and text is not a score at all."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
 
 
 def _initial_reason(n_configs: int, min_survivors: int, order: list[str]) -> str:
