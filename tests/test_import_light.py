@@ -123,7 +123,7 @@ ALLOWED = {
     "guardrails": BASE | {"evaluation"},
     "stages": BASE | {"run_history"},
     "racing": BASE | {"run_history"},
-    "sweeps": BASE | {"reports", "budget"},
+    "sweeps": BASE | {"reports", "budget", "racing"},
     "contrib": BASE | {"reports", "backends"},
     "cli": BASE | {"run_history", "reports", "sweeps", "budget", "backends", "evaluation"},
     "dagster_plugin": {

@@ -3,6 +3,7 @@ write the sweep's reports, end its record through the run driver."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from crucible_dagster.experiment.ir import Experiment
@@ -12,7 +13,12 @@ from crucible_dagster.sweeps.running import TrialOutcome
 
 
 def finish_sweep(
-    experiment: Experiment, outcomes: list[TrialOutcome], sweep: Run, *, all_ok: bool = True
+    experiment: Experiment,
+    outcomes: list[TrialOutcome],
+    sweep: Run,
+    *,
+    all_ok: bool = True,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Compare the trials, write the sweep's reports, and end its record (``completed``;
     ``failed`` when not ``all_ok``; ``budget_exhausted`` when the sweep's budget stopped a
@@ -24,6 +30,7 @@ def finish_sweep(
     assert sweep.path is not None, "a sweep keeps a run directory"
     with sweep:
         comparison = compare_trials(experiment, outcomes)
+        comparison.update(extra or {})  # e.g. a raced sweep's race, beside the comparison
         sweep.telemetry.emit("sweep_compared", trials=len(outcomes))
         run_id = str(sweep.manifest.get("run_id"))
         paths = write_sweep_reports(experiment, comparison, sweep.path, run_id)

@@ -13,6 +13,7 @@ from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import expand_grid
+from crucible_dagster.sweeps.raced import race_summary, race_trials
 from crucible_dagster.sweeps.running import TrialOutcome, run_trials
 
 
@@ -60,6 +61,20 @@ def run_sweep(
         done.append(outcome)
 
     done: list[TrialOutcome] = []
+    if experiment.sweep is not None and experiment.sweep.strategy == "racing":
+        raced = race_trials(
+            experiment, trials, sweep, registry=registry, sinks=sinks, on_outcome=on_outcome
+        )
+        for trial in raced.skipped:
+            sweep.record(trial_step(trial.trial_id), "skipped")
+        comparison, _ = finish_sweep(
+            experiment,
+            raced.survivors_outcomes(),
+            sweep,
+            all_ok=not raced.failures,
+            extra={"race": race_summary(raced)},
+        )
+        return SweepResult(sweep_id, str(sweep.path), raced.outcomes, comparison)
     outcomes, failures = run_trials(
         experiment, trials, sweep, registry=registry, sinks=sinks, on_outcome=on_outcome
     )

@@ -204,6 +204,7 @@ class Experiment(IRModel):
                 )
             seen[stage.name] = index
         self._check_dagster()
+        self._check_race()
         self._unique_report_files()
         names = [t.name for t in self.quality_targets]
         for index, name in enumerate(names):
@@ -214,6 +215,18 @@ class Experiment(IRModel):
                     {"name": name, "field": f"quality_targets[{index}].name"},
                 )
         return self
+
+    def _check_race(self) -> None:
+        """A race over seeds needs configurations to drop and seeds to race on."""
+        if self.sweep is None or self.sweep.strategy != "racing":
+            return
+        if len(self.seeds) < 2 or not self.parameters:
+            raise PydanticCustomError(
+                "racing_needs_a_grid",
+                "sweep.strategy 'racing' races configurations (parameters) over seeds: "
+                "give parameters and at least 2 seeds (found {n} seed(s))",
+                {"n": len(self.seeds), "field": "sweep.strategy"},
+            )
 
     def _check_dagster(self) -> None:
         """The ``dagster:`` block against the rest, and the sweep linked to its settings."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel
 from crucible_dagster.experiment.ir.dagster_settings import (
@@ -13,6 +13,7 @@ from crucible_dagster.experiment.ir.dagster_settings import (
     SweepMode,
     legacy_sweep_schema,
 )
+from crucible_dagster.experiment.ir.racing_settings import RacingSettings
 from crucible_dagster.experiment.ir.reliability import Correction
 
 DEFAULT_TRIALS_PER_STEP = 20
@@ -61,8 +62,36 @@ class SweepConfig(IRModel):
             f"score_token_f1) or false, got {value!r}"
         )
 
+    strategy: Literal["grid", "racing"] = Field(
+        default="grid",
+        description=(
+            "grid: every configuration on every seed; racing: rounds of seeds, configurations "
+            "shown worse are dropped (sweep.racing)."
+        ),
+    )
+    racing: RacingSettings | None = Field(
+        default=None, description="How the race runs and decides (strategy: racing)."
+    )
     #: the experiment's ``dagster.sweep``, linked by the experiment (read by ``mode`` and ``pool``)
     _dagster: DagsterSweepSettings | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _racing_with_its_strategy(self) -> Self:
+        if self.racing is not None and self.strategy != "racing":
+            raise ValueError(
+                "sweep.racing is set but sweep.strategy is 'grid': add strategy: racing"
+            )
+        if self.strategy == "racing" and self.race.block != "seeds":
+            raise ValueError(
+                f"sweep.racing.block: {self.race.block!r} is not available yet; race over seeds "
+                "(block: seeds)"
+            )
+        return self
+
+    @property
+    def race(self) -> RacingSettings:
+        """The race's settings (the defaults when ``strategy: racing`` names none)."""
+        return self.racing if self.racing is not None else RacingSettings()
 
     @property
     def dagster(self) -> DagsterSweepSettings:

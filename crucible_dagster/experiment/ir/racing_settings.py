@@ -1,0 +1,83 @@
+"""``sweep.racing:``: how a race over blocks is run and decided (issue 25).
+
+Strict like every IR model: unknown keys, ``true`` for a count, ``alpha`` outside (0, 1) and a
+budget of 0 are refused with the field's path."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel
+
+RaceMethod = Literal["sequential", "frace"]
+BlockKind = Literal["samples", "seeds", "folds"]
+
+
+class RacingSettings(IRModel):
+    """Rounds of blocks: every survivor is evaluated on the same next blocks, then the test says
+    who is dropped."""
+
+    method: RaceMethod = Field(
+        default="sequential",
+        description=(
+            "sequential: the chance of dropping a best configuration is at most alpha over all "
+            "looks and configurations; frace: Friedman then Conover (irace), not controlled "
+            "over looks."
+        ),
+    )
+    alpha: Float = Field(default=0.05, gt=0, lt=1)
+    block: BlockKind = Field(
+        default="seeds", description="What a block is: a seed, a dataset sample or a fold."
+    )
+    first_look: Int = Field(
+        default=5, ge=1, le=1_000_000, description="Blocks before the first test."
+    )
+    round_size: Int = Field(default=5, ge=1, le=1_000_000, description="Blocks per later round.")
+    max_blocks: Int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Stop after this many blocks (all by default).",
+    )
+    min_survivors: Int = Field(
+        default=1, ge=1, le=100_000, description="The race ends when this many remain."
+    )
+    budget: Int | None = Field(
+        default=None,
+        ge=1,
+        le=10**12,
+        description="At most this many evaluations (configuration x block) in all.",
+    )
+    score_range: tuple[Float, Float] = Field(
+        default=(0.0, 1.0),
+        description=(
+            "[low, high] every score lies in; sequential's guarantee needs it (a score outside "
+            "is an error). Tighter is faster."
+        ),
+    )
+    order_seed: Int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed of the random order samples are visited in.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        low, high = self.score_range
+        if not low < high:
+            raise ValueError(
+                f"score_range must be [low, high] with low < high, got [{low}, {high}]"
+            )
+        if self.method == "frace" and self.first_look < 2:
+            raise ValueError(
+                "first_look must be at least 2 for frace (Friedman's test needs 2 blocks)"
+            )
+        if self.max_blocks is not None and self.max_blocks < self.first_look:
+            raise ValueError(
+                f"max_blocks ({self.max_blocks}) is below first_look ({self.first_look}): "
+                "the race would end before its first test"
+            )
+        return self
