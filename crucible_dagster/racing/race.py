@@ -141,6 +141,10 @@ class Race:
             test.restore(self.record.test_state)
         return test
 
+    def max_rounds(self) -> int:
+        """The most rounds this race can take."""
+        return self.settings.max_rounds(len(self.record.block_order))
+
     @property
     def blocks_done(self) -> int:
         return sum(len(r.blocks) for r in self.record.rounds)
@@ -158,9 +162,14 @@ class Race:
             size = min(size, max(0, left) // len(self.record.survivors))
         return self.record.block_order[done : done + max(0, size)]
 
-    def run(self, evaluate: Evaluate, on_round: OnRound | None = None) -> RaceResult:
-        """Race until one survivor (or ``min_survivors``), the blocks or the budget run out."""
-        while not self.record.finished:
+    def run(
+        self, evaluate: Evaluate, on_round: OnRound | None = None, rounds: int | None = None
+    ) -> RaceResult:
+        """Race until one survivor (or ``min_survivors``), the blocks or the budget run out; or
+        play at most ``rounds`` more rounds (a Dagster step plays one)."""
+        played = 0
+        while not self.record.finished and (rounds is None or played < rounds):
+            played += 1
             blocks = self.next_blocks()
             if not blocks:
                 self._finish(self._why_no_blocks())

@@ -60,19 +60,15 @@ def race_trials(
     earlier: Sequence[Path] = (),
     on_outcome: Callable[[TrialOutcome], None] | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
+    rounds: int | None = None,
 ) -> RacedTrials:
-    """Race the grid's configurations over its seeds; each round's trials through ``run_trials``."""
+    """Race the grid's configurations over its seeds; each round's trials through
+    ``run_trials`` (at most ``rounds`` more rounds when given: a Dagster round step plays one)."""
     assert sweep.path is not None and experiment.sweep is not None
     grid = _by_config_and_seed(trials)
     state = sweep.path / RACE_FILE
     _adopt_earlier_race(state, earlier)
-    race = Race(
-        experiment.sweep.race,
-        list(grid),
-        [str(s) for s in experiment.seeds],
-        direction=experiment.sweep.direction,
-        state_path=state,
-    )
+    race = sweep_race(experiment, list(grid), state)
     done = RacedTrials()
     metric = experiment.sweep.metric
 
@@ -96,12 +92,24 @@ def race_trials(
         return {c: [_score(by_id[grid[c][b].trial_id], metric) for b in blocks] for c in configs}
 
     try:
-        done.race = race.run(evaluate, on_round)
+        done.race = race.run(evaluate, on_round, rounds)
     except _RoundFailed:
         return done
     ran = {o.trial.trial_id for o in done.outcomes}
     done.skipped = [t for t in trials if t.trial_id not in ran]
     return done
+
+
+def sweep_race(experiment: Experiment, configs: list[str], state: Path | None) -> Race:
+    """The race of a sweep: its configurations over its seeds, recorded at ``state``."""
+    assert experiment.sweep is not None
+    return Race(
+        experiment.sweep.race,
+        configs,
+        [str(s) for s in experiment.seeds],
+        direction=experiment.sweep.direction,
+        state_path=state,
+    )
 
 
 def _by_config_and_seed(trials: Sequence[Trial]) -> dict[str, dict[str, Trial]]:

@@ -227,6 +227,13 @@ class Experiment(IRModel):
                 "give parameters and at least 2 seeds (found {n} seed(s))",
                 {"n": len(self.seeds), "field": "sweep.strategy"},
             )
+        if self.dagster.sweep.mode == "partitions":
+            raise PydanticCustomError(
+                "racing_is_one_run",
+                "a race decides round by round in one run: dagster.sweep.mode must be 'run' "
+                "with sweep.strategy 'racing'",
+                {"field": "dagster.sweep.mode"},
+            )
 
     def _check_dagster(self) -> None:
         """The ``dagster:`` block against the rest, and the sweep linked to its settings."""

@@ -64,6 +64,12 @@ class RacingSettings(IRModel):
         description="Seed of the random order samples are visited in.",
     )
 
+    def max_rounds(self, n_blocks: int) -> int:
+        """The most rounds a race over ``n_blocks`` can take: the first look, then
+        ``round_size`` blocks each (a Dagster race has one step per round)."""
+        n = min(n_blocks, self.max_blocks) if self.max_blocks is not None else n_blocks
+        return 0 if n <= 0 else 1 + max(0, -(-(n - self.first_look) // self.round_size))
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         low, high = self.score_range

@@ -1,0 +1,47 @@
+"""A raced sweep under Dagster: its rounds are steps with survivors, dropped and evidence as
+metadata, dropped configurations' seeds never run, and the numbers are ``crucible run``'s."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from crucible_dagster import Experiment
+from crucible_dagster.dagster_plugin import build_job
+from crucible_dagster.sweeps.standalone import run_sweep
+from tests.test_racing_sweep import RACED
+
+
+def test_raced_sweep_rounds_are_steps_with_their_evidence(artifacts_dir: Path) -> None:
+    # two far-apart configurations: the race ends at round 5, rounds 6-10 end at once
+    experiment = Experiment.model_validate({**RACED, "parameters": {"level": [0.05, 0.95]}})
+    job = build_job(experiment)
+    rounds = [n for n in job.graph.node_dict if n.startswith("race_round_")]
+    assert len(rounds) == 10  # 20 seeds: a first look of 3, then 17 in rounds of 2
+    assert "compare_trials" in job.graph.node_dict
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance)
+        assert result.success
+        metadata = {
+            e.step_key: e.event_specific_data.metadata
+            for e in result.all_events
+            if e.event_type_value == "STEP_OUTPUT" and e.step_key.startswith("race_round_")
+        }
+    first = metadata["race_round_1"]
+    assert "crucible/evidence" in first and first["crucible/survivors"].value
+    dropped = [m["crucible/dropped"].value for m in metadata.values() if "crucible/dropped" in m]
+    assert any("level_0_05" in d for d in dropped)
+    ended = [m for m in metadata.values() if "crucible/dropped" not in m]
+    assert ended and all("ended before round" in m["crucible/race"].value for m in ended)
+
+    run_dir = artifacts_dir / "raced" / result.run_id
+    record = json.loads((run_dir / "race.json").read_text())
+    standalone = run_sweep(experiment, run_id="standalone", artifacts=str(artifacts_dir))
+    alone = json.loads((artifacts_dir / "raced" / "standalone" / "race.json").read_text())
+    assert record["rounds"] == alone["rounds"] and record["survivors"] == ["level_0_95"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["metrics"]["sweep"]["race"] == standalone.comparison["race"]
+    assert not (run_dir / "trials" / "level_0_05__seed_20").exists()
