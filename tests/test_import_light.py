@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import ROOT, subprocess_env
+from tests.source_scan import nodes, python_files, source
 
 
 def _modules_after(code: str) -> set[str]:
@@ -76,10 +79,10 @@ def test_loading_the_definitions_imports_no_numeric_library() -> None:
 
 
 def test_only_the_plugin_imports_dagster() -> None:
-    for path in (ROOT / "crucible_dagster").rglob("*.py"):
+    for path in python_files():
         if "dagster_plugin" in path.parts:
             continue
-        text = path.read_text()
+        text = source(path)
         assert "import dagster" not in text and "from dagster" not in text, path
 
 
@@ -150,18 +153,18 @@ ALLOWED = {
 ALLOWED_MODULES = {"datasets": {"crucible_dagster.runtime.code_refs"}}
 
 
-def _imports() -> dict[str, set[str]]:
-    import ast
-
-    edges: dict[str, set[str]] = {}
-    for path in (ROOT / "crucible_dagster").rglob("*.py"):
+@functools.cache
+def _imports() -> dict[str, frozenset[str]]:
+    """Each module of the package -> the package modules it imports (read from the source)."""
+    edges: dict[str, frozenset[str]] = {}
+    for path in python_files():
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        found = edges.setdefault(module, set())
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                "crucible_dagster."
-            ):
-                found.add(str(node.module))
+        edges[module] = frozenset(
+            str(node.module)
+            for node in nodes(path)
+            if isinstance(node, ast.ImportFrom)
+            and (node.module or "").startswith("crucible_dagster.")
+        )
     return edges
 
 
@@ -195,17 +198,15 @@ MAX_FUNCTION_LINES = 60
 
 
 def test_every_module_and_function_stays_small() -> None:
-    import ast
-
-    paths = sorted((ROOT / "crucible_dagster").rglob("*.py"))
+    paths = python_files()
     assert len(paths) > 100, "the package was not found"
     too_big = []
     for path in paths:
         where = path.relative_to(ROOT)
-        text = path.read_text()
-        if len(text.splitlines()) > MAX_MODULE_LINES:
-            too_big.append(f"{where}: {len(text.splitlines())} lines")
-        for node in ast.walk(ast.parse(text)):
+        lines = len(source(path).splitlines())
+        if lines > MAX_MODULE_LINES:
+            too_big.append(f"{where}: {lines} lines")
+        for node in nodes(path):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:

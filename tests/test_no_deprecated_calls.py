@@ -11,12 +11,27 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from crucible_dagster.dagster_plugin.translator_legacy import REPLACED_BY
+from tests.source_scan import ROOT as REPO
+from tests.source_scan import nodes, python_files, tree
 
-REPO = Path(__file__).resolve().parent.parent
 SCANNED = [REPO / "crucible_dagster", REPO / "benchmarks"]
 #: where the deprecated names are defined, not used
 LEGACY_MODULE = REPO / "crucible_dagster" / "dagster_plugin" / "translator_legacy.py"
+
+
+def _replaced_by() -> dict[str, str]:
+    """The legacy module's ``REPLACED_BY`` literal, read from its source: importing it would
+    import the adapter, and with it Dagster, into a unit test."""
+    for node in tree(LEGACY_MODULE).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == [
+            "REPLACED_BY"
+        ]:
+            return dict(ast.literal_eval(node.value))
+    raise AssertionError(f"{LEGACY_MODULE}: no REPLACED_BY mapping")
+
+
+#: deprecated translator method -> the spec method that replaces it
+REPLACED_BY = _replaced_by()
 IR = REPO / "crucible_dagster" / "experiment" / "ir"
 #: old IR attribute -> the block it moved to (``experiment.dagster``, ``experiment.dagster.sweep``)
 OLD_PROPERTIES = {"executor": "dagster", "automation": "dagster", "mode": "sweep", "pool": "sweep"}
@@ -28,14 +43,14 @@ NOT_THE_IR = {("crucible_dagster/dagster_plugin/component.py", "self", "executor
 
 
 def _sources() -> list[Path]:
-    files = [path for root in SCANNED for path in sorted(root.rglob("*.py"))]
+    files = [path for root in SCANNED for path in python_files(root)]
     return [path for path in files if path != LEGACY_MODULE]
 
 
-def _property_bodies(tree: ast.AST) -> set[int]:
+def _property_bodies(module: ast.AST) -> set[int]:
     """Ids of the nodes inside the IR's definitions of the old properties (they read the block)."""
     inside: set[int] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(module):
         if isinstance(node, ast.FunctionDef) and node.name in OLD_PROPERTIES:
             inside.update(id(child) for child in ast.walk(node))
     return inside
@@ -50,12 +65,12 @@ def _new_spelling(receiver: ast.expr, name: str) -> bool:
     return isinstance(receiver, ast.Attribute) and receiver.attr == "dagster"
 
 
-def _alias_calls(tree: ast.AST) -> set[int]:
+def _alias_calls(module: ast.AST) -> set[int]:
     """Ids of ``x.<alias>`` nodes that are called: ``spec.owners`` (an AssetSpec's field) and
     ``run.job_name`` (Dagster's) are attributes, ``translator.owners(e)`` is the alias."""
     return {
         id(node.func)
-        for node in ast.walk(tree)
+        for node in ast.walk(module)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and node.func.attr in REPLACED_BY
@@ -64,12 +79,12 @@ def _alias_calls(tree: ast.AST) -> set[int]:
 
 def _uses(path: Path, root: Path = REPO) -> list[str]:
     """Each call of a deprecated translator alias and each read of an old IR property."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    skipped = _property_bodies(tree) if path.is_relative_to(IR) else set()
-    calls = _alias_calls(tree)
+    module = tree(path)
+    skipped = _property_bodies(module) if path.is_relative_to(IR) else set()
+    calls = _alias_calls(module)
     relative = path.relative_to(root).as_posix()
     found: list[tuple[int, str]] = []
-    for node in ast.walk(tree):
+    for node in nodes(path):
         if not isinstance(node, ast.Attribute) or id(node) in skipped:
             continue
         where = f"{relative}:{node.lineno}: .{node.attr}"

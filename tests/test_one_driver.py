@@ -16,8 +16,8 @@ from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import DEFAULT_SEED, Context
 from crucible_dagster.runtime.driver import Run
 from crucible_dagster.runtime.run_record import read_manifest
+from tests.source_scan import PACKAGE, nodes, python_files
 
-PACKAGE = Path(__file__).resolve().parents[1] / "crucible_dagster"
 #: the driver, and the record it is built on (split by role: ``run_record*.py``)
 OWNERS = {"runtime/driver.py"}
 #: what opens, lists, records and ends a run record
@@ -32,7 +32,7 @@ def _owner(path: Path) -> bool:
 def _life_calls(path: Path, root: Path = PACKAGE) -> list[str]:
     """Each ``RunRecord`` named, and each call of a record's life method, as ``file:line``."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in nodes(path):
         named = isinstance(node, ast.Name) and node.id == "RunRecord"
         imported = isinstance(node, ast.alias) and node.name == "RunRecord"
         called = (
@@ -47,10 +47,7 @@ def _life_calls(path: Path, root: Path = PACKAGE) -> list[str]:
 
 def test_only_the_driver_opens_records_and_ends_runs() -> None:
     offenders = [
-        where
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if not _owner(path)
-        for where in _life_calls(path)
+        where for path in python_files() if not _owner(path) for where in _life_calls(path)
     ]
     assert offenders == [], f"run records opened or ended outside the driver: {offenders}"
 
