@@ -3,6 +3,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,45 @@ ROOT = Path(__file__).resolve().parent.parent
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-dagster",
+        action="store_true",
+        help="fail collection, or the test, that imports dagster (make test-fast: its workers "
+        "never pay Dagster's 2 s import; a test that needs Dagster is marked integration)",
+    )
+
+
+def _dagster_loaded() -> bool:
+    return "dagster" in sys.modules
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.getoption("no_dagster") and _dagster_loaded():
+        pytest.exit(
+            "--no-dagster: collecting the tests imported dagster; import it inside the tests "
+            "that need it (marked integration), never at a test module's top",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
+NO_DAGSTER_BEFORE = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[NO_DAGSTER_BEFORE] = not _dagster_loaded()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> object:
+    result = yield
+    newly = item.stash.get(NO_DAGSTER_BEFORE, False) and _dagster_loaded()
+    if newly and item.config.getoption("no_dagster"):
+        pytest.fail(f"--no-dagster: {item.nodeid} imported dagster: mark it integration")
+    return result
 
 
 def pytest_configure(config: pytest.Config) -> None:

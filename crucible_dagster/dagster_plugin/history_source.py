@@ -11,8 +11,6 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-
 
 def _iso(timestamp: float | None) -> str | None:
     """A run record's time as ISO 8601 in UTC; a time no calendar holds is unknown (None)."""
@@ -26,11 +24,13 @@ def _iso(timestamp: float | None) -> str | None:
 
 def dagster_runs(experiment_id: str, instance: Any = None) -> list[dict[str, Any]]:
     """One dict per Dagster run of the experiment: run id, status, start, end, parent."""
+    if instance is None and not os.environ.get("DAGSTER_HOME"):
+        return []  # before importing Dagster: `crucible runs` without an instance stays light
     import dagster as dg
 
+    from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+
     if instance is None:
-        if not os.environ.get("DAGSTER_HOME"):
-            return []
         with dg.DagsterInstance.get() as owned:
             return dagster_runs(experiment_id, owned)
     tag = CrucibleTranslator().tag("experiment")

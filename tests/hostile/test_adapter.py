@@ -4,22 +4,24 @@ spellings (``executor``, ``automation``, ``sweep.mode``, ``sweep.pool``) and bot
 Each case goes through `crucible validate`, the Dagster loader and `crucible run`: the old
 spelling works the same and warns with file, line and the new spelling (exit 0); both at once
 is one error naming both (exit 1, nothing written); the translator's spec methods are the
-override points.
+override points. The cases that build Dagster definitions import Dagster inside the test and
+are marked ``integration`` (``make test`` runs them; ``make test-fast`` never loads Dagster).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
 import pytest
 
-from crucible_dagster.dagster_plugin import definitions_from_folder
-from crucible_dagster.dagster_plugin.definitions import INVALID_GROUP
 from crucible_dagster.experiment.ir import Experiment, SweepConfig
 from crucible_dagster.experiment.loading import experiment_to_data, loads_experiment
 from tests.hostile.conftest import Cli, snapshot
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 HEAD = "id: spelled\npipeline:\n  - name: validate\nparameters: {a: [1, 2]}\n"  # lines 1-4
 NEW = HEAD + "sweep: {metric: m}\ndagster:\n  executor: multiprocess\n  sweep: {pool: gpu_trials}\n"
@@ -35,9 +37,12 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _job(folder: Path) -> dg.JobDefinition:
+    from crucible_dagster.dagster_plugin import definitions_from_folder
+
     return definitions_from_folder(folder).resolve_job_def("spelled")
 
 
+@pytest.mark.integration
 def test_the_dagster_block_is_read_by_validate_the_loader_and_the_run(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,6 +58,7 @@ def test_the_dagster_block_is_read_by_validate_the_loader_and_the_run(
     assert "warning" not in ran.err
 
 
+@pytest.mark.integration
 def test_an_old_spelling_works_the_same_and_warns_with_its_line_and_the_new_spelling(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -78,9 +84,15 @@ def test_an_old_spelling_works_the_same_and_warns_with_its_line_and_the_new_spel
     assert validated.out.splitlines()[0] in ran.err.splitlines()
 
 
+@pytest.mark.integration
 def test_both_spellings_at_once_is_one_error_naming_both(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import definitions_from_folder
+    from crucible_dagster.dagster_plugin.definitions import INVALID_GROUP
+
     monkeypatch.chdir(tmp_path)
     path = _write(
         tmp_path, HEAD + "sweep: {metric: m, mode: run}\ndagster:\n  sweep: {mode: run}\n"
@@ -149,11 +161,15 @@ TRANSLATED = (
 )
 
 
+@pytest.mark.integration
 def test_overriding_a_spec_method_renames_every_place_that_uses_it(tmp_path: Path) -> None:
     """The job's name reaches its schedule; the report key reaches the check on it; the old
     aliases (called by the sweep and op builders) read the overridden spec."""
     import dataclasses
 
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import definitions_from_folder
     from crucible_dagster.dagster_plugin.translator import CrucibleTranslator, JobSpec
 
     class Lab(CrucibleTranslator):
@@ -177,6 +193,7 @@ def test_overriding_a_spec_method_renames_every_place_that_uses_it(tmp_path: Pat
     )
 
 
+@pytest.mark.integration
 def test_a_deprecated_override_is_honoured_warned_and_may_call_super() -> None:
     from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
@@ -211,9 +228,12 @@ def test_a_wrong_value_in_an_old_spelling_is_reported_where_the_file_wrote_it(
     assert validated.out.startswith(f"{path}:{line}"), validated.out
 
 
+@pytest.mark.integration
 def test_an_inline_component_experiment_reads_both_spellings_and_warns_for_the_old(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    import dagster as dg
+
     from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent
 
     old = {"id": "inline_old", "pipeline": [{"name": "validate"}], "executor": "multiprocess"}

@@ -11,11 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 
 from crucible_dagster import Context, Experiment, Stage
-from crucible_dagster.dagster_plugin import CrucibleContextIOManager, build_job
 from crucible_dagster.reports.sweep import FORMATS
 from tests.hostile.conftest import snapshot
 
@@ -46,6 +44,10 @@ def test_a_sweep_whose_reports_cannot_be_written_ends_failed(
 ) -> None:
     """The compare step fails writing the report: the sweep's record says ``failed`` with the
     file and the error (before the driver it stayed ``running`` for ever)."""
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import build_job
+
     experiment = Experiment.model_validate(
         {
             "id": "planted",
@@ -77,6 +79,10 @@ def test_a_last_stage_whose_output_cannot_be_stored_fails_the_ended_run(
 ) -> None:
     """The last stage ended the run ``completed``; the IO manager then cannot store its output,
     so the run is failed after all, naming the stage and the value."""
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import CrucibleContextIOManager, build_job
+
     experiment = Experiment.model_validate(
         {
             "id": "unstorable_last",

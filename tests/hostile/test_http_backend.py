@@ -180,6 +180,7 @@ BAD_ENDPOINTS = [
 ]
 
 
+@pytest.mark.integration  # the Dagster loader is one of the three that refuse it
 @pytest.mark.parametrize(
     ("case", "url", "phrase"), BAD_ENDPOINTS, ids=[c[0] for c in BAD_ENDPOINTS]
 )

@@ -187,6 +187,16 @@ def test_hostile_file_is_one_located_problem(
     assert phrase in said.out, said.out
 
 
+def test_a_json_number_too_long_is_located(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(
+        '{"id": "big",\n "pipeline": [{"name": "validate"}],\n "seed": 1' + "0" * 5000 + "}"
+    )
+    said = cli("validate", path)
+    assert said.code == 1
+    assert said.out.startswith(f"{path}:3: seed: expected an integer of at most 4300 digits")
+
+
 def test_alias_bomb_is_refused_without_expanding(cli: Cli, tmp_path: Path) -> None:
     import resource
 
@@ -264,6 +274,7 @@ def _invalid_assets(defs: object) -> dict[str, str]:
     }
 
 
+@pytest.mark.integration  # builds the folder's Dagster definitions
 def test_an_experiment_dagster_refuses_is_its_own_invalid_asset(tmp_path: Path) -> None:
     """Attack A1: a file the IR accepts but Dagster refuses when the folder's definitions are
     put together (here its report asset is also the dataset asset it depends on, and an id
@@ -298,6 +309,7 @@ def test_an_experiment_dagster_refuses_is_its_own_invalid_asset(tmp_path: Path) 
     assert "Traceback" not in "".join(invalid.values())
 
 
+@pytest.mark.integration  # builds the folder's Dagster definitions
 def test_a_report_asset_dagster_refuses_fails_only_its_experiment(tmp_path: Path) -> None:
     """The reports of a whole folder are one multi-asset: a report whose Dagster name is
     invalid (here a translator's key with a space) used to fail building it, and with it
@@ -325,6 +337,7 @@ def test_a_report_asset_dagster_refuses_fails_only_its_experiment(tmp_path: Path
     assert "is not a valid name in Dagster" in invalid["spaced.yaml"]
 
 
+@pytest.mark.integration  # builds the folder's Dagster definitions
 def test_a_symlink_out_of_the_experiments_folder_is_refused_unread(
     cli: Cli, tmp_path: Path
 ) -> None:

@@ -16,20 +16,20 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
 from crucible_dagster import Experiment
-from crucible_dagster.dagster_plugin import build_job
-from crucible_dagster.dagster_plugin.io_manager import CrucibleContextIOManager
 from crucible_dagster.evaluation.per_sample import save_table
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage
 from tests.conftest import ROOT, subprocess_env
 from tests.hostile.conftest import Cli
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 EMAIL = "zelda.planted@example.org"
 PHONE = "+1 415 555 0199"
@@ -125,7 +125,9 @@ def test_crucible_run_leaves_no_planted_value_in_the_run_directory(
 
 
 def _execute(home: Path, artifacts: Path, profile: str) -> dg.ExecuteInProcessResult:
-    from crucible_dagster.dagster_plugin import CrucibleResource
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import CrucibleResource, build_job
 
     experiment = Experiment.model_validate(_experiment(profile))
     job = build_job(experiment, resource=CrucibleResource(artifacts_dir=str(artifacts)))
@@ -134,7 +136,8 @@ def _execute(home: Path, artifacts: Path, profile: str) -> dg.ExecuteInProcessRe
         return job.execute_in_process(instance=instance, raise_on_error=False)
 
 
-@pytest.mark.slow  # executes a Dagster job in-process
+@pytest.mark.integration  # executes a Dagster job in-process
+@pytest.mark.slow
 def test_a_dagster_run_leaves_no_planted_value_in_dagster_home_or_the_run_directory(
     tmp_path: Path,
 ) -> None:
@@ -148,7 +151,8 @@ def test_a_dagster_run_leaves_no_planted_value_in_dagster_home_or_the_run_direct
     assert leaks(home, artifacts) == []
 
 
-@pytest.mark.slow  # executes a Dagster job in-process
+@pytest.mark.integration  # executes a Dagster job in-process
+@pytest.mark.slow
 def test_guardrails_stopping_the_run_leave_no_planted_value(tmp_path: Path) -> None:
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     result = _execute(home, artifacts, "strict")
@@ -160,8 +164,13 @@ def test_guardrails_stopping_the_run_leave_no_planted_value(tmp_path: Path) -> N
     assert leaks(home, artifacts) == []
 
 
-@pytest.mark.slow  # executes a Dagster job in-process
+@pytest.mark.integration  # executes a Dagster job in-process
+@pytest.mark.slow
 def test_loading_a_deleted_output_says_why(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin.io_manager import CrucibleContextIOManager
+
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     result = _execute(home, artifacts, "moderate")
     manager = CrucibleContextIOManager(base_dir=str(home / "storage" / "crucible"))
@@ -172,6 +181,7 @@ def test_loading_a_deleted_output_says_why(tmp_path: Path) -> None:
     assert "redacted as PII" in str(failure.value.description)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_dagster_job_execute_in_subprocesses_leaves_no_planted_value(tmp_path: Path) -> None:
     folder, home, artifacts = tmp_path / "experiments", tmp_path / "home", tmp_path / "artifacts"
@@ -197,6 +207,7 @@ def test_dagster_job_execute_in_subprocesses_leaves_no_planted_value(tmp_path: P
     assert leaks(home, artifacts) == []
 
 
+@pytest.mark.integration  # the IO manager's module imports Dagster
 def test_a_truncated_stored_output_is_deleted_not_a_crash(tmp_path: Path) -> None:
     """A stored output that no longer parses cannot vouch that it holds no PII: it goes, with
     its note, and the purge goes on (before: a JSONDecodeError failed the guardrails' step)."""
@@ -306,13 +317,16 @@ def test_inline_pii_in_the_experiment_is_redacted_in_the_manifests_copy(
     assert inline_leaks(run_dir) == []
 
 
-@pytest.mark.slow  # executes a Dagster job in-process
+@pytest.mark.integration  # executes a Dagster job in-process
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["moderate", "strict"])
 def test_a_dagster_run_stores_no_inline_pii_in_its_outputs(tmp_path: Path, profile: str) -> None:
     """Dagster's stored outputs of the guardrails and later steps hold the redacted experiment.
     Its run config and job snapshot (history/) keep the file's text: the experiment file is
     configuration, not data (README), so only storage/ and the run directory are searched."""
-    from crucible_dagster.dagster_plugin import CrucibleResource
+    import dagster as dg
+
+    from crucible_dagster.dagster_plugin import CrucibleResource, build_job
 
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     experiment = Experiment.model_validate(_inline_experiment(profile))

@@ -27,14 +27,7 @@ from crucible_dagster.dagster_plugin.celery import workers
 from crucible_dagster.dagster_plugin.celery.workers import PID_SCHEMA, main, worker_name
 from tests.conftest import ROOT, Said, subprocess_env
 from tests.hostile.conftest import snapshot
-from tests.integration.test_celery import (
-    Deployment,
-    broker,
-    deployment,
-    sweep_yaml,
-    write_experiment,
-)
-from tests.integration.test_postgres import postgres_db
+from tests.services import Deployment, broker, deployment, postgres_db, sweep_yaml, write_experiment
 
 __all__ = ["broker", "deployment", "postgres_db"]  # fixtures, used by name
 
@@ -401,6 +394,7 @@ def test_a_bad_worker_wait_is_refused_by_the_command_and_the_executor(
     assert worker_wait_problem(number) is not None  # the executor's own check agrees
 
 
+@pytest.mark.slow  # start imports Celery and the Dagster app its workers run (1.5 s)
 def test_a_link_planted_as_a_worker_log_is_never_written_through(
     state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,7 +19,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT, subprocess_env
 from tests.integration.test_dagster_cli import dagster_bin
-from tests.integration.test_postgres import PG, postgres_db  # noqa: F401  (fixture)
+from tests.services import PG, postgres_db  # noqa: F401  (fixture)
 
 QUICK = "id: quick\npipeline:\n  - name: validate\n"
 SLOW = (

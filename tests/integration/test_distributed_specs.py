@@ -31,7 +31,7 @@ from crucible_dagster.sweeps.running import (
     trial_run_dir,
 )
 from tests.conftest import ROOT, subprocess_env
-from tests.integration.test_postgres import postgres_db, postgres_home
+from tests.services import postgres_db, postgres_home
 
 __all__ = ["postgres_db"]  # the fixture, used by name
 

@@ -21,7 +21,7 @@ from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
 from tests.integration.specs import check_specs
-from tests.integration.test_postgres import postgres_db, postgres_home
+from tests.services import postgres_db, postgres_home
 from tests.test_history import gated
 
 __all__ = ["postgres_db"]  # the fixture, imported for the Postgres case

@@ -14,7 +14,7 @@ from dagster._core.instance.ref import InstanceRef
 from tests.conftest import ROOT
 from tests.integration.test_live_schedule_gate import _submit, _wait
 from tests.integration.test_live_webserver import live_dagster_at
-from tests.integration.test_postgres import postgres_db, postgres_home
+from tests.services import postgres_db, postgres_home
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
 __all__ = ["postgres_db"]

@@ -20,7 +20,7 @@ from crucible_dagster.dagster_plugin.history_source import dagster_runs
 from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
 from tests.integration.test_live_webserver import live_dagster_at
-from tests.integration.test_postgres import postgres_db, postgres_home
+from tests.services import postgres_db, postgres_home
 
 pytestmark = pytest.mark.live
 __all__ = ["postgres_db"]
