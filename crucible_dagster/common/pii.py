@@ -84,18 +84,22 @@ def redact_record(value: Any, found: Mapping[str, str] | None = None, findings: 
     manifest's copy of the experiment and stage options keeps of the guardrails' findings."""
     if found:
         pattern = re.compile("|".join(re.escape(v) for v in sorted(found, key=len, reverse=True)))
-        value = _each_string(
+        value = each_string(
             value, lambda text: pattern.sub(lambda m: f"[REDACTED:{found[m[0]]}]", text)
         )
-    return _each_string(value, redact) if findings else value
+    return each_string(value, redact) if findings else value
 
 
-def _each_string(value: Any, fix: Callable[[str], str]) -> Any:
-    """``value`` with ``fix`` applied to every string in it (mappings, lists, tuples)."""
+def each_string(
+    value: Any, fix: Callable[[str], str], other: Callable[[Any], Any] | None = None
+) -> Any:
+    """``value`` with ``fix`` applied to every string in it (mappings, lists, tuples); ``other``
+    rewrites each value of any other type (the guardrails' tables), kept as is without it.
+    One walk for every redaction, so a container one of them misses, all miss alike."""
     if isinstance(value, str):
         return fix(value)
     if isinstance(value, Mapping):
-        return {k: _each_string(v, fix) for k, v in value.items()}
+        return {k: each_string(v, fix, other) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_each_string(v, fix) for v in value)
-    return value
+        return type(value)(each_string(v, fix, other) for v in value)
+    return value if other is None else other(value)

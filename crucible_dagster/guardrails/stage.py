@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import Field, field_validator
 
-from crucible_dagster.common.pii import find_sensitive, redact, redact_record
+from crucible_dagster.common.pii import each_string, find_sensitive, redact, redact_record
 from crucible_dagster.common.pii import luhn_valid as luhn_valid  # re-exported: the old import
 from crucible_dagster.runtime.code_refs import CodeRefError, check_ref, resolve
 from crucible_dagster.runtime.context import Context
@@ -320,14 +320,13 @@ def _scrubbed_trace(trace: TraceChain | None, scrub: Any) -> TraceChain | None:
 
 def _scrub(value: Any, fix: Any) -> Any:
     """``value`` with ``fix`` applied to every string in it, tables' text columns included."""
+    return each_string(value, fix, lambda other: _scrub_table(other, fix))
+
+
+def _scrub_table(value: Any, fix: Any) -> Any:
+    """A DataFrame's (or Series') text columns with ``fix`` applied; any other value as is."""
     import pandas as pd
 
-    if isinstance(value, str):
-        return fix(value)
-    if isinstance(value, Mapping):
-        return {k: _scrub(v, fix) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_scrub(v, fix) for v in value)
     if isinstance(value, pd.DataFrame):
         frame = value.copy()
         for column in frame.columns:
@@ -335,5 +334,5 @@ def _scrub(value: Any, fix: Any) -> Any:
                 frame[column] = [fix(v) if isinstance(v, str) else v for v in frame[column]]
         return frame
     if isinstance(value, pd.Series):
-        return _scrub(value.to_frame(), fix).iloc[:, 0].rename(value.name)
+        return _scrub_table(value.to_frame(), fix).iloc[:, 0].rename(value.name)
     return value
