@@ -3,6 +3,7 @@ refuse ``true`` where a count belongs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import AllowInfNan, BeforeValidator, ConfigDict, Field
@@ -42,6 +43,15 @@ class IRModel(RefuseBoolForNumbers):
     bools and integers are strict (``enabled: "no"`` and ``0`` are not false)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+def first_repeat(values: Sequence[Any]) -> int | None:
+    """The index of the first value equal to an earlier one, or None when all are distinct: a
+    repeated grid value, seed or report format would run (or be written) twice under one name."""
+    for index, item in enumerate(values):
+        if item in values[:index]:
+            return index
+    return None
 
 
 SEED_MAX = 2**32 - 1  # numpy's legacy RandomState and scikit-learn take unsigned 32-bit seeds

@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from crucible_dagster.experiment.ir.base import SEED_MAX, Int, IRModel, Seed
+from crucible_dagster.experiment.ir.base import SEED_MAX, Int, IRModel, Seed, first_repeat
 from crucible_dagster.experiment.ir.budget import Budget
 from crucible_dagster.experiment.ir.dagster_settings import (
     Automation,
@@ -148,26 +148,26 @@ class Experiment(IRModel):
             if not values:
                 raise ValueError(f"parameter {key!r}: expected a non-empty list of values, got []")
             exact = [json.dumps(v, sort_keys=True, default=repr) + type(v).__name__ for v in values]
-            for index, item in enumerate(exact):
-                if item in exact[:index]:
-                    raise ValueError(
-                        f"parameter {key!r}: expected distinct values, got {values[index]!r} twice "
-                        "(a grid point would run twice under one trial id)"
-                    )
+            index = first_repeat(exact)
+            if index is not None:
+                raise ValueError(
+                    f"parameter {key!r}: expected distinct values, got {values[index]!r} twice "
+                    "(a grid point would run twice under one trial id)"
+                )
         return value
 
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, value: list[int]) -> list[int]:
         # as a repeated grid value: one trial id (seed_<n>) would be run, or counted, twice
-        for index, seed in enumerate(value):
-            if seed in value[:index]:
-                raise PydanticCustomError(
-                    "duplicate_seed",
-                    "expected distinct seeds, got {seed} twice (a trial would run twice under "
-                    "one trial id)",
-                    {"seed": seed, "field": f"seeds[{index}]"},
-                )
+        index = first_repeat(value)
+        if index is not None:
+            raise PydanticCustomError(
+                "duplicate_seed",
+                "expected distinct seeds, got {seed} twice (a trial would run twice under "
+                "one trial id)",
+                {"seed": value[index], "field": f"seeds[{index}]"},
+            )
         return value
 
     @field_validator("quality_targets", mode="before")

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator, with_config
 from typing_extensions import TypedDict
 
-from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, first_repeat
 from crucible_dagster.experiment.names import MAX_NAME_LENGTH, check_name, suggest_name
 
 # --- references ---------------------------------------------------------------------------
@@ -128,9 +128,9 @@ class OutputSpec(IRModel):
     @field_validator("formats")
     @classmethod
     def _distinct_formats(cls, value: list[ReportFormat]) -> list[ReportFormat]:
-        for index, fmt in enumerate(value):
-            if fmt in value[:index]:
-                raise ValueError(f"expected distinct formats, got {fmt!r} twice")
+        index = first_repeat(value)
+        if index is not None:
+            raise ValueError(f"expected distinct formats, got {value[index]!r} twice")
         return value
 
     def path_escapes(self) -> bool:
