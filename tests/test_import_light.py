@@ -107,7 +107,7 @@ BASE = {"common", "bench", "experiment", "datasets", "runtime"}
 #: adapter on top
 ALLOWED = {
     "common": set(),
-    "bench": set(),
+    "bench": {"common"},  # its lazy exports (common/lazy.py) and nothing else
     "experiment": {"common"},
     # the driver loads the run's dataset before the first stage (datasets stands on common,
     # experiment and the one resolver of named code only: see ALLOWED_MODULES)

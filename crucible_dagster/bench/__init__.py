@@ -5,8 +5,9 @@ never a silent p=0 or p=1. Bad input raises ``BenchDataError`` with a clear mess
 Differences are always ``x - y`` (first group minus second) in the order given.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crucible_dagster.common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from crucible_dagster.bench.assumptions import levene, shapiro
@@ -100,12 +101,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"crucible_dagster.bench.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'crucible_dagster.bench' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 __all__ = [

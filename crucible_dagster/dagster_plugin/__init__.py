@@ -5,8 +5,9 @@ the pid-file tools live under this package but need no Dagster, so importing the
 not import Dagster (about 2 s of CPU) before one of these names is asked for.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crucible_dagster.common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from crucible_dagster.dagster_plugin.component import CrucibleExperimentsComponent
@@ -37,19 +38,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"crucible_dagster.dagster_plugin.{_EXPORTS[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'crucible_dagster.dagster_plugin' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """Dagster's component scan lists a module's members with ``dir``: the lazy names count."""
-    return sorted({*globals(), *_EXPORTS})
-
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 __all__ = [
     "CrucibleContextIOManager",
