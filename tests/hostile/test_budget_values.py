@@ -51,6 +51,7 @@ RATES = [
 
 
 @pytest.mark.parametrize(("case", "tail", "field", "phrase"), BUDGETS, ids=[c[0] for c in BUDGETS])
+@pytest.mark.integration  # the Dagster loader is one of the three that refuse it
 def test_a_budget_value_is_refused_everywhere_alike(
     cli: Cli,
     tmp_path: Path,
@@ -65,6 +66,7 @@ def test_a_budget_value_is_refused_everywhere_alike(
 
 
 @pytest.mark.parametrize(("case", "options", "field", "phrase"), RATES, ids=[c[0] for c in RATES])
+@pytest.mark.integration  # the Dagster loader is one of the three that refuse it
 def test_a_rate_option_is_refused_everywhere_alike(
     cli: Cli,
     tmp_path: Path,
@@ -79,6 +81,7 @@ def test_a_rate_option_is_refused_everywhere_alike(
     _refused_everywhere(cli, tmp_path, case, text, 4, f"backend.options.{field}", phrase)
 
 
+@pytest.mark.integration  # the Dagster loader is one of the three that refuse it
 def test_a_budget_no_stage_acts_on_is_refused_everywhere(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,6 +90,7 @@ def test_a_budget_no_stage_acts_on_is_refused_everywhere(
     _refused_everywhere(cli, tmp_path, "unused", text, 4, "budget", "predict, generate or ensemble")
 
 
+@pytest.mark.integration  # the Dagster loader is one of the three that refuse it
 def test_a_cost_budget_over_an_unpriced_backend_is_refused_everywhere(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
