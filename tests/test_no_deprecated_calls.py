@@ -39,7 +39,11 @@ OLD_PROPERTIES = {"executor": "dagster", "automation": "dagster", "mode": "sweep
 DAGSTER_MODULE = {"dg", "dagster"}
 #: receivers of one of those names that are not the IR: the Dagster component's own
 #: ``executor`` field (its default for a folder)
-NOT_THE_IR = {("crucible_dagster/dagster_plugin/component.py", "self", "executor")}
+NOT_THE_IR = {
+    ("crucible_dagster/dagster_plugin/component.py", "self", "executor"),
+    # json_match's own option (mode: all or fraction), read as options.mode and self.options.mode
+    ("crucible_dagster/scorers/structured.py", "options", "mode"),
+}
 
 
 def _sources() -> list[Path]:
@@ -77,6 +81,13 @@ def _alias_calls(module: ast.AST) -> set[int]:
     }
 
 
+def _receiver_name(receiver: ast.expr) -> str:
+    """``x`` of ``x.attr`` and ``options`` of ``self.options.attr``: what NOT_THE_IR names."""
+    if isinstance(receiver, ast.Name):
+        return receiver.id
+    return receiver.attr if isinstance(receiver, ast.Attribute) else ""
+
+
 def _uses(path: Path, root: Path = REPO) -> list[str]:
     """Each call of a deprecated translator alias and each read of an old IR property."""
     module = tree(path)
@@ -91,7 +102,7 @@ def _uses(path: Path, root: Path = REPO) -> list[str]:
         if id(node) in calls:
             found.append((node.lineno, f"{where} (deprecated: use {REPLACED_BY[node.attr]})"))
         elif node.attr in OLD_PROPERTIES and not _new_spelling(node.value, node.attr):
-            receiver = node.value.id if isinstance(node.value, ast.Name) else ""
+            receiver = _receiver_name(node.value)
             if receiver not in DAGSTER_MODULE and (relative, receiver, node.attr) not in NOT_THE_IR:
                 found.append(
                     (node.lineno, f"{where} (old IR property: read it in experiment.dagster)")
