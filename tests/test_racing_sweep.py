@@ -58,6 +58,10 @@ def test_raced_sweep_runs_only_survivors(tmp_path: Path) -> None:
     assert manifest["status"] == "completed"
     assert manifest["stages"][trial_step("level_0_05__seed_20")]["status"] == "skipped"
     assert manifest["metrics"]["sweep"]["race"]["method"] == "sequential"
+    report = (base / "sweep.md").read_text()
+    assert "## Race" in report and "dropped \\(p adj" in report and "saved" in report
+    html = (base / "sweep.html").read_text()
+    assert "<h2>Race</h2>" in html and "dropped in round" in html
 
 
 @pytest.mark.slow

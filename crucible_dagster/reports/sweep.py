@@ -22,6 +22,7 @@ from crucible_dagster.reports.csv_report import safe_csv
 from crucible_dagster.reports.html import bench_html, html_page, html_table, plots_html
 from crucible_dagster.reports.markdown import bench_markdown, md_table, md_text
 from crucible_dagster.reports.model import Plot
+from crucible_dagster.reports.race_section import race_html, race_markdown
 
 SUMMARY_HEADERS = ["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"]
 FORMATS = {"markdown": "sweep.md", "json": "sweep.json", "csv": "sweep.csv", "html": "sweep.html"}
@@ -67,6 +68,7 @@ def sweep_markdown(report: SweepReport) -> str:
     best = comparison.get("best")
     if best:
         lines += ["## Best configuration", "", md_text(best["statement"]), ""]
+    lines += race_markdown(comparison.get("race"))
     if comparison.get("reason"):
         lines += [f"No comparison: {md_text(comparison['reason'])}", ""]
     design = comparison.get("design")
@@ -127,6 +129,7 @@ def sweep_html(report: SweepReport) -> str:
         f"<h1>Sweep {escape(experiment.id)}</h1>",
         html_table(["", ""], identity),
         f"<h2>Best configuration</h2><p>{escape(str(best['statement']))}</p>" if best else "",
+        race_html(comparison.get("race")),
         f"<p>No comparison: {escape(str(comparison['reason']))}</p>"
         if comparison.get("reason")
         else "",

@@ -183,3 +183,29 @@ def test_settings_refused_with_the_field(settings: dict[str, Any], field: str) -
     with pytest.raises(ValidationError) as info:
         RacingSettings.model_validate(settings)
     assert field in str(info.value)
+
+
+def test_race_report_escapes_configuration_ids() -> None:
+    from crucible_dagster.reports.race_section import race_html, race_markdown
+
+    evil = "=cmd|' /C calc'!A0 <script>x</script> [l](javascript:x)"
+    race = {
+        "method": "sequential",
+        "alpha": 0.05,
+        "evaluations": 3,
+        "grid_evaluations": 4,
+        "share_of_grid": 0.75,
+        "survivors": ["a"],
+        "finish_reason": "done",
+        "rounds": [
+            {
+                "index": 1,
+                "survivors": ["a", evil],
+                "dropped": [evil],
+                "evidence": [{"config": evil, "p_adjusted": 0.01}],
+            }
+        ],
+    }
+    markdown = "\n".join(race_markdown(race))
+    assert "<script>" not in markdown and "](javascript:" not in markdown
+    assert "<script>" not in race_html(race)
