@@ -293,6 +293,7 @@ def test_the_html_report_shows_them_too_with_user_text_escaped(tmp_path: Path) -
     assert "<b>x</b>" not in hostile and "&lt;b&gt;x&lt;/b&gt;" in hostile
 
 
+@pytest.mark.slow  # fills 200,000 loop turns per sample before the cap refuses it (2 s)
 def test_a_rubric_over_the_size_cap_once_filled_is_each_samples_error(tmp_path: Path) -> None:
     """What only filling shows (a loop writing a huge message): that sample's error, nothing sent."""
     with llm_server() as (url, server):
