@@ -46,11 +46,40 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def dagster_daemon(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``dagster-daemon run`` on the instance ``env`` names, logging to ``log``; stopped after."""
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
 def live_dagster_at(
-    tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, **env_extra: str
+    tmp_path: Path,
+    artifacts_dir: Path,
+    dagster_yaml: Path,
+    *,
+    daemon: bool = True,
+    **env_extra: str,
 ) -> Iterator[tuple[DagsterGraphQLClient, int, Path]]:
-    """dagster-webserver and dagster-daemon on a fresh DAGSTER_HOME with ``dagster_yaml``;
-    yields the GraphQL client, the port and the home."""
+    """dagster-webserver and (``daemon``) dagster-daemon on a fresh DAGSTER_HOME with
+    ``dagster_yaml``; yields the GraphQL client, the port and the home. Without ``daemon`` a
+    test starts it itself (``dagster_daemon``) when what it needs is in place."""
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(dagster_yaml, home / "dagster.yaml")
@@ -62,56 +91,30 @@ def live_dagster_at(
         [str(bindir / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True
     )
     port = free_port()
-    logs = [open(tmp_path / name, "w") for name in ("webserver.log", "daemon.log")]  # noqa: SIM115
-    procs = [
-        subprocess.Popen(
-            [
-                str(bindir / "dagster-webserver"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-w",
-                "workspace.yaml",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=logs[0],
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(bindir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=ROOT,
-            env=env,
-            stdout=logs[1],
-            stderr=subprocess.STDOUT,
-        ),
-    ]
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(
-                "dagster-webserver did not start:\n"
-                + (tmp_path / "webserver.log").read_text()[-3000:]
-            )
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(tmp_path / "webserver.log", "w"))
+        webserver = subprocess.Popen(
+            [str(bindir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+             "-w", "workspace.yaml"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        stack.callback(_stop, webserver)
+        if daemon:
+            stack.enter_context(dagster_daemon(env, tmp_path / "daemon.log"))
+        _wait_for_webserver(port, tmp_path / "webserver.log")
         yield DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60), port, home
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for log in logs:
-            log.close()
+
+
+def _wait_for_webserver(port: int, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    pytest.fail("dagster-webserver did not start:\n" + log.read_text()[-3000:])
 
 
 @pytest.fixture
