@@ -68,18 +68,26 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@contextlib.contextmanager
 def live_dagster_at(
-    tmp_path: Path,
-    artifacts_dir: Path,
-    dagster_yaml: Path,
-    *,
-    daemon: bool = True,
-    **env_extra: str,
+    tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, **env_extra: str
+) -> contextlib.AbstractContextManager[tuple[DagsterGraphQLClient, int, Path]]:
+    """dagster-webserver and dagster-daemon on a fresh DAGSTER_HOME with ``dagster_yaml``;
+    yields the GraphQL client, the port and the home."""
+    return _live(tmp_path, artifacts_dir, dagster_yaml, True, env_extra)
+
+
+def live_webserver_at(
+    tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, **env_extra: str
+) -> contextlib.AbstractContextManager[tuple[DagsterGraphQLClient, int, Path]]:
+    """``live_dagster_at`` without the daemon: the test starts it (``dagster_daemon``) when
+    what it needs is in place."""
+    return _live(tmp_path, artifacts_dir, dagster_yaml, False, env_extra)
+
+
+@contextlib.contextmanager
+def _live(
+    tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, daemon: bool, env_extra: dict[str, str]
 ) -> Iterator[tuple[DagsterGraphQLClient, int, Path]]:
-    """dagster-webserver and (``daemon``) dagster-daemon on a fresh DAGSTER_HOME with
-    ``dagster_yaml``; yields the GraphQL client, the port and the home. Without ``daemon`` a
-    test starts it itself (``dagster_daemon``) when what it needs is in place."""
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(dagster_yaml, home / "dagster.yaml")

@@ -105,7 +105,7 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
 
     from tests.conftest import ROOT, subprocess_env
     from tests.integration.test_dagster_cli import asset_materialize
-    from tests.integration.test_live_webserver import dagster_daemon, live_dagster_at
+    from tests.integration.test_live_webserver import dagster_daemon, live_webserver_at
 
     folder = ROOT / "tests" / "data" / "partitioned"
     env_extra = {"CRUCIBLE_EXPERIMENTS_DIR": str(folder)}
@@ -114,10 +114,7 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
     # The daemon starts once the backfill is requested: its backfill iteration runs at start-up
     # and then only every 30 s (Dagster's DEFAULT_DAEMON_INTERVAL_SECONDS, no setting), so a
     # daemon started first made the test wait up to a whole interval for its next tick.
-    servers = live_dagster_at(
-        tmp_path, artifacts_dir, ROOT / "dagster.yaml", daemon=False, **env_extra
-    )
-    with servers as live:
+    with live_webserver_at(tmp_path, artifacts_dir, ROOT / "dagster.yaml", **env_extra) as live:
         client, _, home = live
         env = subprocess_env(
             DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir), **env_extra
