@@ -98,7 +98,14 @@ def test_a_failed_round_then_a_re_execution_reaches_the_same_decisions(
     ("sweep", "data", "message"),
     [
         ({"strategy": "grid"}, {}, "sweep.strategy is 'grid'"),
-        ({"racing": {"block": "samples"}}, {}, "not available yet"),
+        (
+            {"racing": {"block": "samples"}},
+            {},
+            "sweep.racing.block: block 'samples' needs a dataset",
+        ),
+        ({"racing": {"block": "folds"}}, {}, "needs a dataset"),
+        ({"racing": {"budget": {"cost": 1.0}}}, {}, "set the experiment's budget"),
+        ({"racing": {"budget": {}}}, {}, "set evaluations or cost"),
         ({"racing": {"alpha": 1.0}}, {}, "alpha"),
         ({"racing": {"budget": 0}}, {}, "budget"),
         ({}, {"seeds": [1]}, "at least 2 seeds"),

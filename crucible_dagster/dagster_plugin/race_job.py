@@ -35,8 +35,23 @@ MAX_ROUND_STEPS = 40
 
 
 def round_steps(experiment: Experiment) -> int:
+    """Steps for the most rounds the race can take; over the dataset's samples, as many as its
+    declared size allows (``sample.n`` or ``limit``), else ``MAX_ROUND_STEPS`` (the definitions
+    do not load the data)."""
     assert experiment.sweep is not None
-    return max(1, min(MAX_ROUND_STEPS, experiment.sweep.race.max_rounds(len(experiment.seeds))))
+    race = experiment.sweep.race
+    blocks: int | None = len(experiment.seeds)
+    dataset = experiment.dataset
+    if race.block == "folds" and dataset is not None and dataset.folds is not None:
+        blocks = dataset.folds.k
+    elif race.block == "samples":
+        sample = dataset.sample if dataset is not None else None
+        blocks = sample.n if sample is not None and sample.n is not None else None
+        if blocks is None and dataset is not None:
+            blocks = dataset.limit
+    if blocks is None:
+        return MAX_ROUND_STEPS if race.max_blocks is None else race.max_rounds(race.max_blocks)
+    return max(1, min(MAX_ROUND_STEPS, race.max_rounds(blocks)))
 
 
 def _round_op(
@@ -122,20 +137,23 @@ def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.Op
     def compare(context, outcomes):
         run_experiment = context.resources.crucible.applied_to(experiment)
         sweep = dagster_run(run_experiment, context, steps=[])
-        from crucible_dagster.sweeps.raced import race_summary, race_trials
+        from crucible_dagster.sweeps.raced import race_summary, race_trials, sort_trials
 
         trials = expand_grid(run_experiment)
         raced = race_trials(run_experiment, trials, sweep, rounds=0)
         raced.outcomes = [TrialOutcome.from_dict(o) for o in outcomes]
-        ran = {o.trial.trial_id for o in raced.outcomes}
-        raced.skipped = [t for t in trials if t.trial_id not in ran]
+        assert run_experiment.sweep is not None
+        sort_trials(raced, trials, on_data=run_experiment.sweep.race.block != "seeds")
         for trial in raced.skipped:
             sweep.record(f"trial:{trial.trial_id}", "skipped")
+        for trial in raced.raced_on_data:
+            sweep.record(f"trial:{trial.trial_id}", "completed")
         comparison, paths = finish_sweep(
             run_experiment,
             raced.survivors_outcomes(),
             sweep,
             extra={"race": race_summary(raced)},
+            exhausted=raced.budget_spent,
         )
         yield from sweep_materialization(experiment, translator, comparison, paths)
         yield dg.Output(comparison)

@@ -29,6 +29,8 @@ from crucible_dagster.racing.state import (
 from crucible_dagster.run_history.records import RecordError
 
 Evaluate = Callable[[Sequence[str], Sequence[str]], Mapping[str, Sequence[float]]]
+#: what the evaluations have cost so far (the sweep's budget ledger), for ``budget.cost``
+Spent = Callable[[], float]
 #: called after each finished round (e.g. to log it or emit Dagster metadata)
 OnRound = Callable[[RoundRecord], None]
 
@@ -81,7 +83,10 @@ class Race:
         blocks: Sequence[str],
         direction: Literal["maximize", "minimize"] = "maximize",
         state_path: Path | None = None,
+        spent: Spent | None = None,
     ) -> None:
+        if settings.max_cost is not None and spent is None:
+            raise RaceError("racing.budget.cost needs the spend of the evaluations (a ledger)")
         if len(set(configs)) != len(configs) or not configs:
             raise RaceError("a race needs at least one configuration, each id once")
         if len(set(blocks)) != len(blocks):
@@ -89,6 +94,7 @@ class Race:
         self.settings = settings
         self.direction = direction
         self.state_path = state_path
+        self.spent = spent
         order = block_order(blocks, settings.block, settings.order_seed)
         if settings.max_blocks is not None:
             order = order[: settings.max_blocks]
@@ -151,16 +157,32 @@ class Race:
 
     def next_blocks(self) -> list[str]:
         """The next round's blocks (none when the race is over): first_look, then round_size,
-        cut to the blocks left and to what the budget still pays for every survivor."""
+        cut to the blocks left and to what the budget still pays for every survivor (the cost
+        of an evaluation estimated from the rounds so far)."""
         if self.record.finished:
             return []
         done = self.blocks_done
         size = self.settings.first_look if done == 0 else self.settings.round_size
         size = min(size, len(self.record.block_order) - done)
-        if self.settings.budget is not None:
-            left = self.settings.budget - self.record.evaluations
-            size = min(size, max(0, left) // len(self.record.survivors))
+        survivors = len(self.record.survivors)
+        most = self.settings.max_evaluations
+        if most is not None:
+            size = min(size, max(0, most - self.record.evaluations) // survivors)
+        cost = self.settings.max_cost
+        if cost is not None:
+            left = cost - self.record.cost
+            each = self.record.cost / self.record.evaluations if self.record.evaluations else 0.0
+            if left <= 0:
+                size = 0
+            elif each > 0:
+                size = min(size, int(left / each + 1e-9) // survivors)
         return self.record.block_order[done : done + max(0, size)]
+
+    def stop(self, reason: str) -> None:
+        """End the race before its blocks run out (the experiment's budget is spent): the
+        reason is recorded in ``race.json``."""
+        if not self.record.finished:
+            self._finish(reason)
 
     def run(
         self, evaluate: Evaluate, on_round: OnRound | None = None, rounds: int | None = None
@@ -174,13 +196,19 @@ class Race:
             if not blocks:
                 self._finish(self._why_no_blocks())
                 break
-            record = self.play_round(blocks, evaluate(list(self.record.survivors), blocks))
+            before = self.spent() if self.spent is not None else 0.0
+            scores = evaluate(list(self.record.survivors), blocks)
+            cost = self.spent() - before if self.spent is not None else 0.0
+            record = self.play_round(blocks, scores, cost=max(0.0, cost))
             if on_round is not None:
                 on_round(record)
         return RaceResult(self.record)
 
-    def play_round(self, blocks: list[str], scores: Mapping[str, Sequence[float]]) -> RoundRecord:
-        """Take one round's scores, look, drop, and record the round (written before return)."""
+    def play_round(
+        self, blocks: list[str], scores: Mapping[str, Sequence[float]], cost: float = 0.0
+    ) -> RoundRecord:
+        """Take one round's scores (and what they cost), look, drop, and record the round
+        (written before return)."""
         survivors = list(self.record.survivors)
         table = self._checked_scores(survivors, blocks, scores)
         look = self._look(survivors, blocks, table)
@@ -194,9 +222,11 @@ class Race:
             evaluations=len(blocks) * len(survivors),
             dropped=dropped,
             look=look.to_json(),
+            cost=float(cost),
         )
         self.record.rounds.append(record)
         self.record.evaluations += record.evaluations
+        self.record.cost += record.cost
         self.record.survivors = [c for c in survivors if c not in dropped]
         if self.test is not None:
             self.record.test_state = self.test.to_json()
@@ -248,9 +278,12 @@ class Race:
     def _why_no_blocks(self) -> str:
         if self.blocks_done >= len(self.record.block_order):
             return f"all {len(self.record.block_order)} blocks raced"
-        return (
-            f"budget of {self.settings.budget} evaluations spent ({self.record.evaluations} used)"
-        )
+        most, cost = self.settings.max_evaluations, self.settings.max_cost
+        if most is not None and (
+            cost is None or most - self.record.evaluations < len(self.record.survivors)
+        ):
+            return f"budget of {most} evaluations spent ({self.record.evaluations} used)"
+        return f"budget of cost {cost} spent ({self.record.cost:.6g} used)"
 
     def _finish(self, reason: str) -> None:
         self.record.finished = True

@@ -42,6 +42,8 @@ class RoundRecord(_Strict):
     evaluations: int = Field(ge=0, le=10**13)
     dropped: list[Id] = Field(max_length=MAX_ITEMS)
     look: dict[str, Any]
+    #: what the round's evaluations cost (the sweep's budget ledger; 0 when nothing is priced)
+    cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
 
 class RaceRecord(_Strict):
@@ -57,6 +59,7 @@ class RaceRecord(_Strict):
     survivors: list[Id]
     rounds: list[RoundRecord] = Field(max_length=MAX_ITEMS)
     evaluations: int = Field(ge=0, le=10**13)
+    cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     finished: bool
     finish_reason: Annotated[str, Field(max_length=4096)] = ""
     test_state: dict[str, Any] = Field(default_factory=dict)

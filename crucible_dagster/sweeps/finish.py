@@ -19,10 +19,11 @@ def finish_sweep(
     *,
     all_ok: bool = True,
     extra: Mapping[str, Any] | None = None,
+    exhausted: bool = False,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Compare the trials, write the sweep's reports, and end its record (``completed``;
     ``failed`` when not ``all_ok``; ``budget_exhausted`` when the sweep's budget stopped a
-    trial's calls); the comparison and the reports' paths."""
+    trial's calls, or ``exhausted``: it stopped a race); the comparison and the reports' paths."""
     # scipy and the report writers load when a sweep is compared, not with the definitions
     from crucible_dagster.reports.sweep import write_sweep_reports
     from crucible_dagster.sweeps.comparison import compare_trials
@@ -34,7 +35,7 @@ def finish_sweep(
         sweep.telemetry.emit("sweep_compared", trials=len(outcomes))
         run_id = str(sweep.manifest.get("run_id"))
         paths = write_sweep_reports(experiment, comparison, sweep.path, run_id)
-    exhausted = any(o.status == "budget_exhausted" for o in outcomes)
+    exhausted = exhausted or any(o.status == "budget_exhausted" for o in outcomes)
     status: RunStatus = "failed" if not all_ok else "budget_exhausted" if exhausted else "completed"
     sweep.end(status, metrics={"sweep": comparison})
     return comparison, paths

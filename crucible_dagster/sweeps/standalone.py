@@ -67,12 +67,15 @@ def run_sweep(
         )
         for trial in raced.skipped:
             sweep.record(trial_step(trial.trial_id), "skipped")
+        for trial in raced.raced_on_data:  # its evaluations are its rounds' trials
+            sweep.record(trial_step(trial.trial_id), "completed")
         comparison, _ = finish_sweep(
             experiment,
             raced.survivors_outcomes(),
             sweep,
             all_ok=not raced.failures,
             extra={"race": race_summary(raced)},
+            exhausted=raced.budget_spent,
         )
         return SweepResult(sweep_id, str(sweep.path), raced.outcomes, comparison)
     outcomes, failures = run_trials(

@@ -217,15 +217,26 @@ class Experiment(IRModel):
         return self
 
     def _check_race(self) -> None:
-        """A race over seeds needs configurations to drop and seeds to race on."""
+        """A race needs configurations to drop and blocks to race on: seeds, or the dataset's
+        samples or folds (then one seed at most: a block is a sample, not a replicate)."""
         if self.sweep is None or self.sweep.strategy != "racing":
             return
-        if len(self.seeds) < 2 or not self.parameters:
+        race = self.sweep.race
+        if race.block == "seeds" and (len(self.seeds) < 2 or not self.parameters):
             raise PydanticCustomError(
                 "racing_needs_a_grid",
                 "sweep.strategy 'racing' races configurations (parameters) over seeds: "
                 "give parameters and at least 2 seeds (found {n} seed(s))",
                 {"n": len(self.seeds), "field": "sweep.strategy"},
+            )
+        if race.block != "seeds":
+            self._check_race_on_data(race.block)
+        if race.max_cost is not None and self.budget is None:
+            raise PydanticCustomError(
+                "race_cost_needs_budget",
+                "sweep.racing.budget.cost is read from the sweep's budget ledger: set the "
+                "experiment's budget (e.g. budget: {{max_cost: ...}}) so its spend is counted",
+                {"field": "sweep.racing.budget.cost"},
             )
         if self.dagster.sweep.mode == "partitions":
             raise PydanticCustomError(
@@ -234,6 +245,36 @@ class Experiment(IRModel):
                 "with sweep.strategy 'racing'",
                 {"field": "dagster.sweep.mode"},
             )
+
+    def _check_race_on_data(self, block: str) -> None:
+        problem = None
+        if not self.parameters:
+            problem = "give parameters: the configurations to race"
+        elif self.dataset is None:
+            problem = f"block {block!r} needs a dataset (its {block} are the blocks)"
+        elif block == "folds" and self.dataset.folds is None:
+            problem = "block 'folds' needs dataset.folds (k): the dataset has no folds"
+        elif len(self.seeds) > 1:
+            problem = f"block {block!r} races one seed; found {len(self.seeds)} seeds"
+        elif not self._has_per_sample_column():
+            problem = (
+                f"block {block!r} scores each sample: set sweep.per_sample to a column of the "
+                "per-sample table, or a score stage metric (score...)"
+            )
+        if problem is not None:
+            raise PydanticCustomError(
+                "racing_needs_blocks",
+                "sweep.racing.block: {problem}",
+                {"problem": problem, "field": "sweep.racing.block"},
+            )
+
+    def _has_per_sample_column(self) -> bool:
+        """As ``sweeps.per_sample.score_column``: a named column, or the score stage's metric."""
+        sweep = self.sweep
+        assert sweep is not None
+        if sweep.per_sample is False:
+            return False
+        return isinstance(sweep.per_sample, str) or sweep.metric.split(".")[0] == "score"
 
     def _check_dagster(self) -> None:
         """The ``dagster:`` block against the rest, and the sweep linked to its settings."""

@@ -5,14 +5,29 @@ budget of 0 are refused with the field's path."""
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel
 
 RaceMethod = Literal["sequential", "frace"]
 BlockKind = Literal["samples", "seeds", "folds"]
+
+
+class RaceBudget(IRModel):
+    """What the race may spend: evaluations (configuration x block) and/or cost (the backends'
+    price unit, as ``budget.max_cost``; read from the sweep's budget ledger, so it needs the
+    experiment's ``budget:``). The race stops when either, or the experiment's budget, is spent."""
+
+    evaluations: Int | None = Field(default=None, ge=1, le=10**12)
+    cost: Float | None = Field(default=None, gt=0, le=1e12)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Self:
+        if self.evaluations is None and self.cost is None:
+            raise ValueError("set evaluations or cost (or remove racing.budget)")
+        return self
 
 
 class RacingSettings(IRModel):
@@ -44,11 +59,12 @@ class RacingSettings(IRModel):
     min_survivors: Int = Field(
         default=1, ge=1, le=100_000, description="The race ends when this many remain."
     )
-    budget: Int | None = Field(
+    budget: RaceBudget | None = Field(
         default=None,
-        ge=1,
-        le=10**12,
-        description="At most this many evaluations (configuration x block) in all.",
+        description=(
+            "At most this many evaluations (configuration x block; a number is evaluations) "
+            "and/or this cost, shared with the experiment's budget."
+        ),
     )
     score_range: tuple[Float, Float] = Field(
         default=(0.0, 1.0),
@@ -63,6 +79,22 @@ class RacingSettings(IRModel):
         le=2**32 - 1,
         description="Seed of the random order samples are visited in.",
     )
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _count_is_evaluations(cls, value: Any) -> Any:
+        """``budget: 200`` is ``budget: {evaluations: 200}``."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"evaluations": value}
+        return value
+
+    @property
+    def max_evaluations(self) -> int | None:
+        return None if self.budget is None else self.budget.evaluations
+
+    @property
+    def max_cost(self) -> float | None:
+        return None if self.budget is None else self.budget.cost
 
     def max_rounds(self, n_blocks: int) -> int:
         """The most rounds a race over ``n_blocks`` can take: the first look, then

@@ -65,8 +65,8 @@ class SweepConfig(IRModel):
     strategy: Literal["grid", "racing"] = Field(
         default="grid",
         description=(
-            "grid: every configuration on every seed; racing: rounds of seeds, configurations "
-            "shown worse are dropped (sweep.racing)."
+            "grid: every configuration on every seed; racing: rounds of blocks (seeds, samples "
+            "or folds), configurations shown worse are dropped (sweep.racing)."
         ),
     )
     racing: RacingSettings | None = Field(
@@ -80,11 +80,6 @@ class SweepConfig(IRModel):
         if self.racing is not None and self.strategy != "racing":
             raise ValueError(
                 "sweep.racing is set but sweep.strategy is 'grid': add strategy: racing"
-            )
-        if self.strategy == "racing" and self.race.block != "seeds":
-            raise ValueError(
-                f"sweep.racing.block: {self.race.block!r} is not available yet; race over seeds "
-                "(block: seeds)"
             )
         return self
 
