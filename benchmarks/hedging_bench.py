@@ -20,8 +20,8 @@ from benchmarks.harness import Row, Timing
 from crucible_dagster.backends.base import Request
 from crucible_dagster.backends.openai_compatible import OpenAICompatibleBackend
 from crucible_dagster.backends.registry import build_backend
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.experiment.ir import BackendRef, Hedging
-from tests.llm_server import llm_server
 
 REQUESTS = 1000
 REPEATS = 4

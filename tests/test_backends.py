@@ -14,9 +14,9 @@ import pytest
 from crucible_dagster.backends.base import Request
 from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
 from crucible_dagster.backends.scikit_learn import SklearnBackend
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.experiment.ir import BackendRef, Hedging
 from crucible_dagster.hedging.caller import HedgedCaller, quantile
-from tests.llm_server import llm_server
 
 
 def ref(**data: object) -> BackendRef:

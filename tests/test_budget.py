@@ -13,11 +13,11 @@ import pytest
 
 from crucible_dagster import Experiment
 from crucible_dagster.budget import BudgetExhausted, Ledger, LedgerError
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.experiment.ir import Budget
 from crucible_dagster.run_history.records import read_run
 from crucible_dagster.runtime.runner import run
 from tests.conftest import Cli
-from tests.llm_server import llm_server
 
 SEED = "crucible_dagster.contrib.examples:SeedExamples"
 

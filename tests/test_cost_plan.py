@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from crucible_dagster import Experiment
+from crucible_dagster.contrib.llm_server import llm_server
 from tests.conftest import Cli
-from tests.llm_server import llm_server
 from tests.test_budget import SEED, examples
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from crucible_dagster import Experiment
+from crucible_dagster.contrib.llm_server import default_answer, llm_server
 from crucible_dagster.runtime.runner import run
-from tests.llm_server import default_answer, llm_server
 
 pytestmark = pytest.mark.slow  # real HTTP round trips, with deliberate stalls
 

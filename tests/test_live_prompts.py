@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from crucible_dagster import Experiment
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.runtime.runner import run
 from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import Cli
-from tests.llm_server import llm_server
 
 
 def backend(url: str) -> dict[str, Any]:

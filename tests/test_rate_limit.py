@@ -14,8 +14,8 @@ import pytest
 from crucible_dagster.backends.base import Request
 from crucible_dagster.backends.rate_limit import RateLimitClosed, RateLimiter, TokenBucket
 from crucible_dagster.backends.registry import build_backend
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.experiment.ir import BackendRef
-from tests.llm_server import llm_server
 
 
 class Clock:

@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.evaluation.per_sample import as_table
 from crucible_dagster.experiment.loading import loads_experiment
 from crucible_dagster.runtime.runner import RunResult, run
-from tests.llm_server import llm_server
 
 N = 30
 

@@ -20,9 +20,9 @@ import pytest
 from crucible_dagster.backends.base import Request, Response
 from crucible_dagster.backends.openai_compatible import digest
 from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
+from crucible_dagster.contrib.llm_server import Raw, completion_body, llm_server, redirect
 from crucible_dagster.experiment.ir import BackendRef
 from tests.hostile.conftest import Cli, snapshot
-from tests.llm_server import Raw, completion_body, llm_server, redirect
 
 pytestmark = pytest.mark.timeout(30)  # a regression here is a hang: fail it, never wait it out
 

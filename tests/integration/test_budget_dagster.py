@@ -10,9 +10,9 @@ from typing import Any
 
 import dagster as dg
 
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.dagster_plugin.ops import STATUS_TAG
-from tests.llm_server import llm_server
 from tests.test_budget import experiment
 
 

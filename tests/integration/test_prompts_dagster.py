@@ -12,8 +12,8 @@ import dagster as dg
 import pandas as pd
 
 from crucible_dagster import Experiment
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.dagster_plugin import build_job
-from tests.llm_server import llm_server
 
 
 def experiment(url: str, prompt: Any, **extra: Any) -> Experiment:

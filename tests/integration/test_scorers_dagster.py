@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from crucible_dagster.contrib.llm_server import default_answer, llm_server
 from crucible_dagster.experiment.loading import loads_experiment
-from tests.llm_server import default_answer, llm_server
 
 pytestmark = [pytest.mark.integration]
 
