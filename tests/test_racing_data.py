@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from crucible_dagster import Experiment
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.runtime.driver import Run
 from crucible_dagster.runtime.run_record import read_manifest
 from crucible_dagster.sweeps.grid import expand_grid
 from crucible_dagster.sweeps.raced import race_trials
 from crucible_dagster.sweeps.standalone import run_sweep
-from tests.llm_server import llm_server
 
 pytestmark = pytest.mark.slow  # each runs a real raced sweep against a real HTTP server
 
