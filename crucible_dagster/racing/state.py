@@ -18,7 +18,6 @@ from crucible_dagster.run_history.records import (
     RecordError,
     parse_json,
     read_bytes,
-    read_bytes_check,
     shown,
 )
 
@@ -72,7 +71,6 @@ def write_race(path: Path, record: RaceRecord) -> Path:
 
 def read_race(path: Path) -> RaceRecord:
     """``race.json`` validated; a ``RecordError`` naming the file and field otherwise."""
-    read_bytes_check(path, MAX_RACE_BYTES, "a race record")  # a directory, before it is opened
     raw = parse_json(path, read_bytes(path, MAX_RACE_BYTES, "a race record"), "a race record")
     if not isinstance(raw, dict):
         raise RecordError(path, "record", "a JSON object", type(raw).__name__)

@@ -174,13 +174,23 @@ def read_bytes(path: Path, cap: int, what: str) -> bytes:
     except OSError as exc:
         found = "a symlink" if path.is_symlink() else (exc.strerror or str(exc))
         raise RecordError(path, "file", f"{what} (a regular file)", found) from None
-    with os.fdopen(fd, "rb") as handle:
+    # checked on the descriptor before a file object wraps it: ``os.fdopen`` of a directory
+    # raises a bare IsADirectoryError, not the located RecordError
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise RecordError(path, "file", f"{what} (a regular file)", "another kind of file")
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "another kind of file"
+            raise RecordError(path, "file", f"{what} (a regular file)", kind)
         if info.st_size > cap:
             raise RecordError(path, "file", f"at most {cap} bytes", f"{info.st_size} bytes")
-        return handle.read(cap + 1)[:cap]
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read(cap + 1)[:cap]
+        except OSError as exc:
+            raise RecordError(path, "file", what, exc.strerror or str(exc)) from None
 
 
 def parse_json(path: Path, data: bytes, what: str) -> Any:

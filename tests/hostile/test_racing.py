@@ -209,3 +209,114 @@ def test_race_report_escapes_configuration_ids() -> None:
     markdown = "\n".join(race_markdown(race))
     assert "<script>" not in markdown and "](javascript:" not in markdown
     assert "<script>" not in race_html(race)
+
+
+# --- issue 25 leftovers: a directory where a record belongs, new settings, data blocks ---------
+
+
+@pytest.mark.parametrize("reader", ["read_bytes", "read_manifest", "read_race"])
+def test_a_directory_where_a_record_belongs_is_a_located_record_error(
+    tmp_path: Path, reader: str
+) -> None:
+    """``read_bytes`` once let ``os.fdopen`` raise a bare IsADirectoryError: every reader over
+    it now says which file, that a regular file was expected and that a directory was found."""
+    from crucible_dagster.run_history import records
+
+    folder = tmp_path / "manifest.json"
+    folder.mkdir()
+    with pytest.raises(RecordError) as info:
+        if reader == "read_bytes":
+            records.read_bytes(folder, 100, "a record")
+        elif reader == "read_manifest":
+            records.read_run(tmp_path)
+        else:
+            state_module.read_race(folder)
+    _one_line(info.value, str(folder), "regular file", "a directory")
+
+
+def test_an_older_record_without_cost_still_resumes(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    _edit(path, lambda d: [d.pop("cost"), *(r.pop("cost") for r in d["rounds"])])
+    race = _resume(path)
+    assert race.record.cost == 0.0 and len(race.record.rounds) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d.update(cost=-1.0), "cost"),
+        (lambda d: d.update(cost="0.5"), "cost"),
+        (lambda d: d["rounds"][0].update(cost=float("inf")), "rounds.0.cost"),
+        (lambda d: d["rounds"][1].update(cost=True), "rounds.1.cost"),
+    ],
+)
+def test_a_cost_of_the_wrong_kind(tmp_path: Path, change: Any, field: str) -> None:
+    path = _written(tmp_path)
+    text = json.loads(path.read_text())
+    change(text)
+    path.write_text(json.dumps(text).replace("Infinity", "1e999"))
+    with pytest.raises(RecordError) as info:
+        _resume(path)
+    _one_line(info.value, str(path), field)
+
+
+@pytest.mark.parametrize(
+    ("budget", "field"),
+    [
+        (0, "evaluations"),
+        ({"evaluations": 0}, "evaluations"),
+        ({"cost": 0}, "cost"),
+        ({"cost": -1.0}, "cost"),
+        ({"cost": float("nan")}, "cost"),
+        ({"evaluations": True}, "evaluations"),
+        ({}, "set evaluations or cost"),
+        ({"tokens": 5}, "tokens"),
+        (True, "budget"),
+        ("100", "budget"),
+    ],
+)
+def test_race_budgets_of_zero_or_the_wrong_kind(budget: Any, field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        RacingSettings.model_validate({"budget": budget})
+    assert field in str(info.value)
+
+
+def test_a_constant_metric_drops_nobody_and_says_why() -> None:
+    """Every configuration scores the same on every block: no test can tell them apart, both
+    methods keep everyone, and the look says the metric looks constant."""
+    for method in ("sequential", "frace"):
+        race = Race(RacingSettings(method=method, first_look=4, round_size=4), CONFIGS, BLOCKS)
+        result = race.run(lambda configs, blocks: {c: [0.5] * len(blocks) for c in configs})
+        assert result.survivors == CONFIGS, method
+        assert all("constant metric" in r.look["note"] for r in result.record.rounds), method
+        assert result.record.finish_reason == f"all {len(BLOCKS)} blocks raced"
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        {"parameters": {}},
+        {"parameters": {"level": []}},
+        {"parameters": {"level": [0.5]}},
+        {"parameters": {"level": "0.5,0.9"}},
+    ],
+)
+def test_bad_spaces_are_refused_or_leave_nothing_to_race(
+    space: dict[str, Any], tmp_path: Path
+) -> None:
+    """A space with no configuration is refused at validate; a single configuration (a text
+    where a list belongs is one value) is a race already over (nothing to drop), never an error
+    mid-run."""
+    from crucible_dagster import Experiment
+    from crucible_dagster.sweeps.standalone import run_sweep
+    from tests.test_racing_sweep import RACED
+
+    data = {**RACED, **space, "seeds": [1, 2, 3]}
+    try:
+        experiment = Experiment.model_validate(data)
+    except ValidationError as exc:
+        assert "parameters" in str(exc)
+        return
+    result = run_sweep(experiment, run_id="one", artifacts=str(tmp_path))
+    race = result.comparison["race"]
+    assert race["evaluations"] == 0 and "nothing to race" in race["finish_reason"]
