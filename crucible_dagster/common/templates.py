@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from crucible_dagster.common import template_limits as limits
+
 MAX_TEMPLATE_CHARS = 64 * 1024
 #: a rendered message longer than this is an error (a loop in a template cannot fill the memory)
-MAX_RENDERED_CHARS = 1024 * 1024
+MAX_RENDERED_CHARS = limits.MAX_SIZE
 #: names a template may read besides the example's fields: the whole example, as a mapping (for
 #: field names that are not identifiers: ``{{ example["question text"] }}``)
 EXAMPLE_NAME = "example"
@@ -49,9 +51,40 @@ def environment() -> Any:
     importing this module does not import jinja2)."""
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.utils import Namespace
+
+    class BoundedNamespace(Namespace):
+        def __init__(*args: Any, **kwargs: Any) -> None:
+            for value in (*args[2:], *kwargs.values()):
+                limits.check_stored(value)
+            Namespace.__init__(*args, **kwargs)
+
+        def __setitem__(self, name: str, value: Any) -> None:
+            limits.check_stored(value)
+            super().__setitem__(name, value)
+
+    class BoundedSandbox(ImmutableSandboxedEnvironment):
+        """The immutable sandbox, with the operators that build large values checked first."""
+
+        intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            limits.check_binop(operator, left, right)
+            return super().call_binop(context, operator, left, right)
+
+        def wrap_str_format(self, value: Any) -> Any:
+            if isinstance(getattr(value, "__self__", None), str):
+                limits.check_format_string(value.__self__)
+            return super().wrap_str_format(value)
 
     # one trailing newline (a YAML block's) is dropped, as Jinja2 does by default
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
+    for name in limits.SIZED_FILTERS:
+        env.filters[name] = limits.sized_filter(name, env.filters[name])
+    env.globals.update(
+        lipsum=limits.bounded_lipsum(env.globals["lipsum"]), namespace=BoundedNamespace
+    )
+    return env
 
 
 def _unsafe_name(name: str) -> bool:
@@ -148,13 +181,16 @@ def render(source: str, fields: Mapping[str, Any], where: str) -> str:
     parts: list[str] = []
     size = 0
     try:
-        for chunk in _compiled(source).generate(values):
-            size += len(chunk)
-            if size > MAX_RENDERED_CHARS:
-                raise TemplateError(
-                    f"{where}: the rendered message is over {MAX_RENDERED_CHARS} characters"
-                )
-            parts.append(chunk)
+        with limits.counted_steps():
+            for chunk in _compiled(source).generate(values):
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    raise TemplateError(
+                        f"{where}: the rendered message is over {MAX_RENDERED_CHARS} characters"
+                    )
+                parts.append(chunk)
+    except limits.TemplateLimit as exc:
+        raise TemplateError(f"{where}: {exc}") from None
     except UndefinedError as exc:
         shown = ", ".join(sorted(str(k) for k in fields)[:20]) or "none"
         raise TemplateError(f"{where}: {exc.message} (the fields: {shown})") from None
@@ -166,4 +202,6 @@ def render(source: str, fields: Mapping[str, Any], where: str) -> str:
         raise
     except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError) as exc:
         raise TemplateError(f"{where}: {type(exc).__name__}: {exc}") from None
+    except MemoryError:
+        raise TemplateError(f"{where}: rendering ran out of memory") from None
     return "".join(parts)
