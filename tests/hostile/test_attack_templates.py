@@ -9,8 +9,8 @@ import pytest
 
 from crucible_dagster import Experiment
 from crucible_dagster.common.templates import TemplateError, check_template, render
+from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.runtime.runner import run
-from tests.llm_server import llm_server
 
 HOSTILE = {
     # one operator, hours of CPU or gigabytes of memory
