@@ -3,7 +3,9 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,32 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+def finish_together(
+    procs: list[subprocess.Popen[str]], timeout: float
+) -> list[tuple[int, str, str]]:
+    """Each process's (exit code, stdout, stderr), all bounded by one ``timeout``: a process
+    still running then is killed, with the others, and the test fails saying which. Reading
+    both pipes as it waits (``communicate``), so a child that writes much never blocks on a full
+    pipe while the test waits for it to exit."""
+    deadline = time.monotonic() + timeout
+    results: list[tuple[int, str, str]] = []
+    try:
+        for number, proc in enumerate(procs, start=1):
+            try:
+                out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pytest.fail(
+                    f"process {number} of {len(procs)} ({proc.args!r}) ran past {timeout} s"
+                )
+            results.append((proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return results
 
 
 @dataclass

@@ -6,16 +6,19 @@ refused field by field, never spent past."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
 
-from crucible_dagster.budget import BudgetExhausted, Ledger, LedgerError
+from crucible_dagster.budget import Ledger, LedgerError
 from crucible_dagster.budget.ledger import MAX_LEDGER_BYTES
 from crucible_dagster.experiment.ir import Budget
+from tests.conftest import ROOT, finish_together, subprocess_env
 from tests.hostile.conftest import Cli
 from tests.hostile.test_settings_parity import HEAD, _refused_everywhere
 
@@ -186,24 +189,22 @@ def test_a_ledger_too_large_or_not_a_file_is_refused(tmp_path: Path) -> None:
         ledger(tmp_path, max_requests=1).reserve(1, 0.0)
 
 
-def _spend(folder: str, attempts: int) -> int:
-    book = ledger(Path(folder), max_requests=40)
-    granted = 0
-    for _ in range(attempts):
-        try:
-            book.settle(book.reserve(1, 0.0), 1, 0.0)
-            granted += 1
-        except BudgetExhausted:
-            pass
-    return granted
-
-
 @pytest.mark.slow  # three fresh interpreters
 def test_processes_racing_for_one_budget_get_exactly_it(tmp_path: Path) -> None:
     """Three processes (as Celery workers running a sweep's trials) ask 30 requests each of a
-    budget of 40: 40 are granted, in total, and the ledger says so."""
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
-        granted = pool.starmap(_spend, [(str(tmp_path), 30)] * 3)
+    budget of 40: 40 are granted, in total, and the ledger says so. Plain subprocesses bounded
+    by one deadline: a worker that dies or stalls fails the test, saying which, never hangs it
+    (a multiprocessing pool waits forever for the task of a worker that died)."""
+    command = [sys.executable, "-m", "tests.budget_spender", str(tmp_path), "30", "40"]
+    procs = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=subprocess_env(), stdout=PIPE, stderr=PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    results = finish_together(procs, timeout=120)
+    assert [code for code, _, _ in results] == [0, 0, 0], [err for _, _, err in results]
+    granted = [json.loads(out)["granted"] for _, out, _ in results]
     assert sum(granted) == 40
     state = json.loads((tmp_path / "budget.json").read_text())
     assert state["requests"] == 40 and state["refused"] == 50 and state["in_flight"] == 0

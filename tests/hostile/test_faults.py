@@ -14,7 +14,7 @@ import pytest
 
 from crucible_dagster import Experiment, run
 from crucible_dagster.runtime.run_record import stale_note
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import ROOT, finish_together, subprocess_env
 from tests.hostile.conftest import Cli
 
 SLOW = (
@@ -126,9 +126,8 @@ def test_twenty_concurrent_runs_get_twenty_run_directories(
         "id: many\npipeline: [{name: validate}]\noutputs: [{name: r, formats: [json]}]\n"
     )
     procs = [_crucible(["run", str(path)], artifacts_dir) for _ in range(20)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+    for code, _, err in finish_together(procs, timeout=300):
+        assert code == 0, err
     manifests = [
         json.loads(p.read_text()) for p in (artifacts_dir / "many").glob("*/manifest.json")
     ]
@@ -142,7 +141,8 @@ def test_processes_racing_for_one_run_id_exactly_one_wins(
     path = tmp_path / "e.yaml"
     path.write_text("id: race\npipeline: [{name: validate}]\n")
     procs = [_crucible(["run", str(path), "--run-id", "same"], artifacts_dir) for _ in range(6)]
-    results = [(proc.wait(timeout=300), proc.communicate()[1]) for proc in procs]
+    # wait() would leave their pipes unread: a child that filled one would never exit
+    results = [(code, err) for code, _, err in finish_together(procs, timeout=300)]
     assert sorted(code for code, _ in results) == [0, 1, 1, 1, 1, 1]
     for code, err in results:
         if code:
