@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from crucible_dagster.backends.registry import BackendError, build_backend, chec
 from crucible_dagster.contrib.llm_server import Raw, completion_body, llm_server, redirect
 from crucible_dagster.experiment.ir import BackendRef
 from tests.hostile.conftest import Cli, snapshot
+from tests.http_probes import TalliedRaw, recorded_waits
 
 pytestmark = pytest.mark.timeout(30)  # a regression here is a hang: fail it, never wait it out
 
@@ -77,13 +77,12 @@ def test_a_redirect_is_never_followed_and_the_key_never_leaves(
 @pytest.mark.parametrize("drip_head", [False, True], ids=["body", "head"])
 def test_a_drip_ends_at_the_deadline_and_the_others_keep_their_answers(drip_head: bool) -> None:
     """1 byte every 50 ms of a 60-byte answer takes 3 s; each read is far under the timeout."""
-    slow = Raw(body=completion_body("late"), drip_s=0.05, drip_head=drip_head)
+    slow = TalliedRaw(body=completion_body("late"), drip_s=0.05, drip_head=drip_head)
+    dripped = len(slow.body) + (len(slow.head()) if drip_head else 0)
     with llm_server() as (url, server):
         server.script = by_prompt({"slow": slow})
-        began = time.monotonic()
         answers = ask(backend(url, timeout_s=0.4), ["slow", "1+1", "2+2"])
-        elapsed = time.monotonic() - began
-    assert elapsed < 1.5
+        assert slow.sent < dripped, "the client waited for the whole drip"  # it hung up midway
     assert answers["slow"].error == (
         f"TimeoutError for {url}/chat/completions: no complete answer within 0.4 s"
     )
@@ -94,14 +93,13 @@ def test_a_drip_ends_at_the_deadline_and_the_others_keep_their_answers(drip_head
 def test_each_read_waits_only_for_what_is_left_of_the_deadline() -> None:
     """A byte every 0.9 s with timeout_s 1: the read begun at 0.9 s must give up at 1 s, not
     wait up to a whole timeout_s more, for the byte due at 1.8 s."""
-    slow = Raw(body=completion_body("late"), drip_s=0.9)
+    slow = TalliedRaw(body=completion_body("late"), drip_s=0.9)
     with llm_server() as (url, server):
         server.script = by_prompt({"slow": slow})
-        began = time.monotonic()
         answer = ask(backend(url, timeout_s=1.0), ["slow"])["slow"]
-        elapsed = time.monotonic() - began
+        sent = slow.sent  # the bytes due at 0 s and 0.9 s; the next one is due at 1.8 s
     assert answer.error is not None and answer.error.startswith("TimeoutError for ")
-    assert elapsed < 1.4
+    assert sent == 2, "the client waited for the byte due after its deadline"
 
 
 def test_a_body_over_the_cap_is_that_samples_error() -> None:
@@ -115,7 +113,6 @@ def test_a_body_over_the_cap_is_that_samples_error() -> None:
         )
         answers = ask(backend(url, max_response_bytes=1000), ["declared", "undeclared", "1+1"])
         server.script = by_prompt({"claims": Raw(body=big, claimed_length=17 * 1024 * 1024)})
-        began = time.monotonic()
         default = ask(backend(url), ["claims"])["claims"]
     for name in ("declared", "undeclared"):
         assert answers[name].error == (
@@ -126,27 +123,25 @@ def test_a_body_over_the_cap_is_that_samples_error() -> None:
     assert default.error == (
         f"HTTP 200 from {url}/chat/completions: the body is over max_response_bytes "
         f"({16 * 1024 * 1024} bytes)"
-    )
-    assert time.monotonic() - began < 1.0  # refused on its header, nothing waited for
+    )  # its body is 5 KB: only its header (17 MiB claimed) was over the cap
 
 
-def test_retry_after_is_capped_by_max_backoff_s() -> None:
+def test_retry_after_is_capped_by_max_backoff_s(monkeypatch: pytest.MonkeyPatch) -> None:
     far = {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}
     with llm_server() as (url, server):
         server.script = lambda n, body: Raw(503, b"{}", headers=far) if n == 1 else None
         client = backend(url, max_retries=2, max_backoff_s=0.1, concurrency=1)
-        began = time.monotonic()
+        waits = recorded_waits(client, monkeypatch)
         first = ask(client, ["1+1"])["1+1"]
         server.fail_next(1, status=429, retry_after=3600)
         second = ask(client, ["2+2"])["2+2"]
-        elapsed = time.monotonic() - began
     assert (first.output, first.extra_requests, second.output, second.extra_requests) == (
         "2",
         1,
         "4",
         1,
     )
-    assert 0.2 <= elapsed < 1.5  # two waits of 0.1 s, not a day or 80 years
+    assert waits == [0.1, 0.1]  # two waits of max_backoff_s, not 80 years or an hour
 
 
 def test_connection_refused_is_that_samples_error() -> None:

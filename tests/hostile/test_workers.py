@@ -499,10 +499,8 @@ def test_nothing_consumes_the_queue_fails_with_a_message(broker: None) -> None:
 
     queue = f"crucible_test_{uuid.uuid4().hex[:8]}"
     app = make_app({"broker": "pyamqp://guest:guest@127.0.0.1:5672//", "backend": "rpc://"})
-    began = time.monotonic()
-    with pytest.raises(NoCeleryWorker) as caught:
-        wait_for_consumers(app, {queue}, 2.0)
-    assert time.monotonic() - began < 10
+    with pytest.raises(NoCeleryWorker) as caught:  # after the 2 s wait: the test's --timeout
+        wait_for_consumers(app, {queue}, 2.0)  # bounds a wait that never ends
     assert str(caught.value).startswith(f"no Celery worker is consuming queue {queue!r} on ")
     assert "start workers with `make workers`" in str(caught.value)
     assert "guest:guest" not in str(caught.value)  # the password is masked
@@ -517,11 +515,9 @@ def test_a_run_with_no_worker_fails_with_a_message_instead_of_hanging(
     """``dagster job execute`` on a queue nobody consumes: the run fails after the wait."""
     write_experiment(deployment, sweep_yaml("celery_nobody", pause_s=0))
     deployment.env["CRUCIBLE_CELERY_WORKER_WAIT"] = "2"
-    began = time.monotonic()
     run = deployment.execute("celery_nobody")
-    out, _ = run.communicate(timeout=180)
+    out, _ = run.communicate(timeout=180)  # a run that hung would raise TimeoutExpired here
     assert run.returncode != 0
-    assert time.monotonic() - began < 120
     queue = deployment.env["CRUCIBLE_CELERY_QUEUE"]
     assert f"no Celery worker is consuming queue {queue!r}" in out, out[-3000:]
     assert "start workers with `make workers`" in out
