@@ -81,6 +81,12 @@ def url_problem(url: str) -> str | None:
         return f"expected an http:// or https:// URL, found '{shown_url(url)}' ({exc})"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"expected an http:// or https:// URL, found '{shown_url(url)}'"
+    if any(not c.isprintable() or c.isspace() for c in url):
+        # http.client would refuse it at each request: one sample error each, none sent
+        return (
+            f"expected an http:// or https:// URL, found '{shown_url(url)}' (a space or a "
+            "control character in it)"
+        )
     return credentials_problem(url)
 
 

@@ -113,18 +113,31 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def api_root(ref: BackendRef, options: OpenAIOptions) -> tuple[str | None, str]:
+    """The API root and the field it came from: ``options.base_url_env``'s variable when it is
+    set and not empty, else ``options.base_url``, else ``endpoint_url``. Read when the backend
+    is checked (validate, the Dagster loader, run start) and built, from the same environment."""
+    if options.base_url_env is not None:
+        value = os.environ.get(options.base_url_env)
+        if value:
+            return value, f"options.base_url_env (${options.base_url_env})"
+    if options.base_url is not None:
+        return options.base_url, "options.base_url"
+    return ref.endpoint_url, "endpoint_url"
+
+
 class OpenAICompatibleBackend:
     Options = OpenAIOptions
 
     def __init__(self, ref: BackendRef, options: OpenAIOptions):
         self.name = ref.id
         self.options = options
-        base = options.base_url or ref.endpoint_url
+        base, field = api_root(ref, options)
         if not base:
             raise ValueError("backend: set endpoint_url (or options.base_url) to the API root")
         problem = url_problem(base)
         if problem is not None:
-            raise ValueError(f"backend: endpoint_url: {problem}")
+            raise ValueError(f"backend: {field}: {problem}")
         self.url = base.rstrip("/") + "/chat/completions"
         self.shown_url = shown_url(self.url)  # in errors and the cache: no password
         root = options.cache_dir or os.environ.get(CACHE_ENV) or "~/.cache/crucible_dagster"
@@ -144,11 +157,14 @@ class OpenAICompatibleBackend:
     def check_endpoint(cls, ref: BackendRef, options: OpenAIOptions) -> tuple[str, str] | None:
         """(field, problem) of a URL that cannot be asked: ``crucible validate``, the Dagster
         loader and run start refuse it at its line, before any run directory is made."""
-        urls = (("endpoint_url", ref.endpoint_url), ("options.base_url", options.base_url))
-        for field, url in urls:
+        urls = [("endpoint_url", ref.endpoint_url), ("options.base_url", options.base_url)]
+        root, field = api_root(ref, options)
+        if field.startswith("options.base_url_env"):
+            urls.append((field, root))
+        for where, url in urls:
             problem = url_problem(url) if url is not None else None
             if problem is not None:
-                return field, problem
+                return where, problem
         return None
 
     def with_hedging(self, hedging: Hedging | None) -> OpenAICompatibleBackend:

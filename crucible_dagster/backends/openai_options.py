@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -14,12 +15,19 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 #: a rate beyond any server (a million a second): a typo, refused
 MAX_RATE_PER_MINUTE = 6e7
+#: an environment variable's name as a shell spells it (a letter or '_', then letters, digits, '_')
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 class OpenAIOptions(BackendOptions):
     model: str = Field(description="The model name the server knows.")
     base_url: str | None = Field(
         default=None, description="API root ending in /v1; default: the backend's endpoint_url."
+    )
+    base_url_env: str | None = Field(
+        default=None,
+        description="An environment variable holding the API root: when it is set and not "
+        "empty, it is used instead of base_url and endpoint_url (which stay the default).",
     )
     api_key_env: str = Field(
         default="OPENAI_API_KEY", description="Environment variable of the key."
@@ -86,6 +94,16 @@ class OpenAIOptions(BackendOptions):
             raise ValueError(
                 f"expected a rate per minute > 0 and <= {MAX_RATE_PER_MINUTE:.0e} (leave it out "
                 f"for no limit), found {value!r}"
+            )
+        return value
+
+    @field_validator("base_url_env", "api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME.fullmatch(value):
+            raise ValueError(
+                "expected an environment variable's name (a letter or '_', then letters, "
+                f"digits or '_', at most 128), found {value[:60]!r}"
             )
         return value
 

@@ -252,6 +252,11 @@ class PredictStage(Stage):
                 "cached": sum(r.cached for r in responses),
                 "extra_requests": sum(r.extra_requests for r in responses),
                 "cost": sum(r.cost or 0.0 for r in responses),
+                # tokens of the answers the backend was asked for (a cached one costs none)
+                "prompt_tokens": sum(r.prompt_tokens or 0 for r in responses if not r.cached),
+                "completion_tokens": sum(
+                    r.completion_tokens or 0 for r in responses if not r.cached
+                ),
                 "latency": latency_summary([r.latency_ms for r in responses]),
             }
         ctx = save_table(ctx, as_table(rows)).put_metric("predictions", summary)

@@ -18,6 +18,7 @@ from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.reports import plots
+from crucible_dagster.reports.cost_section import cost_html, cost_markdown
 from crucible_dagster.reports.csv_report import safe_csv
 from crucible_dagster.reports.html import bench_html, html_page, html_table, plots_html
 from crucible_dagster.reports.markdown import bench_markdown, md_table, md_text
@@ -81,6 +82,7 @@ def sweep_markdown(report: SweepReport) -> str:
     rows = _summary_rows(comparison)
     if rows:
         lines += ["## Configurations", "", *md_table(SUMMARY_HEADERS, rows), ""]
+    lines += cost_markdown(comparison.get("cost"))
     variance = comparison.get("variance")
     if variance and _shares(variance) is None:
         lines += ["## Where the variance comes from", "", _NO_VARIANCE, ""]
@@ -137,6 +139,7 @@ def sweep_html(report: SweepReport) -> str:
         "<h2>Configurations</h2>" + html_table(SUMMARY_HEADERS, _summary_rows(comparison))
         if comparison.get("configurations")
         else "",
+        cost_html(comparison.get("cost")),
         _variance_html(variance),
         bench_html(comparison.get("comparison")),
         plots_html(report.plot_files),

@@ -10,6 +10,7 @@ from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run
 from crucible_dagster.runtime.run_record import RunStatus
 from crucible_dagster.sweeps.running import TrialOutcome
+from crucible_dagster.sweeps.spend import sweep_spend
 
 
 def finish_sweep(
@@ -32,6 +33,9 @@ def finish_sweep(
     with sweep:
         comparison = compare_trials(experiment, outcomes)
         comparison.update(extra or {})  # e.g. a raced sweep's race, beside the comparison
+        spend = sweep_spend(experiment, outcomes)
+        if spend is not None:  # the trials asked backends: what they spent, by configuration
+            comparison["cost"] = spend
         sweep.telemetry.emit("sweep_compared", trials=len(outcomes))
         run_id = str(sweep.manifest.get("run_id"))
         paths = write_sweep_reports(experiment, comparison, sweep.path, run_id)
