@@ -1,7 +1,8 @@
 """``json_match``: the prediction parsed as JSON and compared with the reference, field by field.
 
 A model asked for JSON often wraps it (prose, a fenced ```json block): with ``extract`` the
-first JSON object or array in the text is read. ``fields`` are dotted paths (``answer``,
+first JSON object or array in the text is read (among its first 32 openings, so a hostile
+prediction costs no more than 32 reads). ``fields`` are dotted paths (``answer``,
 ``result.city``, ``items.0``); without them the whole value is compared. ``aggregate: all`` scores 1 when
 every field matches (a 0/1 score), ``fraction`` the share of fields that match. A prediction
 that is not JSON, or lacks a field, does not match; a reference that is not JSON, or lacks a
@@ -10,6 +11,7 @@ field, is that sample's error (the data is wrong, not the model).
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, Literal
 
@@ -18,6 +20,9 @@ from pydantic import Field, field_validator
 from crucible_dagster.scorers.base import ScoreProblem, Scorer, ScorerOptions
 
 MAX_JSON_CHARS = 1_000_000
+#: the openings ('{' or '[') ``extract`` tries: each try may read to the end of the text, so a
+#: prediction of 300,000 unclosed '[1,' made it read 10^11 characters (hours)
+MAX_EXTRACT_TRIES = 32
 _MISSING = object()
 
 
@@ -59,12 +64,12 @@ def parse_json(value: Any, extract: bool) -> Any:
     if not extract:
         return _MISSING
     decoder = json.JSONDecoder()
-    for start, char in enumerate(text):
-        if char in "{[":
-            try:
-                return decoder.raw_decode(text, start)[0]
-            except (ValueError, RecursionError):
-                continue
+    openings = (start for start, char in enumerate(text) if char in "{[")
+    for start in itertools.islice(openings, MAX_EXTRACT_TRIES):
+        try:
+            return decoder.raw_decode(text, start)[0]
+        except (ValueError, RecursionError):
+            continue
     return _MISSING
 
 
@@ -72,7 +77,9 @@ def field_of(value: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(value, dict) and part in value:
             value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+        elif (
+            isinstance(value, list) and part.isascii() and part.isdigit() and int(part) < len(value)
+        ):
             value = value[int(part)]
         else:
             return _MISSING
