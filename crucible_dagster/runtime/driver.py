@@ -229,7 +229,7 @@ class Run:
             fingerprints = dict(ctx.assigns.get("data_fingerprints") or {})
             ctx = ctx.assign(loaded.assigns(fingerprints)).put_metric("dataset", loaded.metric())
             self.telemetry.emit(
-                "dataset_loaded", rows=len(loaded.ids), fingerprint=loaded.fingerprint
+                "dataset_loaded", rows=len(loaded.id_array), fingerprint=loaded.fingerprint
             )
         self.ctx = ctx
         return ctx, None
