@@ -440,7 +440,10 @@ def test_a_dataset_that_cannot_load_fails_the_run_before_the_first_stage(tmp_pat
     dataset = {"name": "qa", "provider": "local", "options": {"path": str(tmp_path / "gone.csv")}}
     result = run(_experiment(dataset), artifacts_root=str(tmp_path / "runs"))
     assert result.failure is not None and result.failure.stage == "dataset"
-    assert result.failure.message == f"{tmp_path / 'gone.csv'}: no such file or folder"
+    assert (
+        result.failure.message
+        == f"{tmp_path / 'gone.csv'}: no such file or folder (dataset.options.path)"
+    )
     manifest = json.loads((Path(result.run_dir or "") / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["failure"]["stage"] == "dataset"
     assert manifest["stages"]["seen"]["status"] == "pending"

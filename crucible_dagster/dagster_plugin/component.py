@@ -163,7 +163,7 @@ def _check_inline(
     where = display_path(name)
     try:
         check_data_depth(data, where)
-        doc = LocatedDocument(data, lines, where)
+        doc = LocatedDocument(data, lines, where, folder=name.parent.absolute())
         experiment, problems = check_document(doc, registry)
     except ExperimentError as exc:
         return CheckedFile(name, None, _at_lines(exc.problems, lines))

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from crucible_dagster.experiment.anchoring import anchored
 from crucible_dagster.experiment.explain import explain_error
 from crucible_dagster.experiment.ir import Experiment, legacy_spellings_used
 from crucible_dagster.experiment.ir.dagster_settings import as_written
@@ -171,10 +172,15 @@ def _line_map(
 class LocatedDocument:
     """Parsed data plus a map from field paths to 1-based line numbers."""
 
-    def __init__(self, data: Any, lines: dict[tuple[str | int, ...], int], file: str):
-        self.data = data
-        self.lines = lines
-        self.file = file
+    def __init__(
+        self,
+        data: Any,
+        lines: dict[tuple[str | int, ...], int],
+        file: str,
+        folder: Path | None = None,
+    ):
+        self.data, self.lines, self.file = data, lines, file
+        self.folder = folder  # the file's folder (absolute): its relative dataset paths mean it
 
     def line_of(self, loc: tuple[str | int, ...] | list[str | int]) -> int | None:
         loc = tuple(loc)
@@ -312,7 +318,7 @@ def experiment_from_document(doc: LocatedDocument) -> Experiment:
             ]
         )
     try:
-        return Experiment.model_validate(doc.data)
+        return Experiment.model_validate(anchored(doc.data, doc.folder))
     except ValidationError as exc:
         raise ExperimentError(validation_problems(exc, Experiment, doc)) from None
 
@@ -365,7 +371,9 @@ def read_document(path: str | Path, folder: Path | None = None) -> LocatedDocume
         raise ExperimentError([Problem(f"cannot read file: {reason}", file=file)]) from None
     except _Unreadable as exc:
         raise ExperimentError([Problem(str(exc), file=file)]) from None
-    return parse_document(text, file)
+    doc = parse_document(text, file)
+    doc.folder = path.parent.absolute()
+    return doc
 
 
 class _Unreadable(Exception):

@@ -103,7 +103,7 @@ def test_paths_are_read_as_given_and_recorded(
 
 def test_urls_that_lead_nowhere(tmp_path: Path) -> None:
     assert refused(local("memory://crucible-hostile/none.parquet")) == (
-        "memory://crucible-hostile/none.parquet: no such file or folder"
+        "memory://crucible-hostile/none.parquet: no such file or folder (dataset.options.path)"
     )
     assert refused(local("nosuchscheme://bucket/qa.parquet")) == (
         "nosuchscheme://bucket/qa.parquet: cannot open: Unsupported filesystem: 'nosuchscheme'"

@@ -65,6 +65,6 @@ def test_a_dataset_that_cannot_load_fails_the_dagster_run(tmp_path: Path) -> Non
         assert len(failures) == 1
         message = str(failures[0].step_failure_data.user_failure_data.description)
         assert (
-            f"stage 'dataset' failed: DatasetError: {tmp_path / 'missing.parquet'}: no such file or folder"
-            in message
+            f"stage 'dataset' failed: DatasetError: {tmp_path / 'missing.parquet'}: no such file "
+            "or folder (dataset.options.path)" in message
         )
