@@ -1,0 +1,162 @@
+"""The README's experiment file reference names every field the IR accepts, and the README names
+every built-in stage, scorer, dataset provider and backend, so the two cannot drift apart again.
+
+The names are read from the code (the IR's pydantic models, the registries' tables and the
+package's entry points), never listed here: a field added to the IR without a README line fails
+this test, and so does a line removed from the README.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from crucible_dagster.backends.registry import BUILTIN_BACKENDS
+from crucible_dagster.datasets.registry import BUILTIN_PROVIDERS
+from crucible_dagster.experiment import ir
+from crucible_dagster.experiment.ir.racing_settings import RaceBudget, RacingSettings
+from crucible_dagster.scorers.registry import BUILTIN_SCORERS
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+REFERENCE_HEADING = "## Experiment file reference"
+
+#: IR models whose every field the reference table must name (prefix: where they sit in a file).
+#: The original's lifecycle records (model_version, training_config) and the refused settings
+#: are named as a whole by the table's "No silent settings" paragraph, not field by field.
+DOCUMENTED_MODELS: dict[str, type[BaseModel]] = {
+    "": ir.Experiment,
+    "pipeline[]": ir.StageDef,
+    "dataset": ir.DatasetRef,
+    "dataset.sample": ir.SampleSpec,
+    "dataset.folds": ir.FoldSpec,
+    "backend": ir.BackendRef,
+    "outputs": ir.OutputSpec,
+    "sweep": ir.SweepConfig,
+    "sweep.racing": RacingSettings,
+    "sweep.racing.budget": RaceBudget,
+    "budget": ir.Budget,
+    "schedule": ir.Schedule,
+    "quality_targets": ir.QualityTarget,
+    "baseline": ir.RegressionBaseline,
+    "dagster": ir.DagsterSettings,
+    "dagster.sweep": ir.DagsterSweepSettings,
+    "reliability": ir.ReliabilityConfig,
+    "reliability.stats": ir.Stats,
+    "reliability.ensemble": ir.Ensemble,
+    "reliability.hedging": ir.Hedging,
+    "reliability.hedging.options": ir.HedgingOptions,
+    "reliability.fairness": ir.Fairness,
+    "reliability.guardrails": ir.Guardrail,
+}
+
+
+def section(text: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of the same level."""
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start : end if end != -1 else len(text)]
+
+
+def backticked_names(text: str) -> set[str]:
+    """Every identifier inside a backticked span (`a`, `{a, b}`, `a.b[].c`, `a: b`)."""
+    names: set[str] = set()
+    for span in re.findall(r"`([^`\n]+)`", text):
+        names.update(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", span))
+    return names
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    """A model's fields as a file spells them (its alias when it has one)."""
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def table_rows(reference: str) -> list[tuple[set[str], set[str]]]:
+    """Each row of the reference table: (the spans of its first cell, every name in the row)."""
+    rows = []
+    for line in reference.splitlines():
+        if not line.startswith("| `"):
+            continue
+        first = line.split("|")[1]
+        spans = {s.strip() for s in re.findall(r"`([^`\n]+)`", first)}
+        rows.append((spans, backticked_names(line)))
+    return rows
+
+
+def _related(span: str, prefix: str) -> bool:
+    """A row about ``prefix`` itself, a field under it, or the block that holds it."""
+    return span == prefix or span.startswith(prefix + ".") or prefix.startswith(span + ".")
+
+
+def missing_fields(reference: str) -> list[str]:
+    """The IR fields the reference table does not name, as ``parent.field`` paths: a field of
+    ``parent`` must be named in a row whose first cell is ``parent`` or ``parent.<something>``
+    (a top-level field: in a row's first cell)."""
+    rows = table_rows(reference)
+    missing = []
+    for prefix, model in DOCUMENTED_MODELS.items():
+        if prefix:
+            named: set[str] = set()
+            for spans, names in rows:
+                if any(_related(s, prefix) for s in spans):
+                    named |= names
+        else:
+            named = {n for spans, _ in rows for s in spans for n in re.findall(r"\w+", s)[:1]}
+        missing += [f"{prefix}.{n}".lstrip(".") for n in field_names(model) if n not in named]
+    return missing
+
+
+def builtin_names() -> dict[str, list[str]]:
+    stages = sorted(ep.name for ep in entry_points(group="crucible_dagster.stages"))
+    return {
+        "stage": stages,
+        "scorer": sorted(BUILTIN_SCORERS),
+        "dataset provider": sorted(BUILTIN_PROVIDERS),
+        "backend": sorted(BUILTIN_BACKENDS),
+    }
+
+
+def missing_builtins(text: str) -> list[str]:
+    named = {span.strip() for span in re.findall(r"`([^`\n]+)`", text)}
+    return [
+        f"{kind} {name!r}"
+        for kind, names in builtin_names().items()
+        for name in names
+        if name not in named
+    ]
+
+
+def test_every_ir_field_is_in_the_experiment_file_reference() -> None:
+    reference = section(README.read_text(encoding="utf-8"), REFERENCE_HEADING)
+    assert missing_fields(reference) == []
+
+
+def test_every_builtin_stage_scorer_provider_and_backend_is_named() -> None:
+    assert missing_builtins(README.read_text(encoding="utf-8")) == []
+
+
+def test_the_entry_points_are_installed() -> None:
+    """The stage names come from the installed entry points: an empty list would pass anything."""
+    names = builtin_names()
+    assert {"predict", "score", "bench", "report"} <= set(names["stage"])
+    assert all(names.values())
+
+
+@pytest.mark.parametrize(
+    "name", ["budget", "per_sample", "min_survivors", "ids_from", "trials_per_step", "schema"]
+)
+def test_a_field_removed_from_the_reference_is_found(name: str) -> None:
+    reference = section(README.read_text(encoding="utf-8"), REFERENCE_HEADING)
+    assert name in backticked_names(reference)
+    # every mention of the name, alone or inside a longer span, is taken out
+    stripped = re.sub(rf"\b{name}\b", "REMOVED", reference)
+    assert any(path.endswith("." + name) or path == name for path in missing_fields(stripped))
+
+
+def test_a_scorer_removed_from_the_readme_is_found() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert "`token_f1`" in text
+    assert "scorer 'token_f1'" in missing_builtins(text.replace("`token_f1`", "token-F1"))
