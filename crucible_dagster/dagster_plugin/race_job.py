@@ -1,34 +1,46 @@
-"""``sweep.strategy: racing`` as one Dagster run whose rounds are steps: ``plan_race``, then a
-static chain of ``race_round_<i>`` ops (as many as the race can take, at most
-``MAX_ROUND_STEPS``; the last plays whatever is left) and ``compare_trials``. A round op plays
-one round through the one trial loop (``sweeps.raced``) and lists the survivors, the dropped
-configurations and their evidence as step metadata; once the race has ended, the remaining round
-ops end at once. ``race.json`` in the run directory is the race's state, so "Re-execute from
+"""``sweep.strategy: racing`` as one Dagster run whose rounds are steps.
+
+``plan_race`` plans round 1; each round's trials run in ``round_<i>_trials`` steps (groups of
+``sweep.trials_per_step``, mapped: under the multiprocess or Celery executor a round's
+evaluations spread over processes or workers); ``race_round_<i>`` collects them, looks, records
+the round (survivors, dropped configurations and their evidence as step metadata) and plans the
+next. The graph is static, with as many rounds as the race can take (at most
+``MAX_ROUND_STEPS``; the last round step plays whatever is left in its own process); once the
+race has ended the remaining rounds plan no trials and end at once. ``race.json`` in the run
+directory carries the race from step to step (``sweeps.race_steps``), so "Re-execute from
 failure" continues from the last finished round with the same decisions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from crucible_dagster import Experiment, Registry
+from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.ops import dagster_log_sink, dagster_run, parent_run_id
 from crucible_dagster.dagster_plugin.ops import stage_failure as to_stage_failure
 from crucible_dagster.dagster_plugin.sweep import (
     RESULT_OUT,
     _ancestor_runs,
+    _batch_key,
     _sweep_op,
     sweep_materialization,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.runtime.driver import Run
 from crucible_dagster.sweeps.finish import finish_sweep
-from crucible_dagster.sweeps.grid import expand_grid
-from crucible_dagster.sweeps.running import TrialOutcome
+from crucible_dagster.sweeps.grid import Trial, expand_grid
+from crucible_dagster.sweeps.running import TrialOutcome, run_trials
 
 if TYPE_CHECKING:
-    from crucible_dagster.racing.state import RoundRecord
+    from crucible_dagster.racing.state import RaceRecord, RoundRecord
     from crucible_dagster.sweeps.raced import RacedTrials
+
+#: the planning ops' dynamic output: one per group of the next round's trials
+TRIALS_OUT = "trials"
 
 #: round steps in the static graph; a race that could take more plays the rest in the last one
 MAX_ROUND_STEPS = 40
@@ -54,6 +66,68 @@ def round_steps(experiment: Experiment) -> int:
     return max(1, min(MAX_ROUND_STEPS, race.max_rounds(blocks)))
 
 
+def _batches(experiment: Experiment, trials: list[Trial]) -> list[list[Trial]]:
+    size = experiment.sweep.trials_per_step if experiment.sweep else len(trials)
+    return [trials[i : i + size] for i in range(0, len(trials), size)]
+
+
+def _planned_outputs(
+    experiment: Experiment, context: Any, sweep: Run, ancestors: list[Path]
+) -> Iterator[dg.DynamicOutput]:
+    """Plan the next round; one output per group of its trials (none once the race is over)."""
+    from crucible_dagster.sweeps.race_steps import plan_round
+
+    planned = plan_round(experiment, expand_grid(experiment), sweep, ancestors)
+    if planned.ended:
+        context.log.info(
+            f"crucible: the race is over before round {planned.index}: {planned.ended}"
+        )
+    start = 0
+    for batch in _batches(experiment, planned.trials):
+        key = _batch_key(batch, start)
+        yield dg.DynamicOutput(planned.payload(batch), mapping_key=key, output_name=TRIALS_OUT)
+        start += len(batch)
+
+
+def _round_trials_op(
+    experiment: Experiment, translator: CrucibleTranslator, registry: Registry, index: int
+) -> dg.OpDefinition:
+    description = f"A group of round {index}'s trials (a survivor on the round's blocks)"
+    pool = experiment.dagster.sweep.pool
+
+    @_sweep_op(
+        experiment, translator, f"round_{index}_trials", description, out=RESULT_OUT, pool=pool
+    )
+    def round_trials(context, planned):
+        from crucible_dagster.sweeps.race_steps import planned_experiment
+
+        run_experiment = context.resources.crucible.applied_to(experiment)
+        sweep = dagster_run(run_experiment, context, steps=[])
+        assert sweep.path is not None
+        ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
+        outcomes, failures = run_trials(
+            planned_experiment(run_experiment, planned),
+            [Trial.from_dict(t) for t in planned["trials"]],
+            sweep,
+            registry=registry,
+            sinks=[dagster_log_sink(context)],
+            orchestrator="dagster",
+            earlier=ancestors,
+        )
+        if failures:
+            spec, failure = failures[0]
+            sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
+            raise to_stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
+        workers = sorted({f"{o.worker['host']}:{o.worker['pid']}" for o in outcomes if o.worker})
+        metadata = {
+            "crucible/trials": ", ".join(o.trial.trial_id for o in outcomes),
+            "crucible/workers": ", ".join(workers),
+        }
+        yield dg.Output([o.to_dict() for o in outcomes], metadata=metadata)
+
+    return round_trials
+
+
 def _round_op(
     experiment: Experiment,
     translator: CrucibleTranslator,
@@ -61,43 +135,67 @@ def _round_op(
     index: int,
     last: bool,
 ) -> dg.OpDefinition:
-    description = f"Round {index} of the race" + (" (and any rounds after it)" if last else "")
+    description = f"Round {index} of the race: look, drop, plan the next" + (
+        " (and play any rounds after it)" if last else ""
+    )
+    planning = {TRIALS_OUT: dg.DynamicOut(io_manager_key=IO_MANAGER_KEY)}
+    outs = RESULT_OUT if last else {**RESULT_OUT, **planning}
 
-    @_sweep_op(experiment, translator, f"race_round_{index}", description, out=RESULT_OUT)
-    def race_round(context, previous):
+    @_sweep_op(experiment, translator, f"race_round_{index}", description, out=outs)
+    def race_round(context, previous, results):
         run_experiment = context.resources.crucible.applied_to(experiment)
         sweep = dagster_run(run_experiment, context, steps=[])
         assert sweep.path is not None
         ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
-        # numpy and scipy load when a race runs, not with the definitions
-        from crucible_dagster.sweeps.raced import race_trials
+        from crucible_dagster.sweeps.race_steps import look_at_round
 
-        played: list[RoundRecord] = []
-        raced = race_trials(
-            run_experiment,
-            expand_grid(run_experiment),
-            sweep,
-            registry=registry,
-            sinks=[dagster_log_sink(context)],
-            orchestrator="dagster",
-            earlier=ancestors,
-            on_round=played.append,
-            rounds=None if last else 1,
-        )
-        if raced.failures:
-            spec, failure = raced.failures[0]
-            sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
-            raise to_stage_failure(failure, trial=", ".join(s.trial_id for s, _ in raced.failures))
-        outcomes = [*previous, *(o.to_dict() for o in raced.outcomes)]
-        yield dg.Output(outcomes, metadata=_round_metadata(raced, played, index))
+        outcomes = [TrialOutcome.from_dict(o) for group in results for o in group]
+        trials = expand_grid(run_experiment)
+        race, played = look_at_round(run_experiment, trials, sweep, outcomes, ancestors)
+        rounds = [played] if played is not None else []
+        carried = [*previous, *(o.to_dict() for o in outcomes)]
+        record = race.record
+        if last and not record.finished:  # the rounds beyond the graph's, in this step
+            raced = _play_the_rest(run_experiment, context, registry, sweep, ancestors, rounds)
+            carried += [o.to_dict() for o in raced.outcomes]
+            record = raced.race.record if raced.race is not None else record
+        metadata = _round_metadata(record, rounds, index)
+        yield dg.Output(carried, output_name="result", metadata=metadata)
+        if not last:
+            yield from _planned_outputs(run_experiment, context, sweep, ancestors)
 
     return race_round
 
 
-def _round_metadata(raced: RacedTrials, played: list[RoundRecord], index: int) -> dict[str, Any]:
+def _play_the_rest(
+    experiment: Experiment,
+    context: Any,
+    registry: Registry,
+    sweep: Run,
+    ancestors: list[Path],
+    played: list[RoundRecord],
+) -> RacedTrials:
+    from crucible_dagster.sweeps.raced import race_trials
+
+    raced = race_trials(
+        experiment,
+        expand_grid(experiment),
+        sweep,
+        registry=registry,
+        sinks=[dagster_log_sink(context)],
+        orchestrator="dagster",
+        earlier=ancestors,
+        on_round=played.append,
+    )
+    if raced.failures:
+        spec, failure = raced.failures[0]
+        sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
+        raise to_stage_failure(failure, trial=", ".join(s.trial_id for s, _ in raced.failures))
+    return raced
+
+
+def _round_metadata(record: RaceRecord, played: list[RoundRecord], index: int) -> dict[str, Any]:
     """Survivors, dropped and each configuration's evidence of the round(s) this step played."""
-    assert raced.race is not None
-    record = raced.race.record
     if not played:
         return {"crucible/race": f"ended before round {index}: {record.finish_reason}"}
     last = played[-1]
@@ -114,18 +212,25 @@ def _round_metadata(raced: RacedTrials, played: list[RoundRecord], index: int) -
         "crucible/survivors": ", ".join(record.survivors),
         "crucible/dropped": ", ".join(c for r in played for c in r.dropped) or "none",
         "crucible/blocks": ", ".join(b for r in played for b in r.blocks),
+        "crucible/evaluations": dg.MetadataValue.int(sum(r.evaluations for r in played)),
         "crucible/evidence": dg.MetadataValue.md("\n".join(rows)),
         "crucible/race": record.finish_reason or "going on",
     }
 
 
 def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
-    @_sweep_op(experiment, translator, "plan_race", "Start the race's record", out=RESULT_OUT)
+    outs = {**RESULT_OUT, TRIALS_OUT: dg.DynamicOut(io_manager_key=IO_MANAGER_KEY)}
+    description = "Start the race's record and plan its first round"
+
+    @_sweep_op(experiment, translator, "plan_race", description, out=outs)
     def plan_race(context):
         run_experiment = context.resources.crucible.applied_to(experiment)
         trials = [t.to_dict() for t in expand_grid(run_experiment)]
-        dagster_run(run_experiment, context, steps=[], trials=trials)
-        yield dg.Output([])
+        sweep = dagster_run(run_experiment, context, steps=[], trials=trials)
+        assert sweep.path is not None
+        ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
+        yield dg.Output([], output_name="result")
+        yield from _planned_outputs(run_experiment, context, sweep, ancestors)
 
     return plan_race
 
@@ -174,6 +279,7 @@ def build_race_job(
     rounds = [
         _round_op(experiment, translator, registry, i, last=i == count) for i in range(1, count + 1)
     ]
+    groups = [_round_trials_op(experiment, translator, registry, i) for i in range(1, count + 1)]
     compare = _compare_op(experiment, translator)
 
     def node(step: str) -> str:
@@ -189,9 +295,13 @@ def build_race_job(
         executor_def=executor_def,
     )
     def race_job() -> None:
-        result = plan.alias(node("plan_race"))()
-        for i, op in enumerate(rounds, start=1):
-            result = op.alias(node(f"race_round_{i}"))(result)
+        result, planned = plan.alias(node("plan_race"))()
+        for i, (look, run_group) in enumerate(zip(rounds, groups, strict=True), start=1):
+            ran = planned.map(run_group.alias(node(f"round_{i}_trials"))).collect()
+            if i < count:
+                result, planned = look.alias(node(f"race_round_{i}"))(result, ran)
+            else:
+                result = look.alias(node(f"race_round_{i}"))(result, ran)
         compare.alias(node("compare_trials"))(result)
 
     return race_job

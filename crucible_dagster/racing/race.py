@@ -178,6 +178,20 @@ class Race:
                 size = min(size, int(left / each + 1e-9) // survivors)
         return self.record.block_order[done : done + max(0, size)]
 
+    def next_round(self) -> list[str]:
+        """The next round's blocks; none, and the race finished with its reason, when no
+        round is left (a race played step by step: plan, evaluate elsewhere, ``play_round``)."""
+        blocks = self.next_blocks()
+        if not blocks and not self.record.finished:
+            self._finish(self._why_no_blocks())
+        return blocks
+
+    def mark_round_start(self, spent: float) -> None:
+        """What the ledger says was spent when the next round was planned: the round's cost,
+        when its evaluations ran in other processes, is what was spent since."""
+        self.record.round_start_cost = max(0.0, float(spent))
+        self._save()
+
     def stop(self, reason: str) -> None:
         """End the race before its blocks run out (the experiment's budget is spent): the
         reason is recorded in ``race.json``."""

@@ -59,6 +59,8 @@ class RaceRecord(_Strict):
     rounds: list[RoundRecord] = Field(max_length=MAX_ITEMS)
     evaluations: int = Field(ge=0, le=10**13)
     cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    #: the ledger's spend when the round under way was planned (a race played step by step)
+    round_start_cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     finished: bool
     finish_reason: Annotated[str, Field(max_length=4096)] = ""
     test_state: dict[str, Any] = Field(default_factory=dict)

@@ -82,22 +82,28 @@ def round_trial(base: Trial, index: int) -> Trial:
     return Trial(f"{base.trial_id}__round_{index}", base.params, base.seed, config=base.config_id)
 
 
-def round_experiment(
-    experiment: Experiment, data: DataBlocks, blocks: Sequence[str], index: int, sweep_dir: Path
-) -> Experiment:
-    """The experiment restricted to the round's samples: their ids are written to
-    ``race_rounds/round_<index>.json`` in the sweep's run directory and read back by the
-    trials' dataset (``sample.ids_from``); folds are not drawn again on the few samples."""
-    assert experiment.dataset is not None
+def round_ids_path(sweep_dir: Path, index: int) -> Path:
+    """Where round ``index``'s sample ids are written, inside the sweep's run directory."""
+    return sweep_dir / ROUND_IDS_DIR / f"round_{index}.json"
+
+
+def write_round_ids(data: DataBlocks, blocks: Sequence[str], index: int, sweep_dir: Path) -> Path:
+    """The round's sample ids, as the ids record a run writes, for its trials' dataset."""
     ids = [i for b in blocks for i in data.samples[b]]
     record = IdsRecord(
         schema_version=1, dataset=data.dataset, provider=data.provider, fingerprint="", ids=ids
     )
-    path = sweep_dir / ROUND_IDS_DIR / f"round_{index}.json"
+    path = round_ids_path(sweep_dir, index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, record.model_dump_json())
+    return atomic_write_text(path, record.model_dump_json())
+
+
+def restricted_to(experiment: Experiment, ids_file: Path) -> Experiment:
+    """The experiment on the samples ``ids_file`` names (``sample.ids_from``), read back and
+    checked by the dataset loader like any ids record; folds are not drawn again on them."""
+    assert experiment.dataset is not None
     dataset = experiment.dataset.model_copy(
-        update={"sample": SampleSpec(ids_from=str(path)), "folds": None}
+        update={"sample": SampleSpec(ids_from=str(ids_file)), "folds": None}
     )
     return experiment.model_copy(update={"dataset": dataset})
 

@@ -12,30 +12,25 @@ are read back), reaches the same decisions without rerunning what already ran.""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crucible_dagster.experiment.ir import Experiment
-from crucible_dagster.racing.race import Evaluate, Race, RaceError, RaceResult
-from crucible_dagster.racing.state import RACE_FILE, RoundRecord
+from crucible_dagster.racing.race import RaceResult
+from crucible_dagster.racing.state import RoundRecord
 from crucible_dagster.runtime.driver import Run, StageFailure
-from crucible_dagster.runtime.metrics import numbers_at
 from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.grid import Trial
-from crucible_dagster.sweeps.race_blocks import (
-    EXPERIMENT_BUDGET_SPENT,
-    BlockScoreError,
-    DataBlocks,
-    SweepSpend,
-    block_scores,
-    data_blocks,
-    race_seed,
+from crucible_dagster.sweeps.race_blocks import EXPERIMENT_BUDGET_SPENT
+from crucible_dagster.sweeps.race_design import (
+    RaceDesign,
+    open_race,
     round_experiment,
-    round_trial,
+    stop_for_budget,
+    sweep_spend,
 )
 from crucible_dagster.sweeps.running import TrialOutcome, run_trials
 
@@ -96,32 +91,26 @@ def race_trials(
     # an error (the dataset, a race record of another race, unusable scores) ends the sweep
     # ``failed`` with its message, never leaves it running
     with sweep:
-        race, evaluate, on_data = _planned(loop, trials)
+        design = RaceDesign(experiment, trials)
+        race = open_race(design, sweep, earlier, loop.spend)
+
+        def evaluate(configs: Sequence[str], blocks: Sequence[str]) -> dict[str, list[float]]:
+            index = len(race.record.rounds) + 1
+            assert sweep.path is not None
+            design.write_round(blocks, index, sweep.path)
+            run_with = round_experiment(experiment, index, sweep.path)
+            by_id = loop.run(run_with, design.trials_for(configs, blocks, index))
+            return design.scores(configs, blocks, index, by_id)
+
         try:
             loop.done.race = race.run(evaluate, on_round, rounds)
         except _RoundFailed:
             return loop.done
         except _BudgetSpent as exc:
-            index = len(race.record.rounds) + 1
-            race.stop(f"{EXPERIMENT_BUDGET_SPENT} ({exc}) before round {index}")
+            stop_for_budget(race, str(exc))
             loop.done.race = RaceResult(race.record)
-    sort_trials(loop.done, trials, on_data=on_data)
+    sort_trials(loop.done, trials, on_data=design.on_data)
     return loop.done
-
-
-def _planned(loop: _TrialLoop, trials: Sequence[Trial]) -> tuple[Race, Evaluate, bool]:
-    """The race (resumed from an earlier run's record when there is one) and how it evaluates."""
-    experiment, sweep = loop.experiment, loop.sweep
-    assert sweep.path is not None and experiment.sweep is not None
-    state = sweep.path / RACE_FILE
-    _adopt_earlier_race(state, loop.earlier)
-    grid = _by_config_and_seed(trials)
-    if experiment.sweep.race.block == "seeds":
-        race = sweep_race(experiment, list(grid), state, None, loop.spend)
-        return race, _on_seeds(loop, grid), False
-    data = data_blocks(experiment, race_seed(experiment, trials))
-    race = sweep_race(experiment, list(grid), state, data, loop.spend)
-    return race, _on_data(loop, grid, data, race), True
 
 
 def sort_trials(done: RacedTrials, trials: Sequence[Trial], *, on_data: bool) -> None:
@@ -154,7 +143,7 @@ class _TrialLoop:
         self.experiment, self.sweep, self.registry = experiment, sweep, registry
         self.sinks, self.orchestrator, self.earlier = list(sinks), orchestrator, earlier
         self.on_outcome = on_outcome
-        self.spend = SweepSpend(experiment, sweep.path) if experiment.budget is not None else None
+        self.spend = sweep_spend(experiment, sweep)
         self.done = RacedTrials()
 
     def run(self, experiment: Experiment, trials: list[Trial]) -> dict[str, TrialOutcome]:
@@ -179,86 +168,6 @@ class _TrialLoop:
             why = self.spend.exhausted() if self.spend is not None else None
             raise _BudgetSpent(why or "a trial ended budget_exhausted")
         return {o.trial.trial_id: o for o in outcomes}
-
-
-Grid = dict[str, dict[str, Trial]]
-
-
-def _on_seeds(loop: _TrialLoop, grid: Grid) -> Evaluate:
-    """Each survivor's trial on each of the round's seeds, scored by ``sweep.metric``."""
-    assert loop.experiment.sweep is not None
-    metric = loop.experiment.sweep.metric
-
-    def evaluate(configs: Sequence[str], blocks: Sequence[str]) -> Mapping[str, list[float]]:
-        by_id = loop.run(loop.experiment, [grid[c][b] for b in blocks for c in configs])
-        return {c: [_score(by_id[grid[c][b].trial_id], metric) for b in blocks] for c in configs}
-
-    return evaluate
-
-
-def _on_data(loop: _TrialLoop, grid: Grid, data: DataBlocks, race: Race) -> Evaluate:
-    """One trial per survivor on the round's samples, scored block by block."""
-    experiment, sweep_dir = loop.experiment, loop.sweep.path
-    assert sweep_dir is not None
-
-    def evaluate(configs: Sequence[str], blocks: Sequence[str]) -> Mapping[str, list[float]]:
-        index = len(race.record.rounds) + 1
-        restricted = round_experiment(experiment, data, blocks, index, sweep_dir)
-        ran = {c: round_trial(next(iter(grid[c].values())), index) for c in configs}
-        by_id = loop.run(restricted, list(ran.values()))
-        try:
-            return {
-                c: block_scores(by_id[t.trial_id], experiment, data, blocks) for c, t in ran.items()
-            }
-        except BlockScoreError as exc:
-            raise RaceError(str(exc)) from None
-
-    return evaluate
-
-
-def sweep_race(
-    experiment: Experiment,
-    configs: list[str],
-    state: Path | None,
-    data: DataBlocks | None = None,
-    spend: SweepSpend | None = None,
-) -> Race:
-    """The race of a sweep: its configurations over its seeds (or ``data``'s blocks), recorded
-    at ``state``, its cost read from the sweep's ledger."""
-    assert experiment.sweep is not None
-    blocks = [str(s) for s in experiment.seeds] if data is None else data.blocks
-    return Race(
-        experiment.sweep.race,
-        configs,
-        blocks,
-        direction=experiment.sweep.direction,
-        state_path=state,
-        spent=spend.cost if spend is not None else None,
-    )
-
-
-def _by_config_and_seed(trials: Sequence[Trial]) -> dict[str, dict[str, Trial]]:
-    grid: dict[str, dict[str, Trial]] = {}
-    for trial in trials:
-        grid.setdefault(trial.config_id, {})[str(trial.seed)] = trial
-    return grid
-
-
-def _score(outcome: TrialOutcome, metric: str) -> float:
-    """The trial's ``sweep.metric``: one number, or the mean of a list (per fold)."""
-    values = numbers_at(outcome.metrics, metric)
-    return float(sum(values) / len(values))
-
-
-def _adopt_earlier_race(state: Path, earlier: Sequence[Path]) -> None:
-    """A re-execution starts from its latest ancestor's race record (checked when read)."""
-    if state.exists():
-        return
-    for run_dir in reversed(list(earlier)):
-        found = run_dir / RACE_FILE
-        if found.is_file() and not found.is_symlink():
-            shutil.copyfile(found, state)
-            return
 
 
 def race_summary(raced: RacedTrials) -> dict[str, Any]:

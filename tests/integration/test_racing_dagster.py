@@ -15,8 +15,11 @@ from tests.test_racing_sweep import RACED
 
 
 def test_raced_sweep_rounds_are_steps_with_their_evidence(artifacts_dir: Path) -> None:
-    # two far-apart configurations: the race ends at round 5, rounds 6-10 end at once
-    experiment = Experiment.model_validate({**RACED, "parameters": {"level": [0.05, 0.95]}})
+    # two far-apart configurations: the race ends at round 4, rounds 5-10 end at once
+    sweep = {**RACED["sweep"], "trials_per_step": 1}  # a step per trial, as on Celery
+    experiment = Experiment.model_validate(
+        {**RACED, "parameters": {"level": [0.05, 0.95]}, "sweep": sweep}
+    )
     job = build_job(experiment)
     rounds = [n for n in job.graph.node_dict if n.startswith("race_round_")]
     assert len(rounds) == 10  # 20 seeds: a first look of 3, then 17 in rounds of 2
@@ -27,7 +30,13 @@ def test_raced_sweep_rounds_are_steps_with_their_evidence(artifacts_dir: Path) -
         metadata = {
             e.step_key: e.event_specific_data.metadata
             for e in result.all_events
-            if e.event_type_value == "STEP_OUTPUT" and e.step_key.startswith("race_round_")
+            if e.event_type_value == "STEP_OUTPUT"
+            and e.step_key.startswith("race_round_")
+            and e.event_specific_data.step_output_handle.output_name == "result"
+        }
+        # each round's trials ran in steps of their own, one per survivor x seed here
+        trial_steps = {
+            e.step_key for e in result.all_events if e.step_key and "_trials[" in e.step_key
         }
     first = metadata["race_round_1"]
     assert "crucible/evidence" in first and first["crucible/survivors"].value
@@ -45,3 +54,32 @@ def test_raced_sweep_rounds_are_steps_with_their_evidence(artifacts_dir: Path) -
     assert manifest["status"] == "completed"
     assert manifest["metrics"]["sweep"]["race"] == standalone.comparison["race"]
     assert not (run_dir / "trials" / "level_0_05__seed_20").exists()
+    assert "round_1_trials[level_0_05__seed_1]" in trial_steps
+    assert not any("level_0_05__seed_20" in step for step in trial_steps)
+
+
+def test_a_race_over_samples_under_dagster_asks_only_survivors(
+    artifacts_dir: Path, tmp_path: Path
+) -> None:
+    """Round by round in steps, the server asked for the survivors only: the same requests, the
+    same race as ``crucible run``'s."""
+    from crucible_dagster.contrib.llm_server import llm_server
+    from tests.test_racing_data import answer, asked, raced_llm, sums_file
+
+    data_file = sums_file(tmp_path)
+    racing = {"block": "samples", "first_look": 10, "round_size": 10}
+    with llm_server() as (url, server):
+        server.answer = answer
+        experiment = raced_llm(url, data_file, racing)
+        with dg.instance_for_test() as instance:
+            result = build_job(experiment).execute_in_process(instance=instance)
+        assert result.success
+        under_dagster = asked(server)
+        server.bodies.clear()
+        run_sweep(experiment, run_id="standalone", artifacts=str(artifacts_dir))
+        alone = asked(server)
+    record = json.loads((artifacts_dir / "raced_llm" / result.run_id / "race.json").read_text())
+    expected = json.loads((artifacts_dir / "raced_llm" / "standalone" / "race.json").read_text())
+    assert record["rounds"] == expected["rounds"] and record["survivors"] == ["model_right"]
+    assert under_dagster == alone
+    assert sum(len(q) for q in under_dagster.values()) == record["evaluations"] < 180
