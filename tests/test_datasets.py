@@ -462,3 +462,17 @@ def test_examples_with_list_columns_travel_as_parquet(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(
         back.drop(columns=["choices"]), examples.drop(columns=["choices"])
     )
+
+
+def test_the_dataset_as_named_has_its_own_fingerprint_beside_the_samples(tmp_path: Path) -> None:
+    """The shared dataset asset's data version is the dataset before any experiment's sample."""
+    from crucible_dagster.datasets import load_as_named
+
+    path = write(QA, tmp_path / "qa.parquet")
+    whole = load_dataset(local(path), seed=0)
+    assert whole.named_fingerprint == whole.fingerprint
+    for selection in ({"sample": {"n": 3}}, {"limit": 2}, {"folds": 2}):
+        taken = load_dataset(local(path, **selection), seed=4)
+        assert taken.named_fingerprint == whole.fingerprint != taken.fingerprint
+        assert load_as_named(local(path, **selection)).fingerprint == whole.fingerprint
+        assert taken.metric()["named_fingerprint"] == whole.fingerprint

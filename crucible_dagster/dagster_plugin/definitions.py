@@ -13,6 +13,7 @@ from typing import Any, cast, get_args
 import dagster as dg
 
 from crucible_dagster.dagster_plugin.accept_job import accept_job
+from crucible_dagster.dagster_plugin.dataset_asset import DECLARED
 from crucible_dagster.dagster_plugin.factory import (
     DEFAULT_RESOURCE,
     CompiledExperiment,
@@ -120,11 +121,30 @@ def _definitions(
 def _unique_assets(
     assets: Iterable[dg.AssetsDefinition | dg.AssetSpec],
 ) -> list[dg.AssetsDefinition | dg.AssetSpec]:
-    """Each dataset spec once: experiments on one dataset share its asset."""
+    """Each dataset asset once: experiments on one dataset share it (the first experiment's
+    declaration; one declared otherwise is logged, naming both)."""
     unique: dict[Any, dg.AssetsDefinition | dg.AssetSpec] = {}
     for asset in assets:
-        unique[asset.key if isinstance(asset, dg.AssetSpec) else id(asset)] = asset
+        key = frozenset(_keys(asset))
+        kept = unique.setdefault(key, asset)
+        if kept is not asset and _declared(kept) != _declared(asset):
+            logger.warning(
+                "dataset %s is declared differently by two experiments; the asset loads the "
+                "first: %s (the other: %s)",
+                ", ".join("/".join(k.path) for k in _keys(asset)),
+                _declared(kept),
+                _declared(asset),
+            )
     return list(unique.values())
+
+
+def _keys(asset: dg.AssetsDefinition | dg.AssetSpec) -> list[dg.AssetKey]:
+    return [asset.key] if isinstance(asset, dg.AssetSpec) else list(asset.keys)
+
+
+def _declared(asset: dg.AssetsDefinition | dg.AssetSpec) -> Any:
+    specs = [asset] if isinstance(asset, dg.AssetSpec) else list(asset.specs)
+    return [spec.metadata.get(DECLARED) for spec in specs]
 
 
 def definitions_from_folder(

@@ -8,6 +8,7 @@ import dagster as dg
 
 from crucible_dagster import Experiment, Registry
 from crucible_dagster.dagster_plugin.celery.settings import CelerySettings, missing_extra
+from crucible_dagster.dagster_plugin.dataset_asset import dataset_asset
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.ops import build_stage_op
 from crucible_dagster.dagster_plugin.report_events import quality_check_specs
@@ -167,6 +168,6 @@ def compile_experiment(
         if compiled.report_specs:
             compiled.check_specs = quality_check_specs(experiment, translator)
     dataset = translator.get_dataset_asset_spec(experiment)
-    if dataset is not None:
-        compiled.assets.append(dataset)
+    if dataset is not None and experiment.dataset is not None:
+        compiled.assets.append(dataset_asset(dataset, experiment.dataset))
     return compiled

@@ -152,18 +152,27 @@ def note_budget(context: dg.OpExecutionContext, before: Context, after: Context)
 def dataset_observations(
     before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator
 ) -> Iterator[dg.AssetObservation]:
-    """The experiment's dataset as this stage loaded it: its fingerprint is the data version of
-    the dataset asset, so the UI can tell which reports came from other data."""
+    """The experiment's dataset as this stage loaded it: the fingerprint of the dataset as named
+    (before the experiment's sample) is the data version of the shared dataset asset, as its
+    materialization records it, so the UI can tell which reports came from other data; what
+    this run took (``sample_fingerprint``, the manifest's) is metadata beside it."""
     spec = translator.get_dataset_asset_spec(experiment)
     if spec is None or experiment.dataset is None:
         return
     found = (after.assigns.get("data_fingerprints") or {}).get(experiment.dataset.name)
     known = (before.assigns.get("data_fingerprints") or {}).get(experiment.dataset.name)
     if isinstance(found, str) and found != known:
+        metric = after.metrics.get("dataset")
+        named = metric.get("named_fingerprint") if isinstance(metric, Mapping) else None
+        version = named if isinstance(named, str) and named else found
         yield dg.AssetObservation(
             asset_key=spec.key,
-            metadata={"fingerprint": found, "crucible/experiment": experiment.id},
-            tags={DATA_VERSION_TAG: found[:32]},
+            metadata={
+                "fingerprint": version,
+                "sample_fingerprint": found,
+                "crucible/experiment": experiment.id,
+            },
+            tags={DATA_VERSION_TAG: version[:32]},
         )
 
 

@@ -12,6 +12,7 @@ from crucible_dagster.datasets.loading import (
     LoadedDataset,
     columns_of,
     dataset_problems,
+    load_as_named,
     load_dataset,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "ProviderOptions",
     "columns_of",
     "dataset_problems",
+    "load_as_named",
     "load_dataset",
 ]

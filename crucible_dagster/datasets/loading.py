@@ -42,6 +42,9 @@ class LoadedDataset:
     rows_loaded: int
     target_column: str | list[str] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    #: the content hash of the dataset as named, before limit, sample and folds: the data version
+    #: of the dataset's asset, which every experiment naming it shares
+    named_fingerprint: str = ""
 
     @property
     def ids(self) -> list[str]:
@@ -81,6 +84,7 @@ class LoadedDataset:
             "rows_loaded": self.rows_loaded,
             "columns": len(self.examples.columns),
             "fingerprint": self.fingerprint,
+            "named_fingerprint": self.named_fingerprint or self.fingerprint,
             **self.notes,
         }
 
@@ -156,18 +160,24 @@ def _select(table: Any, ids: Any, ref: DatasetRef, seed: int, source: str) -> tu
     return table, ids
 
 
-def _pin(ref: DatasetRef, table: Any, ids: Any, uses_version: bool) -> None:
-    """``dataset.version`` on a provider without versions pins the content loaded."""
-    if ref.version is None or uses_version:
-        return
-    found = fingerprint_table(table, ids)
-    if not found.startswith(ref.version):
+def _named_fingerprint(
+    ref: DatasetRef, table: Any, ids: Any, uses_version: bool, pool: ThreadPoolExecutor
+) -> str | None:
+    """The hash of the dataset as named (before limit, sample, folds), when it differs from what
+    the run keeps or ``dataset.version`` pins it (on a provider without versions, the version
+    pins the content: the load fails unless the fingerprint starts with it)."""
+    pins = ref.version is not None and not uses_version
+    if not pins and ref.limit is None and ref.sample is None and ref.folds is None:
+        return None  # the same as the run's own fingerprint
+    found = fingerprint_table(table, ids, pool)
+    if pins and not found.startswith(str(ref.version)):
         raise DatasetError(
             f"the data's fingerprint is {found}, not {ref.version!r}: it changed since the "
             "version was pinned (set version to the new fingerprint, or remove it)",
             reason="version_mismatch",
             where="dataset.version",
         )
+    return found
 
 
 def _to_pandas(table: Any, ids: Any) -> pd.DataFrame:
@@ -203,11 +213,11 @@ def load_dataset(ref: DatasetRef, seed: int) -> LoadedDataset:
     if ref.schema_:
         table = check_schema(table, ref.schema_, source, loaded.origin_of)
     table, ids = _ids(table, options.id_column, source)
-    _pin(ref, table, ids, provider.uses_version)
     rows_loaded = table.num_rows
-    table, ids = _select(table, ids, ref, seed, source)
-    _check_target(table, target, source)
     with ThreadPoolExecutor(2) as pool:  # the ids are formatted while the columns are hashed
+        named = _named_fingerprint(ref, table, ids, provider.uses_version, pool)
+        table, ids = _select(table, ids, ref, seed, source)
+        _check_target(table, target, source)
         text = pool.submit(id_text, ids)
         fingerprint = fingerprint_table(table, text, pool)
         ids = text.result()
@@ -217,8 +227,23 @@ def load_dataset(ref: DatasetRef, seed: int) -> LoadedDataset:
     del loaded  # the provider's table goes as pandas takes its buffers
     examples = _to_pandas(table, ids)
     return LoadedDataset(
-        ref.name, real.provider, source, examples, fingerprint, ids, rows_loaded, target, notes
+        ref.name,
+        real.provider,
+        source,
+        examples,
+        fingerprint,
+        ids,
+        rows_loaded,
+        target,
+        notes,
+        named or fingerprint,
     )
+
+
+def load_as_named(ref: DatasetRef) -> LoadedDataset:
+    """The dataset as named, before any experiment's limit, sample or folds: what its shared
+    asset holds (its fingerprint is the asset's data version)."""
+    return load_dataset(ref.model_copy(update={"limit": None, "sample": None, "folds": None}), 0)
 
 
 def columns_of(ref: DatasetRef) -> list[str] | None:

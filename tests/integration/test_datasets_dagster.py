@@ -51,7 +51,10 @@ def test_the_dataset_reaches_every_step_and_is_observed_with_its_fingerprint(
         assert fingerprint == second.metrics["dataset"]["fingerprint"]
         record = instance.get_latest_data_version_record(key.key)
         assert record is not None and record.asset_observation is not None
-        assert (record.asset_observation.tags or {})["dagster/data_version"] == fingerprint[:32]
+        named = second.metrics["dataset"]["named_fingerprint"]  # the dataset before its sample
+        assert named != fingerprint
+        assert (record.asset_observation.tags or {})["dagster/data_version"] == named[:32]
+        assert record.asset_observation.metadata["sample_fingerprint"].value == fingerprint
         observations = instance.fetch_observations(key.key, limit=10).records
         assert len(observations) == 1  # loaded once: the second step observes nothing new
 
