@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from crucible_dagster.common.field_errors import as_field_error
 from crucible_dagster.common.files import safe_join
 from crucible_dagster.common.templates import TemplateError, check_template
 from crucible_dagster.experiment.ir.base import SEED_MAX
@@ -59,10 +60,8 @@ class FewShot(StageOptions):
     @field_validator("assistant")
     @classmethod
     def _parsed(cls, value: str) -> str:
-        try:
+        with as_field_error(TemplateError, "assistant: "):
             check_template(value, "assistant")
-        except TemplateError as exc:
-            raise ValueError(str(exc).removeprefix("assistant: ")) from None
         return value
 
     @field_validator("file")

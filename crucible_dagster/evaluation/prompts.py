@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from crucible_dagster.backends.base import Request
+from crucible_dagster.common.field_errors import as_field_error
 from crucible_dagster.common.templates import (
     CheckedTemplate,
     TemplateError,
@@ -46,10 +47,8 @@ def _template(value: Any, field: str) -> Any:
     """A pydantic field validator's body: the template parsed now, its error at this field."""
     if value is None:
         return value
-    try:
+    with as_field_error(TemplateError, f"{field}: "):
         check_template(value, field)
-    except TemplateError as exc:
-        raise ValueError(str(exc).removeprefix(f"{field}: ")) from None
     return value
 
 

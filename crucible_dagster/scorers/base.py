@@ -11,11 +11,12 @@ sample with no prediction is left out and counted).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import ConfigDict
+from pydantic import AfterValidator, ConfigDict
 
 from crucible_dagster.experiment.strict_numbers import RefuseBoolForNumbers
 
@@ -24,6 +25,24 @@ class ScorerOptions(RefuseBoolForNumbers):
     """Options of a scorer, from ``scorers[i].options``; unknown keys are refused (typos)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def regex_of(value: str) -> re.Pattern[str]:
+    """``value`` compiled, or the ValueError an option's validator raises: a pattern that does
+    not compile is refused at validate, not once for every sample."""
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+
+
+def _compiles(value: str) -> str:
+    regex_of(value)
+    return value
+
+
+#: an option that holds a Python regular expression
+RegexOption = Annotated[str, AfterValidator(_compiles)]
 
 
 class ScoreProblem(ValueError):

@@ -24,9 +24,10 @@ from pydantic import Field, field_validator, model_validator
 
 from crucible_dagster.backends.base import Budgeted, Request
 from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
+from crucible_dagster.common.field_errors import as_field_error
 from crucible_dagster.common.templates import TemplateError, check_template, render
 from crucible_dagster.experiment.ir import BackendRef
-from crucible_dagster.scorers.base import Sample, Scored, Scorer, ScorerOptions
+from crucible_dagster.scorers.base import RegexOption, Sample, Scored, Scorer, ScorerOptions
 from crucible_dagster.scorers.numeric import NUMBER, as_number
 
 #: how much of a judge's answer is searched for its score
@@ -44,10 +45,8 @@ def _template(value: str | None, field: str) -> str | None:
     attribute or of a name no sample will have."""
     if value is None:
         return None
-    try:
+    with as_field_error(TemplateError, f"{field}: "):
         checked = check_template(value, field)
-    except TemplateError as exc:
-        raise ValueError(str(exc).removeprefix(f"{field}: ")) from None
     unknown = sorted(checked.variables - set(RUBRIC_NAMES))
     if unknown:
         name = unknown[0]
@@ -66,7 +65,7 @@ class JudgeOptions(ScorerOptions):
     scale: tuple[float, float] = Field(
         default=(1.0, 10.0), description="[lowest, highest] score the rubric asks for."
     )
-    pattern: str | None = Field(
+    pattern: RegexOption | None = Field(
         default=None, description="A regular expression whose group holds the score."
     )
 
@@ -78,20 +77,9 @@ class JudgeOptions(ScorerOptions):
     @field_validator("backend")
     @classmethod
     def _backend_builds(cls, value: BackendRef) -> BackendRef:
-        try:
+        # the field is named already: "backend: options.model: ..."
+        with as_field_error(BackendError, "backend."):
             check_backend(value, "backend")
-        except BackendError as exc:  # the field is named already: "backend: options.model: ..."
-            raise ValueError(str(exc).removeprefix("backend.")) from None
-        return value
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
     @model_validator(mode="after")

@@ -16,7 +16,13 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from crucible_dagster.scorers.base import ScoreProblem, Scorer, ScorerOptions, references_of
+from crucible_dagster.scorers.base import (
+    ScoreProblem,
+    Scorer,
+    ScorerOptions,
+    references_of,
+    regex_of,
+)
 
 #: an optional sign not glued to a word ("x-1" is not minus one), an optional currency sign,
 #: digits with thousands commas or without, a fraction, an exponent
@@ -41,10 +47,7 @@ def numbers_in(text: str) -> list[float]:
 def _compiled(value: str | None) -> str | None:
     if value is None:
         return None
-    try:
-        pattern = re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a regular expression: {exc}") from None
+    pattern = regex_of(value)
     if pattern.groups > 1:
         raise ValueError(f"expected at most one group (the number), found {pattern.groups}")
     return value

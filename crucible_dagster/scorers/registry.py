@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from crucible_dagster.common.field_errors import as_field_error
 from crucible_dagster.runtime.code_refs import CodeRefError, resolve
 from crucible_dagster.scorers.base import Scorer, ScorerOptions
 
@@ -113,10 +114,8 @@ class ScorerRef(BaseModel):
     @field_validator("id")
     @classmethod
     def _resolves(cls, value: str) -> str:
-        try:
+        with as_field_error(ScorerError, "id: "):
             scorer_class(value, "id")
-        except ScorerError as exc:
-            raise ValueError(str(exc).removeprefix("id: ")) from None
         return value
 
     @field_validator("options")
@@ -124,12 +123,8 @@ class ScorerRef(BaseModel):
     def _options_validate(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
         scorer_id = info.data.get("id")
         if scorer_id is not None:  # else the id's own problem is reported
-            try:
+            with as_field_error(ScorerError, "options.", "options: "):
                 scorer_options(scorer_class(scorer_id), value, "options")
-            except ScorerError as exc:
-                raise ValueError(
-                    str(exc).removeprefix("options.").removeprefix("options: ")
-                ) from None
         return value
 
     @property

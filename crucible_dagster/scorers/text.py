@@ -17,7 +17,12 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from crucible_dagster.scorers.base import ScoreProblem, Scorer, ScorerOptions, references_of
+from crucible_dagster.scorers.base import (
+    ScoreProblem,
+    Scorer,
+    ScorerOptions,
+    references_of,
+)
 
 ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
 #: the cap on a user's pattern's subject (a long text is cut here)
@@ -96,7 +101,7 @@ class Contains(Scorer):
 
 
 class RegexOptions(ScorerOptions):
-    pattern: str | None = Field(
+    pattern: RegexOption | None = Field(
         default=None,
         description="A Python regular expression the prediction must match; default: each "
         "sample's reference is its pattern.",
