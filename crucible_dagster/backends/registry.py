@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from crucible_dagster.backends.base import Backend, BackendError, BackendOptions, FallbackBackend
 from crucible_dagster.backends.http import credentials_problem
 from crucible_dagster.experiment.ir import BackendRef
-from crucible_dagster.runtime.code_refs import CodeRefError, resolve
+from crucible_dagster.runtime.code_refs import resolve_plugin
 from crucible_dagster.runtime.registry import is_dotted_path
 
 ENTRY_POINT_GROUP = "crucible_dagster.backends"
@@ -45,18 +45,7 @@ def backend_class(backend_id: str, where: str = "backend.id") -> Any:
             f"{where}: expected a backend ({', '.join(backend_names())}, an entry point in "
             f"{ENTRY_POINT_GROUP}, or 'package.module:Class'), found {backend_id!r}"
         )
-    try:
-        # the one resolver of named code: a backend class, never the standard library, checked
-        # before anything is instantiated
-        cls = resolve(path, "backend")
-    except CodeRefError as exc:
-        raise BackendError(f"{where}: {exc}") from None
-    if not issubclass(cls.Options, BackendOptions):
-        raise BackendError(
-            f"{where}: {path!r} is a class whose Options does not subclass BackendOptions, "
-            "not a backend class; it was not called"
-        )
-    return cls
+    return resolve_plugin(path, "backend", BackendOptions, BackendError, where)
 
 
 def check_backend(ref: BackendRef, where: str = "backend") -> BackendOptions:

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 from crucible_dagster.common import template_limits as limits
+from crucible_dagster.common.field_errors import checked_by
 
 MAX_TEMPLATE_CHARS = 64 * 1024
 #: a rendered message longer than this is an error (a loop in a template cannot fill the memory)
@@ -205,3 +206,8 @@ def render(source: str, fields: Mapping[str, Any], where: str) -> str:
     except MemoryError:
         raise TemplateError(f"{where}: rendering ran out of memory") from None
     return "".join(parts)
+
+
+#: a field that holds a template: parsed in the sandbox when the options are validated, its
+#: error (a syntax error's line, a refused attribute) at the field
+TemplateText = Annotated[str, checked_by(check_template, TemplateError, "{field}: ")]

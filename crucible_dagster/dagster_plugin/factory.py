@@ -64,16 +64,16 @@ def build_job(
         RESOURCE_KEY: (resource or DEFAULT_RESOURCE).for_experiment(experiment),
     }
     if experiment.is_sweep:
-        from crucible_dagster.dagster_plugin.race_job import build_race_job
-        from crucible_dagster.dagster_plugin.sweep import build_sweep_job
+        from crucible_dagster.dagster_plugin.race_job import race_steps
+        from crucible_dagster.dagster_plugin.sweep import build_sweep_job, grid_steps
 
         for stage_def in experiment.pipeline:  # fail at definition time, like a linear job would
             registry.resolve(stage_def.implementation)
         raced = experiment.sweep is not None and experiment.sweep.strategy == "racing"
-        return (build_race_job if raced else build_sweep_job)(
+        return build_sweep_job(
             experiment,
+            (race_steps if raced else grid_steps)(experiment, translator, registry),
             translator=translator,
-            registry=registry,
             resource_defs=resource_defs,
             executor_def=executor_for(experiment),
         )

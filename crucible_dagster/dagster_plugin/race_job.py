@@ -12,7 +12,7 @@ failure" continues from the last finished round with the same decisions."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from crucible_dagster.dagster_plugin.ops import dagster_log_sink, dagster_run, p
 from crucible_dagster.dagster_plugin.ops import stage_failure as to_stage_failure
 from crucible_dagster.dagster_plugin.sweep import (
     RESULT_OUT,
+    Compose,
     _ancestor_runs,
     _batch_key,
     _sweep_op,
@@ -266,14 +267,11 @@ def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.Op
     return compare
 
 
-def build_race_job(
-    experiment: Experiment,
-    *,
-    translator: CrucibleTranslator,
-    registry: Registry,
-    resource_defs: dict[str, Any],
-    executor_def: dg.ExecutorDefinition,
-) -> dg.JobDefinition:
+def race_steps(
+    experiment: Experiment, translator: CrucibleTranslator, registry: Registry
+) -> Compose:
+    """A raced sweep's steps: plan the race, each round's trials (mapped) and its look in a
+    chain, compare the survivors."""
     count = round_steps(experiment)
     plan = _plan_op(experiment, translator)
     rounds = [
@@ -282,19 +280,7 @@ def build_race_job(
     groups = [_round_trials_op(experiment, translator, registry, i) for i in range(1, count + 1)]
     compare = _compare_op(experiment, translator)
 
-    def node(step: str) -> str:
-        return translator.get_op_spec(experiment, step).node_name
-
-    spec = translator.get_job_spec(experiment)
-
-    @dg.job(
-        name=spec.name,
-        description=spec.description,
-        tags=spec.tags,
-        resource_defs=resource_defs,
-        executor_def=executor_def,
-    )
-    def race_job() -> None:
+    def compose(node: Callable[[str], str]) -> None:
         result, planned = plan.alias(node("plan_race"))()
         for i, (look, run_group) in enumerate(zip(rounds, groups, strict=True), start=1):
             ran = planned.map(run_group.alias(node(f"round_{i}_trials"))).collect()
@@ -304,4 +290,4 @@ def build_race_job(
                 result = look.alias(node(f"race_round_{i}"))(result, ran)
         compare.alias(node("compare_trials"))(result)
 
-    return race_job
+    return compose

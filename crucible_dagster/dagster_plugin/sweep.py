@@ -148,17 +148,36 @@ def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.Op
     return compare
 
 
-def build_sweep_job(
-    experiment: Experiment,
-    *,
-    translator: CrucibleTranslator,
-    registry: Registry,
-    resource_defs: dict[str, Any],
-    executor_def: dg.ExecutorDefinition,
-) -> dg.JobDefinition:
+#: wires a sweep job's ops, given each step's node name
+Compose = Callable[[Callable[[str], str]], None]
+
+
+def grid_steps(
+    experiment: Experiment, translator: CrucibleTranslator, registry: Registry
+) -> Compose:
+    """A grid sweep's steps: plan the trials, run each (mapped), compare them."""
     plan_trials = _plan_op(experiment, translator)
     run_one = _trial_op(experiment, translator, registry)
     compare = _compare_op(experiment, translator)
+
+    def compose(node: Callable[[str], str]) -> None:
+        planned = plan_trials.alias(node("plan_trials"))()
+        results = planned.map(run_one.alias(node("run_trial")))
+        compare.alias(node("compare_trials"))(results.collect())
+
+    return compose
+
+
+def build_sweep_job(
+    experiment: Experiment,
+    compose: Compose,
+    *,
+    translator: CrucibleTranslator,
+    resource_defs: dict[str, Any],
+    executor_def: dg.ExecutorDefinition,
+) -> dg.JobDefinition:
+    """A sweep's job (a grid's trials, a race's rounds): the translator's job spec, the run's
+    resources and executor; ``compose`` wires its ops, given each step's node name."""
 
     def node(step: str) -> str:
         return translator.get_op_spec(experiment, step).node_name
@@ -173,9 +192,7 @@ def build_sweep_job(
         executor_def=executor_def,
     )
     def sweep_job() -> None:
-        planned = plan_trials.alias(node("plan_trials"))()
-        results = planned.map(run_one.alias(node("run_trial")))
-        compare.alias(node("compare_trials"))(results.collect())
+        compose(node)
 
     return sweep_job
 

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from crucible_dagster.common.field_errors import as_field_error
 from crucible_dagster.common.files import safe_join
-from crucible_dagster.common.templates import TemplateError, check_template
+from crucible_dagster.common.templates import TemplateText
 from crucible_dagster.experiment.ir.base import SEED_MAX
 from crucible_dagster.experiment.yaml_limits import DuplicateJsonKey, duplicate_json_keys
 from crucible_dagster.runtime.stage import StageOptions
@@ -46,7 +45,7 @@ class FewShot(StageOptions):
     seed: int | None = Field(
         default=None, ge=0, le=SEED_MAX, description="Default: the experiment's (a trial's) seed."
     )
-    assistant: str = Field(
+    assistant: TemplateText = Field(
         default="{{ reference }}",
         description="Jinja2 template of a shot's answer (the assistant turn), over its fields.",
     )
@@ -56,13 +55,6 @@ class FewShot(StageOptions):
         if (self.split is None) == (self.file is None):
             raise ValueError("expected exactly one of 'split' and 'file'")
         return self
-
-    @field_validator("assistant")
-    @classmethod
-    def _parsed(cls, value: str) -> str:
-        with as_field_error(TemplateError, "assistant: "):
-            check_template(value, "assistant")
-        return value
 
     @field_validator("file")
     @classmethod

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from crucible_dagster.backends.base import Request
-from crucible_dagster.common.field_errors import as_field_error
 from crucible_dagster.common.templates import (
     CheckedTemplate,
     TemplateError,
+    TemplateText,
     check_template,
     missing_fields,
     render,
@@ -43,15 +43,6 @@ if TYPE_CHECKING:
 Message = dict[str, str]
 
 
-def _template(value: Any, field: str) -> Any:
-    """A pydantic field validator's body: the template parsed now, its error at this field."""
-    if value is None:
-        return value
-    with as_field_error(TemplateError, f"{field}: "):
-        check_template(value, field)
-    return value
-
-
 class PromptSpec(StageOptions):
     """One prompt; a plain string is ``{user: <string>}``."""
 
@@ -59,8 +50,12 @@ class PromptSpec(StageOptions):
         default=None,
         description="The prompt's name: a sweep over prompts names its trials by it.",
     )
-    user: str = Field(description="Jinja2 template of the user message, over the example's fields.")
-    system: str | None = Field(default=None, description="Jinja2 template of the system message.")
+    user: TemplateText = Field(
+        description="Jinja2 template of the user message, over the example's fields."
+    )
+    system: TemplateText | None = Field(
+        default=None, description="Jinja2 template of the system message."
+    )
     few_shot: FewShot | None = Field(
         default=None, description="Solved examples put before the question: {split|file, n}."
     )
@@ -81,11 +76,6 @@ class PromptSpec(StageOptions):
     @classmethod
     def _name(cls, value: str | None) -> str | None:
         return None if value is None else check_name(value, "prompt name")
-
-    @field_validator("user", "system")
-    @classmethod
-    def _parsed(cls, value: Any, info: Any) -> Any:
-        return _template(value, info.field_name)
 
     def templates(self) -> dict[str, CheckedTemplate]:
         """Every template of this prompt by its field path (``user``, ``few_shot.assistant``)."""

@@ -314,6 +314,24 @@ def _resolve_and_check(path: str, kind: CodeKind) -> Any:
     return obj
 
 
+def resolve_plugin(
+    path: str, kind: CodeKind, options_base: type, error: type[Exception], where: str
+) -> Any:
+    """A plugin class (a backend, a scorer) ``path`` names: resolved as ``kind`` and its
+    ``Options`` a subclass of ``options_base``, checked before anything is instantiated;
+    ``error`` naming ``where`` otherwise."""
+    try:
+        cls = resolve(path, kind)
+    except CodeRefError as exc:
+        raise error(f"{where}: {exc}") from None
+    if not issubclass(cls.Options, options_base):
+        raise error(
+            f"{where}: {path!r} is a class whose Options does not subclass "
+            f"{options_base.__name__}, not a {kind} class; it was not called"
+        )
+    return cls
+
+
 def check_ref(path: str, kind: CodeKind) -> str:
     """A pydantic validator's body: ``path`` unchanged when it resolves to ``kind``, else a
     ValueError with the reason (so the option's field is the one named)."""

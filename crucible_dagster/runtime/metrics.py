@@ -23,7 +23,12 @@ def metric_at(metrics: Mapping[str, Any], path: str) -> Any:
     for part in path.split("."):
         if isinstance(current, Mapping) and part in current:
             current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+        elif (  # ASCII digits only: int() refuses some that isdigit() accepts ('²')
+            isinstance(current, list)
+            and part.isascii()
+            and part.isdigit()
+            and int(part) < len(current)
+        ):
             current = current[int(part)]
         else:
             raise KeyError(path)

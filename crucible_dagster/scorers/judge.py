@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from crucible_dagster.backends.base import Budgeted, Request
 from crucible_dagster.backends.registry import BackendError, build_backend, check_backend
-from crucible_dagster.common.field_errors import as_field_error
+from crucible_dagster.common.field_errors import as_field_error, checked_by
 from crucible_dagster.common.templates import TemplateError, check_template, render
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.scorers.base import RegexOption, Sample, Scored, Scorer, ScorerOptions
@@ -59,7 +59,10 @@ def _template(value: str | None, field: str) -> str | None:
 
 
 class JudgeOptions(ScorerOptions):
-    backend: BackendRef = Field(description="The judge: any backend ({id, options, endpoint_url}).")
+    # check_backend names the field already: "backend.options.model: ..."
+    backend: Annotated[BackendRef, checked_by(check_backend, BackendError, "backend.")] = Field(
+        description="The judge: any backend ({id, options, endpoint_url})."
+    )
     rubric: str = Field(description="The user message: a Jinja2 template of the sample.")
     system: str | None = Field(default=None, description="A system message template.")
     scale: tuple[float, float] = Field(
@@ -73,14 +76,6 @@ class JudgeOptions(ScorerOptions):
     @classmethod
     def _parses(cls, value: str | None, info: Any) -> str | None:
         return _template(value, info.field_name)
-
-    @field_validator("backend")
-    @classmethod
-    def _backend_builds(cls, value: BackendRef) -> BackendRef:
-        # the field is named already: "backend: options.model: ..."
-        with as_field_error(BackendError, "backend."):
-            check_backend(value, "backend")
-        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> JudgeOptions:

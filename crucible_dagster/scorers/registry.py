@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from crucible_dagster.common.field_errors import as_field_error
-from crucible_dagster.runtime.code_refs import CodeRefError, resolve
+from crucible_dagster.common.field_errors import as_field_error, checked_by
+from crucible_dagster.runtime.code_refs import resolve_plugin
 from crucible_dagster.scorers.base import Scorer, ScorerOptions
 
 ENTRY_POINT_GROUP = "crucible_dagster.scorers"
@@ -67,15 +67,7 @@ def scorer_class(scorer_id: str, where: str = "id") -> type[Scorer]:
             f"{where}: {hint}expected a scorer ({', '.join(scorer_names())}, an entry point in "
             f"{ENTRY_POINT_GROUP}, or 'package.module:Class'), found {scorer_id!r}"
         )
-    try:
-        cls: type[Scorer] = resolve(path, "scorer")
-    except CodeRefError as exc:
-        raise ScorerError(f"{where}: {exc}") from None
-    if not issubclass(cls.Options, ScorerOptions):
-        raise ScorerError(
-            f"{where}: {path!r} is a class whose Options does not subclass ScorerOptions, "
-            "not a scorer class; it was not called"
-        )
+    cls: type[Scorer] = resolve_plugin(path, "scorer", ScorerOptions, ScorerError, where)
     return cls
 
 
@@ -99,7 +91,9 @@ class ScorerRef(BaseModel):
         default=None,
         description="The score's name: its column is score_<name> (default: the id).",
     )
-    id: str = Field(description="A built-in scorer, an entry point, or 'package.module:Class'.")
+    id: Annotated[str, checked_by(scorer_class, ScorerError, "id: ")] = Field(
+        description="A built-in scorer, an entry point, or 'package.module:Class'."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="The scorer's options.")
 
     @field_validator("name")
@@ -109,13 +103,6 @@ class ScorerRef(BaseModel):
             raise ValueError(
                 f"expected a name of letters, digits and _ (not first), found {value!r:.80}"
             )
-        return value
-
-    @field_validator("id")
-    @classmethod
-    def _resolves(cls, value: str) -> str:
-        with as_field_error(ScorerError, "id: "):
-            scorer_class(value, "id")
         return value
 
     @field_validator("options")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from crucible_dagster.runtime.metrics import metric_at
 from crucible_dagster.scorers.base import ScoreProblem, Scorer, ScorerOptions
 
 MAX_JSON_CHARS = 1_000_000
@@ -74,16 +75,12 @@ def parse_json(value: Any, extract: bool) -> Any:
 
 
 def field_of(value: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif (
-            isinstance(value, list) and part.isascii() and part.isdigit() and int(part) < len(value)
-        ):
-            value = value[int(part)]
-        else:
-            return _MISSING
-    return value
+    """The field at a dotted path (``a.0.b``: keys and list positions), read as metrics are;
+    ``_MISSING`` when there is none."""
+    try:
+        return metric_at(value, path)
+    except KeyError:
+        return _MISSING
 
 
 class JsonMatch(Scorer):

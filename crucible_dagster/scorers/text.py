@@ -101,7 +101,7 @@ class Contains(Scorer):
 
 
 class RegexOptions(ScorerOptions):
-    pattern: RegexOption | None = Field(
+    pattern: str | None = Field(
         default=None,
         description="A Python regular expression the prediction must match; default: each "
         "sample's reference is its pattern.",
