@@ -17,12 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from crucible_dagster.scorers.base import (
-    ScoreProblem,
-    Scorer,
-    ScorerOptions,
-    references_of,
-)
+from crucible_dagster.scorers.base import ScoreProblem, Scorer, ScorerOptions, references_of
 
 ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
 #: the cap on a user's pattern's subject (a long text is cut here)
