@@ -107,12 +107,36 @@ def _require(frame: Any, columns: list[str], source: str, benchmark: str) -> Non
         )
 
 
+def _row_problem(frame: Any, column: str, bad: Any, expected: str, source: str) -> None:
+    """The first row where ``bad`` holds, as the located DatasetError."""
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        found = repr(frame[column].iloc[row])[:60]
+        raise DatasetError(
+            f"row {row + 1}, column {column!r}: expected {expected}, found {found}",
+            reason="not_benchmark_format",
+            where=source,
+        )
+
+
+def _texts(frame: Any, columns: list[str], source: str) -> None:
+    """The benchmark's text columns hold text in every row (a null question is no question)."""
+    for column in columns:
+        bad = frame[column].map(lambda v: not isinstance(v, str))
+        _row_problem(frame, column, bad, "text", source)
+
+
+def _is_list(value: Any) -> bool:
+    return not isinstance(value, str | bytes | dict) and hasattr(value, "__len__")
+
+
 class GSM8K(Benchmark):
     name = "gsm8k"
     canonical = ["input", "reference", "solution"]
 
     def map(self, frame: Any, source: str) -> Any:
         _require(frame, ["question", "answer"], source, "GSM8K")
+        _texts(frame, ["question", "answer"], source)
         answers = frame["answer"].astype(str)
         found = answers.str.extract(GSM8K_ANSWER, expand=False)
         if found.isna().any():
@@ -169,6 +193,9 @@ class MMLU(Benchmark):
                 columns=list(LETTERS)
             )
         _require(frame, ["question", "choices", "answer"], source, "MMLU")
+        _texts(frame, ["question"], source)
+        bad = frame["choices"].map(lambda c: not _is_list(c) or len(c) < 2)
+        _row_problem(frame, "choices", bad, "a list of the answer choices", source)
         answers = frame["answer"].map(
             lambda a: LETTERS[a] if isinstance(a, int) and 0 <= a < 4 else str(a).strip()
         )
@@ -222,6 +249,11 @@ class NoRobots(Benchmark):
 
     def map(self, frame: Any, source: str) -> Any:
         _require(frame, ["prompt", "prompt_id", "messages"], source, "No Robots")
+        _texts(frame, ["prompt"], source)
+        bad = frame["messages"].map(
+            lambda ms: not _is_list(ms) or not all(isinstance(m, dict) for m in ms)
+        )
+        _row_problem(frame, "messages", bad, "a list of {role, content} messages", source)
 
         def last_answer(messages: Any) -> str | None:
             said = [m.get("content") for m in list(messages) if m.get("role") == "assistant"]

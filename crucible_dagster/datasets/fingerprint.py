@@ -46,7 +46,10 @@ def _feed_chunk(state: _Column, chunk: Any, with_validity: bool) -> None:
         if filler is not None or pa.types.is_primitive(kind):
             chunk = pc.fill_null(chunk, filler if filler is not None else pa.scalar(0, kind))
     if pa.types.is_primitive(kind) and not pa.types.is_boolean(kind):
-        state.data.update(memoryview(chunk.to_numpy(zero_copy_only=False)).cast("B"))
+        values = chunk.to_numpy(zero_copy_only=False)
+        if values.dtype.kind in "mM":  # dates, times, durations: a buffer cannot hold them as
+            values = values.view(np.int64)  # such, their int64 counts are the same bytes
+        state.data.update(memoryview(values).cast("B"))
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         width = np.int64 if pa.types.is_large_string(kind) else np.int32
         offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[

@@ -9,11 +9,15 @@ say where it is. Remote code is never run (``trust_remote_code`` is not offered)
 
 from __future__ import annotations
 
+import json
 import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
+from crucible_dagster.common.files import safe_join
 from crucible_dagster.datasets.base import DatasetError, LoadedTable, Provider, ProviderOptions
 from crucible_dagster.experiment.ir import DatasetRef
 
@@ -55,6 +59,81 @@ def _split_of(found: Any, split: str, where: str) -> Any:
     return found
 
 
+MAX_STATE_BYTES = 1024 * 1024
+
+
+def _record(path: str, what: str) -> Any:
+    """A save_to_disk record (``state.json``, ``dataset_dict.json``): a regular file, capped,
+    JSON; the located DatasetError otherwise (never a FIFO opened, which would block)."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot read: {exc.strerror}", reason="unreadable", where=path
+        ) from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STATE_BYTES:
+        found = "not a regular file" if not stat.S_ISREG(info.st_mode) else f"{info.st_size} bytes"
+        raise DatasetError(
+            f"expected {what} (a regular file of at most {MAX_STATE_BYTES} bytes), found {found}",
+            reason="unreadable",
+            where=path,
+        )
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DatasetError(
+            f"expected {what} (JSON), found: {exc}", reason="unreadable", where=path
+        ) from None
+
+
+def _checked_saved(folder: str, depth: int = 0) -> None:
+    """Every file a save_to_disk folder's records name is a regular file inside the folder: a
+    tampered ``state.json`` naming ``../../etc/passwd``, an absolute path, a symlink out or a
+    FIFO is refused before the library opens it; so is a record of the wrong shape."""
+    listing = os.path.join(folder, "dataset_dict.json")
+    if depth == 0 and os.path.lexists(listing):
+        splits = _record(listing, "the splits a save_to_disk folder holds")
+        names = splits.get("splits") if isinstance(splits, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DatasetError(
+                "splits: expected a list of split names", reason="unreadable", where=listing
+            )
+        for name in names:
+            _checked_saved(_inside(folder, name, listing), depth + 1)
+        return
+    state_path = os.path.join(folder, "state.json")
+    state = _record(state_path, "a save_to_disk state")
+    files = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("filename"), str) for f in files
+    ):
+        raise DatasetError(
+            "_data_files: expected a list of {filename: ...}", reason="unreadable", where=state_path
+        )
+    info = os.path.join(folder, "dataset_info.json")
+    if os.path.lexists(info):
+        _record(info, "a save_to_disk dataset info")
+    for entry in files:
+        data = _inside(folder, entry["filename"], state_path)
+        if not stat.S_ISREG(os.lstat(data).st_mode):
+            raise DatasetError(
+                f"_data_files: {entry['filename']!r} is not a regular file",
+                reason="unreadable",
+                where=state_path,
+            )
+
+
+def _inside(folder: str, name: str, where: str) -> str:
+    try:
+        found = safe_join(Path(folder), name)
+    except PermissionError as exc:
+        raise DatasetError(str(exc), reason="outside_folder", where=where) from None
+    if not os.path.lexists(found):
+        raise DatasetError(f"{name!r}: no such file or folder", reason="not_found", where=where)
+    return str(found)
+
+
 def load_hf(
     location: str, split: str, *, config: str | None, revision: str | None, cache_dir: str | None
 ) -> tuple[Any, str]:
@@ -65,6 +144,7 @@ def load_hf(
         if os.path.isdir(location) and any(
             os.path.exists(os.path.join(location, m)) for m in SAVED_MARKERS
         ):
+            _checked_saved(location)
             found = _split_of(library.load_from_disk(location), split, where)
         else:
             found = library.load_dataset(

@@ -108,7 +108,16 @@ def _ids(table: Any, id_column: str, source: str) -> tuple[Any, Any]:
     if id_column not in table.column_names:  # row numbers, formatted once the rows are chosen
         width = np.int32 if table.num_rows < 2**31 else np.int64  # half the bytes, faster to format
         return table, pa.array(np.arange(table.num_rows, dtype=width))
-    ids = pc.cast(table[id_column].combine_chunks(), pa.string())
+    column = table[id_column].combine_chunks()
+    try:
+        ids = pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DatasetError(
+            f"column {id_column!r}: expected ids as text (UTF-8) or numbers, found {column.type}"
+            " values that are not (set dataset.options.id_column to another column)",
+            reason="bad_ids",
+            where=source,
+        ) from None
     if ids.null_count:
         row = pc.index(pc.is_null(ids), True).as_py()
         raise DatasetError(f"row {row + 1}, column {id_column!r}: an id is null", where=source)
@@ -214,6 +223,12 @@ def load_dataset(ref: DatasetRef, seed: int) -> LoadedDataset:
         table = check_schema(table, ref.schema_, source, loaded.origin_of)
     table, ids = _ids(table, options.id_column, source)
     rows_loaded = table.num_rows
+    if rows_loaded == 0:  # every stage after would fail on it, far from the cause
+        raise DatasetError(
+            "expected examples, found none (a header only, or an empty table)",
+            reason="no_rows",
+            where=source,
+        )
     with ThreadPoolExecutor(2) as pool:  # the ids are formatted while the columns are hashed
         named = _named_fingerprint(ref, table, ids, provider.uses_version, pool)
         table, ids = _select(table, ids, ref, seed, source)

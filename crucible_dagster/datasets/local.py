@@ -13,7 +13,8 @@ from __future__ import annotations
 import glob as globbing
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -64,21 +65,38 @@ class LocalOptions(ProviderOptions):
     )
 
 
+@contextmanager
+def filesystem_errors(where: str) -> Iterator[None]:
+    """A filesystem's own failure as the located DatasetError: a URL whose driver is not
+    installed (http:// needs aiohttp), a refused connection, a missing archive (zip://...). A
+    driver raises what it likes, so anything but our own error is caught here, in the few lines
+    that list, stat and open files."""
+    try:
+        yield
+    except DatasetError:
+        raise
+    except (ImportError, ValueError) as exc:  # an unknown scheme, a driver not installed
+        raise DatasetError(f"cannot open: {exc}", reason="bad_url", where=where) from None
+    except Exception as exc:  # a third-party driver's errors have no common base
+        found = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise DatasetError(
+            f"cannot read: {type(exc).__name__}: {found}", reason="unreadable", where=where
+        ) from None
+
+
 class _Files:
     """The files a location names: their filesystem (None: local) and paths."""
 
     def __init__(self, location: str, split: str, fmt: str | None):
         self.location = location
         self.fs: Any = None
-        try:
+        with filesystem_errors(location):
             where = storage_path(location)  # the Context IO manager's helper: a Path or a UPath
-        except (ValueError, ImportError) as exc:
-            raise DatasetError(f"cannot open: {exc}", reason="bad_url", where=location) from None
-        if isinstance(where, Path):
-            root = str(where)
-        else:
-            self.fs, root = where.fs, where.path
-        self.paths = self._list(root, split, fmt)
+            if isinstance(where, Path):
+                root = str(where)
+            else:
+                self.fs, root = where.fs, where.path
+            self.paths = self._list(root, split, fmt)
 
     def _isdir(self, path: str) -> bool:
         return bool(self.fs.isdir(path)) if self.fs is not None else os.path.isdir(path)
@@ -126,7 +144,8 @@ class _Files:
         """Every file regular, readable and not empty; all of them within ``max_bytes``."""
         total = 0
         for path in self.paths:
-            size = self._size(path)
+            with filesystem_errors(path):
+                size = self._size(path)
             if size == 0:
                 raise DatasetError("the file is empty", reason="empty", where=path)
             total += size
@@ -186,8 +205,18 @@ def check_depth(files: _Files, max_depth: int) -> None:
     import numpy as np
 
     for path in files.paths:
-        with files.fs.open(path, "rb") if files.fs else open(path, "rb") as handle:
+        with (
+            filesystem_errors(path),
+            files.fs.open(path, "rb") if files.fs else open(path, "rb") as handle,
+        ):
             raw = np.frombuffer(handle.read(), dtype=np.uint8)
+        if bytes(raw[:4096]).lstrip().startswith(b"["):
+            raise DatasetError(
+                "expected JSON Lines (one object a line), found a JSON array; write one object "
+                "a line (a .json file is read as JSON Lines too)",
+                reason="not_json_lines",
+                where=path,
+            )
         step = np.isin(raw, (91, 123)).astype(np.int32) - np.isin(raw, (93, 125)).astype(np.int32)
         depth = int(np.cumsum(step).max()) if len(step) else 0
         if depth > max_depth:
@@ -231,18 +260,17 @@ def by_column(dataset: Any) -> Any:
 
 def read_files(files: _Files, fmt: str) -> tuple[Any, Callable[[int], str] | None]:
     """The files as one Arrow table, and (several files) which file a row came from."""
-    import pyarrow as pa
     import pyarrow.dataset as ds
 
+    where = files.paths[0] if len(files.paths) == 1 else files.location
     try:
         dataset = ds.dataset(files.paths, format=fmt, filesystem=files.fs)
         table = by_column(dataset) if fmt == "parquet" else dataset.to_table()
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        where = files.paths[0] if len(files.paths) == 1 else files.location
+    except Exception as exc:  # pyarrow's errors, and a filesystem driver's (no common base)
         raise DatasetError(
             f"cannot read as {fmt}: {exc}", reason="unreadable", where=where
         ) from None
-    text_columns_problem(table, fmt, files.paths[0] if len(files.paths) == 1 else files.location)
+    text_columns_problem(table, fmt, where)
     if len(files.paths) == 1:
         return table, None
 

@@ -17,12 +17,22 @@ from crucible_dagster.datasets.base import DatasetError
 SPELLINGS = {"int": "int64", "integer": "int64", "float": "float64", "number": "float64"}
 
 
-def _arrow_type(text: str, where: str) -> Any:
+#: lists of lists of ... this deep at most (a deeper spelling is refused, not recursed into)
+MAX_LIST_DEPTH = 32
+
+
+def _arrow_type(text: str, where: str, depth: int = 0) -> Any:
     import pyarrow as pa
 
     spelled = text.strip()
     if spelled.startswith("list<") and spelled.endswith(">"):
-        return pa.list_(_arrow_type(spelled[5:-1], where))
+        if depth >= MAX_LIST_DEPTH:
+            raise DatasetError(
+                f"expected lists nested at most {MAX_LIST_DEPTH} deep, found {text[:40]!r}...",
+                reason="invalid_schema",
+                where=where,
+            )
+        return pa.list_(_arrow_type(spelled[5:-1], where, depth + 1))
     try:
         return pa.type_for_alias(SPELLINGS.get(spelled, spelled))
     except (ValueError, KeyError):
