@@ -26,6 +26,7 @@ SCHEMA_VERSION: Literal[1] = 1
 MAX_RACE_BYTES = 256 * 1024 * 1024
 MAX_ITEMS = 10_000_000
 Id = Annotated[str, Field(min_length=1, max_length=512)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -54,8 +55,8 @@ class RaceRecord(_Strict):
     settings: dict[str, Any]
     configs: list[Id] = Field(min_length=1, max_length=100_000)
     block_order: list[Id] = Field(max_length=MAX_ITEMS)
-    scores: dict[Id, list[float]]
-    survivors: list[Id]
+    scores: dict[Id, list[Finite]]
+    survivors: list[Id] = Field(min_length=1)
     rounds: list[RoundRecord] = Field(max_length=MAX_ITEMS)
     evaluations: int = Field(ge=0, le=10**13)
     cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
@@ -64,6 +65,17 @@ class RaceRecord(_Strict):
     finished: bool
     finish_reason: Annotated[str, Field(max_length=4096)] = ""
     test_state: dict[str, Any] = Field(default_factory=dict)
+
+
+class TestState(_Strict):
+    """The sequential test's betting state (``SequentialTest.to_json``), checked before the test
+    resumes from it: a tampered one was a bare KeyError or ValueError inside the race."""
+
+    blocks: int = Field(ge=0, le=MAX_ITEMS)
+    log_wealth: dict[Id, list[Finite]]
+    sums: dict[Id, Finite]
+    sup_log_e: dict[Id, Finite]
+    any_difference: bool
 
 
 def write_race(path: Path, record: RaceRecord) -> Path:
@@ -92,7 +104,10 @@ def _check_consistent(path: Path, record: RaceRecord) -> None:
     known = set(record.configs)
     if len(known) != len(record.configs):
         raise RecordError(path, "configs", "distinct configuration ids", "a repeated id")
-    for field, ids in (("survivors", record.survivors), ("scores", list(record.scores))):
+    named = [("survivors", record.survivors), ("scores", list(record.scores))]
+    for i, past in enumerate(record.rounds):
+        named += [(f"rounds.{i}.survivors", past.survivors), (f"rounds.{i}.dropped", past.dropped)]
+    for field, ids in named:
         unknown = [c for c in ids if c not in known]
         if unknown:
             raise RecordError(path, field, "ids among configs", shown(unknown[0]))
@@ -105,3 +120,31 @@ def _check_consistent(path: Path, record: RaceRecord) -> None:
     for config, values in record.scores.items():
         if len(values) > done:
             raise RecordError(path, f"scores.{config}", f"at most {done} scores", str(len(values)))
+    if record.test_state:
+        _check_test_state(path, record, done)
+
+
+def _check_test_state(path: Path, record: RaceRecord, done: int) -> None:
+    """The betting state: its fields' types, one entry per configuration, one wealth per
+    betting fraction, and as many blocks as the rounds ran."""
+    from crucible_dagster.racing.sequential import LAMBDAS
+
+    try:
+        state = TestState.model_validate(record.test_state)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(["test_state", *(str(p) for p in first["loc"])])
+        raise RecordError(path, where, first["msg"], shown(first.get("input"))) from None
+    configs = set(record.configs)
+    for field in ("log_wealth", "sums", "sup_log_e"):
+        if set(getattr(state, field)) != configs:
+            raise RecordError(path, f"test_state.{field}", "one entry per configuration", "others")
+    for config, wealth in state.log_wealth.items():
+        if len(wealth) != len(LAMBDAS):
+            raise RecordError(
+                path, f"test_state.log_wealth.{config}", f"{len(LAMBDAS)} values", str(len(wealth))
+            )
+    if state.blocks != done:
+        raise RecordError(
+            path, "test_state.blocks", f"{done} (the rounds' blocks)", str(state.blocks)
+        )
