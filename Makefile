@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CRUCIBLE_ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 
-.PHONY: demo test test-fast lint fmt bench ui ui-postgres workers workers-stop clean venv
+.PHONY: demo demo-eval test test-fast lint fmt bench ui ui-postgres workers workers-stop clean venv
 
 venv: $(STAMP)
 
@@ -36,6 +36,18 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@printf 'loggers:\n  console:\n    config:\n      log_level: INFO\n' > $(DEMO_CONFIG)
 	@PYTHONWARNINGS='ignore:Function `job_execute_command` is superseded' \
 		$(BIN)/python -m crucible_dagster.contrib.demo_summary classifier_comparison -- $(DEMO_JOB)
+
+# The evaluation demo (issue 24): qa_eval, two prompts x two models on GSM8K-format questions,
+# against the bundled OpenAI-compatible server, which the demo starts on a free port of
+# 127.0.0.1 (CRUCIBLE_LLM_URL points the experiment at it) and stops however the demo ends.
+# The same quiet console as `make demo`; the summary adds each configuration's cost and the
+# per-sample comparison, and the server's own count of requests and tokens.
+DEMO_EVAL_JOB := $(BIN)/dagster job execute -f definitions.py -j qa_eval -c $(DEMO_CONFIG)
+
+demo-eval: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	@printf 'loggers:\n  console:\n    config:\n      log_level: INFO\n' > $(DEMO_CONFIG)
+	@PYTHONWARNINGS='ignore:Function `job_execute_command` is superseded' \
+		$(BIN)/python -m crucible_dagster.contrib.demo_eval qa_eval -- $(DEMO_EVAL_JOB)
 
 # Tests run on every core (pytest-xdist), the long live and integration tests handed out first
 # (tests/conftest.py); each test makes its own instance, ports and database, so none is pinned

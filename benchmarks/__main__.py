@@ -58,6 +58,10 @@ def main() -> int:
             "hedging: tail latency against a heavy-tailed server (both sides in a process of its own)",
             lambda: rows_in_fresh_process("benchmarks.hedging_bench:hedging_rows"),
         ),
+        (
+            "predict: per-sample overhead against a bare thread pool (both in a process of its own)",
+            lambda: rows_in_fresh_process("benchmarks.predict_bench:predict_rows"),
+        ),
         ("celery: executors side by side", celery_bench.celery_rows),
         ("demo: dagster job execute vs crucible run", dagster_bench.demo_rows),
     ]

@@ -82,3 +82,43 @@ def test_a_failed_stage_is_one_escaped_line_and_torn_or_odd_lines_are_skipped(
     ], said.out
     assert "\x1b" not in said.out and "\u202e" not in said.out
     assert said.err.startswith("no run of core_pipeline_demo found under ")
+
+
+def test_a_sweeps_summary_shows_means_cost_tests_and_the_best() -> None:
+    from crucible_dagster.contrib.demo_summary import sweep_lines
+
+    sweep = {
+        "design": {"means": {"a": 0.5, "b": 0.75}},
+        "cost": {
+            "configurations": {"a": {"requests": 4, "prompt_tokens": 40, "completion_tokens": 8,
+                                     "cost": 0.25}},
+            "total": {"requests": 8, "cost": 0.5},
+            "budget": {"max_cost": 1.0},
+        },
+        "comparison": {
+            "omnibus": [{"test": "cochran_q", "p_value": 0.01}],
+            "comparisons": [
+                {"group_a": "a", "group_b": "b", "test": "mcnemar", "estimate": -0.25,
+                 "p_value": 0.02, "p_adjusted": 0.04},
+                {"group_a": "a", "group_b": "b", "test": "bootstrap", "estimate": -0.25},
+            ],
+        },
+        "best": {"statement": "b is the best configuration"},
+    }  # fmt: skip
+    lines = sweep_lines(sweep)
+    assert lines[0].split() == ["a", "mean", "0.500", "requests", "4", "tokens", "40+8", "cost",
+                                "0.25"]  # fmt: skip
+    assert lines[1].split()[:5] == ["b", "mean", "0.750", "requests", "n/a"]
+    assert lines[2] == "  total: 8 requests, cost 0.5 (budget: max_cost 1.0)"
+    assert lines[3:] == [
+        "  cochran_q: p = 0.01",
+        "  a - b: mcnemar, difference -0.2500, p = 0.02 (adjusted 0.04)",
+        "Best: b is the best configuration",
+    ]
+
+
+@pytest.mark.parametrize("odd", [None, 5, "x", [1], {"design": 3, "cost": [], "best": "b"}])
+def test_a_sweep_record_of_the_wrong_shape_prints_nothing_it_cannot_read(odd: object) -> None:
+    from crucible_dagster.contrib.demo_summary import sweep_lines
+
+    assert sweep_lines(odd) == []

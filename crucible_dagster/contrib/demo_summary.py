@@ -32,6 +32,10 @@ def _num(value: object) -> str:
     return f"{value:+.4f}" if isinstance(value, float) else "n/a"
 
 
+def _share(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "n/a"
+
+
 def _p(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else "n/a"
 
@@ -56,14 +60,36 @@ def progress_line(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _trial_end(telemetry: Path) -> str | None:
+    """A sweep trial's line once its telemetry ends (``run_completed``, ``run_failed``...)."""
+    try:
+        last = telemetry.read_bytes().rstrip(b"\n").rpartition(b"\n")[2]
+        event = json.loads(last)
+    except (OSError, ValueError):
+        return None
+    kind = event.get("event") if isinstance(event, dict) else None
+    if not isinstance(kind, str) or not kind.startswith("run_") or kind == "run_started":
+        return None
+    return f"  trial {telemetry.parent.name:<32} {kind.removeprefix('run_')} in {_seconds(event)}"
+
+
 class _Follower:
-    """Reads the telemetry of the run that appears under ``root`` after it was built."""
+    """Reads the telemetry of the run that appears under ``root`` after it was built (and of
+    its trials, for a sweep)."""
 
     def __init__(self, root: Path):
         self.root = root
         self.before = set(root.glob("*/telemetry.jsonl"))
         self.path: Path | None = None
         self.offset = 0
+        self.trials_done: set[Path] = set()
+
+    def _print_trials(self, run_dir: Path) -> None:
+        for telemetry in sorted(run_dir.glob("trials/*/telemetry.jsonl")):
+            line = None if telemetry in self.trials_done else _trial_end(telemetry)
+            if line:
+                self.trials_done.add(telemetry)
+                say(line)
 
     def _new_run(self) -> Path | None:
         fresh = [p for p in self.root.glob("*/telemetry.jsonl") if p not in self.before]
@@ -74,6 +100,7 @@ class _Follower:
         self.path = self.path or self._new_run()
         if self.path is None:
             return
+        self._print_trials(self.path.parent)
         with self.path.open("rb") as handle:
             handle.seek(self.offset)
             data = handle.read()
@@ -105,6 +132,48 @@ def follow(experiment_id: str, command: list[str]) -> int:
     return proc.returncode or summary
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def sweep_lines(sweep: Any) -> list[str]:
+    """A sweep's summary: each configuration's share right over the shared samples and its
+    cost, the omnibus test, each pair's paired test (not the bootstrap beside it), the best."""
+    if not isinstance(sweep, dict):
+        return []
+    means = _mapping(_mapping(sweep.get("design")).get("means"))
+    cost = _mapping(sweep.get("cost"))
+    spent = _mapping(cost.get("configurations"))
+    lines = []
+    for name in means or _mapping(sweep.get("configurations")):
+        row = _mapping(spent.get(name))
+        lines.append(
+            f"  {name:<32} mean {_share(means.get(name))}  requests {row.get('requests', 'n/a')}"
+            f"  tokens {row.get('prompt_tokens', 'n/a')}+{row.get('completion_tokens', 'n/a')}"
+            f"  cost {_p(row.get('cost'))}"
+        )
+    total = _mapping(cost.get("total"))
+    if total:
+        budget = cost.get("budget") or {}
+        limits = ", ".join(f"{k} {v}" for k, v in budget.items()) if budget else "none"
+        lines.append(
+            f"  total: {total.get('requests')} requests, cost {_p(total.get('cost'))} "
+            f"(budget: {limits})"
+        )
+    inner = sweep.get("comparison")
+    lines += [f"  {o.test}: p = {_p(o.p_value)}" for o in omnibus_rows(inner)]
+    lines += [
+        f"  {r.group_a} - {r.group_b}: {r.test}, difference {_num(r.estimate)}, "
+        f"p = {_p(r.p_value)} (adjusted {_p(r.p_adjusted)})"
+        for r in comparison_rows(inner)
+        if r.test != "bootstrap"
+    ]
+    best = sweep.get("best")
+    if isinstance(best, dict) and best.get("statement"):
+        lines.append(f"Best: {best['statement']}")
+    return lines
+
+
 def main(experiment_id: str) -> int:
     runs = sorted(
         (artifacts_root() / experiment_id).glob("*/manifest.json"), key=lambda p: p.stat().st_mtime
@@ -129,6 +198,8 @@ def main(experiment_id: str) -> int:
             f"  {row.group_a} - {row.group_b}: {row.test}, difference {_num(row.estimate)}, "
             f"p = {_p(row.p_value)} (adjusted {_p(row.p_adjusted)})"
         )
+    for line in sweep_lines(manifest.get("metrics", {}).get("sweep")):
+        say(line)
     for report in sorted(run_dir.glob("*.md")) + sorted(run_dir.glob("*.html")):
         say(f"Report: {report}")
     say(f"Run directory: {run_dir}")
