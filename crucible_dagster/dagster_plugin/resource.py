@@ -38,6 +38,11 @@ class CrucibleResource(dg.ConfigurableResource):
     seeds: list[int] | None = None
     """A sweep's seed replicates for this run; pre-filled with the experiment's."""
 
+    racing: dict[str, Any] | None = None
+    """A raced sweep's ``sweep.racing`` for this run (alpha, method, first_look, round_size,
+    budget ...): pre-filled with the experiment's; keys given replace the file's, the others
+    keep it; checked like the file's."""
+
     def artifacts_root(self) -> str:
         """The run directories' root, decided here at the adapter's edge: every op and asset
         hands the core an explicit path, so nothing below reads the environment for it."""
@@ -57,7 +62,15 @@ class CrucibleResource(dg.ConfigurableResource):
             else None
         )
         seeds = list(experiment.seeds) if sweep else None
-        settings = (self.artifacts_dir, self.validate_options, experiment.seed, parameters, seeds)
+        racing = _racing_settings(experiment)
+        settings = (
+            self.artifacts_dir,
+            self.validate_options,
+            experiment.seed,
+            parameters,
+            seeds,
+            racing,
+        )
         key = json.dumps(settings, sort_keys=True, default=repr)
         if key not in _PER_EXPERIMENT:
             _PER_EXPERIMENT[key] = CrucibleResource(
@@ -66,6 +79,7 @@ class CrucibleResource(dg.ConfigurableResource):
                 seed=experiment.seed,
                 parameters=parameters,
                 seeds=seeds,
+                racing=racing,
             )
         return _PER_EXPERIMENT[key]
 
@@ -79,20 +93,36 @@ class CrucibleResource(dg.ConfigurableResource):
             changes["parameters"] = self.parameters
         if self.seeds is not None and self.seeds != experiment.seeds:
             changes["seeds"] = self.seeds
+        racing = _racing_settings(experiment)
+        if self.racing is not None and racing is not None and {**racing, **self.racing} != racing:
+            changes["racing"] = {**racing, **self.racing}  # keys not given keep the file's
         if not changes:
             return experiment
         data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        if "racing" in changes:
+            data["sweep"] = {**data.get("sweep", {}), "racing": changes.pop("racing")}
         try:
             return Experiment.model_validate({**data, **changes})
         except ValidationError as exc:
             # the IR's own line for the value, as `crucible validate` words it for the file
             field, message = explain_error(exc.errors()[0], Experiment)
+            if field.startswith("sweep.racing"):  # run config names sweep.racing racing
+                field = field.removeprefix("sweep.")
             raise dg.Failure(
                 description=f"resources.crucible.config.{field}: {message}", allow_retries=False
             ) from None
 
 
 _PER_EXPERIMENT: dict[str, CrucibleResource] = {}
+
+
+def _racing_settings(experiment: Experiment) -> dict[str, Any] | None:
+    """A raced sweep's settings as the Launchpad shows them (no nulls: Dagster's config has
+    none), or None when the experiment is not a race."""
+    sweep = experiment.sweep
+    if sweep is None or sweep.strategy != "racing":
+        return None
+    return sweep.race.model_dump(mode="json", exclude_none=True)
 
 
 def _holds_null(value: Any) -> bool:

@@ -103,7 +103,8 @@ def restricted_to(experiment: Experiment, ids_file: Path) -> Experiment:
     checked by the dataset loader like any ids record; folds are not drawn again on them."""
     assert experiment.dataset is not None
     dataset = experiment.dataset.model_copy(
-        update={"sample": SampleSpec(ids_from=str(ids_file)), "folds": None}
+        # absolute: a worker in another working directory reads the same file
+        update={"sample": SampleSpec(ids_from=str(ids_file.absolute())), "folds": None}
     )
     return experiment.model_copy(update={"dataset": dataset})
 

@@ -80,3 +80,32 @@ def test_the_artifacts_root_can_come_from_an_env_var_resolved_at_run_time(
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(instance=instance)
     assert (root / "gated" / result.run_id / "manifest.json").is_file()
+
+
+def test_a_raced_sweeps_racing_settings_are_run_config(artifacts_dir: Path) -> None:
+    """sweep.racing is pre-filled from the file; a run that changes alpha races with it (and
+    keeps the settings it did not give), a bad alpha fails with the IR's message."""
+    from crucible_dagster import Experiment
+    from tests.test_racing_sweep import RACED
+
+    job = build_job(Experiment.model_validate(RACED))
+    prefilled = _prefilled(job)["racing"]
+    assert prefilled["alpha"] == 0.05 and prefilled["first_look"] == 3
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"resources": {"crucible": {"config": {"racing": {"alpha": 0.2}}}}},
+        )
+        assert result.success
+        bad = job.execute_in_process(
+            instance=instance,
+            run_config={"resources": {"crucible": {"config": {"racing": {"alpha": 1.5}}}}},
+            raise_on_error=False,
+        )
+    record = json.loads((artifacts_dir / "raced" / result.run_id / "race.json").read_text())
+    assert record["settings"]["alpha"] == 0.2 and record["settings"]["first_look"] == 3
+    assert result.output_for_node("compare_trials")["race"]["alpha"] == 0.2
+    assert not bad.success
+    (failure, *_) = [e for e in bad.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert "resources.crucible.config.racing.alpha: expected a number in (0, 1), got 1.5" in message
