@@ -13,19 +13,29 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
 from crucible_dagster.scorers.base import Scorer, ScorerOptions, references_of
 
 
-def _need(module: str, package: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise ValueError(
-            f"needs the {package!r} package: pip install 'crucible_dagster[eval]' "
-            f"(or pip install {package})"
-        )
+class LibraryOptions(ScorerOptions):
+    """Options of a scorer on a library of the ``eval`` extra: a file that names the scorer
+    without the library installed is told so at ``validate``, by name."""
+
+    #: (the module the scorer imports, the package that installs it)
+    library: ClassVar[tuple[str, str]]
+
+    @model_validator(mode="after")
+    def _installed(self) -> Self:
+        module, package = self.library
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(
+                f"needs the {package!r} package: pip install 'crucible_dagster[eval]' "
+                f"(or pip install {package})"
+            )
+        return self
 
 
 def _texts(reference: Any) -> list[str]:
@@ -39,7 +49,8 @@ def _streams(references: Sequence[Any]) -> list[list[str]]:
     return [[r[i] if i < len(r) else "" for r in per_sample] for i in range(width)]
 
 
-class BleuOptions(ScorerOptions):
+class BleuOptions(LibraryOptions):
+    library = ("sacrebleu", "sacrebleu")
     tokenize: Literal["13a", "none", "intl", "char", "zh"] = Field(
         default="13a", description="sacrebleu's tokenizer (13a: WMT's standard)."
     )
@@ -54,11 +65,6 @@ class BleuOptions(ScorerOptions):
         description="Leave out n-gram orders a short sentence does not have (sacrebleu's advice "
         "for sentence BLEU); the corpus score never uses it.",
     )
-
-    @model_validator(mode="after")
-    def _installed(self) -> BleuOptions:
-        _need("sacrebleu", "sacrebleu")
-        return self
 
 
 class Bleu(Scorer):
@@ -93,7 +99,8 @@ class Bleu(Scorer):
         return float(metric.corpus_score([str(p) for p in predictions], _streams(references)).score)
 
 
-class ChrfOptions(ScorerOptions):
+class ChrfOptions(LibraryOptions):
+    library = ("sacrebleu", "sacrebleu")
     char_order: int = Field(default=6, ge=1, le=20)
     word_order: int = Field(default=0, ge=0, le=6, description="2 gives chrF++.")
     beta: int = Field(default=2, ge=1, le=10, description="Recall's weight (chrF2: 2).")
@@ -102,11 +109,6 @@ class ChrfOptions(ScorerOptions):
     eps_smoothing: bool = Field(
         default=False, description="chrF++.py/NLTK's smoothing instead of effective order."
     )
-
-    @model_validator(mode="after")
-    def _installed(self) -> ChrfOptions:
-        _need("sacrebleu", "sacrebleu")
-        return self
 
 
 class Chrf(Scorer):
@@ -141,17 +143,13 @@ class Chrf(Scorer):
         return float(self._metric().corpus_score(hypotheses, _streams(references)).score)
 
 
-class RougeOptions(ScorerOptions):
+class RougeOptions(LibraryOptions):
+    library = ("rouge_score", "rouge-score")
     type: Literal["rouge1", "rouge2", "rougeL", "rougeLsum"] = Field(
         default="rougeL", description="Unigrams, bigrams, longest common subsequence."
     )
     measure: Literal["fmeasure", "precision", "recall"] = Field(default="fmeasure")
     use_stemmer: bool = Field(default=False, description="Porter-stem words first.")
-
-    @model_validator(mode="after")
-    def _installed(self) -> RougeOptions:
-        _need("rouge_score", "rouge-score")
-        return self
 
 
 class Rouge(Scorer):
