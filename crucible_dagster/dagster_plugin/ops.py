@@ -222,27 +222,6 @@ def invalid_options_failure(problems: list[str]) -> dg.Failure:
     )
 
 
-def _check_run_start(
-    experiment: Experiment,
-    registry: Registry,
-    translator: CrucibleTranslator,
-    context: dg.OpExecutionContext,
-    run: Run,
-    ctx: Context,
-) -> None:
-    """At the first stage: warn about settings without effect, and check every stage's options
-    from the run config (in ``error`` mode), so a bad value fails before any stage runs."""
-    for warning in unused_settings(experiment):
-        context.log.warning(f"experiment {experiment.id}: {warning}")
-    resource: CrucibleResource = context.resources.crucible
-    if resource.validate_options != "error":
-        return
-    problems = run_option_problems(experiment, registry, translator, context)
-    if problems:
-        run.fail({"error_type": "InvalidOptions", "problems": problems}, ctx)
-        raise invalid_options_failure(problems)
-
-
 def _start_run(
     experiment: Experiment,
     registry: Registry,
@@ -251,9 +230,18 @@ def _start_run(
     run: Run,
     ctx: Context,
 ) -> Context:
-    """The first step: the run's checks, then its dataset loaded (once: the Context carries it
-    to the other steps); a dataset that cannot load fails the run before the first stage."""
-    _check_run_start(experiment, registry, translator, context, run, ctx)
+    """The first step: warn about settings without effect, check every stage's options from
+    the run config (in ``error`` mode) so a bad value fails before any stage runs, then load the
+    dataset (once: the Context carries it to the other steps); a dataset that cannot load fails
+    the run before the first stage."""
+    for warning in unused_settings(experiment):
+        context.log.warning(f"experiment {experiment.id}: {warning}")
+    resource: CrucibleResource = context.resources.crucible
+    if resource.validate_options == "error":
+        problems = run_option_problems(experiment, registry, translator, context)
+        if problems:
+            run.fail({"error_type": "InvalidOptions", "problems": problems}, ctx)
+            raise invalid_options_failure(problems)
     ctx, failure = run.load_dataset(ctx)
     if failure is not None:
         raise stage_failure(failure)
