@@ -154,3 +154,44 @@ def safe_join(root: Path, relative: str) -> Path:
             raise PermissionError(f"path {relative!r} goes through a symlink ({current}); refused")
         current = current.parent
     return target
+
+
+class UnreadableFile(Exception):
+    """Why ``read_regular`` read nothing: ``problem`` is ``missing``, ``open``, ``not_regular``,
+    ``too_large`` or ``read``; ``detail`` the OS's reason or the size found (bytes)."""
+
+    def __init__(self, problem: str, detail: str = "", mode: int = 0):
+        super().__init__(f"{problem}: {detail}" if detail else problem)
+        self.problem, self.detail, self.mode = problem, detail, mode
+
+
+def read_regular(path: Path, cap: int) -> bytes:
+    """A regular file's bytes, at most ``cap``: never through a symlink, never blocked on a
+    FIFO, checked on the descriptor before a byte is read (a file that grew past ``cap``
+    since is ``too_large`` too). ``UnreadableFile`` says why it read nothing."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        missing = isinstance(exc, FileNotFoundError)
+        raise UnreadableFile("missing" if missing else "open", exc.strerror or str(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile("not_regular", mode=info.st_mode)
+        if info.st_size > cap:
+            raise UnreadableFile("too_large", str(info.st_size))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= cap and (chunk := os.read(fd, cap + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise UnreadableFile("read", exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    if len(data) > cap:
+        raise UnreadableFile("too_large")
+    return data

@@ -13,14 +13,12 @@ a regular file inside the working folder (no ``..`` out of it, no symlink on the
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from crucible_dagster.common.files import safe_join
+from crucible_dagster.common.files import UnreadableFile, read_regular, safe_join
 from crucible_dagster.common.templates import TemplateText
 from crucible_dagster.experiment.ir.base import SEED_MAX
 from crucible_dagster.experiment.yaml_limits import DuplicateJsonKey, duplicate_json_keys
@@ -71,32 +69,23 @@ class FewShotError(ValueError):
     """Shots that cannot be had: the message names the file (and line) or the split."""
 
 
+#: what a few-shot file that cannot be read is, by common.files.UnreadableFile's problem
+_UNREADABLE = {
+    "missing": "no such file",
+    "open": "cannot open ({detail})",
+    "not_regular": "expected a regular file",
+    "read": "cannot read ({detail})",
+}
+
+
 def _read_capped(path: Path, shown: str) -> bytes:
     """The file's bytes: a regular file (never blocks on a FIFO), not a symlink, within the cap."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        raise FewShotError(f"few_shot.file: {shown}: no such file") from None
-    except OSError as exc:
-        raise FewShotError(f"few_shot.file: {shown}: cannot open ({exc.strerror})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise FewShotError(f"few_shot.file: {shown}: expected a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise FewShotError(
-                f"few_shot.file: {shown}: expected at most {MAX_FILE_BYTES} bytes, found "
-                f"{info.st_size}"
-            )
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise FewShotError(f"few_shot.file: {shown}: cannot read ({exc.strerror})") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE_BYTES:
-        raise FewShotError(f"few_shot.file: {shown}: expected at most {MAX_FILE_BYTES} bytes")
-    return data
+        return read_regular(path, MAX_FILE_BYTES)
+    except UnreadableFile as exc:
+        found = f", found {exc.detail}" if exc.detail else ""
+        said = _UNREADABLE.get(exc.problem, f"expected at most {MAX_FILE_BYTES} bytes{found}")
+        raise FewShotError(f"few_shot.file: {shown}: {said.format(detail=exc.detail)}") from None
 
 
 def _parsed_records(text: str, shown: str, lines: bool) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
+from crucible_dagster.common.files import UnreadableFile, read_regular
 from crucible_dagster.experiment.names import MAX_NAME_LENGTH, NAME_PATTERN
 from crucible_dagster.runtime.run_record import MANIFEST, RUN_ID_PATTERN
 
@@ -168,29 +169,24 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def read_bytes(path: Path, cap: int, what: str) -> bytes:
     """A regular file's bytes (never through a symlink, never more than ``cap``)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise RecordError(path, "file", what, "no such file") from None
-    except OSError as exc:
-        found = "a symlink" if path.is_symlink() else (exc.strerror or str(exc))
-        raise RecordError(path, "file", f"{what} (a regular file)", found) from None
-    # checked on the descriptor before a file object wraps it: ``os.fdopen`` of a directory
-    # raises a bare IsADirectoryError, not the located RecordError
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "another kind of file"
-            raise RecordError(path, "file", f"{what} (a regular file)", kind)
-        if info.st_size > cap:
-            raise RecordError(path, "file", f"at most {cap} bytes", f"{info.st_size} bytes")
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            return handle.read(cap + 1)[:cap]
-        except OSError as exc:
-            raise RecordError(path, "file", what, exc.strerror or str(exc)) from None
+        return read_regular(path, cap)
+    except UnreadableFile as exc:
+        raise _unreadable(path, cap, what, exc) from None
+
+
+def _unreadable(path: Path, cap: int, what: str, exc: UnreadableFile) -> RecordError:
+    if exc.problem == "missing":
+        return RecordError(path, "file", what, "no such file")
+    if exc.problem == "open":
+        found = "a symlink" if path.is_symlink() else exc.detail
+        return RecordError(path, "file", f"{what} (a regular file)", found)
+    if exc.problem == "not_regular":
+        kind = "a directory" if stat.S_ISDIR(exc.mode) else "another kind of file"
+        return RecordError(path, "file", f"{what} (a regular file)", kind)
+    if exc.problem == "too_large":
+        found = f"{exc.detail} bytes" if exc.detail else f"more than {cap} bytes"
+        return RecordError(path, "file", f"at most {cap} bytes", found)
+    return RecordError(path, "file", what, exc.detail)
 
 
 def parse_json(path: Path, data: bytes, what: str) -> Any:

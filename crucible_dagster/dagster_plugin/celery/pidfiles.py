@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crucible_dagster.common.files import UnreadableFile, read_regular
 from crucible_dagster.common.processes import (
     MAX_PID,
     MIN_MANAGED_PID,
@@ -95,21 +96,13 @@ def _read_pid_file(path: Path) -> str:
     if path.is_symlink():  # said so, rather than O_NOFOLLOW's "too many levels of symbolic links"
         raise CommandError("is a symlink (a pid file is never followed)")
     try:
-        fd = os.open(
-            path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        )
-    except OSError as exc:
-        raise CommandError(f"cannot be read ({exc.strerror})") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CommandError("is not a regular file")
-        data = os.read(fd, MAX_PID_FILE_BYTES + 1)
-    except OSError as exc:
-        raise CommandError(f"cannot be read ({exc.strerror})") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_PID_FILE_BYTES:
-        raise CommandError(f"is larger than {MAX_PID_FILE_BYTES} bytes")
+        data = read_regular(path, MAX_PID_FILE_BYTES)
+    except UnreadableFile as exc:
+        if exc.problem == "not_regular":
+            raise CommandError("is not a regular file") from None
+        if exc.problem == "too_large":
+            raise CommandError(f"is larger than {MAX_PID_FILE_BYTES} bytes") from None
+        raise CommandError(f"cannot be read ({exc.detail})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
