@@ -160,9 +160,9 @@ class UnreadableFile(Exception):
     """Why ``read_regular`` read nothing: ``problem`` is ``missing``, ``open``, ``not_regular``,
     ``too_large`` or ``read``; ``detail`` the OS's reason or the size found (bytes)."""
 
-    def __init__(self, problem: str, detail: str = "", mode: int = 0):
+    def __init__(self, problem: str, detail: str = "", st_mode: int = 0):
         super().__init__(f"{problem}: {detail}" if detail else problem)
-        self.problem, self.detail, self.mode = problem, detail, mode
+        self.problem, self.detail, self.st_mode = problem, detail, st_mode
 
 
 def read_regular(path: Path, cap: int) -> bytes:
@@ -179,7 +179,7 @@ def read_regular(path: Path, cap: int) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UnreadableFile("not_regular", mode=info.st_mode)
+            raise UnreadableFile("not_regular", st_mode=info.st_mode)
         if info.st_size > cap:
             raise UnreadableFile("too_large", str(info.st_size))
         chunks: list[bytes] = []

@@ -181,7 +181,7 @@ def _unreadable(path: Path, cap: int, what: str, exc: UnreadableFile) -> RecordE
         found = "a symlink" if path.is_symlink() else exc.detail
         return RecordError(path, "file", f"{what} (a regular file)", found)
     if exc.problem == "not_regular":
-        kind = "a directory" if stat.S_ISDIR(exc.mode) else "another kind of file"
+        kind = "a directory" if stat.S_ISDIR(exc.st_mode) else "another kind of file"
         return RecordError(path, "file", f"{what} (a regular file)", kind)
     if exc.problem == "too_large":
         found = f"{exc.detail} bytes" if exc.detail else f"more than {cap} bytes"
