@@ -312,3 +312,32 @@ class SeedArithmetic(Stage):
 def sum_texts(values: list[object]) -> list[object]:
     """A callable backend that takes text: 'a+b' -> the sum, as text."""
     return [str(sum(int(p) for p in str(v).split("+"))) for v in values]
+
+
+class QuadraticOptions(StageOptions):
+    x: float = Field(description="The point's first coordinate.")
+    y: float = Field(default=0.0, description="The point's second coordinate.")
+    noise: float = Field(default=0.02, ge=0, description="SD of the seed's noise.")
+    fail_flag: str | None = Field(default=None, description="Fail while this file exists.")
+    interrupt_flag: str | None = Field(
+        default=None, description="Raise KeyboardInterrupt (a killed process) while it exists."
+    )
+
+
+class Quadratic(Stage):
+    """``score = 1 - ((x - 0.3)^2 + (y + 0.2)^2) / 50`` plus the seed's noise, clipped to [0, 1]:
+    a known function whose optimum is (0.3, -0.2), for a study to find."""
+
+    name = "quadratic"
+    Options = QuadraticOptions
+
+    def run(self, ctx: Context, options: QuadraticOptions) -> Context:
+        base = Path(os.environ.get("CRUCIBLE_TEST_WORKDIR", "."))
+        if options.fail_flag and (base / options.fail_flag).exists():
+            raise RuntimeError(f"trial failing because {options.fail_flag} exists")
+        if options.interrupt_flag and (base / options.interrupt_flag).exists():
+            raise KeyboardInterrupt
+        loss = ((options.x - 0.3) ** 2 + (options.y + 0.2) ** 2) / 50
+        noise = float(np.random.default_rng(ctx.seed).normal(0, options.noise))
+        score = min(1.0, max(0.0, 1.0 - loss + noise))
+        return ctx.put_metric("score", score).put_metric("loss", loss)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 
@@ -47,6 +48,16 @@ def celery_executor_def() -> dg.ExecutorDefinition:
     return celery_executor.configured(CelerySettings.from_env().executor_config(), name="celery")
 
 
+def _sweep_steps(experiment: Experiment) -> Any:
+    """The steps of the sweep's strategy: a grid's trials, a race's rounds, a study's trials."""
+    from crucible_dagster.dagster_plugin.race_job import race_steps
+    from crucible_dagster.dagster_plugin.study_job import study_steps
+    from crucible_dagster.dagster_plugin.sweep import grid_steps
+
+    strategy = experiment.sweep.strategy if experiment.sweep is not None else "grid"
+    return {"racing": race_steps, "optuna": study_steps}.get(strategy, grid_steps)
+
+
 def build_job(
     experiment: Experiment,
     *,
@@ -64,15 +75,13 @@ def build_job(
         RESOURCE_KEY: (resource or DEFAULT_RESOURCE).for_experiment(experiment),
     }
     if experiment.is_sweep:
-        from crucible_dagster.dagster_plugin.race_job import race_steps
-        from crucible_dagster.dagster_plugin.sweep import build_sweep_job, grid_steps
+        from crucible_dagster.dagster_plugin.sweep import build_sweep_job
 
         for stage_def in experiment.pipeline:  # fail at definition time, like a linear job would
             registry.resolve(stage_def.implementation)
-        raced = experiment.sweep is not None and experiment.sweep.strategy == "racing"
         return build_sweep_job(
             experiment,
-            (race_steps if raced else grid_steps)(experiment, translator, registry),
+            _sweep_steps(experiment)(experiment, translator, registry),
             translator=translator,
             resource_defs=resource_defs,
             executor_def=executor_for(experiment),

@@ -24,6 +24,7 @@ from crucible_dagster.reports.html import bench_html, html_page, html_table, plo
 from crucible_dagster.reports.markdown import bench_markdown, md_table, md_text
 from crucible_dagster.reports.model import Plot
 from crucible_dagster.reports.race_section import race_html, race_markdown
+from crucible_dagster.reports.study_section import study_html, study_markdown
 
 SUMMARY_HEADERS = ["configuration", "parameters", "seeds", "n", "mean", "sd", "CI low", "CI high"]
 FORMATS = {"markdown": "sweep.md", "json": "sweep.json", "csv": "sweep.csv", "html": "sweep.html"}
@@ -70,6 +71,7 @@ def sweep_markdown(report: SweepReport) -> str:
     if best:
         lines += ["## Best configuration", "", md_text(best["statement"]), ""]
     lines += race_markdown(comparison.get("race"))
+    lines += study_markdown(comparison.get("study"))
     if comparison.get("reason"):
         lines += [f"No comparison: {md_text(comparison['reason'])}", ""]
     design = comparison.get("design")
@@ -132,6 +134,7 @@ def sweep_html(report: SweepReport) -> str:
         html_table(["", ""], identity),
         f"<h2>Best configuration</h2><p>{escape(str(best['statement']))}</p>" if best else "",
         race_html(comparison.get("race")),
+        study_html(comparison.get("study")),
         f"<p>No comparison: {escape(str(comparison['reason']))}</p>"
         if comparison.get("reason")
         else "",

@@ -50,6 +50,25 @@ def _first_values(parameters: Any) -> dict[str, Any]:
     return {k: (v[0] if isinstance(v, list) and v else v) for k, v in parameters.items()}
 
 
+def _space_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A study's parameters (``sweep.optuna.search_space``) at a point of the space: a range's
+    low end, a categorical's first choice; what the raw file holds, valid or not."""
+    sweep = data.get("sweep")
+    study = sweep.get("optuna") if isinstance(sweep, Mapping) else None
+    space = study.get("search_space") if isinstance(study, Mapping) else None
+    values: dict[str, Any] = {}
+    for item in space if isinstance(space, list) else []:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            continue
+        choices = item.get("choices")
+        first = choices[:1] if isinstance(choices, list) else []
+        for value in (item.get("low"), item.get("high"), *first):
+            if value is not None:  # a space without a value: the space's own error says so
+                values[item["name"]] = value
+                break
+    return values
+
+
 def _inner_field(value: Any, message: str) -> tuple[tuple[str, ...], str]:
     """A message about a field inside an option (``m.options.estimator: ...`` from a variant's
     backend) points at that field's own line: its keys, and the message without them."""
@@ -73,7 +92,7 @@ def stage_problems(doc: LocatedDocument, registry: Registry) -> list[Problem]:
     extra = data.get("registry")
     if isinstance(extra, Mapping) and all(isinstance(v, str) for v in extra.values()):
         registry = registry.with_stages({str(k): v for k, v in extra.items()})
-    params = _first_values(data.get("parameters"))
+    params = {**_space_values(data), **_first_values(data.get("parameters"))}
     problems = []
     for index, entry in enumerate(pipeline):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):

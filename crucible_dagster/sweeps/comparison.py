@@ -51,7 +51,8 @@ def compare_trials(experiment: Experiment, outcomes: Sequence[TrialOutcome]) -> 
         return to_jsonable(result)
     replicates, params, result["problems"] = _collect(outcomes, sweep.metric)
     order = dict.fromkeys(t.config_id for t in expand_grid(experiment))
-    names = [c for c in order if c in replicates]
+    # the grid's order; configurations no grid names (a study's trials) in the order they ran
+    names = [c for c in order if c in replicates] + [c for c in replicates if c not in order]
     summary = _summaries(replicates, params, names, sweep.alpha)
     result["configurations"] = summary
     if len(names) < 2:

@@ -45,7 +45,7 @@ def run_sweep(
 ) -> SweepResult:
     """Every trial in turn (a failed trial is recorded and the sweep goes on), then the comparison and reports."""
     sweep_id = run_id or str(uuid.uuid4())
-    trials = expand_grid(experiment)
+    trials = [] if _studied(experiment) else expand_grid(experiment)
     sweep = Run.at(
         artifacts,
         experiment,
@@ -57,10 +57,13 @@ def run_sweep(
     def on_outcome(outcome: TrialOutcome) -> None:
         sweep.record(trial_step(outcome.trial.trial_id), outcome.status)
         if progress is not None:
-            progress(len(done) + 1, len(trials), outcome)
+            progress(len(done) + 1, total, outcome)
         done.append(outcome)
 
     done: list[TrialOutcome] = []
+    total = len(trials) or _study_runs(experiment)
+    if experiment.sweep is not None and experiment.sweep.strategy == "optuna":
+        return _run_study(experiment, sweep, registry, sinks, on_outcome)
     if experiment.sweep is not None and experiment.sweep.strategy == "racing":
         raced = race_trials(
             experiment, trials, sweep, registry=registry, sinks=sinks, on_outcome=on_outcome
@@ -83,3 +86,39 @@ def run_sweep(
     )
     comparison, _ = finish_sweep(experiment, outcomes, sweep, all_ok=not failures)
     return SweepResult(sweep_id, str(sweep.path), outcomes, comparison)
+
+
+def _studied(experiment: Experiment) -> bool:
+    return experiment.sweep is not None and experiment.sweep.strategy == "optuna"
+
+
+def _study_runs(experiment: Experiment) -> int:
+    """The most runs a study makes: every trial on every seed (fewer when pruned)."""
+    assert experiment.sweep is not None
+    return experiment.sweep.study.n_trials * max(1, len(experiment.seeds))
+
+
+def _run_study(
+    experiment: Experiment,
+    sweep: Run,
+    registry: Registry | None,
+    sinks: Iterable[Sink],
+    on_outcome: Callable[[TrialOutcome], None],
+) -> SweepResult:
+    """``strategy: optuna``: the study's trials (each run recorded as the sweep's step as it
+    ends), then the comparison of the complete ones, with the study beside it."""
+    # optuna loads when a study runs, not with the package
+    from crucible_dagster.sweeps.study_run import study_summary, study_trials
+
+    studied = study_trials(experiment, sweep, registry=registry, sinks=sinks, on_outcome=on_outcome)
+    comparison, _ = finish_sweep(
+        experiment,
+        studied.compared_outcomes(),
+        sweep,
+        all_ok=studied.ok,
+        extra={"study": study_summary(experiment, studied.name, studied.slots)},
+    )
+    assert sweep.path is not None
+    return SweepResult(
+        str(sweep.manifest.get("run_id")), str(sweep.path), studied.outcomes, comparison
+    )

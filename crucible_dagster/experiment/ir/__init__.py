@@ -68,6 +68,7 @@ from crucible_dagster.experiment.ir.reliability import (
     normalize_correction,
     normalize_test_name,
 )
+from crucible_dagster.experiment.ir.study_settings import OptunaSettings, SearchParam
 from crucible_dagster.experiment.ir.sweep_settings import DEFAULT_TRIALS_PER_STEP, SweepConfig
 
 __all__ = [
@@ -104,6 +105,7 @@ __all__ = [
     "ModelRef",
     "ModelVersion",
     "Name",
+    "OptunaSettings",
     "OutputOptions",
     "OutputSpec",
     "QualityTarget",
@@ -112,6 +114,7 @@ __all__ = [
     "ReportFormat",
     "SampleSpec",
     "Schedule",
+    "SearchParam",
     "Seed",
     "Sink",
     "StageDef",

@@ -205,6 +205,7 @@ class Experiment(IRModel):
             seen[stage.name] = index
         self._check_dagster()
         self._check_race()
+        self._check_study()
         self._unique_report_files()
         names = [t.name for t in self.quality_targets]
         for index, name in enumerate(names):
@@ -275,6 +276,35 @@ class Experiment(IRModel):
         if sweep.per_sample is False:
             return False
         return isinstance(sweep.per_sample, str) or sweep.metric.split(".")[0] == "score"
+
+    def _check_study(self) -> None:
+        """A study samples configurations itself (no grid), one run for all its trials; a
+        pruner needs at least two seeds (its blocks) to cut a trial short."""
+        if self.sweep is None or self.sweep.strategy != "optuna":
+            return
+        problem = (
+            (
+                "parameters",
+                "the search space replaces the grid: move parameters into "
+                "sweep.optuna.search_space (or use strategy grid)",
+            )
+            if self.parameters
+            else (
+                "dagster.sweep.mode",
+                "a study runs as one run: dagster.sweep.mode must "
+                "be 'run' with sweep.strategy 'optuna'",
+            )
+            if self.dagster.sweep.mode == "partitions"
+            else (
+                "sweep.optuna.pruner",
+                f"pruner {self.sweep.study.pruner!r} stops a trial "
+                "between seeds: give at least 2 seeds (or pruner: none)",
+            )
+            if self.sweep.study.pruner != "none" and len(self.seeds) < 2
+            else None
+        )
+        if problem is not None:
+            raise PydanticCustomError("optuna_setting", problem[1], {"field": problem[0]})
 
     def _check_dagster(self) -> None:
         """The ``dagster:`` block against the rest, and the sweep linked to its settings."""
@@ -377,7 +407,8 @@ class Experiment(IRModel):
 
     @property
     def is_sweep(self) -> bool:
-        return bool(self.parameters) or bool(self.seeds)
+        studied = self.sweep is not None and self.sweep.strategy == "optuna"
+        return bool(self.parameters) or bool(self.seeds) or studied
 
     def stage(self, name: str) -> StageDef:
         for stage in self.pipeline:

@@ -15,6 +15,7 @@ from crucible_dagster.experiment.ir.dagster_settings import (
 )
 from crucible_dagster.experiment.ir.racing_settings import RacingSettings
 from crucible_dagster.experiment.ir.reliability import Correction
+from crucible_dagster.experiment.ir.study_settings import OptunaSettings
 
 DEFAULT_TRIALS_PER_STEP = 20
 
@@ -62,24 +63,45 @@ class SweepConfig(IRModel):
             f"score_token_f1) or false, got {value!r}"
         )
 
-    strategy: Literal["grid", "racing"] = Field(
+    strategy: Literal["grid", "racing", "optuna"] = Field(
         default="grid",
         description=(
             "grid: every configuration on every seed; racing: rounds of blocks (seeds, samples "
-            "or folds), configurations shown worse are dropped (sweep.racing)."
+            "or folds), configurations shown worse are dropped (sweep.racing); optuna: a study "
+            "samples configurations (sweep.optuna)."
         ),
     )
     racing: RacingSettings | None = Field(
-        default=None, description="How the race runs and decides (strategy: racing)."
+        default=None,
+        description="How the race runs and decides (strategy: racing; optuna's racing pruner).",
+    )
+    optuna: OptunaSettings | None = Field(
+        default=None, description="The study: search space, sampler, trials, pruner, storage."
     )
     #: the experiment's ``dagster.sweep``, linked by the experiment (read by ``mode`` and ``pool``)
     _dagster: DagsterSweepSettings | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _racing_with_its_strategy(self) -> Self:
-        if self.racing is not None and self.strategy != "racing":
+        raced = self.strategy == "racing" or (
+            self.optuna is not None and self.optuna.pruner == "racing"
+        )
+        if self.racing is not None and not raced:
             raise ValueError(
-                "sweep.racing is set but sweep.strategy is 'grid': add strategy: racing"
+                f"sweep.racing is set but sweep.strategy is {self.strategy!r}: add strategy: "
+                "racing (or, with strategy optuna, optuna.pruner: racing)"
+            )
+        if (self.optuna is not None) != (self.strategy == "optuna"):
+            raise ValueError(
+                "sweep.strategy 'optuna' needs sweep.optuna (its search_space)"
+                if self.optuna is None
+                else f"sweep.optuna is set but sweep.strategy is {self.strategy!r}: add "
+                "strategy: optuna"
+            )
+        if self.strategy == "optuna" and raced and self.race.block != "seeds":
+            raise ValueError(
+                f"sweep.racing.block: the racing pruner races a trial over seeds, got "
+                f"{self.race.block!r} (block: seeds)"
             )
         return self
 
@@ -87,6 +109,12 @@ class SweepConfig(IRModel):
     def race(self) -> RacingSettings:
         """The race's settings (the defaults when ``strategy: racing`` names none)."""
         return self.racing if self.racing is not None else RacingSettings()
+
+    @property
+    def study(self) -> OptunaSettings:
+        """The study's settings (``strategy: optuna`` always names them)."""
+        assert self.optuna is not None, "sweep.strategy is not optuna"
+        return self.optuna
 
     @property
     def dagster(self) -> DagsterSweepSettings:
