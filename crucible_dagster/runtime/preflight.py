@@ -51,12 +51,18 @@ def _first_values(parameters: Any) -> dict[str, Any]:
 
 
 def _space_values(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A study's parameters (``sweep.optuna.search_space``) at a point of the space: a range's
-    low end, a categorical's first choice; what the raw file holds, valid or not."""
+    """A trial's parameters beyond the grid's: ``seed`` (a sweep's first seed) and a study's
+    (``sweep.optuna.search_space``) at a point of the space: a range's low end, a
+    categorical's first choice; what the raw file holds, valid or not."""
     sweep = data.get("sweep")
     study = sweep.get("optuna") if isinstance(sweep, Mapping) else None
     space = study.get("search_space") if isinstance(study, Mapping) else None
     values: dict[str, Any] = {}
+    seeds = data.get("seeds")
+    if isinstance(seeds, list) and seeds:  # a sweep trial's ${params.seed} is its seed
+        values["seed"] = seeds[0]
+    elif isinstance(space, list) and data.get("seed") is not None:
+        values["seed"] = data["seed"]
     for item in space if isinstance(space, list) else []:
         if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
             continue

@@ -1,0 +1,132 @@
+"""``sweep.strategy: optuna`` under Dagster: one run (plan_study, a step per group of trials,
+compare_trials) whose steps list their trials as metadata; in process the study is the
+standalone one, trial for trial; ``dagster job execute`` runs it from the command line; on
+PostgreSQL storage (``sweep.optuna.storage_env``) the study is in the database, shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from crucible_dagster import Experiment
+from crucible_dagster.dagster_plugin import build_job
+from crucible_dagster.sweeps.standalone import run_sweep
+from tests.conftest import ROOT, subprocess_env
+from tests.integration.test_dagster_cli import dagster_bin
+from tests.services import PG, postgres_db  # noqa: F401  (a fixture)
+from tests.test_optuna_sweep import RACED
+
+pytest.importorskip("optuna")
+
+KEYS = ("slot", "number", "trial", "state", "value", "seeds_run", "params", "p_adjusted")
+
+
+def _rows(study: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: r[k] for k in KEYS} for r in study["trials"]]
+
+
+def _experiment(**sweep: Any) -> Experiment:
+    data = json.loads(json.dumps(RACED))
+    data["sweep"].update(sweep)
+    return Experiment.model_validate(data)
+
+
+def test_a_study_is_one_run_with_a_step_per_group_of_trials(artifacts_dir: Path) -> None:
+    experiment = _experiment(trials_per_step=2)
+    job = build_job(experiment)
+    assert {"plan_study", "run_study_trials", "compare_trials"} <= set(job.graph.node_dict)
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance)
+        assert result.success
+        outputs = {
+            e.step_key: e.event_specific_data.metadata
+            for e in result.all_events
+            if e.event_type_value == "STEP_OUTPUT" and e.step_key.startswith("run_study_trials")
+        }
+    assert sorted(outputs) == [
+        "run_study_trials[trials_1_to_2]",
+        "run_study_trials[trials_3_to_4]",
+        "run_study_trials[trials_5_to_6]",
+    ]
+    tables = "".join(m["crucible/trials"].value for m in outputs.values())
+    assert "pruned" in tables and "complete" in tables and '{"x": 0.3}' in tables
+    run_dir = artifacts_dir / "studied" / result.run_id
+    assert (run_dir / "optuna.db").is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    # in process, steps run one after the other: the very study `crucible run` makes
+    alone = run_sweep(experiment, run_id="alone", artifacts=str(artifacts_dir))
+    assert _rows(manifest["metrics"]["sweep"]["study"]) == _rows(alone.comparison["study"])
+    assert manifest["metrics"]["sweep"]["best"] == alone.comparison["best"]
+    assert "## Study" in (run_dir / "sweep.md").read_text()
+
+
+def test_dagster_job_execute_runs_a_study(tmp_path: Path, artifacts_dir: Path) -> None:
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    data = json.loads(json.dumps(RACED))
+    data["id"] = "studied_cli"
+    data["seeds"] = [1, 2, 3, 4]
+    data["sweep"]["optuna"]["n_trials"] = 3
+    data["sweep"]["trials_per_step"] = 1
+    (folder / "studied_cli.yaml").write_text(yaml.safe_dump(data))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    proc = subprocess.run(
+        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", "studied_cli"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(
+            DAGSTER_HOME=str(home),
+            CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir),
+            CRUCIBLE_EXPERIMENTS_DIR=str(folder),
+        ),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (artifacts_dir / "studied_cli").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    study = manifest["metrics"]["sweep"]["study"]
+    assert [r["slot"] for r in study["trials"]] == [0, 1, 2]
+    assert study["study_name"] == f"crucible.studied_cli.{run_dir.name}"
+    assert (run_dir / "optuna.db").is_file()
+
+
+@pytest.mark.postgres
+def test_a_study_on_postgresql_storage_is_shared_by_name(
+    postgres_db: str,  # noqa: F811
+    artifacts_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import optuna
+
+    password = os.environ.get("CRUCIBLE_PG_PASSWORD", "")
+    auth = f"{PG['user']}:{password}" if password else PG["user"]
+    url = f"postgresql+psycopg2://{auth}@{PG['host']}:{PG['port']}/{postgres_db}"
+    monkeypatch.setenv("CRUCIBLE_TEST_OPTUNA_STORAGE", url)
+    data = json.loads(json.dumps(RACED))
+    data["sweep"]["optuna"]["storage_env"] = "CRUCIBLE_TEST_OPTUNA_STORAGE"
+    experiment = Experiment.model_validate(data)
+    with dg.instance_for_test() as instance:
+        result = build_job(experiment).execute_in_process(instance=instance)
+        assert result.success
+    run_dir = artifacts_dir / "studied" / result.run_id
+    assert not (run_dir / "optuna.db").exists()  # the study is in the database
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    study = manifest["metrics"]["sweep"]["study"]
+    assert study["storage"] == "$CRUCIBLE_TEST_OPTUNA_STORAGE"
+    stored = optuna.load_study(study_name=study["study_name"], storage=url)
+    assert len(stored.trials) == 6
+    assert stored.best_trial.params == study["best"]["params"] == {"x": 0.3}
+    assert url.split("@")[0] not in json.dumps(manifest) or not password
