@@ -46,8 +46,8 @@ def test_a_study_is_one_run_with_a_step_per_group_of_trials(artifacts_dir: Path)
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(instance=instance)
         assert result.success
-        outputs = {
-            e.step_key: e.event_specific_data.metadata
+        outputs: dict[str, Any] = {
+            str(e.step_key): e.event_specific_data.metadata
             for e in result.all_events
             if e.event_type_value == "STEP_OUTPUT" and e.step_key.startswith("run_study_trials")
         }
@@ -56,7 +56,7 @@ def test_a_study_is_one_run_with_a_step_per_group_of_trials(artifacts_dir: Path)
         "run_study_trials[trials_3_to_4]",
         "run_study_trials[trials_5_to_6]",
     ]
-    tables = "".join(m["crucible/trials"].value for m in outputs.values())
+    tables = "".join(str(m["crucible/trials"].value) for m in outputs.values())
     assert "pruned" in tables and "complete" in tables and '{"x": 0.3}' in tables
     run_dir = artifacts_dir / "studied" / result.run_id
     assert (run_dir / "optuna.db").is_file()
