@@ -117,3 +117,11 @@ def pooled_sweep_job() -> dg.JobDefinition:
         }
     )
     return build_job(experiment)
+
+
+def raced_job() -> dg.JobDefinition:
+    """The raced sweep of ``tests.test_racing_sweep`` (seed 6 fails while its flag exists)."""
+    from tests.test_racing_sweep import RACED
+
+    sweep = {**RACED["sweep"], "trials_per_step": 1}
+    return build_job(Experiment.model_validate({**RACED, "sweep": sweep}))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
@@ -83,3 +84,33 @@ def test_a_race_over_samples_under_dagster_asks_only_survivors(
     assert record["rounds"] == expected["rounds"] and record["survivors"] == ["model_right"]
     assert under_dagster == alone
     assert sum(len(q) for q in under_dagster.values()) == record["evaluations"] < 180
+
+
+def test_re_execution_from_a_failed_round_reaches_the_same_decisions(
+    artifacts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 3 (seeds 6 and 7) fails on seed 6; re-executed from failure, only the failed
+    trials' steps and the rounds after them run, and the race decides as a race run whole."""
+    from crucible_dagster.sweeps.standalone import run_sweep as whole_sweep
+    from tests.integration import jobs
+
+    monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
+    job = dg.reconstructable(jobs.raced_job)
+    (tmp_path / "seed_6.flag").touch()
+    with dg.instance_for_test() as instance:
+        with dg.execute_job(job, instance=instance) as failed:
+            assert not failed.success
+        (tmp_path / "seed_6.flag").unlink()
+        options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+        with dg.execute_job(job, instance=instance, reexecution_options=options) as retried:
+            assert retried.success
+            started = {e.step_key for e in retried.all_events if e.event_type_value == "STEP_START"}
+    assert not any(s.startswith(("plan_race", "round_1_", "round_2_")) for s in started)
+    assert "round_3_trials[level_0_05__seed_6]" in started
+    assert "round_3_trials[level_0_05__seed_7]" not in started  # it completed in the first run
+    first_dir = artifacts_dir / "raced" / failed.run_id
+    assert len(json.loads((first_dir / "race.json").read_text())["rounds"]) == 2
+    got = json.loads((artifacts_dir / "raced" / retried.run_id / "race.json").read_text())
+    whole_sweep(Experiment.model_validate(RACED), run_id="whole", artifacts=str(artifacts_dir))
+    expected = json.loads((artifacts_dir / "raced" / "whole" / "race.json").read_text())
+    assert got["rounds"] == expected["rounds"] and got["survivors"] == expected["survivors"]
