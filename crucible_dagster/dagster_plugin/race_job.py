@@ -21,20 +21,22 @@ import dagster as dg
 from crucible_dagster import Experiment, Registry
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.ops import dagster_log_sink, dagster_run, parent_run_id
-from crucible_dagster.dagster_plugin.ops import stage_failure as to_stage_failure
 from crucible_dagster.dagster_plugin.sweep import (
     RESULT_OUT,
     Compose,
     _ancestor_runs,
     _batch_key,
     _sweep_op,
+    fail_sweep,
+    group_metadata,
+    run_trial_group,
     sweep_materialization,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.driver import Run
 from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid
-from crucible_dagster.sweeps.running import TrialOutcome, run_trials
+from crucible_dagster.sweeps.running import TrialOutcome
 
 if TYPE_CHECKING:
     from crucible_dagster.racing.state import RaceRecord, RoundRecord
@@ -103,28 +105,11 @@ def _round_trials_op(
         from crucible_dagster.sweeps.race_steps import planned_experiment
 
         run_experiment = context.resources.crucible.applied_to(experiment)
-        sweep = dagster_run(run_experiment, context, steps=[])
-        assert sweep.path is not None
-        ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
-        outcomes, failures = run_trials(
-            planned_experiment(run_experiment, planned),
-            [Trial.from_dict(t) for t in planned["trials"]],
-            sweep,
-            registry=registry,
-            sinks=[dagster_log_sink(context)],
-            orchestrator="dagster",
-            earlier=ancestors,
+        trials = planned_experiment(run_experiment, planned)
+        outcomes = run_trial_group(
+            context, experiment, run_experiment, planned["trials"], registry, trials
         )
-        if failures:
-            spec, failure = failures[0]
-            sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
-            raise to_stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
-        workers = sorted({f"{o.worker['host']}:{o.worker['pid']}" for o in outcomes if o.worker})
-        metadata = {
-            "crucible/trials": ", ".join(o.trial.trial_id for o in outcomes),
-            "crucible/workers": ", ".join(workers),
-        }
-        yield dg.Output([o.to_dict() for o in outcomes], metadata=metadata)
+        yield dg.Output([o.to_dict() for o in outcomes], metadata=group_metadata(outcomes))
 
     return round_trials
 
@@ -189,9 +174,7 @@ def _play_the_rest(
         on_round=played.append,
     )
     if raced.failures:
-        spec, failure = raced.failures[0]
-        sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
-        raise to_stage_failure(failure, trial=", ".join(s.trial_id for s, _ in raced.failures))
+        fail_sweep(sweep, raced.failures)
     return raced
 
 

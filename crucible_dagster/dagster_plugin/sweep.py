@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import dagster as dg
 
@@ -25,6 +25,7 @@ from crucible_dagster.dagster_plugin.ops import (
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP
+from crucible_dagster.runtime.driver import Run, StageFailure
 from crucible_dagster.runtime.run_record import read_manifest, run_directory
 from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid
@@ -104,33 +105,58 @@ def _trial_op(
     @_sweep_op(experiment, translator, "run_trial", description, out=RESULT_OUT, pool=pool)
     def run_one(context, trials):
         run_experiment = context.resources.crucible.applied_to(experiment)
-        sweep = dagster_run(run_experiment, context, steps=[])
-        assert sweep.path is not None
-        ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
-        outcomes, failures = run_trials(
-            run_experiment,
-            [Trial.from_dict(t) for t in trials],
-            sweep,
-            registry=registry,
-            sinks=[dagster_log_sink(context)],
-            orchestrator="dagster",
-            earlier=ancestors,
-        )
-        if failures:
-            # The run fails here, so the sweep's record ends here too (a re-execution has its own).
-            spec, failure = failures[0]
-            sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
-            raise stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
+        outcomes = run_trial_group(context, experiment, run_experiment, trials, registry)
         exhausted = [o.trial.trial_id for o in outcomes if o.status == "budget_exhausted"]
         if exhausted:  # the sweep's budget ran out: tagged as a stage op tags a run
             context.log.warning(f"crucible: budget exhausted in trial(s) {', '.join(exhausted)}")
             context.instance.add_run_tags(context.run_id, {STATUS_TAG: "budget_exhausted"})
-        ids = ", ".join(o.trial.trial_id for o in outcomes)
-        workers = sorted({f"{o.worker['host']}:{o.worker['pid']}" for o in outcomes if o.worker})
-        metadata = {"crucible/trials": ids, "crucible/workers": ", ".join(workers)}
-        yield dg.Output([o.to_dict() for o in outcomes], metadata=metadata)
+        yield dg.Output([o.to_dict() for o in outcomes], metadata=group_metadata(outcomes))
 
     return run_one
+
+
+def run_trial_group(
+    context: Any,
+    experiment: Experiment,
+    run_experiment: Experiment,
+    trials: list[dict[str, Any]],
+    registry: Registry,
+    trial_experiment: Experiment | None = None,
+) -> list[TrialOutcome]:
+    """A step's group of trials (a grid's, a race round's) on the one trial loop, recorded in
+    the sweep's run (``trial_experiment``: what the trials run, default the run's)."""
+    sweep = dagster_run(run_experiment, context, steps=[])
+    assert sweep.path is not None
+    ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
+    outcomes, failures = run_trials(
+        trial_experiment or run_experiment,
+        [Trial.from_dict(t) for t in trials],
+        sweep,
+        registry=registry,
+        sinks=[dagster_log_sink(context)],
+        orchestrator="dagster",
+        earlier=ancestors,
+    )
+    if failures:
+        fail_sweep(sweep, failures)
+    return outcomes
+
+
+def fail_sweep(sweep: Run, failures: list[tuple[Trial, StageFailure]]) -> NoReturn:
+    """The step fails at its trials' first failure, so the sweep's record ends here too (a
+    re-execution has its own)."""
+    spec, failure = failures[0]
+    sweep.fail({"trial": spec.trial_id, **failure.to_dict()})
+    raise stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
+
+
+def group_metadata(outcomes: list[TrialOutcome]) -> dict[str, str]:
+    """A trial step's metadata: its trials and the workers that ran them."""
+    workers = sorted({f"{o.worker['host']}:{o.worker['pid']}" for o in outcomes if o.worker})
+    return {
+        "crucible/trials": ", ".join(o.trial.trial_id for o in outcomes),
+        "crucible/workers": ", ".join(workers),
+    }
 
 
 def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
