@@ -47,6 +47,10 @@ from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import BackendRef, Hedging
 from crucible_dagster.hedging.caller import HedgedCaller
 
+#: the most tokens one answer may say it used: a server's 10^18 went into the budget ledger,
+#: which then refused every later request as unreadable (no request uses a billion tokens)
+MAX_USAGE = 10**9
+
 
 def _count(usage: dict[str, Any], field: str, where: str) -> int | None:
     value = usage.get(field)
@@ -56,6 +60,13 @@ def _count(usage: dict[str, Any], field: str, where: str) -> int | None:
         found = printable(repr(value), 60)
         raise HttpFailure(
             f"{where}: usage.{field}: expected a whole number >= 0, found {found}", False
+        )
+    if value > MAX_USAGE:
+        shown = printable(
+            str(value) if value < 10**60 else f"a number of {len(str(value))} digits", 80
+        )
+        raise HttpFailure(
+            f"{where}: usage.{field}: expected at most {MAX_USAGE:.0e} tokens, found {shown}", False
         )
     return value
 

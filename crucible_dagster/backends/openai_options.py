@@ -14,6 +14,7 @@ CACHE_ENV = "CRUCIBLE_CACHE_DIR"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 #: a rate beyond any server (a million a second): a typo, refused
+MIN_RATE_PER_MINUTE = 1 / (24 * 60)
 MAX_RATE_PER_MINUTE = 6e7
 #: an environment variable's name as a shell spells it (a letter or '_', then letters, digits, '_')
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -89,11 +90,12 @@ class OpenAIOptions(BackendOptions):
     @field_validator("requests_per_minute", "tokens_per_minute")
     @classmethod
     def _rate(cls, value: float | None) -> float | None:
-        """A rate the limiter can hold: > 0 (0 would never send), finite, not absurd."""
-        if value is not None and not 0 < value <= MAX_RATE_PER_MINUTE:
+        """A rate the limiter can hold: at least one a day (0 would never send, and 1e-300
+        made the wait overflow the clock), finite, not absurd."""
+        if value is not None and not MIN_RATE_PER_MINUTE <= value <= MAX_RATE_PER_MINUTE:
             raise ValueError(
-                f"expected a rate per minute > 0 and <= {MAX_RATE_PER_MINUTE:.0e} (leave it out "
-                f"for no limit), found {value!r}"
+                f"expected a rate per minute > 0, at least {MIN_RATE_PER_MINUTE:.2g} (one a day) "
+                f"and <= {MAX_RATE_PER_MINUTE:.0e} (leave it out for no limit)"
             )
         return value
 

@@ -21,6 +21,9 @@ import threading
 import time
 from collections.abc import Callable
 
+#: the longest one wait for the condition lasts (a longer one overflows the platform's clock)
+MAX_WAIT_S = 3600.0
+
 
 class RateLimitClosed(RuntimeError):
     """The limiter was closed while this request waited for its turn: it was not sent."""
@@ -96,7 +99,7 @@ class RateLimiter:
                 wait = self._wait_s(tokens)
                 if wait <= 0:
                     break
-                self._changed.wait(wait)
+                self._changed.wait(min(wait, MAX_WAIT_S))  # then looks again
             if self.requests is not None:
                 self.requests.take(1)
             if self.tokens is not None:
