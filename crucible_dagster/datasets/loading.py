@@ -239,8 +239,10 @@ def load_dataset(ref: DatasetRef, seed: int) -> LoadedDataset:
     notes = dict(loaded.notes)
     if ref.sample is not None or ref.folds is not None:
         notes["seed"] = seed
-    del loaded  # the provider's table goes as pandas takes its buffers
+    del loaded, text  # the provider's table goes as pandas takes its buffers
     examples = _to_pandas(table, ids)
+    own = getattr(examples.index.array, "__arrow_array__", None)  # pandas' str dtype: Arrow's
+    ids = own() if own is not None else ids  # the index's own buffers: the ids are held once
     return LoadedDataset(
         ref.name,
         real.provider,
