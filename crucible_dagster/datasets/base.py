@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from crucible_dagster.experiment.strict_numbers import RefuseBoolForNumbers
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,8 +32,9 @@ class DatasetError(ValueError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-class ProviderOptions(BaseModel):
-    """Options every provider reads; a provider's own model adds its settings."""
+class ProviderOptions(RefuseBoolForNumbers):
+    """Options every provider reads; a provider's own model adds its settings (a boolean for a
+    number, ``max_bytes: true``, is refused as the stages' options refuse it, not read as 1)."""
 
     model_config = ConfigDict(extra="forbid")
 

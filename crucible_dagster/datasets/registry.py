@@ -82,7 +82,8 @@ def provider_and_options(ref: DatasetRef) -> tuple[Provider, Any]:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
-        found = f" (found {first['input']!r})" if "input" in first and field else ""
+        says_it = " got " in message or "found " in message  # a message that shows the value
+        found = f" (found {first['input']!r})" if "input" in first and field and not says_it else ""
         if first["type"] == "extra_forbidden":
             close = difflib.get_close_matches(field, list(cls.Options.model_fields), n=1)
             found = (

@@ -225,3 +225,25 @@ def test_a_benchmark_row_not_in_its_format_is_located(
     )
     message = refused(ref)
     assert message.startswith(f"{path}: {expected}"), message
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [("true", "got true (true/false is not a number)"), ("'100'", "got '100'"), ("1.0", "got 1.0")],
+)
+def test_a_provider_option_given_a_bool_or_text_for_a_number_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, found: str
+) -> None:
+    """``max_bytes: true`` was read as 1 byte (and every file was then 'too large')."""
+    from crucible_dagster.cli import main
+
+    (tmp_path / "qa.csv").write_text("id,x\na,1\n")
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "id: strict\ndataset:\n  name: qa\n  provider: local\n  options: {path: "
+        f"'{tmp_path / 'qa.csv'}', max_bytes: {value}}}\npipeline:\n  - name: validate\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"dataset.options.max_bytes: expected an integer, {found}" in out, out
+    assert "(found" not in out  # the value is said once
