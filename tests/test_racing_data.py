@@ -212,6 +212,8 @@ def test_the_race_budget_in_cost_stops_it_before_it_is_passed(tmp_path: Path) ->
     assert race["cost"] <= 0.1 + 1e-9
     assert race["cost"] == pytest.approx(0.003 * sum(server.requests.values()))
     assert race["finish_reason"].startswith("budget of cost 0.1 spent")
+    report = (tmp_path / "runs" / "raced_llm" / "r" / "sweep.md").read_text()
+    assert "sequential race over samples at alpha 0.001" in report and "; cost 0.0" in report
 
 
 def test_the_experiment_budget_stops_the_race_and_the_sweep_says_so(tmp_path: Path) -> None:

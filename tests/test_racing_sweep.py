@@ -101,7 +101,7 @@ def test_a_failed_round_then_a_re_execution_reaches_the_same_decisions(
         (
             {"racing": {"block": "samples"}},
             {},
-            "sweep.racing.block: block 'samples' needs a dataset",
+            "block 'samples' needs a dataset",
         ),
         ({"racing": {"block": "folds"}}, {}, "needs a dataset"),
         ({"racing": {"budget": {"cost": 1.0}}}, {}, "set the experiment's budget"),

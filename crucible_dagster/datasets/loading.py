@@ -159,7 +159,8 @@ def _select(table: Any, ids: Any, ref: DatasetRef, seed: int, source: str) -> tu
         if spec.ids_from is not None:
             wanted = read_ids(spec.ids_from, ref.name)
             known = id_text(ids).to_pylist()
-            positions = positions_of(known, wanted, f"dataset {ref.name!r} ({source})")
+            where = f"dataset {ref.name!r} ({source}; ids from {spec.ids_from})"
+            positions = positions_of(known, wanted, where)
         else:
             positions = sample_positions(table, spec, seed)
         table, ids = table.take(positions), ids.take(pa.array(positions))

@@ -55,9 +55,12 @@ def _spent(race: Mapping[str, Any]) -> str:
     spent, grid = race.get("evaluations"), race.get("grid_evaluations")
     if not isinstance(spent, int) or not isinstance(grid, int) or grid <= 0:
         return f"evaluations: {spent}"
+    over = f" over {race['block']}" if race.get("block") else ""
+    cost = race.get("cost")
+    priced = f"; cost {format_number(cost, 4)}" if isinstance(cost, int | float) and cost else ""
     return (
-        f"{race.get('method')} race at alpha {race.get('alpha')}: {spent} evaluations of "
-        f"{grid} for the full grid ({spent / grid:.1%}); {grid - spent} saved"
+        f"{race.get('method')} race{over} at alpha {race.get('alpha')}: {spent} evaluations of "
+        f"{grid} for the full grid ({spent / grid:.1%}); {grid - spent} saved{priced}"
     )
 
 

@@ -320,3 +320,48 @@ def test_bad_spaces_are_refused_or_leave_nothing_to_race(
     result = run_sweep(experiment, run_id="one", artifacts=str(tmp_path))
     race = result.comparison["race"]
     assert race["evaluations"] == 0 and "nothing to race" in race["finish_reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("tamper", "found"),
+    [
+        (lambda p: p.write_text('{"schema_version": 1}'), "ids_malformed"),
+        (lambda p: p.write_text("\xff not json"), "expected the JSON ids record"),
+        (
+            lambda p: p.write_text(p.read_text().replace('"sums"', '"other"')),
+            "recorded for dataset 'other'",
+        ),
+        (lambda p: p.write_text(p.read_text().replace('"q', '"zz')), "not in this dataset"),
+    ],
+)
+def test_a_round_ids_file_changed_before_its_trials_run_fails_them_by_name(
+    tmp_path: Path, tamper: Any, found: str
+) -> None:
+    """The round's sample ids cross from the planning step to the trials' steps as a file in
+    the run directory: changed in between, each trial fails at its dataset naming the file and
+    the problem, and the round is never scored on samples it did not plan."""
+    from crucible_dagster.contrib.llm_server import llm_server
+    from crucible_dagster.runtime.driver import Run
+    from crucible_dagster.sweeps.grid import expand_grid
+    from crucible_dagster.sweeps.race_steps import plan_round, planned_experiment
+    from crucible_dagster.sweeps.running import run_trials
+    from tests.test_racing_data import answer, raced_llm, sums_file
+
+    data_file = sums_file(tmp_path)
+    with llm_server() as (url, server):
+        server.answer = answer
+        experiment = raced_llm(url, data_file, {"block": "samples", "first_look": 4})
+        trials = expand_grid(experiment)
+        sweep = Run.at(str(tmp_path / "runs"), experiment, run_id="r", steps=[], trials=[])
+        planned = plan_round(experiment, trials, sweep)
+        assert planned.ids_file is not None and len(planned.trials) == 3
+        tamper(Path(planned.ids_file))
+        payload = planned.payload(planned.trials)
+        outcomes, failures = run_trials(
+            planned_experiment(experiment, payload), planned.trials, sweep
+        )
+        assert sum(server.requests.values()) == 0  # nobody was asked anything
+    assert len(failures) == 3 and all(o.status == "failed" for o in outcomes)
+    message = str(outcomes[0].failure)
+    assert planned.ids_file in message and found in message, message

@@ -109,3 +109,19 @@ def test_a_raced_sweeps_racing_settings_are_run_config(artifacts_dir: Path) -> N
     (failure, *_) = [e for e in bad.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     message = failure.step_failure_data.error.message
     assert "resources.crucible.config.racing.alpha: expected a number in (0, 1), got 1.5" in message
+    for racing, said in (
+        ({"early_stopping": True}, "resources.crucible.config.racing.early_stopping"),
+        ({"budget": 0}, "resources.crucible.config.racing.budget.evaluations"),
+        ({"block": "samples"}, "resources.crucible.config.racing.block: block 'samples' needs"),
+    ):
+        with dg.instance_for_test() as instance:
+            refused = job.execute_in_process(
+                instance=instance,
+                run_config={"resources": {"crucible": {"config": {"racing": racing}}}},
+                raise_on_error=False,
+            )
+        assert not refused.success
+        (failure, *_) = [
+            e for e in refused.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE
+        ]
+        assert said in failure.step_failure_data.error.message, failure.step_failure_data.error

@@ -265,7 +265,7 @@ class Experiment(IRModel):
         if problem is not None:
             raise PydanticCustomError(
                 "racing_needs_blocks",
-                "sweep.racing.block: {problem}",
+                "{problem}",
                 {"problem": problem, "field": "sweep.racing.block"},
             )
 
