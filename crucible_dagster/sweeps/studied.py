@@ -5,9 +5,10 @@ trial is its mean ``sweep.metric`` over the seeds.
 
 A slot is resumable: the study records which trial filled it (user attribute
 ``crucible_slot``). A slot whose trial finished is read back (its runs from their folders); one
-whose trial was left running (its process died, or the run failed and is re-executed) goes on
-with the same trial and parameters, and its seeds already run are read back, not rerun; a slot
-whose trial failed asks for a new one."""
+whose trial was left running (its process died, or one of its runs failed: such a trial is left
+open) goes on with the same trial and parameters, and its seeds already run are read back, not
+rerun; a slot whose trial Optuna records FAIL (a metric missing, a score out of range) asks for
+a new one."""
 
 from __future__ import annotations
 
@@ -221,7 +222,8 @@ def _play(
         start = len(result.scores)
         outcomes = run_round(blocks[start : start + size])
         if outcomes is None:
-            return _end(study, live, result, "failed", note="a run of this trial failed")
+            note = "a run of this trial failed: left open, a re-execution goes on with it"
+            return _end(study, live, result, "failed", note=note)
         for step, outcome in enumerate(outcomes, start=start):
             result.scores.append(_score(study, live, outcome, experiment.sweep.metric))
             if live is not None and step not in reported:
@@ -289,12 +291,14 @@ def _end(
     value: float | None = None,
     note: str = "",
 ) -> SlotResult:
+    """Tell the study how the trial ended. A trial whose run failed is left open (RUNNING): a
+    re-execution goes on with it, same parameters, its completed seeds read back, as a grid
+    sweep's re-execution reruns its failed trials only."""
     states = optuna_module().trial.TrialState
-    if live is not None:
-        if state == "complete":
-            study.tell(live, value)
-        else:
-            study.tell(live, state=states.PRUNED if state == "pruned" else states.FAIL)
+    if live is not None and state == "complete":
+        study.tell(live, value)
+    elif live is not None and state == "pruned":
+        study.tell(live, state=states.PRUNED)
     result.state, result.value, result.note = state, value, note
     return result
 

@@ -125,3 +125,28 @@ def raced_job() -> dg.JobDefinition:
 
     sweep = {**RACED["sweep"], "trials_per_step": 1}
     return build_job(Experiment.model_validate({**RACED, "sweep": sweep}))
+
+
+def study_experiment() -> Experiment:
+    """tests.test_optuna_sweep's raced study, a step per two trials; a flag file fails a run."""
+    from tests.test_optuna_sweep import RACED
+
+    data = {**RACED, "id": "studied_reexec"}
+    data["pipeline"] = [
+        {
+            "name": "quadratic",
+            "module": "tests.helpers:Quadratic",
+            "options": {
+                "x": "${params.x}",
+                "y": -0.2,
+                "noise": 0.01,
+                "fail_flag": "fail_${params.x}_${params.seed}.flag",
+            },
+        }
+    ]
+    data["sweep"] = {**RACED["sweep"], "trials_per_step": 2}
+    return Experiment.model_validate(data)
+
+
+def study_job() -> dg.JobDefinition:
+    return build_job(study_experiment())

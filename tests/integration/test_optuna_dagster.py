@@ -130,3 +130,44 @@ def test_a_study_on_postgresql_storage_is_shared_by_name(
     assert len(stored.trials) == 6
     assert stored.best_trial.params == study["best"]["params"] == {"x": 0.3}
     assert url.split("@")[0] not in json.dumps(manifest) or not password
+
+
+def test_re_execution_from_failure_continues_the_study(
+    artifacts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration import jobs
+
+    monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
+    experiment = jobs.study_experiment()
+    whole = run_sweep(experiment, run_id="whole", artifacts=str(tmp_path / "alone"))
+    expected = _rows(whole.comparison["study"])
+    assert expected[-1]["params"] == {"x": 0.3}  # the last slot, in the last step
+
+    flag = tmp_path / "fail_0.3_6.flag"  # the x = 0.3 trial fails at its sixth seed
+    flag.touch()
+    with dg.instance_for_test() as instance:
+        with dg.execute_job(dg.reconstructable(jobs.study_job), instance=instance) as failed:
+            assert not failed.success
+            failed_steps = [
+                e.step_key for e in failed.all_events if e.event_type_value == "STEP_FAILURE"
+            ]
+            assert failed_steps == ["run_study_trials[trials_5_to_6]"]
+        flag.unlink()
+        options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+        with dg.execute_job(
+            dg.reconstructable(jobs.study_job), instance=instance, reexecution_options=options
+        ) as again:
+            assert again.success
+            ran = {e.step_key for e in again.all_events if e.event_type_value == "STEP_START"}
+    assert ran == {"run_study_trials[trials_5_to_6]", "compare_trials"}
+    run_dir = artifacts_dir / "studied_reexec" / again.run_id
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    study = manifest["metrics"]["sweep"]["study"]
+    assert study["study_name"] == f"crucible.studied_reexec.{failed.run_id}"  # continued
+    assert _rows(study) == expected  # the same trials, the failed one gone on with
+    # only the failed seed and those after its round ran again: its round's seeds 5, 7 and 8
+    # completed in the failed run and are read back, as are the other slots' trials
+    again_trials = sorted(p.name for p in (run_dir / "trials").iterdir())
+    seeds = [6, *range(9, 17)]
+    assert again_trials == sorted(f"trial_005__seed_{s}" for s in seeds)
