@@ -111,3 +111,26 @@ def test_two_experiments_declaring_one_name_differently_are_told_apart_in_the_lo
     assert len([a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]) == 1
     [warning] = [r.getMessage() for r in caplog.records if "declared differently" in r.getMessage()]
     assert str(data) in warning and str(other) in warning
+
+
+def test_an_inline_experiment_of_a_defs_yaml_reads_data_beside_the_defs_yaml(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The component's inline experiments have no file of their own: their folder is the
+    defs.yaml's."""
+    from crucible_dagster.dagster_plugin.component import check_inline_experiments
+
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    defs_file = tmp_path / "defs.yaml"
+    defs_file.write_text("type: x\n")
+    entry = {
+        "id": "inline_qa",
+        "dataset": {"name": "qa", "provider": "local", "options": {"path": data.name}},
+        "pipeline": [{"name": "seen", "module": STAGE}],
+    }
+    [checked] = check_inline_experiments([entry], defs_file, None)
+    assert checked.problems == [] and checked.experiment is not None
+    assert checked.experiment.dataset is not None
+    assert checked.experiment.dataset.options == {"path": str(data)}
