@@ -365,3 +365,37 @@ def test_a_round_ids_file_changed_before_its_trials_run_fails_them_by_name(
     assert len(failures) == 3 and all(o.status == "failed" for o in outcomes)
     message = str(outcomes[0].failure)
     assert planned.ids_file in message and found in message, message
+
+
+@pytest.mark.slow
+def test_a_sweep_ledger_damaged_mid_race_stops_it_asking_nobody_more(tmp_path: Path) -> None:
+    """The race reads the sweep's budget ledger before each round: damaged after round 1, the
+    race stops there saying the ledger cannot be read, nothing more is sent, and the sweep ends
+    budget_exhausted (a budget it cannot read is never spent past)."""
+    from crucible_dagster.contrib.llm_server import llm_server
+    from crucible_dagster.runtime.run_record import read_manifest
+    from crucible_dagster.sweeps.standalone import run_sweep
+    from tests.test_racing_data import answer, raced_llm, sums_file
+
+    data_file = sums_file(tmp_path)
+    racing = {"block": "samples", "first_look": 4, "round_size": 4, "alpha": 0.001}
+    base = tmp_path / "runs" / "raced_llm" / "r"
+    sent: list[int] = []
+
+    def damage(progress: int, total: int, outcome: Any) -> None:
+        if progress == 3:  # round 1's three trials are done
+            sent.append(sum(server.requests.values()))
+            (base / "budget.json").write_text("{not json")
+
+    with llm_server() as (url, server):
+        server.answer = answer
+        experiment = raced_llm(url, data_file, racing, budget={"max_requests": 1000})
+        result = run_sweep(
+            experiment, run_id="r", artifacts=str(tmp_path / "runs"), progress=damage
+        )
+        assert sum(server.requests.values()) == sent[0] == 12
+    race = result.comparison["race"]
+    assert len(race["rounds"]) == 1
+    assert race["finish_reason"].startswith("the experiment's budget is spent")
+    assert "budget.json" in race["finish_reason"] and "not a JSON ledger" in race["finish_reason"]
+    assert read_manifest(base)["status"] == "budget_exhausted"
