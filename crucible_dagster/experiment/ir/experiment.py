@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -41,6 +42,10 @@ from crucible_dagster.experiment.names import check_job_name, check_name
 
 #: the email pattern Dagster checks an asset owner with (dagster._core.utils.is_valid_email)
 OWNER_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,7}\b")
+
+
+#: the most trials a sweep may list (grid points x seeds)
+MAX_TRIALS = 100_000
 
 
 class Experiment(IRModel):
@@ -204,6 +209,7 @@ class Experiment(IRModel):
                 )
             seen[stage.name] = index
         self._check_dagster()
+        self._check_trial_count()
         self._check_race()
         self._check_study()
         self._unique_report_files()
@@ -216,6 +222,16 @@ class Experiment(IRModel):
                     {"name": name, "field": f"quality_targets[{index}].name"},
                 )
         return self
+
+    def _check_trial_count(self) -> None:
+        """A grid is listed trial by trial (plan, dry run, partitions): 1000^3 points hung them."""
+        trials = math.prod(len(v) for v in self.parameters.values()) * max(1, len(self.seeds))
+        if trials > MAX_TRIALS:
+            raise PydanticCustomError(
+                "too_many_trials",
+                "expected at most {most} trials (grid points x seeds), found {n}",
+                {"most": MAX_TRIALS, "n": trials, "field": "parameters"},
+            )
 
     def _check_race(self) -> None:
         """A race needs configurations to drop and blocks to race on: seeds, or the dataset's
