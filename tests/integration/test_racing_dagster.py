@@ -114,3 +114,30 @@ def test_re_execution_from_a_failed_round_reaches_the_same_decisions(
     whole_sweep(Experiment.model_validate(RACED), run_id="whole", artifacts=str(artifacts_dir))
     expected = json.loads((artifacts_dir / "raced" / "whole" / "race.json").read_text())
     assert got["rounds"] == expected["rounds"] and got["survivors"] == expected["survivors"]
+
+
+def test_the_experiment_budget_stops_a_race_under_dagster_as_it_does_alone(
+    artifacts_dir: Path, tmp_path: Path
+) -> None:
+    """max_requests 18 over rounds of 4 questions x 3 models: round 2's trials run out (6 of
+    their 12 questions refused), the race stops there, the run's record ends budget_exhausted,
+    and the remaining round steps plan nothing."""
+    from crucible_dagster.contrib.llm_server import llm_server
+    from tests.test_racing_data import answer, raced_llm, sums_file
+
+    data_file = sums_file(tmp_path)
+    racing = {"block": "samples", "first_look": 4, "round_size": 4, "alpha": 0.001}
+    with llm_server() as (url, server):
+        server.answer = answer
+        experiment = raced_llm(url, data_file, racing, budget={"max_requests": 18})
+        with dg.instance_for_test() as instance:
+            result = build_job(experiment).execute_in_process(instance=instance)
+        assert sum(server.requests.values()) == 18
+    assert result.success
+    run_dir = artifacts_dir / "raced_llm" / result.run_id
+    record = json.loads((run_dir / "race.json").read_text())
+    assert len(record["rounds"]) == 1 and record["finished"]
+    assert record["finish_reason"].startswith("the experiment's budget is spent (max_requests 18")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "budget_exhausted"
+    assert not any((e.step_key or "").startswith("round_3_trials") for e in result.all_events)
