@@ -47,6 +47,10 @@ FORMATS = {
     "ipc": "ipc",
 }
 GLOB_CHARS = frozenset("*?[")
+#: pyarrow reads CSV and JSON in blocks of 1 MiB, and a row (or a CSV header) longer than a
+#: block fails with these ("straddling object ...", "Empty CSV file"): a long document in one
+#: row is ordinary in a text dataset, so such files are read again in blocks as large as the file
+LONG_ROW_ERRORS = ("straddl", "Empty CSV file")
 
 
 class LocalOptions(ProviderOptions):
@@ -90,6 +94,7 @@ class _Files:
     def __init__(self, location: str, split: str, fmt: str | None):
         self.location = location
         self.fs: Any = None
+        self.largest = 0  # bytes of the largest file (known once checked)
         with filesystem_errors(location):
             where = storage_path(location)  # the Context IO manager's helper: a Path or a UPath
             if isinstance(where, Path):
@@ -146,6 +151,7 @@ class _Files:
         for path in self.paths:
             with filesystem_errors(path):
                 size = self._size(path)
+            self.largest = max(self.largest, size)
             if size == 0:
                 raise DatasetError("the file is empty", reason="empty", where=path)
             total += size
@@ -258,14 +264,35 @@ def by_column(dataset: Any) -> Any:
     return pa.table([dataset.to_table(columns=[n]).column(0) for n in names], schema=dataset.schema)
 
 
+def _scanned(files: _Files, fmt: str, block_size: int | None) -> tuple[Any, Any]:
+    """(the pyarrow dataset, its table); CSV and JSON in blocks of ``block_size`` bytes when set."""
+    import pyarrow.dataset as ds
+
+    file_format: Any = fmt
+    if block_size is not None and fmt == "csv":
+        import pyarrow.csv as csv
+
+        file_format = ds.CsvFileFormat(read_options=csv.ReadOptions(block_size=block_size))
+    elif block_size is not None and fmt == "json":
+        import pyarrow.json as pj
+
+        file_format = ds.JsonFileFormat(read_options=pj.ReadOptions(block_size=block_size))
+    dataset = ds.dataset(files.paths, format=file_format, filesystem=files.fs)
+    return dataset, by_column(dataset) if fmt == "parquet" else dataset.to_table()
+
+
 def read_files(files: _Files, fmt: str) -> tuple[Any, Callable[[int], str] | None]:
     """The files as one Arrow table, and (several files) which file a row came from."""
-    import pyarrow.dataset as ds
+    import pyarrow as pa
 
     where = files.paths[0] if len(files.paths) == 1 else files.location
     try:
-        dataset = ds.dataset(files.paths, format=fmt, filesystem=files.fs)
-        table = by_column(dataset) if fmt == "parquet" else dataset.to_table()
+        try:
+            dataset, table = _scanned(files, fmt, None)
+        except pa.ArrowInvalid as exc:
+            if not any(sign in str(exc) for sign in LONG_ROW_ERRORS):
+                raise
+            dataset, table = _scanned(files, fmt, min(2**31 - 1, files.largest + 1))
     except Exception as exc:  # pyarrow's errors, and a filesystem driver's (no common base)
         raise DatasetError(
             f"cannot read as {fmt}: {exc}", reason="unreadable", where=where

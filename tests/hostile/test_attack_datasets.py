@@ -279,3 +279,30 @@ def test_a_sample_and_folds_by_a_column_of_distinct_values(tmp_path: Path) -> No
     )
     folds = load_dataset(local(path, folds={"k": 4, "by": "u"}), 5).examples["fold"]
     assert sorted(folds.value_counts().tolist()) == [2_000] * 4
+
+
+@pytest.mark.slow  # a 3 MB row parsed twice, over a second
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_a_row_longer_than_pyarrows_block_is_read(tmp_path: Path, suffix: str) -> None:
+    """A long document in one row (3 MB) failed with pyarrow's 'straddling object straddles
+    two block boundaries (try to increase block size?)', a setting the user cannot reach."""
+    path = tmp_path / f"long.{suffix}"
+    text = "x" * 3_000_000
+    if suffix == "csv":
+        path.write_text(f"id,text\na,{text}\nb,short\n")
+    else:
+        path.write_text(json.dumps({"id": "a", "text": text}) + '\n{"id": "b", "text": "short"}\n')
+    loaded = load_dataset(local(path), 0)
+    assert loaded.examples["text"].str.len().tolist() == [3_000_000, 5]
+
+
+@pytest.mark.slow  # 20,000 columns, over a second
+def test_a_csv_header_longer_than_pyarrows_block_is_read(tmp_path: Path) -> None:
+    """A header over 1 MiB (here 20,000 long column names) failed with 'Empty CSV file'."""
+    columns = [f"{'a_rather_long_column_name_' * 2}{i}" for i in range(20_000)]
+    path = tmp_path / "wide.csv"
+    path.write_text(
+        ",".join(["id", *columns]) + "\n" + ",".join(["a"] + ["1"] * len(columns)) + "\n"
+    )
+    assert path.stat().st_size > 2**20
+    assert load_dataset(local(path), 0).examples.shape == (1, 20_000)
