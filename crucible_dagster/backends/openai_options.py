@@ -14,6 +14,8 @@ CACHE_ENV = "CRUCIBLE_CACHE_DIR"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 #: a rate beyond any server (a million a second): a typo, refused
+#: the most a million tokens may cost (in the price unit): far above any real price
+MAX_PRICE = 1e6
 MIN_RATE_PER_MINUTE = 1 / (24 * 60)
 MAX_RATE_PER_MINUTE = 6e7
 #: an environment variable's name as a shell spells it (a letter or '_', then letters, digits, '_')
@@ -35,7 +37,7 @@ class OpenAIOptions(BackendOptions):
     )
     system: str | None = Field(default=None, description="A system message before each input.")
     temperature: float = Field(default=0.0, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
     timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="Deadline for each whole request (all of it)."
     )
@@ -55,8 +57,13 @@ class OpenAIOptions(BackendOptions):
         description=f"Response cache; default ${CACHE_ENV}, else ~/.cache/crucible_dagster.",
     )
     cache: bool = Field(default=True, description="Read and write the response cache.")
-    price_per_million_input: float | None = Field(default=None, ge=0, description="For cost.")
-    price_per_million_output: float | None = Field(default=None, ge=0, description="For cost.")
+    # bounded: a price of 1e308 made every cost inf, and the budget ledger then unreadable
+    price_per_million_input: float | None = Field(
+        default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False, description="For cost."
+    )
+    price_per_million_output: float | None = Field(
+        default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False, description="For cost."
+    )
     requests_per_minute: float | None = Field(
         default=None, description="At most this many requests a minute (retries, hedges count)."
     )

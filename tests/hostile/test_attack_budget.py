@@ -98,3 +98,18 @@ def test_an_answer_claiming_absurd_usage_is_that_samples_error_and_never_counted
     assert answers["ok"].output == "2" and later["after"].output == "4"  # the ledger still reads
     spent = ledger.snapshot()
     assert spent["exhausted"] is False and spent["spent"]["tokens"] < 10_000
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "phrase"),
+    [
+        ("max_tokens", 10**18, "less than or equal to 10000000"),
+        ("price_per_million_input", 1e308, "less than or equal to 1000000"),
+        ("price_per_million_output", float("inf"), "finite number"),
+    ],
+)
+def test_absurd_token_caps_and_prices_are_refused(option: str, value: Any, phrase: str) -> None:
+    """``max_tokens: 10**18`` planned 3e18 completion tokens and was sent to the server; a price
+    of 1e308 planned an infinite cost and would have made the budget ledger unreadable."""
+    with pytest.raises(ValueError, match=phrase):
+        OpenAIOptions.model_validate({"model": "m", option: value})
