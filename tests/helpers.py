@@ -341,3 +341,24 @@ class Quadratic(Stage):
         noise = float(np.random.default_rng(ctx.seed).normal(0, options.noise))
         score = min(1.0, max(0.0, 1.0 - loss + noise))
         return ctx.put_metric("score", score).put_metric("loss", loss)
+
+
+class FailOnSampleOptions(StageOptions):
+    sample: str = Field(description="Fail a run whose examples hold this sample id ...")
+    flag: str = Field(description="... while this file exists (under CRUCIBLE_TEST_WORKDIR).")
+
+
+class FailOnSample(Stage):
+    """Fails, after the stages before it ran (a model asked, answers scored), a run whose
+    examples hold ``sample`` while ``flag`` exists: a raced round that fails on one sample."""
+
+    name = "fail_on_sample"
+    Options = FailOnSampleOptions
+
+    def run(self, ctx: Context, options: FailOnSampleOptions) -> Context:
+        base = Path(os.environ.get("CRUCIBLE_TEST_WORKDIR", "."))
+        examples = ctx.assigns.get("examples")
+        held = examples is not None and options.sample in examples.index
+        if held and (base / options.flag).exists():
+            raise RuntimeError(f"sample {options.sample} fails while {options.flag} exists")
+        return ctx

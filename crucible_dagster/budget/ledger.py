@@ -115,6 +115,12 @@ def _read(path: Path, experiment_id: str) -> dict[str, Any]:
     return _checked(data, str(path), experiment_id)
 
 
+def recorded_cost(path: Path, experiment_id: str) -> float:
+    """What the ledger at ``path`` records as spent, read without its lock and never written:
+    an earlier run's ledger, read back (checked as any ledger is; LedgerError when it is bad)."""
+    return float(_read(path, experiment_id)["cost"])
+
+
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _MEMORY: dict[str, dict[str, Any]] = {}
 _GUARD = threading.Lock()

@@ -186,10 +186,11 @@ class Race:
             self._finish(self._why_no_blocks())
         return blocks
 
-    def mark_round_start(self, spent: float) -> None:
-        """What the ledger says was spent when the next round was planned: the round's cost,
-        when its evaluations ran in other processes, is what was spent since."""
+    def mark_round_start(self, spent: float, run: str = "") -> None:
+        """What the ledger (of ``run``) says was spent when the next round was planned: the
+        round's cost, when its evaluations ran in other processes, is what was spent since."""
         self.record.round_start_cost = max(0.0, float(spent))
+        self.record.round_planned_in = run
         self._save()
 
     def stop(self, reason: str) -> None:

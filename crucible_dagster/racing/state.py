@@ -62,6 +62,9 @@ class RaceRecord(_Strict):
     cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     #: the ledger's spend when the round under way was planned (a race played step by step)
     round_start_cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    #: the run whose ledger ``round_start_cost`` was read from (a re-execution plays a round
+    #: its parent planned)
+    round_planned_in: Annotated[str, Field(max_length=512)] = ""
     finished: bool
     finish_reason: Annotated[str, Field(max_length=4096)] = ""
     test_state: dict[str, Any] = Field(default_factory=dict)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crucible_dagster.budget import LEDGER_FILE, Ledger
+from crucible_dagster.budget import LEDGER_FILE, Ledger, LedgerError
+from crucible_dagster.budget.ledger import recorded_cost
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.datasets.ids_record import IdsRecord
 from crucible_dagster.experiment.ir import Experiment, SampleSpec
@@ -150,6 +151,7 @@ class SweepSpend:
 
     def __init__(self, experiment: Experiment, sweep_dir: Path) -> None:
         assert experiment.budget is not None
+        self.ledger_dir, self.experiment_id = sweep_dir, experiment.id
         self.ledger = Ledger(
             experiment.budget,
             sweep_dir / LEDGER_FILE,
@@ -160,6 +162,22 @@ class SweepSpend:
     def cost(self) -> float:
         spent = self.ledger.snapshot()["spent"].get("cost")
         return float(spent) if isinstance(spent, int | float) else 0.0
+
+    def since(self, mark: float, planned_in: str, earlier: Sequence[Path]) -> float:
+        """What was spent since ``mark`` was read from run ``planned_in``'s ledger: this run's
+        own spend since then, or, when an ancestor run planned the round (a re-execution from
+        failure), what the ancestor spent since plus all this run has spent."""
+        now = self.cost()
+        if not planned_in or planned_in == self.ledger_dir.name:
+            return max(0.0, now - mark)
+        ancestor = next((d for d in earlier if d.name == planned_in), None)
+        if ancestor is None:
+            return now
+        try:
+            then = recorded_cost(ancestor / LEDGER_FILE, self.experiment_id)
+        except LedgerError:
+            return now  # an ancestor's ledger that cannot be read adds nothing it cannot show
+        return max(0.0, then - mark) + now
 
     def exhausted(self) -> str | None:
         """Why the budget is spent, or None while it is not."""

@@ -84,7 +84,7 @@ def plan_round(
         if not blocks:
             return PlannedRound(index, ended=race.record.finish_reason)
         opened.design.write_round(blocks, index, sweep.path)
-        race.mark_round_start(spend.cost() if spend is not None else 0.0)
+        race.mark_round_start(spend.cost() if spend is not None else 0.0, sweep.path.name)
         ids = round_ids_path(sweep.path, index) if opened.design.on_data else None
         round_trials = opened.design.trials_for(race.record.survivors, blocks, index)
         return PlannedRound(index, round_trials, str(ids) if ids else None)
@@ -112,5 +112,8 @@ def look_at_round(
         index = len(race.record.rounds) + 1
         by_id = {o.trial.trial_id: o for o in outcomes}
         scores = opened.design.scores(race.record.survivors, blocks, index, by_id)
-        cost = spend.cost() - race.record.round_start_cost if spend is not None else 0.0
-        return race, race.play_round(blocks, scores, cost=max(0.0, cost))
+        cost = 0.0
+        if spend is not None:
+            record = race.record
+            cost = spend.since(record.round_start_cost, record.round_planned_in, earlier)
+        return race, race.play_round(blocks, scores, cost=cost)

@@ -248,6 +248,9 @@ def test_an_older_record_without_cost_still_resumes(tmp_path: Path) -> None:
         (lambda d: d.update(cost="0.5"), "cost"),
         (lambda d: d["rounds"][0].update(cost=float("inf")), "rounds.0.cost"),
         (lambda d: d["rounds"][1].update(cost=True), "rounds.1.cost"),
+        (lambda d: d.update(round_start_cost=-0.5), "round_start_cost"),
+        (lambda d: d.update(round_planned_in=5), "round_planned_in"),
+        (lambda d: d.update(round_planned_in="r" * 600), "round_planned_in"),
     ],
 )
 def test_a_cost_of_the_wrong_kind(tmp_path: Path, change: Any, field: str) -> None:
@@ -399,3 +402,25 @@ def test_a_sweep_ledger_damaged_mid_race_stops_it_asking_nobody_more(tmp_path: P
     assert race["finish_reason"].startswith("the experiment's budget is spent")
     assert "budget.json" in race["finish_reason"] and "not a JSON ledger" in race["finish_reason"]
     assert read_manifest(base)["status"] == "budget_exhausted"
+
+
+def test_a_planning_run_that_is_no_ancestor_reads_no_other_ledger(tmp_path: Path) -> None:
+    """``round_planned_in`` is a run id matched against the run's own ancestors, never a path:
+    a record naming another folder (or a path) counts only this run's spend."""
+    from crucible_dagster.sweeps.race_blocks import SweepSpend
+    from tests.test_racing_data import raced_llm, sums_file
+
+    experiment = raced_llm(
+        "http://127.0.0.1:9/v1",
+        sums_file(tmp_path),
+        {"block": "samples", "budget": {"cost": 1.0}},
+        budget={"max_cost": 10.0},
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "budget.json").write_text(json.dumps({"experiment_id": "raced_llm", "cost": 9}))
+    spend = SweepSpend(experiment, tmp_path / "this_run")
+    for planned_in in ("elsewhere", str(elsewhere), "../elsewhere"):
+        assert spend.since(0.5, planned_in, earlier=[tmp_path / "parent"]) == 0.0
+    before = sorted(p.name for p in elsewhere.iterdir())
+    assert before == ["budget.json"]

@@ -6,6 +6,8 @@ is rebuilt from its code pointer in each step process.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from crucible_dagster import Experiment
@@ -150,3 +152,25 @@ def study_experiment() -> Experiment:
 
 def study_job() -> dg.JobDefinition:
     return build_job(study_experiment())
+
+
+def priced_race_job() -> dg.JobDefinition:
+    """A raced LLM sweep over samples, priced, against the server at ``$RACE_LLM_URL`` on
+    ``$RACE_LLM_DATA``; the round holding sample ``$RACE_LLM_FAIL_ON`` fails while
+    ``fail.flag`` exists (after its models were asked)."""
+    import os
+
+    from tests.test_racing_data import raced_llm
+
+    racing = {"block": "samples", "first_look": 4, "round_size": 4}
+    experiment = raced_llm(
+        os.environ["RACE_LLM_URL"],
+        Path(os.environ["RACE_LLM_DATA"]),
+        racing,
+        budget={"max_cost": 100.0},
+    )
+    fail = {"sample": os.environ["RACE_LLM_FAIL_ON"], "flag": "fail.flag"}
+    stage = {"name": "fail_on_sample", "module": "tests.helpers:FailOnSample", "options": fail}
+    data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["pipeline"].append(stage)
+    return build_job(Experiment.model_validate(data))

@@ -141,3 +141,40 @@ def test_the_experiment_budget_stops_a_race_under_dagster_as_it_does_alone(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "budget_exhausted"
     assert not any((e.step_key or "").startswith("round_3_trials") for e in result.all_events)
+
+
+def test_a_re_executed_round_costs_what_both_runs_spent_on_it(
+    artifacts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 2 fails after its models were asked; re-executed from failure, its trials ask
+    again in the new run (its own ledger). The round's recorded cost is what the first run spent
+    on it since it was planned plus what the re-execution spent: every request counted once."""
+    from crucible_dagster.contrib.llm_server import llm_server
+    from crucible_dagster.racing.race import block_order
+    from tests.integration import jobs
+    from tests.test_racing_data import QUESTIONS, answer, sums_file
+
+    order = block_order([f"q{i}" for i in range(QUESTIONS)], "samples", 0)
+    monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("RACE_LLM_DATA", str(sums_file(tmp_path)))
+    monkeypatch.setenv("RACE_LLM_FAIL_ON", order[5])  # the second round's second sample
+    (tmp_path / "fail.flag").touch()
+    with llm_server() as (url, server), dg.instance_for_test() as instance:
+        server.answer = answer
+        monkeypatch.setenv("RACE_LLM_URL", url)
+        job = dg.reconstructable(jobs.priced_race_job)
+        with dg.execute_job(job, instance=instance) as failed:
+            assert not failed.success
+        first_run = sum(server.requests.values())
+        (tmp_path / "fail.flag").unlink()
+        options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+        with dg.execute_job(job, instance=instance, reexecution_options=options) as retried:
+            assert retried.success
+        total = sum(server.requests.values())
+    record = json.loads((artifacts_dir / "raced_llm" / retried.run_id / "race.json").read_text())
+    first, second = record["rounds"][:2]
+    assert first_run == 4 * 3 + 4 * len(second["survivors"])  # round 1, then round 2 failed
+    assert first["cost"] == pytest.approx(0.003 * 4 * 3)
+    # round 2: asked in the failed run and again in the re-execution
+    assert second["cost"] == pytest.approx(0.003 * 2 * 4 * len(second["survivors"]))
+    assert sum(r["cost"] for r in record["rounds"]) == pytest.approx(0.003 * total)
