@@ -51,3 +51,16 @@ def test_an_untampered_record_resumes_to_the_end(tmp_path: Path) -> None:
     while blocks := race.next_blocks():
         race.play_round(blocks, _evaluate(list(race.record.survivors), blocks))
     assert race.record.finished and race.record.survivors == ["a"]
+
+
+def test_a_score_range_whose_span_overflows_is_refused() -> None:
+    """[-1e308, 1e308] passed (each end finite), and its span, inf, scaled every difference
+    between configurations to 0: the race could never drop one and said the metric was
+    constant."""
+    from pydantic import ValidationError
+
+    from crucible_dagster.racing.settings import RacingSettings
+
+    with pytest.raises(ValidationError, match="a finite span"):
+        RacingSettings.model_validate({"score_range": [-1e308, 1e308]})
+    assert RacingSettings.model_validate({"score_range": [0, 1e308]}).score_range == (0, 1e308)

@@ -5,6 +5,7 @@ budget of 0 are refused with the field's path."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -105,9 +106,10 @@ class RacingSettings(IRModel):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         low, high = self.score_range
-        if not low < high:
+        if not low < high or not math.isfinite(high - low):  # an infinite span scales all to 0
             raise ValueError(
-                f"score_range must be [low, high] with low < high, got [{low}, {high}]"
+                f"score_range must be [low, high] with low < high and a finite span, got "
+                f"[{low}, {high}]"
             )
         if self.method == "frace" and self.first_look < 2:
             raise ValueError(
