@@ -151,6 +151,13 @@ def _checked(source: str, where: str) -> CheckedTemplate:
             f"{where}: template syntax error at line {exc.lineno} of the template: {exc.message}"
         ) from None
     _refused_access(tree, where)
+    try:  # compiled now: Python refuses more than 20 nested blocks only when it compiles them
+        _compiled(source)
+    except SyntaxError as exc:  # IndentationError too: too many levels of indentation
+        raise TemplateError(
+            f"{where}: the template nests its blocks too deeply to run ({exc.msg}; Python allows "
+            "about 20 nested for/if blocks)"
+        ) from None
     variables = frozenset(meta.find_undeclared_variables(tree)) - set(env.globals)
     lines: dict[str, int] = {}
     for node in tree.find_all(nodes.Name):
@@ -201,7 +208,14 @@ def render(source: str, fields: Mapping[str, Any], where: str) -> str:
         raise TemplateError(f"{where}: {type(exc).__name__}: {exc}") from None
     except TemplateError:
         raise
-    except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError) as exc:
+    except (
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        LookupError,
+        RecursionError,
+        SyntaxError,
+    ) as exc:
         raise TemplateError(f"{where}: {type(exc).__name__}: {exc}") from None
     except MemoryError:
         raise TemplateError(f"{where}: rendering ran out of memory") from None

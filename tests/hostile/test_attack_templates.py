@@ -65,6 +65,23 @@ def test_ordinary_uses_of_the_same_operators_still_render() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in [1] %}" * 25 + "x" + "{% endfor %}" * 25,
+        "{% if true %}" * 120 + "x" + "{% endif %}" * 120,
+    ],
+    ids=["25_nested_loops", "120_nested_ifs"],
+)
+def test_blocks_nested_past_what_python_compiles_are_refused_when_checked(source: str) -> None:
+    """They passed the checks and then failed every sample with a bare SyntaxError or
+    IndentationError from Python's compiler ('too many statically nested blocks')."""
+    with pytest.raises(TemplateError) as caught:
+        check_template(source, "prompt.user")
+    assert str(caught.value).startswith("prompt.user: the template nests its blocks too deeply")
+    check_template("{% for i in [1] %}" * 15 + "x" + "{% endfor %}" * 15, "prompt.user")
+
+
 @pytest.mark.slow  # a run directory, over a second
 def test_a_run_with_such_a_prompt_fails_naming_the_sample_and_sends_nothing() -> None:
     with llm_server() as (url, server):
