@@ -29,8 +29,12 @@ MAX_DIGITS = 4300
 MAX_STEPS = 2_000_000
 #: filters whose numeric arguments are widths or counts of what they build
 SIZED_FILTERS = ("center", "indent", "truncate", "wordwrap", "format", "batch", "slice")
-#: ``lipsum``'s paragraphs and words per paragraph
-MAX_LIPSUM = (100, 1000)
+#: the filter and the global Jinja2 draws from Python's unseeded ``random``
+UNSEEDED = {"filter": "random", "global": "lipsum"}
+UNSEEDED_MESSAGE = (
+    "{name!r} is refused: it is drawn from an unseeded random generator, so the prompt would "
+    "change between runs (few_shot draws seeded examples)"
+)
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _NUMBER = re.compile(r"\d+")
@@ -133,18 +137,14 @@ def sized_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return checked
 
 
-def bounded_lipsum(function: Any) -> Callable[..., Any]:
-    @functools.wraps(function)
-    def checked(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:
-        most_n, most_words = MAX_LIPSUM
-        if not (isinstance(n, int) and isinstance(max, int)) or n > most_n or max > most_words:
-            raise TemplateLimit(
-                f"lipsum: at most {most_n} paragraphs of {most_words} words, found n={n!r}, "
-                f"max={max!r}"
-            )
-        return function(n=n, html=html, min=min, max=max)
+def unseeded(name: str) -> Callable[..., Any]:
+    """What ``random`` and ``lipsum`` become: Jinja2 draws them from Python's unseeded
+    ``random``, so a prompt using them changed from run to run (and missed the answer cache)."""
 
-    return checked
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise TemplateLimit(UNSEEDED_MESSAGE.format(name=name))
+
+    return refused
 
 
 def check_stored(value: Any) -> None:

@@ -82,9 +82,8 @@ def environment() -> Any:
     env = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
     for name in limits.SIZED_FILTERS:
         env.filters[name] = limits.sized_filter(name, env.filters[name])
-    env.globals.update(
-        lipsum=limits.bounded_lipsum(env.globals["lipsum"]), namespace=BoundedNamespace
-    )
+    env.filters["random"] = limits.unseeded("random")
+    env.globals.update(lipsum=limits.unseeded("lipsum"), namespace=BoundedNamespace)
     return env
 
 
@@ -102,11 +101,19 @@ def _unsafe_name(name: str) -> bool:
     return name.startswith("_") or name in refused
 
 
+def _refuse_unseeded(node: Any, name: str, where: str) -> None:
+    message = limits.UNSEEDED_MESSAGE.format(name=name)
+    raise TemplateError(f"{where}: line {node.lineno} of the template: {message}")
+
+
 def _refused_access(tree: Any, where: str) -> None:
     """Attribute or item names the sandbox would refuse at render time, refused now with their
     line: ``x.__class__``, ``x['__globals__']``, ``x|attr('__class__')``."""
     from jinja2 import nodes
 
+    for call in tree.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name) and call.node.name == limits.UNSEEDED["global"]:
+            _refuse_unseeded(call, "lipsum", where)
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
         names: list[Any] = []
         if isinstance(node, nodes.Getattr):
@@ -115,6 +122,8 @@ def _refused_access(tree: Any, where: str) -> None:
             names = [node.arg.value]
         elif isinstance(node, nodes.Filter) and node.name == "attr":
             names = [a.value for a in node.args if isinstance(a, nodes.Const)]
+        elif isinstance(node, nodes.Filter) and node.name == limits.UNSEEDED["filter"]:
+            _refuse_unseeded(node, "random", where)
         for name in names:
             if isinstance(name, str) and _unsafe_name(name):
                 raise TemplateError(

@@ -23,7 +23,6 @@ HOSTILE = {
     "the format filter": ('{{ "%9999999999d"|format(1) }}', "the width 9999999999"),
     "center": ("{{ input|center(999999999) }}", "filter 'center'"),
     "indent": ("{{ input|indent(999999999, true) }}", "filter 'indent'"),
-    "lipsum": ("{{ lipsum(n=100000) }}", "lipsum: at most 100 paragraphs"),
     # loops that write nothing the output cap could see
     "two nested loops of 10^5": (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
@@ -56,13 +55,11 @@ def test_a_template_that_would_spend_the_machine_is_that_samples_error(name: str
 def test_ordinary_uses_of_the_same_operators_still_render() -> None:
     source = (
         '{{ 2 ** 10 }} {{ "ab" * 3 }} {{ "%05d" % 42 }} {{ "{:>4}".format("x") }} '
-        "{{ input|center(6) }} {{ [1] + [2] }} {{ lipsum(1, false, 5, 10)|length > 0 }}"
+        "{{ input|center(6) }} {{ [1] + [2] }}"
         "{% set ns = namespace(n=0) %}{% for i in range(1000) %}{% set ns.n = ns.n + i %}"
         "{% endfor %} {{ ns.n }}"
     )
-    assert render(source, {"input": "ab"}, "u") == (
-        "1024 ababab 00042    x   ab   [1, 2] True 499500"
-    )
+    assert render(source, {"input": "ab"}, "u") == ("1024 ababab 00042    x   ab   [1, 2] 499500")
 
 
 @pytest.mark.parametrize(
@@ -108,3 +105,21 @@ def test_a_run_with_such_a_prompt_fails_naming_the_sample_and_sends_nothing() ->
     assert result.failure.reason == "invalid_prompt"
     assert "sample 'q0' user: 9 ** 387420489 has over 4300 digits" in result.failure.message
     assert server.requests == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "line"),
+    [("Q\n{{ [1, 2, 3]|random }}", "random", 2), ("{{ lipsum(2) }}", "lipsum", 1)],
+)
+def test_unseeded_randomness_is_refused_when_checked(source: str, name: str, line: int) -> None:
+    """Jinja2's random filter and lipsum draw from Python's unseeded random: a prompt using
+    them changed from run to run (8 renders of [1..9]|random gave 6 different prompts)."""
+    with pytest.raises(TemplateError) as caught:
+        check_template(source, "prompt.user")
+    assert str(caught.value) == (
+        f"prompt.user: line {line} of the template: {name!r} is refused: it is drawn from an "
+        "unseeded random generator, so the prompt would change between runs (few_shot draws "
+        "seeded examples)"
+    )
+    with pytest.raises(TemplateError, match="unseeded random generator"):
+        render(source, {}, "sample 'a' user")  # rendered unchecked, it is refused as well
