@@ -230,3 +230,27 @@ def test_the_experiment_budget_stops_the_race_and_the_sweep_says_so(tmp_path: Pa
     base = tmp_path / "runs" / "raced_llm" / "r"
     assert read_manifest(base)["status"] == "budget_exhausted"
     assert json.loads((base / "race.json").read_text())["finished"] is True
+
+
+def test_progress_counts_against_the_most_trials_the_race_can_run(tmp_path: Path) -> None:
+    """``crucible run``'s progress: over 20 declared samples (limit) in rounds of 10, at most 3
+    configurations x 2 rounds; over data of undeclared size the count so far, never past it."""
+    data_file = sums_file(tmp_path)
+    racing = {"block": "samples", "first_look": 10, "round_size": 10}
+    seen: dict[str, list[tuple[int, int]]] = {"limit": [], "all": []}
+    with llm_server() as (url, server):
+        server.answer = answer
+        for name, extra in (("limit", {"dataset": {"limit": 20}}), ("all", {})):
+
+            def progress(done: int, total: int, _: Any, name: str = name) -> None:
+                seen[name].append((done, total))
+
+            run_sweep(
+                raced_llm(url, data_file, racing, **extra),
+                run_id=name,
+                artifacts=str(tmp_path / "runs"),
+                progress=progress,
+            )
+    assert {total for _, total in seen["limit"]} == {6}
+    assert all(done <= total for done, total in seen["limit"] + seen["all"])
+    assert [done for done, _ in seen["all"]] == list(range(1, len(seen["all"]) + 1))

@@ -53,17 +53,11 @@ def round_steps(experiment: Experiment) -> int:
     """Steps for the most rounds the race can take; over the dataset's samples, as many as its
     declared size allows (``sample.n`` or ``limit``), else ``MAX_ROUND_STEPS`` (the definitions
     do not load the data)."""
+    from crucible_dagster.sweeps.race_design import declared_blocks
+
     assert experiment.sweep is not None
     race = experiment.sweep.race
-    blocks: int | None = len(experiment.seeds)
-    dataset = experiment.dataset
-    if race.block == "folds" and dataset is not None and dataset.folds is not None:
-        blocks = dataset.folds.k
-    elif race.block == "samples":
-        sample = dataset.sample if dataset is not None else None
-        blocks = sample.n if sample is not None and sample.n is not None else None
-        if blocks is None and dataset is not None:
-            blocks = dataset.limit
+    blocks = declared_blocks(experiment)
     if blocks is None:
         return MAX_ROUND_STEPS if race.max_blocks is None else race.max_rounds(race.max_blocks)
     return max(1, min(MAX_ROUND_STEPS, race.max_rounds(blocks)))

@@ -100,6 +100,37 @@ class RaceDesign:
         return next(iter(self.grid[config].values()))
 
 
+def declared_blocks(experiment: Experiment) -> int | None:
+    """How many blocks the race has, when the experiment says so without loading its data:
+    its seeds, ``dataset.folds.k``, or ``dataset.sample.n`` (else ``limit``) for samples; None
+    when only a load can tell."""
+    assert experiment.sweep is not None
+    block, dataset = experiment.sweep.race.block, experiment.dataset
+    if block == "seeds":
+        return len(experiment.seeds)
+    if dataset is None:
+        return None
+    if block == "folds":
+        return dataset.folds.k if dataset.folds is not None else None
+    if dataset.sample is not None and dataset.sample.n is not None:
+        return dataset.sample.n
+    return dataset.limit
+
+
+def most_trials(experiment: Experiment, trials: Sequence[Trial]) -> int | None:
+    """The most trials the race can run (a progress bar's total): the grid's over seeds; over
+    the data a trial per configuration and round, when the number of blocks is declared."""
+    assert experiment.sweep is not None
+    race = experiment.sweep.race
+    if race.block == "seeds":
+        return len(trials)
+    blocks = declared_blocks(experiment)
+    if blocks is None and race.max_blocks is None:
+        return None
+    most = race.max_rounds(blocks if blocks is not None else race.max_blocks or 0)
+    return len({t.config_id for t in trials}) * most
+
+
 def round_experiment(experiment: Experiment, index: int, sweep_dir: Path) -> Experiment:
     """The experiment round ``index``'s trials run with: over the data, restricted to the ids
     its planner wrote (no dataset load here: a Celery worker reads the ids file)."""

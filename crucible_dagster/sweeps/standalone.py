@@ -13,6 +13,7 @@ from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import expand_grid
+from crucible_dagster.sweeps.race_design import most_trials
 from crucible_dagster.sweeps.raced import race_summary, race_trials
 from crucible_dagster.sweeps.running import TrialOutcome, run_trials
 
@@ -56,12 +57,14 @@ def run_sweep(
 
     def on_outcome(outcome: TrialOutcome) -> None:
         sweep.record(trial_step(outcome.trial.trial_id), outcome.status)
-        if progress is not None:
-            progress(len(done) + 1, total, outcome)
+        if progress is not None:  # a race over data of undeclared size: the count so far
+            progress(len(done) + 1, max(total, len(done) + 1), outcome)
         done.append(outcome)
 
     done: list[TrialOutcome] = []
     total = len(trials) or _study_runs(experiment)
+    if experiment.sweep is not None and experiment.sweep.strategy == "racing":
+        total = most_trials(experiment, trials) or 0
     if experiment.sweep is not None and experiment.sweep.strategy == "optuna":
         return _run_study(experiment, sweep, registry, sinks, on_outcome)
     if experiment.sweep is not None and experiment.sweep.strategy == "racing":
