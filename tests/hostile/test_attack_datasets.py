@@ -306,3 +306,36 @@ def test_a_csv_header_longer_than_pyarrows_block_is_read(tmp_path: Path) -> None
     )
     assert path.stat().st_size > 2**20
     assert load_dataset(local(path), 0).examples.shape == (1, 20_000)
+
+
+def test_validate_never_walks_a_tree_for_a_glob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset path '/**/x.csv' made `crucible validate` (and the Dagster loader) walk the
+    whole filesystem for minutes before saying anything, holding up every other experiment."""
+    from crucible_dagster.datasets import dataset_problems
+    from crucible_dagster.datasets import local as local_module
+
+    walked: list[str] = []
+    (tmp_path / "a").mkdir()
+
+    def recording(pattern: str, *args: Any, **kwargs: Any) -> Any:
+        walked.append(pattern)
+        return iter(())
+
+    monkeypatch.setattr(local_module.globbing, "glob", recording)
+    monkeypatch.setattr(local_module.globbing, "iglob", recording)
+    assert dataset_problems(local("/**/zzzz_nothing*.csv")) == []
+    assert dataset_problems(local(tmp_path / "a" / "*" / "*.csv")) == []
+    assert walked == []  # neither expanded: the run expands them
+    assert dataset_problems(local(tmp_path / "nope" / "*.csv")) == [
+        (
+            "dataset.options.path",
+            f"the glob '{tmp_path / 'nope' / '*.csv'}' starts in '{tmp_path / 'nope'}', which "
+            "is not a folder",
+        )
+    ]
+    assert dataset_problems(local(tmp_path / "*.csv")) == [
+        ("dataset.options.path", f"the glob '{tmp_path / '*.csv'}' matches no file")
+    ]
+    assert walked == [str(tmp_path / "*.csv")]  # one listing of one folder
