@@ -90,6 +90,9 @@ def openai(url: str, **options: Any) -> Any:
 def test_an_interrupt_while_requests_wait_for_the_rate_ends_the_batch() -> None:
     """Ctrl-C with 20 requests paced at one a minute: the batch stops at once (the waiting
     threads are let go), not after twenty minutes; two requests were sent."""
+    # a shell's background job (make test-fast &) starts with SIGINT ignored: the interrupt
+    # would never come and the batch would wait out its twenty minutes
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with llm_server() as (url, server):
         backend = openai(url, requests_per_minute=1, concurrency=4)
         timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
@@ -99,6 +102,7 @@ def test_an_interrupt_while_requests_wait_for_the_rate_ends_the_batch() -> None:
                 backend.predict([Request(str(i), f"{i}+1") for i in range(20)])
         finally:
             timer.cancel()
+            signal.signal(signal.SIGINT, previous)
         assert sum(server.requests.values()) == 1  # the one the bucket held; nothing after
 
 
