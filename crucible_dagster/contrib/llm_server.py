@@ -254,6 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: the listen backlog (socketserver's default is 5): a client's burst of connections (8
+    #: at a time and their hedges) overflowed it on a loaded machine, and connections were
+    #: reset or waited out SYN retries of 1 s and more
+    request_queue_size = 128
     state: ServerState
 
     def handle_error(self, request: Any, client_address: Any) -> None:
