@@ -34,6 +34,7 @@ def main() -> int:
         celery_bench,
         dagster_bench,
         dataset_bench,
+        optuna_bench,
         racing_bench,
         stats_bench,
         sweep_bench,
@@ -51,6 +52,7 @@ def main() -> int:
         ("datasets: 1M-row Parquet load", dataset_bench.dataset_rows),
         # rates and shares of a simulation study, not timings: printed as its own table
         ("racing: simulation study with known truth", racing_bench.study),
+        ("optuna: pruners on studies with known truth", optuna_bench.study),
         # in a process of its own: its server and client share one interpreter, and whatever
         # earlier suites left in this one (the broker client's threads, a large heap) stretched
         # the tail (p99.9 238-384 ms inside a full run, 42-58 ms alone)

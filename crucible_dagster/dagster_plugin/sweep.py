@@ -241,6 +241,10 @@ def sweep_materialization(
     if best:
         metadata["best_configuration"] = str(best.get("configuration"))
         metadata["best_significantly_better"] = bool(best.get("significantly_better"))
+    study = comparison.get("study") or {}
+    if isinstance(study.get("best"), dict):  # an Optuna sweep: its best trial's parameters
+        metadata["study/best_params"] = dg.MetadataValue.json(study["best"].get("params") or {})
+        metadata["study/pruned"] = int(study.get("pruned") or 0)
     for name, summary in (comparison.get("configurations") or {}).items():
         if isinstance(summary.get("mean"), float):
             metadata[f"mean/{name}"] = dg.MetadataValue.float(summary["mean"])

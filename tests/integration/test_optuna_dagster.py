@@ -67,6 +67,13 @@ def test_a_study_is_one_run_with_a_step_per_group_of_trials(artifacts_dir: Path)
     assert _rows(manifest["metrics"]["sweep"]["study"]) == _rows(alone.comparison["study"])
     assert manifest["metrics"]["sweep"]["best"] == alone.comparison["best"]
     assert "## Study" in (run_dir / "sweep.md").read_text()
+    (materialized,) = [
+        e.event_specific_data.materialization.metadata
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    ]
+    assert materialized["study/best_params"].value == {"x": 0.3}
+    assert materialized["study/pruned"].value == alone.comparison["study"]["pruned"]
 
 
 def test_dagster_job_execute_runs_a_study(tmp_path: Path, artifacts_dir: Path) -> None:
