@@ -11,7 +11,6 @@ sample with no prediction is left out and counted).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
@@ -27,13 +26,42 @@ class ScorerOptions(RefuseBoolForNumbers):
     model_config = ConfigDict(extra="forbid")
 
 
-def regex_of(value: str) -> re.Pattern[str]:
+#: seconds a user's pattern may spend on one text: a pattern such as ``(a|aa)*$`` backtracks
+#: exponentially on 40 a's and a b (a model's answer is not ours to trust), and Python's re
+#: cannot be stopped, so user patterns run on the ``regex`` module (re's syntax), which can
+MATCH_SECONDS = 1.0
+
+
+def user_pattern(value: str, ignore_case: bool = False) -> Any:
+    """A user's pattern compiled by ``regex`` (re's syntax); ``regex.error`` when it is none."""
+    import regex
+
+    return regex.compile(value, regex.IGNORECASE if ignore_case else 0)
+
+
+def regex_of(value: str) -> Any:
     """``value`` compiled, or the ValueError an option's validator raises: a pattern that does
     not compile is refused at validate, not once for every sample."""
+    import regex
+
     try:
-        return re.compile(value)
-    except re.error as exc:
+        return user_pattern(value)
+    except regex.error as exc:
         raise ValueError(f"not a regular expression: {exc}") from None
+
+
+def stopped(pattern: Any, method: str, text: str) -> Any:
+    """``pattern.<method>(text)`` within MATCH_SECONDS (a finditer's matches as a list); the
+    sample's ScoreProblem, with what to write instead, when it backtracks past that."""
+    try:
+        found = getattr(pattern, method)(text, timeout=MATCH_SECONDS)
+        return list(found) if method == "finditer" else found
+    except TimeoutError:
+        raise ScoreProblem(
+            f"the pattern took over {MATCH_SECONDS:g} s on this text ({len(text)} characters) "
+            "and was stopped: it backtracks too much (nested repeats such as '(a+)+'?); a "
+            "possessive 'a++' or an atomic group '(?>...)' avoids that"
+        ) from None
 
 
 def _compiles(value: str) -> str:

@@ -15,6 +15,7 @@ Its answer is read robustly: a ``pattern`` of your own; else JSON with a ``score
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -27,11 +28,22 @@ from crucible_dagster.backends.registry import BackendError, build_backend, chec
 from crucible_dagster.common.field_errors import as_field_error, checked_by
 from crucible_dagster.common.templates import TemplateError, check_template, render
 from crucible_dagster.experiment.ir import BackendRef
-from crucible_dagster.scorers.base import RegexOption, Sample, Scored, Scorer, ScorerOptions
+from crucible_dagster.scorers.base import (
+    RegexOption,
+    Sample,
+    Scored,
+    ScoreProblem,
+    Scorer,
+    ScorerOptions,
+    stopped,
+    user_pattern,
+)
 from crucible_dagster.scorers.numeric import NUMBER, as_number
 
 #: how much of a judge's answer is searched for its score
 MAX_ANSWER_CHARS = 100_000
+#: the "{" of an answer tried as a JSON object: 100,000 unclosed ones took seconds per sample
+MAX_JSON_TRIES = 32
 LABELLED = re.compile(r"\b(?:score|rating|grade)\b\W{0,3}(?:is\W{0,3})?", re.IGNORECASE)
 
 
@@ -58,6 +70,10 @@ def _template(value: str | None, field: str) -> str | None:
     return value
 
 
+#: a score bound (scale: [0, inf] took any number the judge wrote, 1e308 included)
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class JudgeOptions(ScorerOptions):
     # check_backend names the field already: "backend.options.model: ..."
     backend: Annotated[BackendRef, checked_by(check_backend, BackendError, "backend.")] = Field(
@@ -65,7 +81,7 @@ class JudgeOptions(ScorerOptions):
     )
     rubric: str = Field(description="The user message: a Jinja2 template of the sample.")
     system: str | None = Field(default=None, description="A system message template.")
-    scale: tuple[float, float] = Field(
+    scale: tuple[Finite, Finite] = Field(
         default=(1.0, 10.0), description="[lowest, highest] score the rubric asks for."
     )
     pattern: RegexOption | None = Field(
@@ -86,7 +102,8 @@ class JudgeOptions(ScorerOptions):
 
 def _json_score(text: str) -> float | None:
     decoder = json.JSONDecoder()
-    for start in (i for i, c in enumerate(text) if c == "{"):
+    openings = (i for i, c in enumerate(text) if c == "{")
+    for start in itertools.islice(openings, MAX_JSON_TRIES):  # each try may read to the end
         try:
             found = decoder.raw_decode(text, start)[0]
         except (ValueError, RecursionError):
@@ -106,7 +123,7 @@ def parse_score(
     text = answer[:MAX_ANSWER_CHARS]
     candidates: list[float | None] = []
     if pattern is not None:
-        matches = list(re.finditer(pattern, text))
+        matches = stopped(user_pattern(pattern), "finditer", text)
         group = matches[-1].group(1 if matches and matches[-1].re.groups else 0) if matches else ""
         number = NUMBER.search(group or "")
         candidates.append(as_number(number) if number else None)
@@ -196,7 +213,11 @@ class Judge(Scorer):
             usage["errors"] += 1
             return Scored(None, f"the judge failed: {str(response.error)[:300]}")
         answer = str(response.output)
-        value = parse_score(answer, self.options.scale, self.options.pattern)
+        try:
+            value = parse_score(answer, self.options.scale, self.options.pattern)
+        except ScoreProblem as exc:  # the pattern backtracked past its time on this answer
+            usage["errors"] += 1
+            return Scored(None, f"the judge's answer: {exc}")
         if value is None:
             usage["errors"] += 1
             low, high = self.options.scale

@@ -22,6 +22,8 @@ from crucible_dagster.scorers.base import (
     ScorerOptions,
     references_of,
     regex_of,
+    stopped,
+    user_pattern,
 )
 
 #: an optional sign not glued to a word ("x-1" is not minus one), an optional currency sign,
@@ -84,7 +86,7 @@ def _number_of(value: Any, pattern: str | None, last: bool) -> float | None:
         return float(value)
     text = str(value)
     if pattern is not None:
-        matches = list(re.finditer(pattern, text[:MAX_TEXT_CHARS]))
+        matches = stopped(user_pattern(pattern), "finditer", text[:MAX_TEXT_CHARS])
         if not matches:
             return None
         text = matches[-1].group(1 if matches[-1].re.groups else 0)

@@ -17,22 +17,19 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from crucible_dagster.scorers.base import ScoreProblem, Scorer, ScorerOptions, references_of
+from crucible_dagster.scorers.base import (
+    ScoreProblem,
+    Scorer,
+    ScorerOptions,
+    references_of,
+    regex_of,
+    stopped,
+    user_pattern,
+)
 
 ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
 #: the cap on a user's pattern's subject (a long text is cut here)
 MAX_REGEX_CHARS = 100_000
-#: seconds one match may take: a pattern such as ``(a+)+$`` backtracks exponentially on a
-#: prediction of 40 a's and a b (a model's answer is not ours to trust), and Python's re cannot
-#: be stopped, so user patterns run on the ``regex`` module (re's syntax), which can
-MATCH_SECONDS = 1.0
-
-
-def compiled_pattern(source: str, ignore_case: bool) -> Any:
-    """A user's pattern, compiled by ``regex`` (re's syntax; ``regex.error`` when it is not one)."""
-    import regex
-
-    return regex.compile(source, regex.IGNORECASE if ignore_case else 0)
 
 
 def _is_punctuation(char: str) -> bool:
@@ -110,12 +107,7 @@ class RegexOptions(ScorerOptions):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            import regex
-
-            try:
-                compiled_pattern(value, False)
-            except regex.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
+            regex_of(value)
         return value
 
 
@@ -134,20 +126,11 @@ class Regex(Scorer):
         if not isinstance(source, str):
             raise ScoreProblem(f"the reference is not a pattern (found {type(source).__name__})")
         try:
-            pattern = compiled_pattern(source, self.options.ignore_case)
+            pattern = user_pattern(source, self.options.ignore_case)
         except regex.error as exc:
             raise ScoreProblem(f"the reference is not a regular expression: {exc}") from None
         text = str(prediction)[:MAX_REGEX_CHARS]
-        match = pattern.search if self.options.match == "search" else pattern.fullmatch
-        try:
-            found = match(text, timeout=MATCH_SECONDS)
-        except TimeoutError:
-            raise ScoreProblem(
-                f"the pattern took over {MATCH_SECONDS:g} s on this prediction ({len(text)} "
-                "characters) and was stopped: it backtracks too much (nested repeats such as "
-                "'(a+)+'?); a possessive 'a++' or an atomic group '(?>...)' avoids that"
-            ) from None
-        return float(found is not None)
+        return float(stopped(pattern, self.options.match, text) is not None)
 
 
 def squad_normalize(text: str) -> str:

@@ -62,3 +62,55 @@ def test_json_match_still_extracts_json_from_prose() -> None:
 def test_a_field_path_with_a_non_ascii_digit_is_a_missing_field_not_a_crash() -> None:
     one = scored("json_match", '{"a": [1]}', '{"a": [1]}', fields=["a.\u00b2"])
     assert one.value is None and one.error == "the reference has no field 'a.\u00b2'"
+
+
+@pytest.mark.slow  # waits out the match's one-second timeout
+def test_the_numeric_scorers_pattern_is_stopped_too() -> None:
+    one = scored("numeric", "a" * 40 + "b", "1", extract="pattern", pattern="(a|aa)*$")
+    assert one.value is None and "backtracks too much" in str(one.error)
+    assert scored("numeric", "answer is 42.", "42", extract="pattern", pattern="is (.*)").value == 1
+
+
+@pytest.mark.slow  # waits out the match's one-second timeout
+def test_a_judges_pattern_on_a_hostile_answer_is_that_samples_error() -> None:
+    from crucible_dagster.contrib.llm_server import llm_server
+
+    with llm_server() as (url, server):
+        server.answer = lambda model, messages: "a" * 40 + "b"
+        scorer = build_scorer(
+            ScorerRef(
+                id="judge",
+                options={
+                    "rubric": "Rate {{ prediction }}",
+                    "pattern": "(a|aa)*$",
+                    "backend": {
+                        "id": "openai_compatible",
+                        "endpoint_url": url,
+                        "options": {"model": "judge", "cache": False, "max_retries": 0},
+                    },
+                },
+            )
+        )
+        (one,) = scorer.score_all([Sample("v", "s", "x", "y")])
+    assert one.value is None and "the judge's answer: the pattern took over 1 s" in str(one.error)
+
+
+def test_a_judges_answer_of_unclosed_braces_is_read_a_bounded_number_of_times() -> None:
+    from crucible_dagster.scorers.judge import parse_score
+
+    assert parse_score('{"a": ' * 100_000, (1.0, 10.0)) is None  # was seconds per sample
+    assert parse_score('{"note": 1} {"score": 7}', (1.0, 10.0)) == 7.0
+
+
+@pytest.mark.parametrize("scale", [[0, float("inf")], [float("-inf"), 1], [0, float("nan")]])
+def test_a_judges_scale_must_be_finite(scale: list[float]) -> None:
+    """[0, inf] took any number a judge wrote (1e308 included) as a score."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="finite number"):
+        build_scorer(
+            ScorerRef(
+                id="judge",
+                options={"rubric": "{{ prediction }}", "backend": {"id": "noop"}, "scale": scale},
+            )
+        )
