@@ -15,7 +15,6 @@ goes on with the same trial."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -29,6 +28,7 @@ from crucible_dagster.dagster_plugin.sweep import (
     Compose,
     _ancestor_runs,
     _sweep_op,
+    mapped_steps,
     sweep_materialization,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
@@ -174,13 +174,6 @@ def study_steps(
     experiment: Experiment, translator: CrucibleTranslator, registry: Registry
 ) -> Compose:
     """A study's steps: open it, run each group of slots (mapped), compare the trials."""
-    plan = _plan_op(experiment, translator)
-    trials = _trials_op(experiment, translator, registry)
-    compare = _compare_op(experiment, translator)
-
-    def compose(node: Callable[[str], str]) -> None:
-        planned = plan.alias(node("plan_study"))()
-        results = planned.map(trials.alias(node("run_study_trials")))
-        compare.alias(node("compare_trials"))(results.collect())
-
-    return compose
+    plan = (_plan_op(experiment, translator), "plan_study")
+    run = (_trials_op(experiment, translator, registry), "run_study_trials")
+    return mapped_steps(plan, run, _compare_op(experiment, translator))

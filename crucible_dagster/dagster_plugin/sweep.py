@@ -181,14 +181,21 @@ Compose = Callable[[Callable[[str], str]], None]
 def grid_steps(
     experiment: Experiment, translator: CrucibleTranslator, registry: Registry
 ) -> Compose:
-    """A grid sweep's steps: plan the trials, run each (mapped), compare them."""
-    plan_trials = _plan_op(experiment, translator)
-    run_one = _trial_op(experiment, translator, registry)
-    compare = _compare_op(experiment, translator)
+    """A grid sweep's steps: plan the trials, run each group (mapped), compare them."""
+    plan = (_plan_op(experiment, translator), "plan_trials")
+    run = (_trial_op(experiment, translator, registry), "run_trial")
+    return mapped_steps(plan, run, _compare_op(experiment, translator))
+
+
+def mapped_steps(
+    plan: tuple[dg.OpDefinition, str], run: tuple[dg.OpDefinition, str], compare: dg.OpDefinition
+) -> Compose:
+    """Plan (each ``(op, step)``), run each planned group (mapped), compare what they collect:
+    the shape of a grid's and of a study's job."""
 
     def compose(node: Callable[[str], str]) -> None:
-        planned = plan_trials.alias(node("plan_trials"))()
-        results = planned.map(run_one.alias(node("run_trial")))
+        planned = plan[0].alias(node(plan[1]))()
+        results = planned.map(run[0].alias(node(run[1])))
         compare.alias(node("compare_trials"))(results.collect())
 
     return compose
