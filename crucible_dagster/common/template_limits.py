@@ -27,8 +27,21 @@ MAX_SIZE = 1024 * 1024
 MAX_DIGITS = 4300
 #: lines of a template's compiled code one rendering may run (a loop turn is two or three)
 MAX_STEPS = 2_000_000
-#: filters whose numeric arguments are widths or counts of what they build
-SIZED_FILTERS = ("center", "indent", "truncate", "wordwrap", "format", "batch", "slice")
+#: filters whose numeric arguments are widths or counts of what they build, or whose result
+#: is known from their arguments (join, replace)
+SIZED_FILTERS = (
+    "center",
+    "indent",
+    "truncate",
+    "wordwrap",
+    "format",
+    "batch",
+    "slice",
+    "join",
+    "replace",
+)
+#: text methods whose integer argument is the width of what they build
+WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 #: the filter and the global Jinja2 draws from Python's unseeded ``random``
 UNSEEDED = {"filter": "random", "global": "lipsum"}
 UNSEEDED_MESSAGE = (
@@ -105,6 +118,39 @@ def check_percent_format(pattern: str, args: Any) -> None:
                 _refuse(f"the width {number} in a '%' format")
 
 
+def _joined_size(separator: Any, items: Any) -> int | None:
+    if not isinstance(separator, str) or not isinstance(items, list | tuple):
+        return None
+    return len(separator) * max(0, len(items) - 1) + sum(len(str(i)) for i in items)
+
+
+def _replaced_size(text: Any, old: Any, new: Any) -> int | None:
+    if not all(isinstance(v, str) for v in (text, old, new)):
+        return None
+    found = text.count(old) if old else len(text) + 1
+    return len(text) + found * (len(new) - len(old))
+
+
+def check_call(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A text method that builds from its arguments (``'a'.ljust(10**9)``, ``s.replace('a', s)``,
+    ``sep.join(items)``) refused when its result would be over the cap, before it is built."""
+    owner = getattr(function, "__self__", None)
+    if not isinstance(owner, str):
+        return
+    name = getattr(function, "__name__", "")
+    if name in WIDTH_METHODS:
+        widths = [a for a in (*args, *kwargs.values()) if isinstance(a, int)]
+        if any(w > MAX_SIZE for w in widths if not isinstance(w, bool)):
+            _refuse(f"a width over the cap given to str.{name}")
+    size = None
+    if name == "replace" and len(args) >= 2:
+        size = _replaced_size(owner, args[0], args[1])
+    elif name == "join" and args:
+        size = _joined_size(owner, args[0])
+    if size is not None and size > MAX_SIZE:
+        _refuse(f"str.{name} would build {size} characters")
+
+
 def check_format_string(pattern: str) -> None:
     """``pattern.format(...)``: no width or precision over the cap, none taken from a value."""
     try:
@@ -120,6 +166,15 @@ def check_format_string(pattern: str) -> None:
             _refuse(f"the format {spec!r}")
 
 
+def _is_context(value: Any) -> bool:
+    """Jinja2 passes its eval context or environment first to some filters."""
+    return type(value).__name__ in {"EvalContext", "Environment", "BoundedSandbox", "Context"}
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list | tuple)
+
+
 def sized_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` (a width-taking filter) refusing a width or count over the cap."""
 
@@ -132,6 +187,15 @@ def sized_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
             for value in args[:2]:
                 if isinstance(value, str):
                     check_percent_format(value, tuple(args[2:]))
+        texts = [a for a in args if not _is_context(a)]
+        size = None
+        if name == "join" and texts:
+            separator = texts[1] if len(texts) > 1 else kwargs.get("d", "")
+            size = _joined_size(separator, list(texts[0]) if _is_list(texts[0]) else None)
+        elif name == "replace" and len(texts) >= 3:
+            size = _replaced_size(str(texts[0]), texts[1], texts[2])
+        if size is not None and size > MAX_SIZE:
+            _refuse(f"the filter {name!r} would build {size} characters")
         return function(*args, **kwargs)
 
     return checked

@@ -73,6 +73,10 @@ def environment() -> Any:
             limits.check_binop(operator, left, right)
             return super().call_binop(context, operator, left, right)
 
+        def call(self, context: Any, function: Any, /, *args: Any, **kwargs: Any) -> Any:
+            limits.check_call(function, args, kwargs)
+            return super().call(context, function, *args, **kwargs)
+
         def wrap_str_format(self, value: Any) -> Any:
             if isinstance(getattr(value, "__self__", None), str):
                 limits.check_format_string(value.__self__)

@@ -23,6 +23,18 @@ HOSTILE = {
     "the format filter": ('{{ "%9999999999d"|format(1) }}', "the width 9999999999"),
     "center": ("{{ input|center(999999999) }}", "filter 'center'"),
     "indent": ("{{ input|indent(999999999, true) }}", "filter 'indent'"),
+    "str.ljust": ("{{ 'a'.ljust(999999999)|length }}", "a width over the cap given to str.ljust"),
+    "str.zfill": ("{{ input.zfill(999999999) }}", "str.zfill"),
+    "str.replace": (
+        "{% set s = 'a' * 1000000 %}{{ s.replace('a', s)|length }}",
+        "str.replace would build 1000000000000 characters",
+    ),
+    "the replace filter": (
+        "{% set s = 'a' * 1000000 %}{{ (s|replace('a', s))|length }}",
+        "the filter 'replace' would build",
+    ),
+    "str.join": ("{{ ('a' * 1000000).join(['b'] * 100000)|length }}", "str.join would build"),
+    "the join filter": ("{{ (['b'] * 100000)|join('a' * 1000000) }}", "the filter 'join'"),
     # loops that write nothing the output cap could see
     "two nested loops of 10^5": (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
@@ -55,11 +67,14 @@ def test_a_template_that_would_spend_the_machine_is_that_samples_error(name: str
 def test_ordinary_uses_of_the_same_operators_still_render() -> None:
     source = (
         '{{ 2 ** 10 }} {{ "ab" * 3 }} {{ "%05d" % 42 }} {{ "{:>4}".format("x") }} '
-        "{{ input|center(6) }} {{ [1] + [2] }}"
+        "{{ input|center(6) }} {{ [1] + [2] }} {{ ['x', 'y']|join(', ') }} "
+        "{{ 'abc'|replace('b', 'B') }} {{ ', '.join(['p', 'q']) }} {{ 'a'.ljust(3) }}|"
         "{% set ns = namespace(n=0) %}{% for i in range(1000) %}{% set ns.n = ns.n + i %}"
         "{% endfor %} {{ ns.n }}"
     )
-    assert render(source, {"input": "ab"}, "u") == ("1024 ababab 00042    x   ab   [1, 2] 499500")
+    assert render(source, {"input": "ab"}, "u") == (
+        "1024 ababab 00042    x   ab   [1, 2] x, y aBc p, q a  | 499500"
+    )
 
 
 @pytest.mark.parametrize(
