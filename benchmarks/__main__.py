@@ -53,6 +53,7 @@ def main() -> int:
         # rates and shares of a simulation study, not timings: printed as its own table
         ("racing: simulation study with known truth", racing_bench.study),
         ("optuna: pruners on studies with known truth", optuna_bench.study),
+        ("optuna: a study's cost per run against a grid", optuna_bench.study_cost_rows),
         # in a process of its own: its server and client share one interpreter, and whatever
         # earlier suites left in this one (the broker client's threads, a large heap) stretched
         # the tail (p99.9 238-384 ms inside a full run, 42-58 ms alone)

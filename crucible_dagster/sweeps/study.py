@@ -23,6 +23,10 @@ STUDY_FILE = "optuna.db"
 STORAGE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 #: how long a trial's writer waits for SQLite's lock (parallel trials of one run share the file)
 SQLITE_TIMEOUT_S = 60
+#: storages kept open in a process, by URL: opening one (an engine, Optuna's schema check) cost
+#: more than a light trial's runs; the oldest is closed past this many
+MAX_OPEN_STORAGES = 8
+_STORAGES: dict[str, Any] = {}
 
 
 class StudyError(ValueError):
@@ -139,14 +143,19 @@ def open_study(experiment: Experiment, sweep_dir: Path, name: str, *, sampler_se
     settings = experiment.sweep.study
     optuna = optuna_module()
     url = storage_url(settings, sweep_dir)
-    kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:  # a driver's own error: name the setting, never the URL's password
-        where = settings.storage_env or STUDY_FILE
-        raise StudyError(
-            f"the study's storage ({where}) cannot be opened: {type(exc).__name__}"
-        ) from None
+    storage = _STORAGES.get(url)
+    if storage is None:
+        kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:  # a driver's own error: name the setting, never the URL
+            where = settings.storage_env or STUDY_FILE
+            raise StudyError(
+                f"the study's storage ({where}) cannot be opened: {type(exc).__name__}"
+            ) from None
+        _STORAGES[url] = storage
+        while len(_STORAGES) > MAX_OPEN_STORAGES:  # a long-lived worker serves many sweeps
+            _STORAGES.pop(next(iter(_STORAGES))).remove_session()
     return optuna.create_study(
         storage=storage,
         sampler=sampler_for(settings, sampler_seed),
