@@ -36,6 +36,7 @@ def main() -> int:
         dataset_bench,
         optuna_bench,
         racing_bench,
+        rate_limit_bench,
         stats_bench,
         sweep_bench,
     )
@@ -65,6 +66,7 @@ def main() -> int:
             "predict: per-sample overhead against a bare thread pool (both in a process of its own)",
             lambda: rows_in_fresh_process("benchmarks.predict_bench:predict_rows"),
         ),
+        ("rate limits: the interval the server sees", rate_limit_bench.rate_rows),
         ("celery: executors side by side", celery_bench.celery_rows),
         ("demo: dagster job execute vs crucible run", dagster_bench.demo_rows),
     ]
