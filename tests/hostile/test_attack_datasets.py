@@ -339,3 +339,12 @@ def test_validate_never_walks_a_tree_for_a_glob(
         ("dataset.options.path", f"the glob '{tmp_path / '*.csv'}' matches no file")
     ]
     assert walked == [str(tmp_path / "*.csv")]  # one listing of one folder
+
+
+@pytest.mark.parametrize("field", ["version", "split"])
+def test_an_empty_version_or_split_is_refused(field: str) -> None:
+    """``version: ""`` pinned nothing (every fingerprint starts with ""), silently."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 1 character"):
+        DatasetRef.model_validate({"name": "qa", "provider": "local", field: ""})

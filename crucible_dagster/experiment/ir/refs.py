@@ -64,9 +64,9 @@ class FoldSpec(IRModel):
 class DatasetRef(IRModel):
     name: Name
     provider: str = "crucible_datasets"
-    split: str = "train"
+    split: str = Field(default="train", min_length=1)
     options: dict[str, Any] | None = None
-    version: str | None = None
+    version: str | None = Field(default=None, min_length=1)  # "" would pin nothing
     format: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     limit: Int | None = Field(default=None, ge=1, description="The first N rows, before sampling.")
