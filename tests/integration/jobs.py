@@ -174,3 +174,16 @@ def priced_race_job() -> dg.JobDefinition:
     data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     data["pipeline"].append(stage)
     return build_job(Experiment.model_validate(data))
+
+
+def study_job_multiprocess() -> dg.JobDefinition:
+    """The study above with a step per trial, in processes of their own on one SQLite study."""
+    base = study_experiment()
+    assert base.sweep is not None
+    experiment = base.model_copy(
+        update={
+            "executor": "multiprocess",
+            "sweep": base.sweep.model_copy(update={"trials_per_step": 1}),
+        }
+    )
+    return build_job(experiment)

@@ -178,3 +178,39 @@ def test_re_execution_from_failure_continues_the_study(
     again_trials = sorted(p.name for p in (run_dir / "trials").iterdir())
     seeds = [6, *range(9, 17)]
     assert again_trials == sorted(f"trial_005__seed_{s}" for s in seeds)
+
+
+def test_parallel_steps_in_processes_of_their_own_share_one_sqlite_study(
+    artifacts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+
+    from tests.integration import jobs
+
+    monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
+    with (
+        dg.instance_for_test() as instance,
+        dg.execute_job(dg.reconstructable(jobs.study_job_multiprocess), instance=instance) as done,
+    ):
+        assert done.success
+        pids = {
+            e.pid
+            for e in done.all_events
+            if e.event_type_value == "STEP_OUTPUT"
+            and (e.step_key or "").startswith("run_study_trials")
+        }
+    assert len(pids) == 6  # a process a trial
+    run_dir = artifacts_dir / "studied_reexec" / done.run_id
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    study = manifest["metrics"]["sweep"]["study"]
+    stored = optuna.load_study(
+        study_name=study["study_name"], storage=f"sqlite:///{run_dir / 'optuna.db'}"
+    )
+    assert len(stored.trials) == 6 and {t.state.name for t in stored.trials} <= {
+        "COMPLETE",
+        "PRUNED",
+    }
+    assert sorted(r["slot"] for r in study["trials"]) == list(range(6))
+    # the grid sampler walks one shuffled grid: six slots, six distinct points
+    assert len({json.dumps(r["params"]) for r in study["trials"]}) == 6
