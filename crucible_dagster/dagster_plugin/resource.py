@@ -43,6 +43,11 @@ class CrucibleResource(dg.ConfigurableResource):
     budget ...): pre-filled with the experiment's; keys given replace the file's, the others
     keep it; checked like the file's."""
 
+    optuna: dict[str, Any] | None = None
+    """An Optuna sweep's ``sweep.optuna`` for this run (n_trials, sampler, pruner, search_space,
+    storage_env): pre-filled with the experiment's; keys given replace the file's, the others
+    keep it; checked like the file's."""
+
     def artifacts_root(self) -> str:
         """The run directories' root, decided here at the adapter's edge: every op and asset
         hands the core an explicit path, so nothing below reads the environment for it."""
@@ -63,6 +68,7 @@ class CrucibleResource(dg.ConfigurableResource):
         )
         seeds = list(experiment.seeds) if sweep else None
         racing = _racing_settings(experiment)
+        optuna = _study_settings(experiment)
         settings = (
             self.artifacts_dir,
             self.validate_options,
@@ -70,6 +76,7 @@ class CrucibleResource(dg.ConfigurableResource):
             parameters,
             seeds,
             racing,
+            optuna,
         )
         key = json.dumps(settings, sort_keys=True, default=repr)
         if key not in _PER_EXPERIMENT:
@@ -80,6 +87,7 @@ class CrucibleResource(dg.ConfigurableResource):
                 parameters=parameters,
                 seeds=seeds,
                 racing=racing,
+                optuna=optuna,
             )
         return _PER_EXPERIMENT[key]
 
@@ -96,17 +104,21 @@ class CrucibleResource(dg.ConfigurableResource):
         racing = _racing_settings(experiment)
         if self.racing is not None and racing is not None and {**racing, **self.racing} != racing:
             changes["racing"] = {**racing, **self.racing}  # keys not given keep the file's
+        study = _study_settings(experiment)
+        if self.optuna is not None and study is not None and {**study, **self.optuna} != study:
+            changes["optuna"] = {**study, **self.optuna}
         if not changes:
             return experiment
         data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        if "racing" in changes:
-            data["sweep"] = {**data.get("sweep", {}), "racing": changes.pop("racing")}
+        for block in ("racing", "optuna"):  # blocks of the sweep, given at the top of the config
+            if block in changes:
+                data["sweep"] = {**data.get("sweep", {}), block: changes.pop(block)}
         try:
             return Experiment.model_validate({**data, **changes})
         except ValidationError as exc:
             # the IR's own line for the value, as `crucible validate` words it for the file
             field, message = explain_error(exc.errors()[0], Experiment)
-            if field.startswith("sweep.racing"):  # run config names sweep.racing racing
+            if field.startswith(("sweep.racing", "sweep.optuna")):  # run config: racing, optuna
                 field = field.removeprefix("sweep.")
             raise dg.Failure(
                 description=f"resources.crucible.config.{field}: {message}", allow_retries=False
@@ -123,6 +135,17 @@ def _racing_settings(experiment: Experiment) -> dict[str, Any] | None:
     if sweep is None or sweep.strategy != "racing":
         return None
     return sweep.race.model_dump(mode="json", exclude_none=True)
+
+
+def _study_settings(experiment: Experiment) -> dict[str, Any] | None:
+    """An Optuna sweep's settings as the Launchpad shows them, or None when the experiment is
+    not a study, or its settings hold a null (a categorical choice): Dagster's config has none,
+    so the file's apply."""
+    sweep = experiment.sweep
+    if sweep is None or sweep.strategy != "optuna":
+        return None
+    settings = sweep.study.model_dump(mode="json", exclude_none=True)
+    return None if _holds_null(settings) else settings
 
 
 def _holds_null(value: Any) -> bool:

@@ -214,3 +214,32 @@ def test_parallel_steps_in_processes_of_their_own_share_one_sqlite_study(
     assert sorted(r["slot"] for r in study["trials"]) == list(range(6))
     # the grid sampler walks one shuffled grid: six slots, six distinct points
     assert len({json.dumps(r["params"]) for r in study["trials"]}) == 6
+
+
+def test_a_studys_settings_are_launchpad_run_config(artifacts_dir: Path) -> None:
+    """sweep.optuna is pre-filled from the file; a run that asks for fewer trials runs that
+    many (a step each group), and a bad value fails with the IR's message under optuna."""
+    from tests.integration.test_launchpad_config import _prefilled
+
+    job = build_job(_experiment(trials_per_step=1))
+    prefilled = _prefilled(job)["optuna"]
+    assert prefilled["n_trials"] == 6 and prefilled["sampler"] == "grid"
+    config = {"resources": {"crucible": {"config": {"optuna": {"n_trials": 3}}}}}
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, run_config=config)
+        assert result.success
+        steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+        bad = job.execute_in_process(
+            instance=instance,
+            run_config={"resources": {"crucible": {"config": {"optuna": {"n_trials": 0}}}}},
+            raise_on_error=False,
+        )
+    assert {s for s in steps if s.startswith("run_study_trials")} == {
+        f"run_study_trials[trial_{n}]" for n in (1, 2, 3)
+    }
+    manifest = json.loads((artifacts_dir / "studied" / result.run_id / "manifest.json").read_text())
+    assert manifest["metrics"]["sweep"]["study"]["n_trials"] == 3
+    assert not bad.success
+    (failure, *_) = [e for e in bad.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert "resources.crucible.config.optuna.n_trials: expected" in message, message
