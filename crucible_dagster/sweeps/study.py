@@ -137,13 +137,25 @@ def pruner_for(experiment: Experiment) -> Any:
     return pruners.NopPruner()
 
 
+def _storage_key(url: str, study_file: Path) -> str | None:
+    """A kept storage's key: the URL, and for the run directory's SQLite file its inode, so a
+    file removed and made again at the same path is never written through a stale engine."""
+    if not url.startswith("sqlite"):
+        return url
+    try:
+        return f"{url}#{study_file.stat().st_ino}"
+    except OSError:
+        return None  # created by this open: kept from the next open on, by its inode
+
+
 def open_study(experiment: Experiment, sweep_dir: Path, name: str, *, sampler_seed: int = 0) -> Any:
     """The study (created on first use, loaded after: a resumed sweep continues it)."""
     assert experiment.sweep is not None
     settings = experiment.sweep.study
     optuna = optuna_module()
     url = storage_url(settings, sweep_dir)
-    storage = _STORAGES.get(url)
+    key = _storage_key(url, sweep_dir / STUDY_FILE)
+    storage = _STORAGES.get(key) if key is not None else None
     if storage is None:
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
         try:
@@ -153,7 +165,8 @@ def open_study(experiment: Experiment, sweep_dir: Path, name: str, *, sampler_se
             raise StudyError(
                 f"the study's storage ({where}) cannot be opened: {type(exc).__name__}"
             ) from None
-        _STORAGES[url] = storage
+        if key is not None:
+            _STORAGES[key] = storage
         while len(_STORAGES) > MAX_OPEN_STORAGES:  # a long-lived worker serves many sweeps
             _STORAGES.pop(next(iter(_STORAGES))).remove_session()
     return optuna.create_study(

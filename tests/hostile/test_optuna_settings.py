@@ -318,3 +318,20 @@ def test_a_metric_the_trials_do_not_have_stops_the_study_naming_it(tmp_path: Pat
         run_sweep(Experiment.model_validate(data), run_id="r", artifacts=str(tmp_path))
     assert "sweep.metric 'no.such.metric'" in str(info.value)
     assert "trial_000__seed_1" in str(info.value)
+
+
+def test_a_run_directory_removed_and_made_again_gets_a_study_of_its_own(tmp_path: Path) -> None:
+    """A kept storage is keyed by its file's inode: a run directory removed and run again
+    under the same id (same path) never writes through the earlier file's engine."""
+    import shutil
+    import sqlite3
+
+    pytest.importorskip("optuna")
+    experiment = _experiment()
+    run_sweep(experiment, run_id="same", artifacts=str(tmp_path))
+    run_dir = tmp_path / "studied" / "same"
+    shutil.rmtree(run_dir)
+    again = run_sweep(experiment, run_id="same", artifacts=str(tmp_path))
+    assert [r["state"] for r in again.comparison["study"]["trials"]] == ["complete"] * 2
+    with sqlite3.connect(run_dir / STUDY_FILE) as db:
+        assert db.execute("select count(*) from trials").fetchone()[0] == 2
