@@ -49,10 +49,18 @@ def test_reexecute_from_failure_does_not_rerun_earlier_stages(workdir: Path) -> 
 
 
 def test_multiprocess_executor(workdir: Path) -> None:
+    # Step processes fork from a forkserver that kept the environment of its first use in this
+    # worker, so the counter files are named absolutely through the ops' Launchpad config.
+    files = {
+        name: {"config": {"counter_file": str(workdir / f"{name}.count")}}
+        for name in ("first", "second", "third", "fourth")
+    }
     with (
         dg.instance_for_test() as instance,
         dg.execute_job(
-            dg.reconstructable(jobs.counting_job_multiprocess), instance=instance
+            dg.reconstructable(jobs.counting_job_multiprocess),
+            instance=instance,
+            run_config={"ops": files},
         ) as result,
     ):
         assert result.success

@@ -31,6 +31,22 @@ def browser() -> str:
     return path
 
 
+def what_the_runs_did(instance: dg.DagsterInstance) -> list[tuple[str, str, list[str]]]:
+    """Each run's job, status and failure messages, so a timeout says why."""
+    return [
+        (
+            run.job_name,
+            run.status.value,
+            [
+                str(entry.message)[:500]
+                for entry in instance.all_logs(run.run_id)
+                if entry.dagster_event is not None and entry.dagster_event.is_failure
+            ],
+        )
+        for run in instance.get_runs()
+    ]
+
+
 def test_materialize_from_the_catalog_then_lineage_and_table(
     browser: str, tmp_path: Path, artifacts_dir: Path
 ) -> None:
@@ -45,10 +61,18 @@ def test_materialize_from_the_catalog_then_lineage_and_table(
             while not page.click_button("Materialize"):  # enabled once the location loaded
                 assert time.monotonic() < deadline, page.text()[:3000]
                 time.sleep(1)
+            # the dataset upstream is materializable too and not yet materialized: Dagster asks
+            # "Are you sure?" before it launches the report alone, as a user would see it
+            deadline = time.monotonic() + 10
+            while not page.click_button("Confirm") and time.monotonic() < deadline:
+                time.sleep(0.5)
             with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-                deadline = time.monotonic() + 240
+                deadline = time.monotonic() + 120
                 while instance.get_latest_materialization_event(REPORT) is None:
-                    assert time.monotonic() < deadline, "no materialization after Materialize"
+                    assert time.monotonic() < deadline, (
+                        "no materialization after Materialize; runs: "
+                        f"{what_the_runs_did(instance)}; page: {page.text()[:2000]}"
+                    )
                     time.sleep(1)
                 event = instance.get_latest_materialization_event(REPORT)
                 assert event is not None
