@@ -12,17 +12,14 @@ are read back), reaches the same decisions without rerunning what already ran.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.racing.race import RaceResult
 from crucible_dagster.racing.state import RoundRecord
 from crucible_dagster.runtime.driver import Run, StageFailure
-from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.grid import Trial
 from crucible_dagster.sweeps.race_blocks import EXPERIMENT_BUDGET_SPENT
 from crucible_dagster.sweeps.race_design import (
@@ -32,7 +29,7 @@ from crucible_dagster.sweeps.race_design import (
     stop_for_budget,
     sweep_spend,
 )
-from crucible_dagster.sweeps.running import TrialOutcome, run_trials
+from crucible_dagster.sweeps.running import TrialHooks, TrialOutcome, run_trials
 
 
 @dataclass
@@ -76,18 +73,15 @@ def race_trials(
     trials: Sequence[Trial],
     sweep: Run,
     *,
-    registry: Registry | None = None,
-    sinks: Iterable[Sink] = (),
-    orchestrator: str = "standalone",
-    earlier: Sequence[Path] = (),
-    on_outcome: Callable[[TrialOutcome], None] | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     rounds: int | None = None,
+    **hooks: Unpack[TrialHooks],
 ) -> RacedTrials:
     """Race the grid's configurations over its blocks; each round's trials through
     ``run_trials`` (at most ``rounds`` more rounds when given: a Dagster round step plays one)."""
     assert sweep.path is not None and experiment.sweep is not None
-    loop = _TrialLoop(experiment, sweep, registry, sinks, orchestrator, earlier, on_outcome)
+    earlier = hooks.get("earlier", ())
+    loop = _TrialLoop(experiment, sweep, hooks)
     # an error (the dataset, a race record of another race, unusable scores) ends the sweep
     # ``failed`` with its message, never leaves it running
     with sweep:
@@ -129,20 +123,11 @@ class _TrialLoop:
     """One round's trials through ``run_trials``, every outcome kept in ``done``; a failed
     trial or a spent experiment budget ends the race's rounds."""
 
-    def __init__(
-        self,
-        experiment: Experiment,
-        sweep: Run,
-        registry: Registry | None,
-        sinks: Iterable[Sink],
-        orchestrator: str,
-        earlier: Sequence[Path],
-        on_outcome: Callable[[TrialOutcome], None] | None,
-    ) -> None:
+    def __init__(self, experiment: Experiment, sweep: Run, hooks: TrialHooks) -> None:
         assert sweep.path is not None
-        self.experiment, self.sweep, self.registry = experiment, sweep, registry
-        self.sinks, self.orchestrator, self.earlier = list(sinks), orchestrator, earlier
-        self.on_outcome = on_outcome
+        self.experiment, self.sweep = experiment, sweep
+        # every round hands the same sinks on: an iterator would be spent after the first
+        self.hooks: TrialHooks = {**hooks, "sinks": list(hooks.get("sinks", ()))}
         self.spend = sweep_spend(experiment, sweep)
         self.done = RacedTrials()
 
@@ -150,16 +135,7 @@ class _TrialLoop:
         why = self.spend.exhausted() if self.spend is not None else None
         if why is not None:
             raise _BudgetSpent(why)
-        outcomes, failures = run_trials(
-            experiment,
-            trials,
-            self.sweep,
-            registry=self.registry,
-            sinks=self.sinks,
-            orchestrator=self.orchestrator,
-            earlier=self.earlier,
-            on_outcome=self.on_outcome,
-        )
+        outcomes, failures = run_trials(experiment, trials, self.sweep, **self.hooks)
         self.done.outcomes.extend(outcomes)
         self.done.failures.extend(failures)
         if failures:

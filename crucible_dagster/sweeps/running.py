@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from crucible_dagster.budget import ledger_assigns
 from crucible_dagster.common.jsonsafe import to_jsonable
@@ -107,16 +107,26 @@ def run_trial(
     return outcome, result
 
 
+class TrialHooks(TypedDict, total=False):
+    """The keywords every sweep runner (``run_trials``, ``race_trials``, ``study_trials``,
+    ``run_slot``) takes and hands down unchanged to the trial loop: declared once, so the
+    runners cannot drift apart. Left out: no registry (the default one), no sinks, the
+    ``standalone`` orchestrator, no ``earlier`` runs, no ``on_outcome`` callback."""
+
+    registry: Registry | None
+    sinks: Iterable[Sink]
+    orchestrator: str
+    #: a re-execution's ancestors' run folders: a trial one of them completed is read back
+    earlier: Sequence[Path]
+    #: told each trial's outcome as it ends (or is read back)
+    on_outcome: Callable[[TrialOutcome], None] | None
+
+
 def run_trials(
     experiment: Experiment,
     trials: Iterable[Trial],
     sweep: Run,
-    *,
-    registry: Registry | None = None,
-    sinks: Iterable[Sink] = (),
-    orchestrator: str = "standalone",
-    earlier: Sequence[Path] = (),
-    on_outcome: Callable[[TrialOutcome], None] | None = None,
+    **hooks: Unpack[TrialHooks],
 ) -> tuple[list[TrialOutcome], list[tuple[Trial, StageFailure]]]:
     """Every trial in turn, each its own run under the sweep's folder (a failed trial is
     recorded and the next goes on); a trial this sweep or an ``earlier`` run (a re-execution's
@@ -124,18 +134,19 @@ def run_trials(
     assert sweep.path is not None, "a sweep keeps a run directory"
     outcomes: list[TrialOutcome] = []
     failures: list[tuple[Trial, StageFailure]] = []
+    on_outcome = hooks.get("on_outcome")
     with sweep:
         for trial in trials:
-            outcome = completed_attempt([sweep.path, *earlier], trial)
+            outcome = completed_attempt([sweep.path, *hooks.get("earlier", ())], trial)
             if outcome is None:
                 outcome, result = run_trial(
                     experiment,
                     trial,
                     run_dir=next_attempt_dir(sweep.path, trial),
                     run_id=f"{sweep.manifest.get('run_id')}.{trial.trial_id}",
-                    registry=registry,
-                    sinks=sinks,
-                    orchestrator=orchestrator,
+                    registry=hooks.get("registry"),
+                    sinks=hooks.get("sinks", ()),
+                    orchestrator=hooks.get("orchestrator", "standalone"),
                     sweep_dir=sweep.path,
                 )
                 if result.failure is not None:

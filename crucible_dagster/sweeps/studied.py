@@ -12,19 +12,16 @@ a new one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from crucible_dagster.experiment.ir import Experiment, SearchParam
 from crucible_dagster.racing.sequential import ScoreOutOfRange
 from crucible_dagster.runtime.driver import Run, StageFailure
 from crucible_dagster.runtime.metrics import numbers_at
-from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.telemetry import Sink
 from crucible_dagster.sweeps.grid import Trial
-from crucible_dagster.sweeps.running import TrialOutcome, run_trials
+from crucible_dagster.sweeps.running import TrialHooks, TrialOutcome, run_trials
 from crucible_dagster.sweeps.study import StudyError, open_study, optuna_module
 
 SLOT_ATTR = "crucible_slot"
@@ -160,11 +157,7 @@ def run_slot(
     sweep: Run,
     *,
     name: str,
-    registry: Registry | None = None,
-    sinks: Iterable[Sink] = (),
-    orchestrator: str = "standalone",
-    earlier: Sequence[Path] = (),
-    on_outcome: Callable[[TrialOutcome], None] | None = None,
+    **hooks: Unpack[TrialHooks],
 ) -> SlotResult:
     """Fill (or read back, or go on with) one slot of the study."""
     assert experiment.sweep is not None and sweep.path is not None
@@ -188,16 +181,7 @@ def run_slot(
 
     def run_round(chunk: Sequence[int | None]) -> list[TrialOutcome] | None:
         trials = [_trial(result, seed, bool(experiment.seeds)) for seed in chunk]
-        outcomes, failures = run_trials(
-            experiment,
-            trials,
-            sweep,
-            registry=registry,
-            sinks=sinks,
-            orchestrator=orchestrator,
-            earlier=earlier,
-            on_outcome=on_outcome,
-        )
+        outcomes, failures = run_trials(experiment, trials, sweep, **hooks)
         result.outcomes += outcomes
         result.failures += failures
         return None if failures else outcomes

@@ -4,16 +4,14 @@ reports: the best trial's parameters and the trials table."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run
-from crucible_dagster.runtime.registry import Registry
-from crucible_dagster.runtime.telemetry import Sink
-from crucible_dagster.sweeps.running import TrialOutcome
+from crucible_dagster.sweeps.running import TrialHooks, TrialOutcome
 from crucible_dagster.sweeps.studied import SlotResult, run_slot, study_blocks
 from crucible_dagster.sweeps.study import STUDY_FILE, adopt_earlier_study, open_study, study_name
 
@@ -57,32 +55,15 @@ def study_name_for(experiment: Experiment, sweep: Run, earlier: Sequence[Path] =
 def study_trials(
     experiment: Experiment,
     sweep: Run,
-    *,
-    registry: Registry | None = None,
-    sinks: Iterable[Sink] = (),
-    orchestrator: str = "standalone",
-    earlier: Sequence[Path] = (),
-    on_outcome: Callable[[TrialOutcome], None] | None = None,
+    **hooks: Unpack[TrialHooks],
 ) -> StudyTrials:
     """Every slot in turn (a failed trial is recorded and the next slot goes on); an exception
     (a bad storage, a metric that is not there) ends the sweep's record."""
     assert experiment.sweep is not None
     with sweep:
-        done = StudyTrials(start_study(experiment, sweep, earlier))
+        done = StudyTrials(start_study(experiment, sweep, hooks.get("earlier", ())))
         for slot in range(experiment.sweep.study.n_trials):
-            done.slots.append(
-                run_slot(
-                    experiment,
-                    slot,
-                    sweep,
-                    name=done.name,
-                    registry=registry,
-                    sinks=sinks,
-                    orchestrator=orchestrator,
-                    earlier=earlier,
-                    on_outcome=on_outcome,
-                )
-            )
+            done.slots.append(run_slot(experiment, slot, sweep, name=done.name, **hooks))
     return done
 
 
