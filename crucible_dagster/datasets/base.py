@@ -9,6 +9,7 @@ Nothing here imports pyarrow or pandas: validating a folder of experiments stays
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +31,26 @@ class DatasetError(ValueError):
         self.reason = reason
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
+
+
+def stat_or_refuse(
+    path: str | os.PathLike[str],
+    *,
+    reason: str = "unreadable",
+    where: str | None = None,
+    follow_links: bool = True,
+) -> os.stat_result:
+    """``os.stat`` of a file a dataset reads (``os.lstat`` without ``follow_links``), checked
+    before it is opened (a FIFO would block); one that cannot be stat'ed is the located
+    ``cannot read: <why>`` DatasetError (``where``: the path itself unless said)."""
+    try:
+        return os.stat(path) if follow_links else os.lstat(path)
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot read: {exc.strerror}",
+            reason=reason,
+            where=str(path) if where is None else where,
+        ) from None
 
 
 class ProviderOptions(RefuseBoolForNumbers):

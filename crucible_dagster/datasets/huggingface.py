@@ -18,7 +18,13 @@ from typing import Any
 from pydantic import Field
 
 from crucible_dagster.common.files import safe_join
-from crucible_dagster.datasets.base import DatasetError, LoadedTable, Provider, ProviderOptions
+from crucible_dagster.datasets.base import (
+    DatasetError,
+    LoadedTable,
+    Provider,
+    ProviderOptions,
+    stat_or_refuse,
+)
 from crucible_dagster.experiment.ir import DatasetRef
 
 SAVED_MARKERS = ("dataset_dict.json", "state.json")
@@ -65,12 +71,7 @@ MAX_STATE_BYTES = 1024 * 1024
 def _record(path: str, what: str) -> Any:
     """A save_to_disk record (``state.json``, ``dataset_dict.json``): a regular file, capped,
     JSON; the located DatasetError otherwise (never a FIFO opened, which would block)."""
-    try:
-        info = os.lstat(path)
-    except OSError as exc:
-        raise DatasetError(
-            f"cannot read: {exc.strerror}", reason="unreadable", where=path
-        ) from None
+    info = stat_or_refuse(path, follow_links=False)
     if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STATE_BYTES:
         found = "not a regular file" if not stat.S_ISREG(info.st_mode) else f"{info.st_size} bytes"
         raise DatasetError(

@@ -8,7 +8,6 @@ refused when it was written for another dataset.
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crucible_dagster.common.files import atomic_write_text
-from crucible_dagster.datasets.base import DatasetError
+from crucible_dagster.datasets.base import DatasetError, stat_or_refuse
 
 IDS_FILE = "dataset_ids.json"
 MAX_IDS_BYTES = 256 * 2**20
@@ -47,12 +46,7 @@ def read_ids(location: str, dataset: str) -> list[str]:
     """The ids recorded at ``location`` (a run directory or its ids file) for ``dataset``."""
     path = _ids_path(location)
     where = f"dataset.sample.ids_from: {path}"
-    try:
-        found = os.stat(path)
-    except OSError as exc:
-        raise DatasetError(
-            f"cannot read: {exc.strerror}", reason="ids_unreadable", where=where
-        ) from None
+    found = stat_or_refuse(path, reason="ids_unreadable", where=where)
     if not stat.S_ISREG(found.st_mode):
         raise DatasetError("not a regular file", reason="ids_unreadable", where=where)
     if found.st_size > MAX_IDS_BYTES:

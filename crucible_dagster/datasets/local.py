@@ -22,7 +22,13 @@ from typing import Any
 from pydantic import Field
 
 from crucible_dagster.common.locations import is_url, storage_path
-from crucible_dagster.datasets.base import DatasetError, LoadedTable, Provider, ProviderOptions
+from crucible_dagster.datasets.base import (
+    DatasetError,
+    LoadedTable,
+    Provider,
+    ProviderOptions,
+    stat_or_refuse,
+)
 from crucible_dagster.experiment.ir import DatasetRef
 
 #: file extension -> pyarrow.dataset format
@@ -170,12 +176,7 @@ class _Files:
             if info.get("type") != "file":
                 raise DatasetError(f"not a regular file ({info.get('type')})", where=path)
             return int(info.get("size") or 0)
-        try:
-            found = os.stat(path)
-        except OSError as exc:
-            raise DatasetError(
-                f"cannot read: {exc.strerror}", reason="unreadable", where=path
-            ) from None
+        found = stat_or_refuse(path)
         if not stat.S_ISREG(found.st_mode):
             kind = "a FIFO" if stat.S_ISFIFO(found.st_mode) else "not a regular file"
             raise DatasetError(f"{kind}; only regular files are read", where=path)
