@@ -27,14 +27,13 @@ from crucible_dagster.dagster_plugin.sweep import (
     _ancestor_runs,
     _batch_key,
     _sweep_op,
+    compare_op,
     fail_sweep,
     group_metadata,
     run_trial_group,
-    sweep_materialization,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.driver import Run
-from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid
 from crucible_dagster.sweeps.running import TrialOutcome
 
@@ -213,35 +212,24 @@ def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDef
     return plan_race
 
 
-def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
-    description = "Statistical comparison of the race's survivors"
+def _survivors(
+    context: Any, run_experiment: Experiment, sweep: Run, outcomes: list[Any]
+) -> tuple[list[TrialOutcome], dict[str, Any]]:
+    """A race compares its survivors (its record read back: ``rounds=0`` plays no round), with
+    the race beside the comparison; the trials it never needed are recorded ``skipped``."""
+    from crucible_dagster.sweeps.raced import race_summary, race_trials, sort_trials
 
-    @_sweep_op(experiment, translator, "compare_trials", description, out=RESULT_OUT)
-    def compare(context, outcomes):
-        run_experiment = context.resources.crucible.applied_to(experiment)
-        sweep = dagster_run(run_experiment, context, steps=[])
-        from crucible_dagster.sweeps.raced import race_summary, race_trials, sort_trials
-
-        trials = expand_grid(run_experiment)
-        raced = race_trials(run_experiment, trials, sweep, rounds=0)
-        raced.outcomes = [TrialOutcome.from_dict(o) for o in outcomes]
-        assert run_experiment.sweep is not None
-        sort_trials(raced, trials, on_data=run_experiment.sweep.race.block != "seeds")
-        for trial in raced.skipped:
-            sweep.record(f"trial:{trial.trial_id}", "skipped")
-        for trial in raced.raced_on_data:
-            sweep.record(f"trial:{trial.trial_id}", "completed")
-        comparison, paths = finish_sweep(
-            run_experiment,
-            raced.survivors_outcomes(),
-            sweep,
-            extra={"race": race_summary(raced)},
-            exhausted=raced.budget_spent,
-        )
-        yield from sweep_materialization(experiment, translator, comparison, paths)
-        yield dg.Output(comparison)
-
-    return compare
+    trials = expand_grid(run_experiment)
+    raced = race_trials(run_experiment, trials, sweep, rounds=0)
+    raced.outcomes = [TrialOutcome.from_dict(o) for o in outcomes]
+    assert run_experiment.sweep is not None
+    sort_trials(raced, trials, on_data=run_experiment.sweep.race.block != "seeds")
+    for trial in raced.skipped:
+        sweep.record(f"trial:{trial.trial_id}", "skipped")
+    for trial in raced.raced_on_data:
+        sweep.record(f"trial:{trial.trial_id}", "completed")
+    finish = {"extra": {"race": race_summary(raced)}, "exhausted": raced.budget_spent}
+    return raced.survivors_outcomes(), finish
 
 
 def race_steps(
@@ -255,7 +243,9 @@ def race_steps(
         _round_op(experiment, translator, registry, i, last=i == count) for i in range(1, count + 1)
     ]
     groups = [_round_trials_op(experiment, translator, registry, i) for i in range(1, count + 1)]
-    compare = _compare_op(experiment, translator)
+    compare = compare_op(
+        experiment, translator, "Statistical comparison of the race's survivors", _survivors
+    )
 
     def compose(node: Callable[[str], str]) -> None:
         result, planned = plan.alias(node("plan_race"))()

@@ -28,12 +28,12 @@ from crucible_dagster.dagster_plugin.sweep import (
     Compose,
     _ancestor_runs,
     _sweep_op,
+    compare_op,
     mapped_steps,
-    sweep_materialization,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.driver import Run
-from crucible_dagster.sweeps.finish import finish_sweep
+from crucible_dagster.sweeps.running import TrialOutcome
 
 
 def slot_batches(experiment: Experiment) -> list[list[int]]:
@@ -147,27 +147,21 @@ def _trials_metadata(results: list[Any]) -> dict[str, Any]:
 def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
     description = "Statistical comparison of the study's complete trials"
 
-    @_sweep_op(experiment, translator, "compare_trials", description, out=RESULT_OUT)
-    def compare(context, groups):
+    def complete_trials(
+        context: Any, run_experiment: Experiment, sweep: Run, groups: list[Any]
+    ) -> tuple[list[TrialOutcome], dict[str, Any]]:
+        """A study compares its complete trials, with the study beside the comparison."""
         from crucible_dagster.sweeps.studied import SlotResult
         from crucible_dagster.sweeps.study_run import StudyTrials, study_name_for, study_summary
 
-        run_experiment = context.resources.crucible.applied_to(experiment)
-        sweep = dagster_run(run_experiment, context, steps=[])
         assert sweep.path is not None
         ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))
         studied = StudyTrials(study_name_for(run_experiment, sweep, ancestors))
         studied.slots = [SlotResult.from_dict(s) for group in groups for s in group]
-        comparison, paths = finish_sweep(
-            run_experiment,
-            studied.compared_outcomes(),
-            sweep,
-            extra={"study": study_summary(run_experiment, studied.name, studied.slots)},
-        )
-        yield from sweep_materialization(experiment, translator, comparison, paths)
-        yield dg.Output(comparison)
+        summary = study_summary(run_experiment, studied.name, studied.slots)
+        return studied.compared_outcomes(), {"extra": {"study": summary}}
 
-    return compare
+    return compare_op(experiment, translator, description, complete_trials)
 
 
 def study_steps(

@@ -159,19 +159,36 @@ def group_metadata(outcomes: list[TrialOutcome]) -> dict[str, str]:
     }
 
 
-def _compare_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDefinition:
-    description = "Statistical comparison of the configurations"
+#: a compare step's own part: from the step's context, this run's experiment, the sweep's record
+#: and what the trial steps collected, the outcomes to compare and ``finish_sweep``'s keywords
+Compared = Callable[[Any, Experiment, Run, list[Any]], tuple[list[TrialOutcome], dict[str, Any]]]
+
+
+def compare_op(
+    experiment: Experiment, translator: CrucibleTranslator, description: str, compared: Compared
+) -> dg.OpDefinition:
+    """The compare step of every sweep job (grid, race, study): this run's experiment and the
+    sweep's record; ``compared`` picks the outcomes (and the race's or study's summary); the
+    trials compared and the reports written (``finish_sweep``), the sweep asset materialized,
+    the comparison output."""
 
     @_sweep_op(experiment, translator, "compare_trials", description, out=RESULT_OUT)
     def compare(context, outcomes):
-        parsed = [TrialOutcome.from_dict(o) for group in outcomes for o in group]
         run_experiment = context.resources.crucible.applied_to(experiment)
         sweep = dagster_run(run_experiment, context, steps=[])
-        comparison, paths = finish_sweep(run_experiment, parsed, sweep)
+        picked, finish = compared(context, run_experiment, sweep, outcomes)
+        comparison, paths = finish_sweep(run_experiment, picked, sweep, **finish)
         yield from sweep_materialization(experiment, translator, comparison, paths)
         yield dg.Output(comparison)
 
     return compare
+
+
+def _every_trial(
+    context: Any, run_experiment: Experiment, sweep: Run, groups: list[Any]
+) -> tuple[list[TrialOutcome], dict[str, Any]]:
+    """A grid compares every trial its steps ran."""
+    return [TrialOutcome.from_dict(o) for group in groups for o in group], {}
 
 
 #: wires a sweep job's ops, given each step's node name
@@ -184,7 +201,8 @@ def grid_steps(
     """A grid sweep's steps: plan the trials, run each group (mapped), compare them."""
     plan = (_plan_op(experiment, translator), "plan_trials")
     run = (_trial_op(experiment, translator, registry), "run_trial")
-    return mapped_steps(plan, run, _compare_op(experiment, translator))
+    description = "Statistical comparison of the configurations"
+    return mapped_steps(plan, run, compare_op(experiment, translator, description, _every_trial))
 
 
 def mapped_steps(
