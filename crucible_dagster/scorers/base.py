@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import AfterValidator, ConfigDict
 
@@ -109,8 +109,12 @@ def references_of(reference: Any) -> list[Any]:
     return list(found)
 
 
-class Scorer:
-    """Subclass, set ``Options`` and implement ``score`` (or ``score_all`` for batches)."""
+OptionsT = TypeVar("OptionsT", bound=ScorerOptions)
+
+
+class Scorer(Generic[OptionsT]):
+    """Subclass as ``Scorer[MyOptions]`` (or set ``Options``) and implement ``score`` (or
+    ``score_all`` for batches)."""
 
     Options: ClassVar[type[ScorerOptions]] = ScorerOptions
     #: scores are 0 or 1: a sample without a prediction scores 0 instead of being left out
@@ -127,7 +131,22 @@ class Scorer:
     #: the scorer sends requests (a judge): the run's budget applies to them
     sends_requests: ClassVar[bool] = False
 
-    def __init__(self, options: ScorerOptions):
+    options: OptionsT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``class Numeric(Scorer[NumericOptions])`` names its options model once: it is the
+        class's ``Options`` (what a file's ``options:`` are validated with) and the type of
+        ``self.options``. A class that sets ``Options`` itself keeps it."""
+        super().__init_subclass__(**kwargs)
+        if "Options" in cls.__dict__:
+            return
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            origin, model = get_origin(base), (get_args(base) or (None,))[0]
+            named = isinstance(model, type) and issubclass(model, ScorerOptions)
+            if isinstance(origin, type) and issubclass(origin, Scorer) and named:
+                cls.Options = model
+
+    def __init__(self, options: OptionsT):
         self.options = options
 
     def with_budget(self, ledger: Any) -> None:

@@ -142,12 +142,10 @@ def parse_score(
     return None
 
 
-class Judge(Scorer):
+class Judge(Scorer[JudgeOptions]):
     """A backend answers a score for each sample to a rubric."""
 
-    Options = JudgeOptions
     description = "A model (any backend) scores each prediction to a rubric template"
-    options: JudgeOptions
     needs_reference = False
     reads_examples = True
     sends_requests = True

@@ -96,13 +96,11 @@ def _number_of(value: Any, pattern: str | None, last: bool) -> float | None:
     return found[-1] if last else found[0]
 
 
-class Numeric(Scorer):
+class Numeric(Scorer[NumericOptions]):
     """1 when the prediction's number is within tolerance of the reference's, else 0."""
 
-    Options = NumericOptions
     binary = True
     description = "1 when the number in the prediction is within tolerance of the reference's"
-    options: NumericOptions
 
     def score(self, prediction: Any, reference: Any) -> float:
         options = self.options

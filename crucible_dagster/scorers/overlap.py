@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -67,36 +67,43 @@ class BleuOptions(LibraryOptions):
     )
 
 
-class Bleu(Scorer):
-    """Sentence BLEU (0-100) per sample; the corpus BLEU of each variant in the metrics."""
+SacrebleuOptionsT = TypeVar("SacrebleuOptionsT", bound=LibraryOptions)
 
-    Options = BleuOptions
-    description = "sacrebleu sentence BLEU (0-100); corpus BLEU per variant in the metrics"
-    options: BleuOptions
 
-    def __init__(self, options: BleuOptions):
+class _SacrebleuScorer(Scorer[SacrebleuOptionsT]):
+    """A sacrebleu metric (BLEU, chrF) built from the scorer's options, each passed by its own
+    name: each sample's sentence score against its references, and each variant's corpus score
+    (a metric built afresh, with ``corpus_settings`` over the options) in the metrics."""
+
+    #: the class in ``sacrebleu.metrics``
+    metric: ClassVar[str]
+    #: what the corpus score's metric takes instead of the options
+    corpus_settings: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, options: SacrebleuOptionsT):
         super().__init__(options)
-        self._sentence = self._metric(options.effective_order)
+        self._sentence = self._metric(corpus=False)
 
-    def _metric(self, effective_order: bool) -> Any:
-        from sacrebleu.metrics import BLEU
+    def _metric(self, corpus: bool) -> Any:
+        from sacrebleu import metrics
 
-        o = self.options
-        return BLEU(
-            lowercase=o.lowercase,
-            tokenize=o.tokenize,
-            smooth_method=o.smooth_method,
-            smooth_value=o.smooth_value,
-            max_ngram_order=o.max_ngram_order,
-            effective_order=effective_order,
-        )
+        settings = {**self.options.model_dump(), **(self.corpus_settings if corpus else {})}
+        return getattr(metrics, self.metric)(**settings)
 
     def score(self, prediction: Any, reference: Any) -> float:
         return float(self._sentence.sentence_score(str(prediction), _texts(reference)).score)
 
     def corpus(self, predictions: Sequence[Any], references: Sequence[Any]) -> float | None:
-        metric = self._metric(False)
-        return float(metric.corpus_score([str(p) for p in predictions], _streams(references)).score)
+        hypotheses = [str(p) for p in predictions]
+        return float(self._metric(corpus=True).corpus_score(hypotheses, _streams(references)).score)
+
+
+class Bleu(_SacrebleuScorer[BleuOptions]):
+    """Sentence BLEU (0-100) per sample; the corpus BLEU of each variant in the metrics."""
+
+    description = "sacrebleu sentence BLEU (0-100); corpus BLEU per variant in the metrics"
+    metric = "BLEU"
+    corpus_settings = {"effective_order": False}
 
 
 class ChrfOptions(LibraryOptions):
@@ -111,36 +118,11 @@ class ChrfOptions(LibraryOptions):
     )
 
 
-class Chrf(Scorer):
+class Chrf(_SacrebleuScorer[ChrfOptions]):
     """Sentence chrF (0-100) per sample; the corpus chrF of each variant in the metrics."""
 
-    Options = ChrfOptions
     description = "sacrebleu sentence chrF (0-100); corpus chrF per variant in the metrics"
-    options: ChrfOptions
-
-    def __init__(self, options: ChrfOptions):
-        super().__init__(options)
-        self._chrf = self._metric()
-
-    def _metric(self) -> Any:
-        from sacrebleu.metrics import CHRF
-
-        o = self.options
-        return CHRF(
-            char_order=o.char_order,
-            word_order=o.word_order,
-            beta=o.beta,
-            lowercase=o.lowercase,
-            whitespace=o.whitespace,
-            eps_smoothing=o.eps_smoothing,
-        )
-
-    def score(self, prediction: Any, reference: Any) -> float:
-        return float(self._chrf.sentence_score(str(prediction), _texts(reference)).score)
-
-    def corpus(self, predictions: Sequence[Any], references: Sequence[Any]) -> float | None:
-        hypotheses = [str(p) for p in predictions]
-        return float(self._metric().corpus_score(hypotheses, _streams(references)).score)
+    metric = "CHRF"
 
 
 class RougeOptions(LibraryOptions):
@@ -152,12 +134,10 @@ class RougeOptions(LibraryOptions):
     use_stemmer: bool = Field(default=False, description="Porter-stem words first.")
 
 
-class Rouge(Scorer):
+class Rouge(Scorer[RougeOptions]):
     """ROUGE-1, -2 or -L (0-1) against the best reference."""
 
-    Options = RougeOptions
     description = "rouge-score ROUGE-1/2/L (0-1) against the best reference"
-    options: RougeOptions
 
     def __init__(self, options: RougeOptions):
         super().__init__(options)

@@ -83,12 +83,10 @@ def field_of(value: Any, path: str) -> Any:
         return _MISSING
 
 
-class JsonMatch(Scorer):
+class JsonMatch(Scorer[JsonMatchOptions]):
     """The prediction's JSON fields against the reference's."""
 
-    Options = JsonMatchOptions
     description = "JSON fields of the prediction equal to the reference's (all: 0/1, fraction)"
-    options: JsonMatchOptions
 
     def __init__(self, options: JsonMatchOptions):
         super().__init__(options)

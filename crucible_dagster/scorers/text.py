@@ -67,25 +67,21 @@ def _same(prediction: Any, reference: Any, options: Normalization) -> bool:
     return bool(prediction == reference)
 
 
-class ExactMatch(Scorer):
+class ExactMatch(Scorer[Normalization]):
     """1 when the prediction equals a reference after normalisation, else 0."""
 
-    Options = Normalization
     binary = True
     description = "1 when the prediction equals the reference (after normalisation), else 0"
-    options: Normalization
 
     def score(self, prediction: Any, reference: Any) -> float:
         return float(any(_same(prediction, r, self.options) for r in references_of(reference)))
 
 
-class Contains(Scorer):
+class Contains(Scorer[Normalization]):
     """1 when a reference appears inside the prediction after normalisation, else 0."""
 
-    Options = Normalization
     binary = True
     description = "1 when the reference appears in the prediction (after normalisation), else 0"
-    options: Normalization
 
     def score(self, prediction: Any, reference: Any) -> float:
         text = self.options.normalize(prediction)
@@ -111,13 +107,11 @@ class RegexOptions(ScorerOptions):
         return value
 
 
-class Regex(Scorer):
+class Regex(Scorer[RegexOptions]):
     """1 when the prediction matches the pattern (or the sample's reference as a pattern)."""
 
-    Options = RegexOptions
     binary = True
     description = "1 when the prediction matches a regular expression, else 0"
-    options: RegexOptions
 
     def score(self, prediction: Any, reference: Any) -> float:
         import regex
