@@ -29,7 +29,7 @@ from crucible_dagster.dagster_plugin.sweep import (
     _sweep_op,
     compare_op,
     fail_sweep,
-    group_metadata,
+    group_output,
     run_trial_group,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
@@ -102,7 +102,7 @@ def _round_trials_op(
         outcomes = run_trial_group(
             context, experiment, run_experiment, planned["trials"], registry, trials
         )
-        yield dg.Output([o.to_dict() for o in outcomes], metadata=group_metadata(outcomes))
+        yield group_output(outcomes)
 
     return round_trials
 

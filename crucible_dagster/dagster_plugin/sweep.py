@@ -110,7 +110,7 @@ def _trial_op(
         if exhausted:  # the sweep's budget ran out: tagged as a stage op tags a run
             context.log.warning(f"crucible: budget exhausted in trial(s) {', '.join(exhausted)}")
             context.instance.add_run_tags(context.run_id, {STATUS_TAG: "budget_exhausted"})
-        yield dg.Output([o.to_dict() for o in outcomes], metadata=group_metadata(outcomes))
+        yield group_output(outcomes)
 
     return run_one
 
@@ -150,13 +150,15 @@ def fail_sweep(sweep: Run, failures: list[tuple[Trial, StageFailure]]) -> NoRetu
     raise stage_failure(failure, trial=", ".join(s.trial_id for s, _ in failures))
 
 
-def group_metadata(outcomes: list[TrialOutcome]) -> dict[str, str]:
-    """A trial step's metadata: its trials and the workers that ran them."""
+def group_output(outcomes: list[TrialOutcome]) -> dg.Output[list[dict[str, Any]]]:
+    """A trial step's output (a grid's group, a race round's): its outcomes, and as metadata
+    its trials and the workers that ran them."""
     workers = sorted({f"{o.worker['host']}:{o.worker['pid']}" for o in outcomes if o.worker})
-    return {
+    metadata = {
         "crucible/trials": ", ".join(o.trial.trial_id for o in outcomes),
         "crucible/workers": ", ".join(workers),
     }
+    return dg.Output([o.to_dict() for o in outcomes], metadata=metadata)
 
 
 #: a compare step's own part: from the step's context, this run's experiment, the sweep's record
