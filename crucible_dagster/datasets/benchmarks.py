@@ -107,16 +107,20 @@ def _require(frame: Any, columns: list[str], source: str, benchmark: str) -> Non
         )
 
 
+def _row_error(row: int, column: str, problem: str, source: str) -> DatasetError:
+    """A benchmark file's row (0-based) that cannot be mapped, as the located DatasetError: its
+    1-based number, the column and the problem."""
+    return DatasetError(
+        f"row {row + 1}, column {column!r}: {problem}", reason="not_benchmark_format", where=source
+    )
+
+
 def _row_problem(frame: Any, column: str, bad: Any, expected: str, source: str) -> None:
     """The first row where ``bad`` holds, as the located DatasetError."""
     if bad.any():
         row = int(bad.to_numpy().argmax())
         found = repr(frame[column].iloc[row])[:60]
-        raise DatasetError(
-            f"row {row + 1}, column {column!r}: expected {expected}, found {found}",
-            reason="not_benchmark_format",
-            where=source,
-        )
+        raise _row_error(row, column, f"expected {expected}, found {found}", source)
 
 
 def _texts(frame: Any, columns: list[str], source: str) -> None:
@@ -202,11 +206,8 @@ class MMLU(Benchmark):
         bad = ~answers.isin(list(LETTERS))
         if bad.any():
             row = int(bad.to_numpy().argmax())
-            raise DatasetError(
-                f"row {row + 1}, column 'answer': expected A-D or 0-3, found {frame['answer'].iloc[row]!r}",
-                reason="not_benchmark_format",
-                where=source,
-            )
+            found = frame["answer"].iloc[row]
+            raise _row_error(row, "answer", f"expected A-D or 0-3, found {found!r}", source)
         out = frame.drop(columns=["question", "answer"])
         out.insert(0, "input", frame["question"].astype(str))
         out.insert(1, "reference", answers)
@@ -262,11 +263,8 @@ class NoRobots(Benchmark):
         answers = frame["messages"].map(last_answer)
         if answers.isna().any():
             row = int(answers.isna().to_numpy().argmax())
-            raise DatasetError(
-                f"row {row + 1}, column 'messages': no assistant message to use as the reference",
-                reason="not_benchmark_format",
-                where=source,
-            )
+            problem = "no assistant message to use as the reference"
+            raise _row_error(row, "messages", problem, source)
         out = frame.drop(columns=["prompt", "prompt_id"])
         out.insert(0, "id", frame["prompt_id"].astype(str))
         out.insert(1, "input", frame["prompt"].astype(str))
