@@ -163,6 +163,6 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
     import json
 
     compared = json.loads((artifacts_dir / "light_sweep" / run_id / "sweep.json").read_text())
-    plain = sweep_experiment()
+    plain = sweep_experiment().model_copy(update={"seeds": [1, 2]})  # the seeds of the file
     clean = run_sweep(plain, run_id="clean", artifacts=str(tmp_path / "clean"))
     assert _numbers(compared) == _numbers(clean.comparison)
