@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -84,13 +84,31 @@ def live_webserver_at(
     return _live(tmp_path, artifacts_dir, dagster_yaml, False, env_extra)
 
 
+def _dequeued_every_second(dagster_yaml: Path) -> dict[str, Any]:
+    """``dagster_yaml``'s settings, its run queue read by the daemon every second.
+
+    Every run submitted to the webserver waits in the queue (Dagster's QueuedRunCoordinator, its
+    default as in ``dagster.queued.yaml``) until the daemon's next look, every 5 s by default: a
+    test that submits four runs one after another waited 10 s on average for nothing. The
+    coordinator, its limits and its daemon stay what the file says; only the interval is set.
+    """
+    config = yaml.safe_load(dagster_yaml.read_text()) or {}
+    coordinator = config.setdefault(
+        "run_coordinator",
+        {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
+    )
+    assert coordinator["class"] == "QueuedRunCoordinator", coordinator
+    coordinator.setdefault("config", {})["dequeue_interval_seconds"] = 1
+    return dict(config)
+
+
 @contextlib.contextmanager
 def _live(
     tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, daemon: bool, env_extra: dict[str, str]
 ) -> Iterator[tuple[DagsterGraphQLClient, int, Path]]:
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(dagster_yaml, home / "dagster.yaml")
+    (home / "dagster.yaml").write_text(yaml.safe_dump(_dequeued_every_second(dagster_yaml)))
     env = subprocess_env(
         DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir), **env_extra
     )
