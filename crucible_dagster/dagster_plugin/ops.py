@@ -13,7 +13,13 @@ import dagster as dg
 from crucible_dagster import Context, Experiment, Registry, Stage, StageDef
 from crucible_dagster.dagster_plugin.config import options_config_schema
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
-from crucible_dagster.dagster_plugin.report_events import float_metadata, report_events
+from crucible_dagster.dagster_plugin.report_events import (
+    GATE_SEVERITY,
+    GATE_TAG,
+    float_metadata,
+    gate_tag_value,
+    report_events,
+)
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.unused import unused_settings
@@ -147,6 +153,23 @@ def note_budget(context: dg.OpExecutionContext, before: Context, after: Context)
     reason = (after.metrics.get("budget") or {}).get("reason")
     context.log.warning(f"crucible: budget exhausted ({reason}): no further requests are sent")
     context.instance.add_run_tags(context.run_id, {STATUS_TAG: "budget_exhausted"})
+
+
+def note_gate(
+    context: dg.OpExecutionContext, before: Context, after: Context, keep_worse: bool = False
+) -> None:
+    """The regression gate decided in this step: its verdict as the run's tag
+    ``crucible/gate`` (clean, regressed, not_comparable or no_baseline), which the runs list
+    shows and filters on, whether or not the gate fails the run."""
+    verdict = gate_tag_value(after.metrics)
+    if verdict is None or verdict == gate_tag_value(before.metrics):
+        return
+    if keep_worse:  # one run materializing several gated experiments: the worst one stands
+        run = context.instance.get_run_by_id(context.run.run_id)
+        earlier = run.tags.get(GATE_TAG) if run is not None else None
+        if earlier in GATE_SEVERITY and GATE_SEVERITY.index(earlier) > GATE_SEVERITY.index(verdict):
+            return
+    context.instance.add_run_tags(context.run.run_id, {GATE_TAG: verdict})
 
 
 def dataset_observations(
@@ -296,12 +319,14 @@ def build_stage_op(
         if failure is not None:
             if failure.reason == "quality_target_failed":
                 # The reports exist: record them and every check before failing the run.
+                note_gate(context, ctx, failure.context)
                 yield from report_events(ctx, failure.context, experiment, translator)
             if failure.reason == "guardrail_detection" and redacts_pii(experiment):
                 forget_unredacted(context)
             raise stage_failure(failure)
         result = outcome.context
         note_budget(context, ctx, result)
+        note_gate(context, ctx, result)
         yield from dataset_observations(before, result, experiment, translator)
         yield from report_events(ctx, result, experiment, translator)
         yield dg.Output(

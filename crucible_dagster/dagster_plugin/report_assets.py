@@ -26,6 +26,7 @@ from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.ops import (
     dagster_log_sink,
     dataset_observations,
+    note_gate,
     stage_failure,
 )
 from crucible_dagster.dagster_plugin.report_events import report_events
@@ -119,6 +120,7 @@ def _linear(
         orchestrator="dagster",
     )
     empty = Context(experiment_id=experiment.id, run_id=result.context.run_id)
+    note_gate(context, empty, result.context, keep_worse=True)  # as the stage job tags it
     # the data first, so the reports' materializations record its version as their input
     yield from dataset_observations(empty, result.context, experiment, translator)
     yield from as_asset_results(report_events(empty, result.context, experiment, translator))

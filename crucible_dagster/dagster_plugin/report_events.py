@@ -58,10 +58,34 @@ def headline_metadata(metrics: Mapping[str, Any], experiment: Experiment) -> dic
     gate = metrics.get(GATE_METRIC)
     if isinstance(gate, Mapping) and isinstance(gate.get("estimate"), int | float):
         chosen[f"{GATE_NAME}.estimate"] = float(gate["estimate"])
+    verdict = gate_tag_value(metrics)
     return {
+        **({GATE_TAG: dg.MetadataValue.text(verdict)} if verdict else {}),
         **float_metadata(chosen),
         "metrics": dg.MetadataValue.json(to_jsonable(dict(metrics))),
     }
+
+
+#: the run tag (and the report asset's headline) carrying the regression gate's verdict, so a
+#: regressed run stands out in the runs list even when the gate does not fail the run
+GATE_TAG = "crucible/gate"
+GATE_VERDICTS = {
+    "pass": "clean",
+    "fail": "regressed",
+    "not_comparable": "not_comparable",
+    "no_baseline": "no_baseline",
+}
+
+
+#: the verdicts from least to most alarming
+GATE_SEVERITY = ("clean", "no_baseline", "not_comparable", "regressed")
+
+
+def gate_tag_value(metrics: Mapping[str, Any]) -> str | None:
+    """The gate's outcome as the tag spells it; None when the run has no gate result."""
+    gate = metrics.get(GATE_METRIC)
+    outcome = gate.get("outcome") if isinstance(gate, Mapping) else None
+    return GATE_VERDICTS.get(outcome) if isinstance(outcome, str) else None
 
 
 COMPARISON_COLUMNS = (

@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
-from crucible_dagster.dagster_plugin import build_job
+from crucible_dagster.dagster_plugin import build_job, definitions_from_experiments
 from crucible_dagster.dagster_plugin.accept_job import ACCEPT_JOB, accept_job
-from crucible_dagster.dagster_plugin.definitions import definitions_from_experiments
 from crucible_dagster.dagster_plugin.history_source import dagster_runs
+from crucible_dagster.dagster_plugin.report_events import GATE_TAG
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.run_history import list_runs
@@ -23,6 +23,8 @@ from tests.conftest import ROOT
 from tests.integration.specs import check_specs
 from tests.services import postgres_db, postgres_home
 from tests.test_history import gated
+
+REPORT_KEY = dg.AssetKey(["crucible", "gated", "summary"])
 
 __all__ = ["postgres_db"]  # the fixture, imported for the Postgres case
 
@@ -76,6 +78,13 @@ def _scenario(instance: dg.DagsterInstance) -> list[tuple[str, str, bool, str]]:
         dg.AssetCheckSeverity.ERROR
     )
 
+    # the verdict where runs are listed: a tag on each run, and the report's headline metadata
+    tags = [instance.get_run_by_id(r.run_id).tags.get(GATE_TAG) for r in (first, second, third)]
+    assert tags == ["no_baseline", "regressed", "clean"]
+    latest = instance.get_latest_materialization_event(REPORT_KEY)
+    assert latest is not None and latest.run_id == third.run_id
+    assert latest.asset_materialization.metadata[GATE_TAG].value == "clean"
+
     rows = list_runs("gated", sources=[lambda e: dagster_runs(e, instance)])
     assert [r.run_id for r in rows] == [first.run_id, second.run_id, third.run_id]
     return [(r.status, r.dagster_status or "", r.accepted, r.recorded_in) for r in rows]
@@ -101,6 +110,55 @@ def test_gate_and_history_on_postgres(
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert _scenario(instance) == EXPECTED  # the same rows as on SQLite
+
+
+def test_a_regressed_run_the_gate_lets_succeed_carries_its_verdict_as_a_tag(
+    artifacts_dir: Path,
+) -> None:
+    """With ``fail_run: false`` a regression is a green run: the ``crucible/gate`` tag is what
+    tells it apart in the runs list (and what the list filters on)."""
+    job = build_job(gated(fail_run=False))
+    with dg.instance_for_test() as instance:
+        first = job.execute_in_process(instance=instance)
+        accepted = accept_job(CrucibleResource()).execute_in_process(
+            instance=instance,
+            run_config={
+                "ops": {
+                    "accept_baseline": {
+                        "config": {"experiment_id": "gated", "run_id": first.run_id}
+                    }
+                }
+            },
+        )
+        assert accepted.success
+        worse = job.execute_in_process(
+            instance=instance, run_config=_scores(shift=-0.03, jitter_seed=2)
+        )
+        assert worse.success  # the gate warns, it does not fail the run
+        run = instance.get_run_by_id(worse.run_id)
+        assert run is not None and run.tags.get(GATE_TAG) == "regressed"
+        tagged = instance.get_run_ids(dg.RunsFilter(tags={GATE_TAG: "regressed"}))
+        assert tagged == [worse.run_id]
+        event = instance.get_latest_materialization_event(REPORT_KEY)
+        assert event is not None and event.asset_materialization is not None
+        assert event.asset_materialization.metadata[GATE_TAG].value == "regressed"
+
+        # Materialize on the report asset runs the experiment as the asset's step: the same tag
+        defs = definitions_from_experiments([gated(fail_run=False)])
+        assets = [
+            a
+            for a in defs.assets or []
+            if isinstance(a, dg.AssetsDefinition) and REPORT_KEY in a.keys
+        ]
+        materialized = dg.materialize(
+            assets,
+            instance=instance,
+            resources={"crucible": CrucibleResource()},
+            selection=[REPORT_KEY],
+        )
+        assert materialized.success
+        run = instance.get_run_by_id(materialized.run_id)
+        assert run is not None and run.tags.get(GATE_TAG) == "clean"
 
 
 def test_the_gate_is_a_blocking_check_and_the_accept_job_is_there() -> None:
