@@ -4,6 +4,7 @@ history read back from the instance (issue 13)."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from crucible_dagster.dagster_plugin.accept_job import ACCEPT_JOB
 from crucible_dagster.dagster_plugin.history_source import dagster_runs
 from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
+from tests.integration.cdp import browser_path, headless_page
 from tests.integration.test_live_webserver import live_dagster_at
 from tests.services import postgres_db, postgres_home
 
@@ -113,8 +115,24 @@ EXPECTED = [
 def test_scheduled_runs_and_the_gate_on_sqlite(tmp_path: Path, artifacts_dir: Path) -> None:
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(FOLDER), "CRUCIBLE_TEST_WORKDIR": str(tmp_path)}
     with live_dagster_at(tmp_path, artifacts_dir, ROOT / "dagster.yaml", **env) as live:
-        client, _, home = live
+        client, port, home = live
         assert _scenario(client, home, tmp_path) == EXPECTED
+        path = browser_path()
+        if path is None and os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+        if path is not None:  # the gate's verdict where runs are listed, as a user sees it
+            with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+                runs = instance.get_runs(dg.RunsFilter(job_name="gated_live"))
+                verdicts = {run.run_id[:8]: run.tags.get("crucible/gate", "") for run in runs}
+            assert sorted(verdicts.values()) == ["clean", "no_baseline", "regressed"]
+            (regressed,) = [short for short, verdict in verdicts.items() if verdict == "regressed"]
+            with headless_page(path) as page:
+                page.goto(f"http://127.0.0.1:{port}/runs?q[]=tag:crucible/gate=regressed")
+                text = page.wait_for_text(regressed)  # the filtered list: that run's row
+                page.screenshot(tmp_path / "runs_filtered_regressed.png")
+                others = [short for short in verdicts if short != regressed]
+                assert not any(short in text for short in others), text[:2000]
+                assert "crucible/gate: regressed" in text  # the row's tag pill
 
 
 @pytest.mark.postgres
