@@ -1,7 +1,8 @@
 """Accepting a baseline from the UI: a one-op job that takes the run id as config.
 
-The Launchpad asks for the experiment id and the run id (copy it from the run's page) and an
-optional note; the op does what ``crucible accept`` does, in the same artifacts root.
+The Launchpad asks for the experiment id, optionally the run id (left empty: the experiment's
+latest completed run, so nothing has to be copied from a run's page) and an optional note; the
+op does what ``crucible accept`` does, in the same artifacts root.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import dagster as dg
 
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.experiment.names import check_name
+from crucible_dagster.run_history import list_runs
 from crucible_dagster.run_history.baselines import AcceptError, accept
 from crucible_dagster.runtime.run_record import RunDirectoryError, run_directory
 
@@ -20,7 +22,11 @@ ACCEPT_JOB = "crucible_accept_baseline"
     name="accept_baseline",
     config_schema={
         "experiment_id": dg.Field(str, description="The experiment whose baseline this becomes"),
-        "run_id": dg.Field(str, description="A completed run of that experiment"),
+        "run_id": dg.Field(
+            dg.Noneable(str),
+            default_value=None,
+            description="A completed run of that experiment; empty: its latest completed run",
+        ),
         "note": dg.Field(dg.Noneable(str), default_value=None, description="Why (optional)"),
     },
     required_resource_keys={RESOURCE_KEY},
@@ -32,7 +38,8 @@ def accept_baseline(context) -> None:  # dagster inspects the (absent) annotatio
     try:
         experiment_id = check_name(config["experiment_id"], "experiment id")  # never a path
         root = resource.artifacts_root()
-        path = run_directory(root, experiment_id, config["run_id"])
+        run_id = config["run_id"] or latest_completed(experiment_id, root)
+        path = run_directory(root, experiment_id, run_id)
         entry = accept(
             path,
             config["note"],
@@ -48,6 +55,18 @@ def accept_baseline(context) -> None:  # dagster inspects the (absent) annotatio
     context.add_output_metadata(
         {"run_id": entry["run_id"], "experiment_id": entry["experiment_id"]}
     )
+
+
+def latest_completed(experiment_id: str, root: str) -> str:
+    """The experiment's newest completed run in its run directories (the one a user has just
+    looked at, in the usual case); AcceptError when it has none."""
+    completed = list_runs(experiment_id, root, status="completed", sources=[])
+    if not completed:
+        raise AcceptError(
+            f"run_id: expected a completed run of {experiment_id!r} to accept, found none under "
+            f"{root}; run the experiment first, or name the run"
+        )
+    return completed[-1].run_id
 
 
 def accept_job(resource: CrucibleResource) -> dg.JobDefinition:

@@ -119,18 +119,28 @@ def test_a_regressed_run_the_gate_lets_succeed_carries_its_verdict_as_a_tag(
     tells it apart in the runs list (and what the list filters on)."""
     job = build_job(gated(fail_run=False))
     with dg.instance_for_test() as instance:
-        first = job.execute_in_process(instance=instance)
-        accepted = accept_job(CrucibleResource()).execute_in_process(
-            instance=instance,
-            run_config={
-                "ops": {
-                    "accept_baseline": {
-                        "config": {"experiment_id": "gated", "run_id": first.run_id}
-                    }
-                }
-            },
+        accepting = accept_job(CrucibleResource())
+        latest = {"ops": {"accept_baseline": {"config": {"experiment_id": "gated"}}}}
+        nothing_yet = accepting.execute_in_process(
+            instance=instance, run_config=latest, raise_on_error=False
         )
+        assert not nothing_yet.success  # no completed run to accept: said, nothing written
+        (failure,) = [e for e in nothing_yet.all_events if e.is_step_failure]
+        assert "expected a completed run of 'gated' to accept, found none" in str(
+            failure.step_failure_data.error.message
+        )
+        assert not (artifacts_dir / "gated" / "baselines.jsonl").exists()
+        first = job.execute_in_process(instance=instance)
+        # no run id typed: the latest completed run becomes the baseline
+        accepted = accepting.execute_in_process(instance=instance, run_config=latest)
         assert accepted.success
+        assert accepted.output_for_node("accept_baseline") is None
+        (accepted_meta,) = [
+            e.event_specific_data.metadata
+            for e in accepted.all_events
+            if e.event_type_value == "STEP_OUTPUT"
+        ]
+        assert accepted_meta["run_id"].value == first.run_id
         worse = job.execute_in_process(
             instance=instance, run_config=_scores(shift=-0.03, jitter_seed=2)
         )
@@ -159,6 +169,14 @@ def test_a_regressed_run_the_gate_lets_succeed_carries_its_verdict_as_a_tag(
         assert materialized.success
         run = instance.get_run_by_id(materialized.run_id)
         assert run is not None and run.tags.get(GATE_TAG) == "clean"
+        # of three completed runs, the newest is the one taken when no run id is typed
+        again = accepting.execute_in_process(instance=instance, run_config=latest)
+        (meta,) = [
+            e.event_specific_data.metadata
+            for e in again.all_events
+            if e.event_type_value == "STEP_OUTPUT"
+        ]
+        assert meta["run_id"].value == materialized.run_id
 
 
 def test_the_gate_is_a_blocking_check_and_the_accept_job_is_there() -> None:
