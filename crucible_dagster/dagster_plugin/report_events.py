@@ -52,6 +52,26 @@ def headline_names(experiment: Experiment) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+#: the run tag (and the report asset's headline) carrying the regression gate's verdict, so a
+#: regressed run stands out in the runs list even when the gate does not fail the run
+GATE_TAG = "crucible/gate"
+GATE_VERDICTS = {
+    "pass": "clean",
+    "fail": "regressed",
+    "not_comparable": "not_comparable",
+    "no_baseline": "no_baseline",
+}
+#: the verdicts from least to most alarming
+GATE_SEVERITY = ("clean", "no_baseline", "not_comparable", "regressed")
+
+
+def gate_tag_value(metrics: Mapping[str, Any]) -> str | None:
+    """The gate's outcome as the tag spells it; None when the run has no gate result."""
+    gate = metrics.get(GATE_METRIC)
+    outcome = gate.get("outcome") if isinstance(gate, Mapping) else None
+    return GATE_VERDICTS.get(outcome) if isinstance(outcome, str) else None
+
+
 def headline_metadata(metrics: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
     numbers = numeric_metrics(metrics)
     chosen = {name: numbers[name] for name in headline_names(experiment) if name in numbers}
@@ -64,28 +84,6 @@ def headline_metadata(metrics: Mapping[str, Any], experiment: Experiment) -> dic
         **float_metadata(chosen),
         "metrics": dg.MetadataValue.json(to_jsonable(dict(metrics))),
     }
-
-
-#: the run tag (and the report asset's headline) carrying the regression gate's verdict, so a
-#: regressed run stands out in the runs list even when the gate does not fail the run
-GATE_TAG = "crucible/gate"
-GATE_VERDICTS = {
-    "pass": "clean",
-    "fail": "regressed",
-    "not_comparable": "not_comparable",
-    "no_baseline": "no_baseline",
-}
-
-
-#: the verdicts from least to most alarming
-GATE_SEVERITY = ("clean", "no_baseline", "not_comparable", "regressed")
-
-
-def gate_tag_value(metrics: Mapping[str, Any]) -> str | None:
-    """The gate's outcome as the tag spells it; None when the run has no gate result."""
-    gate = metrics.get(GATE_METRIC)
-    outcome = gate.get("outcome") if isinstance(gate, Mapping) else None
-    return GATE_VERDICTS.get(outcome) if isinstance(outcome, str) else None
 
 
 COMPARISON_COLUMNS = (

@@ -112,6 +112,17 @@ def test_gate_and_history_on_postgres(
         assert _scenario(instance) == EXPECTED  # the same rows as on SQLite
 
 
+def _accepted_run_id(accepted: dg.ExecuteInProcessResult) -> str:
+    """The run the accept job took, as its step's output metadata says."""
+    assert accepted.success
+    (metadata,) = [
+        e.event_specific_data.metadata
+        for e in accepted.all_events
+        if e.event_type_value == "STEP_OUTPUT"
+    ]
+    return str(metadata["run_id"].value)
+
+
 def test_a_regressed_run_the_gate_lets_succeed_carries_its_verdict_as_a_tag(
     artifacts_dir: Path,
 ) -> None:
@@ -133,14 +144,7 @@ def test_a_regressed_run_the_gate_lets_succeed_carries_its_verdict_as_a_tag(
         first = job.execute_in_process(instance=instance)
         # no run id typed: the latest completed run becomes the baseline
         accepted = accepting.execute_in_process(instance=instance, run_config=latest)
-        assert accepted.success
-        assert accepted.output_for_node("accept_baseline") is None
-        (accepted_meta,) = [
-            e.event_specific_data.metadata
-            for e in accepted.all_events
-            if e.event_type_value == "STEP_OUTPUT"
-        ]
-        assert accepted_meta["run_id"].value == first.run_id
+        assert _accepted_run_id(accepted) == first.run_id
         worse = job.execute_in_process(
             instance=instance, run_config=_scores(shift=-0.03, jitter_seed=2)
         )
@@ -171,12 +175,7 @@ def test_a_regressed_run_the_gate_lets_succeed_carries_its_verdict_as_a_tag(
         assert run is not None and run.tags.get(GATE_TAG) == "clean"
         # of three completed runs, the newest is the one taken when no run id is typed
         again = accepting.execute_in_process(instance=instance, run_config=latest)
-        (meta,) = [
-            e.event_specific_data.metadata
-            for e in again.all_events
-            if e.event_type_value == "STEP_OUTPUT"
-        ]
-        assert meta["run_id"].value == materialized.run_id
+        assert _accepted_run_id(again) == materialized.run_id
 
 
 def test_the_gate_is_a_blocking_check_and_the_accept_job_is_there() -> None:
