@@ -238,3 +238,25 @@ def test_the_html_report_plots_the_metric_over_the_history(artifacts_dir: Path) 
     assert svg.count("<svg") == 1
     html = (artifacts_dir / "gated" / "r2" / "summary.html").read_text()
     assert "history" in html and "data:image/svg+xml" in html
+
+
+def test_recheck_judges_a_recorded_run_against_the_baseline_accepted_since(
+    artifacts_dir: Path,
+) -> None:
+    """A check executed alone (issue 26 item 1): the recorded run, the gate as it stands now."""
+    from crucible_dagster.quality.gate import GATE_NAME
+    from crucible_dagster.quality.recheck import recheck_run
+    from crucible_dagster.run_history.records import RecordError
+
+    experiment = gated()
+    assert run(with_scores(experiment, shift=-0.03, jitter_seed=2), run_id="low").ok
+    assert gate_of(artifacts_dir, "low")["outcome"] == "no_baseline"
+    assert run(experiment, run_id="good").ok
+    accept(artifacts_dir / "gated" / "good", "the better run")
+    # "low" passed when it ran (nothing to compare); judged now, against "good", it regressed
+    verdict = recheck_run(experiment, artifacts_dir / "gated" / "low")[GATE_NAME]
+    assert not verdict.passed and verdict.message.startswith("fail")
+    assert verdict.estimate == pytest.approx(-0.03, abs=0.005)
+    assert gate_of(artifacts_dir, "low")["outcome"] == "no_baseline"  # the record is unchanged
+    with pytest.raises(RecordError, match="another experiment's run"):
+        recheck_run(experiment.model_copy(update={"id": "other"}), artifacts_dir / "gated" / "low")

@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import dagster as dg
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.dagster_plugin.resource import CHECKED_AT_START
 from crucible_dagster.experiment.option_schema import as_type_spec, field_default, normalize_schema
 from crucible_dagster.runtime.stage import Stage, described
 
@@ -130,7 +132,23 @@ def annotation_config_type(annotation: Any, enum_name: str) -> Any:
         return dg.Permissive()
     if annotation is list:
         return dg.Array(dg.Any)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _model_shape(annotation, enum_name)
     return dg.Any
+
+
+def _model_shape(model: type[BaseModel], enum_name: str) -> dg.Shape | dg.Permissive:
+    """A nested options model (``models: {name: {estimator, params}}``) as typed fields, so the
+    Launchpad offers its keys and choices instead of one untyped value."""
+    fields = {
+        key: dg.Field(
+            annotation_config_type(info.annotation, f"{enum_name}_{key}"),
+            is_required=info.is_required(),
+            description=field_description(info) or None,
+        )
+        for key, info in model.model_fields.items()
+    }
+    return dg.Permissive(fields) if model.model_config.get("extra") == "allow" else dg.Shape(fields)
 
 
 _BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
@@ -151,6 +169,8 @@ def field_description(info: FieldInfo) -> str:
             length = getattr(item, attr, None)
             if length is not None:
                 notes.append(label.format(length))
+    if notes:  # a range Dagster's config cannot hold: say where it is enforced
+        notes.append(CHECKED_AT_START)
     allowed = _allowed_values(info.annotation)
     if allowed:
         notes.append("one of " + ", ".join(repr(v) for v in allowed))

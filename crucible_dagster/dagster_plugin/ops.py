@@ -260,7 +260,7 @@ def _start_run(
     for warning in unused_settings(experiment):
         context.log.warning(f"experiment {experiment.id}: {warning}")
     resource: CrucibleResource = context.resources.crucible
-    if resource.validate_options == "error":
+    if resource.option_checks == "error":
         problems = run_option_problems(experiment, registry, translator, context)
         if problems:
             run.fail({"error_type": "InvalidOptions", "problems": problems}, ctx)
@@ -311,7 +311,7 @@ def build_stage_op(
             ctx,
             stage_def,
             registry=registry,
-            validate_options=resource.validate_options,
+            validate_options=resource.option_checks,
             options=dict(context.op_config or {}),
             hand_on=hands_on,  # the next stage may run in another process
         )

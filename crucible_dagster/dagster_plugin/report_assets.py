@@ -29,7 +29,7 @@ from crucible_dagster.dagster_plugin.ops import (
     note_gate,
     stage_failure,
 )
-from crucible_dagster.dagster_plugin.report_events import report_events
+from crucible_dagster.dagster_plugin.report_events import recheck_latest, report_events
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import REPORT_EXTENSIONS
@@ -47,6 +47,7 @@ def reports_multi_asset(
     if not compiled:
         return None
     owner = {spec.key: c for c in compiled for spec in c.report_specs}
+    check_owner = {check.key: c for c in compiled for check in c.check_specs}
     ids = ",".join(sorted(c.experiment.id for c in compiled))
     digest = hashlib.sha256(ids.encode()).hexdigest()[:10]
 
@@ -68,6 +69,12 @@ def reports_multi_asset(
                 yield from _materialize_one(context, item, resource, translator)
             except dg.Failure as failure:  # the others still run; the step fails at the end
                 failures.append(f"{item.experiment.id}: {failure.description}")
+        # a check executed without its report: judged on the latest report's recorded run
+        selected = context.selected_asset_keys
+        for key in context.selected_asset_check_keys:
+            if key.asset_key not in selected:
+                item = check_owner[key]
+                yield recheck_latest(context.instance, item.experiment, key, resource, translator)
         if failures:
             raise dg.Failure(description="; ".join(failures), allow_retries=False)
 
@@ -115,7 +122,7 @@ def _linear(
         run_id=context.run.run_id,  # the run directory is <root>/<experiment>/<run id>
         registry=registry,
         artifacts_root=resource.artifacts_root(),
-        validate_options=resource.validate_options,
+        validate_options=resource.option_checks,
         sinks=[dagster_log_sink(context)],
         orchestrator="dagster",
     )

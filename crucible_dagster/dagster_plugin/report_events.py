@@ -18,11 +18,15 @@ import dagster as dg
 from crucible_dagster import Context, Experiment
 from crucible_dagster.bench.rows import comparison_rows
 from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import QualityTarget, RegressionBaseline
 from crucible_dagster.quality.gate import GATE_METRIC, GATE_NAME
+from crucible_dagster.quality.recheck import recheck_run
 from crucible_dagster.quality.targets import METRIC_KEY
+from crucible_dagster.run_history.records import RecordError
 from crucible_dagster.runtime.metrics import numeric_metrics
+from crucible_dagster.runtime.run_dirs import RunDirectoryError, run_directory
 
 MAX_METRIC_ENTRIES = 200
 QUALITY_PREFIX = "quality/"
@@ -174,10 +178,68 @@ def _evaluation(
         check_name=check.name,
         passed=bool(verdict.get("passed")),
         metadata={**_verdict_metadata(verdict), **(extra or {})},
-        severity=dg.AssetCheckSeverity.ERROR
-        if verdict.get("severity") == "error"
-        else dg.AssetCheckSeverity.WARN,
+        severity=_severity(verdict.get("severity")),
     )
+
+
+def recheck_latest(
+    instance: dg.DagsterInstance,
+    experiment: Experiment,
+    key: dg.AssetCheckKey,
+    resource: CrucibleResource,
+    translator: CrucibleTranslator,
+) -> dg.AssetCheckResult:
+    """A check executed alone: today's target (or gate) on the run that made the report's
+    latest materialization, from what its run directory recorded; the experiment does not run
+    again. A report never materialized, or a record that cannot be read, fails the check saying
+    so."""
+    name = next((n for n, s in _check_specs(experiment, translator).items() if s.key == key), None)
+    event = instance.get_latest_materialization_event(key.asset_key)
+    recorded = event.asset_materialization if event is not None else None
+    run_id = recorded.metadata.get("crucible/run_id") if recorded is not None else None
+    shown_key = key.asset_key.to_user_string()
+    if name is None or recorded is None or not isinstance(run_id, dg.TextMetadataValue):
+        return _not_checked(
+            key,
+            f"{shown_key} has no materialization with a crucible run to "
+            "check yet: materialize the report (or run its job) first",
+        )
+    try:
+        run_dir = run_directory(resource.artifacts_root(), experiment.id, str(run_id.value))
+        verdict = recheck_run(experiment, run_dir)[name]
+    except (RecordError, RunDirectoryError) as exc:
+        return _not_checked(
+            key,
+            f"the run {run_id.value!r} of {shown_key}'s latest "
+            f"materialization cannot be checked: {exc}",
+        )
+    metadata = {
+        **_verdict_metadata(verdict.to_dict()),
+        "crucible/run_id": str(run_id.value),
+        "crucible/rechecked": True,
+    }
+    return dg.AssetCheckResult(
+        asset_key=key.asset_key,
+        check_name=key.name,
+        passed=verdict.passed,
+        metadata=metadata,
+        severity=_severity(verdict.severity),
+    )
+
+
+def _not_checked(key: dg.AssetCheckKey, reason: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=key.asset_key,
+        check_name=key.name,
+        passed=False,
+        metadata={"verdict": "fail", "detail": dg.MetadataValue.text(reason)},
+        severity=dg.AssetCheckSeverity.WARN,
+        description=reason,
+    )
+
+
+def _severity(severity: Any) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN
 
 
 def report_events(

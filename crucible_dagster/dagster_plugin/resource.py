@@ -7,46 +7,78 @@ the Launchpad's ``resources: {crucible: {config: ...}}`` for one run.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, cast
 
 import dagster as dg
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from crucible_dagster.experiment.explain import explain_error
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.run_record import artifacts_root
+from crucible_dagster.runtime.stage import ValidateMode
 
 RESOURCE_KEY = "crucible"
+
+
+class OptionChecks(StrEnum):
+    """How strictly stage options are checked (the Launchpad shows these as a choice)."""
+
+    error = "error"
+    warn = "warn"
+    off = "off"
+
+
+#: said in the description of every field whose rule the Launchpad cannot enforce
+CHECKED_AT_START = "checked when the run starts, before any stage runs"
 
 
 class CrucibleResource(dg.ConfigurableResource):
     """Where run directories go and how strictly stage options are checked."""
 
-    artifacts_dir: str | None = None
-    """Artifacts root (``dg.EnvVar("...")`` works); unset means ``$CRUCIBLE_ARTIFACTS_DIR``,
-    else ``./artifacts``."""
+    artifacts_dir: str | None = Field(
+        default=None,
+        description="Artifacts root (dg.EnvVar works); unset means $CRUCIBLE_ARTIFACTS_DIR, "
+        "else ./artifacts.",
+    )
+    validate_options: OptionChecks = Field(
+        default=OptionChecks.error,
+        description="Like `crucible run --validate-options`: error fails the run on a bad stage "
+        f"option ({CHECKED_AT_START}); warn logs it; off passes options unchecked.",
+    )
+    seed: int | None = Field(
+        default=None,
+        description="This run's experiment seed: an integer from 0 to 4294967295 "
+        f"({CHECKED_AT_START}). Pre-filled with the experiment's; every stage draws its "
+        "randomness (folds, samples, model initialisation) from it.",
+    )
+    parameters: dict[str, list[Any]] | None = Field(
+        default=None,
+        description="A sweep's parameter grid for this run (name -> values); pre-filled with "
+        f"the experiment's ({CHECKED_AT_START}).",
+    )
+    seeds: list[int] | None = Field(
+        default=None,
+        description="A sweep's seed replicates for this run, each from 0 to 4294967295 "
+        f"({CHECKED_AT_START}); pre-filled with the experiment's.",
+    )
+    racing: dict[str, Any] | None = Field(
+        default=None,
+        description="A raced sweep's sweep.racing for this run (alpha, method, first_look, "
+        "round_size, budget ...): pre-filled with the experiment's; keys given replace the "
+        f"file's, the others keep it ({CHECKED_AT_START}).",
+    )
+    optuna: dict[str, Any] | None = Field(
+        default=None,
+        description="An Optuna sweep's sweep.optuna for this run (n_trials, sampler, pruner, "
+        "search_space, storage_env): pre-filled with the experiment's; keys given replace the "
+        f"file's, the others keep it ({CHECKED_AT_START}).",
+    )
 
-    validate_options: Literal["off", "warn", "error"] = "error"
-    """Like ``crucible run --validate-options``: ``error`` fails a stage on bad options."""
-
-    seed: int | None = None
-    """This run's experiment seed (0 to 4294967295); pre-filled with the experiment's."""
-
-    parameters: dict[str, list[Any]] | None = None
-    """A sweep's parameter grid for this run (name -> values); pre-filled with the experiment's."""
-
-    seeds: list[int] | None = None
-    """A sweep's seed replicates for this run; pre-filled with the experiment's."""
-
-    racing: dict[str, Any] | None = None
-    """A raced sweep's ``sweep.racing`` for this run (alpha, method, first_look, round_size,
-    budget ...): pre-filled with the experiment's; keys given replace the file's, the others
-    keep it; checked like the file's."""
-
-    optuna: dict[str, Any] | None = None
-    """An Optuna sweep's ``sweep.optuna`` for this run (n_trials, sampler, pruner, search_space,
-    storage_env): pre-filled with the experiment's; keys given replace the file's, the others
-    keep it; checked like the file's."""
+    @property
+    def option_checks(self) -> ValidateMode:
+        """``validate_options`` as the core spells it."""
+        return cast(ValidateMode, OptionChecks(self.validate_options).value)
 
     def artifacts_root(self) -> str:
         """The run directories' root, decided here at the adapter's edge: every op and asset

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from tests.integration.cdp import browser_path
+
 HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def browser() -> str:
+    """Debian's chromium: skipped where it is missing, unless under CI (``.ci/run`` installs it)."""
+    path = browser_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed")
+    return path
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

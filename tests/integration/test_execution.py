@@ -10,6 +10,7 @@ import pytest
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import CrucibleResource, build_job
+from crucible_dagster.dagster_plugin.resource import OptionChecks
 
 
 def counting(tmp_path: Path, **third: object) -> Experiment:
@@ -108,7 +109,9 @@ def test_config_override_null_default_and_readable_failure(tmp_path: Path) -> No
             failure.step_failure_data.user_failure_data.metadata["crucible/error_type"].value
             == "InvalidOptions"
         )
-        warned = build_job(counting(tmp_path), resource=CrucibleResource(validate_options="warn"))
+        warned = build_job(
+            counting(tmp_path), resource=CrucibleResource(validate_options=OptionChecks.warn)
+        )
         lenient = warned.execute_in_process(
             instance=instance, run_config={"ops": {"second": {"config": {"alpha": 1.5}}}}
         )

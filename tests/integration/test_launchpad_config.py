@@ -49,6 +49,21 @@ def test_a_bad_seed_fails_the_run_with_the_irs_message() -> None:
     assert "resources.crucible.config.seed: expected an integer between 0 and" in message
 
 
+def test_the_resource_fields_say_their_rules_and_offer_choices() -> None:
+    """Issue 26 item 4: the Launchpad shows what each field means and where its range is
+    checked; the option-checking mode is a choice, not a Python type name."""
+    fields = build_job(gated()).resource_defs["crucible"].config_schema.as_field()
+    config = fields.config_type.fields  # type: ignore[attr-defined]
+    checks = config["validate_options"].config_type.inner_type
+    assert checks.kind.name == "ENUM" and checks.given_name == "OptionChecks"
+    assert sorted(v.config_value for v in checks.enum_values) == ["error", "off", "warn"]
+    for name in ("seed", "seeds"):
+        description = config[name].description
+        assert "0 to 4294967295" in description, description
+        assert "checked when the run starts, before any stage runs" in description
+    assert all(field.description for field in config.values())
+
+
 def test_a_sweeps_grid_and_seeds_are_run_config(artifacts_dir: Path) -> None:
     experiment = sweep_experiment()  # 3 levels x 4 seeds in the file
     job = build_job(experiment)

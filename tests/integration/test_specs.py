@@ -87,8 +87,15 @@ def test_config_comes_from_the_options_model_with_bounds_in_descriptions() -> No
     cv = _fields(job, "cv")
     assert cv["folds"].config_type.inner_type.given_name == "Int"
     assert cv["folds"].description == (
-        "Folds per repetition (stratified). (>= 2; <= 50) (default: 10)"
+        "Folds per repetition (stratified). (>= 2; <= 50; checked when the run starts, before "
+        "any stage runs) (default: 10)"
     )
+    # a nested options model is typed field by field (issue 26 item 4: `models` was Any)
+    models = cv["models"].config_type.inner_type
+    assert models.kind.name == "MAP"
+    spec = models.inner_type.fields
+    assert spec["estimator"].config_type.kind.name == "ENUM" and spec["estimator"].is_required
+    assert spec["params"].config_type.kind.name == "MAP" and not spec["params"].is_required
     assert "one of 'accuracy', 'balanced_accuracy', 'f1', 'roc_auc'" in cv["scoring"].description
     bench_fields = _fields(job, "bench")
     assert bench_fields["alpha"].config_type.inner_type.given_name == "Float"

@@ -5,7 +5,6 @@ temporary folder."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -14,21 +13,11 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT
-from tests.integration.cdp import browser_path, headless_page
+from tests.integration.cdp import headless_page
 from tests.integration.test_live_webserver import live_dagster_at
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 REPORT = dg.AssetKey(["crucible", "classifier_comparison", "comparison"])
-
-
-@pytest.fixture
-def browser() -> str:
-    path = browser_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed")
-    return path
 
 
 def what_the_runs_did(instance: dg.DagsterInstance) -> list[tuple[str, str, list[str]]]:

@@ -1,0 +1,146 @@
+"""Issue 26 in a real browser (headless Chromium against dagster-webserver and dagster-daemon),
+one live server for the module: a check executed alone from the asset's Checks tab gives its
+result (item 1), and a Launchpad run with ``seed: -5`` is refused before any stage with the
+located message (item 4). Screenshots land in the module's temporary folder."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.instance.ref import InstanceRef
+
+from tests.conftest import ROOT
+from tests.integration.cdp import Page, headless_page
+from tests.integration.test_live_webserver import live_dagster_at
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+EXPERIMENT = {
+    "id": "ui_checked",
+    "description": "A report with one quality target, for the browser tests.",
+    "pipeline": [
+        {
+            "name": "seed",
+            "module": "crucible_dagster.contrib.examples:SeedMetrics",
+            "options": {"metrics": {"accuracy": 0.8}},
+        },
+        {"name": "report"},
+    ],
+    "outputs": [{"name": "summary", "formats": ["markdown"]}],
+    "quality_targets": [{"name": "accuracy_floor", "metric": "accuracy", "op": ">=", "value": 0.7}],
+}
+REPORT = dg.AssetKey(["crucible", "ui_checked", "summary"])
+CHECK = dg.AssetCheckKey(REPORT, "accuracy_floor")
+
+
+class Live:
+    def __init__(self, base: str, home: Path, folder: Path, artifacts: Path) -> None:
+        self.base, self.home, self.folder, self.artifacts = base, home, folder, artifacts
+
+    def instance(self) -> dg.DagsterInstance:
+        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    root = tmp_path_factory.mktemp("ui_checks")
+    experiments = root / "experiments"
+    experiments.mkdir()
+    (experiments / "ui_checked.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    artifacts = root / "artifacts"
+    env = {"CRUCIBLE_EXPERIMENTS_DIR": str(experiments)}
+    with live_dagster_at(root, artifacts, ROOT / "dagster.yaml", **env) as (_, port, home):
+        yield Live(f"http://127.0.0.1:{port}", home, root, artifacts)
+
+
+def click_when_ready(page: Page, *labels: str, timeout: float = 60) -> str:
+    """Click the first enabled button of ``labels`` once the location has loaded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for label in labels:
+            if page.click_button(label):
+                return label
+        assert time.monotonic() < deadline, f"no button {labels}; page: {page.text()[:3000]}"
+        time.sleep(1)
+
+
+def wait_for_run(live: Live, since: set[str], timeout: float = 120) -> dg.DagsterRun:
+    """The one run launched after ``since`` was taken, once it has finished."""
+    deadline = time.monotonic() + timeout
+    with live.instance() as instance:
+        while True:
+            new = [r for r in instance.get_runs() if r.run_id not in since]
+            if new and new[0].is_finished:
+                return new[0]
+            assert time.monotonic() < deadline, f"runs: {[(r.job_name, r.status) for r in new]}"
+            time.sleep(1)
+
+
+def run_ids(live: Live) -> set[str]:
+    with live.instance() as instance:
+        return {r.run_id for r in instance.get_runs()}
+
+
+def test_a_check_executed_alone_gives_its_result(browser: str, live: Live) -> None:
+    with headless_page(browser) as page:
+        before = run_ids(live)
+        page.goto(f"{live.base}/assets/crucible/ui_checked/summary")
+        page.wait_for_text("Materialize")
+        click_when_ready(page, "Materialize")
+        made = wait_for_run(live, before)
+        assert made.status == dg.DagsterRunStatus.SUCCESS
+
+        before = run_ids(live)
+        page.goto(f"{live.base}/assets/crucible/ui_checked/summary?view=checks")
+        page.wait_for_text("accuracy_floor")
+        page.screenshot(live.folder / "1_checks_before.png")
+        click_when_ready(page, "Execute", "Execute all")
+        alone = wait_for_run(live, before)
+        assert alone.status == dg.DagsterRunStatus.SUCCESS
+        with live.instance() as instance:
+            storage = instance.event_log_storage
+            (latest, *_) = storage.get_asset_check_execution_history(CHECK, limit=1)
+            assert latest.run_id == alone.run_id
+            evaluation = latest.event.dagster_event.asset_check_evaluation_data
+            assert evaluation.passed
+            assert evaluation.metadata["crucible/run_id"].value == made.run_id
+            # judged on the recorded run: no second materialization, no second run directory
+            event = instance.get_latest_materialization_event(REPORT)
+            assert event is not None and event.run_id == made.run_id
+        assert [p.name for p in (live.artifacts / "ui_checked").iterdir()] == [made.run_id]
+        page.goto(f"{live.base}/assets/crucible/ui_checked/summary?view=checks")
+        text = page.wait_for_text("Passed")
+        assert "Skipped" not in text, text[:2000]
+        page.screenshot(live.folder / "2_check_executed_alone.png")
+
+
+def test_a_negative_seed_in_the_launchpad_fails_before_any_stage(browser: str, live: Live) -> None:
+    config = yaml.safe_dump({"resources": {"crucible": {"config": {"seed": -5}}}})
+    query = urllib.parse.urlencode({"config": config})
+    with headless_page(browser) as page:
+        before = run_ids(live)
+        page.goto(f"{live.base}/locations/crucible/jobs/ui_checked/playground/setup?{query}")
+        text = page.wait_for_text("seed")
+        page.screenshot(live.folder / "3_launchpad_negative_seed.png")
+        assert "-5" in text, text[:2000]
+        click_when_ready(page, "Launch Run", "Launch run")
+        refused = wait_for_run(live, before)
+        assert refused.status == dg.DagsterRunStatus.FAILURE
+        with live.instance() as instance:
+            events = [e.dagster_event for e in instance.all_logs(refused.run_id)]
+        succeeded = [e.step_key for e in events if e is not None and e.is_step_success]
+        failures = [e for e in events if e is not None and e.is_step_failure]
+        assert succeeded == []  # no stage ran
+        assert [e.step_key for e in failures] == ["seed"]
+        message = failures[0].step_failure_data.error.message
+        assert "resources.crucible.config.seed: expected an integer between 0 and" in message
+        assert not (live.artifacts / "ui_checked" / refused.run_id).exists()
+        page.goto(f"{live.base}/runs/{refused.run_id}")
+        page.wait_for_text("resources.crucible.config.seed")
+        page.screenshot(live.folder / "4_run_refused.png")
