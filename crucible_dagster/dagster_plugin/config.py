@@ -137,18 +137,29 @@ def annotation_config_type(annotation: Any, enum_name: str) -> Any:
     return dg.Any
 
 
-def _model_shape(model: type[BaseModel], enum_name: str) -> dg.Shape | dg.Permissive:
+#: the nested models being typed, so a model that contains itself stays ``Any`` at the repeat
+_TYPING: set[type[BaseModel]] = set()
+
+
+def _model_shape(model: type[BaseModel], enum_name: str) -> Any:
     """A nested options model (``models: {name: {estimator, params}}``) as typed fields, so the
     Launchpad offers its keys and choices instead of one untyped value."""
-    fields = {
-        key: dg.Field(
-            annotation_config_type(info.annotation, f"{enum_name}_{key}"),
-            is_required=info.is_required(),
-            description=field_description(info) or None,
-        )
-        for key, info in model.model_fields.items()
-    }
-    return dg.Permissive(fields) if model.model_config.get("extra") == "allow" else dg.Shape(fields)
+    if model in _TYPING:
+        return dg.Any
+    _TYPING.add(model)
+    try:
+        fields = {
+            key: dg.Field(
+                annotation_config_type(info.annotation, f"{enum_name}_{key}"),
+                is_required=info.is_required(),
+                description=field_description(info) or None,
+            )
+            for key, info in model.model_fields.items()
+        }
+    finally:
+        _TYPING.discard(model)
+    extra = model.model_config.get("extra") == "allow"
+    return dg.Permissive(fields) if extra else dg.Shape(fields)
 
 
 _BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))

@@ -57,6 +57,40 @@ def invalid_file_asset(
     )
 
 
+#: the sensor whose every tick fails while experiment files are invalid: the UI's Automation
+#: page shows it red, with each file's problems, where a neutral catalog entry is easy to miss
+INVALID_SENSOR = "crucible_invalid_experiments"
+
+
+class InvalidExperimentFiles(Exception):
+    """Raised by ``INVALID_SENSOR``'s ticks: its message lists every invalid file's problems."""
+
+
+def invalid_files_sensor(invalid: list[dg.AssetSpec]) -> dg.SensorDefinition:
+    """A running sensor that fails each tick naming the invalid files and their problems, until
+    they are fixed and the code location reloaded (then it is gone)."""
+    listing = "\n".join(_problems_text(spec) for spec in invalid)  # each names its file
+    count = f"{len(invalid)} experiment file{'s' if len(invalid) != 1 else ''}"
+
+    def evaluate(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        raise InvalidExperimentFiles(f"{count} could not be loaded:\n\n{listing}")
+
+    return dg.SensorDefinition(
+        name=INVALID_SENSOR,
+        evaluation_fn=evaluate,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Fails while {count} of this code location cannot be loaded; the assets "
+        f"of group {INVALID_GROUP} show each file's problems.",
+    )
+
+
+def _problems_text(spec: dg.AssetSpec) -> str:
+    problems = spec.metadata.get("problems")
+    text = problems.value if isinstance(problems, dg.MarkdownMetadataValue) else str(problems)
+    return text.strip().strip("`").strip()
+
+
 def default_executor_from_env() -> Executor | None:
     """``$CRUCIBLE_EXECUTOR``, checked: a typo fails the code location with what was expected."""
     value = os.environ.get(EXECUTOR_ENV) or None
@@ -113,6 +147,7 @@ def _definitions(
             *invalid,
         ],
         schedules=[c.schedule for c in compiled if c.schedule is not None],
+        sensors=[invalid_files_sensor(invalid)] if invalid else [],
         # the report assets' resource; each job carries its own (with its experiment's seed)
         resources={RESOURCE_KEY: DEFAULT_RESOURCE},
     )

@@ -29,7 +29,6 @@ from crucible_dagster.runtime.metrics import numeric_metrics
 from crucible_dagster.runtime.run_dirs import RunDirectoryError, run_directory
 
 MAX_METRIC_ENTRIES = 200
-QUALITY_PREFIX = "quality/"
 
 
 def float_metadata(numbers: Mapping[str, float], prefix: str = "") -> dict[str, Any]:
@@ -106,10 +105,20 @@ COMPARISON_COLUMNS = (
     ("effect_ci_high", "float"),
     ("n", "string"),
 )
+#: a column left out when it equals another in every row: nothing was corrected
+REPEATS = {"p_adjusted": "p"}
+#: significant digits shown: a p-value's third digit and an estimate's fourth are the last that
+#: mean anything at the sample sizes experiments have; the full values stay in the run's files
+P_DIGITS, ESTIMATE_DIGITS = 3, 4
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _rounded(value: Any, digits: int = ESTIMATE_DIGITS) -> float | None:
+    number = _number(value)
+    return None if number is None else float(f"{number:.{digits}g}")
 
 
 def _preview(ctx: Context) -> str:
@@ -124,36 +133,94 @@ def _preview(ctx: Context) -> str:
     return summary_markdown(ctx, plots)[:20000]
 
 
+def _comparison_record(row: Any) -> dict[str, Any]:
+    df = row.df
+    return {
+        "comparison": row.label,
+        "test": row.test,
+        "statistic": _rounded(row.statistic),
+        "df": ", ".join(f"{v:g}" for v in df)
+        if isinstance(df, list)
+        else (f"{df:g}" if isinstance(df, int | float) else ""),
+        "p": _rounded(row.p_value, P_DIGITS),
+        "p_adjusted": _rounded(row.p_adjusted, P_DIGITS),
+        "difference": _rounded(row.estimate),
+        "ci_low": _rounded(row.ci_low),
+        "ci_high": _rounded(row.ci_high),
+        "effect_size": row.effect_size_name or "",
+        "effect": _rounded(row.effect_size),
+        "effect_ci_low": _rounded(row.effect_size_ci_low),
+        "effect_ci_high": _rounded(row.effect_size_ci_high),
+        "n": f"{row.n_a}, {row.n_b}",
+    }
+
+
+def _informative_columns(
+    records: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COMPARISON_COLUMNS
+) -> list[tuple[str, str]]:
+    """The columns worth a reader's eye: none empty in every row, and none that only repeats
+    another (``REPEATS``)."""
+    kept: list[tuple[str, str]] = []
+    for name, kind in columns:
+        values = [r[name] for r in records]
+        if all(v in (None, "") for v in values):
+            continue
+        repeated = REPEATS.get(name)
+        if repeated is not None and values == [r.get(repeated) for r in records]:
+            continue
+        kept.append((name, kind))
+    return kept
+
+
 def comparison_table(metrics: Mapping[str, Any]) -> dg.TableMetadataValue | None:
-    """The bench's comparisons as a table the UI renders (one row per pair; NaN as empty)."""
+    """The bench's comparisons as a table the UI renders: one row per pair, figures rounded to
+    the digits that mean something, columns that are empty or repeat another left out."""
     rows = [r for r in comparison_rows(metrics.get("bench")) if not r.reference_only]
     if not rows:
         return None
+    return _table([_comparison_record(row) for row in rows], COMPARISON_COLUMNS)
+
+
+def _table(
+    records: list[dict[str, Any]], columns: tuple[tuple[str, str], ...]
+) -> dg.TableMetadataValue:
+    kept = _informative_columns(records, columns)
+    schema = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in kept])
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({n: r[n] for n, _ in kept}) for r in records], schema=schema
+    )
+
+
+QUALITY_COLUMNS = (
+    ("target", "string"),
+    ("kind", "string"),
+    ("verdict", "string"),
+    ("severity", "string"),
+    ("estimate", "float"),
+    ("ci_low", "float"),
+    ("ci_high", "float"),
+    ("p_value", "float"),
+    ("detail", "string"),
+)
+
+
+def quality_table(verdicts: list[Mapping[str, Any]]) -> dg.TableMetadataValue:
+    """Each quality target's verdict as a row (the checks hold the same, one per check)."""
     records = [
-        dg.TableRecord(
-            {
-                "comparison": row.label,
-                "test": row.test,
-                "statistic": _number(row.statistic),
-                "df": ", ".join(f"{v:g}" for v in row.df)
-                if isinstance(row.df, list)
-                else (f"{row.df:g}" if isinstance(row.df, int | float) else ""),
-                "p": _number(row.p_value),
-                "p_adjusted": _number(row.p_adjusted),
-                "difference": _number(row.estimate),
-                "ci_low": _number(row.ci_low),
-                "ci_high": _number(row.ci_high),
-                "effect_size": row.effect_size_name or "",
-                "effect": _number(row.effect_size),
-                "effect_ci_low": _number(row.effect_size_ci_low),
-                "effect_ci_high": _number(row.effect_size_ci_high),
-                "n": f"{row.n_a}, {row.n_b}",
-            }
-        )
-        for row in rows
+        {
+            "target": str(v.get("name", "")),
+            "kind": str(v.get("kind", "")),
+            "verdict": "pass" if v.get("passed") else "fail",
+            "severity": str(v.get("severity", "")),
+            "estimate": _rounded(v.get("estimate")),
+            "ci_low": _rounded(v.get("ci_low")),
+            "ci_high": _rounded(v.get("ci_high")),
+            "p_value": _rounded(v.get("p_value"), P_DIGITS),
+            "detail": str(v.get("message", ""))[:500],
+        }
+        for v in verdicts
     ]
-    schema = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in COMPARISON_COLUMNS])
-    return dg.MetadataValue.table(records=records, schema=schema)
+    return _table(records, QUALITY_COLUMNS)
 
 
 def _verdict_metadata(verdict: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,10 +333,8 @@ def report_events(
         table = comparison_table(after.metrics)
         if table is not None:
             metadata["comparisons"] = table
-        for verdict in verdicts:
-            metadata[f"{QUALITY_PREFIX}{verdict['name']}"] = dg.MetadataValue.json(
-                to_jsonable(dict(verdict))
-            )
+        if verdicts:
+            metadata["quality_targets"] = quality_table(verdicts)
         metadata.update(headline_metadata(after.metrics, experiment))
         yield dg.AssetMaterialization(
             asset_key=translator.get_asset_spec(experiment, specs[item["name"]]).key,

@@ -115,8 +115,11 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
         )
         return dg.AssetSpec(
             key=key,
-            description=f"Report {output.name!r} of experiment {experiment.id} "
-            f"({', '.join(output.formats)}).",
+            description=_with_experiment_description(
+                f"Report {output.name!r} of experiment {experiment.id} "
+                f"({', '.join(output.formats)}).",
+                experiment,
+            ),
             metadata={"formats": ", ".join(output.formats)},
             **self._asset_attributes(experiment),
         )
@@ -130,8 +133,10 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
         )
         return dg.AssetSpec(
             key=key,
-            description=f"Sweep report of experiment {experiment.id}: configurations compared "
-            "over seeds.",
+            description=_with_experiment_description(
+                f"Sweep report of experiment {experiment.id}: configurations compared over seeds.",
+                experiment,
+            ),
             **self._asset_attributes(experiment),
         )
 
@@ -275,3 +280,9 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
             return self.get_asset_spec(experiment, output).key if output else None
 
         return self._pick("quality_check_asset_key", default, experiment)
+
+
+def _with_experiment_description(what: str, experiment: Experiment) -> str:
+    """The asset's own line, then the experiment's description: the catalog shows what the
+    experiment is for, not only which file made the report."""
+    return f"{what}\n\n{experiment.description}" if experiment.description else what

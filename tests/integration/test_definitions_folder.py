@@ -49,6 +49,22 @@ def test_good_jobs_load_beside_every_malformed_file(
             assert str(problem) in (spec.description or "")
             assert str(problem) in caplog.text
     dg.Definitions.validate_loadable(defs)
+    # and they stand out: a running sensor whose every tick fails listing each file's problems
+    sensor = defs.get_repository_def().get_sensor_def("crucible_invalid_experiments")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    with pytest.raises(Exception, match=f"{len(MALFORMED)} experiment files could not be loaded"):
+        sensor.evaluate_tick(dg.build_sensor_context())
+    try:
+        sensor.evaluate_tick(dg.build_sensor_context())
+    except Exception as failure:
+        for path in MALFORMED:
+            for problem in check_file(mixed_folder / path.name).problems:
+                assert str(problem) in str(failure)
+
+
+def test_a_folder_without_invalid_files_has_no_failing_sensor() -> None:
+    defs = definitions_from_folder(ROOT / "experiments")
+    assert [s.name for s in defs.get_repository_def().sensor_defs] == []
 
 
 def test_loaded_definitions_are_frozen_out_of_the_collectors_reach(tmp_path: Path) -> None:

@@ -100,7 +100,21 @@ def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
         assert isinstance(table, dg.TableMetadataValue)
         (row,) = table.records
         assert row.data["comparison"] == "treatment − baseline" and row.data["p"] < 0.001
-        assert {c.name for c in table.schema.columns} >= {"test", "p_adjusted", "ci_low", "n"}
+        columns = [c.name for c in table.schema.columns]
+        assert {"test", "ci_low", "n"} <= set(columns)
+        # one comparison, nothing corrected: p_adjusted would repeat p, so it is left out
+        assert "p_adjusted" not in columns
+        # rounded to the digits that mean something (issue 26 item 8)
+        for name in ("difference", "ci_low", "ci_high"):
+            value = row.data[name]
+            assert value == float(f"{value:.4g}"), (name, value)
+        targets = metadata["quality_targets"]
+        assert isinstance(targets, dg.TableMetadataValue)
+        assert [(r.data["target"], r.data["verdict"]) for r in targets.records] == [
+            ("beats_baseline", "pass"),
+            ("accuracy_floor", "fail"),
+        ]
+        assert not any(key.startswith("quality/") for key in metadata)  # no JSON blobs
         # headline figures plot across runs (a target's metric); the rest is one JSON entry
         assert metadata["accuracy"].value == 0.8
         stored = metadata["metrics"]
@@ -198,3 +212,23 @@ def test_headline_metrics_follow_the_report_stage_whatever_it_is_named() -> None
         }
     )
     assert headline_names(experiment) == ["a.b"]
+
+
+def test_the_comparison_table_drops_repeated_and_empty_columns() -> None:
+    """Several comparisons with a correction keep p_adjusted; a column empty in every row, or
+    equal to an earlier one in every row, is left out; figures are rounded."""
+    from crucible_dagster.dagster_plugin.report_events import _informative_columns
+
+    def record(p: float, adjusted: float) -> dict[str, object]:
+        return {
+            "comparison": "a − b", "test": "ttest", "statistic": 2.123, "df": "9", "p": p,
+            "p_adjusted": adjusted, "difference": 0.1, "ci_low": 0.01, "ci_high": 0.2,
+            "effect_size": "", "effect": None, "effect_ci_low": None, "effect_ci_high": None,
+            "n": "10, 10",
+        }  # fmt: skip
+
+    corrected = [n for n, _ in _informative_columns([record(0.01, 0.03), record(0.2, 0.4)])]
+    assert "p_adjusted" in corrected and "effect" not in corrected
+    assert "effect_size" not in corrected  # empty in every row
+    same = [n for n, _ in _informative_columns([record(0.01, 0.01), record(0.2, 0.2)])]
+    assert "p_adjusted" not in same and "p" in same

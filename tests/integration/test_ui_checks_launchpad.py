@@ -5,6 +5,7 @@ located message (item 4). Screenshots land in the module's temporary folder."""
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -28,13 +29,23 @@ EXPERIMENT = {
         {
             "name": "seed",
             "module": "crucible_dagster.contrib.examples:SeedMetrics",
-            "options": {"metrics": {"accuracy": 0.8}},
+            "options": {
+                "metrics": {
+                    "accuracy": 0.8,
+                    "scores": {
+                        "treatment": [0.82, 0.85, 0.84, 0.86, 0.83, 0.85],
+                        "baseline": [0.70, 0.72, 0.71, 0.69, 0.73, 0.70],
+                    },
+                }
+            },
         },
+        {"name": "bench", "options": {"data_source": "metrics", "data_key": "scores"}},
         {"name": "report"},
     ],
     "outputs": [{"name": "summary", "formats": ["markdown"]}],
     "quality_targets": [{"name": "accuracy_floor", "metric": "accuracy", "op": ">=", "value": 0.7}],
 }
+BROKEN = "id: broken\npipeline:\n  - name: no_such_stage\n"
 REPORT = dg.AssetKey(["crucible", "ui_checked", "summary"])
 CHECK = dg.AssetCheckKey(REPORT, "accuracy_floor")
 
@@ -53,10 +64,17 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     experiments = root / "experiments"
     experiments.mkdir()
     (experiments / "ui_checked.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    (experiments / "broken.yaml").write_text(BROKEN)
     artifacts = root / "artifacts"
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(experiments)}
     with live_dagster_at(root, artifacts, ROOT / "dagster.yaml", **env) as (_, port, home):
         yield Live(f"http://127.0.0.1:{port}", home, root, artifacts)
+
+
+def shot(page: Page, path: Path) -> None:
+    """A screenshot without Dagster's "Join the community" dialog over the page."""
+    page.click_button("Skip")
+    page.screenshot(path)
 
 
 def click_when_ready(page: Page, *labels: str, timeout: float = 60) -> str:
@@ -99,7 +117,7 @@ def test_a_check_executed_alone_gives_its_result(browser: str, live: Live) -> No
         before = run_ids(live)
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary?view=checks")
         page.wait_for_text("accuracy_floor")
-        page.screenshot(live.folder / "1_checks_before.png")
+        shot(page, live.folder / "1_checks_before.png")
         click_when_ready(page, "Execute", "Execute all")
         alone = wait_for_run(live, before)
         assert alone.status == dg.DagsterRunStatus.SUCCESS
@@ -117,7 +135,18 @@ def test_a_check_executed_alone_gives_its_result(browser: str, live: Live) -> No
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary?view=checks")
         text = page.wait_for_text("Passed")
         assert "Skipped" not in text, text[:2000]
-        page.screenshot(live.folder / "2_check_executed_alone.png")
+        shot(page, live.folder / "2_check_executed_alone.png")
+
+        # item 8: the asset's page says what the experiment is for, targets and comparisons
+        # are tables of rounded figures, not JSON
+        page.goto(f"{live.base}/assets/crucible/ui_checked/summary")
+        text = page.wait_for_text("quality_targets")
+        shot(page, live.folder / "5_report_asset_tables.png")
+        assert EXPERIMENT["description"] in text
+        assert "accuracy = 0.8 meets >= 0.7" in text  # the targets table's detail column
+        assert "p_adjusted" not in text  # one comparison: it would repeat p
+        digits = [len(d) for d in re.findall(r"\b0\.(\d+)\b", text)]
+        assert digits and max(digits) <= 6, text[:3000]
 
 
 def test_a_negative_seed_in_the_launchpad_fails_before_any_stage(browser: str, live: Live) -> None:
@@ -127,7 +156,7 @@ def test_a_negative_seed_in_the_launchpad_fails_before_any_stage(browser: str, l
         before = run_ids(live)
         page.goto(f"{live.base}/locations/crucible/jobs/ui_checked/playground/setup?{query}")
         text = page.wait_for_text("seed")
-        page.screenshot(live.folder / "3_launchpad_negative_seed.png")
+        shot(page, live.folder / "3_launchpad_negative_seed.png")
         assert "-5" in text, text[:2000]
         click_when_ready(page, "Launch Run", "Launch run")
         refused = wait_for_run(live, before)
@@ -143,4 +172,21 @@ def test_a_negative_seed_in_the_launchpad_fails_before_any_stage(browser: str, l
         assert not (live.artifacts / "ui_checked" / refused.run_id).exists()
         page.goto(f"{live.base}/runs/{refused.run_id}")
         page.wait_for_text("resources.crucible.config.seed")
-        page.screenshot(live.folder / "4_run_refused.png")
+        shot(page, live.folder / "4_run_refused.png")
+
+
+def test_an_invalid_file_fails_a_sensor_the_automation_page_shows(browser: str, live: Live) -> None:
+    """Item 8: an invalid experiment file stands out: the sensor crucible_invalid_experiments
+    fails every tick, naming the file and its problem."""
+    with headless_page(browser) as page:
+        page.goto(f"{live.base}/locations/crucible/sensors/crucible_invalid_experiments")
+        deadline = time.monotonic() + 90
+        while "no_such_stage" not in page.text():
+            assert time.monotonic() < deadline, page.text()[:3000]
+            page.goto(f"{live.base}/locations/crucible/sensors/crucible_invalid_experiments")
+            page.wait_for_text("crucible_invalid_experiments")
+            page.click_button("View")  # the failed tick's error
+            time.sleep(1)
+        text = page.text()
+        shot(page, live.folder / "6_invalid_files_sensor.png")
+        assert "broken.yaml:3: pipeline[0].name: stage 'no_such_stage' is not registered" in text
