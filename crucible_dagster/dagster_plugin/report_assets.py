@@ -63,6 +63,8 @@ def reports_multi_asset(
     def materialize(context):  # dagster inspects the (absent) annotation
         resource: CrucibleResource = context.resources.crucible
         chosen = list({id(owner[k]): owner[k] for k in context.selected_asset_keys}.values())
+        checked = [check_owner[k] for k in context.selected_asset_check_keys]
+        tag_run(context, list({id(c): c for c in [*chosen, *checked]}.values()), translator)
         failures = []
         for item in chosen:
             try:
@@ -79,6 +81,21 @@ def reports_multi_asset(
             raise dg.Failure(description="; ".join(failures), allow_retries=False)
 
     return materialize
+
+
+def tag_run(
+    context: Any, chosen: Sequence[CompiledExperiment], translator: CrucibleTranslator
+) -> None:
+    """The run of a Materialize carries its experiment's job tags (``crucible/experiment``,
+    ``crucible/ir_hash``, ...), so filtering runs by experiment finds it as it finds the job's
+    runs; a run materializing several experiments lists them in ``crucible/experiments``."""
+    if len(chosen) == 1:
+        tags = dict(translator.get_job_spec(chosen[0].experiment).tags)
+    elif chosen:
+        tags = {translator.tag("experiments"): ",".join(c.experiment.id for c in chosen)[:4000]}
+    else:
+        return
+    context.instance.add_run_tags(context.run.run_id, tags)
 
 
 def _materialize_one(

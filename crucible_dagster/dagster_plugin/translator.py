@@ -119,6 +119,7 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
                 f"Report {output.name!r} of experiment {experiment.id} "
                 f"({', '.join(output.formats)}).",
                 experiment,
+                self.get_job_spec(experiment).name,
             ),
             metadata={"formats": ", ".join(output.formats)},
             **self._asset_attributes(experiment),
@@ -136,6 +137,7 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
             description=_with_experiment_description(
                 f"Sweep report of experiment {experiment.id}: configurations compared over seeds.",
                 experiment,
+                self.get_job_spec(experiment).name,
             ),
             **self._asset_attributes(experiment),
         )
@@ -282,7 +284,16 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
         return self._pick("quality_check_asset_key", default, experiment)
 
 
-def _with_experiment_description(what: str, experiment: Experiment) -> str:
-    """The asset's own line, then the experiment's description: the catalog shows what the
-    experiment is for, not only which file made the report."""
-    return f"{what}\n\n{experiment.description}" if experiment.description else what
+def _with_experiment_description(what: str, experiment: Experiment, job: str) -> str:
+    """The asset's own line, the experiment's description (the catalog shows what the
+    experiment is for, not only which file made the report), and its schedule: a schedule runs
+    the experiment's job, which Dagster does not list under the asset's automations."""
+    parts = [what, experiment.description or ""]
+    schedule = experiment.schedule
+    if schedule is not None and experiment.dagster.automation != "on_cron":
+        parts.append(
+            f"Scheduled: {schedule.cron!r} ({schedule.timezone}, {schedule.default_status} by "
+            f"default) runs the job {job}, whose runs materialize this asset; set "
+            "`dagster.automation: on_cron` to make it the asset's own automation."
+        )
+    return "\n\n".join(p for p in parts if p)

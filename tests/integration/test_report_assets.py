@@ -180,6 +180,9 @@ def test_materialize_a_report_asset_from_the_shell(project: tuple[Path, dict[str
         assert checks["beats_baseline"].passed and not checks["accuracy_floor"].passed
         run = instance.get_run_by_id(event.run_id)
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+        # the run is found by experiment, as the job's runs are (issue 26 item 2)
+        assert run.tags["crucible/experiment"] == "soft_targets"
+        assert run.tags["crucible/ir_hash"] == experiment_hash(experiment)[:16]
 
 
 def test_a_sweep_comparison_is_materializable(artifacts_dir: Path) -> None:

@@ -153,3 +153,22 @@ def test_report_asset_spec() -> None:
     spec = asset_specs(defs)[dg.AssetKey(["crucible", "core_pipeline_demo", "summary"])]
     assert spec.group_name == "core_pipeline_demo"
     assert "summary" in (spec.description or "")
+
+
+def test_a_report_asset_names_its_experiments_schedule() -> None:
+    """Issue 26 item 2: the schedule runs the job, which Dagster does not list under the asset's
+    automations; the asset's description says it (and the experiment's own description)."""
+    from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+
+    exp = Experiment.model_validate(
+        {
+            "id": "nightly",
+            "description": "Nightly accuracy.",
+            "schedule": {"cron": "0 3 * * *"},
+            "pipeline": [{"name": "report"}],
+            "outputs": [{"name": "summary", "formats": ["markdown"]}],
+        }
+    )
+    description = CrucibleTranslator().get_asset_spec(exp, exp.outputs[0]).description or ""
+    assert "Nightly accuracy." in description
+    assert "Scheduled: '0 3 * * *' (UTC, stopped by default) runs the job nightly" in description

@@ -113,6 +113,11 @@ def test_a_check_executed_alone_gives_its_result(browser: str, live: Live) -> No
         click_when_ready(page, "Materialize")
         made = wait_for_run(live, before)
         assert made.status == dg.DagsterRunStatus.SUCCESS
+        # item 2: the Materialize run is found by experiment, as the job's runs are
+        page.goto(f"{live.base}/runs?q[]=tag:crucible/experiment=ui_checked")
+        text = page.wait_for_text(made.run_id[:8])
+        assert "crucible/experiment: ui_checked" in text
+        shot(page, live.folder / "0_runs_by_experiment.png")
 
         before = run_ids(live)
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary?view=checks")
