@@ -101,7 +101,7 @@ def test_bench_exports_survive_importing_every_submodule() -> None:
 
 
 #: the floors every package above the runtime stands on
-BASE = {"common", "bench", "experiment", "datasets", "runtime"}
+BASE = {"common", "bench", "experiment", "datasets", "runtime", "telemetry"}
 #: what each package may import from the others (the layering the README describes): the domain
 #: packages (one concept each) sit above the runtime and the run history, the CLI and the Dagster
 #: adapter on top
@@ -109,9 +109,11 @@ ALLOWED = {
     "common": set(),
     "bench": {"common"},  # its lazy exports (common/lazy.py) and nothing else
     "experiment": {"common"},
+    # the event schema, the writer and metrics: what the driver writes and the CLI reads
+    "telemetry": {"common"},
     # the driver loads the run's dataset before the first stage (datasets stands on common,
     # experiment and the one resolver of named code only: see ALLOWED_MODULES)
-    "runtime": {"common", "experiment", "bench", "datasets"},
+    "runtime": {"common", "experiment", "bench", "datasets", "telemetry"},
     "datasets": {"common", "experiment"},
     "run_history": BASE,
     "hedging": BASE,

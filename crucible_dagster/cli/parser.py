@@ -11,6 +11,7 @@ from crucible_dagster.cli.run import register as register_run
 from crucible_dagster.cli.runs import register as register_runs
 from crucible_dagster.cli.stages import register as register_stages
 from crucible_dagster.cli.stages import register_schema
+from crucible_dagster.cli.telemetry import register as register_telemetry
 from crucible_dagster.cli.terminal import terminal_safe
 from crucible_dagster.cli.validate import register as register_validate
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         register_plan,
         register_schema,  # the order of `crucible --help`
         register_runs,
+        register_telemetry,
     ):
         register(sub)
     return parser

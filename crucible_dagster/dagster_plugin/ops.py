@@ -19,6 +19,7 @@ from crucible_dagster.dagster_plugin.report_events import (
     float_metadata,
     gate_tag_value,
     report_events,
+    request_headline,
 )
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
@@ -137,6 +138,8 @@ def _output_metadata(
         "crucible/duration_ms": dg.MetadataValue.float(round(duration_ms, 3)),
     }
     metadata.update(float_metadata(changed_metrics(before, after), "metric/"))
+    if after.metrics.get("predictions") != before.metrics.get("predictions"):
+        metadata.update(float_metadata(request_headline(after.metrics)))
     budget = after.metrics.get("budget")
     if isinstance(budget, Mapping) and budget != before.metrics.get("budget"):
         metadata["crucible/budget"] = dg.MetadataValue.json(dict(budget))

@@ -75,9 +75,30 @@ def gate_tag_value(metrics: Mapping[str, Any]) -> str | None:
     return GATE_VERDICTS.get(outcome) if isinstance(outcome, str) else None
 
 
+def request_headline(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Each predict variant's requests as the figures the UI plots across runs: count, p95
+    latency, total cost and failure rate (``telemetry/<variant>/...``)."""
+    found: dict[str, float] = {}
+    predictions = metrics.get("predictions")
+    for variant, summary in predictions.items() if isinstance(predictions, Mapping) else ():
+        if not isinstance(summary, Mapping) or not isinstance(summary.get("samples"), int):
+            continue
+        count = summary["samples"]
+        prefix = f"telemetry/{variant}/"
+        found[prefix + "requests"] = float(count + (summary.get("extra_requests") or 0))
+        found[prefix + "cost"] = float(summary.get("cost") or 0.0)
+        if count:
+            found[prefix + "failure_rate"] = float(summary.get("errors") or 0) / count
+        latency = summary.get("latency")
+        if isinstance(latency, Mapping) and isinstance(latency.get("p95_ms"), int | float):
+            found[prefix + "p95_ms"] = float(latency["p95_ms"])
+    return found
+
+
 def headline_metadata(metrics: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
     numbers = numeric_metrics(metrics)
     chosen = {name: numbers[name] for name in headline_names(experiment) if name in numbers}
+    chosen.update(request_headline(metrics))
     gate = metrics.get(GATE_METRIC)
     if isinstance(gate, Mapping) and isinstance(gate.get("estimate"), int | float):
         chosen[f"{GATE_NAME}.estimate"] = float(gate["estimate"])

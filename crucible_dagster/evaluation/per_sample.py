@@ -119,9 +119,10 @@ def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
     values = np.asarray(latencies, dtype=float)
     if not values.size:
         return {}
-    p50, p99, p999 = np.quantile(values, [0.5, 0.99, 0.999])
+    p50, p95, p99, p999 = np.quantile(values, [0.5, 0.95, 0.99, 0.999])
     return {
         "p50_ms": float(p50),
+        "p95_ms": float(p95),
         "p99_ms": float(p99),
         "p999_ms": float(p999),
         "max_ms": float(values.max()),

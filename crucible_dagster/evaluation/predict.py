@@ -55,6 +55,7 @@ from crucible_dagster.evaluation.prompts import (
     render_all,
     user_text,
 )
+from crucible_dagster.evaluation.request_events import record_requests
 from crucible_dagster.experiment.ir import BackendRef, Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError
@@ -245,6 +246,7 @@ class PredictStage(Stage):
             if ledger is not None and isinstance(backend, Budgeted):
                 backend.with_budget(ledger)
             responses = self._ask(backend, requests, frame, references, options, seed)
+            record_requests(name, ref, responses)
             rows += rows_for(name, responses, references, seed, recorded)
             summary[name] = {
                 "samples": len(responses),

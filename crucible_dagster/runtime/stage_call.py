@@ -22,6 +22,7 @@ from crucible_dagster.runtime.metrics import blocking_failures
 from crucible_dagster.runtime.registry import Registry, StageResolutionError, using_registry
 from crucible_dagster.runtime.stage import InvalidOptions, Stage, StageError, ValidateMode
 from crucible_dagster.runtime.telemetry import Telemetry, logger
+from crucible_dagster.telemetry.recording import recording
 
 StageStatus = Literal["completed", "failed", "skipped"]
 
@@ -223,7 +224,11 @@ def invoke_stage(
         parsed, warnings = _parse(stage_cls, raw, ctx, validate_options)
         if warnings:
             logger.warning("Stage %s options validation warnings: %s", name, ", ".join(warnings))
-        result = _call(stage_cls, ctx, parsed, registry)
+        if telemetry is not None:  # the stage's requests go to the run's telemetry.jsonl
+            with recording(telemetry.record, stage=name):
+                result = _call(stage_cls, ctx, parsed, registry)
+        else:
+            result = _call(stage_cls, ctx, parsed, registry)
     except StageAborted as abort:
         duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
         return _failed(ctx, name, abort, telemetry, duration)

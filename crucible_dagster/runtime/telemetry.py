@@ -6,18 +6,20 @@ event log (added by the adapter), a progress printer (the CLI).
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
-import threading
+import socket
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from crucible_dagster.common.jsonsafe import to_jsonable
+from crucible_dagster.telemetry.events import SCHEMA_VERSION
+from crucible_dagster.telemetry.writer import EventWriter
 
 logger = logging.getLogger("crucible_dagster")
+_HOST = socket.gethostname()[:256]
 
 Sink = Callable[[dict[str, Any]], None]
 
@@ -31,42 +33,52 @@ def _one_line(value: Any) -> str:
     return _LINE_BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value))
 
 
+#: fields every event has, left out of its log line
+_QUIET = frozenset({"event", "timestamp", "schema_version", "event_id", "host", "pid"})
+
+
 def logging_sink(event: dict[str, Any]) -> None:
     kind = event["event"]
     level = logging.WARNING if kind.endswith("failed") else logging.INFO
-    details = ", ".join(
-        f"{k}={_one_line(v)}" for k, v in event.items() if k not in ("event", "timestamp")
-    )
+    details = ", ".join(f"{k}={_one_line(v)}" for k, v in event.items() if k not in _QUIET)
     logger.log(level, "%s %s", kind, details)
 
 
-class JsonlSink:
-    """Appends one JSON object per line; each line is written whole with one ``write`` call."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        line = json.dumps(to_jsonable(event), sort_keys=True) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
+class JsonlSink(EventWriter):
+    """``telemetry.jsonl``: the run's events in the one schema (``crucible_dagster.telemetry``),
+    one line each, written whole (see ``EventWriter``)."""
 
 
 class Telemetry:
+    """The run's events: lifecycle events go to every sink (the log, Dagster, the progress
+    printer, the file); ``record`` sends high-volume ones (requests) to the file sinks only."""
+
     def __init__(self, sinks: Iterable[Sink] = (), **common: Any):
         self.sinks: list[Sink] = [logging_sink, *sinks]
         self.common = common
 
-    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {
+    def _event(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": uuid.uuid4().hex,
             "event": event,
             "timestamp": datetime.now(UTC).isoformat(),
+            "host": _HOST,
+            "pid": os.getpid(),
             **self.common,
             **fields,
         }
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = self._event(event, fields)
         for sink in self.sinks:
             sink(record)
         return record
+
+    def record(self, event: str, **fields: Any) -> None:
+        """A high-volume event (a request): to the run's file only."""
+        files = [s for s in self.sinks if isinstance(s, EventWriter)]
+        if files:
+            record = self._event(event, fields)
+            for sink in files:
+                sink(record)

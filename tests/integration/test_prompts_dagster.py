@@ -86,3 +86,36 @@ def test_the_launchpad_prompt_is_the_one_sent_and_a_bad_one_fails_before_any_req
     message = failures[0].step_failure_data.error.message
     assert "predict.prompt.user: line 2 of the template: '__class__' is refused" in message
     assert len(server.bodies) == 3  # only the first run's requests
+
+
+def test_request_figures_are_step_and_report_metadata(artifacts_dir: Path) -> None:
+    """Issue 27: the predict step's requests (count, p95 latency, cost, failure rate) as numbers
+    the UI plots across runs, on the step's output and on the report asset."""
+    with llm_server() as (url, server), dg.instance_for_test() as instance:
+        server.fail_next(1, status=503)
+        exp = experiment(
+            url,
+            {"user": "{{ question }}"},
+            outputs=[{"name": "summary", "formats": ["json"]}],
+        )
+        data = exp.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        data["backend"]["options"]["backoff_s"] = 0.01
+        data["pipeline"].append({"name": "report"})
+        result = build_job(Experiment.model_validate(data)).execute_in_process(instance=instance)
+        assert result.success
+        (output,) = [
+            e
+            for e in result.all_events
+            if e.event_type == dg.DagsterEventType.STEP_OUTPUT and e.step_key == "predict"
+        ]
+        step = output.step_output_data.metadata
+        assert step["telemetry/model/requests"].value == 4  # 3 samples, one retried
+        assert step["telemetry/model/failure_rate"].value == 0
+        assert step["telemetry/model/p95_ms"].value > 0
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["crucible", "prompts_dagster", "summary"])
+        )
+        assert event is not None and event.asset_materialization is not None
+        report = event.asset_materialization.metadata
+        assert report["telemetry/model/requests"].value == 4
+        assert report["telemetry/model/cost"].value == step["telemetry/model/cost"].value

@@ -1,0 +1,111 @@
+"""The one schema of every telemetry event (a line of a run's ``telemetry.jsonl``), versioned.
+
+Lifecycle events (run, dataset, stage, sweep) and request events share it: the original's
+enriched fields (event id, name, timestamp, experiment and run ids, variant, sample id, model,
+provider, latency, tokens, cost, success, error kind) plus ours (stage, trial, round, host,
+pid). No prompt or answer text is ever a field.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION: Literal[1] = 1
+#: the largest line read back: a longer one is not an event we wrote
+MAX_LINE_BYTES = 64 * 1024
+
+Count = Annotated[int, Field(ge=0)]
+Millis = Annotated[float, Field(ge=0)]
+Name = Annotated[str, Field(max_length=512)]
+
+
+class TelemetryEvent(BaseModel):
+    """One event. ``event`` is its name: ``run_started``, ``stage_completed``, ``request`` ..."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: Annotated[str, Field(min_length=1, max_length=64)]
+    event: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    timestamp: datetime
+    experiment_id: Name | None = None
+    run_id: Name | None = None
+    # where in the run
+    stage: Name | None = None
+    trial: Name | None = None
+    round: Count | None = None
+    host: Name | None = None
+    pid: Annotated[int, Field(ge=1)] | None = None
+    # a request: one sample's answer from one variant (condition) of a model
+    variant: Name | None = None
+    sample_id: Name | None = None
+    model: Name | None = None
+    provider: Name | None = None
+    latency_ms: Millis | None = None
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    cost: Annotated[float, Field(ge=0)] | None = None
+    success: bool | None = None
+    error_kind: Name | None = None
+    cached: bool | None = None
+    extra_requests: Count | None = None
+    #: the share of such events kept (1 when all are): a count of kept events is divided by it
+    sampling_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    # lifecycle
+    stages: Count | None = None
+    module: Name | None = None
+    duration_ms: Millis | None = None
+    error_type: Name | None = None
+    message: Annotated[str, Field(max_length=8192)] | None = None
+    rows: Count | None = None
+    fingerprint: Name | None = None
+    trials: Count | None = None
+
+
+def tz_aware(event: TelemetryEvent) -> TelemetryEvent:
+    if event.timestamp.tzinfo is None:
+        raise ValueError("timestamp: expected a time with its UTC offset")
+    return event
+
+
+def read_events(path: str | Path) -> tuple[list[TelemetryEvent], list[str]]:
+    """The events of one ``telemetry.jsonl``, each line checked against the schema, and a
+    problem (``file:line: field: expected ..., found ...``) for each line that is not one: a
+    run killed mid-write leaves at most a torn last line, which is reported, not fatal."""
+    path = Path(path)
+    events: list[TelemetryEvent] = []
+    problems: list[str] = []
+    if path.is_symlink() or not path.is_file():
+        return events, [f"{path}: expected a regular file"]
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            if len(raw) > MAX_LINE_BYTES:
+                problems.append(f"{where}: expected a line under {MAX_LINE_BYTES} bytes")
+                continue
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw.decode("utf-8"))
+                events.append(tz_aware(TelemetryEvent.model_validate(data)))
+            except UnicodeDecodeError:
+                problems.append(f"{where}: expected UTF-8 text")
+            except ValueError as exc:
+                problems.append(_problem(where, exc))
+    return events, problems
+
+
+def _problem(where: str, exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "(line)"
+        found = repr(error.get("input"))[:60]
+        return f"{where}: {field}: {error['msg']}, found {found}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{where}: expected one JSON object per line ({exc.msg})"
+    return f"{where}: {exc}"
