@@ -66,6 +66,14 @@ def main() -> int:
             "predict: per-sample overhead against a bare thread pool (both in a process of its own)",
             lambda: rows_in_fresh_process("benchmarks.predict_bench:predict_rows"),
         ),
+        (
+            "telemetry: request events on a 10,000-request run (in a process of its own)",
+            lambda: rows_in_fresh_process("benchmarks.telemetry_bench:cost_rows"),
+        ),
+        (
+            "telemetry: the writer's throughput",
+            lambda: rows_in_fresh_process("benchmarks.telemetry_bench:writer_rows"),
+        ),
         ("rate limits: the interval the server sees", rate_limit_bench.rate_rows),
         ("celery: executors side by side", celery_bench.celery_rows),
         ("demo: dagster job execute vs crucible run", dagster_bench.demo_rows),

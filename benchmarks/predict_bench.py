@@ -67,9 +67,10 @@ def _options(url: str) -> dict[str, Any]:
     return {"prompt": PROMPT, "variants": {"model": backend}}
 
 
-def _context(url: str, run_dir: Path) -> tuple[Any, Any, Any]:
-    """The stage, its options and a context holding SAMPLES examples (the 40 qa_demo questions
-    over and over, each under its own id), as the runner hands them to the first stage."""
+def _context(url: str, run_dir: Path, samples: int = SAMPLES) -> tuple[Any, Any, Any]:
+    """The stage, its options and a context holding ``samples`` examples (the 40 qa_demo
+    questions over and over, each under its own id), as the runner hands them to the first
+    stage."""
     import pandas as pd
 
     from crucible_dagster.datasets import load_dataset
@@ -79,9 +80,9 @@ def _context(url: str, run_dir: Path) -> tuple[Any, Any, Any]:
     experiment = _experiment(url)
     assert experiment.dataset is not None
     loaded = load_dataset(experiment.dataset, 7).examples
-    repeats = -(-SAMPLES // len(loaded))
-    examples = pd.concat([loaded] * repeats).iloc[:SAMPLES].reset_index(drop=True)
-    examples.index = [f"q{i}" for i in range(SAMPLES)]
+    repeats = -(-samples // len(loaded))
+    examples = pd.concat([loaded] * repeats).iloc[:samples].reset_index(drop=True)
+    examples.index = [f"q{i}" for i in range(samples)]
     ctx = Context(
         "predict_bench", "bench", experiment, assigns={"examples": examples}, run_dir=str(run_dir)
     )
