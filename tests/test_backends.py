@@ -286,13 +286,19 @@ def test_room_in_a_spent_budget_goes_to_the_request_that_has_waited_longest() ->
 
 
 def test_a_hedge_answers_when_the_first_request_stalls() -> None:
+    from crucible_dagster.telemetry import recording
+
     release = threading.Event()
     caller = HedgedCaller(Hedging(strategy="fixed", delay_ms=20))
+    events: list[tuple[str, dict[str, Any]]] = []
     try:
-        assert caller.call(held_once(release)) == ("early", 1)  # before the held one could
+        with recording(lambda event, **fields: events.append((event, fields)), stage="predict"):
+            assert caller.call(held_once(release)) == ("early", 1)  # before the held one could
     finally:
         release.set()
     assert caller.summary()["hedge_wins"] == 1
+    # the hedge, and that it won, as a telemetry event of the running stage (issue 27)
+    assert events == [("hedge", {"stage": "predict", "attempt": 1, "won": True})]
 
 
 def test_hedged_client_hedges_the_stalled_requests_and_takes_the_hedges_answer() -> None:

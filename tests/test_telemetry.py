@@ -269,6 +269,12 @@ def test_a_run_records_one_request_event_per_answer(tmp_path: Path, artifacts_di
     assert [e.stage for e in requests] == ["predict"] * 4 + ["again"] * 4
     first, second = requests[:4], requests[4:]
     assert sum(e.extra_requests or 0 for e in first) == 2  # the two 503s, retried
+    retries = [e for e in events if e.event == "retry"]
+    assert [(e.stage, e.error_kind, e.attempt) for e in retries] == [
+        ("predict", "http_503", 1),
+        ("predict", "http_503", 1),
+    ] or [(e.error_kind, e.attempt) for e in retries] == [("http_503", 1), ("http_503", 2)]
+    assert all(e.wait_ms is not None and e.sample_id for e in retries)
     assert all(e.success and not e.cached for e in first)
     assert all(e.cached for e in second)  # the same prompts: answered from the cache
     assert {(e.variant, e.model, e.provider) for e in requests} == {

@@ -17,6 +17,7 @@ Requests can be hedged (``reliability.hedging``) to cut tail latency.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -46,6 +47,8 @@ from crucible_dagster.budget import BudgetExhausted, Ledger
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import BackendRef, Hedging
 from crucible_dagster.hedging.caller import HedgedCaller
+from crucible_dagster.telemetry import record
+from crucible_dagster.telemetry.kinds import error_kind
 
 #: the most tokens one answer may say it used: a server's 10^18 went into the budget ledger,
 #: which then refused every later request as unreadable (no request uses a billion tokens)
@@ -256,15 +259,28 @@ class OpenAICompatibleBackend:
             wanted = self.options.backoff_s * 2**attempt
         return min(wanted, self.options.max_backoff_s)
 
-    def _send_with_retries(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """The answer and the number of retries it took; the last error when none succeeded."""
+    def _send_with_retries(
+        self, body: dict[str, Any], sample_id: str | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """The answer and the number of retries it took; the last error when none succeeded.
+        Each retry is a ``retry`` telemetry event: why, and how long it waited."""
         for attempt in range(self.options.max_retries + 1):
             try:
                 return self._post(body), attempt
             except HttpFailure as exc:
                 if not exc.retryable or attempt == self.options.max_retries:
                     raise
-                time.sleep(self._wait_s(exc, attempt))
+                wait = self._wait_s(exc, attempt)
+                record(
+                    "retry",
+                    sample_id=sample_id,
+                    attempt=attempt + 1,
+                    error_kind=error_kind(str(exc)),
+                    wait_ms=wait * 1000,
+                    provider="openai_compatible",
+                    model=self.options.model[:512],
+                )
+                time.sleep(wait)
         raise AssertionError("unreachable")
 
     # --- the cache ---------------------------------------------------------------------------
@@ -330,10 +346,12 @@ class OpenAICompatibleBackend:
         extra = 0
         try:
             if self.hedger is not None:
-                (payload, retries), hedges = self.hedger.call(lambda: self._send_with_retries(body))
+                (payload, retries), hedges = self.hedger.call(
+                    lambda: self._send_with_retries(body, request.sample_id)
+                )
                 extra = hedges
             else:
-                payload, retries = self._send_with_retries(body)
+                payload, retries = self._send_with_retries(body, request.sample_id)
         except HttpFailure as exc:
             latency = (time.perf_counter() - began) * 1000
             return Response(
@@ -407,7 +425,10 @@ class OpenAICompatibleBackend:
         self.gate.limiter.reopen()
         pool = ThreadPoolExecutor(max_workers=self.options.concurrency)
         try:
-            return list(pool.map(self._one_kept, requests))
+            # each request runs in a copy of this thread's context: its retries and hedges are
+            # recorded in the running stage's telemetry
+            contexts = [contextvars.copy_context() for _ in requests]
+            return list(pool.map(lambda c, r: c.run(self._one_kept, r), contexts, requests))
         except BaseException:
             # an interrupt: requests waiting for the rate give up, queued ones never start
             self.gate.limiter.close()

@@ -4,30 +4,12 @@ extra requests (retries, hedges) it took."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from crucible_dagster.backends.base import Response
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.telemetry import record
-
-_STATUS = re.compile(r"\b(?:HTTP|status)\s*([1-5]\d\d)\b", re.IGNORECASE)
-
-
-def error_kind(error: str | None) -> str | None:
-    """A short, text-free kind of a failed answer: ``http_503``, ``timeout``, ``budget`` ..."""
-    if error is None:
-        return None
-    lowered = error.lower()
-    status = _STATUS.search(error)
-    if status:
-        return f"http_{status.group(1)}"
-    for kind in ("timeout", "budget", "rate_limit", "refused", "invalid"):
-        if kind.replace("_", " ") in lowered or kind in lowered:
-            return kind
-    if "timed out" in lowered:
-        return "timeout"
-    return "error"
+from crucible_dagster.telemetry.kinds import error_kind
 
 
 def record_requests(variant: str, ref: BackendRef, responses: Sequence[Response]) -> None:

@@ -24,6 +24,7 @@ Every request's own latency (losers' too, when they finish) feeds the estimates.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -33,6 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from crucible_dagster.experiment.ir import Hedging, HedgingOptions
+from crucible_dagster.telemetry import record
 
 T = TypeVar("T")
 DEFAULT_DELAY_MS = 100.0
@@ -129,7 +131,8 @@ class HedgedCaller:
                 with self._lock:
                     self._latencies.append((time.perf_counter() - began) * 1000)
 
-        return self._pool.submit(timed)
+        # in the caller's context: a retry inside is recorded in the running stage's telemetry
+        return self._pool.submit(contextvars.copy_context().run, timed)
 
     def call(self, fn: Callable[[], T]) -> tuple[T, int]:
         """``fn()``'s first successful answer and how many hedges were sent for it."""
@@ -165,6 +168,8 @@ class HedgedCaller:
                     if future is not futures[0]:
                         with self._lock:
                             self.hedge_wins += 1
+                    for number, sent in enumerate(futures[1:], start=1):
+                        record("hedge", attempt=number, won=sent is future)
                     return future.result(), len(futures) - 1
                 error = error or future.exception()
             if not done:  # the wait ran out: a hedge is due

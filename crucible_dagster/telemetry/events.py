@@ -54,6 +54,11 @@ class TelemetryEvent(BaseModel):
     error_kind: Name | None = None
     cached: bool | None = None
     extra_requests: Count | None = None
+    #: a retry's or a hedge's number (the first request is 0), whether a hedge's answer won,
+    #: and how long a retry waited before it was sent
+    attempt: Count | None = None
+    won: bool | None = None
+    wait_ms: Millis | None = None
     #: the share of such events kept (1 when all are): a count of kept events is divided by it
     sampling_rate: Annotated[float, Field(gt=0, le=1)] | None = None
     # lifecycle
