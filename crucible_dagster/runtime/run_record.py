@@ -46,6 +46,7 @@ from crucible_dagster.runtime.run_dirs import (
 )
 from crucible_dagster.runtime.telemetry import JsonlSink, Sink, Telemetry
 from crucible_dagster.runtime.trace import TraceChain
+from crucible_dagster.telemetry.otlp import trace_sinks
 
 #: the places and readers now in run_dirs and provenance, still importable from here
 __all__ = [
@@ -99,15 +100,17 @@ class RunRecord:
         self.manifest = manifest
         self._ended = False
         self._jsonl = JsonlSink(path / TELEMETRY)
+        # after the file: when the run ends, the OTLP export reads every event the file holds
+        self._own: list[Sink] = [self._jsonl, *trace_sinks(path / TELEMETRY)]
         self.telemetry = Telemetry(
-            [*sinks, self._jsonl],
+            [*sinks, *self._own],
             experiment_id=manifest.get("experiment_id"),
             run_id=manifest.get("run_id"),
         )
 
     def use_sinks(self, sinks: Iterable[Sink]) -> RunRecord:
         """The caller's sinks (a Dagster op's log) in place of the previous step's."""
-        self.telemetry.sinks = [*self.telemetry.sinks[:1], *sinks, self._jsonl]
+        self.telemetry.sinks = [*self.telemetry.sinks[:1], *sinks, *self._own]
         return self
 
     @classmethod
@@ -126,6 +129,7 @@ class RunRecord:
         """Start a run at ``path``: every step (by default each pipeline stage) is listed as
         pending, or skipped for a disabled stage."""
         path = Path(path).absolute()
+        trace_sinks(path / TELEMETRY)  # a bad CRUCIBLE_OTEL is refused before the folder exists
         create_exclusively(path)
         if steps is None:
             stages = {

@@ -77,7 +77,7 @@ class Telemetry:
 
     def record(self, event: str, **fields: Any) -> None:
         """A high-volume event (a request): to the run's file only."""
-        files = [s for s in self.sinks if isinstance(s, EventWriter)]
+        files = [s for s in self.sinks if isinstance(s, EventWriter)]  # the OTLP sink reads it
         if files:
             record = self._event(event, fields)
             for sink in files:
