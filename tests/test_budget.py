@@ -145,6 +145,13 @@ def test_a_run_stops_calling_at_its_budget_and_keeps_every_answer(artifacts_dir:
     assert read.manifest.metrics["budget"]["spent"]["requests"] == 4
     saved = __import__("pandas").read_parquet(Path(result.run_dir or "") / "predictions.parquet")
     assert saved["prediction"].notna().sum() == 4  # the answers are on disk too
+    # each refused request is a telemetry event of the stage (issue 27)
+    from crucible_dagster.telemetry import read_events
+
+    events, _ = read_events(Path(result.run_dir or "") / "telemetry.jsonl")
+    refused = [e for e in events if e.event == "budget_refused"]
+    assert len(refused) == len(table) - 4 and {e.error_kind for e in refused} == {"budget"}
+    assert {e.stage for e in refused} == {"predict"}
 
 
 def test_a_budget_of_zero_sends_nothing_and_the_run_still_ends_in_order() -> None:

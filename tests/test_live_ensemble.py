@@ -60,6 +60,19 @@ def test_cascade_calls_the_third_member_only_where_the_first_two_disagree() -> N
         text = f"{row.sample_id.replace('q', 'is ')} a lucky number?"
         votes = [default_answer(m, [{"content": text}]) for m in "abc"]
         assert row.prediction == max(set(votes), key=votes.count)
+    # each sample's vote as a telemetry event: the cascade stopped early where a and b agreed
+    from pathlib import Path
+
+    from crucible_dagster.telemetry import read_events
+
+    events, problems = read_events(Path(str(result.run_dir)) / "telemetry.jsonl")
+    assert problems == []
+    votes = [e for e in events if e.event == "vote"]
+    assert len(votes) == 12 and {e.stage for e in votes} == {"ensemble"}
+    assert sum(bool(e.stopped_early) for e in votes) == 12 - disagree
+    assert sorted(e.members_asked or 0 for e in votes) == sorted(
+        [2] * (12 - disagree) + [3] * disagree
+    )
 
 
 def test_parallel_calls_everyone_and_a_late_member_does_not_vote() -> None:

@@ -105,3 +105,18 @@ def test_an_interrupt_while_requests_wait_for_the_rate_ends_the_batch() -> None:
             timer.cancel()
             signal.signal(signal.SIGINT, previous)
         assert sum(server.requests.values()) == 1  # the one the bucket held; nothing after
+
+
+def test_a_wait_for_the_rate_is_a_telemetry_event() -> None:
+    """Issue 27: a request that waited for its turn says how long, in the running stage."""
+    from crucible_dagster.telemetry import recording
+
+    limiter = RateLimiter(600, None)  # 10 requests a second, 10 held
+    events: list[tuple[str, dict[str, object]]] = []
+    with recording(lambda event, **fields: events.append((event, fields)), stage="predict"):
+        for _ in range(12):
+            limiter.acquire()
+    waits = [fields for event, fields in events if event == "rate_limit_wait"]
+    assert len(waits) == 2  # the two past the bucket's ten
+    assert all(float(str(w["wait_ms"])) >= 1 for w in waits)  # how long is a benchmark's to say
+    assert {w["stage"] for w in waits} == {"predict"}

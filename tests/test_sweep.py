@@ -84,6 +84,16 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(
         f"level_0_82__seed_{s}" for s in range(1, 7)
     ]
     assert list(result.comparison["configurations"]) == ["level_0_8", "level_0_9"]
+    # each trial's end is a telemetry event of the sweep, the failed ones too (issue 27)
+    from crucible_dagster.telemetry import read_events
+
+    events, problems = read_events(tmp_path / "sweep" / "s" / "telemetry.jsonl")
+    ended = [e for e in events if e.event == "trial_ended"]
+    assert problems == [] and len(ended) == 18
+    failed = sorted(str(e.trial) for e in ended if not e.success)
+    assert failed == [f"level_0_82__seed_{s}" for s in range(1, 7)]
+    assert all(e.value is not None for e in ended if e.success)
+    assert all(e.status == "failed" and e.value is None for e in ended if not e.success)
 
 
 def test_variance_components_add_up() -> None:

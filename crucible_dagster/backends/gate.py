@@ -14,7 +14,8 @@ from typing import Any
 
 from crucible_dagster.backends.rate_limit import RateLimiter
 from crucible_dagster.backends.tokens import Tokenizer, completion_estimate, prompt_tokens
-from crucible_dagster.budget import Ledger, Reservation
+from crucible_dagster.budget import BudgetExhausted, Ledger, Reservation
+from crucible_dagster.telemetry import record
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,16 @@ class RequestGate:
         """Wait for the rate, then take the budget's room: a request that may be sent."""
         estimate = self.estimate(body)
         self.limiter.acquire(estimate.tokens)
-        reservation = (
-            self.ledger.reserve(estimate.tokens, estimate.cost) if self.ledger is not None else None
-        )
+        try:
+            reservation = (
+                self.ledger.reserve(estimate.tokens, estimate.cost)
+                if self.ledger is not None
+                else None
+            )
+        except BudgetExhausted:
+            record("budget_refused", error_kind="budget", prompt_tokens=estimate.prompt,
+                   cost=estimate.cost, model=self.model[:512] if self.model else None)  # fmt: skip
+            raise
         return Ticket(estimate, reservation)
 
     def leave(self, ticket: Ticket, usage: tuple[int | None, int | None] | None) -> None:

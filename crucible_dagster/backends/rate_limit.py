@@ -21,6 +21,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from crucible_dagster.telemetry import record
+
+#: a wait shorter than this is the lock's, not the rate's: not a telemetry event
+MIN_RECORDED_WAIT_S = 0.001
 #: the longest one wait for the condition lasts (a longer one overflows the platform's clock)
 MAX_WAIT_S = 3600.0
 
@@ -104,7 +108,10 @@ class RateLimiter:
                 self.requests.take(1)
             if self.tokens is not None:
                 self.tokens.take(tokens)
-            self.waited_s += time.monotonic() - began
+            waited = time.monotonic() - began
+            self.waited_s += waited
+        if waited >= MIN_RECORDED_WAIT_S:  # outside the lock: the file write waits for no one
+            record("rate_limit_wait", wait_ms=waited * 1000, prompt_tokens=tokens or None)
 
     def settle(self, estimated: int, actual: int | None) -> None:
         """The answer's own token count replaces the estimate taken before sending it."""

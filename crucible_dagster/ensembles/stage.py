@@ -42,6 +42,7 @@ from crucible_dagster.evaluation.per_sample import (
 from crucible_dagster.experiment.ir import BackendRef, Ensemble
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError
+from crucible_dagster.telemetry import record
 
 
 class EnsembleOptions(SampleSource):
@@ -115,6 +116,7 @@ class EnsembleStage(Stage):
                 )
             )
             decisions.append(decision)
+        record_votes(members, decisions, rows)
         summary = _summary(config, members, decisions, rows)
         return save_table(ctx, as_table(records(frame) + rows)).put_metric("ensemble", summary)
 
@@ -149,6 +151,7 @@ class EnsembleStage(Stage):
         ]
         existing = ctx.assigns.get(TABLE_KEY)
         previous = records(existing) if existing is not None else []
+        record_votes(list(members), [d for _, d in decisions], rows)
         summary = _summary(config, list(members), [d for _, d in decisions], rows)
         summary["calls"] = {n: sum(n in d.asked for _, d in decisions) for n in members}
         ctx = save_table(ctx, as_table(previous + rows)).put_metric("ensemble", summary)
@@ -179,6 +182,24 @@ def _row(
         "backend": f"ensemble({config.strategy}, {config.execution_mode}{', live' if live else ''})",
         "extra_requests": len(d.asked) - 1,
     }
+
+
+def record_votes(members: list[str], decisions: list[Decision], rows: list[dict[str, Any]]) -> None:
+    """One ``vote`` telemetry event per sample: how many members were asked (a cascade that
+    stopped early asked fewer than all) and counted, their agreement, what the answer cost."""
+    for decision, row in zip(decisions, rows, strict=True):
+        record(
+            "vote",
+            variant=str(row["variant"]),
+            sample_id=str(row["sample_id"])[:512],
+            members_asked=len(decision.asked),
+            members_counted=len(decision.counted),
+            agreement=decision.confidence,
+            stopped_early=len(decision.asked) < len(members),
+            latency_ms=max(0.0, float(decision.latency_ms)),
+            cost=decision.cost,
+            success=not decision.abstained,
+        )
 
 
 def _summary(

@@ -8,8 +8,10 @@ the same numbers (``sweeps.finish`` compares and reports them, once for every fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from crucible_dagster.budget import ledger_assigns
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run, StageFailure
+from crucible_dagster.runtime.metrics import finite_number, metric_at
 from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.run_record import read_manifest
 from crucible_dagster.runtime.runner import RunResult, run
@@ -152,9 +155,38 @@ def run_trials(
                 if result.failure is not None:
                     failures.append((trial, result.failure))
             outcomes.append(outcome)
+            trial_event(sweep, experiment, outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
     return outcomes, failures
+
+
+def _mean_value(found: Any) -> float | None:
+    """The sweep metric as one number: itself, or the mean of its units (fold scores)."""
+    if isinstance(found, list | tuple):
+        numbers = [finite_number(v) for v in found]
+        kept = [n for n in numbers if n is not None]
+        return statistics.fmean(kept) if kept and len(kept) == len(numbers) else None
+    return finite_number(found)
+
+
+def trial_event(sweep: Run, experiment: Experiment, outcome: TrialOutcome) -> None:
+    """The trial's end as a ``trial_ended`` event of the sweep: its id, status, the sweep
+    metric's value and where it ran."""
+    value = None
+    if experiment.sweep is not None:
+        with contextlib.suppress(KeyError):
+            value = _mean_value(metric_at(outcome.metrics, experiment.sweep.metric))
+    worker = outcome.worker or {}
+    sweep.telemetry.emit(
+        "trial_ended",
+        trial=outcome.trial.trial_id[:512],
+        status=outcome.status,
+        success=outcome.status == "completed",
+        value=value,
+        host=str(worker.get("host") or "")[:512] or None,
+        pid=worker.get("pid") if isinstance(worker.get("pid"), int) else None,
+    )
 
 
 def worker_identity() -> dict[str, Any]:

@@ -59,6 +59,11 @@ class TelemetryEvent(BaseModel):
     attempt: Count | None = None
     won: bool | None = None
     wait_ms: Millis | None = None
+    # an ensemble's vote on one sample
+    members_asked: Count | None = None
+    members_counted: Count | None = None
+    agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    stopped_early: bool | None = None
     #: the share of such events kept (1 when all are): a count of kept events is divided by it
     sampling_rate: Annotated[float, Field(gt=0, le=1)] | None = None
     # lifecycle
@@ -70,6 +75,9 @@ class TelemetryEvent(BaseModel):
     rows: Count | None = None
     fingerprint: Name | None = None
     trials: Count | None = None
+    #: a trial's (or a run's) status, and its sweep metric's value
+    status: Name | None = None
+    value: float | None = None
 
 
 def tz_aware(event: TelemetryEvent) -> TelemetryEvent:
