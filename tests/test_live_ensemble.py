@@ -67,10 +67,10 @@ def test_cascade_calls_the_third_member_only_where_the_first_two_disagree() -> N
 
     events, problems = read_events(Path(str(result.run_dir)) / "telemetry.jsonl")
     assert problems == []
-    votes = [e for e in events if e.event == "vote"]
-    assert len(votes) == 12 and {e.stage for e in votes} == {"ensemble"}
-    assert sum(bool(e.stopped_early) for e in votes) == 12 - disagree
-    assert sorted(e.members_asked or 0 for e in votes) == sorted(
+    voted = [e for e in events if e.event == "vote"]
+    assert len(voted) == 12 and {e.stage for e in voted} == {"ensemble"}
+    assert sum(bool(e.stopped_early) for e in voted) == 12 - disagree
+    assert sorted(e.members_asked or 0 for e in voted) == sorted(
         [2] * (12 - disagree) + [3] * disagree
     )
 
