@@ -304,3 +304,68 @@ def test_the_cli_prints_exports_and_compares(cli: Cli, tmp_path: Path, artifacts
     assert bad.code == 1 and "--last: expected a positive duration" in bad.err
     missing = cli("telemetry", "../etc")
     assert missing.code == 1 and "Traceback" not in missing.err
+
+
+def _prompted(url: str, tmp_path: Path, **telemetry: Any) -> Any:
+    from crucible_dagster import Experiment
+
+    return Experiment.model_validate(
+        {
+            "id": "privacy",
+            "seed": 5,
+            "backend": {
+                "id": "openai_compatible",
+                "endpoint_url": url,
+                "options": {"model": "m", "cache": False},
+            },
+            "pipeline": [
+                {"name": "seed", "module": "tests.helpers:SeedArithmetic",
+                 "options": {"count": 40}},
+                {"name": "predict", "options": {"prompt": {
+                    "user": "Mail jane.doe@example.com about {{ question }}"}}},
+            ],
+            **({"telemetry": telemetry} if telemetry else {}),
+        }
+    )  # fmt: skip
+
+
+def _requests_of(result: Any) -> tuple[list[Any], str]:
+    path = Path(str(result.run_dir)) / "telemetry.jsonl"
+    events, problems = read_events(path)
+    assert problems == []
+    return [e for e in events if e.event == "request"], path.read_text()
+
+
+def test_no_text_unless_asked_and_then_redacted(tmp_path: Path, artifacts_dir: Path) -> None:
+    from crucible_dagster.contrib.llm_server import llm_server
+    from crucible_dagster.runtime.runner import run
+
+    with llm_server() as (url, _):
+        plain = run(_prompted(url, tmp_path), run_id="plain")
+        captured = run(_prompted(url, tmp_path, capture_text=True), run_id="captured")
+    requests, text = _requests_of(plain)
+    assert len(requests) == 40 and all(e.input_text is None for e in requests)
+    assert "jane.doe" not in text and "Mail " not in text  # not a word of the prompt
+    requests, text = _requests_of(captured)
+    assert all("Mail [REDACTED:email] about" in str(e.input_text) for e in requests)
+    assert all(e.output_text for e in requests)
+    assert "jane.doe@example.com" not in text
+
+
+def test_a_seeded_share_of_requests_is_kept_and_counted_back(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    from crucible_dagster.contrib.llm_server import llm_server
+    from crucible_dagster.runtime.runner import run
+
+    with llm_server() as (url, server):
+        first = run(_prompted(url, tmp_path, sampling_rate=0.25), run_id="a")
+        second = run(_prompted(url, tmp_path, sampling_rate=0.25), run_id="b")
+    kept_a, _ = _requests_of(first)
+    kept_b, _ = _requests_of(second)
+    assert 0 < len(kept_a) < 40 and {e.sampling_rate for e in kept_a} == {0.25}
+    assert [e.sample_id for e in kept_a] == [e.sample_id for e in kept_b]  # the same share
+    frame, _ = events_frame([Path(str(first.run_dir)) / "telemetry.jsonl"])
+    (row,) = request_metrics(frame).to_dict(orient="records")
+    assert row["requests"] == 4 * len(kept_a) and row["events"] == len(kept_a)
+    assert sum(server.requests.values()) == 80  # sampling drops events, never requests

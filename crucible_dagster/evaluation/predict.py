@@ -246,7 +246,8 @@ class PredictStage(Stage):
             if ledger is not None and isinstance(backend, Budgeted):
                 backend.with_budget(ledger)
             responses = self._ask(backend, requests, frame, references, options, seed)
-            record_requests(name, ref, responses)
+            settings = experiment.telemetry if experiment is not None else None
+            record_requests(name, ref, requests, responses, settings, seed)
             rows += rows_for(name, responses, references, seed, recorded)
             summary[name] = {
                 "samples": len(responses),

@@ -3,7 +3,8 @@
 Lifecycle events (run, dataset, stage, sweep) and request events share it: the original's
 enriched fields (event id, name, timestamp, experiment and run ids, variant, sample id, model,
 provider, latency, tokens, cost, success, error kind) plus ours (stage, trial, round, host,
-pid). No prompt or answer text is ever a field.
+pid). A request's prompt and answer are fields only when the experiment asks
+(``telemetry.capture_text``), PII redacted.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class TelemetryEvent(BaseModel):
     stopped_early: bool | None = None
     #: the share of such events kept (1 when all are): a count of kept events is divided by it
     sampling_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    #: a request's prompt and answer, PII redacted: only with ``telemetry.capture_text: true``
+    input_text: Annotated[str, Field(max_length=2000)] | None = None
+    output_text: Annotated[str, Field(max_length=2000)] | None = None
     # lifecycle
     stages: Count | None = None
     module: Name | None = None

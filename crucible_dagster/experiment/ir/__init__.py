@@ -3,7 +3,7 @@
 Field names and defaults follow the original crucible_ir (see
 ``shared/spec/crucible_reference.md`` §1) with the port's additions:
 ``parameters``, ``seeds``, ``quality_targets``, ``seed``, ``schedule``,
-``output_dir``, ``dagster`` and ``registry``.
+``output_dir``, ``budget``, ``telemetry``, ``dagster`` and ``registry``.
 
 One module per role: ``base`` (the base model and strict numbers), ``refs`` (backend, dataset,
 stages, reports), ``reliability``, ``lifecycle`` (the original's model records), ``judging``
@@ -70,6 +70,7 @@ from crucible_dagster.experiment.ir.reliability import (
 )
 from crucible_dagster.experiment.ir.study_settings import OptunaSettings, SearchParam
 from crucible_dagster.experiment.ir.sweep_settings import DEFAULT_TRIALS_PER_STEP, SweepConfig
+from crucible_dagster.experiment.ir.telemetry_settings import TelemetrySettings
 
 __all__ = [
     "BUDGET_MAX",
@@ -121,6 +122,7 @@ __all__ = [
     "Stats",
     "SweepConfig",
     "SweepMode",
+    "TelemetrySettings",
     "TestName",
     "TestNames",
     "TrainingConfig",

@@ -38,6 +38,7 @@ from crucible_dagster.experiment.ir.refs import (
 )
 from crucible_dagster.experiment.ir.reliability import ReliabilityConfig
 from crucible_dagster.experiment.ir.sweep_settings import SweepConfig
+from crucible_dagster.experiment.ir.telemetry_settings import TelemetrySettings
 from crucible_dagster.experiment.names import check_job_name, check_name
 
 #: the email pattern Dagster checks an asset owner with (dagster._core.utils.is_valid_email)
@@ -91,6 +92,9 @@ class Experiment(IRModel):
         default=None,
         description="Limits on what the run's backends may spend (max_cost, max_requests, "
         "max_tokens), shared by every backend of the run and every trial of a sweep run.",
+    )
+    telemetry: TelemetrySettings | None = Field(
+        default=None, description="Which request events a run keeps (sampling_rate, capture_text)."
     )
     dagster: DagsterSettings = Field(
         default_factory=DagsterSettings,
