@@ -77,6 +77,16 @@ def test_detection_and_redaction_in_examples_predictions_and_outputs() -> None:
     assert table["prediction"].tolist() == ["Contact [REDACTED:email]", "42"]
     assert ctx.outputs == ("call [REDACTED:phone]",)
     assert summary["redacted"] == 3  # one example, one prediction, one output
+    # the findings as telemetry: each detector's kind and count, never the text (issue 27)
+    from pathlib import Path
+
+    from crucible_dagster.telemetry import read_events
+
+    path = Path(str(result.run_dir)) / "telemetry.jsonl"
+    events, problems = read_events(path)
+    found = {e.finding: e.count for e in events if e.event == "guardrail_findings"}
+    assert problems == [] and found == {"jailbreak": 1, "pii": 3, "prompt_injection": 1}
+    assert "jane@example.org" not in path.read_text() and "555" not in path.read_text()
 
 
 def test_strict_profile_fails_on_detection_and_permissive_only_counts_pii() -> None:

@@ -62,6 +62,14 @@ def test_raced_sweep_runs_only_survivors(tmp_path: Path) -> None:
     assert "## Race" in report and "dropped \\(p adj" in report and "saved" in report
     html = (base / "sweep.html").read_text()
     assert "<h2>Race</h2>" in html and "dropped in round" in html
+    # each round as a telemetry event of the sweep (issue 27)
+    from crucible_dagster.telemetry import read_events
+
+    events, problems = read_events(base / "telemetry.jsonl")
+    rounds = [(e.round, e.trials, e.count) for e in events if e.event == "race_round"]
+    assert problems == [] and rounds == [
+        (r["index"], len(r["survivors"]), len(r["dropped"])) for r in race["rounds"]
+    ]
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from pydantic import Field
 from crucible_dagster.evaluation.per_sample import table_of
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.telemetry import record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,6 +79,12 @@ class FairnessStage(Stage):
             undefined += [
                 f"{variant}: {r.metric} undefined: {r.reason}" for r in report if r.reason
             ]
+        for variant, metrics in results.items():  # which metric, how many groups: no values
+            for metric, found in metrics.items():
+                if found.get("violated"):
+                    groups = found.get("by_group")
+                    count = len(groups) if isinstance(groups, dict | list) else None
+                    record("fairness_finding", variant=variant, finding=metric, count=count)
         summary = {
             "group_by": group_by,
             "threshold": threshold,

@@ -20,6 +20,7 @@ from crucible_dagster.runtime.code_refs import CodeRefError, check_ref, resolve
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 from crucible_dagster.runtime.trace import TraceChain
+from crucible_dagster.telemetry import record
 
 
 @runtime_checkable
@@ -158,6 +159,8 @@ class GuardrailsStage(Stage):
         for found in detections:
             by_detector[found["detector"]] = by_detector.get(found["detector"], 0) + 1
         summary.update(violations=len(violations), by_detector=by_detector, settings=settings)
+        for detector, count in sorted(by_detector.items()):  # kinds and counts, never the text
+            record("guardrail_findings", finding=detector[:512], count=count)
         out = ctx
         if settings["pii_redaction"]:
             # before failing too: the run records the redacted context, and the per-sample

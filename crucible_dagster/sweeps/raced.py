@@ -96,8 +96,21 @@ def race_trials(
             by_id = loop.run(run_with, design.trials_for(configs, blocks, index))
             return design.scores(configs, blocks, index, by_id)
 
+        def announce(record: RoundRecord) -> None:
+            """Each round's end as a ``race_round`` event of the sweep: who survives, how many
+            were dropped, what the round cost."""
+            sweep.telemetry.emit(
+                "race_round",
+                round=record.index,
+                trials=len(record.survivors),
+                count=len(record.dropped),
+                cost=record.cost,
+            )
+            if on_round is not None:
+                on_round(record)
+
         try:
-            loop.done.race = race.run(evaluate, on_round, rounds)
+            loop.done.race = race.run(evaluate, announce, rounds)
         except _RoundFailed:
             return loop.done
         except _BudgetSpent as exc:

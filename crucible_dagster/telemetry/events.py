@@ -65,6 +65,9 @@ class TelemetryEvent(BaseModel):
     members_counted: Count | None = None
     agreement: Annotated[float, Field(ge=0, le=1)] | None = None
     stopped_early: bool | None = None
+    #: a guardrail detector's or a fairness metric's findings: its kind and how many
+    finding: Name | None = None
+    count: Count | None = None
     #: the share of such events kept (1 when all are): a count of kept events is divided by it
     sampling_rate: Annotated[float, Field(gt=0, le=1)] | None = None
     #: a request's prompt and answer, PII redacted: only with ``telemetry.capture_text: true``

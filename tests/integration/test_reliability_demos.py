@@ -55,6 +55,12 @@ def test_fairness_demo_finds_the_disparity_it_was_built_with(artifacts_dir: Path
     assert fairness["violations"] == [
         f"logistic_regression: demographic_parity gap {parity['gap']:.3f} > 0.1"
     ]
+    # the finding as a telemetry event: which metric, how many groups, no values (issue 27)
+    from crucible_dagster.telemetry import read_events
+
+    events, _ = read_events(Path(str(result.run_dir)) / "telemetry.jsonl")
+    found = [(e.variant, e.finding, e.count) for e in events if e.event == "fairness_finding"]
+    assert found == [("logistic_regression", "demographic_parity", len(parity["by_group"]))]
     strict = load_experiment(ROOT / "experiments" / "fairness_demo.yaml")
     assert strict.reliability is not None and strict.reliability.fairness is not None
     failing = strict.model_copy(
