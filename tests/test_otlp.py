@@ -58,13 +58,35 @@ def spans_received(receiver: Receiver) -> list[Any]:
     )
 
     spans = []
-    for body in receiver.bodies:
+    for body in traces_of(receiver):
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         for resource in request.resource_spans:
             for scope in resource.scope_spans:
                 spans += list(scope.spans)
     return spans
+
+
+def traces_of(receiver: Receiver) -> list[bytes]:
+    return [b for b, p in zip(receiver.bodies, receiver.paths, strict=True) if p == "/v1/traces"]
+
+
+def metrics_received(receiver: Receiver) -> dict[str, Any]:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    found = {}
+    for body, path in zip(receiver.bodies, receiver.paths, strict=True):
+        if path != "/v1/metrics":
+            continue
+        request = ExportMetricsServiceRequest()
+        request.ParseFromString(body)
+        for resource in request.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    found[metric.name] = metric
+    return found
 
 
 def attributes(span: Any) -> dict[str, Any]:
@@ -100,7 +122,7 @@ def test_a_run_arrives_as_a_span_tree(receiver: Receiver, artifacts_dir: Path) -
         )  # fmt: skip
         result = run(experiment)
     assert result.status == "completed", result.failure
-    assert set(receiver.paths) == {"/v1/traces"}
+    assert set(receiver.paths) == {"/v1/traces", "/v1/metrics"}
     spans = spans_received(receiver)
     by_name: dict[str, list[Any]] = {}
     for span in spans:
@@ -124,6 +146,13 @@ def test_a_run_arrives_as_a_span_tree(receiver: Receiver, artifacts_dir: Path) -
         assert request.end_time_unix_nano <= stages["stage predict"].end_time_unix_nano
     retries = [e for e in stages["stage predict"].events if e.name == "retry"]
     assert len(retries) == 1 and attributes(retries[0])["crucible.error_kind"] == "http_503"
+    metrics = metrics_received(receiver)
+    assert {"crucible.requests", "crucible.request.duration", "crucible.request.cost",
+            "crucible.request.tokens"} <= set(metrics)  # fmt: skip
+    counted = metrics["crucible.requests"].sum.data_points
+    assert sum(point.as_double or point.as_int for point in counted) == 3
+    (histogram,) = metrics["crucible.request.duration"].histogram.data_points
+    assert histogram.count == 3 and attributes(histogram)["gen_ai.request.model"] == "m"
 
 
 def test_off_by_default_and_a_bad_setting_is_refused_before_the_run(

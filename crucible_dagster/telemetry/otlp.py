@@ -66,10 +66,11 @@ class OtlpTraceSink:
         events, problems = read_events(self.telemetry_file)
         for problem in problems:
             logger.warning("OTLP export skips %s", problem)
-        try:
-            export_trace(events)
-        except Exception as exc:  # the exporter's own errors: the run's result stands
-            logger.warning("OTLP export failed: %s: %s", type(exc).__name__, exc)
+        for export in (export_trace, export_metrics):
+            try:
+                export(events)
+            except Exception as exc:  # the exporter's own errors: the run's result stands
+                logger.warning("OTLP export failed: %s: %s", type(exc).__name__, exc)
 
 
 def _ns(when: datetime) -> int:
@@ -175,3 +176,47 @@ class _SpanTree:
         failed = end.event != "run_completed"
         self._ended(self.run, _ns(end.timestamp), end.event if failed else None)
         return self.sent
+
+
+def export_metrics(events: Iterable[TelemetryEvent], exporter: Any = None) -> int:
+    """The run's requests as OTLP metrics: ``crucible.requests`` (a count, by variant, model
+    and outcome, each kept event standing for 1 / sampling_rate), ``crucible.request.duration``
+    (a histogram in ms), ``crucible.request.cost`` and ``crucible.request.tokens``; the number
+    of request events read."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    requests = [e for e in events if e.event == "request"]
+    if not requests:
+        return 0
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter()
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    resource = Resource.create(
+        {"service.name": "crucible", "crucible.experiment_id": requests[0].experiment_id or ""}
+    )
+    provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter = provider.get_meter("crucible_dagster")
+    count = meter.create_counter("crucible.requests", unit="{request}")
+    duration = meter.create_histogram("crucible.request.duration", unit="ms")
+    cost = meter.create_counter("crucible.request.cost")
+    tokens = meter.create_counter("crucible.request.tokens", unit="{token}")
+    for event in requests:
+        weight = 1.0 / (event.sampling_rate or 1.0)
+        where = {
+            "crucible.run_id": event.run_id or "",
+            "crucible.variant": event.variant or "",
+            "gen_ai.request.model": event.model or "",
+            "crucible.outcome": "success" if event.success else (event.error_kind or "error"),
+        }
+        count.add(weight, where)
+        if event.latency_ms is not None:
+            duration.record(event.latency_ms, where)
+        cost.add((event.cost or 0.0) * weight, where)
+        used = (event.prompt_tokens or 0) + (event.completion_tokens or 0)
+        tokens.add(used * weight, where)
+    provider.shutdown()  # collects and exports once
+    return len(requests)
