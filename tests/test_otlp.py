@@ -98,28 +98,13 @@ def attributes(span: Any) -> dict[str, Any]:
 
 
 def test_a_run_arrives_as_a_span_tree(receiver: Receiver, artifacts_dir: Path) -> None:
-    from crucible_dagster import Experiment
     from crucible_dagster.contrib.llm_server import llm_server
     from crucible_dagster.runtime.runner import run
+    from tests.test_telemetry import chat_experiment
 
     with llm_server() as (url, server):
         server.fail_next(1, status=503)
-        experiment = Experiment.model_validate(
-            {
-                "id": "traced",
-                "seed": 3,
-                "backend": {
-                    "id": "openai_compatible",
-                    "endpoint_url": url,
-                    "options": {"model": "m", "cache": False, "backoff_s": 0.01},
-                },
-                "pipeline": [
-                    {"name": "seed", "module": "tests.helpers:SeedArithmetic",
-                     "options": {"count": 3}},
-                    {"name": "predict", "options": {"prompt": {"user": "{{ question }}"}}},
-                ],
-            }
-        )  # fmt: skip
+        experiment = chat_experiment("traced", url, count=3)
         result = run(experiment)
     assert result.status == "completed", result.failure
     assert set(receiver.paths) == {"/v1/traces", "/v1/metrics"}

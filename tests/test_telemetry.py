@@ -47,6 +47,37 @@ def event(n: int, **fields: Any) -> dict[str, Any]:
     }
 
 
+def chat_experiment(
+    experiment_id: str,
+    url: str,
+    *,
+    count: int,
+    user: str = "{{ question }}",
+    options: dict[str, Any] | None = None,
+    stages: tuple[dict[str, Any], ...] = (),
+    **fields: Any,
+) -> Any:
+    """``count`` arithmetic questions asked of the bundled server's model ``m`` by a predict
+    stage (and ``stages`` after it)."""
+    from crucible_dagster import Experiment
+
+    backend_options = {"model": "m", "cache": False, "backoff_s": 0.01, **(options or {})}
+    return Experiment.model_validate(
+        {
+            "id": experiment_id,
+            "seed": 3,
+            "backend": {"id": "openai_compatible", "endpoint_url": url, "options": backend_options},
+            "pipeline": [
+                {"name": "seed", "module": "tests.helpers:SeedArithmetic",
+                 "options": {"count": count}},
+                {"name": "predict", "options": {"prompt": {"user": user}}},
+                *stages,
+            ],
+            **fields,
+        }
+    )  # fmt: skip
+
+
 def fixed_events() -> list[dict[str, Any]]:
     """Variant a: latencies 10, 20, 30, 40, 100 ms, one failure, cost 0.1 each; variant b: two
     events kept at a sampling rate of 0.5, cost 0.2 each."""
@@ -232,35 +263,20 @@ def test_a_killed_writer_leaves_every_finished_line(tmp_path: Path) -> None:
 def test_a_run_records_one_request_event_per_answer(tmp_path: Path, artifacts_dir: Path) -> None:
     """Against the bundled server: injected 503s retried, a cache hit, each answer an event of
     the predict stage, every line of the run's telemetry.jsonl valid against the schema."""
-    from crucible_dagster import Experiment
     from crucible_dagster.contrib.llm_server import llm_server
     from crucible_dagster.runtime.runner import run
 
     with llm_server() as (url, server):
         server.fail_next(2, status=503)
-        experiment = Experiment.model_validate(
-            {
-                "id": "telemetered",
-                "seed": 3,
-                "backend": {
-                    "id": "openai_compatible",
-                    "endpoint_url": url,
-                    "options": {
-                        "model": "m",
-                        "cache": True,
-                        "cache_dir": str(tmp_path / "cache"),
-                        "backoff_s": 0.01,
-                    },
-                },
-                "pipeline": [
-                    {"name": "seed", "module": "tests.helpers:SeedArithmetic",
-                     "options": {"count": 4}},
-                    {"name": "predict", "options": {"prompt": {"user": "{{ question }}"}}},
-                    {"name": "again", "module": "crucible_dagster.evaluation.predict:PredictStage",
-                     "options": {"prompt": {"user": "{{ question }}"}}},
-                ],
-            }
-        )  # fmt: skip
+        again = {"name": "again", "module": "crucible_dagster.evaluation.predict:PredictStage",
+                 "options": {"prompt": {"user": "{{ question }}"}}}  # fmt: skip
+        experiment = chat_experiment(
+            "telemetered",
+            url,
+            count=4,
+            options={"cache": True, "cache_dir": str(tmp_path / "cache")},
+            stages=(again,),
+        )
         result = run(experiment)
     assert result.status == "completed", result.failure
     events, problems = read_events(Path(str(result.run_dir)) / "telemetry.jsonl")
@@ -307,26 +323,13 @@ def test_the_cli_prints_exports_and_compares(cli: Cli, tmp_path: Path, artifacts
 
 
 def _prompted(url: str, tmp_path: Path, **telemetry: Any) -> Any:
-    from crucible_dagster import Experiment
-
-    return Experiment.model_validate(
-        {
-            "id": "privacy",
-            "seed": 5,
-            "backend": {
-                "id": "openai_compatible",
-                "endpoint_url": url,
-                "options": {"model": "m", "cache": False},
-            },
-            "pipeline": [
-                {"name": "seed", "module": "tests.helpers:SeedArithmetic",
-                 "options": {"count": 40}},
-                {"name": "predict", "options": {"prompt": {
-                    "user": "Mail jane.doe@example.com about {{ question }}"}}},
-            ],
-            **({"telemetry": telemetry} if telemetry else {}),
-        }
-    )  # fmt: skip
+    return chat_experiment(
+        "privacy",
+        url,
+        count=40,
+        user="Mail jane.doe@example.com about {{ question }}",
+        telemetry=telemetry or None,
+    )
 
 
 def _requests_of(result: Any) -> tuple[list[Any], str]:
