@@ -97,6 +97,7 @@ def attributes(span: Any) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow  # the OpenTelemetry SDK's import and a run with HTTP round trips
 def test_a_run_arrives_as_a_span_tree(receiver: Receiver, artifacts_dir: Path) -> None:
     from crucible_dagster.contrib.llm_server import llm_server
     from crucible_dagster.runtime.runner import run

@@ -223,6 +223,7 @@ for i in range(int(sys.argv[2])):
 """
 
 
+@pytest.mark.slow  # Python subprocesses
 def test_processes_and_threads_append_whole_lines(tmp_path: Path) -> None:
     path = tmp_path / "telemetry.jsonl"
     procs = [
@@ -246,6 +247,7 @@ def test_processes_and_threads_append_whole_lines(tmp_path: Path) -> None:
     assert len({e.event_id for e in events}) == 1800
 
 
+@pytest.mark.slow  # Python subprocesses
 def test_a_killed_writer_leaves_every_finished_line(tmp_path: Path) -> None:
     path = tmp_path / "telemetry.jsonl"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "10000000", "k"])
