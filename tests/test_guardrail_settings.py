@@ -86,7 +86,7 @@ def test_detection_and_redaction_in_examples_predictions_and_outputs() -> None:
     events, problems = read_events(path)
     found = {e.finding: e.count for e in events if e.event == "guardrail_findings"}
     assert problems == [] and found == {"jailbreak": 1, "pii": 3, "prompt_injection": 1}
-    assert "jane@example.org" not in path.read_text() and "555" not in path.read_text()
+    assert "jane@example.org" not in path.read_text() and "415 555 0100" not in path.read_text()
 
 
 def test_strict_profile_fails_on_detection_and_permissive_only_counts_pii() -> None:

@@ -172,3 +172,40 @@ def test_an_unreachable_collector_never_fails_the_run(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     result = run(Experiment.model_validate({"id": "x", "pipeline": [{"name": "validate"}]}))
     assert result.status == "completed"
+
+
+def test_a_collector_that_hangs_costs_the_deadline_and_the_record_is_final_first(
+    monkeypatch: pytest.MonkeyPatch, artifacts_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Attack finding: a collector that accepts and never answers held the run open for
+    minutes with its manifest not final. The record is final before the export starts, and
+    the export is abandoned at OTEL_EXPORTER_OTLP_TIMEOUT, said once."""
+    import json
+    import socket
+
+    from crucible_dagster import Experiment
+    from crucible_dagster.runtime.runner import run
+
+    with socket.socket() as listener:  # accepts connections, answers nothing
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        monkeypatch.setenv("CRUCIBLE_OTEL", "otlp")
+        monkeypatch.setenv(
+            "OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}"
+        )
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+        result = run(Experiment.model_validate({"id": "x", "pipeline": [{"name": "validate"}]}))
+    assert result.status == "completed"
+    manifest = json.loads((Path(str(result.run_dir)) / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    said = [r.getMessage() for r in caplog.records if "OTLP export" in r.getMessage()]
+    assert len(said) == 1 and "did not finish within 1 s" in said[0], said
+
+
+@pytest.mark.parametrize("value", ["OTLP", "1", "true", " otlp", "yes"])
+def test_crucible_otel_has_one_spelling(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from crucible_dagster.telemetry.otlp import OtlpSetupError, otlp_enabled
+
+    monkeypatch.setenv("CRUCIBLE_OTEL", value)
+    with pytest.raises(OtlpSetupError, match="expected otlp or off"):
+        otlp_enabled()

@@ -36,6 +36,7 @@ T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 def event(n: int, **fields: Any) -> dict[str, Any]:
+    """A request event (what a request must say, overridable) at minute ``n``."""
     return {
         "schema_version": 1,
         "event_id": f"e{n}",
@@ -43,6 +44,9 @@ def event(n: int, **fields: Any) -> dict[str, Any]:
         "timestamp": (T0 + timedelta(minutes=n)).isoformat(),
         "experiment_id": "x",
         "run_id": "r1",
+        "variant": "v",
+        "sample_id": f"s{n}",
+        "success": True,
         **fields,
     }
 
@@ -91,7 +95,8 @@ def fixed_events() -> list[dict[str, Any]]:
               sampling_rate=0.5)
         for i, ms in enumerate([50, 70])
     ]  # fmt: skip
-    lifecycle = [{**event(20), "event": "run_completed", "duration_ms": 12.5}]
+    lifecycle = [{"schema_version": 1, "event_id": "e20", "event": "run_completed",
+                  "timestamp": (T0 + timedelta(minutes=20)).isoformat(), "duration_ms": 12.5}]  # fmt: skip
     return a + b + lifecycle
 
 
@@ -209,7 +214,7 @@ def test_hostile_lines_are_located_and_the_rest_kept(tmp_path: Path) -> None:
     assert len(problems) == 8  # the torn line, bad bytes and the array too
     link = tmp_path / "link.jsonl"
     link.symlink_to(path)
-    assert read_events(link) == ([], [f"{link}: expected a regular file"])
+    assert read_events(link) == ([], [f"{link}: expected a regular file, found a symlink"])
 
 
 WRITER = """
@@ -219,7 +224,8 @@ from crucible_dagster.telemetry.writer import EventWriter
 write = EventWriter(Path(sys.argv[1]))
 for i in range(int(sys.argv[2])):
     write({"schema_version": 1, "event_id": f"{sys.argv[3]}-{i}", "event": "request",
-           "timestamp": "2026-12-03T09:00:00+00:00", "message": "x" * 3000})
+           "timestamp": "2026-12-03T09:00:00+00:00", "message": "x" * 3000,
+           "variant": "v", "sample_id": str(i), "success": True})
 """
 
 
@@ -319,7 +325,7 @@ def test_the_cli_prints_exports_and_compares(cli: Cli, tmp_path: Path, artifacts
     again = cli("telemetry", "x", "--export", "parquet", "--out", str(tmp_path / "e.parquet"))
     assert again.code == 1 and "already exists" in again.err
     bad = cli("telemetry", "x", "--last", "forever")
-    assert bad.code == 1 and "--last: expected a positive duration" in bad.err
+    assert bad.code == 2 and "--last: expected a positive duration" in bad.err
     missing = cli("telemetry", "../etc")
     assert missing.code == 1 and "Traceback" not in missing.err
 
@@ -374,3 +380,85 @@ def test_a_seeded_share_of_requests_is_kept_and_counted_back(
     (row,) = request_metrics(frame).to_dict(orient="records")
     assert row["requests"] == 4 * len(kept_a) and row["events"] == len(kept_a)
     assert sum(server.requests.values()) == 80  # sampling drops events, never requests
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ({"success": "yes"}, "success: Input should be a valid boolean"),
+        ({"latency_ms": "12.5"}, "latency_ms: Input should be a valid number"),
+        ({"prompt_tokens": True}, "prompt_tokens: Input should be a valid integer"),
+        ({"prompt_tokens": 10**30}, "prompt_tokens: Input should be less than or equal to"),
+        ({"sampling_rate": 1e-300}, "sampling_rate: Input should be greater than or equal to"),
+        ({"variant": None}, "a request event needs variant"),
+    ],
+)
+def test_a_line_we_did_not_write_is_reported_not_converted(
+    tmp_path: Path, line: dict[str, Any], expected: str
+) -> None:
+    """Attack findings (issue 27): strict types, bounds, the fields a request must have."""
+    base = event(0, variant="a", sample_id="s", success=True)
+    path = write(tmp_path / "t.jsonl", [base, {**base, **line}])
+    events, problems = read_events(path)
+    assert len(events) == 1 and len(problems) == 1
+    assert problems[0].startswith(f"{path}:2: ") and expected in problems[0], problems
+
+
+def test_infinity_duplicates_and_deep_nesting_are_reported(tmp_path: Path) -> None:
+    base = json.dumps(event(0, variant="a", sample_id="s", success=True))
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        base + "\n"
+        + base.replace('"event_id"', '"latency_ms": 1e400, "event_id"') + "\n"
+        + base.replace('"event_id"', '"latency_ms": Infinity, "event_id"') + "\n"
+        + base.replace('"event_id"', '"success": false, "event_id"') + "\n"
+        + '{"a":' * 5000 + "1" + "}" * 5000 + "\n"
+    )  # fmt: skip
+    events, problems = read_events(path)
+    assert len(events) == 1
+    assert f"{path}:2: latency_ms: Input should be a finite number" in problems[0]
+    assert f"{path}:3: latency_ms: Input should be a finite number" in problems[1]
+    assert f"{path}:4: success: written twice in one event" in problems[2]
+    assert f"{path}:5: expected an event, found JSON nested too deep" in problems[3]
+
+
+def test_unpriced_requests_have_no_cost_rather_than_zero(tmp_path: Path) -> None:
+    rows = [event(i, variant="a", sample_id=f"s{i}", success=True, latency_ms=5) for i in range(3)]
+    frame, _ = events_frame([write(tmp_path / "t.jsonl", rows)])
+    row = request_metrics(frame).iloc[0]
+    assert row["cost_total"] is None or row["cost_total"] != row["cost_total"]
+
+
+def test_csv_export_neutralises_formulas(tmp_path: Path) -> None:
+    rows = [event(0, variant="=HYPERLINK(\"http://x\")", sample_id="@SUM(1)", success=True,
+                  model="a\rb")]  # fmt: skip
+    frame, _ = events_frame([write(tmp_path / "t.jsonl", rows)])
+    path = export_events(frame, "csv", tmp_path / "out.csv")
+    back = pd.read_csv(path)
+    assert back["variant"][0] == '\'=HYPERLINK("http://x")'
+    assert back["sample_id"][0] == "'@SUM(1)" and back["model"][0] == "a\rb"
+
+
+def test_the_cli_refuses_flags_that_mean_nothing_and_names_unreadable_files(
+    cli: Cli, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    run_dir = artifacts_dir / "x" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text("{}")
+    write(run_dir / "telemetry.jsonl", fixed_events())
+    for args, expected in (
+        (("--out", str(tmp_path / "x.csv")), "--out: given without --export"),
+        (("--vs", ""), "--vs: expected a run directory"),
+        (("--metric", "cost"), "--metric: compares with --vs"),
+        (("--last", "99999999999999999999d"), "expected a positive duration"),
+        (("--since", "yesterday"), "expected an ISO 8601 time with its UTC offset"),
+        (("--since", "2026-12-03T10:00+00:00", "--until", "2026-12-03T09:00+00:00"),
+         "--since: expected a time before --until"),
+    ):  # fmt: skip
+        said = cli("telemetry", "x", *args)
+        assert said.code != 0 and expected in said.err, (args, said)
+    other = artifacts_dir / "y" / "r2"
+    other.mkdir(parents=True)
+    (other / "telemetry.jsonl").symlink_to(run_dir / "telemetry.jsonl")
+    said = cli("telemetry", "y")
+    assert said.code == 1 and "telemetry.jsonl: a symlink, not read" in said.err

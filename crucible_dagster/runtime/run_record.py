@@ -295,6 +295,8 @@ class RunRecord:
         _OPEN.pop(self.path, None)
         self._ended = True
         written = self._write_final_manifest()
+        for sink in self._own:  # after the record is final: an export never holds it open
+            getattr(sink, "after_run", lambda: None)()
         full = full or written
         if full is not None:
             raise full

@@ -67,7 +67,7 @@ class Telemetry:
             "pid": os.getpid(),
             **self.common,
             **fields,
-        }
+        } | ({"message": str(fields["message"])[:8000]} if "message" in fields else {})
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = self._event(event, fields)

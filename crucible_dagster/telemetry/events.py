@@ -14,26 +14,34 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
 #: the largest line read back: a longer one is not an event we wrote
 MAX_LINE_BYTES = 64 * 1024
+#: the largest file read back (about two million events); a larger one is refused, not read
+MAX_FILE_BYTES = 512 * 1024 * 1024
 
-Count = Annotated[int, Field(ge=0)]
-Millis = Annotated[float, Field(ge=0)]
+#: a count past this (a trillion) is not one a run made: a record from elsewhere
+Count = Annotated[int, Field(ge=0, le=10**12)]
+Millis = Annotated[float, Field(ge=0, le=10**10, allow_inf_nan=False)]
+Amount = Annotated[float, Field(ge=0, le=10**12, allow_inf_nan=False)]
 Name = Annotated[str, Field(max_length=512)]
+#: what a ``request`` event must say, or it is not one
+REQUEST_FIELDS = ("variant", "sample_id", "success")
 
 
 class TelemetryEvent(BaseModel):
     """One event. ``event`` is its name: ``run_started``, ``stage_completed``, ``request`` ..."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: strict: ``"yes"`` is not a bool nor ``"7"`` a count; a line that says otherwise is
+    #: not one we wrote, and is reported, not converted
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: Annotated[str, Field(min_length=1, max_length=64)]
     event: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-    timestamp: datetime
+    timestamp: Annotated[datetime, Field(strict=False)]  # ISO 8601 text, with its offset
     experiment_id: Name | None = None
     run_id: Name | None = None
     # where in the run
@@ -50,7 +58,7 @@ class TelemetryEvent(BaseModel):
     latency_ms: Millis | None = None
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
-    cost: Annotated[float, Field(ge=0)] | None = None
+    cost: Amount | None = None
     success: bool | None = None
     error_kind: Name | None = None
     cached: bool | None = None
@@ -63,13 +71,13 @@ class TelemetryEvent(BaseModel):
     # an ensemble's vote on one sample
     members_asked: Count | None = None
     members_counted: Count | None = None
-    agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    agreement: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     stopped_early: bool | None = None
     #: a guardrail detector's or a fairness metric's findings: its kind and how many
     finding: Name | None = None
     count: Count | None = None
     #: the share of such events kept (1 when all are): a count of kept events is divided by it
-    sampling_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    sampling_rate: Annotated[float, Field(ge=1e-6, le=1, allow_inf_nan=False)] | None = None
     #: a request's prompt and answer, PII redacted: only with ``telemetry.capture_text: true``
     input_text: Annotated[str, Field(max_length=2000)] | None = None
     output_text: Annotated[str, Field(max_length=2000)] | None = None
@@ -82,9 +90,18 @@ class TelemetryEvent(BaseModel):
     rows: Count | None = None
     fingerprint: Name | None = None
     trials: Count | None = None
+
+    @model_validator(mode="after")
+    def _a_request_says_what_it_was(self) -> TelemetryEvent:
+        if self.event == "request":
+            missing = [f for f in REQUEST_FIELDS if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"a request event needs {', '.join(missing)}")
+        return self
+
     #: a trial's (or a run's) status, and its sweep metric's value
     status: Name | None = None
-    value: float | None = None
+    value: Annotated[float, Field(allow_inf_nan=False)] | None = None
 
 
 def tz_aware(event: TelemetryEvent) -> TelemetryEvent:
@@ -101,7 +118,12 @@ def read_events(path: str | Path) -> tuple[list[TelemetryEvent], list[str]]:
     events: list[TelemetryEvent] = []
     problems: list[str] = []
     if path.is_symlink() or not path.is_file():
-        return events, [f"{path}: expected a regular file"]
+        found = "a symlink" if path.is_symlink() else "not a regular file"
+        return events, [f"{path}: expected a regular file, found {found}"]
+    if path.stat().st_size > MAX_FILE_BYTES:
+        return events, [
+            f"{path}: expected at most {MAX_FILE_BYTES} bytes, found {path.stat().st_size}"
+        ]
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
@@ -111,13 +133,26 @@ def read_events(path: str | Path) -> tuple[list[TelemetryEvent], list[str]]:
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw.decode("utf-8"))
+                data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
                 events.append(tz_aware(TelemetryEvent.model_validate(data)))
             except UnicodeDecodeError:
                 problems.append(f"{where}: expected UTF-8 text")
+            except RecursionError:
+                problems.append(f"{where}: expected an event, found JSON nested too deep")
             except ValueError as exc:
                 problems.append(_problem(where, exc))
     return events, problems
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose keys are each written once: a repeated key is refused, never
+    silently the last one."""
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"{key}: written twice in one event")
+        seen[key] = value
+    return seen
 
 
 def _problem(where: str, exc: Exception) -> str:

@@ -33,11 +33,15 @@ class TelemetryQueryError(ValueError):
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``15m``, ``1h``, ``2d`` as a time span."""
     found = _DURATION.match(text)
-    if not found or float(found.group(1)) <= 0:
-        raise TelemetryQueryError(
-            f"--last: expected a positive duration such as 90s, 15m, 1h or 2d, got {text!r}"
-        )
-    return timedelta(**{_UNITS[found.group(2)]: float(found.group(1))})
+    try:
+        if found and float(found.group(1)) > 0:
+            return timedelta(**{_UNITS[found.group(2)]: float(found.group(1))})
+    except OverflowError:
+        pass
+    raise TelemetryQueryError(
+        f"--last: expected a positive duration such as 90s, 15m, 1h or 2d (at most "
+        f"{timedelta.max.days} days), got {text!r}"
+    )
 
 
 def events_frame(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[str]]:
@@ -79,6 +83,8 @@ def within(
     for bound, name in ((since, "--since"), (until, "--until"), (now, "now")):
         if bound is not None and bound.tzinfo is None:
             raise TelemetryQueryError(f"{name}: expected a time with its UTC offset, got {bound}")
+    if since is not None and until is not None and since > until:
+        raise TelemetryQueryError(f"--since: expected a time before --until ({until}), got {since}")
     if since is not None:
         keep &= times >= pd.Timestamp(since)
     if until is not None:
@@ -122,7 +128,8 @@ def _group_metrics(group: pd.DataFrame) -> dict[str, Any]:
     count = float(weight.sum())
     success = group["success"].fillna(False).astype(bool)
     latency = group["latency_ms"].dropna().astype(float).to_numpy()
-    cost = float((group["cost"].fillna(0.0).astype(float) * weight).sum())
+    priced = group["cost"].notna().any()  # no event priced: the cost is unknown, not 0
+    cost = float((group["cost"].fillna(0.0).astype(float) * weight).sum()) if priced else None
     prompt = float((group["prompt_tokens"].fillna(0).astype(float) * weight).sum())
     completion = float((group["completion_tokens"].fillna(0).astype(float) * weight).sum())
     row: dict[str, Any] = {
@@ -141,8 +148,8 @@ def _group_metrics(group: pd.DataFrame) -> dict[str, Any]:
     row.update(
         {
             "cost_total": cost,
-            "cost_per_request": cost / count,
-            "cost_per_1k_requests": 1000 * cost / count,
+            "cost_per_request": cost / count if cost is not None else None,
+            "cost_per_1k_requests": 1000 * cost / count if cost is not None else None,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "tokens_per_request": (prompt + completion) / count,

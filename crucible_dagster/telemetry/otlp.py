@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -31,11 +32,12 @@ class OtlpSetupError(ValueError):
 
 
 def otlp_enabled() -> bool:
-    """``CRUCIBLE_OTEL``: unset or ``off`` is off, ``otlp`` is on; anything else is refused."""
-    value = os.environ.get(OTEL_ENV, "").strip().lower()
-    if value in ("", "off", "0", "false"):
+    """``CRUCIBLE_OTEL``: unset, empty or ``off`` is off, ``otlp`` is on; anything else is
+    refused (``OTLP``, ``1``, ``true`` included: one spelling, as documented)."""
+    value = os.environ.get(OTEL_ENV, "")
+    if value in ("", "off"):
         return False
-    if value not in ("otlp", "1", "true", "on"):
+    if value != "otlp":
         raise OtlpSetupError(f"{OTEL_ENV}: expected otlp or off, got {value!r}")
     try:
         import opentelemetry.exporter.otlp.proto.http.trace_exporter
@@ -47,6 +49,16 @@ def otlp_enabled() -> bool:
     return True
 
 
+def export_deadline_s() -> float:
+    """How long a run's export may take in all: ``OTEL_EXPORTER_OTLP_TIMEOUT`` (seconds, as
+    OpenTelemetry reads it), else 10; never more than 60."""
+    try:
+        wanted = float(os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT", "10"))
+    except ValueError:
+        wanted = 10.0
+    return min(max(wanted, 0.1), 60.0) if wanted == wanted else 10.0
+
+
 def trace_sinks(telemetry_file: Path) -> list[OtlpTraceSink]:
     """The OTLP trace export of a run whose events go to ``telemetry_file``, when
     ``CRUCIBLE_OTEL`` asks for it (checked: a bad value is refused here)."""
@@ -54,23 +66,49 @@ def trace_sinks(telemetry_file: Path) -> list[OtlpTraceSink]:
 
 
 class OtlpTraceSink:
-    """A telemetry sink that exports the run's trace when the run ends (a failed export is
-    logged: telemetry never fails a run)."""
+    """A telemetry sink that notes the run's end; ``after_run`` (called once the run's record
+    is final) exports its trace and metrics within ``export_deadline_s``, on a thread of its
+    own that is abandoned past the deadline: a collector that is down, hangs or answers a byte
+    at a time costs the run at most that long, logged once, and never fails it."""
 
     def __init__(self, telemetry_file: Path):
         self.telemetry_file = telemetry_file
+        self._ended = False
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("event") not in RUN_ENDS:
+        if event.get("event") in RUN_ENDS:
+            self._ended = True
+
+    def after_run(self) -> None:
+        if not self._ended:
             return
+        self._ended = False
         events, problems = read_events(self.telemetry_file)
-        for problem in problems:
-            logger.warning("OTLP export skips %s", problem)
-        for export in (export_trace, export_metrics):
-            try:
-                export(events)
-            except Exception as exc:  # the exporter's own errors: the run's result stands
-                logger.warning("OTLP export failed: %s: %s", type(exc).__name__, exc)
+        if problems:
+            logger.warning(
+                "OTLP export skips %d unreadable line(s): %s", len(problems), problems[0]
+            )
+        failures: list[str] = []
+
+        def export() -> None:
+            deadline = export_deadline_s()
+            for send in (export_trace, export_metrics):
+                try:
+                    send(events, timeout_s=deadline)
+                except Exception as exc:  # the exporter's own errors: the run's result stands
+                    failures.append(f"{type(exc).__name__}: {exc}")
+
+        thread = threading.Thread(target=export, name="crucible-otlp", daemon=True)
+        thread.start()
+        thread.join(export_deadline_s())
+        if thread.is_alive():
+            logger.warning(
+                "OTLP export did not finish within %.0f s (OTEL_EXPORTER_OTLP_TIMEOUT); "
+                "the run's record is complete, its trace was not sent",
+                export_deadline_s(),
+            )
+        elif failures:
+            logger.warning("OTLP export failed: %s", failures[0])
 
 
 def _ns(when: datetime) -> int:
@@ -93,36 +131,44 @@ def _attributes(event: TelemetryEvent) -> dict[str, Any]:
     return found
 
 
-def export_trace(events: Iterable[TelemetryEvent], exporter: Any = None) -> int:
-    """Send the run in ``events`` as one trace; the number of spans sent."""
+def export_trace(
+    events: Iterable[TelemetryEvent], exporter: Any = None, timeout_s: float = 10.0
+) -> int:
+    """Send the run in ``events`` as one trace, in one request; the number of spans sent."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     events = sorted(events, key=lambda e: e.timestamp)
     start = next((e for e in events if e.event == "run_started"), None)
     end = next((e for e in reversed(events) if e.event in RUN_ENDS), None)
     if start is None or end is None:
         return 0
-    provider, tracer = _tracer(start, exporter)
+    built = InMemorySpanExporter()  # the spans are built first, then sent in one request
+    provider, tracer = _tracer(start, SimpleSpanProcessor(built))
     trace = _SpanTree(tracer, start)
     for event in events:
         trace.add(event)
-    sent = trace.end(end)
+    trace.end(end)
     provider.shutdown()
-    return sent
-
-
-def _tracer(start: TelemetryEvent, exporter: Any) -> tuple[Any, Any]:
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
+    spans = built.get_finished_spans()
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()
+        exporter = OTLPSpanExporter(timeout=timeout_s)
+    exporter.export(spans)
+    exporter.shutdown()
+    return len(spans)
+
+
+def _tracer(start: TelemetryEvent, processor: Any) -> tuple[Any, Any]:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
     resource = Resource.create(
         {"service.name": "crucible", "crucible.experiment_id": start.experiment_id or ""}
     )
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(processor)
     return provider, provider.get_tracer("crucible_dagster")
 
 
@@ -178,7 +224,9 @@ class _SpanTree:
         return self.sent
 
 
-def export_metrics(events: Iterable[TelemetryEvent], exporter: Any = None) -> int:
+def export_metrics(
+    events: Iterable[TelemetryEvent], exporter: Any = None, timeout_s: float = 10.0
+) -> int:
     """The run's requests as OTLP metrics: ``crucible.requests`` (a count, by variant, model
     and outcome, each kept event standing for 1 / sampling_rate), ``crucible.request.duration``
     (a histogram in ms), ``crucible.request.cost`` and ``crucible.request.tokens``; the number
@@ -193,7 +241,7 @@ def export_metrics(events: Iterable[TelemetryEvent], exporter: Any = None) -> in
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        exporter = OTLPMetricExporter()
+        exporter = OTLPMetricExporter(timeout=timeout_s)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     resource = Resource.create(
         {"service.name": "crucible", "crucible.experiment_id": requests[0].experiment_id or ""}
@@ -218,5 +266,5 @@ def export_metrics(events: Iterable[TelemetryEvent], exporter: Any = None) -> in
         cost.add((event.cost or 0.0) * weight, where)
         used = (event.prompt_tokens or 0) + (event.completion_tokens or 0)
         tokens.add(used * weight, where)
-    provider.shutdown()  # collects and exports once
+    provider.shutdown(timeout_millis=timeout_s * 1000)  # collects and exports once
     return len(requests)

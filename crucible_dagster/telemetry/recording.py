@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from crucible_dagster.common.pii import redact
+
 Write = Callable[..., None]
 _CURRENT: ContextVar[tuple[Write, dict[str, Any]] | None] = ContextVar(
     "crucible_telemetry", default=None
@@ -35,5 +37,8 @@ def record(event: str, **fields: Any) -> bool:
     if bound is None:
         return False
     write, where = bound
+    sample_id = fields.get("sample_id")
+    if isinstance(sample_id, str):  # an id may be the PII itself (an email as the id column)
+        fields["sample_id"] = redact(sample_id)[:512]
     write(event, **where, **fields)
     return True
