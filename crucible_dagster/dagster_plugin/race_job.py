@@ -33,6 +33,7 @@ from crucible_dagster.dagster_plugin.sweep import (
     run_trial_group,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.experiment.ir import step_size
 from crucible_dagster.runtime.driver import Run
 from crucible_dagster.sweeps.grid import Trial, expand_grid
 from crucible_dagster.sweeps.running import TrialOutcome
@@ -63,7 +64,7 @@ def round_steps(experiment: Experiment) -> int:
 
 
 def _batches(experiment: Experiment, trials: list[Trial]) -> list[list[Trial]]:
-    size = experiment.sweep.trials_per_step if experiment.sweep else len(trials)
+    size = step_size(experiment.sweep, len(trials))
     return [trials[i : i + size] for i in range(0, len(trials), size)]
 
 

@@ -32,15 +32,16 @@ from crucible_dagster.dagster_plugin.sweep import (
     mapped_steps,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.experiment.ir import step_size
 from crucible_dagster.runtime.driver import Run
 from crucible_dagster.sweeps.running import TrialOutcome
 
 
 def slot_batches(experiment: Experiment) -> list[list[int]]:
-    """The study's slots grouped for steps: ``sweep.trials_per_step`` each."""
+    """The study's slots grouped for steps: ``sweep.trials_per_step`` each (``step_size``)."""
     assert experiment.sweep is not None
     slots = list(range(experiment.sweep.study.n_trials))
-    size = experiment.sweep.trials_per_step
+    size = step_size(experiment.sweep, len(slots))
     return [slots[i : i + size] for i in range(0, len(slots), size)]
 
 

@@ -24,7 +24,7 @@ from crucible_dagster.dagster_plugin.ops import (
 )
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from crucible_dagster.experiment.ir import DEFAULT_TRIALS_PER_STEP
+from crucible_dagster.experiment.ir import step_size
 from crucible_dagster.runtime.driver import Run, StageFailure
 from crucible_dagster.runtime.run_record import read_manifest, run_directory
 from crucible_dagster.sweeps.finish import finish_sweep
@@ -36,9 +36,10 @@ RESULT_OUT = {"result": dg.Out(io_manager_key=IO_MANAGER_KEY)}
 
 
 def _batches(experiment: Experiment) -> list[list[Trial]]:
-    """Trials grouped for steps: ``sweep.trials_per_step`` each (one event-log round per step)."""
+    """Trials grouped for steps: ``sweep.trials_per_step`` each (one event-log round per step),
+    or when unset about four steps of at most 20 (``step_size``)."""
     trials = expand_grid(experiment)
-    size = experiment.sweep.trials_per_step if experiment.sweep else DEFAULT_TRIALS_PER_STEP
+    size = step_size(experiment.sweep, len(trials))
     return [trials[i : i + size] for i in range(0, len(trials), size)]
 
 

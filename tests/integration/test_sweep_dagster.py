@@ -79,9 +79,9 @@ def test_demo_sweep_same_numbers_in_dagster_and_crucible_run(
             e.step_key
             for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
         }
-        # 20 trials, 20 a step (the default): one step, and still one run directory a trial
+        # 20 trials, trials_per_step unset: four steps of 5, and still one run directory a trial
         assert {s for s in steps if s and s.startswith("run_trial[")} == {
-            "run_trial[trials_1_to_20]"
+            f"run_trial[trials_{start}_to_{start + 4}]" for start in (1, 6, 11, 16)
         }
         event = instance.get_latest_materialization_event(
             dg.AssetKey(["crucible", "classifier_sweep", "sweep"])

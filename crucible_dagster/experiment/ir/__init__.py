@@ -69,7 +69,11 @@ from crucible_dagster.experiment.ir.reliability import (
     normalize_test_name,
 )
 from crucible_dagster.experiment.ir.study_settings import OptunaSettings, SearchParam
-from crucible_dagster.experiment.ir.sweep_settings import DEFAULT_TRIALS_PER_STEP, SweepConfig
+from crucible_dagster.experiment.ir.sweep_settings import (
+    DEFAULT_TRIALS_PER_STEP,
+    SweepConfig,
+    step_size,
+)
 from crucible_dagster.experiment.ir.telemetry_settings import TelemetrySettings
 
 __all__ = [
@@ -129,4 +133,5 @@ __all__ = [
     "legacy_spellings_used",
     "normalize_correction",
     "normalize_test_name",
+    "step_size",
 ]
