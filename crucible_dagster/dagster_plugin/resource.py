@@ -62,6 +62,13 @@ class CrucibleResource(dg.ConfigurableResource):
         description="A sweep's seed replicates for this run, each from 0 to 4294967295 "
         f"({CHECKED_AT_START}); pre-filled with the experiment's.",
     )
+    trials_per_step: int | None = Field(
+        default=None,
+        description="A one-run sweep's trials per Dagster step for this run, from 1 to 1000 "
+        f"({CHECKED_AT_START}, before any trial); empty: a quarter of the trials a step, at "
+        "most 20. Smaller makes more steps, run side by side under the multiprocess executor. "
+        "Pre-filled with the experiment's sweep.trials_per_step.",
+    )
     racing: dict[str, Any] | None = Field(
         default=None,
         description="A raced sweep's sweep.racing for this run (alpha, method, first_look, "
@@ -99,6 +106,11 @@ class CrucibleResource(dg.ConfigurableResource):
             else None
         )
         seeds = list(experiment.seeds) if sweep else None
+        trials_per_step = (
+            experiment.sweep.trials_per_step
+            if experiment.sweep is not None and _groups_trials(experiment)
+            else None
+        )
         racing = _racing_settings(experiment)
         optuna = _study_settings(experiment)
         settings = (
@@ -107,6 +119,7 @@ class CrucibleResource(dg.ConfigurableResource):
             experiment.seed,
             parameters,
             seeds,
+            trials_per_step,
             racing,
             optuna,
         )
@@ -118,6 +131,7 @@ class CrucibleResource(dg.ConfigurableResource):
                 seed=experiment.seed,
                 parameters=parameters,
                 seeds=seeds,
+                trials_per_step=trials_per_step,
                 racing=racing,
                 optuna=optuna,
             )
@@ -133,6 +147,7 @@ class CrucibleResource(dg.ConfigurableResource):
             changes["parameters"] = self.parameters
         if self.seeds is not None and self.seeds != experiment.seeds:
             changes["seeds"] = self.seeds
+        changes.update(self._step_size(experiment))
         racing = _racing_settings(experiment)
         if self.racing is not None and racing is not None and {**racing, **self.racing} != racing:
             changes["racing"] = {**racing, **self.racing}  # keys not given keep the file's
@@ -142,7 +157,7 @@ class CrucibleResource(dg.ConfigurableResource):
         if not changes:
             return experiment
         data = experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        for block in ("racing", "optuna"):  # blocks of the sweep, given at the top of the config
+        for block in _SWEEP_KEYS:  # keys of the sweep, given at the top of the config
             if block in changes:
                 data["sweep"] = {**data.get("sweep", {}), block: changes.pop(block)}
         try:
@@ -150,14 +165,43 @@ class CrucibleResource(dg.ConfigurableResource):
         except ValidationError as exc:
             # the IR's own line for the value, as `crucible validate` words it for the file
             field, message = explain_error(exc.errors()[0], Experiment)
-            if field.startswith(("sweep.racing", "sweep.optuna")):  # run config: racing, optuna
+            if field.startswith(tuple(f"sweep.{key}" for key in _SWEEP_KEYS)):  # run config keys
                 field = field.removeprefix("sweep.")
             raise dg.Failure(
                 description=f"resources.crucible.config.{field}: {message}", allow_retries=False
             ) from None
 
+    def _step_size(self, experiment: Experiment) -> dict[str, Any]:
+        """This run's ``trials_per_step`` as a change to the experiment (none when it is the
+        file's); refused, with the field named, where no step groups trials."""
+        wanted = self.trials_per_step
+        if wanted is None:
+            return {}
+        if not _groups_trials(experiment):
+            if not experiment.is_sweep:
+                why = f"experiment {experiment.id} is not a sweep"
+            elif experiment.sweep is None:
+                why = f"experiment {experiment.id} has no sweep block: set it in the file"
+            else:
+                why = "a sweep as partitions runs one trial per partition"
+            raise dg.Failure(
+                description=f"resources.crucible.config.trials_per_step: {why}; leave it empty",
+                allow_retries=False,
+            )
+        assert experiment.sweep is not None
+        return {} if wanted == experiment.sweep.trials_per_step else {"trials_per_step": wanted}
 
+
+#: the run config keys that set a key of the experiment's ``sweep``
+_SWEEP_KEYS = ("trials_per_step", "racing", "optuna")
 _PER_EXPERIMENT: dict[str, CrucibleResource] = {}
+
+
+def _groups_trials(experiment: Experiment) -> bool:
+    """Whether steps group the experiment's trials: a one-run sweep (grid, race or study: each
+    fans out when it runs), not a sweep as partitions (a trial per partition) or no sweep."""
+    sweep = experiment.sweep
+    return sweep is not None and experiment.is_sweep and experiment.dagster.sweep.mode == "run"
 
 
 def _racing_settings(experiment: Experiment) -> dict[str, Any] | None:
