@@ -7,6 +7,7 @@ the others' outcomes are read back from the parent run's storage.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -251,6 +252,54 @@ def build_sweep_job(
     return sweep_job
 
 
+#: the per-configuration table's rows at most (a grid of thousands of points stays a table the
+#: UI can show; the sweep's reports hold every row)
+MAX_TABLE_ROWS = 500
+
+
+def configurations_table(
+    experiment: Experiment, comparison: dict[str, Any]
+) -> dg.TableMetadataValue | None:
+    """One row per configuration: its parameters, n, the mean of the sweep metric and its
+    confidence interval, rounded to what the interval resolves (``round_by_interval``); None
+    when nothing was compared."""
+    from crucible_dagster.reports.precision import round_by_interval
+
+    summaries = comparison.get("configurations") or {}
+    if not isinstance(summaries, dict) or not summaries:
+        return None
+    sweep = experiment.sweep
+    metric = sweep.metric if sweep is not None else "the metric"
+    level = f"{1 - sweep.alpha:.0%}" if sweep is not None else "the"
+    records = []
+    for name, summary in list(summaries.items())[:MAX_TABLE_ROWS]:
+        mean, low, high = round_by_interval(
+            summary.get("mean"), summary.get("ci_low"), summary.get("ci_high")
+        )
+        n = summary.get("n")
+        records.append(
+            dg.TableRecord(
+                {
+                    "configuration": str(name),
+                    "parameters": json.dumps(summary.get("params") or {}, sort_keys=True),
+                    "n": n if isinstance(n, int) and not isinstance(n, bool) else None,
+                    "mean": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+        )
+    columns = [
+        dg.TableColumn("configuration", "string"),
+        dg.TableColumn("parameters", "string", description="the grid point"),
+        dg.TableColumn("n", "int", description="values of the metric (seeds x folds)"),
+        dg.TableColumn("mean", "float", description=f"mean {metric}"),
+        dg.TableColumn("ci_low", "float", description=f"{level} confidence interval, low"),
+        dg.TableColumn("ci_high", "float", description=f"{level} confidence interval, high"),
+    ]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
+
+
 def sweep_materialization(
     experiment: Experiment,
     translator: CrucibleTranslator,
@@ -273,6 +322,9 @@ def sweep_materialization(
     if isinstance(study.get("best"), dict):  # an Optuna sweep: its best trial's parameters
         metadata["study/best_params"] = dg.MetadataValue.json(study["best"].get("params") or {})
         metadata["study/pruned"] = int(study.get("pruned") or 0)
+    table = configurations_table(experiment, comparison)
+    if table is not None:
+        metadata["configurations"] = table
     for name, summary in (comparison.get("configurations") or {}).items():
         if isinstance(summary.get("mean"), float):
             metadata[f"mean/{name}"] = dg.MetadataValue.float(summary["mean"])

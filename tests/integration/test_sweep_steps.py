@@ -1,5 +1,6 @@
 """A one-run sweep's fan-out (issue 26, item 5): how many trials a step takes when the file says
-nothing, and ``trials_per_step`` set from the Launchpad (checked before any trial runs)."""
+nothing, ``trials_per_step`` set from the Launchpad (checked before any trial runs), and the
+sweep asset's per-configuration table."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.experiment.ir import SweepConfig, step_size
+from crucible_dagster.reports.precision import round_by_interval
 from tests.integration.events import step_keys
 from tests.integration.jobs import sweep_experiment
 from tests.test_history import gated
@@ -127,3 +129,54 @@ def test_a_size_where_no_step_groups_trials_is_refused_with_the_reason() -> None
         assert why in raised.value.description
     # the file's own value, or none given, changes nothing
     assert CrucibleResource(trials_per_step=None).applied_to(gated()) == gated()
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high", "expected"),
+    [
+        (0.988431, 0.98371, 0.99302, (0.9884, 0.9837, 0.993)),  # half-width 0.0047
+        (1234.56, 1100.2, 1350.9, (1230.0, 1100.0, 1350.0)),  # half-width 125: tens
+        (0.5, None, None, (0.5, None, None)),  # no interval: four significant digits
+        (0.123456789, None, None, (0.1235, None, None)),
+        (0.7, 0.7, 0.7, (0.7, 0.7, 0.7)),  # zero width: four significant digits
+        (float("nan"), 0.1, 0.2, (None, 0.1, 0.2)),  # NaN is no number to show
+        (0.3, float("-inf"), 0.4, (0.3, None, 0.4)),
+    ],
+)
+def test_numbers_are_rounded_to_what_their_interval_resolves(
+    value: float, low: Any, high: Any, expected: tuple[Any, ...]
+) -> None:
+    assert round_by_interval(value, low, high) == expected
+
+
+def test_the_sweep_asset_has_a_table_of_configurations(artifacts_dir: Path) -> None:
+    with dg.instance_for_test() as instance:
+        result = build_job(sweep_experiment()).execute_in_process(instance=instance)
+    (materialization,) = result.asset_materializations_for_node("compare_trials")
+    table = materialization.metadata["configurations"]
+    assert isinstance(table, dg.TableMetadataValue)
+    assert [c.name for c in table.schema.columns] == [
+        "configuration",
+        "parameters",
+        "n",
+        "mean",
+        "ci_low",
+        "ci_high",
+    ]
+    comparison = result.output_for_node("compare_trials")
+    rows = {r.data["configuration"]: r.data for r in table.records}
+    assert list(rows) == list(comparison["configurations"])
+    for name, summary in comparison["configurations"].items():
+        row = rows[name]
+        assert row["n"] == summary["n"] == 20  # 4 seeds x 5 folds
+        assert json.loads(str(row["parameters"])) == summary["params"]
+        low, high = summary["ci_low"], summary["ci_high"]
+        # rounded, and by no more than the interval's resolution
+        half = (high - low) / 2
+        assert abs(row["mean"] - summary["mean"]) <= half / 10
+        assert len(repr(row["mean"]).split(".")[1]) <= 4
+        assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+    # the scalar means stay beside it, for the UI's plots across runs
+    assert {k for k in materialization.metadata if k.startswith("mean/")} == {
+        f"mean/{name}" for name in rows
+    }
