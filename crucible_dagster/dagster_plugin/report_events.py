@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -143,15 +142,10 @@ def _rounded(value: Any, digits: int = ESTIMATE_DIGITS) -> float | None:
 
 
 def _preview(ctx: Context) -> str:
-    """The readable summary, with the run directory's plots linked by absolute file path."""
-    from crucible_dagster.reports.markdown import summary_markdown
+    """The readable summary with the run directory's plots inline (``previews``)."""
+    from crucible_dagster.dagster_plugin.previews import report_preview
 
-    plots = (
-        {p.stem.replace("_", " "): str(p) for p in sorted(Path(ctx.run_dir).glob("*.svg"))}
-        if ctx.run_dir
-        else {}
-    )
-    return summary_markdown(ctx, plots)[:20000]
+    return report_preview(ctx)
 
 
 def _comparison_record(row: Any) -> dict[str, Any]:

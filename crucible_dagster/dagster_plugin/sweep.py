@@ -306,14 +306,12 @@ def sweep_materialization(
     comparison: dict[str, Any],
     paths: dict[str, str],
 ) -> Iterator[dg.AssetMaterialization]:
-    from pathlib import Path
+    from crucible_dagster.dagster_plugin.previews import sweep_preview
 
     metadata: dict[str, Any] = {
         f"path/{fmt}": dg.MetadataValue.path(path) for fmt, path in paths.items()
     }
-    metadata["preview"] = dg.MetadataValue.md(
-        Path(paths["markdown"]).read_text(encoding="utf-8")[:20000]
-    )
+    metadata["preview"] = dg.MetadataValue.md(sweep_preview(Path(paths["markdown"])))
     best = comparison.get("best") or {}
     if best:
         metadata["best_configuration"] = str(best.get("configuration"))

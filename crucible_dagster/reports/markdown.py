@@ -217,10 +217,10 @@ def render_markdown(ctx: Context, plots: Mapping[str, Plot] | None = None) -> st
     return "\n".join(lines)
 
 
-def summary_markdown(ctx: Context, plot_paths: Mapping[str, str] | None = None) -> str:
+def summary_markdown(ctx: Context) -> str:
     """A short readable summary for a preview pane (the Dagster asset page): the verdicts, the
-    comparison table and its decision record, and links to the plots' files. No JSON or
-    trace dumps: the full report has them."""
+    comparison table and its decision record. No JSON or trace dumps: the full report has them;
+    the pane adds the plots (``plots_markdown``)."""
     data = report_data(ctx)
     lines = _header(data)
     lines += quality_markdown(data["metrics"].get("quality_targets"))
@@ -233,8 +233,19 @@ def summary_markdown(ctx: Context, plot_paths: Mapping[str, str] | None = None) 
             "",
         ]
     lines += bench_markdown(data["metrics"].get("bench"))
-    if plot_paths:
-        lines += ["## Plots", ""]
-        lines += [f"- [{md_text(name)}]({path})" for name, path in plot_paths.items()]
-        lines.append("")
     return "\n".join(lines)
+
+
+def plots_markdown(images: Mapping[str, str], left_out: Mapping[str, str] | None = None) -> str:
+    """A "Plots" section: each image (name -> a ``data:`` URI, ``svg_data_uri``) shown inline,
+    and each plot left out with why. Only images that need no file: a preview pane cannot
+    read the run directory, and a path there would be a link to nowhere."""
+    if not images and not left_out:
+        return ""
+    lines = ["## Plots", ""]
+    for name, source in images.items():
+        if not source.startswith("data:image/") or re.search(r"[\s()<>]", source):
+            raise ValueError(f"plot {name!r}: an inline image needs a data URI")
+        lines += [f"![{md_text(name)}]({source})", ""]
+    lines += [f"- {md_text(name)}: {md_text(why)}" for name, why in (left_out or {}).items()]
+    return "\n".join(lines).rstrip() + "\n"

@@ -92,10 +92,12 @@ def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
         metadata = event.asset_materialization.metadata
         preview = metadata["preview"].value
         assert preview.startswith("# Experiment soft_targets")
-        # a readable summary: verdicts and the table, no JSON or trace dumps, plots as links
+        # a readable summary: verdicts and the table, no JSON or trace dumps, plots inline as
+        # images that need no file (never a link to a path on the machine that ran it)
         assert "## Quality targets" in preview and "## Comparisons" in preview
         assert "```json" not in preview and "mermaid" not in preview
-        assert "/forest_plot.svg)" in preview and "- [forest plot](/" in preview
+        assert "![forest plot](data:image/svg+xml;base64," in preview
+        assert "](/" not in preview and ".svg)" not in preview
         table = metadata["comparisons"]
         assert isinstance(table, dg.TableMetadataValue)
         (row,) = table.records
