@@ -7,17 +7,21 @@ ones as they are. The one-run form (``mode: run``) stays the default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
-from crucible_dagster import Experiment, Registry
+from crucible_dagster import Context, Experiment, Registry
 from crucible_dagster.dagster_plugin.asset_results import as_asset_results
+from crucible_dagster.dagster_plugin.data_versions import dataset_provenance
 from crucible_dagster.dagster_plugin.ops import dagster_log_sink, stage_failure
+from crucible_dagster.dagster_plugin.report_events import float_metadata
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.driver import Run
+from crucible_dagster.runtime.metrics import numbers_at, numeric_metrics
 from crucible_dagster.runtime.run_record import run_directory
 from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid
@@ -89,15 +93,7 @@ def partitioned_sweep_assets(
         )
         if result.failure is not None:
             raise stage_failure(result.failure, trial=spec.trial_id)
-        return dg.MaterializeResult(
-            metadata={
-                "trial": spec.trial_id,
-                # the per-sample scores stay in the trial's run directory (its
-                # predictions.parquet), read back by the comparison: not in the event log
-                "outcome": dg.MetadataValue.json({**outcome.to_dict(), "per_sample": None}),
-                "run_dir": dg.MetadataValue.path(str(outcome.run_dir)),
-            }
-        )
+        return _trial_result(context, experiment, translator, outcome, result.context, trials_key)
 
     @dg.asset(
         key=spec.key,
@@ -110,6 +106,46 @@ def partitioned_sweep_assets(
         yield from _compare(context, experiment, translator, trials_key, trials)
 
     return [trial, comparison]
+
+
+def _trial_result(
+    context: Any,
+    experiment: Experiment,
+    translator: CrucibleTranslator,
+    outcome: TrialOutcome,
+    loaded: Context,
+    trials_key: dg.AssetKey,
+) -> dg.MaterializeResult:
+    """A trial partition's materialization: its numbers and outcome, and as tags the dataset's
+    version as this trial loaded it (its input, as Dagster's staleness reads it)."""
+    tags = dataset_provenance(context, experiment, translator, loaded, trials_key)
+    return dg.MaterializeResult(
+        metadata={
+            "trial": outcome.trial.trial_id,
+            **trial_numbers(experiment, outcome),
+            # the per-sample scores stay in the trial's run directory (its
+            # predictions.parquet), read back by the comparison: not in the event log
+            "outcome": dg.MetadataValue.json({**outcome.to_dict(), "per_sample": None}),
+            "run_dir": dg.MetadataValue.path(str(outcome.run_dir)),
+        },
+        tags=tags,
+    )
+
+
+def trial_numbers(experiment: Experiment, outcome: TrialOutcome) -> dict[str, Any]:
+    """A trial's numbers as float metadata the UI plots across partitions: the sweep metric
+    first (the mean of a list, per fold, as the comparison takes it), then every other numeric
+    metric (at most ``MAX_METRIC_ENTRIES``)."""
+    numbers = numeric_metrics(outcome.metrics)
+    metric = experiment.sweep.metric if experiment.sweep is not None else None
+    if metric is not None:
+        try:
+            values = numbers_at(outcome.metrics, metric)
+        except (KeyError, ValueError):  # the comparison names the trial's problem
+            values = []
+        if values:
+            numbers = {metric: sum(values) / len(values), **numbers}
+    return float_metadata({k: v for k, v in numbers.items() if math.isfinite(v)})
 
 
 def latest_outcomes(
