@@ -71,6 +71,8 @@ class Run:
         self.telemetry = telemetry
         self.ctx: Context | None = None
         self.ended = record is not None and record.manifest.get("status") != "running"
+        #: this object opened the run directory (``join``: the step that came first)
+        self.created = False
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
@@ -135,6 +137,7 @@ class Run:
         if found is None:
             try:
                 found = cls.start(path, experiment, run_id=run_id, sinks=sinks, **fields)
+                found.created = True
             except RunDirectoryError:
                 # another step of this run (a parallel trial) created it a moment ago
                 found = _wait_for_run(path, sinks)

@@ -38,6 +38,14 @@ class CheckedFile:
     problems: list[Problem] = field(default_factory=list)
     #: what is read but should be written another way (old spellings): shown, never invalid
     warnings: list[Problem] = field(default_factory=list)
+    #: the line of its ``id:``, so a later file reusing the id can say where the first one is
+    id_line: int | None = None
+
+    @property
+    def id_place(self) -> str:
+        """``file:line`` of the experiment's id (the file alone when the line is unknown)."""
+        where = display_path(self.path)
+        return f"{where}:{self.id_line}" if self.id_line is not None else where
 
     @property
     def ok(self) -> bool:
@@ -246,7 +254,7 @@ def check_file(
         message = f"cannot check this file: {type(exc).__name__}: {exc}"
         return CheckedFile(path, None, [Problem(message, file=display_path(path), line=None)])
     warnings = legacy_spelling_warnings(doc) if experiment is not None else []
-    return CheckedFile(path, experiment, problems, warnings)
+    return CheckedFile(path, experiment, problems, warnings, doc.lines.get(("id",)))
 
 
 def check_files(
@@ -254,25 +262,36 @@ def check_files(
     registry: Registry | None = None,
     folders: Mapping[Path, Path] | None = None,
 ) -> list[CheckedFile]:
-    """Every file checked, then checked against each other: an experiment id used by two files
-    makes both invalid (neither silently wins), each naming the other. ``folders``: the
+    """Every file checked, then checked against each other (``mark_duplicate_ids``): the
+    first file using an id loads, a later one is invalid naming it. ``folders``: the
     experiments folder each file was found in."""
     checked = [check_file(path, registry, (folders or {}).get(path)) for path in paths]
-    owners: dict[str, list[CheckedFile]] = {}
-    for item in checked:
-        if item.experiment is not None:
-            owners.setdefault(item.experiment.id, []).append(item)
-    for experiment_id, items in owners.items():
-        if len(items) < 2:
-            continue
-        for item in items:
-            others = ", ".join(display_path(o.path) for o in items if o is not item)
-            message = (
-                f"experiment id {experiment_id!r} is also used by {others}; ids must be unique"
-            )
-            item.problems.append(Problem(message, "id", display_path(item.path), 1))
-            item.experiment = None
+    mark_duplicate_ids(checked)
     return checked
+
+
+def mark_duplicate_ids(
+    checked: list[CheckedFile], earlier: Mapping[str, str] | None = None
+) -> None:
+    """An experiment id used twice: the first in ``checked``'s order (files sorted by path,
+    then a component's inline entries) keeps loading; each later one becomes invalid, at its
+    own id's line, naming the first's file and line. ``earlier``: ids already taken elsewhere
+    (by another component of the code location: id -> where), which win over every item here.
+    One bad copy never drops the good one, and Dagster never sees two jobs of one name."""
+    first: dict[str, str] = dict(earlier or {})
+    for item in checked:
+        if item.experiment is None:
+            continue
+        experiment_id = item.experiment.id
+        if experiment_id not in first:
+            first[experiment_id] = item.id_place
+            continue
+        message = (
+            f"experiment id {experiment_id!r} is already used by {first[experiment_id]}, "
+            "which is the one loaded; ids must be unique"
+        )
+        item.problems.append(Problem(message, "id", display_path(item.path), item.id_line))
+        item.experiment = None
 
 
 def stage_option_problems(
