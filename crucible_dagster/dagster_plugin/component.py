@@ -7,29 +7,40 @@ attributes:
   translator: mypkg.naming:MyTranslator   # optional: a CrucibleTranslator subclass
   registry: {score: mypkg.stages:Score}   # optional: extra stage names
   executor: celery           # optional: for every experiment that names no executor itself
+  artifacts_dir: artifacts   # optional: run directories, relative to the project root (default)
+  strict: false              # optional: true fails the load on any problem (so does CRUCIBLE_STRICT=1)
 post_processing:             # Dagster's own, as for every component: change any asset's specs
   assets:
     - target: "*"
       attributes: {group_name: experiments}
 
 ``dg scaffold defs crucible_dagster.dagster_plugin.CrucibleExperimentsComponent <folder>``
-writes the defs.yaml and a first experiment file that loads and runs.
+writes the defs.yaml and a first experiment file that loads and runs, and adds the artifacts
+folder to the project's .gitignore.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import dagster as dg
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr, StrictBool, field_validator
 
-from crucible_dagster.dagster_plugin.definitions import (
-    checked_folder,
-    definitions_from_checked,
-    mark_duplicate_ids,
+from crucible_dagster.common.gitignore import GitignoreNotEdited, add_to_gitignore
+from crucible_dagster.dagster_plugin.component_checks import (
+    DEFAULT_ARTIFACTS,
+    artifacts_clash,
+    check_artifacts_dir,
+    earlier_ids,
+    invalid_sensor_name,
+    resolve_artifacts_dir,
 )
+from crucible_dagster.dagster_plugin.definitions import checked_folder, definitions_from_checked
+from crucible_dagster.dagster_plugin.factory import shared_resource
+from crucible_dagster.dagster_plugin.load_report import strict_from_env
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Executor
 from crucible_dagster.experiment.loading import (
@@ -41,7 +52,7 @@ from crucible_dagster.experiment.loading import (
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.experiment.problems import ExperimentError, Problem
 from crucible_dagster.experiment.yaml_limits import check_data_depth
-from crucible_dagster.runtime.preflight import CheckedFile, check_document
+from crucible_dagster.runtime.preflight import CheckedFile, check_document, mark_duplicate_ids
 from crucible_dagster.runtime.registry import Registry, StageResolutionError, import_object
 
 FIRST_EXPERIMENT = """\
@@ -61,6 +72,23 @@ class ExperimentScaffoldParams(BaseModel):
     experiment_id: str = Field(default="my_experiment", description="The first experiment's id.")
 
 
+def _expect_bool(value: Any) -> bool:
+    """true or false only: pydantic would take "no" or 0 for false; a CI switch must be exactly
+    what it says (CRUCIBLE_STRICT=1 is the way to set it from the environment)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _resolve_strict(context: dg.ResolutionContext, value: Any) -> bool:
+    return _expect_bool(value)
+
+
+def _resolve_artifacts_dir(context: dg.ResolutionContext, value: Any) -> str | None:
+    """Checked as the YAML is resolved, so Dagster shows the defs.yaml line with the error."""
+    return None if value is None else check_artifacts_dir(value)
+
+
 class CrucibleExperimentsScaffolder(dg.Scaffolder[ExperimentScaffoldParams]):
     """``dg scaffold defs``: a defs.yaml pointing at ``experiments/`` and one experiment in it."""
 
@@ -78,6 +106,18 @@ class CrucibleExperimentsScaffolder(dg.Scaffolder[ExperimentScaffoldParams]):
         scaffold_component(request, {"path": "experiments"})
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(FIRST_EXPERIMENT.format(id=experiment_id), encoding="utf-8")
+        if request.project_root is not None:
+            ignore_artifacts(Path(request.project_root))
+
+
+def ignore_artifacts(project_root: Path) -> None:
+    """The default artifacts folder in the project's .gitignore (run directories are not
+    source); a .gitignore that cannot be edited safely is left alone, with one line saying why
+    and what to add."""
+    try:
+        add_to_gitignore(project_root / ".gitignore", f"/{DEFAULT_ARTIFACTS}/")
+    except GitignoreNotEdited as exc:
+        print(f"crucible: {exc}", file=sys.stderr)
 
 
 @dg.scaffold_with(CrucibleExperimentsScaffolder)
@@ -103,6 +143,31 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
         description="The Dagster executor of every experiment here that names none itself: "
         "in_process, multiprocess or celery.",
     )
+    artifacts_dir: Annotated[
+        str | None, dg.Resolver(_resolve_artifacts_dir, model_field_type=str | None)
+    ] = Field(
+        default=None,
+        description="Where run directories and reports go: relative to the project root (a "
+        "folder inside it), or absolute. Unset: $CRUCIBLE_ARTIFACTS_DIR, else "
+        f"<project root>/{DEFAULT_ARTIFACTS}; never the working directory.",
+    )
+    strict: Annotated[bool, dg.Resolver(_resolve_strict, model_field_type=StrictBool)] = Field(
+        default=False,
+        description="true: any experiment that does not load (or a missing or empty folder) "
+        "fails the whole load, listing every problem with its file and line, so `dg check "
+        "defs` exits non-zero. CRUCIBLE_STRICT=1 turns it on for every component.",
+    )
+    _checked: list[CheckedFile] | None = PrivateAttr(default=None)
+
+    @field_validator("strict", mode="before")
+    @classmethod
+    def _strict_is_a_bool(cls, value: Any) -> bool:
+        return _expect_bool(value)
+
+    @field_validator("artifacts_dir")
+    @classmethod
+    def _artifacts_dir_is_a_path(cls, value: str | None) -> str | None:
+        return None if value is None else check_artifacts_dir(value)
 
     def _translator(self, where: str) -> CrucibleTranslator | None:
         if self.translator is None:
@@ -116,26 +181,56 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
             raise ExperimentError([Problem(message, "translator", where)])
         return cls()
 
-    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        defs_file = Path(context.path) / "defs.yaml"
-        translator = self._translator(str(defs_file))
-        registry = Registry.default().with_stages(self.registry) if self.registry else None
-        folder = context.path / self.path if self.path is not None else None
-
-        def check() -> list[CheckedFile]:
-            checked = checked_folder(folder, registry) if folder is not None else []
+    def checked_files(self, folder_of_defs: Path) -> list[CheckedFile]:
+        """Every experiment here, checked once (another component of the code location reads
+        them too, for its duplicate ids): the folder's files in path order, then the inline
+        entries, a repeated id invalid after its first use."""
+        if self._checked is None:
+            defs_file = folder_of_defs / "defs.yaml"
+            registry = Registry.default().with_stages(self.registry) if self.registry else None
+            lines = defs_lines(defs_file)
+            where = display_path(defs_file)
+            checked: list[CheckedFile] = []
+            if self.path is not None:
+                named_by = Problem("", "attributes.path", where, lines.get(("attributes", "path")))
+                checked += checked_folder(folder_of_defs / self.path, registry, named_by)
+            elif not self.experiments:
+                message = "the component declares no experiments: set path: (a folder of "
+                message += "experiment files) or experiments: (written inline)"
+                line = lines.get(("attributes",)) or lines.get(("type",))
+                checked.append(CheckedFile(defs_file, None, [Problem(message, "", where, line)]))
             checked += check_inline_experiments(self.experiments, defs_file, registry)
             mark_duplicate_ids(checked)
+            self._checked = checked
+        return self._checked
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        folder_of_defs = Path(context.path)
+        defs_file = folder_of_defs / "defs.yaml"
+        translator = self._translator(str(defs_file))
+        registry = Registry.default().with_stages(self.registry) if self.registry else None
+        artifacts = resolve_artifacts_dir(
+            self.artifacts_dir, Path(context.project_root), defs_file, defs_lines(defs_file)
+        )
+        artifacts_clash(context, artifacts)  # one code location, one crucible resource
+
+        def check() -> list[CheckedFile]:
+            checked = self.checked_files(folder_of_defs)
+            # an id another component (earlier in path order) loads already: this one's copy
+            # is refused naming that file, and Dagster never meets a duplicate asset key
+            mark_duplicate_ids(checked, earlier_ids(context))
             return checked
 
-        if folder is None and not self.experiments:
-            return dg.Definitions()
+        root = folder_of_defs / self.path if self.path is not None else folder_of_defs
         return definitions_from_checked(
-            folder or Path(context.path),
+            root,
             check,
             translator=translator,
             registry=registry,
             default_executor=self.executor,
+            strict=self.strict or strict_from_env(),
+            resource=shared_resource(artifacts),
+            sensor_name=invalid_sensor_name(context),
         )
 
 
@@ -171,7 +266,10 @@ def _check_inline(
         message = f"cannot check this experiment: {type(exc).__name__}: {exc}"
         return CheckedFile(name, None, [Problem(message, file=where)])
     warnings = legacy_spelling_warnings(doc) if experiment is not None else []
-    return CheckedFile(name, experiment, _at_lines(problems, lines), _at_lines(warnings, lines))
+    id_line = lines.get(("id",)) or lines.get(())
+    return CheckedFile(
+        name, experiment, _at_lines(problems, lines), _at_lines(warnings, lines), id_line
+    )
 
 
 def _at_lines(problems: list[Problem], lines: dict[tuple[str | int, ...], int]) -> list[Problem]:
@@ -201,3 +299,12 @@ def _inline_lines(
         if path[:2] == prefix and len(path) > 2 and path[2] in same:
             maps[int(path[2])][path[3:]] = line
     return maps
+
+
+def defs_lines(defs_file: Path) -> dict[tuple[str | int, ...], int]:
+    """The defs.yaml's field -> line map (empty when it cannot be read so: a multi-document
+    file, a component built in Python), so a component's own problems carry their line."""
+    try:
+        return read_document(defs_file).lines
+    except Exception:  # no lines rather than a failure: the problems keep the file's name
+        return {}

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast, get_args
 
@@ -19,8 +20,9 @@ from crucible_dagster.dagster_plugin.factory import (
     CompiledExperiment,
     compile_experiment,
 )
+from crucible_dagster.dagster_plugin.load_report import log_once, report, strict_from_env
 from crucible_dagster.dagster_plugin.report_assets import reports_multi_asset
-from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY
+from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Executor, Experiment
 from crucible_dagster.experiment.loading import (
@@ -66,7 +68,9 @@ class InvalidExperimentFiles(Exception):
     """Raised by ``INVALID_SENSOR``'s ticks: its message lists every invalid file's problems."""
 
 
-def invalid_files_sensor(invalid: list[dg.AssetSpec]) -> dg.SensorDefinition:
+def invalid_files_sensor(
+    invalid: list[dg.AssetSpec], name: str = INVALID_SENSOR
+) -> dg.SensorDefinition:
     """A running sensor that fails each tick naming the invalid files and their problems, until
     they are fixed and the code location reloaded (then it is gone)."""
     listing = "\n".join(_problems_text(spec) for spec in invalid)  # each names its file
@@ -76,7 +80,7 @@ def invalid_files_sensor(invalid: list[dg.AssetSpec]) -> dg.SensorDefinition:
         raise InvalidExperimentFiles(f"{count} could not be loaded:\n\n{listing}")
 
     return dg.SensorDefinition(
-        name=INVALID_SENSOR,
+        name=name,
         evaluation_fn=evaluate,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -116,28 +120,33 @@ def definitions_from_experiments(
     translator: CrucibleTranslator | None = None,
     registry: Registry | None = None,
     default_executor: Executor | None = None,
+    resource: CrucibleResource | None = None,
 ) -> dg.Definitions:
     compiled = [
         compile_experiment(
-            with_default_executor(e, default_executor), translator=translator, registry=registry
+            with_default_executor(e, default_executor),
+            translator=translator,
+            registry=registry,
+            resource=resource,
         )
         for e in experiments
     ]
-    return _definitions(compiled, [], translator)
+    return _definitions(compiled, [], translator, resource)
 
 
 def _definitions(
     compiled: list[CompiledExperiment],
     invalid: list[dg.AssetSpec],
     translator: CrucibleTranslator | None = None,
+    resource: CrucibleResource | None = None,
+    sensor_name: str = INVALID_SENSOR,
 ) -> dg.Definitions:
+    resource = resource or DEFAULT_RESOURCE
     reports = reports_multi_asset(
         [c for c in compiled if c.report_specs], translator or CrucibleTranslator()
     )
     extra = (
-        [accept_job(DEFAULT_RESOURCE)]
-        if any(c.experiment.regression_baseline for c in compiled)
-        else []
+        [accept_job(resource)] if any(c.experiment.regression_baseline for c in compiled) else []
     )  # the UI's way to accept a baseline, where an experiment has a regression gate
     return dg.Definitions(
         jobs=[c.job for c in compiled] + extra,
@@ -147,9 +156,9 @@ def _definitions(
             *invalid,
         ],
         schedules=[c.schedule for c in compiled if c.schedule is not None],
-        sensors=[invalid_files_sensor(invalid)] if invalid else [],
+        sensors=[invalid_files_sensor(invalid, sensor_name)] if invalid else [],
         # the report assets' resource; each job carries its own (with its experiment's seed)
-        resources={RESOURCE_KEY: DEFAULT_RESOURCE},
+        resources={RESOURCE_KEY: resource},
     )
 
 
@@ -163,12 +172,11 @@ def _unique_assets(
         key = frozenset(_keys(asset))
         kept = unique.setdefault(key, asset)
         if kept is not asset and _declared(kept) != _declared(asset):
-            logger.warning(
-                "dataset %s is declared differently by two experiments; the asset loads the "
-                "first: %s (the other: %s)",
-                ", ".join("/".join(k.path) for k in _keys(asset)),
-                _declared(kept),
-                _declared(asset),
+            log_once(
+                logging.WARNING,
+                f"dataset {', '.join('/'.join(k.path) for k in _keys(asset))} is declared "
+                f"differently by two experiments; the asset loads the first: {_declared(kept)} "
+                f"(the other: {_declared(asset)})",
             )
     return list(unique.values())
 
@@ -188,9 +196,11 @@ def definitions_from_folder(
     translator: CrucibleTranslator | None = None,
     registry: Registry | None = None,
     default_executor: Executor | None = None,
+    strict: bool | None = None,
 ) -> dg.Definitions:
     """Every experiment file under ``folder`` (default: ``$CRUCIBLE_EXPERIMENTS_DIR`` or
-    ``./experiments``); ``default_executor`` for those whose file names none."""
+    ``./experiments``); ``default_executor`` for those whose file names none. ``strict``
+    (default: ``$CRUCIBLE_STRICT``): any problem fails the load, listing them all."""
     root = Path(folder or os.environ.get(EXPERIMENTS_ENV) or "experiments")
     return definitions_from_checked(
         root,
@@ -198,6 +208,7 @@ def definitions_from_folder(
         translator=translator,
         registry=registry,
         default_executor=default_executor,
+        strict=strict_from_env() if strict is None else strict,
     )
 
 
@@ -208,10 +219,16 @@ def definitions_from_checked(
     translator: CrucibleTranslator | None = None,
     registry: Registry | None = None,
     default_executor: Executor | None = None,
+    strict: bool = False,
+    resource: CrucibleResource | None = None,
+    sensor_name: str = INVALID_SENSOR,
 ) -> dg.Definitions:
     """The valid experiments ``check`` returns as jobs, each invalid one as an asset showing its
     problems: one broken experiment (a file, or an entry of a component) never stops the others.
-    Invalid assets are keyed by their path relative to ``root``."""
+    Invalid assets are keyed by their path relative to ``root``. ``strict``: any problem raises
+    ``ExperimentsNotLoaded`` listing every one instead. ``resource``: the ``crucible`` resource
+    of the jobs and report assets (where run directories go). ``sensor_name``: the failing
+    sensor's, one per component of a code location (Dagster refuses two of one name)."""
     translator = translator or CrucibleTranslator()
     # Loading builds many long-lived objects and frees few: the cyclic collector would scan
     # them over and over (about a third of the load time for 1000 files). Afterwards they are
@@ -225,47 +242,113 @@ def definitions_from_checked(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _load_checked(root, check(), translator, registry, default_executor)
+        loading = _Loading(root, translator, registry, default_executor, resource, sensor_name)
+        defs = loading.load(check())
+        report(loading.problems, strict)  # strict: raises, listing every problem
+        return defs
     finally:
         gc.freeze()
         if collecting:
             gc.enable()
 
 
-def _load_checked(
-    root: Path,
-    checked_files: list[CheckedFile],
-    translator: CrucibleTranslator,
-    registry: Registry | None,
-    default_executor: Executor | None,
-) -> dg.Definitions:
-    compiled: list[tuple[Path, CompiledExperiment]] = []
-    invalid: list[dg.AssetSpec] = []
-    keys: set[dg.AssetKey] = set()
-    for checked in checked_files:
-        problems = list(checked.problems)
-        for warning in checked.warnings:
-            logger.warning("experiment %s", warning)
-        if checked.experiment is not None:
-            try:
-                experiment = with_default_executor(checked.experiment, default_executor)
-                compiled.append(
-                    (
-                        checked.path,
-                        compile_experiment(experiment, translator=translator, registry=registry),
+class _Loading:
+    """One load: the checked experiments compiled, the invalid ones as assets, and every
+    problem kept for the strict error or the log."""
+
+    def __init__(
+        self,
+        root: Path,
+        translator: CrucibleTranslator,
+        registry: Registry | None,
+        default_executor: Executor | None,
+        resource: CrucibleResource | None,
+        sensor_name: str,
+    ):
+        self.root, self.translator, self.registry = root, translator, registry
+        self.default_executor, self.resource = default_executor, resource
+        self.sensor_name = sensor_name
+        self.invalid: list[dg.AssetSpec] = []
+        self.problems: list[Problem] = []
+        self.keys: set[dg.AssetKey] = set()
+
+    def load(self, checked_files: list[CheckedFile]) -> dg.Definitions:
+        compiled: Compiled = []
+        for checked in checked_files:
+            problems = list(checked.problems)
+            for warning in checked.warnings:
+                log_once(logging.WARNING, f"experiment {warning}")
+            if checked.experiment is not None:
+                try:
+                    experiment = with_default_executor(checked.experiment, self.default_executor)
+                    item = compile_experiment(
+                        experiment,
+                        translator=self.translator,
+                        registry=self.registry,
+                        resource=self.resource,
                     )
-                )
-                continue
-            except Exception as exc:  # a definition error must not take the other experiments down
-                problems.append(_compile_problem(checked.path, exc))
-        _add_invalid(invalid, translator, root, checked.path, problems, keys)
-    defs, _ = _load_error(compiled, invalid, translator)
-    if defs is not None:
-        return defs  # the usual case: one build, which Dagster accepts
-    kept, refused = _loadable(compiled, invalid, translator)
-    for path, refusal in refused:
-        _add_invalid(invalid, translator, root, path, [_compile_problem(path, refusal)], keys)
-    return _definitions([c for _, c in kept], invalid, translator)
+                    compiled.append((checked.path, item))
+                    continue
+                except Exception as exc:  # a definition error must not take the others down
+                    problems.append(_compile_problem(checked.path, exc))
+            self.add_invalid(checked.path, problems)
+        defs, _ = self.load_error(compiled)
+        if defs is not None:
+            return defs  # the usual case: one build, which Dagster accepts
+        kept, refused = self.loadable(compiled)
+        for path, refusal in refused:
+            self.add_invalid(path, [_compile_problem(path, refusal)])
+        return self.definitions([c for _, c in kept])
+
+    def add_invalid(self, path: Path, problems: list[Problem]) -> None:
+        self.problems.extend(problems)
+        key, tags = _invalid_key(self.translator, self.root, path, self.keys)
+        self.invalid.append(invalid_file_asset(key, tags, path, problems))
+
+    def definitions(self, compiled: list[CompiledExperiment]) -> dg.Definitions:
+        return _definitions(
+            compiled, self.invalid, self.translator, self.resource, self.sensor_name
+        )
+
+    def load_error(self, items: Compiled) -> tuple[dg.Definitions | None, Exception | None]:
+        """The definitions of ``items`` as Dagster loads them (the report multi-asset, unique
+        keys and names), or what Dagster refused."""
+        try:
+            defs = self.definitions([c for _, c in items])
+            defs.get_repository_def()  # cached: the code location reuses it
+        except Exception as exc:  # Dagster's refusal, shown on the file's asset
+            return None, exc
+        return defs, None
+
+    def loadable(self, items: Compiled) -> tuple[Compiled, list[tuple[Path, Exception]]]:
+        """When Dagster refuses the folder's definitions: each experiment alone, then the
+        survivors together, halving where two clash. An experiment Dagster refuses, alone or
+        beside another, is refused by itself and the others load."""
+        refused: list[tuple[Path, Exception]] = []
+        alone: Compiled = []
+        for item in items:
+            _, error = self.load_error([item])
+            if error is None:
+                alone.append(item)
+            else:
+                refused.append((item[0], error))
+        return self.fit([], alone, refused), refused
+
+    def fit(
+        self, base: Compiled, candidates: Compiled, refused: list[tuple[Path, Exception]]
+    ) -> Compiled:
+        """``base`` and every candidate that loads beside it (in order); the others refused."""
+        if not candidates:
+            return base
+        _, error = self.load_error(base + candidates)
+        if error is None:
+            return base + candidates
+        if len(candidates) == 1:
+            refused.append((candidates[0][0], error))
+            return base
+        half = len(candidates) // 2
+        kept = self.fit(base, candidates[:half], refused)
+        return self.fit(kept, candidates[half:], refused)
 
 
 def _compile_problem(path: Path, exc: Exception) -> Problem:
@@ -273,102 +356,26 @@ def _compile_problem(path: Path, exc: Exception) -> Problem:
     return Problem(message, "", display_path(path), None)
 
 
-def _add_invalid(
-    invalid: list[dg.AssetSpec],
-    translator: CrucibleTranslator,
-    root: Path,
-    path: Path,
-    problems: list[Problem],
-    keys: set[dg.AssetKey],
-) -> None:
-    for problem in problems:
-        logger.error("invalid experiment: %s", problem)
-    key, tags = _invalid_key(translator, root, path, keys)
-    invalid.append(invalid_file_asset(key, tags, path, problems))
-
-
 Compiled = list[tuple[Path, CompiledExperiment]]
 
 
-def _load_error(
-    items: Compiled, invalid: list[dg.AssetSpec], translator: CrucibleTranslator
-) -> tuple[dg.Definitions | None, Exception | None]:
-    """The definitions of ``items`` as Dagster loads them (the report multi-asset, unique keys
-    and names), or what Dagster refused."""
-    try:
-        defs = _definitions([c for _, c in items], invalid, translator)
-        defs.get_repository_def()  # cached: the code location reuses it
-    except Exception as exc:  # Dagster's refusal, shown on the file's asset
-        return None, exc
-    return defs, None
-
-
-def _loadable(
-    items: Compiled, invalid: list[dg.AssetSpec], translator: CrucibleTranslator
-) -> tuple[Compiled, list[tuple[Path, Exception]]]:
-    """When Dagster refuses the folder's definitions: each experiment alone, then the survivors
-    together, halving where two clash. An experiment Dagster refuses, alone or beside another,
-    is refused by itself and the others load."""
-    refused: list[tuple[Path, Exception]] = []
-    alone: Compiled = []
-    for item in items:
-        _, error = _load_error([item], invalid, translator)
-        if error is None:
-            alone.append(item)
-        else:
-            refused.append((item[0], error))
-    return _fit([], alone, invalid, translator, refused), refused
-
-
-def _fit(
-    base: Compiled,
-    candidates: Compiled,
-    invalid: list[dg.AssetSpec],
-    translator: CrucibleTranslator,
-    refused: list[tuple[Path, Exception]],
-) -> Compiled:
-    """``base`` and every candidate that loads beside it (in order); the others refused."""
-    if not candidates:
-        return base
-    _, error = _load_error(base + candidates, invalid, translator)
-    if error is None:
-        return base + candidates
-    if len(candidates) == 1:
-        refused.append((candidates[0][0], error))
-        return base
-    half = len(candidates) // 2
-    kept = _fit(base, candidates[:half], invalid, translator, refused)
-    return _fit(kept, candidates[half:], invalid, translator, refused)
-
-
-def mark_duplicate_ids(checked: list[CheckedFile]) -> None:
-    """An experiment id used by two sources (a file and a component's inline entry) makes both
-    invalid, each naming the other: neither silently wins, and Dagster never sees two jobs of
-    one name (which would fail the whole code location)."""
-    owners: dict[str, list[CheckedFile]] = {}
-    for item in checked:
-        if item.experiment is not None:
-            owners.setdefault(item.experiment.id, []).append(item)
-    for experiment_id, items in owners.items():
-        for item in items if len(items) > 1 else ():
-            others = ", ".join(display_path(o.path) for o in items if o is not item)
-            message = (
-                f"experiment id {experiment_id!r} is also used by {others}; ids must be unique"
-            )
-            item.problems.append(Problem(message, "id", display_path(item.path), None))
-            item.experiment = None
-
-
-def checked_folder(root: Path, registry: Registry | None) -> list[CheckedFile]:
-    """The folder's files, checked; a missing or empty folder is itself a visible problem."""
+def checked_folder(
+    root: Path, registry: Registry | None, named_by: Problem | None = None
+) -> list[CheckedFile]:
+    """The folder's files, checked; a missing or empty folder is itself a visible problem,
+    located where the folder is named (``named_by``: a component's ``path:``; default the
+    folder itself, with the environment variable that names it)."""
+    where = named_by or Problem("", file=display_path(root))
+    hint = "" if named_by else f" (set {EXPERIMENTS_ENV} or create it)"
     if not root.is_dir():
         reason = "does not exist" if not root.exists() else "is not a folder"
-        message = f"the experiments folder {reason} (set {EXPERIMENTS_ENV} or create it)"
-        return [CheckedFile(root, None, [Problem(message, file=display_path(root))])]
+        message = f"the experiments folder {display_path(root)} {reason}{hint}"
+        return [CheckedFile(root, None, [replace(where, message=message)])]
     files = experiment_files(root)
     if not files:
-        message = f"the experiments folder holds no {', '.join(EXPERIMENT_SUFFIXES)} files"
-        return [CheckedFile(root, None, [Problem(message, file=display_path(root))])]
+        kinds = ", ".join(EXPERIMENT_SUFFIXES)
+        message = f"the experiments folder {display_path(root)} holds no {kinds} files"
+        return [CheckedFile(root, None, [replace(where, message=message)])]
     return check_files(files, registry, dict.fromkeys(files, root))
 
 

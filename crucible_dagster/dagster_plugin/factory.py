@@ -19,6 +19,16 @@ from crucible_dagster.runtime.registry import registry_for
 
 DEFAULT_IO_MANAGER = CrucibleContextIOManager()
 DEFAULT_RESOURCE = CrucibleResource()
+_SHARED: dict[str, CrucibleResource] = {}
+
+
+def shared_resource(artifacts_dir: str | None) -> CrucibleResource:
+    """One resource object per artifacts root: Dagster merges the definitions of a code
+    location's components only when their ``crucible`` resources are the same object, so
+    components writing to one root (the project's default) must share it."""
+    if artifacts_dir is None:
+        return DEFAULT_RESOURCE
+    return _SHARED.setdefault(artifacts_dir, CrucibleResource(artifacts_dir=artifacts_dir))
 
 
 def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
@@ -155,9 +165,11 @@ def compile_experiment(
     *,
     translator: CrucibleTranslator | None = None,
     registry: Registry | None = None,
+    resource: CrucibleResource | None = None,
 ) -> CompiledExperiment:
+    """``resource``: where the job's run directories go (default ``DEFAULT_RESOURCE``)."""
     translator = translator or CrucibleTranslator()
-    job = build_job(experiment, translator=translator, registry=registry)
+    job = build_job(experiment, translator=translator, registry=registry, resource=resource)
     resolved = registry_for(experiment, registry)
     compiled = CompiledExperiment(
         experiment, job, registry=resolved, schedule=build_schedule(experiment, job, translator)

@@ -116,7 +116,7 @@ def dagster_run(
     """This Dagster run's record, started by whichever step runs first; the stages done
     before this step (``completed``) are recorded as done (``Run.join``)."""
     resource: CrucibleResource = context.resources.crucible
-    return Run.join(
+    run = Run.join(
         resource.artifacts_root(),
         experiment,
         run_id=context.run_id,
@@ -127,6 +127,15 @@ def dagster_run(
         parent_run_id=parent_run_id(context),
         **extra,
     )
+    if run.created:  # once per run: the step that opened the run directory says where it is
+        log_run_directory(context, run.path)
+    return run
+
+
+def log_run_directory(context: dg.OpExecutionContext, path: Any) -> None:
+    """One INFO line in the run's log: where its manifest, telemetry and reports are."""
+    if path is not None:
+        context.log.info(f"crucible: run directory {path}")
 
 
 def _output_metadata(

@@ -16,7 +16,7 @@ import dagster as dg
 from crucible_dagster import Context, Experiment, Registry
 from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.data_versions import dataset_provenance
-from crucible_dagster.dagster_plugin.ops import dagster_log_sink, stage_failure
+from crucible_dagster.dagster_plugin.ops import dagster_log_sink, log_run_directory, stage_failure
 from crucible_dagster.dagster_plugin.report_events import float_metadata
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
@@ -82,10 +82,12 @@ def partitioned_sweep_assets(
         resource: CrucibleResource = context.resources.crucible
         spec = trials[str(context.partition_key)]
         run_id = context.run.run_id
+        run_dir = run_directory(resource.artifacts_root(), experiment.id, run_id)
+        log_run_directory(context, run_dir)
         outcome, result = run_trial(
             experiment,
             spec,
-            run_dir=run_directory(resource.artifacts_root(), experiment.id, run_id),
+            run_dir=run_dir,
             run_id=run_id,
             registry=registry,
             sinks=[dagster_log_sink(context)],
@@ -191,6 +193,7 @@ def _compare(
         trials=[o.trial.to_dict() for o in outcomes],
         missing_partitions=missing,
     )
+    log_run_directory(context, sweep.path)
     comparison, paths = finish_sweep(experiment, outcomes, sweep)
     for result in as_asset_results(
         sweep_materialization(experiment, translator, comparison, paths)

@@ -26,6 +26,7 @@ from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.ops import (
     dagster_log_sink,
     dataset_observations,
+    log_run_directory,
     note_gate,
     stage_failure,
 )
@@ -143,6 +144,7 @@ def _linear(
         sinks=[dagster_log_sink(context)],
         orchestrator="dagster",
     )
+    log_run_directory(context, result.run_dir)
     empty = Context(experiment_id=experiment.id, run_id=result.context.run_id)
     note_gate(context, empty, result.context, keep_worse=True)  # as the stage job tags it
     # the data first, so the reports' materializations record its version as their input
@@ -169,6 +171,7 @@ def _sweep(
         artifacts=resource.artifacts_root(),
         sinks=[dagster_log_sink(context)],
     )
+    log_run_directory(context, result.run_dir)
     paths = {
         fmt: str(Path(result.run_dir) / f"sweep.{ext}")
         for fmt, ext in REPORT_EXTENSIONS.items()

@@ -90,20 +90,30 @@ def test_a_reload_lets_the_earlier_definitions_be_collected(tmp_path: Path) -> N
     assert second() is None
 
 
-def test_duplicate_experiment_ids_make_both_files_invalid(tmp_path: Path) -> None:
+def test_a_repeated_id_keeps_the_first_file_and_names_it_in_the_later(tmp_path: Path) -> None:
+    """Issue 30 item 3: a second file with an id drops neither; the first in path order loads
+    and the later one is invalid at its id's line, naming the first file and line."""
+    (tmp_path / "b.yaml").write_text(
+        "# a copy\n" + (ROOT / "experiments/trace_demo.yaml").read_text()
+    )
     shutil.copy(ROOT / "experiments" / "trace_demo.yaml", tmp_path / "a.yaml")
-    shutil.copy(ROOT / "experiments" / "trace_demo.yaml", tmp_path / "b.yaml")
     shutil.copy(ROOT / "experiments" / "core_pipeline_demo.yaml", tmp_path / "c.yaml")
     defs = definitions_from_folder(tmp_path)
     assert defs.resolve_job_def("core_pipeline_demo")  # the others still load
-    with pytest.raises(dg.DagsterInvariantViolationError):
-        defs.resolve_job_def("trace_demo")  # neither copy silently wins
-    specs = [
+    assert defs.resolve_job_def("trace_demo")  # the first copy (a.yaml) loads
+    (spec,) = [
         s for s in asset_specs(defs).values() if s.group_name == "crucible_invalid_experiments"
     ]
-    assert len(specs) == 2
-    for spec, other in zip(specs, ("b.yaml", "a.yaml"), strict=True):
-        assert "is also used by" in (spec.description or "") and other in (spec.description or "")
+    assert spec.metadata["file"].endswith("b.yaml")
+    first_line = next(
+        n
+        for n, line in enumerate((tmp_path / "a.yaml").read_text().splitlines(), 1)
+        if line.startswith("id:")
+    )
+    assert f"b.yaml:{first_line + 1}: id: experiment id 'trace_demo' is already used by " in (
+        spec.description or ""
+    )
+    assert f"a.yaml:{first_line}, which is the one loaded" in (spec.description or "")
 
 
 def test_missing_or_empty_experiments_folder_is_visible(tmp_path: Path) -> None:
