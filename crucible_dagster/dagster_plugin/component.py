@@ -34,6 +34,7 @@ from crucible_dagster.dagster_plugin.component_checks import (
     DEFAULT_ARTIFACTS,
     artifacts_clash,
     check_artifacts_dir,
+    defs_lines,
     earlier_ids,
     invalid_sensor_name,
     resolve_artifacts_dir,
@@ -212,13 +213,13 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
         artifacts = resolve_artifacts_dir(
             self.artifacts_dir, Path(context.project_root), defs_file, defs_lines(defs_file)
         )
-        artifacts_clash(context, artifacts)  # one code location, one crucible resource
+        artifacts_clash(context, CrucibleExperimentsComponent, artifacts)  # one shared resource
 
         def check() -> list[CheckedFile]:
             checked = self.checked_files(folder_of_defs)
             # an id another component (earlier in path order) loads already: this one's copy
             # is refused naming that file, and Dagster never meets a duplicate asset key
-            mark_duplicate_ids(checked, earlier_ids(context))
+            mark_duplicate_ids(checked, earlier_ids(context, CrucibleExperimentsComponent))
             return checked
 
         root = folder_of_defs / self.path if self.path is not None else folder_of_defs
@@ -299,12 +300,3 @@ def _inline_lines(
         if path[:2] == prefix and len(path) > 2 and path[2] in same:
             maps[int(path[2])][path[3:]] = line
     return maps
-
-
-def defs_lines(defs_file: Path) -> dict[tuple[str | int, ...], int]:
-    """The defs.yaml's field -> line map (empty when it cannot be read so: a multi-document
-    file, a component built in Python), so a component's own problems carry their line."""
-    try:
-        return read_document(defs_file).lines
-    except Exception:  # no lines rather than a failure: the problems keep the file's name
-        return {}

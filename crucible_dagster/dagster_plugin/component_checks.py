@@ -17,18 +17,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 
 from crucible_dagster.common.locations import local_path
 from crucible_dagster.dagster_plugin.definitions import INVALID_SENSOR
-from crucible_dagster.experiment.loading import display_path
+from crucible_dagster.experiment.loading import display_path, read_document
 from crucible_dagster.experiment.problems import ExperimentError, Problem
 from crucible_dagster.runtime.run_dirs import ARTIFACTS_ENV
-
-if TYPE_CHECKING:
-    from crucible_dagster.dagster_plugin.component import CrucibleExperimentsComponent
 
 #: the run directories' folder under the project root when a component names none
 DEFAULT_ARTIFACTS = "artifacts"
@@ -80,15 +77,13 @@ _ARTIFACTS_LINE = ("attributes", "artifacts_dir")
 
 
 def crucible_components(
-    context: dg.ComponentLoadContext,
-) -> Iterator[tuple[bool, Path, CrucibleExperimentsComponent]]:
-    """Every other crucible component of the code location, in path order: whether it comes
-    before this one, its folder, the component (loaded once; Dagster caches it). A test tree
-    (``build_defs_for_component``) has no others."""
+    context: dg.ComponentLoadContext, kind: type
+) -> Iterator[tuple[bool, Path, Any]]:
+    """Every other component of type ``kind`` (the crucible component) in the code location,
+    in path order: whether it comes before this one, its folder, the component (loaded once;
+    Dagster caches it). A test tree (``build_defs_for_component``) has no others."""
     from dagster.components.core.component_tree import TestComponentTree
     from dagster.components.core.defs_module import ComponentPath
-
-    from crucible_dagster.dagster_plugin.component import CrucibleExperimentsComponent
 
     tree = context.component_tree
     if isinstance(tree, TestComponentTree):
@@ -96,10 +91,10 @@ def crucible_components(
     found: list[tuple[tuple[str, str], Any]] = []
     for loc, decl in tree.find_root_decl().iterate_loc_component_decl_pairs():
         try:
-            kind = decl.component_type
+            declared = decl.component_type
         except Exception:  # Dagster reports a type it cannot import when it loads that one
             continue
-        if isinstance(loc, ComponentPath) and _is_sub(kind, CrucibleExperimentsComponent):
+        if isinstance(loc, ComponentPath) and _is_sub(declared, kind):
             found.append(((loc.file_path_posix, str(loc.instance_key or "")), (loc, decl)))
     mine = context.component_loc
     if not isinstance(mine, ComponentPath):
@@ -112,7 +107,7 @@ def crucible_components(
             other = tree.load_structural_component_at_loc(loc)
         except Exception:  # one that does not load fails the location itself, by Dagster
             continue
-        if isinstance(other, CrucibleExperimentsComponent):
+        if isinstance(other, kind):
             yield key < own_key, Path(decl.context.path), other
 
 
@@ -120,11 +115,11 @@ def _is_sub(kind: Any, base: type) -> bool:
     return isinstance(kind, type) and issubclass(kind, base)
 
 
-def earlier_ids(context: dg.ComponentLoadContext) -> dict[str, str]:
+def earlier_ids(context: dg.ComponentLoadContext, kind: type) -> dict[str, str]:
     """Experiment id -> where it is defined (file:line and component), for every experiment
     the crucible components before this one load: the first in path order keeps an id."""
     taken: dict[str, str] = {}
-    for before, folder, other in crucible_components(context):
+    for before, folder, other in crucible_components(context, kind):
         if not before:
             continue
         defs_file = display_path(folder / "defs.yaml")
@@ -134,11 +129,11 @@ def earlier_ids(context: dg.ComponentLoadContext) -> dict[str, str]:
     return taken
 
 
-def artifacts_clash(context: dg.ComponentLoadContext, artifacts: str | None) -> None:
+def artifacts_clash(context: dg.ComponentLoadContext, kind: type, artifacts: str | None) -> None:
     """Components of one code location share one ``crucible`` resource (the report assets'),
     so they must write to one artifacts folder: a difference fails the load naming both."""
     defs_file = Path(context.path) / "defs.yaml"
-    for _, folder, other in crucible_components(context):
+    for _, folder, other in crucible_components(context, kind):
         other_defs = folder / "defs.yaml"
         try:
             theirs = resolve_artifacts_dir(
@@ -147,7 +142,7 @@ def artifacts_clash(context: dg.ComponentLoadContext, artifacts: str | None) -> 
         except ExperimentError:  # its own build says what is wrong with it
             continue
         if theirs != artifacts:
-            lines = _lines(defs_file)
+            lines = defs_lines(defs_file)
             message = (
                 f"this component writes runs to {artifacts or '$' + ARTIFACTS_ENV} but "
                 f"{display_path(other_defs)} writes them to {theirs or '$' + ARTIFACTS_ENV}; "
@@ -159,10 +154,13 @@ def artifacts_clash(context: dg.ComponentLoadContext, artifacts: str | None) -> 
             raise ExperimentError([problem])
 
 
-def _lines(defs_file: Path) -> Lines:
-    from crucible_dagster.dagster_plugin.component import defs_lines
-
-    return defs_lines(defs_file)
+def defs_lines(defs_file: Path) -> Lines:
+    """The defs.yaml's field -> line map (empty when it cannot be read so: a multi-document
+    file, a component built in Python), so a component's own problems carry their line."""
+    try:
+        return read_document(defs_file).lines
+    except Exception:  # no lines rather than a failure: the problems keep the file's name
+        return {}
 
 
 def invalid_sensor_name(context: dg.ComponentLoadContext) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 
@@ -37,6 +37,7 @@ from crucible_dagster.runtime.telemetry import Sink
 if TYPE_CHECKING:
     from dagster._core.definitions.output import OutputDefinition
 
+T = TypeVar("T")
 DATA_VERSION_TAG = "dagster/data_version"  # how an observation records a data version
 #: a run tag: the run's record ended (or will end) other than completed; the job itself
 #: succeeds, as every stage ran and its answers are kept (``budget_exhausted``)
@@ -132,10 +133,12 @@ def dagster_run(
     return run
 
 
-def log_run_directory(context: dg.OpExecutionContext, path: Any) -> None:
-    """One INFO line in the run's log: where its manifest, telemetry and reports are."""
+def log_run_directory(context: dg.OpExecutionContext, path: T) -> T:
+    """One INFO line in the run's log: where its manifest, telemetry and reports are; returns
+    ``path``, so a step can log the directory where it names it."""
     if path is not None:
         context.log.info(f"crucible: run directory {path}")
+    return path
 
 
 def _output_metadata(

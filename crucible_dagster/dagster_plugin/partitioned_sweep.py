@@ -81,13 +81,11 @@ def partitioned_sweep_assets(
     def trial(context):  # dagster inspects the (absent) annotation
         resource: CrucibleResource = context.resources.crucible
         spec = trials[str(context.partition_key)]
-        run_id = context.run.run_id
-        run_dir = run_directory(resource.artifacts_root(), experiment.id, run_id)
-        log_run_directory(context, run_dir)
+        root, run_id = resource.artifacts_root(), context.run.run_id
         outcome, result = run_trial(
             experiment,
             spec,
-            run_dir=run_dir,
+            run_dir=log_run_directory(context, run_directory(root, experiment.id, run_id)),
             run_id=run_id,
             registry=registry,
             sinks=[dagster_log_sink(context)],
