@@ -58,6 +58,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (experiments / "seed.yaml").write_text(
         "id: seeded\npipeline:\n  - name: validate\nseed: high\n"
     )
+    (root / ".dagster_home").mkdir()  # dagster definitions validate needs it to exist
     return root
 
 
