@@ -50,3 +50,18 @@ def to_jsonable(value: Any) -> Any:
         except (TypeError, ValueError):
             pass
     return repr(value)
+
+
+class DuplicateJsonKey(ValueError):
+    """A JSON object wrote one key twice; ``args[0]`` is the key."""
+
+
+def duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook that refuses duplicate keys instead of keeping the last: every
+    record we read back (experiment files, run records, telemetry, few-shot files) uses it."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateJsonKey(key)
+        result[key] = value
+    return result

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from crucible_dagster.common.files import UnreadableFile, read_regular, safe_join
+from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
 from crucible_dagster.common.templates import TemplateText
 from crucible_dagster.experiment.ir.base import SEED_MAX
-from crucible_dagster.experiment.yaml_limits import DuplicateJsonKey, duplicate_json_keys
 from crucible_dagster.runtime.stage import StageOptions
 
 if TYPE_CHECKING:

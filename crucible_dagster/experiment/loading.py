@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
 from crucible_dagster.experiment.anchoring import anchored
 from crucible_dagster.experiment.explain import explain_error
 from crucible_dagster.experiment.ir import Experiment, legacy_spellings_used
@@ -29,10 +30,8 @@ from crucible_dagster.experiment.problems import (
 )
 from crucible_dagster.experiment.yaml_limits import (
     MAX_DEPTH,
-    DuplicateJsonKey,
     check_duplicate_keys,
     check_node_tree,
-    duplicate_json_keys,
 )
 
 EXPERIMENT_SUFFIXES = (".yaml", ".yml", ".json")

@@ -82,20 +82,6 @@ def check_duplicate_keys(node: yaml.Node, file: str) -> None:
         seen[key_node.value] = line
 
 
-class DuplicateJsonKey(ValueError):
-    pass
-
-
-def duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads`` object hook that refuses duplicate keys instead of keeping the last."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise DuplicateJsonKey(key)
-        result[key] = value
-    return result
-
-
 def check_data_depth(data: Any, file: str) -> None:
     """Raise ExperimentError for data nested deeper than ``MAX_DEPTH`` or holding more than
     ``MAX_NODES`` values: the same bounds as a file's, for data another parser built (a Dagster

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from crucible_dagster.common.files import UnreadableFile, read_regular
+from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
 from crucible_dagster.experiment.names import MAX_NAME_LENGTH, NAME_PATTERN
 from crucible_dagster.runtime.run_record import MANIFEST, RUN_ID_PATTERN
 
@@ -157,15 +158,6 @@ def _field_error(path: Path, exc: ValidationError) -> RecordError:
     return RecordError(path, field, expected, found)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def read_bytes(path: Path, cap: int, what: str) -> bytes:
     """A regular file's bytes (never through a symlink, never more than ``cap``)."""
     try:
@@ -191,13 +183,16 @@ def _unreadable(path: Path, cap: int, what: str, exc: UnreadableFile) -> RecordE
 
 def parse_json(path: Path, data: bytes, what: str) -> Any:
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        return json.loads(data.decode("utf-8"), object_pairs_hook=duplicate_json_keys)
+    except DuplicateJsonKey as exc:
+        found = f"duplicate key {exc.args[0]!r}"[:200]
+        raise RecordError(path, "file", f"{what} (JSON)", found) from None
     except UnicodeDecodeError as exc:
         raise RecordError(path, "file", f"{what} in UTF-8", f"byte {exc.start} is not") from None
     except json.JSONDecodeError as exc:
         found = f"{exc.msg} at line {exc.lineno} column {exc.colno} (truncated?)"
         raise RecordError(path, "file", f"{what} (JSON)", found) from None
-    except (ValueError, RecursionError) as exc:  # an int of 5000 digits, nesting, duplicates
+    except (ValueError, RecursionError) as exc:  # an int of 5000 digits, nesting
         raise RecordError(path, "file", f"{what} (JSON)", str(exc)[:200]) from None
 
 

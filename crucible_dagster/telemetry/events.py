@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
+
 SCHEMA_VERSION: Literal[1] = 1
 #: the largest line read back: a longer one is not an event we wrote
 MAX_LINE_BYTES = 64 * 1024
@@ -133,26 +135,17 @@ def read_events(path: str | Path) -> tuple[list[TelemetryEvent], list[str]]:
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+                data = json.loads(raw.decode("utf-8"), object_pairs_hook=duplicate_json_keys)
                 events.append(tz_aware(TelemetryEvent.model_validate(data)))
             except UnicodeDecodeError:
                 problems.append(f"{where}: expected UTF-8 text")
+            except DuplicateJsonKey as exc:
+                problems.append(f"{where}: {exc.args[0]}: written twice in one event")
             except RecursionError:
                 problems.append(f"{where}: expected an event, found JSON nested too deep")
             except ValueError as exc:
                 problems.append(_problem(where, exc))
     return events, problems
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """A JSON object whose keys are each written once: a repeated key is refused, never
-    silently the last one."""
-    seen: dict[str, object] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"{key}: written twice in one event")
-        seen[key] = value
-    return seen
 
 
 def _problem(where: str, exc: Exception) -> str:

@@ -38,17 +38,21 @@ def _asset(defs: dg.Definitions, key: dg.AssetKey) -> dg.AssetsDefinition:
     return found
 
 
+def _materialize_partition(
+    trials: dg.AssetsDefinition, key: str, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        [trials], partition_key=key, instance=instance, resources={"crucible": CrucibleResource()}
+    )
+    assert result.success
+    return result
+
+
 def _materialize_trials(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
     trials = _asset(defs, TRIALS)
     keys = list(trials.partitions_def.get_partition_keys()) if trials.partitions_def else []
     for key in keys:  # one run per partition, as a backfill runs them
-        result = dg.materialize(
-            [trials],
-            partition_key=key,
-            instance=instance,
-            resources={"crucible": CrucibleResource()},
-        )
-        assert result.success
+        _materialize_partition(trials, key, instance)
     return keys
 
 
@@ -166,13 +170,7 @@ def test_a_sweep_without_a_dataset_records_no_dataset_input(artifacts_dir: Any) 
     assert trials.partitions_def is not None
     key = trials.partitions_def.get_partition_keys()[0]
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [trials],
-            partition_key=key,
-            instance=instance,
-            resources={"crucible": CrucibleResource()},
-        )
-        assert result.success
+        result = _materialize_partition(trials, key, instance)
         (materialization,) = result.asset_materializations_for_node(trials.node_def.name)
         assert not any(t.startswith("dagster/input_") for t in materialization.tags or {})
         assert instance.get_asset_keys() == [trials.key]  # nothing recorded on another asset

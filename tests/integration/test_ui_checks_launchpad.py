@@ -146,7 +146,7 @@ def test_a_check_executed_alone_gives_its_result(browser: str, live: Live) -> No
         # are tables of rounded figures, not JSON
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary")
         page.wait_for_text("quality_targets")
-        text = page.wait_for_text(EXPERIMENT["description"])  # the description renders apart
+        text = page.wait_for_text(str(EXPERIMENT["description"]))  # it renders apart
         shot(page, live.folder / "5_report_asset_tables.png")
         assert EXPERIMENT["description"] in text
         assert "accuracy = 0.8 meets >= 0.7" in text  # the targets table's detail column
