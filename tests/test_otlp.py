@@ -156,6 +156,7 @@ def test_off_by_default_and_a_bad_setting_is_refused_before_the_run(
     assert not (artifacts_dir / "x").exists()  # refused before any run directory
 
 
+@pytest.mark.slow  # waits out an export deadline
 def test_an_unreachable_collector_never_fails_the_run(
     monkeypatch: pytest.MonkeyPatch, artifacts_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -174,6 +175,7 @@ def test_an_unreachable_collector_never_fails_the_run(
     assert result.status == "completed"
 
 
+@pytest.mark.slow  # waits out an export deadline
 def test_a_collector_that_hangs_costs_the_deadline_and_the_record_is_final_first(
     monkeypatch: pytest.MonkeyPatch, artifacts_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
