@@ -7,6 +7,7 @@ ones as they are. The one-run form (``mode: run``) stays the default.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from crucible_dagster.dagster_plugin.report_events import float_metadata
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.driver import Run
-from crucible_dagster.runtime.metrics import numbers_at, numeric_metrics
+from crucible_dagster.runtime.metrics import metric_mean, numeric_metrics
 from crucible_dagster.runtime.run_record import run_directory
 from crucible_dagster.sweeps.finish import finish_sweep
 from crucible_dagster.sweeps.grid import Trial, expand_grid
@@ -139,12 +140,8 @@ def trial_numbers(experiment: Experiment, outcome: TrialOutcome) -> dict[str, An
     numbers = numeric_metrics(outcome.metrics)
     metric = experiment.sweep.metric if experiment.sweep is not None else None
     if metric is not None:
-        try:
-            values = numbers_at(outcome.metrics, metric)
-        except (KeyError, ValueError):  # the comparison names the trial's problem
-            values = []
-        if values:
-            numbers = {metric: sum(values) / len(values), **numbers}
+        with contextlib.suppress(KeyError, ValueError):  # the comparison names the problem
+            numbers = {metric: metric_mean(outcome.metrics, metric), **numbers}
     return float_metadata({k: v for k, v in numbers.items() if math.isfinite(v)})
 
 

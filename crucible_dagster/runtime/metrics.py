@@ -52,6 +52,13 @@ def numbers_at(metrics: Mapping[str, Any], path: str) -> list[float]:
     return numbers
 
 
+def metric_mean(metrics: Mapping[str, Any], path: str) -> float:
+    """The mean of the finite numbers at ``path`` (one number, or a list per fold): how a
+    sweep scores a trial; KeyError and ValueError as ``numbers_at``."""
+    values = numbers_at(metrics, path)
+    return sum(values) / len(values)
+
+
 def flatten_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Every leaf of ``metrics`` under its dotted path (lists are leaves)."""
     flat: dict[str, Any] = {}

@@ -17,7 +17,7 @@ from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.racing.race import Race, RaceError
 from crucible_dagster.racing.state import RACE_FILE
 from crucible_dagster.runtime.driver import Run
-from crucible_dagster.runtime.metrics import numbers_at
+from crucible_dagster.runtime.metrics import metric_mean
 from crucible_dagster.sweeps.grid import Trial
 from crucible_dagster.sweeps.race_blocks import (
     EXPERIMENT_BUDGET_SPENT,
@@ -179,8 +179,7 @@ def _outcome(by_id: Mapping[str, TrialOutcome], trial: Trial) -> TrialOutcome:
 
 def _score(outcome: TrialOutcome, metric: str) -> float:
     """The trial's ``sweep.metric``: one number, or the mean of a list (per fold)."""
-    values = numbers_at(outcome.metrics, metric)
-    return float(sum(values) / len(values))
+    return metric_mean(outcome.metrics, metric)
 
 
 def _adopt_earlier_race(state: Path, earlier: Sequence[Path]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from crucible_dagster.budget import ledger_assigns
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run, StageFailure
-from crucible_dagster.runtime.metrics import finite_number, metric_at
+from crucible_dagster.runtime.metrics import metric_mean
 from crucible_dagster.runtime.registry import Registry
 from crucible_dagster.runtime.run_record import read_manifest
 from crucible_dagster.runtime.runner import RunResult, run
@@ -161,22 +160,13 @@ def run_trials(
     return outcomes, failures
 
 
-def _mean_value(found: Any) -> float | None:
-    """The sweep metric as one number: itself, or the mean of its units (fold scores)."""
-    if isinstance(found, list | tuple):
-        numbers = [finite_number(v) for v in found]
-        kept = [n for n in numbers if n is not None]
-        return statistics.fmean(kept) if kept and len(kept) == len(numbers) else None
-    return finite_number(found)
-
-
 def trial_event(sweep: Run, experiment: Experiment, outcome: TrialOutcome) -> None:
     """The trial's end as a ``trial_ended`` event of the sweep: its id, status, the sweep
     metric's value and where it ran."""
     value = None
     if experiment.sweep is not None:
-        with contextlib.suppress(KeyError):
-            value = _mean_value(metric_at(outcome.metrics, experiment.sweep.metric))
+        with contextlib.suppress(KeyError, ValueError):  # a failed trial has none
+            value = metric_mean(outcome.metrics, experiment.sweep.metric)
     worker = outcome.worker or {}
     sweep.telemetry.emit(
         "trial_ended",

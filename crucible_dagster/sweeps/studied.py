@@ -19,7 +19,7 @@ from typing import Any, Unpack
 from crucible_dagster.experiment.ir import Experiment, SearchParam
 from crucible_dagster.racing.sequential import ScoreOutOfRange
 from crucible_dagster.runtime.driver import Run, StageFailure
-from crucible_dagster.runtime.metrics import numbers_at
+from crucible_dagster.runtime.metrics import metric_mean
 from crucible_dagster.sweeps.grid import Trial
 from crucible_dagster.sweeps.running import TrialHooks, TrialOutcome, run_trials
 from crucible_dagster.sweeps.study import StudyError, open_study, optuna_module
@@ -241,10 +241,7 @@ def _score(study: Any, live: Any, outcome: TrialOutcome, metric: str) -> float:
     try:
         if outcome.status != "completed":
             raise ValueError(f"the run ended {outcome.status}")
-        values = numbers_at(outcome.metrics, metric)
-        if not values:
-            raise ValueError("no value")
-        return float(sum(values) / len(values))
+        return metric_mean(outcome.metrics, metric)
     except (KeyError, ValueError) as exc:
         if live is not None:
             study.tell(live, state=optuna_module().trial.TrialState.FAIL)
