@@ -8,7 +8,6 @@ user re-check the latest report from the UI.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from crucible_dagster.experiment.ir import QualityTarget, RegressionBaseline
 from crucible_dagster.quality.gate import GATE_METRIC, GATE_NAME
 from crucible_dagster.quality.recheck import recheck_run
 from crucible_dagster.quality.targets import METRIC_KEY
+from crucible_dagster.reports.precision import significant
 from crucible_dagster.run_history.records import RecordError
 from crucible_dagster.runtime.metrics import numeric_metrics
 from crucible_dagster.runtime.run_dirs import RunDirectoryError, run_directory
@@ -127,18 +127,10 @@ COMPARISON_COLUMNS = (
 )
 #: a column left out when it equals another in every row: nothing was corrected
 REPEATS = {"p_adjusted": "p"}
-#: significant digits shown: a p-value's third digit and an estimate's fourth are the last that
-#: mean anything at the sample sizes experiments have; the full values stay in the run's files
-P_DIGITS, ESTIMATE_DIGITS = 3, 4
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
-
-
-def _rounded(value: Any, digits: int = ESTIMATE_DIGITS) -> float | None:
-    number = _number(value)
-    return None if number is None else float(f"{number:.{digits}g}")
+#: significant digits shown: a p-value's third digit and an estimate's fourth (``significant``'s
+#: default) are the last that mean anything at the sample sizes experiments have; the full
+#: values stay in the run's files
+P_DIGITS = 3
 
 
 def _preview(ctx: Context) -> str:
@@ -153,19 +145,19 @@ def _comparison_record(row: Any) -> dict[str, Any]:
     return {
         "comparison": row.label,
         "test": row.test,
-        "statistic": _rounded(row.statistic),
+        "statistic": significant(row.statistic),
         "df": ", ".join(f"{v:g}" for v in df)
         if isinstance(df, list)
         else (f"{df:g}" if isinstance(df, int | float) else ""),
-        "p": _rounded(row.p_value, P_DIGITS),
-        "p_adjusted": _rounded(row.p_adjusted, P_DIGITS),
-        "difference": _rounded(row.estimate),
-        "ci_low": _rounded(row.ci_low),
-        "ci_high": _rounded(row.ci_high),
+        "p": significant(row.p_value, P_DIGITS),
+        "p_adjusted": significant(row.p_adjusted, P_DIGITS),
+        "difference": significant(row.estimate),
+        "ci_low": significant(row.ci_low),
+        "ci_high": significant(row.ci_high),
         "effect_size": row.effect_size_name or "",
-        "effect": _rounded(row.effect_size),
-        "effect_ci_low": _rounded(row.effect_size_ci_low),
-        "effect_ci_high": _rounded(row.effect_size_ci_high),
+        "effect": significant(row.effect_size),
+        "effect_ci_low": significant(row.effect_size_ci_low),
+        "effect_ci_high": significant(row.effect_size_ci_high),
         "n": f"{row.n_a}, {row.n_b}",
     }
 
@@ -227,10 +219,10 @@ def quality_table(verdicts: list[Mapping[str, Any]]) -> dg.TableMetadataValue:
             "kind": str(v.get("kind", "")),
             "verdict": "pass" if v.get("passed") else "fail",
             "severity": str(v.get("severity", "")),
-            "estimate": _rounded(v.get("estimate")),
-            "ci_low": _rounded(v.get("ci_low")),
-            "ci_high": _rounded(v.get("ci_high")),
-            "p_value": _rounded(v.get("p_value"), P_DIGITS),
+            "estimate": significant(v.get("estimate")),
+            "ci_low": significant(v.get("ci_low")),
+            "ci_high": significant(v.get("ci_high")),
+            "p_value": significant(v.get("p_value"), P_DIGITS),
             "detail": str(v.get("message", ""))[:500],
         }
         for v in verdicts
