@@ -462,3 +462,23 @@ def test_the_cli_refuses_flags_that_mean_nothing_and_names_unreadable_files(
     (other / "telemetry.jsonl").symlink_to(run_dir / "telemetry.jsonl")
     said = cli("telemetry", "y")
     assert said.code == 1 and "telemetry.jsonl: a symlink, not read" in said.err
+
+
+def test_a_finished_record_holds_no_descriptor_of_its_file(artifacts_dir: Path) -> None:
+    """The writer keeps its file open while the run writes; once the record is final the
+    descriptor goes, even while the record object lives on (a code server holds many)."""
+    from crucible_dagster import Experiment
+    from crucible_dagster.runtime.run_record import RunRecord
+
+    def held() -> list[Path]:
+        return [Path(f"/proc/self/fd/{fd}").resolve() for fd in os.listdir("/proc/self/fd")]
+
+    experiment = Experiment.model_validate({"id": "x", "pipeline": [{"name": "validate"}]})
+    record = RunRecord.create(artifacts_dir / "x" / "r", experiment, run_id="r")
+    path = (artifacts_dir / "x" / "r" / "telemetry.jsonl").resolve()
+    assert path in held()
+    record.finish("completed")
+    assert path not in held()
+    record.telemetry.emit("sweep_compared", trials=0)  # a later event opens it again
+    events, problems = read_events(path)
+    assert problems == [] and [e.event for e in events][-1] == "sweep_compared"

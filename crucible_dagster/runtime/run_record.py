@@ -46,7 +46,7 @@ from crucible_dagster.runtime.run_dirs import (
 )
 from crucible_dagster.runtime.telemetry import JsonlSink, Sink, Telemetry
 from crucible_dagster.runtime.trace import TraceChain
-from crucible_dagster.telemetry.otlp import trace_sinks
+from crucible_dagster.telemetry.otlp import otlp_enabled, trace_sinks
 
 #: the places and readers now in run_dirs and provenance, still importable from here
 __all__ = [
@@ -129,7 +129,7 @@ class RunRecord:
         """Start a run at ``path``: every step (by default each pipeline stage) is listed as
         pending, or skipped for a disabled stage."""
         path = Path(path).absolute()
-        trace_sinks(path / TELEMETRY)  # a bad CRUCIBLE_OTEL is refused before the folder exists
+        otlp_enabled()  # a bad CRUCIBLE_OTEL is refused before the folder exists
         create_exclusively(path)
         if steps is None:
             stages = {

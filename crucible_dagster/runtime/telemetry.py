@@ -48,6 +48,11 @@ class JsonlSink(EventWriter):
     """``telemetry.jsonl``: the run's events in the one schema (``crucible_dagster.telemetry``),
     one line each, written whole (see ``EventWriter``)."""
 
+    def after_run(self) -> None:
+        """The run's record is final: no descriptor is held past it (a later event, a sweep's
+        comparison say, opens the file again)."""
+        self.close()
+
 
 class Telemetry:
     """The run's events: lifecycle events go to every sink (the log, Dagster, the progress

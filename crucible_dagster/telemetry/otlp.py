@@ -1,4 +1,5 @@
-"""A run's telemetry as OpenTelemetry traces over OTLP (the ``otel`` extra), off by default.
+"""A run's telemetry as OpenTelemetry traces and metrics over OTLP (the ``otel`` extra), off
+by default.
 
 ``CRUCIBLE_OTEL=otlp`` turns it on; the endpoint and its headers are OpenTelemetry's own
 settings (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``,
@@ -89,9 +90,9 @@ class OtlpTraceSink:
                 "OTLP export skips %d unreadable line(s): %s", len(problems), problems[0]
             )
         failures: list[str] = []
+        deadline = export_deadline_s()
 
         def export() -> None:
-            deadline = export_deadline_s()
             for send in (export_trace, export_metrics):
                 try:
                     send(events, timeout_s=deadline)
@@ -100,12 +101,12 @@ class OtlpTraceSink:
 
         thread = threading.Thread(target=export, name="crucible-otlp", daemon=True)
         thread.start()
-        thread.join(export_deadline_s())
+        thread.join(deadline)
         if thread.is_alive():
             logger.warning(
                 "OTLP export did not finish within %.0f s (OTEL_EXPORTER_OTLP_TIMEOUT); "
                 "the run's record is complete, its trace was not sent",
-                export_deadline_s(),
+                deadline,
             )
         elif failures:
             logger.warning("OTLP export failed: %s", failures[0])
@@ -160,25 +161,30 @@ def export_trace(
     return len(spans)
 
 
-def _tracer(start: TelemetryEvent, processor: Any) -> tuple[Any, Any]:
+def _resource(event: TelemetryEvent) -> Any:
+    """What sent the trace and the metrics: the service and the run's experiment."""
     from opentelemetry.sdk.resources import Resource
+
+    return Resource.create(
+        {"service.name": "crucible", "crucible.experiment_id": event.experiment_id or ""}
+    )
+
+
+def _tracer(start: TelemetryEvent, processor: Any) -> tuple[Any, Any]:
     from opentelemetry.sdk.trace import TracerProvider
 
-    resource = Resource.create(
-        {"service.name": "crucible", "crucible.experiment_id": start.experiment_id or ""}
-    )
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=_resource(start))
     provider.add_span_processor(processor)
     return provider, provider.get_tracer("crucible_dagster")
 
 
 class _SpanTree:
-    """The run span, its open stage spans, and the spans ended so far."""
+    """The run span and its open stage spans, as the run's events arrive in time order."""
 
     def __init__(self, tracer: Any, start: TelemetryEvent):
         from opentelemetry import trace
 
-        self._trace, self.tracer, self.sent = trace, tracer, 0
+        self._trace, self.tracer = trace, tracer
         self.run = tracer.start_span(
             f"run {start.experiment_id}",
             start_time=_ns(start.timestamp),
@@ -196,7 +202,6 @@ class _SpanTree:
         if error is not None:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
         span.end(end_time=end_ns)
-        self.sent += 1
 
     def add(self, event: TelemetryEvent) -> None:
         at, stage = _ns(event.timestamp), str(event.stage)
@@ -215,13 +220,12 @@ class _SpanTree:
         elif event.event in ("retry", "hedge"):
             self.stages.get(stage, self.run).add_event(event.event, _attributes(event), at)
 
-    def end(self, end: TelemetryEvent) -> int:
-        """Close what is open at the run's end; the number of spans sent."""
+    def end(self, end: TelemetryEvent) -> None:
+        """Close what is open at the run's end."""
         for span in self.stages.values():  # a stage the run never finished ends with it
             self._ended(span, _ns(end.timestamp))
         failed = end.event != "run_completed"
         self._ended(self.run, _ns(end.timestamp), end.event if failed else None)
-        return self.sent
 
 
 def export_metrics(
@@ -233,7 +237,6 @@ def export_metrics(
     of request events read."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import Resource
 
     requests = [e for e in events if e.event == "request"]
     if not requests:
@@ -243,10 +246,7 @@ def export_metrics(
 
         exporter = OTLPMetricExporter(timeout=timeout_s)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
-    resource = Resource.create(
-        {"service.name": "crucible", "crucible.experiment_id": requests[0].experiment_id or ""}
-    )
-    provider = MeterProvider(resource=resource, metric_readers=[reader])
+    provider = MeterProvider(resource=_resource(requests[0]), metric_readers=[reader])
     meter = provider.get_meter("crucible_dagster")
     count = meter.create_counter("crucible.requests", unit="{request}")
     duration = meter.create_histogram("crucible.request.duration", unit="ms")
