@@ -75,6 +75,7 @@ def test_openai_client_answers_counts_tokens_and_caches(tmp_path: Path) -> None:
         assert len(list(tmp_path.glob("responses/*/*.json"))) == 2
 
 
+@pytest.mark.slow
 def test_retries_with_backoff_then_succeeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,6 +102,7 @@ def test_retries_with_backoff_then_succeeds(
         assert answer.error == f"HTTP 400 from {url}/chat/completions"
 
 
+@pytest.mark.slow
 def test_timeout_gives_up_after_the_retries(tmp_path: Path) -> None:
     with llm_server() as (url, server):
         options = {"model": "m", "cache": False, "timeout_s": 0.2, "max_retries": 1, "backoff_s": 0}
@@ -142,6 +144,7 @@ def test_callable_backend_and_its_failures() -> None:
     assert answer.output is None and answer.error == "RuntimeError: this backend always fails"
 
 
+@pytest.mark.slow
 def test_sklearn_backend_fits_and_predicts_out_of_fold() -> None:
     from sklearn.datasets import load_breast_cancer
 
@@ -301,6 +304,7 @@ def test_a_hedge_answers_when_the_first_request_stalls() -> None:
     assert events == [("hedge", {"stage": "predict", "attempt": 1, "won": True})]
 
 
+@pytest.mark.slow
 def test_hedged_client_hedges_the_stalled_requests_and_takes_the_hedges_answer() -> None:
     """Every 20th question's first request is held by the server until the client has all
     its answers: only a hedge can answer it. Asserted by counts and order; how much of the

@@ -169,6 +169,7 @@ def test_wilcoxon_exact_with_ties_is_the_permutation_distribution_of_the_tied_ra
     assert {"p_value_continuity", "p_value_no_continuity"} <= set(result.extra)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("zero_method", ["wilcox", "pratt", "zsplit"])
 @pytest.mark.parametrize("alternative", ["two-sided", "less", "greater"])
 def test_the_exact_tied_wilcoxon_matches_scipy_enumeration(
@@ -243,6 +244,7 @@ def test_multi_sample_jackknife_leaves_one_observation_of_one_sample_out() -> No
     assert bench.bca_acceleration([first, second]) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statistic", ["mean_difference", "median_difference", "callable"])
 def test_two_sample_bootstrap_matches_scipy(statistic: str) -> None:
     rng = np.random.default_rng(0)

@@ -56,6 +56,7 @@ def test_paired_tests_flip_sign_not_p(x: list[float]) -> None:
     assert math.isclose(w_fwd.p_value, w_back.p_value, rel_tol=1e-9, abs_tol=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(
     p_lists,
@@ -76,6 +77,7 @@ def test_adjusted_p_values_monotone_and_not_below_raw(p_values: list[float], met
         assert a1 <= a2 + 1e-15 or p1 == p2
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(st.lists(samples, min_size=3, max_size=5))
 def test_k_sample_p_values_in_unit_interval(groups: list[list[float]]) -> None:

@@ -200,7 +200,16 @@ def _close(got: Any, expected: Any, tolerance: dict[str, float] | None) -> bool:
     return abs(got - expected) <= tolerance["rel"] * abs(expected)
 
 
-@pytest.mark.parametrize(("case", "key"), PARAMS, ids=[f"{c['id']}.{k}" for c, k in PARAMS])
+@pytest.mark.parametrize(
+    ("case", "key"),
+    # the bootstrap cases resample 10^4 times or more (about 2 s): make test runs them, not
+    # test-fast
+    [
+        pytest.param(c, k, marks=[pytest.mark.slow] if c["id"].startswith("bootstrap") else [])
+        for c, k in PARAMS
+    ],
+    ids=[f"{c['id']}.{k}" for c, k in PARAMS],
+)
 def test_reference_value(case: dict[str, Any], key: str) -> None:
     if (case["id"], key) in NOT_PRODUCED:
         pytest.skip(NOT_PRODUCED[(case["id"], key)])

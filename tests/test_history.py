@@ -226,6 +226,7 @@ def test_the_classifier_scenario_with_label_noise(
     assert "[accepted]" in lines[0] and "failed" in lines[1]
 
 
+@pytest.mark.slow
 def test_the_html_report_plots_the_metric_over_the_history(artifacts_dir: Path) -> None:
     data = gated().model_dump(mode="json", by_alias=True, exclude_defaults=True)
     data["outputs"] = [{"name": "summary", "formats": ["html", "markdown"]}]

@@ -19,6 +19,7 @@ from benchmarks.racing_bench import (
 )
 
 
+@pytest.mark.slow
 def test_closed_form_wilcoxon_equals_scipy() -> None:
     """Past SCIPY_UP_TO steps (below it scipy itself is called)."""
     rng = np.random.default_rng(5)

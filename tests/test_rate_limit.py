@@ -88,6 +88,7 @@ def openai(url: str, **options: Any) -> Any:
     return build_backend(ref)
 
 
+@pytest.mark.slow
 def test_an_interrupt_while_requests_wait_for_the_rate_ends_the_batch() -> None:
     """Ctrl-C with 20 requests paced at one a minute: the batch stops at once (the waiting
     threads are let go), not after twenty minutes; two requests were sent."""

@@ -51,6 +51,7 @@ SEVERAL = (
 )
 
 
+@pytest.mark.slow
 def test_several_scorers_give_a_column_and_a_mean_each(tmp_path: Path) -> None:
     result = run_stages(tmp_path, SEVERAL, {"predictions": predictions()})
     assert result.failure is None, result.failure
@@ -270,6 +271,7 @@ def test_the_sandbox_refuses_what_a_rubric_must_not_reach(tmp_path: Path) -> Non
     assert "refused by the sandbox" in judge["undefined"]
 
 
+@pytest.mark.slow
 def test_the_report_shows_each_further_score_columns_comparison(tmp_path: Path) -> None:
     from crucible_dagster.reports.markdown import bench_markdown
 
@@ -280,6 +282,7 @@ def test_the_report_shows_each_further_score_columns_comparison(tmp_path: Path) 
     assert "| wilcoxon |" in f1_part and "- a vs b: wilcoxon: paired design" in f1_part
 
 
+@pytest.mark.slow
 def test_the_html_report_shows_them_too_with_user_text_escaped(tmp_path: Path) -> None:
     from crucible_dagster.reports.html import bench_html
 

@@ -64,6 +64,7 @@ def test_sweep_compares_configurations(tmp_path: Path) -> None:
     assert "<script" not in (base / "sweep.html").read_text().lower()
 
 
+@pytest.mark.slow
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

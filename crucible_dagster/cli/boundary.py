@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -99,10 +100,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_USER
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """Built once per process: argparse looks each help string up in gettext's catalogues,
+    a few milliseconds per command, and parsing never changes the parser."""
+    return build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``crucible`` entry point (``crucible_dagster.cli:main``)."""
     with safe_terminal():
-        args = build_parser().parse_args(argv)
+        args = _parser().parse_args(argv)
         logging.basicConfig(
             level=logging.INFO if args.verbose else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",

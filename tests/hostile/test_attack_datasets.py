@@ -265,6 +265,7 @@ def test_stratifying_by_a_column_of_distinct_values_groups_rows_in_one_sort() ->
     assert _groups(np.array([], dtype=int)) == []
 
 
+@pytest.mark.slow
 def test_a_sample_and_folds_by_a_column_of_distinct_values(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -53,6 +53,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_a_template_that_would_spend_the_machine_is_that_samples_error(name: str) -> None:
     source, needle = HOSTILE[name]

@@ -250,6 +250,7 @@ def constant_sweep(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_constant_metric_sweep_summary_says_undefined(
     cli: Cli, tmp_path: Path, artifacts_dir: Path
 ) -> None:

@@ -74,6 +74,7 @@ def test_a_redirect_is_never_followed_and_the_key_never_leaves(
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("drip_head", [False, True], ids=["body", "head"])
 def test_a_drip_ends_at_the_deadline_and_the_others_keep_their_answers(drip_head: bool) -> None:
     """1 byte every 50 ms of a 60-byte answer takes 3 s; each read is far under the timeout."""

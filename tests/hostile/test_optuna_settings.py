@@ -20,6 +20,9 @@ from crucible_dagster.sweeps.study import STUDY_FILE, StudyError
 from crucible_dagster.sweeps.study_run import study_trials
 from tests.hostile.conftest import Cli, snapshot
 
+# Each case runs an Optuna study on SQLite (about 0.5 s): make test runs them, test-fast not.
+pytestmark = pytest.mark.slow
+
 HEAD = """id: studied
 pipeline:
   - name: quadratic

@@ -121,6 +121,7 @@ def test_trial_ids_are_unique_and_no_trial_is_dropped(grid: dict[str, list[objec
     assert len({t.config_id for t in trials}) == expected // 2
 
 
+@pytest.mark.slow
 def test_a_metric_identical_in_every_trial_is_explained(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "const.json"
     path.write_text(
