@@ -49,7 +49,8 @@ def _feed_chunk(state: _Column, chunk: Any, with_validity: bool) -> None:
         values = chunk.to_numpy(zero_copy_only=False)
         if values.dtype.kind in "mM":  # dates, times, durations: a buffer cannot hold them as
             values = values.view(np.int64)  # such, their int64 counts are the same bytes
-        state.data.update(memoryview(values).cast("B"))
+        # .data is memoryview(values); numpy's stubs type ndarray as a buffer only on 3.12+
+        state.data.update(values.data.cast("B"))
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         width = np.int64 if pa.types.is_large_string(kind) else np.int32
         offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[
@@ -58,7 +59,7 @@ def _feed_chunk(state: _Column, chunk: Any, with_validity: bool) -> None:
         # the value lengths as int64, a block at a time: no copy of the whole column's size
         for start in range(0, len(offsets) - 1, BLOCK):
             block = offsets[start : start + BLOCK + 1]
-            state.lengths.update(memoryview(np.subtract(block[1:], block[:-1], dtype=np.int64)))
+            state.lengths.update(np.subtract(block[1:], block[:-1], dtype=np.int64).data)
         data = chunk.buffers()[2]
         if data is not None and len(offsets):
             state.data.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
