@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crucible_dagster.cli.errors import RunNotFound
+from crucible_dagster.common.isotime import parse_datetime
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import AcceptError, accept
@@ -55,7 +56,7 @@ def find_run(run: str) -> Path:
 
 def _since(value: str) -> datetime:
     try:
-        return datetime.fromisoformat(value)
+        return parse_datetime(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a date like 2026-12-01, got {value!r}"

@@ -14,6 +14,7 @@ from typing import Any
 from crucible_dagster.cli.errors import UsageError, flag_value
 from crucible_dagster.cli.runs import find_run
 from crucible_dagster.cli.terminal import terminal_safe
+from crucible_dagster.common.isotime import parse_datetime
 from crucible_dagster.common.jsonsafe import to_jsonable
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.runtime.run_record import TELEMETRY, artifacts_root
@@ -67,7 +68,7 @@ def _time(text: str) -> datetime:
         f"expected an ISO 8601 time with its UTC offset (2026-12-03T10:00+00:00), got {text!r}"
     )
     try:
-        value = datetime.fromisoformat(text)
+        value = parse_datetime(text)
     except ValueError:
         raise ValueError(expected) from None
     if value.tzinfo is None:

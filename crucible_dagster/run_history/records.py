@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from crucible_dagster.common.files import UnreadableFile, read_regular
+from crucible_dagster.common.isotime import parse_datetime
 from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
 from crucible_dagster.experiment.names import MAX_NAME_LENGTH, NAME_PATTERN
 from crucible_dagster.runtime.run_record import MANIFEST, RUN_ID_PATTERN
@@ -69,7 +70,7 @@ def _timestamp(value: Any) -> datetime | None:
     if not isinstance(value, str) or len(value) > 64:
         raise ValueError(f"an ISO 8601 timestamp with a time zone, found {shown(value)}")
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = parse_datetime(value)
     except ValueError:
         raise ValueError(f"an ISO 8601 timestamp with a time zone, found {shown(value)}") from None
     if parsed.utcoffset() is None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crucible_dagster.common.isotime import parse_datetime
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import accepted_run
 from crucible_dagster.run_history.records import RunRead, Unreadable, scan_runs
@@ -207,17 +208,17 @@ def _text(value: Any) -> str | None:
 def _instant(when: str | None) -> datetime:
     """A start time as an aware instant, for ordering (unknown or unparsable: earliest)."""
     try:
-        parsed = datetime.fromisoformat(when) if isinstance(when, str) else None
+        parsed = parse_datetime(when) if isinstance(when, str) else None
     except ValueError:
         parsed = None
     if parsed is None:
-        return datetime.min.replace(tzinfo=UTC)
-    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def _after(started_at: str, since: datetime) -> bool:
     """``since`` without a time zone is taken as UTC, the time zone runs record."""
-    aware = since if since.utcoffset() is not None else since.replace(tzinfo=UTC)
+    aware = since if since.utcoffset() is not None else since.replace(tzinfo=timezone.utc)
     return _instant(started_at) >= aware
 
 

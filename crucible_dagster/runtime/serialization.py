@@ -30,6 +30,7 @@ from crucible_dagster.common.files import (
     atomic_write_with,
     write_content_addressed,
 )
+from crucible_dagster.common.isotime import parse_datetime
 from crucible_dagster.common.locations import StoragePath
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import Context
@@ -229,7 +230,7 @@ def decode(value: Any, store: BlobStore) -> Any:
     if tag == "tuple":
         return tuple(decode(v, store) for v in value["items"])
     if tag == "datetime":
-        return datetime.fromisoformat(value["value"])
+        return parse_datetime(value["value"])
     if tag == "date":
         return date.fromisoformat(value["value"])
     raise ValueError(f"unknown encoded value tag {tag!r}")

@@ -11,8 +11,10 @@ import json
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
+
+from crucible_dagster.common.isotime import parse_datetime
 
 STAGE_EVENT_TYPES = ("stage_started", "stage_completed", "stage_failed", "stage_skipped")
 DECISION_EVENT_TYPES = (
@@ -51,7 +53,7 @@ class TraceError(ValueError):
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,7 @@ class TraceEvent:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TraceEvent:
         fields = dict(data)
-        fields["timestamp"] = datetime.fromisoformat(fields["timestamp"])
+        fields["timestamp"] = parse_datetime(fields["timestamp"])
         fields["alternatives"] = tuple(fields.get("alternatives") or ())
         fields["depends_on"] = tuple(fields.get("depends_on") or ())
         return cls(**fields)
@@ -152,7 +154,7 @@ class TraceChain:
             id=data["id"],
             name=data["name"],
             description=data.get("description"),
-            created_at=datetime.fromisoformat(data["created_at"]),
+            created_at=parse_datetime(data["created_at"]),
             metadata=data.get("metadata") or {},
             events=tuple(TraceEvent.from_dict(e) for e in data.get("events", [])),
         )
