@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ def test_roundtrip_of_every_supported_value(tmp_path: Path) -> None:
                 "array": np.arange(6).reshape(2, 3),
                 "tuple": (1, "a"),
                 "nan": float("nan"),
-                "when": datetime(2026, 1, 2, tzinfo=UTC),
+                "when": datetime(2026, 1, 2, tzinfo=timezone.utc),
                 "int_keys": {1: "one"},
                 "np_scalar": np.float64(2.5),
             }
@@ -54,7 +54,7 @@ def test_roundtrip_of_every_supported_value(tmp_path: Path) -> None:
     assert back.assigns["series"].tolist() == [1.5, 2.5] and back.assigns["series"].name == "s"
     assert np.array_equal(back.assigns["array"], np.arange(6).reshape(2, 3))
     assert back.assigns["tuple"] == (1, "a") and math.isnan(back.assigns["nan"])
-    assert back.assigns["when"] == datetime(2026, 1, 2, tzinfo=UTC) and back.assigns[
+    assert back.assigns["when"] == datetime(2026, 1, 2, tzinfo=timezone.utc) and back.assigns[
         "int_keys"
     ] == {1: "one"}
     assert back.assigns["np_scalar"] == 2.5

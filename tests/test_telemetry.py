@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from crucible_dagster.telemetry.metrics import (
 from crucible_dagster.telemetry.writer import EventWriter
 from tests.conftest import Cli
 
-T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+T0 = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
 
 
 def event(n: int, **fields: Any) -> dict[str, Any]:

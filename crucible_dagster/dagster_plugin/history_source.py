@@ -8,7 +8,7 @@ where ``DAGSTER_HOME`` names an instance, so a plain ``crucible`` user pays noth
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 
@@ -17,7 +17,7 @@ def _iso(timestamp: float | None) -> str | None:
     if not isinstance(timestamp, int | float) or isinstance(timestamp, bool) or not timestamp:
         return None
     try:
-        return datetime.fromtimestamp(timestamp, UTC).isoformat()
+        return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
     except (OverflowError, OSError, ValueError):
         return None
 

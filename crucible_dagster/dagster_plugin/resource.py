@@ -7,7 +7,7 @@ the Launchpad's ``resources: {crucible: {config: ...}}`` for one run.
 from __future__ import annotations
 
 import json
-from enum import StrEnum
+from enum import Enum
 from typing import Any, cast
 
 import dagster as dg
@@ -21,8 +21,11 @@ from crucible_dagster.runtime.stage import ValidateMode
 RESOURCE_KEY = "crucible"
 
 
-class OptionChecks(StrEnum):
+class OptionChecks(str, Enum):  # enum.StrEnum is Python 3.11+
     """How strictly stage options are checked (the Launchpad shows these as a choice)."""
+
+    def __str__(self) -> str:
+        return str(self.value)  # as StrEnum's: 'warn', not 'OptionChecks.warn'
 
     error = "error"
     warn = "warn"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def choose_baseline(gate: RegressionBaseline, experiment_dir: Path, run_id: str)
         found = current_baseline(experiment_dir)
         return found.run_id if found else None
     completed = [
-        (read.manifest.ended_at or datetime.min.replace(tzinfo=UTC), read.manifest.run_id)
+        (read.manifest.ended_at or datetime.min.replace(tzinfo=timezone.utc), read.manifest.run_id)
         for read in scan_runs(experiment_dir)[0]
         if read.manifest.run_id != run_id and read.manifest.status == "completed"
     ]

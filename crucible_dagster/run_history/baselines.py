@@ -10,7 +10,7 @@ import fcntl
 import json
 import os
 import stat
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ def accept(
     entry = {
         "run_id": manifest.run_id,
         "experiment_id": manifest.experiment_id,
-        "accepted_at": datetime.now(UTC).isoformat(),
+        "accepted_at": datetime.now(timezone.utc).isoformat(),
         "note": note,
         "by": (by or os.environ.get("USER") or "unknown")[:256],
     }

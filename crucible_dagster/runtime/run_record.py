@@ -17,7 +17,7 @@ import json
 import os
 import socket
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,7 +146,7 @@ class RunRecord:
             "status": "running",
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started_at": datetime.now(UTC).isoformat(),
+            "started_at": datetime.now(timezone.utc).isoformat(),
             "ended_at": None,
             "experiment": experiment.model_dump(mode="json", by_alias=True, exclude_defaults=True),
             "experiment_hash": experiment_hash(experiment),
@@ -187,7 +187,7 @@ class RunRecord:
                 raise
             exc = _naming(error, target)
             # No stage ran and no telemetry began: the manifest alone ends the record.
-            self.manifest.update(status="failed", ended_at=datetime.now(UTC).isoformat())
+            self.manifest.update(status="failed", ended_at=datetime.now(timezone.utc).isoformat())
             self._fail_for(exc, "starting the run")
             self._ended = True
             try:
@@ -269,8 +269,8 @@ class RunRecord:
                 lambda: self.write_text("trace.json", trace.export("json")),
                 self.path / "trace.json",
             )
-        started = datetime.fromisoformat(self.manifest["started_at"])
-        ended = datetime.now(UTC)
+        started = datetime.fromisoformat(self.manifest["started_at"])  # written by isoformat()
+        ended = datetime.now(timezone.utc)
         self.manifest.update(
             status=status,
             ended_at=ended.isoformat(),

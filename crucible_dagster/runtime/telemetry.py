@@ -12,7 +12,7 @@ import re
 import socket
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from crucible_dagster.telemetry.events import SCHEMA_VERSION
@@ -67,7 +67,7 @@ class Telemetry:
             "schema_version": SCHEMA_VERSION,
             "event_id": uuid.uuid4().hex,
             "event": event,
-            "timestamp": datetime.now(UTC).isoformat(),
+            "timestamp": datetime.now(timezone.utc).isoformat(),
             "host": _HOST,
             "pid": os.getpid(),
             **self.common,

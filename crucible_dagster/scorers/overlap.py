@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, model_validator
+from typing_extensions import Self
 
 from crucible_dagster.scorers.base import Scorer, ScorerOptions, references_of
 

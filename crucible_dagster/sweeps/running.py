@@ -14,7 +14,9 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from crucible_dagster.budget import ledger_assigns
 from crucible_dagster.common.jsonsafe import to_jsonable

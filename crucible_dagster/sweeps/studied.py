@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Unpack
+from typing import Any
+
+from typing_extensions import Unpack
 
 from crucible_dagster.experiment.ir import Experiment, SearchParam
 from crucible_dagster.racing.sequential import ScoreOutOfRange

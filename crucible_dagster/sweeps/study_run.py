@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any
+
+from typing_extensions import Unpack
 
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.driver import Run

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def _submit(client: DagsterGraphQLClient, job: str, **kwargs: Any) -> str:
 
 
 def _tick(client: DagsterGraphQLClient, day: int) -> str:
-    request = _schedule_request(datetime(2026, 12, day, 3, 0, tzinfo=UTC))
+    request = _schedule_request(datetime(2026, 12, day, 3, 0, tzinfo=timezone.utc))
     tags = {**request.tags, "dagster/schedule_name": "gated_live_schedule"}
     return _submit(client, "gated_live", run_config=request.run_config, tags=tags)
 

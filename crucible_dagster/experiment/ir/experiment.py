@@ -7,10 +7,11 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+from typing_extensions import Self
 
 from crucible_dagster.experiment.ir.base import SEED_MAX, Int, IRModel, Seed, first_repeat
 from crucible_dagster.experiment.ir.budget import Budget

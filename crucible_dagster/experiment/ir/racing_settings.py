@@ -6,9 +6,10 @@ budget of 0 are refused with the field's path."""
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from typing_extensions import Self
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel
 

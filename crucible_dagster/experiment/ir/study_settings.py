@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+from typing_extensions import Self
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, first_repeat
 from crucible_dagster.experiment.names import check_name

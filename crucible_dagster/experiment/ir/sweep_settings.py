@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from typing_extensions import Self
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel
 from crucible_dagster.experiment.ir.dagster_settings import (
