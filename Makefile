@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CRUCIBLE_ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 
-.PHONY: demo demo-eval test test-fast lint fmt bench ui ui-postgres workers workers-stop clean venv
+.PHONY: demo demo-eval test test-fast test-py310 lint fmt bench ui ui-postgres workers workers-stop clean venv
 
 venv: $(STAMP)
 
@@ -69,9 +69,26 @@ test: $(STAMP)
 # collected, and --no-dagster fails any test (or collection) that imports dagster: the workers
 # never pay its 2 s import. A unit test that needs Dagster imports it inside and is marked
 # integration; one over a second is marked slow. Both still run under make test.
+FAST := -n 2 --timeout=120 --ignore=tests/integration --no-dagster \
+	-m "not integration and not postgres and not live and not slow"
+
 test-fast: $(STAMP)
-	$(PYTEST) -n 2 --timeout=120 --ignore=tests/integration --no-dagster \
-		-m "not integration and not postgres and not live and not slow"
+	$(PYTEST) $(FAST)
+
+# The same unit tests on Python 3.10, the lowest version supported (as Dagster's), in a virtualenv
+# of their own: `make test-py310 PY310=/path/to/python3.10`. Not part of `make test`; the install
+# test (tests/integration/test_dg_uv_project.py) runs a dg project on 3.10 under it.
+PY310 ?= python3.10
+VENV310 ?= .venv-py310
+
+$(VENV310)/.installed: pyproject.toml
+	@test -x $(VENV310)/bin/python || $(PY310) -m venv $(VENV310)
+	$(VENV310)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV310)/bin/python -m pip install --quiet -e '.[dev,examples,celery]'
+	@touch $@
+
+test-py310: $(VENV310)/.installed
+	$(subst $(BIN)/python,$(VENV310)/bin/python,$(PYTEST)) $(FAST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -109,4 +126,4 @@ workers-stop: $(STAMP)
 	$(BIN)/python -m crucible_dagster.dagster_plugin.celery.workers stop
 
 clean:
-	rm -rf $(VENV) .dagster_home .dagster_home_pg artifacts reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-py310 .dagster_home .dagster_home_pg artifacts reports .pytest_cache .mypy_cache .ruff_cache
