@@ -76,8 +76,8 @@ test-fast: $(STAMP)
 	$(PYTEST) $(FAST)
 
 # The same unit tests on Python 3.10, the lowest version supported (as Dagster's), in a virtualenv
-# of their own: `make test-py310 PY310=/path/to/python3.10`. Not part of `make test`; the install
-# test (tests/integration/test_dg_uv_project.py) runs a dg project on 3.10 under it.
+# of their own: `make test-py310 PY310=/path/to/python3.10`. Not part of `make test`, whose install
+# test (tests/integration/test_dg_uv_project.py) runs a dg project on 3.10 all the same.
 PY310 ?= python3.10
 VENV310 ?= .venv-py310
 
