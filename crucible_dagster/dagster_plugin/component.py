@@ -72,6 +72,23 @@ outputs:
 class ExperimentScaffoldParams(BaseModel):
     experiment_id: str = Field(default="my_experiment", description="The first experiment's id.")
 
+    @field_validator("experiment_id", mode="before")
+    @classmethod
+    def _a_dagster_name(cls, value: Any) -> str:
+        """Checked as ``dg scaffold defs`` reads its parameters, before it makes the folder, so a
+        bad id leaves nothing behind; a ``click.ClickException`` is what ``dg`` prints as one
+        ``Error:`` line (a ``ValueError`` would be printed as pydantic's JSON dump)."""
+        import click
+
+        if not isinstance(value, str):
+            raise click.ClickException(
+                f"crucible: --json-params experiment_id: expected a string, got {value!r}"
+            )
+        try:
+            return check_name(value, "experiment id")
+        except ValueError as exc:
+            raise click.ClickException(f"crucible: --json-params experiment_id: {exc}") from None
+
 
 def _expect_bool(value: Any) -> bool:
     """true or false only: pydantic would take "no" or 0 for false; a CI switch must be exactly
@@ -100,7 +117,7 @@ class CrucibleExperimentsScaffolder(dg.Scaffolder[ExperimentScaffoldParams]):
     def scaffold(self, request: dg.ScaffoldRequest[ExperimentScaffoldParams]) -> None:
         from dagster.components.component_scaffolding import scaffold_component
 
-        experiment_id = check_name(request.params.experiment_id, "experiment id")
+        experiment_id = request.params.experiment_id  # checked as the parameters were read
         target = request.target_path / "experiments" / f"{experiment_id}.yaml"
         if target.exists():  # never overwrite a file somebody wrote
             raise FileExistsError(f"{target} exists already; choose another experiment id")

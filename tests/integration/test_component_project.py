@@ -406,3 +406,30 @@ def test_scaffolding_leaves_a_symlinked_gitignore_alone(
     assert (target / "experiments" / "first.yaml").is_file()  # the scaffold itself is done
     assert os.path.exists(target / "defs.yaml")
     shutil.rmtree(target)
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ('"bad id!"', "expected an experiment id of letters, digits and underscores (a valid "
+         "Dagster name), got 'bad id!'; try 'bad_id'"),
+        ("5", "expected a string, got 5"),
+        ('"../escape"', "got '../escape'"),
+    ],
+)  # fmt: skip
+def test_scaffolding_a_bad_experiment_id_is_one_line_and_leaves_nothing(
+    tmp_path: Path, given: str, said: str
+) -> None:
+    """``dg scaffold defs`` prints a ``click.ClickException`` as one ``Error:`` line; the id is
+    checked as the parameters are read, before Dagster makes the folder."""
+    import click
+    from dagster.components.component_scaffolding import scaffold_object
+
+    target = tmp_path / "defs" / "exps"
+    typename = "crucible_dagster.dagster_plugin.CrucibleExperimentsComponent"
+    with pytest.raises(click.ClickException) as raised:
+        scaffold_object(target, typename, f'{{"experiment_id": {given}}}', "yaml", tmp_path)
+    message = raised.value.format_message()
+    assert message.startswith("crucible: --json-params experiment_id: ") and said in message
+    assert "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # no folder, no .gitignore

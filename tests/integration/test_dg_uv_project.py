@@ -146,6 +146,20 @@ def _check_installed(project: Project) -> None:
     assert listed[COMPONENT].startswith("Crucible experiments"), listed[COMPONENT]
 
 
+def _scaffold_a_bad_id(project: Project) -> None:
+    """A bad id is one ``Error:`` line naming the parameter, and no folder is left behind."""
+    params = json.dumps({"experiment_id": "bad id!"})
+    said = project.dg("scaffold", "defs", COMPONENT, "bad", "--json-params", params, ok=False)
+    assert said.returncode == 1, said.stdout + said.stderr
+    assert "Traceback" not in said.stdout + said.stderr, said.stdout + said.stderr
+    (line,) = [x for x in said.stderr.splitlines() if x.startswith("Error:")]
+    assert line == (
+        "Error: crucible: --json-params experiment_id: expected an experiment id of letters, "
+        "digits and underscores (a valid Dagster name), got 'bad id!'; try 'bad_id'"
+    ), said.stderr
+    assert not (project.root / "src" / "myproj" / "defs" / "bad").exists()
+
+
 def _scaffold(project: Project) -> Path:
     params = json.dumps({"experiment_id": "first"})
     project.dg("scaffold", "defs", COMPONENT, "exps", "--json-params", params)
@@ -196,6 +210,7 @@ def _launch(project: Project) -> None:
 def test_a_dg_project_adds_scaffolds_checks_and_launches_crucible(tmp_path: Path) -> None:
     project = _create(tmp_path)
     _check_installed(project)
+    _scaffold_a_bad_id(project)
     folder = _scaffold(project)
     _check_defs(project, folder)
     _launch(project)
