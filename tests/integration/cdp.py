@@ -106,6 +106,8 @@ def headless_page(browser: str, width: int = 1600, height: int = 1200) -> Iterat
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # its own scratch folders (org.chromium.Chromium.*) go with the profile
+            env={**os.environ, "TMPDIR": profile},
             start_new_session=True,  # its renderer and crash handler go with it
         )
         try:
