@@ -185,6 +185,7 @@ def test_retries_count_as_requests() -> None:
     assert result.status == "budget_exhausted"
 
 
+@pytest.mark.slow
 def test_a_sweep_shares_one_budget_across_its_trials() -> None:
     from crucible_dagster.sweeps.standalone import run_sweep
 
@@ -216,6 +217,7 @@ def write_experiment(path: Path, data: Experiment) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_crucible_run_says_the_budget_ran_out_and_runs_list_shows_it(
     cli: Cli, tmp_path: Path
 ) -> None:

@@ -94,6 +94,7 @@ def test_edges_are_undefined_with_a_reason_or_refused() -> None:
     assert one.statistic == pytest.approx(2.0) and one.extra["p_value_exact"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_compare_groups_chooses_cochran_q_and_pairwise_mcnemar_for_binary_blocks() -> None:
     table = np.asarray(WAVE2)
     groups = {f"g{j + 1}": table[:, j].tolist() for j in range(5)}

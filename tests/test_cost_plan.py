@@ -88,6 +88,7 @@ def test_the_dry_run_is_within_one_percent_of_what_the_run_spends(
     assert plan["total"]["requests"] == 24
 
 
+@pytest.mark.slow
 def test_a_sweep_is_planned_per_trial_and_the_cache_answers_repeats(
     cli: Cli, tmp_path: Path
 ) -> None:

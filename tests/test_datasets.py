@@ -342,6 +342,7 @@ def test_no_robots_references_the_last_assistant_message() -> None:
 # --- scikit-learn -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_bundled_sklearn_table_loads_and_the_list_is_complete() -> None:
     from sklearn import datasets
 

@@ -157,6 +157,7 @@ def test_accept_refuses_a_run_that_did_not_complete(artifacts_dir: Path) -> None
     assert accepted_run(artifacts_dir / "gated") is None
 
 
+@pytest.mark.slow
 def test_the_runs_commands(cli: Cli, tmp_path: Path, artifacts_dir: Path) -> None:
     experiment = gated()
     assert run(experiment, run_id="r1").ok

@@ -42,6 +42,7 @@ def test_the_opponent_is_the_pools_leader_on_the_blocks_before() -> None:
     assert math.exp(got.log_e) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_under_the_null_a_trial_is_pruned_at_most_alpha_of_the_time() -> None:
     rng = np.random.default_rng(2026)
     alpha, runs, blocks, pruned = 0.1, 400, 40, 0

@@ -73,6 +73,7 @@ def test_several_scorers_give_a_column_and_a_mean_each(tmp_path: Path) -> None:
     assert list(on_disk["score_f1"]) == list(table["score_f1"])
 
 
+@pytest.mark.slow
 def test_the_bench_compares_each_score_column_with_its_own_test(tmp_path: Path) -> None:
     """0/1 (em): McNemar's exact test on the 6 discordant samples, p = 2 · 0.5⁶ = 0.03125,
     with the paired bootstrap beside; continuous (f1, bleu): Wilcoxon or a paired t."""

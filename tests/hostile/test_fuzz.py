@@ -71,6 +71,7 @@ def test_arbitrary_json_documents(tmp_path: Path, doc: object) -> None:
     _checked(path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(text=st.text(alphabet="{}[]:,-&*!|>'\"\n #a1.", max_size=200))
 def test_yaml_punctuation_soup(tmp_path: Path, text: str) -> None:

@@ -148,6 +148,7 @@ def test_a_sample_twice_in_one_trial_is_ambiguous() -> None:
     assert "sample 'q1' of variant 'model' appears more than once" in result["design"]["why"]
 
 
+@pytest.mark.slow
 def test_variants_are_blocks_of_their_own() -> None:
     a = scores(ids(3), [1.0, 1.0, 0.0])
     a["variant"] = ["m1", "m1", "m2"]
