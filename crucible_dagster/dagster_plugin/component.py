@@ -50,7 +50,7 @@ from crucible_dagster.experiment.loading import (
     legacy_spelling_warnings,
     read_document,
 )
-from crucible_dagster.experiment.names import check_name
+from crucible_dagster.experiment.names import check_job_name
 from crucible_dagster.experiment.problems import ExperimentError, Problem
 from crucible_dagster.experiment.yaml_limits import check_data_depth
 from crucible_dagster.runtime.preflight import CheckedFile, check_document, mark_duplicate_ids
@@ -69,6 +69,10 @@ outputs:
 """
 
 
+#: file names dg reads as a component's own (defs.yaml, defs.yml, component.py)
+DG_FILE_STEMS = frozenset({"defs", "component"})
+
+
 class ExperimentScaffoldParams(BaseModel):
     experiment_id: str = Field(default="my_experiment", description="The first experiment's id.")
 
@@ -85,7 +89,13 @@ class ExperimentScaffoldParams(BaseModel):
                 f"crucible: --json-params experiment_id: expected a string, got {value!r}"
             )
         try:
-            return check_name(value, "experiment id")
+            check_job_name(value, "experiment id")
+            if value in DG_FILE_STEMS:
+                raise ValueError(
+                    f"expected an experiment id other than {value!r}: the file {value}.yaml would "
+                    f"be read by dg as a component's, not an experiment; try {value + '_1'!r}"
+                )
+            return value
         except ValueError as exc:
             raise click.ClickException(f"crucible: --json-params experiment_id: {exc}") from None
 
@@ -249,7 +259,15 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
             strict=self.strict or strict_from_env(),
             resource=shared_resource(artifacts),
             sensor_name=invalid_sensor_name(context),
+            key_root=_defs_root(context, root),
         )
+
+
+def _defs_root(context: dg.ComponentLoadContext, root: Path) -> Path | None:
+    """The project's defs root, when the experiments are inside it: broken files are keyed by
+    their path from there, the component's folder included, so two components' keys differ."""
+    defs_root = Path(context.defs_module_path)
+    return defs_root if root.resolve().is_relative_to(defs_root.resolve()) else None
 
 
 def check_inline_experiments(

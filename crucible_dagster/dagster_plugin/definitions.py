@@ -222,10 +222,12 @@ def definitions_from_checked(
     strict: bool = False,
     resource: CrucibleResource | None = None,
     sensor_name: str = INVALID_SENSOR,
+    key_root: Path | None = None,
 ) -> dg.Definitions:
     """The valid experiments ``check`` returns as jobs, each invalid one as an asset showing its
     problems: one broken experiment (a file, or an entry of a component) never stops the others.
-    Invalid assets are keyed by their path relative to ``root``. ``strict``: any problem raises
+    Invalid assets are keyed by their path relative to ``key_root`` (default ``root``; a
+    component gives the defs root, so two components' broken ``wip.yaml`` get two keys). ``strict``: any problem raises
     ``ExperimentsNotLoaded`` listing every one instead. ``resource``: the ``crucible`` resource
     of the jobs and report assets (where run directories go). ``sensor_name``: the failing
     sensor's, one per component of a code location (Dagster refuses two of one name)."""
@@ -242,7 +244,9 @@ def definitions_from_checked(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        loading = _Loading(root, translator, registry, default_executor, resource, sensor_name)
+        loading = _Loading(
+            key_root or root, translator, registry, default_executor, resource, sensor_name
+        )
         defs = loading.load(check())
         report(loading.problems, strict)  # strict: raises, listing every problem
         return defs

@@ -415,6 +415,8 @@ def test_scaffolding_leaves_a_symlinked_gitignore_alone(
          "Dagster name), got 'bad id!'; try 'bad_id'"),
         ("5", "expected a string, got 5"),
         ('"../escape"', "got '../escape'"),
+        ('"config"', "got 'config' (a word Dagster or Python reserves); try 'config_1'"),
+        ('"defs"', "the file defs.yaml would be read by dg as a component's"),
     ],
 )  # fmt: skip
 def test_scaffolding_a_bad_experiment_id_is_one_line_and_leaves_nothing(
@@ -433,3 +435,21 @@ def test_scaffolding_a_bad_experiment_id_is_one_line_and_leaves_nothing(
     assert message.startswith("crucible: --json-params experiment_id: ") and said in message
     assert "\n" not in message
     assert list(tmp_path.iterdir()) == []  # no folder, no .gitignore
+
+
+def test_two_components_each_with_a_broken_file_of_one_name_both_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each broken file's asset is keyed from the defs root, its component's folder included:
+    two components' ``wip.yaml`` were one key, and Dagster failed the whole location."""
+    project = Project(tmp_path, monkeypatch)
+    for name in ("a_exps", "b_exps"):
+        project.component(
+            name,
+            "  path: experiments\n",
+            {f"{name}.yaml": GOOD.format(id=name), "wip.yaml": "id: [unclosed\n"},
+        )
+    defs = project.load()
+    assert {job.name for job in defs.jobs} >= {"a_exps", "b_exps"}
+    invalid = sorted(Path(f).parent.parent.name for f in _invalid(defs))
+    assert invalid == ["a_exps", "b_exps"]
