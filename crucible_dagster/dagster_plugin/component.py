@@ -238,7 +238,11 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
         translator = self._translator(str(defs_file))
         registry = Registry.default().with_stages(self.registry) if self.registry else None
         artifacts = resolve_artifacts_dir(
-            self.artifacts_dir, Path(context.project_root), defs_file, defs_lines(defs_file)
+            self.artifacts_dir,
+            Path(context.project_root),
+            defs_file,
+            defs_lines(defs_file),
+            folder_of_defs / self.path if self.path is not None else None,
         )
         artifacts_clash(context, CrucibleExperimentsComponent, artifacts)  # one shared resource
 

@@ -43,7 +43,11 @@ def check_artifacts_dir(value: str) -> str:
 
 
 def resolve_artifacts_dir(
-    value: str | None, project_root: Path, defs_file: Path, lines: Lines
+    value: str | None,
+    project_root: Path,
+    defs_file: Path,
+    lines: Lines,
+    experiments: Path | None = None,
 ) -> str | None:
     """The folder this component's runs write to, absolute: ``value`` relative to the project
     root (it must stay inside it, symlinks resolved: write an absolute path for a folder
@@ -67,10 +71,29 @@ def resolve_artifacts_dir(
                 f"{value!r}, which leads to {target}"
             )
             raise ExperimentError([replace(where, message=message)])
-    if target.exists() and not target.is_dir():
-        message = f"expected a folder for the run directories, but {target} is not one"
+    message = _unusable(target.resolve(), experiments)
+    if message:
         raise ExperimentError([replace(where, message=message)])
     return str(target.resolve())
+
+
+def _unusable(target: Path, experiments: Path | None) -> str | None:
+    """Why runs could not write to ``target``, found as the code loads rather than as a run's
+    traceback: not a folder, under a file, not writable, or inside the experiments folder
+    (every file of a run directory would be read as a broken experiment)."""
+    if experiments is not None and target.is_relative_to(experiments.resolve()):
+        return (
+            f"expected a folder outside the experiments folder {experiments}, got {target}: "
+            "the run directories' files would be read as experiments"
+        )
+    if target.exists() and not target.is_dir():
+        return f"expected a folder for the run directories, but {target} is not one"
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        return f"expected a folder for the run directories, but {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"expected a folder the runs can write to, but {existing} is not writable"
+    return None
 
 
 _ARTIFACTS_LINE = ("attributes", "artifacts_dir")

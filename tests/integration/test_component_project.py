@@ -335,6 +335,7 @@ def test_artifacts_dir_inside_the_project_absolute_or_from_the_environment(
         ('"../outside"', "expected a folder inside the project root"),
         ('"link_out"', "expected a folder inside the project root"),
         ('"a_file"', "is not one"),
+        ('"a_file/runs"', "a_file is a file"),  # a run's mkdir failed with NotADirectoryError
     ],
 )
 def test_a_bad_artifacts_dir_is_refused_at_its_line(
@@ -453,3 +454,18 @@ def test_two_components_each_with_a_broken_file_of_one_name_both_load(
     assert {job.name for job in defs.jobs} >= {"a_exps", "b_exps"}
     invalid = sorted(Path(f).parent.parent.name for f in _invalid(defs))
     assert invalid == ["a_exps", "b_exps"]
+
+
+def test_an_artifacts_dir_inside_the_experiments_folder_is_refused_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file of a run directory there would be read back as a broken experiment."""
+    project = Project(tmp_path, monkeypatch)
+    inside = project.defs.relative_to(project.root) / "exps" / "experiments" / "runs"
+    folder = project.component("exps", f"  path: experiments\n  artifacts_dir: {inside}\n")
+    (folder / "experiments" / "a.yaml").write_text(GOOD.format(id="a"))
+    with pytest.raises(Exception) as raised:
+        project.load()
+    text = str(_cause(raised.value))
+    assert "outside the experiments folder" in text and "defs.yaml:4" in text, text
+    assert not (folder / "experiments" / "runs").exists()
