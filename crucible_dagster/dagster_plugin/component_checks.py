@@ -71,9 +71,9 @@ def resolve_artifacts_dir(
                 f"{value!r}, which leads to {target}"
             )
             raise ExperimentError([replace(where, message=message)])
-    message = _unusable(target.resolve(), experiments)
-    if message:
-        raise ExperimentError([replace(where, message=message)])
+    unusable = _unusable(target.resolve(), experiments)
+    if unusable:
+        raise ExperimentError([replace(where, message=unusable)])
     return str(target.resolve())
 
 
