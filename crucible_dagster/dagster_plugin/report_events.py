@@ -320,16 +320,27 @@ def report_events(
     before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator
 ) -> Iterator[Any]:
     """Materializations for the reports this stage produced, then one check evaluation per target."""
+    produced = False
+    for materialization in report_materializations(before, after, experiment, translator):
+        produced = True
+        yield materialization
+    if produced:
+        yield from check_evaluations(after.metrics, experiment, translator)
+
+
+def report_materializations(
+    before: Context, after: Context, experiment: Experiment, translator: CrucibleTranslator
+) -> Iterator[dg.AssetMaterialization]:
+    """One materialization per report this stage produced (``after``'s reports past
+    ``before``'s), with its preview, tables, headline figures and file paths."""
     new_outputs = after.outputs[len(before.outputs) :]
     specs = {o.name: o for o in experiment.outputs}
-    verdicts = [v for v in (after.metrics.get(METRIC_KEY) or []) if isinstance(v, Mapping)]
-    produced = False
+    verdicts = _verdicts(after.metrics)
     for item in new_outputs:
         if not (
             isinstance(item, Mapping) and item.get("kind") == "report" and item.get("name") in specs
         ):
             continue
-        produced = True
         metadata: dict[str, Any] = {"crucible/run_id": after.run_id}
         for rendered in item.get("rendered", []):
             path = rendered.get("path")
@@ -347,22 +358,30 @@ def report_events(
             asset_key=translator.get_asset_spec(experiment, specs[item["name"]]).key,
             metadata=metadata,
         )
+
+
+def _verdicts(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [v for v in (metrics.get(METRIC_KEY) or []) if isinstance(v, Mapping)]
+
+
+def check_evaluations(
+    metrics: Mapping[str, Any], experiment: Experiment, translator: CrucibleTranslator
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """One evaluation per verdict a declared check has (the report stage's, in ``metrics``)."""
     checks = _check_specs(experiment, translator)
-    if produced and checks:
-        gate = after.metrics.get(GATE_METRIC) or {}
-        for verdict in verdicts:
-            check = checks.get(str(verdict.get("name")))
-            if check is None:  # a verdict no check is declared for
-                continue
-            extra = (
-                {
-                    "baseline_run_id": str(gate.get("baseline_run_id")),
-                    "outcome": gate.get("outcome"),
-                }
-                if verdict.get("name") == GATE_NAME
-                else {}
-            )
-            yield _evaluation(check, verdict, extra)
+    if not checks:
+        return
+    gate = metrics.get(GATE_METRIC) or {}
+    for verdict in _verdicts(metrics):
+        check = checks.get(str(verdict.get("name")))
+        if check is None:  # a verdict no check is declared for
+            continue
+        extra = (
+            {"baseline_run_id": str(gate.get("baseline_run_id")), "outcome": gate.get("outcome")}
+            if verdict.get("name") == GATE_NAME
+            else {}
+        )
+        yield _evaluation(check, verdict, extra)
 
 
 def quality_check_specs(
