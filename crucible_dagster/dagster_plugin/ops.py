@@ -5,14 +5,19 @@ plain runner."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import dagster as dg
 
 from crucible_dagster import Context, Experiment, Registry, Stage, StageDef
 from crucible_dagster.dagster_plugin.config import options_config_schema
-from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
+from crucible_dagster.dagster_plugin.io_manager import (
+    IO_MANAGER_KEY,
+    CrucibleContextIOManager,
+    redacted,
+)
 from crucible_dagster.dagster_plugin.report_events import (
     GATE_SEVERITY,
     GATE_TAG,
@@ -79,6 +84,14 @@ def _output_definition(
 CONTEXT_OUT = {
     "result": _OutBuiltOnce(
         io_manager_key=IO_MANAGER_KEY, description="The crucible Context after this stage"
+    )
+}
+#: the last stage's of a report asset's graph: no asset reads it, so Dagster selects it never
+LAST_CONTEXT_OUT = {
+    "result": _OutBuiltOnce(
+        io_manager_key=IO_MANAGER_KEY,
+        description="The crucible Context after this stage",
+        is_required=False,
     )
 }
 
@@ -239,9 +252,13 @@ def run_option_problems(
 ) -> list[str]:
     """Every stage's options in this run's resolved config, as the stages will check them."""
     ops_config = context.get_step_execution_context().resolved_run_config.ops
+    # the stages' nodes sit beside this one: at the top, or in the report asset's graph
+    parent = context.op_handle.parent
+    prefix = f"{parent}." if parent is not None else ""
 
     def options_of(stage_def: StageDef) -> Mapping[str, Any]:
-        op_config = ops_config.get(translator.get_op_spec(experiment, stage_def.name).node_name)
+        node = translator.get_op_spec(experiment, stage_def.name).node_name
+        op_config = ops_config.get(prefix + node)
         node_config = op_config.config if op_config is not None else None
         return node_config if isinstance(node_config, Mapping) else stage_def.options
 
@@ -302,6 +319,24 @@ def forget_unredacted(context: dg.OpExecutionContext) -> None:
         io_manager.forget_unredacted(io_manager.run_root(context.instance, context.run_id))
 
 
+class AssetStep(Protocol):
+    """How a stage's op takes part in its experiment's report asset, when the job is that
+    asset's job (``report_graph.StageRole``); a plain job's ops have none."""
+
+    def started(self, context: dg.OpExecutionContext) -> None:
+        """The run's first step: tag a Materialize run as the job's runs are tagged."""
+
+    def shared(self, context: dg.OpExecutionContext) -> bool:
+        """Whether this run may hold other experiments (not the experiment's own job)."""
+        return False
+
+    def reports(
+        self, context: dg.OpExecutionContext, before: Context, after: Context, failed: bool
+    ) -> Iterator[Any]:
+        """The reports (and, when ``failed``, the checks) this step records."""
+        return iter(())
+
+
 def build_stage_op(
     experiment: Experiment,
     stage_def: StageDef,
@@ -310,10 +345,40 @@ def build_stage_op(
     translator: CrucibleTranslator,
     registry: Registry,
     takes_upstream: bool,
+    asset_step: AssetStep | None = None,
+    outs: Mapping[str, dg.Out] | None = None,
 ) -> dg.OpDefinition:
-    hands_on = experiment.dagster.executor != "in_process"
+    """``asset_step``: the op is a step of the report asset's graph (``report_graph``), and
+    ``outs`` its outputs (the last stage's carry the reports)."""
+    body = _StageBody(experiment, stage_def, translator, registry, asset_step)
+    spec = translator.get_op_spec(experiment, stage_def.name, stage_cls)
+    # A plain OpDefinition: the @op decorator's signature inspection costs ~1 ms per op,
+    # which dominates loading a folder of many experiments.
+    return dg.OpDefinition(
+        compute_fn=lambda context, inputs: body.execute(context, inputs.get("upstream")),
+        name=spec.name,
+        # OpDefinition takes built InputDefinitions too (its annotation says In only)
+        ins=CONTEXT_IN if takes_upstream else {},  # type: ignore[arg-type]
+        outs=dict(outs) if outs is not None else CONTEXT_OUT,
+        description=spec.description,
+        tags=spec.tags,
+        config_schema=options_config_schema(stage_cls, stage_def.options),
+        required_resource_keys={RESOURCE_KEY, IO_MANAGER_KEY},
+    )
 
-    def execute(context: dg.OpExecutionContext, upstream: Context | None) -> Iterator[Any]:
+
+@dataclass(frozen=True)
+class _StageBody:
+    """What a stage's op does: the stage through the run driver, then its events."""
+
+    experiment: Experiment
+    stage_def: StageDef
+    translator: CrucibleTranslator
+    registry: Registry
+    asset_step: AssetStep | None
+
+    def execute(self, context: dg.OpExecutionContext, upstream: Context | None) -> Iterator[Any]:
+        experiment, asset_step = self.experiment, self.asset_step
         resource: CrucibleResource = context.resources.crucible
         run_experiment = resource.applied_to(experiment)  # this run's seed
         ctx = upstream if upstream is not None else first_context(run_experiment, context.run_id)
@@ -321,44 +386,47 @@ def build_stage_op(
         ctx = run.adopt(ctx, context.run_id)
         before = ctx  # without this run's dataset: its fingerprint is observed after the step
         if upstream is None:
-            ctx = _start_run(experiment, registry, translator, context, run, ctx)
+            if asset_step is not None:
+                asset_step.started(context)
+            ctx = _start_run(experiment, self.registry, self.translator, context, run, ctx)
         outcome = run.step(
             ctx,
-            stage_def,
-            registry=registry,
+            self.stage_def,
+            registry=self.registry,
             validate_options=resource.option_checks,
             options=dict(context.op_config or {}),
-            hand_on=hands_on,  # the next stage may run in another process
+            # the next stage may run in another process
+            hand_on=experiment.dagster.executor != "in_process",
         )
-        failure = outcome.failure
-        if failure is not None:
-            if failure.reason == "quality_target_failed":
-                # The reports exist: record them and every check before failing the run.
-                note_gate(context, ctx, failure.context)
-                yield from report_events(ctx, failure.context, experiment, translator)
-            if failure.reason == "guardrail_detection" and redacts_pii(experiment):
-                forget_unredacted(context)
-            raise stage_failure(failure)
+        if outcome.failure is not None:
+            yield from self.failed(context, ctx, outcome.failure)
+            raise stage_failure(outcome.failure)
         result = outcome.context
         note_budget(context, ctx, result)
-        note_gate(context, ctx, result)
-        yield from dataset_observations(before, result, experiment, translator)
-        yield from report_events(ctx, result, experiment, translator)
-        yield dg.Output(
-            result, metadata=_output_metadata(ctx, result, stage_def.name, outcome.duration_ms)
-        )
+        note_gate(context, ctx, result, asset_step is not None and asset_step.shared(context))
+        yield from dataset_observations(before, result, experiment, self.translator)
+        if asset_step is None:
+            yield from report_events(ctx, result, experiment, self.translator)
+        else:
+            yield from asset_step.reports(context, ctx, result, False)
+        if "result" in context.selected_output_names:
+            metadata = _output_metadata(ctx, result, self.stage_def.name, outcome.duration_ms)
+            yield dg.Output(result, metadata=metadata)
+        elif redacted(result):  # not stored: the outputs before the guardrails go all the same
+            forget_unredacted(context)
 
-    spec = translator.get_op_spec(experiment, stage_def.name, stage_cls)
-    # A plain OpDefinition: the @op decorator's signature inspection costs ~1 ms per op,
-    # which dominates loading a folder of many experiments.
-    return dg.OpDefinition(
-        compute_fn=lambda context, inputs: execute(context, inputs.get("upstream")),
-        name=spec.name,
-        # OpDefinition takes built InputDefinitions too (its annotation says In only)
-        ins=CONTEXT_IN if takes_upstream else {},  # type: ignore[arg-type]
-        outs=CONTEXT_OUT,
-        description=spec.description,
-        tags=spec.tags,
-        config_schema=options_config_schema(stage_cls, stage_def.options),
-        required_resource_keys={RESOURCE_KEY, IO_MANAGER_KEY},
-    )
+    def failed(
+        self, context: dg.OpExecutionContext, ctx: Context, failure: StageFailure
+    ) -> Iterator[Any]:
+        """What a failed stage still records before its op fails."""
+        asset_step = self.asset_step
+        if failure.reason == "quality_target_failed":
+            # The reports exist: record them and every check before failing the run.
+            keep_worse = asset_step is not None and asset_step.shared(context)
+            note_gate(context, ctx, failure.context, keep_worse)
+            if asset_step is None:
+                yield from report_events(ctx, failure.context, self.experiment, self.translator)
+        if asset_step is not None:  # the reports made so far, and their checks
+            yield from asset_step.reports(context, ctx, failure.context, True)
+        if failure.reason == "guardrail_detection" and redacts_pii(self.experiment):
+            forget_unredacted(context)
