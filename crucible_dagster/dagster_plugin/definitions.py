@@ -157,8 +157,12 @@ def _definitions(
         ],
         schedules=[c.schedule for c in compiled if c.schedule is not None],
         sensors=[invalid_files_sensor(invalid, sensor_name)] if invalid else [],
-        # the report assets' resource; each job carries its own (with its experiment's seed)
+        # the report assets' resource (and their jobs'; each asset binds its IO manager); a
+        # plain job carries its own, with its experiment's seed
         resources={RESOURCE_KEY: resource},
+        # Materialize: a report's stage steps one after another in the run's process, as a
+        # plain job's (Dagster's default would start a process per step)
+        executor=dg.in_process_executor,
     )
 
 

@@ -11,8 +11,7 @@ from crucible_dagster import Experiment, Registry
 from crucible_dagster.dagster_plugin.celery.settings import CelerySettings, missing_extra
 from crucible_dagster.dagster_plugin.dataset_asset import dataset_asset
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
-from crucible_dagster.dagster_plugin.ops import build_stage_op
-from crucible_dagster.dagster_plugin.report_events import quality_check_specs
+from crucible_dagster.dagster_plugin.report_job import LinearJob, linear_job
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.registry import registry_for
@@ -76,59 +75,55 @@ def build_job(
     io_manager: dg.IOManagerDefinition | dg.ConfigurableIOManager | None = None,
     resource: CrucibleResource | None = None,
 ) -> dg.JobDefinition:
-    """One op per enabled stage, linear dependencies in pipeline order."""
+    """One op per enabled stage, linear dependencies in pipeline order; an experiment with
+    file reports gets its report asset's job (``report_graph``), resolved on that asset."""
     translator = translator or CrucibleTranslator()
-    registry = registry_for(experiment, registry)
-    resource_defs = {
+    resource_defs = _resource_defs(experiment, io_manager, resource)
+    return _built_job(experiment, translator, registry, resource_defs).job
+
+
+def _resource_defs(
+    experiment: Experiment,
+    io_manager: dg.IOManagerDefinition | dg.ConfigurableIOManager | None = None,
+    resource: CrucibleResource | None = None,
+) -> dict[str, Any]:
+    return {
         IO_MANAGER_KEY: io_manager or DEFAULT_IO_MANAGER,
         # the experiment's seed (and a sweep's grid) as run config the Launchpad pre-fills
         RESOURCE_KEY: (resource or DEFAULT_RESOURCE).for_experiment(experiment),
     }
+
+
+def _built_job(
+    experiment: Experiment,
+    translator: CrucibleTranslator,
+    registry: Registry | None,
+    resource_defs: dict[str, Any],
+) -> LinearJob:
+    """The experiment's job (a sweep's, a linear one's) and, for a linear experiment with
+    file reports, the report asset whose job it is."""
+    registry = registry_for(experiment, registry)
     if experiment.is_sweep:
         from crucible_dagster.dagster_plugin.sweep import build_sweep_job
 
         for stage_def in experiment.pipeline:  # fail at definition time, like a linear job would
             registry.resolve(stage_def.implementation)
-        return build_sweep_job(
-            experiment,
-            _sweep_steps(experiment)(experiment, translator, registry),
-            translator=translator,
-            resource_defs=resource_defs,
-            executor_def=executor_for(experiment),
+        return LinearJob(
+            build_sweep_job(
+                experiment,
+                _sweep_steps(experiment)(experiment, translator, registry),
+                translator=translator,
+                resource_defs=resource_defs,
+                executor_def=executor_for(experiment),
+            )
         )
-    enabled = experiment.enabled_stages
-    ops = [
-        build_stage_op(
-            experiment,
-            stage_def,
-            registry.resolve(stage_def.implementation),
-            translator=translator,
-            registry=registry,
-            takes_upstream=index > 0,
-        )
-        for index, stage_def in enumerate(enabled)
-    ]
-    # Each op definition is unique to its experiment; the node in the job is named after the stage.
-    aliases = [translator.get_op_spec(experiment, s.name).node_name for s in enabled]
-    dependencies: dict[dg.NodeInvocation, dict[str, dg.IDependencyDefinition]] = {}
-    for index, op in enumerate(ops):
-        upstream = {"upstream": dg.DependencyDefinition(aliases[index - 1])} if index else {}
-        dependencies[dg.NodeInvocation(op.name, alias=aliases[index])] = upstream
-    spec = translator.get_job_spec(experiment)
-    graph = dg.GraphDefinition(
-        name=spec.name, node_defs=ops, dependencies=dependencies, description=spec.description
-    )
-    return graph.to_job(
-        name=spec.name,
-        description=spec.description,
-        resource_defs=resource_defs,
-        executor_def=executor_for(experiment),
-        tags=spec.tags,
-    )
+    return linear_job(experiment, translator, registry, resource_defs, executor_for(experiment))
 
 
 def build_schedule(
-    experiment: Experiment, job: dg.JobDefinition, translator: CrucibleTranslator | None = None
+    experiment: Experiment,
+    job: dg.JobDefinition,
+    translator: CrucibleTranslator | None = None,
 ) -> dg.ScheduleDefinition | None:
     if experiment.schedule is None or experiment.dagster.automation == "on_cron":
         return None  # on_cron: the report assets' automation condition runs it instead
@@ -150,12 +145,13 @@ def build_schedule(
 @dataclass
 class CompiledExperiment:
     experiment: Experiment
+    #: a linear experiment with file reports: its report asset's job (the asset in ``assets``)
     job: dg.JobDefinition
-    #: the reports' specs and checks: one materializable multi-asset serves a whole folder
+    #: a sweep's report (its comparison): one materializable multi-asset serves a whole folder
     report_specs: list[dg.AssetSpec] = field(default_factory=list)
-    check_specs: list[dg.AssetCheckSpec] = field(default_factory=list)
     registry: Registry | None = None
-    #: assets of its own: the dataset it reads (shared), a partitioned sweep's two assets
+    #: assets of its own: its reports' (a linear experiment's), the dataset it reads (shared),
+    #: a partitioned sweep's two
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = field(default_factory=list)
     schedule: dg.ScheduleDefinition | None = None
 
@@ -169,25 +165,22 @@ def compile_experiment(
 ) -> CompiledExperiment:
     """``resource``: where the job's run directories go (default ``DEFAULT_RESOURCE``)."""
     translator = translator or CrucibleTranslator()
-    job = build_job(experiment, translator=translator, registry=registry, resource=resource)
     resolved = registry_for(experiment, registry)
+    built = _built_job(experiment, translator, resolved, _resource_defs(experiment, None, resource))
     compiled = CompiledExperiment(
-        experiment, job, registry=resolved, schedule=build_schedule(experiment, job, translator)
+        experiment,
+        built.job,
+        registry=resolved,
+        schedule=build_schedule(experiment, built.job, translator),
     )
+    if built.asset is not None:  # a linear experiment's reports, with their checks
+        compiled.assets.append(built.asset)
     if experiment.sweep is not None and experiment.dagster.sweep.mode == "partitions":
         from crucible_dagster.dagster_plugin.partitioned_sweep import partitioned_sweep_assets
 
         compiled.assets.extend(partitioned_sweep_assets(experiment, translator, resolved))
     elif experiment.is_sweep:  # a sweep's report is the comparison of its trials
         compiled.report_specs = [translator.get_sweep_asset_spec(experiment)]
-    else:
-        compiled.report_specs = [
-            translator.get_asset_spec(experiment, output)
-            for output in experiment.outputs
-            if output.sink != "stdout"
-        ]
-        if compiled.report_specs:
-            compiled.check_specs = quality_check_specs(experiment, translator)
     dataset = translator.get_dataset_asset_spec(experiment)
     if dataset is not None and experiment.dataset is not None:
         compiled.assets.append(dataset_asset(dataset, experiment.dataset))

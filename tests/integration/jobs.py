@@ -55,6 +55,15 @@ def counting_job() -> dg.JobDefinition:
     return build_job(counting_experiment())
 
 
+def counting_report_job() -> dg.JobDefinition:
+    """The counting experiment reported to a file: its job is the report asset's (one op per
+    stage in the asset's graph, ``report_graph``)."""
+    data = counting_experiment().model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["pipeline"].append({"name": "report"})
+    data["outputs"] = [{"name": "summary", "formats": ["json"]}]
+    return build_job(Experiment.model_validate({**data, "id": "counting_report"}))
+
+
 def counting_job_multiprocess() -> dg.JobDefinition:
     return build_job(counting_experiment("multiprocess"))
 

@@ -23,3 +23,18 @@ def check_specs(defs: dg.Definitions) -> list[dg.AssetCheckSpec]:
         if isinstance(asset, dg.AssetsDefinition)
         for spec in asset.check_specs
     ]
+
+
+def stage_graph(job: dg.JobDefinition) -> dg.GraphDefinition:
+    """The graph of a job's stage ops: an experiment with file reports runs them inside its
+    report asset's graph (``<experiment>__stages``), a plain job at its top level."""
+    (node, *others) = job.graph.nodes
+    if not others and isinstance(node.definition, dg.GraphDefinition):
+        return node.definition
+    return job.graph
+
+
+def stage_step(job: dg.JobDefinition, stage: str) -> str:
+    """The step key of a stage's op: ``<experiment>__stages.<stage>`` inside a report asset."""
+    graph = stage_graph(job)
+    return stage if graph is job.graph else f"{graph.name}.{stage}"

@@ -34,14 +34,16 @@ def asset_materialize(env: dict[str, str], *args: str) -> subprocess.CompletedPr
     return done
 
 
-def job_execute(job: str, tmp_path: Path, artifacts_dir: Path, timeout: float = 300) -> Path:
-    """``dagster job execute -f definitions.py -j JOB`` on a fresh SQLite DAGSTER_HOME (returned);
-    must succeed."""
+def job_execute(
+    job: str, tmp_path: Path, artifacts_dir: Path, timeout: float = 300, *args: str
+) -> Path:
+    """``dagster job execute -f definitions.py -j JOB ARGS`` on a fresh SQLite DAGSTER_HOME
+    (returned); must succeed."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     proc = subprocess.run(
-        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", job],
+        [dagster_bin(), "job", "execute", "-f", "definitions.py", "-j", job, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -53,7 +55,15 @@ def job_execute(job: str, tmp_path: Path, artifacts_dir: Path, timeout: float = 
 
 
 def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: Path) -> None:
-    home = job_execute("core_pipeline_demo", tmp_path, artifacts_dir)
+    """With a run config file of a plain job's shape (``ops: {<stage>: {config}}``, resources,
+    loggers): the job is its report asset's, whose config mapping takes that shape."""
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "ops: {data_checks: {config: {required_fields: [input], fail_fast: true}}}\n"
+        "resources: {crucible: {config: {seed: 11}}}\n"
+        "loggers: {console: {config: {log_level: INFO}}}\n"
+    )
+    home = job_execute("core_pipeline_demo", tmp_path, artifacts_dir, 300, "-c", str(config))
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         (run,) = instance.get_runs()
         assert run.job_name == "core_pipeline_demo" and run.status == dg.DagsterRunStatus.SUCCESS
@@ -67,3 +77,5 @@ def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: P
     )
     assert manifest["status"] == "completed"
     assert manifest["metrics"]["guardrails"] == {"total": 3, "violations": 0}
+    assert manifest["seed"] == 11
+    assert manifest["stages"]["data_checks"]["options"]["required_fields"] == ["input"]

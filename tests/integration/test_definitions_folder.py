@@ -15,7 +15,7 @@ from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, defini
 from crucible_dagster.experiment.problems import ExperimentError
 from crucible_dagster.runtime.preflight import check_file
 from tests.conftest import ROOT
-from tests.integration.specs import asset_specs
+from tests.integration.specs import asset_specs, stage_graph
 
 MALFORMED = sorted((ROOT / "tests" / "malformed").iterdir())
 
@@ -77,7 +77,8 @@ def test_loaded_definitions_are_frozen_out_of_the_collectors_reach(tmp_path: Pat
     assert gc.isenabled()
     assert gc.get_freeze_count() > 0
     job = defs.resolve_job_def("core_pipeline_demo")
-    assert job.graph.node_defs[0].output_defs[0].io_manager_key == "crucible_io_manager"
+    stage = stage_graph(job).node_defs[0]
+    assert stage.output_defs[0].io_manager_key == "crucible_io_manager"
 
 
 def test_a_reload_lets_the_earlier_definitions_be_collected(tmp_path: Path) -> None:

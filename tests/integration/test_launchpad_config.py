@@ -32,7 +32,9 @@ def test_the_seed_is_run_config_prefilled_from_the_file(artifacts_dir: Path) -> 
         )
     manifest = json.loads((artifacts_dir / "gated" / result.run_id / "manifest.json").read_text())
     assert manifest["seed"] == 6 and manifest["experiment"]["seed"] == 6
-    assert result.output_for_node("report").experiment.seed == 6
+    # the report asset's graph hands the run's experiment from stage to stage
+    bench = result.output_for_node("gated__stages.bench")
+    assert bench.experiment.seed == 6
 
 
 def test_a_bad_seed_fails_the_run_with_the_irs_message() -> None:

@@ -106,7 +106,8 @@ def test_request_figures_are_step_and_report_metadata(artifacts_dir: Path) -> No
         (output,) = [
             e
             for e in result.all_events
-            if e.event_type == dg.DagsterEventType.STEP_OUTPUT and e.step_key == "predict"
+            if e.event_type == dg.DagsterEventType.STEP_OUTPUT
+            and e.step_key == "prompts_dagster__stages.predict"
         ]
         step = output.step_output_data.metadata
         assert step["telemetry/model/requests"].value == 4  # 3 samples, one retried

@@ -11,18 +11,21 @@ from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import CrucibleTranslator, build_job, definitions_from_folder
 from crucible_dagster.dagster_plugin.translator import JobSpec
 from tests.conftest import ROOT
-from tests.integration.specs import asset_specs
+from tests.integration.specs import asset_specs, stage_graph
 
 
 def _defaults(job: dg.JobDefinition, op_name: str) -> dict[str, object]:
-    fields = job.graph.node_named(op_name).definition.config_schema.as_field().config_type.fields
+    definition = stage_graph(job).node_named(op_name).definition
+    fields = definition.config_schema.as_field().config_type.fields
     return {k: f.default_value for k, f in fields.items() if f.default_provided}
 
 
 def test_job_and_op_names_follow_the_pipeline() -> None:
     defs = definitions_from_folder(ROOT / "experiments")
     job = defs.resolve_job_def("core_pipeline_demo")
-    assert [n.name for n in job.graph.nodes_in_topological_order] == [
+    graph = stage_graph(job)  # the report asset's graph: one op per stage, then its checks
+    assert graph.name == "core_pipeline_demo__stages"
+    assert [n.name for n in graph.nodes_in_topological_order] == [
         "validate",
         "seed_examples",
         "data_checks",
@@ -31,7 +34,7 @@ def test_job_and_op_names_follow_the_pipeline() -> None:
     ]
     assert job.tags["crucible/experiment"] == "core_pipeline_demo"
     assert len(job.tags["crucible/ir_hash"]) == 16
-    op = job.graph.node_named("data_checks").definition
+    op = graph.node_named("data_checks").definition
     assert op.tags["crucible/stage"] == "data_checks"
     assert op.tags["crucible/module"] == "crucible_dagster.stages.data_checks:DataChecksStage"
     assert (
@@ -46,8 +49,8 @@ def test_config_schema_prefilled_with_written_options() -> None:
     assert _defaults(job, "data_checks") == {"required_fields": ["input", "output"]}
     assert _defaults(job, "guardrails") == {"adapter": "pii", "fail_on_violation": False}
     fields = (
-        job.graph.node_named("data_checks").definition.config_schema.as_field().config_type.fields
-    )
+        stage_graph(job).node_named("data_checks").definition.config_schema.as_field()
+    ).config_type.fields
     assert (
         fields["required_fields"].config_type.inner_type.kind.name == "ARRAY"
     )  # Noneable(Array(String))

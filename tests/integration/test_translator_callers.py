@@ -14,6 +14,7 @@ from crucible_dagster.dagster_plugin.ops import dataset_observations
 from crucible_dagster.dagster_plugin.report_events import quality_check_specs, report_events
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator, OpSpec
 from crucible_dagster.experiment.ir import QualityTarget, RegressionBaseline
+from tests.integration.specs import stage_graph
 
 CHECKED = (
     "id: named\npipeline:\n  - name: validate\n"
@@ -87,9 +88,12 @@ def test_the_dataset_observation_follows_the_dataset_spec() -> None:
 
 def test_ops_and_sweep_steps_follow_the_op_spec_and_the_dagster_block() -> None:
     job = build_job(loads_experiment(CHECKED), translator=Lab())
-    (node,) = job.graph.nodes
-    assert (node.name, node.definition.name) == ("lab_validate", "lab__named__validate")
-    assert node.definition.tags == {"lab": "validate"}
+    graph = stage_graph(job)  # the report asset's: the stage, then the op of its checks
+    assert {n.name: n.definition.name for n in graph.nodes} == {
+        "lab_validate": "lab__named__validate",
+        "lab_checks": "lab__named__checks",
+    }
+    assert graph.node_named("lab_validate").definition.tags == {"lab": "validate"}
 
     sweep = build_job(loads_experiment(SWEEP), translator=Lab())
     nodes = {n.name: n.definition for n in sweep.graph.nodes}
