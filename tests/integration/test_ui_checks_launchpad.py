@@ -1,7 +1,8 @@
 """Issue 26 in a real browser (headless Chromium against dagster-webserver and dagster-daemon),
-one live server for the module: a check executed alone from the asset's Checks tab gives its
-result (item 1), and a Launchpad run with ``seed: -5`` is refused before any stage with the
-located message (item 4). Screenshots land in the module's temporary folder."""
+one live server for the module: Materialize runs one step per stage and carries the experiment
+tag (item 2), a check executed alone from the asset's Checks tab gives its result (item 1),
+and a Launchpad run with ``seed: -5`` is refused before any stage with the located message
+(item 4). Screenshots land in the module's temporary folder."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from tests.conftest import ROOT
 from tests.integration.cdp import Page, headless_page
 from tests.integration.test_live_webserver import live_dagster_at
 
-pytestmark = [pytest.mark.live, pytest.mark.slow]
+# one worker runs them all, on the one live server of the module
+pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.xdist_group("ui_checks_launchpad")]
 
 EXPERIMENT = {
     "id": "ui_checked",
@@ -105,20 +107,59 @@ def run_ids(live: Live) -> set[str]:
         return {r.run_id for r in instance.get_runs()}
 
 
-def test_a_check_executed_alone_gives_its_result(browser: str, live: Live) -> None:
+@pytest.fixture(scope="module")
+def materialized(browser: str, live: Live) -> dg.DagsterRun:
+    """The report materialized from its page's Materialize button, once for the module."""
     with headless_page(browser) as page:
         before = run_ids(live)
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary")
         page.wait_for_text("Materialize")
         click_when_ready(page, "Materialize")
         made = wait_for_run(live, before)
-        assert made.status == dg.DagsterRunStatus.SUCCESS
-        # item 2: the Materialize run is found by experiment, as the job's runs are
+    assert made.status == dg.DagsterRunStatus.SUCCESS
+    return made
+
+
+#: the steps of the report asset's graph: one per stage, as the job has, then its checks
+STEPS = [f"ui_checked__stages.{step}" for step in ("seed", "bench", "report", "checks")]
+
+
+def test_materialize_shows_a_step_per_stage_and_the_experiment_tag(
+    browser: str, live: Live, materialized: dg.DagsterRun
+) -> None:
+    """Item 2: the run Materialize launched lists the stages as the job's runs do (it was one
+    step, crucible_reports_<hash>), and is found by its experiment's tag."""
+    with headless_page(browser) as page:
+        page.goto(f"{live.base}/runs/{materialized.run_id}")
+        page.wait_for_text("Succeeded (4)")
+        page.evaluate(  # the run's list of succeeded steps, opened
+            "(() => { const e = [...document.querySelectorAll('*')].find(e =>"
+            " e.children.length === 0 && e.innerText && e.innerText.trim() === 'Succeeded (4)');"
+            " if (e) { e.click(); } })()"
+        )
+        text = page.wait_for_text(STEPS[-1])
+        shot(page, live.folder / "0_materialize_run_steps.png")
+        assert all(step in text for step in STEPS), text[:3000]
+        assert "crucible_reports_" not in text
+        click_when_ready(page, "View tags and config")
+        text = page.wait_for_text("crucible/experiment")
+        time.sleep(1)  # the dialog's fade-in, before a screenshot
+        shot(page, live.folder / "0_materialize_run_tags.png")
+        assert "ui_checked" in text.split("crucible/experiment", 1)[1][:100], text[:3000]
         page.goto(f"{live.base}/runs?q[]=tag:crucible/experiment=ui_checked")
-        text = page.wait_for_text(made.run_id[:8])
+        text = page.wait_for_text(materialized.run_id[:8])
         assert "crucible/experiment: ui_checked" in text
         shot(page, live.folder / "0_runs_by_experiment.png")
+    with live.instance() as instance:
+        events = instance.all_logs(materialized.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    assert [e.step_key for e in events] == STEPS
 
+
+def test_a_check_executed_alone_gives_its_result(
+    browser: str, live: Live, materialized: dg.DagsterRun
+) -> None:
+    made = materialized
+    with headless_page(browser) as page:
         before = run_ids(live)
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary?view=checks")
         page.wait_for_text("accuracy_floor")
@@ -172,7 +213,7 @@ def test_a_negative_seed_in_the_launchpad_fails_before_any_stage(browser: str, l
         succeeded = [e.step_key for e in events if e is not None and e.is_step_success]
         failures = [e for e in events if e is not None and e.is_step_failure]
         assert succeeded == []  # no stage ran
-        assert [e.step_key for e in failures] == ["seed"]
+        assert [e.step_key for e in failures] == ["ui_checked__stages.seed"]
         message = failures[0].step_failure_data.error.message
         assert "resources.crucible.config.seed: expected an integer between 0 and" in message
         assert not (live.artifacts / "ui_checked" / refused.run_id).exists()
