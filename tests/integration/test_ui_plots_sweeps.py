@@ -1,8 +1,9 @@
 """Issue 26 items 3, 5 and 6 in a real browser: headless Chromium against one dagster-webserver
 and dagster-daemon shared by this module's tests. A report's plots render inline (images the
 browser drew, no link to a path on the machine that ran the job); a one-run sweep's run shows
-its trial steps and its asset the table of configurations; backfilled partitions stay synced
-once their dataset is materialized. Screenshots land in each test's temporary folder."""
+its trial steps and its asset the table of configurations; backfilled partitions, and a
+report its job made, stay synced once their dataset is materialized. Screenshots land in each
+test's temporary folder."""
 
 from __future__ import annotations
 
@@ -201,9 +202,11 @@ def test_a_one_run_sweep_fans_out_and_its_asset_tables_the_configurations(
         assert (tmp_path / name).stat().st_size > 10_000
 
 
-def test_backfilled_partitions_stay_synced_once_the_dataset_is_materialized(
-    live: Live, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def dataset_from_ui(live: Live, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The dataset materialized from its page, once the partitions and the report were made
+    from it (the partitions by the backfill, the report by its job)."""
+    _wait_for_run(live, "plotted")
     with live.instance() as instance:
         deadline = time.monotonic() + 240
         while set(instance.get_materialized_partitions(TRIALS)) < set(PARTITIONS):
@@ -213,7 +216,6 @@ def test_backfilled_partitions_stay_synced_once_the_dataset_is_materialized(
             time.sleep(1)
         before = len(instance.fetch_materializations(DATASET, limit=100).records)
     with headless_page(live.browser) as page:
-        # the dataset materialized from the UI, after the partitions were made from it
         _open(page, f"{live.base}/assets/crucible/datasets/breast_cancer", "Materialize")
         deadline = time.monotonic() + 60
         while not page.click_button("Materialize"):  # enabled once the location loaded
@@ -224,17 +226,49 @@ def test_backfilled_partitions_stay_synced_once_the_dataset_is_materialized(
             while len(instance.fetch_materializations(DATASET, limit=100).records) <= before:
                 assert time.monotonic() < deadline, page.text()[:2000]
                 time.sleep(1)
-        page.screenshot(tmp_path / "1_dataset_materialized.png")
+        page.screenshot(tmp_path_factory.mktemp("dataset") / "dataset_materialized.png")
+
+
+def _synced(page: Page, url: str, status: str) -> str:
+    """The page of an asset (or partition) once its status and then its staleness showed."""
+    _open(page, url, "Latest materialization")
+    page.wait_for_text(status)
+    time.sleep(2)  # the staleness is fetched after the status
+    return page.text()
+
+
+def test_backfilled_partitions_stay_synced_once_the_dataset_is_materialized(
+    live: Live, dataset_from_ui: None, tmp_path: Path
+) -> None:
+    with headless_page(live.browser) as page:
         for index, partition in enumerate(PARTITIONS, start=2):
             url = (
                 f"{live.base}/assets/crucible/partitioned/trials?view=partitions"
                 f"&partition={partition.replace('|', '%7C')}"
             )
-            text = _open(page, url, "Latest materialization")
-            page.wait_for_text(f"{partition}\nMaterialized")  # the partition's status badge
-            time.sleep(2)  # the staleness is fetched after the partition's status
-            text = page.text()
+            text = _synced(page, url, f"{partition}\nMaterialized")  # the partition's badge
             page.screenshot(tmp_path / f"{index}_partition_{partition.split('|')[0]}.png")
             assert "Unsynced" not in text, text[:3000]
             assert "fold_scores.model" in text  # its number, as float metadata
     assert (tmp_path / "2_partition_level_0_8.png").stat().st_size > 10_000
+
+
+def test_a_report_made_by_its_job_stays_synced_once_the_dataset_is_materialized(
+    live: Live, dataset_from_ui: None, tmp_path: Path
+) -> None:
+    """The report of ``plotted`` (made by its job, from the dataset before the dataset's
+    Materialize) shows no "Unsynced": its job's materialization records the code version and
+    the dataset's version as it loaded it (it said "has a new input" once made, and "the
+    dataset has a new materialization" after the dataset's Materialize)."""
+    run_id = _wait_for_run(live, "plotted")
+    with headless_page(live.browser) as page:
+        url = f"{live.base}/assets/crucible/plotted/summary"
+        text = _synced(page, url, "Latest materialization")
+        page.screenshot(tmp_path / "1_report_synced.png")
+        assert "Unsynced" not in text, text[:3000]
+        assert run_id[:8] in text  # the job's run made the latest materialization
+        _open(page, f"{live.base}/assets/crucible/plotted/summary?view=lineage", "breast_cancer")
+        time.sleep(2)  # the lineage's status badges
+        page.screenshot(tmp_path / "2_report_lineage_synced.png")
+        assert "Unsynced" not in page.text(), page.text()[:3000]
+    assert (tmp_path / "1_report_synced.png").stat().st_size > 10_000
