@@ -102,17 +102,19 @@ fmt: $(STAMP)
 bench: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m benchmarks
 
-# dagster dev runs from inside DAGSTER_HOME: started beside the repository's dagster.yaml (the
-# instance template) it would warn that a config file sits outside DAGSTER_HOME.
+# `dg dev` (dagster-dg-cli, in the dev extra: Dagster's current command, which `dagster dev`
+# now tells you to use) on the checkout's workspace.yaml, which it takes as `dagster dev` did.
+# It runs from inside DAGSTER_HOME: started beside the repository's dagster.yaml (the instance
+# template) it would warn that a config file sits outside DAGSTER_HOME.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 # Same UI on PostgreSQL: every connection field comes from the environment
 # (CRUCIBLE_PG_HOST, CRUCIBLE_PG_PORT, CRUCIBLE_PG_USER, CRUCIBLE_PG_PASSWORD, CRUCIBLE_PG_DB).
 ui-postgres: $(STAMP)
 	@mkdir -p $(CURDIR)/.dagster_home_pg && cp dagster.postgres.yaml $(CURDIR)/.dagster_home_pg/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(BIN)/dagster instance migrate
-	cd $(CURDIR)/.dagster_home_pg && DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(CURDIR)/.dagster_home_pg && DAGSTER_HOME=$(CURDIR)/.dagster_home_pg $(CURDIR)/$(BIN)/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 # Celery workers for `executor: celery` (N of them, default 2), on the broker in
 # $CRUCIBLE_CELERY_BROKER (default RabbitMQ on 127.0.0.1:5672); pid and log files in
