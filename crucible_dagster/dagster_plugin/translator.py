@@ -287,7 +287,8 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
 def _with_experiment_description(what: str, experiment: Experiment, job: str) -> str:
     """The asset's own line, the experiment's description (the catalog shows what the
     experiment is for, not only which file made the report), and its schedule: a schedule runs
-    the experiment's job, which Dagster does not list under the asset's automations."""
+    the experiment's job (a linear experiment's is its report asset's job, so Dagster lists
+    the schedule under the asset's automations too; a sweep's is not)."""
     parts = [what, experiment.description or ""]
     schedule = experiment.schedule
     if schedule is not None and experiment.dagster.automation != "on_cron":

@@ -159,8 +159,12 @@ def test_report_asset_spec() -> None:
 
 
 def test_a_report_asset_names_its_experiments_schedule() -> None:
-    """Issue 26 item 2: the schedule runs the job, which Dagster does not list under the asset's
-    automations; the asset's description says it (and the experiment's own description)."""
+    """Issue 26 item 2: the schedule runs the job, which is the report asset's job, so Dagster
+    lists the schedule under the asset's automations (it targets a job holding the asset); the
+    asset's description names it too (and the experiment's own description)."""
+    from dagster._core.remote_representation.external_data import asset_node_snaps_from_repo
+
+    from crucible_dagster.dagster_plugin import definitions_from_experiments
     from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
     exp = Experiment.model_validate(
@@ -175,3 +179,12 @@ def test_a_report_asset_names_its_experiments_schedule() -> None:
     description = CrucibleTranslator().get_asset_spec(exp, exp.outputs[0]).description or ""
     assert "Nightly accuracy." in description
     assert "Scheduled: '0 3 * * *' (UTC, stopped by default) runs the job nightly" in description
+    repository = definitions_from_experiments([exp]).get_repository_def()
+    schedule = repository.get_schedule_def("nightly_schedule")
+    # what the UI's automations of an asset read: the schedules of the jobs that hold it
+    (snap,) = [s for s in asset_node_snaps_from_repo(repository) if s.asset_key == exp_key(exp)]
+    assert schedule.job_name in snap.job_names and schedule.job_name == "nightly"
+
+
+def exp_key(experiment: Experiment) -> dg.AssetKey:
+    return dg.AssetKey(["crucible", experiment.id, experiment.outputs[0].name])
