@@ -273,7 +273,7 @@ def recheck_latest(
     run_id = recorded.metadata.get("crucible/run_id") if recorded is not None else None
     shown_key = key.asset_key.to_user_string()
     if name is None or recorded is None or not isinstance(run_id, dg.TextMetadataValue):
-        return _not_checked(
+        return not_checked(
             key,
             f"{shown_key} has no materialization with a crucible run to "
             "check yet: materialize the report (or run its job) first",
@@ -282,7 +282,7 @@ def recheck_latest(
         run_dir = run_directory(resource.artifacts_root(), experiment.id, str(run_id.value))
         verdict = recheck_run(experiment, run_dir)[name]
     except (RecordError, RunDirectoryError) as exc:
-        return _not_checked(
+        return not_checked(
             key,
             f"the run {run_id.value!r} of {shown_key}'s latest "
             f"materialization cannot be checked: {exc}",
@@ -301,7 +301,7 @@ def recheck_latest(
     )
 
 
-def _not_checked(key: dg.AssetCheckKey, reason: str) -> dg.AssetCheckResult:
+def not_checked(key: dg.AssetCheckKey, reason: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=key.asset_key,
         check_name=key.name,

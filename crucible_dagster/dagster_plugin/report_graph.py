@@ -1,11 +1,12 @@
 """A linear experiment's reports as a graph-backed multi-asset, and its job as that asset's job.
 
 ``Materialize`` on a report and the experiment's job run the same graph: one op per stage (the
-ops the job always had, under a graph named after the job, so a step is
-``<experiment>.<stage>``), the last stage's op carrying one output per report, and a ``checks``
-op evaluating the quality targets and the regression gate. Re-execution from failure, step
-retries and the executor work as for any Dagster job; a Materialize run is tagged as the job's
-runs are (``crucible/experiment``, ...; several experiments in ``crucible/experiments``).
+ops the job always had, under a graph ``<job>__stages``, so a step is
+``<experiment>__stages.<stage>``), the last stage's op carrying one output per report, and a
+``checks`` op evaluating the quality targets and the regression gate. Re-execution from
+failure, the executor and its retries work as for any Dagster job; a Materialize run is tagged
+as the job's runs are (``crucible/experiment``, ...; several experiments in
+``crucible/experiments``).
 
 Why a graph: a multi-asset is one op, so Materialize showed one opaque step where the job had
 one per stage. A graph nests its ops' config under the graph's node (``ops: {<graph>: {ops:
@@ -38,8 +39,8 @@ from crucible_dagster import Context, Experiment
 from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.data_versions import dataset_inputs
 from crucible_dagster.dagster_plugin.report_events import (
-    _not_checked,
     check_evaluations,
+    not_checked,
     recheck_latest,
     report_events,
     report_materializations,
@@ -47,14 +48,14 @@ from crucible_dagster.dagster_plugin.report_events import (
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
-#: the checks op's step name (``<experiment>.checks``); a stage of that name pushes it aside
+#: the checks op's step name (``<experiment>__stages.checks``); a stage of that name pushes it aside
 CHECKS_STEP = "checks"
 
 
 @dataclass(frozen=True)
 class StageRole:
     """A stage op's part in the report asset (``ops.AssetStep``): the last stage's op carries
-    ``outputs`` (report key -> output name); every op tags a Materialize run as it starts."""
+    ``outputs`` (report key -> output name); the first tags a Materialize run as it starts."""
 
     experiment: Experiment
     translator: CrucibleTranslator
@@ -186,7 +187,7 @@ def _check_result(
     for result in as_asset_results(iter(evaluations)):
         if isinstance(result, dg.AssetCheckResult) and result.check_name == key.name:
             return result
-    return _not_checked(key, f"the report stage recorded no verdict for the check {key.name}")
+    return not_checked(key, f"the report stage recorded no verdict for the check {key.name}")
 
 
 def checks_node_name(experiment: Experiment, translator: CrucibleTranslator) -> tuple[str, str]:
