@@ -427,14 +427,17 @@ COMPONENT_FILES = ("defs.yaml", "defs.yml")
 
 
 def experiment_files(folder: str | Path) -> list[Path]:
-    """Experiment files under ``folder``, sorted; hidden files and component files skipped."""
+    """Experiment files under ``folder``, sorted; hidden files and component files skipped.
+    A FIFO, device or socket with an experiment's suffix is listed too, so that reading it
+    refuses it with its name rather than the folder skipping it without a word."""
     root = Path(folder)
     if not root.is_dir():
         return []
     return sorted(
         p
         for p in root.rglob("*")
-        if p.is_file()
+        if p.exists()
+        and not p.is_dir()
         and p.suffix in EXPERIMENT_SUFFIXES
         and p.name not in COMPONENT_FILES
         and not any(s.startswith(".") for s in p.relative_to(root).parts)

@@ -234,6 +234,26 @@ def test_only_regular_files_are_read(cli: Cli, tmp_path: Path, kind: str) -> Non
         assert said.code == 1 and "expected a regular file, got a directory" in said.out
 
 
+def test_a_fifo_or_socket_in_a_folder_is_named_not_skipped(cli: Cli, tmp_path: Path) -> None:
+    """A folder listing once skipped what is not a regular file without a word: a strict CI
+    check passed while that file never loaded."""
+    import socket
+
+    os.mkfifo(tmp_path / "pipe.yaml")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "sock.yaml"))
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "pipe.yaml")
+    (tmp_path / "good.yaml").write_text("id: good\n" + GOOD_TAIL)
+    try:
+        said = cli("validate", tmp_path)
+    finally:
+        server.close()
+    assert said.code == 1 and "1 valid" in said.err
+    for name in ("pipe.yaml", "sock.yaml", "link.yaml"):
+        (line,) = [x for x in said.out.splitlines() if f"{name}" in x]
+        assert "expected a regular file" in line or "symlink" in line, line
+
+
 def test_one_broken_file_never_stops_the_others(cli: Cli, tmp_path: Path) -> None:
     for name, text in YAML_CASES_BY_NAME.items():
         (tmp_path / f"{name}.yaml").write_text(text)
