@@ -37,6 +37,7 @@ from crucible_dagster.dagster_plugin.component_checks import (
     defs_lines,
     earlier_ids,
     invalid_sensor_name,
+    problems_elsewhere,
     resolve_artifacts_dir,
 )
 from crucible_dagster.dagster_plugin.definitions import checked_folder, definitions_from_checked
@@ -264,6 +265,7 @@ class CrucibleExperimentsComponent(dg.Component, dg.Resolvable, dg.Model):
             resource=shared_resource(artifacts),
             sensor_name=invalid_sensor_name(context),
             key_root=_defs_root(context, root),
+            elsewhere=lambda: problems_elsewhere(context, CrucibleExperimentsComponent),
         )
 
 

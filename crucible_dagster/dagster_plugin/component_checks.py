@@ -152,6 +152,17 @@ def earlier_ids(context: dg.ComponentLoadContext, kind: type) -> dict[str, str]:
     return taken
 
 
+def problems_elsewhere(context: dg.ComponentLoadContext, kind: type) -> list[Problem]:
+    """Every problem of the code location's other crucible components, in path order: a strict
+    load lists them with this component's, so one CI run names them all."""
+    return [
+        problem
+        for _, folder, other in crucible_components(context, kind)
+        for item in other.checked_files(folder)
+        for problem in item.problems
+    ]
+
+
 def artifacts_clash(context: dg.ComponentLoadContext, kind: type, artifacts: str | None) -> None:
     """Components of one code location share one ``crucible`` resource (the report assets'),
     so they must write to one artifacts folder: a difference fails the load naming both."""

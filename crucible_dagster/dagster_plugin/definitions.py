@@ -227,14 +227,17 @@ def definitions_from_checked(
     resource: CrucibleResource | None = None,
     sensor_name: str = INVALID_SENSOR,
     key_root: Path | None = None,
+    elsewhere: Callable[[], list[Problem]] | None = None,
 ) -> dg.Definitions:
     """The valid experiments ``check`` returns as jobs, each invalid one as an asset showing its
     problems: one broken experiment (a file, or an entry of a component) never stops the others.
     Invalid assets are keyed by their path relative to ``key_root`` (default ``root``; a
-    component gives the defs root, so two components' broken ``wip.yaml`` get two keys). ``strict``: any problem raises
-    ``ExperimentsNotLoaded`` listing every one instead. ``resource``: the ``crucible`` resource
-    of the jobs and report assets (where run directories go). ``sensor_name``: the failing
-    sensor's, one per component of a code location (Dagster refuses two of one name)."""
+    component gives the defs root, so two components' broken ``wip.yaml`` get two keys).
+    ``strict``: any problem raises ``ExperimentsNotLoaded`` listing every one instead, with
+    ``elsewhere``'s (the code location's other components: Dagster stops at the first that
+    fails). ``resource``: the ``crucible`` resource of the jobs and report assets (where run
+    directories go). ``sensor_name``: the failing sensor's, one per component of a code
+    location (Dagster refuses two of one name)."""
     translator = translator or CrucibleTranslator()
     # Loading builds many long-lived objects and frees few: the cyclic collector would scan
     # them over and over (about a third of the load time for 1000 files). Afterwards they are
@@ -252,7 +255,10 @@ def definitions_from_checked(
             key_root or root, translator, registry, default_executor, resource, sensor_name
         )
         defs = loading.load(check())
-        report(loading.problems, strict)  # strict: raises, listing every problem
+        problems = loading.problems
+        if strict and problems and elsewhere is not None:  # the other components' too
+            problems = [*problems, *elsewhere()]
+        report(problems, strict)  # strict: raises, listing every problem
         return defs
     finally:
         gc.freeze()

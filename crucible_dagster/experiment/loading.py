@@ -427,9 +427,7 @@ COMPONENT_FILES = ("defs.yaml", "defs.yml")
 
 
 def experiment_files(folder: str | Path) -> list[Path]:
-    """Experiment files under ``folder``, sorted; hidden files and component files skipped.
-    A FIFO, device or socket with an experiment's suffix is listed too, so that reading it
-    refuses it with its name rather than the folder skipping it without a word."""
+    """Experiment files in ``folder``, sorted, no hidden or defs file; a FIFO kept, to be refused."""
     root = Path(folder)
     if not root.is_dir():
         return []

@@ -469,3 +469,20 @@ def test_an_artifacts_dir_inside_the_experiments_folder_is_refused_at_its_line(
     text = str(_cause(raised.value))
     assert "outside the experiments folder" in text and "defs.yaml:4" in text, text
     assert not (folder / "experiments" / "runs").exists()
+
+
+def test_a_strict_load_lists_every_components_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster stops at the first component that fails: its error names the others' problems
+    too, so one CI run lists them all (it listed the first component's alone)."""
+    project = Project(tmp_path, monkeypatch)
+    for name in ("a_exps", "b_exps"):
+        project.component(name, "  path: experiments\n", {f"{name}_bad.yaml": "id: [\n"})
+    monkeypatch.setenv("CRUCIBLE_STRICT", "1")
+    with pytest.raises(Exception) as raised:
+        project.load()
+    error = _cause(raised.value)
+    assert isinstance(error, ExperimentsNotLoaded)
+    for name in ("a_exps", "b_exps"):
+        assert f"{name}_bad.yaml:2: (root): invalid YAML" in str(error), str(error)
