@@ -49,9 +49,10 @@ demo-eval: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@PYTHONWARNINGS='ignore:Function `job_execute_command` is superseded' \
 		$(BIN)/python -m crucible_dagster.contrib.demo_eval qa_eval -- $(DEMO_EVAL_JOB)
 
-# Tests run on every core (pytest-xdist), the long live and integration tests handed out first
-# (tests/conftest.py); each test makes its own instance, ports and database, so none is pinned
-# to a worker. The 15 slowest are listed at the end.
+# Tests run on every core (pytest-xdist), a test file's tests on one worker (--dist loadfile):
+# a live module's webserver and daemon are module fixtures, and with tests split over both
+# workers each started its own (xdist_group marks are ignored by pytest-xdist 3.8 on pytest
+# 9.2). The 15 slowest are listed at the end.
 # PYTHONDONTWRITEBYTECODE is cleared for the tests: with it, every worker compiles and
 # assertion-rewrites every module again (about 10 s each) instead of reading __pycache__.
 # Temporary files (every test's tmp_path, its Dagster instance's SQLite files, its subprocesses'
@@ -60,7 +61,7 @@ demo-eval: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # made a third of `make test-fast`. TEST_TMPDIR= keeps the system's temporary folder.
 TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm/crucible-tests)
 PYTEST := $(if $(TEST_TMPDIR),mkdir -p $(TEST_TMPDIR) && TMPDIR=$(TEST_TMPDIR)) \
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider --dist loadgroup
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider --dist loadfile
 
 test: $(STAMP)
 	$(PYTEST) -n auto --timeout=600 --durations=15
