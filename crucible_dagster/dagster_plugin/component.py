@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import dagster as dg
-from pydantic import BaseModel, Field, PrivateAttr, StrictBool, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, StrictBool, field_validator, model_validator
 
 from crucible_dagster.common.gitignore import GitignoreNotEdited, add_to_gitignore
 from crucible_dagster.dagster_plugin.component_checks import (
@@ -76,6 +76,24 @@ DG_FILE_STEMS = frozenset({"defs", "component"})
 
 class ExperimentScaffoldParams(BaseModel):
     experiment_id: str = Field(default="my_experiment", description="The first experiment's id.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        """A misspelt key (``experimentid``) would silently give the default id."""
+        import click
+
+        if not isinstance(value, dict):
+            raise click.ClickException(
+                f"crucible: --json-params: expected an object such as "
+                f'{{"experiment_id": "first"}}, got {value!r}'
+            )
+        unknown = sorted(set(value) - set(cls.model_fields))
+        if unknown:
+            raise click.ClickException(
+                f"crucible: --json-params: unknown key {unknown[0]!r}; expected experiment_id"
+            )
+        return value
 
     @field_validator("experiment_id", mode="before")
     @classmethod

@@ -438,6 +438,30 @@ def test_scaffolding_a_bad_experiment_id_is_one_line_and_leaves_nothing(
     assert list(tmp_path.iterdir()) == []  # no folder, no .gitignore
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ('{"experimentid": "first"}', "unknown key 'experimentid'; expected experiment_id"),
+        ("[1, 2]", "expected an object such as"),
+    ],
+)
+def test_scaffolding_params_that_are_not_an_experiment_id_are_one_line(
+    tmp_path: Path, given: str, said: str
+) -> None:
+    """A misspelt key once gave the default id without a word; a list, pydantic's JSON dump."""
+    import click
+    from dagster.components.component_scaffolding import scaffold_object
+
+    target = tmp_path / "defs" / "exps"
+    typename = "crucible_dagster.dagster_plugin.CrucibleExperimentsComponent"
+    with pytest.raises(click.ClickException) as raised:
+        scaffold_object(target, typename, given, "yaml", tmp_path)
+    message = raised.value.format_message()
+    assert message.startswith("crucible: --json-params: ") and said in message
+    assert "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # no folder, no .gitignore
+
+
 def test_two_components_each_with_a_broken_file_of_one_name_both_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

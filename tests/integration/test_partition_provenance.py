@@ -31,6 +31,19 @@ def defs() -> dg.Definitions:
     )
 
 
+def rewrite_dataset(instance: dg.DagsterInstance) -> None:
+    """The dataset's data rewritten and materialized again, outside any run: a new version."""
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=DATASET,
+            tags={
+                "dagster/data_version": "0" * 32,
+                "dagster/data_version_is_user_provided": "true",
+            },
+        )
+    )
+
+
 def _asset(defs: dg.Definitions, key: dg.AssetKey) -> dg.AssetsDefinition:
     (found,) = [
         a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and key in a.keys
@@ -125,15 +138,7 @@ def test_a_materialized_dataset_is_the_input_its_event_pointed_at(defs: dg.Defin
 def test_partitions_turn_unsynced_when_the_dataset_changes(defs: dg.Definitions) -> None:
     with dg.instance_for_test() as instance:
         keys = _materialize_trials(defs, instance)
-        instance.report_runless_asset_event(  # the data rewritten, and materialized again
-            dg.AssetMaterialization(
-                asset_key=DATASET,
-                tags={
-                    "dagster/data_version": "0" * 32,
-                    "dagster/data_version_is_user_provided": "true",
-                },
-            )
-        )
+        rewrite_dataset(instance)
         for status, causes in _sync(defs, instance, keys).values():
             assert status == "STALE"
             # (a reported event, not a run's step: Dagster words it "a new materialization")

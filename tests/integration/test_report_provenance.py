@@ -19,9 +19,9 @@ from dagster._core.loader import LoadingContextForTest
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import definitions_from_experiments
+from tests.integration.test_partition_provenance import DATASET, rewrite_dataset
 
 REPORT = dg.AssetKey(["crucible", "synced", "summary"])
-DATASET = dg.AssetKey(["crucible", "datasets", "breast_cancer"])
 
 
 def experiment(level: float = 0.8) -> Experiment:
@@ -113,15 +113,7 @@ def test_a_report_turns_unsynced_when_its_data_or_experiment_change(artifacts_di
             "STALE",
             ["crucible/synced/summary has a new code version"],
         )
-        instance.report_runless_asset_event(  # the data rewritten, and materialized again
-            dg.AssetMaterialization(
-                asset_key=DATASET,
-                tags={
-                    "dagster/data_version": "0" * 32,
-                    "dagster/data_version_is_user_provided": "true",
-                },
-            )
-        )
+        rewrite_dataset(instance)  # the data rewritten, and materialized again
         assert sync(defs, instance) == (
             "STALE",
             ["crucible/datasets/breast_cancer has a new materialization"],
