@@ -162,13 +162,17 @@ def command(*args: str) -> subprocess.Popen[str]:
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_the_command_prints_its_url_and_stops_cleanly_on_a_signal(how: signal.Signals) -> None:
     proc = command("--port", "0")
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
-    answer = exchange(url.removesuffix("/v1"), b"GET /stats HTTP/1.0\r\n\r\n")
-    assert json.loads(answer.partition(b"\r\n\r\n")[2])["requests"] == {}
-    os.kill(proc.pid, how)
-    out, err = proc.communicate(timeout=20)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        answer = exchange(url.removesuffix("/v1"), b"GET /stats HTTP/1.0\r\n\r\n")
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["requests"] == {}
+        os.kill(proc.pid, how)
+        out, err = proc.communicate(timeout=20)
+    finally:  # a server that ignored the signal must not outlive the test
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 0 and err == "" and out == ""
 
 
