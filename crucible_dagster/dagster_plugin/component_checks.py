@@ -39,6 +39,8 @@ def check_artifacts_dir(value: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError(f"expected a folder path without control characters, got {value!r}")
     local_path(value, "artifacts_dir")  # a URL is refused, saying what to use instead
+    if value.startswith("~"):  # a folder named '~' in the project invites an `rm -rf ~`
+        raise ValueError(f"expected a path written out (~ is not expanded), got {value!r}")
     return value
 
 

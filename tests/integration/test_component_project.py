@@ -336,6 +336,7 @@ def test_artifacts_dir_inside_the_project_absolute_or_from_the_environment(
         ('"link_out"', "expected a folder inside the project root"),
         ('"a_file"', "is not one"),
         ('"a_file/runs"', "a_file is a file"),  # a run's mkdir failed with NotADirectoryError
+        ('"~/runs"', "expected a path written out (~ is not expanded), got '~/runs'"),
     ],
 )
 def test_a_bad_artifacts_dir_is_refused_at_its_line(
