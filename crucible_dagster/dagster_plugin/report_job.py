@@ -77,7 +77,9 @@ def linear_job(
         return LinearJob(plain())
     # its IO manager bound (the stages hand their Context on through it), as a job binds it
     io_manager = resource_defs[IO_MANAGER_KEY]
-    asset = _report_asset(experiment, translator, spec.name, ops, aliases, reports, io_manager)
+    asset = _report_asset(
+        experiment, translator, spec.name, ops, aliases, reports, outputs, io_manager
+    )
     unresolved = dg.define_asset_job(
         name=spec.name,
         # the reports and their checks (a translator may put a check on another asset)
@@ -149,10 +151,11 @@ def _report_asset(
     ops: Sequence[dg.OpDefinition],
     aliases: Sequence[str],
     reports: Sequence[dg.AssetSpec],
+    outputs: Mapping[dg.AssetKey, str],
     io_manager: Any,
 ) -> dg.AssetsDefinition:
-    """The graph of the stage ops (and the checks op) as the reports' multi-asset."""
-    outputs = {report.key: report.key.to_python_identifier() for report in reports}
+    """The graph of the stage ops (and the checks op) as the reports' multi-asset; ``outputs``:
+    each report's output name on the last stage's op, as ``linear_job`` gave the ops."""
     check_specs = quality_check_specs(experiment, translator)
     nodes, dependencies = list(ops), _chain(ops, aliases)
     mappings = [
