@@ -21,7 +21,6 @@ from crucible_dagster.dagster_plugin.factory import (
     compile_experiment,
 )
 from crucible_dagster.dagster_plugin.load_report import log_once, report, strict_from_env
-from crucible_dagster.dagster_plugin.report_assets import reports_multi_asset
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Executor, Experiment
@@ -142,16 +141,12 @@ def _definitions(
     sensor_name: str = INVALID_SENSOR,
 ) -> dg.Definitions:
     resource = resource or DEFAULT_RESOURCE
-    reports = reports_multi_asset(
-        [c for c in compiled if c.report_specs], translator or CrucibleTranslator()
-    )
     extra = (
         [accept_job(resource)] if any(c.experiment.regression_baseline for c in compiled) else []
     )  # the UI's way to accept a baseline, where an experiment has a regression gate
     return dg.Definitions(
         jobs=[c.job for c in compiled] + extra,
         assets=[
-            *([reports] if reports is not None else []),
             *_unique_assets(a for c in compiled for a in c.assets),
             *invalid,
         ],

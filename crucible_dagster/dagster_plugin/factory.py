@@ -104,18 +104,18 @@ def _built_job(
     file reports, the report asset whose job it is."""
     registry = registry_for(experiment, registry)
     if experiment.is_sweep:
-        from crucible_dagster.dagster_plugin.sweep import build_sweep_job
+        from crucible_dagster.dagster_plugin.sweep_asset import sweep_job
 
         for stage_def in experiment.pipeline:  # fail at definition time, like a linear job would
             registry.resolve(stage_def.implementation)
-        return LinearJob(
-            build_sweep_job(
-                experiment,
-                _sweep_steps(experiment)(experiment, translator, registry),
-                translator=translator,
-                resource_defs=resource_defs,
-                executor_def=executor_for(experiment),
-            )
+        return sweep_job(
+            experiment,
+            _sweep_steps(experiment)(experiment, translator, registry),
+            translator=translator,
+            resource_defs=resource_defs,
+            executor_def=executor_for(experiment),
+            # in partitions, the partitioned assets are the sweep's report
+            as_asset=experiment.dagster.sweep.mode != "partitions",
         )
     return linear_job(experiment, translator, registry, resource_defs, executor_for(experiment))
 
@@ -147,8 +147,6 @@ class CompiledExperiment:
     experiment: Experiment
     #: a linear experiment with file reports: its report asset's job (the asset in ``assets``)
     job: dg.JobDefinition
-    #: a sweep's report (its comparison): one materializable multi-asset serves a whole folder
-    report_specs: list[dg.AssetSpec] = field(default_factory=list)
     registry: Registry | None = None
     #: assets of its own: its reports' (a linear experiment's), the dataset it reads (shared),
     #: a partitioned sweep's two
@@ -173,14 +171,12 @@ def compile_experiment(
         registry=resolved,
         schedule=build_schedule(experiment, built.job, translator),
     )
-    if built.asset is not None:  # a linear experiment's reports, with their checks
+    if built.asset is not None:  # its reports (a linear experiment's, with their checks; a sweep's)
         compiled.assets.append(built.asset)
     if experiment.sweep is not None and experiment.dagster.sweep.mode == "partitions":
         from crucible_dagster.dagster_plugin.partitioned_sweep import partitioned_sweep_assets
 
         compiled.assets.extend(partitioned_sweep_assets(experiment, translator, resolved))
-    elif experiment.is_sweep:  # a sweep's report is the comparison of its trials
-        compiled.report_specs = [translator.get_sweep_asset_spec(experiment)]
     dataset = translator.get_dataset_asset_spec(experiment)
     if dataset is not None and experiment.dataset is not None:
         compiled.assets.append(dataset_asset(dataset, experiment.dataset))

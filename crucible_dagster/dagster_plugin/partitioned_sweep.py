@@ -15,7 +15,6 @@ from typing import Any
 import dagster as dg
 
 from crucible_dagster import Context, Experiment, Registry
-from crucible_dagster.dagster_plugin.asset_results import as_asset_results
 from crucible_dagster.dagster_plugin.data_versions import dataset_provenance
 from crucible_dagster.dagster_plugin.ops import dagster_log_sink, log_run_directory, stage_failure
 from crucible_dagster.dagster_plugin.report_events import float_metadata
@@ -173,7 +172,7 @@ def _compare(
     trials_key: dg.AssetKey,
     trials: dict[str, Trial],
 ) -> Iterator[dg.MaterializeResult]:
-    from crucible_dagster.dagster_plugin.sweep import sweep_materialization
+    from crucible_dagster.dagster_plugin.sweep import sweep_metadata
 
     resource: CrucibleResource = context.resources.crucible
     found = latest_outcomes(context.instance, trials_key, list(trials))
@@ -190,8 +189,5 @@ def _compare(
     )
     log_run_directory(context, sweep.path)
     comparison, paths = finish_sweep(experiment, outcomes, sweep)
-    for result in as_asset_results(
-        sweep_materialization(experiment, translator, comparison, paths)
-    ):
-        metadata = {**(result.metadata or {}), "missing_partitions": missing}
-        yield dg.MaterializeResult(metadata=metadata)
+    metadata = {**sweep_metadata(experiment, comparison, paths), "missing_partitions": missing}
+    yield dg.MaterializeResult(metadata=metadata)

@@ -31,6 +31,7 @@ from crucible_dagster.dagster_plugin.sweep import (
     fail_sweep,
     group_output,
     run_trial_group,
+    tag_sweep_run,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import step_size
@@ -203,6 +204,7 @@ def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDef
     @_sweep_op(experiment, translator, "plan_race", description, out=outs)
     def plan_race(context):
         run_experiment = context.resources.crucible.applied_to(experiment)
+        tag_sweep_run(context, experiment, translator)
         trials = [t.to_dict() for t in expand_grid(run_experiment)]
         sweep = dagster_run(run_experiment, context, steps=[], trials=trials)
         assert sweep.path is not None
@@ -248,7 +250,7 @@ def race_steps(
         experiment, translator, "Statistical comparison of the race's survivors", _survivors
     )
 
-    def compose(node: Callable[[str], str]) -> None:
+    def compose(node: Callable[[str], str]) -> Any:
         result, planned = plan.alias(node("plan_race"))()
         for i, (look, run_group) in enumerate(zip(rounds, groups, strict=True), start=1):
             ran = planned.map(run_group.alias(node(f"round_{i}_trials"))).collect()
@@ -256,6 +258,6 @@ def race_steps(
                 result, planned = look.alias(node(f"race_round_{i}"))(result, ran)
             else:
                 result = look.alias(node(f"race_round_{i}"))(result, ran)
-        compare.alias(node("compare_trials"))(result)
+        return compare.alias(node("compare_trials"))(result)
 
     return compose

@@ -30,6 +30,7 @@ from crucible_dagster.dagster_plugin.sweep import (
     _sweep_op,
     compare_op,
     mapped_steps,
+    tag_sweep_run,
 )
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import step_size
@@ -68,6 +69,7 @@ def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDef
         from crucible_dagster.sweeps.study_run import start_study
 
         run_experiment = context.resources.crucible.applied_to(experiment)
+        tag_sweep_run(context, experiment, translator)
         sweep = dagster_run(run_experiment, context, steps=[], trials=[])
         assert sweep.path is not None
         ancestors = _ancestor_runs(sweep.path.parent.parent, experiment, parent_run_id(context))

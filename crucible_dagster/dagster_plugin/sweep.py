@@ -8,13 +8,14 @@ the others' outcomes are read back from the parent run's storage.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import dagster as dg
 
-from crucible_dagster import Experiment, Registry
+from crucible_dagster import Context, Experiment, Registry
+from crucible_dagster.dagster_plugin.data_versions import dataset_inputs
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.ops import (
     STATUS_TAG,
@@ -34,6 +35,10 @@ from crucible_dagster.sweeps.running import TrialOutcome, run_trials
 
 #: the trial and compare ops' one output, stored by the crucible IO manager
 RESULT_OUT = {"result": dg.Out(io_manager_key=IO_MANAGER_KEY)}
+#: the compare step's one output, the sweep asset's materialization: no value (the comparison
+#: is in the sweep's manifest and reports, in its run directory), as a linear report's, so the
+#: asset asks for no IO manager of its own
+REPORT_OUT = "report"
 
 
 def _batches(experiment: Experiment) -> list[list[Trial]]:
@@ -84,6 +89,7 @@ def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDef
     @_sweep_op(experiment, translator, "plan_trials", description, out={"trial": trial_out})
     def plan_trials(context):  # dagster inspects the (absent) annotations
         run_experiment = context.resources.crucible.applied_to(experiment)  # this run's grid
+        tag_sweep_run(context, experiment, translator)
         batches = _batches(run_experiment)
         trials = [t.to_dict() for batch in batches for t in batch]
         dagster_run(run_experiment, context, steps=[], trials=trials)
@@ -96,6 +102,13 @@ def _plan_op(experiment: Experiment, translator: CrucibleTranslator) -> dg.OpDef
             start += len(batch)
 
     return plan_trials
+
+
+def tag_sweep_run(context: Any, experiment: Experiment, translator: CrucibleTranslator) -> None:
+    """A sweep's first step: a Materialize run of its report carries the job's tags."""
+    from crucible_dagster.dagster_plugin.report_graph import tag_asset_run
+
+    tag_asset_run(context, experiment, translator, translator.get_job_spec(experiment).name)
 
 
 def _trial_op(
@@ -173,17 +186,26 @@ def compare_op(
 ) -> dg.OpDefinition:
     """The compare step of every sweep job (grid, race, study): this run's experiment and the
     sweep's record; ``compared`` picks the outcomes (and the race's or study's summary); the
-    trials compared and the reports written (``finish_sweep``), the sweep asset materialized,
-    the comparison output."""
+    trials compared and the reports written (``finish_sweep``), the sweep asset materialized."""
 
-    @_sweep_op(experiment, translator, "compare_trials", description, out=RESULT_OUT)
+    outs = {REPORT_OUT: dg.Out(dg.Nothing)}
+
+    @_sweep_op(experiment, translator, "compare_trials", description, out=outs)
     def compare(context, outcomes):
         run_experiment = context.resources.crucible.applied_to(experiment)
         sweep = dagster_run(run_experiment, context, steps=[])
         picked, finish = compared(context, run_experiment, sweep, outcomes)
         comparison, paths = finish_sweep(run_experiment, picked, sweep, **finish)
-        yield from sweep_materialization(experiment, translator, comparison, paths)
-        yield dg.Output(comparison)
+        # the sweep asset's materialization: the comparison, with the dataset version the
+        # trials loaded as its input (``data_versions``)
+        key = translator.get_sweep_asset_spec(experiment).key
+        tags = dataset_inputs(context, experiment, translator, loaded_by(picked), [key])
+        yield dg.Output(
+            None,
+            output_name=REPORT_OUT,
+            metadata=sweep_metadata(experiment, comparison, paths),
+            tags=tags.get(key),
+        )
 
     return compare
 
@@ -195,8 +217,8 @@ def _every_trial(
     return [TrialOutcome.from_dict(o) for group in groups for o in group], {}
 
 
-#: wires a sweep job's ops, given each step's node name
-Compose = Callable[[Callable[[str], str]], None]
+#: wires a sweep job's ops, given each step's node name; returns the compare step's output
+Compose = Callable[[Callable[[str], str]], Any]
 
 
 def grid_steps(
@@ -215,41 +237,12 @@ def mapped_steps(
     """Plan (each ``(op, step)``), run each planned group (mapped), compare what they collect:
     the shape of a grid's and of a study's job."""
 
-    def compose(node: Callable[[str], str]) -> None:
+    def compose(node: Callable[[str], str]) -> Any:
         planned = plan[0].alias(node(plan[1]))()
         results = planned.map(run[0].alias(node(run[1])))
-        compare.alias(node("compare_trials"))(results.collect())
+        return compare.alias(node("compare_trials"))(results.collect())
 
     return compose
-
-
-def build_sweep_job(
-    experiment: Experiment,
-    compose: Compose,
-    *,
-    translator: CrucibleTranslator,
-    resource_defs: dict[str, Any],
-    executor_def: dg.ExecutorDefinition,
-) -> dg.JobDefinition:
-    """A sweep's job (a grid's trials, a race's rounds): the translator's job spec, the run's
-    resources and executor; ``compose`` wires its ops, given each step's node name."""
-
-    def node(step: str) -> str:
-        return translator.get_op_spec(experiment, step).node_name
-
-    spec = translator.get_job_spec(experiment)
-
-    @dg.job(
-        name=spec.name,
-        description=spec.description,
-        tags=spec.tags,
-        resource_defs=resource_defs,
-        executor_def=executor_def,
-    )
-    def sweep_job() -> None:
-        compose(node)
-
-    return sweep_job
 
 
 #: the per-configuration table's rows at most (a grid of thousands of points stays a table the
@@ -300,12 +293,11 @@ def configurations_table(
     return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
 
 
-def sweep_materialization(
-    experiment: Experiment,
-    translator: CrucibleTranslator,
-    comparison: dict[str, Any],
-    paths: dict[str, str],
-) -> Iterator[dg.AssetMaterialization]:
+def sweep_metadata(
+    experiment: Experiment, comparison: dict[str, Any], paths: dict[str, str]
+) -> dict[str, Any]:
+    """The sweep report's materialization metadata: its files, a preview, the best
+    configuration, the per-configuration table and each configuration's mean."""
     from crucible_dagster.dagster_plugin.previews import sweep_preview
 
     metadata: dict[str, Any] = {
@@ -326,6 +318,20 @@ def sweep_materialization(
     for name, summary in (comparison.get("configurations") or {}).items():
         if isinstance(summary.get("mean"), float):
             metadata[f"mean/{name}"] = dg.MetadataValue.float(summary["mean"])
-    yield dg.AssetMaterialization(
-        asset_key=translator.get_sweep_asset_spec(experiment).key, metadata=metadata
-    )
+    return metadata
+
+
+def loaded_by(outcomes: list[TrialOutcome]) -> Context:
+    """What the trials loaded of the dataset (their ``dataset`` metric), as a context
+    ``data_versions`` reads: every trial loads the same named dataset, the first tells."""
+    for outcome in outcomes:
+        metric = outcome.metrics.get("dataset")
+        if isinstance(metric, dict) and isinstance(metric.get("fingerprint"), str):
+            name = metric.get("name")
+            return Context(
+                experiment_id="",
+                run_id="",
+                metrics={"dataset": metric},
+                assigns={"data_fingerprints": {name: metric["fingerprint"]}},
+            )
+    return Context(experiment_id="", run_id="")

@@ -52,7 +52,9 @@ def test_the_dagster_block_is_read_by_validate_the_loader_and_the_run(
     assert validated.code == 0 and validated.out == "", validated.text  # no warning at all
     job = _job(tmp_path / "experiments")
     assert job.executor_def.name == "multiprocess"
-    assert job.graph.node_named("run_trial").definition.pools == {"gpu_trials"}
+    from tests.integration.events import sweep_graph
+
+    assert sweep_graph(job).node_named("run_trial").definition.pools == {"gpu_trials"}
     ran = cli("run", path)
     assert ran.code == 0, ran.text
     assert "warning" not in ran.err
@@ -77,7 +79,9 @@ def test_an_old_spelling_works_the_same_and_warns_with_its_line_and_the_new_spel
     with caplog.at_level(logging.WARNING):
         job = _job(tmp_path / "experiments")
     assert job.executor_def.name == "multiprocess"
-    assert job.graph.node_named("run_trial").definition.pools == {"gpu_trials"}
+    from tests.integration.events import sweep_graph
+
+    assert sweep_graph(job).node_named("run_trial").definition.pools == {"gpu_trials"}
     assert "executor: warning: old spelling of 'dagster.executor'" in caplog.text
     ran = cli("run", path)
     assert ran.code == 0, ran.text

@@ -31,6 +31,7 @@ from crucible_dagster.sweeps.running import (
     trial_run_dir,
 )
 from tests.conftest import ROOT, subprocess_env
+from tests.integration.events import sweep_graph
 from tests.services import postgres_db, postgres_home
 
 __all__ = ["postgres_db"]  # the fixture, used by name
@@ -69,9 +70,9 @@ def test_defaults_are_rabbitmq_and_rpc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_trial_steps_are_in_the_experiments_pool() -> None:
     job = build_job(Experiment.model_validate(SWEEP))
-    assert job.graph.node_named("run_trial").definition.pools == {"gpu_trials"}
+    assert sweep_graph(job).node_named("run_trial").definition.pools == {"gpu_trials"}
     default = build_job(Experiment.model_validate({**SWEEP, "sweep": {"metric": "m"}}))
-    assert default.graph.node_named("run_trial").definition.pools == {"crucible_trials"}
+    assert sweep_graph(default).node_named("run_trial").definition.pools == {"crucible_trials"}
 
 
 def test_default_executor_applies_only_where_the_file_names_none(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from crucible_dagster.dagster_plugin import build_job
+from tests.integration.events import sweep_comparison
 from tests.integration.jobs import sweep_experiment
 from tests.test_history import gated
 
@@ -81,8 +82,7 @@ def test_a_sweeps_grid_and_seeds_are_run_config(artifacts_dir: Path) -> None:
         (artifacts_dir / "light_sweep" / result.run_id / "manifest.json").read_text()
     )
     assert len(manifest["trials"]) == 6 and manifest["seeds"] == [1, 2, 3]
-    comparison = result.output_for_node("compare_trials")
-    assert sorted(comparison["configurations"]) == ["level_0_8", "level_0_9"]
+    assert sorted(manifest["metrics"]["sweep"]["configurations"]) == ["level_0_8", "level_0_9"]
 
 
 def test_the_artifacts_root_can_come_from_an_env_var_resolved_at_run_time(
@@ -121,7 +121,7 @@ def test_a_raced_sweeps_racing_settings_are_run_config(artifacts_dir: Path) -> N
         )
     record = json.loads((artifacts_dir / "raced" / result.run_id / "race.json").read_text())
     assert record["settings"]["alpha"] == 0.2 and record["settings"]["first_look"] == 3
-    assert result.output_for_node("compare_trials")["race"]["alpha"] == 0.2
+    assert sweep_comparison(artifacts_dir, "raced", result.run_id)["race"]["alpha"] == 0.2
     assert not bad.success
     (failure, *_) = [e for e in bad.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     message = failure.step_failure_data.error.message

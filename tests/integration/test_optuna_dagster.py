@@ -20,6 +20,7 @@ from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
+from tests.integration.events import sweep_graph, sweep_step
 from tests.integration.test_dagster_cli import dagster_bin
 from tests.services import PG, postgres_db  # noqa: F401  (a fixture)
 from tests.test_optuna_sweep import RACED
@@ -42,14 +43,15 @@ def _experiment(**sweep: Any) -> Experiment:
 def test_a_study_is_one_run_with_a_step_per_group_of_trials(artifacts_dir: Path) -> None:
     experiment = _experiment(trials_per_step=2)
     job = build_job(experiment)
-    assert {"plan_study", "run_study_trials", "compare_trials"} <= set(job.graph.node_dict)
+    assert {"plan_study", "run_study_trials", "compare_trials"} <= set(sweep_graph(job).node_dict)
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(instance=instance)
         assert result.success
         outputs: dict[str, Any] = {
-            str(e.step_key): e.event_specific_data.metadata
+            sweep_step(e.step_key, "studied"): e.event_specific_data.metadata
             for e in result.all_events
-            if e.event_type_value == "STEP_OUTPUT" and e.step_key.startswith("run_study_trials")
+            if e.event_type_value == "STEP_OUTPUT"
+            and sweep_step(e.step_key, "studied").startswith("run_study_trials")
         }
     assert sorted(outputs) == [
         "run_study_trials[trials_1_to_2]",
@@ -156,7 +158,9 @@ def test_re_execution_from_failure_continues_the_study(
         with dg.execute_job(dg.reconstructable(jobs.study_job), instance=instance) as failed:
             assert not failed.success
             failed_steps = [
-                e.step_key for e in failed.all_events if e.event_type_value == "STEP_FAILURE"
+                sweep_step(e.step_key, "studied_reexec")
+                for e in failed.all_events
+                if e.event_type_value == "STEP_FAILURE"
             ]
             assert failed_steps == ["run_study_trials[trials_5_to_6]"]
         flag.unlink()
@@ -165,7 +169,11 @@ def test_re_execution_from_failure_continues_the_study(
             dg.reconstructable(jobs.study_job), instance=instance, reexecution_options=options
         ) as again:
             assert again.success
-            ran = {e.step_key for e in again.all_events if e.event_type_value == "STEP_START"}
+            ran = {
+                sweep_step(e.step_key, "studied_reexec")
+                for e in again.all_events
+                if e.event_type_value == "STEP_START"
+            }
     assert ran == {"run_study_trials[trials_5_to_6]", "compare_trials"}
     run_dir = artifacts_dir / "studied_reexec" / again.run_id
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -197,7 +205,7 @@ def test_parallel_steps_in_processes_of_their_own_share_one_sqlite_study(
             e.pid
             for e in done.all_events
             if e.event_type_value == "STEP_OUTPUT"
-            and (e.step_key or "").startswith("run_study_trials")
+            and sweep_step(e.step_key, "studied_reexec").startswith("run_study_trials")
         }
     assert len(pids) == 6  # a process a trial
     run_dir = artifacts_dir / "studied_reexec" / done.run_id
@@ -228,7 +236,11 @@ def test_a_studys_settings_are_launchpad_run_config(artifacts_dir: Path) -> None
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(instance=instance, run_config=config)
         assert result.success
-        steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+        steps = {
+            sweep_step(e.step_key, "studied")
+            for e in result.all_events
+            if e.event_type_value == "STEP_START"
+        }
         bad = job.execute_in_process(
             instance=instance,
             run_config={"resources": {"crucible": {"config": {"optuna": {"n_trials": 0}}}}},

@@ -12,6 +12,7 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.sweeps.standalone import run_sweep
+from tests.integration.events import sweep_graph, sweep_step
 from tests.test_racing_sweep import RACED
 
 
@@ -22,22 +23,25 @@ def test_raced_sweep_rounds_are_steps_with_their_evidence(artifacts_dir: Path) -
         {**RACED, "parameters": {"level": [0.05, 0.95]}, "sweep": sweep}
     )
     job = build_job(experiment)
-    rounds = [n for n in job.graph.node_dict if n.startswith("race_round_")]
+    nodes = sweep_graph(job).node_dict
+    rounds = [n for n in nodes if n.startswith("race_round_")]
     assert len(rounds) == 10  # 20 seeds: a first look of 3, then 17 in rounds of 2
-    assert "compare_trials" in job.graph.node_dict
+    assert "compare_trials" in nodes
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(instance=instance)
         assert result.success
         metadata = {
-            e.step_key: e.event_specific_data.metadata
+            sweep_step(e.step_key, "raced"): e.event_specific_data.metadata
             for e in result.all_events
             if e.event_type_value == "STEP_OUTPUT"
-            and e.step_key.startswith("race_round_")
+            and sweep_step(e.step_key, "raced").startswith("race_round_")
             and e.event_specific_data.step_output_handle.output_name == "result"
         }
         # each round's trials ran in steps of their own, one per survivor x seed here
         trial_steps = {
-            e.step_key for e in result.all_events if e.step_key and "_trials[" in e.step_key
+            sweep_step(e.step_key, "raced")
+            for e in result.all_events
+            if e.step_key and "_trials[" in e.step_key
         }
     first = metadata["race_round_1"]
     assert "crucible/evidence" in first and first["crucible/survivors"].value
@@ -104,7 +108,11 @@ def test_re_execution_from_a_failed_round_reaches_the_same_decisions(
         options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
         with dg.execute_job(job, instance=instance, reexecution_options=options) as retried:
             assert retried.success
-            started = {e.step_key for e in retried.all_events if e.event_type_value == "STEP_START"}
+            started = {
+                sweep_step(e.step_key, "raced")
+                for e in retried.all_events
+                if e.event_type_value == "STEP_START"
+            }
     assert not any(s.startswith(("plan_race", "round_1_", "round_2_")) for s in started)
     assert "round_3_trials[level_0_05__seed_6]" in started
     assert "round_3_trials[level_0_05__seed_7]" not in started  # it completed in the first run
@@ -140,7 +148,9 @@ def test_the_experiment_budget_stops_a_race_under_dagster_as_it_does_alone(
     assert record["finish_reason"].startswith("the experiment's budget is spent (max_requests 18")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "budget_exhausted"
-    assert not any((e.step_key or "").startswith("round_3_trials") for e in result.all_events)
+    assert not any(
+        sweep_step(e.step_key, "raced_llm").startswith("round_3_trials") for e in result.all_events
+    )
 
 
 def test_a_re_executed_round_costs_what_both_runs_spent_on_it(

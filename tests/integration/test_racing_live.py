@@ -20,6 +20,7 @@ from dagster._core.instance.ref import InstanceRef
 from crucible_dagster import Experiment
 from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
+from tests.integration.events import sweep_step
 from tests.integration.test_dagster_cli import dagster_bin
 from tests.test_racing_sweep import RACED
 
@@ -64,6 +65,7 @@ def test_dagster_job_execute_races_in_steps_of_their_own_processes(
             for e in instance.all_logs(run.run_id)
             if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_START"
         }
+    steps = {sweep_step(key, "raced_cli"): pid for key, pid in steps.items()}
     assert "race_round_1" in steps and "compare_trials" in steps
     assert any(key.startswith("round_1_trials[") for key in steps)
     assert len(set(steps.values())) > 3  # the multiprocess executor: a process a step

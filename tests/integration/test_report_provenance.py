@@ -22,6 +22,8 @@ from crucible_dagster.dagster_plugin import definitions_from_experiments
 from tests.integration.test_partition_provenance import DATASET, rewrite_dataset
 
 REPORT = dg.AssetKey(["crucible", "synced", "summary"])
+#: a one-run sweep's report, the comparison (made by its compare step, the graph's output)
+SWEEP_REPORT = dg.AssetKey(["crucible", "synced_sweep", "sweep"])
 
 
 def experiment(level: float = 0.8) -> Experiment:
@@ -43,24 +45,43 @@ def experiment(level: float = 0.8) -> Experiment:
     )
 
 
-def sync(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[str, list[str]]:
+def swept(level: float = 0.9) -> Experiment:
+    """The experiment above as a sweep of two levels over two seeds (a step of trials each)."""
+    data = experiment().model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data["pipeline"][0]["options"]["level"] = "${params.level}"
+    data.update(
+        id="synced_sweep",
+        parameters={"level": [0.8, level]},
+        seeds=[1, 2],
+        sweep={"metric": "score", "trials_per_step": 2},
+    )
+    data.pop("quality_targets")
+    return Experiment.model_validate(data)
+
+
+def sync(
+    defs: dg.Definitions, instance: dg.DagsterInstance, key: dg.AssetKey = REPORT
+) -> tuple[str, list[str]]:
     """The report's status and root causes, as the UI's GraphQL resolves them."""
     resolver = CachingStaleStatusResolver(
         instance, defs.resolve_asset_graph(), LoadingContextForTest(instance)
     )
     causes = [
         f"{cause.key.asset_key.to_user_string()} {cause.reason}"
-        for cause in resolver.get_stale_root_causes(REPORT)
+        for cause in resolver.get_stale_root_causes(key)
     ]
-    return resolver.get_status(REPORT).value, causes
+    return resolver.get_status(key).value, causes
 
 
-def by_job(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    assert defs.resolve_job_def("synced").execute_in_process(instance=instance).success
+def by_job(defs: dg.Definitions, instance: dg.DagsterInstance, key: dg.AssetKey = REPORT) -> None:
+    job = defs.resolve_job_def(key.path[1])  # the experiment's job, named after it
+    assert job.execute_in_process(instance=instance).success
 
 
-def by_materialize(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={REPORT})
+def by_materialize(
+    defs: dg.Definitions, instance: dg.DagsterInstance, key: dg.AssetKey = REPORT
+) -> None:
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
     assert job.execute_in_process(instance=instance).success
 
 
@@ -75,21 +96,24 @@ def dataset_versions(instance: dg.DagsterInstance) -> list[str | None]:
 
 
 def _stays_synced(
-    run: Callable[[dg.Definitions, dg.DagsterInstance], None], artifacts_dir: Path
+    run: Callable[[dg.Definitions, dg.DagsterInstance, dg.AssetKey], None],
+    artifacts_dir: Path,
+    made: Experiment | None = None,
+    key: dg.AssetKey = REPORT,
 ) -> None:
-    defs = definitions_from_experiments([experiment()])
+    defs = definitions_from_experiments([made or experiment()])
     with dg.instance_for_test() as instance:
-        run(defs, instance)  # the dataset never materialized: the run records its version
-        assert sync(defs, instance) == ("FRESH", [])
+        run(defs, instance, key)  # the dataset never materialized: the run records its version
+        assert sync(defs, instance, key) == ("FRESH", [])
         materialize_dataset(defs, instance)  # the same data, from the dataset's Materialize
-        assert sync(defs, instance) == ("FRESH", [])
-        run(defs, instance)  # again, on a dataset Dagster has a version of
-        assert sync(defs, instance) == ("FRESH", [])
+        assert sync(defs, instance, key) == ("FRESH", [])
+        run(defs, instance, key)  # again, on a dataset Dagster has a version of
+        assert sync(defs, instance, key) == ("FRESH", [])
         # the first run recorded the dataset's version, which its Materialize found again
         (version, *_) = reversed(dataset_versions(instance))
         assert version is not None and len(version) == 32
         assert dataset_versions(instance) == [version, version]
-        event = instance.get_latest_materialization_event(REPORT)
+        event = instance.get_latest_materialization_event(key)
         assert event is not None and event.asset_materialization is not None
         tags = event.asset_materialization.tags or {}
         assert tags["dagster/input_data_version/crucible/datasets/breast_cancer"] == version
@@ -101,6 +125,31 @@ def test_a_report_made_by_its_job_stays_synced(artifacts_dir: Path) -> None:
 
 def test_a_report_made_by_materialize_stays_synced(artifacts_dir: Path) -> None:
     _stays_synced(by_materialize, artifacts_dir)
+
+
+def test_a_sweeps_report_made_by_its_job_stays_synced(artifacts_dir: Path) -> None:
+    _stays_synced(by_job, artifacts_dir, swept(), SWEEP_REPORT)
+
+
+def test_a_sweeps_report_made_by_materialize_stays_synced(artifacts_dir: Path) -> None:
+    _stays_synced(by_materialize, artifacts_dir, swept(), SWEEP_REPORT)
+
+
+def test_a_sweeps_report_turns_unsynced_when_its_data_or_grid_change(artifacts_dir: Path) -> None:
+    defs = definitions_from_experiments([swept()])
+    with dg.instance_for_test() as instance:
+        by_job(defs, instance, SWEEP_REPORT)
+        assert sync(defs, instance, SWEEP_REPORT) == ("FRESH", [])
+        edited = definitions_from_experiments([swept(level=0.95)])  # the grid edited
+        assert sync(edited, instance, SWEEP_REPORT) == (
+            "STALE",
+            ["crucible/synced_sweep/sweep has a new code version"],
+        )
+        rewrite_dataset(instance)
+        assert sync(defs, instance, SWEEP_REPORT) == (
+            "STALE",
+            ["crucible/datasets/breast_cancer has a new materialization"],
+        )
 
 
 def test_a_report_turns_unsynced_when_its_data_or_experiment_change(artifacts_dir: Path) -> None:

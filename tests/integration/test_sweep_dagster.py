@@ -15,7 +15,7 @@ from dagster._core.instance.ref import InstanceRef
 from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
 from tests.integration import jobs
-from tests.integration.events import step_keys
+from tests.integration.events import step_keys, sweep_comparison, sweep_steps
 from tests.integration.test_dagster_cli import job_execute
 
 
@@ -75,10 +75,13 @@ def test_demo_sweep_same_numbers_in_dagster_and_crucible_run(
     assert cli.returncode == 0, cli.stderr[-3000:]
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         (run,) = instance.get_runs()
-        steps = {
-            e.step_key
-            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
-        }
+        steps = sweep_steps(
+            (
+                e.step_key
+                for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+            ),
+            "classifier_sweep",
+        )
         # 20 trials, trials_per_step unset: four steps of 5, and still one run directory a trial
         assert {s for s in steps if s and s.startswith("run_trial[")} == {
             f"run_trial[trials_{start}_to_{start + 4}]" for start in (1, 6, 11, 16)
@@ -108,7 +111,9 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
     with dg.instance_for_test() as instance:
         with dg.execute_job(dg.reconstructable(jobs.sweep_job), instance=instance) as failed:
             assert not failed.success
-            failures = step_keys(failed, dg.DagsterEventType.STEP_FAILURE)
+            failures = sweep_steps(
+                step_keys(failed, dg.DagsterEventType.STEP_FAILURE), "light_sweep"
+            )
         assert failures == {"run_trial[trials_1_to_10]"}  # the step holding the failed trial
         (workdir / "fail_0.82_3.flag").unlink()
         options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
@@ -116,9 +121,9 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
             dg.reconstructable(jobs.sweep_job), instance=instance, reexecution_options=options
         ) as retried:
             assert retried.success
-            started = step_keys(retried, dg.DagsterEventType.STEP_START)
+            started = sweep_steps(step_keys(retried, dg.DagsterEventType.STEP_START), "light_sweep")
             assert started == {"run_trial[trials_1_to_10]", "compare_trials"}
-            comparison = retried.output_for_node("compare_trials")
+            comparison = sweep_comparison(artifacts_dir, "light_sweep", retried.run_id)
             # inside the step, only the failed trial ran again; the other nine were read back
             rerun = artifacts_dir / "light_sweep" / retried.run_id / "trials"
             assert [p.name for p in rerun.iterdir()] == ["level_0_82__seed_3"]
@@ -126,7 +131,7 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
     assert _numbers(comparison) == _numbers(clean.comparison)
 
 
-def test_sweep_trials_run_in_parallel_processes(workdir: Path) -> None:
+def test_sweep_trials_run_in_parallel_processes(workdir: Path, artifacts_dir: Path) -> None:
     with (
         dg.instance_for_test() as instance,
         dg.execute_job(
@@ -138,10 +143,10 @@ def test_sweep_trials_run_in_parallel_processes(workdir: Path) -> None:
             e.pid
             for e in result.all_events
             if e.event_type == dg.DagsterEventType.STEP_START
-            and (e.step_key or "").startswith("run_trial[")
+            and (e.step_key or "").startswith("light_sweep__sweep.run_trial[")
         }
         assert len(trial_pids) == 4  # each trial in its own process
-        comparison = result.output_for_node("compare_trials")
+        comparison = sweep_comparison(artifacts_dir, "light_sweep", result.run_id)
     assert comparison["best"]["configuration"] == "level_0_9"
 
 

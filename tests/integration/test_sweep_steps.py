@@ -16,7 +16,7 @@ from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.experiment.ir import SweepConfig, step_size
 from crucible_dagster.reports.precision import round_by_interval
-from tests.integration.events import step_keys
+from tests.integration.events import step_keys, sweep_comparison, sweep_steps
 from tests.integration.jobs import sweep_experiment
 from tests.test_history import gated
 
@@ -33,7 +33,7 @@ def _config(**values: Any) -> dict[str, Any]:
 
 
 def _trial_steps(result: Any) -> set[str]:
-    started = step_keys(result, dg.DagsterEventType.STEP_START)
+    started = sweep_steps(step_keys(result, dg.DagsterEventType.STEP_START), "light_sweep")
     return {s for s in started if s.startswith("run_trial[")}
 
 
@@ -96,7 +96,7 @@ def test_an_out_of_range_size_fails_before_any_trial_with_the_field_named(
         )
     assert not result.success
     failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert [e.step_key for e in failures] == ["plan_trials"]
+    assert [e.step_key for e in failures] == ["light_sweep__sweep.plan_trials"]
     message = failures[0].step_failure_data.error.message
     assert (
         "resources.crucible.config.trials_per_step: expected an integer between 1 and 1000, " + said
@@ -152,7 +152,7 @@ def test_numbers_are_rounded_to_what_their_interval_resolves(
 def test_the_sweep_asset_has_a_table_of_configurations(artifacts_dir: Path) -> None:
     with dg.instance_for_test() as instance:
         result = build_job(sweep_experiment()).execute_in_process(instance=instance)
-    (materialization,) = result.asset_materializations_for_node("compare_trials")
+    (materialization,) = result.asset_materializations_for_node("light_sweep__sweep.compare_trials")
     table = materialization.metadata["configurations"]
     assert isinstance(table, dg.TableMetadataValue)
     assert [c.name for c in table.schema.columns] == [
@@ -163,7 +163,7 @@ def test_the_sweep_asset_has_a_table_of_configurations(artifacts_dir: Path) -> N
         "ci_low",
         "ci_high",
     ]
-    comparison = result.output_for_node("compare_trials")
+    comparison = sweep_comparison(artifacts_dir, "light_sweep", result.run_id)
     rows = {r.data["configuration"]: r.data for r in table.records}
     assert list(rows) == list(comparison["configurations"])
     for name, summary in comparison["configurations"].items():
@@ -180,3 +180,32 @@ def test_the_sweep_asset_has_a_table_of_configurations(artifacts_dir: Path) -> N
     assert {k for k in materialization.metadata if k.startswith("mean/")} == {
         f"mean/{name}" for name in rows
     }
+
+
+def test_materialize_on_the_sweeps_report_runs_its_steps_with_the_jobs_tags(
+    artifacts_dir: Path,
+) -> None:
+    """The catalog's Materialize (Dagster's implicit asset job, the sweep's report selected) runs
+    the job's steps (plan, a step per group of trials, compare), not one opaque step, and the
+    run carries the job's tags, so filtering runs by experiment finds it."""
+    from crucible_dagster.dagster_plugin import definitions_from_experiments
+
+    defs = definitions_from_experiments([_light()])
+    key = dg.AssetKey(["crucible", "light_sweep", "sweep"])
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance)
+        assert result.success
+        assert sweep_steps(step_keys(result, dg.DagsterEventType.STEP_SUCCESS), "light_sweep") == {
+            "plan_trials",
+            *(f"run_trial[trials_{a}_to_{a + 2}]" for a in (1, 4, 7, 10)),
+            "compare_trials",
+        }
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None and run.tags["crucible/experiment"] == "light_sweep"
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None and event.run_id == result.run_id
+    manifest = json.loads(
+        (artifacts_dir / "light_sweep" / result.run_id / "manifest.json").read_text()
+    )
+    assert manifest["status"] == "completed"

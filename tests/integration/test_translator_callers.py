@@ -14,6 +14,7 @@ from crucible_dagster.dagster_plugin.ops import dataset_observations
 from crucible_dagster.dagster_plugin.report_events import quality_check_specs, report_events
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator, OpSpec
 from crucible_dagster.experiment.ir import QualityTarget, RegressionBaseline
+from tests.integration.events import sweep_graph
 from tests.integration.specs import stage_graph
 
 CHECKED = (
@@ -96,7 +97,7 @@ def test_ops_and_sweep_steps_follow_the_op_spec_and_the_dagster_block() -> None:
     assert graph.node_named("lab_validate").definition.tags == {"lab": "validate"}
 
     sweep = build_job(loads_experiment(SWEEP), translator=Lab())
-    nodes = {n.name: n.definition for n in sweep.graph.nodes}
+    nodes = {n.name: n.definition for n in sweep_graph(sweep).nodes}
     trial = nodes["lab_run_trial"]
     assert isinstance(trial, dg.OpDefinition)
     assert sorted(nodes) == ["lab_compare_trials", "lab_plan_trials", "lab_run_trial"]

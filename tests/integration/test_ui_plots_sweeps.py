@@ -2,7 +2,8 @@
 and dagster-daemon shared by this module's tests. A report's plots render inline (images the
 browser drew, no link to a path on the machine that ran the job); a one-run sweep's run shows
 its trial steps and its asset the table of configurations; backfilled partitions, and a
-report its job made, stay synced once their dataset is materialized. Screenshots land in each
+report its job made, stay synced once their dataset is materialized; Materialize on a sweep's
+report runs the job's steps. Screenshots land in each
 test's temporary folder."""
 
 from __future__ import annotations
@@ -199,6 +200,43 @@ def test_a_one_run_sweep_fans_out_and_its_asset_tables_the_configurations(
         page.screenshot(tmp_path / "3_sweep_preview_plots.png")
         assert _links_to_local_paths(page, live.artifacts) == []
     for name in ("1_sweep_run_steps.png", "2_sweep_asset_table.png", "3_sweep_preview_plots.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_materialize_on_a_sweeps_report_runs_its_steps_with_the_experiment_tag(
+    live: Live, tmp_path: Path
+) -> None:
+    """The catalog's Materialize on the sweep's report runs the job's steps (plan, the four
+    groups of trials, compare), not one opaque step, in a run tagged with the experiment."""
+    job_run = _wait_for_run(live, "fanned")
+    key = dg.AssetKey(["crucible", "fanned", "sweep"])
+    with headless_page(live.browser) as page:
+        _open(page, f"{live.base}/assets/crucible/fanned/sweep", "Materialize")
+        deadline = time.monotonic() + 60
+        while not page.click_button("Materialize"):  # enabled once the location loaded
+            assert time.monotonic() < deadline, page.text()[:3000]
+            time.sleep(1)
+        deadline = time.monotonic() + 120
+        with live.instance() as instance:
+            while True:
+                event = instance.get_latest_materialization_event(key)
+                if event is not None and event.run_id != job_run:
+                    break
+                runs = [(r.job_name, r.status.value) for r in instance.get_runs(limit=10)]
+                assert time.monotonic() < deadline, f"{runs}\n{page.text()[:2000]}"
+                time.sleep(1)
+            run = instance.get_run_by_id(event.run_id)
+        assert run is not None and run.job_name == "__ASSET_JOB"
+        assert run.tags["crucible/experiment"] == "fanned"
+        assert _wait(live.client, run.run_id) == "SUCCESS"
+        text = _open(page, f"{live.base}/runs/{run.run_id}", "Succeeded (6)")
+        steps = ("fanned__sweep.plan_trials", "fanned__sweep.run_trial", "fanned__sweep.compare")
+        assert all(step in text for step in steps), text[:3000]
+        page.screenshot(tmp_path / "4_sweep_materialize_steps.png")
+        text = _open(page, f"{live.base}/runs?q[]=tag:crucible/experiment=fanned", run.run_id[:8])
+        assert job_run[:8] in text  # the job's run and Materialize's, both found by the tag
+        page.screenshot(tmp_path / "5_runs_by_experiment.png")
+    for name in ("4_sweep_materialize_steps.png", "5_runs_by_experiment.png"):
         assert (tmp_path / name).stat().st_size > 10_000
 
 
