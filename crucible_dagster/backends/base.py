@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from crucible_dagster.experiment.ir import Hedging
+    from crucible_dagster.experiment.ir import CircuitBreaker, Hedging
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,14 @@ class Hedgeable(Protocol):
 
 
 @runtime_checkable
+class Guarded(Protocol):
+    """A backend that can stop sending while its service fails
+    (``reliability.circuit_breaker``: ``backends.circuit``)."""
+
+    def with_circuit_breaker(self, settings: CircuitBreaker | None) -> Any: ...
+
+
+@runtime_checkable
 class Budgeted(Protocol):
     """A backend whose requests count against the run's budget (``budget:``): it asks the
     ledger before each request it sends."""
@@ -110,6 +118,14 @@ class FallbackBackend:
         for backend in (self.primary, self.fallback):
             if isinstance(backend, Budgeted):
                 backend.with_budget(ledger)
+        return self
+
+    def with_circuit_breaker(self, settings: CircuitBreaker | None) -> FallbackBackend:
+        """Each backend that sends requests gets a breaker of its own: the primary's open
+        circuit sends its samples to the fallback at once."""
+        for backend in (self.primary, self.fallback):
+            if isinstance(backend, Guarded):
+                backend.with_circuit_breaker(settings)
         return self
 
     def predict(self, requests: Sequence[Request]) -> list[Response]:

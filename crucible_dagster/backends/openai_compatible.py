@@ -28,15 +28,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from crucible_dagster.backends.base import Request, Response
+from crucible_dagster.backends.circuit import CircuitBreaker, CircuitOpen
 from crucible_dagster.backends.gate import Prices, RequestGate, RequestPlan
 from crucible_dagster.backends.http import (
-    Answer,
     HttpFailure,
     post,
     printable,
     shown_url,
     url_problem,
 )
+from crucible_dagster.backends.openai_answers import completion, decoded
 from crucible_dagster.backends.openai_options import (
     CACHE_ENV,
     RETRYABLE_STATUS,
@@ -46,79 +47,10 @@ from crucible_dagster.backends.rate_limit import RateLimitClosed, RateLimiter
 from crucible_dagster.budget import BudgetExhausted, Ledger
 from crucible_dagster.common.files import atomic_write_text
 from crucible_dagster.experiment.ir import BackendRef, Hedging
+from crucible_dagster.experiment.ir import CircuitBreaker as CircuitSettings
 from crucible_dagster.hedging.caller import HedgedCaller
 from crucible_dagster.telemetry import record
 from crucible_dagster.telemetry.kinds import error_kind
-
-#: the most tokens one answer may say it used: a server's 10^18 went into the budget ledger,
-#: which then refused every later request as unreadable (no request uses a billion tokens)
-MAX_USAGE = 10**9
-
-
-def _count(usage: dict[str, Any], field: str, where: str) -> int | None:
-    value = usage.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        found = printable(repr(value), 60)
-        raise HttpFailure(
-            f"{where}: usage.{field}: expected a whole number >= 0, found {found}", False
-        )
-    if value > MAX_USAGE:
-        shown = printable(
-            str(value) if value < 10**60 else f"a number of {len(str(value))} digits", 80
-        )
-        raise HttpFailure(
-            f"{where}: usage.{field}: expected at most {MAX_USAGE:.0e} tokens, found {shown}", False
-        )
-    return value
-
-
-def completion(payload: Any, where: str) -> tuple[str, int | None, int | None]:
-    """The answer's text and token counts; an HttpFailure naming the field when it has none."""
-    try:
-        content = payload["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise HttpFailure(f"{where}: the answer has no choices[0].message.content", False) from None
-    if not isinstance(content, str):
-        found = type(content).__name__
-        raise HttpFailure(
-            f"{where}: choices[0].message.content: expected text, found {found}", False
-        )
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError as exc:  # valid JSON ("\ud800") that no file can store
-        raise HttpFailure(
-            f"{where}: choices[0].message.content: not valid Unicode "
-            f"(a lone surrogate at character {exc.start})",
-            False,
-        ) from None
-    usage = payload.get("usage")
-    if usage is None:
-        return content, None, None
-    if not isinstance(usage, dict):
-        found = type(usage).__name__
-        raise HttpFailure(f"{where}: usage: expected an object, found {found}", False)
-    return content, _count(usage, "prompt_tokens", where), _count(usage, "completion_tokens", where)
-
-
-def decoded(answer: Answer, where: str) -> Any:
-    """A 2xx answer's body as JSON: its content type, encoding and syntax checked."""
-    media = answer.content_type.partition(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
-        found = printable(answer.content_type, 60) or "none"
-        raise HttpFailure(f"{where}: content type {found!r}, expected application/json", False)
-    try:
-        text = answer.body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HttpFailure(f"{where}: the body is not UTF-8 (byte {exc.start})", False) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = f"{where}: the body is not JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
-        raise HttpFailure(message, False) from None
-    except RecursionError:
-        raise HttpFailure(f"{where}: the body's JSON is nested too deeply", False) from None
 
 
 def digest(value: Any) -> str:
@@ -157,6 +89,7 @@ class OpenAICompatibleBackend:
         root = options.cache_dir or os.environ.get(CACHE_ENV) or "~/.cache/crucible_dagster"
         self.cache_root = Path(root).expanduser() / "responses"
         self.hedger: HedgedCaller | None = None
+        self.breaker: CircuitBreaker | None = None
         prices = Prices(options.price_per_million_input, options.price_per_million_output)
         self.gate = RequestGate(
             RateLimiter(options.requests_per_minute, options.tokens_per_minute),
@@ -184,6 +117,16 @@ class OpenAICompatibleBackend:
     def with_hedging(self, hedging: Hedging | None) -> OpenAICompatibleBackend:
         """Hedge this backend's requests as ``reliability.hedging`` says (None: never)."""
         self.hedger = HedgedCaller(hedging) if hedging is not None else None
+        return self
+
+    def with_circuit_breaker(self, settings: CircuitSettings | None) -> OpenAICompatibleBackend:
+        """Stop sending while the service fails, as ``reliability.circuit_breaker`` says (None:
+        never): ``backends.circuit``."""
+        self.breaker = (
+            CircuitBreaker(settings, self.name, self.options.model)
+            if settings is not None
+            else None
+        )
         return self
 
     def with_budget(self, ledger: Ledger | None) -> OpenAICompatibleBackend:
@@ -220,18 +163,34 @@ class OpenAICompatibleBackend:
         return digest({"url": self.url, "body": body})
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One request through the gate (rate, budget): its answer, or an HttpFailure."""
+        """One request through the circuit breaker and the gate (rate, budget): its answer, or
+        an HttpFailure (an open circuit's not worth retrying: the request was not sent)."""
+        breaker = self.breaker
+        if breaker is not None:
+            try:
+                breaker.before()
+            except CircuitOpen as exc:
+                raise HttpFailure(f"{self.shown_url}: {exc}", False) from None
+        failed: bool | None = None  # None: not sent, or not ended (the breaker takes no note)
         try:
-            ticket = self.gate.enter(body)
-        except (BudgetExhausted, RateLimitClosed) as exc:
-            raise HttpFailure(str(exc), False) from None
-        usage: tuple[int | None, int | None] | None = None
-        try:
-            payload = self._post_once(body)
-            usage = completion(payload, self.shown_url)[1:]
-            return payload
+            try:
+                ticket = self.gate.enter(body)
+            except (BudgetExhausted, RateLimitClosed) as exc:
+                raise HttpFailure(str(exc), False) from None
+            usage: tuple[int | None, int | None] | None = None
+            try:
+                payload = self._post_once(body)
+                failed = False
+                usage = completion(payload, self.shown_url)[1:]
+                return payload
+            except HttpFailure as exc:
+                failed = exc.retryable if failed is None else False  # a bad answer is an answer
+                raise
+            finally:
+                self.gate.leave(ticket, usage)
         finally:
-            self.gate.leave(ticket, usage)
+            if breaker is not None:
+                breaker.settle(failed)
 
     def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
         """One request's checked answer; an HttpFailure with the URL and status otherwise."""

@@ -25,6 +25,7 @@ from crucible_dagster.backends.base import (
     Backend,
     Budgeted,
     CrossValidating,
+    Guarded,
     Hedgeable,
     Request,
     Response,
@@ -86,9 +87,10 @@ class PredictOptions(SampleSource):
     _backends_resolve = field_validator("variants")(checked_backends)
 
 
-def _any_hedgeable(experiment: Experiment) -> bool:
-    """A backend of a predict stage (or the experiment's own) can hedge its requests. Only the
-    variants' ids are read: malformed options are the option check's to report, not ours."""
+def _any_hedgeable(experiment: Experiment, capability: type = Hedgeable) -> bool:
+    """A backend of a predict stage (or the experiment's own) can hedge its requests (or has
+    another ``capability``: ``Guarded``). Only the variants' ids are read: malformed options are
+    the option check's to report, not ours."""
     ids = [experiment.backend.id] if experiment.backend is not None else []
     for stage in experiment.enabled_stages:
         variants = (
@@ -103,7 +105,7 @@ def _any_hedgeable(experiment: Experiment) -> bool:
     for backend_id in ids:
         try:
             found = backend_class(backend_id)  # a class, or a plain function for a callable
-            if isinstance(found, type) and issubclass(found, Hedgeable):
+            if isinstance(found, type) and issubclass(found, capability):
                 return True
         except BackendError:
             continue
@@ -186,7 +188,7 @@ class PredictStage(Stage):
         "Asks each backend variant for every sample; a per-sample table with latency and cost"
     )
     Options = PredictOptions
-    uses = ("backend", "reliability.hedging", "budget")
+    uses = ("backend", "reliability.hedging", "reliability.circuit_breaker", "budget")
 
     @classmethod
     def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
@@ -212,6 +214,15 @@ class PredictStage(Stage):
                     "(openai_compatible); remove it or use such a backend",
                 )
             )
+        breaker = experiment.reliability.circuit_breaker if experiment.reliability else None
+        if breaker is not None and not _any_hedgeable(experiment, Guarded):
+            problems.append(
+                (
+                    "reliability.circuit_breaker",
+                    "set, but no backend of a predict stage sends requests it could stop "
+                    "(openai_compatible); remove it or use such a backend",
+                )
+            )
         return problems
 
     def run(self, ctx: Context, options: PredictOptions) -> Context:
@@ -223,7 +234,9 @@ class PredictStage(Stage):
                     "no_backend", None, "predict needs options.variants or the experiment's backend"
                 )
             variants = {"model": experiment.backend}
-        hedging = experiment.reliability.hedging if experiment and experiment.reliability else None
+        reliability = experiment.reliability if experiment else None
+        hedging = reliability.hedging if reliability else None
+        breaker = reliability.circuit_breaker if reliability else None
         seed = ctx.seed
         ledger = ledger_for(ctx)  # one budget for every variant (and every stage) of the run
         _one_system_message(options, variants)
@@ -243,6 +256,8 @@ class PredictStage(Stage):
                 raise StageError("invalid_backend", name, str(exc)) from None
             if hedging is not None and isinstance(backend, Hedgeable):
                 backend.with_hedging(hedging)
+            if breaker is not None and isinstance(backend, Guarded):
+                backend.with_circuit_breaker(breaker)  # a breaker of its own for each variant
             if ledger is not None and isinstance(backend, Budgeted):
                 backend.with_budget(ledger)
             responses = self._ask(backend, requests, frame, references, options, seed)

@@ -49,6 +49,44 @@ REFUSED = [
         "unknown field 'capcity'; expected one of: capacity, min_samples; did you mean 'capacity'?",
     ),
     (
+        "unknown_circuit_breaker_key_with_a_suggestion",
+        "reliability: {circuit_breaker: {failure_threshold: 3, windw: 10}}\n",
+        "reliability.circuit_breaker.windw",
+        "unknown field 'windw'; expected one of: failure_threshold, half_open_requests, "
+        "reset_timeout_s, window; did you mean 'window'?",
+    ),
+    (
+        "circuit_breaker_threshold_over_its_window",
+        "reliability: {circuit_breaker: {failure_threshold: 20, window: 10}}\n",
+        "reliability.circuit_breaker",
+        "failure_threshold 20 is more than the window of 10 requests: the circuit could never open",
+    ),
+    (
+        "circuit_breaker_without_a_threshold",
+        "reliability: {circuit_breaker: {window: 10}}\n",
+        "reliability.circuit_breaker.failure_threshold",
+        "expected a value (this field is required), got nothing",
+    ),
+    (
+        "bool_for_a_circuit_breaker_threshold",
+        "reliability: {circuit_breaker: {failure_threshold: yes}}\n",
+        "reliability.circuit_breaker.failure_threshold",
+        "expected an integer, got true",
+    ),
+    (
+        "circuit_breaker_reset_of_zero",
+        "reliability: {circuit_breaker: {failure_threshold: 3, reset_timeout_s: 0}}\n",
+        "reliability.circuit_breaker.reset_timeout_s",
+        "expected a number in (0, 86400], got 0",
+    ),
+    (
+        "circuit_breaker_without_a_backend_that_sends_requests",
+        "reliability: {circuit_breaker: {failure_threshold: 3}}\n",
+        "reliability.circuit_breaker",
+        "set, but no stage of this pipeline uses it: add a stage that does (predict or "
+        "generate, with an openai_compatible backend) or remove it",
+    ),
+    (
         "unknown_output_option_with_a_suggestion",
         "outputs: [{name: summary, options: {pth: summary.md}}]\n",
         "outputs[0].options.pth",

@@ -53,6 +53,7 @@ from crucible_dagster.experiment.ir.refs import (
 from crucible_dagster.experiment.ir.reliability import (
     LEGACY_CORRECTIONS,
     LEGACY_TEST_NAMES,
+    CircuitBreaker,
     Correction,
     CorrectionName,
     Ensemble,
@@ -90,6 +91,7 @@ __all__ = [
     "BackendRef",
     "Baseline",
     "Budget",
+    "CircuitBreaker",
     "Correction",
     "CorrectionName",
     "DagsterSettings",

@@ -1,10 +1,11 @@
-"""``reliability:``: ensemble, hedging, statistics, fairness and guardrail settings."""
+"""``reliability:``: ensemble, hedging, circuit breaker, statistics, fairness and guardrail
+settings."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel
 
@@ -95,6 +96,39 @@ class Hedging(IRModel):
     options: HedgingOptions | None = None
 
 
+class CircuitBreaker(IRModel):
+    """``reliability.circuit_breaker``: a backend that sends requests stops sending for a while
+    once too many of its recent requests failed (``backends.circuit``)."""
+
+    failure_threshold: Int = Field(
+        ge=1, description="Failed requests among the last `window` that open the circuit."
+    )
+    window: Int = Field(
+        default=50, ge=1, le=100_000, description="The recent requests counted (the original's 50)."
+    )
+    reset_timeout_s: Float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds the circuit stays open before probe requests are let through.",
+    )
+    half_open_requests: Int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Probe requests that must all succeed to close the circuit again.",
+    )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> CircuitBreaker:
+        if self.failure_threshold > self.window:
+            raise ValueError(
+                f"failure_threshold {self.failure_threshold} is more than the window of "
+                f"{self.window} requests: the circuit could never open"
+            )
+        return self
+
+
 class Stats(IRModel):
     tests: TestNames = Field(default_factory=lambda: list[TestName](["ttest", "bootstrap"]))
     alpha: Float = Field(default=0.05, gt=0, lt=1)  # 0 and 1 make every test meaningless
@@ -152,4 +186,4 @@ class ReliabilityConfig(IRModel):
     fairness: Fairness | None = None
     monitoring: dict[str, Any] | None = None
     drift: dict[str, Any] | None = None
-    circuit_breaker: dict[str, Any] | None = None
+    circuit_breaker: CircuitBreaker | None = None
