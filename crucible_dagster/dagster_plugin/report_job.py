@@ -89,6 +89,16 @@ def linear_job(
         tags=spec.tags,
         executor_def=executor_def,
     )
+    return asset_job(unresolved, asset, resource_defs)
+
+
+def asset_job(
+    unresolved: dg.UnresolvedAssetJobDefinition,
+    asset: dg.AssetsDefinition,
+    resource_defs: Mapping[str, Any],
+) -> LinearJob:
+    """The job materializing ``asset`` (a report's, a sweep's), resolved on that asset alone
+    (see the module's docstring), with the run's resources but the IO manager it binds."""
     others = {k: v for k, v in resource_defs.items() if k != IO_MANAGER_KEY}  # the asset's own
     job = unresolved.resolve(asset_graph=AssetGraph.from_assets([asset]), resource_defs=others)
     return LinearJob(job, asset)

@@ -18,11 +18,9 @@ from typing import Any
 import dagster as dg
 
 # the definitions' asset graph, to resolve the asset's job on its own asset (``report_job``)
-from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
-
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
-from crucible_dagster.dagster_plugin.report_job import LinearJob
+from crucible_dagster.dagster_plugin.report_job import LinearJob, asset_job
 from crucible_dagster.dagster_plugin.sweep import REPORT_OUT, Compose
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 
@@ -77,6 +75,4 @@ def sweep_job(
         tags=spec.tags,
         executor_def=executor_def,
     )
-    others = {k: v for k, v in resource_defs.items() if k != IO_MANAGER_KEY}  # the asset's own
-    job = unresolved.resolve(asset_graph=AssetGraph.from_assets([asset]), resource_defs=others)
-    return LinearJob(job, asset)
+    return asset_job(unresolved, asset, resource_defs)

@@ -90,6 +90,15 @@ def _open(page: Page, url: str, needle: str) -> str:
     return page.wait_for_text(needle)
 
 
+def _materialize(page: Page, url: str) -> None:
+    """Click the asset page's Materialize once it is enabled (the location has loaded)."""
+    _open(page, url, "Materialize")
+    deadline = time.monotonic() + 60
+    while not page.click_button("Materialize"):
+        assert time.monotonic() < deadline, page.text()[:3000]
+        time.sleep(1)
+
+
 def _click_link(page: Page, label: str) -> None:
     script = (
         "(() => { const a = [...document.querySelectorAll('a')]"
@@ -211,11 +220,7 @@ def test_materialize_on_a_sweeps_report_runs_its_steps_with_the_experiment_tag(
     job_run = _wait_for_run(live, "fanned")
     key = dg.AssetKey(["crucible", "fanned", "sweep"])
     with headless_page(live.browser) as page:
-        _open(page, f"{live.base}/assets/crucible/fanned/sweep", "Materialize")
-        deadline = time.monotonic() + 60
-        while not page.click_button("Materialize"):  # enabled once the location loaded
-            assert time.monotonic() < deadline, page.text()[:3000]
-            time.sleep(1)
+        _materialize(page, f"{live.base}/assets/crucible/fanned/sweep")
         deadline = time.monotonic() + 120
         with live.instance() as instance:
             while True:
@@ -254,11 +259,7 @@ def dataset_from_ui(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Non
             time.sleep(1)
         before = len(instance.fetch_materializations(DATASET, limit=100).records)
     with headless_page(live.browser) as page:
-        _open(page, f"{live.base}/assets/crucible/datasets/breast_cancer", "Materialize")
-        deadline = time.monotonic() + 60
-        while not page.click_button("Materialize"):  # enabled once the location loaded
-            assert time.monotonic() < deadline, page.text()[:3000]
-            time.sleep(1)
+        _materialize(page, f"{live.base}/assets/crucible/datasets/breast_cancer")
         with live.instance() as instance:
             deadline = time.monotonic() + 120
             while len(instance.fetch_materializations(DATASET, limit=100).records) <= before:
