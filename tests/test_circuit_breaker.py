@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from crucible_dagster.backends.base import Guarded, Request
+from crucible_dagster.backends.base import FallbackBackend, Guarded, Request
 from crucible_dagster.backends.circuit import CircuitBreaker, CircuitOpen
+from crucible_dagster.backends.openai_compatible import OpenAICompatibleBackend
 from crucible_dagster.backends.registry import build_backend
 from crucible_dagster.cli import main
 from crucible_dagster.contrib.llm_server import llm_server
@@ -232,3 +233,34 @@ def test_a_runs_telemetry_records_the_circuits_changes(tmp_path: Path, artifacts
     )
     failed = [e for e in events if e.event == "request" and not e.success]
     assert len(failed) == 6
+
+
+def test_a_breaker_for_a_fallback_that_sends_requests_is_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The primary is no model (noop) and its fallback sends requests: the fallback's breaker
+    is what the setting acts on (outsider attack: validate refused it)."""
+    path = tmp_path / "fallback.yaml"
+    path.write_text(
+        "id: fallback\n"
+        "backend:\n"
+        "  id: noop\n"
+        "  fallback: {id: openai_compatible, endpoint_url: 'http://127.0.0.1:9/v1', "
+        "options: {model: x}}\n"
+        "reliability:\n"
+        "  circuit_breaker: {failure_threshold: 3}\n"
+        "pipeline: [{name: predict}]\n"
+    )
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().out
+    backend = guarded(
+        build_backend(
+            BackendRef.model_validate(
+                {"id": "noop", "fallback": {"id": "openai_compatible",
+                 "endpoint_url": "http://127.0.0.1:9/v1", "options": {"model": "x"}}}
+            )
+        )
+    )  # fmt: skip
+    backend.with_circuit_breaker(Settings(failure_threshold=3))
+    assert isinstance(backend, FallbackBackend)
+    assert isinstance(backend.fallback, OpenAICompatibleBackend)
+    assert backend.fallback.breaker is not None

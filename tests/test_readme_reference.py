@@ -41,11 +41,12 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def documented_models() -> dict[str, type[BaseModel]]:
     """Every IR model reachable from the experiment, by where it sits in a file (``dataset``,
     ``sweep.racing``, ``pipeline`` for the list's items), found by walking the fields: a block
-    added to the IR is checked without a line here."""
+    added to the IR is checked without a line here. A model used in several places (a dataset
+    reference) is documented where it sits shallowest: the walk is breadth-first."""
     found: dict[str, type[BaseModel]] = {}
     todo: list[tuple[str, type[BaseModel]]] = [("", ir.Experiment)]
     while todo:
-        prefix, model = todo.pop()
+        prefix, model = todo.pop(0)
         if model in found.values() or model in REFUSED_MODELS:
             continue
         found[prefix] = model

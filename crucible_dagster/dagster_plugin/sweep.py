@@ -197,9 +197,14 @@ def compare_op(
         picked, finish = compared(context, run_experiment, sweep, outcomes)
         comparison, paths = finish_sweep(run_experiment, picked, sweep, **finish)
         # the sweep asset's materialization: the comparison, with the dataset version the
-        # trials loaded as its input (``data_versions``)
+        # trials loaded as its input (``data_versions``); a sweep in partitions has a plain job,
+        # whose report is its partitioned assets'
         key = translator.get_sweep_asset_spec(experiment).key
-        tags = dataset_inputs(context, experiment, translator, loaded_by(picked), [key])
+        tags = (
+            dataset_inputs(context, experiment, translator, loaded_by(picked), [key])
+            if context.has_assets_def
+            else {}
+        )
         yield dg.Output(
             None,
             output_name=REPORT_OUT,

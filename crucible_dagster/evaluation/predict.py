@@ -89,19 +89,25 @@ class PredictOptions(SampleSource):
 
 def _any_hedgeable(experiment: Experiment, capability: type = Hedgeable) -> bool:
     """A backend of a predict stage (or the experiment's own) can hedge its requests (or has
-    another ``capability``: ``Guarded``). Only the variants' ids are read: malformed options are
-    the option check's to report, not ours."""
-    ids = [experiment.backend.id] if experiment.backend is not None else []
+    another ``capability``: ``Guarded``, which a fallback has too, each with its breaker). Only
+    the ids are read: malformed options are the option check's to report, not ours."""
+    refs: list[Any] = [experiment.backend] if experiment.backend is not None else []
     for stage in experiment.enabled_stages:
         variants = (
             (stage.options or {}).get("variants") if stage.implementation in STAGE_REFS else None
         )
         if isinstance(variants, dict):
-            ids += [
-                v["id"]
-                for v in variants.values()
-                if isinstance(v, dict) and isinstance(v.get("id"), str)
-            ]
+            refs += list(variants.values())
+    ids = []
+    for ref in refs:
+        chain = 1 if capability is Hedgeable else 8  # only a variant's own backend hedges
+        for _ in range(chain):  # a breaker: its fallback's, and their fallbacks', a few deep
+            if ref is None:
+                break
+            backend_id = ref.get("id") if isinstance(ref, dict) else getattr(ref, "id", None)
+            if isinstance(backend_id, str):
+                ids.append(backend_id)
+            ref = ref.get("fallback") if isinstance(ref, dict) else getattr(ref, "fallback", None)
     for backend_id in ids:
         try:
             found = backend_class(backend_id)  # a class, or a plain function for a callable

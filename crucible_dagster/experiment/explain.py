@@ -228,10 +228,11 @@ def _choices(info: FieldInfo | None, ctx: dict[str, Any]) -> str:
     if info is None:
         return str(ctx.get("expected", ""))
     annotation = _strip_optional(info.annotation)
-    if get_origin(annotation) is list:
+    origin = get_origin(annotation)
+    if origin in (list, dict):  # a list item's choices, or a mapping value's
         args = get_args(annotation)
         if args:
-            return describe_annotation(args[0]).removeprefix("one of: ")
+            return describe_annotation(args[-1]).removeprefix("one of: ")
         return str(ctx.get("expected", ""))
     return describe_annotation(info.annotation).removeprefix("one of: ")
 

@@ -87,6 +87,43 @@ REFUSED = [
         "generate, with an openai_compatible backend) or remove it",
     ),
     (
+        "drift_without_a_reference",
+        "reliability: {drift: {alpha: 0.01}}\n",
+        "reliability.drift.reference",
+        "expected a value (this field is required), got nothing",
+    ),
+    (
+        "unknown_drift_key_with_a_suggestion",
+        "reliability: {drift: {reference: {name: iris, provider: sklearn}, alfa: 0.01}}\n",
+        "reliability.drift.alfa",
+        "unknown field 'alfa'; expected one of: alpha, bins, correction, current, "
+        "fail_on_drift, features, kinds, psi_threshold, reference; did you mean 'alpha'?",
+    ),
+    (
+        "drift_kind_not_known",
+        "reliability: {drift: {reference: {name: iris, provider: sklearn}, kinds: {a: image}}}\n",
+        "reliability.drift.kinds.a",
+        "expected one of: numeric, categorical, text, got 'image'",
+    ),
+    (
+        "drift_alpha_of_one",
+        "reliability: {drift: {reference: {name: iris, provider: sklearn}, alpha: 1}}\n",
+        "reliability.drift.alpha",
+        "expected a number in (0, 1), got 1",
+    ),
+    (
+        "drift_with_no_features",
+        "reliability: {drift: {reference: {name: iris, provider: sklearn}, features: []}}\n",
+        "reliability.drift.features",
+        "expected at least 1 item(s), got []",
+    ),
+    (
+        "drift_without_its_stage",
+        "reliability: {drift: {reference: {name: iris, provider: sklearn}}}\n",
+        "reliability.drift",
+        "set, but no stage of this pipeline uses it: add a stage that does (drift) or remove it",
+    ),
+    (
         "unknown_output_option_with_a_suggestion",
         "outputs: [{name: summary, options: {pth: summary.md}}]\n",
         "outputs[0].options.pth",

@@ -166,3 +166,24 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
     plain = sweep_experiment().model_copy(update={"seeds": [1, 2]})  # the seeds of the file
     clean = run_sweep(plain, run_id="clean", artifacts=str(tmp_path / "clean"))
     assert _numbers(compared) == _numbers(clean.comparison)
+
+
+def test_the_one_run_job_of_a_sweep_in_partitions_runs_its_steps(artifacts_dir: Path) -> None:
+    """Its report is the partitioned assets', so its one-run job is a plain job of the same
+    steps, which records no asset of its own (its compare step once asked Dagster for the
+    asset it is not, and failed after every trial had run)."""
+    data = sweep_experiment().model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    data.pop("sweep", None)
+    data.update(
+        dataset={"name": "breast_cancer", "provider": "sklearn"},  # a dataset upstream
+        sweep={"metric": "score", "trials_per_step": 4},
+        dagster={"sweep": {"mode": "partitions"}},
+    )
+    experiment = Experiment.model_validate(data)
+    defs = definitions_from_experiments([experiment])
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("light_sweep").execute_in_process(instance=instance)
+        assert result.success
+        assert result.asset_materializations_for_node("compare_trials") == []
+    manifest = (artifacts_dir / "light_sweep" / result.run_id / "manifest.json").read_text()
+    assert '"status": "completed"' in manifest

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from crucible_dagster.experiment.ir.base import Float, Int, IRModel
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name
+from crucible_dagster.experiment.ir.refs import DatasetRef
 
 # --- reliability --------------------------------------------------------------------------
 
@@ -129,6 +130,31 @@ class CircuitBreaker(IRModel):
         return self
 
 
+class Drift(IRModel):
+    """``reliability.drift``: the ``drift`` stage compares recent inputs with a reference
+    (``drift.stage``)."""
+
+    reference: DatasetRef = Field(description="The data the model was trained or evaluated on.")
+    current: DatasetRef | None = Field(
+        default=None, description="The recent inputs; default: the experiment's dataset."
+    )
+    features: list[Name] | None = Field(
+        default=None,
+        min_length=1,
+        description="Columns compared; default: every column both share but the target.",
+    )
+    kinds: dict[Name, Literal["numeric", "categorical", "text"]] = Field(
+        default_factory=dict, description="A column's kind, where the values' own is not it."
+    )
+    alpha: Float = Field(default=0.05, gt=0, lt=1)
+    correction: Correction = "holm"
+    psi_threshold: Float | None = Field(
+        default=None, gt=0, le=100, description="A PSI at or above it is drift too (e.g. 0.2)."
+    )
+    bins: Int = Field(default=10, ge=2, le=1000, description="Quantile bins of a numeric PSI.")
+    fail_on_drift: bool = False
+
+
 class Stats(IRModel):
     tests: TestNames = Field(default_factory=lambda: list[TestName](["ttest", "bootstrap"]))
     alpha: Float = Field(default=0.05, gt=0, lt=1)  # 0 and 1 make every test meaningless
@@ -185,5 +211,5 @@ class ReliabilityConfig(IRModel):
     stats: Stats | None = None
     fairness: Fairness | None = None
     monitoring: dict[str, Any] | None = None
-    drift: dict[str, Any] | None = None
+    drift: Drift | None = None
     circuit_breaker: CircuitBreaker | None = None

@@ -1,0 +1,2 @@
+"""Data drift (``reliability.drift``): recent inputs compared with a reference, feature by
+feature (``statistics``), by the ``drift`` stage (``stage``)."""

@@ -1,0 +1,153 @@
+"""The ``drift`` stage: recent inputs (``reliability.drift.current``, default the experiment's
+dataset) compared with a reference (``reliability.drift.reference``), feature by feature.
+
+Each feature gets its test (``drift.statistics``); the p-values are corrected for the number
+of features tested (``correction``, Holm by default), and a feature drifted when its corrected
+p-value is below ``alpha`` (or its PSI reaches ``psi_threshold``, when set). The verdict is the
+metric ``drift`` (``features_drifted`` to gate with a quality target, which under Dagster is an
+asset check of the report; ``features``: each feature's test, statistic, p-values and PSI);
+``fail_on_drift`` fails the stage instead. Both datasets load as named (no limit, sample or
+folds): their fingerprints are in the metric.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crucible_dagster.runtime.context import Context
+from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.telemetry import record
+
+if TYPE_CHECKING:
+    from crucible_dagster.datasets.loading import LoadedDataset
+    from crucible_dagster.drift.statistics import FeatureDrift
+    from crucible_dagster.experiment.ir import Drift, Experiment
+
+
+class DriftOptions(StageOptions):
+    """The settings are the experiment's ``reliability.drift``."""
+
+
+class DriftStage(Stage):
+    name = "drift"
+    description = "Recent inputs against a reference: KS, chi-squared, PSI per feature, corrected"
+    Options = DriftOptions
+    uses = ("reliability.drift",)
+
+    @classmethod
+    def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
+        from crucible_dagster.datasets.loading import dataset_problems
+
+        settings = experiment.reliability.drift if experiment.reliability else None
+        if settings is None:
+            return [("reliability.drift", "the drift stage needs reliability.drift: {reference}")]
+        problems = []
+        for field, ref in (("reference", settings.reference), ("current", settings.current)):
+            if ref is not None:
+                where = f"reliability.drift.{field}"
+                problems += [
+                    (path.replace("dataset", where, 1), message)
+                    for path, message in dataset_problems(ref)
+                ]
+        if settings.current is None and experiment.dataset is None:
+            problems.append(
+                ("reliability.drift.current", "expected a dataset: set it, or the experiment's")
+            )
+        return problems
+
+    def run(self, ctx: Context, options: DriftOptions) -> Context:
+        from crucible_dagster.bench.multiple import adjust_p_values
+        from crucible_dagster.drift.statistics import feature_drift, kind_of
+
+        settings, experiment = _settings(ctx)
+        reference = _load(settings.reference, "reference")
+        current_ref = settings.current or experiment.dataset
+        assert current_ref is not None  # check_experiment
+        current = _load(current_ref, "current")
+        found = []
+        for feature in _features(settings, reference, current):
+            old, new = reference.examples[feature], current.examples[feature]
+            kind = settings.kinds.get(feature) or kind_of(old, new)
+            found.append(feature_drift(feature, old, new, kind, settings.bins))
+        tested = [f for f in found if f.p_value is not None]
+        p_values = [f.p_value for f in tested if f.p_value is not None]
+        corrected = adjust_p_values(p_values, settings.correction)
+        adjusted = dict(zip((f.feature for f in tested), corrected, strict=True))
+        features = {f.feature: _verdict(f, adjusted.get(f.feature), settings) for f in found}
+        drifted = [name for name, f in features.items() if f["drifted"]]
+        for name in drifted:
+            record("drift_finding", finding=name[:512], count=features[name]["current_n"])
+        summary: dict[str, Any] = {
+            "reference": _described(reference),
+            "current": _described(current),
+            "alpha": settings.alpha,
+            "correction": settings.correction,
+            "psi_threshold": settings.psi_threshold,
+            "features_tested": len(tested),
+            "features_drifted": len(drifted),
+            "drifted": drifted,
+            "untestable": {f.feature: f.reason for f in found if f.p_value is None},
+            "features": features,
+        }
+        if drifted and settings.fail_on_drift:
+            raise StageError("drift", drifted, f"drift in {len(drifted)} feature(s): "
+                             + ", ".join(drifted))  # fmt: skip
+        return ctx.put_metric("drift", summary)
+
+
+def _settings(ctx: Context) -> tuple[Drift, Experiment]:
+    experiment = ctx.experiment
+    settings = experiment.reliability.drift if experiment and experiment.reliability else None
+    if experiment is None or settings is None:
+        raise StageError("missing_drift_config", None,
+                         "the drift stage needs reliability.drift: {reference: <dataset>}")  # fmt: skip
+    return settings, experiment
+
+
+def _load(ref: Any, side: str) -> LoadedDataset:
+    from crucible_dagster.datasets.base import DatasetError
+    from crucible_dagster.datasets.loading import load_as_named
+
+    try:
+        return load_as_named(ref)
+    except DatasetError as exc:
+        raise StageError("drift_dataset", side, f"reliability.drift.{side}: {exc}") from None
+
+
+def _features(settings: Drift, reference: LoadedDataset, current: LoadedDataset) -> list[str]:
+    """The columns compared: the settings' (each in both samples), else every shared column
+    but the target."""
+    ref_cols, cur_cols = list(reference.examples.columns), set(current.examples.columns)
+    if settings.features is not None:
+        for name in settings.features:
+            for side, columns in (("reference", set(ref_cols)), ("current", cur_cols)):
+                if name not in columns:
+                    raise StageError(
+                        "missing_feature", name,
+                        f"reliability.drift.features: {name!r} is not a column of the {side} "
+                        f"dataset (its columns: {', '.join(sorted(map(str, columns)))[:300]})",
+                    )  # fmt: skip
+        return list(settings.features)
+    targets: set[str] = set()
+    for target in (reference.target_column, current.target_column):
+        targets.update([target] if isinstance(target, str) else list(target or []))
+    shared = [c for c in ref_cols if c in cur_cols and c not in targets]
+    if not shared:
+        raise StageError("no_shared_features", None,
+                         "reliability.drift: the reference and current datasets share no column "
+                         "but the target; name the features to compare")  # fmt: skip
+    return [str(c) for c in shared]
+
+
+def _verdict(found: FeatureDrift, adjusted: float | None, settings: Drift) -> dict[str, Any]:
+    by_test = adjusted is not None and adjusted < settings.alpha
+    by_psi = (
+        settings.psi_threshold is not None
+        and found.psi is not None
+        and found.psi >= settings.psi_threshold
+    )
+    return {**found.to_dict(), "p_adjusted": adjusted, "drifted": bool(by_test or by_psi)}
+
+
+def _described(loaded: LoadedDataset) -> dict[str, Any]:
+    return {"name": loaded.name, "rows": len(loaded.examples), "fingerprint": loaded.fingerprint}

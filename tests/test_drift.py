@@ -1,0 +1,194 @@
+"""Data drift (``reliability.drift``): each test against a published or hand-computed value,
+the stage on a constructed shift and on a sample of the same distribution, the false alarm rate
+over many seeds, and the settings' hostile family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crucible_dagster.drift.statistics import feature_drift, kind_of, psi
+
+
+def test_ks_exact_p_values_by_counting_orderings() -> None:
+    """Two samples of n that do not overlap: D = 1, and two of the C(2n, n) equally likely
+    orderings are as extreme (all of one sample first, either way): p = 2 / C(2n, n)."""
+    three = feature_drift("x", pd.Series([1, 2, 3]), pd.Series([4, 5, 6]), "numeric")
+    assert three.statistic == 1.0 and three.p_value == pytest.approx(2 / 20)
+    four = feature_drift("x", pd.Series([1, 2, 3, 4]), pd.Series([5, 6, 7, 8]), "numeric")
+    assert four.p_value == pytest.approx(2 / 70)
+
+
+def test_chi_squared_on_agrestis_party_identification_table() -> None:
+    """R's ``chisq.test`` documentation (Agresti 2007, p. 39): gender by party, X-squared =
+    30.07, df = 2, p-value = 2.954e-07."""
+    counts = {"F": (762, 327, 468), "M": (484, 239, 477)}
+    sides = [
+        pd.Series([party for party, n in zip("DIR", counts[g], strict=True) for _ in range(n)])
+        for g in ("F", "M")
+    ]
+    found = feature_drift("party", sides[0], sides[1], "categorical")
+    assert found.test == "chi2"
+    assert found.statistic == pytest.approx(30.07, abs=0.005)
+    assert found.p_value == pytest.approx(2.954e-07, rel=1e-3)
+
+
+def test_psi_by_hand() -> None:
+    # (0.4 - 0.5) ln(0.4 / 0.5) + (0.6 - 0.5) ln(0.6 / 0.5) = 0.02231 + 0.01823
+    assert psi(np.array([50, 50]), np.array([40, 60])) == pytest.approx(0.040546, abs=1e-6)
+    assert psi(np.array([1, 1]), np.array([1, 1])) == 0.0
+
+
+def test_what_cannot_be_tested_says_why() -> None:
+    empty = feature_drift("x", pd.Series([np.nan, np.nan]), pd.Series([1.0]), "numeric")
+    assert empty.p_value is None and empty.reason == "no value in the reference sample"
+    assert empty.missing == 2
+    single = feature_drift("c", pd.Series(["a", "a"]), pd.Series(["a"]), "categorical")
+    assert single.p_value is None and single.reason == "a single category in both samples"
+    infinite = feature_drift("x", pd.Series([1.0, np.inf]), pd.Series([1.0]), "numeric")
+    assert infinite.p_value is None and infinite.reason == "an infinite value"
+
+
+def test_kinds_from_the_values() -> None:
+    assert kind_of(pd.Series([1.5, 2.0]), pd.Series([3])) == "numeric"
+    assert kind_of(pd.Series([True, False]), pd.Series([True])) == "categorical"
+    assert kind_of(pd.Series(["red", "blue"]), pd.Series(["red"])) == "categorical"
+    assert kind_of(pd.Series(["the cat sat down", "a dog ran off"]), pd.Series(["x y z"])) == "text"
+
+
+def _false_alarms(seeds: int, n: int = 150) -> float:
+    """The share of seeds where three same-distribution features (numeric, categorical, text)
+    showed drift in any feature, Holm-corrected at alpha 0.05."""
+    from crucible_dagster.bench.multiple import adjust_p_values
+
+    words = np.array(["alpha", "beta", "gamma", "delta", "omega", "sigma"])
+
+    def sample(rng: np.random.Generator) -> pd.DataFrame:
+        texts = [" ".join(rng.choice(words, size=rng.integers(3, 9))) for _ in range(n)]
+        return pd.DataFrame(
+            {"x": rng.normal(size=n), "c": rng.choice(list("abc"), size=n), "t": texts}
+        )
+
+    alarms = 0
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        old, new = sample(rng), sample(rng)
+        found = [feature_drift(str(c), old[c], new[c], kind_of(old[c], new[c])) for c in old]
+        adjusted = adjust_p_values([f.p_value for f in found if f.p_value is not None], "holm")
+        alarms += min(adjusted) < 0.05
+    return alarms / seeds
+
+
+@pytest.mark.slow
+def test_the_false_alarm_rate_stays_near_alpha() -> None:
+    """400 seeds: with Holm's correction the chance of any false alarm is at most 0.05
+    (binomial sd 0.011 at 400 seeds, so within 0.02 to 0.08)."""
+    rate = _false_alarms(400)
+    assert 0.02 <= rate <= 0.08, rate
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+
+def _csv(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(path, index_label="id")
+    return path
+
+
+def _samples(tmp_path: Path, shift: float, seed: int = 7) -> tuple[Path, Path]:
+    rng = np.random.default_rng(seed)
+    n = 300
+
+    def frame(delta: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "age": rng.normal(40 + delta, 10, size=n).round(1),
+                "plan": rng.choice(["basic", "pro"], size=n, p=[0.7, 0.3]),
+                "label": rng.integers(0, 2, size=n),
+            }
+        )
+
+    return _csv(tmp_path / "reference.csv", frame(0)), _csv(tmp_path / "current.csv", frame(shift))
+
+
+def _experiment(reference: Path, current: Path, **drift: Any) -> Any:
+    from crucible_dagster import Experiment
+
+    def ref(path: Path) -> dict[str, Any]:
+        return {"name": path.stem, "provider": "local",
+                "options": {"path": str(path), "target": "label"}}  # fmt: skip
+
+    return Experiment.model_validate(
+        {
+            "id": "drifted",
+            "dataset": ref(current),
+            "reliability": {"drift": {"reference": ref(reference), **drift}},
+            "pipeline": [{"name": "drift"}],
+        }
+    )
+
+
+def test_the_stage_finds_a_constructed_shift_and_only_it(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    from crucible_dagster.runtime.runner import run
+
+    reference, current = _samples(tmp_path, shift=5.0)  # half a standard deviation
+    result = run(_experiment(reference, current))
+    assert result.status == "completed", result.failure
+    drift = result.context.metrics["drift"]
+    assert drift["drifted"] == ["age"] and drift["features_drifted"] == 1
+    assert set(drift["features"]) == {"age", "plan"}  # every shared column but the target
+    age = drift["features"]["age"]
+    assert age["test"] == "ks" and age["p_adjusted"] < 0.05 and age["psi"] > 0
+    assert drift["features"]["plan"]["test"] == "chi2"
+    assert drift["reference"]["name"] == "reference" and drift["current"]["rows"] == 300
+
+    same_reference, same_current = _samples(tmp_path, shift=0.0)
+    calm = run(_experiment(same_reference, same_current)).context.metrics["drift"]
+    assert calm["drifted"] == [] and calm["features_tested"] == 2
+
+
+def test_fail_on_drift_fails_the_stage_naming_the_features(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    from crucible_dagster.runtime.runner import run
+
+    reference, current = _samples(tmp_path, shift=5.0)
+    result = run(_experiment(reference, current, fail_on_drift=True))
+    assert result.status == "failed"
+    assert "drift in 1 feature(s): age" in str(result.failure)
+
+
+def test_a_feature_missing_from_one_side_is_named(tmp_path: Path, artifacts_dir: Path) -> None:
+    from crucible_dagster.runtime.runner import run
+
+    reference, current = _samples(tmp_path, shift=0.0)
+    result = run(_experiment(reference, current, features=["age", "income"]))
+    assert result.status == "failed"
+    assert "reliability.drift.features: 'income' is not a column of the reference dataset" in str(
+        result.failure
+    )
+
+
+def test_validate_names_a_missing_reference_file_at_its_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crucible_dagster.cli import main
+
+    _, current = _samples(tmp_path, shift=0.0)
+    path = tmp_path / "drift.yaml"
+    path.write_text(
+        "id: drifted\n"
+        f"dataset: {{name: current, provider: local, options: {{path: {current}}}}}\n"
+        "reliability:\n"
+        f"  drift: {{reference: {{name: ref, provider: local, options: {{path: {tmp_path}/nope.csv}}}}}}\n"
+        "pipeline: [{name: drift}]\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:4: reliability.drift.reference.options.path: no such file" in out, out
