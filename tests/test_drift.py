@@ -47,9 +47,9 @@ def test_what_cannot_be_tested_says_why() -> None:
     empty = feature_drift("x", pd.Series([np.nan, np.nan]), pd.Series([1.0]), "numeric")
     assert empty.p_value is None and empty.reason == "no value in the reference sample"
     assert empty.missing == 2
-    single = feature_drift("c", pd.Series(["a", "a"]), pd.Series(["a"]), "categorical")
+    single = feature_drift("c", pd.Series(["a"] * 3), pd.Series(["a"] * 3), "categorical")
     assert single.p_value is None and single.reason == "a single category in both samples"
-    infinite = feature_drift("x", pd.Series([1.0, np.inf]), pd.Series([1.0]), "numeric")
+    infinite = feature_drift("x", pd.Series([1.0, 2.0, np.inf]), pd.Series([1.0, 2, 3]), "numeric")
     assert infinite.p_value is None and infinite.reason == "an infinite value"
 
 
@@ -192,3 +192,83 @@ def test_validate_names_a_missing_reference_file_at_its_field(
     assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert f"{path}:4: reliability.drift.reference.options.path: no such file" in out, out
+
+
+# --- found by an outsider's attack ------------------------------------------------------------
+
+
+def test_disjoint_categories_too_many_for_chi_squared_are_far_apart_by_psi() -> None:
+    """100 000 categories on each side, none shared: no chi-squared test (under 5 values a
+    category), and a PSI that says how far apart they are (it was 0 under a fixed floor)."""
+    old = pd.Series([f"u{i}" for i in range(100_000)])
+    new = pd.Series([f"v{i}" for i in range(100_000)])
+    found = feature_drift("cat", old, new, "categorical")
+    assert found.p_value is None and "too many for a chi-squared test" in (found.reason or "")
+    assert found.psi is not None and found.psi > 0.5
+
+
+def test_too_few_values_are_not_tested() -> None:
+    found = feature_drift("x", pd.Series([1.0]), pd.Series([1.0, 2.0, 3.0]), "numeric")
+    assert found.p_value is None
+    assert found.reason == "1 value(s) in the reference sample, fewer than 3"
+
+
+def test_a_relative_reference_is_read_beside_the_experiment_file(
+    tmp_path: Path, artifacts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``dataset`` is: the verdict does not depend on the folder crucible runs from."""
+    from crucible_dagster.experiment.loading import load_experiment
+    from crucible_dagster.runtime.runner import run
+
+    folder = tmp_path / "exp"
+    (folder / "data").mkdir(parents=True)
+    _samples(folder / "data", shift=5.0)  # data/reference.csv and data/current.csv
+    path = folder / "drift.yaml"
+    path.write_text(
+        "id: drifted\n"
+        "dataset: {name: current, provider: local, options: {path: data/current.csv, target: label}}\n"
+        "reliability:\n"
+        "  drift:\n"
+        "    reference: {name: ref, provider: local, options: {path: data/reference.csv, target: label}}\n"
+        "pipeline: [{name: drift}]\n"
+    )
+    elsewhere = tmp_path / "elsewhere" / "data"
+    elsewhere.mkdir(parents=True)
+    # a reference of the same name there equal to the current data: read, it shows no drift
+    (elsewhere / "reference.csv").write_bytes((folder / "data" / "current.csv").read_bytes())
+    monkeypatch.chdir(elsewhere.parent)
+    result = run(load_experiment(path))
+    assert result.status == "completed", result.failure
+    assert result.context.metrics["drift"]["drifted"] == ["age"]
+
+
+def test_a_feature_gone_from_one_side_or_empty_is_counted_untestable(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    from crucible_dagster.runtime.runner import run
+
+    reference, current = _samples(tmp_path, shift=0.0)
+    frame = pd.read_csv(current, index_col="id")
+    frame["age"] = np.nan
+    frame.drop(columns=["plan"]).assign(new_col=1.0).to_csv(current, index_label="id")
+    drift = run(_experiment(reference, current)).context.metrics["drift"]
+    assert drift["features_tested"] == 0 and drift["features_untestable"] == 3
+    assert drift["untestable"] == {
+        "age": "no value in the current sample",
+        "plan": "absent from the current dataset",
+        "new_col": "absent from the reference dataset",
+    }
+
+
+def test_a_kind_the_values_are_not_is_a_located_error(tmp_path: Path, artifacts_dir: Path) -> None:
+    from crucible_dagster.runtime.runner import run
+
+    reference, current = _samples(tmp_path, shift=0.0)
+    result = run(_experiment(reference, current, kinds={"plan": "numeric"}))
+    assert result.status == "failed"
+    assert (
+        "reliability.drift.kinds.plan: numeric, but column 'plan' of the reference sample: "
+        "expected numbers, found 'basic'" in str(result.failure)
+    ) or "found 'pro'" in str(result.failure)
+    unknown = run(_experiment(reference, current, kinds={"label": "numeric"}))
+    assert "reliability.drift.kinds: 'label' is not a compared feature" in str(unknown.failure)

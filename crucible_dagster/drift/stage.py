@@ -49,34 +49,60 @@ class DriftStage(Stage):
                     (path.replace("dataset", where, 1), message)
                     for path, message in dataset_problems(ref)
                 ]
+                problems += [
+                    (
+                        f"{where}.{name}",
+                        "not used: drift compares the datasets as named (every row); remove it",
+                    )
+                    for name in ("limit", "sample", "folds")
+                    if getattr(ref, name) is not None
+                ]
         if settings.current is None and experiment.dataset is None:
             problems.append(
-                ("reliability.drift.current", "expected a dataset: set it, or the experiment's")
+                (
+                    "reliability.drift.current",
+                    "expected a dataset to compare with the reference: set current, or the "
+                    "experiment's dataset",
+                )
             )
         return problems
 
     def run(self, ctx: Context, options: DriftOptions) -> Context:
         from crucible_dagster.bench.multiple import adjust_p_values
-        from crucible_dagster.drift.statistics import feature_drift, kind_of
+        from crucible_dagster.drift.statistics import DriftDataError, feature_drift, kind_of
 
         settings, experiment = _settings(ctx)
         reference = _load(settings.reference, "reference")
         current_ref = settings.current or experiment.dataset
         assert current_ref is not None  # check_experiment
         current = _load(current_ref, "current")
-        found = []
-        for feature in _features(settings, reference, current):
+        features = _features(settings, reference, current)
+        unknown = sorted(set(settings.kinds) - set(features))
+        if unknown:
+            raise StageError("unknown_kind", unknown, f"reliability.drift.kinds: {unknown[0]!r} "
+                             "is not a compared feature (the target and ids never are)")  # fmt: skip
+        found: list[FeatureDrift] = []
+        for feature in features:
+            absent = _absent(feature, reference, current)
+            if absent is not None:
+                found.append(absent)
+                continue
             old, new = reference.examples[feature], current.examples[feature]
             kind = settings.kinds.get(feature) or kind_of(old, new)
-            found.append(feature_drift(feature, old, new, kind, settings.bins))
+            try:
+                found.append(feature_drift(feature, old, new, kind, settings.bins))
+            except DriftDataError as exc:
+                raise StageError("drift_kind", feature,
+                                 f"reliability.drift.kinds.{feature}: {kind}, but {exc}") from None  # fmt: skip
         tested = [f for f in found if f.p_value is not None]
         p_values = [f.p_value for f in tested if f.p_value is not None]
         corrected = adjust_p_values(p_values, settings.correction)
         adjusted = dict(zip((f.feature for f in tested), corrected, strict=True))
-        features = {f.feature: _verdict(f, adjusted.get(f.feature), settings) for f in found}
-        drifted = [name for name, f in features.items() if f["drifted"]]
+        verdicts = {f.feature: _verdict(f, adjusted.get(f.feature), settings) for f in found}
+        drifted = [name for name, f in verdicts.items() if f["drifted"]]
         for name in drifted:
-            record("drift_finding", finding=name[:512], count=features[name]["current_n"])
+            record("drift_finding", finding=name[:512], count=verdicts[name]["current_n"])
+        untestable = {f.feature: f.reason for f in found if f.p_value is None}
         summary: dict[str, Any] = {
             "reference": _described(reference),
             "current": _described(current),
@@ -85,12 +111,14 @@ class DriftStage(Stage):
             "psi_threshold": settings.psi_threshold,
             "features_tested": len(tested),
             "features_drifted": len(drifted),
+            # a feature no test could judge (gone from one side, too few values): gate on it too
+            "features_untestable": len(untestable),
             "drifted": drifted,
-            "untestable": {f.feature: f.reason for f in found if f.p_value is None},
-            "features": features,
+            "untestable": untestable,
+            "features": verdicts,
         }
-        if drifted and settings.fail_on_drift:
-            raise StageError("drift", drifted, f"drift in {len(drifted)} feature(s): "
+        if drifted and settings.fail_on_drift:  # the failure's details keep the whole table
+            raise StageError("drift", summary, f"drift in {len(drifted)} feature(s): "
                              + ", ".join(drifted))  # fmt: skip
         return ctx.put_metric("drift", summary)
 
@@ -136,7 +164,24 @@ def _features(settings: Drift, reference: LoadedDataset, current: LoadedDataset)
         raise StageError("no_shared_features", None,
                          "reliability.drift: the reference and current datasets share no column "
                          "but the target; name the features to compare")  # fmt: skip
-    return [str(c) for c in shared]
+    # a column on one side only is listed too, untestable: gone from production is drift
+    one_side = [c for c in [*ref_cols, *current.examples.columns]
+                if c not in targets and c not in shared]  # fmt: skip
+    return [str(c) for c in dict.fromkeys([*shared, *one_side])]
+
+
+def _absent(feature: str, reference: LoadedDataset, current: LoadedDataset) -> FeatureDrift | None:
+    """An untestable verdict for a feature one dataset does not have."""
+    from crucible_dagster.drift.statistics import FeatureDrift
+
+    for side, loaded in (("reference", reference), ("current", current)):
+        if feature not in loaded.examples.columns:
+            other = current if side == "reference" else reference
+            counts = {"reference_n": 0, "current_n": 0, "missing": 0}
+            counts["current_n" if side == "reference" else "reference_n"] = len(other.examples)
+            return FeatureDrift(feature, "categorical", "none", None, None, None, **counts,
+                                reason=f"absent from the {side} dataset")  # fmt: skip
+    return None
 
 
 def _verdict(found: FeatureDrift, adjusted: float | None, settings: Drift) -> dict[str, Any]:

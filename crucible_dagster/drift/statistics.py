@@ -9,10 +9,12 @@
   frequent in both samples, and every other word as one cell) as a categorical one; the
   smaller p-value of the two, Bonferroni-corrected for the two looks.
 
-Missing values are dropped (and counted). A feature the data cannot test (no value on one
-side, a single category on both) has no p-value and says why, never a number that looks real.
-The PSI compares shares with a floor of 1e-4, so a category absent on one side counts without
-an infinite logarithm.
+Missing values are dropped (and counted). A feature the data cannot test (fewer than 3 values
+on a side, a single category on both, more categories than a chi-squared test can hold: fewer
+than 5 values a category on average) has no p-value and says why, never a number that looks
+real. The PSI compares each side's shares with a floor of half a value of that side, so a cell
+empty on one side counts without an infinite logarithm, and two disjoint sets of categories
+are far apart however many there are.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["numeric", "categorical", "text"]
-#: the smallest share the PSI takes (a cell empty on one side)
-PSI_FLOOR = 1e-4
+#: fewer values on a side and a feature is not tested
+MIN_VALUES = 3
+#: a chi-squared test wants this many values a category on average, or says it cannot tell
+MIN_PER_CATEGORY = 5
 #: words of the vocabulary profile: the most frequent over both samples, the rest one cell
 VOCABULARY = 50
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -57,9 +61,10 @@ class FeatureDrift:
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
-    """Population stability index of two count (or share) vectors over the same cells."""
-    ref = np.maximum(reference / reference.sum(), PSI_FLOOR)
-    cur = np.maximum(current / current.sum(), PSI_FLOOR)
+    """Population stability index of two count vectors over the same cells (an empty cell
+    counts as half a value)."""
+    ref = np.maximum(reference, 0.5) / reference.sum()
+    cur = np.maximum(current, 0.5) / current.sum()
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
@@ -81,10 +86,11 @@ def feature_drift(
     missing = int(reference.isna().sum() + current.isna().sum())
     ref, cur = reference.dropna(), current.dropna()
     sizes = Sizes(reference_n=len(ref), current_n=len(cur), missing=missing)
-    if not len(ref) or not len(cur):
-        side = "reference" if not len(ref) else "current"
+    if len(ref) < MIN_VALUES or len(cur) < MIN_VALUES:
+        side, values = ("reference", ref) if len(ref) < MIN_VALUES else ("current", cur)
+        reason = f"{len(values)} value(s) in the {side} sample, fewer than {MIN_VALUES}"
         return FeatureDrift(feature, kind, "none", None, None, None, **sizes,
-                            reason=f"no value in the {side} sample")  # fmt: skip
+                            reason=reason if len(values) else f"no value in the {side} sample")  # fmt: skip
     if kind == "numeric":
         return _numeric(feature, ref, cur, bins, sizes)
     if kind == "text":
@@ -93,19 +99,38 @@ def feature_drift(
 
 
 def _numeric(feature: str, ref: pd.Series, cur: pd.Series, bins: int, sizes: Sizes) -> FeatureDrift:
+    import warnings
+
     from scipy import stats
 
-    a, b = ref.to_numpy(dtype=np.float64), cur.to_numpy(dtype=np.float64)
+    a, b = _numbers(feature, ref, "reference"), _numbers(feature, cur, "current")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return FeatureDrift(feature, "numeric", "ks", None, None, None, **sizes,
                             reason="an infinite value")  # fmt: skip
-    result = stats.ks_2samp(a, b)
+    with warnings.catch_warnings():  # the exact p-value's fallback to the asymptotic one
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ks_2samp(a, b)
     edges = np.unique(np.quantile(a, np.linspace(0, 1, bins + 1)[1:-1]))
     index = np.searchsorted(edges, a, side="right"), np.searchsorted(edges, b, side="right")
     cells = len(edges) + 1
     stability = psi(np.bincount(index[0], minlength=cells), np.bincount(index[1], minlength=cells))
     return FeatureDrift(feature, "numeric", "ks", float(result.statistic), float(result.pvalue),
                         stability, **sizes)  # fmt: skip
+
+
+class DriftDataError(ValueError):
+    """A column that is not of the kind it was given (``reliability.drift.kinds``)."""
+
+
+def _numbers(feature: str, values: pd.Series, side: str) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = values[numbers.isna()]
+    if len(bad):
+        found = repr(bad.iloc[0])[:60]
+        raise DriftDataError(
+            f"column {feature!r} of the {side} sample: expected numbers, found {found}"
+        )
+    return numbers.to_numpy(dtype=np.float64)
 
 
 def _categorical(
@@ -119,6 +144,13 @@ def _categorical(
     if table.shape[1] < 2:
         return FeatureDrift(feature, kind, "chi2", None, None, stability, **sizes,
                             reason="a single category in both samples")  # fmt: skip
+    values = int(table.sum())
+    if table.shape[1] * MIN_PER_CATEGORY > values:
+        reason = (
+            f"{table.shape[1]} categories for {values} values: too many for a chi-squared test "
+            f"(fewer than {MIN_PER_CATEGORY} values a category); its PSI still compares them"
+        )
+        return FeatureDrift(feature, kind, "chi2", None, None, stability, **sizes, reason=reason)
     result = stats.chi2_contingency(table, correction=False)
     return FeatureDrift(feature, kind, "chi2", float(result.statistic), float(result.pvalue),
                         stability, **sizes)  # fmt: skip

@@ -49,10 +49,30 @@ def _joined(value: Any, folder: Path, *, only_if_local: bool = False) -> Any:
 
 def anchored(data: Any, folder: Path | None) -> Any:
     """An experiment file's parsed mapping with its relative dataset paths joined to
-    ``folder`` (absolute: the folder of the file); ``data`` itself is not changed."""
-    if folder is None or not isinstance(data, dict) or not isinstance(data.get("dataset"), dict):
+    ``folder`` (absolute: the folder of the file); ``data`` itself is not changed. The datasets
+    are ``dataset`` and the ones ``reliability.drift`` compares."""
+    if folder is None or not isinstance(data, dict):
         return data
-    dataset = dict(data["dataset"])
+    data = {**data}
+    if isinstance(data.get("dataset"), dict):
+        data["dataset"] = _anchored_dataset(data["dataset"], folder)
+    reliability = data.get("reliability")
+    drift = reliability.get("drift") if isinstance(reliability, dict) else None
+    if isinstance(reliability, dict) and isinstance(drift, dict):
+        drift = {
+            **drift,
+            **{
+                side: _anchored_dataset(drift[side], folder)
+                for side in ("reference", "current")
+                if isinstance(drift.get(side), dict)
+            },
+        }
+        data["reliability"] = {**reliability, "drift": drift}
+    return data
+
+
+def _anchored_dataset(dataset: dict[str, Any], folder: Path) -> dict[str, Any]:
+    dataset = dict(dataset)
     provider = dataset.get("provider")
     options = dataset.get("options")
     if isinstance(options, dict) and "path" in options:
@@ -64,4 +84,4 @@ def anchored(data: Any, folder: Path | None) -> Any:
     sample = dataset.get("sample")
     if isinstance(sample, dict) and "ids_from" in sample:
         dataset["sample"] = {**sample, "ids_from": _joined(sample["ids_from"], folder)}
-    return {**data, "dataset": dataset}
+    return dataset

@@ -118,6 +118,12 @@ REFUSED = [
         "expected at least 1 item(s), got []",
     ),
     (
+        "drift_features_twice",
+        "reliability: {drift: {reference: {name: iris, provider: sklearn}, features: [a, a]}}\n",
+        "reliability.drift.features",
+        "expected distinct features, got 'a' twice",
+    ),
+    (
         "drift_without_its_stage",
         "reliability: {drift: {reference: {name: iris, provider: sklearn}}}\n",
         "reliability.drift",

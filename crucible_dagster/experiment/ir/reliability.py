@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, first_repeat
 from crucible_dagster.experiment.ir.refs import DatasetRef
 
 # --- reliability --------------------------------------------------------------------------
@@ -153,6 +153,14 @@ class Drift(IRModel):
     )
     bins: Int = Field(default=10, ge=2, le=1000, description="Quantile bins of a numeric PSI.")
     fail_on_drift: bool = False
+
+    @field_validator("features")
+    @classmethod
+    def _distinct_features(cls, value: list[str] | None) -> list[str] | None:
+        index = first_repeat(value) if value is not None else None
+        if value is not None and index is not None:  # tested twice, corrected twice over
+            raise ValueError(f"expected distinct features, got {value[index]!r} twice")
+        return value
 
 
 class Stats(IRModel):
