@@ -167,13 +167,17 @@ def test_open_circuit_errors_name_the_breaker_without_a_fallback() -> None:
             )
         ).with_circuit_breaker(Settings(failure_threshold=2, window=5, reset_timeout_s=60))
         server.fail_next(1000, status=500)
-        first, second = backend.predict([Request("a", "1+1"), Request("b", "2+2")])
-    # the first sample's first try and first retry open it; its last retry is refused unsent
+        seen, bound = events()
+        with bound:
+            first, second = backend.predict([Request("a", "1+1"), Request("b", "2+2")])
+    # the first sample's first try and first retry open it: it keeps the server's answer, and
+    # its last retry is neither sent nor recorded as a retry (outsider attack)
     assert server.requests["m"] == 2
-    for answer in (first, second):
-        assert answer.output is None
-        assert "circuit breaker of backend 'openai_compatible' is open" in (answer.error or "")
-        assert "reliability.circuit_breaker.reset_timeout_s 60" in (answer.error or "")
+    assert first.output is None and first.error == f"HTTP 500 from {url}/chat/completions"
+    assert [event for event, _ in seen].count("retry") == 1
+    assert second.output is None
+    assert "circuit breaker of backend 'openai_compatible' is open" in (second.error or "")
+    assert "reliability.circuit_breaker.reset_timeout_s 60" in (second.error or "")
 
 
 def test_a_breaker_without_a_backend_that_sends_requests_is_refused_at_its_line(

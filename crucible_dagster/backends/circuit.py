@@ -67,6 +67,14 @@ class CircuitBreaker:
                     )
                 self._probes += 1
 
+    def refusing(self) -> bool:
+        """Whether a request now would be refused: a retry is not worth waiting for."""
+        with self._lock:
+            if self.state == "open":
+                return self.clock() - self._opened_at < self.settings.reset_timeout_s
+            half_open = self.state == "half_open"
+            return half_open and self._probes >= self.settings.half_open_requests
+
     def settle(self, failed: bool | None) -> None:
         """The request let through ended: failed, succeeded, or (None) was not sent after all
         (the budget refused it), which frees its probe without a verdict."""

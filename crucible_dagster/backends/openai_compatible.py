@@ -229,6 +229,8 @@ class OpenAICompatibleBackend:
             except HttpFailure as exc:
                 if not exc.retryable or attempt == self.options.max_retries:
                     raise
+                if self.breaker is not None and self.breaker.refusing():
+                    raise  # the circuit opened: the sample keeps this, its last real error
                 wait = self._wait_s(exc, attempt)
                 record(
                     "retry",
