@@ -53,27 +53,40 @@ class CircuitBreaker:
     def before(self) -> None:
         """A request is about to be sent: let it through, or raise ``CircuitOpen``."""
         with self._lock:
-            if self.state == "open":
-                waited = self.clock() - self._opened_at
-                if waited < self.settings.reset_timeout_s:
-                    raise CircuitOpen(self._refusal(self.settings.reset_timeout_s - waited))
+            refusal = self._refusal()
+            if refusal is not None:
+                raise CircuitOpen(refusal)
+            if self.state == "open":  # its reset timeout has passed
                 self._move("half_open")
                 self._probes = self._probed = 0
             if self.state == "half_open":
-                if self._probes >= self.settings.half_open_requests:
-                    raise CircuitOpen(
-                        f"circuit breaker of backend {self.backend!r} is half-open and its "
-                        f"{self.settings.half_open_requests} probe request(s) are in flight"
-                    )
                 self._probes += 1
 
     def refusing(self) -> bool:
         """Whether a request now would be refused: a retry is not worth waiting for."""
         with self._lock:
-            if self.state == "open":
-                return self.clock() - self._opened_at < self.settings.reset_timeout_s
-            half_open = self.state == "half_open"
-            return half_open and self._probes >= self.settings.half_open_requests
+            return self._refusal() is not None
+
+    def _refusal(self) -> str | None:
+        """Why a request now would be refused (None: it would go), under the lock: open within
+        its reset timeout, or half-open with every probe in flight."""
+        s = self.settings
+        if self.state == "open":
+            remaining = s.reset_timeout_s - (self.clock() - self._opened_at)
+            if remaining <= 0:
+                return None
+            return (
+                f"circuit breaker of backend {self.backend!r} is open ({s.failure_threshold} or "
+                f"more of the last {s.window} requests failed): not sent; a probe is let through "
+                f"in {remaining:.1f} s (reliability.circuit_breaker.reset_timeout_s "
+                f"{s.reset_timeout_s:g})"
+            )
+        if self.state == "half_open" and self._probes >= s.half_open_requests:
+            return (
+                f"circuit breaker of backend {self.backend!r} is half-open and its "
+                f"{s.half_open_requests} probe request(s) are in flight"
+            )
+        return None
 
     def settle(self, failed: bool | None) -> None:
         """The request let through ended: failed, succeeded, or (None) was not sent after all
@@ -127,12 +140,3 @@ class CircuitBreaker:
         event = f"circuit_{'opened' if state == 'open' else state}"
         model = self.model[:512] if self.model else None
         record(event, provider=self.backend[:512], model=model, **fields)
-
-    def _refusal(self, remaining_s: float) -> str:
-        s = self.settings
-        return (
-            f"circuit breaker of backend {self.backend!r} is open ({s.failure_threshold} or more "
-            f"of the last {s.window} requests failed): not sent; a probe is let through in "
-            f"{remaining_s:.1f} s (reliability.circuit_breaker.reset_timeout_s "
-            f"{s.reset_timeout_s:g})"
-        )

@@ -17,15 +17,11 @@ from typing import Any
 
 import dagster as dg
 
-# the definitions' asset graph, to resolve the asset's job on its own asset (``report_job``)
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY
 from crucible_dagster.dagster_plugin.report_job import LinearJob, asset_job
 from crucible_dagster.dagster_plugin.sweep import REPORT_OUT, Compose
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-
-#: the graph's one output, the compare step's report
-_OUT = REPORT_OUT
 
 
 def sweep_job(
@@ -47,9 +43,9 @@ def sweep_job(
     def node(step: str) -> str:
         return translator.get_op_spec(experiment, step).node_name
 
-    @dg.graph(name=f"{spec.name}__sweep", out={_OUT: dg.GraphOut()})
+    @dg.graph(name=f"{spec.name}__sweep", out={REPORT_OUT: dg.GraphOut()})
     def steps() -> Any:
-        return {_OUT: compose(node)}  # the compare step's one output, its report
+        return {REPORT_OUT: compose(node)}  # the compare step's one output, its report
 
     if not as_asset:
         plain = steps.to_job(
@@ -62,7 +58,7 @@ def sweep_job(
         return LinearJob(plain)
     asset = dg.AssetsDefinition(
         node_def=steps,
-        keys_by_output_name={_OUT: report.key},
+        keys_by_output_name={REPORT_OUT: report.key},
         specs=[report],
         # the steps' outputs (the trials' outcomes, the comparison) go through the crucible IO
         # manager, as in the job

@@ -280,9 +280,11 @@ def columns_of(ref: DatasetRef) -> list[str] | None:
     return [*columns, FOLD_COLUMN] if ref.folds is not None else columns
 
 
-def dataset_problems(ref: DatasetRef) -> list[tuple[str, str]]:
+def dataset_problems(ref: DatasetRef, at: str = "dataset") -> list[tuple[str, str]]:
     """(field path, message) for each problem ``crucible validate`` can find without loading:
-    the provider, its options, the names it knows, a local path, the schema's spelling."""
+    the provider, its options, the names it knows, a local path, the schema's spelling. ``at``:
+    where ``ref`` sits in the file (``reliability.drift.reference``); a problem located in a
+    file keeps that file's path."""
     from crucible_dagster.datasets.schema import parse_schema
 
     try:
@@ -293,7 +295,8 @@ def dataset_problems(ref: DatasetRef) -> list[tuple[str, str]]:
     except DatasetError as exc:
         where = exc.where or "dataset"
         message = str(exc).removeprefix(f"{where}: ")
-        return [(where, message)]
+        field_path = where == "dataset" or where.startswith("dataset.")
+        return [(at + where.removeprefix("dataset") if field_path else where, message)]
     return [
-        (f"dataset.{field}", message) for field, _, message in (p.partition(": ") for p in problems)
+        (f"{at}.{field}", message) for field, _, message in (p.partition(": ") for p in problems)
     ]

@@ -45,10 +45,7 @@ class DriftStage(Stage):
         for field, ref in (("reference", settings.reference), ("current", settings.current)):
             if ref is not None:
                 where = f"reliability.drift.{field}"
-                problems += [
-                    (path.replace("dataset", where, 1), message)
-                    for path, message in dataset_problems(ref)
-                ]
+                problems += dataset_problems(ref, at=where)
                 problems += [
                     (
                         f"{where}.{name}",
@@ -143,8 +140,8 @@ def _load(ref: Any, side: str) -> LoadedDataset:
 
 
 def _features(settings: Drift, reference: LoadedDataset, current: LoadedDataset) -> list[str]:
-    """The columns compared: the settings' (each in both samples), else every shared column
-    but the target."""
+    """The columns compared: the settings' (each in both samples), else every column but the
+    target, those both share first (a column on one side only is compared as absent)."""
     ref_cols, cur_cols = list(reference.examples.columns), set(current.examples.columns)
     if settings.features is not None:
         for name in settings.features:
@@ -174,14 +171,14 @@ def _absent(feature: str, reference: LoadedDataset, current: LoadedDataset) -> F
     """An untestable verdict for a feature one dataset does not have."""
     from crucible_dagster.drift.statistics import FeatureDrift
 
-    for side, loaded in (("reference", reference), ("current", current)):
-        if feature not in loaded.examples.columns:
-            other = current if side == "reference" else reference
-            counts = {"reference_n": 0, "current_n": 0, "missing": 0}
-            counts["current_n" if side == "reference" else "reference_n"] = len(other.examples)
-            return FeatureDrift(feature, "categorical", "none", None, None, None, **counts,
-                                reason=f"absent from the {side} dataset")  # fmt: skip
-    return None
+    if feature not in reference.examples.columns:
+        side, n = "reference", {"reference_n": 0, "current_n": len(current.examples)}
+    elif feature not in current.examples.columns:
+        side, n = "current", {"reference_n": len(reference.examples), "current_n": 0}
+    else:
+        return None
+    return FeatureDrift(feature, "categorical", "none", None, None, None, **n, missing=0,
+                        reason=f"absent from the {side} dataset")  # fmt: skip
 
 
 def _verdict(found: FeatureDrift, adjusted: float | None, settings: Drift) -> dict[str, Any]:
