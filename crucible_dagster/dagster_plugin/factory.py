@@ -177,6 +177,11 @@ def compile_experiment(
         from crucible_dagster.dagster_plugin.partitioned_sweep import partitioned_sweep_assets
 
         compiled.assets.extend(partitioned_sweep_assets(experiment, translator, resolved))
+    feedback = translator.get_feedback_asset_spec(experiment)
+    if feedback is not None:
+        from crucible_dagster.dagster_plugin.feedback_asset import feedback_asset
+
+        compiled.assets.extend(filter(None, [feedback_asset(experiment, feedback, resolved)]))
     dataset = translator.get_dataset_asset_spec(experiment)
     if dataset is not None and experiment.dataset is not None:
         compiled.assets.append(dataset_asset(dataset, experiment.dataset))

@@ -166,6 +166,27 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
             },
         )
 
+    def get_feedback_asset_spec(self, experiment: Experiment) -> dg.AssetSpec | None:
+        """Production feedback by day, ``crucible/<experiment>/feedback``, from
+        ``reliability.feedback.daily_from`` (None without it)."""
+        reliability = experiment.reliability
+        feedback = reliability.feedback if reliability is not None else None
+        if feedback is None or feedback.daily_from is None:
+            return None
+        attributes = self._asset_attributes(experiment)
+        return dg.AssetSpec(
+            key=dg.AssetKey([TAG_PREFIX, experiment.id, "feedback"]),
+            description=f"Production feedback of experiment {experiment.id}, a partition a day "
+            "(UTC): the events kept, redacted, with each day's quality figures.",
+            partitions_def=dg.DailyPartitionsDefinition(
+                start_date=feedback.daily_from.isoformat(), end_offset=1
+            ),
+            group_name=attributes["group_name"],
+            kinds={"crucible", "parquet"},
+            tags=attributes["tags"],
+            owners=attributes["owners"],
+        )
+
     def get_asset_check_spec(
         self, experiment: Experiment, check: QualityTarget | RegressionBaseline
     ) -> dg.AssetCheckSpec | None:

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from crucible_dagster.datasets.base import DatasetError, LoadedTable, Provider, ProviderOptions
-from crucible_dagster.datasets.local import FORMATS, _Files, check_depth, data_format, read_files
+from crucible_dagster.datasets.local import FORMATS, DataFiles, check_depth, data_format, read_files
 from crucible_dagster.experiment.ir import DatasetRef
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -70,7 +70,7 @@ class Benchmark(Provider):
             )
         location = options.path or str(SAMPLES / self.name)
         fmt = FORMATS.get((ref.format or "").lower())
-        files = _Files(location, split, fmt)
+        files = DataFiles(location, split, fmt)
         files.check(options.max_bytes)
         fmt = data_format(ref, files.paths)
         if fmt == "json":
@@ -174,7 +174,7 @@ class MMLU(Benchmark):
 
         location = options.path or str(SAMPLES / self.name)
         split = self.split(ref)
-        files = _Files(location, split, "csv")
+        files = DataFiles(location, split, "csv")
         files.check(options.max_bytes)
         names = ["question", "A", "B", "C", "D", "answer"]
         tables = []

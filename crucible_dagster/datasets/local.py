@@ -95,13 +95,14 @@ def filesystem_errors(where: str) -> Iterator[None]:
         ) from None
 
 
-class _Files:
+class DataFiles:
     """The files a location names: their filesystem (None: local) and paths."""
 
     def __init__(self, location: str, split: str, fmt: str | None):
         self.location = location
         self.fs: Any = None
         self.largest = 0  # bytes of the largest file (known once checked)
+        self.total = 0  # bytes of all of them (known once checked)
         with filesystem_errors(location):
             where = storage_path(location)  # the Context IO manager's helper: a Path or a UPath
             if isinstance(where, Path):
@@ -162,6 +163,7 @@ class _Files:
             if size == 0:
                 raise DatasetError("the file is empty", reason="empty", where=path)
             total += size
+        self.total = total
         if total > max_bytes:
             raise DatasetError(
                 f"{total} bytes, over dataset.options.max_bytes ({max_bytes}); raise it to read "
@@ -207,7 +209,7 @@ def data_format(ref: DatasetRef, paths: list[str]) -> str:
     return str(kinds.pop())
 
 
-def check_depth(files: _Files, max_depth: int) -> None:
+def check_depth(files: DataFiles, max_depth: int) -> None:
     """JSON nested deeper than ``max_depth`` is refused before pyarrow parses it. Brackets are
     counted over the raw bytes (inside strings too: a conservative count)."""
     import numpy as np
@@ -270,7 +272,7 @@ def by_column(dataset: Any) -> Any:
     return pa.table(columns, schema=dataset.schema)
 
 
-def _scanned(files: _Files, fmt: str, block_size: int | None) -> tuple[Any, Any]:
+def _scanned(files: DataFiles, fmt: str, block_size: int | None) -> tuple[Any, Any]:
     """(the pyarrow dataset, its table); CSV and JSON in blocks of ``block_size`` bytes when set."""
     import pyarrow.dataset as ds
 
@@ -287,7 +289,7 @@ def _scanned(files: _Files, fmt: str, block_size: int | None) -> tuple[Any, Any]
     return dataset, by_column(dataset) if fmt == "parquet" else dataset.to_table()
 
 
-def read_files(files: _Files, fmt: str) -> tuple[Any, Callable[[int], str] | None]:
+def read_files(files: DataFiles, fmt: str) -> tuple[Any, Callable[[int], str] | None]:
     """The files as one Arrow table, and (several files) which file a row came from."""
     import pyarrow as pa
 
@@ -343,7 +345,7 @@ class LocalProvider(Provider):
 
     def load(self, ref: DatasetRef, options: LocalOptions) -> LoadedTable:
         fmt = FORMATS.get((ref.format or "").lower())
-        files = _Files(options.path, ref.split, fmt)
+        files = DataFiles(options.path, ref.split, fmt)
         files.check(options.max_bytes)
         fmt = data_format(ref, files.paths)
         if fmt == "json":

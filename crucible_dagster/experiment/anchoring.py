@@ -9,7 +9,9 @@ joined path. What is anchored:
 - ``dataset.options.path`` of the ``local`` provider;
 - ``dataset.options.path`` of ``huggingface`` / ``hf`` when it starts with ``./`` or ``../`` or
   names something beside the file (else it is a hub name such as ``openai/gsm8k``);
-- ``dataset.sample.ids_from`` (a run directory or its ``dataset_ids.json``).
+- ``dataset.sample.ids_from`` (a run directory or its ``dataset_ids.json``);
+- ``reliability.drift``'s datasets, as ``dataset``, and ``reliability.feedback.source`` when
+  it is a path.
 
 Absolute paths and URLs (``s3://``, ``memory://``, ``file://``) are left as written; ``~`` is the
 user's home. The join is not normalised: ``..`` is the user's to write (as on a command line; an
@@ -67,7 +69,11 @@ def anchored(data: Any, folder: Path | None) -> Any:
                 if isinstance(drift.get(side), dict)
             },
         }
-        data["reliability"] = {**reliability, "drift": drift}
+        reliability = data["reliability"] = {**reliability, "drift": drift}
+    feedback = reliability.get("feedback") if isinstance(reliability, dict) else None
+    if isinstance(reliability, dict) and isinstance(feedback, dict) and "source" in feedback:
+        source = _joined(feedback.get("source"), folder)
+        data["reliability"] = {**reliability, "feedback": {**feedback, "source": source}}
     return data
 
 

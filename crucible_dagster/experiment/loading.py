@@ -257,15 +257,14 @@ def parse_yaml_value(text: str) -> Any:
 
 
 #: tags pydantic puts in an error's location for a discriminated union: not part of the file
-_UNION_TAGS = {"baseline": ("gate", "model")}
+_UNION_TAGS = {"baseline": ("gate", "model"), "source": ("path", "table")}
 
 
 def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     kept: list[str | int] = []
-    for part in loc:
-        if kept and isinstance(kept[-1], str) and part in _UNION_TAGS.get(kept[-1], ()):
-            continue
-        kept.append(part)
+    for before, part in zip((None, *loc), loc, strict=False):  # source.table.table: one tag
+        if not (isinstance(before, str) and part in _UNION_TAGS.get(before, ())):
+            kept.append(part)
     return tuple(kept)
 
 

@@ -33,6 +33,7 @@ USED_BY_STAGES: dict[str, str] = {
     "reliability.circuit_breaker": "predict or generate, with an openai_compatible backend",
     "reliability.fairness": "fairness",
     "reliability.drift": "drift",
+    "reliability.feedback": "feedback",
     "reliability.guardrails": "guardrails",
     "budget": "predict, generate or ensemble (the stages whose backends send requests)",
 }

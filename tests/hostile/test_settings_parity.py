@@ -130,6 +130,42 @@ REFUSED = [
         "set, but no stage of this pipeline uses it: add a stage that does (drift) or remove it",
     ),
     (
+        "feedback_without_its_stage",
+        "reliability: {feedback: {source: events.jsonl}}\n",
+        "reliability.feedback",
+        "set, but no stage of this pipeline uses it: add a stage that does (feedback) or remove it",
+    ),
+    (
+        "feedback_from_a_web_address",
+        "reliability: {feedback: {source: 'http://169.254.169.254/latest'}}\n",
+        "reliability.feedback.source",
+        "found the 'http' URL 'http://169.254.169.254/latest'",
+    ),
+    (
+        "feedback_sampling_rate_over_one",
+        "reliability: {feedback: {source: e.jsonl, sampling_rate: 1.5}}\n",
+        "reliability.feedback.sampling_rate",
+        "sampling_rate must be between 0 and 1",
+    ),
+    (
+        "bool_for_feedback_retention_days",
+        "reliability: {feedback: {source: e.jsonl, retention_days: yes}}\n",
+        "reliability.feedback.retention_days",
+        "expected an integer, got true",
+    ),
+    (
+        "unknown_feedback_key_with_a_suggestion",
+        "reliability: {feedback: {source: e.jsonl, sampling_rat: 0.5}}\n",
+        "reliability.feedback.sampling_rat",
+        "did you mean 'sampling_rate'?",
+    ),
+    (
+        "feedback_table_with_sql_in_its_name",
+        "reliability: {feedback: {source: {table: 'events; DROP TABLE runs'}}}\n",
+        "reliability.feedback.source.table",
+        "expected a table name (letters, digits and '_', optionally schema.table)",
+    ),
+    (
         "unknown_output_option_with_a_suggestion",
         "outputs: [{name: summary, options: {pth: summary.md}}]\n",
         "outputs[0].options.pth",

@@ -30,6 +30,12 @@ from crucible_dagster.experiment.ir.dagster_settings import (
     legacy_spellings_used,
 )
 from crucible_dagster.experiment.ir.experiment import OWNER_EMAIL, Experiment
+from crucible_dagster.experiment.ir.feedback_settings import (
+    Feedback,
+    FeedbackEvent,
+    FeedbackType,
+    PostgresSource,
+)
 from crucible_dagster.experiment.ir.judging import (
     Baseline,
     QualityTarget,
@@ -103,6 +109,9 @@ __all__ = [
     "Executor",
     "Experiment",
     "Fairness",
+    "Feedback",
+    "FeedbackEvent",
+    "FeedbackType",
     "Float",
     "FoldSpec",
     "Guardrail",
@@ -117,6 +126,7 @@ __all__ = [
     "OptunaSettings",
     "OutputOptions",
     "OutputSpec",
+    "PostgresSource",
     "QualityTarget",
     "RegressionBaseline",
     "ReliabilityConfig",

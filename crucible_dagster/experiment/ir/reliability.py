@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, first_repeat
+from crucible_dagster.experiment.ir.feedback_settings import Feedback
 from crucible_dagster.experiment.ir.refs import DatasetRef
 
 # --- reliability --------------------------------------------------------------------------
@@ -221,3 +222,4 @@ class ReliabilityConfig(IRModel):
     monitoring: dict[str, Any] | None = None
     drift: Drift | None = None
     circuit_breaker: CircuitBreaker | None = None
+    feedback: Feedback | None = None

@@ -1,0 +1,207 @@
+"""Raw feedback records from where ``reliability.feedback.source`` says: JSON Lines or Parquet
+files (a path, folder or glob; local or an fsspec URL), or a PostgreSQL table.
+
+A record that cannot be read (a line too long, not JSON, a key written twice, nested too deep,
+not an object) is yielded with its problem and its place (``file:line``, ``table row n``), never
+dropped; a source that cannot be read at all (missing, not a regular file, over its byte cap, a
+database that does not answer) raises ``FeedbackSourceError`` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import IO, Any
+
+from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
+from crucible_dagster.experiment.ir import Feedback, PostgresSource
+
+JSONL = (".jsonl", ".ndjson", ".json")
+PARQUET = (".parquet", ".pq")
+DSN_VARIABLE = "CRUCIBLE_FEEDBACK_DSN"
+
+
+class FeedbackSourceError(ValueError):
+    """The source as a whole cannot be read; the message names it and why."""
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    where: str  # "events.jsonl:12", "events.parquet row 7", "table feedback row 3"
+    data: dict[str, Any] | None
+    problem: str | None = None
+
+
+def read_records(settings: Feedback) -> Iterator[RawRecord]:
+    if isinstance(settings.source, PostgresSource):
+        yield from _table_records(settings.source)
+        return
+    from crucible_dagster.datasets.base import DatasetError
+    from crucible_dagster.datasets.local import DataFiles, filesystem_errors
+
+    try:
+        files = DataFiles(settings.source, "", None)
+        files.check(2**62)  # regular, readable, not empty: the cap is the feedback's own
+    except DatasetError as exc:
+        raise FeedbackSourceError(f"reliability.feedback.source: {exc}") from None
+    if files.total > settings.max_bytes:
+        raise FeedbackSourceError(
+            f"reliability.feedback.source: {settings.source}: {files.total} bytes, over "
+            f"reliability.feedback.max_bytes ({settings.max_bytes}); raise it to read this much"
+        )
+    for path in files.paths:
+        suffix = PurePosixPath(path).suffix.lower()
+        if suffix not in JSONL + PARQUET:
+            raise FeedbackSourceError(
+                f"reliability.feedback.source: {path}: expected a .jsonl, .ndjson, .json or "
+                f".parquet file of feedback events, found {suffix or 'no extension'!r}"
+            )
+        try:
+            with filesystem_errors(path):
+                handle = files.fs.open(path, "rb") if files.fs else open(path, "rb")  # noqa: SIM115
+        except DatasetError as exc:
+            raise FeedbackSourceError(f"reliability.feedback.source: {exc}") from None
+        with handle:  # what is read is judged record by record, below
+            if suffix in PARQUET:
+                yield from _parquet_records(handle, path)
+            else:
+                yield from _jsonl_records(handle, path, settings)
+
+
+def _lines(handle: IO[bytes], cap: int) -> Iterator[tuple[bytes, bool]]:
+    """Each line of at most ``cap`` bytes, and whether it was longer (then only its first
+    ``cap`` bytes are kept): a line of a gigabyte is never held in memory."""
+    while True:
+        line = handle.readline(cap + 1)
+        if not line:
+            return
+        if len(line) <= cap or line.endswith(b"\n"):
+            yield line, False
+            continue
+        while not line.endswith(b"\n"):  # skip the rest of the long line, a chunk at a time
+            line = handle.readline(1 << 20)
+            if not line:
+                break
+        yield b"", True
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of brackets (inside strings too: a conservative count), before
+    ``json.loads`` recurses into it."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _jsonl_records(handle: IO[bytes], path: str, settings: Feedback) -> Iterator[RawRecord]:
+    for number, (raw, too_long) in enumerate(_lines(handle, settings.max_line_bytes), start=1):
+        where = f"{path}:{number}"
+        if too_long:
+            yield RawRecord(where, None, f"expected a line of at most {settings.max_line_bytes} "
+                            "bytes (reliability.feedback.max_line_bytes), found a longer one")  # fmt: skip
+            continue
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield RawRecord(where, None, f"expected UTF-8 text, found byte {raw[exc.start]:#04x}")
+            continue
+        yield _parsed(where, text, settings.max_depth)
+
+
+def _parsed(where: str, text: str, max_depth: int) -> RawRecord:
+    depth = _depth(text)
+    if depth > max_depth:
+        return RawRecord(where, None, f"expected JSON nested at most {max_depth} deep "
+                         f"(reliability.feedback.max_depth), found {depth}")  # fmt: skip
+    try:
+        value = json.loads(text, object_pairs_hook=duplicate_json_keys)
+    except DuplicateJsonKey as exc:
+        return RawRecord(where, None, f"{str(exc.args[0])[:80]}: written twice in one record")
+    except json.JSONDecodeError as exc:
+        return RawRecord(where, None, f"expected a JSON object, found invalid JSON ({exc.msg})")
+    except RecursionError:
+        return RawRecord(where, None, "expected a JSON object, found JSON nested too deep")
+    except ValueError:  # an integer of more digits than Python converts
+        limit = sys.get_int_max_str_digits()
+        return RawRecord(where, None, f"expected a JSON object, found an integer of more than "
+                         f"{limit} digits")  # fmt: skip
+    if not isinstance(value, dict):
+        return RawRecord(where, None, f"expected a JSON object, found {type(value).__name__}")
+    return RawRecord(where, value)
+
+
+def _parquet_records(handle: IO[bytes], path: str) -> Iterator[RawRecord]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(handle)
+    except (pa.ArrowException, OSError) as exc:
+        raise FeedbackSourceError(
+            f"reliability.feedback.source: {path}: expected a Parquet file, found one pyarrow "
+            f"cannot read ({str(exc)[:200]})"
+        ) from None
+    row = 0
+    for batch in parquet.iter_batches(batch_size=10_000):
+        for record in batch.to_pylist():
+            row += 1
+            yield RawRecord(f"{path} row {row}", _without_nulls(record))
+
+
+def _without_nulls(record: dict[str, Any]) -> dict[str, Any]:
+    """A table has every column in every row: a null is an unset field, as in JSON Lines."""
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def _table_records(source: PostgresSource) -> Iterator[RawRecord]:
+    import psycopg2
+    from psycopg2 import sql
+
+    dsn = os.environ.get(DSN_VARIABLE) if "dsn" not in source.model_fields_set else None
+    shown = f"reliability.feedback.source.table {source.table!r}"
+    try:
+        connection = psycopg2.connect(dsn or source.dsn, connect_timeout=5)
+    except psycopg2.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise FeedbackSourceError(f"{shown}: cannot connect to PostgreSQL: {first}") from None
+    table = sql.Identifier(*source.table.split("."))
+    try:
+        with connection, connection.cursor() as count:
+            count.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+            (rows,) = count.fetchone() or (0,)
+            if rows > source.max_rows:
+                raise FeedbackSourceError(
+                    f"{shown}: {rows} rows, over reliability.feedback.source.max_rows "
+                    f"({source.max_rows})"
+                )
+        with connection, connection.cursor(name="crucible_feedback") as cursor:
+            cursor.itersize = 5_000
+            cursor.execute(sql.SQL("SELECT * FROM {}").format(table))
+            for number, row in enumerate(cursor, start=1):
+                columns = [c.name for c in cursor.description or ()]
+                record = {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
+                yield RawRecord(f"table {source.table} row {number}", _without_nulls(record))
+    except psycopg2.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise FeedbackSourceError(f"{shown}: {first}") from None
+    finally:
+        connection.close()
+
+
+def _jsonable(value: Any) -> Any:
+    """A database value as a JSON record has it: timestamps stay datetimes (the event model
+    reads them), decimals become floats."""
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else value
