@@ -34,6 +34,7 @@ def main() -> int:
         celery_bench,
         dagster_bench,
         dataset_bench,
+        drift_bench,
         optuna_bench,
         racing_bench,
         rate_limit_bench,
@@ -54,6 +55,7 @@ def main() -> int:
         # rates and shares of a simulation study, not timings: printed as its own table
         ("racing: simulation study with known truth", racing_bench.study),
         ("optuna: pruners on studies with known truth", optuna_bench.study),
+        ("drift: false alarms and power with known truth", drift_bench.study),
         ("optuna: a study's cost per run against a grid", optuna_bench.study_cost_rows),
         # in a process of its own: its server and client share one interpreter, and whatever
         # earlier suites left in this one (the broker client's threads, a large heap) stretched

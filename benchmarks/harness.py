@@ -202,3 +202,11 @@ def print_rows(title: str, rows: list[Row]) -> None:
                 f"{'':<50} note: other processes used {row.others_busy:.0%} of a core while this "
                 "was measured; the figure is not from an idle machine"
             )
+
+
+def rate_with_interval(hits: int, n: int) -> str:
+    """A simulation study's rate with its Wilson 95% interval."""
+    from crucible_dagster.feedback.quality import wilson
+
+    found = wilson(hits, n, 0.95)
+    return f"{found['share']:6.1%} [{found['low']:.1%}, {found['high']:.1%}]"

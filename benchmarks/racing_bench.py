@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from benchmarks.harness import rate_with_interval
 from crucible_dagster.racing.race import Race
 from crucible_dagster.racing.settings import RaceMethod, RacingSettings
 
@@ -144,15 +145,6 @@ def wilcoxon_pruner(seed: int) -> Callable[[np.ndarray, set[int]], Outcome]:
     return run
 
 
-def _rate(hits: int, n: int) -> str:
-    """A rate with its Wilson 95% interval."""
-    z = 1.959964
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return f"{p:6.1%} [{max(0.0, centre - half):.1%}, {min(1.0, centre + half):.1%}]"
-
-
 def study() -> str:
     """The table ``make bench`` prints, and whether the goal was met."""
     lines = [
@@ -180,7 +172,8 @@ def study() -> str:
             share = float(np.mean([o.evaluations for o in outcomes])) / (K * N)
             lines.append(
                 f"{scenario.name:<44} {name:<11} {scenario.races:>5}  "
-                f"{_rate(dropped, scenario.races):>26}  {_rate(picked, scenario.races):>26}  "
+                f"{rate_with_interval(dropped, scenario.races):>26}  "
+                f"{rate_with_interval(picked, scenario.races):>26}  "
                 f"{share:>13.1%}  {seconds:>5.1f}"
             )
             if name == "sequential":
