@@ -103,9 +103,8 @@ def test_settings_without_effect_are_refused_where_they_are(
         "backend: {id: openai_gpt4}\n"
         "reliability:\n"
         "  ensemble: {strategy: majority}\n"
-        "  monitoring: {alerts: true}\n"
+        "  stats: {alpha: 0.05, bootstrap_iterations: 500, effect_size_type: cohens_d}\n"
         "  guardrails: {content_moderation: true}\n"
-        "  stats: {alpha: 0.05, bootstrap_iterations: 500}\n"
         "pipeline:\n"
         "  - name: validate\n"
         "  - name: guardrails\n"
@@ -114,13 +113,13 @@ def test_settings_without_effect_are_refused_where_they_are(
     out = capsys.readouterr().out
     assert f"{path}:2: backend: set, but no stage of this pipeline uses it" in out
     assert f"{path}:4: reliability.ensemble: set, but no stage of this pipeline uses it" in out
-    assert f"{path}:5: reliability.monitoring: not supported by crucible_dagster" in out
+    assert f"{path}:5: reliability.stats.effect_size_type: not supported by crucible_dagster" in out
     assert f"{path}:6: reliability.guardrails.content_moderation: not supported: no offline" in out
     assert "bootstrap_iterations" not in out and "alpha" not in out  # the bench uses both
     assert main(["run", str(path)]) != 0  # nothing runs as if these had an effect
     with_stage = (
         path.read_text()
-        .replace("  monitoring: {alerts: true}\n", "")
+        .replace(", effect_size_type: cohens_d", "")
         .replace("content_moderation: true", "pii_detection: true")
         + "  - name: predict\n"
     )
@@ -131,7 +130,7 @@ def test_settings_without_effect_are_refused_where_they_are(
         f"{path}:2: backend.id: expected a backend (callable, noop, openai_compatible, sklearn"
         in out
     )
-    assert "reliability.ensemble: set, but no stage" in out and "monitoring" not in out
+    assert "reliability.ensemble: set, but no stage" in out and "effect_size_type" not in out
 
 
 def hedged_experiment(folder: Path, variants: str, more_reliability: str = "") -> Path:

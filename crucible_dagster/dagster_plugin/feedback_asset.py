@@ -19,7 +19,7 @@ import dagster as dg
 
 from crucible_dagster.dagster_plugin.ops import dagster_log_sink, log_run_directory, stage_failure
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
-from crucible_dagster.experiment.ir import Experiment, StageDef
+from crucible_dagster.experiment.ir import Experiment, ReliabilityConfig, StageDef
 from crucible_dagster.experiment.names import suggest_name
 from crucible_dagster.runtime.registry import Registry
 
@@ -85,13 +85,16 @@ def feedback_asset(
 
 
 def _day_experiment(experiment: Experiment, step: StageDef, day: date) -> Experiment:
-    """The experiment reduced to its feedback stage for one day: no reports, targets, gate or
-    sweep (they judge the experiment's own runs, not a day's ingestion)."""
+    """The experiment reduced to its feedback stage for one day: no reports, targets, gate,
+    monitoring or sweep (they judge the experiment's own runs, not a day's ingestion)."""
     options = {**step.options, "day": day.isoformat()}
+    assert experiment.reliability is not None  # its feedback settings made this asset
+    reliability = ReliabilityConfig(feedback=experiment.reliability.feedback)
     return experiment.model_copy(
         update={
             "pipeline": [step.model_copy(update={"options": options})],
             "outputs": [],
+            "reliability": reliability,
             "quality_targets": [],
             "baseline": None,
             "sweep": None,

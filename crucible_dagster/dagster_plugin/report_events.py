@@ -21,7 +21,7 @@ from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import QualityTarget, RegressionBaseline
 from crucible_dagster.quality.gate import GATE_METRIC, GATE_NAME
 from crucible_dagster.quality.recheck import recheck_run
-from crucible_dagster.quality.targets import METRIC_KEY
+from crucible_dagster.quality.targets import METRIC_KEY, targets_of
 from crucible_dagster.reports.precision import significant
 from crucible_dagster.run_history.records import RecordError
 from crucible_dagster.runtime.metrics import numeric_metrics
@@ -43,7 +43,7 @@ def headline_names(experiment: Experiment) -> list[str]:
     """The figures a report asset plots across materializations: each threshold target's metric,
     the sweep metric, and the report stage's ``headline_metrics``; every other metric goes into
     the one JSON entry ``metrics``."""
-    names = [t.metric for t in experiment.quality_targets if t.metric]
+    names = [t.metric for t in targets_of(experiment) if t.metric]
     if experiment.sweep is not None:
         names.append(experiment.sweep.metric)
     for stage in experiment.pipeline:
@@ -397,7 +397,7 @@ def _check_specs(
 ) -> dict[str, dg.AssetCheckSpec]:
     """The declared checks by the name their verdicts carry (a target's name, the gate's), so
     an evaluation follows a spec the translator renamed or moved to another asset."""
-    checks: list[QualityTarget | RegressionBaseline] = list(experiment.quality_targets)
+    checks: list[QualityTarget | RegressionBaseline] = list(targets_of(experiment))
     if experiment.regression_baseline is not None:
         checks.append(experiment.regression_baseline)
     specs: dict[str, dg.AssetCheckSpec] = {}

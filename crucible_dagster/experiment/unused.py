@@ -14,7 +14,6 @@ from crucible_dagster.experiment.ir import Experiment, ModelRef
 
 #: dotted IR paths that nothing in crucible_dagster acts on, and what to do instead
 NOT_SUPPORTED: dict[str, str] = {
-    "reliability.monitoring": "monitor runs with Dagster (run history, asset checks, sensors)",
     "reliability.stats.effect_size_type": "every test reports its own effect size by name",
     "reliability.stats.options": "set options on the bench stage",
     "reliability.ensemble.options": "set the ensemble's fields (strategy, weights, ...)",
@@ -34,6 +33,7 @@ USED_BY_STAGES: dict[str, str] = {
     "reliability.fairness": "fairness",
     "reliability.drift": "drift",
     "reliability.feedback": "feedback",
+    "reliability.monitoring": "monitor",
     "reliability.guardrails": "guardrails",
     "budget": "predict, generate or ensemble (the stages whose backends send requests)",
 }

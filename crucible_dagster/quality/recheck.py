@@ -12,7 +12,7 @@ from pathlib import Path
 
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.quality.gate import GATE_NAME, evaluate_gate, gate_verdict
-from crucible_dagster.quality.targets import Verdict, evaluate_target
+from crucible_dagster.quality.targets import Verdict, evaluate_target, targets_of
 from crucible_dagster.run_history.records import RecordError, read_run, shown
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.run_dirs import MANIFEST
@@ -27,7 +27,7 @@ def recheck_run(experiment: Experiment, run_dir: str | Path) -> dict[str, Verdic
         found = f"{shown(read.manifest.experiment_id)} (another experiment's run)"
         raise RecordError(Path(run_dir) / MANIFEST, "experiment_id", repr(experiment.id), found)
     metrics = read.manifest.metrics
-    verdicts = {t.name: evaluate_target(t, metrics) for t in experiment.quality_targets}
+    verdicts = {t.name: evaluate_target(t, metrics) for t in targets_of(experiment)}
     gate = experiment.regression_baseline
     if gate is not None:
         recorded = Context(

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from crucible_dagster.bench.rows import ComparisonRow, comparison_rows
-from crucible_dagster.experiment.ir import QualityTarget
+from crucible_dagster.experiment.ir import Experiment, QualityTarget
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import QUALITY_TARGETS_KEY, finite_number, metric_at
 
@@ -67,15 +67,28 @@ def _threshold_verdict(target: QualityTarget, metrics: Mapping[str, Any]) -> Ver
         value = finite_number(metric_at(metrics, target.metric))
     except KeyError:
         return _verdict(target, False, f"metric {target.metric!r} was not produced by this run")
+    evidence = _monitoring_evidence(metrics, target.metric)
     if value is None:
-        return _verdict(target, False, f"metric {target.metric!r} is not a finite number")
+        return _verdict(target, False, f"metric {target.metric!r} is not a finite number{evidence}")
     passed = OPERATORS[target.op](value, target.value)
     return _verdict(
         target,
         passed,
-        f"{target.metric} = {value:.6g} {'meets' if passed else 'misses'} {target.op} {target.value:g}",
+        f"{target.metric} = {value:.6g} {'meets' if passed else 'misses'} {target.op} "
+        f"{target.value:g}{evidence}",
         estimate=value,
     )
+
+
+def _monitoring_evidence(metrics: Mapping[str, Any], metric: str) -> str:
+    """What a monitoring figure was computed over (or why it is missing), for its verdict."""
+    found = metrics.get("monitoring")
+    if not metric.startswith("monitoring.") or not isinstance(found, Mapping):
+        return ""
+    reason = (found.get("reasons") or {}).get(metric.removeprefix("monitoring."))
+    runs = [str(r) for r in found.get("runs") or []]
+    shown = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+    return f": {reason}" if reason else f" over {found.get('requests', 0):g} requests of {shown}"
 
 
 def _interval_verdict(target: QualityTarget, numbers: dict[str, Any]) -> Verdict:
@@ -133,6 +146,19 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
     return _interval_verdict(target, numbers)
 
 
+def targets_of(experiment: Experiment) -> list[QualityTarget]:
+    """The experiment's quality targets, and one per limit of ``reliability.monitoring``
+    (``monitoring_<limit>``: the metric ``monitoring.<limit>`` at most the limit)."""
+    targets = list(experiment.quality_targets)
+    monitoring = experiment.reliability.monitoring if experiment.reliability else None
+    for field, limit in (monitoring.limits() if monitoring else {}).items():
+        assert monitoring is not None
+        metric, severity = f"monitoring.{field}", monitoring.severity
+        targets.append(QualityTarget(name=f"monitoring_{field}", metric=metric, op="<=",
+                                     value=limit, severity=severity))  # fmt: skip
+    return targets
+
+
 def evaluate_targets(ctx: Context) -> list[Verdict]:
-    targets = ctx.experiment.quality_targets if ctx.experiment else []
+    targets = targets_of(ctx.experiment) if ctx.experiment else []
     return [evaluate_target(t, ctx.metrics) for t in targets]

@@ -166,6 +166,36 @@ REFUSED = [
         "expected a table name (letters, digits and '_', optionally schema.table)",
     ),
     (
+        "monitoring_without_a_limit",
+        "reliability: {monitoring: {window: 3}}\n",
+        "reliability.monitoring",
+        "expected at least one of latency_p95_ms, error_rate, cost_per_1k",
+    ),
+    (
+        "monitoring_error_rate_over_one",
+        "reliability: {monitoring: {error_rate: 1.5}}\n",
+        "reliability.monitoring.error_rate",
+        "got 1.5",
+    ),
+    (
+        "bool_for_the_monitoring_window",
+        "reliability: {monitoring: {error_rate: 0.1, window: yes}}\n",
+        "reliability.monitoring.window",
+        "expected an integer, got true",
+    ),
+    (
+        "unknown_monitoring_key_with_a_suggestion",
+        "reliability: {monitoring: {latency_p95: 200}}\n",
+        "reliability.monitoring.latency_p95",
+        "did you mean 'latency_p95_ms'?",
+    ),
+    (
+        "monitoring_without_its_stage",
+        "reliability: {monitoring: {error_rate: 0.1}}\n",
+        "reliability.monitoring",
+        "set, but no stage of this pipeline uses it: add a stage that does (monitor) or remove it",
+    ),
+    (
         "unknown_output_option_with_a_suggestion",
         "outputs: [{name: summary, options: {pth: summary.md}}]\n",
         "outputs[0].options.pth",

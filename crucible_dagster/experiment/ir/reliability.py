@@ -131,6 +131,40 @@ class CircuitBreaker(IRModel):
         return self
 
 
+class Monitoring(IRModel):
+    """``reliability.monitoring``: limits on the requests of the recent runs, judged by the
+    ``monitor`` stage and gated as the quality targets ``monitoring_<limit>`` (asset checks of
+    the report under Dagster)."""
+
+    latency_p95_ms: Float | None = Field(
+        default=None, gt=0, description="The 95th percentile of request latency, at most."
+    )
+    error_rate: Float | None = Field(
+        default=None, ge=0, le=1, description="The share of requests that failed, at most."
+    )
+    cost_per_1k: Float | None = Field(
+        default=None, ge=0, description="The cost of 1000 requests, at most."
+    )
+    window: Int = Field(
+        default=5, ge=1, le=1000, description="The runs pooled: this one and the latest before."
+    )
+    severity: Literal["warn", "error"] = "error"
+
+    def limits(self) -> dict[str, float]:
+        """Each limit set, by its field (and the metric ``monitoring.<field>``)."""
+        found = {f: getattr(self, f) for f in ("latency_p95_ms", "error_rate", "cost_per_1k")}
+        return {field: limit for field, limit in found.items() if limit is not None}
+
+    def target_names(self) -> list[str]:
+        return [f"monitoring_{field}" for field in self.limits()]
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> Monitoring:
+        if self.latency_p95_ms is None and self.error_rate is None and self.cost_per_1k is None:
+            raise ValueError("expected at least one of latency_p95_ms, error_rate, cost_per_1k")
+        return self
+
+
 class Drift(IRModel):
     """``reliability.drift``: the ``drift`` stage compares recent inputs with a reference
     (``drift.stage``)."""
@@ -219,7 +253,7 @@ class ReliabilityConfig(IRModel):
     guardrails: Guardrail | None = None
     stats: Stats | None = None
     fairness: Fairness | None = None
-    monitoring: dict[str, Any] | None = None
+    monitoring: Monitoring | None = None
     drift: Drift | None = None
     circuit_breaker: CircuitBreaker | None = None
     feedback: Feedback | None = None
