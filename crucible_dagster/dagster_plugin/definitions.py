@@ -151,7 +151,8 @@ def _definitions(
             *invalid,
         ],
         schedules=[c.schedule for c in compiled if c.schedule is not None],
-        sensors=[invalid_files_sensor(invalid, sensor_name)] if invalid else [],
+        sensors=[c.sensor for c in compiled if c.sensor is not None]
+        + ([invalid_files_sensor(invalid, sensor_name)] if invalid else []),
         # the report assets' resource (and their jobs'; each asset binds its IO manager); a
         # plain job carries its own, with its experiment's seed
         resources={RESOURCE_KEY: resource},

@@ -13,6 +13,7 @@ from crucible_dagster.dagster_plugin.dataset_asset import dataset_asset
 from crucible_dagster.dagster_plugin.io_manager import IO_MANAGER_KEY, CrucibleContextIOManager
 from crucible_dagster.dagster_plugin.report_job import LinearJob, linear_job
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
+from crucible_dagster.dagster_plugin.retraining_sensor import retraining_sensor
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.registry import registry_for
 
@@ -152,6 +153,8 @@ class CompiledExperiment:
     #: a partitioned sweep's two
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = field(default_factory=list)
     schedule: dg.ScheduleDefinition | None = None
+    #: ``reliability.retraining_trigger``'s sensor
+    sensor: dg.SensorDefinition | None = None
 
 
 def compile_experiment(
@@ -170,6 +173,7 @@ def compile_experiment(
         built.job,
         registry=resolved,
         schedule=build_schedule(experiment, built.job, translator),
+        sensor=retraining_sensor(experiment, built.job.name, translator),
     )
     if built.asset is not None:  # its reports (a linear experiment's, with their checks; a sweep's)
         compiled.assets.append(built.asset)

@@ -196,6 +196,30 @@ REFUSED = [
         "set, but no stage of this pipeline uses it: add a stage that does (monitor) or remove it",
     ),
     (
+        "retraining_on_drift_without_drift",
+        "reliability: {retraining_trigger: {when: [drift]}}\n",
+        "reliability.retraining_trigger.when[0]",
+        "'drift' is shown by reliability.drift (and its stage), which is not set",
+    ),
+    (
+        "retraining_with_no_reason",
+        "reliability: {retraining_trigger: {when: []}}\n",
+        "reliability.retraining_trigger.when",
+        "expected at least 1 item(s), got []",
+    ),
+    (
+        "retraining_cooldown_of_zero",
+        "reliability: {retraining_trigger: {when: [drift], cooldown_hours: 0}}\n",
+        "reliability.retraining_trigger.cooldown_hours",
+        "got 0",
+    ),
+    (
+        "unknown_retraining_key_with_a_suggestion",
+        "reliability: {retraining_trigger: {when: [drift], cooldown: 3}}\n",
+        "reliability.retraining_trigger.cooldown",
+        "did you mean 'cooldown_hours'?",
+    ),
+    (
         "unknown_output_option_with_a_suggestion",
         "outputs: [{name: summary, options: {pth: summary.md}}]\n",
         "outputs[0].options.pth",

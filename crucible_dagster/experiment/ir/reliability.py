@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, first_repeat
 from crucible_dagster.experiment.ir.feedback_settings import Feedback
@@ -165,6 +166,42 @@ class Monitoring(IRModel):
         return self
 
 
+RetrainingReason = Literal["drift", "quality_drop", "monitoring"]
+#: the setting (and so the stage) whose results show each reason
+REASON_SETTINGS = {"drift": "drift", "quality_drop": "feedback", "monitoring": "monitoring"}
+
+
+class RetrainingTrigger(IRModel):
+    """``reliability.retraining_trigger``: under Dagster, a sensor that launches a job when the
+    experiment's latest run shows one of ``when`` (``monitoring.retraining``), at most once a
+    ``cooldown_hours``."""
+
+    when: list[RetrainingReason] = Field(
+        min_length=1,
+        description="drift (features drifted), quality_drop (feedback worse than the day before, "
+        "significantly), monitoring (a monitoring limit missed).",
+    )
+    launch: Name | None = Field(
+        default=None, description="The experiment whose job is launched; default: this one."
+    )
+    cooldown_hours: Float = Field(
+        default=24.0, gt=0, le=8760, description="No second launch sooner than this."
+    )
+    alpha: Float = Field(default=0.05, gt=0, lt=1, description="For quality_drop's p-values.")
+    interval_s: Int = Field(
+        default=300, ge=1, le=86_400, description="How often the sensor looks (seconds)."
+    )
+    default_status: Literal["running", "stopped"] = "stopped"
+
+    @field_validator("when")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        index = first_repeat(value)
+        if index is not None:
+            raise ValueError(f"expected distinct reasons, got {value[index]!r} twice")
+        return value
+
+
 class Drift(IRModel):
     """``reliability.drift``: the ``drift`` stage compares recent inputs with a reference
     (``drift.stage``)."""
@@ -257,3 +294,19 @@ class ReliabilityConfig(IRModel):
     drift: Drift | None = None
     circuit_breaker: CircuitBreaker | None = None
     feedback: Feedback | None = None
+    retraining_trigger: RetrainingTrigger | None = None
+
+    @model_validator(mode="after")
+    def _reasons_that_can_show(self) -> ReliabilityConfig:
+        """A reason no stage can show would never launch anything: refused where it is."""
+        trigger = self.retraining_trigger
+        for index, reason in enumerate(trigger.when if trigger else []):
+            setting = REASON_SETTINGS[reason]
+            if getattr(self, setting) is None:
+                raise PydanticCustomError(
+                    "trigger_reason",
+                    "'{reason}' is shown by reliability.{setting} (and its stage), which is not set",
+                    {"reason": reason, "setting": setting,
+                     "field": f"reliability.retraining_trigger.when[{index}]"},
+                )  # fmt: skip
+        return self
