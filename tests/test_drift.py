@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from crucible_dagster.drift.statistics import feature_drift, kind_of, psi
+from tests.conftest import Cli
 
 
 def test_ks_exact_p_values_by_counting_orderings() -> None:
@@ -273,3 +274,69 @@ def test_a_kind_the_values_are_not_is_a_located_error(tmp_path: Path, artifacts_
     )
     unknown = run(_experiment(reference, current, kinds={"label": "numeric"}))
     assert "reliability.drift.kinds: 'label' is not a compared feature" in str(unknown.failure)
+
+
+# --- the current inputs from feedback events ------------------------------------------------
+
+
+def _feedback_events(path: Path, shift: float, seed: int = 11, n: int = 300) -> Path:
+    import json
+
+    rng = np.random.default_rng(seed)
+    rows = [
+        {"id": f"e{i}", "feedback_value": True, "timestamp": "2026-12-02T10:00:00Z",
+         "input": json.dumps({"age": round(float(rng.normal(40 + shift, 10)), 1),
+                              "plan": str(rng.choice(["basic", "pro"], p=[0.7, 0.3]))})}
+        for i in range(n)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(("shift", "drifted"), [(5.0, ["age"]), (0.0, [])])
+def test_current_inputs_from_the_feedback_events_of_the_run(
+    tmp_path: Path, artifacts_dir: Path, shift: float, drifted: list[str]
+) -> None:
+    from crucible_dagster import Experiment
+    from crucible_dagster.runtime.runner import run
+
+    # the reference drawn as the events are, from another seed (to a file of its own)
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"age": rng.normal(40, 10, size=300).round(1),
+                          "plan": rng.choice(["basic", "pro"], size=300, p=[0.7, 0.3]),
+                          "label": rng.integers(0, 2, size=300)})  # fmt: skip
+    reference = _csv(tmp_path / "reference.csv", frame)
+    events = _feedback_events(tmp_path / "events.jsonl", shift)
+    experiment = Experiment.model_validate(
+        {
+            "id": "fed",
+            "reliability": {
+                "feedback": {"source": str(events)},
+                "drift": {"reference": {"name": "ref", "provider": "local",
+                                        "options": {"path": str(reference), "target": "label"}},
+                          "current_from": "feedback"},
+            },
+            "pipeline": [{"name": "feedback"}, {"name": "drift"}],
+        }
+    )  # fmt: skip
+    result = run(experiment)
+    assert result.status == "completed", result.failure
+    found = result.context.metrics["drift"]
+    assert found["drifted"] == drifted, found["features"]
+    assert set(found["features"]) == {"age", "plan"}
+    assert found["current"]["name"] == "feedback" and found["current"]["rows"] == 300
+
+
+def test_current_from_feedback_needs_a_feedback_stage_before_drift(
+    tmp_path: Path, cli: Cli
+) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        "id: d\nreliability:\n  feedback: {source: e.jsonl}\n"
+        "  drift: {reference: {name: iris, provider: sklearn}, current_from: feedback}\n"
+        "pipeline: [{name: drift}, {name: feedback}]\n"
+    )
+    said = cli("validate", str(path))
+    assert said.code == 1
+    assert (f"{path}:4: reliability.drift.current_from: feedback: expected a feedback stage "
+            "before the drift stage") in said.text  # fmt: skip

@@ -54,7 +54,9 @@ class DriftStage(Stage):
                     for name in ("limit", "sample", "folds")
                     if getattr(ref, name) is not None
                 ]
-        if settings.current is None and experiment.dataset is None:
+        if settings.current_from == "feedback":
+            problems += _feedback_problems(experiment, settings)
+        elif settings.current is None and experiment.dataset is None:
             problems.append(
                 (
                     "reliability.drift.current",
@@ -70,9 +72,14 @@ class DriftStage(Stage):
 
         settings, experiment = _settings(ctx)
         reference = _load(settings.reference, "reference")
-        current_ref = settings.current or experiment.dataset
-        assert current_ref is not None  # check_experiment
-        current = _load(current_ref, "current")
+        if settings.current_from == "feedback":
+            from crucible_dagster.drift.feedback_inputs import feedback_inputs
+
+            current = feedback_inputs(ctx.get_artifact("feedback"))
+        else:
+            current_ref = settings.current or experiment.dataset
+            assert current_ref is not None  # check_experiment
+            current = _load(current_ref, "current")
         features = _features(settings, reference, current)
         unknown = sorted(set(settings.kinds) - set(features))
         if unknown:
@@ -118,6 +125,19 @@ class DriftStage(Stage):
             raise StageError("drift", summary, f"drift in {len(drifted)} feature(s): "
                              + ", ".join(drifted))  # fmt: skip
         return ctx.put_metric("drift", summary)
+
+
+def _feedback_problems(experiment: Experiment, settings: Drift) -> list[tuple[str, str]]:
+    """``current_from: feedback`` reads the events a feedback stage kept earlier in the run."""
+    if settings.current is not None:
+        return [("reliability.drift.current", "not used with current_from: feedback (the "
+                 "feedback events are the current inputs); remove one")]  # fmt: skip
+    steps = [s.implementation for s in experiment.enabled_stages]
+    drift_at = next((i for i, s in enumerate(steps) if s == "drift"), len(steps))
+    if "feedback" not in steps[:drift_at]:
+        return [("reliability.drift.current_from", "feedback: expected a feedback stage before "
+                 "the drift stage, whose kept events are the current inputs")]  # fmt: skip
+    return []
 
 
 def _settings(ctx: Context) -> tuple[Drift, Experiment]:

@@ -96,7 +96,7 @@ REFUSED = [
         "unknown_drift_key_with_a_suggestion",
         "reliability: {drift: {reference: {name: iris, provider: sklearn}, alfa: 0.01}}\n",
         "reliability.drift.alfa",
-        "unknown field 'alfa'; expected one of: alpha, bins, correction, current, "
+        "unknown field 'alfa'; expected one of: alpha, bins, correction, current, current_from, "
         "fail_on_drift, features, kinds, psi_threshold, reference; did you mean 'alpha'?",
     ),
     (

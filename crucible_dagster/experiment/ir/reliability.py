@@ -210,6 +210,11 @@ class Drift(IRModel):
     current: DatasetRef | None = Field(
         default=None, description="The recent inputs; default: the experiment's dataset."
     )
+    current_from: Literal["dataset", "feedback"] = Field(
+        default="dataset",
+        description="feedback: the recent inputs are the inputs of the feedback events the "
+        "feedback stage kept in this run (before the drift stage).",
+    )
     features: list[Name] | None = Field(
         default=None,
         min_length=1,
