@@ -73,9 +73,15 @@ def find_sensitive(text: str) -> list[tuple[str, int, int]]:
 
 def redact(text: str) -> str:
     """``text`` with every PII finding replaced by ``[REDACTED:<kind>]``."""
-    for kind, start, end in reversed(find_sensitive(text)):
+    return redacted_counted(text)[0]
+
+
+def redacted_counted(text: str) -> tuple[str, int]:
+    """``redact``'s text and how many findings it replaced, from one search."""
+    found = find_sensitive(text)
+    for kind, start, end in reversed(found):
         text = f"{text[:start]}[REDACTED:{kind}]{text[end:]}"
-    return text
+    return text, len(found)
 
 
 def redact_record(value: Any, found: Mapping[str, str] | None = None, findings: bool = True) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crucible_dagster.common.pii import each_string, find_sensitive, redact
+from crucible_dagster.common.pii import each_string, redact, redacted_counted
 from crucible_dagster.experiment.ir import Feedback, FeedbackEvent
 from crucible_dagster.feedback.sources import RawRecord
 
@@ -181,8 +181,9 @@ def _row(
 
 def _redacted(value: Any, found: Ingested) -> Any:
     def fix(text: str) -> str:
-        found.redactions += len(find_sensitive(text))
-        return redact(text)
+        fixed, count = redacted_counted(text)
+        found.redactions += count
+        return fixed
 
     if isinstance(value, dict):  # a key can hold an address as well as a value
         return {fix(str(k)): _redacted(v, found) for k, v in value.items()}

@@ -37,8 +37,27 @@ class RawRecord:
 
 
 def read_records(settings: Feedback) -> Iterator[RawRecord]:
+    """Every record of the source, at most ``max_records`` of them (more is refused, at the
+    first one over, or before reading when a Parquet footer or a table count says so)."""
+    for count, record in enumerate(_records(settings), start=1):
+        if count > settings.max_records:
+            raise _too_many(settings, f"more than {settings.max_records}")
+        yield record
+
+
+def _too_many(settings: Feedback, found: str) -> FeedbackSourceError:
+    shown = (
+        settings.source.table if isinstance(settings.source, PostgresSource) else settings.source
+    )
+    return FeedbackSourceError(
+        f"reliability.feedback.source: {shown}: expected at most {settings.max_records} "
+        f"records (reliability.feedback.max_records), found {found}"
+    )
+
+
+def _records(settings: Feedback) -> Iterator[RawRecord]:
     if isinstance(settings.source, PostgresSource):
-        yield from _table_records(settings.source)
+        yield from _table_records(settings.source, settings)
         return
     from crucible_dagster.datasets.base import DatasetError
     from crucible_dagster.datasets.local import DataFiles, filesystem_errors
@@ -67,7 +86,7 @@ def read_records(settings: Feedback) -> Iterator[RawRecord]:
             raise FeedbackSourceError(f"reliability.feedback.source: {exc}") from None
         with handle:  # what is read is judged record by record, below
             if suffix in PARQUET:
-                yield from _parquet_records(handle, path)
+                yield from _parquet_records(handle, path, settings)
             else:
                 yield from _jsonl_records(handle, path, settings)
 
@@ -120,7 +139,8 @@ def _jsonl_records(handle: IO[bytes], path: str, settings: Feedback) -> Iterator
 
 
 def _parsed(where: str, text: str, max_depth: int) -> RawRecord:
-    depth = _depth(text)
+    # counting brackets is C-speed; the walk that finds the depth runs only when it could matter
+    depth = _depth(text) if text.count("[") + text.count("{") > max_depth else 0
     if depth > max_depth:
         return RawRecord(where, None, f"expected JSON nested at most {max_depth} deep "
                          f"(reliability.feedback.max_depth), found {depth}")  # fmt: skip
@@ -141,7 +161,7 @@ def _parsed(where: str, text: str, max_depth: int) -> RawRecord:
     return RawRecord(where, value)
 
 
-def _parquet_records(handle: IO[bytes], path: str) -> Iterator[RawRecord]:
+def _parquet_records(handle: IO[bytes], path: str, settings: Feedback) -> Iterator[RawRecord]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -152,6 +172,8 @@ def _parquet_records(handle: IO[bytes], path: str) -> Iterator[RawRecord]:
             f"reliability.feedback.source: {path}: expected a Parquet file, found one pyarrow "
             f"cannot read ({str(exc)[:200]})"
         ) from None
+    if parquet.metadata.num_rows > settings.max_records:  # known from the footer: read nothing
+        raise _too_many(settings, f"{parquet.metadata.num_rows} rows in {path}")
     row = 0
     for batch in parquet.iter_batches(batch_size=10_000):
         for record in batch.to_pylist():
@@ -164,7 +186,7 @@ def _without_nulls(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if value is not None}
 
 
-def _table_records(source: PostgresSource) -> Iterator[RawRecord]:
+def _table_records(source: PostgresSource, settings: Feedback) -> Iterator[RawRecord]:
     import psycopg2
     from psycopg2 import sql
 
@@ -180,11 +202,8 @@ def _table_records(source: PostgresSource) -> Iterator[RawRecord]:
         with connection, connection.cursor() as count:
             count.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
             (rows,) = count.fetchone() or (0,)
-            if rows > source.max_rows:
-                raise FeedbackSourceError(
-                    f"{shown}: {rows} rows, over reliability.feedback.source.max_rows "
-                    f"({source.max_rows})"
-                )
+            if rows > settings.max_records:
+                raise _too_many(settings, f"{rows} rows")
         with connection, connection.cursor(name="crucible_feedback") as cursor:
             cursor.itersize = 5_000
             cursor.execute(sql.SQL("SELECT * FROM {}").format(table))

@@ -268,3 +268,34 @@ def test_the_run_fails_with_one_line_writes_only_its_directory_and_no_pii(
     )
     manifest = json.loads((artifacts_dir / "fb" / "r2" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
+
+
+def test_a_small_parquet_of_millions_of_rows_is_refused_before_a_row_is_read(
+    tmp_path: Path,
+) -> None:
+    """Found by an outsider: 10 MB of Parquet held 2 million rows, which took minutes and GBs
+    to validate; its footer says how many before anything is read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "bomb.parquet"
+    ids = pa.array([f"e{i}" for i in range(200_000)])
+    pq.write_table(pa.table({"id": ids, "feedback_value": pa.array([True] * 200_000)}), path)
+    settings = Feedback(source=str(path), max_records=100_000)
+    records = read_records(settings)
+    with pytest.raises(FeedbackSourceError) as raised:
+        next(records)
+    assert str(raised.value) == (
+        f"reliability.feedback.source: {path}: expected at most 100000 records "
+        f"(reliability.feedback.max_records), found 200000 rows in {path}"
+    )
+
+
+def test_json_lines_past_max_records_are_refused_at_the_first_one_over(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(GOOD.replace('"ok"', f'"e{i}"') + "\n" for i in range(6)))
+    with pytest.raises(
+        FeedbackSourceError, match=r"expected at most 5 records .* found more than 5"
+    ):
+        lines_of(path, max_records=5)
+    assert lines_of(path, max_records=6).counts["kept"] == 6

@@ -53,9 +53,12 @@ def test_events_from_a_table_are_validated_row_by_row(postgres_db: str, tmp_path
 def test_the_row_cap_and_a_missing_table_are_one_line(postgres_db: str) -> None:
     _table(postgres_db)
     capped = Feedback(
-        source=PostgresSource(table="app.feedback", dsn=_dsn(postgres_db), max_rows=3)
+        source=PostgresSource(table="app.feedback", dsn=_dsn(postgres_db)), max_records=3
     )
-    with pytest.raises(FeedbackSourceError, match=r"4 rows, over .*max_rows \(3\)"):
+    with pytest.raises(
+        FeedbackSourceError,
+        match=r"expected at most 3 records \(reliability.feedback.max_records\), found 4 rows",
+    ):
         list(read_records(capped))
     missing = Feedback(source=PostgresSource(table="nowhere", dsn=_dsn(postgres_db)))
     with pytest.raises(FeedbackSourceError) as raised:

@@ -8,7 +8,15 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name
 
@@ -29,7 +37,6 @@ class PostgresSource(IRModel):
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         description="A postgresql:// connection URL (or $CRUCIBLE_FEEDBACK_DSN when unset).",
     )
-    max_rows: Int = Field(default=10_000_000, ge=1, description="Refuse a table with more rows.")
 
     @field_validator("table")
     @classmethod
@@ -98,6 +105,12 @@ class Feedback(IRModel):
     max_bytes: Int = Field(
         default=2**30, ge=1, description="Refuse a source of more bytes than this (all files)."
     )
+    max_records: Int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Refuse a source of more records than this (a small Parquet file can hold "
+        "millions of rows).",
+    )
 
     @field_validator("sampling_rate")
     @classmethod
@@ -128,10 +141,15 @@ class Feedback(IRModel):
         return self
 
 
-class FeedbackEvent(IRModel):
+class FeedbackEvent(BaseModel):
     """One piece of production feedback (the original's ``Feedback.Event``). Its
     ``feedback_value`` depends on its type: thumbs a bool (or "up"/"down"), rating a finite
-    number, correction the corrected output (text), label text, flag a bool or text."""
+    number, correction the corrected output (text), label text, flag a bool or text.
+
+    Data, not a setting: a plain model (unknown keys refused, ``Float`` refusing ``true``)
+    without the settings' model-wide number checks, which tripled the cost of a record."""
+
+    model_config = ConfigDict(extra="forbid")
 
     id: Name
     feedback_type: FeedbackType = "thumbs"
