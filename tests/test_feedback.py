@@ -230,3 +230,25 @@ def test_a_day_keeps_that_days_events_and_counts_the_rest(tmp_path: Path) -> Non
     # 01:30 at +02:00 is 23:30 UTC the day before
     assert [e["id"] for e in found.events] == ["1", "3"]
     assert found.counts["other_day"] == 2 and found.counts["kept"] == 2
+
+
+def test_ratings_too_large_to_average_are_undefined_with_the_reason() -> None:
+    """Found by an outsider: ratings of 1e308 gave a mean of 5e307 with a null bound, and
+    numpy's overflow warnings on the terminal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = mean_interval([1e308, 1e308, -5], 0.95, seed=0)
+    assert (
+        found["mean"] is None
+        and found["reason"] == "ratings too large to average in floating point"
+    )
+    rows = quality_by_period(
+        [{"id": str(i), "day": day, "feedback_type": "rating", "feedback_value": v,
+          "model_version": "v"} for i, (day, v) in enumerate(
+            [("2026-12-01", 3), ("2026-12-01", 4), ("2026-12-02", 1e308), ("2026-12-02", 1e308)])]
+    )  # fmt: skip
+    compared = rows[1]["against_previous"]["rating"]
+    assert compared == {"difference": None, "p_value": None,
+                        "reason": "ratings too large to average in floating point"}  # fmt: skip

@@ -98,8 +98,10 @@ def filesystem_errors(where: str) -> Iterator[None]:
 class DataFiles:
     """The files a location names: their filesystem (None: local) and paths."""
 
-    def __init__(self, location: str, split: str, fmt: str | None):
-        self.location = location
+    def __init__(
+        self, location: str, split: str, fmt: str | None, option: str = "dataset.options.path"
+    ):
+        self.location, self.option = location, option
         self.fs: Any = None
         self.largest = 0  # bytes of the largest file (known once checked)
         self.total = 0  # bytes of all of them (known once checked)
@@ -124,7 +126,7 @@ class DataFiles:
             self.fs is None and not os.path.lexists(root)
         ):
             raise DatasetError(
-                "no such file or folder (dataset.options.path)",
+                f"no such file or folder ({self.option})",
                 reason="not_found",
                 where=self.location,
             )

@@ -75,7 +75,7 @@ def ingest(
             found.events.append(_row(event, record.where, settings.anonymize_pii, key, found))
     if settings.anonymize_pii:  # a refused value is quoted in its error: redacted there too
         for error in found.errors:
-            error["problem"] = redact(error["problem"])
+            error.update({k: redact(v) for k, v in error.items()})
     return found
 
 
@@ -101,6 +101,8 @@ def _problem(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "missing":
         return "required, found nothing"
+    if error["type"] == "extra_forbidden":  # its value is not copied: it may be anything
+        return f"unknown field; expected the event's: {', '.join(FeedbackEvent.model_fields)}"
     if "found" in message:
         return message
     value = error.get("input")
@@ -152,8 +154,23 @@ def _utc(moment: datetime) -> datetime:
     )
 
 
+#: the fields whose text is searched for personal data (every text field but the type)
+TEXTS = ("id", "deployment_id", "model_version", "input", "output", "feedback_value", "metadata")
+#: a shorter key would make the hashed ids easy to reverse by trying names
+MIN_KEY = 16
+
+
+class WeakKeyError(ValueError):
+    """``$CRUCIBLE_PII_KEY`` too short to key the hash of user ids."""
+
+
 def _pii_key() -> bytes:
     configured = os.environ.get(PII_KEY_VARIABLE)
+    if configured and len(configured.strip()) < MIN_KEY:
+        raise WeakKeyError(
+            f"${PII_KEY_VARIABLE}: expected a key of at least {MIN_KEY} characters (a short one "
+            f"makes the hashed user ids easy to reverse), found {len(configured.strip())}"
+        )
     return configured.encode() if configured else secrets.token_bytes(32)
 
 
@@ -162,8 +179,9 @@ def _row(
 ) -> dict[str, Any]:
     values = event.model_dump()
     if anonymize:
-        for name in ("input", "output", "feedback_value", "metadata"):
+        for name in TEXTS:
             values[name] = _redacted(values[name], found)
+        where = redact(where)
         for name in ("user_id", "session_id"):
             if values[name] is not None:
                 digest = hmac.new(key, values[name].encode(), hashlib.sha256).hexdigest()

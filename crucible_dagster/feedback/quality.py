@@ -9,6 +9,7 @@ a number that looks real.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -42,7 +43,12 @@ def mean_interval(values: Sequence[float], level: float, seed: int) -> dict[str,
     data = np.asarray(values, dtype=float)
     if len(data) == 0:
         return {"n": 0, "mean": None, "low": None, "high": None, "reason": "no ratings"}
-    mean = float(data.mean())
+    with np.errstate(all="ignore"):  # an overflow is said below, not warned on the terminal
+        mean = float(data.mean())
+        spread = float(np.ptp(data))
+    if not (np.isfinite(mean) and np.isfinite(spread)):
+        return {"n": len(data), "mean": None, "low": None, "high": None,
+                "reason": "ratings too large to average in floating point"}  # fmt: skip
     if len(data) == 1:
         return {"n": 1, "mean": mean, "low": None, "high": None, "reason": "one rating"}
     if np.all(data == data[0]):  # every resample has the same mean: the interval is a point
@@ -114,6 +120,9 @@ def _ratings_compared(before: list[float], after: list[float]) -> dict[str, Any]
     if not before or not after:
         return {"difference": None, "p_value": None, "reason": "no ratings in one period"}
     difference = sum(after) / len(after) - sum(before) / len(before)
+    if not math.isfinite(difference):
+        return {"difference": None, "p_value": None,
+                "reason": "ratings too large to average in floating point"}  # fmt: skip
     if len(set(before) | set(after)) == 1:
         return {"difference": 0.0, "p_value": None, "reason": "all ratings equal"}
     result = mann_whitney(after, before)

@@ -18,11 +18,12 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 
 from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
-from crucible_dagster.experiment.ir import Feedback, PostgresSource
+from crucible_dagster.experiment.ir import Feedback, FeedbackEvent, PostgresSource
 
 JSONL = (".jsonl", ".ndjson", ".json")
 PARQUET = (".parquet", ".pq")
 DSN_VARIABLE = "CRUCIBLE_FEEDBACK_DSN"
+EVENT_FIELDS = tuple(FeedbackEvent.model_fields)
 
 
 class FeedbackSourceError(ValueError):
@@ -63,7 +64,7 @@ def _records(settings: Feedback) -> Iterator[RawRecord]:
     from crucible_dagster.datasets.local import DataFiles, filesystem_errors
 
     try:
-        files = DataFiles(settings.source, "", None)
+        files = DataFiles(settings.source, "", None, option="reliability.feedback.source")
         files.check(2**62)  # regular, readable, not empty: the cap is the feedback's own
     except DatasetError as exc:
         raise FeedbackSourceError(f"reliability.feedback.source: {exc}") from None
@@ -72,7 +73,7 @@ def _records(settings: Feedback) -> Iterator[RawRecord]:
             f"reliability.feedback.source: {settings.source}: {files.total} bytes, over "
             f"reliability.feedback.max_bytes ({settings.max_bytes}); raise it to read this much"
         )
-    for path in files.paths:
+    for path in _not_run_records(files.paths):
         suffix = PurePosixPath(path).suffix.lower()
         if suffix not in JSONL + PARQUET:
             raise FeedbackSourceError(
@@ -89,6 +90,15 @@ def _records(settings: Feedback) -> Iterator[RawRecord]:
                 yield from _parquet_records(handle, path, settings)
             else:
                 yield from _jsonl_records(handle, path, settings)
+
+
+def _not_run_records(paths: list[str]) -> list[str]:
+    """The paths but those under the artifacts root: a glob beside the experiment file must not
+    read runs' own records (telemetry, exports) back as feedback."""
+    from crucible_dagster.runtime.run_dirs import artifacts_root
+
+    root = os.path.realpath(artifacts_root(None))
+    return [p for p in paths if not os.path.realpath(p).startswith(root + os.sep)]
 
 
 def _lines(handle: IO[bytes], cap: int) -> Iterator[tuple[bytes, bool]]:
@@ -192,8 +202,9 @@ def _table_records(source: PostgresSource, settings: Feedback) -> Iterator[RawRe
 
     dsn = os.environ.get(DSN_VARIABLE) if "dsn" not in source.model_fields_set else None
     shown = f"reliability.feedback.source.table {source.table!r}"
+    deadline = f"-c statement_timeout={int(source.timeout_s * 1000)}"
     try:
-        connection = psycopg2.connect(dsn or source.dsn, connect_timeout=5)
+        connection = psycopg2.connect(dsn or source.dsn, connect_timeout=5, options=deadline)
     except psycopg2.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise FeedbackSourceError(f"{shown}: cannot connect to PostgreSQL: {first}") from None
@@ -204,11 +215,17 @@ def _table_records(source: PostgresSource, settings: Feedback) -> Iterator[RawRe
             (rows,) = count.fetchone() or (0,)
             if rows > settings.max_records:
                 raise _too_many(settings, f"{rows} rows")
+            count.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(table))
+            # only the event's columns are read: a table's others (a password, say) never are
+            columns = [c.name for c in count.description or () if c.name in EVENT_FIELDS]
+        if not columns:
+            raise FeedbackSourceError(f"{shown}: expected columns named as the event's fields "
+                                      f"({', '.join(EVENT_FIELDS)}), found none")  # fmt: skip
         with connection, connection.cursor(name="crucible_feedback") as cursor:
             cursor.itersize = 5_000
-            cursor.execute(sql.SQL("SELECT * FROM {}").format(table))
+            listed = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+            cursor.execute(sql.SQL("SELECT {} FROM {}").format(listed, table))
             for number, row in enumerate(cursor, start=1):
-                columns = [c.name for c in cursor.description or ()]
                 record = {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
                 yield RawRecord(f"table {source.table} row {number}", _without_nulls(record))
     except psycopg2.Error as exc:
@@ -223,4 +240,6 @@ def _jsonable(value: Any) -> Any:
     reads them), decimals become floats."""
     from decimal import Decimal
 
+    if isinstance(value, memoryview | bytes):  # bytea: shown as what it is, never its repr
+        return f"<{len(value)} bytes>"
     return float(value) if isinstance(value, Decimal) else value

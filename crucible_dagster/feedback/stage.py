@@ -58,10 +58,10 @@ class FeedbackStage(Stage):
         if experiment.reliability is None or experiment.reliability.feedback is None:
             return [("reliability.feedback", "the feedback stage needs reliability.feedback: "
                      "{source: <file or table>}")]  # fmt: skip
-        return []
+        return _source_problems(experiment.reliability.feedback.source)
 
     def run(self, ctx: Context, options: FeedbackOptions) -> Context:
-        from crucible_dagster.feedback.ingest import ingest
+        from crucible_dagster.feedback.ingest import WeakKeyError, ingest
         from crucible_dagster.feedback.quality import quality_by_period
         from crucible_dagster.feedback.sources import FeedbackSourceError, read_records
         from crucible_dagster.runtime.run_dirs import report_base
@@ -71,7 +71,7 @@ class FeedbackStage(Stage):
             return ctx.put_metric("feedback", {"enabled": False})
         try:
             found = ingest(read_records(settings), settings, ctx.seed, day=options.day)
-        except FeedbackSourceError as exc:
+        except (FeedbackSourceError, WeakKeyError) as exc:
             raise StageError("feedback_source", None, str(exc)) from None
         folder = report_base(ctx)
         files = _write(folder, found.events, found.errors, options.export)
@@ -86,6 +86,23 @@ class FeedbackStage(Stage):
         quality = quality_by_period(found.events, options.confidence_level, ctx.seed)
         ctx = ctx.put_metric("feedback", summary).put_metric("feedback_quality", quality)
         return ctx.put_artifact("feedback", str(folder / TABLE_FILE))
+
+
+def _source_problems(source: Any) -> list[tuple[str, str]]:
+    """A local path that names nothing, found before the run (a URL or a table is looked at
+    when the run reads it)."""
+    import glob
+    import os
+
+    from crucible_dagster.common.locations import is_url
+
+    if not isinstance(source, str) or is_url(source):
+        return []
+    expanded = os.path.expanduser(source)
+    found = glob.glob(expanded, recursive=True) if set("*?[") & set(source) else [expanded]
+    if not any(os.path.lexists(p) for p in found):
+        return [("reliability.feedback.source", f"no such file or folder: {source}")]
+    return []
 
 
 def _settings(ctx: Context) -> Feedback:

@@ -81,8 +81,10 @@ def test_a_billion_laughs_style_line_of_repeated_references_is_only_its_bytes(
     ("bad", "field", "problem"),
     [
         (b'{"feedback_type": "thumbs", "feedback_value": true}', "id", "required, found nothing"),
-        (b'{"id": "", "feedback_value": true}', "id", "at least 1 character"),
-        (b'{"id": 7, "feedback_value": true}', "id", "found int 7"),
+        (b'{"id": "", "feedback_value": true}', "id", "expected a non-blank id, found ''"),
+        (b'{"id": "   ", "feedback_value": true}', "id", "expected a non-blank id"),
+        (b'{"id": 7.5, "feedback_value": true}', "id", "found float 7.5"),
+        (b'{"id": true, "feedback_value": true}', "id", "found bool true"),
         (b'{"id": "a", "feedback_value": "maybe"}', "feedback_value", "found str 'maybe'"),
         (
             b'{"id": "a", "feedback_type": "rating", "feedback_value": 1e999}',
@@ -96,7 +98,11 @@ def test_a_billion_laughs_style_line_of_repeated_references_is_only_its_bytes(
             "timestamp",
             'found str "yesterday"',
         ),
-        (b'{"id": "a", "feedback_value": true, "colour": 1}', "colour", "Extra inputs"),
+        (
+            b'{"id": "a", "feedback_value": true, "colour": "hunter2"}',
+            "colour",
+            "unknown field; expected the event's: id, feedback_type",
+        ),
         (
             b'{"id": "a", "feedback_type": "vote", "feedback_value": true}',
             "feedback_type",
@@ -261,12 +267,18 @@ def test_the_run_fails_with_one_line_writes_only_its_directory_and_no_pii(
     bad = folder / "bad.yaml"
     bad.write_text("id: fb\nreliability: {feedback: {source: nowhere.jsonl}}\n"
                    "pipeline: [{name: feedback}]\n")  # fmt: skip
-    said = cli("run", str(bad), "--run-id", "r2")
+    for command in ("validate", "run"):  # refused before the run: no run directory
+        said = cli(command, str(bad), "--run-id", "r2") if command == "run" else cli(command, bad)
+        assert said.code == 1
+        assert (f"{bad}:2: reliability.feedback.source: no such file or folder: "
+                f"{folder}/nowhere.jsonl") in said.text  # fmt: skip
+    assert not (artifacts_dir / "fb" / "r2").exists()
+    (folder / "empty.jsonl").write_bytes(b"")  # found at the run: the record ends failed
+    bad.write_text(bad.read_text().replace("nowhere.jsonl", "empty.jsonl"))
+    said = cli("run", str(bad), "--run-id", "r3")
     assert said.code == 1
-    assert (
-        f"reliability.feedback.source: {folder}/nowhere.jsonl: no such file" in said.out + said.err
-    )
-    manifest = json.loads((artifacts_dir / "fb" / "r2" / "manifest.json").read_text())
+    assert f"reliability.feedback.source: {folder}/empty.jsonl: the file is empty" in said.text
+    manifest = json.loads((artifacts_dir / "fb" / "r3" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
 
 
@@ -299,3 +311,74 @@ def test_json_lines_past_max_records_are_refused_at_the_first_one_over(tmp_path:
     ):
         lines_of(path, max_records=5)
     assert lines_of(path, max_records=6).counts["kept"] == 6
+
+
+def test_an_integer_id_is_an_id_and_a_huge_rating_one_bad_record(tmp_path: Path) -> None:
+    """Found by an outsider: a rating of 400 digits crashed the whole run (float() overflows);
+    a table's bigserial key was refused as an id."""
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"id": 5, "feedback_value": true}\n'
+        + '{"id": "r", "feedback_type": "rating", "feedback_value": 1'
+        + "0" * 400
+        + "}\n"
+    )
+    found = lines_of(path)
+    assert [e["id"] for e in found.events] == ["5"]
+    (error,) = found.errors
+    assert error["field"] == "feedback_value" and "expected a finite number" in error["problem"]
+
+
+def test_identifiers_and_paths_are_redacted_too(tmp_path: Path) -> None:
+    folder = tmp_path / "ana@example.org"
+    folder.mkdir()
+    path = folder / "events.jsonl"
+    path.write_text(
+        json.dumps({"id": "dave@example.com", "model_version": "erin@example.com",
+                    "deployment_id": "555-867-5309", "feedback_value": True}) + "\n"
+        + json.dumps({"id": "x", "feedback_value": True, "ivan@example.com": 1}) + "\n"
+    )  # fmt: skip
+    found = lines_of(path)
+    written = json.dumps([found.events, found.errors])
+    for secret in ("dave@", "erin@", "867-5309", "ivan@", "ana@"):
+        assert secret not in written, secret
+
+
+def test_a_password_in_the_dsn_is_refused_without_being_shown() -> None:
+    from pydantic import ValidationError
+
+    from crucible_dagster.experiment.ir import PostgresSource
+
+    for dsn in ("postgresql://u:s3cretpw@h/db", "postgresql://u@h/db?password=s3cretpw",
+                "host=h password=s3cretpw"):  # fmt: skip
+        with pytest.raises(ValidationError) as raised:
+            PostgresSource(table="t", dsn=dsn)
+        message = raised.value.errors()[0]["msg"]
+        assert "s3cretpw" not in message and "expected" in message
+
+
+def test_a_file_url_of_another_host_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"found the host 'evil\.com'"):
+        Feedback(source="file://evil.com/tmp/a.jsonl")
+    assert Feedback(source="file://localhost/tmp/a.jsonl").source
+
+
+def test_a_glob_never_reads_runs_own_records(tmp_path: Path, artifacts_dir: Path) -> None:
+    (tmp_path / "events.jsonl").write_text(GOOD + "\n")
+    run = artifacts_dir / "fb" / "r1"
+    run.mkdir(parents=True)
+    (run / "feedback.jsonl").write_text(GOOD.replace('"ok"', '"again"') + "\n")
+    found = lines_of(Path(str(tmp_path / "**" / "*.jsonl")))
+    assert [e["id"] for e in found.events] == ["ok"]
+
+
+def test_a_short_pii_key_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crucible_dagster.feedback.ingest import WeakKeyError
+
+    path = tmp_path / "events.jsonl"
+    path.write_text(GOOD + "\n")
+    monkeypatch.setenv("CRUCIBLE_PII_KEY", "x")
+    with pytest.raises(WeakKeyError, match="at least 16 characters"):
+        lines_of(path)

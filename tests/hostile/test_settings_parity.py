@@ -220,6 +220,12 @@ REFUSED = [
         "did you mean 'cooldown_hours'?",
     ),
     (
+        "feedback_dsn_with_a_password",
+        "reliability: {feedback: {source: {table: t, dsn: 'postgresql://u:pw@h/db'}}}\n",
+        "reliability.feedback.source.dsn",
+        "expected a URL without a password (it would be copied into every run's manifest)",
+    ),
+    (
         "unknown_output_option_with_a_suggestion",
         "outputs: [{name: summary, options: {pth: summary.md}}]\n",
         "outputs[0].options.pth",

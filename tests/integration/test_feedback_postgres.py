@@ -66,3 +66,24 @@ def test_the_row_cap_and_a_missing_table_are_one_line(postgres_db: str) -> None:
     assert str(raised.value) == (
         "reliability.feedback.source.table 'nowhere': relation \"nowhere\" does not exist"
     )
+
+
+def test_only_the_events_columns_are_read_and_a_slow_query_meets_its_deadline(
+    postgres_db: str,
+) -> None:
+    """Found by an outsider: a table's other columns (a password) were read and quoted in every
+    row's error, an integer key was refused as an id, and a slow view ran unbounded."""
+    with connect(postgres_db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE users_feedback (id bigserial, feedback_value jsonb, password text);"
+            "INSERT INTO users_feedback (feedback_value, password) VALUES ('true', 'hunter2');"
+            "CREATE VIEW slow AS SELECT id, feedback_value FROM users_feedback "
+            "WHERE pg_sleep(3) IS NOT NULL"
+        )
+    settings = Feedback(source=PostgresSource(table="users_feedback", dsn=_dsn(postgres_db)))
+    found = ingest(read_records(settings), settings, seed=0)
+    assert found.counts["kept"] == 1 and found.errors == []
+    assert found.events[0]["id"] == "1" and "hunter2" not in json.dumps(found.events)
+    slow = Feedback(source=PostgresSource(table="slow", dsn=_dsn(postgres_db), timeout_s=0.5))
+    with pytest.raises(FeedbackSourceError, match="canceling statement due to statement timeout"):
+        list(read_records(slow))

@@ -7,6 +7,7 @@ import math
 import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -18,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel
 
 FeedbackType = Literal["thumbs", "rating", "correction", "label", "flag"]
 #: a PostgreSQL table, optionally schema-qualified: never spliced into SQL unquoted
@@ -48,11 +49,23 @@ class PostgresSource(IRModel):
             )
         return value
 
+    timeout_s: Float = Field(
+        default=300.0, gt=0, le=86_400, description="A deadline for each query (the server's)."
+    )
+
     @field_validator("dsn")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
+        """A URL without a secret: the experiment file is copied into every run's manifest."""
         if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError(f"expected a postgresql:// URL, found {value.split(':', 1)[0]!r}")
+            raise ValueError("expected a postgresql:// URL (the value is not shown: it may hold "
+                             "a password)")  # fmt: skip
+        parsed = urlsplit(value)
+        if parsed.password is not None or "password" in parse_qs(parsed.query):
+            raise ValueError(
+                "expected a URL without a password (it would be copied into every run's "
+                "manifest): give it in $CRUCIBLE_FEEDBACK_DSN, $PGPASSWORD or ~/.pgpass"
+            )
         return value
 
 
@@ -124,7 +137,16 @@ class Feedback(IRModel):
     def _allowed_source(cls, value: str | PostgresSource) -> str | PostgresSource:
         if isinstance(value, str):
             if not value.strip():
-                raise ValueError("expected a path or URL of feedback events, found ''")
+                raise ValueError(f"expected a path or URL of feedback events, found {value!r}")
+            if value.lower().startswith("file://") and urlsplit(value).hostname not in (
+                None,
+                "",
+                "localhost",
+            ):
+                raise ValueError(
+                    f"expected a file:// URL of this machine (no host, or localhost), found the "
+                    f"host {urlsplit(value).hostname!r}"
+                )
             scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
             if scheme and scheme.group(1).lower() not in SOURCE_SCHEMES:
                 raise ValueError(
@@ -151,7 +173,7 @@ class FeedbackEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: Name
+    id: str
     feedback_type: FeedbackType = "thumbs"
     feedback_value: Any = None
     deployment_id: str | None = None
@@ -169,6 +191,21 @@ class FeedbackEvent(BaseModel):
     def _none_metadata(cls, value: Any) -> Any:
         return {} if value is None else value
 
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        """A table's integer key (``bigserial``) is an id as good as text; blank is none."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"expected a non-blank id, found {value!r}")
+        return value
+
+    @field_validator("user_id", "session_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _value_fits_type(self) -> FeedbackEvent:
         value, kind = self.feedback_value, self.feedback_type
@@ -179,7 +216,7 @@ class FeedbackEvent(BaseModel):
                 raise ValueError(_expected("true/false or 'up'/'down'", kind, value))
         elif kind == "rating":
             number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not math.isfinite(value):
+            if not number or not _finite(value):
                 raise ValueError(_expected("a finite number", kind, value))
         elif kind in ("correction", "label"):
             if not isinstance(value, str) or not value:
@@ -187,6 +224,14 @@ class FeedbackEvent(BaseModel):
         elif not isinstance(value, bool | str):
             raise ValueError(_expected("true/false or text", kind, value))
         return self
+
+
+def _finite(value: float) -> bool:
+    """A finite float: an integer of 400 digits is not one (float() overflows)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 THUMBS = {"up": True, "down": False, "thumbs_up": True, "thumbs_down": False}
