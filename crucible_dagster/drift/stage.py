@@ -15,13 +15,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.stage import (
+    Stage,
+    StageError,
+    StageOptions,
+    reliability_setting,
+    required_setting,
+    setting_problems,
+)
 from crucible_dagster.telemetry import record
 
 if TYPE_CHECKING:
     from crucible_dagster.datasets.loading import LoadedDataset
     from crucible_dagster.drift.statistics import FeatureDrift
     from crucible_dagster.experiment.ir import Drift, Experiment
+
+
+EXAMPLE = "{reference: <dataset>}"
 
 
 class DriftOptions(StageOptions):
@@ -38,9 +48,9 @@ class DriftStage(Stage):
     def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
         from crucible_dagster.datasets.loading import dataset_problems
 
-        settings = experiment.reliability.drift if experiment.reliability else None
+        settings = reliability_setting(experiment, "drift")
         if settings is None:
-            return [("reliability.drift", "the drift stage needs reliability.drift: {reference}")]
+            return setting_problems(experiment, "drift", "drift", EXAMPLE)
         problems = []
         for field, ref in (("reference", settings.reference), ("current", settings.current)):
             if ref is not None:
@@ -141,12 +151,9 @@ def _feedback_problems(experiment: Experiment, settings: Drift) -> list[tuple[st
 
 
 def _settings(ctx: Context) -> tuple[Drift, Experiment]:
-    experiment = ctx.experiment
-    settings = experiment.reliability.drift if experiment and experiment.reliability else None
-    if experiment is None or settings is None:
-        raise StageError("missing_drift_config", None,
-                         "the drift stage needs reliability.drift: {reference: <dataset>}")  # fmt: skip
-    return settings, experiment
+    settings = required_setting(ctx, "drift", "drift", EXAMPLE)
+    assert ctx.experiment is not None  # it holds the settings
+    return settings, ctx.experiment
 
 
 def _load(ref: Any, side: str) -> LoadedDataset:

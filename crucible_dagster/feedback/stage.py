@@ -16,13 +16,21 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.stage import (
+    Stage,
+    StageError,
+    StageOptions,
+    reliability_setting,
+    required_setting,
+    setting_problems,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from crucible_dagster.experiment.ir import Experiment, Feedback
 
+EXAMPLE = "{source: <file or table>}"
 TABLE_FILE = "feedback.parquet"
 ERRORS_FILE = "feedback_errors.jsonl"
 EXPORT_FILE = "feedback.jsonl"
@@ -55,10 +63,10 @@ class FeedbackStage(Stage):
 
     @classmethod
     def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
-        if experiment.reliability is None or experiment.reliability.feedback is None:
-            return [("reliability.feedback", "the feedback stage needs reliability.feedback: "
-                     "{source: <file or table>}")]  # fmt: skip
-        return _source_problems(experiment.reliability.feedback.source)
+        settings = reliability_setting(experiment, "feedback")
+        if settings is None:
+            return setting_problems(experiment, "feedback", "feedback", EXAMPLE)
+        return _source_problems(settings.source)
 
     def run(self, ctx: Context, options: FeedbackOptions) -> Context:
         from crucible_dagster.feedback.ingest import WeakKeyError, ingest
@@ -66,7 +74,7 @@ class FeedbackStage(Stage):
         from crucible_dagster.feedback.sources import FeedbackSourceError, read_records
         from crucible_dagster.runtime.run_dirs import report_base
 
-        settings = _settings(ctx)
+        settings: Feedback = required_setting(ctx, "feedback", "feedback", EXAMPLE)
         if not settings.enabled:
             return ctx.put_metric("feedback", {"enabled": False})
         try:
@@ -103,15 +111,6 @@ def _source_problems(source: Any) -> list[tuple[str, str]]:
     if not any(os.path.lexists(p) for p in found):
         return [("reliability.feedback.source", f"no such file or folder: {source}")]
     return []
-
-
-def _settings(ctx: Context) -> Feedback:
-    experiment = ctx.experiment
-    settings = experiment.reliability.feedback if experiment and experiment.reliability else None
-    if settings is None:
-        raise StageError("missing_feedback_config", None,
-                         "the feedback stage needs reliability.feedback: {source: ...}")  # fmt: skip
-    return settings
 
 
 def _write(

@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
+from crucible_dagster.runtime.stage import (
+    Stage,
+    StageOptions,
+    reliability_setting,
+    required_setting,
+    setting_problems,
+)
 
 if TYPE_CHECKING:
     from crucible_dagster.experiment.ir import Experiment
 
+EXAMPLE = "{latency_p95_ms, error_rate or cost_per_1k}"
 TELEMETRY = "telemetry.jsonl"
 REPORT_STAGE = ("report", "crucible_dagster.reports.stage:ReportStage")
 #: a few of the unreadable telemetry lines are listed; all are counted
@@ -38,9 +45,8 @@ class MonitorStage(Stage):
 
     @classmethod
     def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
-        if experiment.reliability is None or experiment.reliability.monitoring is None:
-            return [("reliability.monitoring", "the monitor stage needs reliability.monitoring: "
-                     "{latency_p95_ms, error_rate or cost_per_1k}")]  # fmt: skip
+        if reliability_setting(experiment, "monitoring") is None:
+            return setting_problems(experiment, "monitoring", "monitor", EXAMPLE)
         steps = [s.implementation for s in experiment.enabled_stages]
         at = [i for i, s in enumerate(steps) if s in (cls.name, cls.qualified_name())]
         if at and not any(s in REPORT_STAGE for s in steps[at[0] + 1 :]):
@@ -51,13 +57,7 @@ class MonitorStage(Stage):
     def run(self, ctx: Context, options: MonitorOptions) -> Context:
         from crucible_dagster.runtime.run_dirs import report_base
 
-        experiment = ctx.experiment
-        monitoring = (
-            experiment.reliability.monitoring if experiment and experiment.reliability else None
-        )
-        if monitoring is None:
-            raise StageError("missing_monitoring_config", None,
-                             "the monitor stage needs reliability.monitoring")  # fmt: skip
+        monitoring = required_setting(ctx, "monitoring", "monitor", EXAMPLE)
         here = report_base(ctx)
         runs = [here, *earlier_runs(here, monitoring.window - 1)]
         return ctx.put_metric("monitoring", judged(runs, monitoring.limits(), monitoring.window))

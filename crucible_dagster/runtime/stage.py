@@ -151,3 +151,27 @@ def described(stage_cls: type[Stage]) -> dict[str, Any]:
     if stage_cls not in _DESCRIBED:
         _DESCRIBED[stage_cls] = stage_cls.describe()
     return _DESCRIBED[stage_cls]
+
+
+def reliability_setting(experiment: Any, name: str) -> Any:
+    """``experiment.reliability.<name>``, or None when the experiment or the block is unset."""
+    reliability = getattr(experiment, "reliability", None)
+    return getattr(reliability, name, None) if reliability is not None else None
+
+
+def setting_problems(experiment: Any, name: str, stage: str, example: str) -> list[tuple[str, str]]:
+    """A stage's ``check_experiment`` for the ``reliability.<name>`` it reads: a located problem
+    when the experiment does not set it."""
+    if reliability_setting(experiment, name) is not None:
+        return []
+    return [(f"reliability.{name}", f"the {stage} stage needs reliability.{name}: {example}")]
+
+
+def required_setting(ctx: Context, name: str, stage: str, example: str) -> Any:
+    """The ``reliability.<name>`` a stage reads at run time; a StageError without it (a stage
+    run by hand, outside a checked experiment)."""
+    found = reliability_setting(ctx.experiment, name)
+    if found is None:
+        raise StageError(f"missing_{name}_config", None,
+                         f"the {stage} stage needs reliability.{name}: {example}")  # fmt: skip
+    return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import AllowInfNan, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AllowInfNan, BeforeValidator, ConfigDict, Field
 
 from crucible_dagster.experiment.strict_numbers import (
     RefuseBoolForNumbers,
@@ -52,6 +52,19 @@ def first_repeat(values: Sequence[Any]) -> int | None:
         if item in values[:index]:
             return index
     return None
+
+
+def distinct(what: str) -> Any:
+    """A list field's validator (``Annotated[list[T], distinct("features")]``): a value listed
+    twice is refused, naming it (None passes)."""
+
+    def check(value: Any) -> Any:
+        index = first_repeat(value) if value is not None else None
+        if index is not None:
+            raise ValueError(f"expected distinct {what}, got {value[index]!r} twice")
+        return value
+
+    return AfterValidator(check)
 
 
 SEED_MAX = 2**32 - 1  # numpy's legacy RandomState and scikit-learn take unsigned 32-bit seeds

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from crucible_dagster.experiment.ir.base import Float, Int, IRModel
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel, distinct
 
 FeedbackType = Literal["thumbs", "rating", "correction", "label", "flag"]
 #: a PostgreSQL table, optionally schema-qualified: never spliced into SQL unquoted
@@ -91,7 +91,7 @@ class Feedback(IRModel):
     sampling_rate: Float = Field(
         default=1.0, description="The share of events kept, chosen by event id (0 to 1)."
     )
-    feedback_types: list[FeedbackType] = Field(
+    feedback_types: Annotated[list[FeedbackType], distinct("kinds")] = Field(
         default_factory=lambda: list[FeedbackType](["thumbs", "rating", "correction"]),
         min_length=1,
         description="The kinds of event ingested; others are counted, not kept.",
@@ -155,12 +155,6 @@ class Feedback(IRModel):
                     "read it, or use {table, dsn} for PostgreSQL"
                 )
         return value
-
-    @model_validator(mode="after")
-    def _distinct_types(self) -> Feedback:
-        if len(set(self.feedback_types)) != len(self.feedback_types):
-            raise ValueError(f"feedback_types: expected distinct kinds, got {self.feedback_types}")
-        return self
 
 
 class FeedbackEvent(BaseModel):

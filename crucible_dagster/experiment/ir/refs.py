@@ -5,12 +5,12 @@ from __future__ import annotations
 import posixpath
 import re
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator, with_config
 from typing_extensions import TypedDict
 
-from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, first_repeat
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, distinct
 from crucible_dagster.experiment.names import MAX_NAME_LENGTH, check_name, suggest_name
 
 # --- references ---------------------------------------------------------------------------
@@ -109,7 +109,9 @@ class OutputSpec(IRModel):
     """One report: its formats each go to a separate file (never overwriting each other)."""
 
     name: Name
-    formats: list[ReportFormat] = Field(default_factory=lambda: list[ReportFormat](["markdown"]))
+    formats: Annotated[list[ReportFormat], distinct("formats")] = Field(
+        default_factory=lambda: list[ReportFormat](["markdown"])
+    )
     sink: Sink = "file"
     options: OutputOptions | None = None
 
@@ -123,14 +125,6 @@ class OutputSpec(IRModel):
                 f"and '.', starting with a letter or digit (a valid Dagster name and a file name "
                 f"inside the run directory), got {value!r}; try {suggest_name(value)!r}"
             )
-        return value
-
-    @field_validator("formats")
-    @classmethod
-    def _distinct_formats(cls, value: list[ReportFormat]) -> list[ReportFormat]:
-        index = first_repeat(value)
-        if index is not None:
-            raise ValueError(f"expected distinct formats, got {value[index]!r} twice")
         return value
 
     def path_escapes(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, first_repeat
+from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, distinct
 from crucible_dagster.experiment.ir.feedback_settings import Feedback
 from crucible_dagster.experiment.ir.refs import DatasetRef
 
@@ -176,7 +176,7 @@ class RetrainingTrigger(IRModel):
     experiment's latest run shows one of ``when`` (``monitoring.retraining``), at most once a
     ``cooldown_hours``."""
 
-    when: list[RetrainingReason] = Field(
+    when: Annotated[list[RetrainingReason], distinct("reasons")] = Field(
         min_length=1,
         description="drift (features drifted), quality_drop (feedback worse than the day before, "
         "significantly), monitoring (a monitoring limit missed).",
@@ -193,14 +193,6 @@ class RetrainingTrigger(IRModel):
     )
     default_status: Literal["running", "stopped"] = "stopped"
 
-    @field_validator("when")
-    @classmethod
-    def _distinct(cls, value: list[str]) -> list[str]:
-        index = first_repeat(value)
-        if index is not None:
-            raise ValueError(f"expected distinct reasons, got {value[index]!r} twice")
-        return value
-
 
 class Drift(IRModel):
     """``reliability.drift``: the ``drift`` stage compares recent inputs with a reference
@@ -215,7 +207,8 @@ class Drift(IRModel):
         description="feedback: the recent inputs are the inputs of the feedback events the "
         "feedback stage kept in this run (before the drift stage).",
     )
-    features: list[Name] | None = Field(
+    # a feature twice would be tested twice, corrected twice over
+    features: Annotated[list[Name] | None, distinct("features")] = Field(
         default=None,
         min_length=1,
         description="Columns compared; default: every column both share but the target.",
@@ -230,14 +223,6 @@ class Drift(IRModel):
     )
     bins: Int = Field(default=10, ge=2, le=1000, description="Quantile bins of a numeric PSI.")
     fail_on_drift: bool = False
-
-    @field_validator("features")
-    @classmethod
-    def _distinct_features(cls, value: list[str] | None) -> list[str] | None:
-        index = first_repeat(value) if value is not None else None
-        if value is not None and index is not None:  # tested twice, corrected twice over
-            raise ValueError(f"expected distinct features, got {value[index]!r} twice")
-        return value
 
 
 class Stats(IRModel):
