@@ -340,3 +340,30 @@ def test_current_from_feedback_needs_a_feedback_stage_before_drift(
     assert said.code == 1
     assert (f"{path}:4: reliability.drift.current_from: feedback: expected a feedback stage "
             "before the drift stage") in said.text  # fmt: skip
+
+
+def test_feedback_inputs_that_cannot_be_compared_say_why(tmp_path: Path) -> None:
+    """Found by an outsider: 100 000 distinct keys built 100 000 features (340 MB written);
+    mixed or missing inputs failed with "share no column"."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crucible_dagster.drift.feedback_inputs import feedback_inputs
+    from crucible_dagster.runtime.stage import StageError
+
+    def table(inputs: list[Any]) -> Path:
+        path = tmp_path / f"t{len(inputs)}.parquet"
+        ids = [str(i) for i in range(len(inputs))]
+        pq.write_table(pa.table({"id": ids, "input": pa.array(inputs, pa.string())}), path)
+        return path
+
+    many = table([json.dumps({f"k{i}_{j}": 1 for j in range(3)}) for i in range(400)])
+    with pytest.raises(StageError, match="the inputs hold 1200 distinct keys, over 1000"):
+        feedback_inputs(many)
+    assert list(feedback_inputs(many, ["k1_0"]).examples.columns) == ["k1_0"]
+    with pytest.raises(StageError, match="all JSON objects or all text, found both"):
+        feedback_inputs(table(['{"a": 1}', "plain text", '{"a": 2}']))
+    with pytest.raises(StageError, match="no kept feedback event has an input"):
+        feedback_inputs(table([None, None]))

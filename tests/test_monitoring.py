@@ -139,3 +139,18 @@ def test_validate_asks_for_a_report_stage_after_the_monitor(tmp_path: Path, cli:
     assert said.code == 1
     assert (f"{path}:3: reliability.monitoring: its limits are judged as quality targets by the "
             "report stage: add {name: report} after the monitor stage") in said.text  # fmt: skip
+
+
+def test_lines_of_another_run_are_skipped_and_quoted_lines_redacted(tmp_path: Path) -> None:
+    """Found by an outsider: lines naming another run or experiment were pooled (a copied
+    folder counted twice), and a torn line's quote copied an email into the new run's files."""
+    run = tmp_path / "x" / "r1"
+    run.mkdir(parents=True)
+    mine = [event(i, run_id="r1", success=True) for i in range(4)]
+    theirs = [event(10 + i, run_id="zzz", success=False) for i in range(20)]
+    other = [event(40, run_id="r1", experiment_id="other", success=False)]
+    write(run / "telemetry.jsonl", mine + theirs + other, tail=b'{"a": "john.doe@example.com"}\n')
+    found = judged([run], {"error_rate": 0.1}, window=1)
+    assert found["requests"] == 4 and found["error_rate"] == 0
+    assert found["telemetry_problems"] == 22
+    assert "john.doe@example.com" not in json.dumps(found)

@@ -33,7 +33,7 @@ def retraining_sensor(
         resource: CrucibleResource = getattr(context.resources, RESOURCE_KEY)
         now = datetime.now(timezone.utc)
         folder = Path(resource.artifacts_root()) / experiment.id
-        decision = decide(folder, trigger, State.from_json(context.cursor), now)
+        decision = decide(folder, trigger, State.from_json(context.cursor, now), now)
         if not decision.launch:
             return dg.SkipReason(decision.message)
         context.update_cursor(State(now, decision.run_id).to_json())

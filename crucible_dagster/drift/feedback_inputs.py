@@ -32,8 +32,31 @@ def _objects(texts: list[Any]) -> list[dict[str, Any]] | None:
     return found
 
 
-def feedback_inputs(table_path: Any) -> LoadedDataset:
+#: the most columns inputs may give when ``features`` does not name them: each is a test, a row
+#: of the report and a line of the manifest (100 000 keys wrote 340 MB)
+MAX_KEYS = 1000
+
+
+def _examples(ids: list[str], texts: list[Any], features: list[str] | None) -> Any:
     import pandas as pd
+
+    objects = _objects(texts)
+    if objects is None:
+        if any(isinstance(t, str) and t.lstrip().startswith("{") for t in texts):
+            raise StageError("drift_current", None, "reliability.drift.current_from: feedback: "
+                             "expected inputs that are all JSON objects or all text, found both")  # fmt: skip
+        return pd.DataFrame({"input": texts}, index=ids)
+    if features is not None:  # only the named ones are built
+        objects = [{k: o[k] for k in features if k in o} for o in objects]
+    keys = {k for o in objects for k in o}
+    if len(keys) > MAX_KEYS:
+        raise StageError("drift_current", len(keys), "reliability.drift.current_from: feedback: "
+                         f"the inputs hold {len(keys)} distinct keys, over {MAX_KEYS}; name the "
+                         "ones to compare in reliability.drift.features")  # fmt: skip
+    return pd.DataFrame(objects, index=ids)
+
+
+def feedback_inputs(table_path: Any, features: list[str] | None = None) -> LoadedDataset:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -45,10 +68,10 @@ def feedback_inputs(table_path: Any) -> LoadedDataset:
     table = pq.read_table(str(table_path), columns=["id", "input"])
     kept = table.filter(pa.compute.is_valid(table["input"]))
     ids, texts = kept["id"].to_pylist(), kept["input"].to_pylist()
-    objects = _objects(texts)
-    examples = (
-        pd.DataFrame(objects, index=ids) if objects else pd.DataFrame({"input": texts}, index=ids)
-    )
+    if not ids:
+        raise StageError("drift_current", None, "reliability.drift.current_from: feedback: no "
+                         "kept feedback event has an input (see the feedback metric's counts)")  # fmt: skip
+    examples = _examples(ids, texts, features)
     digest = hashlib.sha256(json.dumps([ids, texts], default=str).encode()).hexdigest()
     return LoadedDataset(
         name="feedback",

@@ -85,7 +85,7 @@ class DriftStage(Stage):
         if settings.current_from == "feedback":
             from crucible_dagster.drift.feedback_inputs import feedback_inputs
 
-            current = feedback_inputs(ctx.get_artifact("feedback"))
+            current = feedback_inputs(ctx.get_artifact("feedback"), settings.features)
         else:
             current_ref = settings.current or experiment.dataset
             assert current_ref is not None  # check_experiment
@@ -142,6 +142,10 @@ def _feedback_problems(experiment: Experiment, settings: Drift) -> list[tuple[st
     if settings.current is not None:
         return [("reliability.drift.current", "not used with current_from: feedback (the "
                  "feedback events are the current inputs); remove one")]  # fmt: skip
+    feedback = reliability_setting(experiment, "feedback")
+    if feedback is not None and not feedback.enabled:
+        return [("reliability.drift.current_from", "feedback: reliability.feedback.enabled is "
+                 "false, so no events are kept to compare")]  # fmt: skip
     steps = [s.implementation for s in experiment.enabled_stages]
     drift_at = next((i for i, s in enumerate(steps) if s == "drift"), len(steps))
     if "feedback" not in steps[:drift_at]:

@@ -11,9 +11,11 @@ its reason, and its target fails saying so.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crucible_dagster.common.pii import redact
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import (
     Stage,
@@ -63,6 +65,10 @@ class MonitorStage(Stage):
         return ctx.put_metric("monitoring", judged(runs, monitoring.limits(), monitoring.window))
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
 def earlier_runs(run_dir: Path, count: int) -> list[Path]:
     """The ``count`` latest runs of the experiment before this one (by start time), whose
     records end in a terminal status; a record that cannot be read is skipped (it says why in
@@ -72,7 +78,9 @@ def earlier_runs(run_dir: Path, count: int) -> list[Path]:
     if count <= 0:
         return []
     runs, _ = scan_runs(run_dir.parent)
-    ended = [r for r in runs if r.run_dir.name != run_dir.name and r.manifest.status != "running"]
+    latest = datetime.now(timezone.utc) + timedelta(hours=1)  # a record from the future is wrong
+    ended = [r for r in runs if r.run_dir.name != run_dir.name and r.manifest.status != "running"
+             and (r.manifest.started_at is None or _utc(r.manifest.started_at) <= latest)]  # fmt: skip
     ended.sort(
         key=lambda r: (r.manifest.started_at is not None, r.manifest.started_at), reverse=True
     )
@@ -83,6 +91,16 @@ def judged(runs: list[Path], limits: dict[str, float], window: int) -> dict[str,
     from crucible_dagster.telemetry.metrics import events_frame, request_metrics
 
     frame, problems = events_frame([r / TELEMETRY for r in runs if (r / TELEMETRY).exists()])
+    # a line naming another run or experiment is not this run's request (a copied folder, a
+    # record appended by hand): skipped, and counted with the other problems
+    owner = frame["file"].map(lambda f: Path(f).parent.name)
+    experiment = runs[0].parent.name if runs else ""
+    foreign = (frame["run_id"] != owner) | (frame["experiment_id"] != experiment)
+    strays = frame.loc[foreign, ["file", "run_id", "experiment_id"]].itertuples(index=False)
+    problems += [f"{f}: an event of run {str(r)[:80]!r} of {str(e)[:80]!r}, not this folder's"
+                 for f, r, e in strays]  # fmt: skip
+    frame = frame[~foreign]
+    problems = [redact(p) for p in problems]  # a torn line is quoted: personal data is not
     found = request_metrics(frame, by=())
     row: dict[str, Any] = (
         {str(k): v for k, v in found.iloc[0].items()} if len(found) else {"requests": 0.0}

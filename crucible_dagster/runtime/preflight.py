@@ -29,6 +29,7 @@ from crucible_dagster.runtime.registry import (
     load_stage_class,
     registry_for,
 )
+from crucible_dagster.runtime.stage import reliability_setting
 
 
 @dataclass
@@ -291,6 +292,21 @@ def mark_duplicate_ids(
             "which is the one loaded; ids must be unique"
         )
         item.problems.append(Problem(message, "id", display_path(item.path), item.id_line))
+        item.experiment = None
+    _mark_unknown_launches(checked, set(first))
+
+
+def _mark_unknown_launches(checked: list[CheckedFile], known: set[str]) -> None:
+    """A retraining trigger's ``launch`` names an experiment of the same code location: one
+    that is not there would make Dagster refuse the sensor, unlocated."""
+    for item in checked:
+        trigger = reliability_setting(item.experiment, "retraining_trigger")
+        if trigger is None or trigger.launch is None or trigger.launch in known:
+            continue
+        field = "reliability.retraining_trigger.launch"
+        message = (f"expected the id of an experiment loaded beside this one, found "
+                   f"{trigger.launch!r}")  # fmt: skip
+        item.problems.append(Problem(message, field, display_path(item.path), None))
         item.experiment = None
 
 

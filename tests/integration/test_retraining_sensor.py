@@ -100,8 +100,10 @@ def test_a_calm_run_launches_nothing_and_reasons_read_every_signal(
     trigger = RetrainingTrigger(when=["drift", "quality_drop", "monitoring"])
     metrics = {
         "drift": {"drifted": []},
-        "quality_targets": [{"name": "monitoring_error_rate", "passed": False},
-                            {"name": "accuracy", "passed": False}],
+        "quality_targets": [{"name": "monitoring_error_rate", "passed": False, "estimate": 0.4},
+                            # no data: the check fails, but it is no evidence to retrain on
+                            {"name": "monitoring_cost_per_1k", "passed": False},
+                            {"name": "accuracy", "passed": False, "estimate": 0.1}],
         "feedback_quality": [{"model_version": "v2", "day": "2026-12-02", "against_previous": {
             "thumbs_up": {"difference": -0.3, "p_value": 0.001},
             "correction_rate": {"difference": 0.1, "p_value": 0.2},
@@ -208,3 +210,55 @@ def _sensor_origin_id(instance: dg.DagsterInstance) -> str:
 
 def _selector_id(instance: dg.DagsterInstance) -> str:
     return str(_sensor_state(instance).selector_id)
+
+
+def test_hostile_cursors_and_records_never_fail_a_tick(tmp_path: Path, artifacts_dir: Path) -> None:
+    """Found by an outsider: a cursor time without an offset, in year 9999, or nested 100 000
+    deep failed every tick; a manifest ending in the future stayed the latest run forever;
+    drifted names that are not text, and booleans for p-values, became reasons."""
+    now = datetime.now(timezone.utc)
+    for cursor in ('{"launched_at": "2026-12-03T18:00:00", "after_run": "x"}',
+                   '{"launched_at": "9999-12-31T00:00:00+00:00"}', "[" * 100_000):  # fmt: skip
+        state = State.from_json(cursor, now)
+        assert state.launched_at is None or state.launched_at.tzinfo is not None
+    assert State.from_json('{"launched_at": "9999-12-31T00:00:00+00:00"}', now).launched_at is None
+    reference, current = _samples(tmp_path, shift=5.0)
+    experiment = _triggered(reference, current)
+    assert run(experiment, run_id="real").status == "completed"
+    future = artifacts_dir / "drifted" / "future"
+    future.mkdir()
+    manifest = json.loads((artifacts_dir / "drifted" / "real" / "manifest.json").read_text())
+    manifest.update(run_id="future", ended_at="9999-12-31T00:00:00+00:00")
+    (future / "manifest.json").write_text(json.dumps(manifest))
+    trigger = experiment.reliability.retraining_trigger if experiment.reliability else None
+    assert trigger is not None
+    decision = decide(artifacts_dir / "drifted", trigger, State(), now)
+    assert decision.run_id == "real" and decision.launch
+    weird = {"drift": {"drifted": [1, None, "age\n\x1b[31m"]},
+             "feedback_quality": [{"against_previous": {"thumbs_up": {"difference": True,
+                                                                      "p_value": False}}}]}  # fmt: skip
+    full = RetrainingTrigger(when=["drift", "quality_drop"])
+    assert reasons(weird, full) == ["drift in age\\n\\u001b[31m"]
+
+
+def test_a_launch_naming_no_experiment_is_refused_by_validate_and_the_loader(
+    tmp_path: Path, cli: Any, artifacts_dir: Path
+) -> None:
+    """Found by an outsider: validate said valid and the loader refused the sensor, unlocated."""
+    from crucible_dagster.dagster_plugin import definitions_from_folder
+
+    reference, current = _samples(tmp_path, shift=5.0)
+    data = _triggered(reference, current, launch="nope").model_dump(
+        mode="json", by_alias=True, exclude_defaults=True
+    )
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "drifted.yaml").write_text(yaml.safe_dump(data))
+    said = cli("validate", str(folder))
+    assert said.code == 1
+    expected = ("drifted.yaml: reliability.retraining_trigger.launch: expected the id of an "
+                "experiment loaded beside this one, found 'nope'")  # fmt: skip
+    assert expected in said.text
+    defs = definitions_from_folder(folder)  # the folder loads, the file is shown invalid
+    names = [s.name for s in defs.sensors or []]
+    assert "drifted_retraining" not in names and "crucible_invalid_experiments" in names

@@ -218,13 +218,13 @@ class Experiment(IRModel):
         self._check_race()
         self._check_study()
         self._unique_report_files()
-        monitoring = self.reliability.monitoring if self.reliability else None
         names = [t.name for t in self.quality_targets]
         for index, name in enumerate(names):
-            if name in names[:index] or (monitoring and name in monitoring.target_names()):
+            if name in names[:index] or name.startswith("monitoring_"):
                 raise PydanticCustomError(
                     "duplicate_target",
-                    "duplicate quality target name '{name}' (monitoring_* are reliability.monitoring's)",
+                    "duplicate quality target name '{name}' (monitoring_* names are "
+                    "reliability.monitoring's)",
                     {"name": name, "field": f"quality_targets[{index}].name"},
                 )
         return self

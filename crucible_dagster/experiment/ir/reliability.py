@@ -156,9 +156,6 @@ class Monitoring(IRModel):
         found = {f: getattr(self, f) for f in ("latency_p95_ms", "error_rate", "cost_per_1k")}
         return {field: limit for field, limit in found.items() if limit is not None}
 
-    def target_names(self) -> list[str]:
-        return [f"monitoring_{field}" for field in self.limits()]
-
     @model_validator(mode="after")
     def _a_limit(self) -> Monitoring:
         if self.latency_p95_ms is None and self.error_rate is None and self.cost_per_1k is None:
