@@ -154,3 +154,26 @@ def test_lines_of_another_run_are_skipped_and_quoted_lines_redacted(tmp_path: Pa
     assert found["requests"] == 4 and found["error_rate"] == 0
     assert found["telemetry_problems"] == 22
     assert "john.doe@example.com" not in json.dumps(found)
+
+
+def test_a_huge_telemetry_line_of_an_earlier_run_is_skipped_without_being_held(
+    tmp_path: Path,
+) -> None:
+    """Found by an outsider: a 300 MB line was read whole before its length was checked."""
+    import tracemalloc
+
+    run = tmp_path / "x" / "r1"
+    run.mkdir(parents=True)
+    with (run / "telemetry.jsonl").open("wb") as handle:
+        handle.write(json.dumps(event(1, run_id="r1")).encode() + b'\n{"event": "request", "x": "')
+        for _ in range(128):
+            handle.write(b"a" * 2**20)
+        handle.write(b'"}\n' + json.dumps(event(2, run_id="r1")).encode() + b"\n")
+    tracemalloc.start()  # the peak of this read alone, whatever the process held before
+    try:
+        found = judged([run], {}, window=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20  # the 128 MiB line was never held
+    assert found["requests"] == 2 and found["telemetry_problems"] == 1

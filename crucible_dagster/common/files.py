@@ -16,9 +16,9 @@ import errno
 import os
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import IO, TYPE_CHECKING, TypeVar, cast
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -195,3 +195,20 @@ def read_regular(path: Path, cap: int) -> bytes:
     if len(data) > cap:
         raise UnreadableFile("too_large")
     return data
+
+
+def bounded_lines(handle: IO[bytes], cap: int) -> Iterator[tuple[bytes, bool]]:
+    """Each line of at most ``cap`` bytes, and whether it was longer (then it is yielded empty,
+    its bytes skipped a chunk at a time): a line of a gigabyte is never held in memory."""
+    while True:
+        line = handle.readline(cap + 1)
+        if not line:
+            return
+        if len(line) <= cap or line.endswith(b"\n"):
+            yield line, False
+            continue
+        while not line.endswith(b"\n"):  # skip the rest of the long line, a chunk at a time
+            line = handle.readline(1 << 20)
+            if not line:
+                break
+        yield b"", True

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO, Any
 
+from crucible_dagster.common.files import bounded_lines
 from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
 from crucible_dagster.experiment.ir import Feedback, FeedbackEvent, PostgresSource
 
@@ -101,23 +102,6 @@ def _not_run_records(paths: list[str]) -> list[str]:
     return [p for p in paths if not os.path.realpath(p).startswith(root + os.sep)]
 
 
-def _lines(handle: IO[bytes], cap: int) -> Iterator[tuple[bytes, bool]]:
-    """Each line of at most ``cap`` bytes, and whether it was longer (then only its first
-    ``cap`` bytes are kept): a line of a gigabyte is never held in memory."""
-    while True:
-        line = handle.readline(cap + 1)
-        if not line:
-            return
-        if len(line) <= cap or line.endswith(b"\n"):
-            yield line, False
-            continue
-        while not line.endswith(b"\n"):  # skip the rest of the long line, a chunk at a time
-            line = handle.readline(1 << 20)
-            if not line:
-                break
-        yield b"", True
-
-
 def _depth(text: str) -> int:
     """The deepest nesting of brackets (inside strings too: a conservative count), before
     ``json.loads`` recurses into it."""
@@ -132,7 +116,9 @@ def _depth(text: str) -> int:
 
 
 def _jsonl_records(handle: IO[bytes], path: str, settings: Feedback) -> Iterator[RawRecord]:
-    for number, (raw, too_long) in enumerate(_lines(handle, settings.max_line_bytes), start=1):
+    for number, (raw, too_long) in enumerate(
+        bounded_lines(handle, settings.max_line_bytes), start=1
+    ):
         where = f"{path}:{number}"
         if too_long:
             yield RawRecord(where, None, f"expected a line of at most {settings.max_line_bytes} "

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from crucible_dagster.common.files import bounded_lines
 from crucible_dagster.common.jsonsafe import DuplicateJsonKey, duplicate_json_keys
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -127,9 +128,9 @@ def read_events(path: str | Path) -> tuple[list[TelemetryEvent], list[str]]:
             f"{path}: expected at most {MAX_FILE_BYTES} bytes, found {path.stat().st_size}"
         ]
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, (raw, too_long) in enumerate(bounded_lines(handle, MAX_LINE_BYTES), 1):
             where = f"{path}:{number}"
-            if len(raw) > MAX_LINE_BYTES:
+            if too_long:  # skipped a chunk at a time, never held whole
                 problems.append(f"{where}: expected a line under {MAX_LINE_BYTES} bytes")
                 continue
             if not raw.strip():
