@@ -177,3 +177,16 @@ def test_a_huge_telemetry_line_of_an_earlier_run_is_skipped_without_being_held(
         tracemalloc.stop()
     assert peak < 16 * 2**20  # the 128 MiB line was never held
     assert found["requests"] == 2 and found["telemetry_problems"] == 1
+
+
+def test_an_option_of_the_monitor_stage_is_refused_saying_it_takes_none(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """Found by an outsider: the message listed an empty 'expected one of: '."""
+    path = tmp_path / "m.yaml"
+    path.write_text("id: m\nreliability: {monitoring: {error_rate: 0.1}}\npipeline:\n"
+                    "  - {name: monitor, options: {window: 3}}\n  - name: report\n")  # fmt: skip
+    said = cli("validate", str(path))
+    assert said.code == 1
+    assert (f"{path}:4: pipeline[0].options.window: unknown field 'window'; expected no "
+            "fields here") in said.text  # fmt: skip

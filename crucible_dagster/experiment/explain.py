@@ -219,6 +219,8 @@ def _unknown_field(model: type[BaseModel], loc: list[Any]) -> str:
     key = str(loc[-1])
     if valid is None:
         return f"unknown field {key!r}"
+    if not valid:
+        return f"unknown field {key!r}; expected no fields here"
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown field {key!r}; expected one of: {', '.join(valid)}{hint}"
