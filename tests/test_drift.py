@@ -367,3 +367,33 @@ def test_feedback_inputs_that_cannot_be_compared_say_why(tmp_path: Path) -> None
         feedback_inputs(table(['{"a": 1}', "plain text", '{"a": 2}']))
     with pytest.raises(StageError, match="no kept feedback event has an input"):
         feedback_inputs(table([None, None]))
+
+
+def test_control_characters_in_feature_names_are_escaped_in_the_markdown_report(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """Found by an outsider: an input key holding ESC reached the report's table cells raw."""
+    import json
+
+    from crucible_dagster import Experiment
+    from crucible_dagster.reports.markdown import md_text
+    from crucible_dagster.runtime.runner import run
+
+    assert md_text("age\x1b[31m\x07") == "age\\u001b\\[31m\\u0007"
+    rng = np.random.default_rng(3)
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"id": str(i), "feedback_value": True,
+                              "input": {"x\x1b[31m": float(rng.normal())}}) + "\n"
+                              for i in range(50)))  # fmt: skip
+    reference = _csv(tmp_path / "ref.csv", pd.DataFrame({"x\x1b[31m": rng.normal(size=50)}))
+    experiment = Experiment.model_validate(
+        {"id": "esc", "reliability": {"feedback": {"source": str(events)}, "drift": {
+            "reference": {"name": "ref", "provider": "local", "options": {"path": str(reference)}},
+            "current_from": "feedback"}},
+         "pipeline": [{"name": "feedback"}, {"name": "drift"}, {"name": "report"}],
+         "outputs": [{"name": "summary", "formats": ["markdown"]}]}
+    )  # fmt: skip
+    result = run(experiment)
+    assert result.status == "completed", result.failure
+    report = (Path(str(result.run_dir)) / "summary.md").read_text()
+    assert "\x1b" not in report and "x\\u001b" in report

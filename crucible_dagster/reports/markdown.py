@@ -14,13 +14,16 @@ from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import numeric_metrics
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#+!|~>-])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def md_text(value: Any) -> str:
     """User text as literal markdown: raw HTML, links (``javascript:`` ones too), emphasis,
     headings and table pipes all show as the characters they are."""
     text = html.escape(str(value), quote=False)
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
+    # a terminal or an editor shows the file too: control characters (ESC ...) as escapes
+    return _CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def md_cell(value: Any) -> str:
