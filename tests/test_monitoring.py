@@ -156,6 +156,7 @@ def test_lines_of_another_run_are_skipped_and_quoted_lines_redacted(tmp_path: Pa
     assert "john.doe@example.com" not in json.dumps(found)
 
 
+@pytest.mark.slow  # writes and reads back a line of 128 MiB or more
 def test_a_huge_telemetry_line_of_an_earlier_run_is_skipped_without_being_held(
     tmp_path: Path,
 ) -> None:

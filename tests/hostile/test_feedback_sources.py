@@ -40,6 +40,7 @@ def one_bad_line(tmp_path: Path, bad: bytes, **settings: Any) -> dict[str, str]:
     return error
 
 
+@pytest.mark.slow  # writes and reads back a line of 128 MiB or more
 def test_a_huge_line_is_refused_without_being_held_in_memory(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     with path.open("wb") as handle:  # a good line, a line of 256 MiB, a good line
