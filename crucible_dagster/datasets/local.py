@@ -323,7 +323,21 @@ def read_files(files: DataFiles, fmt: str) -> tuple[Any, Callable[[int], str] | 
     return table, origin_of
 
 
-def glob_problems(path: str, local: str) -> list[str]:
+def path_problems(path: str) -> list[str]:
+    """What is wrong with a local path a run will read, found at validate without reading it:
+    nothing named there, or a glob that cannot match (a URL other than ``file://`` is not
+    reached at validate time). Each problem is a message without its field."""
+    if is_url(path) and not path.startswith("file://"):
+        return []
+    local = str(storage_path(path))
+    if GLOB_CHARS & set(local):
+        return _glob_problems(path, local)
+    if not os.path.lexists(local):
+        return [f"no such file or folder: {path!r}"]
+    return []
+
+
+def _glob_problems(path: str, local: str) -> list[str]:
     """A glob looked at without walking a tree: the folder it starts from must exist, and one
     whose only wildcards are in its last part must match in that folder (one listing). Deeper
     patterns are expanded by the run only: at validate, '/**/x.csv' walked the whole
@@ -332,11 +346,11 @@ def glob_problems(path: str, local: str) -> list[str]:
     fixed = next((i for i, part in enumerate(parts) if GLOB_CHARS & set(part)), len(parts))
     root = str(PurePosixPath(*parts[:fixed])) if fixed else "."
     if not os.path.isdir(root):
-        return [f"options.path: the glob {path!r} starts in {root!r}, which is not a folder"]
+        return [f"the glob {path!r} starts in {root!r}, which is not a folder"]
     if fixed < len(parts) - 1 or "**" in parts[-1]:
         return []
     found = next(globbing.iglob(local), None)
-    return [] if found is not None else [f"options.path: the glob {path!r} matches no file"]
+    return [] if found is not None else [f"the glob {path!r} matches no file"]
 
 
 class LocalProvider(Provider):
@@ -361,12 +375,4 @@ class LocalProvider(Provider):
         """A local path that does not exist (a URL is not reached at validate time)."""
         if ref.format is not None and ref.format.lower() not in FORMATS:
             return [f"format: expected one of {', '.join(FORMATS)}, found {ref.format!r}"]
-        path = options.path
-        if is_url(path) and not path.startswith("file://"):
-            return []
-        local = str(storage_path(path))
-        if GLOB_CHARS & set(local):
-            return glob_problems(path, local)
-        if not os.path.lexists(local):
-            return [f"options.path: no such file or folder: {path!r}"]
-        return []
+        return [f"options.path: {problem}" for problem in path_problems(options.path)]

@@ -66,6 +66,10 @@ def _records(settings: Feedback) -> Iterator[RawRecord]:
 
     try:
         files = DataFiles(settings.source, "", None, option="reliability.feedback.source")
+        # before any check: a run's own files (an empty export, say) are not the source's
+        files.paths = _not_run_records(files.paths)
+        if not files.paths:
+            raise DatasetError("names no data files", reason="not_found", where=settings.source)
         files.check(2**62)  # regular, readable, not empty: the cap is the feedback's own
     except DatasetError as exc:
         raise FeedbackSourceError(f"reliability.feedback.source: {exc}") from None
@@ -74,7 +78,7 @@ def _records(settings: Feedback) -> Iterator[RawRecord]:
             f"reliability.feedback.source: {settings.source}: {files.total} bytes, over "
             f"reliability.feedback.max_bytes ({settings.max_bytes}); raise it to read this much"
         )
-    for path in _not_run_records(files.paths):
+    for path in files.paths:
         suffix = PurePosixPath(path).suffix.lower()
         if suffix not in JSONL + PARQUET:
             raise FeedbackSourceError(
@@ -192,8 +196,9 @@ def _table_records(source: PostgresSource, settings: Feedback) -> Iterator[RawRe
     try:
         connection = psycopg2.connect(dsn or source.dsn, connect_timeout=5, options=deadline)
     except psycopg2.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise FeedbackSourceError(f"{shown}: cannot connect to PostgreSQL: {first}") from None
+        raise FeedbackSourceError(
+            f"{shown}: cannot connect to PostgreSQL: {_first_line(exc)}"
+        ) from None
     table = sql.Identifier(*source.table.split("."))
     try:
         with connection, connection.cursor() as count:
@@ -215,10 +220,14 @@ def _table_records(source: PostgresSource, settings: Feedback) -> Iterator[RawRe
                 record = {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
                 yield RawRecord(f"table {source.table} row {number}", _without_nulls(record))
     except psycopg2.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise FeedbackSourceError(f"{shown}: {first}") from None
+        raise FeedbackSourceError(f"{shown}: {_first_line(exc)}") from None
     finally:
         connection.close()
+
+
+def _first_line(exc: Exception) -> str:
+    """The server's message, its first line (psycopg2 adds the query and a caret below it)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _jsonable(value: Any) -> Any:

@@ -97,20 +97,13 @@ class FeedbackStage(Stage):
 
 
 def _source_problems(source: Any) -> list[tuple[str, str]]:
-    """A local path that names nothing, found before the run (a URL or a table is looked at
-    when the run reads it)."""
-    import glob
-    import os
+    """A local path that names nothing, found before the run as a dataset's is (a URL or a
+    table is looked at when the run reads it)."""
+    from crucible_dagster.datasets.local import path_problems
 
-    from crucible_dagster.common.locations import is_url
-
-    if not isinstance(source, str) or is_url(source):
+    if not isinstance(source, str):
         return []
-    expanded = os.path.expanduser(source)
-    found = glob.glob(expanded, recursive=True) if set("*?[") & set(source) else [expanded]
-    if not any(os.path.lexists(p) for p in found):
-        return [("reliability.feedback.source", f"no such file or folder: {source}")]
-    return []
+    return [("reliability.feedback.source", problem) for problem in path_problems(source)]
 
 
 def _write(

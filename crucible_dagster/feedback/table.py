@@ -15,9 +15,8 @@ from crucible_dagster.feedback.ingest import COLUMNS
 def schema() -> Any:
     import pyarrow as pa
 
-    text = {"id", "feedback_type", "feedback_value", "deployment_id", "model_version", "input",
-            "output", "user_id", "session_id", "metadata", "timestamp", "day", "source"}  # fmt: skip
-    fields = [pa.field(c, pa.string() if c in text else pa.float64()) for c in COLUMNS]
+    # every column text (JSON text for what is not) but the one number of the event
+    fields = [pa.field(c, pa.float64() if c == "latency_ms" else pa.string()) for c in COLUMNS]
     return pa.schema([*fields, pa.field("thumbs_up", pa.bool_()), pa.field("rating", pa.float64())])
 
 

@@ -275,7 +275,7 @@ def test_the_run_fails_with_one_line_writes_only_its_directory_and_no_pii(
         said = cli(command, str(bad), "--run-id", "r2") if command == "run" else cli(command, bad)
         assert said.code == 1
         assert (f"{bad}:2: reliability.feedback.source: no such file or folder: "
-                f"{folder}/nowhere.jsonl") in said.text  # fmt: skip
+                f"'{folder}/nowhere.jsonl'") in said.text  # fmt: skip
     assert not (artifacts_dir / "fb" / "r2").exists()
     (folder / "empty.jsonl").write_bytes(b"")  # found at the run: the record ends failed
     bad.write_text(bad.read_text().replace("nowhere.jsonl", "empty.jsonl"))
@@ -374,6 +374,7 @@ def test_a_glob_never_reads_runs_own_records(tmp_path: Path, artifacts_dir: Path
     run = artifacts_dir / "fb" / "r1"
     run.mkdir(parents=True)
     (run / "feedback.jsonl").write_text(GOOD.replace('"ok"', '"again"') + "\n")
+    (run / "preference_pairs.jsonl").write_bytes(b"")  # an empty export: no reason to refuse
     found = lines_of(Path(str(tmp_path / "**" / "*.jsonl")))
     assert [e["id"] for e in found.events] == ["ok"]
 
