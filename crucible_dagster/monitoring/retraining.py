@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from crucible_dagster.common.isotime import parse_datetime
 from crucible_dagster.experiment.ir import RetrainingTrigger
 from crucible_dagster.run_history.records import RunRead, scan_runs
 
@@ -38,7 +39,7 @@ class Decision:
 class State:
     """What the sensor remembers between looks (its cursor, as JSON)."""
 
-    launched_at: datetime | None = None
+    launched_at: datetime | None = None  # with a zone (``from_json`` gives UTC to one without)
     after_run: str | None = None
 
     def to_json(self) -> str:
@@ -54,7 +55,7 @@ class State:
         try:
             data = json.loads(text or "{}")
             moment = data.get("launched_at")
-            when = datetime.fromisoformat(moment) if isinstance(moment, str) else None
+            when = parse_datetime(moment) if isinstance(moment, str) else None
             run = data.get("after_run")
         except (ValueError, TypeError, AttributeError, RecursionError):
             return cls()
@@ -124,14 +125,15 @@ def _quality_drops(rows: list[Any], alpha: float) -> list[str]:
 def latest_ended_run(experiment_dir: Path, now: datetime) -> RunRead | None:
     """The run that ended last (a record that cannot be read, or that ended in the future, is
     not a run to judge: it would be the latest forever)."""
-    runs, _ = scan_runs(experiment_dir)
-    ended = [r for r in runs if r.manifest.status in ENDED and r.manifest.ended_at is not None
-             and _utc(r.manifest.ended_at) <= now + CLOCK_SKEW]  # fmt: skip
-    return max(ended, key=lambda r: _utc(r.manifest.ended_at or now), default=None)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    runs, _ = scan_runs(experiment_dir)  # a record's times always have a zone (or it is unread)
+    ended = [
+        r
+        for r in runs
+        if r.manifest.status in ENDED
+        and r.manifest.ended_at is not None
+        and r.manifest.ended_at <= now + CLOCK_SKEW
+    ]
+    return max(ended, key=lambda r: r.manifest.ended_at or now, default=None)
 
 
 def decide(
@@ -148,7 +150,7 @@ def decide(
     if not found:
         return Decision(False, f"run {run_id} shows none of: {', '.join(trigger.when)}", run_id)
     if state.launched_at is not None:
-        until = _utc(state.launched_at) + timedelta(hours=trigger.cooldown_hours)
+        until = state.launched_at + timedelta(hours=trigger.cooldown_hours)
         if now < until:
             return Decision(False, f"cooling down until {until.isoformat()} (run {run_id}: "
                             f"{'; '.join(found)})", run_id)  # fmt: skip

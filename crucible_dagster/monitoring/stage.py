@@ -11,7 +11,7 @@ its reason, and its target fails saying so.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,22 +65,19 @@ class MonitorStage(Stage):
         return ctx.put_metric("monitoring", judged(runs, monitoring.limits(), monitoring.window))
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
 def earlier_runs(run_dir: Path, count: int) -> list[Path]:
     """The ``count`` latest runs of the experiment before this one (by start time), whose
     records end in a terminal status; a record that cannot be read is skipped (it says why in
     ``crucible runs``)."""
+    from crucible_dagster.monitoring.retraining import CLOCK_SKEW
     from crucible_dagster.run_history.records import scan_runs
 
     if count <= 0:
         return []
     runs, _ = scan_runs(run_dir.parent)
-    latest = datetime.now(timezone.utc) + timedelta(hours=1)  # a record from the future is wrong
+    latest = datetime.now(timezone.utc) + CLOCK_SKEW  # a record from the future is wrong
     ended = [r for r in runs if r.run_dir.name != run_dir.name and r.manifest.status != "running"
-             and (r.manifest.started_at is None or _utc(r.manifest.started_at) <= latest)]  # fmt: skip
+             and (r.manifest.started_at is None or r.manifest.started_at <= latest)]  # fmt: skip
     ended.sort(
         key=lambda r: (r.manifest.started_at is not None, r.manifest.started_at), reverse=True
     )
