@@ -16,6 +16,7 @@ from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResou
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.monitoring.retraining import State, decide
+from crucible_dagster.runtime.stage import reliability_setting
 
 #: a tag value is shown in the runs list: the reasons are cut to this
 MAX_REASON = 1000
@@ -24,7 +25,7 @@ MAX_REASON = 1000
 def retraining_sensor(
     experiment: Experiment, job_name: str, translator: CrucibleTranslator
 ) -> dg.SensorDefinition | None:
-    trigger = experiment.reliability.retraining_trigger if experiment.reliability else None
+    trigger = reliability_setting(experiment, "retraining_trigger")
     if trigger is None:
         return None
     target = trigger.launch or job_name

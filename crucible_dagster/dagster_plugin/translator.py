@@ -22,7 +22,7 @@ from crucible_dagster.experiment.ir import Experiment, OutputSpec, QualityTarget
 from crucible_dagster.experiment.names import suggest_name
 from crucible_dagster.quality.gate import GATE_NAME
 from crucible_dagster.runtime.run_record import experiment_hash
-from crucible_dagster.runtime.stage import Stage, described
+from crucible_dagster.runtime.stage import Stage, described, reliability_setting
 
 TAG_PREFIX = "crucible"
 
@@ -169,8 +169,7 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
     def get_feedback_asset_spec(self, experiment: Experiment) -> dg.AssetSpec | None:
         """Production feedback by day, ``crucible/<experiment>/feedback``, from
         ``reliability.feedback.daily_from`` (None without it)."""
-        reliability = experiment.reliability
-        feedback = reliability.feedback if reliability is not None else None
+        feedback = reliability_setting(experiment, "feedback")
         if feedback is None or feedback.daily_from is None:
             return None
         attributes = self._asset_attributes(experiment)

@@ -59,7 +59,7 @@ from crucible_dagster.evaluation.prompts import (
 from crucible_dagster.evaluation.request_events import record_requests
 from crucible_dagster.experiment.ir import BackendRef, Experiment
 from crucible_dagster.runtime.context import Context
-from crucible_dagster.runtime.stage import Stage, StageError
+from crucible_dagster.runtime.stage import Stage, StageError, reliability_setting
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -220,7 +220,7 @@ class PredictStage(Stage):
                     "(openai_compatible); remove it or use such a backend",
                 )
             )
-        breaker = experiment.reliability.circuit_breaker if experiment.reliability else None
+        breaker = reliability_setting(experiment, "circuit_breaker")
         if breaker is not None and not _any_hedgeable(experiment, Guarded):
             problems.append(
                 (

@@ -19,6 +19,7 @@ from crucible_dagster.bench.rows import ComparisonRow, comparison_rows
 from crucible_dagster.experiment.ir import Experiment, QualityTarget
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import QUALITY_TARGETS_KEY, finite_number, metric_at
+from crucible_dagster.runtime.stage import reliability_setting
 
 OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 #: where the verdicts sit in a run's metrics (the runtime reads them there too)
@@ -149,14 +150,19 @@ def evaluate_target(target: QualityTarget, metrics: Mapping[str, Any]) -> Verdic
 def targets_of(experiment: Experiment) -> list[QualityTarget]:
     """The experiment's quality targets, and one per limit of ``reliability.monitoring``
     (``monitoring_<limit>``: the metric ``monitoring.<limit>`` at most the limit)."""
-    targets = list(experiment.quality_targets)
-    monitoring = experiment.reliability.monitoring if experiment.reliability else None
-    for field, limit in (monitoring.limits() if monitoring else {}).items():
-        assert monitoring is not None
-        metric, severity = f"monitoring.{field}", monitoring.severity
-        targets.append(QualityTarget(name=f"monitoring_{field}", metric=metric, op="<=",
-                                     value=limit, severity=severity))  # fmt: skip
-    return targets
+    monitoring = reliability_setting(experiment, "monitoring")
+    if monitoring is None:
+        return list(experiment.quality_targets)
+    return list(experiment.quality_targets) + [
+        QualityTarget(
+            name=f"monitoring_{field}",
+            metric=f"monitoring.{field}",
+            op="<=",
+            value=limit,
+            severity=monitoring.severity,
+        )
+        for field, limit in monitoring.limits().items()
+    ]
 
 
 def evaluate_targets(ctx: Context) -> list[Verdict]:
