@@ -40,7 +40,7 @@ def feedback_step(experiment: Experiment, registry: Registry) -> StageDef | None
     from crucible_dagster.feedback.stage import FeedbackStage
 
     for step in experiment.pipeline:
-        if step.enabled and issubclass(registry.resolve(step.module or step.name), FeedbackStage):
+        if step.enabled and issubclass(registry.resolve(step.implementation), FeedbackStage):
             return step
     return None
 
@@ -77,7 +77,7 @@ def feedback_asset(
         metrics = result.context.metrics
         return dg.MaterializeResult(
             asset_key=spec.key,
-            data_version=dg.DataVersion(_content_version(path / "feedback.parquet")),
+            data_version=dg.DataVersion(_content_version(result.context.get_artifact("feedback"))),
             metadata=_metadata(metrics["feedback"], metrics["feedback_quality"], path),
         )
 

@@ -168,10 +168,10 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
 
     def get_feedback_asset_spec(self, experiment: Experiment) -> dg.AssetSpec | None:
         """Production feedback by day, ``crucible/<experiment>/feedback``, from
-        ``reliability.feedback.daily_from`` (None without it)."""
+        ``reliability.feedback.daily_from`` (None without it, or with feedback disabled)."""
         feedback = reliability_setting(experiment, "feedback")
-        if feedback is None or feedback.daily_from is None:
-            return None
+        if feedback is None or feedback.daily_from is None or not feedback.enabled:
+            return None  # (disabled, a day's run would ingest nothing)
         attributes = self._asset_attributes(experiment)
         return dg.AssetSpec(
             key=dg.AssetKey([TAG_PREFIX, experiment.id, "feedback"]),

@@ -113,3 +113,12 @@ def test_a_day_whose_source_is_gone_fails_with_one_line_and_a_failed_record(
     )
     (run_dir,) = (artifacts_dir / "fb_daily").iterdir()
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_disabled_feedback_has_no_daily_asset(tmp_path: Path) -> None:
+    """Review: its day's run ingests nothing, so its materialization had no figures to show."""
+    experiment = _experiment(_events(tmp_path / "events.jsonl"), daily_from="2026-12-01",
+                             enabled=False)  # fmt: skip
+    keys = [k for a in compile_experiment(experiment).assets if isinstance(a, dg.AssetsDefinition)
+            for k in a.keys]  # fmt: skip
+    assert dg.AssetKey(["crucible", "fb_daily", "feedback"]) not in keys
