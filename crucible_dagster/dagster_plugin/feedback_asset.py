@@ -11,7 +11,6 @@ whose feedback did not change keeps its version.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 from typing import Any
 
@@ -105,13 +104,13 @@ def _day_experiment(experiment: Experiment, step: StageDef, day: date) -> Experi
 
 
 def _content_version(table: Any) -> str:
+    """The kept events' content hash (the dataset fingerprint), in id order, of the columns
+    that do not change from run to run (not the per-run hashes of user ids)."""
     import pyarrow.parquet as pq
 
-    kept = pq.read_table(table, columns=list(VERSIONED)).sort_by("id")
-    digest = hashlib.sha256()
-    for column in kept.columns:
-        digest.update(repr(column.to_pylist()).encode())
-    return digest.hexdigest()[:32]
+    from crucible_dagster.datasets.fingerprint import fingerprint_table
+
+    return fingerprint_table(pq.read_table(table, columns=list(VERSIONED)).sort_by("id"))[:32]
 
 
 def _metadata(summary: dict[str, Any], quality: list[dict[str, Any]], path: Any) -> dict[str, Any]:

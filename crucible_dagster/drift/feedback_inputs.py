@@ -8,7 +8,6 @@ text column ``input`` (a language model's prompts: its length and vocabulary are
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +59,7 @@ def feedback_inputs(table_path: Any, features: list[str] | None = None) -> Loade
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from crucible_dagster.datasets.fingerprint import fingerprint_table
     from crucible_dagster.datasets.loading import LoadedDataset
 
     if not table_path:
@@ -72,13 +72,12 @@ def feedback_inputs(table_path: Any, features: list[str] | None = None) -> Loade
         raise StageError("drift_current", None, "reliability.drift.current_from: feedback: no "
                          "kept feedback event has an input (see the feedback metric's counts)")  # fmt: skip
     examples = _examples(ids, texts, features)
-    digest = hashlib.sha256(json.dumps([ids, texts], default=str).encode()).hexdigest()
     return LoadedDataset(
         name="feedback",
         provider="feedback",
         source=str(table_path),
         examples=examples,
-        fingerprint=f"sha256:{digest[:32]}",
+        fingerprint=fingerprint_table(kept.select(["input"]), kept["id"]),  # as a dataset's
         id_array=pa.array([str(i) for i in ids]),
         rows_loaded=len(ids),
     )
