@@ -98,7 +98,7 @@ def _compared(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     compared: dict[str, Any] = {"previous_day": before["day"]}
     for name in ("thumbs_up", "correction_rate"):
         compared[name] = _shares_compared(before[name], after[name])
-    compared["rating"] = _ratings_compared(before["_ratings"], after["_ratings"])
+    compared["rating"] = _ratings_compared(before, after)
     return compared
 
 
@@ -114,16 +114,19 @@ def _shares_compared(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
             "test": "fisher_exact"}  # fmt: skip
 
 
-def _ratings_compared(before: list[float], after: list[float]) -> dict[str, Any]:
+def _ratings_compared(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The two periods' ratings: the difference of the means each row already holds, and the
+    bench's Mann-Whitney U on the ratings themselves."""
     from crucible_dagster.bench.nonparametric import mann_whitney
 
-    if not before or not after:
+    old, new = before["rating"], after["rating"]
+    if not old["n"] or not new["n"]:
         return {"difference": None, "p_value": None, "reason": "no ratings in one period"}
-    difference = sum(after) / len(after) - sum(before) / len(before)
-    if not math.isfinite(difference):
+    difference = None if old["mean"] is None or new["mean"] is None else new["mean"] - old["mean"]
+    if difference is None or not math.isfinite(difference):
         return {"difference": None, "p_value": None,
                 "reason": "ratings too large to average in floating point"}  # fmt: skip
-    if len(set(before) | set(after)) == 1:
+    if len(set(before["_ratings"]) | set(after["_ratings"])) == 1:
         return {"difference": 0.0, "p_value": None, "reason": "all ratings equal"}
-    result = mann_whitney(after, before)
+    result = mann_whitney(after["_ratings"], before["_ratings"])
     return {"difference": difference, "p_value": result.p_value, "test": "mann_whitney"}
