@@ -379,7 +379,7 @@ def test_control_characters_in_feature_names_are_escaped_in_the_markdown_report(
     from crucible_dagster.reports.markdown import md_text
     from crucible_dagster.runtime.runner import run
 
-    assert md_text("age\x1b[31m\x07") == "age\\u001b\\[31m\\u0007"
+    assert md_text("age\x1b[31m\x07") == "age\\x1b\\[31m\\x07"
     rng = np.random.default_rng(3)
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps({"id": str(i), "feedback_value": True,
@@ -396,4 +396,4 @@ def test_control_characters_in_feature_names_are_escaped_in_the_markdown_report(
     result = run(experiment)
     assert result.status == "completed", result.failure
     report = (Path(str(result.run_dir)) / "summary.md").read_text()
-    assert "\x1b" not in report and "x\\u001b" in report
+    assert "\x1b" not in report and "x\\x1b" in report

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crucible_dagster.common.isotime import parse_datetime
+from crucible_dagster.common.terminal import terminal_safe
 from crucible_dagster.experiment.ir import RetrainingTrigger
 from crucible_dagster.run_history.records import RunRead, scan_runs
 
@@ -96,8 +97,8 @@ def _number(value: Any) -> bool:
 
 
 def _shown(text: str, limit: int = 200) -> str:
-    """One line for a tag: control characters escaped, cut with an ellipsis."""
-    text = json.dumps(text)[1:-1]
+    """One line for a tag: control and format characters escaped, cut with an ellipsis."""
+    text = terminal_safe(text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 

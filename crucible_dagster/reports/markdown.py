@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from crucible_dagster.bench.rows import ComparisonRow, comparison_rows, omnibus_rows
+from crucible_dagster.common.terminal import terminal_safe
 from crucible_dagster.reports.model import Plot, format_number, report_data, verdict_label
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.metrics import numeric_metrics
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#+!|~>-])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def md_text(value: Any) -> str:
@@ -22,8 +22,7 @@ def md_text(value: Any) -> str:
     headings and table pipes all show as the characters they are."""
     text = html.escape(str(value), quote=False)
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
-    # a terminal or an editor shows the file too: control characters (ESC ...) as escapes
-    return _CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+    return terminal_safe(text)  # a terminal or an editor shows the file too (ESC, bidi ...)
 
 
 def md_cell(value: Any) -> str:

@@ -238,7 +238,7 @@ def test_hostile_cursors_and_records_never_fail_a_tick(tmp_path: Path, artifacts
              "feedback_quality": [{"against_previous": {"thumbs_up": {"difference": True,
                                                                       "p_value": False}}}]}  # fmt: skip
     full = RetrainingTrigger(when=["drift", "quality_drop"])
-    assert reasons(weird, full) == ["drift in age\\n\\u001b[31m"]
+    assert reasons(weird, full) == ["drift in age\\n\\x1b[31m"]
 
 
 def test_a_launch_naming_no_experiment_is_refused_by_validate_and_the_loader(
