@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from crucible_dagster.common.locations import is_url
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel, distinct
 
 FeedbackType = Literal["thumbs", "rating", "correction", "label", "flag"]
@@ -38,6 +39,9 @@ class PostgresSource(IRModel):
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         description="A postgresql:// connection URL (or $CRUCIBLE_FEEDBACK_DSN when unset).",
     )
+    timeout_s: Float = Field(
+        default=300.0, gt=0, le=86_400, description="A deadline for each query (the server's)."
+    )
 
     @field_validator("table")
     @classmethod
@@ -48,10 +52,6 @@ class PostgresSource(IRModel):
                 f"found {value[:80]!r}"
             )
         return value
-
-    timeout_s: Float = Field(
-        default=300.0, gt=0, le=86_400, description="A deadline for each query (the server's)."
-    )
 
     @field_validator("dsn")
     @classmethod
@@ -135,25 +135,22 @@ class Feedback(IRModel):
     @field_validator("source")
     @classmethod
     def _allowed_source(cls, value: str | PostgresSource) -> str | PostgresSource:
-        if isinstance(value, str):
-            if not value.strip():
-                raise ValueError(f"expected a path or URL of feedback events, found {value!r}")
-            if value.lower().startswith("file://") and urlsplit(value).hostname not in (
-                None,
-                "",
-                "localhost",
-            ):
-                raise ValueError(
-                    f"expected a file:// URL of this machine (no host, or localhost), found the "
-                    f"host {urlsplit(value).hostname!r}"
-                )
-            scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
-            if scheme and scheme.group(1).lower() not in SOURCE_SCHEMES:
-                raise ValueError(
-                    f"expected a path or a URL of {', '.join(SOURCE_SCHEMES)}, found the "
-                    f"{scheme.group(1)!r} URL {value[:120]!r}; put the file where the run can "
-                    "read it, or use {table, dsn} for PostgreSQL"
-                )
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"expected a path or URL of feedback events, found {value!r}")
+        if not isinstance(value, str) or not is_url(value):
+            return value
+        url = urlsplit(value)
+        if url.scheme not in SOURCE_SCHEMES:
+            raise ValueError(
+                f"expected a path or a URL of {', '.join(SOURCE_SCHEMES)}, found the "
+                f"{value.split(':', 1)[0]!r} URL {value[:120]!r}; put the file where the run "
+                "can read it, or use {table, dsn} for PostgreSQL"
+            )
+        if url.scheme == "file" and url.hostname not in (None, "", "localhost"):
+            raise ValueError(
+                f"expected a file:// URL of this machine (no host, or localhost), found the "
+                f"host {url.hostname!r}"
+            )
         return value
 
 
@@ -188,7 +185,8 @@ class FeedbackEvent(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
-        """A table's integer key (``bigserial``) is an id as good as text; blank is none."""
+        """A table's integer key (``bigserial``) is an id as good as text; a blank one is
+        refused."""
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         if isinstance(value, str) and not value.strip():
