@@ -397,3 +397,19 @@ def test_control_characters_in_feature_names_are_escaped_in_the_markdown_report(
     assert result.status == "completed", result.failure
     report = (Path(str(result.run_dir)) / "summary.md").read_text()
     assert "\x1b" not in report and "x\\x1b" in report
+
+
+def test_current_from_feedback_accepts_the_stages_by_their_dotted_paths(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """Review: the check found the feedback and drift stages by their short names only."""
+    (tmp_path / "e.jsonl").write_text('{"id": "1", "feedback_value": true}\n')
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        "id: d\nreliability:\n  feedback: {source: e.jsonl}\n"
+        "  drift: {reference: {name: iris, provider: sklearn}, current_from: feedback}\n"
+        "pipeline:\n  - {name: ingest, module: 'crucible_dagster.feedback.stage:FeedbackStage'}\n"
+        "  - {name: compare, module: 'crucible_dagster.drift.stage:DriftStage'}\n"
+    )
+    said = cli("validate", str(path))
+    assert said.code == 0, said.text

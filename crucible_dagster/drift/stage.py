@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 
 EXAMPLE = "{reference: <dataset>}"
+#: the feedback stage as a pipeline may name it (drift does not import it: one floor each)
+FEEDBACK_STAGE = {"feedback", "crucible_dagster.feedback.stage:FeedbackStage"}
 
 
 class DriftOptions(StageOptions):
@@ -147,8 +149,9 @@ def _feedback_problems(experiment: Experiment, settings: Drift) -> list[tuple[st
         return [("reliability.drift.current_from", "feedback: reliability.feedback.enabled is "
                  "false, so no events are kept to compare")]  # fmt: skip
     steps = [s.implementation for s in experiment.enabled_stages]
-    drift_at = next((i for i, s in enumerate(steps) if s == "drift"), len(steps))
-    if "feedback" not in steps[:drift_at]:
+    drift = (DriftStage.name, DriftStage.qualified_name())
+    drift_at = next((i for i, s in enumerate(steps) if s in drift), len(steps))
+    if not FEEDBACK_STAGE & set(steps[:drift_at]):  # by its name or its dotted path
         return [("reliability.drift.current_from", "feedback: expected a feedback stage before "
                  "the drift stage, whose kept events are the current inputs")]  # fmt: skip
     return []
