@@ -12,6 +12,13 @@ from pydantic import BaseModel
 
 from crucible_dagster.experiment.ir import Experiment, ModelRef
 
+SERVING = (
+    "serving is out of scope: the promote stage moves a registry alias; serve the alias with "
+    "your serving stack (e.g. `mlflow models serve -m models:/<name>@champion`)"
+)
+#: training settings no scikit-learn estimator can act on, refused when set to anything else
+TRAINING_ONLY = {"device": "cpu", "mixed_precision": False}
+
 #: dotted IR paths that nothing in crucible_dagster acts on, and what to do instead
 NOT_SUPPORTED: dict[str, str] = {
     "reliability.stats.effect_size_type": "every test reports its own effect size by name",
@@ -21,8 +28,15 @@ NOT_SUPPORTED: dict[str, str] = {
     "reliability.guardrails.options": "set adapter_options on the guardrails stage",
     "backend.model_version": "name the model in backend.options (e.g. options.model)",
     "backend.deployment_id": "name the endpoint in backend.endpoint_url",
-    "model_version": "record the model in tags or the description",
-    "training_config": "train in a stage of the pipeline",
+    "training_config.gradient_clipping": "scikit-learn estimators take no gradient clipping",
+    "training_config.options": "put the estimator's parameters in training_config.model_ref.options",
+    "deployment.target": SERVING,
+    "deployment.resources": SERVING,
+    "deployment.scaling": SERVING,
+    "deployment.health_check": SERVING,
+    "deployment.endpoint": SERVING,
+    "deployment.replicas": SERVING,
+    "deployment.options": "set the alias, environment and strategy",
 }
 #: settings a stage acts on: refused when no stage of the pipeline uses them
 USED_BY_STAGES: dict[str, str] = {
@@ -36,7 +50,14 @@ USED_BY_STAGES: dict[str, str] = {
     "reliability.monitoring": "monitor",
     "reliability.guardrails": "guardrails",
     "budget": "predict, generate or ensemble (the stages whose backends send requests)",
+    "training_config": "train",
+    "tracking": "register or promote",
+    "deployment": "promote",
+    "model_version": "promote",
 }
+#: the promote stage, by its registered name or its class path: a baseline with 'id' is the
+#: registered version it compares against
+PROMOTE_STAGE = ("promote", "crucible_dagster.lifecycle.promote_stage:PromoteStage")
 
 
 def set_value(model: BaseModel, path: str) -> Any:
@@ -71,12 +92,20 @@ def unsupported_settings(experiment: Experiment) -> list[tuple[str, str]]:
                 "put the backend's settings in backend.options",
             )
         )
-    if isinstance(experiment.baseline, ModelRef):
+    training = experiment.training_config
+    for name, only in TRAINING_ONLY.items():
+        value = getattr(training, name) if training is not None else only
+        if value != only:
+            found.append((f"training_config.{name}", f"not supported: scikit-learn estimators "
+                          f"train on the CPU in full precision; expected {only!r}, got {value!r}"))  # fmt: skip
+    promotes = any(s.implementation in PROMOTE_STAGE for s in experiment.enabled_stages)
+    if isinstance(experiment.baseline, ModelRef) and not promotes:
         found.append(
             (
                 "baseline",
-                "a model reference (baseline with 'id') is not supported by crucible_dagster; "
-                "the regression gate takes 'baseline: {metric: ...}'",
+                "a model reference (baseline with 'id') is the registered version the promote "
+                "stage compares against, and this pipeline has no promote stage; the regression "
+                "gate between runs takes 'baseline: {metric: ...}'",
             )
         )
     guardrails = experiment.reliability.guardrails if experiment.reliability else None

@@ -158,16 +158,19 @@ def evaluate_gate(ctx: Context, gate: RegressionBaseline) -> GateResult:
     reason = _not_comparable(ctx, baseline.raw, here, there)
     if reason is not None:
         return GateResult("not_comparable", f"not compared: {reason}", baseline_id)
-    return _compare(ctx, gate, baseline_id, here, there)
+    design = ctx.assigns.get("cv_design") if gate.metric.startswith("scores:") else None
+    return compare_units(gate, baseline_id, here, there, design)
 
 
-def _compare(
-    ctx: Context,
+def compare_units(
     gate: RegressionBaseline,
     baseline_id: str,
     here: dict[str, float],
     there: dict[str, float],
+    design: Mapping[str, Any] | None = None,
 ) -> GateResult:
+    """The gate's test of ``here`` against ``there``, paired by unit (both must score the same
+    units); ``design``: cross-validation's n_train and n_test, for the corrected t."""
     import numpy as np
 
     from crucible_dagster.bench.data import essentially_constant
@@ -179,7 +182,6 @@ def _compare(
     sign = 1.0 if gate.higher_is_better else -1.0
     x = sign * np.array([here[u] for u in units])
     y = sign * np.array([there[u] for u in units])
-    design = ctx.assigns.get("cv_design") if gate.metric.startswith("scores:") else None
     settings = ComparisonSettings(
         design="paired",
         alpha=gate.alpha,
@@ -189,15 +191,14 @@ def _compare(
     )
     decisions: list[Any] = []
     test = choose_pairwise_test("this run", "baseline", x, y, settings, decisions)
+    chosen = [decision.to_dict() for decision in decisions]
+    if test == "mcnemar":  # 0/1 per unit: McNemar is two-sided and takes no margin
+        test = "paired_ttest"
+        chosen.append({"chose": test, "because": "McNemar's test has no one-sided form with a "
+                       "margin: the gate tests the mean paired difference of the 0/1 outcomes "
+                       "(the paired t, a Wald test of the difference of paired proportions)"})  # fmt: skip
     d = x - y
-    base = GateResult(
-        "pass",
-        "",
-        baseline_id,
-        test,
-        n_units=len(units),
-        decisions=[decision.to_dict() for decision in decisions],
-    )
+    base = GateResult("pass", "", baseline_id, test, n_units=len(units), decisions=chosen)
     if essentially_constant(float(np.std(d)), *(float(v) for v in (x.mean(), y.mean()))):
         return _decide_exactly(gate, replace(base, estimate=float(d.mean())))
     centre = run_pairwise(test, x, y, settings)

@@ -42,7 +42,15 @@ from crucible_dagster.experiment.ir.judging import (
     RegressionBaseline,
     Schedule,
 )
-from crucible_dagster.experiment.ir.lifecycle import ModelRef, ModelVersion, TrainingConfig
+from crucible_dagster.experiment.ir.lifecycle import (
+    DeploymentConfig,
+    EarlyStopping,
+    MlflowTracking,
+    ModelRef,
+    ModelVersion,
+    Tracking,
+    TrainingConfig,
+)
 from crucible_dagster.experiment.ir.refs import (
     REPORT_EXTENSIONS,
     RUN_RECORD_FILES,
@@ -106,7 +114,9 @@ __all__ = [
     "DagsterSettings",
     "DagsterSweepSettings",
     "DatasetRef",
+    "DeploymentConfig",
     "Drift",
+    "EarlyStopping",
     "Ensemble",
     "Executor",
     "Experiment",
@@ -122,6 +132,7 @@ __all__ = [
     "HedgingOptions",
     "IRModel",
     "Int",
+    "MlflowTracking",
     "ModelRef",
     "ModelVersion",
     "Monitoring",
@@ -147,6 +158,7 @@ __all__ = [
     "TelemetrySettings",
     "TestName",
     "TestNames",
+    "Tracking",
     "TrainingConfig",
     "legacy_spellings_used",
     "normalize_correction",

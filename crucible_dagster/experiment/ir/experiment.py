@@ -28,7 +28,12 @@ from crucible_dagster.experiment.ir.judging import (
     RegressionBaseline,
     Schedule,
 )
-from crucible_dagster.experiment.ir.lifecycle import ModelVersion, TrainingConfig
+from crucible_dagster.experiment.ir.lifecycle import (
+    DeploymentConfig,
+    ModelVersion,
+    Tracking,
+    TrainingConfig,
+)
 from crucible_dagster.experiment.ir.refs import (
     RUN_RECORD_FILES,
     BackendRef,
@@ -74,6 +79,16 @@ class Experiment(IRModel):
     )
     model_version: ModelVersion | None = None
     training_config: TrainingConfig | None = None
+    tracking: Tracking | None = Field(
+        default=None,
+        description="MLflow tracking and registry: {mlflow: {uri}} (default a SQLite store "
+        "under the artifacts root).",
+    )
+    deployment: DeploymentConfig | None = Field(
+        default=None,
+        description="Which registry alias the promote stage moves (environment, strategy, "
+        "alias); serving is out of scope.",
+    )
     baseline: Baseline | None = Field(
         default=None,
         description="A model reference (the original's, with 'id'), or the regression gate "
