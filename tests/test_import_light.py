@@ -129,11 +129,14 @@ ALLOWED = {
     "drift": BASE,
     "feedback": BASE,
     "monitoring": BASE | {"run_history"},
+    # the model lifecycle: the promotion gate is the regression gate's test
+    "lifecycle": BASE | {"quality", "run_history"},
     "stages": BASE | {"run_history"},
     "racing": BASE | {"run_history"},
     "sweeps": BASE | {"reports", "budget", "racing"},
     "contrib": BASE | {"reports", "backends"},
-    "cli": BASE | {"run_history", "reports", "sweeps", "budget", "backends", "evaluation"},
+    "cli": BASE
+    | {"run_history", "reports", "sweeps", "budget", "backends", "evaluation", "lifecycle"},
     "dagster_plugin": {
         *BASE,
         "run_history",
@@ -149,6 +152,7 @@ ALLOWED = {
         "drift",
         "feedback",
         "monitoring",
+        "lifecycle",
         "stages",
         "sweeps",
         "racing",

@@ -150,6 +150,7 @@ def _definitions(
             *_unique_assets(a for c in compiled for a in c.assets),
             *invalid,
         ],
+        asset_checks=[check for c in compiled for check in c.checks],
         schedules=[c.schedule for c in compiled if c.schedule is not None],
         sensors=[c.sensor for c in compiled if c.sensor is not None]
         + ([invalid_files_sensor(invalid, sensor_name)] if invalid else []),

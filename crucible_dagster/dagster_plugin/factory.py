@@ -161,6 +161,8 @@ class CompiledExperiment:
     schedule: dg.ScheduleDefinition | None = None
     #: ``reliability.retraining_trigger``'s sensor
     sensor: dg.SensorDefinition | None = None
+    #: checks of assets the job records by events (a registered model's promotion gate)
+    checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
 
 
 def compile_experiment(
@@ -192,6 +194,12 @@ def compile_experiment(
         from crucible_dagster.dagster_plugin.feedback_asset import feedback_asset
 
         compiled.assets.extend(filter(None, [feedback_asset(experiment, feedback, resolved)]))
+    model = translator.get_model_asset_spec(experiment)
+    if model is not None:
+        from crucible_dagster.dagster_plugin.model_asset import model_check
+
+        compiled.assets.append(model)
+        compiled.checks.append(model_check(experiment, model, resource or DEFAULT_RESOURCE))
     dataset = translator.get_dataset_asset_spec(experiment)
     if dataset is not None and experiment.dataset is not None:
         compiled.assets.append(dataset_asset(dataset, experiment.dataset))

@@ -18,6 +18,7 @@ from crucible_dagster.dagster_plugin.io_manager import (
     CrucibleContextIOManager,
     redacted,
 )
+from crucible_dagster.dagster_plugin.model_asset import model_events
 from crucible_dagster.dagster_plugin.report_events import (
     GATE_SEVERITY,
     GATE_TAG,
@@ -405,6 +406,7 @@ class _StageBody:
         note_budget(context, ctx, result)
         note_gate(context, ctx, result, asset_step is not None and asset_step.shared(context))
         yield from dataset_observations(before, result, experiment, self.translator)
+        yield from model_events(ctx, result, experiment, self.translator)
         if asset_step is None:
             yield from report_events(ctx, result, experiment, self.translator)
         else:

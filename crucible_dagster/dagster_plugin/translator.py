@@ -186,6 +186,28 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
             owners=attributes["owners"],
         )
 
+    def get_model_asset_spec(self, experiment: Experiment) -> dg.AssetSpec | None:
+        """The model the pipeline registers or promotes, ``crucible/<experiment>/model/<name>``,
+        downstream of the dataset and the first file report (None without register or
+        promote)."""
+        from crucible_dagster.lifecycle.register_stage import registered_model
+
+        name = registered_model(experiment)
+        if name is None:
+            return None
+        report = self._check_asset_key(experiment)
+        deps = [k for k in (self._dataset_key(experiment), report) if k is not None]
+        return dg.AssetSpec(
+            key=dg.AssetKey([TAG_PREFIX, experiment.id, "model", name]),
+            description=f"Registered model {name!r} (MLflow) as experiment {experiment.id} "
+            "trains, registers and promotes it: a materialization per new version, the "
+            "promotion gate as its check.",
+            deps=deps,
+            group_name=self._pick("group_name", lambda: experiment.id, experiment),
+            kinds={"mlflow", "scikit-learn"},
+            tags={self.tag("experiment"): experiment.id},
+        )
+
     def get_asset_check_spec(
         self, experiment: Experiment, check: QualityTarget | RegressionBaseline
     ) -> dg.AssetCheckSpec | None:

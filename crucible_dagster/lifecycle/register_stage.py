@@ -24,8 +24,20 @@ if TYPE_CHECKING:
 
     from crucible_dagster.experiment.ir import Experiment
 
+PROMOTE = ("promote", "crucible_dagster.lifecycle.promote_stage:PromoteStage")
+REGISTER = ("register", "crucible_dagster.lifecycle.register_stage:RegisterStage")
 #: files of the run directory logged with the MLflow run (checkpoints stay in the run directory)
 LOGGED_SUFFIXES = (".json", ".jsonl", ".parquet", ".md", ".html", ".csv")
+
+
+def registered_model(experiment: Experiment) -> str | None:
+    """The registered model the pipeline registers or promotes, None when it does neither."""
+    steps = {s.implementation for s in experiment.enabled_stages}
+    if not steps & {*PROMOTE, *REGISTER}:
+        return None
+    if experiment.training_config is not None:
+        return experiment.training_config.model_ref.registered_name
+    return experiment.model_version.model_id if experiment.model_version else None
 
 
 def model_name_problems(experiment: Experiment) -> list[tuple[str, str]]:

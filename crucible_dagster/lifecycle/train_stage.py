@@ -146,9 +146,7 @@ def _splits(config: TrainingConfig, seed: int, classification: bool) -> dict[str
         stratify = labels if counts is not None and counts.min() >= 2 else None
         return train_test_split(*arrays, test_size=share, random_state=seed, stratify=stratify)
 
-    x_rest, x_test, y_rest, y_test, _, id_test = split(
-        config.test_split, features, target, ids
-    )
+    x_rest, x_test, y_rest, y_test, _, id_test = split(config.test_split, features, target, ids)
     fit = Split(x_rest, y_rest)
     watch = fit
     if config.validation_split:
