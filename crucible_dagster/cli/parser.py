@@ -6,6 +6,7 @@ import argparse
 from typing import NoReturn
 
 from crucible_dagster.cli.diff import register as register_diff
+from crucible_dagster.cli.model import register as register_model
 from crucible_dagster.cli.plan import register as register_plan
 from crucible_dagster.cli.run import register as register_run
 from crucible_dagster.cli.runs import register as register_runs
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         register_schema,  # the order of `crucible --help`
         register_runs,
         register_telemetry,
+        register_model,
     ):
         register(sub)
     return parser

@@ -115,6 +115,7 @@ def _run(args: argparse.Namespace, stdout: Any) -> int:
         run_id=args.run_id,
         validate_options=args.validate_options,
         sinks=[] if args.json else [_Progress(len(experiment.pipeline))],
+        parent_run_id=args.resume,
     )
     if args.json:
         print(json.dumps(to_jsonable(dict(result.context.metrics)), indent=2), file=stdout)
@@ -204,6 +205,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--validate-options", choices=VALIDATE_MODES, default="error")
     p.add_argument("--run-id", type=_run_id, help="the run directory's name (default: a UUID)")
+    p.add_argument(
+        "--resume",
+        type=_run_id,
+        metavar="RUN",
+        help="a failed run of this experiment to continue: a new run whose train stage starts "
+        "from RUN's last checkpoint with its history",
+    )
     p.add_argument("--seed", type=_seed, help="override the experiment seed (0 to 4294967295)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on stdout")
     p.add_argument(

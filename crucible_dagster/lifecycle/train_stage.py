@@ -165,9 +165,13 @@ def _parent_run(run_dir: Path) -> str | None:
         parent = read_manifest(run_dir).get("parent_run_id")
     except ValueError:
         return None
-    if not isinstance(parent, str) or not (run_dir.parent / parent / RECORD).exists():
+    if not isinstance(parent, str):
         return None
-    return parent
+    if not (run_dir.parent / parent).is_dir():
+        raise StageError("unknown_parent_run", parent, f"resume: no run {parent[:80]!r} of this "
+                         f"experiment in {run_dir.parent}")  # fmt: skip
+    # a parent that failed before it trained has nothing to continue: training starts over
+    return parent if (run_dir.parent / parent / RECORD).exists() else None
 
 
 def _resumed(

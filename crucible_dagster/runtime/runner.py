@@ -91,6 +91,7 @@ def run(
     run_dir: str | Path | None = None,
     sinks: Iterable[Sink] = (),
     orchestrator: str = "standalone",
+    parent_run_id: str | None = None,
 ) -> RunResult:
     """Run ``experiment`` standalone, stage by stage, stopping at the first failure.
 
@@ -102,7 +103,9 @@ def run(
     registry = registry_for(experiment, registry)
     if write_run_dir or run_dir is not None:
         path = run_dir or run_directory(artifacts_root, experiment.id, run_id)
-        fields = {"params": params, "orchestrator": orchestrator}
+        fields: dict[str, Any] = {"params": params, "orchestrator": orchestrator}
+        if parent_run_id is not None:  # the run this one continues (a resumed training)
+            fields["parent_run_id"] = parent_run_id
         driver = Run.start(path, experiment, run_id=run_id, sinks=sinks, **fields)
     else:
         driver = Run.detached(experiment, run_id, sinks)

@@ -1,0 +1,121 @@
+"""``crucible model``: the registered model of an experiment file on its MLflow store: list its
+versions with their gate decisions, move the champion to a canary that passed, roll an alias
+back to the version it held before."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from crucible_dagster.cli.terminal import error_line, terminal_safe
+from crucible_dagster.cli.validate import load_or_report
+from crucible_dagster.runtime.stage import StageError
+
+
+def _reported(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command whose registry says no (unreachable, no such version, nothing to roll back):
+    one line and exit 1, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except StageError as exc:
+            error_line(f"crucible model {args.model_command}: {exc}")
+        except Exception as exc:
+            if type(exc).__name__ != "MlflowException":
+                raise
+            error_line(
+                f"crucible model {args.model_command}: MLflow: {getattr(exc, 'message', exc)}"
+            )
+        return 1
+
+    return run
+
+
+def _store(args: argparse.Namespace) -> tuple[Any, str, str] | None:
+    """(experiment, registered model name, alias) of the file, or None after saying why."""
+    from crucible_dagster.lifecycle.register_stage import model_name_problems, registered_model
+
+    experiment = load_or_report(args.path)
+    if experiment is None:
+        return None
+    name = registered_model(experiment)
+    problems = model_name_problems(experiment)
+    if name is None or problems:
+        why = problems[0][1] if problems else "its pipeline neither registers nor promotes a model"
+        error_line(f"{args.path}: {why}")
+        return None
+    deployment = experiment.deployment
+    alias = args.alias or (deployment.alias if deployment else "champion")
+    return experiment, name, alias
+
+
+def cmd_model_versions(args: argparse.Namespace) -> int:
+    from crucible_dagster.lifecycle import mlflow_store, promotion
+    from crucible_dagster.runtime.run_dirs import artifacts_root
+
+    found = _store(args)
+    if found is None:
+        return 1
+    experiment, name, alias = found
+    with mlflow_store.client(experiment, artifacts_root(None)) as (store, _):
+        holder = promotion.alias_holder(store, name, alias)
+        versions = store.search_model_versions(f"name = '{name}'")
+        for version in sorted(versions, key=lambda v: int(v.version)):
+            tags = version.tags or {}
+            decision = tags.get(f"{promotion.DECISION}decision", "-")
+            mark = f" <- {alias}" if str(version.version) == holder else ""
+            line = f"{name} v{version.version}: {decision} (run {tags.get('crucible.run_id', '?')}){mark}"
+            print(terminal_safe(line), file=sys.stdout)
+    return 0
+
+
+def cmd_model_promote(args: argparse.Namespace) -> int:
+    from crucible_dagster.lifecycle import mlflow_store, promotion
+    from crucible_dagster.runtime.run_dirs import artifacts_root
+
+    found = _store(args)
+    if found is None:
+        return 1
+    experiment, name, alias = found
+    with mlflow_store.client(experiment, artifacts_root(None)) as (store, _):
+        tags = store.get_model_version(name, args.version).tags or {}
+        if tags.get(f"{promotion.DECISION}decision") != "promoted":
+            error_line(f"{name} v{args.version}: the gate did not pass it (decision "
+                       f"{tags.get(f'{promotion.DECISION}decision', 'none')!r}): not moved")  # fmt: skip
+            return 1
+        promotion.move_alias(store, name, alias, args.version)
+    print(f"{name}: {alias} -> v{args.version}", file=sys.stdout)
+    return 0
+
+
+def cmd_model_rollback(args: argparse.Namespace) -> int:
+    from crucible_dagster.lifecycle import mlflow_store, promotion
+    from crucible_dagster.runtime.run_dirs import artifacts_root
+
+    found = _store(args)
+    if found is None:
+        return 1
+    experiment, name, alias = found
+    with mlflow_store.client(experiment, artifacts_root(None)) as (store, _):
+        current, previous = promotion.rollback(store, name, alias)
+    print(f"{name}: {alias} v{current} -> v{previous}", file=sys.stdout)
+    return 0
+
+
+def register(sub: Any) -> None:
+    model = sub.add_parser("model", help="the registered model of an experiment (MLflow)")
+    commands = model.add_subparsers(dest="model_command", required=True)
+    for name, handler, text in (
+        ("versions", cmd_model_versions, "list the versions and their gate decisions"),
+        ("promote", cmd_model_promote, "move the alias to a version the gate passed (a canary)"),
+        ("rollback", cmd_model_rollback, "move the alias back to the version it held before"),
+    ):
+        p = commands.add_parser(name, help=text)
+        p.add_argument("path", help="the experiment file")
+        p.add_argument("--alias", help="the alias (default: deployment.alias, else champion)")
+        if name == "promote":
+            p.add_argument("--version", required=True, help="the version number")
+        p.set_defaults(func=_reported(handler))
