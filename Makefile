@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CRUCIBLE_ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 
-.PHONY: demo demo-eval test test-fast test-py310 lint fmt bench ui ui-postgres workers workers-stop clean venv
+.PHONY: demo demo-eval demo-lifecycle test test-fast test-py310 lint fmt bench ui ui-postgres workers workers-stop clean venv
 
 venv: $(STAMP)
 
@@ -43,6 +43,22 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # The same quiet console as `make demo`; the summary adds each configuration's cost and the
 # per-sample comparison, and the server's own count of requests and tokens.
 DEMO_EVAL_JOB := $(BIN)/dagster job execute -f definitions.py -j qa_eval -c $(DEMO_CONFIG)
+
+# The model lifecycle demo (issue 28): train_and_promote three times as a Dagster job, on the
+# MLflow store under the artifacts root: the file's logistic regression (the first version is
+# the champion), a random forest (promoted only if the gate finds it not worse by more than 5
+# points), and DummyClassifier, deliberately poor: refused, the model asset's check fails and
+# the champion stays. `crucible model versions experiments/train_and_promote.yaml` lists them.
+CANDIDATE = printf 'ops:\n  train:\n    config:\n      architecture: %s\nloggers:\n  console:\n    config:\n      log_level: INFO\n'
+LIFECYCLE_JOB := $(BIN)/dagster job execute -f definitions.py -j train_and_promote
+
+demo-lifecycle: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	@$(CANDIDATE) LogisticRegression > $(DAGSTER_HOME)/candidate_1.yaml
+	@$(CANDIDATE) RandomForestClassifier > $(DAGSTER_HOME)/candidate_2.yaml
+	@$(CANDIDATE) DummyClassifier > $(DAGSTER_HOME)/candidate_3.yaml
+	@for n in 1 2 3; do PYTHONWARNINGS='ignore:Function `job_execute_command` is superseded' \
+		$(LIFECYCLE_JOB) -c $(DAGSTER_HOME)/candidate_$$n.yaml 2>&1 | grep -E 'run directory|ERROR' | tail -2; done
+	@$(BIN)/crucible model versions experiments/train_and_promote.yaml
 
 demo-eval: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@printf 'loggers:\n  console:\n    config:\n      log_level: INFO\n' > $(DEMO_CONFIG)

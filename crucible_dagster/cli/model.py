@@ -69,6 +69,9 @@ def cmd_model_versions(args: argparse.Namespace) -> int:
             mark = f" <- {alias}" if str(version.version) == holder else ""
             line = f"{name} v{version.version}: {decision} (run {tags.get('crucible.run_id', '?')}){mark}"
             print(terminal_safe(line), file=sys.stdout)
+            message = tags.get(f"{promotion.DECISION}message")
+            if message:
+                print(f"    {terminal_safe(message)}", file=sys.stdout)
     return 0
 
 

@@ -31,6 +31,11 @@ MODEL_FILE = "model"  #: checkpoints/model.skops: the model the run keeps
 
 
 class TrainOptions(StageOptions):
+    architecture: str | None = Field(
+        default=None,
+        description="Another estimator for this run (a class name or package.module:Class), "
+        "with its default parameters: a candidate tried without editing the file.",
+    )
     resume_from: str | None = Field(
         default=None,
         description="A run id of this experiment to continue from (its last checkpoint); a "
@@ -70,6 +75,11 @@ class TrainStage(Stage):
             raise StageError("missing_training_config", None,
                              f"the train stage needs training_config: {EXAMPLE}")  # fmt: skip
         seed = config.seed if config.seed is not None else ctx.seed
+        if options.architecture and options.architecture != config.model_ref.architecture:
+            model_ref = config.model_ref.model_copy(
+                update={"architecture": options.architecture, "options": None}
+            )
+            config = config.model_copy(update={"model_ref": model_ref})
         how = plan(config, seed)
         data = _splits(config, seed, how.classification)
         run_dir = report_base(ctx)

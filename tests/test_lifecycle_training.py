@@ -1,0 +1,259 @@
+"""The train stage: early stopping on a constructed case, checkpoints, resume after a kill with
+the same final figures, and its hostile family (unknown estimator, settings it cannot take, a
+model name with path characters, a tampered or foreign checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from crucible_dagster.experiment.loading import loads_experiment
+from crucible_dagster.runtime.runner import run
+from tests.conftest import subprocess_env
+
+CRUCIBLE = [sys.executable, "-m", "crucible_dagster.cli"]
+
+
+def _data(folder: Path, rows: int = 400) -> Path:
+    """Feature 0 is the label; the rest is noise the scripted classifier ignores."""
+    rng = np.random.default_rng(3)
+    label = rng.integers(0, 2, rows)
+    frame = pd.DataFrame({"id": [f"s{i}" for i in range(rows)], "f0": label.astype(float),
+                          "f1": rng.normal(size=rows) + label, "label": label})  # fmt: skip
+    path = folder / "data.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def _experiment(folder: Path, **training: Any) -> dict[str, Any]:
+    config = {
+        "id": "train_it",
+        "model_ref": {"id": "scripted", "architecture": "tests.lifecycle_helpers:ScriptedClassifier",
+                      "options": {"script": [0.5, 0.7, 0.9, 0.8, 0.85, 0.95, 0.99]}},
+        "dataset_ref": {"name": "toy", "provider": "local",
+                        "options": {"path": str(_data(folder)), "target": "label"}},
+        "epochs": 7, "validation_split": 0.25, "metrics": ["accuracy"],
+        "early_stopping": {"metric": "accuracy", "patience": 2},
+        **training,
+    }  # fmt: skip
+    return {"id": "lifecycle_train", "seed": 5, "training_config": config,
+            "pipeline": [{"name": "train"}]}  # fmt: skip
+
+
+def _run(document: dict[str, Any], **kwargs: Any) -> Any:
+    return run(loads_experiment(yaml.safe_dump(document)), **kwargs)
+
+
+def _record(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "training_run.json").read_text())
+
+
+def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(tmp_path: Path) -> None:
+    result = _run(_experiment(tmp_path, checkpoint_every=2))
+    assert result.failure is None, result.failure
+    record = _record(result.run_dir)
+    # accuracy 0.5, 0.7, 0.9 (best), 0.8, 0.85: two epochs without a gain, stopped at 5
+    assert (record["status"], record["current_epoch"], record["best_epoch"]) == (
+        "stopped_early",
+        5,
+        3,
+    )
+    assert [h["epoch"] for h in record["metrics_history"]] == [1, 2, 3, 4, 5]
+    assert record["best_metrics"]["accuracy"] == pytest.approx(0.9, abs=0.01)
+    # the model kept is epoch 3's: 90% of the test rows right, not epoch 5's 85%
+    assert result.context.metrics["training"]["test_accuracy"] == pytest.approx(0.9, abs=0.01)
+    points = record["checkpoint_uris"]
+    assert [p["epoch"] for p in points] == [2, 4]
+    assert points[1]["best_path"] == "checkpoints/best-000003.skops"
+    evaluation = pd.read_parquet(Path(result.run_dir) / "evaluation.parquet")
+    assert list(evaluation.columns) == ["id", "target", "prediction", "score"]
+    assert len(evaluation) == 100 and evaluation["id"].str.startswith("s").all()
+
+
+def test_without_early_stopping_every_epoch_runs_and_the_last_model_is_kept(tmp_path: Path) -> None:
+    document = _experiment(tmp_path)
+    del document["training_config"]["early_stopping"]
+    result = _run(document)
+    record = _record(result.run_dir)
+    assert (record["status"], record["current_epoch"]) == ("completed", 7)
+    assert result.context.metrics["training"]["test_accuracy"] == pytest.approx(0.99, abs=0.01)
+
+
+def _slow(folder: Path, epochs: int = 10) -> Path:
+    document = _experiment(folder, epochs=epochs, checkpoint_every=2, batch_size=64)
+    training = document["training_config"]
+    training["model_ref"] = {"id": "slow-sgd", "architecture": "tests.lifecycle_helpers:SlowSGD",
+                             "options": {"loss": "log_loss", "alpha": 0.01}}  # fmt: skip
+    training["metrics"] = ["loss", "accuracy"]
+    del training["early_stopping"]
+    path = folder / "slow.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint_with_identical_final_figures(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    path = _slow(tmp_path)
+    env = subprocess_env()
+    whole = subprocess.run([*CRUCIBLE, "run", str(path), "--run-id", "whole"], env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    killed = subprocess.Popen([*CRUCIBLE, "run", str(path), "--run-id", "killed"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    fourth = artifacts_dir / "lifecycle_train" / "killed" / "checkpoints" / "epoch-000004.skops"
+    deadline = time.monotonic() + 60
+    while not fourth.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    cut = _record(artifacts_dir / "lifecycle_train" / "killed")
+    assert 4 <= cut["current_epoch"] < 10 and cut["status"] == "running"
+    resumed = subprocess.run([*CRUCIBLE, "run", str(path), "--run-id", "resumed", "--resume",
+                              "killed"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    again, first = (_record(artifacts_dir / "lifecycle_train" / r) for r in ("resumed", "whole"))
+    assert again["resumed_from"]["run_id"] == "killed"
+    assert again["resumed_from"]["epoch"] == max(p["epoch"] for p in cut["checkpoint_uris"])
+    assert again["metrics_history"] == first["metrics_history"]
+    assert again["best_metrics"] == first["best_metrics"]
+    scores = [pd.read_parquet(artifacts_dir / "lifecycle_train" / r / "evaluation.parquet")
+              for r in ("resumed", "whole")]  # fmt: skip
+    pd.testing.assert_frame_equal(*scores)
+
+
+def test_resuming_from_scratch_would_differ(tmp_path: Path) -> None:
+    """The figures a resume must reproduce depend on the model's state: a run that started over
+    at the checkpoint's epoch would not reach them (so the test above can fail)."""
+    path = _slow(tmp_path, epochs=4)
+    document = yaml.safe_load(path.read_text())
+    document["training_config"]["model_ref"]["architecture"] = "SGDClassifier"
+    whole = _run(document)
+    two = json.loads(json.dumps(document))
+    two["training_config"]["epochs"] = 2
+    short = _run(two)
+    assert (
+        _record(short.run_dir)["metrics_history"] != _record(whole.run_dir)["metrics_history"][2:]
+    )
+
+
+def _resume_from(tmp_path: Path, damage: Any) -> Any:
+    document = _experiment(tmp_path, checkpoint_every=2)
+    first = _run(document, run_id="parent")
+    damage(Path(first.run_dir))
+    document["pipeline"] = [{"name": "train", "options": {"resume_from": "parent"}}]
+    return _run(document, run_id="child")
+
+
+def test_a_tampered_checkpoint_is_refused_before_it_is_loaded(tmp_path: Path) -> None:
+    def flip(run_dir: Path) -> None:
+        point = run_dir / "checkpoints" / "epoch-000004.skops"
+        data = bytearray(point.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        point.write_bytes(bytes(data))
+
+    result = _resume_from(tmp_path, flip)
+    assert result.failure is not None and result.failure.reason == "tampered_checkpoint"
+    assert "epoch-000004.skops: sha256: expected" in result.failure.message
+
+
+def test_a_checkpoint_with_an_untrusted_type_is_refused_even_with_its_digest(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    import skops.io as sio
+
+    from tests.lifecycle_helpers import SlowSGD
+
+    def swap(run_dir: Path) -> None:
+        data = sio.dumps({"model": SlowSGD()})  # a class the experiment does not name
+        (run_dir / "checkpoints" / "epoch-000004.skops").write_bytes(data)
+        record = _record(run_dir)
+        record["checkpoint_uris"][-1]["sha256"] = hashlib.sha256(data).hexdigest()
+        (run_dir / "training_run.json").write_text(json.dumps(record))
+
+    result = _resume_from(tmp_path, swap)
+    assert result.failure is not None and result.failure.reason == "untrusted_checkpoint"
+    assert "tests.lifecycle_helpers.SlowSGD" in result.failure.message
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "said"),
+    [
+        (lambda r: r.update(experiment_id="someone_else"), "foreign_training_run", "experiment_id: expected"),
+        (lambda r: r["checkpoint_uris"][-1].update(path="../../x.skops"), "foreign_checkpoint", "outside its run directory"),
+        (lambda r: r.update(metrics_history="nope"), "invalid_training_run", "metrics_history"),
+    ],
+)  # fmt: skip
+def test_a_parent_record_that_is_not_ours_is_a_located_error(
+    tmp_path: Path, change: Any, reason: str, said: str
+) -> None:
+    def edit(run_dir: Path) -> None:
+        record = _record(run_dir)
+        change(record)
+        (run_dir / "training_run.json").write_text(json.dumps(record))
+
+    result = _resume_from(tmp_path, edit)
+    assert result.failure is not None and result.failure.reason == reason
+    assert "training_run.json" in result.failure.message or reason == "foreign_checkpoint"
+    assert said in result.failure.message
+
+
+def test_resume_from_a_run_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    document = _experiment(tmp_path)
+    document["pipeline"] = [{"name": "train", "options": {"resume_from": "nowhere"}}]
+    result = _run(document)
+    assert result.failure is not None and "nowhere" in result.failure.message
+
+
+def _problems(tmp_path: Path, document: dict[str, Any]) -> list[str]:
+    from crucible_dagster.runtime.preflight import check_file
+
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return [f"{p.field}: {p.message}" for p in check_file(path).problems]
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "said"),
+    [
+        (lambda t: t["model_ref"].update(architecture="SGDClasifier"), "training_config.model_ref.architecture", "did you mean 'SGDClassifier'"),
+        (lambda t: t["model_ref"].update(architecture="os:system"), "training_config.model_ref.architecture", "standard library"),
+        (lambda t: t["model_ref"].update(architecture="KMeans"), "training_config.model_ref.architecture", "classifier or regressor"),
+        (lambda t: t["model_ref"].update(name="../../etc/passwd"), "training_config.model_ref.name", "letters, digits"),
+        (lambda t: t["model_ref"].update(id="a/b"), "training_config.model_ref.id", "letters, digits"),
+        (lambda t: t["model_ref"].update(architecture="LogisticRegression", options={"C": 1}) or t.update(batch_size=8, epochs=1, early_stopping=None, validation_split=None), "training_config.batch_size", "does not learn in batches"),
+        (lambda t: t["model_ref"].update(architecture="RandomForestClassifier", options={}), "training_config.epochs", "learns in one fit"),
+        (lambda t: t.update(device="cuda"), "training_config.device", "CPU"),
+        (lambda t: t.update(mixed_precision=True), "training_config.mixed_precision", "full precision"),
+        (lambda t: t.update(gradient_clipping=1.0), "training_config.gradient_clipping", "not supported"),
+        (lambda t: t["model_ref"].update(options={"scrpt": [1.0]}), "training_config.model_ref.options.scrpt", "did you mean 'script'"),
+        (lambda t: t.update(early_stopping={"metric": "accuracy", "patience": 0}), "training_config.early_stopping.patience", ""),
+        (lambda t: t.update(validation_split=None), "training_config", "validation_split"),
+    ],
+)  # fmt: skip
+def test_validate_names_the_training_setting_it_refuses(
+    tmp_path: Path, edit: Any, where: str, said: str
+) -> None:
+    document = _experiment(tmp_path)
+    document["pipeline"] = [{"name": "train"}, {"name": "register"}]
+    edit(document["training_config"])
+    found = _problems(tmp_path, document)
+    assert any(p.startswith(where) and said in p for p in found), found
+
+
+def test_a_good_training_file_validates(tmp_path: Path) -> None:
+    assert _problems(tmp_path, _experiment(tmp_path)) == []
