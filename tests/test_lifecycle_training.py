@@ -194,7 +194,7 @@ def test_a_checkpoint_with_an_untrusted_type_is_refused_even_with_its_digest(
     ("change", "reason", "said"),
     [
         (lambda r: r.update(experiment_id="someone_else"), "foreign_training_run", "experiment_id: expected"),
-        (lambda r: r["checkpoint_uris"][-1].update(path="../../x.skops"), "foreign_checkpoint", "outside its run directory"),
+        (lambda r: r["checkpoint_uris"][-1].update(path="../../x.skops"), "foreign_checkpoint", "outside its run directory"),  # noqa: E501
         (lambda r: r.update(metrics_history="nope"), "invalid_training_run", "metrics_history"),
     ],
 )  # fmt: skip
@@ -230,18 +230,18 @@ def _problems(tmp_path: Path, document: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize(
     ("edit", "where", "said"),
     [
-        (lambda t: t["model_ref"].update(architecture="SGDClasifier"), "training_config.model_ref.architecture", "did you mean 'SGDClassifier'"),
-        (lambda t: t["model_ref"].update(architecture="os:system"), "training_config.model_ref.architecture", "standard library"),
-        (lambda t: t["model_ref"].update(architecture="KMeans"), "training_config.model_ref.architecture", "classifier or regressor"),
+        (lambda t: t["model_ref"].update(architecture="SGDClasifier"), "training_config.model_ref.architecture", "did you mean 'SGDClassifier'"),  # noqa: E501
+        (lambda t: t["model_ref"].update(architecture="os:system"), "training_config.model_ref.architecture", "standard library"),  # noqa: E501
+        (lambda t: t["model_ref"].update(architecture="KMeans"), "training_config.model_ref.architecture", "classifier or regressor"),  # noqa: E501
         (lambda t: t["model_ref"].update(name="../../etc/passwd"), "training_config.model_ref.name", "letters, digits"),
         (lambda t: t["model_ref"].update(id="a/b"), "training_config.model_ref.id", "letters, digits"),
-        (lambda t: t["model_ref"].update(architecture="LogisticRegression", options={"C": 1}) or t.update(batch_size=8, epochs=1, early_stopping=None, validation_split=None), "training_config.batch_size", "does not learn in batches"),
-        (lambda t: t["model_ref"].update(architecture="RandomForestClassifier", options={}), "training_config.epochs", "learns in one fit"),
+        (lambda t: t["model_ref"].update(architecture="LogisticRegression", options={"C": 1}) or t.update(batch_size=8, epochs=1, early_stopping=None, validation_split=None), "training_config.batch_size", "does not learn in batches"),  # noqa: E501
+        (lambda t: t["model_ref"].update(architecture="RandomForestClassifier", options={}), "training_config.epochs", "learns in one fit"),  # noqa: E501
         (lambda t: t.update(device="cuda"), "training_config.device", "CPU"),
         (lambda t: t.update(mixed_precision=True), "training_config.mixed_precision", "full precision"),
         (lambda t: t.update(gradient_clipping=1.0), "training_config.gradient_clipping", "not supported"),
-        (lambda t: t["model_ref"].update(options={"scrpt": [1.0]}), "training_config.model_ref.options.scrpt", "did you mean 'script'"),
-        (lambda t: t.update(early_stopping={"metric": "accuracy", "patience": 0}), "training_config.early_stopping.patience", ""),
+        (lambda t: t["model_ref"].update(options={"scrpt": [1.0]}), "training_config.model_ref.options.scrpt", "did you mean 'script'"),  # noqa: E501
+        (lambda t: t.update(early_stopping={"metric": "accuracy", "patience": 0}), "training_config.early_stopping.patience", ""),  # noqa: E501
         (lambda t: t.update(validation_split=None), "training_config", "validation_split"),
     ],
 )  # fmt: skip
