@@ -104,7 +104,7 @@ class RegisterStage(NoOptionsStage):
                 f"{TAG}evaluation": f"evaluation/{trained['evaluation']}",
                 **{f"{TAG}metric.{k}": repr(float(v)) for k, v in trained["metrics"].items()},
             }
-            version = _register(mlflow, name, mlflow_run["model_uri"], mlflow_run["run_id"], tags)
+            version = _register(mlflow, name, mlflow_run, tags)
         registered = {"name": name, "version": version, "parent_version": parent, "uri": uri.split("@")[-1],
                       "mlflow_run_id": mlflow_run["run_id"], "model_uri": f"models:/{name}/{version}"}  # fmt: skip
         ctx = ctx.emit_decision(f"registered {name} version {version}",
@@ -166,12 +166,10 @@ def _log_run(
             skops_trusted_types=list(trained["trusted"]) or None,
             pip_requirements=["scikit-learn", "skops"],
         )  # fmt: skip
-    return {"run_id": run_id, "model_uri": logged.model_uri}
+    return {"run_id": run_id, "model_uri": logged.model_uri, "model_id": logged.model_id}
 
 
-def _register(
-    mlflow: MlflowClient, name: str, source: str, run_id: str, tags: dict[str, str]
-) -> str:
+def _register(mlflow: MlflowClient, name: str, logged: dict[str, str], tags: dict[str, str]) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -179,5 +177,8 @@ def _register(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = mlflow.create_model_version(name, source=source, run_id=run_id, tags=tags)
+    version = mlflow.create_model_version(
+        name, source=logged["model_uri"], run_id=logged["run_id"], tags=tags,
+        model_id=logged["model_id"],  # a server checks the source against the logged model
+    )  # fmt: skip
     return str(version.version)
