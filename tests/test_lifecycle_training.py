@@ -131,7 +131,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_identical_final_figures(
     assert again["best_metrics"] == first["best_metrics"]
     scores = [pd.read_parquet(artifacts_dir / "lifecycle_train" / r / "evaluation.parquet")
               for r in ("resumed", "whole")]  # fmt: skip
-    pd.testing.assert_frame_equal(*scores)
+    pd.testing.assert_frame_equal(scores[0], scores[1])
 
 
 def test_resuming_from_scratch_would_differ(tmp_path: Path) -> None:

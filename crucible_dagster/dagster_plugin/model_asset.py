@@ -108,10 +108,10 @@ def model_events(
     metadata: dict[str, Any] = {"crucible/run_id": after.run_id}
     if isinstance(registered, Mapping):
         metadata.update({k: str(v) for k, v in registered.items() if v is not None})
-    if decided:
+    if decided and isinstance(promoted, Mapping):
         metadata.update(_decision_metadata(promoted))
     yield dg.AssetMaterialization(asset_key=spec.key, metadata=metadata)
-    if decided:
+    if decided and isinstance(promoted, Mapping):
         yield dg.AssetCheckEvaluation(
             asset_key=spec.key, check_name=MODEL_CHECK, passed=promoted.get("decision") == "promoted",
             metadata=_decision_metadata(promoted), severity=dg.AssetCheckSeverity.ERROR,

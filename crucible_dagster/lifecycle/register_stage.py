@@ -107,8 +107,8 @@ class RegisterStage(NoOptionsStage):
             version = _register(mlflow, name, mlflow_run, tags)
         registered = {"name": name, "version": version, "parent_version": parent, "uri": uri.split("@")[-1],
                       "mlflow_run_id": mlflow_run["run_id"], "model_uri": f"models:/{name}/{version}"}  # fmt: skip
-        ctx = ctx.emit_decision(f"registered {name} version {version}",
-                                f"the model run {ctx.run_id} trained", **registered)  # fmt: skip
+        ctx = ctx.emit("decision_made", f"registered {name} version {version}",
+                       f"the model run {ctx.run_id} trained", metadata=registered)  # fmt: skip
         return ctx.put_metric("registry", registered).assign({"registered_model": registered})
 
 

@@ -24,6 +24,7 @@ REGISTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 #: what training may report per epoch, on the validation split (and on the test split at the end)
 TrainingMetric = Literal["loss", "accuracy", "f1", "mse", "mae", "r2"]
 #: metrics where lower is better (early stopping's default mode)
+DEFAULT_METRICS: tuple[TrainingMetric, ...] = ("loss", "accuracy")
 LOWER_IS_BETTER = frozenset({"loss", "mse", "mae"})
 
 
@@ -114,7 +115,7 @@ class TrainingConfig(IRModel):
     learning_rate: Float = Field(default=0.001, gt=0)
     optimizer: Literal["adam", "sgd", "adamw", "rmsprop"] = "adam"
     loss_function: Literal["cross_entropy", "mse", "mae", "bce"] = "cross_entropy"
-    metrics: list[TrainingMetric] = Field(default_factory=lambda: ["loss", "accuracy"])
+    metrics: list[TrainingMetric] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     device: Literal["cpu", "cuda", "mps", "tpu"] = "cpu"
     mixed_precision: bool = False
     options: dict[str, Any] | None = None
