@@ -230,17 +230,12 @@ def _problems(tmp_path: Path, document: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize(
     ("edit", "where", "said"),
     [
-        (lambda t: t["model_ref"].update(architecture="SGDClasifier"), "training_config.model_ref.architecture", "did you mean 'SGDClassifier'"),  # noqa: E501
         (lambda t: t["model_ref"].update(architecture="os:system"), "training_config.model_ref.architecture", "standard library"),  # noqa: E501
-        (lambda t: t["model_ref"].update(architecture="KMeans"), "training_config.model_ref.architecture", "classifier or regressor"),  # noqa: E501
         (lambda t: t["model_ref"].update(name="../../etc/passwd"), "training_config.model_ref.name", "letters, digits"),
         (lambda t: t["model_ref"].update(id="a/b"), "training_config.model_ref.id", "letters, digits"),
-        (lambda t: t["model_ref"].update(architecture="LogisticRegression", options={"C": 1}) or t.update(batch_size=8, epochs=1, early_stopping=None, validation_split=None), "training_config.batch_size", "does not learn in batches"),  # noqa: E501
-        (lambda t: t["model_ref"].update(architecture="RandomForestClassifier", options={}), "training_config.epochs", "learns in one fit"),  # noqa: E501
         (lambda t: t.update(device="cuda"), "training_config.device", "CPU"),
         (lambda t: t.update(mixed_precision=True), "training_config.mixed_precision", "full precision"),
         (lambda t: t.update(gradient_clipping=1.0), "training_config.gradient_clipping", "not supported"),
-        (lambda t: t["model_ref"].update(options={"scrpt": [1.0]}), "training_config.model_ref.options.scrpt", "did you mean 'script'"),  # noqa: E501
         (lambda t: t.update(early_stopping={"metric": "accuracy", "patience": 0}), "training_config.early_stopping.patience", ""),  # noqa: E501
         (lambda t: t.update(validation_split=None), "training_config", "validation_split"),
     ],
@@ -257,3 +252,26 @@ def test_validate_names_the_training_setting_it_refuses(
 
 def test_a_good_training_file_validates(tmp_path: Path) -> None:
     assert _problems(tmp_path, _experiment(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "said"),
+    [
+        (lambda t: t["model_ref"].update(architecture="SGDClasifier"), "training_config.model_ref.architecture", "did you mean 'SGDClassifier'"),  # noqa: E501
+        (lambda t: t["model_ref"].update(architecture="KMeans"), "training_config.model_ref.architecture", "classifier or regressor"),  # noqa: E501
+        (lambda t: t["model_ref"].update(architecture="LogisticRegression", options={"C": 1}) or t.update(batch_size=8, epochs=1, early_stopping=None, validation_split=None), "training_config.batch_size", "does not learn in batches"),  # noqa: E501
+        (lambda t: t["model_ref"].update(architecture="RandomForestClassifier", options={}), "training_config.epochs", "learns in one fit"),  # noqa: E501
+        (lambda t: t["model_ref"].update(options={"scrpt": [1.0]}), "training_config.model_ref.options.scrpt", "did you mean 'script'"),  # noqa: E501
+    ],
+)  # fmt: skip
+def test_the_estimator_and_its_settings_are_checked_before_any_data_loads(
+    tmp_path: Path, edit: Any, where: str, said: str
+) -> None:
+    """What needs scikit-learn to know is checked when the stage starts (the Dagster loader
+    checks every experiment without importing it): a located error, nothing trained."""
+    document = _experiment(tmp_path)
+    edit(document["training_config"])
+    result = _run(document)
+    assert result.failure is not None and result.failure.reason == "invalid_training_config"
+    assert result.failure.message.startswith(where) and said in result.failure.message
+    assert not (Path(result.run_dir) / "training_run.json").exists()

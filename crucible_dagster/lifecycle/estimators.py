@@ -42,19 +42,34 @@ def _catalogue() -> dict[str, type]:
     return {name: cls for name, cls in all_estimators(type_filter=["classifier", "regressor"])}
 
 
+def static_problems(config: TrainingConfig) -> None:
+    """What can be checked without importing scikit-learn (the Dagster loader checks every
+    experiment and stays light): the framework, an estimator named at all, and a dotted path's
+    code (the project's one resolver). Class names and parameters are checked at run start."""
+    ref = config.model_ref
+    if "framework" in ref.model_fields_set and ref.framework not in ("sklearn", "scikit-learn"):
+        raise EstimatorProblem(f"{AT}.framework", "expected 'sklearn' (scikit-learn estimators "
+                               f"are what train fits), got {ref.framework!r}")  # fmt: skip
+    if not ref.architecture:
+        raise EstimatorProblem(f"{AT}.architecture", "expected the estimator to train, e.g. "
+                               "'SGDClassifier' or 'package.module:Class', got nothing")  # fmt: skip
+    if ":" in ref.architecture:
+        from crucible_dagster.runtime.code_refs import CodeRefError, resolve
+
+        try:
+            resolve(ref.architecture, "estimator")
+        except CodeRefError as exc:
+            raise EstimatorProblem(f"{AT}.architecture", str(exc)) from None
+
+
 def estimator_class(config: TrainingConfig) -> type:
     """The class ``model_ref.architecture`` names, checked to be a classifier or regressor (of
     the ``task`` the file says, when it says one)."""
     from sklearn.base import is_classifier, is_regressor
 
+    static_problems(config)
     ref = config.model_ref
-    if "framework" in ref.model_fields_set and ref.framework not in ("sklearn", "scikit-learn"):
-        raise EstimatorProblem(f"{AT}.framework", "expected 'sklearn' (scikit-learn estimators "
-                               f"are what train fits), got {ref.framework!r}")  # fmt: skip
-    name = ref.architecture
-    if not name:
-        raise EstimatorProblem(f"{AT}.architecture", "expected the estimator to train, e.g. "
-                               "'SGDClassifier' or 'package.module:Class', got nothing")  # fmt: skip
+    name = str(ref.architecture)
     if ":" in name:
         from crucible_dagster.runtime.code_refs import CodeRefError, resolve
 
@@ -119,9 +134,50 @@ def plan(config: TrainingConfig, seed: int) -> Plan:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise EstimatorProblem(f"{AT}.options.{unknown[0]}", f"{cls.__name__} has no parameter "
                                f"{unknown[0]!r}{hint}")  # fmt: skip
-    params, applied = dict(given), {}
+    params, applied = dict(given), dict[str, str]()
     if "random_state" in accepted and "random_state" not in given:
         params["random_state"] = seed
+    applied.update(_map_settings(config, cls, accepted, given, params))
+    mode = "fit"
+    if config.epochs > 1 or config.early_stopping is not None or config.checkpoint_every:
+        if hasattr(cls, "partial_fit"):
+            mode = "partial_fit"
+        elif "warm_start" in accepted and "max_iter" in accepted and not growing(cls):
+            mode = "warm_start"
+            params.update(warm_start=True, max_iter=1)
+        else:
+            raise _refused(cls, "epochs", "learns in one fit (no partial_fit, no warm_start with "
+                         "max_iter): set epochs to 1, without early_stopping or checkpoints")  # fmt: skip
+    batch = None
+    if "batch_size" in config.model_fields_set:
+        if "batch_size" in accepted:
+            params["batch_size"], applied["batch_size"] = config.batch_size, "batch_size"
+        elif mode == "partial_fit":
+            batch = config.batch_size
+            applied["batch_size"] = "partial_fit batches"
+        else:
+            raise _refused(cls, "batch_size", "does not learn in batches")
+    estimator = _instance(cls, params)
+    return Plan(cls, params, mode, batch, is_classifier(estimator), applied)
+
+
+def growing(cls: type) -> bool:
+    """An ensemble grows by n_estimators or max_iter (its total), not by one more fit at
+    max_iter=1: warm-started epochs would add nothing."""
+    return cls.__module__.startswith("sklearn.ensemble")
+
+
+def _refused(cls: type, setting: str, why: str) -> EstimatorProblem:
+    return EstimatorProblem(f"training_config.{setting}", f"{cls.__name__} {why}")
+
+
+def _map_settings(
+    config: TrainingConfig, cls: type, accepted: dict[str, Any], given: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, str]:  # fmt: skip
+    """Each of learning_rate, optimizer and loss_function the file gives, set on the parameter
+    that takes it (``params`` is updated); setting -> parameter."""
+    applied: dict[str, str] = {}
     explicit = config.model_fields_set
 
     def take(setting: str, parameter: str, value: Any) -> None:
@@ -154,27 +210,7 @@ def plan(config: TrainingConfig, seed: int) -> Plan:
         if "loss" not in accepted:
             raise refuse("loss_function", "has no loss parameter")
         take("loss_function", "loss", LOSSES[config.loss_function])
-    mode = "fit"
-    if config.epochs > 1 or config.early_stopping is not None or config.checkpoint_every:
-        if hasattr(cls, "partial_fit"):
-            mode = "partial_fit"
-        elif "warm_start" in accepted and "max_iter" in accepted:
-            mode = "warm_start"
-            params.update(warm_start=True, max_iter=1)
-        else:
-            raise refuse("epochs", "learns in one fit (no partial_fit, no warm_start with "
-                         "max_iter): set epochs to 1, without early_stopping or checkpoints")  # fmt: skip
-    batch = None
-    if "batch_size" in explicit:
-        if "batch_size" in accepted:
-            take("batch_size", "batch_size", config.batch_size)
-        elif mode == "partial_fit":
-            batch = config.batch_size
-            applied["batch_size"] = "partial_fit batches"
-        else:
-            raise refuse("batch_size", "does not learn in batches")
-    estimator = _instance(cls, params)
-    return Plan(cls, params, mode, batch, is_classifier(estimator), applied)
+    return applied
 
 
 def trusted_types(cls: type) -> set[str]:

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from crucible_dagster.lifecycle import checkpoints, evaluation
-from crucible_dagster.lifecycle.estimators import EstimatorProblem, Plan, plan, trusted_types
+from crucible_dagster.lifecycle.estimators import (
+    EstimatorProblem,
+    Plan,
+    plan,
+    static_problems,
+    trusted_types,
+)
 from crucible_dagster.lifecycle.training import Split, State, better, fit_epochs, watched
 from crucible_dagster.lifecycle.training_run import TrainingRun, read_training_run
 from crucible_dagster.runtime.context import Context
@@ -59,12 +65,10 @@ class TrainStage(Stage):
         from crucible_dagster.datasets import dataset_problems
 
         problems = dataset_problems(config.dataset_ref, at="training_config.dataset_ref")
-        try:
-            plan(config, 0)
+        try:  # what needs no scikit-learn: loading definitions stays light; the rest at run start
+            static_problems(config)
         except EstimatorProblem as exc:
             problems.append((exc.where, str(exc).removeprefix(f"{exc.where}: ")))
-        except ImportError as exc:
-            problems.append(("training_config", f"training needs scikit-learn and skops: {exc}"))
         return problems
 
     def run(self, ctx: Context, options: TrainOptions) -> Context:

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_val
 from pydantic_core import PydanticCustomError
 from typing_extensions import Self
 
+import crucible_dagster.experiment.ir.lifecycle as lifecycle
 from crucible_dagster.experiment.ir.base import SEED_MAX, Int, IRModel, Seed, first_repeat
 from crucible_dagster.experiment.ir.budget import Budget
 from crucible_dagster.experiment.ir.dagster_settings import (
@@ -27,12 +28,6 @@ from crucible_dagster.experiment.ir.judging import (
     QualityTarget,
     RegressionBaseline,
     Schedule,
-)
-from crucible_dagster.experiment.ir.lifecycle import (
-    DeploymentConfig,
-    ModelVersion,
-    Tracking,
-    TrainingConfig,
 )
 from crucible_dagster.experiment.ir.refs import (
     RUN_RECORD_FILES,
@@ -77,18 +72,10 @@ class Experiment(IRModel):
     experiment_type: Literal["evaluation", "training", "comparison", "ablation", "any"] | None = (
         None
     )
-    model_version: ModelVersion | None = None
-    training_config: TrainingConfig | None = None
-    tracking: Tracking | None = Field(
-        default=None,
-        description="MLflow tracking and registry: {mlflow: {uri}} (default a SQLite store "
-        "under the artifacts root).",
-    )
-    deployment: DeploymentConfig | None = Field(
-        default=None,
-        description="Which registry alias the promote stage moves (environment, strategy, "
-        "alias); serving is out of scope.",
-    )
+    model_version: lifecycle.ModelVersion | None = None
+    training_config: lifecycle.TrainingConfig | None = None
+    tracking: lifecycle.Tracking | None = None  # MLflow: where register logs and registers
+    deployment: lifecycle.DeploymentConfig | None = None  # which alias promote moves
     baseline: Baseline | None = Field(
         default=None,
         description="A model reference (the original's, with 'id'), or the regression gate "
