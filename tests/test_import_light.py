@@ -126,7 +126,7 @@ ALLOWED = {
     "ensembles": BASE | {"backends", "hedging", "evaluation", "budget"},
     "fairness": BASE | {"evaluation"},
     "guardrails": BASE | {"evaluation"},
-    "drift": BASE,
+    "drift": BASE | {"lifecycle"},  # a reference from a registered model's lineage
     "feedback": BASE,
     "monitoring": BASE | {"run_history"},
     # the model lifecycle: the promotion gate is the regression gate's test

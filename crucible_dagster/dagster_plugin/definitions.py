@@ -147,7 +147,11 @@ def _definitions(
     return dg.Definitions(
         jobs=[c.job for c in compiled] + extra,
         assets=[
-            *_unique_assets(a for c in compiled for a in c.assets),
+            # a model watched for drift is declared by the experiment that registers it first
+            *_unique_assets(
+                [a for c in compiled for a in c.assets]
+                + [a for c in compiled for a in c.fallback_assets]
+            ),
             *invalid,
         ],
         asset_checks=[check for c in compiled for check in c.checks],

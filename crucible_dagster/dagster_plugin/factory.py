@@ -15,6 +15,7 @@ from crucible_dagster.dagster_plugin.report_job import LinearJob, linear_job
 from crucible_dagster.dagster_plugin.resource import RESOURCE_KEY, CrucibleResource
 from crucible_dagster.dagster_plugin.retraining_sensor import retraining_sensor
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
+from crucible_dagster.lifecycle.register_stage import PROMOTE
 from crucible_dagster.runtime.registry import registry_for
 
 DEFAULT_IO_MANAGER = CrucibleContextIOManager()
@@ -161,8 +162,31 @@ class CompiledExperiment:
     schedule: dg.ScheduleDefinition | None = None
     #: ``reliability.retraining_trigger``'s sensor
     sensor: dg.SensorDefinition | None = None
-    #: checks of assets the job records by events (a registered model's promotion gate)
+    #: checks of assets the job records by events (a registered model's promotion gate, drift)
     checks: list[dg.AssetChecksDefinition] = field(default_factory=list)
+    #: assets declared only when no other experiment declares them (a model watched for drift)
+    fallback_assets: list[dg.AssetSpec] = field(default_factory=list)
+
+
+def _add_model(
+    compiled: CompiledExperiment, translator: CrucibleTranslator, resource: CrucibleResource
+) -> None:
+    """The registered model's asset (declared by an experiment that registers or promotes it;
+    one that only watches it for drift declares it in case no other does) and its checks."""
+    from crucible_dagster.dagster_plugin.model_asset import model_checks, model_key, watches
+
+    experiment = compiled.experiment
+    key = model_key(experiment, translator)
+    if key is None:
+        return
+    spec = translator.get_model_asset_spec(experiment)
+    if spec is not None:
+        compiled.assets.append(spec)
+    else:
+        compiled.fallback_assets.append(translator.model_asset_spec(key.path[-1], [], "watched"))
+    promotes = any(s.implementation in PROMOTE for s in experiment.enabled_stages)
+    metrics = ["promotion"] * promotes + ["drift"] * watches(experiment)
+    compiled.checks.extend(model_checks(experiment, key, resource, metrics))
 
 
 def compile_experiment(
@@ -194,12 +218,7 @@ def compile_experiment(
         from crucible_dagster.dagster_plugin.feedback_asset import feedback_asset
 
         compiled.assets.extend(filter(None, [feedback_asset(experiment, feedback, resolved)]))
-    model = translator.get_model_asset_spec(experiment)
-    if model is not None:
-        from crucible_dagster.dagster_plugin.model_asset import model_check
-
-        compiled.assets.append(model)
-        compiled.checks.append(model_check(experiment, model, resource or DEFAULT_RESOURCE))
+    _add_model(compiled, translator, resource or DEFAULT_RESOURCE)
     dataset = translator.get_dataset_asset_spec(experiment)
     if dataset is not None and experiment.dataset is not None:
         compiled.assets.append(dataset_asset(dataset, experiment.dataset))

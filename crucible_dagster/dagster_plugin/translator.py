@@ -197,15 +197,19 @@ class CrucibleTranslator(DeprecatedTranslatorMethods):
             return None
         report = self._check_asset_key(experiment)
         deps = [k for k in (self._dataset_key(experiment), report) if k is not None]
+        return self.model_asset_spec(name, deps, f"as experiment {experiment.id} trains, "
+                                     "registers and promotes it")  # fmt: skip
+
+    def model_asset_spec(self, name: str, deps: list[dg.AssetKey], how: str) -> dg.AssetSpec:
+        """``crucible/models/<name>``: one asset per registered model, whichever experiments
+        register it, promote it or watch it drift (each adds its own checks)."""
         return dg.AssetSpec(
-            key=dg.AssetKey([TAG_PREFIX, experiment.id, "model", name]),
-            description=f"Registered model {name!r} (MLflow) as experiment {experiment.id} "
-            "trains, registers and promotes it: a materialization per new version, the "
-            "promotion gate as its check.",
+            key=dg.AssetKey([TAG_PREFIX, "models", name]),
+            description=f"Registered model {name!r} (MLflow) {how}: a materialization per new "
+            "version, the promotion gate and drift as its checks.",
             deps=deps,
-            group_name=self._pick("group_name", lambda: experiment.id, experiment),
+            group_name="crucible_models",
             kinds={"mlflow", "scikit-learn"},
-            tags={self.tag("experiment"): experiment.id},
         )
 
     def get_asset_check_spec(

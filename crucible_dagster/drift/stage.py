@@ -44,7 +44,7 @@ class DriftStage(Stage):
     name = "drift"
     description = "Recent inputs against a reference: KS, chi-squared, PSI per feature, corrected"
     Options = DriftOptions
-    uses = ("reliability.drift",)
+    uses = ("reliability.drift", "tracking")
 
     @classmethod
     def check_experiment(cls, experiment: Experiment) -> list[tuple[str, str]]:
@@ -54,6 +54,13 @@ class DriftStage(Stage):
         if settings is None:
             return setting_problems(experiment, "drift", "drift", EXAMPLE)
         problems = []
+        if settings.reference_model is not None:
+            from crucible_dagster.experiment.ir.lifecycle import registry_name
+
+            try:
+                registry_name(settings.reference_model.registered_name, "registered model name")
+            except ValueError as exc:
+                return [("reliability.drift.reference_model.id", str(exc))]
         for field, ref in (("reference", settings.reference), ("current", settings.current)):
             if ref is not None:
                 where = f"reliability.drift.{field}"
@@ -83,7 +90,12 @@ class DriftStage(Stage):
         from crucible_dagster.drift.statistics import DriftDataError, feature_drift, kind_of
 
         settings, experiment = _settings(ctx)
-        reference = _load(settings.reference, "reference")
+        lineage = None
+        if settings.reference_model is not None:
+            reference, lineage = _reference_of_model(ctx, settings.reference_model)
+        else:
+            assert settings.reference is not None  # the IR holds one of the two
+            reference = _load(settings.reference, "reference")
         if settings.current_from == "feedback":
             from crucible_dagster.drift.feedback_inputs import feedback_inputs
 
@@ -121,6 +133,7 @@ class DriftStage(Stage):
         untestable = {f.feature: f.reason for f in found if f.p_value is None}
         summary: dict[str, Any] = {
             "reference": _described(reference),
+            "reference_model": lineage,
             "current": _described(current),
             "alpha": settings.alpha,
             "correction": settings.correction,
@@ -161,6 +174,27 @@ def _settings(ctx: Context) -> tuple[Drift, Experiment]:
     settings = required_setting(ctx, "drift", "drift", EXAMPLE)
     assert ctx.experiment is not None  # it holds the settings
     return settings, ctx.experiment
+
+
+def _reference_of_model(ctx: Context, model: Any) -> tuple[LoadedDataset, dict[str, Any]]:
+    """The data the registered version was trained on, as its lineage names it; refused when
+    its content is no longer what the version was trained on."""
+    from crucible_dagster.lifecycle.lineage import trained_on
+    from crucible_dagster.runtime.run_dirs import artifacts_root, report_base
+
+    assert ctx.experiment is not None
+    root = report_base(ctx).parent.parent if ctx.run_dir else artifacts_root(None)
+    found = trained_on(ctx.experiment, model, root, "reliability.drift.reference_model")
+    loaded = _load(found.dataset, "reference_model")
+    now = loaded.named_fingerprint or loaded.fingerprint
+    if found.fingerprint and now != found.fingerprint:
+        raise StageError("reference_changed", found.model, f"reliability.drift.reference_model: "
+                         f"{found.model!r} version {found.version} was trained on data with "
+                         f"fingerprint {found.fingerprint}; {found.dataset.name!r} now has {now}: "
+                         "the data changed since, so it is not the model's reference")  # fmt: skip
+    lineage = {"model": found.model, "version": found.version, "dataset": found.dataset.name,
+               "fingerprint": now, "training_run_id": found.run_id}  # fmt: skip
+    return loaded, lineage
 
 
 def _load(ref: Any, side: str) -> LoadedDataset:

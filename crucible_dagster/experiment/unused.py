@@ -51,7 +51,7 @@ USED_BY_STAGES: dict[str, str] = {
     "reliability.guardrails": "guardrails",
     "budget": "predict, generate or ensemble (the stages whose backends send requests)",
     "training_config": "train",
-    "tracking": "register or promote",
+    "tracking": "register, promote, or drift with reference_model",
     "deployment": "promote",
     "model_version": "promote",
 }

@@ -99,6 +99,8 @@ class RegisterStage(NoOptionsStage):
             tags = {
                 **mlflow_store.lineage_tags(experiment, ctx.run_id),
                 f"{TAG}data_fingerprint": str(trained.get("data_fingerprint")),
+                f"{TAG}named_fingerprint": str(trained.get("named_fingerprint")),
+                f"{TAG}dataset_ref": str(trained.get("dataset_ref")),
                 f"{TAG}parent_version": parent or "",
                 f"{TAG}mlflow_run_id": mlflow_run["run_id"],
                 f"{TAG}evaluation": f"evaluation/{trained['evaluation']}",

@@ -124,6 +124,8 @@ class TrainStage(Stage):
             "trusted": checkpoints.types_to_trust(run_dir / path, trusted_types(how.cls)),
             "classification": how.classification,
             "evaluation": evaluation.EVALUATION, "data_fingerprint": data["fingerprint"],
+            "named_fingerprint": data["named_fingerprint"],
+            "dataset_ref": config.dataset_ref.model_dump_json(by_alias=True, exclude_none=True),
             "metrics": {**{k: v for k, v in (record.best_metrics or {}).items() if v is not None}, **scores},
         }  # fmt: skip
         ctx = ctx.emit("training_completed", f"trained {how.cls.__name__}",
@@ -167,7 +169,8 @@ def _splits(config: TrainingConfig, seed: int, classification: bool) -> dict[str
         x_fit, x_val, y_fit, y_val = split(config.validation_split, x_rest, y_rest)
         fit, watch = Split(x_fit, y_fit), Split(x_val, y_val)
     return {"fit": fit, "watch": watch, "test": Split(x_test, y_test),
-            "test_ids": [str(i) for i in id_test], "fingerprint": loaded.fingerprint}  # fmt: skip
+            "test_ids": [str(i) for i in id_test], "fingerprint": loaded.fingerprint,
+            "named_fingerprint": loaded.named_fingerprint}  # fmt: skip
 
 
 def _parent_run(run_dir: Path) -> str | None:

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from crucible_dagster.experiment.ir.base import Float, Int, IRModel, Name, distinct
 from crucible_dagster.experiment.ir.feedback_settings import Feedback
+from crucible_dagster.experiment.ir.lifecycle import ModelRef
 from crucible_dagster.experiment.ir.refs import DatasetRef
 
 # --- reliability --------------------------------------------------------------------------
@@ -195,7 +196,14 @@ class Drift(IRModel):
     """``reliability.drift``: the ``drift`` stage compares recent inputs with a reference
     (``drift.stage``)."""
 
-    reference: DatasetRef = Field(description="The data the model was trained or evaluated on.")
+    reference: DatasetRef | None = Field(
+        default=None, description="The data the model was trained or evaluated on."
+    )
+    reference_model: ModelRef | None = Field(
+        default=None,
+        description="Instead of reference: a registered model's version ({id, version}: a "
+        "number or an alias, default champion), whose lineage names the data it was trained on.",
+    )
     current: DatasetRef | None = Field(
         default=None, description="The recent inputs; default: the experiment's dataset."
     )
@@ -220,6 +228,15 @@ class Drift(IRModel):
     )
     bins: Int = Field(default=10, ge=2, le=1000, description="Quantile bins of a numeric PSI.")
     fail_on_drift: bool = False
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Drift:
+        if (self.reference is None) == (self.reference_model is None):
+            raise ValueError(
+                "expected one reference: reference (a dataset) or reference_model (a registered "
+                f"model's version), got {'both' if self.reference else 'neither'}"
+            )
+        return self
 
 
 class Stats(IRModel):
