@@ -90,12 +90,7 @@ class DriftStage(Stage):
         from crucible_dagster.drift.statistics import DriftDataError, feature_drift, kind_of
 
         settings, experiment = _settings(ctx)
-        lineage = None
-        if settings.reference_model is not None:
-            reference, lineage = _reference_of_model(ctx, settings.reference_model)
-        else:
-            assert settings.reference is not None  # the IR holds one of the two
-            reference = _load(settings.reference, "reference")
+        reference, lineage = _reference(ctx, settings)
         if settings.current_from == "feedback":
             from crucible_dagster.drift.feedback_inputs import feedback_inputs
 
@@ -174,6 +169,14 @@ def _settings(ctx: Context) -> tuple[Drift, Experiment]:
     settings = required_setting(ctx, "drift", "drift", EXAMPLE)
     assert ctx.experiment is not None  # it holds the settings
     return settings, ctx.experiment
+
+
+def _reference(ctx: Context, settings: Drift) -> tuple[LoadedDataset, dict[str, Any] | None]:
+    """The reference dataset, and the registered version it came from (``reference_model``)."""
+    if settings.reference_model is not None:
+        return _reference_of_model(ctx, settings.reference_model)
+    assert settings.reference is not None  # the IR holds one of the two
+    return _load(settings.reference, "reference"), None
 
 
 def _reference_of_model(ctx: Context, model: Any) -> tuple[LoadedDataset, dict[str, Any]]:
