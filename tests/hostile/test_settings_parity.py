@@ -196,6 +196,38 @@ REFUSED = [
         "set, but no stage of this pipeline uses it: add a stage that does (monitor) or remove it",
     ),
     (
+        "training_without_a_train_stage",
+        "training_config: {id: t, model_ref: {id: m, architecture: SGDClassifier}, "
+        "dataset_ref: {name: iris, provider: sklearn}}\n",
+        "training_config",
+        "no stage of this pipeline uses it: add a stage that does (train)",
+    ),
+    (
+        "early_stopping_without_a_validation_split",
+        "training_config: {id: t, model_ref: {id: m}, dataset_ref: {name: iris}, "
+        "early_stopping: {patience: 2}}\n",
+        "training_config",
+        "set validation_split",
+    ),
+    (
+        "deployment_alias_with_a_slash",
+        "deployment: {alias: a/b}\n",
+        "deployment.alias",
+        "letters, digits",
+    ),
+    (
+        "tracking_timeout_of_zero",
+        "tracking: {mlflow: {timeout_s: 0}}\n",
+        "tracking.mlflow.timeout_s",
+        "got 0",
+    ),
+    (
+        "drift_with_two_references",
+        "reliability: {drift: {reference: {name: iris, provider: sklearn}, reference_model: {id: m}}}\n",
+        "reliability.drift",
+        "expected one reference",
+    ),
+    (
         "retraining_on_drift_without_drift",
         "reliability: {retraining_trigger: {when: [drift]}}\n",
         "reliability.retraining_trigger.when[0]",
