@@ -38,3 +38,12 @@ class SlowSGD(SGDClassifier):
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> Any:
         time.sleep(0.25)
         return super().partial_fit(X, y, classes=classes, sample_weight=sample_weight)
+
+
+class BadPredict(ScriptedClassifier):
+    """Trains as ScriptedClassifier does, then fails on the test split."""
+
+    def predict(self, X: Any) -> Any:
+        if len(X) < 150:  # the test split, not the validation split
+            raise RuntimeError("predict failed")
+        return super().predict(X)

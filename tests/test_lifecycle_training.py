@@ -275,3 +275,127 @@ def test_the_estimator_and_its_settings_are_checked_before_any_data_loads(
     assert result.failure is not None and result.failure.reason == "invalid_training_config"
     assert result.failure.message.startswith(where) and said in result.failure.message
     assert not (Path(result.run_dir) / "training_run.json").exists()
+
+
+def test_a_checkpoint_holding_a_library_function_is_refused_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    """A gadget: a Pipeline whose FunctionTransformer calls scikit-learn's file writer on
+    predict; skops lists the function as untrusted, and a function is never trusted."""
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.datasets import dump_svmlight_file
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    target = tmp_path / "written_by_the_gadget.txt"
+
+    def swap(run_dir: Path) -> None:
+        gadget = FunctionTransformer(func=dump_svmlight_file, kw_args={"f": str(target)})
+        data = sio.dumps(Pipeline([("g", gadget)]))
+        (run_dir / "checkpoints" / "epoch-000004.skops").write_bytes(data)
+        record = _record(run_dir)
+        record["checkpoint_uris"][-1]["sha256"] = hashlib.sha256(data).hexdigest()
+        (run_dir / "training_run.json").write_text(json.dumps(record))
+
+    result = _resume_from(tmp_path, swap)
+    assert result.failure is not None and result.failure.reason == "untrusted_checkpoint"
+    assert "dump_svmlight_file" in result.failure.message
+    assert not target.exists()
+
+
+def test_a_checkpoint_of_another_estimator_is_refused(tmp_path: Path) -> None:
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    def swap(run_dir: Path) -> None:
+        data = sio.dumps(LogisticRegression())
+        (run_dir / "checkpoints" / "epoch-000004.skops").write_bytes(data)
+        record = _record(run_dir)
+        record["checkpoint_uris"][-1]["sha256"] = hashlib.sha256(data).hexdigest()
+        (run_dir / "training_run.json").write_text(json.dumps(record))
+
+    result = _resume_from(tmp_path, swap)
+    assert result.failure is not None and result.failure.reason == "foreign_checkpoint"
+    assert "expected a ScriptedClassifier, found a LogisticRegression" in result.failure.message
+
+
+def test_a_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    document = _experiment(tmp_path, checkpoint_every=2)
+    _run(document, run_id="parent")
+    document["seed"] = 6
+    document["pipeline"] = [{"name": "train", "options": {"resume_from": "parent"}}]
+    result = _run(document, run_id="child")
+    assert result.failure is not None and result.failure.reason == "different_training"
+    assert "training_config.seed" in result.failure.message
+
+
+@pytest.mark.parametrize("parent", ["/tmp/elsewhere/run", "../other/run", ".."])
+def test_resume_from_is_a_run_id_never_a_path(tmp_path: Path, parent: str) -> None:
+    document = _experiment(tmp_path)
+    document["pipeline"] = [{"name": "train", "options": {"resume_from": parent}}]
+    result = _run(document)
+    assert result.failure is not None and result.failure.reason == "invalid_options"
+    assert "resume_from: " in result.failure.message and "no path" in result.failure.message
+
+
+def test_a_failure_after_the_epochs_ends_the_training_record_failed(tmp_path: Path) -> None:
+    document = _experiment(tmp_path)
+    document["training_config"]["model_ref"]["architecture"] = "tests.lifecycle_helpers:BadPredict"
+    result = _run(document)
+    assert result.failure is not None and "predict failed" in result.failure.message
+    record = _record(result.run_dir)
+    assert record["status"] == "failed" and "predict failed" in record["error_message"]
+
+
+def test_a_tracking_uri_with_a_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    for uri in ("http://alice:S3cretPW@127.0.0.1:5000", "http://h:5000/?token=S3cretPW"):
+        document = _experiment(tmp_path, checkpoint_every=None)
+        document["tracking"] = {"mlflow": {"uri": uri}}
+        found = _problems(tmp_path, document)
+        assert any(
+            p.startswith("tracking.mlflow.uri") and "MLFLOW_TRACKING_PASSWORD" in p for p in found
+        )
+        assert "S3cretPW" not in "".join(found)
+
+
+@pytest.mark.parametrize("alias", ["latest", "v2", "V10", "prod.v2", "a b"])
+def test_an_alias_mlflow_reserves_or_refuses_is_refused_before_a_run(
+    tmp_path: Path, alias: str
+) -> None:
+    document = _experiment(tmp_path)
+    document["deployment"] = {"alias": alias}
+    document["pipeline"] = [{"name": "train"}, {"name": "register"}, {"name": "promote"}]
+    found = _problems(tmp_path, document)
+    assert any(p.startswith("deployment.alias") for p in found), found
+
+
+def test_only_a_registry_answer_of_not_found_means_no_champion() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2 as codes
+
+    from crucible_dagster.lifecycle.promotion import alias_holder
+    from crucible_dagster.runtime.stage import StageError
+
+    class Registry:  # answers as a registry does, with the error each case raises
+        def __init__(self, error: MlflowException) -> None:
+            self.error = error
+
+        def get_model_version_by_alias(self, name: str, alias: str) -> Any:
+            raise self.error
+
+    missing = MlflowException(
+        "Registered model alias champion not found.", error_code=codes.INVALID_PARAMETER_VALUE
+    )
+    assert alias_holder(Registry(missing), "m", "champion") is None
+    gone = MlflowException(
+        "Registered Model with name=m not found", error_code=codes.RESOURCE_DOES_NOT_EXIST
+    )
+    assert alias_holder(Registry(gone), "m", "champion") is None
+    failing = MlflowException("<html>" + "x" * 5000, error_code=codes.INTERNAL_ERROR)
+    with pytest.raises(StageError, match="did not answer the lookup") as said:
+        alias_holder(Registry(failing), "m", "champion")
+    assert len(str(said.value)) < 500

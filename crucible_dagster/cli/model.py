@@ -11,6 +11,7 @@ from typing import Any
 
 from crucible_dagster.cli.terminal import error_line, terminal_safe
 from crucible_dagster.cli.validate import load_or_report
+from crucible_dagster.experiment.ir.lifecycle import alias_name
 from crucible_dagster.runtime.stage import StageError
 
 
@@ -48,7 +49,14 @@ def _store(args: argparse.Namespace) -> tuple[Any, str, str] | None:
         error_line(f"{args.path}: {why}")
         return None
     deployment = experiment.deployment
-    alias = args.alias or (deployment.alias if deployment else "champion")
+    alias = (
+        args.alias if args.alias is not None else (deployment.alias if deployment else "champion")
+    )
+    try:
+        alias_name(alias)
+    except ValueError as exc:
+        error_line(f"--alias: {exc}")
+        return None
     return experiment, name, alias
 
 
@@ -85,6 +93,11 @@ def cmd_model_promote(args: argparse.Namespace) -> int:
     experiment, name, alias = found
     with mlflow_store.client(experiment, artifacts_root(None)) as (store, _):
         tags = store.get_model_version(name, args.version).tags or {}
+        judged_for = tags.get(f"{promotion.DECISION}alias")
+        if judged_for not in (alias, f"{alias}-canary"):
+            error_line(f"{name} v{args.version}: its gate decision was for the alias "
+                       f"{judged_for!r}, not {alias!r} or its canary: not moved")  # fmt: skip
+            return 1
         if tags.get(f"{promotion.DECISION}decision") != "promoted":
             error_line(f"{name} v{args.version}: the gate did not pass it (decision "
                        f"{tags.get(f'{promotion.DECISION}decision', 'none')!r}): not moved")  # fmt: skip

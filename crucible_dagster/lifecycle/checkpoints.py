@@ -35,10 +35,14 @@ def save(run_dir: Path, name: str, estimator: Any) -> tuple[str, str]:
     return relative, hashlib.sha256(data).hexdigest()
 
 
-def load(run_dir: Path, relative: str, sha256: str, trusted: set[str]) -> Any:
+def load(
+    run_dir: Path, relative: str, sha256: str, trusted: set[str], expected: type | None = None
+) -> Any:
     """The estimator in the checkpoint at ``run_dir/relative``, refused (StageError, naming the
-    file) when its path leaves the run directory, its bytes are not the ones recorded, or it
-    holds a type outside scikit-learn's, numpy's and scipy's but ``trusted``."""
+    file) when its path leaves the run directory, its bytes are not the ones recorded, it holds
+    a type skops does not trust that is not a class of scikit-learn, numpy or scipy (a function
+    such as a file writer is never trusted) nor ``trusted``, or what it holds is not an
+    ``expected`` (a Pipeline in place of the estimator the file names)."""
     import skops.io as sio
 
     from crucible_dagster.common.files import UnreadableFile, read_regular
@@ -60,14 +64,34 @@ def load(run_dir: Path, relative: str, sha256: str, trusted: set[str]) -> Any:
         untrusted = set(sio.get_untrusted_types(data=data))
     except Exception as exc:  # skops raises what the zip and JSON readers raise
         raise StageError("invalid_checkpoint", where, f"{where}: not a skops file: {exc}") from None
-    unknown = sorted(t for t in untrusted - trusted if not t.startswith(TRUSTED_MODULES))
+    unknown = sorted(t for t in untrusted - trusted if not library_class(t))
     if unknown:
         raise StageError("untrusted_checkpoint", where, f"{where}: holds types outside "
                          f"scikit-learn, numpy and scipy: {', '.join(unknown)[:300]}: not loaded")  # fmt: skip
     try:
-        return sio.loads(data, trusted=sorted(untrusted))
+        found_object = sio.loads(data, trusted=sorted(untrusted))
     except Exception as exc:
         raise StageError("invalid_checkpoint", where, f"{where}: cannot be loaded: {exc}") from None
+    if expected is not None and not isinstance(found_object, expected):
+        raise StageError("foreign_checkpoint", where, f"{where}: expected a {expected.__name__}, "
+                         f"found a {type(found_object).__name__}: not used")  # fmt: skip
+    return found_object
+
+
+def library_class(name: str) -> bool:
+    """``name`` (``module.Qualified``) is a class defined in scikit-learn, numpy or scipy: a
+    type a checkpoint may hold (a tree's ``Tree``), unlike their functions."""
+    import importlib
+    import inspect
+
+    if not name.startswith(TRUSTED_MODULES):
+        return False
+    module, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return inspect.isclass(found) and str(found.__module__).startswith(TRUSTED_MODULES)
 
 
 def types_to_trust(path: Path, trusted: set[str]) -> list[str]:
@@ -77,4 +101,4 @@ def types_to_trust(path: Path, trusted: set[str]) -> list[str]:
     import skops.io as sio
 
     found = sio.get_untrusted_types(file=path)
-    return sorted(t for t in found if t in trusted or t.startswith(TRUSTED_MODULES))
+    return sorted(t for t in found if t in trusted or library_class(t))

@@ -48,7 +48,7 @@ def trained_on(experiment: Experiment, model: ModelRef, root: Path, where: str) 
             tags = store.get_model_version(name, version).tags or {}
         except MlflowException as exc:
             raise StageError("unknown_version", where, f"{where}: registered model {name!r} "
-                             f"version {version}: {exc.message}") from None  # fmt: skip
+                             f"version {version}: {promotion.shown(exc)}") from None  # fmt: skip
     shown = f"{where}: {name!r} version {version}"
     text = tags.get(DATASET_TAG)
     if not text:

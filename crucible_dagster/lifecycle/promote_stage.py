@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from crucible_dagster.experiment.ir import ModelRef, RegressionBaseline
+from crucible_dagster.experiment.ir.lifecycle import alias_name
 from crucible_dagster.lifecycle import mlflow_store, promotion
 from crucible_dagster.lifecycle.register_stage import model_name_problems
 from crucible_dagster.quality.gate import GateResult
@@ -52,7 +53,20 @@ class PromoteStage(Stage):
             return [("model_version", "the promote stage promotes what register made, or the "
                      "version model_version names: add training_config with train and register "
                      "stages, or model_version: {id, model_id, version}")]  # fmt: skip
-        return model_name_problems(experiment)
+        problems = model_name_problems(experiment)
+        baseline = experiment.baseline
+        name = registered_model_name(experiment)
+        wanted = baseline.version if isinstance(baseline, ModelRef) else None
+        if wanted and not wanted.isdigit():
+            try:
+                alias_name(wanted)
+            except ValueError as exc:
+                problems.append(("baseline.version", str(exc)))
+        if isinstance(baseline, ModelRef) and name and baseline.registered_name != name:
+            where = "baseline.name" if baseline.name else "baseline.id"
+            problems.append((where, f"expected a version of {name!r} (the model promoted), got "
+                             f"{baseline.registered_name!r}"))  # fmt: skip
+        return problems
 
     def run(self, ctx: Context, options: PromoteOptions) -> Context:
         from crucible_dagster.runtime.run_dirs import artifacts_root, report_base
@@ -78,11 +92,14 @@ class PromoteStage(Stage):
                 result = promotion.judge(gate, promotion.version_scores(mlflow, name, version),
                                          promotion.version_scores(mlflow, name, champion), label)  # fmt: skip
             decision = "promoted" if result.passed else "refused"
+            history = None  # the alias moves first: a move the registry refuses records nothing
+            if result.passed and champion != version:
+                history = promotion.move_alias(mlflow, name, alias, version)
             record = promotion.record_decision(
                 mlflow, name, version, decision, result, gate, alias, champion
             )
-            if result.passed and champion != version:
-                record["alias_history"] = promotion.move_alias(mlflow, name, alias, version)
+            if history is not None:
+                record["alias_history"] = history
             record["environment"] = deployment.environment if deployment else "production"
             record["strategy"] = deployment.strategy if deployment else "rolling"
             _write(run_dir, record, mlflow, ctx)
@@ -92,6 +109,12 @@ class PromoteStage(Stage):
         if not result.passed and options.fail_run:
             raise StageError("promotion_refused", record, f"promotion refused: {result.message}")
         return ctx
+
+
+def registered_model_name(experiment: Experiment) -> str | None:
+    if experiment.training_config is not None:
+        return experiment.training_config.model_ref.registered_name
+    return experiment.model_version.model_id if experiment.model_version else None
 
 
 def _challenger(ctx: Context) -> tuple[str, str]:
@@ -114,14 +137,11 @@ def _champion(mlflow: Any, experiment: Experiment, name: str, alias: str) -> str
     baseline = experiment.baseline
     if isinstance(baseline, ModelRef):
         wanted = baseline.version or "champion"
-        found = (
-            wanted
-            if wanted.isdigit()
-            else promotion.alias_holder(mlflow, baseline.registered_name, wanted)
-        )
-        if baseline.registered_name != name:
-            raise StageError("foreign_baseline", "baseline", f"baseline: expected a version of "
-                             f"{name!r} (the model promoted), got {baseline.registered_name!r}")  # fmt: skip
+        found = wanted if wanted.isdigit() else promotion.alias_holder(mlflow, name, wanted)
+        if found is None:  # never "no champion": that would skip the gate
+            raise StageError("unknown_baseline", "baseline.version", f"baseline.version: "
+                             f"expected a version of {name!r} or an alias it has, got {wanted!r}, "
+                             "which points at no version")  # fmt: skip
         return found
     held = promotion.alias_holder(mlflow, name, alias)
     production = experiment.deployment.alias if experiment.deployment else "champion"

@@ -29,13 +29,33 @@ DECISION = f"{TAG}gate."
 
 
 def alias_holder(mlflow: MlflowClient, name: str, alias: str) -> str | None:
-    """The version ``alias`` points at, None when it points nowhere (or the model is new)."""
+    """The version ``alias`` points at, None when it points nowhere (or the model is new); any
+    other answer of the registry (an error, a server failing) is a StageError: "no champion"
+    would let a challenger through without the gate."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(mlflow.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise StageError("registry_error", name, f"registered model {name!r}: alias {alias!r}: "
+                         f"the registry did not answer the lookup: {shown(exc)}") from None  # fmt: skip
+
+
+def is_not_found(exc: Any) -> bool:
+    """MLflow's "no such model" or "no such alias" (the alias's is a parameter error)."""
+    code, message = getattr(exc, "error_code", ""), str(getattr(exc, "message", ""))
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and message.endswith("not found.") and "alias" in message
+    )
+
+
+def shown(exc: Any) -> str:
+    """A registry's error message, one bounded line (a server may answer with a page)."""
+    from crucible_dagster.common.terminal import terminal_safe
+
+    return terminal_safe(str(getattr(exc, "message", exc)))[:300]
 
 
 def version_scores(mlflow: MlflowClient, name: str, version: str) -> dict[str, float]:
@@ -47,9 +67,12 @@ def version_scores(mlflow: MlflowClient, name: str, version: str) -> dict[str, f
         found = mlflow.get_model_version(name, version)
     except MlflowException as exc:
         raise StageError(
-            "unknown_version", where, f"{where}: not in the registry: {exc.message}"
+            "unknown_version", where, f"{where}: not in the registry: {shown(exc)}"
         ) from None
     path = (found.tags or {}).get(f"{TAG}evaluation")
+    if path and (path.startswith("/") or ".." in path.split("/") or "\\" in path):
+        raise StageError("invalid_evaluation", where, f"{where}: tag {TAG}evaluation: expected a "
+                         f"path inside the version's run, got {path[:80]!r}")  # fmt: skip
     if not found.run_id or not path:
         raise StageError("no_evaluation", where, f"{where}: has no crucible evaluation (tag "
                          f"{TAG}evaluation): it was not registered by a crucible run")  # fmt: skip
@@ -58,7 +81,7 @@ def version_scores(mlflow: MlflowClient, name: str, version: str) -> dict[str, f
             local = mlflow.download_artifacts(found.run_id, path, folder)
         except MlflowException as exc:
             raise StageError("no_evaluation", where, f"{where}: its evaluation {path} cannot be "
-                             f"read: {exc.message}") from None  # fmt: skip
+                             f"read: {shown(exc)}") from None  # fmt: skip
         return evaluation.read(Path(local), f"{where}: {path}")
 
 
@@ -88,9 +111,15 @@ def record_decision(
         "champion_version": champion, "kind": gate.kind, "margin": gate.margin, "alpha": gate.alpha,
         **{k: v for k, v in asdict(result).items() if k != "decisions"},
     }  # fmt: skip
+    stale = {
+        k for k in (mlflow.get_model_version(name, version).tags or {}) if k.startswith(DECISION)
+    }
     for key, value in record.items():
         if value is not None:
             mlflow.set_model_version_tag(name, version, f"{DECISION}{key}", str(value)[:5000])
+            stale.discard(f"{DECISION}{key}")
+    for key in stale:  # an earlier decision's figure this one has not: not mixed in
+        mlflow.delete_model_version_tag(name, version, key)
     return record
 
 
@@ -115,7 +144,7 @@ def alias_history(mlflow: MlflowClient, name: str, alias: str) -> list[str]:
         tags = mlflow.get_registered_model(name).tags or {}
     except MlflowException as exc:
         raise StageError(
-            "unknown_model", name, f"registered model {name!r}: {exc.message}"
+            "unknown_model", name, f"registered model {name!r}: {shown(exc)}"
         ) from None
     text = tags.get(f"{HISTORY}{alias}")
     if text is None:

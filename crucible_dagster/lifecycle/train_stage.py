@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crucible_dagster.lifecycle import checkpoints, evaluation
 from crucible_dagster.lifecycle.estimators import (
@@ -25,7 +25,7 @@ from crucible_dagster.lifecycle.estimators import (
     trusted_types,
 )
 from crucible_dagster.lifecycle.training import Split, State, better, fit_epochs, watched
-from crucible_dagster.lifecycle.training_run import TrainingRun, read_training_run
+from crucible_dagster.lifecycle.training_run import RECORD, TrainingRun, read_training_run
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
 
@@ -37,6 +37,15 @@ MODEL_FILE = "model"  #: checkpoints/model.skops: the model the run keeps
 
 
 class TrainOptions(StageOptions):
+    @field_validator("resume_from")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        from crucible_dagster.runtime.run_dirs import RUN_ID_PATTERN
+
+        if value is not None and (not RUN_ID_PATTERN.fullmatch(value) or ".." in value):
+            raise ValueError(f"expected a run id of this experiment (no path), got {value[:80]!r}")
+        return value
+
     architecture: str | None = Field(
         default=None,
         description="Another estimator for this run (a class name or package.module:Class), "
@@ -79,11 +88,7 @@ class TrainStage(Stage):
             raise StageError("missing_training_config", None,
                              f"the train stage needs training_config: {EXAMPLE}")  # fmt: skip
         seed = config.seed if config.seed is not None else ctx.seed
-        if options.architecture and options.architecture != config.model_ref.architecture:
-            model_ref = config.model_ref.model_copy(
-                update={"architecture": options.architecture, "options": None}
-            )
-            config = config.model_copy(update={"model_ref": model_ref})
+        config = _with_architecture(config, options.architecture)
         how = plan(config, seed)
         data = _splits(config, seed, how.classification)
         run_dir = report_base(ctx)
@@ -92,23 +97,24 @@ class TrainStage(Stage):
             id=config.id, config=config.model_dump(mode="json", by_alias=True),
             experiment_id=ctx.experiment_id, run_id=ctx.run_id,
             started_at=datetime.now(timezone.utc), estimator=how.cls.__name__, applied=how.applied,
+            seed=seed,
         )  # fmt: skip
         start = _resumed(run_dir.parent / parent, config, how, record) if parent else None
         start = start or State(how.cls(**how.params))
-        try:
+        try:  # the record ends failed whatever fails, in the epochs or after
             model = fit_epochs(
                 how, config, data["fit"], data["watch"], seed, run_dir, record, start
             )
+            path, digest = checkpoints.save(run_dir, MODEL_FILE, model)
+            test = data["test"]
+            frame = evaluation.evaluate(
+                model, test.features, test.target, data["test_ids"], how.classification
+            )
+            evaluation.write(run_dir, frame)
         except Exception as exc:
             record.status, record.error_message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
             record.write(run_dir)
             raise
-        path, digest = checkpoints.save(run_dir, MODEL_FILE, model)
-        test = data["test"]
-        frame = evaluation.evaluate(
-            model, test.features, test.target, data["test_ids"], how.classification
-        )
-        evaluation.write(run_dir, frame)
         record.completed_at = datetime.now(timezone.utc)
         record.write(run_dir)
         scores = evaluation.summary(frame, how.classification)
@@ -131,6 +137,14 @@ class TrainStage(Stage):
         ctx = ctx.emit("training_completed", f"trained {how.cls.__name__}",
                        f"{record.status} after {record.current_epoch} epochs", metadata=scores)  # fmt: skip
         return ctx.put_metric("training", summary).assign({"trained_model": trained})
+
+
+def _with_architecture(config: TrainingConfig, architecture: str | None) -> TrainingConfig:
+    """The option ``architecture``: another estimator, with its default parameters."""
+    if not architecture or architecture == config.model_ref.architecture:
+        return config
+    model_ref = config.model_ref.model_copy(update={"architecture": architecture, "options": None})
+    return config.model_copy(update={"model_ref": model_ref})
 
 
 def _splits(config: TrainingConfig, seed: int, classification: bool) -> dict[str, Any]:
@@ -191,6 +205,26 @@ def _parent_run(run_dir: Path) -> str | None:
     return parent if (run_dir.parent / parent / RECORD).exists() else None
 
 
+def _same_training(parent_dir: Path, found: TrainingRun, record: TrainingRun) -> None:
+    """A resume continues the same training: the same settings (but ``epochs``), estimator
+    and seed; another split or model would mix two trainings in one history."""
+    mine, theirs = dict(record.config), dict(found.config)
+    mine.pop("epochs", None)
+    theirs.pop("epochs", None)
+    differing = next(
+        (k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)), None
+    )
+    if differing is None and found.estimator != record.estimator:
+        differing = "model_ref.architecture"
+    if differing is None and found.seed != record.seed:
+        differing = "seed"
+    if differing is not None:
+        where = f"{parent_dir / RECORD}"
+        raise StageError("different_training", where, f"resume: {where}: training_config."
+                         f"{differing}: the parent trained otherwise; a resume continues the same "
+                         "training (only epochs may change): start a new run instead")  # fmt: skip
+
+
 def _resumed(
     parent_dir: Path, config: TrainingConfig, how: Plan, record: TrainingRun
 ) -> State | None:
@@ -205,9 +239,10 @@ def _resumed(
         return None
     last = found.checkpoint_uris[-1]
     trusted = trusted_types(how.cls)
-    estimator = checkpoints.load(parent_dir, last.path, last.sha256, trusted)
+    _same_training(parent_dir, found, record)
+    estimator = checkpoints.load(parent_dir, last.path, last.sha256, trusted, how.cls)
     best = checkpoints.load(
-        parent_dir, last.best_path or last.path, last.best_sha256 or last.sha256, trusted
+        parent_dir, last.best_path or last.path, last.best_sha256 or last.sha256, trusted, how.cls
     )
     record.metrics_history = [h for h in found.metrics_history if h.epoch <= last.epoch]
     if len(record.metrics_history) != last.epoch:

@@ -59,6 +59,7 @@ class TrainingRun(BaseModel):
     completed_at: datetime | None = None
     error_message: str | None = None
     estimator: str | None = None
+    seed: int | None = None
     applied: dict[str, str] = Field(default_factory=dict)
 
     def write(self, run_dir: Path) -> Path:

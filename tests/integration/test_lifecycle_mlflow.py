@@ -304,3 +304,15 @@ def test_a_lineage_tag_that_is_missing_wrong_or_stale_is_a_located_error(
     result = run(loads_experiment(yaml.safe_dump(_drift_watch(artifacts_dir, 1.0, version="1"))))
     assert result.failure is not None and said in result.failure.message
     assert result.failure.message.startswith("reliability.drift.reference_model")
+
+
+def test_a_baseline_version_that_points_nowhere_fails_and_never_skips_the_gate(store: Any) -> None:
+    _run(_demo())
+    document = _demo(
+        "DummyClassifier", baseline={"id": "cancer-classifier", "version": "nosuchalias"}
+    )
+    result = run(loads_experiment(yaml.safe_dump(document)))
+    assert result.failure is not None and result.failure.reason == "unknown_baseline"
+    assert result.failure.message.startswith("baseline.version: ")
+    assert str(store.get_model_version_by_alias("cancer-classifier", "champion").version) == "1"
+    assert "crucible.gate.decision" not in store.get_model_version("cancer-classifier", "2").tags

@@ -28,6 +28,23 @@ DEFAULT_METRICS: tuple[TrainingMetric, ...] = ("loss", "accuracy")
 LOWER_IS_BETTER = frozenset({"loss", "mse", "mae"})
 
 
+#: an alias as MLflow takes it (letters, digits, '_' and '-'), but the ones it reserves:
+#: ``latest`` (the newest version) and ``v<N>`` (version N) would let a version pass as its own
+#: champion
+ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+
+
+def alias_name(value: str) -> str:
+    if not ALIAS.fullmatch(value):
+        raise ValueError(f"expected a registry alias of letters, digits, '_' and '-' (MLflow's), "
+                         f"got {value[:80]!r}")  # fmt: skip
+    if RESERVED_ALIAS.fullmatch(value):
+        raise ValueError(f"expected an alias of your own, got {value!r}, which MLflow reserves "
+                         "('latest' is the newest version, 'v<N>' version N)")  # fmt: skip
+    return value
+
+
 def registry_name(value: str, what: str) -> str:
     if not REGISTRY_NAME.fullmatch(value) or ".." in value:
         raise ValueError(
@@ -64,7 +81,9 @@ class ModelVersion(IRModel):
 
     id: Name
     model_id: Name
-    version: Annotated[str, Field(pattern=r"^(\d+|\d+\.\d+\.\d+.*)$")]
+    version: Annotated[
+        str, Field(pattern=r"^\d{1,9}$", description="An MLflow version number (1, 2, 3).")
+    ]
     training_run_id: str | None = None
     metrics: dict[str, Any] | None = None
     artifact_uri: str | None = None
@@ -147,7 +166,29 @@ class MlflowTracking(IRModel):
     def _uri(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("expected a tracking URI, got an empty string")
+        if value is not None and _has_secret(value):  # the value is not echoed
+            raise ValueError(
+                "expected a tracking URI without a password or token (it would be copied into "
+                "every run's manifest): give them in MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+            )
         return value
+
+
+SECRET_KEYS = re.compile(r"pass|token|secret|key|auth|sig|credential", re.IGNORECASE)
+
+
+def _has_secret(uri: str) -> bool:
+    """A password in the URI's user part, or a query parameter named like a secret."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:
+        return "@" in uri
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    return bool(password) or any(SECRET_KEYS.search(k) for k, _ in query)
 
 
 class Tracking(IRModel):
@@ -182,7 +223,7 @@ class DeploymentConfig(IRModel):
     @field_validator("alias")
     @classmethod
     def _alias(cls, value: str) -> str:
-        return registry_name(value, "registry alias")
+        return alias_name(value)
 
     @property
     def moved_alias(self) -> str:
