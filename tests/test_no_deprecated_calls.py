@@ -43,6 +43,8 @@ NOT_THE_IR = {
     ("crucible_dagster/dagster_plugin/component.py", "self", "executor"),
     # json_match's own option (mode: all or fraction), read as options.mode and self.options.mode
     ("crucible_dagster/scorers/structured.py", "options", "mode"),
+    # early stopping's own mode (min or max), read as self.mode
+    ("crucible_dagster/experiment/ir/lifecycle.py", "self", "mode"),
 }
 
 

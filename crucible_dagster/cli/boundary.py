@@ -42,6 +42,10 @@ def _is_user_error(exc: Exception) -> bool:
         return True  # ValueError covers JSON, UTF-8, pydantic and most Arrow errors
     if isinstance(exc, yaml.YAMLError):
         return True
+    from crucible_dagster.runtime.stage import StageError
+
+    if isinstance(exc, StageError) or type(exc).__name__ == "MlflowException":
+        return True  # a registry's refusal, or one a stage's code gives (`crucible model`)
     arrow = sys.modules.get("pyarrow")  # Arrow's errors only exist once something read Arrow data
     return arrow is not None and isinstance(exc, arrow.ArrowException)
 

@@ -6,33 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from crucible_dagster.cli.terminal import error_line, terminal_safe
 from crucible_dagster.cli.validate import load_or_report
 from crucible_dagster.experiment.ir.lifecycle import alias_name
-from crucible_dagster.runtime.stage import StageError
-
-
-def _reported(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A command whose registry says no (unreachable, no such version, nothing to roll back):
-    one line and exit 1, not a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except StageError as exc:
-            error_line(f"crucible model {args.model_command}: {exc}")
-        except Exception as exc:
-            if type(exc).__name__ != "MlflowException":
-                raise
-            error_line(
-                f"crucible model {args.model_command}: MLflow: {getattr(exc, 'message', exc)}"
-            )
-        return 1
-
-    return run
 
 
 def _store(args: argparse.Namespace) -> tuple[Any, str, str] | None:
@@ -91,6 +69,9 @@ def cmd_model_promote(args: argparse.Namespace) -> int:
     if found is None:
         return 1
     experiment, name, alias = found
+    if not (args.version or "").isdigit():
+        error_line(f"--version: expected a version number (1, 2, 3), got {args.version!r}")
+        return 1
     with mlflow_store.client(experiment, artifacts_root(None)) as (store, _):
         tags = store.get_model_version(name, args.version).tags or {}
         judged_for = tags.get(f"{promotion.DECISION}alias")
@@ -133,5 +114,5 @@ def register(sub: Any) -> None:
         p.add_argument("path", help="the experiment file")
         p.add_argument("--alias", help="the alias (default: deployment.alias, else champion)")
         if name == "promote":
-            p.add_argument("--version", required=True, help="the version number")
-        p.set_defaults(func=_reported(handler))
+            p.add_argument("--version", help="the version number (required)")
+        p.set_defaults(func=handler)

@@ -114,7 +114,7 @@ class Plan:
 
     cls: type
     params: dict[str, Any]
-    mode: str  #: partial_fit, warm_start or fit
+    epoch: str  #: what an epoch is: partial_fit, warm_start or fit
     batch_size: int | None = None  #: our batches for partial_fit; None: one batch
     classification: bool = True
     applied: dict[str, str] = field(default_factory=dict)  #: setting -> parameter it set

@@ -136,7 +136,7 @@ def fit_epochs(
 def _one_epoch(plan: Plan, estimator: Any, fit: Split, classes: Any, seed: int, epoch: int) -> None:
     import numpy as np
 
-    if plan.mode != "partial_fit":
+    if plan.epoch != "partial_fit":
         estimator.fit(fit.features, fit.target)
         return
     rows = len(fit.target)
