@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,9 +55,14 @@ def probe(uri: str, timeout_s: float) -> None:
     the URI and why otherwise (a file or database URI is not probed)."""
     if not uri.startswith(("http://", "https://")):
         return
-    shown = uri.split("@")[-1]  # never echo credentials in a URL
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    # /health needs no user: the user part (auth goes in MLflow's variables) is left out
+    shown = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as answer:
+        with urllib.request.urlopen(f"{shown.rstrip('/')}/health", timeout=timeout_s) as answer:
             if answer.status != 200:
                 raise OSError(f"HTTP {answer.status}")
     except (OSError, urllib.error.URLError, ValueError) as exc:
