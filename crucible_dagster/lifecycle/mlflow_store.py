@@ -55,10 +55,13 @@ def probe(uri: str, timeout_s: float) -> None:
     the URI and why otherwise (a file or database URI is not probed)."""
     if not uri.startswith(("http://", "https://")):
         return
-    parts = urllib.parse.urlsplit(uri)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        host, port = parts.hostname or "", parts.port
+    except ValueError as exc:
+        raise StageError("registry_unreachable", "tracking.mlflow.uri",
+                         f"tracking.mlflow.uri: not a URL: {exc}") from None  # fmt: skip
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
     # /health needs no user: the user part (auth goes in MLflow's variables) is left out
     shown = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     try:
