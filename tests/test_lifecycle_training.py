@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -149,6 +149,17 @@ def test_resuming_from_scratch_would_differ(tmp_path: Path) -> None:
     )
 
 
+def _replace_checkpoint(run_dir: Path, data: bytes) -> None:
+    """The last checkpoint replaced by ``data``, with its digest recorded: what someone who can
+    rewrite the parent's folder can do (the digest then proves nothing)."""
+    import hashlib
+
+    (run_dir / "checkpoints" / "epoch-000004.skops").write_bytes(data)
+    record = _record(run_dir)
+    record["checkpoint_uris"][-1]["sha256"] = hashlib.sha256(data).hexdigest()
+    (run_dir / "training_run.json").write_text(json.dumps(record))
+
+
 def _resume_from(tmp_path: Path, damage: Any) -> Any:
     document = _experiment(tmp_path, checkpoint_every=2)
     first = _run(document, run_id="parent")
@@ -172,18 +183,13 @@ def test_a_tampered_checkpoint_is_refused_before_it_is_loaded(tmp_path: Path) ->
 def test_a_checkpoint_with_an_untrusted_type_is_refused_even_with_its_digest(
     tmp_path: Path,
 ) -> None:
-    import hashlib
 
     import skops.io as sio
 
     from tests.lifecycle_helpers import SlowSGD
 
     def swap(run_dir: Path) -> None:
-        data = sio.dumps({"model": SlowSGD()})  # a class the experiment does not name
-        (run_dir / "checkpoints" / "epoch-000004.skops").write_bytes(data)
-        record = _record(run_dir)
-        record["checkpoint_uris"][-1]["sha256"] = hashlib.sha256(data).hexdigest()
-        (run_dir / "training_run.json").write_text(json.dumps(record))
+        _replace_checkpoint(run_dir, sio.dumps({"model": SlowSGD()}))  # a class not named
 
     result = _resume_from(tmp_path, swap)
     assert result.failure is not None and result.failure.reason == "untrusted_checkpoint"
@@ -282,7 +288,6 @@ def test_a_checkpoint_holding_a_library_function_is_refused_and_nothing_is_writt
 ) -> None:
     """A gadget: a Pipeline whose FunctionTransformer calls scikit-learn's file writer on
     predict; skops lists the function as untrusted, and a function is never trusted."""
-    import hashlib
 
     import skops.io as sio
     from sklearn.datasets import dump_svmlight_file
@@ -293,11 +298,7 @@ def test_a_checkpoint_holding_a_library_function_is_refused_and_nothing_is_writt
 
     def swap(run_dir: Path) -> None:
         gadget = FunctionTransformer(func=dump_svmlight_file, kw_args={"f": str(target)})
-        data = sio.dumps(Pipeline([("g", gadget)]))
-        (run_dir / "checkpoints" / "epoch-000004.skops").write_bytes(data)
-        record = _record(run_dir)
-        record["checkpoint_uris"][-1]["sha256"] = hashlib.sha256(data).hexdigest()
-        (run_dir / "training_run.json").write_text(json.dumps(record))
+        _replace_checkpoint(run_dir, sio.dumps(Pipeline([("g", gadget)])))
 
     result = _resume_from(tmp_path, swap)
     assert result.failure is not None and result.failure.reason == "untrusted_checkpoint"
@@ -306,17 +307,12 @@ def test_a_checkpoint_holding_a_library_function_is_refused_and_nothing_is_writt
 
 
 def test_a_checkpoint_of_another_estimator_is_refused(tmp_path: Path) -> None:
-    import hashlib
 
     import skops.io as sio
     from sklearn.linear_model import LogisticRegression
 
     def swap(run_dir: Path) -> None:
-        data = sio.dumps(LogisticRegression())
-        (run_dir / "checkpoints" / "epoch-000004.skops").write_bytes(data)
-        record = _record(run_dir)
-        record["checkpoint_uris"][-1]["sha256"] = hashlib.sha256(data).hexdigest()
-        (run_dir / "training_run.json").write_text(json.dumps(record))
+        _replace_checkpoint(run_dir, sio.dumps(LogisticRegression()))
 
     result = _resume_from(tmp_path, swap)
     assert result.failure is not None and result.failure.reason == "foreign_checkpoint"
@@ -390,12 +386,12 @@ def test_only_a_registry_answer_of_not_found_means_no_champion() -> None:
     missing = MlflowException(
         "Registered model alias champion not found.", error_code=codes.INVALID_PARAMETER_VALUE
     )
-    assert alias_holder(Registry(missing), "m", "champion") is None
+    assert alias_holder(cast(Any, Registry)(missing), "m", "champion") is None
     gone = MlflowException(
         "Registered Model with name=m not found", error_code=codes.RESOURCE_DOES_NOT_EXIST
     )
-    assert alias_holder(Registry(gone), "m", "champion") is None
+    assert alias_holder(cast(Any, Registry)(gone), "m", "champion") is None
     failing = MlflowException("<html>" + "x" * 5000, error_code=codes.INTERNAL_ERROR)
     with pytest.raises(StageError, match="did not answer the lookup") as said:
-        alias_holder(Registry(failing), "m", "champion")
+        alias_holder(cast(Any, Registry)(failing), "m", "champion")
     assert len(str(said.value)) < 500

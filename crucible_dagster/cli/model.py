@@ -5,7 +5,9 @@ back to the version it held before."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from crucible_dagster.cli.terminal import error_line, terminal_safe
@@ -38,15 +40,28 @@ def _store(args: argparse.Namespace) -> tuple[Any, str, str] | None:
     return experiment, name, alias
 
 
-def cmd_model_versions(args: argparse.Namespace) -> int:
-    from crucible_dagster.lifecycle import mlflow_store, promotion
+@contextlib.contextmanager
+def _registry(args: argparse.Namespace) -> Iterator[tuple[Any, str, str] | None]:
+    """(the file's MLflow client, registered model name, alias), or None after saying why."""
+    from crucible_dagster.lifecycle import mlflow_store
     from crucible_dagster.runtime.run_dirs import artifacts_root
 
     found = _store(args)
     if found is None:
-        return 1
+        yield None
+        return
     experiment, name, alias = found
     with mlflow_store.client(experiment, artifacts_root(None)) as (store, _):
+        yield store, name, alias
+
+
+def cmd_model_versions(args: argparse.Namespace) -> int:
+    from crucible_dagster.lifecycle import promotion
+
+    with _registry(args) as opened:
+        if opened is None:
+            return 1
+        store, name, alias = opened
         holder = promotion.alias_holder(store, name, alias)
         versions = store.search_model_versions(f"name = '{name}'")
         for version in sorted(versions, key=lambda v: int(v.version)):
@@ -62,17 +77,15 @@ def cmd_model_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_model_promote(args: argparse.Namespace) -> int:
-    from crucible_dagster.lifecycle import mlflow_store, promotion
-    from crucible_dagster.runtime.run_dirs import artifacts_root
+    from crucible_dagster.lifecycle import promotion
 
-    found = _store(args)
-    if found is None:
-        return 1
-    experiment, name, alias = found
-    if not (args.version or "").isdigit():
-        error_line(f"--version: expected a version number (1, 2, 3), got {args.version!r}")
-        return 1
-    with mlflow_store.client(experiment, artifacts_root(None)) as (store, _):
+    with _registry(args) as opened:
+        if opened is None:
+            return 1
+        store, name, alias = opened
+        if not (args.version or "").isdigit():
+            error_line(f"--version: expected a version number (1, 2, 3), got {args.version!r}")
+            return 1
         tags = store.get_model_version(name, args.version).tags or {}
         judged_for = tags.get(f"{promotion.DECISION}alias")
         if judged_for not in (alias, f"{alias}-canary"):
@@ -89,14 +102,12 @@ def cmd_model_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_model_rollback(args: argparse.Namespace) -> int:
-    from crucible_dagster.lifecycle import mlflow_store, promotion
-    from crucible_dagster.runtime.run_dirs import artifacts_root
+    from crucible_dagster.lifecycle import promotion
 
-    found = _store(args)
-    if found is None:
-        return 1
-    experiment, name, alias = found
-    with mlflow_store.client(experiment, artifacts_root(None)) as (store, _):
+    with _registry(args) as opened:
+        if opened is None:
+            return 1
+        store, name, alias = opened
         current, previous = promotion.rollback(store, name, alias)
     print(f"{name}: {alias} v{current} -> v{previous}", file=sys.stdout)
     return 0

@@ -11,6 +11,7 @@ alone from the UI re-reads what the experiment's latest run recorded instead of 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -69,7 +70,7 @@ def _latest(
     """(run id, the metric) of the experiment's latest run that recorded it, or why none."""
     from crucible_dagster.run_history.records import scan_runs
 
-    folder = resource.artifacts_root() / experiment.id
+    folder = Path(resource.artifacts_root()) / experiment.id
     runs, _ = scan_runs(folder) if folder.is_dir() else ([], [])
     recorded = [r for r in runs if isinstance((r.raw.get("metrics") or {}).get(metric), Mapping)]
     if not recorded:

@@ -136,9 +136,7 @@ def _free_port() -> int:
 
 def test_a_registry_that_does_not_answer_fails_at_once_naming_it(artifacts_dir: Path) -> None:
     port = _free_port()
-    document = _demo(
-        tracking={"mlflow": {"uri": f"http://user@127.0.0.1:{port}", "timeout_s": 2}}
-    )
+    document = _demo(tracking={"mlflow": {"uri": f"http://user@127.0.0.1:{port}", "timeout_s": 2}})
     started = time.monotonic()
     result = run(loads_experiment(yaml.safe_dump(document)))
     assert result.failure is not None and result.failure.reason == "registry_unreachable"
@@ -210,6 +208,13 @@ def test_as_a_dagster_job_the_model_asset_check_fails_when_promotion_is_refused(
             "promoted" if architecture == "LogisticRegression" else "refused"
         )
     assert [e.passed for e in evaluations] == [True, False]
+    # executed alone, the check re-reads what the experiment's latest run recorded
+    check = next(
+        c for c in defs.asset_checks or [] if any(k.asset_key == key for k in c.check_keys)
+    )
+    alone = check(dg.build_asset_check_context(instance=instance))
+    assert alone.passed is False and alone.metadata["decision"].value == "refused"
+    assert alone.metadata["crucible/rechecked"].value is True
     assert evaluations[1].metadata["champion_version"].value == "1"
     lineage = defs.resolve_asset_graph().get(key)
     assert dg.AssetKey(["crucible", "train_and_promote", "lifecycle"]) in lineage.parent_keys
