@@ -13,7 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -212,7 +212,7 @@ def test_as_a_dagster_job_the_model_asset_check_fails_when_promotion_is_refused(
     check = next(
         c for c in defs.asset_checks or [] if any(k.asset_key == key for k in c.check_keys)
     )
-    alone = check(dg.build_asset_check_context(instance=instance))
+    alone = cast(dg.AssetCheckResult, check(dg.build_asset_check_context(instance=instance)))
     assert alone.passed is False and alone.metadata["decision"].value == "refused"
     assert alone.metadata["crucible/rechecked"].value is True
     assert evaluations[1].metadata["champion_version"].value == "1"
