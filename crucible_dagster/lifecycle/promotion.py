@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 HISTORY = f"{TAG}alias_history."
+#: fewer paired samples than this decide nothing (three equal answers are not "not worse")
+MIN_SAMPLES = 20
 DECISION = f"{TAG}gate."
 
 
@@ -97,6 +99,10 @@ def judge(
                           f"on {len(champion)} samples, the challenger on {len(challenger)}, "
                           f"{shared} shared: evaluate both on the same samples (the same dataset, "
                           "test_split and seed)", label)  # fmt: skip
+    if len(champion) < MIN_SAMPLES:
+        return GateResult("not_comparable", f"not compared: {len(champion)} samples, fewer than "
+                          f"{MIN_SAMPLES}: too few to rule a regression in or out (a larger "
+                          "test_split)", label)  # fmt: skip
     shared_scores = {k: challenger[k] for k in champion}
     return compare_units(gate, label, shared_scores, champion)
 
