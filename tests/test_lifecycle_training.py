@@ -395,3 +395,18 @@ def test_only_a_registry_answer_of_not_found_means_no_champion() -> None:
     with pytest.raises(StageError, match="did not answer the lookup") as said:
         alias_holder(cast(Any, Registry)(failing), "m", "champion")
     assert len(str(said.value)) < 500
+
+
+def test_the_gate_decides_nothing_on_a_handful_of_samples() -> None:
+    from crucible_dagster.experiment.ir import RegressionBaseline
+    from crucible_dagster.lifecycle.promotion import MIN_SAMPLES, judge
+
+    gate = RegressionBaseline(metric="evaluation", margin=0.05)
+    few = {f"s{i}": 1.0 for i in range(MIN_SAMPLES - 1)}
+    assert judge(gate, few, few, "m v1").outcome == "not_comparable"
+    many = {f"s{i}": float(i % 2) for i in range(200)}
+    worse = {k: 0.0 for k in many}
+    assert judge(gate, many, many, "m v1").outcome == "pass"  # equal: not worse
+    assert judge(gate, worse, many, "m v1").outcome == "fail"
+    missing = dict(list(many.items())[:150])
+    assert judge(gate, missing, many, "m v1").outcome == "not_comparable"
