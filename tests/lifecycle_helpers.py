@@ -47,3 +47,17 @@ class BadPredict(ScriptedClassifier):
         if len(X) < 150:  # the test split, not the validation split
             raise RuntimeError("predict failed")
         return super().predict(X)
+
+
+class FlakySGD(SGDClassifier):
+    """SGDClassifier whose predict fails on the 100 rows of the test split while the file
+    ``fail.flag`` exists in $CRUCIBLE_TEST_WORKDIR: a run that fails after its checkpoints."""
+
+    def predict(self, X: Any) -> Any:
+        import os
+        from pathlib import Path
+
+        flag = Path(os.environ.get("CRUCIBLE_TEST_WORKDIR", ".")) / "fail.flag"
+        if len(X) == 100 and flag.exists():
+            raise RuntimeError("the test split failed once")
+        return super().predict(X)

@@ -410,3 +410,31 @@ def test_the_gate_decides_nothing_on_a_handful_of_samples() -> None:
     assert judge(gate, worse, many, "m v1").outcome == "fail"
     missing = dict(list(many.items())[:150])
     assert judge(gate, missing, many, "m v1").outcome == "not_comparable"
+
+
+@pytest.mark.integration
+def test_a_dagster_reexecution_from_failure_resumes_training_from_the_parent_checkpoint(
+    tmp_path: Path, artifacts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from tests.integration import jobs
+
+    monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
+    _data(tmp_path)
+    (tmp_path / "fail.flag").touch()
+    job = dg.reconstructable(jobs.training_job)
+    with dg.instance_for_test() as instance:
+        with dg.execute_job(job, instance=instance) as failed:
+            assert not failed.success
+        parent = _record(artifacts_dir / "resumed_training" / failed.run_id)
+        assert parent["status"] == "failed" and parent["current_epoch"] == 4
+        (tmp_path / "fail.flag").unlink()
+        options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+        with dg.execute_job(job, instance=instance, reexecution_options=options) as retried:
+            assert retried.success
+            child = _record(artifacts_dir / "resumed_training" / retried.run_id)
+    assert child["resumed_from"] == {"run_id": failed.run_id, "epoch": 4,
+                                     "checkpoint": "checkpoints/epoch-000004.skops"}  # fmt: skip
+    assert child["metrics_history"] == parent["metrics_history"]
+    assert child["status"] == "completed"

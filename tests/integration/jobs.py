@@ -196,3 +196,28 @@ def study_job_multiprocess() -> dg.JobDefinition:
         }
     )
     return build_job(experiment)
+
+
+def training_job() -> dg.JobDefinition:
+    """A train stage (FlakySGD on $CRUCIBLE_TEST_WORKDIR/data.parquet, four epochs, a
+    checkpoint every two) then a report: re-executed from failure, train resumes."""
+    import os
+
+    data = Path(os.environ["CRUCIBLE_TEST_WORKDIR"]) / "data.parquet"
+    return build_job(
+        Experiment.model_validate(
+            {
+                "id": "resumed_training",
+                "seed": 3,
+                "training_config": {
+                    "id": "t",
+                    "model_ref": {"id": "flaky", "architecture": "tests.lifecycle_helpers:FlakySGD",
+                                  "options": {"loss": "log_loss"}},
+                    "dataset_ref": {"name": "toy", "provider": "local",
+                                    "options": {"path": str(data), "target": "label"}},
+                    "epochs": 4, "checkpoint_every": 2, "validation_split": 0.25,
+                },
+                "pipeline": [{"name": "train"}, {"name": "validate"}],
+            }
+        )
+    )  # fmt: skip
