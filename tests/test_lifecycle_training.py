@@ -281,6 +281,9 @@ def test_the_estimator_and_its_settings_are_checked_before_any_data_loads(
     assert result.failure is not None and result.failure.reason == "invalid_training_config"
     assert result.failure.message.startswith(where) and said in result.failure.message
     assert not (Path(result.run_dir) / "training_run.json").exists()
+    # `crucible validate` finds the same (it may import scikit-learn; the Dagster loader may not)
+    document["pipeline"] = [{"name": "train"}]
+    assert any(p.startswith(where) and said in p for p in _problems(tmp_path, document))
 
 
 def test_a_checkpoint_holding_a_library_function_is_refused_and_nothing_is_written(

@@ -10,6 +10,7 @@ from the parent's last checkpoint with its history; it writes only into its own 
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,10 +75,17 @@ class TrainStage(Stage):
         from crucible_dagster.datasets import dataset_problems
 
         problems = dataset_problems(config.dataset_ref, at="training_config.dataset_ref")
-        try:  # what needs no scikit-learn: loading definitions stays light; the rest at run start
+        try:
             static_problems(config)
+            # the estimator's class and parameters need scikit-learn: checked here by the
+            # command line and a run, not by the Dagster loader (it loads every experiment and
+            # stays light; the stage checks them again before any data loads)
+            if "sklearn" in sys.modules or "dagster" not in sys.modules:
+                plan(config, 0)
         except EstimatorProblem as exc:
             problems.append((exc.where, str(exc).removeprefix(f"{exc.where}: ")))
+        except ImportError as exc:
+            problems.append(("training_config", f"training needs scikit-learn and skops: {exc}"))
         return problems
 
     def run(self, ctx: Context, options: TrainOptions) -> Context:
