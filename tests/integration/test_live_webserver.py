@@ -184,7 +184,7 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(
         status = client.get_run_status(run_id)
         if status.value in ("SUCCESS", "FAILURE", "CANCELED"):
             break
-        time.sleep(1)
+        time.sleep(0.25)
     assert status is not None and status.value == "SUCCESS", (
         f"run ended {status}; daemon log:\n" + (tmp_path / "daemon.log").read_text()[-3000:]
     )
