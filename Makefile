@@ -69,6 +69,9 @@ demo-eval: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # a live module's webserver and daemon are module fixtures, and with tests split over both
 # workers each started its own (xdist_group marks are ignored by pytest-xdist 3.8 on pytest
 # 9.2). The 15 slowest are listed at the end.
+# --no-loadscope-reorder keeps the order of tests/conftest.py (live and integration files
+# first): by default xdist hands out the files with the most tests first, which left the
+# one- and two-test live files (a minute or two each) to the last minutes of the run.
 # PYTHONDONTWRITEBYTECODE is cleared for the tests: with it, every worker compiles and
 # assertion-rewrites every module again (about 10 s each) instead of reading __pycache__.
 # Temporary files (every test's tmp_path, its Dagster instance's SQLite files, its subprocesses'
@@ -77,7 +80,7 @@ demo-eval: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # made a third of `make test-fast`. TEST_TMPDIR= keeps the system's temporary folder.
 TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm/crucible-tests)
 PYTEST := $(if $(TEST_TMPDIR),mkdir -p $(TEST_TMPDIR) && TMPDIR=$(TEST_TMPDIR)) \
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PYTEST) -n auto --timeout=600 --durations=15

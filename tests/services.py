@@ -194,8 +194,9 @@ def deployment(
     )
     for name in ("CRUCIBLE_PG_HOST", "CRUCIBLE_PG_PORT", "CRUCIBLE_PG_USER", "CRUCIBLE_PG_DB"):
         env[name] = os.environ[name]
-    migrate = Path(sys.executable).with_name("dagster")
-    subprocess.run([str(migrate), "instance", "migrate"], env=env, check=True, capture_output=True)
+    from tests.dagster_helpers import migrate_instance  # Dagster only where a test needs it
+
+    migrate_instance(home)  # its CRUCIBLE_PG_* set by postgres_home
     found = Deployment(env, experiments, artifacts, home / "celery_workers")
     yield found
     found.command("stop", "--timeout", "10")

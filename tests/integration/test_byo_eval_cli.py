@@ -189,5 +189,5 @@ def wait_for(client: Any, run_id: str) -> str:
         status = client.get_run_status(run_id).value
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
-        time.sleep(1)
+        time.sleep(0.25)
     return str(status)

@@ -47,7 +47,7 @@ def _wait(client: DagsterGraphQLClient, run_id: str) -> str:
             status = "STARTING"
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             return str(status)
-        time.sleep(0.5)
+        time.sleep(0.25)
     raise AssertionError(f"run {run_id} did not finish")
 
 

@@ -18,6 +18,7 @@ import yaml
 from dagster_graphql import DagsterGraphQLClient
 
 from tests.conftest import ROOT, subprocess_env
+from tests.dagster_helpers import migrate_instance
 
 pytestmark = pytest.mark.live
 
@@ -113,9 +114,7 @@ def _live(
         DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir), **env_extra
     )
     bindir = Path(sys.executable).parent
-    subprocess.run(
-        [str(bindir / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True
-    )
+    migrate_instance(home)
     port = free_port()
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(tmp_path / "webserver.log", "w"))
@@ -185,7 +184,7 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(
         status = client.get_run_status(run_id)
         if status.value in ("SUCCESS", "FAILURE", "CANCELED"):
             break
-        time.sleep(1)
+        time.sleep(0.25)
     assert status is not None and status.value == "SUCCESS", (
         f"run ended {status}; daemon log:\n" + (tmp_path / "daemon.log").read_text()[-3000:]
     )

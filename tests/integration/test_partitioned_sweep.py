@@ -151,7 +151,7 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
                 if set(materialized) >= set(keys):
                     break
                 assert time.monotonic() < deadline, f"{len(materialized)} of {len(keys)}"
-                time.sleep(1)
+                time.sleep(0.25)
         materialize("--select", "crucible/light_sweep/sweep")
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
             event = instance.get_latest_materialization_event(

@@ -129,7 +129,7 @@ def _submit_when_loaded(client: Any, job: str) -> str:
         except DagsterGraphQLClientError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(1)
+            time.sleep(0.25)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

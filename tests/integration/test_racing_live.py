@@ -132,7 +132,7 @@ def test_a_graphql_launch_with_another_alpha_races_with_it(
             status = client.get_run_status(run_id)
             if status.value in ("SUCCESS", "FAILURE", "CANCELED"):
                 break
-            time.sleep(1)
+            time.sleep(0.25)
     assert status is not None and status.value == "SUCCESS", status
     run_dir = artifacts_dir / "raced_live" / run_id
     record = json.loads((run_dir / "race.json").read_text())

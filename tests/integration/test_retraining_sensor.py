@@ -5,7 +5,6 @@ dagster-daemon on SQLite."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,6 +21,7 @@ from crucible_dagster.experiment.ir import RetrainingTrigger
 from crucible_dagster.monitoring.retraining import State, decide, reasons
 from crucible_dagster.runtime.runner import run
 from tests.conftest import ROOT, subprocess_env
+from tests.dagster_helpers import migrate_instance
 from tests.test_drift import _experiment, _samples
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ def test_a_live_daemon_launches_once_for_a_drift_and_not_again_within_the_cooldo
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
     env = subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir),
                          CRUCIBLE_EXPERIMENTS_DIR=str(folder))  # fmt: skip
-    subprocess.run([dg_bin("dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)  # fmt: skip
+    migrate_instance(home)
     log = tmp_path / "daemon.log"
     with (
         dagster_daemon(env, log),
@@ -168,12 +168,6 @@ def test_a_live_daemon_launches_once_for_a_drift_and_not_again_within_the_cooldo
     assert any(
         f"(run {launched.run_id}: drift in age)" in (t.skip_reason or "") for t in sensor_ticks
     )
-
-
-def dg_bin(name: str) -> str:
-    import sys
-
-    return str(Path(sys.executable).parent / name)
 
 
 def _wait_for_ended_run(instance: dg.DagsterInstance, log: Path) -> dg.DagsterRun:

@@ -99,7 +99,7 @@ def wait_for_run(live: Live, since: set[str], timeout: float = 120) -> dg.Dagste
             if new and new[0].is_finished:
                 return new[0]
             assert time.monotonic() < deadline, f"runs: {[(r.job_name, r.status) for r in new]}"
-            time.sleep(1)
+            time.sleep(0.25)
 
 
 def run_ids(live: Live) -> set[str]:
