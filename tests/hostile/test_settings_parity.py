@@ -89,15 +89,17 @@ REFUSED = [
     (
         "drift_without_a_reference",
         "reliability: {drift: {alpha: 0.01}}\n",
-        "reliability.drift.reference",
-        "expected a value (this field is required), got nothing",
+        "reliability.drift",
+        "expected one reference: reference (a dataset) or reference_model (a registered "
+        "model's version), got neither",
     ),
     (
         "unknown_drift_key_with_a_suggestion",
         "reliability: {drift: {reference: {name: iris, provider: sklearn}, alfa: 0.01}}\n",
         "reliability.drift.alfa",
         "unknown field 'alfa'; expected one of: alpha, bins, correction, current, current_from, "
-        "fail_on_drift, features, kinds, psi_threshold, reference; did you mean 'alpha'?",
+        "fail_on_drift, features, kinds, psi_threshold, reference, reference_model; did you mean "
+        "'alpha'?",
     ),
     (
         "drift_kind_not_known",
