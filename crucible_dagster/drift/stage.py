@@ -183,10 +183,10 @@ def _reference_of_model(ctx: Context, model: Any) -> tuple[LoadedDataset, dict[s
     """The data the registered version was trained on, as its lineage names it; refused when
     its content is no longer what the version was trained on."""
     from crucible_dagster.lifecycle.lineage import trained_on
-    from crucible_dagster.runtime.run_dirs import artifacts_root, report_base
+    from crucible_dagster.runtime.run_dirs import run_root
 
     assert ctx.experiment is not None
-    root = report_base(ctx).parent.parent if ctx.run_dir else artifacts_root(None)
+    root = run_root(ctx)
     found = trained_on(ctx.experiment, model, root, "reliability.drift.reference_model")
     loaded = _load(found.dataset, "reference_model")
     now = loaded.named_fingerprint or loaded.fingerprint

@@ -20,7 +20,7 @@ from pydantic import Field
 from crucible_dagster.experiment.ir import ModelRef, RegressionBaseline
 from crucible_dagster.experiment.ir.lifecycle import alias_name
 from crucible_dagster.lifecycle import mlflow_store, promotion
-from crucible_dagster.lifecycle.register_stage import model_name_problems
+from crucible_dagster.lifecycle.register_stage import model_name, model_name_problems
 from crucible_dagster.quality.gate import GateResult
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
@@ -55,7 +55,7 @@ class PromoteStage(Stage):
                      "stages, or model_version: {id, model_id, version}")]  # fmt: skip
         problems = model_name_problems(experiment)
         baseline = experiment.baseline
-        name = registered_model_name(experiment)
+        name = model_name(experiment)
         wanted = baseline.version if isinstance(baseline, ModelRef) else None
         if wanted and not wanted.isdigit():
             try:
@@ -69,7 +69,7 @@ class PromoteStage(Stage):
         return problems
 
     def run(self, ctx: Context, options: PromoteOptions) -> Context:
-        from crucible_dagster.runtime.run_dirs import artifacts_root, report_base
+        from crucible_dagster.runtime.run_dirs import report_base, run_root
 
         experiment = ctx.experiment
         assert experiment is not None
@@ -79,7 +79,7 @@ class PromoteStage(Stage):
         gate = RegressionBaseline(metric="evaluation", kind=options.kind, margin=options.margin,
                                   alpha=options.alpha)  # fmt: skip
         run_dir = report_base(ctx)
-        root = run_dir.parent.parent if ctx.run_dir else artifacts_root(None)
+        root = run_root(ctx)
         with mlflow_store.client(experiment, root) as (mlflow, _):
             champion = _champion(mlflow, experiment, name, alias)
             if champion is None or champion == version:
@@ -109,12 +109,6 @@ class PromoteStage(Stage):
         if not result.passed and options.fail_run:
             raise StageError("promotion_refused", record, f"promotion refused: {result.message}")
         return ctx
-
-
-def registered_model_name(experiment: Experiment) -> str | None:
-    if experiment.training_config is not None:
-        return experiment.training_config.model_ref.registered_name
-    return experiment.model_version.model_id if experiment.model_version else None
 
 
 def _challenger(ctx: Context) -> tuple[str, str]:

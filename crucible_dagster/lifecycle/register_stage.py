@@ -33,8 +33,11 @@ LOGGED_SUFFIXES = (".json", ".jsonl", ".parquet", ".md", ".html", ".csv")
 def registered_model(experiment: Experiment) -> str | None:
     """The registered model the pipeline registers or promotes, None when it does neither."""
     steps = {s.implementation for s in experiment.enabled_stages}
-    if not steps & {*PROMOTE, *REGISTER}:
-        return None
+    return model_name(experiment) if steps & {*PROMOTE, *REGISTER} else None
+
+
+def model_name(experiment: Experiment) -> str | None:
+    """The registered model's name: the trained model's, else ``model_version``'s."""
     if experiment.training_config is not None:
         return experiment.training_config.model_ref.registered_name
     return experiment.model_version.model_id if experiment.model_version else None
@@ -70,7 +73,7 @@ class RegisterStage(NoOptionsStage):
         return model_name_problems(experiment)
 
     def run(self, ctx: Context, options: Any) -> Context:
-        from crucible_dagster.runtime.run_dirs import artifacts_root, report_base
+        from crucible_dagster.runtime.run_dirs import report_base, run_root
 
         trained = ctx.assigns.get("trained_model")
         experiment = ctx.experiment
@@ -89,7 +92,7 @@ class RegisterStage(NoOptionsStage):
         model = checkpoints.load(
             run_dir, trained["path"], trained["sha256"], set(trained["trusted"])
         )
-        root = artifacts_root(None) if not ctx.run_dir else run_dir.parent.parent
+        root = run_root(ctx)
         with mlflow_store.client(experiment, root) as (mlflow, uri):
             from crucible_dagster.lifecycle.promotion import alias_holder
 

@@ -59,6 +59,12 @@ def report_base(ctx: Context) -> Path:
     return run_directory(None, ctx.experiment_id, ctx.run_id)
 
 
+def run_root(ctx: Context) -> Path:
+    """The artifacts root the run writes under: its run directory's grandparent, else the
+    configured root (a run without a directory)."""
+    return Path(ctx.run_dir).parent.parent if ctx.run_dir else artifacts_root(None)
+
+
 def create_exclusively(path: Path) -> None:
     """Make ``path`` a new directory, or fail: a run never writes into another run's directory.
 
