@@ -68,9 +68,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
     ``make`` exports DAGSTER_HOME=.dagster_home for the demo and the UI. Under ``make test`` the
     history would then read the demo's runs into unit tests, and two xdist workers would share
-    its SQLite files; a test that needs an instance makes its own under ``tmp_path``.
+    its SQLite files; a test that needs an instance makes its own under ``tmp_path``. Dagster's
+    migration scripts are parsed once per process (``tests.migration_scripts``).
     """
     os.environ.pop("DAGSTER_HOME", None)
+    if not config.getoption("no_dagster"):
+        from tests.migration_scripts import parse_once
+
+        parse_once()
 
 
 #: Markers of the tests that take longest (live servers first): these start first, so that with
