@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -122,7 +123,14 @@ def test_a_worker_retitled_by_setproctitle_is_still_recognised(state: Path, run:
     still our worker, listed and stopped (a stand-in process carries that title here)."""
     name = worker_name(state, QUEUE, 1)
     title = f"[celeryd: {name}@{socket.gethostname()}:MainProcess] -active-"
-    process = subprocess.Popen(["bash", "-c", f"exec -a '{title}' sleep 60"])
+    # SIGTERM at its default, whatever this process inherited: Dagster maps SIGTERM to SIGINT's
+    # handler in the process that ran a job, and SIGINT is ignored under a shell's `&`
+    process = subprocess.Popen(
+        ["bash", "-c", f"exec -a '{title}' sleep 60"],
+        preexec_fn=lambda: [
+            signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGINT)
+        ],
+    )
     try:
         deadline = time.monotonic() + 5
         cmdline = Path(f"/proc/{process.pid}/cmdline")
