@@ -110,6 +110,18 @@ def unfrozen_collector() -> Iterator[None]:
     gc.unfreeze()
 
 
+def default_signals() -> None:
+    """``preexec_fn`` giving a child SIGINT and SIGTERM at their defaults, as from a terminal.
+
+    A shell's background job (``make test &``, CI runners) starts with SIGINT ignored, and an
+    ignored signal stays ignored across exec. Python then installs no KeyboardInterrupt handler,
+    and Dagster, which maps SIGTERM to SIGINT's handler in every process that runs a job or
+    serves code (and so in this one, after ``execute_in_process``), ignores SIGTERM too.
+    """
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))

@@ -14,7 +14,7 @@ import pytest
 
 from crucible_dagster import Experiment, run
 from crucible_dagster.runtime.run_record import stale_note
-from tests.conftest import ROOT, finish_together, subprocess_env
+from tests.conftest import ROOT, default_signals, finish_together, subprocess_env
 from tests.hostile.conftest import Cli
 
 SLOW = (
@@ -32,12 +32,6 @@ def _wait_for_stage(telemetry: Path, stage: str) -> None:
     raise AssertionError(f"stage {stage} never started")
 
 
-def _default_signals() -> None:
-    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps
-    # an inherited SIG_IGN: give the child the default a user's terminal gives it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _crucible(args: list[str], artifacts_dir: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "crucible_dagster.cli", *args],
@@ -46,7 +40,7 @@ def _crucible(args: list[str], artifacts_dir: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_signals,
+        preexec_fn=default_signals,
     )
 
 

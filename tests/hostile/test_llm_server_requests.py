@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from crucible_dagster.contrib.llm_server import MAX_BODY_BYTES, llm_server
+from tests.conftest import default_signals
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -142,19 +143,13 @@ def test_it_binds_the_loopback_interface_only() -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-def _sigint_default() -> None:
-    """A shell's background job starts with SIGINT ignored, and Python then installs no
-    KeyboardInterrupt handler: the server is started as from a terminal, whatever ran pytest."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def command(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "crucible_dagster.contrib.llm_server", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_sigint_default,
+        preexec_fn=default_signals,
     )
 
 
