@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +31,20 @@ def migrate_instance(home: Path) -> None:
 
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         instance.upgrade()
+
+
+#: Dagster's own test instance captures each run's stdout and stderr to files through a ``tail``
+#: and a watcher process per stream (four processes a run, about 0.1 s): no test reads them.
+NO_LOG_CAPTURE = {
+    "compute_logs": {
+        "module": "dagster._core.storage.noop_compute_log_manager",
+        "class": "NoOpComputeLogManager",
+    }
+}
+
+
+def instance_for_test(**kwargs: Any) -> contextlib.AbstractContextManager[dg.DagsterInstance]:
+    """``dg.instance_for_test`` without capturing the runs' stdout and stderr (``NO_LOG_CAPTURE``);
+    the events, runs and storage are the same SQLite instance's."""
+    overrides = {**NO_LOG_CAPTURE, **(kwargs.pop("overrides", None) or {})}
+    return dg.instance_for_test(overrides=overrides, **kwargs)

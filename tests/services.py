@@ -194,8 +194,10 @@ def deployment(
     )
     for name in ("CRUCIBLE_PG_HOST", "CRUCIBLE_PG_PORT", "CRUCIBLE_PG_USER", "CRUCIBLE_PG_DB"):
         env[name] = os.environ[name]
-    from tests.dagster_helpers import migrate_instance  # Dagster only where a test needs it
+    from tests.dagster_helpers import NO_LOG_CAPTURE, migrate_instance  # Dagster only here
 
+    with (home / "dagster.yaml").open("a") as settings:  # each step's capture is 4 processes
+        settings.write(yaml.safe_dump(NO_LOG_CAPTURE))
     migrate_instance(home)  # its CRUCIBLE_PG_* set by postgres_home
     found = Deployment(env, experiments, artifacts, home / "celery_workers")
     yield found

@@ -421,13 +421,14 @@ def test_a_dagster_reexecution_from_failure_resumes_training_from_the_parent_che
 ) -> None:
     import dagster as dg
 
+    from tests.dagster_helpers import instance_for_test
     from tests.integration import jobs
 
     monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
     _data(tmp_path)
     (tmp_path / "fail.flag").touch()
     job = dg.reconstructable(jobs.training_job)
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         with dg.execute_job(job, instance=instance) as failed:
             assert not failed.success
         parent = _record(artifacts_dir / "resumed_training" / failed.run_id)

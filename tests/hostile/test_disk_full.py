@@ -165,17 +165,16 @@ def test_without_room_or_reserve_the_manifest_is_rewritten_over_its_own_blocks(
 def test_a_dagster_run_ends_its_record_on_a_full_disk(
     tmp_path: Path, disk: Path, free_kib: int
 ) -> None:
-    import dagster as dg
-
     from crucible_dagster import Experiment
     from crucible_dagster.dagster_plugin import CrucibleResource, build_job
+    from tests.dagster_helpers import instance_for_test
 
     experiment = Experiment.model_validate(
         json.loads(_experiment(tmp_path, [SEED, {"name": "report"}]).read_text())
     )
     resource = CrucibleResource(artifacts_dir=str(disk / "artifacts"))
     _fill(disk, free_kib * 1024)
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         result = build_job(experiment, resource=resource).execute_in_process(
             instance=instance, raise_on_error=False
         )

@@ -675,9 +675,10 @@ def _launchpad_failure(text: str, config: dict[str, Any]) -> str:
     import dagster as dg
 
     from crucible_dagster.dagster_plugin import build_job
+    from tests.dagster_helpers import instance_for_test
 
     job = build_job(loads_experiment(text))
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         result = job.execute_in_process(
             instance=instance,
             run_config={"resources": {"crucible": {"config": config}}},

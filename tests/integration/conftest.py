@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cdp import browser_path
+from tests.integration.cdp import browser_path, close_browsers
 
 HERE = Path(__file__).parent
 
@@ -27,3 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_sessionfinish() -> None:
+    close_browsers()

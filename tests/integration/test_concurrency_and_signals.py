@@ -18,7 +18,7 @@ from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT, default_signals, subprocess_env
-from tests.dagster_helpers import migrate_instance
+from tests.dagster_helpers import instance_for_test, migrate_instance
 from tests.integration.test_dagster_cli import dagster_bin
 from tests.services import PG, postgres_db  # noqa: F401  (fixture)
 
@@ -151,7 +151,7 @@ def test_a_value_that_cannot_cross_ops_fails_run_and_manifest_alike(artifacts_di
         }
     )
     io_manager = CrucibleContextIOManager(base_dir=str(artifacts_dir.parent / "io"))
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         result = build_job(experiment, io_manager=io_manager).execute_in_process(
             instance=instance, raise_on_error=False
         )

@@ -12,6 +12,7 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.sweeps.standalone import run_sweep
+from tests.dagster_helpers import instance_for_test
 from tests.integration.events import sweep_graph, sweep_step
 from tests.test_racing_sweep import RACED
 
@@ -27,7 +28,7 @@ def test_raced_sweep_rounds_are_steps_with_their_evidence(artifacts_dir: Path) -
     rounds = [n for n in nodes if n.startswith("race_round_")]
     assert len(rounds) == 10  # 20 seeds: a first look of 3, then 17 in rounds of 2
     assert "compare_trials" in nodes
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         result = job.execute_in_process(instance=instance)
         assert result.success
         metadata = {
@@ -76,7 +77,7 @@ def test_a_race_over_samples_under_dagster_asks_only_survivors(
     with llm_server() as (url, server):
         server.answer = answer
         experiment = raced_llm(url, data_file, racing)
-        with dg.instance_for_test() as instance:
+        with instance_for_test() as instance:
             result = build_job(experiment).execute_in_process(instance=instance)
         assert result.success
         under_dagster = asked(server)
@@ -101,7 +102,7 @@ def test_re_execution_from_a_failed_round_reaches_the_same_decisions(
     monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
     job = dg.reconstructable(jobs.raced_job)
     (tmp_path / "seed_6.flag").touch()
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         with dg.execute_job(job, instance=instance) as failed:
             assert not failed.success
         (tmp_path / "seed_6.flag").unlink()
@@ -138,7 +139,7 @@ def test_the_experiment_budget_stops_a_race_under_dagster_as_it_does_alone(
     with llm_server() as (url, server):
         server.answer = answer
         experiment = raced_llm(url, data_file, racing, budget={"max_requests": 18})
-        with dg.instance_for_test() as instance:
+        with instance_for_test() as instance:
             result = build_job(experiment).execute_in_process(instance=instance)
         assert sum(server.requests.values()) == 18
     assert result.success
@@ -169,7 +170,7 @@ def test_a_re_executed_round_costs_what_both_runs_spent_on_it(
     monkeypatch.setenv("RACE_LLM_DATA", str(sums_file(tmp_path)))
     monkeypatch.setenv("RACE_LLM_FAIL_ON", order[5])  # the second round's second sample
     (tmp_path / "fail.flag").touch()
-    with llm_server() as (url, server), dg.instance_for_test() as instance:
+    with llm_server() as (url, server), instance_for_test() as instance:
         server.answer = answer
         monkeypatch.setenv("RACE_LLM_URL", url)
         job = dg.reconstructable(jobs.priced_race_job)

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from tests.dagster_helpers import instance_for_test
 from tests.integration import jobs
 from tests.integration.events import step_keys
 
@@ -28,7 +29,7 @@ def counts(workdir: Path) -> dict[str, int]:
 
 def test_reexecute_from_failure_does_not_rerun_earlier_stages(workdir: Path) -> None:
     (workdir / "fail.flag").touch()
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         with dg.execute_job(dg.reconstructable(jobs.counting_job), instance=instance) as failed:
             assert not failed.success
         assert counts(workdir) == {"first": 1, "second": 1, "third": 1, "fourth": 0}
@@ -56,7 +57,7 @@ def test_multiprocess_executor(workdir: Path) -> None:
         for name in ("first", "second", "third", "fourth")
     }
     with (
-        dg.instance_for_test() as instance,
+        instance_for_test() as instance,
         dg.execute_job(
             dg.reconstructable(jobs.counting_job_multiprocess),
             instance=instance,

@@ -14,6 +14,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
+from tests.dagster_helpers import instance_for_test
 from tests.integration import jobs
 from tests.integration.events import step_keys, sweep_comparison, sweep_steps
 from tests.integration.test_dagster_cli import job_execute
@@ -108,7 +109,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: Path) -> None:
     (workdir / "fail_0.82_3.flag").touch()
-    with dg.instance_for_test() as instance:
+    with instance_for_test() as instance:
         with dg.execute_job(dg.reconstructable(jobs.sweep_job), instance=instance) as failed:
             assert not failed.success
             failures = sweep_steps(
@@ -133,7 +134,7 @@ def test_reexecution_reruns_only_the_failed_trial(workdir: Path, artifacts_dir: 
 
 def test_sweep_trials_run_in_parallel_processes(workdir: Path) -> None:
     with (
-        dg.instance_for_test() as instance,
+        instance_for_test() as instance,
         dg.execute_job(
             dg.reconstructable(jobs.sweep_job_multiprocess), instance=instance
         ) as result,
