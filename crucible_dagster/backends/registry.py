@@ -6,14 +6,13 @@ checked by the backend's own pydantic model: a bad option names ``backend.option
 
 from __future__ import annotations
 
-from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import ValidationError
 
 from crucible_dagster.backends.base import Backend, BackendError, BackendOptions, FallbackBackend
 from crucible_dagster.backends.http import credentials_problem
+from crucible_dagster.common.plugins import entry_point_table
 from crucible_dagster.experiment.ir import BackendRef
 from crucible_dagster.runtime.code_refs import resolve_plugin
 from crucible_dagster.runtime.registry import is_dotted_path
@@ -27,18 +26,13 @@ BUILTIN_BACKENDS = {
 }
 
 
-@cache
-def _entry_point_backends() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def backend_names() -> list[str]:
-    return sorted({**_entry_point_backends(), **BUILTIN_BACKENDS})
+    return sorted({**entry_point_table(ENTRY_POINT_GROUP), **BUILTIN_BACKENDS})
 
 
 def backend_class(backend_id: str, where: str = "backend.id") -> Any:
     """The class a backend id names; ``BackendError`` with the choices when it names none."""
-    table = {**_entry_point_backends(), **BUILTIN_BACKENDS}
+    table = {**entry_point_table(ENTRY_POINT_GROUP), **BUILTIN_BACKENDS}
     path = backend_id if is_dotted_path(backend_id) else table.get(backend_id)
     if path is None:
         raise BackendError(

@@ -8,12 +8,11 @@ paths (through the one resolver of named code, ``runtime/code_refs.py``).
 from __future__ import annotations
 
 import difflib
-from functools import cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from crucible_dagster.common.plugins import entry_point_table
 from crucible_dagster.datasets.base import DatasetError, Provider, ProviderOptions
 from crucible_dagster.runtime.code_refs import CodeRefError, resolve
 
@@ -36,18 +35,13 @@ BUILTIN_PROVIDERS = {
 ALIAS = "crucible_datasets"
 
 
-@cache
-def _entry_point_providers() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def provider_names() -> list[str]:
-    return sorted({**_entry_point_providers(), **BUILTIN_PROVIDERS, ALIAS: ""})
+    return sorted({**entry_point_table(ENTRY_POINT_GROUP), **BUILTIN_PROVIDERS, ALIAS: ""})
 
 
 def provider_class(name: str, where: str = "dataset.provider") -> type[Provider]:
     """The provider class ``name`` names; ``DatasetError`` with the choices when none."""
-    table = {**_entry_point_providers(), **BUILTIN_PROVIDERS}
+    table = {**entry_point_table(ENTRY_POINT_GROUP), **BUILTIN_PROVIDERS}
     path = name if ":" in name else table.get(name)
     if path is None:
         close = difflib.get_close_matches(name, list(table), n=1)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crucible_dagster.common.isotime import parse_datetime
+from crucible_dagster.common.plugins import entry_points_of
 from crucible_dagster.experiment.names import check_name
 from crucible_dagster.run_history.baselines import accepted_run
 from crucible_dagster.run_history.records import RunRead, Unreadable, scan_runs
@@ -128,7 +128,7 @@ def run_manifests(experiment_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]
 
 def _sources() -> list[RunSource]:
     found = []
-    for entry in entry_points(group=RUN_SOURCES):
+    for entry in entry_points_of(RUN_SOURCES):
         try:
             found.append(entry.load())
         except Exception:  # a broken plugin must not hide the run directories

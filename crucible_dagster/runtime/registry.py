@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
+from crucible_dagster.common.plugins import entry_point_table
 from crucible_dagster.runtime.code_refs import DOTTED_PATH as DOTTED_PATH
 from crucible_dagster.runtime.code_refs import CodeRefError, has_pydantic_options, resolve
 from crucible_dagster.runtime.code_refs import import_object as import_object
@@ -42,11 +41,6 @@ def load_stage_class(path: str) -> type[Stage]:
             f"got {getattr(obj, 'Options', None)!r}",
         )
     return obj
-
-
-@cache
-def _entry_point_stages() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 class Registry:
@@ -77,7 +71,7 @@ class Registry:
     def _table(self) -> dict[str, type[Stage] | str]:
         if not self.include_installed:
             return dict(self._stages)
-        return {**_entry_point_stages(), **self._stages}
+        return {**entry_point_table(ENTRY_POINT_GROUP), **self._stages}
 
     def names(self) -> list[str]:
         return sorted(self._table())

@@ -9,13 +9,12 @@ start alike (the score stage's options validate through it), before anything is 
 from __future__ import annotations
 
 import re
-from functools import cache
-from importlib.metadata import entry_points
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crucible_dagster.common.field_errors import as_field_error, checked_by
+from crucible_dagster.common.plugins import entry_point_table
 from crucible_dagster.runtime.code_refs import resolve_plugin
 from crucible_dagster.scorers.base import Scorer, ScorerOptions
 
@@ -42,13 +41,8 @@ class ScorerError(ValueError):
     """A scorer that cannot be built: the message names the field and what was expected."""
 
 
-@cache
-def _entry_point_scorers() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def _table() -> dict[str, str]:
-    return {**_entry_point_scorers(), **BUILTIN_SCORERS}
+    return {**entry_point_table(ENTRY_POINT_GROUP), **BUILTIN_SCORERS}
 
 
 def scorer_names() -> list[str]:
