@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import atexit
 import gc
+import logging
 import os
 import signal
 import subprocess
@@ -76,6 +78,18 @@ def pytest_configure(config: pytest.Config) -> None:
         from tests.migration_scripts import parse_once
 
         parse_once()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        atexit.register(_exit_without_teardown)
+
+
+def _exit_without_teardown() -> None:
+    """An xdist worker's last act once it has reported every test and its atexit handlers
+    have run: the interpreter's teardown (freeing what two thousand tests left, module by
+    module) took 2.5 s of the 17 s of ``make test-fast``, with the controller waiting on it."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 #: Markers of the tests that take longest (live servers first): these start first, so that with
