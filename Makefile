@@ -82,8 +82,11 @@ TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm/crucible
 PYTEST := $(if $(TEST_TMPDIR),mkdir -p $(TEST_TMPDIR) && TMPDIR=$(TEST_TMPDIR)) \
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider --dist loadfile --no-loadscope-reorder
 
+# One xdist worker per core; `make test WORKERS=3` for more (on 2 cores: the same time, 17% more
+# CPU, the servers' polling and the extra worker's own start).
+WORKERS ?= auto
 test: $(STAMP)
-	$(PYTEST) -n auto --timeout=600 --durations=15
+	$(PYTEST) -n $(WORKERS) --timeout=600 --durations=15
 
 # Unit tests only: no Dagster, services, subprocesses or browsers. tests/integration is not even
 # collected, and --no-dagster fails any test (or collection) that imports dagster: the workers
