@@ -74,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     migration scripts are parsed once per process (``tests.migration_scripts``).
     """
     os.environ.pop("DAGSTER_HOME", None)
+    signals_as_from_a_terminal()
     if not config.getoption("no_dagster"):
         from tests.migration_scripts import parse_once
 
@@ -124,16 +125,23 @@ def unfrozen_collector() -> Iterator[None]:
     gc.unfreeze()
 
 
-def default_signals() -> None:
-    """``preexec_fn`` giving a child SIGINT and SIGTERM at their defaults, as from a terminal.
+def signals_as_from_a_terminal() -> None:
+    """SIGINT and SIGTERM handled in this process as in one started from a terminal, so that
+    every child starts with them at their defaults.
 
     A shell's background job (``make test &``, CI runners) starts with SIGINT ignored, and an
-    ignored signal stays ignored across exec. Python then installs no KeyboardInterrupt handler,
-    and Dagster, which maps SIGTERM to SIGINT's handler in every process that runs a job or
-    serves code (and so in this one, after ``execute_in_process``), ignores SIGTERM too.
+    ignored signal, unlike a handler, stays ignored across exec: a Python child then installs
+    no KeyboardInterrupt handler, and Dagster, which maps SIGTERM to SIGINT's handler in every
+    process that runs a job or serves code (a server, a run, this process after
+    ``execute_in_process``), ignores SIGTERM too; a server a test started sat out its stop.
+    Set here once, not in each child by a ``preexec_fn``: that makes ``subprocess`` fork
+    instead of vfork, and fork runs gRPC's fork handlers, which hung a test process that had
+    pinged a code server.
     """
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

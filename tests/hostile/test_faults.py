@@ -14,7 +14,7 @@ import pytest
 
 from crucible_dagster import Experiment, run
 from crucible_dagster.runtime.run_record import stale_note
-from tests.conftest import ROOT, default_signals, finish_together, subprocess_env
+from tests.conftest import ROOT, finish_together, subprocess_env
 from tests.hostile.conftest import Cli
 
 SLOW = (
@@ -40,7 +40,6 @@ def _crucible(args: list[str], artifacts_dir: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=default_signals,
     )
 
 

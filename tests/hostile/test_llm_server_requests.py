@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from crucible_dagster.contrib.llm_server import MAX_BODY_BYTES, llm_server
-from tests.conftest import default_signals
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -149,7 +148,6 @@ def command(*args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=default_signals,
     )
 
 

@@ -25,7 +25,7 @@ import pytest
 from crucible_dagster.common.processes import pid_alive, signal_process, start_time
 from crucible_dagster.dagster_plugin.celery import workers
 from crucible_dagster.dagster_plugin.celery.workers import PID_SCHEMA, main, worker_name
-from tests.conftest import ROOT, Said, default_signals, subprocess_env
+from tests.conftest import ROOT, Said, subprocess_env
 from tests.hostile.conftest import snapshot
 from tests.services import Deployment, broker, deployment, postgres_db, sweep_yaml, write_experiment
 
@@ -122,9 +122,7 @@ def test_a_worker_retitled_by_setproctitle_is_still_recognised(state: Path, run:
     still our worker, listed and stopped (a stand-in process carries that title here)."""
     name = worker_name(state, QUEUE, 1)
     title = f"[celeryd: {name}@{socket.gethostname()}:MainProcess] -active-"
-    process = subprocess.Popen(
-        ["bash", "-c", f"exec -a '{title}' sleep 60"], preexec_fn=default_signals
-    )
+    process = subprocess.Popen(["bash", "-c", f"exec -a '{title}' sleep 60"])
     try:
         deadline = time.monotonic() + 5
         cmdline = Path(f"/proc/{process.pid}/cmdline")

@@ -17,7 +17,7 @@ import pytest
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from tests.conftest import ROOT, default_signals, subprocess_env
+from tests.conftest import ROOT, subprocess_env
 from tests.dagster_helpers import instance_for_test, migrate_instance
 from tests.integration.test_dagster_cli import dagster_bin
 from tests.services import PG, postgres_db  # noqa: F401  (fixture)
@@ -53,7 +53,6 @@ def _execute(env: dict[str, str], job: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=default_signals,
     )
 
 

@@ -18,7 +18,7 @@ import yaml
 
 from crucible_dagster.experiment.loading import loads_experiment
 from crucible_dagster.runtime.runner import run
-from tests.conftest import default_signals, subprocess_env
+from tests.conftest import subprocess_env
 from tests.integration.lifecycle_store import demo, empty_store, run_demo, store
 
 pytestmark = pytest.mark.integration
@@ -118,7 +118,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         # MLflow's job runner (huey consumers, periodic tasks) serves features the test does not
         # use, and its processes cost more CPU than the server itself
         env=subprocess_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=default_signals,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

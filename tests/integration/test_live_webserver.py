@@ -17,7 +17,7 @@ import requests
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
-from tests.conftest import ROOT, default_signals, subprocess_env
+from tests.conftest import ROOT, subprocess_env
 from tests.dagster_helpers import migrate_instance
 
 pytestmark = pytest.mark.live
@@ -60,7 +60,7 @@ def dagster_daemon(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
     with open(log, "w") as out:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_signals,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
             yield process
@@ -130,7 +130,7 @@ def _live(
         webserver = subprocess.Popen(
             [str(bindir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
              "-w", str(workspace_of(home))],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=default_signals,
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         stack.callback(_stop, webserver)
         if daemon:
@@ -159,7 +159,7 @@ def code_server(env: dict[str, str], home: Path, log: Path) -> Iterator[None]:
             [sys.executable, "-m", "dagster", "api", "grpc", "-h", "127.0.0.1", "-p", str(port),
              "-f", location["relative_path"], "-d", str(ROOT / location["working_directory"]),
              "--location-name", location["location_name"]],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_signals,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         client = DagsterGrpcClient(port=port, host="127.0.0.1")
