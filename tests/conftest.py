@@ -84,9 +84,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _exit_without_teardown() -> None:
-    """An xdist worker's last act once it has reported every test and its atexit handlers
-    have run: the interpreter's teardown (freeing what two thousand tests left, module by
-    module) took 2.5 s of the 17 s of ``make test-fast``, with the controller waiting on it."""
+    """An xdist worker's last act once it has reported every test and the atexit handlers
+    registered after this one (the browsers', Dagster's) have run; logging is shut down here,
+    as its own earlier handler would: the interpreter's teardown (freeing what two thousand
+    tests left, module by module) took 2.5 s of the 17 s of ``make test-fast``, with the
+    controller waiting on it."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

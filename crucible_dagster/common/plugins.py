@@ -1,9 +1,9 @@
 """The installed packages' entry points, read once per process.
 
 Each registry (stages, scorers, dataset providers, model backends, run sources) names its own
-group. Reading one group scans every installed distribution's metadata, about 18 ms here; the
-registries did it once each, in every process a run starts (a code server, a launched run, each
-step's process). One scan serves them all.
+group. Reading one group scans every installed distribution's metadata (5 to 8 ms here); the
+registries each kept a cached copy of the same function to do it for their group. One scan,
+one function, serves them all.
 """
 
 from __future__ import annotations

@@ -86,9 +86,9 @@ def _free_port() -> int:
 
 
 class _Browser:
-    """One headless Chromium a test process reuses: a launch costs about 3 s of CPU, a page in
-    a fresh browser context (a profile of its own: no cookie, storage or cache shared) almost
-    nothing. Stopped by ``close_browsers``, at the session's end or the process's exit."""
+    """One headless Chromium a test process reuses, each page in a fresh browser context (a
+    profile of its own: no cookie, storage or cache shared), instead of a browser launched per
+    page. Stopped by ``close_browsers``, at the session's end or the process's exit."""
 
     def __init__(self, path: str, width: int, height: int):
         self.port = _free_port()
