@@ -37,6 +37,20 @@ def shared_resource(artifacts_dir: str | None) -> CrucibleResource:
 #: there)
 HEAVY = ("numpy", "pandas", "pyarrow", "pyarrow.parquet", "scipy.stats")
 
+#: what every step process imports to open the run's instance (the SQLite storage stack, the
+#: compute-log manager, upath) and to re-run the ``dagster`` script as its ``__main__``: with them
+#: in the forkserver too, opening the instance in a step took 0.05 s instead of 0.43 s (513
+#: modules fewer to import per step; measured on the default SQLite instance)
+STEP_START = (
+    "dagster._cli",
+    "dagster._core.instance.factory",
+    "dagster._core.storage.root",
+    "dagster._core.storage.migration.utils",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.storage.local_compute_log_manager",
+    "upath",
+)
+
 
 def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
     """In-process by default (stages are sequential); multiprocess with a preloaded forkserver,
@@ -48,7 +62,12 @@ def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
             {
                 "start_method": {
                     "forkserver": {
-                        "preload_modules": ["dagster", "crucible_dagster.dagster_plugin", *HEAVY]
+                        "preload_modules": [
+                            "dagster",
+                            "crucible_dagster.dagster_plugin",
+                            *HEAVY,
+                            *STEP_START,
+                        ]
                     }
                 }
             }

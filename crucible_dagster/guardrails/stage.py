@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 
 from crucible_dagster.common.pii import each_string, find_sensitive, redact, redact_record
 from crucible_dagster.common.pii import luhn_valid as luhn_valid  # re-exported: the old import
+from crucible_dagster.common.tables import is_dataframe, is_series
 from crucible_dagster.runtime.code_refs import CodeRefError, check_ref, resolve
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.stage import Stage, StageError, StageOptions
@@ -125,8 +126,6 @@ class GuardrailsStage(Stage):
     uses = ("reliability.guardrails",)
 
     def run(self, ctx: Context, options: GuardrailsOptions) -> Context:
-        import pandas as pd
-
         config = (
             ctx.experiment.reliability.guardrails
             if ctx.experiment and ctx.experiment.reliability
@@ -135,7 +134,7 @@ class GuardrailsStage(Stage):
         examples = ctx.assigns.get("examples")
         examples = examples if isinstance(examples, list) else None
         table = ctx.assigns.get("predictions")
-        table = table if isinstance(table, pd.DataFrame) else None
+        table = table if is_dataframe(table) else None
         if examples is None and (config is None or table is None):
             return ctx
         violations = (
@@ -328,14 +327,14 @@ def _scrub(value: Any, fix: Any) -> Any:
 
 def _scrub_table(value: Any, fix: Any) -> Any:
     """A DataFrame's (or Series') text columns with ``fix`` applied; any other value as is."""
-    import pandas as pd
+    if is_dataframe(value):
+        import pandas as pd
 
-    if isinstance(value, pd.DataFrame):
         frame = value.copy()
         for column in frame.columns:
             if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
                 frame[column] = [fix(v) if isinstance(v, str) else v for v in frame[column]]
         return frame
-    if isinstance(value, pd.Series):
+    if is_series(value):
         return _scrub_table(value.to_frame(), fix).iloc[:, 0].rename(value.name)
     return value

@@ -126,6 +126,17 @@ def test_disabled_stage_has_no_op_and_multiprocess_executor() -> None:
     assert job.executor_def.name == "multiprocess"
 
 
+def test_forkserver_preloads_modules_that_exist() -> None:
+    """The forkserver skips a preload it cannot import without a word: a Dagster release that
+    moves one of these modules would silently bring back its import in every step process."""
+    import importlib
+
+    from crucible_dagster.dagster_plugin.factory import HEAVY, STEP_START
+
+    for module in (*HEAVY, *STEP_START):
+        importlib.import_module(module)
+
+
 def test_translator_is_the_one_override_point() -> None:
     class Prefixed(CrucibleTranslator):
         def get_job_spec(self, experiment: Experiment) -> JobSpec:
