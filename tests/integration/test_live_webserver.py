@@ -93,7 +93,7 @@ def live_webserver_at(
     return _live(tmp_path, artifacts_dir, dagster_yaml, False, env_extra)
 
 
-def _dequeued_every_second(dagster_yaml: Path) -> dict[str, Any]:
+def dequeued_every_second(dagster_yaml: Path) -> dict[str, Any]:
     """``dagster_yaml``'s settings, its run queue read by the daemon every second.
 
     Every run submitted to the webserver waits in the queue (Dagster's QueuedRunCoordinator, its
@@ -117,7 +117,7 @@ def _live(
 ) -> Iterator[tuple[DagsterGraphQLClient, int, Path]]:
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump(_dequeued_every_second(dagster_yaml)))
+    (home / "dagster.yaml").write_text(yaml.safe_dump(dequeued_every_second(dagster_yaml)))
     env = subprocess_env(
         DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir), **env_extra
     )
