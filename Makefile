@@ -82,12 +82,11 @@ TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm/crucible
 PYTEST := $(if $(TEST_TMPDIR),mkdir -p $(TEST_TMPDIR) && TMPDIR=$(TEST_TMPDIR)) \
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider --dist loadfile --no-loadscope-reorder
 
-# One xdist worker per core and one more: the live tests spend about a fifth of their time
-# waiting on servers and daemons (their queue, a sensor's 5 s loop, a run's process loading the
-# code), while a third worker keeps 2 cores busy (2026-12-04, 2 idle cores: 314 and 318 s of
-# pytest with two workers, 283 to 305 s with three, the CPU 2 to 9% higher). `WORKERS=auto` for
-# one per core.
-WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1)')
+# One xdist worker per core. A third worker on 2 idle cores fills the live tests' waits (their
+# servers' queues, a sensor's 5 s loop) but adds CPU: on 2026-12-04, 283 to 323 s of pytest with
+# three workers (mean 303 s, the CPU 2 to 15% higher) against 314 and 318 s with two, and as
+# long with either on a slower machine: `make test WORKERS=3` to try it.
+WORKERS ?= auto
 test: $(STAMP)
 	$(PYTEST) -n $(WORKERS) --timeout=600 --durations=15
 
