@@ -35,6 +35,7 @@ def main() -> int:
         dagster_bench,
         dataset_bench,
         drift_bench,
+        forkserver_bench,
         optuna_bench,
         racing_bench,
         rate_limit_bench,
@@ -78,6 +79,7 @@ def main() -> int:
         ),
         ("rate limits: the interval the server sees", rate_limit_bench.rate_rows),
         ("celery: executors side by side", celery_bench.celery_rows),
+        ("multiprocess: the forkserver's preload", forkserver_bench.preload_rows),
         ("demo: dagster job execute vs crucible run", dagster_bench.demo_rows),
     ]
     for title, fn in suites:
