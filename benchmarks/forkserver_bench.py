@@ -23,12 +23,12 @@ from dagster._core.instance.ref import InstanceRef
 from benchmarks.celery_bench import LIGHT_TRIALS, light_experiment
 from benchmarks.harness import Row, paired, run_command
 from crucible_dagster.dagster_plugin import build_job
-from crucible_dagster.dagster_plugin.factory import HEAVY
+from crucible_dagster.dagster_plugin.factory import PRELOAD, STEP_START
 
 ROOT = Path(__file__).resolve().parent.parent
 
 #: the preload list before the instance's storage stack was added
-EARLIER_PRELOAD = ["dagster", "crucible_dagster.dagster_plugin", *HEAVY]
+EARLIER_PRELOAD = [module for module in PRELOAD if module not in STEP_START]
 
 
 def sweep_now() -> dg.JobDefinition:

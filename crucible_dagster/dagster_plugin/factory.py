@@ -51,6 +51,9 @@ STEP_START = (
     "upath",
 )
 
+#: the forkserver's preload list: each step process forked from it starts with these imported
+PRELOAD = ("dagster", "crucible_dagster.dagster_plugin", *HEAVY, *STEP_START)
+
 
 def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
     """In-process by default (stages are sequential); multiprocess with a preloaded forkserver,
@@ -59,18 +62,7 @@ def executor_for(experiment: Experiment) -> dg.ExecutorDefinition:
         return celery_executor_def()
     if experiment.dagster.executor == "multiprocess":
         return dg.multiprocess_executor.configured(
-            {
-                "start_method": {
-                    "forkserver": {
-                        "preload_modules": [
-                            "dagster",
-                            "crucible_dagster.dagster_plugin",
-                            *HEAVY,
-                            *STEP_START,
-                        ]
-                    }
-                }
-            }
+            {"start_method": {"forkserver": {"preload_modules": list(PRELOAD)}}}
         )
     return dg.in_process_executor
 

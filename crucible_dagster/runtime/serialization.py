@@ -32,6 +32,7 @@ from crucible_dagster.common.files import (
 )
 from crucible_dagster.common.isotime import parse_datetime
 from crucible_dagster.common.locations import StoragePath
+from crucible_dagster.common.tables import is_dataframe, is_series
 from crucible_dagster.experiment.ir import Experiment
 from crucible_dagster.runtime.context import Context
 from crucible_dagster.runtime.trace import TraceChain
@@ -164,12 +165,12 @@ def encode(value: Any, store: BlobStore, where: str) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else {TAG: "float", "value": repr(value)}
     # numpy and pandas values exist only once those libraries are loaded
-    np, pd = sys.modules.get("numpy"), sys.modules.get("pandas")
+    np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.generic):
         return encode(value.item(), store, where)
-    if pd is not None and isinstance(value, pd.DataFrame):
+    if is_dataframe(value):
         return {TAG: "table", "blob": store.put_table(value, where)}
-    if pd is not None and isinstance(value, pd.Series):
+    if is_series(value):
         name = value.name if isinstance(value.name, str) else "value"
         return {
             TAG: "series",

@@ -131,9 +131,9 @@ def test_forkserver_preloads_modules_that_exist() -> None:
     moves one of these modules would silently bring back its import in every step process."""
     import importlib
 
-    from crucible_dagster.dagster_plugin.factory import HEAVY, STEP_START
+    from crucible_dagster.dagster_plugin.factory import PRELOAD
 
-    for module in (*HEAVY, *STEP_START):
+    for module in PRELOAD:
         importlib.import_module(module)
 
 
