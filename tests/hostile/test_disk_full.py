@@ -167,14 +167,14 @@ def test_a_dagster_run_ends_its_record_on_a_full_disk(
 ) -> None:
     from crucible_dagster import Experiment
     from crucible_dagster.dagster_plugin import CrucibleResource, build_job
-    from tests.dagster_helpers import instance_for_test
+    from tests.dagster_helpers import ephemeral_instance
 
     experiment = Experiment.model_validate(
         json.loads(_experiment(tmp_path, [SEED, {"name": "report"}]).read_text())
     )
     resource = CrucibleResource(artifacts_dir=str(disk / "artifacts"))
     _fill(disk, free_kib * 1024)
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment, resource=resource).execute_in_process(
             instance=instance, raise_on_error=False
         )

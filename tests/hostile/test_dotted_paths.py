@@ -316,10 +316,10 @@ def test_a_dagster_run_refuses_named_code_typed_in_the_launchpad_before_the_firs
     import dagster as dg
 
     from crucible_dagster.dagster_plugin import build_job
-    from tests.dagster_helpers import instance_for_test
+    from tests.dagster_helpers import ephemeral_instance
 
     job = build_job(loads_experiment(LAUNCHPAD_FILE))
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(
             instance=instance,
             run_config={"ops": {node: {"config": config}}},

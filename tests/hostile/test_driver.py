@@ -45,7 +45,7 @@ def test_a_sweep_whose_reports_cannot_be_written_ends_failed(
     """The compare step fails writing the report: the sweep's record says ``failed`` with the
     file and the error (before the driver it stayed ``running`` for ever)."""
     from crucible_dagster.dagster_plugin import build_job
-    from tests.dagster_helpers import instance_for_test
+    from tests.dagster_helpers import ephemeral_instance
 
     experiment = Experiment.model_validate(
         {
@@ -55,7 +55,7 @@ def test_a_sweep_whose_reports_cannot_be_written_ends_failed(
             "pipeline": [{"name": "plant", "module": f"{__name__}:PlantsReportDirectory"}],
         }
     )
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment).execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
     manifests = _manifests(artifacts_dir)
@@ -79,7 +79,7 @@ def test_a_last_stage_whose_output_cannot_be_stored_fails_the_ended_run(
     """The last stage ended the run ``completed``; the IO manager then cannot store its output,
     so the run is failed after all, naming the stage and the value."""
     from crucible_dagster.dagster_plugin import CrucibleContextIOManager, build_job
-    from tests.dagster_helpers import instance_for_test
+    from tests.dagster_helpers import ephemeral_instance
 
     experiment = Experiment.model_validate(
         {
@@ -90,7 +90,7 @@ def test_a_last_stage_whose_output_cannot_be_stored_fails_the_ended_run(
         }
     )
     io_manager = CrucibleContextIOManager(base_dir=str(tmp_path / "io"))
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment, io_manager=io_manager).execute_in_process(
             instance=instance, raise_on_error=False
         )

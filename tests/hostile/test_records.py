@@ -364,9 +364,9 @@ def _accept_job_error(config: dict[str, Any]) -> str:
     """The accept job run in Dagster with ``config``: it must fail, and this is its error."""
     from crucible_dagster.dagster_plugin.accept_job import accept_job
     from crucible_dagster.dagster_plugin.resource import CrucibleResource
-    from tests.dagster_helpers import instance_for_test
+    from tests.dagster_helpers import ephemeral_instance
 
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = accept_job(CrucibleResource()).execute_in_process(
             instance=instance,
             run_config={"ops": {"accept_baseline": {"config": config}}},

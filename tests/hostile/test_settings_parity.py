@@ -675,10 +675,10 @@ def _launchpad_failure(text: str, config: dict[str, Any]) -> str:
     import dagster as dg
 
     from crucible_dagster.dagster_plugin import build_job
-    from tests.dagster_helpers import instance_for_test
+    from tests.dagster_helpers import ephemeral_instance
 
     job = build_job(loads_experiment(text))
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(
             instance=instance,
             run_config={"resources": {"crucible": {"config": config}}},

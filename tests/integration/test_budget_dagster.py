@@ -13,12 +13,12 @@ import dagster as dg
 from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.dagster_plugin.ops import STATUS_TAG
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.test_budget import experiment
 
 
 def test_a_budget_stops_the_calls_and_dagster_shows_it(artifacts_dir: Path) -> None:
-    with llm_server() as (url, server), instance_for_test() as instance:
+    with llm_server() as (url, server), ephemeral_instance() as instance:
         result = build_job(experiment(url, {"max_requests": 4})).execute_in_process(
             instance=instance
         )
@@ -43,7 +43,7 @@ def test_a_budget_stops_the_calls_and_dagster_shows_it(artifacts_dir: Path) -> N
 
 
 def test_a_run_within_its_budget_is_not_tagged(artifacts_dir: Path) -> None:
-    with llm_server() as (url, _server), instance_for_test() as instance:
+    with llm_server() as (url, _server), ephemeral_instance() as instance:
         result = build_job(experiment(url, {"max_requests": 40})).execute_in_process(
             instance=instance
         )
@@ -54,7 +54,7 @@ def test_a_run_within_its_budget_is_not_tagged(artifacts_dir: Path) -> None:
 def test_a_sweep_job_shares_one_budget_and_is_tagged(artifacts_dir: Path) -> None:
     from crucible_dagster.run_history.records import read_run
 
-    with llm_server() as (url, server), instance_for_test() as instance:
+    with llm_server() as (url, server), ephemeral_instance() as instance:
         data = experiment(url, {"max_requests": 15}, seeds=[1, 2, 3])
         result = build_job(data).execute_in_process(instance=instance)
         assert result.success

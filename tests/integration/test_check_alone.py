@@ -15,7 +15,7 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import definitions_from_experiments
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def with_floor(value: float) -> Experiment:
 
 
 def test_a_check_alone_judges_the_latest_report_with_todays_target(artifacts_dir: Path) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         made = run(report_asset(with_floor(0.7)), instance, dg.AssetSelection.assets(REPORT))
         assert made.success and the_check(made).passed
         runs = sorted((artifacts_dir / "checked_alone").iterdir())
@@ -88,7 +88,7 @@ def test_a_check_alone_judges_the_latest_report_with_todays_target(artifacts_dir
 
 
 def test_a_check_alone_before_any_report_says_to_materialize_first() -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         alone = run(report_asset(with_floor(0.7)), instance, dg.AssetSelection.checks(CHECK))
         evaluation = the_check(alone)
         assert not evaluation.passed
@@ -121,7 +121,7 @@ def _files(root: Path) -> dict[str, float]:
 def test_a_damaged_record_fails_the_check_naming_it(
     artifacts_dir: Path, tmp_path: Path, damage: str, expected: str
 ) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         asset, run_dir = _recorded(instance, artifacts_dir)
         manifest = run_dir / "manifest.json"
         if damage == "deleted":
@@ -152,7 +152,7 @@ def test_a_damaged_record_fails_the_check_naming_it(
 def test_a_run_id_that_is_a_path_is_refused(artifacts_dir: Path, run_id: str) -> None:
     """The materialization's recorded run id names a folder: a path in it never leaves the
     artifacts root."""
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         asset, _ = _recorded(instance, artifacts_dir)
         instance.report_runless_asset_event(
             dg.AssetMaterialization(REPORT, metadata={"crucible/run_id": run_id})
@@ -164,7 +164,7 @@ def test_a_run_id_that_is_a_path_is_refused(artifacts_dir: Path, run_id: str) ->
 
 def test_a_materialization_without_a_crucible_run_says_so(artifacts_dir: Path) -> None:
     """A materialization reported by hand (no crucible run behind it) is not judged."""
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         asset = report_asset(with_floor(0.7))
         instance.report_runless_asset_event(dg.AssetMaterialization(REPORT))
         evaluation = the_check(run(asset, instance, dg.AssetSelection.checks(CHECK)))

@@ -14,7 +14,7 @@ import pytest
 from crucible_dagster.dagster_plugin.load_report import ExperimentsNotLoaded
 from crucible_dagster.experiment.problems import ExperimentError
 from tests.conftest import ROOT
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.specs import asset_specs
 
 TYPE = "type: crucible_dagster.dagster_plugin.CrucibleExperimentsComponent\n"
@@ -291,7 +291,7 @@ def test_runs_go_under_the_project_root_whatever_the_working_directory(
     monkeypatch.chdir(folder)  # a launch from a subfolder wrote artifacts/ inside defs/
     defs = project.load()
     assert _artifacts_of(defs, "trace_demo") == str((project.root / "artifacts").resolve())
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = defs.resolve_job_def("trace_demo").execute_in_process(instance=instance)
         assert result.success
         run_dir = project.root.resolve() / "artifacts" / "trace_demo" / result.run_id

@@ -17,7 +17,7 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import definitions_from_experiments
 from crucible_dagster.datasets import load_as_named
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 
 KEY = dg.AssetKey(["crucible", "datasets", "qa"])
 STAGE = "tests.dataset_helpers:SeenExamples"
@@ -56,7 +56,7 @@ def test_one_asset_materializes_the_dataset_as_named_and_runs_observe_its_versio
     assert [set(a.keys) for a in dataset_assets] == [{KEY}]  # shared: one asset for both
     assert whole.dataset is not None
     named = load_as_named(whole.dataset).fingerprint
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(instance=instance, asset_selection=[KEY])
         assert result.success
@@ -87,7 +87,7 @@ def test_materializing_a_dataset_that_cannot_load_fails_naming_the_path_and_fiel
     tmp_path: Path,
 ) -> None:
     defs = definitions_from_experiments([experiment("qa_gone", tmp_path / "gone.parquet")])
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         job = defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
             instance=instance, asset_selection=[KEY], raise_on_error=False

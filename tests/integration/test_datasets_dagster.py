@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 
 
 def _experiment(path: Path, **dataset: Any) -> Experiment:
@@ -41,7 +41,7 @@ def test_the_dataset_reaches_every_step_and_is_observed_with_its_fingerprint(
     experiment = _experiment(path, sample={"n": 5})
     key = CrucibleTranslator().get_dataset_asset_spec(experiment)
     assert key is not None
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment).execute_in_process(instance=instance)
         assert result.success
         second = result.output_for_node("second")
@@ -61,7 +61,7 @@ def test_the_dataset_reaches_every_step_and_is_observed_with_its_fingerprint(
 
 def test_a_dataset_that_cannot_load_fails_the_dagster_run(tmp_path: Path) -> None:
     experiment = _experiment(tmp_path / "missing.parquet")
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment).execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         failures = [e for e in result.all_events if e.is_step_failure]

@@ -15,7 +15,7 @@ from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, defini
 from crucible_dagster.experiment.problems import ExperimentError
 from crucible_dagster.runtime.preflight import check_file
 from tests.conftest import ROOT
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.specs import asset_specs, stage_graph
 
 MALFORMED = sorted((ROOT / "tests" / "malformed").iterdir())
@@ -228,7 +228,7 @@ def test_scaffolding_writes_a_defs_yaml_and_a_first_experiment_that_runs(tmp_pat
     scaffold_object(target, typename, '{"experiment_id": "first"}', "yaml", None)
     assert "path: experiments" in (target / "defs.yaml").read_text()
     defs = definitions_from_folder(target / "experiments")
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         assert defs.resolve_job_def("first").execute_in_process(instance=instance).success
     with pytest.raises(FileExistsError):  # a second scaffold never overwrites the file
         scaffold_object(target, typename, '{"experiment_id": "first"}', "yaml", None)

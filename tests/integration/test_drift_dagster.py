@@ -10,7 +10,7 @@ import pytest
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.test_drift import _experiment, _samples
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def test_the_no_drift_check_fails_on_a_shift_and_passes_without(
     tmp_path: Path, artifacts_dir: Path, shift: float, passed: bool
 ) -> None:
     reference, current = _samples(tmp_path, shift=shift)
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(_gated(reference, current)).execute_in_process(
             instance=instance, raise_on_error=False
         )

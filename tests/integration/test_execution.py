@@ -1,4 +1,5 @@
-"""Execution with the Context IO manager under instance_for_test: storage, metadata, failures, config."""
+"""Execution with the Context IO manager on an instance the test reads back
+(``ephemeral_instance``): storage, metadata, failures, config."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import CrucibleResource, build_job
 from crucible_dagster.dagster_plugin.resource import OptionChecks
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 
 
 def counting(tmp_path: Path, **third: object) -> Experiment:
@@ -41,7 +42,7 @@ def step_events(
 
 
 def test_context_crosses_ops_as_json_and_parquet(tmp_path: Path, artifacts_dir: Path) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(counting(tmp_path)).execute_in_process(instance=instance)
         assert result.success
         storage = Path(instance.storage_directory()) / "crucible" / result.run_id
@@ -65,7 +66,7 @@ def test_context_crosses_ops_as_json_and_parquet(tmp_path: Path, artifacts_dir: 
 
 
 def test_metrics_are_numeric_output_metadata_one_event_per_op(tmp_path: Path) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(counting(tmp_path)).execute_in_process(instance=instance)
         (first,) = step_events(result, dg.DagsterEventType.STEP_OUTPUT, "first")
         assert first.step_output_data.metadata["metric/rows"].value == 500.0
@@ -89,7 +90,7 @@ def test_metrics_are_numeric_output_metadata_one_event_per_op(tmp_path: Path) ->
 
 def test_config_override_null_default_and_readable_failure(tmp_path: Path) -> None:
     job = build_job(counting(tmp_path))
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(
             instance=instance,
             run_config={"ops": {"second": {"config": {"rows": 7, "alpha": None}}}},
@@ -125,7 +126,7 @@ def test_stage_exception_fails_the_op_with_stage_error_and_traceback(
     tmp_path: Path, artifacts_dir: Path
 ) -> None:
     (tmp_path / "flag").touch()
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(
             counting(tmp_path, fail_if_exists=str(tmp_path / "flag"))
         ).execute_in_process(instance=instance, raise_on_error=False)
@@ -149,7 +150,7 @@ def test_unstorable_value_names_the_assign_key() -> None:
             "pipeline": [{"name": "u", "module": "tests.helpers:Unstorable"}, {"name": "validate"}],
         }
     )
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(exp).execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         messages = " ".join(
@@ -167,7 +168,7 @@ def test_report_materializes_the_asset(tmp_path: Path) -> None:
             "outputs": [{"name": "summary", "formats": ["markdown", "json"]}],
         }
     )
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(exp).execute_in_process(instance=instance)
         assert result.success
         event = instance.get_latest_materialization_event(

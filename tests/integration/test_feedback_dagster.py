@@ -14,7 +14,7 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job, compile_experiment
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_the_feedback_stage_is_an_op_of_the_experiments_job(
     tmp_path: Path, artifacts_dir: Path
 ) -> None:
     experiment = _experiment(_events(tmp_path / "events.jsonl"))
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment).execute_in_process(instance=instance)
     assert result.success
     run_dir = artifacts_dir / "fb_daily" / result.run_id
@@ -67,7 +67,7 @@ def test_each_day_is_a_partition_with_its_own_run_directory_and_quality(
     assert asset.partitions_def is not None
     assert asset.partitions_def.get_partition_keys()[:2] == ["2026-11-30", "2026-12-01"]
     resources = {"crucible": CrucibleResource()}
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         first = dg.materialize([asset], partition_key="2026-12-01", instance=instance,
                                resources=resources)  # fmt: skip
         second = dg.materialize([asset], partition_key="2026-12-02", instance=instance,
@@ -104,7 +104,7 @@ def test_a_day_whose_source_is_gone_fails_with_one_line_and_a_failed_record(
     (asset,) = [a for a in compile_experiment(experiment).assets
                 if isinstance(a, dg.AssetsDefinition)]  # fmt: skip
     events.unlink()
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = dg.materialize([asset], partition_key="2026-12-01", instance=instance,
                                 resources={"crucible": CrucibleResource()}, raise_on_error=False)  # fmt: skip
     assert not result.success

@@ -20,7 +20,7 @@ from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance, instance_for_test
 from tests.integration.specs import check_specs
 from tests.services import postgres_db, postgres_home
 from tests.test_history import gated
@@ -130,7 +130,7 @@ def test_a_regressed_run_the_gate_lets_succeed_carries_its_verdict_as_a_tag(
     """With ``fail_run: false`` a regression is a green run: the ``crucible/gate`` tag is what
     tells it apart in the runs list (and what the list filters on)."""
     job = build_job(gated(fail_run=False))
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         accepting = accept_job(CrucibleResource())
         latest = {"ops": {"accept_baseline": {"config": {"experiment_id": "gated"}}}}
         nothing_yet = accepting.execute_in_process(
@@ -193,7 +193,7 @@ def test_the_accept_job_refuses_an_experiment_id_that_is_a_path(artifacts_dir: P
     # a completed run just outside the artifacts root: '..' would name it
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     assert run(gated(), run_id="r1", run_dir=artifacts_dir.parent / "r1").ok
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = accept_job(CrucibleResource()).execute_in_process(
             instance=instance,
             run_config={

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from crucible_dagster.dagster_plugin import build_job
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.events import sweep_comparison
 from tests.integration.jobs import sweep_experiment
 from tests.test_history import gated
@@ -28,7 +28,7 @@ def test_the_seed_is_run_config_prefilled_from_the_file(artifacts_dir: Path) -> 
     experiment = gated()
     job = build_job(experiment)
     assert _prefilled(job)["seed"] == 5  # the file's seed
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(
             instance=instance, run_config={"resources": {"crucible": {"config": {"seed": 6}}}}
         )
@@ -41,7 +41,7 @@ def test_the_seed_is_run_config_prefilled_from_the_file(artifacts_dir: Path) -> 
 
 def test_a_bad_seed_fails_the_run_with_the_irs_message() -> None:
     job = build_job(gated())
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(
             instance=instance,
             run_config={"resources": {"crucible": {"config": {"seed": -1}}}},
@@ -75,7 +75,7 @@ def test_a_sweeps_grid_and_seeds_are_run_config(artifacts_dir: Path) -> None:
     assert prefilled["parameters"] == {"level": [0.80, 0.82, 0.90]}
     assert prefilled["seeds"] == [1, 2, 3, 4]
     override = {"parameters": {"level": [0.80, 0.90]}, "seeds": [1, 2, 3]}
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(
             instance=instance, run_config={"resources": {"crucible": {"config": override}}}
         )
@@ -95,7 +95,7 @@ def test_the_artifacts_root_can_come_from_an_env_var_resolved_at_run_time(
     monkeypatch.setenv("TEAM_ARTIFACTS", str(root))
     resource = CrucibleResource(artifacts_dir=dg.EnvVar("TEAM_ARTIFACTS"))
     job = build_job(gated(), resource=resource)
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(instance=instance)
     assert (root / "gated" / result.run_id / "manifest.json").is_file()
 
@@ -109,7 +109,7 @@ def test_a_raced_sweeps_racing_settings_are_run_config(artifacts_dir: Path) -> N
     job = build_job(Experiment.model_validate(RACED))
     prefilled = _prefilled(job)["racing"]
     assert prefilled["alpha"] == 0.05 and prefilled["first_look"] == 3
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(
             instance=instance,
             run_config={"resources": {"crucible": {"config": {"racing": {"alpha": 0.2}}}}},
@@ -132,7 +132,7 @@ def test_a_raced_sweeps_racing_settings_are_run_config(artifacts_dir: Path) -> N
         ({"budget": 0}, "resources.crucible.config.racing.budget.evaluations"),
         ({"block": "samples"}, "resources.crucible.config.racing.block: block 'samples' needs"),
     ):
-        with instance_for_test() as instance:
+        with ephemeral_instance() as instance:
             refused = job.execute_in_process(
                 instance=instance,
                 run_config={"resources": {"crucible": {"config": {"racing": racing}}}},

@@ -11,7 +11,7 @@ from crucible_dagster.dagster_plugin import build_job, definitions_from_folder
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.runtime.run_record import experiment_hash
 from tests.conftest import ROOT
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.specs import asset_specs
 
 DATASET = dg.AssetKey(["crucible", "datasets", "breast_cancer"])
@@ -57,7 +57,7 @@ def test_a_run_observes_the_dataset_with_its_fingerprint_as_data_version() -> No
     spec = CrucibleTranslator().get_dataset_asset_spec(experiment)
     assert spec is not None
     key = spec.key
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment).execute_in_process(instance=instance)
         observation = instance.get_latest_data_version_record(key)
         assert observation is not None and observation.run_id == result.run_id

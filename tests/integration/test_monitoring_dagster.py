@@ -10,14 +10,14 @@ import pytest
 
 from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.dagster_plugin import build_job
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.test_telemetry import chat_experiment
 
 pytestmark = pytest.mark.integration
 
 
 def test_each_limit_is_a_check_of_the_report_with_its_evidence(artifacts_dir: Path) -> None:
-    with llm_server() as (url, server), instance_for_test() as instance:
+    with llm_server() as (url, server), ephemeral_instance() as instance:
         server.fail_next(2, status=500)
         experiment = chat_experiment(
             "watched",

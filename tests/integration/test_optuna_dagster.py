@@ -20,7 +20,7 @@ from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance, instance_for_test
 from tests.integration.events import sweep_graph, sweep_step
 from tests.integration.test_dagster_cli import dagster_bin
 from tests.services import PG, postgres_db  # noqa: F401  (a fixture)
@@ -45,7 +45,7 @@ def test_a_study_is_one_run_with_a_step_per_group_of_trials(artifacts_dir: Path)
     experiment = _experiment(trials_per_step=2)
     job = build_job(experiment)
     assert {"plan_study", "run_study_trials", "compare_trials"} <= set(sweep_graph(job).node_dict)
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(instance=instance)
         assert result.success
         outputs: dict[str, Any] = {
@@ -128,7 +128,7 @@ def test_a_study_on_postgresql_storage_is_shared_by_name(
     data = json.loads(json.dumps(RACED))
     data["sweep"]["optuna"]["storage_env"] = "CRUCIBLE_TEST_OPTUNA_STORAGE"
     experiment = Experiment.model_validate(data)
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment).execute_in_process(instance=instance)
         assert result.success
     run_dir = artifacts_dir / "studied" / result.run_id
@@ -234,7 +234,7 @@ def test_a_studys_settings_are_launchpad_run_config(artifacts_dir: Path) -> None
     prefilled = _prefilled(job)["optuna"]
     assert prefilled["n_trials"] == 6 and prefilled["sampler"] == "grid"
     config = {"resources": {"crucible": {"config": {"optuna": {"n_trials": 3}}}}}
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(instance=instance, run_config=config)
         assert result.success
         steps = {

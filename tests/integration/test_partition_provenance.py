@@ -16,7 +16,7 @@ from crucible_dagster import Experiment, load_experiment
 from crucible_dagster.dagster_plugin import definitions_from_experiments
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from tests.conftest import ROOT
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.test_partitioned_sweep import partitioned
 
 DATASET = dg.AssetKey(["crucible", "datasets", "breast_cancer"])
@@ -101,7 +101,7 @@ def _dataset_versions(instance: dg.DagsterInstance) -> list[str | None]:
 def test_partitions_made_before_the_dataset_was_materialized_stay_synced(
     defs: dg.Definitions,
 ) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         keys = _materialize_trials(defs, instance)
         # the first trial recorded the dataset's version as it loaded it: Dagster had none
         (version,) = _dataset_versions(instance)
@@ -120,7 +120,7 @@ def test_partitions_made_before_the_dataset_was_materialized_stay_synced(
 
 
 def test_a_materialized_dataset_is_the_input_its_event_pointed_at(defs: dg.Definitions) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         _materialize_dataset(defs, instance)
         (dataset,) = instance.fetch_materializations(DATASET, limit=1).records
         keys = _materialize_trials(defs, instance)
@@ -137,7 +137,7 @@ def test_a_materialized_dataset_is_the_input_its_event_pointed_at(defs: dg.Defin
 
 
 def test_partitions_turn_unsynced_when_the_dataset_changes(defs: dg.Definitions) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         keys = _materialize_trials(defs, instance)
         rewrite_dataset(instance)
         for status, causes in _sync(defs, instance, keys).values():
@@ -147,7 +147,7 @@ def test_partitions_turn_unsynced_when_the_dataset_changes(defs: dg.Definitions)
 
 
 def test_each_trial_has_its_numbers_as_floats(defs: dg.Definitions) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         keys = _materialize_trials(defs, instance)
         for key in keys:
             (record,) = instance.fetch_materializations(
@@ -175,7 +175,7 @@ def test_a_sweep_without_a_dataset_records_no_dataset_input(artifacts_dir: Any) 
     ]
     assert trials.partitions_def is not None
     key = trials.partitions_def.get_partition_keys()[0]
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = _materialize_partition(trials, key, instance)
         (materialization,) = result.asset_materializations_for_node(trials.node_def.name)
         assert not any(t.startswith("dagster/input_") for t in materialization.tags or {})

@@ -15,7 +15,7 @@ from crucible_dagster.dagster_plugin import definitions_from_experiments
 from crucible_dagster.dagster_plugin.partitioned_sweep import trial_partitions
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.sweeps.standalone import run_sweep
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.jobs import sweep_experiment
 from tests.integration.test_sweep_dagster import _numbers
 
@@ -51,7 +51,7 @@ def test_materialize_partitions_then_the_comparison_equals_the_one_run_form(
     resources: dict[str, Any] = {"crucible": CrucibleResource()}
     _, trials = trial_partitions(experiment)
     keys = list(trials)
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
 
         def trial(key: str) -> None:
             assert dg.materialize(
@@ -182,7 +182,7 @@ def test_the_one_run_job_of_a_sweep_in_partitions_runs_its_steps(artifacts_dir: 
     )
     experiment = Experiment.model_validate(data)
     defs = definitions_from_experiments([experiment])
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = defs.resolve_job_def("light_sweep").execute_in_process(instance=instance)
         assert result.success
         assert result.asset_materializations_for_node("compare_trials") == []

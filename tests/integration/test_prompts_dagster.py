@@ -14,7 +14,7 @@ import pandas as pd
 from crucible_dagster import Experiment
 from crucible_dagster.contrib.llm_server import llm_server
 from crucible_dagster.dagster_plugin import build_job
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 
 
 def experiment(url: str, prompt: Any, **extra: Any) -> Experiment:
@@ -42,7 +42,7 @@ def test_a_prompt_sweep_runs_as_one_job_with_trials_named_by_prompt(artifacts_di
         {"name": "terse", "user": "{{ question }}"},
         {"name": "chatty", "system": "Be helpful.", "user": "What is {{ question }}?"},
     ]
-    with llm_server() as (url, server), instance_for_test() as instance:
+    with llm_server() as (url, server), ephemeral_instance() as instance:
         job = build_job(
             experiment(
                 url,
@@ -69,7 +69,7 @@ def test_a_prompt_sweep_runs_as_one_job_with_trials_named_by_prompt(artifacts_di
 
 
 def test_the_launchpad_prompt_is_the_one_sent_and_a_bad_one_fails_before_any_request() -> None:
-    with llm_server() as (url, server), instance_for_test() as instance:
+    with llm_server() as (url, server), ephemeral_instance() as instance:
         job = build_job(experiment(url, "{{ question }}"))
         typed = {"ops": {"predict": {"config": {"prompt": {"user": "{{ question }} = ?"}}}}}
         result = job.execute_in_process(instance=instance, run_config=typed)
@@ -92,7 +92,7 @@ def test_the_launchpad_prompt_is_the_one_sent_and_a_bad_one_fails_before_any_req
 def test_request_figures_are_step_and_report_metadata(artifacts_dir: Path) -> None:
     """Issue 27: the predict step's requests (count, p95 latency, cost, failure rate) as numbers
     the UI plots across runs, on the step's output and on the report asset."""
-    with llm_server() as (url, server), instance_for_test() as instance:
+    with llm_server() as (url, server), ephemeral_instance() as instance:
         server.fail_next(1, status=503)
         exp = experiment(
             url,

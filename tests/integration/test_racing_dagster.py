@@ -12,7 +12,7 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.sweeps.standalone import run_sweep
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance, instance_for_test
 from tests.integration.events import sweep_graph, sweep_step
 from tests.test_racing_sweep import RACED
 
@@ -28,7 +28,7 @@ def test_raced_sweep_rounds_are_steps_with_their_evidence(artifacts_dir: Path) -
     rounds = [n for n in nodes if n.startswith("race_round_")]
     assert len(rounds) == 10  # 20 seeds: a first look of 3, then 17 in rounds of 2
     assert "compare_trials" in nodes
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(instance=instance)
         assert result.success
         metadata = {
@@ -77,7 +77,7 @@ def test_a_race_over_samples_under_dagster_asks_only_survivors(
     with llm_server() as (url, server):
         server.answer = answer
         experiment = raced_llm(url, data_file, racing)
-        with instance_for_test() as instance:
+        with ephemeral_instance() as instance:
             result = build_job(experiment).execute_in_process(instance=instance)
         assert result.success
         under_dagster = asked(server)
@@ -139,7 +139,7 @@ def test_the_experiment_budget_stops_a_race_under_dagster_as_it_does_alone(
     with llm_server() as (url, server):
         server.answer = answer
         experiment = raced_llm(url, data_file, racing, budget={"max_requests": 18})
-        with instance_for_test() as instance:
+        with ephemeral_instance() as instance:
             result = build_job(experiment).execute_in_process(instance=instance)
         assert sum(server.requests.values()) == 18
     assert result.success

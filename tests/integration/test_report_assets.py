@@ -12,7 +12,7 @@ from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT, subprocess_env
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.test_dagster_cli import asset_materialize, dagster_bin
 
 EXPERIMENT = """
@@ -195,7 +195,7 @@ def test_a_sweep_comparison_is_materializable(artifacts_dir: Path) -> None:
 
     defs = definitions_from_experiments([sweep_experiment()])
     (assets,) = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = dg.materialize(
             [assets], instance=instance, resources={"crucible": CrucibleResource()}
         )

@@ -15,7 +15,7 @@ import pytest
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import definitions_from_experiments
 from crucible_dagster.runtime.run_record import experiment_hash
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance, instance_for_test
 from tests.integration import jobs
 from tests.integration.events import step_keys
 
@@ -80,7 +80,7 @@ def started(result: Any) -> list[str]:
 def test_materialize_runs_a_step_per_stage_tagged_as_the_jobs_runs(artifacts_dir: Path) -> None:
     experiment = reported("graphed")
     defs = definitions_from_experiments([experiment, reported("other")])
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = materialize(defs, instance, "graphed")
         assert result.success
         # the stages of the job, one step each, then the checks on the report
@@ -107,7 +107,7 @@ def test_materialize_runs_a_step_per_stage_tagged_as_the_jobs_runs(artifacts_dir
 
 def test_materializing_several_experiments_runs_each_ones_stages(artifacts_dir: Path) -> None:
     defs = definitions_from_experiments([reported("first"), reported("second", 0.5)])
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = materialize(defs, instance, "first", "second")
         assert result.success
         assert set(started(result)) == {
@@ -144,7 +144,7 @@ def test_the_job_takes_a_plain_jobs_flat_run_config(artifacts_dir: Path) -> None
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
         "execution": {"config": {"retries": {"enabled": {}}}},
     }
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(instance=instance, run_config=config)
         assert result.success
         manifest = json.loads(

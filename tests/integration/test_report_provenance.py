@@ -19,7 +19,7 @@ from dagster._core.loader import LoadingContextForTest
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import definitions_from_experiments
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.test_partition_provenance import DATASET, rewrite_dataset
 
 REPORT = dg.AssetKey(["crucible", "synced", "summary"])
@@ -103,7 +103,7 @@ def _stays_synced(
     key: dg.AssetKey = REPORT,
 ) -> None:
     defs = definitions_from_experiments([made or experiment()])
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         run(defs, instance, key)  # the dataset never materialized: the run records its version
         assert sync(defs, instance, key) == ("FRESH", [])
         materialize_dataset(defs, instance)  # the same data, from the dataset's Materialize
@@ -138,7 +138,7 @@ def test_a_sweeps_report_made_by_materialize_stays_synced(artifacts_dir: Path) -
 
 def test_a_sweeps_report_turns_unsynced_when_its_data_or_grid_change(artifacts_dir: Path) -> None:
     defs = definitions_from_experiments([swept()])
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         by_job(defs, instance, SWEEP_REPORT)
         assert sync(defs, instance, SWEEP_REPORT) == ("FRESH", [])
         edited = definitions_from_experiments([swept(level=0.95)])  # the grid edited
@@ -155,7 +155,7 @@ def test_a_sweeps_report_turns_unsynced_when_its_data_or_grid_change(artifacts_d
 
 def test_a_report_turns_unsynced_when_its_data_or_experiment_change(artifacts_dir: Path) -> None:
     defs = definitions_from_experiments([experiment()])
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         by_job(defs, instance)
         assert sync(defs, instance) == ("FRESH", [])
         edited = definitions_from_experiments([experiment(level=0.9)])  # the file edited

@@ -21,7 +21,7 @@ from crucible_dagster.experiment.ir import RetrainingTrigger
 from crucible_dagster.monitoring.retraining import State, decide, reasons
 from crucible_dagster.runtime.runner import run
 from tests.conftest import ROOT, subprocess_env
-from tests.dagster_helpers import instance_for_test, migrate_instance
+from tests.dagster_helpers import ephemeral_instance, migrate_instance
 from tests.test_drift import _experiment, _samples
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def test_one_launch_for_a_drifted_run_then_none_within_the_cooldown(
     reference, current = _samples(tmp_path, shift=5.0)
     experiment = _triggered(reference, current)
     defs = definitions_from_experiments([experiment])
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         nothing = _tick(defs, instance, None, artifacts_dir)
         assert nothing.skip_message.startswith("no ended run under")
         assert run(experiment, run_id="r1").status == "completed"

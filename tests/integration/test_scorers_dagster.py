@@ -49,12 +49,12 @@ def answer(model: str, messages: list[dict[str, Any]]) -> str:
 
 def test_several_scorers_under_a_dagster_run(tmp_path: Path, artifacts_dir: Path) -> None:
     from crucible_dagster.dagster_plugin import build_job
-    from tests.dagster_helpers import instance_for_test
+    from tests.dagster_helpers import ephemeral_instance
 
     with llm_server() as (url, server):
         server.answer = answer
         job = build_job(loads_experiment(experiment_text(url, tmp_path / "cache")))
-        with instance_for_test() as instance:
+        with ephemeral_instance() as instance:
             result = job.execute_in_process(instance=instance)
         assert result.success
         judged = server.requests["judge"]
@@ -84,11 +84,11 @@ def test_a_scorer_typed_in_the_launchpad_is_checked_before_the_first_stage(
     import dagster as dg
 
     from crucible_dagster.dagster_plugin import build_job
-    from tests.dagster_helpers import instance_for_test
+    from tests.dagster_helpers import ephemeral_instance
 
     job = build_job(loads_experiment(experiment_text("http://127.0.0.1:9/v1", tmp_path / "c")))
     config = {"scorers": [{"id": "exact_match"}, {"id": "os:system"}]}
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(
             instance=instance, run_config={"ops": {"score": {"config": config}}},
             raise_on_error=False,

@@ -16,7 +16,7 @@ from crucible_dagster.dagster_plugin import build_job
 from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.experiment.ir import SweepConfig, step_size
 from crucible_dagster.reports.precision import round_by_interval
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import ephemeral_instance
 from tests.integration.events import step_keys, sweep_comparison, sweep_steps
 from tests.integration.jobs import sweep_experiment
 from tests.test_history import gated
@@ -55,7 +55,7 @@ def test_a_size_the_file_sets_wins_over_the_quarter() -> None:
 def test_a_sweep_that_says_nothing_fans_out_into_four_steps(artifacts_dir: Path) -> None:
     experiment = _light()
     assert experiment.sweep is not None and experiment.sweep.trials_per_step is None
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(experiment).execute_in_process(instance=instance)
     assert result.success
     assert _trial_steps(result) == {
@@ -69,7 +69,7 @@ def test_trials_per_step_is_run_config_prefilled_from_the_file(artifacts_dir: Pa
     assert dict(field.default_value)["trials_per_step"] == 10
     unset = build_job(_light()).resource_defs["crucible"].config_schema.as_field()
     assert dict(unset.default_value)["trials_per_step"] is None  # empty: the quarter rule
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(instance=instance, run_config=_config(trials_per_step=4))
     assert result.success
     assert _trial_steps(result) == {
@@ -91,7 +91,7 @@ def test_trials_per_step_is_run_config_prefilled_from_the_file(artifacts_dir: Pa
 def test_an_out_of_range_size_fails_before_any_trial_with_the_field_named(
     value: int, said: str, artifacts_dir: Path
 ) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(sweep_experiment()).execute_in_process(
             instance=instance, run_config=_config(trials_per_step=value), raise_on_error=False
         )
@@ -151,7 +151,7 @@ def test_numbers_are_rounded_to_what_their_interval_resolves(
 
 
 def test_the_sweep_asset_has_a_table_of_configurations(artifacts_dir: Path) -> None:
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = build_job(sweep_experiment()).execute_in_process(instance=instance)
     (materialization,) = result.asset_materializations_for_node("light_sweep__sweep.compare_trials")
     table = materialization.metadata["configurations"]
@@ -194,7 +194,7 @@ def test_materialize_on_the_sweeps_report_runs_its_steps_with_the_jobs_tags(
     defs = definitions_from_experiments([_light()])
     key = dg.AssetKey(["crucible", "light_sweep", "sweep"])
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
-    with instance_for_test() as instance:
+    with ephemeral_instance() as instance:
         result = job.execute_in_process(instance=instance)
         assert result.success
         assert sweep_steps(step_keys(result, dg.DagsterEventType.STEP_SUCCESS), "light_sweep") == {
