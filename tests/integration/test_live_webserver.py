@@ -1,4 +1,11 @@
-"""Live: dagster-webserver and dagster-daemon on loopback, a run submitted through the GraphQL client."""
+"""Live: dagster-webserver and dagster-daemon on loopback, serving the checkout's experiments.
+
+One stack for the module: a run submitted through the GraphQL client with a config override,
+and the asset side in a real browser (issue 12: headless Chromium opens the report asset,
+clicks Materialize, waits for the run, then sees the dataset upstream in the lineage view and
+the comparison as a table). The two read different experiments' runs and assets, so neither
+sees the other's; one stack instead of two saves a webserver, a daemon and a code server
+starting (about 9 s of CPU). Screenshots land in the test's temporary folder."""
 
 from __future__ import annotations
 
@@ -9,16 +16,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import requests
 import yaml
+from dagster._core.instance.ref import InstanceRef
 from dagster_graphql import DagsterGraphQLClient
 
 from tests.conftest import ROOT, subprocess_env
 from tests.dagster_helpers import migrate_instance
+from tests.integration.cdp import headless_page
 
 pytestmark = pytest.mark.live
 
@@ -202,16 +213,28 @@ def _wait_for_webserver(port: int, log: Path) -> None:
     pytest.fail("dagster-webserver did not start:\n" + log.read_text()[-3000:])
 
 
-@pytest.fixture
-def live_dagster(tmp_path: Path, artifacts_dir: Path) -> Iterator[tuple[DagsterGraphQLClient, int]]:
-    with live_dagster_at(tmp_path, artifacts_dir, ROOT / "dagster.yaml") as (client, port, _):
-        yield client, port
+@dataclass
+class Stack:
+    """The module's live stack: its client and port, its instance's home, the folder of its
+    logs, and the artifacts root its runs write under."""
+
+    client: DagsterGraphQLClient
+    port: int
+    home: Path
+    logs: Path
+    artifacts: Path
 
 
-def test_submit_run_with_config_override_and_read_launchpad_defaults(
-    live_dagster: tuple[DagsterGraphQLClient, int], tmp_path: Path, artifacts_dir: Path
-) -> None:
-    client, _ = live_dagster
+@pytest.fixture(scope="module")
+def live_dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("live_checkout")
+    artifacts = root / "artifacts"
+    with live_dagster_at(root, artifacts, ROOT / "dagster.yaml") as (client, port, home):
+        yield Stack(client, port, home, root, artifacts)
+
+
+def test_submit_run_with_config_override_and_read_launchpad_defaults(live_dagster: Stack) -> None:
+    client, tmp_path, artifacts_dir = live_dagster.client, live_dagster.logs, live_dagster.artifacts
     selector = {
         "repositoryLocationName": "crucible",
         "repositoryName": "__repository__",
@@ -263,3 +286,71 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(
         "fail_fast": True,
         "checker": None,
     }
+
+
+REPORT = dg.AssetKey(["crucible", "classifier_comparison", "comparison"])
+
+
+def what_the_runs_did(instance: dg.DagsterInstance) -> list[tuple[str, str, list[str]]]:
+    """Each run's job, status and failure messages, so a timeout says why."""
+    return [
+        (
+            run.job_name,
+            run.status.value,
+            [
+                str(entry.message)[:500]
+                for entry in instance.all_logs(run.run_id)
+                if entry.dagster_event is not None and entry.dagster_event.is_failure
+            ],
+        )
+        for run in instance.get_runs()
+    ]
+
+
+@pytest.mark.slow
+def test_materialize_from_the_catalog_then_lineage_and_table(
+    live_dagster: Stack, browser: str, tmp_path: Path
+) -> None:
+    home, base = live_dagster.home, f"http://127.0.0.1:{live_dagster.port}"
+    with headless_page(browser) as page:
+        page.goto(f"{base}/assets/crucible/classifier_comparison/comparison")
+        page.wait_for_text("Materialize")
+        page.screenshot(tmp_path / "1_asset_before.png")
+        deadline = time.monotonic() + 60
+        while not page.click_button("Materialize"):  # enabled once the location loaded
+            assert time.monotonic() < deadline, page.text()[:3000]
+            time.sleep(1)
+        # the dataset upstream is materializable too and not yet materialized: Dagster asks
+        # "Are you sure?" before it launches the report alone, as a user would see it
+        deadline = time.monotonic() + 10
+        while not page.click_button("Confirm") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            deadline = time.monotonic() + 120
+            while instance.get_latest_materialization_event(REPORT) is None:
+                assert time.monotonic() < deadline, (
+                    "no materialization after Materialize; runs: "
+                    f"{what_the_runs_did(instance)}; page: {page.text()[:2000]}"
+                )
+                time.sleep(1)
+            event = instance.get_latest_materialization_event(REPORT)
+            assert event is not None
+            deadline = time.monotonic() + 60
+            while True:
+                run = instance.get_run_by_id(event.run_id)
+                assert run is not None and time.monotonic() < deadline
+                if run.is_finished:
+                    break
+                time.sleep(0.5)
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+        page.goto(f"{base}/assets/crucible/classifier_comparison/comparison")
+        text = page.wait_for_text("ci_high")  # the comparison renders as a table
+        assert "effect_size" in text
+        page.screenshot(tmp_path / "2_asset_materialized.png")
+        page.goto(f"{base}/assets/crucible/classifier_comparison/comparison?view=lineage")
+        page.wait_for_text("breast_cancer")  # the dataset upstream of the report
+        page.screenshot(tmp_path / "3_lineage.png")
+    assert all(
+        (tmp_path / name).stat().st_size > 10_000
+        for name in ("1_asset_before.png", "2_asset_materialized.png", "3_lineage.png")
+    )
