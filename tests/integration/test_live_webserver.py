@@ -234,7 +234,7 @@ def live_dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_submit_run_with_config_override_and_read_launchpad_defaults(live_dagster: Stack) -> None:
-    client, tmp_path, artifacts_dir = live_dagster.client, live_dagster.logs, live_dagster.artifacts
+    client = live_dagster.client
     selector = {
         "repositoryLocationName": "crucible",
         "repositoryName": "__repository__",
@@ -269,7 +269,8 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(live_dagste
             break
         time.sleep(0.25)
     assert status is not None and status.value == "SUCCESS", (
-        f"run ended {status}; daemon log:\n" + (tmp_path / "daemon.log").read_text()[-3000:]
+        f"run ended {status}; daemon log:\n"
+        + (live_dagster.logs / "daemon.log").read_text()[-3000:]
     )
     asset = client._execute(
         ASSET_QUERY, {"key": {"path": ["crucible", "core_pipeline_demo", "summary"]}}
@@ -279,7 +280,7 @@ def test_submit_run_with_config_override_and_read_launchpad_defaults(live_dagste
     assert materialization["runId"] == run_id
     assert "preview" in {entry["label"] for entry in materialization["metadataEntries"]}
     manifest = json.loads(
-        (artifacts_dir / "core_pipeline_demo" / run_id / "manifest.json").read_text()
+        (live_dagster.artifacts / "core_pipeline_demo" / run_id / "manifest.json").read_text()
     )
     assert manifest["stages"]["data_checks"]["options"] == {
         "required_fields": ["input"],
