@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CRUCIBLE_ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 
-.PHONY: demo demo-eval demo-lifecycle test test-fast test-py310 lint fmt bench ui ui-postgres workers workers-stop clean venv
+.PHONY: demo demo-eval demo-lifecycle test test-fast test-cost test-py310 lint fmt bench ui ui-postgres workers workers-stop clean venv
 
 venv: $(STAMP)
 
@@ -99,6 +99,11 @@ FAST := -n 2 --timeout=120 --ignore=tests/integration --no-dagster \
 
 test-fast: $(STAMP)
 	$(PYTEST) $(FAST)
+
+# make test, then the CPU each test file spent (its pytest process and the subprocesses it
+# waited for): the suite is CPU-bound, so this is where its time goes (tests/cpu_cost.py).
+test-cost: $(STAMP)
+	$(PYTEST) -n $(WORKERS) --timeout=600 -p tests.cpu_cost
 
 # The same unit tests on Python 3.10, the lowest version supported (as Dagster's), in a virtualenv
 # of their own: `make test-py310 PY310=/path/to/python3.10`. Not part of `make test`, whose install
