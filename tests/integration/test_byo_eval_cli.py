@@ -147,7 +147,8 @@ def test_a_run_launched_from_the_webserver_runs_the_same_evaluation(
     write_folder(folder, url, "data/qa.parquet")
     with live_dagster_at(
         tmp_path, artifacts_dir, ROOT / "dagster.yaml", CRUCIBLE_EXPERIMENTS_DIR=str(folder)
-    ) as (client, _, _):
+    ) as live:
+        client = live.client
         run_id = submit_when_loaded(client, JOB)
         status = wait_for(client, run_id)
         assert status == "SUCCESS", (tmp_path / "daemon.log").read_text()[-3000:]

@@ -37,7 +37,7 @@ def test_one_run_per_experiment_at_a_time(
     (folder / "queued_demo.yaml").write_text(SLOW)
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(folder)}
     with live_dagster_at(tmp_path, artifacts_dir, ROOT / "dagster.queued.yaml", **env) as live:
-        client, _, home = live
+        client, home = live.client, live.home
         runs = [_submit(client, "queued_demo") for _ in range(2)]
         seen: set[tuple[str, ...]] = set()
         deadline = time.monotonic() + 120

@@ -115,7 +115,7 @@ EXPECTED = [
 def test_scheduled_runs_and_the_gate_on_sqlite(tmp_path: Path, artifacts_dir: Path) -> None:
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(FOLDER), "CRUCIBLE_TEST_WORKDIR": str(tmp_path)}
     with live_dagster_at(tmp_path, artifacts_dir, ROOT / "dagster.yaml", **env) as live:
-        client, port, home = live
+        client, home = live.client, live.home
         assert _scenario(client, home, tmp_path) == EXPECTED
         path = browser_path()
         if path is None and os.environ.get("CI"):
@@ -127,7 +127,7 @@ def test_scheduled_runs_and_the_gate_on_sqlite(tmp_path: Path, artifacts_dir: Pa
             assert sorted(verdicts.values()) == ["clean", "no_baseline", "regressed"]
             (regressed,) = [short for short, verdict in verdicts.items() if verdict == "regressed"]
             with headless_page(path) as page:
-                page.goto(f"http://127.0.0.1:{port}/runs?q[]=tag:crucible/gate=regressed")
+                page.goto(f"{live.base}/runs?q[]=tag:crucible/gate=regressed")
                 text = page.wait_for_text(regressed)  # the filtered list: that run's row
                 page.screenshot(tmp_path / "runs_filtered_regressed.png")
                 others = [short for short in verdicts if short != regressed]
@@ -142,5 +142,5 @@ def test_scheduled_runs_and_the_gate_on_postgres(
     template = postgres_home(postgres_db, tmp_path / "template", monkeypatch) / "dagster.yaml"
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(FOLDER), "CRUCIBLE_TEST_WORKDIR": str(tmp_path)}
     with live_dagster_at(tmp_path, artifacts_dir, template, **env) as live:
-        client, _, home = live
+        client, home = live.client, live.home
         assert _scenario(client, home, tmp_path) == EXPECTED  # the same rows as on SQLite

@@ -88,17 +88,37 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+@dataclass
+class Stack:
+    """A live stack: its GraphQL client and port, its instance's home, the folder of its logs
+    (webserver, daemon and code server), and the artifacts root its runs write under."""
+
+    client: DagsterGraphQLClient
+    port: int
+    home: Path
+    logs: Path
+    artifacts: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def instance(self) -> contextlib.AbstractContextManager[dg.DagsterInstance]:
+        """The stack's instance, opened from its home as another process would."""
+        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
+
+
 def live_dagster_at(
     tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, **env_extra: str
-) -> contextlib.AbstractContextManager[tuple[DagsterGraphQLClient, int, Path]]:
-    """dagster-webserver and dagster-daemon on a fresh DAGSTER_HOME with ``dagster_yaml``;
-    yields the GraphQL client, the port and the home."""
+) -> contextlib.AbstractContextManager[Stack]:
+    """dagster-webserver and dagster-daemon on a fresh DAGSTER_HOME with ``dagster_yaml``, their
+    logs in ``tmp_path``; yields the ``Stack``."""
     return _live(tmp_path, artifacts_dir, dagster_yaml, True, env_extra)
 
 
 def live_webserver_at(
     tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, **env_extra: str
-) -> contextlib.AbstractContextManager[tuple[DagsterGraphQLClient, int, Path]]:
+) -> contextlib.AbstractContextManager[Stack]:
     """``live_dagster_at`` without the daemon: the test starts it (``dagster_daemon``) when
     what it needs is in place."""
     return _live(tmp_path, artifacts_dir, dagster_yaml, False, env_extra)
@@ -130,7 +150,7 @@ def dequeued_every_second(dagster_yaml: Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def _live(
     tmp_path: Path, artifacts_dir: Path, dagster_yaml: Path, daemon: bool, env_extra: dict[str, str]
-) -> Iterator[tuple[DagsterGraphQLClient, int, Path]]:
+) -> Iterator[Stack]:
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml.safe_dump(dequeued_every_second(dagster_yaml)))
@@ -152,7 +172,8 @@ def _live(
         if daemon:
             stack.enter_context(dagster_daemon(env, tmp_path / "daemon.log"))
         _wait_for_webserver(port, tmp_path / "webserver.log")
-        yield DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60), port, home
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=60)
+        yield Stack(client, port, home, tmp_path, artifacts_dir)
 
 
 @contextlib.contextmanager
@@ -213,24 +234,12 @@ def _wait_for_webserver(port: int, log: Path) -> None:
     pytest.fail("dagster-webserver did not start:\n" + log.read_text()[-3000:])
 
 
-@dataclass
-class Stack:
-    """The module's live stack: its client and port, its instance's home, the folder of its
-    logs, and the artifacts root its runs write under."""
-
-    client: DagsterGraphQLClient
-    port: int
-    home: Path
-    logs: Path
-    artifacts: Path
-
-
 @pytest.fixture(scope="module")
 def live_dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("live_checkout")
     artifacts = root / "artifacts"
-    with live_dagster_at(root, artifacts, ROOT / "dagster.yaml") as (client, port, home):
-        yield Stack(client, port, home, root, artifacts)
+    with live_dagster_at(root, artifacts, ROOT / "dagster.yaml") as stack:
+        yield stack
 
 
 def test_submit_run_with_config_override_and_read_launchpad_defaults(live_dagster: Stack) -> None:
@@ -312,7 +321,7 @@ def what_the_runs_did(instance: dg.DagsterInstance) -> list[tuple[str, str, list
 def test_materialize_from_the_catalog_then_lineage_and_table(
     live_dagster: Stack, browser: str, tmp_path: Path
 ) -> None:
-    home, base = live_dagster.home, f"http://127.0.0.1:{live_dagster.port}"
+    base = live_dagster.base
     with headless_page(browser) as page:
         page.goto(f"{base}/assets/crucible/classifier_comparison/comparison")
         page.wait_for_text("Materialize")
@@ -326,7 +335,7 @@ def test_materialize_from_the_catalog_then_lineage_and_table(
         deadline = time.monotonic() + 10
         while not page.click_button("Confirm") and time.monotonic() < deadline:
             time.sleep(0.5)
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        with live_dagster.instance() as instance:
             deadline = time.monotonic() + 120
             while instance.get_latest_materialization_event(REPORT) is None:
                 assert time.monotonic() < deadline, (

@@ -116,7 +116,7 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
     # and then only every 30 s (Dagster's DEFAULT_DAEMON_INTERVAL_SECONDS, no setting), so a
     # daemon started first made the test wait up to a whole interval for its next tick.
     with live_webserver_at(tmp_path, artifacts_dir, ROOT / "dagster.yaml", **env_extra) as live:
-        client, _, home = live
+        client, home = live.client, live.home
         env = subprocess_env(
             DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts_dir), **env_extra
         )

@@ -104,7 +104,7 @@ def test_qa_eval_launched_through_the_webservers_graphql(
     with llm_server() as (url, state):
         env = {"CRUCIBLE_LLM_URL": url, "CRUCIBLE_CACHE_DIR": str(tmp_path / "cache")}
         with live_dagster_at(tmp_path, artifacts_dir, ROOT / "dagster.yaml", **env) as live:
-            client = live[0]
+            client = live.client
             run_id = _submit_when_loaded(client, "qa_eval")
             status = None
             deadline = time.monotonic() + 480

@@ -104,7 +104,8 @@ def test_a_graphql_launch_with_another_alpha_races_with_it(
     raced_yaml(experiments, "raced_live")
     with live_dagster_at(
         tmp_path, artifacts_dir, ROOT / "dagster.yaml", CRUCIBLE_EXPERIMENTS_DIR=str(experiments)
-    ) as (client, _, _):
+    ) as live:
+        client = live.client
         selector = {
             "repositoryLocationName": "crucible",
             "repositoryName": "__repository__",

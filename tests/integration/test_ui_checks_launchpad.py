@@ -15,11 +15,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT
 from tests.integration.cdp import Page, headless_page
-from tests.integration.test_live_webserver import live_dagster_at
+from tests.integration.test_live_webserver import Stack, live_dagster_at
 
 # one worker runs them all, on the one live server of the module
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.xdist_group("ui_checks_launchpad")]
@@ -52,16 +51,8 @@ REPORT = dg.AssetKey(["crucible", "ui_checked", "summary"])
 CHECK = dg.AssetCheckKey(REPORT, "accuracy_floor")
 
 
-class Live:
-    def __init__(self, base: str, home: Path, folder: Path, artifacts: Path) -> None:
-        self.base, self.home, self.folder, self.artifacts = base, home, folder, artifacts
-
-    def instance(self) -> dg.DagsterInstance:
-        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
-
-
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("ui_checks")
     experiments = root / "experiments"
     experiments.mkdir()
@@ -69,8 +60,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     (experiments / "broken.yaml").write_text(BROKEN)
     artifacts = root / "artifacts"
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(experiments)}
-    with live_dagster_at(root, artifacts, ROOT / "dagster.yaml", **env) as (_, port, home):
-        yield Live(f"http://127.0.0.1:{port}", home, root, artifacts)
+    with live_dagster_at(root, artifacts, ROOT / "dagster.yaml", **env) as stack:
+        yield stack
 
 
 def shot(page: Page, path: Path) -> None:
@@ -90,7 +81,7 @@ def click_when_ready(page: Page, *labels: str, timeout: float = 60) -> str:
         time.sleep(1)
 
 
-def wait_for_run(live: Live, since: set[str], timeout: float = 120) -> dg.DagsterRun:
+def wait_for_run(live: Stack, since: set[str], timeout: float = 120) -> dg.DagsterRun:
     """The one run launched after ``since`` was taken, once it has finished."""
     deadline = time.monotonic() + timeout
     with live.instance() as instance:
@@ -102,13 +93,13 @@ def wait_for_run(live: Live, since: set[str], timeout: float = 120) -> dg.Dagste
             time.sleep(0.25)
 
 
-def run_ids(live: Live) -> set[str]:
+def run_ids(live: Stack) -> set[str]:
     with live.instance() as instance:
         return {r.run_id for r in instance.get_runs()}
 
 
 @pytest.fixture(scope="module")
-def materialized(browser: str, live: Live) -> dg.DagsterRun:
+def materialized(browser: str, live: Stack) -> dg.DagsterRun:
     """The report materialized from its page's Materialize button, once for the module."""
     with headless_page(browser) as page:
         before = run_ids(live)
@@ -125,7 +116,7 @@ STEPS = [f"ui_checked__stages.{step}" for step in ("seed", "bench", "report", "c
 
 
 def test_materialize_shows_a_step_per_stage_and_the_experiment_tag(
-    browser: str, live: Live, materialized: dg.DagsterRun
+    browser: str, live: Stack, materialized: dg.DagsterRun
 ) -> None:
     """Item 2: the run Materialize launched lists the stages as the job's runs do (it was one
     step, crucible_reports_<hash>), and is found by its experiment's tag."""
@@ -138,32 +129,32 @@ def test_materialize_shows_a_step_per_stage_and_the_experiment_tag(
             " if (e) { e.click(); } })()"
         )
         text = page.wait_for_text(STEPS[-1])
-        shot(page, live.folder / "0_materialize_run_steps.png")
+        shot(page, live.logs / "0_materialize_run_steps.png")
         assert all(step in text for step in STEPS), text[:3000]
         assert "crucible_reports_" not in text
         click_when_ready(page, "View tags and config")
         text = page.wait_for_text("crucible/experiment")
         time.sleep(1)  # the dialog's fade-in, before a screenshot
-        shot(page, live.folder / "0_materialize_run_tags.png")
+        shot(page, live.logs / "0_materialize_run_tags.png")
         assert "ui_checked" in text.split("crucible/experiment", 1)[1][:100], text[:3000]
         page.goto(f"{live.base}/runs?q[]=tag:crucible/experiment=ui_checked")
         text = page.wait_for_text(materialized.run_id[:8])
         assert "crucible/experiment: ui_checked" in text
-        shot(page, live.folder / "0_runs_by_experiment.png")
+        shot(page, live.logs / "0_runs_by_experiment.png")
     with live.instance() as instance:
         events = instance.all_logs(materialized.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
     assert [e.step_key for e in events] == STEPS
 
 
 def test_a_check_executed_alone_gives_its_result(
-    browser: str, live: Live, materialized: dg.DagsterRun
+    browser: str, live: Stack, materialized: dg.DagsterRun
 ) -> None:
     made = materialized
     with headless_page(browser) as page:
         before = run_ids(live)
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary?view=checks")
         page.wait_for_text("accuracy_floor")
-        shot(page, live.folder / "1_checks_before.png")
+        shot(page, live.logs / "1_checks_before.png")
         click_when_ready(page, "Execute", "Execute all")
         alone = wait_for_run(live, before)
         assert alone.status == dg.DagsterRunStatus.SUCCESS
@@ -181,14 +172,14 @@ def test_a_check_executed_alone_gives_its_result(
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary?view=checks")
         text = page.wait_for_text("Passed")
         assert "Skipped" not in text, text[:2000]
-        shot(page, live.folder / "2_check_executed_alone.png")
+        shot(page, live.logs / "2_check_executed_alone.png")
 
         # item 8: the asset's page says what the experiment is for, targets and comparisons
         # are tables of rounded figures, not JSON
         page.goto(f"{live.base}/assets/crucible/ui_checked/summary")
         page.wait_for_text("quality_targets")
         text = page.wait_for_text(str(EXPERIMENT["description"]))  # it renders apart
-        shot(page, live.folder / "5_report_asset_tables.png")
+        shot(page, live.logs / "5_report_asset_tables.png")
         assert EXPERIMENT["description"] in text
         assert "accuracy = 0.8 meets >= 0.7" in text  # the targets table's detail column
         assert "p_adjusted" not in text  # one comparison: it would repeat p
@@ -196,14 +187,14 @@ def test_a_check_executed_alone_gives_its_result(
         assert digits and max(digits) <= 6, text[:3000]
 
 
-def test_a_negative_seed_in_the_launchpad_fails_before_any_stage(browser: str, live: Live) -> None:
+def test_a_negative_seed_in_the_launchpad_fails_before_any_stage(browser: str, live: Stack) -> None:
     config = yaml.safe_dump({"resources": {"crucible": {"config": {"seed": -5}}}})
     query = urllib.parse.urlencode({"config": config})
     with headless_page(browser) as page:
         before = run_ids(live)
         page.goto(f"{live.base}/locations/crucible/jobs/ui_checked/playground/setup?{query}")
         text = page.wait_for_text("seed")
-        shot(page, live.folder / "3_launchpad_negative_seed.png")
+        shot(page, live.logs / "3_launchpad_negative_seed.png")
         assert "-5" in text, text[:2000]
         click_when_ready(page, "Launch Run", "Launch run")
         refused = wait_for_run(live, before)
@@ -219,10 +210,12 @@ def test_a_negative_seed_in_the_launchpad_fails_before_any_stage(browser: str, l
         assert not (live.artifacts / "ui_checked" / refused.run_id).exists()
         page.goto(f"{live.base}/runs/{refused.run_id}")
         page.wait_for_text("resources.crucible.config.seed")
-        shot(page, live.folder / "4_run_refused.png")
+        shot(page, live.logs / "4_run_refused.png")
 
 
-def test_an_invalid_file_fails_a_sensor_the_automation_page_shows(browser: str, live: Live) -> None:
+def test_an_invalid_file_fails_a_sensor_the_automation_page_shows(
+    browser: str, live: Stack
+) -> None:
     """Item 8: an invalid experiment file stands out: the sensor crucible_invalid_experiments
     fails every tick, naming the file and its problem."""
     with headless_page(browser) as page:
@@ -235,5 +228,5 @@ def test_an_invalid_file_fails_a_sensor_the_automation_page_shows(browser: str, 
             page.click_button("View")  # the failed tick's error
             time.sleep(1)
         text = page.text()
-        shot(page, live.folder / "6_invalid_files_sensor.png")
+        shot(page, live.logs / "6_invalid_files_sensor.png")
         assert "broken.yaml:3: pipeline[0].name: stage 'no_such_stage' is not registered" in text

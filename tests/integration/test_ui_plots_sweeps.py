@@ -8,7 +8,6 @@ test's temporary folder."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -19,13 +18,12 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 from dagster_graphql import DagsterGraphQLClient
 
 from tests.conftest import ROOT, subprocess_env
 from tests.integration.cdp import Page, browser_path, headless_page
 from tests.integration.test_live_schedule_gate import _submit, _wait
-from tests.integration.test_live_webserver import dagster_daemon, live_webserver_at
+from tests.integration.test_live_webserver import Stack, dagster_daemon, live_webserver_at
 from tests.integration.test_partitioned_sweep import BACKFILL
 
 # one worker runs them all, on the one live server of the module
@@ -37,16 +35,9 @@ PARTITIONS = ["level_0_8|1", "level_0_9|1"]
 
 
 @dataclass
-class Live:
-    client: DagsterGraphQLClient
-    base: str
-    home: Path
-    artifacts: Path
+class Live(Stack):
     browser: str
     runs: dict[str, str]  # job -> the run this module submitted
-
-    def instance(self) -> contextlib.AbstractContextManager[dg.DagsterInstance]:
-        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +50,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("ui_plots_sweeps")
     artifacts = tmp / "artifacts"
     extra = {"CRUCIBLE_EXPERIMENTS_DIR": str(FOLDER)}
-    with live_webserver_at(tmp, artifacts, ROOT / "dagster.yaml", **extra) as (client, port, home):
+    with live_webserver_at(tmp, artifacts, ROOT / "dagster.yaml", **extra) as stack:
+        client = stack.client
         # Everything is asked for before the daemon starts: its backfill loop runs at start-up
         # and then every 30 s, and the queued runs go meanwhile.
         _backfill(client)
@@ -69,9 +61,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             job: _submit(client, job, repository_location_name="crucible")
             for job in ("plotted", "fanned")
         }
-        env = subprocess_env(DAGSTER_HOME=str(home), CRUCIBLE_ARTIFACTS_DIR=str(artifacts), **extra)
+        home = str(stack.home)
+        env = subprocess_env(DAGSTER_HOME=home, CRUCIBLE_ARTIFACTS_DIR=str(artifacts), **extra)
         with dagster_daemon(env, tmp / "daemon.log"):
-            yield Live(client, f"http://127.0.0.1:{port}", home, artifacts, browser, runs)
+            yield Live(**vars(stack), browser=browser, runs=runs)
 
 
 def _backfill(client: DagsterGraphQLClient) -> None:
