@@ -23,6 +23,14 @@ class PrefixTranslator(CrucibleTranslator):
         return spec.replace_attributes(key=dg.AssetKey(["lab", experiment.id, output.name]))
 
 
+def instance_at(home: Path | str) -> dg.DagsterInstance:
+    """The instance of the DAGSTER_HOME folder ``home``, opened from its dagster.yaml as another
+    process (a server, a CLI, a run) opens it; a context manager that disposes it."""
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+
 def migrate_instance(home: Path) -> None:
     """``dagster instance migrate`` on the instance of ``home``, in this process.
 
@@ -31,9 +39,7 @@ def migrate_instance(home: Path) -> None:
     and Celery deployment. Settings the instance reads from the environment (``env:`` in
     dagster.postgres.yaml) are read from this process's, so set them first (``postgres_home``).
     """
-    from dagster._core.instance.ref import InstanceRef
-
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         instance.upgrade()
 
 

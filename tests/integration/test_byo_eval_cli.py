@@ -19,11 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
 from crucible_dagster.contrib.llm_server import ServerState, llm_server
 from tests.conftest import ROOT, subprocess_env
+from tests.dagster_helpers import instance_at
 from tests.integration.test_dagster_cli import dagster_bin
 
 JOB = "byo_eval"
@@ -124,7 +123,7 @@ def test_dagster_job_execute_runs_a_users_own_evaluation(
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         (run,) = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["crucible/status"] == "budget_exhausted"

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT, subprocess_env
-from tests.dagster_helpers import instance_for_test, migrate_instance
+from tests.dagster_helpers import instance_at, instance_for_test, migrate_instance
 from tests.integration.test_dagster_cli import dagster_bin
 from tests.services import PG, postgres_db  # noqa: F401  (fixture)
 
@@ -79,7 +77,7 @@ def test_sigterm_of_dagster_job_execute_ends_both_records(project: dict[str, str
     proc.communicate(timeout=120)
     (manifest,) = _manifests(project, "slow")
     assert manifest["status"] == "interrupted", manifest["status"]
-    with DagsterInstance.from_ref(InstanceRef.from_dir(project["DAGSTER_HOME"])) as instance:
+    with instance_at(project["DAGSTER_HOME"]) as instance:
         stored = instance.get_run_by_id(str(manifest["run_id"]))
         assert stored is not None
         assert stored.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
@@ -102,7 +100,7 @@ def _run_concurrently(env: dict[str, str], count: int = CONCURRENT) -> None:
         assert proc.returncode == 0, err[-2000:]
     manifests = _manifests(env, "quick")
     assert len(manifests) == count and {m["status"] for m in manifests} == {"completed"}
-    with DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+    with instance_at(env["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()
         assert len(runs) == count
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}

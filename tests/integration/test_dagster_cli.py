@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT, subprocess_env
+from tests.dagster_helpers import instance_at
 
 
 def dagster_bin() -> str:
@@ -64,7 +63,7 @@ def test_dagster_job_execute_core_pipeline_demo(tmp_path: Path, artifacts_dir: P
         "loggers: {console: {config: {log_level: INFO}}}\n"
     )
     home = job_execute("core_pipeline_demo", tmp_path, artifacts_dir, 300, "-c", str(config))
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         (run,) = instance.get_runs()
         assert run.job_name == "core_pipeline_demo" and run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["crucible/experiment"] == "core_pipeline_demo"

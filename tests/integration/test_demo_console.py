@@ -16,8 +16,7 @@ STAGES = ["validate", "load_dataset", "cross_validate", "bench", "report"]
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_is_quiet_and_the_event_log_is_complete(tmp_path: Path) -> None:
-    from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
+    from tests.dagster_helpers import instance_at
 
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     command = ["make", "-s", "-o", ".venv/.installed", "demo"]  # -o: the venv counts as installed
@@ -36,7 +35,7 @@ def test_make_demo_is_quiet_and_the_event_log_is_complete(tmp_path: Path) -> Non
     printed = [line.split()[0] for line in said.splitlines() if " done in " in line]
     assert printed == STAGES, said
     assert "Experiment classifier_comparison: run " in said
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         (run,) = instance.get_runs()
         events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
     kinds = Counter(e.event_type.name for e in events)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from crucible_dagster import Experiment
 from crucible_dagster.dagster_plugin import CrucibleExperimentsComponent, build_job
@@ -31,6 +30,7 @@ from crucible_dagster.sweeps.running import (
     trial_run_dir,
 )
 from tests.conftest import ROOT, subprocess_env
+from tests.dagster_helpers import instance_at
 from tests.integration.events import sweep_graph
 from tests.services import postgres_db, postgres_home
 
@@ -159,7 +159,7 @@ def test_the_shipped_queued_instance_config_loads(
 ) -> None:
     home = postgres_home(postgres_db, tmp_path, monkeypatch)
     (home / "dagster.yaml").write_text((ROOT / "dagster.queued.yaml").read_text())
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         config = instance.get_concurrency_config()
         assert config.pool_config.default_pool_limit == 4

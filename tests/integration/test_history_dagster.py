@@ -10,7 +10,6 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from crucible_dagster.dagster_plugin import build_job, definitions_from_experiments
 from crucible_dagster.dagster_plugin.accept_job import ACCEPT_JOB, accept_job
@@ -20,7 +19,7 @@ from crucible_dagster.dagster_plugin.resource import CrucibleResource
 from crucible_dagster.dagster_plugin.translator import CrucibleTranslator
 from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
-from tests.dagster_helpers import ephemeral_instance, instance_for_test
+from tests.dagster_helpers import ephemeral_instance, instance_at, instance_for_test
 from tests.integration.specs import check_specs
 from tests.services import postgres_db, postgres_home
 from tests.test_history import gated
@@ -108,7 +107,7 @@ def test_gate_and_history_on_postgres(
     postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = postgres_home(postgres_db, tmp_path, monkeypatch)
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert _scenario(instance) == EXPECTED  # the same rows as on SQLite
 

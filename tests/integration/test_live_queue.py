@@ -7,9 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT
 from tests.integration.test_live_schedule_gate import _submit, _wait
@@ -37,7 +35,7 @@ def test_one_run_per_experiment_at_a_time(
     (folder / "queued_demo.yaml").write_text(SLOW)
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(folder)}
     with live_dagster_at(tmp_path, artifacts_dir, ROOT / "dagster.queued.yaml", **env) as live:
-        client, home = live.client, live.home
+        client = live.client
         runs = [_submit(client, "queued_demo") for _ in range(2)]
         seen: set[tuple[str, ...]] = set()
         deadline = time.monotonic() + 120
@@ -48,7 +46,7 @@ def test_one_run_per_experiment_at_a_time(
                 break
             time.sleep(0.2)
         assert [_wait(client, r) for r in runs] == ["SUCCESS", "SUCCESS"]
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        with live.instance() as instance:
             records = sorted(
                 (r for r in instance.get_run_records() if r.dagster_run.run_id in runs),
                 key=lambda r: r.start_time or 0,

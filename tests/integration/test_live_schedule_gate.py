@@ -12,7 +12,6 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from crucible_dagster.dagster_plugin import definitions_from_folder
@@ -21,7 +20,7 @@ from crucible_dagster.dagster_plugin.history_source import dagster_runs
 from crucible_dagster.run_history import list_runs
 from tests.conftest import ROOT
 from tests.integration.cdp import browser_path, headless_page
-from tests.integration.test_live_webserver import live_dagster_at
+from tests.integration.test_live_webserver import Stack, live_dagster_at
 from tests.services import postgres_db, postgres_home
 
 pytestmark = pytest.mark.live
@@ -68,7 +67,8 @@ def _tick(client: DagsterGraphQLClient, day: int) -> str:
     return _submit(client, "gated_live", run_config=request.run_config, tags=tags)
 
 
-def _scenario(client: DagsterGraphQLClient, home: Path, workdir: Path) -> list[tuple[Any, ...]]:
+def _scenario(live: Stack, workdir: Path) -> list[tuple[Any, ...]]:
+    client = live.client
     first = _tick(client, 1)
     assert _wait(client, first) == "SUCCESS"
     accept = _submit(
@@ -85,7 +85,7 @@ def _scenario(client: DagsterGraphQLClient, home: Path, workdir: Path) -> list[t
     (workdir / "shift.txt").unlink()
     third = _tick(client, 3)
     assert _wait(client, third) == "SUCCESS"
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with live.instance() as instance:
         run = instance.get_run_by_id(second)
         assert run is not None and run.tags.get("dagster/schedule_name") == "gated_live_schedule"
         key = dg.AssetCheckKey(dg.AssetKey(["crucible", "gated_live", "summary"]), "no_regression")
@@ -115,13 +115,12 @@ EXPECTED = [
 def test_scheduled_runs_and_the_gate_on_sqlite(tmp_path: Path, artifacts_dir: Path) -> None:
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(FOLDER), "CRUCIBLE_TEST_WORKDIR": str(tmp_path)}
     with live_dagster_at(tmp_path, artifacts_dir, ROOT / "dagster.yaml", **env) as live:
-        client, home = live.client, live.home
-        assert _scenario(client, home, tmp_path) == EXPECTED
+        assert _scenario(live, tmp_path) == EXPECTED
         path = browser_path()
         if path is None and os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
         if path is not None:  # the gate's verdict where runs are listed, as a user sees it
-            with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            with live.instance() as instance:
                 runs = instance.get_runs(dg.RunsFilter(job_name="gated_live"))
                 verdicts = {run.run_id[:8]: run.tags.get("crucible/gate", "") for run in runs}
             assert sorted(verdicts.values()) == ["clean", "no_baseline", "regressed"]
@@ -142,5 +141,4 @@ def test_scheduled_runs_and_the_gate_on_postgres(
     template = postgres_home(postgres_db, tmp_path / "template", monkeypatch) / "dagster.yaml"
     env = {"CRUCIBLE_EXPERIMENTS_DIR": str(FOLDER), "CRUCIBLE_TEST_WORKDIR": str(tmp_path)}
     with live_dagster_at(tmp_path, artifacts_dir, template, **env) as live:
-        client, home = live.client, live.home
-        assert _scenario(client, home, tmp_path) == EXPECTED  # the same rows as on SQLite
+        assert _scenario(live, tmp_path) == EXPECTED  # the same rows as on SQLite

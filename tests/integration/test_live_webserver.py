@@ -24,11 +24,10 @@ import dagster as dg
 import pytest
 import requests
 import yaml
-from dagster._core.instance.ref import InstanceRef
 from dagster_graphql import DagsterGraphQLClient
 
 from tests.conftest import ROOT, subprocess_env
-from tests.dagster_helpers import migrate_instance
+from tests.dagster_helpers import instance_at, migrate_instance
 from tests.integration.cdp import headless_page
 
 pytestmark = pytest.mark.live
@@ -103,9 +102,9 @@ class Stack:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def instance(self) -> contextlib.AbstractContextManager[dg.DagsterInstance]:
+    def instance(self) -> dg.DagsterInstance:
         """The stack's instance, opened from its home as another process would."""
-        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
+        return instance_at(self.home)
 
 
 def live_dagster_at(

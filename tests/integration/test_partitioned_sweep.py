@@ -102,7 +102,6 @@ mutation Backfill($params: LaunchBackfillParams!) {
 def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
     tmp_path: Path, artifacts_dir: Path
 ) -> None:
-    from dagster._core.instance.ref import InstanceRef
 
     from tests.conftest import ROOT, subprocess_env
     from tests.integration.test_dagster_cli import asset_materialize
@@ -144,7 +143,7 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
         trials_key = dg.AssetKey(["crucible", "light_sweep", "trials"])
         with (
             dagster_daemon(env, tmp_path / "daemon.log"),
-            dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance,
+            live.instance() as instance,
         ):
             deadline = time.monotonic() + 300
             while True:  # the daemon runs the backfill's runs
@@ -154,7 +153,7 @@ def test_two_partitions_from_the_shell_the_rest_backfilled_through_graphql(
                 assert time.monotonic() < deadline, f"{len(materialized)} of {len(keys)}"
                 time.sleep(0.25)
         materialize("--select", "crucible/light_sweep/sweep")
-        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        with live.instance() as instance:
             event = instance.get_latest_materialization_event(
                 dg.AssetKey(["crucible", "light_sweep", "sweep"])
             )

@@ -7,10 +7,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT
+from tests.dagster_helpers import instance_at
 from tests.integration import jobs
 from tests.services import connect, postgres_db, postgres_home
 
@@ -25,7 +24,7 @@ def test_job_on_postgres_instance(
     monkeypatch.setenv("CRUCIBLE_TEST_WORKDIR", str(tmp_path))
     config = yaml.safe_load((ROOT / "dagster.postgres.yaml").read_text())
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         with dg.execute_job(dg.reconstructable(jobs.counting_job), instance=instance) as result:
             assert result.success

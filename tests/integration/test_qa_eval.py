@@ -19,6 +19,7 @@ import yaml
 
 from crucible_dagster.contrib.llm_server import ServerState, llm_server
 from tests.conftest import ROOT, Cli, subprocess_env
+from tests.dagster_helpers import instance_at
 from tests.integration.test_dagster_cli import job_execute
 
 QA_EVAL = ROOT / "experiments" / "qa_eval.yaml"
@@ -87,9 +88,8 @@ def test_the_dry_run_prices_what_dagster_job_execute_then_spends(
     assert plan["total"]["cost"] == pytest.approx(spent_by_the_server(state), rel=0.01)
     assert state.requests == {"qa-small": 80, "qa-large": 80} and state.rejected == {}
     import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
 
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         (run,) = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.SUCCESS and run.job_name == "qa_eval"
     check_sweep(artifacts_dir / "qa_eval" / run.run_id, state)

@@ -14,12 +14,11 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
-from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
 from crucible_dagster import Experiment
 from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
+from tests.dagster_helpers import instance_at
 from tests.integration.events import sweep_step
 from tests.integration.test_dagster_cli import dagster_bin
 from tests.test_racing_sweep import RACED
@@ -57,7 +56,7 @@ def test_dagster_job_execute_races_in_steps_of_their_own_processes(
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         (run,) = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.SUCCESS
         steps = {

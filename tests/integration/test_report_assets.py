@@ -9,10 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
 from tests.conftest import ROOT, subprocess_env
-from tests.dagster_helpers import ephemeral_instance
+from tests.dagster_helpers import ephemeral_instance, instance_at
 from tests.integration.test_dagster_cli import asset_materialize, dagster_bin
 
 EXPERIMENT = """
@@ -81,7 +80,7 @@ def test_report_asset_and_checks(project: tuple[Path, dict[str, str]]) -> None:
     assert soft.returncode == 0, soft.stderr[-3000:]
     hard = execute("hard_targets", env)
     assert hard.returncode != 0
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         runs = {r.job_name: r for r in instance.get_runs()}
         assert runs["soft_targets"].status == dg.DagsterRunStatus.SUCCESS
         assert runs["hard_targets"].status == dg.DagsterRunStatus.FAILURE
@@ -168,7 +167,7 @@ def test_materialize_a_report_asset_from_the_shell(project: tuple[Path, dict[str
     home, env = project
     asset_materialize(env, "--select", "crucible/soft_targets/summary")
     key = dg.AssetKey(["crucible", "soft_targets", "summary"])
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         event = instance.get_latest_materialization_event(key)
         assert event is not None and event.asset_materialization is not None
         materialization = event.asset_materialization

@@ -21,7 +21,7 @@ from crucible_dagster.experiment.ir import RetrainingTrigger
 from crucible_dagster.monitoring.retraining import State, decide, reasons
 from crucible_dagster.runtime.runner import run
 from tests.conftest import ROOT, subprocess_env
-from tests.dagster_helpers import ephemeral_instance, migrate_instance
+from tests.dagster_helpers import ephemeral_instance, instance_at, migrate_instance
 from tests.test_drift import _experiment, _samples
 
 pytestmark = pytest.mark.integration
@@ -129,8 +129,6 @@ def test_a_reason_no_stage_can_show_is_refused_at_its_line(tmp_path: Path, cli: 
 def test_a_live_daemon_launches_once_for_a_drift_and_not_again_within_the_cooldown(
     tmp_path: Path, artifacts_dir: Path
 ) -> None:
-    from dagster._core.instance.ref import InstanceRef
-
     from tests.integration.test_live_webserver import dagster_daemon, dequeued_every_second
 
     reference, current = _samples(tmp_path, shift=5.0)
@@ -149,7 +147,7 @@ def test_a_live_daemon_launches_once_for_a_drift_and_not_again_within_the_cooldo
     log = tmp_path / "daemon.log"
     with (
         dagster_daemon(env, log),
-        dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance,
+        instance_at(home) as instance,
     ):
         launched = _wait_for_ended_run(instance, log)
         record = instance.get_run_record_by_id(launched.run_id)

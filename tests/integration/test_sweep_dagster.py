@@ -9,12 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
 from crucible_dagster.sweeps.standalone import run_sweep
 from tests.conftest import ROOT, subprocess_env
-from tests.dagster_helpers import instance_for_test
+from tests.dagster_helpers import instance_at, instance_for_test
 from tests.integration import jobs
 from tests.integration.events import step_keys, sweep_comparison, sweep_steps
 from tests.integration.test_dagster_cli import job_execute
@@ -74,7 +72,7 @@ def test_demo_sweep_same_numbers_in_dagster_and_crucible_run(
         timeout=600,
     )
     assert cli.returncode == 0, cli.stderr[-3000:]
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with instance_at(home) as instance:
         (run,) = instance.get_runs()
         steps = sweep_steps(
             (
