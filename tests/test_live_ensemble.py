@@ -22,13 +22,13 @@ SLOW_S = 2.0
 ON_TIME_MS = 500
 
 
-def _events(result: Any) -> list[Any]:
-    """The run's telemetry events, read back from its run directory."""
+def _votes(result: Any) -> list[Any]:
+    """The run's ``vote`` telemetry events (one per sample), read back from its run directory."""
     from crucible_dagster.telemetry import read_events
 
     events, problems = read_events(Path(str(result.run_dir)) / "telemetry.jsonl")
     assert problems == []
-    return list(events)
+    return [e for e in events if e.event == "vote"]
 
 
 def ensemble_experiment(url: str, models: list[str], ensemble: dict[str, Any]) -> Experiment:
@@ -77,7 +77,7 @@ def test_cascade_calls_the_third_member_only_where_the_first_two_disagree() -> N
         votes = [default_answer(m, [{"content": text}]) for m in "abc"]
         assert row.prediction == max(set(votes), key=votes.count)
     # each sample's vote as a telemetry event: the cascade stopped early where a and b agreed
-    voted = [e for e in _events(result) if e.event == "vote"]
+    voted = _votes(result)
     assert len(voted) == 12 and {e.stage for e in voted} == {"ensemble"}
     assert sum(bool(e.stopped_early) for e in voted) == 12 - disagree
     assert sorted(e.members_asked or 0 for e in voted) == sorted(
@@ -93,8 +93,8 @@ def test_parallel_calls_everyone_and_a_late_member_does_not_vote() -> None:
         )
         result = run(experiment)
     assert server.requests == {"slow": 12, "a": 12, "b": 12}
-    votes = [e for e in _events(result) if e.event == "vote"]
-    assert [(e.members_asked, e.members_counted) for e in votes] == [(3, 2)] * 12  # slow: late
+    voted = _votes(result)
+    assert [(e.members_asked, e.members_counted) for e in voted] == [(3, 2)] * 12  # slow: late
     assert result.context.metrics["ensemble"]["latency"]["max_ms"] < SLOW_S * 1000  # not waited
     for row in result.context.assigns["predictions"].itertuples():
         text = f"{row.sample_id.replace('q', 'is ')} a lucky number?"
@@ -112,8 +112,8 @@ def test_hedged_calls_the_next_member_only_when_the_first_is_late() -> None:
             )
         )
         assert server.requests == {"slow": 12, "fast": 12}
-        votes = [e for e in _events(late) if e.event == "vote"]
-        assert [(e.members_asked, e.members_counted) for e in votes] == [(2, 1)] * 12
+        voted = _votes(late)
+        assert [(e.members_asked, e.members_counted) for e in voted] == [(2, 1)] * 12
         assert late.context.metrics["ensemble"]["latency"]["max_ms"] < SLOW_S * 1000  # fast first
         server.requests.clear()
         prompt = run(
