@@ -84,10 +84,11 @@ PYTEST := $(if $(TEST_TMPDIR),mkdir -p $(TEST_TMPDIR) && TMPDIR=$(TEST_TMPDIR)) 
 
 # One xdist worker per core, plus one: the third worker fills the waits of the live and Celery
 # tests (their servers' queues, workers starting, a sensor's 5 s loop) with other tests' work.
-# It costs CPU (about 8% more) and saves time. Measured side by side on 2 cores, two workers
+# It costs CPU (1 to 9% more) and saves time. Measured side by side on 2 cores, two workers
 # then three in turn: on 2026-12-04, on a faster machine, 283 to 323 s of pytest (mean 303)
-# against 314 and 318 s; on a slower one, 372 to 388 s against 396 to 398 s (the whole make
-# test 5% faster, pair by pair). `make test WORKERS=2` for one per core.
+# against 314 and 318 s; on a slower one, 372 to 389 s against 396 to 429 s (the whole make
+# test 0.90 to 0.97 times as long, pair by pair). Four workers were slower than three (422 s
+# against 364 s, 18% more CPU). `make test WORKERS=2` for one per core.
 WORKERS ?= $(shell n=$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); \
 	echo $$((n + 1)))
 test: $(STAMP)
