@@ -173,6 +173,9 @@ def test_an_unreachable_collector_never_fails_the_run(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     result = run(Experiment.model_validate({"id": "x", "pipeline": [{"name": "validate"}]}))
     assert result.status == "completed"
+    # said once: refused at once ("failed"), or retried until the deadline ("did not finish")
+    said = [r.getMessage() for r in caplog.records if "OTLP export" in r.getMessage()]
+    assert len(said) == 1 and ("failed" in said[0] or "did not finish" in said[0]), said
 
 
 @pytest.mark.slow  # waits out an export deadline

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,10 @@ from crucible_dagster.telemetry.events import TelemetryEvent, read_events
 OTEL_ENV = "CRUCIBLE_OTEL"
 RUN_ENDS = ("run_completed", "run_failed", "run_interrupted", "run_budget_exhausted")
 logger = logging.getLogger("crucible_dagster")
+
+
+class OtlpExportError(RuntimeError):
+    """The collector did not take what was sent (the OTLP exporter reports it, never raises)."""
 
 
 class OtlpSetupError(ValueError):
@@ -90,19 +95,27 @@ class OtlpTraceSink:
                 "OTLP export skips %d unreadable line(s): %s", len(problems), problems[0]
             )
         failures: list[str] = []
+        ended: list[float] = []
         deadline = export_deadline_s()
 
         def export() -> None:
-            for send in (export_trace, export_metrics):
-                try:
-                    send(events, timeout_s=deadline)
-                except Exception as exc:  # the exporter's own errors: the run's result stands
-                    failures.append(f"{type(exc).__name__}: {exc}")
+            try:
+                for send in (export_trace, export_metrics):
+                    try:
+                        send(events, timeout_s=deadline)
+                    except Exception as exc:  # the exporter's own errors: the run stands
+                        failures.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                ended.append(time.monotonic())
 
+        started = time.monotonic()
         thread = threading.Thread(target=export, name="crucible-otlp", daemon=True)
         thread.start()
         thread.join(deadline)
-        if thread.is_alive():
+        # Late is judged by when the export ended, not by whether the thread is alive when this
+        # line runs: the exporter's own timeout is the deadline too, so on a loaded machine it
+        # could give up between join's return and an is_alive check, and nothing was said.
+        if not ended or (failures and ended[0] - started >= deadline):
             logger.warning(
                 "OTLP export did not finish within %.0f s (OTEL_EXPORTER_OTLP_TIMEOUT); "
                 "the run's record is complete, its trace was not sent",
@@ -156,8 +169,12 @@ def export_trace(
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(timeout=timeout_s)
-    exporter.export(spans)
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    result = exporter.export(spans)
     exporter.shutdown()
+    if result is not SpanExportResult.SUCCESS:  # the exporter logs why; it never raises
+        raise OtlpExportError(f"the collector did not take the trace ({len(spans)} spans)")
     return len(spans)
 
 
